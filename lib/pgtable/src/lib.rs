@@ -1,0 +1,3 @@
+//! (placeholder: being written)
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
