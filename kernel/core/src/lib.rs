@@ -1,3 +1,17 @@
-//! (placeholder: being written)
+//! The kernel's host-testable logic: platform discovery from the device tree
+//! ([`dt`]), PCI enumeration and BAR assignment behind a config-space trait
+//! ([`pci`]), and exception-syndrome decoding ([`esr`]).
+//!
+//! This crate owns no hardware: it never touches memory-mapped registers or
+//! system registers itself (the kernel does the volatile accesses behind the
+//! traits defined here), never allocates, and never panics on device-tree or
+//! config-space contents: every malformed input is an error value.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+pub mod bounded;
+pub mod dt;
+pub mod esr;
+pub mod pci;
+
+pub use bounded::BoundedVec;

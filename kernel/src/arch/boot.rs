@@ -1,0 +1,50 @@
+//! Boot: the entry assembly (EL2 → EL1 drop, FP/SIMD enable, .bss zeroing,
+//! boot page tables, MMU on, jump to the high half) and the constants it
+//! is assembled with. Owns nothing after `kernel_entry` is called; must never
+//! be re-entered.
+
+use super::mmu::{boot_device_block, boot_normal_block, MAIR_VALUE, TCR_BOOT};
+use crate::mm::LINEAR_BASE;
+
+/// HCR_EL2: RW=1, EL1 is AArch64. Nothing else is trapped or virtualised.
+const HCR_EL2_RW: u64 = 1 << 31;
+/// CNTHCTL_EL2: EL1PCTEN | EL1PCEN, EL1 may use the physical counter/timer.
+const CNTHCTL_EL1_ACCESS: u64 = 0b11;
+/// CPTR_EL2 with TFP=0 (FP/SIMD not trapped to EL2); RES1 bits 13:12, 9:0.
+const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
+/// ICC_SRE_EL2: SRE | DFB | DIB | Enable: EL1 uses the GIC system registers.
+const ICC_SRE_EL2_ENABLE: u64 = 0xf;
+/// SCTLR_EL1 RES1 bits (ARMv8.0: 29, 28, 23, 22, 20, 11), MMU and caches off.
+const SCTLR_EL1_RES1: u64 = 0x30d0_0800;
+/// SPSR for the eret to EL1h with D, A, I and F masked.
+const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// CPACR_EL1.FPEN = 0b11: FP/SIMD not trapped at EL0 or EL1.
+const CPACR_FPEN: u64 = 0b11 << 20;
+/// SCTLR_EL1 with M (MMU), C (data cache), SA/SA0 (SP alignment checks),
+/// I (instruction cache) and UCT (EL0 may read CTR_EL0) over the RES1 bits.
+const SCTLR_EL1_MMU: u64 = SCTLR_EL1_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 12) | (1 << 15);
+
+core::arch::global_asm!(
+    include_str!("boot.S"),
+    hcr_el2 = const HCR_EL2_RW,
+    cnthctl_el2 = const CNTHCTL_EL1_ACCESS,
+    cptr_el2 = const CPTR_EL2_NO_TRAPS,
+    icc_sre_el2 = const ICC_SRE_EL2_ENABLE,
+    sctlr_el1_reset = const SCTLR_EL1_RES1,
+    spsr_el1h_masked = const SPSR_EL1H_MASKED,
+    cpacr_fpen = const CPACR_FPEN,
+    mair = const MAIR_VALUE,
+    tcr = const TCR_BOOT,
+    sctlr_el1_mmu = const SCTLR_EL1_MMU,
+    boot_normal_block = const boot_normal_block(),
+    boot_device_block = const boot_device_block(),
+);
+core::arch::global_asm!(include_str!("vectors.S"), options(raw));
+
+const _: () = assert!(LINEAR_BASE == 0xFFFF_0000_0000_0000, "linker.ld repeats LINEAR_BASE");
+
+/// Called by `boot.S` with the MMU on, at EL1, on the boot stack.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_entry(loader_dtb: u64) -> ! {
+    crate::kmain(loader_dtb)
+}
