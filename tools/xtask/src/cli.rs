@@ -1,0 +1,172 @@
+//! Command-line parsing for `cargo xtask`: turns argv into a [`Command`].
+//! Pure: no I/O, so it is unit-tested.
+
+/// Shown on `help` and on a usage error.
+pub const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build                      build the kernel (and, later, the tasks) for aarch64-unknown-none
+  run [options] [-- ARGS..]  build and boot under QEMU with the serial console live;
+                             ARGS become the kernel's bootargs; exits with QEMU's status
+      --el2                  enter the kernel at EL2 (virtualization=on)
+      --timeout SECS         kill QEMU after SECS seconds (default 120)
+      --kernel ELF           boot this kernel ELF instead of building one
+  test [options] [NAME..]    host unit tests, then every QEMU scenario in scenarios/*.toml
+                             (only those whose name contains one of NAME.., if given)
+      --timeout SECS         override every scenario's timeout
+      --skip-host            do not run `cargo test` on the host crates
+      --echo                 echo each scenario's serial console live
+      --kernel ELF           boot this kernel ELF instead of building one
+  help                       this text";
+
+use std::path::PathBuf;
+
+/// What the user asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Build,
+    Run(RunOptions),
+    Test(TestOptions),
+}
+
+/// Options of `cargo xtask run`.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct RunOptions {
+    pub el2: bool,
+    pub timeout_s: Option<u64>,
+    pub kernel: Option<PathBuf>,
+    pub bootargs: Vec<String>,
+}
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct TestOptions {
+    pub timeout_s: Option<u64>,
+    pub kernel: Option<PathBuf>,
+    pub skip_host: bool,
+    pub echo: bool,
+    pub filters: Vec<String>,
+}
+
+/// Parses the arguments after `cargo xtask`.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let Some((sub, rest)) = args.split_first() else {
+        return Ok(Command::Help);
+    };
+    match sub.as_str() {
+        "help" | "-h" | "--help" => Ok(Command::Help),
+        "build" => match rest.first() {
+            None => Ok(Command::Build),
+            Some(extra) => Err(format!("`build` takes no arguments, got `{extra}`")),
+        },
+        "run" => parse_run(rest).map(Command::Run),
+        "test" => parse_test(rest).map(Command::Test),
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
+
+fn parse_run(args: &[String]) -> Result<RunOptions, String> {
+    let mut opts = RunOptions::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--el2" => opts.el2 = true,
+            "--timeout" => opts.timeout_s = Some(parse_secs(it.next())?),
+            "--kernel" => opts.kernel = Some(parse_path(it.next())?),
+            "--" => {
+                opts.bootargs.extend(it.by_ref().cloned());
+            }
+            other => return Err(format!("`run`: unexpected argument `{other}`")),
+        }
+    }
+    Ok(opts)
+}
+
+fn parse_test(args: &[String]) -> Result<TestOptions, String> {
+    let mut opts = TestOptions::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--timeout" => opts.timeout_s = Some(parse_secs(it.next())?),
+            "--kernel" => opts.kernel = Some(parse_path(it.next())?),
+            "--skip-host" => opts.skip_host = true,
+            "--echo" => opts.echo = true,
+            flag if flag.starts_with('-') => {
+                return Err(format!("`test`: unknown option `{flag}`"));
+            }
+            name => opts.filters.push(name.to_owned()),
+        }
+    }
+    Ok(opts)
+}
+
+fn parse_path(value: Option<&String>) -> Result<PathBuf, String> {
+    value
+        .map(PathBuf::from)
+        .ok_or_else(|| "--kernel needs the path of an ELF".to_owned())
+}
+
+fn parse_secs(value: Option<&String>) -> Result<u64, String> {
+    let value = value.ok_or("--timeout needs a number of seconds")?;
+    match value.parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(secs),
+        _ => Err(format!(
+            "--timeout: `{value}` is not a positive number of seconds"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn no_arguments_is_help() {
+        assert_eq!(parse(&[]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn run_takes_bootargs_after_double_dash() {
+        let cmd = parse(&args("run --el2 --timeout 5 -- selftest=x --weird")).unwrap();
+        assert_eq!(
+            cmd,
+            Command::Run(RunOptions {
+                el2: true,
+                timeout_s: Some(5),
+                kernel: None,
+                bootargs: args("selftest=x --weird"),
+            })
+        );
+    }
+
+    #[test]
+    fn test_takes_filters_and_flags() {
+        let cmd = parse(&args("test --skip-host boot --timeout 3")).unwrap();
+        assert_eq!(
+            cmd,
+            Command::Test(TestOptions {
+                timeout_s: Some(3),
+                kernel: None,
+                skip_host: true,
+                echo: false,
+                filters: args("boot"),
+            })
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(parse(&args("frobnicate")).is_err());
+        assert!(parse(&args("run --timeout 0")).is_err());
+        assert!(parse(&args("run --timeout")).is_err());
+        assert!(parse(&args("test --nope")).is_err());
+        assert!(parse(&args("build extra")).is_err());
+        assert!(parse(&args("run --kernel")).is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! Prerequisites on the host: the `aarch64-unknown-none` Rust target and
+//! `qemu-system-aarch64`. Installs what is missing when it safely can, and
+//! says exactly what to install when it cannot.
+
+use std::process::{Command, Stdio};
+
+use crate::artifacts::{GUEST_TARGET, Workspace};
+
+/// The QEMU binary every run uses.
+pub const QEMU: &str = "qemu-system-aarch64";
+/// The Debian package that provides [`QEMU`].
+const QEMU_PACKAGE: &str = "qemu-system-arm";
+
+/// Everything `run` and `test` need: the Rust target and QEMU.
+pub fn ensure_all(ws: &Workspace) -> Result<(), String> {
+    ensure_rust_target(ws)?;
+    ensure_qemu()
+}
+
+/// Adds the guest target through rustup if rustup exists and lacks it.
+pub fn ensure_rust_target(ws: &Workspace) -> Result<(), String> {
+    // Run from the root so that rust-toolchain.toml picks the toolchain.
+    let Some(installed) = capture(Command::new("rustup").current_dir(&ws.root).args([
+        "target",
+        "list",
+        "--installed",
+    ])) else {
+        return Ok(()); // No rustup: the toolchain is managed some other way.
+    };
+    if installed.lines().any(|line| line.trim() == GUEST_TARGET) {
+        return Ok(());
+    }
+    println!("xtask: installing Rust target {GUEST_TARGET} (rustup target add)");
+    let status = Command::new("rustup")
+        .current_dir(&ws.root)
+        .args(["target", "add", GUEST_TARGET])
+        .status()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`rustup target add {GUEST_TARGET}` failed ({status})"
+        ))
+    }
+}
+
+/// Makes sure QEMU is on PATH (installing it with apt-get as root) and prints
+/// its version.
+pub fn ensure_qemu() -> Result<(), String> {
+    if qemu_version().is_none() {
+        install_qemu()?;
+    }
+    let version = qemu_version().ok_or_else(|| {
+        format!("{QEMU} still not runnable; install the Debian package `{QEMU_PACKAGE}`")
+    })?;
+    println!("xtask: {version}");
+    Ok(())
+}
+
+/// The first line of `qemu-system-aarch64 --version`, if it runs.
+pub fn qemu_version() -> Option<String> {
+    let out = capture(Command::new(QEMU).arg("--version"))?;
+    out.lines().next().map(str::to_owned)
+}
+
+fn install_qemu() -> Result<(), String> {
+    let is_root = capture(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
+    let has_apt = capture(Command::new("apt-get").arg("--version")).is_some();
+    if !(is_root && has_apt) {
+        return Err(format!(
+            "{QEMU} is not on PATH: install the Debian/Ubuntu package `{QEMU_PACKAGE}` \
+             (sudo apt-get install {QEMU_PACKAGE})"
+        ));
+    }
+    println!("xtask: {QEMU} not found; installing `{QEMU_PACKAGE}` with apt-get");
+    for args in [
+        &["update"][..],
+        &["install", "-y", "--no-install-recommends", QEMU_PACKAGE][..],
+    ] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run apt-get: {e}"))?;
+        if !status.success() {
+            return Err(format!("`apt-get {}` failed ({status})", args.join(" ")));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout if it ran and succeeded.
+fn capture(cmd: &mut Command) -> Option<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}

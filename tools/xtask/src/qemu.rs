@@ -1,0 +1,314 @@
+//! The QEMU side: the one function that builds the command line
+//! ([`command_line`]), the scratch disk images, and running QEMU as a child
+//! with its serial console captured and a hard timeout.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::prereq::QEMU;
+
+/// Size of each scratch disk image (sparse).
+pub const DISK_SIZE: u64 = 64 << 20;
+
+/// What differs from one boot to the next; everything else is fixed by the
+/// platform (see shared/PLATFORM.md).
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    /// The kernel ELF, loaded by QEMU with `-kernel`.
+    pub kernel: PathBuf,
+    /// The kernel command line (`/chosen/bootargs`).
+    pub bootargs: String,
+    /// Guest RAM, in MiB.
+    pub memory_mib: u32,
+    /// Raw image behind the NVMe controller (00:01.0, StreamID 0x8).
+    pub nvme_image: PathBuf,
+    /// Raw image behind virtio-blk (00:02.0, StreamID 0x10).
+    pub vblk_image: PathBuf,
+    /// Enter at EL2 (`virtualization=on`).
+    pub el2: bool,
+    /// Extra arguments appended after the fixed devices, so the fixed devices
+    /// keep their PCI addresses and StreamIDs.
+    pub extra_args: Vec<String>,
+}
+
+impl QemuConfig {
+    /// The standard machine for `kernel` with both disks in `scratch`.
+    pub fn new(kernel: &Path, scratch: &Path) -> Self {
+        Self {
+            kernel: kernel.to_path_buf(),
+            bootargs: String::new(),
+            memory_mib: 512,
+            nvme_image: scratch.join("nvme.img"),
+            vblk_image: scratch.join("vblk.img"),
+            el2: false,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// The full QEMU argument list (without the program name) for `cfg`.
+///
+/// Device order fixes PCI addresses: NVMe 00:01.0 (SID 0x8), virtio-blk
+/// 00:02.0 (SID 0x10), edu 00:03.0 (SID 0x18). `-nic none` removes the default
+/// virtio-net that would otherwise take 00:01.0.
+pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
+    let mut machine = String::from("virt,iommu=smmuv3,gic-version=3");
+    if cfg.el2 {
+        machine.push_str(",virtualization=on");
+    }
+    let mut args: Vec<String> = vec![
+        "-machine".into(),
+        machine,
+        "-cpu".into(),
+        "max".into(),
+        "-m".into(),
+        format!("{}M", cfg.memory_mib),
+        "-smp".into(),
+        "1".into(),
+        "-nic".into(),
+        "none".into(),
+        "-nographic".into(),
+        "-monitor".into(),
+        "none".into(),
+        "-serial".into(),
+        "stdio".into(),
+        "-no-reboot".into(),
+        "-semihosting-config".into(),
+        "enable=on,target=native".into(),
+        "-kernel".into(),
+        cfg.kernel.display().to_string(),
+        "-append".into(),
+        cfg.bootargs.clone(),
+    ];
+    let devices = [
+        format!(
+            "file={},if=none,id=nvm,format=raw",
+            cfg.nvme_image.display()
+        ),
+        "nvme,serial=iommu-nvme0,drive=nvm".to_owned(),
+        format!(
+            "file={},if=none,id=vblk,format=raw",
+            cfg.vblk_image.display()
+        ),
+        "virtio-blk-pci,drive=vblk,iommu_platform=on,disable-legacy=on".to_owned(),
+        "edu".to_owned(),
+    ];
+    for dev in devices {
+        let flag = if dev.starts_with("file=") {
+            "-drive"
+        } else {
+            "-device"
+        };
+        args.push(flag.into());
+        args.push(dev);
+    }
+    args.extend(cfg.extra_args.iter().cloned());
+    args
+}
+
+/// Empties `scratch` and creates fresh sparse disk images for `cfg` in it.
+pub fn prepare_scratch(scratch: &Path, cfg: &QemuConfig) -> Result<(), String> {
+    if scratch.exists() {
+        fs::remove_dir_all(scratch)
+            .map_err(|e| format!("cannot clear {}: {e}", scratch.display()))?;
+    }
+    fs::create_dir_all(scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    for image in [&cfg.nvme_image, &cfg.vblk_image] {
+        File::create(image)
+            .and_then(|f| f.set_len(DISK_SIZE))
+            .map_err(|e| format!("cannot create disk image {}: {e}", image.display()))?;
+    }
+    Ok(())
+}
+
+/// How a QEMU run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// QEMU's exit status; `None` if it was killed (timeout or signal).
+    pub exit_code: Option<i32>,
+    /// QEMU was killed by the timeout.
+    pub timed_out: bool,
+    /// Everything the guest wrote to its serial console.
+    pub serial: String,
+    /// What QEMU itself wrote to stderr (start-up errors and warnings).
+    pub qemu_stderr: String,
+    /// Wall-clock time from spawn to exit.
+    pub duration: Duration,
+}
+
+/// Boots `cfg`, copying the serial console to `log` (and to our stdout if
+/// `echo`), and kills QEMU after `timeout`.
+pub fn run(
+    cfg: &QemuConfig,
+    log: &Path,
+    timeout: Duration,
+    echo: bool,
+) -> Result<RunOutcome, String> {
+    let mut log_file =
+        File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let start = Instant::now();
+    let mut child = Command::new(QEMU)
+        .args(command_line(cfg))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let serial_reader = thread::spawn(move || {
+        let mut captured = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = &buf[..n];
+                    captured.extend_from_slice(chunk);
+                    // The log is best effort: losing it must not hang QEMU.
+                    let _ = log_file.write_all(chunk);
+                    if echo {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(chunk);
+                        let _ = out.flush();
+                    }
+                }
+            }
+        }
+        captured
+    });
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let stderr_reader = thread::spawn(move || {
+        let mut captured = Vec::new();
+        let _ = stderr.read_to_end(&mut captured);
+        captured
+    });
+
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if start.elapsed() >= timeout => {
+                timed_out = true;
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("waiting for {QEMU} failed: {e}"));
+            }
+        }
+    };
+    let duration = start.elapsed();
+    let serial = serial_reader.join().unwrap_or_default();
+    let qemu_stderr = stderr_reader.join().unwrap_or_default();
+    Ok(RunOutcome {
+        exit_code: status.and_then(|s| s.code()),
+        timed_out,
+        serial: String::from_utf8_lossy(&serial).into_owned(),
+        qemu_stderr: String::from_utf8_lossy(&qemu_stderr).into_owned(),
+        duration,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> QemuConfig {
+        QemuConfig::new(Path::new("/k/kernel"), Path::new("/s"))
+    }
+
+    fn position(args: &[String], needle: &str) -> usize {
+        args.iter()
+            .position(|a| a.contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` missing from {args:?}"))
+    }
+
+    #[test]
+    fn fixed_machine_and_console() {
+        let args = command_line(&config());
+        let joined = args.join(" ");
+        assert!(joined.starts_with("-machine virt,iommu=smmuv3,gic-version=3 -cpu max"));
+        assert!(!joined.contains("virtualization=on"));
+        for needle in [
+            "-m 512M",
+            "-smp 1",
+            "-nic none",
+            "-nographic",
+            "-monitor none",
+            "-serial stdio",
+            "-no-reboot",
+            "-semihosting-config enable=on,target=native",
+            "-kernel /k/kernel",
+        ] {
+            assert!(joined.contains(needle), "`{needle}` missing from {joined}");
+        }
+    }
+
+    #[test]
+    fn el2_turns_on_virtualization() {
+        let cfg = QemuConfig {
+            el2: true,
+            ..config()
+        };
+        assert_eq!(
+            command_line(&cfg)[1],
+            "virt,iommu=smmuv3,gic-version=3,virtualization=on"
+        );
+    }
+
+    #[test]
+    fn bootargs_are_one_argument() {
+        let cfg = QemuConfig {
+            bootargs: "selftest=kernel-fault log=debug".into(),
+            ..config()
+        };
+        let args = command_line(&cfg);
+        let i = position(&args, "-append");
+        assert_eq!(args[i + 1], "selftest=kernel-fault log=debug");
+    }
+
+    #[test]
+    fn devices_in_stream_id_order() {
+        let mut cfg = config();
+        cfg.extra_args = vec!["-device".into(), "virtio-net-pci".into()];
+        let args = command_line(&cfg);
+        let nvme_drive = position(&args, "file=/s/nvme.img,if=none,id=nvm,format=raw");
+        let nvme = position(&args, "nvme,serial=iommu-nvme0,drive=nvm");
+        let vblk_drive = position(&args, "file=/s/vblk.img,if=none,id=vblk,format=raw");
+        let vblk = position(
+            &args,
+            "virtio-blk-pci,drive=vblk,iommu_platform=on,disable-legacy=on",
+        );
+        let edu = args.iter().position(|a| a == "edu").expect("edu missing");
+        let extra = position(&args, "virtio-net-pci");
+        assert!(nvme_drive < nvme && nvme < vblk_drive && vblk_drive < vblk);
+        assert!(vblk < edu && edu < extra);
+        assert_eq!(args[nvme_drive - 1], "-drive");
+        assert_eq!(args[nvme - 1], "-device");
+        assert_eq!(args[vblk_drive - 1], "-drive");
+        assert_eq!(args[vblk - 1], "-device");
+        assert_eq!(args[edu - 1], "-device");
+    }
+
+    #[test]
+    fn scratch_gets_fresh_sparse_images() {
+        let dir = std::env::temp_dir().join(format!("xtask-scratch-{}", std::process::id()));
+        let cfg = QemuConfig::new(Path::new("/k"), &dir);
+        prepare_scratch(&dir, &cfg).unwrap();
+        fs::write(dir.join("stale"), b"x").unwrap();
+        prepare_scratch(&dir, &cfg).unwrap();
+        assert!(!dir.join("stale").exists());
+        assert_eq!(fs::metadata(&cfg.nvme_image).unwrap().len(), DISK_SIZE);
+        assert_eq!(fs::metadata(&cfg.vblk_image).unwrap().len(), DISK_SIZE);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

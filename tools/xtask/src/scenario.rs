@@ -1,0 +1,289 @@
+//! QEMU test scenarios as data: parsing `scenarios/*.toml` into [`Scenario`]s
+//! and judging a [`RunOutcome`] against a scenario's expectations. Pure apart
+//! from [`load_dir`], so it is unit-tested.
+
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::qemu::RunOutcome;
+
+/// Default per-scenario timeout, in seconds.
+pub const DEFAULT_TIMEOUT_S: u64 = 60;
+
+/// One scenario file: a list of `[[scenario]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    #[serde(default)]
+    scenario: Vec<RawScenario>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    #[serde(default)]
+    bootargs: String,
+    #[serde(default)]
+    el2: bool,
+    #[serde(default = "default_timeout")]
+    timeout_s: u64,
+    #[serde(default)]
+    expect_exit: RawExit,
+    #[serde(default)]
+    must_contain: Vec<String>,
+    #[serde(default)]
+    must_not_contain: Vec<String>,
+}
+
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_S
+}
+
+/// `expect_exit = 0`, `= 3` or `= "nonzero"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawExit {
+    Code(i32),
+    Word(String),
+}
+
+impl Default for RawExit {
+    fn default() -> Self {
+        Self::Code(0)
+    }
+}
+
+/// The exit status a scenario expects from QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectExit {
+    /// Exactly this status (0 = the guest reported success).
+    Code(i32),
+    /// Any status but 0 (the guest reported a failure), not a timeout.
+    NonZero,
+}
+
+/// One boot of the system with what it must (not) print and how it must end.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub bootargs: String,
+    pub el2: bool,
+    pub timeout: Duration,
+    pub expect_exit: ExpectExit,
+    /// Each must match at least one line of the serial log.
+    pub must_contain: Vec<Regex>,
+    /// None may match any line of the serial log.
+    pub must_not_contain: Vec<Regex>,
+}
+
+/// Parses one scenario file's text; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Vec<Scenario>, String> {
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    file.scenario
+        .into_iter()
+        .map(|raw| {
+            let name = raw.name.clone();
+            convert(raw).map_err(|e| format!("{origin}: scenario `{name}`: {e}"))
+        })
+        .collect()
+}
+
+fn convert(raw: RawScenario) -> Result<Scenario, String> {
+    let valid_name = !raw.name.is_empty()
+        && raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_name {
+        return Err("name must be non-empty [A-Za-z0-9_-] (it names a directory)".into());
+    }
+    if raw.timeout_s == 0 {
+        return Err("timeout_s must be positive".into());
+    }
+    let expect_exit = match raw.expect_exit {
+        RawExit::Code(code) => ExpectExit::Code(code),
+        RawExit::Word(word) if word == "nonzero" => ExpectExit::NonZero,
+        RawExit::Word(word) => {
+            return Err(format!(
+                "expect_exit must be an integer or \"nonzero\", not \"{word}\""
+            ));
+        }
+    };
+    let compile = |patterns: Vec<String>| -> Result<Vec<Regex>, String> {
+        patterns
+            .iter()
+            .map(|p| Regex::new(p).map_err(|e| format!("bad pattern `{p}`: {e}")))
+            .collect()
+    };
+    Ok(Scenario {
+        name: raw.name,
+        bootargs: raw.bootargs,
+        el2: raw.el2,
+        timeout: Duration::from_secs(raw.timeout_s),
+        expect_exit,
+        must_contain: compile(raw.must_contain)?,
+        must_not_contain: compile(raw.must_not_contain)?,
+    })
+}
+
+/// Loads every `*.toml` in `dir`, in file-name order; names must be unique.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    let mut all: Vec<Scenario> = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        for scenario in parse(&text, &file.display().to_string())? {
+            if all.iter().any(|s| s.name == scenario.name) {
+                return Err(format!("duplicate scenario name `{}`", scenario.name));
+            }
+            all.push(scenario);
+        }
+    }
+    Ok(all)
+}
+
+/// Everything wrong with `outcome` for `scenario`; empty means PASS.
+pub fn judge(scenario: &Scenario, outcome: &RunOutcome) -> Vec<String> {
+    let mut problems = Vec::new();
+    if outcome.timed_out {
+        problems.push(format!("TIMEOUT after {} s", scenario.timeout.as_secs()));
+    } else {
+        match (outcome.exit_code, scenario.expect_exit) {
+            (None, _) => problems.push("QEMU was killed by a signal".into()),
+            (Some(code), ExpectExit::Code(want)) if code != want => {
+                problems.push(format!("exit status {code}, expected {want}"));
+            }
+            (Some(0), ExpectExit::NonZero) => {
+                problems.push("exit status 0, expected non-zero".into());
+            }
+            _ => {}
+        }
+    }
+    for pattern in &scenario.must_contain {
+        if !outcome.serial.lines().any(|line| pattern.is_match(line)) {
+            problems.push(format!("no line matches `{pattern}`"));
+        }
+    }
+    for pattern in &scenario.must_not_contain {
+        if let Some(line) = outcome.serial.lines().find(|line| pattern.is_match(line)) {
+            problems.push(format!(
+                "forbidden `{pattern}` in line `{}`",
+                line.trim_end()
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+        [[scenario]]
+        name = "boot-report"
+        must_contain = ['smmu:.*SMMUv3', 'pci 00:01\.0 1b36:0010.*sid 0x8\b']
+        must_not_contain = ["panic"]
+
+        [[scenario]]
+        name = "kernel-fault"
+        bootargs = "selftest=kernel-fault"
+        el2 = true
+        timeout_s = 5
+        expect_exit = "nonzero"
+    "#;
+
+    fn outcome(exit_code: Option<i32>, serial: &str) -> RunOutcome {
+        RunOutcome {
+            exit_code,
+            timed_out: false,
+            serial: serial.into(),
+            qemu_stderr: String::new(),
+            duration: Duration::from_millis(1200),
+        }
+    }
+
+    #[test]
+    fn parses_fields_and_defaults() {
+        let list = parse(SAMPLE, "sample").unwrap();
+        assert_eq!(list.len(), 2);
+        let boot = &list[0];
+        assert_eq!(boot.name, "boot-report");
+        assert_eq!(boot.bootargs, "");
+        assert!(!boot.el2);
+        assert_eq!(boot.timeout, Duration::from_secs(DEFAULT_TIMEOUT_S));
+        assert_eq!(boot.expect_exit, ExpectExit::Code(0));
+        assert_eq!(boot.must_contain.len(), 2);
+        let fault = &list[1];
+        assert_eq!(fault.bootargs, "selftest=kernel-fault");
+        assert!(fault.el2);
+        assert_eq!(fault.timeout, Duration::from_secs(5));
+        assert_eq!(fault.expect_exit, ExpectExit::NonZero);
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        for bad in [
+            "[[scenario]]\nname = \"x\"\nexpect_exit = \"sometimes\"",
+            "[[scenario]]\nname = \"x\"\nmust_contain = [\"(\"]",
+            "[[scenario]]\nname = \"x\"\ntimeout = 3",
+            "[[scenario]]\nname = \"a/b\"",
+            "[[scenario]]\nname = \"x\"\ntimeout_s = 0",
+            "[[scenario]]\nbootargs = \"\"",
+        ] {
+            assert!(parse(bad, "bad").is_err(), "accepted: {bad}");
+        }
+    }
+
+    #[test]
+    fn the_real_scenario_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+        let list = load_dir(&dir).unwrap();
+        assert!(list.iter().any(|s| s.name == "boot-report"));
+    }
+
+    #[test]
+    fn pass_when_everything_matches() {
+        let list = parse(SAMPLE, "sample").unwrap();
+        let serial = "smmu: SMMUv3.1 at 0x9050000\npci 00:01.0 1b36:0010 nvme sid 0x8\n";
+        assert!(judge(&list[0], &outcome(Some(0), serial)).is_empty());
+    }
+
+    #[test]
+    fn matches_are_per_line_with_word_boundaries() {
+        let list = parse(SAMPLE, "sample").unwrap();
+        // `sid 0x80` is not `sid 0x8`, and the two halves on separate lines
+        // do not make a match.
+        let serial = "smmu:\nSMMUv3\npci 00:01.0 1b36:0010 sid 0x80\n";
+        let problems = judge(&list[0], &outcome(Some(0), serial));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn reports_exit_forbidden_and_timeout() {
+        let list = parse(SAMPLE, "sample").unwrap();
+        let serial = "smmu: SMMUv3\npci 00:01.0 1b36:0010 sid 0x8\nkernel panic at x\n";
+        let problems = judge(&list[0], &outcome(Some(1), serial));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("exit status 1, expected 0"));
+        assert!(problems[1].contains("kernel panic at x"));
+
+        assert!(judge(&list[1], &outcome(Some(3), "")).is_empty());
+        assert!(!judge(&list[1], &outcome(Some(0), "")).is_empty());
+        let mut hung = outcome(None, "");
+        hung.timed_out = true;
+        assert_eq!(judge(&list[1], &hung), vec!["TIMEOUT after 5 s".to_owned()]);
+    }
+}

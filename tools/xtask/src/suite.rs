@@ -1,0 +1,193 @@
+//! The `run` and `test` commands: booting once interactively, and running the
+//! host tests plus every QEMU scenario with a PASS/FAIL report.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::artifacts::{self, GUEST_PACKAGES, Workspace};
+use crate::cli::{RunOptions, TestOptions};
+use crate::prereq::{self, QEMU};
+use crate::qemu::{self, QemuConfig, RunOutcome};
+use crate::scenario::{self, Scenario};
+
+/// `run` kills QEMU after this long unless `--timeout` says otherwise.
+const RUN_TIMEOUT_S: u64 = 120;
+/// Exit status of `run` when QEMU had to be killed (as timeout(1) does).
+const TIMEOUT_EXIT: u8 = 124;
+/// Lines of serial log shown for a failed scenario.
+const FAILURE_LOG_LINES: usize = 200;
+
+/// `cargo xtask run`: build, boot with the console live, exit with QEMU's status.
+pub fn run(opts: &RunOptions) -> Result<ExitCode, String> {
+    let ws = Workspace::locate()?;
+    prereq::ensure_all(&ws)?;
+    let kernel = match &opts.kernel {
+        Some(path) => prebuilt(path)?,
+        None => artifacts::build(&ws)?.kernel,
+    };
+    let scratch = ws.scratch_dir("run");
+    let mut cfg = QemuConfig::new(&kernel, &scratch);
+    cfg.bootargs = opts.bootargs.join(" ");
+    cfg.el2 = opts.el2;
+    qemu::prepare_scratch(&scratch, &cfg)?;
+    let timeout = Duration::from_secs(opts.timeout_s.unwrap_or(RUN_TIMEOUT_S));
+    println!("xtask: {QEMU} {}", shell_words(&qemu::command_line(&cfg)));
+    let log = scratch.join("serial.log");
+    let outcome = qemu::run(&cfg, &log, timeout, true)?;
+    eprint!("{}", outcome.qemu_stderr);
+    println!();
+    if outcome.timed_out {
+        println!(
+            "xtask: TIMEOUT after {} s; serial log in {}",
+            timeout.as_secs(),
+            log.display()
+        );
+        return Ok(ExitCode::from(TIMEOUT_EXIT));
+    }
+    match outcome.exit_code {
+        Some(code) => {
+            println!(
+                "xtask: QEMU exited with status {code} after {:.1} s",
+                secs(&outcome)
+            );
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        None => {
+            println!("xtask: QEMU was killed by a signal");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `cargo xtask test`: host tests, then every selected scenario, in order.
+pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
+    let ws = Workspace::locate()?;
+    prereq::ensure_all(&ws)?;
+
+    let host_ok = opts.skip_host || host_tests(&ws)?;
+
+    let scenarios: Vec<Scenario> = scenario::load_dir(&ws.root.join("scenarios"))?
+        .into_iter()
+        .filter(|s| opts.filters.is_empty() || opts.filters.iter().any(|f| s.name.contains(f)))
+        .collect();
+    if scenarios.is_empty() {
+        return Err(format!("no scenario matches {:?}", opts.filters));
+    }
+
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let images = match &opts.kernel {
+        Some(path) => prebuilt(path).map(|kernel| artifacts::Images { kernel }),
+        None => artifacts::build(&ws),
+    };
+    match images {
+        Err(e) => {
+            println!("xtask: {e}");
+            for s in &scenarios {
+                println!("FAIL {}: guest build failed", s.name);
+            }
+            failed = scenarios.len();
+        }
+        Ok(images) => {
+            for s in &scenarios {
+                let timeout = opts.timeout_s.map_or(s.timeout, Duration::from_secs);
+                let s = Scenario {
+                    timeout,
+                    ..s.clone()
+                };
+                if run_scenario(&ws, &images.kernel, &s, opts.echo)? {
+                    passed += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+        }
+    }
+
+    if !host_ok {
+        println!("host tests: FAILED (see `cargo test` output above)");
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if host_ok && failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `cargo test` on every host crate. The guest packages are excluded by name:
+/// `--workspace` would otherwise build them for the host, where a `no_main`
+/// bare-metal binary cannot link. (`default-members` already leaves them out,
+/// but `--workspace` is explicit and catches a member missing from that list.)
+fn host_tests(ws: &Workspace) -> Result<bool, String> {
+    let mut cmd = ws.cargo();
+    cmd.args(["test", "--workspace"]);
+    for package in GUEST_PACKAGES {
+        cmd.args(["--exclude", package]);
+    }
+    println!("xtask: host tests (cargo test --workspace)");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    Ok(status.success())
+}
+
+/// Boots one scenario and prints its verdict; true on PASS.
+fn run_scenario(ws: &Workspace, kernel: &Path, s: &Scenario, echo: bool) -> Result<bool, String> {
+    let scratch = ws.scratch_dir(&s.name);
+    let mut cfg = QemuConfig::new(kernel, &scratch);
+    cfg.bootargs = s.bootargs.clone();
+    cfg.el2 = s.el2;
+    qemu::prepare_scratch(&scratch, &cfg)?;
+    let log = scratch.join("serial.log");
+    let outcome = qemu::run(&cfg, &log, s.timeout, echo)?;
+    let problems = scenario::judge(s, &outcome);
+    if problems.is_empty() {
+        println!("PASS {} ({:.1} s)", s.name, secs(&outcome));
+        return Ok(true);
+    }
+    println!("FAIL {}: {}", s.name, problems.join("; "));
+    let lines: Vec<&str> = outcome.serial.lines().collect();
+    let shown = &lines[lines.len().saturating_sub(FAILURE_LOG_LINES)..];
+    println!(
+        "---- serial log of {} (last {} of {} lines; full log {}) ----",
+        s.name,
+        shown.len(),
+        lines.len(),
+        log.display()
+    );
+    for line in shown {
+        println!("{line}");
+    }
+    if !outcome.qemu_stderr.trim().is_empty() {
+        println!("---- QEMU stderr ----\n{}", outcome.qemu_stderr.trim_end());
+    }
+    println!("---- end of {} ----", s.name);
+    Ok(false)
+}
+
+/// A kernel ELF given with `--kernel`, made absolute.
+fn prebuilt(path: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(path)
+        .ok()
+        .filter(|p| p.is_file())
+        .ok_or_else(|| format!("--kernel: {} is not a file", path.display()))
+}
+
+fn secs(outcome: &RunOutcome) -> f64 {
+    outcome.duration.as_secs_f64()
+}
+
+/// Arguments joined for display, quoting the ones a shell would split.
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
