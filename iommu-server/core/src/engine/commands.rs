@@ -1,0 +1,189 @@
+//! Command choice: turns the scopes of a set of pending unmaps into the
+//! cheapest correct list of TLBI commands (merged ranges per ASID; range
+//! TLBIs if the SMMU has RIL, else one hinted TLBI per leaf entry; one
+//! ASID-wide TLBI past the configured thresholds).
+//!
+//! It owns only that choice. It must never decide when to flush, touch a
+//! payload, or emit a `Sync`; and it must never emit fewer invalidations than
+//! cover every page of every scope it was given.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use abi::{Asid, Iova, PAGE_SHIFT};
+
+use super::{EngineConfig, Invalidation, LeafLevel, UnmapHint};
+
+/// Hard bound on commands emitted for one ASID in one batch, whatever the
+/// configuration says: past it the ASID is invalidated whole, so that no
+/// request can make the server build an unbounded command list.
+pub const MAX_COMMANDS_PER_ASID: usize = 4096;
+
+/// Largest `SCALE` a range TLBI can encode (5 bits) [SMMUv3 §4.4.1.1].
+const RANGE_MAX_SCALE: u32 = 31;
+/// Mask of a range TLBI's `NUM` field (5 bits) [SMMUv3 §4.4.1.1].
+const RANGE_NUM_MASK: u64 = 0x1f;
+
+/// What one pending unmap needs invalidated.
+#[derive(Debug, Clone)]
+pub(super) enum Scope {
+    /// Page ranges `[start_pfn, end_pfn)` in one ASID, all with one hint.
+    Ranges {
+        /// The ASID of the domain the ranges were unmapped from.
+        asid: Asid,
+        /// Half-open page-frame ranges, each non-empty.
+        ranges: Vec<(u64, u64)>,
+        /// The page-table walker's hint about the unmapped entries.
+        hint: UnmapHint,
+    },
+    /// Everything tagged with these ASIDs (domain teardown).
+    Asids(Vec<Asid>),
+}
+
+#[derive(Default)]
+struct AsidWork {
+    whole: bool,
+    /// (leaf level, leaf-only) -> page ranges.
+    groups: BTreeMap<(LeafLevel, bool), Vec<(u64, u64)>>,
+}
+
+/// Appends the commands that invalidate every scope to `out`, grouped by
+/// ASID in ascending order, and returns how many commands each ASID took.
+pub(super) fn choose<'a>(
+    config: &EngineConfig,
+    scopes: impl IntoIterator<Item = &'a Scope>,
+    out: &mut Vec<Invalidation>,
+) -> BTreeMap<Asid, usize> {
+    let mut work: BTreeMap<Asid, AsidWork> = BTreeMap::new();
+    for scope in scopes {
+        match scope {
+            Scope::Asids(asids) => {
+                for &asid in asids {
+                    work.entry(asid).or_default().whole = true;
+                }
+            }
+            Scope::Ranges { asid, ranges, hint } => {
+                let key = (hint.leaf_level, !hint.tables_freed);
+                work.entry(*asid)
+                    .or_default()
+                    .groups
+                    .entry(key)
+                    .or_default()
+                    .extend_from_slice(ranges);
+            }
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for (asid, mut w) in work {
+        let start = out.len();
+        if !w.whole {
+            let mut emitter = Emitter {
+                config,
+                asid,
+                out: &mut *out,
+                pages: 0,
+                commands: 0,
+                max_commands: config.asid_wide_after_commands.min(MAX_COMMANDS_PER_ASID),
+            };
+            if !emitter.groups(&mut w.groups) {
+                out.truncate(start);
+                w.whole = true;
+            }
+        }
+        if w.whole {
+            out.push(Invalidation::TlbiAsid { asid });
+        }
+        counts.insert(asid, out.len() - start);
+    }
+    counts
+}
+
+/// Emits the commands of one ASID; any method returning `false` means "past
+/// a threshold: invalidate the whole ASID instead".
+struct Emitter<'c, 'o> {
+    config: &'c EngineConfig,
+    asid: Asid,
+    out: &'o mut Vec<Invalidation>,
+    pages: u64,
+    commands: usize,
+    max_commands: usize,
+}
+
+impl Emitter<'_, '_> {
+    fn groups(&mut self, groups: &mut BTreeMap<(LeafLevel, bool), Vec<(u64, u64)>>) -> bool {
+        for (&(level, leaf), ranges) in groups.iter_mut() {
+            ranges.sort_unstable();
+            let mut current: Option<(u64, u64)> = None;
+            for &(s, e) in ranges.iter() {
+                current = match current {
+                    Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+                    Some((cs, ce)) => {
+                        if !self.range(level, leaf, cs, ce) {
+                            return false;
+                        }
+                        Some((s, e))
+                    }
+                    None => Some((s, e)),
+                };
+            }
+            if let Some((cs, ce)) = current
+                && !self.range(level, leaf, cs, ce)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One merged range `[s, e)` of page frames.
+    fn range(&mut self, level: LeafLevel, leaf: bool, s: u64, e: u64) -> bool {
+        self.pages = self.pages.saturating_add(e - s);
+        if self.pages > self.config.asid_wide_after_pages {
+            return false;
+        }
+        // A TTL hint is only sound for leaf-only invalidation: a freed table
+        // sits in the walk cache at a level above the leaves.
+        let ttl = if leaf { level } else { LeafLevel::Any };
+        if self.config.range_invalidation {
+            // Each command covers `NUM << SCALE` pages; one command per
+            // 5-bit window of the page count (Linux's split).
+            let (mut pfn, mut left) = (s, e - s);
+            while left > 0 {
+                let scale = left.trailing_zeros();
+                if scale > RANGE_MAX_SCALE || self.commands >= self.max_commands {
+                    return false;
+                }
+                let pages = ((left >> scale) & RANGE_NUM_MASK) << scale;
+                self.out.push(Invalidation::TlbiRange {
+                    asid: self.asid,
+                    iova: Iova::new(pfn << PAGE_SHIFT),
+                    pages,
+                    ttl,
+                    leaf,
+                });
+                self.commands += 1;
+                pfn += pages;
+                left -= pages;
+            }
+        } else {
+            let stride = level.span_pages();
+            let first = s & !(stride - 1);
+            let count = (e - first).div_ceil(stride);
+            let room = (self.max_commands - self.commands.min(self.max_commands)) as u64;
+            if count > room {
+                return false;
+            }
+            for i in 0..count {
+                self.out.push(Invalidation::TlbiVa {
+                    asid: self.asid,
+                    iova: Iova::new((first + i * stride) << PAGE_SHIFT),
+                    pages: stride,
+                    ttl,
+                    leaf,
+                });
+            }
+            self.commands += count as usize;
+        }
+        true
+    }
+}

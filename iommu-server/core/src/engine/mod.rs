@@ -1,0 +1,870 @@
+//! The invalidation engine shared by every client of the IOMMU server: it
+//! collects pending unmaps, decides when they are flushed (by each client's
+//! [`InvalidationPolicy`]), plans the commands that invalidate them with one
+//! `Sync` shared by all, and releases each unmap's payload (held reply, IOVA,
+//! freed table pages) only once the sync covering it has completed.
+//!
+//! It owns that ordering and the per-client counters. It must never release
+//! a payload before the completion of a sync issued after its unmap, never
+//! read a clock (time is passed in as microseconds), never touch hardware or
+//! an allocator, and never panic on client input: refused requests hand their
+//! payload back and change nothing.
+//!
+//! Lifecycle: [`Engine::unmap`] -> ([`Engine::next_deadline`]) ->
+//! [`Engine::plan_flush`] -> the caller issues the [`FlushPlan`]'s commands
+//! -> [`Engine::sync_completed`] -> the caller acts on each [`Released`].
+
+mod commands;
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+
+use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE};
+
+use crate::policy::InvalidationPolicy;
+pub use commands::MAX_COMMANDS_PER_ASID;
+use commands::Scope;
+
+/// A client of the IOMMU server (a driver task), as the server names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientId(pub u32);
+
+/// The sequence number of a planned `Sync`. Plans are numbered from 1 in
+/// issue order; completing one completes every earlier one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SyncSeq(u64);
+
+impl SyncSeq {
+    /// Wraps a raw sequence number.
+    pub const fn new(raw: u64) -> Self {
+        Self(raw)
+    }
+    /// The raw sequence number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A run of whole pages starting at a page-aligned IOVA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IovaRange {
+    /// First byte (page aligned).
+    pub start: Iova,
+    /// Length in pages (non-zero).
+    pub pages: u64,
+}
+
+impl IovaRange {
+    /// A range of `pages` pages from `start`.
+    pub const fn new(start: Iova, pages: u64) -> Self {
+        Self { start, pages }
+    }
+
+    /// `[start_pfn, end_pfn)`, or `None` if misaligned, empty or overflowing.
+    fn frames(self) -> Option<(u64, u64)> {
+        if !self.start.is_page_aligned() || self.pages == 0 {
+            return None;
+        }
+        let bytes = self.pages.checked_mul(PAGE_SIZE)?;
+        self.start.get().checked_add(bytes)?;
+        let s = self.start.get() >> PAGE_SHIFT;
+        Some((s, s + self.pages))
+    }
+}
+
+/// Translation-table level of the leaf entries an unmap cleared (4 KiB
+/// granule), used as the TLBI's TTL hint; `Any` means "unknown, no hint".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum LeafLevel {
+    /// No hint (TTL = 0).
+    Any = 0,
+    /// Level-1 blocks (1 GiB).
+    L1 = 1,
+    /// Level-2 blocks (2 MiB).
+    L2 = 2,
+    /// Level-3 pages (4 KiB).
+    L3 = 3,
+}
+
+impl LeafLevel {
+    /// Pages covered by one leaf entry at this level (1 for `Any`).
+    pub const fn span_pages(self) -> u64 {
+        match self {
+            Self::Any | Self::L3 => 1,
+            Self::L2 => 512,
+            Self::L1 => 512 * 512,
+        }
+    }
+}
+
+/// What the page-table walker knows about an unmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnmapHint {
+    /// Level of every leaf entry cleared; `Any` if mixed or unknown.
+    pub leaf_level: LeafLevel,
+    /// Whether table pages were freed, so walk caches must be invalidated
+    /// too (no leaf-only TLBI, no TTL hint).
+    pub tables_freed: bool,
+}
+
+impl UnmapHint {
+    /// 4 KiB pages cleared, no table freed: the cheapest hinted TLBIs.
+    pub const PAGES: Self = Self {
+        leaf_level: LeafLevel::L3,
+        tables_freed: false,
+    };
+    /// Nothing known: always correct, never the cheapest.
+    pub const UNKNOWN: Self = Self {
+        leaf_level: LeafLevel::Any,
+        tables_freed: true,
+    };
+}
+
+/// An abstract SMMU invalidation command, to be encoded by the SMMU layer
+/// (`TLBI_NH_VA`, range `TLBI_NH_VA`, `TLBI_NH_ASID`, `CMD_SYNC`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Invalidate the entry translating `iova` (one leaf entry of `pages`
+    /// pages at level `ttl`; with `leaf == false` also walk-cache entries).
+    TlbiVa {
+        /// Domain tag.
+        asid: Asid,
+        /// Address inside the entry to invalidate.
+        iova: Iova,
+        /// Pages this command is expected to cover (the leaf's span).
+        pages: u64,
+        /// TTL hint (with TG = 4 KiB); `Any` = no hint.
+        ttl: LeafLevel,
+        /// Leaf-only invalidation (walk caches kept).
+        leaf: bool,
+    },
+    /// Invalidate `[iova, iova + pages)`; `pages` is always `NUM << SCALE`
+    /// with `1 <= NUM <= 31` and `SCALE <= 31`, so it encodes in one command.
+    TlbiRange {
+        /// Domain tag.
+        asid: Asid,
+        /// First page of the range.
+        iova: Iova,
+        /// Pages in the range.
+        pages: u64,
+        /// TTL hint (with TG = 4 KiB); `Any` = no hint.
+        ttl: LeafLevel,
+        /// Leaf-only invalidation (walk caches kept).
+        leaf: bool,
+    },
+    /// Invalidate everything tagged with `asid`, walk caches included.
+    TlbiAsid {
+        /// Domain tag.
+        asid: Asid,
+    },
+    /// Wait until every command issued before it has completed.
+    Sync,
+}
+
+impl Invalidation {
+    /// Whether this is a TLBI (not a `Sync`).
+    pub const fn is_tlbi(&self) -> bool {
+        !matches!(self, Self::Sync)
+    }
+}
+
+/// Commands to issue, in order, behind one doorbell. The last command is a
+/// `Sync`; its completion is reported with [`Engine::sync_completed`]`(seq)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlushPlan {
+    /// Sequence number of the plan's final `Sync`.
+    pub seq: SyncSeq,
+    /// The commands, ending in `Invalidation::Sync`.
+    pub commands: Vec<Invalidation>,
+}
+
+impl FlushPlan {
+    /// Number of `Sync` commands in the plan.
+    pub fn syncs(&self) -> usize {
+        self.commands.iter().filter(|c| !c.is_tlbi()).count()
+    }
+    /// Number of TLBI commands in the plan.
+    pub fn tlbis(&self) -> usize {
+        self.commands.iter().filter(|c| c.is_tlbi()).count()
+    }
+}
+
+/// How the engine chooses commands. See [`EngineConfig::for_smmu`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// The SMMU supports range invalidation (IDR3.RIL).
+    pub range_invalidation: bool,
+    /// Past this many merged pages for one ASID in one batch, emit one
+    /// `TlbiAsid` instead.
+    pub asid_wide_after_pages: u64,
+    /// Past this many commands for one ASID in one batch, emit one
+    /// `TlbiAsid` instead (capped at [`MAX_COMMANDS_PER_ASID`]).
+    pub asid_wide_after_commands: usize,
+    /// When a plan is made anyway, also drain every deferred flush queue
+    /// into it (shorter stale windows, same number of syncs).
+    pub piggyback_deferred: bool,
+}
+
+impl EngineConfig {
+    /// Defaults for an SMMU with or without RIL: without it, Linux's bound
+    /// of 512 per-page TLBIs per ASID; with it, ranges are cheap so only the
+    /// command bound applies. Piggybacking is on.
+    pub const fn for_smmu(range_invalidation: bool) -> Self {
+        Self {
+            range_invalidation,
+            asid_wide_after_pages: if range_invalidation { u64::MAX } else { 512 },
+            asid_wide_after_commands: 512,
+            piggyback_deferred: true,
+        }
+    }
+}
+
+/// Why the engine refused a request. Codes are stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum EngineError {
+    /// The client is not registered.
+    UnknownClient = 1,
+    /// The client is already registered.
+    ClientExists = 2,
+    /// A range is misaligned, empty or overflows.
+    InvalidRange = 3,
+    /// The client's domain bypasses translation: nothing to invalidate.
+    BypassDomain = 4,
+    /// `sync_completed` with a sequence number never issued.
+    UnknownSequence = 5,
+    /// The client was purged; it can make no more requests.
+    ClientPurged = 6,
+    /// The client still has unmaps awaiting their sync.
+    ClientBusy = 7,
+}
+
+impl EngineError {
+    /// The stable numeric code of this error.
+    pub const fn code(self) -> u16 {
+        self as u16
+    }
+}
+
+/// A refused request: the error, and the payload handed back untouched.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused<P> {
+    /// Why.
+    pub error: EngineError,
+    /// The payload that was passed in.
+    pub payload: P,
+}
+
+/// When the client gets its reply to an unmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Reply now (deferred client).
+    Now,
+    /// Hold the reply; it comes back in a [`Released`] with
+    /// [`ReplyAction::Send`] after the covering sync.
+    AfterSync,
+}
+
+/// When the server should call [`Engine::plan_flush`] after a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushUrgency {
+    /// Before handling anything else (per-unmap baseline, purge).
+    Immediately,
+    /// Once the requests already waiting in the inbox are handled, so that
+    /// they share the sync.
+    EndOfBatch,
+    /// By this time (µs), unless another flush happens first.
+    At(u64),
+}
+
+/// What the server does after an accepted unmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnmapOutcome {
+    /// When to reply.
+    pub reply: Reply,
+    /// When to flush.
+    pub flush: FlushUrgency,
+}
+
+/// What to do with a released unmap's reply handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyAction {
+    /// A held strict reply: send it now.
+    Send,
+    /// Deferred: the reply went out at unmap time.
+    AlreadySent,
+    /// The client was purged: drop the reply, just free.
+    Drop,
+}
+
+/// An unmap whose covering sync has completed: its IOVAs and table pages
+/// may be reused now.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released<P> {
+    /// Whose unmap.
+    pub client: ClientId,
+    /// What to do with the reply.
+    pub reply: ReplyAction,
+    /// When the unmap was accepted (µs).
+    pub unmapped_at: u64,
+    /// The payload given to [`Engine::unmap`].
+    pub payload: P,
+}
+
+/// What [`Engine::purge`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PurgeOutcome {
+    /// Queued entries forced into the next flush (teardown included).
+    pub forced: usize,
+    /// Entries already issued, awaiting their sync.
+    pub in_flight: usize,
+    /// Always `Immediately`: the dead client's memory waits on this flush.
+    pub flush: FlushUrgency,
+}
+
+/// Per-client counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Map requests counted with [`Engine::note_map`].
+    pub maps: u64,
+    /// Pages mapped.
+    pub mapped_pages: u64,
+    /// Unmaps accepted.
+    pub unmaps: u64,
+    /// Pages unmapped.
+    pub unmapped_pages: u64,
+    /// TLBI commands issued for this client's ASIDs in batches it took part
+    /// in (a command shared by two clients of one ASID counts for both).
+    pub tlbi_commands: u64,
+    /// Syncs this client's unmaps took part in.
+    pub syncs: u64,
+    /// Pages unmapped but not yet released.
+    pub pages_pending: u64,
+    /// Unmaps not yet released.
+    pub entries_pending: u64,
+    /// Deferred unmaps released (each had a stale window).
+    pub stale_windows: u64,
+    /// Longest stale window: unmap to covering sync completion (µs).
+    pub max_stale_us: u64,
+    /// Sum of stale windows (µs), for the mean.
+    pub total_stale_us: u64,
+    /// Longest time a strict reply was held (µs).
+    pub max_held_us: u64,
+}
+
+/// Engine-wide counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Plans made.
+    pub plans: u64,
+    /// `Sync` commands planned.
+    pub syncs: u64,
+    /// `TlbiVa` commands planned.
+    pub tlbi_va: u64,
+    /// `TlbiRange` commands planned.
+    pub tlbi_range: u64,
+    /// `TlbiAsid` commands planned.
+    pub tlbi_asid: u64,
+    /// Unmaps accepted.
+    pub unmaps: u64,
+    /// Unmaps released.
+    pub released: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Strict,
+    PerUnmap,
+    Deferred,
+    Teardown,
+}
+
+struct Entry<P> {
+    client: ClientId,
+    kind: Kind,
+    scope: Scope,
+    pages: u64,
+    unmapped_at: u64,
+    payload: P,
+}
+
+struct Client<P> {
+    policy: InvalidationPolicy,
+    stats: ClientStats,
+    /// Deferred flush queue, oldest first; never longer than `max_entries`.
+    queue: VecDeque<Entry<P>>,
+    purged: bool,
+}
+
+struct Batch<P> {
+    seq: u64,
+    entries: Vec<Entry<P>>,
+}
+
+/// The invalidation engine. `P` is the server's payload per unmap.
+pub struct Engine<P> {
+    config: EngineConfig,
+    clients: BTreeMap<ClientId, Client<P>>,
+    /// Entries for the next plan.
+    ready: Vec<Entry<P>>,
+    /// Earliest `unmapped_at` in `ready`.
+    ready_oldest: Option<u64>,
+    /// Issued plans awaiting completion, oldest first.
+    in_flight: VecDeque<Batch<P>>,
+    /// Sequence number of the next plan.
+    next_seq: u64,
+    stats: EngineStats,
+}
+
+impl<P> Engine<P> {
+    /// An engine with no clients.
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            clients: BTreeMap::new(),
+            ready: Vec::new(),
+            ready_oldest: None,
+            in_flight: VecDeque::new(),
+            next_seq: 1,
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Registers a client with its policy.
+    pub fn register(
+        &mut self,
+        client: ClientId,
+        policy: InvalidationPolicy,
+    ) -> Result<(), EngineError> {
+        if self.clients.contains_key(&client) {
+            return Err(EngineError::ClientExists);
+        }
+        self.clients.insert(
+            client,
+            Client {
+                policy,
+                stats: ClientStats::default(),
+                queue: VecDeque::new(),
+                purged: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets a client with nothing pending, returning its final counters.
+    pub fn remove_client(&mut self, client: ClientId) -> Result<ClientStats, EngineError> {
+        let c = self
+            .clients
+            .get(&client)
+            .ok_or(EngineError::UnknownClient)?;
+        if c.stats.entries_pending != 0 {
+            return Err(EngineError::ClientBusy);
+        }
+        let stats = c.stats;
+        self.clients.remove(&client);
+        Ok(stats)
+    }
+
+    /// Counts a map of `pages` pages (the hook for the map path).
+    pub fn note_map(&mut self, client: ClientId, pages: u64) -> Result<(), EngineError> {
+        let c = self.live_client(client)?;
+        c.stats.maps += 1;
+        c.stats.mapped_pages = c.stats.mapped_pages.saturating_add(pages);
+        Ok(())
+    }
+
+    /// Accepts an unmap whose page-table entries are already cleared:
+    /// `ranges` in domain `asid`, `hint` from the walker. The payload comes
+    /// back from [`Engine::sync_completed`] once a sync covering the unmap
+    /// has completed.
+    pub fn unmap(
+        &mut self,
+        now: u64,
+        client: ClientId,
+        asid: Asid,
+        ranges: &[IovaRange],
+        hint: UnmapHint,
+        payload: P,
+    ) -> Result<UnmapOutcome, Refused<P>> {
+        let mut frames = Vec::with_capacity(ranges.len());
+        let mut pages = 0u64;
+        for r in ranges {
+            match r.frames() {
+                Some((s, e)) => {
+                    frames.push((s, e));
+                    pages = pages.saturating_add(e - s);
+                }
+                None => return Err(refuse(EngineError::InvalidRange, payload)),
+            }
+        }
+        let scope = Scope::Ranges {
+            asid,
+            ranges: frames,
+            hint,
+        };
+        self.enqueue(now, client, scope, pages, payload)
+    }
+
+    /// Accepts the invalidation of everything in domain `asid` (a domain
+    /// retired while the client lives), with the client's policy.
+    pub fn unmap_asid(
+        &mut self,
+        now: u64,
+        client: ClientId,
+        asid: Asid,
+        payload: P,
+    ) -> Result<UnmapOutcome, Refused<P>> {
+        self.enqueue(now, client, Scope::Asids(alloc::vec![asid]), 0, payload)
+    }
+
+    /// A client died: its queued unmaps are forced into the next flush, with
+    /// an ASID-wide invalidation of each of `teardown_asids` carrying
+    /// `payload` (the torn-down domain's table pages). Held replies of the
+    /// client come back as [`ReplyAction::Drop`]; it can make no more
+    /// requests, and is forgotten with [`Engine::remove_client`] once idle.
+    pub fn purge(
+        &mut self,
+        now: u64,
+        client: ClientId,
+        teardown_asids: &[Asid],
+        payload: P,
+    ) -> Result<PurgeOutcome, Refused<P>> {
+        let c = match self.live_client(client) {
+            Ok(c) => c,
+            Err(error) => return Err(refuse(error, payload)),
+        };
+        c.purged = true;
+        c.stats.entries_pending += 1;
+        let queued: Vec<_> = c.queue.drain(..).collect();
+        for e in queued {
+            self.push_ready(e);
+        }
+        let forced = self.ready.iter().filter(|e| e.client == client).count() + 1;
+        self.push_ready(Entry {
+            client,
+            kind: Kind::Teardown,
+            scope: Scope::Asids(teardown_asids.to_vec()),
+            pages: 0,
+            unmapped_at: now,
+            payload,
+        });
+        self.stats.unmaps += 1;
+        let in_flight = self
+            .in_flight
+            .iter()
+            .flat_map(|b| &b.entries)
+            .filter(|e| e.client == client)
+            .count();
+        Ok(PurgeOutcome {
+            forced,
+            in_flight,
+            flush: FlushUrgency::Immediately,
+        })
+    }
+
+    /// The time (µs) by which [`Engine::plan_flush`] must be called: the
+    /// oldest ready entry (already due) or the oldest deferred entry plus
+    /// its client's `max_age_us`. `None` if nothing waits.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let queues = self.clients.values().filter_map(|c| {
+            let front = c.queue.front()?;
+            Some(front.unmapped_at.saturating_add(max_age(c.policy)))
+        });
+        self.ready_oldest.into_iter().chain(queues).min()
+    }
+
+    /// Whether a flush is due at `now`.
+    pub fn flush_due(&self, now: u64) -> bool {
+        self.next_deadline().is_some_and(|d| d <= now)
+    }
+
+    /// Plans a flush of every ready entry and every due deferred queue (all
+    /// deferred queues if piggybacking). `None` if nothing is due. The plan
+    /// ends in one `Sync` shared by all, preceded by one own sync per
+    /// `StrictPerUnmap` entry.
+    pub fn plan_flush(&mut self, now: u64) -> Option<FlushPlan> {
+        let mut drained = Vec::new();
+        for c in self.clients.values_mut() {
+            let due = c.queue.front().is_some_and(|f| {
+                f.unmapped_at.saturating_add(max_age(c.policy)) <= now
+                    || c.queue.len() >= max_entries(c.policy)
+            });
+            if due {
+                drained.extend(c.queue.drain(..));
+            }
+        }
+        for e in drained {
+            self.push_ready(e);
+        }
+        if self.ready.is_empty() {
+            return None;
+        }
+        if self.config.piggyback_deferred {
+            let mut drained = Vec::new();
+            for c in self.clients.values_mut() {
+                drained.extend(c.queue.drain(..));
+            }
+            for e in drained {
+                self.push_ready(e);
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready_oldest = None;
+        let entries = core::mem::take(&mut self.ready);
+        let mut commands = Vec::new();
+
+        // The baseline: each per-unmap entry with its own sync.
+        for e in entries.iter().filter(|e| e.kind == Kind::PerUnmap) {
+            let counts = commands::choose(&self.config, [&e.scope], &mut commands);
+            commands.push(Invalidation::Sync);
+            if let Some(c) = self.clients.get_mut(&e.client) {
+                c.stats.tlbi_commands += counts.values().sum::<usize>() as u64;
+                c.stats.syncs += 1;
+            }
+        }
+        // Everything else shares the final sync.
+        let shared: Vec<&Entry<P>> = entries
+            .iter()
+            .filter(|e| e.kind != Kind::PerUnmap)
+            .collect();
+        if !shared.is_empty() {
+            let counts =
+                commands::choose(&self.config, shared.iter().map(|e| &e.scope), &mut commands);
+            commands.push(Invalidation::Sync);
+            let mut pairs = BTreeSet::new();
+            let mut participants = BTreeSet::new();
+            for e in &shared {
+                participants.insert(e.client);
+                match &e.scope {
+                    Scope::Ranges { asid, .. } => {
+                        pairs.insert((e.client, *asid));
+                    }
+                    Scope::Asids(asids) => pairs.extend(asids.iter().map(|a| (e.client, *a))),
+                }
+            }
+            for (client, asid) in pairs {
+                if let (Some(c), Some(n)) = (self.clients.get_mut(&client), counts.get(&asid)) {
+                    c.stats.tlbi_commands += *n as u64;
+                }
+            }
+            for client in participants {
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.stats.syncs += 1;
+                }
+            }
+        }
+        for cmd in &commands {
+            match cmd {
+                Invalidation::TlbiVa { .. } => self.stats.tlbi_va += 1,
+                Invalidation::TlbiRange { .. } => self.stats.tlbi_range += 1,
+                Invalidation::TlbiAsid { .. } => self.stats.tlbi_asid += 1,
+                Invalidation::Sync => self.stats.syncs += 1,
+            }
+        }
+        self.stats.plans += 1;
+        self.in_flight.push_back(Batch { seq, entries });
+        Some(FlushPlan {
+            seq: SyncSeq(seq),
+            commands,
+        })
+    }
+
+    /// The sync of plan `seq` completed at `now` (and with it every earlier
+    /// plan): returns the released unmaps, oldest plan first. Completing an
+    /// already completed plan releases nothing; a sequence number never
+    /// issued is refused.
+    pub fn sync_completed(
+        &mut self,
+        now: u64,
+        seq: SyncSeq,
+    ) -> Result<Vec<Released<P>>, EngineError> {
+        if seq.0 == 0 || seq.0 >= self.next_seq {
+            return Err(EngineError::UnknownSequence);
+        }
+        let mut released = Vec::new();
+        while self.in_flight.front().is_some_and(|b| b.seq <= seq.0) {
+            let Some(batch) = self.in_flight.pop_front() else {
+                break;
+            };
+            for e in batch.entries {
+                released.push(self.release(now, e));
+            }
+        }
+        Ok(released)
+    }
+
+    /// A client's counters.
+    pub fn client_stats(&self, client: ClientId) -> Option<&ClientStats> {
+        self.clients.get(&client).map(|c| &c.stats)
+    }
+
+    /// Engine-wide counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Length of a client's deferred flush queue.
+    pub fn queued(&self, client: ClientId) -> Option<usize> {
+        self.clients.get(&client).map(|c| c.queue.len())
+    }
+
+    /// Plans issued and not yet completed.
+    pub fn plans_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn live_client(&mut self, client: ClientId) -> Result<&mut Client<P>, EngineError> {
+        live_client(&mut self.clients, client)
+    }
+
+    fn enqueue(
+        &mut self,
+        now: u64,
+        client: ClientId,
+        scope: Scope,
+        pages: u64,
+        payload: P,
+    ) -> Result<UnmapOutcome, Refused<P>> {
+        let c = match live_client(&mut self.clients, client) {
+            Ok(c) => c,
+            Err(error) => return Err(refuse(error, payload)),
+        };
+        let kind = match c.policy {
+            InvalidationPolicy::Strict => Kind::Strict,
+            InvalidationPolicy::StrictPerUnmap => Kind::PerUnmap,
+            InvalidationPolicy::Deferred { .. } => Kind::Deferred,
+            InvalidationPolicy::Bypass => return Err(refuse(EngineError::BypassDomain, payload)),
+        };
+        c.stats.unmaps += 1;
+        c.stats.unmapped_pages = c.stats.unmapped_pages.saturating_add(pages);
+        c.stats.pages_pending = c.stats.pages_pending.saturating_add(pages);
+        c.stats.entries_pending += 1;
+        let entry = Entry {
+            client,
+            kind,
+            scope,
+            pages,
+            unmapped_at: now,
+            payload,
+        };
+        let outcome = match kind {
+            Kind::Deferred => {
+                c.queue.push_back(entry);
+                if c.queue.len() >= max_entries(c.policy) {
+                    // Full: hand the whole queue to the next flush.
+                    let full: Vec<_> = c.queue.drain(..).collect();
+                    for e in full {
+                        self.push_ready(e);
+                    }
+                    UnmapOutcome {
+                        reply: Reply::Now,
+                        flush: FlushUrgency::EndOfBatch,
+                    }
+                } else {
+                    let oldest = c.queue.front().map_or(now, |f| f.unmapped_at);
+                    let deadline = oldest.saturating_add(max_age(c.policy));
+                    UnmapOutcome {
+                        reply: Reply::Now,
+                        flush: FlushUrgency::At(deadline),
+                    }
+                }
+            }
+            Kind::PerUnmap => {
+                self.push_ready(entry);
+                UnmapOutcome {
+                    reply: Reply::AfterSync,
+                    flush: FlushUrgency::Immediately,
+                }
+            }
+            Kind::Strict | Kind::Teardown => {
+                self.push_ready(entry);
+                UnmapOutcome {
+                    reply: Reply::AfterSync,
+                    flush: FlushUrgency::EndOfBatch,
+                }
+            }
+        };
+        self.stats.unmaps += 1;
+        Ok(outcome)
+    }
+
+    fn push_ready(&mut self, e: Entry<P>) {
+        self.ready_oldest = Some(
+            self.ready_oldest
+                .map_or(e.unmapped_at, |o| o.min(e.unmapped_at)),
+        );
+        self.ready.push(e);
+    }
+
+    fn release(&mut self, now: u64, e: Entry<P>) -> Released<P> {
+        let window = now.saturating_sub(e.unmapped_at);
+        let mut reply = match e.kind {
+            Kind::Deferred => ReplyAction::AlreadySent,
+            Kind::Strict | Kind::PerUnmap => ReplyAction::Send,
+            Kind::Teardown => ReplyAction::Drop,
+        };
+        if let Some(c) = self.clients.get_mut(&e.client) {
+            let s = &mut c.stats;
+            s.pages_pending = s.pages_pending.saturating_sub(e.pages);
+            s.entries_pending = s.entries_pending.saturating_sub(1);
+            if e.kind == Kind::Deferred {
+                s.stale_windows += 1;
+                s.max_stale_us = s.max_stale_us.max(window);
+                s.total_stale_us = s.total_stale_us.saturating_add(window);
+            } else {
+                s.max_held_us = s.max_held_us.max(window);
+            }
+            if c.purged && reply == ReplyAction::Send {
+                reply = ReplyAction::Drop;
+            }
+        }
+        self.stats.released += 1;
+        Released {
+            client: e.client,
+            reply,
+            unmapped_at: e.unmapped_at,
+            payload: e.payload,
+        }
+    }
+}
+
+fn live_client<P>(
+    clients: &mut BTreeMap<ClientId, Client<P>>,
+    client: ClientId,
+) -> Result<&mut Client<P>, EngineError> {
+    match clients.get_mut(&client) {
+        None => Err(EngineError::UnknownClient),
+        Some(c) if c.purged => Err(EngineError::ClientPurged),
+        Some(c) => Ok(c),
+    }
+}
+
+fn refuse<P>(error: EngineError, payload: P) -> Refused<P> {
+    Refused { error, payload }
+}
+
+/// A deferred policy's age bound (0 for the others: due at once).
+fn max_age(policy: InvalidationPolicy) -> u64 {
+    match policy {
+        InvalidationPolicy::Deferred { max_age_us, .. } => max_age_us,
+        _ => 0,
+    }
+}
+
+/// A deferred policy's queue bound, at least 1.
+fn max_entries(policy: InvalidationPolicy) -> usize {
+    match policy {
+        InvalidationPolicy::Deferred { max_entries, .. } => (max_entries as usize).max(1),
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests;
