@@ -17,7 +17,7 @@ const BEGIN_NODE: u32 = 1;
 const END_NODE: u32 = 2;
 const PROP: u32 = 3;
 const NOP: u32 = 4;
-const END: u32 = 5;
+const END: u32 = 9;
 
 /// The header fields this crate uses, after range checks.
 #[derive(Debug, Clone, Copy)]
@@ -69,12 +69,12 @@ pub fn check(blob: &[u8]) -> Result<Header, DtError> {
         blob.get(off..end).ok_or(DtError::Malformed)
     };
     let off_struct = field(2)? as usize;
-    if off_struct % 4 != 0 {
+    if !off_struct.is_multiple_of(4) {
         return Err(DtError::Malformed);
     }
     let structs = block(off_struct, field(9)? as usize)?;
     let strings = block(field(3)? as usize, field(8)? as usize)?;
-    if hdr.rsvmap % 8 != 0 || hdr.rsvmap.checked_add(16).is_none_or(|e| e > blob.len()) {
+    if !hdr.rsvmap.is_multiple_of(8) || hdr.rsvmap.checked_add(16).is_none_or(|e| e > blob.len()) {
         return Err(DtError::Malformed);
     }
     walk(structs, strings)?;
