@@ -1,0 +1,193 @@
+//! The invalidation token an unmap returns: what the caller's TLB
+//! maintenance needs (ranges with the level of the leaf that mapped them,
+//! split blocks, whether walk caches must go) and the table pages that left
+//! the table. This module never issues maintenance itself and never frees a
+//! page: the caller does both, in that order.
+
+use alloc::vec::Vec;
+
+use abi::PhysAddr;
+
+use crate::config::InputAddress;
+
+/// A run of input addresses whose translation changed, and the level of the
+/// leaf descriptor that mapped it *before* the change (1: 1 GiB block,
+/// 2: 2 MiB block, 3: page): the TTL hint of a TLBI by address
+/// [Arm ARM D8.16, "TLB maintenance instructions", TTL].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UnmappedRange<A> {
+    /// First address of the run.
+    pub start: A,
+    /// Length in bytes (a multiple of 4 KiB).
+    pub len: u64,
+    /// Level of the leaf that mapped the run.
+    pub level: u8,
+}
+
+/// What an unmap did, to be put into an invalidation batch.
+///
+/// Until the caller's invalidation covering [`ranges`](Self::ranges) (and,
+/// when [`needs_walk_invalidation`](Self::needs_walk_invalidation), the walk
+/// caches) has completed with a sync, a device or CPU may still use the old
+/// translations and walk the freed table pages. So the freed pages travel in
+/// this token and must be freed only after that sync, through
+/// [`into_freed_tables`](Self::into_freed_tables).
+#[must_use = "an unmap is complete only after TLB invalidation; the token carries table pages to free after it"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unmapped<A> {
+    ranges: Vec<UnmappedRange<A>>,
+    split_blocks: Vec<UnmappedRange<A>>,
+    freed_tables: Vec<PhysAddr>,
+    fully_mapped: bool,
+}
+
+impl<A: InputAddress> Unmapped<A> {
+    pub(crate) fn new() -> Self {
+        Self {
+            ranges: Vec::new(),
+            split_blocks: Vec::new(),
+            freed_tables: Vec::new(),
+            fully_mapped: true,
+        }
+    }
+
+    /// Records a removed run, merging it with the previous one when they
+    /// touch and share a level.
+    pub(crate) fn push_range(&mut self, start: u64, len: u64, level: u8) {
+        if let Some(last) = self.ranges.last_mut()
+            && last.level == level
+            && last.start.raw() + last.len == start
+        {
+            last.len += len;
+            return;
+        }
+        self.ranges.push(UnmappedRange {
+            start: A::from_raw(start),
+            len,
+            level,
+        });
+    }
+
+    pub(crate) fn push_split(&mut self, start: u64, len: u64, level: u8) {
+        self.split_blocks.push(UnmappedRange {
+            start: A::from_raw(start),
+            len,
+            level,
+        });
+    }
+
+    pub(crate) fn push_freed(&mut self, table: PhysAddr) {
+        self.freed_tables.push(table);
+    }
+
+    pub(crate) fn set_hole(&mut self) {
+        self.fully_mapped = false;
+    }
+
+    /// The runs that were mapped and are now unmapped, in address order,
+    /// each with the level of its former leaf.
+    pub fn ranges(&self) -> &[UnmappedRange<A>] {
+        &self.ranges
+    }
+
+    /// Blocks that were only partly unmapped: each was replaced, in one
+    /// store, by a table holding the remaining pieces. The TLB may still
+    /// hold the whole block: invalidating any address inside it at the
+    /// block's level removes it, so invalidating [`ranges`](Self::ranges)
+    /// with their levels is enough; the whole block is given for callers
+    /// that invalidate by block. Relies on the replacement being allowed
+    /// without break-before-make (CPU: FEAT_BBM level 2; SMMU:
+    /// SMMU_IDR3.BBML = 2, as QEMU reports) [Arm ARM D8.16.1].
+    pub fn split_blocks(&self) -> &[UnmappedRange<A>] {
+        &self.split_blocks
+    }
+
+    /// Whether any block was split.
+    pub fn split(&self) -> bool {
+        !self.split_blocks.is_empty()
+    }
+
+    /// Table pages that became empty and were unlinked. Still owned by this
+    /// token: free them only after the invalidation sync.
+    pub fn freed_tables(&self) -> &[PhysAddr] {
+        &self.freed_tables
+    }
+
+    /// Whether table descriptors were removed, so the invalidation must
+    /// also cover walk caches: TLBI by address with Leaf = 0 (SMMU
+    /// `CMD_TLBI_NH_VA` with Leaf = 0), without a TTL hint, over
+    /// [`ranges`](Self::ranges) (each freed table's span contains one of
+    /// them).
+    pub fn needs_walk_invalidation(&self) -> bool {
+        !self.freed_tables.is_empty()
+    }
+
+    /// Whether every page of the requested range was mapped before the
+    /// unmap (for "unmap exactly what I mapped" checks).
+    pub fn fully_mapped(&self) -> bool {
+        self.fully_mapped
+    }
+
+    /// Whether nothing was unmapped (then nothing needs invalidating).
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Bytes that were mapped and are now unmapped.
+    pub fn unmapped_bytes(&self) -> u64 {
+        self.ranges.iter().map(|r| r.len).sum()
+    }
+
+    /// The single leaf level shared by every range, usable as one TTL hint
+    /// for the whole token; `None` if levels differ or nothing was unmapped.
+    pub fn leaf_level(&self) -> Option<u8> {
+        let first = self.ranges.first()?.level;
+        self.ranges
+            .iter()
+            .all(|r| r.level == first)
+            .then_some(first)
+    }
+
+    /// The smallest span covering every range: `(start, len)`.
+    pub fn span(&self) -> Option<(A, u64)> {
+        let first = self.ranges.first()?;
+        let last = self.ranges.last()?;
+        let end = last.start.raw() + last.len;
+        Some((first.start, end - first.start.raw()))
+    }
+
+    /// Splits the token into its ranges and its freed table pages, for a
+    /// batch that keeps them apart.
+    pub fn into_parts(self) -> (Vec<UnmappedRange<A>>, Vec<PhysAddr>) {
+        (self.ranges, self.freed_tables)
+    }
+
+    /// Gives the freed table pages back. Call only after the invalidation
+    /// covering this token has completed.
+    pub fn into_freed_tables(self) -> Vec<PhysAddr> {
+        self.freed_tables
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi::Iova;
+
+    #[test]
+    fn adjacent_ranges_merge_only_at_equal_level() {
+        let mut t = Unmapped::<Iova>::new();
+        t.push_range(0x1000, 0x1000, 3);
+        t.push_range(0x2000, 0x1000, 3);
+        t.push_range(0x20_0000, 0x20_0000, 2);
+        t.push_range(0x40_0000, 0x1000, 3);
+        assert_eq!(t.ranges().len(), 3);
+        assert_eq!(t.ranges()[0].len, 0x2000);
+        assert_eq!(t.leaf_level(), None);
+        assert_eq!(t.span(), Some((Iova::new(0x1000), 0x40_0000)));
+        assert_eq!(t.unmapped_bytes(), 0x2000 + 0x20_0000 + 0x1000);
+        assert!(t.fully_mapped());
+        assert!(!t.needs_walk_invalidation());
+        assert!(t.into_freed_tables().is_empty());
+    }
+}
