@@ -7,30 +7,156 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
 #[allow(unsafe_code)]
 mod arch;
 mod console;
+mod exceptions;
+mod gic;
 #[allow(unsafe_code)]
 mod mm;
 #[allow(unsafe_code)]
 mod mmio;
-mod exceptions;
+mod pci;
+mod report;
+mod selftest;
+mod smmu_probe;
+mod timeout;
+mod timer;
 
-use abi::PhysAddr;
+use abi::{PhysAddr, PAGE_SIZE};
+use kernel_core::dt::{self, Platform};
+
+use crate::mm::frames::PhysRange;
+
+/// Where QEMU `virt` leaves the device tree when the loader does not pass
+/// it in x0: the start of RAM (see docs/ARCHITECTURE.md, "Boot").
+const QEMU_VIRT_DTB: u64 = 0x4000_0000;
+
+/// Exit statuses of the run (QEMU's exit status through semihosting).
+pub mod status {
+    /// Everything asked for ran and passed.
+    pub const PASS: u32 = 0;
+    /// A self-test or scenario check failed.
+    pub const FAIL: u32 = 1;
+    /// No usable device tree: nothing can be reported.
+    pub const NO_DEVICE_TREE: u32 = 4;
+    /// A Rust panic in the kernel.
+    pub const PANIC: u32 = 101;
+}
 
 /// The kernel proper, entered from the boot code with the MMU on, at EL1,
 /// on the boot stack. `loader_dtb` is what the loader passed in x0 (QEMU
-/// passes 0 and leaves the DTB at the start of RAM).
-fn kmain(_loader_dtb: u64) -> ! {
-    console::init(PhysAddr::new(0x0900_0000));
-    kprintln!("hello from EL{}", arch::current_el());
-    exit(0)
+/// passes 0 and leaves the DTB at the start of RAM); `entry_el` is the
+/// exception level QEMU entered at.
+fn kmain(loader_dtb: u64, entry_el: u64) -> ! {
+    let dtb = PhysAddr::new(if loader_dtb != 0 { loader_dtb } else { QEMU_VIRT_DTB });
+    let Some(platform) = read_device_tree(dtb) else { exit(status::NO_DEVICE_TREE) };
+    if let Some(uart) = platform.uart {
+        console::init(uart.base);
+    }
+    kprintln!("");
+    kprintln!("iommu-kernel {} booting", env!("CARGO_PKG_VERSION"));
+
+    let mem = init_memory(&platform, dtb);
+    let sys = bring_up_machine(&platform);
+    report::print(&platform, entry_el, &mem, &sys);
+
+    let code = selftest::run(platform.bootargs.unwrap_or(""));
+    kprintln!("kernel: done, exit status {code}");
+    exit(code)
+}
+
+/// Parses the device tree at `pa`; `None` if there is none.
+fn read_device_tree(pa: PhysAddr) -> Option<Platform<'static>> {
+    dt::parse(mm::boot_device_tree(pa)?).ok()
+}
+
+/// What memory bring-up found, for the report.
+pub struct MemoryInfo {
+    /// RAM regions, as the device tree lists them.
+    pub ram: kernel_core::bounded::BoundedVec<kernel_core::dt::Region, 8>,
+    /// Frames given to the frame allocator.
+    pub frames: usize,
+    /// The kernel image, physical.
+    pub image: PhysRange,
+    /// The heap, physical.
+    pub heap: PhysRange,
+}
+
+/// Sets up the heap and the frame allocator from the device tree's RAM,
+/// reserving the DTB, the kernel image, the heap and /memreserve/ ranges.
+fn init_memory(platform: &Platform<'_>, dtb: PhysAddr) -> MemoryInfo {
+    let layout = mm::image_layout();
+    let image = PhysRange { start: mm::virt_to_phys(layout.start), end: mm::virt_to_phys(layout.end) };
+    let heap = mm::heap::init_after_image(image.end);
+
+    let mut reserved: alloc::vec::Vec<PhysRange> = alloc::vec![
+        // The DTB and everything below the image (QEMU's first MiB).
+        PhysRange { start: dtb.align_down(PAGE_SIZE), end: image.start },
+        image,
+        heap,
+    ];
+    for r in platform.reserved.iter() {
+        reserved.push(PhysRange { start: r.base, end: r.end().unwrap_or(PhysAddr::new(u64::MAX)) });
+    }
+    let mut ram = kernel_core::bounded::BoundedVec::default();
+    let mut frames = 0;
+    for region in platform.memory.iter() {
+        let _ = ram.push(*region);
+        let end = region.end().unwrap_or(PhysAddr::new(u64::MAX));
+        // The linear map covers the RAM the boot tables map (1 GiB at
+        // 0x4000_0000) until mm::kernel_map installs the full one.
+        let end = end.min(PhysAddr::new(mm::BOOT_LINEAR_RAM_END));
+        if end > region.base {
+            frames += mm::frames::add_ram(PhysRange { start: region.base, end }, &reserved);
+        }
+    }
+    MemoryInfo { ram, frames, image, heap }
+}
+
+/// What interrupt and timer bring-up found, for the report.
+pub struct SystemInfo {
+    /// The GIC's facts, or why bring-up failed.
+    pub gic: Result<gic::GicInfo, gic::GicError>,
+    /// The timer's INTID.
+    pub timer_intid: u32,
+    /// Ticks counted while waiting for the timer, and the time it took.
+    pub timer_check: Option<(u64, u64)>,
+    /// The PCI functions, or why enumeration failed.
+    pub pci: Option<Result<kernel_core::pci::Enumeration, kernel_core::pci::PciError>>,
+    /// The SMMU's ID registers.
+    pub smmu: Option<smmu_probe::Probe>,
+}
+
+/// GIC, timer, PCI and the SMMU's identity.
+fn bring_up_machine(platform: &Platform<'_>) -> SystemInfo {
+    if let Some(method) = platform.psci {
+        arch::psci::set_conduit(match method {
+            dt::PsciMethod::Hvc => arch::psci::Conduit::Hvc,
+            dt::PsciMethod::Smc => arch::psci::Conduit::Smc,
+        });
+    }
+    let gic = gic::init(platform.gic.gicd.base, platform.gic.gicr.base, platform.gic.gicr.size as usize, arch::affinity());
+    let timer_intid = platform.timer.virt.intid;
+    let mut timer_check = None;
+    if gic.is_ok() {
+        exceptions::set_timer_intid(timer_intid);
+        gic::enable_ppi(timer_intid, gic::Trigger::Level);
+        timer::start();
+        arch::enable_irqs();
+        timer_check = Some(timer::wait_ticks(3));
+    }
+    let pci = platform.pci.as_ref().map(pci::bring_up);
+    let smmu = platform.smmu.as_ref().map(smmu_probe::probe);
+    SystemInfo { gic, timer_intid, timer_check, pci, smmu }
 }
 
 /// Ends the run: semihosting exit status, or PSCI power-off without it.
 pub fn exit(code: u32) -> ! {
     arch::semihosting::exit(code);
-    arch::psci::system_off(arch::psci::Conduit::Hvc);
+    arch::psci::system_off();
     loop {
         arch::wait_for_interrupt();
     }
@@ -39,5 +165,5 @@ pub fn exit(code: u32) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     console::force_write_fmt(format_args!("\nKERNEL PANIC: {info}\n"));
-    exit(101)
+    exit(status::PANIC)
 }

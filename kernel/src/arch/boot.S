@@ -12,6 +12,7 @@ _start:
 
     mrs     x9, CurrentEL
     lsr     x9, x9, #2
+    mov     x20, x9                     // the EL we were entered at
     cmp     x9, #2
     b.eq    1f
     cmp     x9, #1
@@ -104,6 +105,7 @@ _start:
     msr     vbar_el1, x9
     isb
     mov     x0, x19
+    mov     x1, x20
     bl      kernel_entry
 .Lpark:
     wfe

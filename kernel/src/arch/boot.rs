@@ -43,8 +43,19 @@ core::arch::global_asm!(include_str!("vectors.S"), options(raw));
 
 const _: () = assert!(LINEAR_BASE == 0xFFFF_0000_0000_0000, "linker.ld repeats LINEAR_BASE");
 
-/// Called by `boot.S` with the MMU on, at EL1, on the boot stack.
+/// Called by `boot.S` with the MMU on, at EL1, on the boot stack, with what
+/// the loader passed in x0 and the exception level QEMU entered at.
 #[unsafe(no_mangle)]
-extern "C" fn kernel_entry(loader_dtb: u64) -> ! {
-    crate::kmain(loader_dtb)
+extern "C" fn kernel_entry(loader_dtb: u64, entry_el: u64) -> ! {
+    crate::kmain(loader_dtb, entry_el)
+}
+
+/// Deliberately reads an unmapped kernel address, for the fault-report
+/// self-test. Never returns: the data abort is fatal in the kernel.
+pub fn provoke_data_abort(addr: u64) -> ! {
+    // SAFETY: the read faults before any value is produced (the caller
+    // passes an address no translation table maps); the fault handler
+    // reports and ends the run instead of returning here.
+    let _ = unsafe { core::ptr::read_volatile(addr as *const u64) };
+    unreachable!("read of unmapped {addr:#x} did not fault");
 }

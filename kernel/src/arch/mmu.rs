@@ -8,8 +8,6 @@
 pub const MAIR_NORMAL: u8 = 0;
 /// MAIR_EL1 attribute index for Device-nGnRE memory (MMIO).
 pub const MAIR_DEVICE: u8 = 1;
-/// MAIR_EL1 attribute index for normal non-cacheable memory.
-pub const MAIR_NORMAL_NC: u8 = 2;
 /// MAIR_EL1: attr0 = 0xff (normal, inner/outer WB RW-allocate),
 /// attr1 = 0x04 (Device-nGnRE), attr2 = 0x44 (normal non-cacheable).
 pub const MAIR_VALUE: u64 = 0xff | (0x04 << 8) | (0x44 << 16);
@@ -27,11 +25,6 @@ pub const TCR_BOOT: u64 = 16 // T0SZ
     | (0b01 << 26) // ORGN1
     | (0b11 << 28) // SH1
     | (0b10 << 30); // TG1 4K
-
-/// TCR_EL1.EPD0: no walks through TTBR0 (no task address space installed).
-pub const TCR_EPD0: u64 = 1 << 7;
-/// TCR_EL1.AS: 16-bit ASIDs.
-pub const TCR_AS16: u64 = 1 << 36;
 
 /// Level-1 (1 GiB) block descriptor for normal memory used by the boot
 /// tables: valid block, AttrIndx 0, inner shareable, AF. Executable and

@@ -10,7 +10,7 @@ pub mod psci;
 pub mod semihosting;
 pub mod trap;
 
-use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, Readable};
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, MPIDR_EL1, Readable};
 
 /// The exception level the kernel runs at (always 1 after boot).
 pub fn current_el() -> u64 {
@@ -38,4 +38,24 @@ pub fn enable_irqs() {
 /// Waits for an interrupt (or event) with IRQs in whatever state they are.
 pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
+}
+
+/// This CPU's affinity in the layout GICR_TYPER and GICD_IROUTER use
+/// (Aff3 at bits 39:32 for IROUTER; GICR_TYPER[63:32] holds Aff3..Aff0 as
+/// one 32-bit value, see [`Affinity::gicr_typer`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Affinity {
+    mpidr: u64,
+}
+
+impl Affinity {
+    /// The value GICR_TYPER[63:32] holds for this CPU's redistributor.
+    pub fn gicr_typer(self) -> u64 {
+        (self.mpidr & 0xff_ffff) | (((self.mpidr >> 32) & 0xff) << 24)
+    }
+}
+
+/// This CPU's affinity (MPIDR_EL1).
+pub fn affinity() -> Affinity {
+    Affinity { mpidr: MPIDR_EL1.get() }
 }

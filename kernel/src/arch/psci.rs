@@ -12,8 +12,17 @@ pub enum Conduit {
 
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 
-/// Powers the machine off. Returns only if the call failed.
-pub fn system_off(conduit: Conduit) {
+static CONDUIT: hermit_sync::OnceCell<Conduit> = hermit_sync::OnceCell::new();
+
+/// Records the conduit the device tree names.
+pub fn set_conduit(conduit: Conduit) {
+    let _ = CONDUIT.set(conduit);
+}
+
+/// Powers the machine off. Returns only if the call failed or no conduit
+/// is known.
+pub fn system_off() {
+    let Some(conduit) = CONDUIT.get() else { return };
     match conduit {
         // SAFETY: PSCI SYSTEM_OFF takes no arguments and does not return on
         // success; on failure it returns an error code in x0 and clobbers

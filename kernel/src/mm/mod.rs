@@ -11,6 +11,11 @@ use abi::{PhysAddr, VirtAddr};
 /// Start of the kernel's linear map of physical memory (TTBR1 half).
 pub const LINEAR_BASE: u64 = 0xFFFF_0000_0000_0000;
 
+/// Start of the RAM the boot tables map (one 1 GiB block at 0x4000_0000).
+pub const BOOT_LINEAR_RAM_START: u64 = 0x4000_0000;
+/// End of the RAM the boot tables map.
+pub const BOOT_LINEAR_RAM_END: u64 = 0x8000_0000;
+
 /// The kernel-visible address of physical `pa`.
 pub fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
     VirtAddr::new(LINEAR_BASE + pa.get())
@@ -52,15 +57,36 @@ pub fn image_layout() -> ImageLayout {
     }
 }
 
-/// Borrows `len` bytes of physical memory that nobody writes for the rest
-/// of the kernel's life (the device tree blob).
-///
-/// # Safety
-/// `pa..pa+len` must be RAM that is mapped in the linear map and is never
-/// written again (it is reserved from the frame allocator).
-pub unsafe fn frozen_phys_bytes(pa: PhysAddr, len: usize) -> &'static [u8] {
+/// The device tree blob the loader left at `pa`, if its header is valid.
+/// Its frames are reserved from the frame allocator (`kmain` reserves
+/// everything below the image), so nothing writes them afterwards.
+pub fn boot_device_tree(pa: PhysAddr) -> Option<&'static [u8]> {
+    let layout = image_layout();
+    let image_start = virt_to_phys(layout.start);
+    // Only RAM below the image and above the start of the boot-mapped RAM
+    // can hold it (QEMU: 0x4000_0000, the image at 0x4020_0000).
+    let room = image_start.offset_from(pa)?;
+    if room < 40 || pa.get() < BOOT_LINEAR_RAM_START {
+        return None;
+    }
     let p = phys_to_virt(pa).get() as *const u8;
-    // SAFETY: the caller guarantees the range is mapped, immutable and
-    // lives forever.
-    unsafe { core::slice::from_raw_parts(p, len) }
+    // SAFETY: pa..pa+40 lies in RAM below the kernel image, mapped by the
+    // boot tables' RAM block; nothing writes it (reserved, see above).
+    let header = unsafe { core::slice::from_raw_parts(p, 40) };
+    let size = kernel_core::dt::blob_size(header).ok()?;
+    if size as u64 > room {
+        return None;
+    }
+    // SAFETY: as above, for the size the header states, checked to end
+    // below the image.
+    Some(unsafe { core::slice::from_raw_parts(p, size) })
+}
+
+/// Zeroes `len` bytes of physical memory through the linear map. Private to
+/// `mm`: only for frames the caller has just allocated.
+fn zero_phys(pa: PhysAddr, len: usize) {
+    let p = phys_to_virt(pa).get() as *mut u8;
+    // SAFETY: callers pass frames they just allocated (exclusively theirs)
+    // inside RAM, which the linear map covers.
+    unsafe { core::ptr::write_bytes(p, 0, len) };
 }

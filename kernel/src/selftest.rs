@@ -1,0 +1,29 @@
+//! Boot-time self-tests selected by the kernel command line
+//! (`selftest=NAME`), used by the QEMU scenarios to prove that a failure is
+//! reported and fails the run. Never runs anything unless asked.
+
+use crate::{kprintln, status};
+
+/// An address no table maps: the start of the TTBR1 half's second 256 TiB,
+/// far above the linear map.
+const UNMAPPED_KERNEL_ADDR: u64 = 0xFFFF_8000_dead_0000;
+
+/// Runs what `bootargs` asks for; returns the run's exit status.
+pub fn run(bootargs: &str) -> u32 {
+    let mut code = status::PASS;
+    for arg in bootargs.split_whitespace() {
+        let Some(name) = arg.strip_prefix("selftest=") else { continue };
+        match name {
+            "kernel-fault" => {
+                kprintln!("selftest: reading unmapped kernel address {UNMAPPED_KERNEL_ADDR:#x}");
+                crate::arch::boot::provoke_data_abort(UNMAPPED_KERNEL_ADDR);
+            }
+            "panic" => panic!("selftest: deliberate panic"),
+            other => {
+                kprintln!("selftest: unknown self-test {other:?}");
+                code = status::FAIL;
+            }
+        }
+    }
+    code
+}
