@@ -6,10 +6,10 @@
 use abi::PhysAddr;
 use hermit_sync::OnceCell;
 
-use crate::arch::gic_sysreg as icc;
 use crate::arch::Affinity;
+use crate::arch::gic_sysreg as icc;
 use crate::mmio::{Mmio, Reg};
-use crate::timeout::{poll_until, PollError};
+use crate::timeout::{PollError, poll_until};
 
 /// Distributor registers [GICv3 §12.9].
 mod gicd {
@@ -18,11 +18,7 @@ mod gicd {
     pub const TYPER: Reg<u32> = Reg::at(0x0004);
     pub const IIDR: Reg<u32> = Reg::at(0x0008);
     pub const IGROUPR: Reg<u32> = Reg::at(0x0080);
-    pub const ISENABLER: Reg<u32> = Reg::at(0x0100);
     pub const ICENABLER: Reg<u32> = Reg::at(0x0180);
-    pub const IPRIORITYR: Reg<u8> = Reg::at(0x0400);
-    pub const ICFGR: Reg<u32> = Reg::at(0x0c00);
-    pub const IROUTER: Reg<u64> = Reg::at(0x6000);
     /// CTLR: EnableGrp1 (NS view) / EnableGrp0 (single security state).
     pub const CTLR_ENABLE_G1: u32 = 1 << 0;
     /// CTLR: EnableGrp1A (NS view) / EnableGrp1 (single security state).
@@ -60,15 +56,6 @@ const DEFAULT_PRIORITY: u8 = 0xa0;
 /// INTIDs at or above this value from IAR are special (1020..1023).
 const INTID_SPECIAL: u32 = 1020;
 
-/// An interrupt's trigger.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    /// Edge-triggered.
-    Edge,
-    /// Level-sensitive.
-    Level,
-}
-
 /// What the boot report says about the GIC.
 #[derive(Clone, Copy, Debug)]
 pub struct GicInfo {
@@ -84,7 +71,6 @@ pub struct GicInfo {
 
 struct Gic {
     sgi: Mmio,
-    info: GicInfo,
 }
 
 static GIC: OnceCell<Gic> = OnceCell::new();
@@ -105,13 +91,21 @@ impl From<(PollError, &'static str)> for GicError {
 }
 
 /// Brings up the distributor, this CPU's redistributor and CPU interface.
-pub fn init(gicd_base: PhysAddr, gicr_base: PhysAddr, gicr_len: usize, aff: Affinity) -> Result<GicInfo, GicError> {
+pub fn init(
+    gicd_base: PhysAddr,
+    gicr_base: PhysAddr,
+    gicr_len: usize,
+    aff: Affinity,
+) -> Result<GicInfo, GicError> {
     let gicd = Mmio::new(gicd_base, 0x1_0000);
     // Distributor off while configuring, then affinity routing + group 1.
     gicd.write(gicd::CTLR, 0);
     wait_rwp(&gicd)?;
     let lines = 32 * ((gicd.read(gicd::TYPER) & 0x1f) + 1);
-    gicd.write(gicd::CTLR, gicd::CTLR_ARE_NS | gicd::CTLR_ENABLE_G1 | gicd::CTLR_ENABLE_G1A);
+    gicd.write(
+        gicd::CTLR,
+        gicd::CTLR_ARE_NS | gicd::CTLR_ENABLE_G1 | gicd::CTLR_ENABLE_G1A,
+    );
     wait_rwp(&gicd)?;
     let single_security_state = gicd.read(gicd::CTLR) & gicd::CTLR_DS != 0;
 
@@ -137,8 +131,10 @@ pub fn init(gicd_base: PhysAddr, gicr_base: PhysAddr, gicr_len: usize, aff: Affi
 
     // Wake the redistributor.
     rd.modify(gicr::WAKER, |w| w & !gicr::WAKER_PROCESSOR_SLEEP);
-    poll_until(1_000, || rd.read(gicr::WAKER) & gicr::WAKER_CHILDREN_ASLEEP == 0)
-        .map_err(|e| (e, "GICR_WAKER.ChildrenAsleep"))?;
+    poll_until(1_000, || {
+        rd.read(gicr::WAKER) & gicr::WAKER_CHILDREN_ASLEEP == 0
+    })
+    .map_err(|e| (e, "GICR_WAKER.ChildrenAsleep"))?;
 
     // All SGIs/PPIs: group 1, disabled, default priority.
     sgi.write(gicr::ICENABLER0, u32::MAX);
@@ -159,28 +155,31 @@ pub fn init(gicd_base: PhysAddr, gicr_base: PhysAddr, gicr_len: usize, aff: Affi
     icc::write_bpr1(0);
     icc::write_igrpen1(1);
 
-    let info = GicInfo { lines, iidr: gicd.read(gicd::IIDR), single_security_state, redistributor: rd.phys() };
-    let _ = GIC.set(Gic { sgi, info });
+    let info = GicInfo {
+        lines,
+        iidr: gicd.read(gicd::IIDR),
+        single_security_state,
+        redistributor: rd.phys(),
+    };
+    let _ = GIC.set(Gic { sgi });
     Ok(info)
 }
 
 fn wait_rwp(gicd: &Mmio) -> Result<(), GicError> {
-    poll_until(1_000, || gicd.read(gicd::CTLR) & gicd::CTLR_RWP == 0).map_err(|e| (e, "GICD_CTLR.RWP").into())
+    poll_until(1_000, || gicd.read(gicd::CTLR) & gicd::CTLR_RWP == 0)
+        .map_err(|e| (e, "GICD_CTLR.RWP").into())
 }
 
 fn gic() -> &'static Gic {
     GIC.get().expect("GIC used before gic::init")
 }
 
-/// Enables a PPI (INTID 16..31) on this CPU.
-pub fn enable_ppi(intid: u32, trigger: Trigger) {
+/// Enables a level-sensitive PPI (INTID 16..31, e.g. a timer) on this CPU.
+pub fn enable_ppi(intid: u32) {
     assert!((16..32).contains(&intid), "INTID {intid} is not a PPI");
     let g = gic();
     let bit = (intid - 16) * 2 + 1;
-    g.sgi.modify(gicr::ICFGR1, |v| match trigger {
-        Trigger::Edge => v | (1 << bit),
-        Trigger::Level => v & !(1 << bit),
-    });
+    g.sgi.modify(gicr::ICFGR1, |v| v & !(1 << bit));
     g.sgi.write(gicr::ISENABLER0, 1 << intid);
 }
 
@@ -193,9 +192,4 @@ pub fn acknowledge() -> Option<u32> {
 /// Signals the end of handling `intid`.
 pub fn end_of_interrupt(intid: u32) {
     icc::write_eoir1(intid as u64);
-}
-
-/// The distributor's facts, once initialised.
-pub fn info() -> Option<GicInfo> {
-    GIC.get().map(|g| g.info)
 }

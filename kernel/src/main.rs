@@ -25,7 +25,7 @@ mod smmu_probe;
 mod timeout;
 mod timer;
 
-use abi::{PhysAddr, PAGE_SIZE};
+use abi::{PAGE_SIZE, PhysAddr};
 use kernel_core::dt::{self, Platform};
 
 use crate::mm::frames::PhysRange;
@@ -51,15 +51,22 @@ pub mod status {
 /// passes 0 and leaves the DTB at the start of RAM); `entry_el` is the
 /// exception level QEMU entered at.
 fn kmain(loader_dtb: u64, entry_el: u64) -> ! {
-    let dtb = PhysAddr::new(if loader_dtb != 0 { loader_dtb } else { QEMU_VIRT_DTB });
-    let Some(platform) = read_device_tree(dtb) else { exit(status::NO_DEVICE_TREE) };
+    let dtb = PhysAddr::new(if loader_dtb != 0 {
+        loader_dtb
+    } else {
+        QEMU_VIRT_DTB
+    });
+    let Some(platform) = read_device_tree(dtb) else {
+        exit(status::NO_DEVICE_TREE)
+    };
     if let Some(uart) = platform.uart {
         console::init(uart.base);
     }
     kprintln!("");
     kprintln!("iommu-kernel {} booting", env!("CARGO_PKG_VERSION"));
 
-    let mem = init_memory(&platform, dtb);
+    let mut mem = init_memory(&platform, dtb);
+    install_kernel_map(&platform, &mut mem);
     let sys = bring_up_machine(&platform);
     report::print(&platform, entry_el, &mem, &sys);
 
@@ -83,37 +90,87 @@ pub struct MemoryInfo {
     pub image: PhysRange,
     /// The heap, physical.
     pub heap: PhysRange,
+    /// Ranges kept from the frame allocator.
+    pub reserved: alloc::vec::Vec<PhysRange>,
+    /// The kernel's final map, once installed.
+    pub kernel_map: Option<mm::kernel_map::KernelMap>,
+    /// (executable, writable, writable-and-executable) pages of the image.
+    pub image_permissions: (usize, usize, usize),
 }
 
 /// Sets up the heap and the frame allocator from the device tree's RAM,
 /// reserving the DTB, the kernel image, the heap and /memreserve/ ranges.
 fn init_memory(platform: &Platform<'_>, dtb: PhysAddr) -> MemoryInfo {
     let layout = mm::image_layout();
-    let image = PhysRange { start: mm::virt_to_phys(layout.start), end: mm::virt_to_phys(layout.end) };
+    let image = PhysRange {
+        start: mm::virt_to_phys(layout.start),
+        end: mm::virt_to_phys(layout.end),
+    };
     let heap = mm::heap::init_after_image(image.end);
 
     let mut reserved: alloc::vec::Vec<PhysRange> = alloc::vec![
         // The DTB and everything below the image (QEMU's first MiB).
-        PhysRange { start: dtb.align_down(PAGE_SIZE), end: image.start },
+        PhysRange {
+            start: dtb.align_down(PAGE_SIZE),
+            end: image.start
+        },
         image,
         heap,
     ];
     for r in platform.reserved.iter() {
-        reserved.push(PhysRange { start: r.base, end: r.end().unwrap_or(PhysAddr::new(u64::MAX)) });
+        reserved.push(PhysRange {
+            start: r.base,
+            end: r.end().unwrap_or(PhysAddr::new(u64::MAX)),
+        });
     }
     let mut ram = kernel_core::bounded::BoundedVec::default();
     let mut frames = 0;
     for region in platform.memory.iter() {
         let _ = ram.push(*region);
         let end = region.end().unwrap_or(PhysAddr::new(u64::MAX));
-        // The linear map covers the RAM the boot tables map (1 GiB at
-        // 0x4000_0000) until mm::kernel_map installs the full one.
+        // Until mm::kernel_map is installed the linear map covers only the
+        // RAM the boot tables map (1 GiB at 0x4000_0000); the rest is added
+        // by `install_kernel_map`.
         let end = end.min(PhysAddr::new(mm::BOOT_LINEAR_RAM_END));
         if end > region.base {
-            frames += mm::frames::add_ram(PhysRange { start: region.base, end }, &reserved);
+            frames += mm::frames::add_ram(
+                PhysRange {
+                    start: region.base,
+                    end,
+                },
+                &reserved,
+            );
         }
     }
-    MemoryInfo { ram, frames, image, heap }
+    MemoryInfo {
+        ram,
+        frames,
+        image,
+        heap,
+        reserved,
+        kernel_map: None,
+        image_permissions: (0, 0, 0),
+    }
+}
+
+/// Replaces the boot tables with the kernel's final map, then gives the
+/// frame allocator the RAM the boot tables could not reach.
+fn install_kernel_map(platform: &Platform<'_>, mem: &mut MemoryInfo) {
+    let pa_bits = arch::mmu::pa_bits();
+    let map = match mm::kernel_map::build(platform, pa_bits) {
+        Ok(m) => m,
+        Err(e) => panic!("kernel map: {e}"),
+    };
+    arch::mmu::install_kernel_tables(map.root());
+    mem.image_permissions = map.image_permissions();
+    for region in platform.memory.iter() {
+        let end = region.end().unwrap_or(PhysAddr::new(u64::MAX));
+        let start = region.base.max(PhysAddr::new(mm::BOOT_LINEAR_RAM_END));
+        if end > start {
+            mem.frames += mm::frames::add_ram(PhysRange { start, end }, &mem.reserved);
+        }
+    }
+    mem.kernel_map = Some(map);
 }
 
 /// What interrupt and timer bring-up found, for the report.
@@ -138,19 +195,30 @@ fn bring_up_machine(platform: &Platform<'_>) -> SystemInfo {
             dt::PsciMethod::Smc => arch::psci::Conduit::Smc,
         });
     }
-    let gic = gic::init(platform.gic.gicd.base, platform.gic.gicr.base, platform.gic.gicr.size as usize, arch::affinity());
+    let gic = gic::init(
+        platform.gic.gicd.base,
+        platform.gic.gicr.base,
+        platform.gic.gicr.size as usize,
+        arch::affinity(),
+    );
     let timer_intid = platform.timer.virt.intid;
     let mut timer_check = None;
     if gic.is_ok() {
         exceptions::set_timer_intid(timer_intid);
-        gic::enable_ppi(timer_intid, gic::Trigger::Level);
+        gic::enable_ppi(timer_intid);
         timer::start();
         arch::enable_irqs();
         timer_check = Some(timer::wait_ticks(3));
     }
     let pci = platform.pci.as_ref().map(pci::bring_up);
     let smmu = platform.smmu.as_ref().map(smmu_probe::probe);
-    SystemInfo { gic, timer_intid, timer_check, pci, smmu }
+    SystemInfo {
+        gic,
+        timer_intid,
+        timer_check,
+        pci,
+        smmu,
+    }
 }
 
 /// Ends the run: semihosting exit status, or PSCI power-off without it.
@@ -164,6 +232,14 @@ pub fn exit(code: u32) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    console::force_write_fmt(format_args!("\nKERNEL PANIC: {info}\n"));
+    match info.location() {
+        Some(l) => console::force_write_fmt(format_args!(
+            "\nKERNEL PANIC at {}:{}: {}\n",
+            l.file(),
+            l.line(),
+            info.message()
+        )),
+        None => console::force_write_fmt(format_args!("\nKERNEL PANIC: {}\n", info.message())),
+    }
     exit(status::PANIC)
 }

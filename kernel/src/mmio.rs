@@ -37,15 +37,14 @@ impl<T> Copy for Reg<T> {}
 impl<T: RegValue> Reg<T> {
     /// A register at `offset`.
     pub const fn at(offset: usize) -> Self {
-        Self { offset, _t: PhantomData }
+        Self {
+            offset,
+            _t: PhantomData,
+        }
     }
     /// The `n`th register of an array of registers `stride` bytes apart.
     pub const fn index(self, n: usize, stride: usize) -> Self {
         Self::at(self.offset + n * stride)
-    }
-    /// The register's byte offset.
-    pub const fn offset(self) -> usize {
-        self.offset
     }
 }
 
@@ -63,7 +62,11 @@ impl Mmio {
     /// map (mm::kernel_map) maps every device window of the device tree as
     /// Device-nGnRE in the linear map; `phys` must lie in one.
     pub fn new(phys: PhysAddr, len: usize) -> Self {
-        Self { base: mm::phys_to_virt(phys).get() as usize, len, phys }
+        Self {
+            base: mm::phys_to_virt(phys).get() as usize,
+            len,
+            phys,
+        }
     }
 
     /// Physical base address.
@@ -73,13 +76,20 @@ impl Mmio {
 
     /// A sub-block starting `offset` bytes in.
     pub fn sub(&self, offset: usize, len: usize) -> Self {
-        assert!(offset + len <= self.len, "MMIO sub-block outside its region");
-        Self { base: self.base + offset, len, phys: PhysAddr::new(self.phys.get() + offset as u64) }
+        assert!(
+            offset + len <= self.len,
+            "MMIO sub-block outside its region"
+        );
+        Self {
+            base: self.base + offset,
+            len,
+            phys: PhysAddr::new(self.phys.get() + offset as u64),
+        }
     }
 
     fn addr<T: RegValue>(&self, reg: Reg<T>) -> *mut T {
         assert!(
-            reg.offset + T::SIZE <= self.len && reg.offset % T::SIZE == 0,
+            reg.offset + T::SIZE <= self.len && reg.offset.is_multiple_of(T::SIZE),
             "register offset {:#x} outside or misaligned in a {:#x}-byte block",
             reg.offset,
             self.len

@@ -19,18 +19,23 @@ pub struct Ecam {
 impl Ecam {
     /// The ECAM window of `host`.
     pub fn new(host: &PciHost) -> Self {
-        Self { mmio: Mmio::new(host.ecam.base, host.ecam.size as usize), bus_start: host.bus_start }
+        Self {
+            mmio: Mmio::new(host.ecam.base, host.ecam.size as usize),
+            bus_start: host.bus_start,
+        }
     }
 
     fn reg(&self, bdf: Bdf, offset: u16) -> Option<Reg<u32>> {
-        bdf.ecam_offset(self.bus_start, offset & !3).map(|o| Reg::at(o as usize))
+        bdf.ecam_offset(self.bus_start, offset & !3)
+            .map(|o| Reg::at(o as usize))
     }
 }
 
 impl ConfigSpace for Ecam {
     fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
         // A function outside the window reads as absent (all ones).
-        self.reg(bdf, offset).map_or(u32::MAX, |r| self.mmio.read(r))
+        self.reg(bdf, offset)
+            .map_or(u32::MAX, |r| self.mmio.read(r))
     }
 
     fn write32(&mut self, bdf: Bdf, offset: u16, value: u32) {

@@ -5,7 +5,7 @@
 
 use kernel_core::dt::{PciSpace, Platform};
 
-use crate::{kprintln, MemoryInfo, SystemInfo};
+use crate::{MemoryInfo, SystemInfo, kprintln};
 
 const MIB: u64 = 1 << 20;
 
@@ -18,7 +18,12 @@ pub fn print(platform: &Platform<'_>, entry_el: u64, mem: &MemoryInfo, sys: &Sys
         mem.image.end
     );
     for r in mem.ram.iter() {
-        kprintln!("ram: {:#x}..{:#x} ({} MiB)", r.base, r.base.get() + r.size, r.size / MIB);
+        kprintln!(
+            "ram: {:#x}..{:#x} ({} MiB)",
+            r.base,
+            r.base.get() + r.size,
+            r.size / MIB
+        );
     }
     let (free, total) = crate::mm::frames::stats();
     kprintln!(
@@ -31,6 +36,20 @@ pub fn print(platform: &Platform<'_>, entry_el: u64, mem: &MemoryInfo, sys: &Sys
         crate::mm::heap::used() / 1024
     );
     debug_assert_eq!(total, mem.frames);
+    let (x, w, wx) = mem.image_permissions;
+    kprintln!(
+        "mmu: kernel map {} (TTBR1), identity map dropped, ASIDs {} bits; image pages: {x} executable, {w} writable, {wx} both",
+        if mem.kernel_map.is_some() {
+            "installed"
+        } else {
+            "NOT installed"
+        },
+        if crate::arch::mmu::has_asid16() {
+            16
+        } else {
+            8
+        }
+    );
     if let Some(args) = platform.bootargs {
         kprintln!("dt: bootargs \"{args}\"");
     }
@@ -41,9 +60,17 @@ pub fn print(platform: &Platform<'_>, entry_el: u64, mem: &MemoryInfo, sys: &Sys
             platform.gic.gicd.base,
             g.lines,
             g.iidr,
-            if g.single_security_state { ", single security state" } else { "" },
+            if g.single_security_state {
+                ", single security state"
+            } else {
+                ""
+            },
             g.redistributor,
-            platform.gic.its.map(|r| alloc::format!(", ITS {:#x}", r.base)).unwrap_or_default()
+            platform
+                .gic
+                .its
+                .map(|r| alloc::format!(", ITS {:#x}", r.base))
+                .unwrap_or_default()
         ),
         Err(e) => kprintln!("gic: bring-up FAILED: {e:?}"),
     }
@@ -67,9 +94,18 @@ pub fn print(platform: &Platform<'_>, entry_el: u64, mem: &MemoryInfo, sys: &Sys
                 "smmu: arm,smmu-v3 at {:#x} ({:#x} bytes){}",
                 node.regs.base,
                 node.regs.size,
-                if node.dma_coherent { ", dma-coherent" } else { "" }
+                if node.dma_coherent {
+                    ", dma-coherent"
+                } else {
+                    ""
+                }
             );
-            let irqs = [("eventq", node.eventq), ("priq", node.priq), ("cmdq-sync", node.cmdq_sync), ("gerror", node.gerror)];
+            let irqs = [
+                ("eventq", node.eventq),
+                ("priq", node.priq),
+                ("cmdq-sync", node.cmdq_sync),
+                ("gerror", node.gerror),
+            ];
             for (name, irq) in irqs {
                 if let Some(irq) = irq {
                     kprintln!("smmu: irq {name} {irq}");
@@ -107,7 +143,11 @@ pub fn print(platform: &Platform<'_>, entry_el: u64, mem: &MemoryInfo, sys: &Sys
         host.ecam.size / MIB,
         host.bus_start,
         host.bus_end,
-        if host.dma_coherent { ", dma-coherent" } else { "" }
+        if host.dma_coherent {
+            ", dma-coherent"
+        } else {
+            ""
+        }
     );
     for w in host.windows.iter() {
         let kind = match w.space {
@@ -138,7 +178,10 @@ pub fn print(platform: &Platform<'_>, entry_el: u64, mem: &MemoryInfo, sys: &Sys
             for f in en.functions.iter() {
                 kprintln!("pci {f}");
             }
-            kprintln!("pci: {} functions, bus mastering off until the IOMMU server attaches them", en.functions.len());
+            kprintln!(
+                "pci: {} functions, bus mastering off until the IOMMU server attaches them",
+                en.functions.len()
+            );
         }
         Some(Err(e)) => kprintln!("pci: enumeration FAILED: {e:?}"),
         None => {}

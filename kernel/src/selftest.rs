@@ -6,13 +6,15 @@ use crate::{kprintln, status};
 
 /// An address no table maps: the start of the TTBR1 half's second 256 TiB,
 /// far above the linear map.
-const UNMAPPED_KERNEL_ADDR: u64 = 0xFFFF_8000_dead_0000;
+const UNMAPPED_KERNEL_ADDR: u64 = 0xFFFF_8000_DEAD_0000;
 
 /// Runs what `bootargs` asks for; returns the run's exit status.
 pub fn run(bootargs: &str) -> u32 {
     let mut code = status::PASS;
     for arg in bootargs.split_whitespace() {
-        let Some(name) = arg.strip_prefix("selftest=") else { continue };
+        let Some(name) = arg.strip_prefix("selftest=") else {
+            continue;
+        };
         match name {
             "kernel-fault" => {
                 kprintln!("selftest: reading unmapped kernel address {UNMAPPED_KERNEL_ADDR:#x}");

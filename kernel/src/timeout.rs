@@ -33,7 +33,13 @@ pub fn poll_until(timeout_us: u64, mut done: impl FnMut() -> bool) -> Result<(),
         if waited > limit {
             // One last look: the condition may have become true while we
             // were descheduled.
-            return if done() { Ok(()) } else { Err(PollError { waited_us: ticks_to_us(waited) }) };
+            return if done() {
+                Ok(())
+            } else {
+                Err(PollError {
+                    waited_us: ticks_to_us(waited),
+                })
+            };
         }
         core::hint::spin_loop();
     }

@@ -44,5 +44,8 @@ pub fn wait_ticks(n: u64) -> (u64, u64) {
     while ticks() - start_ticks < n && crate::arch::counter() - start < limit {
         core::hint::spin_loop();
     }
-    (ticks() - start_ticks, crate::timeout::ticks_to_us(crate::arch::counter() - start))
+    (
+        ticks() - start_ticks,
+        crate::timeout::ticks_to_us(crate::arch::counter() - start),
+    )
 }

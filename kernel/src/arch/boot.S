@@ -119,3 +119,21 @@ BOOT_L0:
 .global BOOT_L1
 BOOT_L1:
     .space 4096
+
+// switch_kernel_tables(x0 = TTBR1 root, x1 = TCR): installs the kernel's
+// final TTBR1 tables. Called at its PHYSICAL address, through the boot
+// identity map in TTBR0, so no TTBR1 translation is live while the old
+// entries are invalidated (no TLB conflict between the boot blocks and the
+// new pages, whatever the CPU's FEAT_BBM level). Returns to the caller's
+// high-half address in x30. Touches no memory.
+.section .text.boot, "ax"
+.global switch_kernel_tables
+switch_kernel_tables:
+    dsb     ishst
+    msr     ttbr1_el1, x0
+    msr     tcr_el1, x1
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    ret

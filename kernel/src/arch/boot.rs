@@ -3,7 +3,7 @@
 //! is assembled with. Owns nothing after `kernel_entry` is called; must never
 //! be re-entered.
 
-use super::mmu::{boot_device_block, boot_normal_block, MAIR_VALUE, TCR_BOOT};
+use super::mmu::{MAIR_VALUE, TCR_BOOT, boot_device_block, boot_normal_block};
 use crate::mm::LINEAR_BASE;
 
 /// HCR_EL2: RW=1, EL1 is AArch64. Nothing else is trapped or virtualised.
@@ -22,7 +22,8 @@ const SPSR_EL1H_MASKED: u64 = 0x3c5;
 const CPACR_FPEN: u64 = 0b11 << 20;
 /// SCTLR_EL1 with M (MMU), C (data cache), SA/SA0 (SP alignment checks),
 /// I (instruction cache) and UCT (EL0 may read CTR_EL0) over the RES1 bits.
-const SCTLR_EL1_MMU: u64 = SCTLR_EL1_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 12) | (1 << 15);
+const SCTLR_EL1_MMU: u64 =
+    SCTLR_EL1_RES1 | 1 | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 12) | (1 << 15);
 
 core::arch::global_asm!(
     include_str!("boot.S"),
@@ -41,7 +42,10 @@ core::arch::global_asm!(
 );
 core::arch::global_asm!(include_str!("vectors.S"), options(raw));
 
-const _: () = assert!(LINEAR_BASE == 0xFFFF_0000_0000_0000, "linker.ld repeats LINEAR_BASE");
+const _: () = assert!(
+    LINEAR_BASE == 0xFFFF_0000_0000_0000,
+    "linker.ld repeats LINEAR_BASE"
+);
 
 /// Called by `boot.S` with the MMU on, at EL1, on the boot stack, with what
 /// the loader passed in x0 and the exception level QEMU entered at.

@@ -19,7 +19,7 @@ pub const TCR_BOOT: u64 = 16 // T0SZ
     | (0b01 << 8) // IRGN0 WBWA
     | (0b01 << 10) // ORGN0 WBWA
     | (0b11 << 12) // SH0 inner
-    | (0b00 << 14) // TG0 4K
+    // TG0 = 0b00: 4K
     | (16 << 16) // T1SZ
     | (0b01 << 24) // IRGN1
     | (0b01 << 26) // ORGN1
@@ -37,4 +37,63 @@ pub const fn boot_normal_block() -> u64 {
 /// PXN and UXN.
 pub const fn boot_device_block() -> u64 {
     0b01 | ((MAIR_DEVICE as u64) << 2) | (1 << 10) | (1 << 53) | (1 << 54)
+}
+
+/// TCR_EL1.EPD0: no walks through TTBR0 (no task address space installed).
+pub const TCR_EPD0: u64 = 1 << 7;
+/// TCR_EL1.AS: 16-bit ASIDs.
+pub const TCR_AS16: u64 = 1 << 36;
+
+unsafe extern "C" {
+    fn switch_kernel_tables(ttbr1: u64, tcr: u64);
+}
+
+/// Whether the CPU has 16-bit ASIDs (ID_AA64MMFR0_EL1.ASIDBits = 0b0010).
+pub fn has_asid16() -> bool {
+    use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, Readable};
+    ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::ASIDBits) == 0b0010
+}
+
+/// Replaces the boot tables with the kernel's final TTBR1 tables at
+/// `root` (physical), turns on 16-bit ASIDs where the CPU has them, then
+/// drops the boot identity map (TTBR0 walks off until a task runs).
+pub fn install_kernel_tables(root: abi::PhysAddr) {
+    use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1, Writeable};
+    let mut tcr = TCR_EL1.get();
+    if has_asid16() {
+        tcr |= TCR_AS16;
+    }
+    let phys_entry =
+        crate::mm::virt_to_phys(abi::VirtAddr::new(switch_kernel_tables as *const () as u64));
+    // SAFETY: `switch_kernel_tables` is position-independent code in the
+    // kernel image; its physical address is mapped executable by the boot
+    // identity map in TTBR0 (still installed), so calling it there is
+    // calling the same function. It only writes TTBR1/TCR and invalidates
+    // the TLB; `root` is a complete table that maps the whole image at the
+    // same addresses (built by mm::kernel_map), so the return lands on
+    // mapped code and the stack stays mapped.
+    unsafe {
+        let f: unsafe extern "C" fn(u64, u64) = core::mem::transmute(phys_entry.get() as usize);
+        f(root.get(), tcr);
+    }
+    TCR_EL1.set(tcr | TCR_EPD0);
+    TTBR0_EL1.set(0);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    // SAFETY: invalidating this CPU's EL1 TLB entries only drops cached
+    // translations (the identity map's); the barriers complete it.
+    unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
+}
+
+/// The CPU's physical address size in bits (ID_AA64MMFR0_EL1.PARange),
+/// capped at 48 (no 52-bit output addresses in this kernel).
+pub fn pa_bits() -> u8 {
+    use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, Readable};
+    match ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange) {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        _ => 48,
+    }
 }

@@ -57,5 +57,7 @@ impl Affinity {
 
 /// This CPU's affinity (MPIDR_EL1).
 pub fn affinity() -> Affinity {
-    Affinity { mpidr: MPIDR_EL1.get() }
+    Affinity {
+        mpidr: MPIDR_EL1.get(),
+    }
 }

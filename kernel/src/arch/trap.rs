@@ -53,14 +53,21 @@ pub struct Syndrome {
 
 impl Syndrome {
     fn read() -> Self {
-        Self { esr: ESR_EL1.get(), far: FAR_EL1.get() }
+        Self {
+            esr: ESR_EL1.get(),
+            far: FAR_EL1.get(),
+        }
     }
 }
 
 /// Called by `vectors.S` with the saved frame and the vector index.
 #[unsafe(no_mangle)]
 extern "C" fn trap_entry(frame: &mut TrapFrame, vector: u64) {
-    let origin = if vector < 8 { Origin::Kernel } else { Origin::User };
+    let origin = if vector < 8 {
+        Origin::Kernel
+    } else {
+        Origin::User
+    };
     let kind = match vector & 3 {
         0 => Kind::Sync,
         1 => Kind::Irq,

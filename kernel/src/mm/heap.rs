@@ -28,9 +28,14 @@ static HEAP: KernelHeap = KernelHeap(InterruptSpinMutex::new(Heap::empty()));
 pub fn init_after_image(image_end: PhysAddr) -> PhysRange {
     static DONE: AtomicBool = AtomicBool::new(false);
     assert!(!DONE.swap(true, Ordering::AcqRel), "heap initialised twice");
-    let start = image_end.align_up(abi::PAGE_SIZE).expect("image below the top of memory");
+    let start = image_end
+        .align_up(abi::PAGE_SIZE)
+        .expect("image below the top of memory");
     let end = PhysAddr::new(start.get() + HEAP_SIZE as u64);
-    assert!(end.get() <= super::BOOT_LINEAR_RAM_END, "heap beyond the boot-mapped RAM");
+    assert!(
+        end.get() <= super::BOOT_LINEAR_RAM_END,
+        "heap beyond the boot-mapped RAM"
+    );
     let va = super::phys_to_virt(start).get() as usize;
     // SAFETY: start..end is RAM right after the kernel image, inside the
     // boot tables' RAM block (checked); this runs once (checked), before
@@ -50,7 +55,10 @@ pub fn used() -> usize {
 // context (interrupts are masked while it is held).
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0.lock().alloc(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        self.0
+            .lock()
+            .alloc(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -5,6 +5,7 @@
 
 pub mod frames;
 pub mod heap;
+pub mod kernel_map;
 
 use abi::{PhysAddr, VirtAddr};
 

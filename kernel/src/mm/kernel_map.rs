@@ -1,0 +1,188 @@
+//! The kernel's final address space (TTBR1): the image mapped by section
+//! (text read-only executable, rodata read-only, data and bss read-write,
+//! never writable and executable), all RAM read-write non-executable in the
+//! linear map, and every device window the device tree names as
+//! Device-nGnRE non-executable. Built with the shared `pgtable` crate.
+//! Must never map anything EL0-accessible.
+
+use abi::{PAGE_SIZE, PhysAddr, VirtAddr};
+use kernel_core::dt::{PciSpace, Platform};
+use pgtable::{Attrs, Config, MapError, PageTable, Shareability, TableMemory};
+
+use super::{LINEAR_BASE, frames, image_layout, virt_to_phys};
+use crate::arch::mmu::{MAIR_DEVICE, MAIR_NORMAL};
+
+/// Table memory reached through the linear map.
+pub struct LinearTableMemory;
+
+impl TableMemory for LinearTableMemory {
+    fn read(&self, table: PhysAddr, index: usize) -> u64 {
+        assert!(index < 512, "descriptor index out of its table");
+        let p = super::phys_to_virt(table).get() as *const u64;
+        // SAFETY: `table` is a table page this kernel allocated from RAM
+        // (linear-mapped); index < 512 keeps the read inside it.
+        unsafe { core::ptr::read_volatile(p.add(index)) }
+    }
+
+    fn write(&mut self, table: PhysAddr, index: usize, value: u64) {
+        assert!(index < 512, "descriptor index out of its table");
+        let p = super::phys_to_virt(table).get() as *mut u64;
+        // SAFETY: as in `read`; one 64-bit store, as the walker requires.
+        unsafe { core::ptr::write_volatile(p.add(index), value) }
+    }
+
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        frames::alloc_zeroed(1)
+    }
+
+    fn barrier(&mut self) {
+        // Table writes must be visible to the walker before a descriptor
+        // that links them is.
+        // SAFETY: a data synchronisation barrier has no memory effects.
+        unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
+    }
+}
+
+/// The TTBR1 table is indexed by the offset from LINEAR_BASE: the linear
+/// map's VA − LINEAR_BASE is exactly the physical address.
+fn linear(pa: PhysAddr) -> VirtAddr {
+    VirtAddr::new(pa.get())
+}
+
+const KERNEL_TEXT: Attrs = Attrs {
+    pxn: false,
+    ..Attrs::kernel_data(MAIR_NORMAL, false)
+};
+const KERNEL_RO: Attrs = Attrs::kernel_data(MAIR_NORMAL, false);
+const KERNEL_RW: Attrs = Attrs::kernel_data(MAIR_NORMAL, true);
+const DEVICE: Attrs = Attrs {
+    shareability: Shareability::Outer,
+    ..Attrs::kernel_data(MAIR_DEVICE, true)
+};
+
+/// Why the kernel map could not be built.
+pub enum KernelMapError {
+    /// The page-table library refused a mapping.
+    Map(&'static str, MapError),
+    /// No frame for the root table.
+    NoMemory,
+}
+
+impl core::fmt::Display for KernelMapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Map(what, e) => write!(f, "mapping {what}: {e:?}"),
+            Self::NoMemory => f.write_str("no memory for the root table"),
+        }
+    }
+}
+
+/// The kernel's TTBR1 tables.
+pub struct KernelMap {
+    table: PageTable<VirtAddr>,
+}
+
+/// Builds the kernel's TTBR1 tables for `platform`.
+pub fn build(platform: &Platform<'_>, output_bits: u8) -> Result<KernelMap, KernelMapError> {
+    let mem = &mut LinearTableMemory;
+    let mut pt: PageTable<VirtAddr> =
+        PageTable::new(mem, Config::new(48, output_bits)).map_err(|_| KernelMapError::NoMemory)?;
+    let mut map = |what: &'static str,
+                   start: PhysAddr,
+                   end: PhysAddr,
+                   attrs: Attrs|
+     -> Result<(), KernelMapError> {
+        let start = start.align_down(PAGE_SIZE);
+        let end = end.align_up(PAGE_SIZE).unwrap_or(end);
+        if end > start {
+            pt.map(mem, linear(start), start, end.get() - start.get(), attrs)
+                .map_err(|e| KernelMapError::Map(what, e))?;
+        }
+        Ok(())
+    };
+
+    let l = image_layout();
+    let p = |va: VirtAddr| virt_to_phys(va);
+    map("kernel text", p(l.start), p(l.text_end), KERNEL_TEXT)?;
+    map("kernel rodata", p(l.text_end), p(l.rodata_end), KERNEL_RO)?;
+    map("kernel data", p(l.rodata_end), p(l.end), KERNEL_RW)?;
+    for r in platform.memory.iter() {
+        let end = r.end().unwrap_or(PhysAddr::new(u64::MAX));
+        // RAM around the image.
+        let (img_s, img_e) = (p(l.start), p(l.end));
+        map("ram", r.base, end.min(img_s).max(r.base), KERNEL_RW)?;
+        map("ram", img_e.max(r.base).min(end), end, KERNEL_RW)?;
+    }
+
+    // Devices.
+    if let Some(u) = platform.uart {
+        map("uart", u.base, u.end().unwrap_or(u.base), DEVICE)?;
+    }
+    let g = &platform.gic;
+    map(
+        "gicd",
+        g.gicd.base,
+        g.gicd.end().unwrap_or(g.gicd.base),
+        DEVICE,
+    )?;
+    map(
+        "gicr",
+        g.gicr.base,
+        g.gicr.end().unwrap_or(g.gicr.base),
+        DEVICE,
+    )?;
+    if let Some(s) = &platform.smmu {
+        map(
+            "smmu",
+            s.regs.base,
+            s.regs.end().unwrap_or(s.regs.base),
+            DEVICE,
+        )?;
+    }
+    if let Some(h) = &platform.pci {
+        map(
+            "ecam",
+            h.ecam.base,
+            h.ecam.end().unwrap_or(h.ecam.base),
+            DEVICE,
+        )?;
+        for w in h
+            .windows
+            .iter()
+            .filter(|w| matches!(w.space, PciSpace::Mem32 | PciSpace::Io))
+        {
+            let end = w.cpu_addr.checked_add(w.size).unwrap_or(w.cpu_addr);
+            map("pci window", w.cpu_addr, end, DEVICE)?;
+        }
+    }
+    Ok(KernelMap { table: pt })
+}
+
+impl KernelMap {
+    /// The root table, for TTBR1_EL1.
+    pub fn root(&self) -> PhysAddr {
+        self.table.root()
+    }
+
+    /// Walks every page of the image: (executable pages, writable pages,
+    /// pages both writable and executable — which must be none).
+    pub fn image_permissions(&self) -> (usize, usize, usize) {
+        let l = image_layout();
+        let (mut x, mut w, mut wx) = (0, 0, 0);
+        let mut va = l.start.get();
+        while va < l.end.get() {
+            if let Some(t) = self
+                .table
+                .translate(&LinearTableMemory, VirtAddr::new(va - LINEAR_BASE))
+            {
+                let exec = !t.attrs.pxn;
+                let writable = t.attrs.access.writable();
+                x += usize::from(exec);
+                w += usize::from(writable);
+                wx += usize::from(exec && writable);
+            }
+            va += PAGE_SIZE;
+        }
+        (x, w, wx)
+    }
+}
