@@ -1,6 +1,6 @@
 //! The kernel's ABI: the one definition of every value that crosses the
-//! kernel/task boundary (address and identifier newtypes, and, as the
-//! microkernel grows, syscall numbers, message layout and error codes).
+//! kernel/task boundary: address and identifier newtypes, syscall numbers
+//! and argument blocks, error codes, the fixed address-space layout.
 //!
 //! Both the kernel and every task use this crate. It must never contain
 //! behaviour that only one side needs, and it never uses `unsafe`.
@@ -8,7 +8,11 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod error;
 pub mod ids;
+pub mod syscall;
 
 pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, VirtAddr};
+pub use error::{Error, SysResult};
 pub use ids::{Asid, StreamId};
+pub use syscall::Sysno;

@@ -1,0 +1,230 @@
+//! The syscall ABI: numbers, register conventions and the argument blocks
+//! some calls pass by pointer. One definition, used by the kernel's
+//! dispatcher and by `userlib`'s wrappers.
+//!
+//! Convention: `svc #0` with the syscall number in x8 and arguments in
+//! x0..x5. On return x0 is 0 on success or an [`Error`](crate::Error) code,
+//! and results are in x1..x3. Registers other than x0..x3 are preserved.
+
+/// Syscall numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Sysno {
+    /// `log(ptr, len)`: writes a line to the kernel console, prefixed with
+    /// the task's name. At most [`LOG_MAX`] bytes.
+    Log = 0,
+    /// `exit(code)`: ends the calling task. Never returns.
+    Exit = 1,
+    /// `yield()`: gives the CPU to another ready task of equal priority.
+    Yield = 2,
+    /// `call(&CallArgs) -> reply_len`: sends a message on an endpoint the
+    /// caller holds a call capability for, optionally with a page grant and
+    /// a presented capability, and blocks until the server replies.
+    Call = 3,
+    /// `recv(&RecvArgs, &mut RecvInfo)`: waits for a message on an endpoint
+    /// the caller serves, or for a notification, or for the timeout.
+    Recv = 4,
+    /// `reply(token, ptr, len)`: answers a call received earlier, now or
+    /// much later (held replies).
+    Reply = 5,
+    /// `notify(cap, bits)`: ORs `bits` into the notification word of the
+    /// task the notification capability names.
+    Notify = 6,
+    /// `wait(timeout_us) -> bits`: waits until the caller's notification
+    /// word is non-zero (then clears and returns it) or the timeout.
+    Wait = 7,
+    /// `irq_ack(cap)`: re-enables an interrupt after its notification was
+    /// handled.
+    IrqAck = 8,
+    /// `dma_alloc(pages) -> (va, len)`: allocates zeroed, physically
+    /// contiguous memory owned by the caller, within its quota, mapped
+    /// read-write. Such memory can be granted (e.g. to the IOMMU server).
+    DmaAlloc = 9,
+    /// `mmio_map(cap) -> (va, len)`: maps the MMIO region the capability
+    /// names into the caller as device memory.
+    MmioMap = 10,
+    /// `time() -> (ticks, hz)`: the architected counter and its frequency.
+    Time = 11,
+    /// `sleep(us)`: blocks for at least `us` microseconds.
+    Sleep = 12,
+    /// `pci_config_read(cap, offset) -> value`: a 32-bit read of the PCI
+    /// function's configuration space.
+    PciConfigRead = 13,
+    /// `pci_config_write(cap, offset, value)`: a 32-bit write; BAR
+    /// registers are refused, bus mastering is refused until the IOMMU
+    /// server has declared the SMMU enabled.
+    PciConfigWrite = 14,
+    /// `pci_map_bar(cap, bar) -> (va, len)`: maps a memory BAR of the
+    /// function as device memory.
+    PciMapBar = 15,
+}
+
+impl Sysno {
+    /// The syscall for `n`, if there is one.
+    pub fn from_u64(n: u64) -> Option<Sysno> {
+        use Sysno::*;
+        const ALL: [Sysno; 16] = [
+            Log,
+            Exit,
+            Yield,
+            Call,
+            Recv,
+            Reply,
+            Notify,
+            Wait,
+            IrqAck,
+            DmaAlloc,
+            MmioMap,
+            Time,
+            Sleep,
+            PciConfigRead,
+            PciConfigWrite,
+            PciMapBar,
+        ];
+        ALL.iter().copied().find(|s| *s as u64 == n)
+    }
+}
+
+/// Longest console line a task may log, in bytes.
+pub const LOG_MAX: usize = 512;
+/// Largest message payload (either direction), in bytes.
+pub const MSG_MAX: usize = 256;
+/// Most pages one call may grant.
+pub const GRANT_MAX_PAGES: usize = 512;
+/// `timeout_us` meaning "wait forever".
+pub const FOREVER: u64 = u64::MAX;
+/// `present_cap` / capability index meaning "none".
+pub const NO_CAP: u32 = u32::MAX;
+
+/// Arguments of [`Sysno::Call`], read by the kernel from the caller.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CallArgs {
+    /// Capability index of the endpoint (call right).
+    pub endpoint: u32,
+    /// A capability the caller shows the server (e.g. a PCI device), or
+    /// [`NO_CAP`]. The server learns what it is, not the capability itself.
+    pub present_cap: u32,
+    /// The request message.
+    pub send_ptr: u64,
+    /// Its length, at most [`MSG_MAX`].
+    pub send_len: u64,
+    /// Where the reply goes.
+    pub reply_ptr: u64,
+    /// Room for the reply, at most [`MSG_MAX`] is ever written.
+    pub reply_cap: u64,
+    /// Start of memory the caller owns and grants for this call (page
+    /// offset kept), or 0.
+    pub grant_ptr: u64,
+    /// Bytes granted (0: no grant). At most [`GRANT_MAX_PAGES`] pages.
+    pub grant_len: u64,
+}
+
+/// Arguments of [`Sysno::Recv`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct RecvArgs {
+    /// Capability index of the endpoint (serve right).
+    pub endpoint: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Where the message goes.
+    pub buf_ptr: u64,
+    /// Its room in bytes.
+    pub buf_cap: u64,
+    /// Where the granted pages' physical addresses go (one `u64` each).
+    pub frames_ptr: u64,
+    /// Room, in entries.
+    pub frames_cap: u64,
+    /// Microseconds to wait, or [`FOREVER`].
+    pub timeout_us: u64,
+}
+
+/// What [`Sysno::Recv`] delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum RecvKind {
+    /// A call: `badge`, `len`, `reply`, grant and presented capability are
+    /// valid.
+    Call = 1,
+    /// The notification word was non-zero: `notification` holds the bits
+    /// (now cleared).
+    Notification = 2,
+    /// The timeout expired with nothing delivered.
+    Timeout = 3,
+    /// A client holding a call capability on this endpoint died. `badge`
+    /// names it; `reply` must be answered once every resource the server
+    /// holds for it is released (the kernel reuses the client's memory only
+    /// after that reply).
+    ClientDied = 4,
+}
+
+impl RecvKind {
+    /// The kind for a raw value.
+    pub fn from_u32(v: u32) -> Option<RecvKind> {
+        match v {
+            1 => Some(RecvKind::Call),
+            2 => Some(RecvKind::Notification),
+            3 => Some(RecvKind::Timeout),
+            4 => Some(RecvKind::ClientDied),
+            _ => None,
+        }
+    }
+}
+
+/// Kinds of capability a caller can present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PresentedKind {
+    /// Nothing presented.
+    None = 0,
+    /// A PCI function: `a` = requester ID (bus:dev.fn), `b` = StreamID.
+    PciDevice = 1,
+}
+
+/// Filled in by [`Sysno::Recv`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct RecvInfo {
+    /// A [`RecvKind`] value.
+    pub kind: u32,
+    /// The caller's badge (set by the system description, unforgeable).
+    pub badge: u32,
+    /// Message length in bytes.
+    pub len: u32,
+    /// Number of granted pages written to `frames_ptr`.
+    pub frames: u32,
+    /// The reply token for [`Sysno::Reply`].
+    pub reply: u64,
+    /// Notification bits (for [`RecvKind::Notification`]).
+    pub notification: u64,
+    /// The caller's virtual address of the grant (page offset included).
+    pub grant_va: u64,
+    /// Granted bytes.
+    pub grant_len: u64,
+    /// A [`PresentedKind`] value.
+    pub presented_kind: u32,
+    /// Presented capability, first datum.
+    pub presented_a: u32,
+    /// Presented capability, second datum.
+    pub presented_b: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Fixed places in every task's address space.
+pub mod layout {
+    /// Top of the initial stack (the stack grows down from here).
+    pub const STACK_TOP: u64 = 0x0000_7fff_0000_0000;
+    /// Stack size given to every task.
+    pub const STACK_SIZE: u64 = 64 * 1024;
+    /// The read-only task information page (name, capability names,
+    /// arguments): its address is also passed in x0 at entry.
+    pub const TASK_INFO: u64 = 0x0000_7ffe_0000_0000;
+    /// Where `dma_alloc` places memory.
+    pub const DMA_BASE: u64 = 0x0000_1000_0000_0000;
+    /// Where `mmio_map` and `pci_map_bar` place device memory.
+    pub const MMIO_BASE: u64 = 0x0000_2000_0000_0000;
+    /// ELF segments must lie below this address.
+    pub const IMAGE_LIMIT: u64 = 0x0000_0100_0000_0000;
+}
