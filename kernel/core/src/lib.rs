@@ -11,6 +11,7 @@
 
 pub mod bounded;
 pub mod dt;
+pub mod elf;
 pub mod esr;
 pub mod pci;
 
