@@ -6,7 +6,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::arch::trap::{Kind, Origin, Syndrome, TrapFrame};
-use crate::{gic, timer};
+use crate::{gic, task, timer};
 
 /// Exit status for a fault taken in the kernel itself.
 pub const EXIT_KERNEL_FAULT: u32 = 3;
@@ -19,11 +19,31 @@ pub fn set_timer_intid(intid: u32) {
     TIMER_INTID.store(intid, Ordering::Relaxed);
 }
 
+/// ESR_EL1.EC of an SVC from AArch64.
+const EC_SVC64: u64 = 0x15;
+
 /// Handles one exception taken to EL1.
 pub fn handle(frame: &mut TrapFrame, origin: Origin, kind: Kind, syn: Syndrome, vector: u64) {
     match (origin, kind) {
-        (_, Kind::Irq) => handle_irqs(),
-        _ => kernel_fault(frame, origin, kind, syn, vector),
+        // While idling: handle, then return to the idle loop.
+        (Origin::Kernel, Kind::Irq) => handle_irqs(),
+        (Origin::Kernel, _) => kernel_fault(frame, origin, kind, syn, vector),
+        (Origin::User, _) => {
+            task::sched::save_current(frame);
+            match kind {
+                Kind::Irq => handle_irqs(),
+                Kind::Sync if syn.esr >> 26 == EC_SVC64 => {
+                    task::with_current(|k, t| task::syscall::dispatch(k, t))
+                }
+                Kind::Sync => task::with_current(|k, t| {
+                    task::lifecycle::fault(k, t, frame, syn, "synchronous exception")
+                }),
+                Kind::Fiq | Kind::SError => task::with_current(|k, t| {
+                    task::lifecycle::fault(k, t, frame, syn, "SError/FIQ")
+                }),
+            }
+            task::sched::schedule(frame);
+        }
     }
 }
 
@@ -31,7 +51,8 @@ fn handle_irqs() {
     while let Some(intid) = gic::acknowledge() {
         if intid == TIMER_INTID.load(Ordering::Relaxed) {
             timer::on_interrupt();
-        } else {
+            task::on_tick();
+        } else if !task::on_irq(intid) {
             crate::kprintln!("irq: spurious INTID {intid}");
         }
         gic::end_of_interrupt(intid);

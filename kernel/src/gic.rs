@@ -18,7 +18,11 @@ mod gicd {
     pub const TYPER: Reg<u32> = Reg::at(0x0004);
     pub const IIDR: Reg<u32> = Reg::at(0x0008);
     pub const IGROUPR: Reg<u32> = Reg::at(0x0080);
+    pub const ISENABLER: Reg<u32> = Reg::at(0x0100);
     pub const ICENABLER: Reg<u32> = Reg::at(0x0180);
+    pub const IPRIORITYR: Reg<u8> = Reg::at(0x0400);
+    pub const ICFGR: Reg<u32> = Reg::at(0x0c00);
+    pub const IROUTER: Reg<u64> = Reg::at(0x6000);
     /// CTLR: EnableGrp1 (NS view) / EnableGrp0 (single security state).
     pub const CTLR_ENABLE_G1: u32 = 1 << 0;
     /// CTLR: EnableGrp1A (NS view) / EnableGrp1 (single security state).
@@ -70,7 +74,10 @@ pub struct GicInfo {
 }
 
 struct Gic {
+    gicd: Mmio,
     sgi: Mmio,
+    lines: u32,
+    aff: Affinity,
 }
 
 static GIC: OnceCell<Gic> = OnceCell::new();
@@ -161,7 +168,12 @@ pub fn init(
         single_security_state,
         redistributor: rd.phys(),
     };
-    let _ = GIC.set(Gic { sgi });
+    let _ = GIC.set(Gic {
+        gicd,
+        sgi,
+        lines,
+        aff,
+    });
     Ok(info)
 }
 
@@ -181,6 +193,54 @@ pub fn enable_ppi(intid: u32) {
     let bit = (intid - 16) * 2 + 1;
     g.sgi.modify(gicr::ICFGR1, |v| v & !(1 << bit));
     g.sgi.write(gicr::ISENABLER0, 1 << intid);
+}
+
+/// An interrupt's trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Edge-triggered.
+    Edge,
+    /// Level-sensitive.
+    Level,
+}
+
+/// Whether `intid` is an SPI this distributor implements.
+pub fn is_spi(intid: u32) -> bool {
+    intid >= 32 && intid < gic().lines
+}
+
+/// Configures an SPI (INTID 32..) with `trigger`, routed to this CPU, and
+/// enables it.
+pub fn enable_spi(intid: u32, trigger: Trigger) {
+    let g = gic();
+    assert!(is_spi(intid), "INTID {intid} is not an SPI here");
+    let n = intid as usize;
+    let bit = (n % 16) * 2 + 1;
+    g.gicd
+        .modify(gicd::ICFGR.index(n / 16, 4), |v| match trigger {
+            Trigger::Edge => v | (1 << bit),
+            Trigger::Level => v & !(1 << bit),
+        });
+    g.gicd.write(gicd::IPRIORITYR.index(n, 1), DEFAULT_PRIORITY);
+    g.gicd.write(gicd::IROUTER.index(n, 8), g.aff.irouter());
+    g.gicd
+        .write(gicd::ISENABLER.index(n / 32, 4), 1 << (n % 32));
+}
+
+/// Masks an SPI (until [`unmask_spi`]).
+pub fn mask_spi(intid: u32) {
+    let n = intid as usize;
+    gic()
+        .gicd
+        .write(gicd::ICENABLER.index(n / 32, 4), 1 << (n % 32));
+}
+
+/// Unmasks an SPI configured by [`enable_spi`].
+pub fn unmask_spi(intid: u32) {
+    let n = intid as usize;
+    gic()
+        .gicd
+        .write(gicd::ISENABLER.index(n / 32, 4), 1 << (n % 32));
 }
 
 /// Acknowledges the highest-priority pending interrupt, if any.

@@ -22,6 +22,7 @@ mod pci;
 mod report;
 mod selftest;
 mod smmu_probe;
+mod task;
 mod timeout;
 mod timer;
 
@@ -65,14 +66,52 @@ fn kmain(loader_dtb: u64, entry_el: u64) -> ! {
     kprintln!("");
     kprintln!("iommu-kernel {} booting", env!("CARGO_PKG_VERSION"));
 
-    let mut mem = init_memory(&platform, dtb);
+    let bootargs = platform.bootargs.unwrap_or("");
+    let boot_image = bootarg(bootargs, "bootimage")
+        .and_then(|v| parse_hex(v))
+        .map(PhysAddr::new);
+    let mut mem = init_memory(&platform, dtb, boot_image);
     install_kernel_map(&platform, &mut mem);
-    let sys = bring_up_machine(&platform);
+    let mut sys = bring_up_machine(&platform);
     report::print(&platform, entry_el, &mem, &sys);
 
-    let code = selftest::run(platform.bootargs.unwrap_or(""));
-    kprintln!("kernel: done, exit status {code}");
-    exit(code)
+    let code = selftest::run(bootargs);
+    let Some(image) = mem.boot_image else {
+        kprintln!("kernel: done, exit status {code}");
+        exit(code)
+    };
+    if code != status::PASS {
+        exit(code);
+    }
+    let pci = match sys.pci.take() {
+        Some(Ok(en)) => en.functions.iter().copied().collect(),
+        _ => alloc::vec::Vec::new(),
+    };
+    match task::loader::load(&image, &platform, pci, arch::mmu::pa_bits()) {
+        Ok(k) => {
+            kprintln!(
+                "kernel: {} tasks loaded, {} endpoints; starting",
+                k.tasks.len(),
+                k.endpoints.len()
+            );
+            task::start(k)
+        }
+        Err(e) => {
+            kprintln!("kernel: boot image refused: {e}");
+            exit(status::FAIL)
+        }
+    }
+}
+
+/// The value of `key=value` in the kernel command line.
+fn bootarg<'a>(bootargs: &'a str, key: &str) -> Option<&'a str> {
+    bootargs
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn parse_hex(v: &str) -> Option<u64> {
+    u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
 }
 
 /// Parses the device tree at `pa`; `None` if there is none.
@@ -96,11 +135,13 @@ pub struct MemoryInfo {
     pub kernel_map: Option<mm::kernel_map::KernelMap>,
     /// (executable, writable, writable-and-executable) pages of the image.
     pub image_permissions: (usize, usize, usize),
+    /// The boot image the command line named, validated.
+    pub boot_image: Option<bootimage::BootImage<'static>>,
 }
 
 /// Sets up the heap and the frame allocator from the device tree's RAM,
 /// reserving the DTB, the kernel image, the heap and /memreserve/ ranges.
-fn init_memory(platform: &Platform<'_>, dtb: PhysAddr) -> MemoryInfo {
+fn init_memory(platform: &Platform<'_>, dtb: PhysAddr, boot_image: Option<PhysAddr>) -> MemoryInfo {
     let layout = mm::image_layout();
     let image = PhysRange {
         start: mm::virt_to_phys(layout.start),
@@ -117,6 +158,21 @@ fn init_memory(platform: &Platform<'_>, dtb: PhysAddr) -> MemoryInfo {
         image,
         heap,
     ];
+    let boot_image = boot_image.and_then(mm::boot_image);
+    if let Some(img) = &boot_image {
+        let start = mm::virt_to_phys(abi::VirtAddr::new(img.as_ptr() as u64));
+        reserved.push(PhysRange {
+            start,
+            end: PhysAddr::new(start.get() + img.len() as u64),
+        });
+    }
+    let boot_image = boot_image.and_then(|b| match bootimage::BootImage::parse(b) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            kprintln!("kernel: boot image invalid: {e:?}");
+            None
+        }
+    });
     for r in platform.reserved.iter() {
         reserved.push(PhysRange {
             start: r.base,
@@ -150,6 +206,7 @@ fn init_memory(platform: &Platform<'_>, dtb: PhysAddr) -> MemoryInfo {
         reserved,
         kernel_map: None,
         image_permissions: (0, 0, 0),
+        boot_image,
     }
 }
 

@@ -8,6 +8,8 @@
 use kernel_core::dt::PciHost;
 use kernel_core::pci::{self, Bdf, ConfigSpace, Enumeration, PciError};
 
+use hermit_sync::{InterruptSpinMutex, OnceCell};
+
 use crate::mmio::{Mmio, Reg};
 
 /// The ECAM window, mapped as device memory.
@@ -45,9 +47,27 @@ impl ConfigSpace for Ecam {
     }
 }
 
+static ECAM: OnceCell<InterruptSpinMutex<Ecam>> = OnceCell::new();
+
 /// Enumerates the host bridge's bus, assigns BARs and enables memory
-/// decode (not bus mastering).
+/// decode (not bus mastering). Keeps the ECAM window for later accesses
+/// on drivers' behalf.
 pub fn bring_up(host: &PciHost) -> Result<Enumeration, PciError> {
     let mut ecam = Ecam::new(host);
-    pci::configure(&mut ecam, host, false)
+    let en = pci::configure(&mut ecam, host, false);
+    let _ = ECAM.set(InterruptSpinMutex::new(ecam));
+    en
+}
+
+/// A 32-bit configuration read of `bdf` (all ones if there is no ECAM).
+pub fn config_read(bdf: Bdf, offset: u16) -> u32 {
+    ECAM.get()
+        .map_or(u32::MAX, |e| e.lock().read32(bdf, offset))
+}
+
+/// A 32-bit configuration write to `bdf`.
+pub fn config_write(bdf: Bdf, offset: u16, value: u32) {
+    if let Some(e) = ECAM.get() {
+        e.lock().write32(bdf, offset, value);
+    }
 }

@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_TVAL_EL0, Writeable};
+use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, CNTV_TVAL_EL0, Writeable};
 
 use crate::timeout::us_to_ticks;
 
@@ -27,6 +27,13 @@ fn arm() {
 pub fn on_interrupt() {
     TICKS.fetch_add(1, Ordering::Relaxed);
     arm();
+}
+
+/// Programs the next interrupt at the next tick or at `deadline` (counter
+/// ticks), whichever comes first.
+pub fn program(deadline: Option<u64>) {
+    let next_tick = crate::arch::counter() + us_to_ticks(TICK_US);
+    CNTV_CVAL_EL0.set(deadline.map_or(next_tick, |d| d.min(next_tick)));
 }
 
 /// Ticks since [`start`].

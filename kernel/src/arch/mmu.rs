@@ -97,3 +97,26 @@ pub fn pa_bits() -> u8 {
         _ => 48,
     }
 }
+
+/// Removes every TLB entry tagged with `asid` (all CPUs in the inner
+/// shareable domain), completing before return.
+pub fn flush_asid(asid: abi::Asid) {
+    let arg = u64::from(asid.0) << 48;
+    // SAFETY: TLB invalidation by ASID only drops cached translations; the
+    // DSB waits for it to complete everywhere, the ISB for this CPU.
+    unsafe {
+        core::arch::asm!("dsb ishst", "tlbi aside1is, {}", "dsb ish", "isb", in(reg) arg, options(nostack))
+    };
+}
+
+/// Installs a task's address space (TTBR0 value: root | ASID << 48) and
+/// enables TTBR0 walks. No TLB maintenance: entries are ASID-tagged.
+pub fn set_user_table(ttbr0: u64) {
+    use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1, Writeable};
+    TTBR0_EL1.set(ttbr0);
+    let tcr = TCR_EL1.get();
+    if tcr & TCR_EPD0 != 0 {
+        TCR_EL1.set(tcr & !TCR_EPD0);
+    }
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}

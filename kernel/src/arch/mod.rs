@@ -40,16 +40,57 @@ pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
 }
 
-/// This CPU's affinity in the layout GICR_TYPER and GICD_IROUTER use
-/// (Aff3 at bits 39:32 for IROUTER; GICR_TYPER[63:32] holds Aff3..Aff0 as
-/// one 32-bit value, see [`Affinity::gicr_typer`]).
+/// Idles until an interrupt has been taken: unmasks IRQs, waits, masks
+/// them again. The IRQ is handled by the vectors in between.
+pub fn idle_once() {
+    // SAFETY: unmasking IRQs at EL1 lets the vectors (installed) run the
+    // handler on this stack; the caller holds no lock the handler takes.
+    // WFI then DAIF masking restore the kernel's normal state.
+    unsafe {
+        core::arch::asm!(
+            "msr daifclr, #2",
+            "wfi",
+            "msr daifset, #2",
+            options(nomem, nostack)
+        )
+    };
+}
+
+/// Leaves the kernel for the first time: returns from exception into the
+/// task whose registers (SPSR for EL0) are in `frame`, which must be a
+/// local of the caller, on the kernel stack.
+pub fn enter_user(frame: &trap::TrapFrame) -> ! {
+    // SAFETY: `frame` is a valid 272-byte TrapFrame on this CPU's kernel
+    // stack (the caller's local); `trap_return` restores exactly that frame
+    // from sp and erets to EL0. Everything above it on the stack belongs to
+    // calls that never return (kmain), so abandoning it is sound; later
+    // traps push below it.
+    unsafe {
+        core::arch::asm!("mov sp, {0}", "b trap_return", in(reg) frame as *const trap::TrapFrame, options(noreturn))
+    }
+}
+
+/// Lets EL0 read the virtual counter (CNTVCT_EL0) and its frequency, so
+/// tasks can time things without a syscall. Nothing else is exposed.
+pub fn allow_el0_counter() {
+    use aarch64_cpu::registers::{CNTKCTL_EL1, ReadWriteable};
+    CNTKCTL_EL1.modify(CNTKCTL_EL1::EL0VCTEN::SET);
+}
+
+/// This CPU's affinity, in the layouts the GIC wants.
 #[derive(Clone, Copy, Debug)]
 pub struct Affinity {
     mpidr: u64,
 }
 
 impl Affinity {
-    /// The value GICR_TYPER[63:32] holds for this CPU's redistributor.
+    /// The value GICD_IROUTER takes to route an SPI to this CPU
+    /// (Aff3 at bits 39:32, Aff2..Aff0 at 23:0).
+    pub fn irouter(self) -> u64 {
+        self.mpidr & 0xff_00ff_ffff
+    }
+    /// The value GICR_TYPER[63:32] holds for this CPU's redistributor
+    /// (Aff3..Aff0 packed into 32 bits).
     pub fn gicr_typer(self) -> u64 {
         (self.mpidr & 0xff_ffff) | (((self.mpidr >> 32) & 0xff) << 24)
     }

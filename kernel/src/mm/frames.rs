@@ -79,7 +79,6 @@ pub fn alloc_zeroed(count: usize) -> Option<PhysAddr> {
 
 /// Returns frames from [`alloc`]. The caller guarantees no mapping (CPU or
 /// SMMU) still reaches them and every TLB that cached one was invalidated.
-#[expect(dead_code, reason = "first caller: task teardown (microkernel issue)")]
 pub fn free(pa: PhysAddr, count: usize) {
     FRAMES.lock().dealloc(frame_number(pa), count);
     COUNTS.lock().1 -= count;

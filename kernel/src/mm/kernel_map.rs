@@ -105,7 +105,11 @@ pub fn build(platform: &Platform<'_>, output_bits: u8) -> Result<KernelMap, Kern
     let p = |va: VirtAddr| virt_to_phys(va);
     map("kernel text", p(l.start), p(l.text_end), KERNEL_TEXT)?;
     map("kernel rodata", p(l.text_end), p(l.rodata_end), KERNEL_RO)?;
-    map("kernel data", p(l.rodata_end), p(l.end), KERNEL_RW)?;
+    // Data and bss, then the kernel stack above an unmapped guard page (an
+    // overflow faults instead of corrupting .bss).
+    map("kernel data", p(l.rodata_end), p(l.stack_guard), KERNEL_RW)?;
+    let guard_end = PhysAddr::new(p(l.stack_guard).get() + PAGE_SIZE);
+    map("kernel stack", guard_end, p(l.end), KERNEL_RW)?;
     for r in platform.memory.iter() {
         let end = r.end().unwrap_or(PhysAddr::new(u64::MAX));
         // RAM around the image.

@@ -6,6 +6,7 @@
 pub mod frames;
 pub mod heap;
 pub mod kernel_map;
+pub mod user;
 
 use abi::{PhysAddr, VirtAddr};
 
@@ -31,6 +32,7 @@ unsafe extern "C" {
     static __kernel_start: u8;
     static __text_end: u8;
     static __rodata_end: u8;
+    static __boot_stack_bottom: u8;
     static __kernel_end: u8;
 }
 
@@ -43,6 +45,8 @@ pub struct ImageLayout {
     pub text_end: VirtAddr,
     /// End of read-only data: writable data starts here.
     pub rodata_end: VirtAddr,
+    /// Lowest page of the kernel stack: left unmapped as a guard.
+    pub stack_guard: VirtAddr,
     /// End of the image (including .bss and the boot stack).
     pub end: VirtAddr,
 }
@@ -54,6 +58,7 @@ pub fn image_layout() -> ImageLayout {
         start: a(&raw const __kernel_start),
         text_end: a(&raw const __text_end),
         rodata_end: a(&raw const __rodata_end),
+        stack_guard: a(&raw const __boot_stack_bottom),
         end: a(&raw const __kernel_end),
     }
 }
@@ -81,6 +86,27 @@ pub fn boot_device_tree(pa: PhysAddr) -> Option<&'static [u8]> {
     // SAFETY: as above, for the size the header states, checked to end
     // below the image.
     Some(unsafe { core::slice::from_raw_parts(p, size) })
+}
+
+/// The boot image QEMU's loader put at `pa`, if its header is valid and it
+/// lies in the RAM the boot tables map. The caller reserves its frames
+/// before the frame allocator starts, so nothing writes them afterwards.
+pub fn boot_image(pa: PhysAddr) -> Option<&'static [u8]> {
+    const HEADER: usize = 64;
+    if pa.get() < BOOT_LINEAR_RAM_START || pa.get() + HEADER as u64 > BOOT_LINEAR_RAM_END {
+        return None;
+    }
+    let p = phys_to_virt(pa).get() as *const u8;
+    // SAFETY: pa..pa+64 is inside the boot-mapped RAM block (checked); the
+    // loader wrote it before we started and nothing else writes it.
+    let header = unsafe { core::slice::from_raw_parts(p, HEADER) };
+    let len = bootimage::image::peek_total_len(header).ok()?;
+    if pa.get() + len as u64 > BOOT_LINEAR_RAM_END {
+        return None;
+    }
+    // SAFETY: as above, for the length the header states (checked to stay
+    // inside the boot-mapped RAM); the caller reserves the range.
+    Some(unsafe { core::slice::from_raw_parts(p, len) })
 }
 
 /// Zeroes `len` bytes of physical memory through the linear map. Private to

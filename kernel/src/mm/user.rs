@@ -1,0 +1,273 @@
+//! Task address spaces: each task's TTBR0 table (the shared `pgtable`
+//! walker), the frames it owns, and the only way the kernel touches user
+//! memory: every copy translates the task's own table page by page and
+//! refuses anything that is not normal memory the task may access that way.
+//! Must never map a kernel frame into a task, nor free a frame while a TLB
+//! may still hold a translation to it (callers flush the ASID first).
+
+use alloc::vec::Vec;
+
+use abi::syscall::layout;
+use abi::{Asid, Error, PAGE_SIZE, PhysAddr, SysResult, VirtAddr};
+use pgtable::{Attrs, Config, LargestLeaf, PageTable, Shareability};
+
+use super::frames;
+use super::kernel_map::LinearTableMemory;
+use crate::arch::mmu::{MAIR_DEVICE, MAIR_NORMAL};
+
+/// Memory a task got from `dma_alloc`: the only memory it may grant.
+#[derive(Clone, Copy, Debug)]
+pub struct DmaRegion {
+    /// Where the task sees it.
+    pub va: u64,
+    /// Where it is.
+    pub pa: PhysAddr,
+    /// Its size in pages.
+    pub pages: u64,
+}
+
+/// One task's address space.
+pub struct AddressSpace {
+    table: PageTable<VirtAddr>,
+    asid: Asid,
+    /// Frame runs this space owns: (first frame, count). Freed at teardown.
+    owned: Vec<(PhysAddr, usize)>,
+    dma: Vec<DmaRegion>,
+    dma_next: u64,
+    mmio_next: u64,
+}
+
+/// Task memory attributes.
+const USER_DEVICE: Attrs = Attrs {
+    shareability: Shareability::Outer,
+    ..Attrs::user_data(MAIR_DEVICE, true)
+};
+
+/// How the kernel wants to access user memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+impl AddressSpace {
+    /// An empty address space tagged with `asid`.
+    pub fn new(asid: Asid, pa_bits: u8) -> SysResult<Self> {
+        let config = Config::new(48, pa_bits).with_largest_leaf(LargestLeaf::Page);
+        let table = PageTable::new(&mut LinearTableMemory, config).map_err(|_| Error::NoMemory)?;
+        Ok(Self {
+            table,
+            asid,
+            owned: Vec::new(),
+            dma: Vec::new(),
+            dma_next: layout::DMA_BASE,
+            mmio_next: layout::MMIO_BASE,
+        })
+    }
+
+    /// The value for TTBR0_EL1: root table and ASID.
+    pub fn ttbr0(&self) -> u64 {
+        self.table.root().get() | (u64::from(self.asid.0) << 48)
+    }
+
+    /// The address space's ASID.
+    pub fn asid(&self) -> Asid {
+        self.asid
+    }
+
+    /// Allocates `pages` zeroed frames, maps them at `va` with `attrs`, and
+    /// records them as owned. Returns the first frame.
+    pub fn map_new(&mut self, va: u64, pages: u64, attrs: Attrs) -> SysResult<PhysAddr> {
+        let pa = frames::alloc_zeroed(pages as usize).ok_or(Error::NoMemory)?;
+        if let Err(e) = self.table.map(
+            &mut LinearTableMemory,
+            VirtAddr::new(va),
+            pa,
+            pages * PAGE_SIZE,
+            attrs,
+        ) {
+            frames::free(pa, pages as usize);
+            return Err(match e {
+                pgtable::MapError::NoMemory => Error::NoMemory,
+                _ => Error::BadArgument,
+            });
+        }
+        self.owned.push((pa, pages as usize));
+        Ok(pa)
+    }
+
+    /// Allocates DMA-capable memory (zeroed, contiguous, read-write) at the
+    /// next free place of the DMA region. Returns (va, len).
+    pub fn dma_alloc(&mut self, pages: u64) -> SysResult<(u64, u64)> {
+        let va = self.dma_next;
+        let pa = self.map_new(va, pages, Attrs::user_data(MAIR_NORMAL, true))?;
+        self.dma.push(DmaRegion { va, pa, pages });
+        // A guard page between regions.
+        self.dma_next = va + (pages + 1) * PAGE_SIZE;
+        Ok((va, pages * PAGE_SIZE))
+    }
+
+    /// Maps device registers at `pa` (`len` bytes) into the MMIO region.
+    /// Returns the address of `pa` in the task.
+    pub fn map_device(&mut self, pa: PhysAddr, len: u64) -> SysResult<u64> {
+        let start = pa.align_down(PAGE_SIZE);
+        let end = pa
+            .checked_add(len)
+            .and_then(|e| e.align_up(PAGE_SIZE))
+            .ok_or(Error::BadArgument)?;
+        let size = end.get() - start.get();
+        let va = self.mmio_next;
+        self.table
+            .map(
+                &mut LinearTableMemory,
+                VirtAddr::new(va),
+                start,
+                size,
+                USER_DEVICE,
+            )
+            .map_err(|e| match e {
+                pgtable::MapError::NoMemory => Error::NoMemory,
+                _ => Error::BadArgument,
+            })?;
+        self.mmio_next = va + size + PAGE_SIZE;
+        Ok(va + pa.page_offset())
+    }
+
+    /// Physical frames behind `[va, va + len)` if it lies entirely in the
+    /// task's DMA memory. Unmapped → `BadAddress`; mapped but not DMA
+    /// memory (code, stack, MMIO) → `Denied`.
+    pub fn grant_frames(&self, va: u64, len: u64) -> SysResult<Vec<PhysAddr>> {
+        let end = va.checked_add(len).ok_or(Error::BadAddress)?;
+        let first = va & !(PAGE_SIZE - 1);
+        let mut out = Vec::new();
+        let mut page = first;
+        while page < end {
+            if self
+                .table
+                .translate(&LinearTableMemory, VirtAddr::new(page))
+                .is_none()
+            {
+                return Err(Error::BadAddress);
+            }
+            page += PAGE_SIZE;
+        }
+        let region = self
+            .dma
+            .iter()
+            .find(|r| first >= r.va && end <= r.va + r.pages * PAGE_SIZE)
+            .ok_or(Error::Denied)?;
+        let mut page = first;
+        while page < end {
+            out.push(PhysAddr::new(region.pa.get() + (page - region.va)));
+            page += PAGE_SIZE;
+        }
+        Ok(out)
+    }
+
+    /// The physical address of each page of `[va, va+len)` if the task may
+    /// access it as `how` and it is normal memory; `BadAddress` otherwise.
+    fn check(&self, va: u64, len: u64, how: Access) -> SysResult<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = va.checked_add(len).ok_or(Error::BadAddress)?;
+        let mut page = va & !(PAGE_SIZE - 1);
+        while page < end {
+            let t = self
+                .table
+                .translate(&LinearTableMemory, VirtAddr::new(page))
+                .ok_or(Error::BadAddress)?;
+            let user = matches!(
+                t.attrs.access,
+                pgtable::Access::UserRw | pgtable::Access::UserRo
+            );
+            if !user
+                || t.attrs.mair_index != MAIR_NORMAL
+                || (how == Access::Write && !t.attrs.access.writable())
+            {
+                return Err(Error::BadAddress);
+            }
+            page += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Whether the task may read `[va, va+len)`.
+    pub fn check_readable(&self, va: u64, len: u64) -> SysResult<()> {
+        self.check(va, len, Access::Read)
+    }
+
+    /// Whether the task may write `[va, va+len)`.
+    pub fn check_writable(&self, va: u64, len: u64) -> SysResult<()> {
+        self.check(va, len, Access::Write)
+    }
+
+    /// Copies `out.len()` bytes of the task's memory at `va` into `out`.
+    pub fn copy_in(&self, va: u64, out: &mut [u8]) -> SysResult<()> {
+        self.check_readable(va, out.len() as u64)?;
+        self.copy_pages(va, out.len(), |kernel, offset, n| {
+            // SAFETY: `kernel` is the linear-map address of a normal-memory
+            // page the task maps (checked above); `n` bytes stay inside that
+            // page; `out[offset..offset+n]` is in bounds.
+            unsafe {
+                core::ptr::copy_nonoverlapping(kernel as *const u8, out[offset..].as_mut_ptr(), n)
+            }
+        });
+        Ok(())
+    }
+
+    /// Copies `data` into the task's memory at `va`, checking the task may
+    /// write there.
+    pub fn copy_out(&self, va: u64, data: &[u8]) -> SysResult<()> {
+        self.check_writable(va, data.len() as u64)?;
+        self.copy_out_unchecked_perms(va, data);
+        Ok(())
+    }
+
+    /// Copies `data` into pages of this space the kernel itself set up
+    /// (loading an image into read-only pages); still refuses unmapped or
+    /// non-normal memory.
+    pub fn load(&self, va: u64, data: &[u8]) -> SysResult<()> {
+        self.check_readable(va, data.len() as u64)?;
+        self.copy_out_unchecked_perms(va, data);
+        Ok(())
+    }
+
+    fn copy_out_unchecked_perms(&self, va: u64, data: &[u8]) {
+        self.copy_pages(va, data.len(), |kernel, offset, n| {
+            // SAFETY: as in `copy_in`, writing instead: the page is normal
+            // memory owned by this task, reached through the linear map.
+            unsafe { core::ptr::copy_nonoverlapping(data[offset..].as_ptr(), kernel as *mut u8, n) }
+        });
+    }
+
+    /// Walks `[va, va+len)` page by page, calling `f(kernel address,
+    /// offset into the copy, bytes in this page)`. Callers checked the range.
+    fn copy_pages(&self, va: u64, len: usize, mut f: impl FnMut(u64, usize, usize)) {
+        let mut done = 0usize;
+        while done < len {
+            let cur = va + done as u64;
+            let in_page = (PAGE_SIZE - (cur & (PAGE_SIZE - 1))) as usize;
+            let n = in_page.min(len - done);
+            let t = self
+                .table
+                .translate(&LinearTableMemory, VirtAddr::new(cur))
+                .expect("range checked by caller");
+            f(super::phys_to_virt(t.pa).get(), done, n);
+            done += n;
+        }
+    }
+
+    /// Frees every frame the space owns and its tables. The caller has
+    /// flushed the ASID from every TLB (`arch::mmu::flush_asid`) and no
+    /// device can reach its DMA memory any more.
+    pub fn destroy(self) {
+        let Self { table, owned, .. } = self;
+        for pa in table.destroy(&LinearTableMemory) {
+            frames::free(pa, 1);
+        }
+        for (pa, n) in owned {
+            frames::free(pa, n);
+        }
+    }
+}

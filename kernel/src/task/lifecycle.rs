@@ -1,0 +1,113 @@
+//! The end of a task: the report when it faults or exits, failing every
+//! call that depended on it, masking its interrupts, announcing its death
+//! to servers that asked for it, and reclaiming its memory only after
+//! those servers have answered (the IOMMU server must tear down the
+//! device mappings of the memory before it can be reused). Never frees a
+//! frame a TLB may still translate to.
+
+use super::ipc::{self, fail_call};
+use super::{Cap, End, Kernel, State, TaskIdx};
+use crate::arch::trap::{Syndrome, TrapFrame};
+use crate::{arch, gic, kprintln};
+
+/// A task's fault: report it by name with the decoded syndrome, stop it.
+pub fn fault(k: &mut Kernel, t: TaskIdx, frame: &TrapFrame, syn: Syndrome, what: &str) {
+    kprintln!(
+        "task {} faulted: {what}: {}; FAR={:#x} ELR={:#x}; stopped",
+        k.tasks[t].name,
+        kernel_core::esr::Fault::new(syn.esr),
+        syn.far,
+        frame.elr
+    );
+    end(k, t, End::Faulted);
+}
+
+/// Ends task `t` (exit or fault) and releases what it held.
+pub fn end(k: &mut Kernel, t: TaskIdx, how: End) {
+    if let End::Exited(code) = how {
+        kprintln!("task {} exited with code {code}", k.tasks[t].name);
+    }
+    if let State::SendBlocked { ep } = k.tasks[t].state {
+        k.endpoints[ep].senders.retain(|&c| c != t);
+    }
+    k.tasks[t].end = Some(how);
+    k.tasks[t].call = None;
+    k.tasks[t].state = State::Dead { acks: 0 };
+
+    // Calls that needed it as a server fail.
+    for c in 0..k.tasks.len() {
+        let depends = match k.tasks[c].state {
+            State::ReplyWait { server, .. } => server == t,
+            State::SendBlocked { ep } => k.endpoints[ep].server == t,
+            _ => false,
+        };
+        if depends {
+            if let State::SendBlocked { ep } = k.tasks[c].state {
+                k.endpoints[ep].senders.retain(|&x| x != c);
+            }
+            fail_call(k, c, abi::Error::PeerDead);
+        }
+    }
+
+    // Its interrupts stop.
+    let owned: alloc::vec::Vec<u32> = k
+        .irqs
+        .iter()
+        .filter(|(_, b)| b.task == t)
+        .map(|(&i, _)| i)
+        .collect();
+    for intid in owned {
+        gic::mask_spi(intid);
+        k.irqs.remove(&intid);
+    }
+
+    // Servers that asked to hear of their clients' deaths are told; the
+    // memory waits for their answers.
+    let mut acks = 0;
+    let caps = k.tasks[t].caps.clone();
+    for c in caps {
+        if let Cap::Endpoint {
+            ep,
+            serve: false,
+            badge,
+        } = c
+        {
+            let server = k.endpoints[ep].server;
+            if k.endpoints[ep].death_notices && k.tasks[server].end.is_none() {
+                k.endpoints[ep].deaths.push_back((badge, t));
+                acks += 1;
+                ipc::try_receive(k, server);
+            }
+        }
+    }
+    k.tasks[t].state = State::Dead { acks };
+    if k.current == Some(t) {
+        k.current = None;
+    }
+    if acks == 0 {
+        reclaim(k, t);
+    }
+}
+
+/// Server `s` answered the death notice of task `t` on endpoint `ep`.
+pub fn acknowledge_death(k: &mut Kernel, s: TaskIdx, t: TaskIdx, ep: usize) -> abi::SysResult<()> {
+    let State::Dead { acks } = k.tasks[t].state else {
+        return Err(abi::Error::BadReplyToken);
+    };
+    if acks == 0 || k.endpoints.get(ep).is_none_or(|e| e.server != s) {
+        return Err(abi::Error::BadReplyToken);
+    }
+    k.tasks[t].state = State::Dead { acks: acks - 1 };
+    if acks == 1 {
+        reclaim(k, t);
+    }
+    Ok(())
+}
+
+/// Frees a dead task's memory once nothing can reach it.
+fn reclaim(k: &mut Kernel, t: TaskIdx) {
+    if let Some(space) = k.tasks[t].space.take() {
+        arch::mmu::flush_asid(space.asid());
+        space.destroy();
+    }
+}

@@ -1,0 +1,221 @@
+//! Creates the tasks the boot image describes: one address space each (its
+//! own TTBR0 table and ASID), the ELF segments copied into fresh frames
+//! with the permissions their flags ask for (never writable and
+//! executable), a stack, the read-only task-information page, and exactly
+//! the capabilities the system description lists, resolved against the
+//! device tree. Never grants anything the description does not name.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use abi::syscall::layout;
+use abi::{Asid, PAGE_SIZE};
+use bootimage::image::{BootImage, CapSpec, IrqSource, MmioRegion, SmmuIrq};
+use kernel_core::dt::{Platform, Trigger as DtTrigger};
+use kernel_core::elf::LoadPlan;
+use kernel_core::pci::Function;
+use pgtable::Attrs;
+
+use super::{Cap, Endpoint, IrqBinding, Kernel, State, Task};
+use crate::arch::mmu::MAIR_NORMAL;
+use crate::arch::trap::TrapFrame;
+use crate::gic;
+use crate::mm::user::AddressSpace;
+
+/// SPSR for a task's first return: EL0t, interrupts unmasked.
+const SPSR_EL0T: u64 = 0;
+
+/// Builds the kernel's objects from `image`. An error names the task and
+/// what was wrong; nothing runs then.
+pub fn load(
+    image: &BootImage<'_>,
+    platform: &Platform<'_>,
+    pci: Vec<Function>,
+    pa_bits: u8,
+) -> Result<Kernel, String> {
+    let mut endpoints: Vec<Endpoint> = image
+        .endpoints()
+        .map(|e| Endpoint {
+            name: e.name.to_string(),
+            server: usize::MAX,
+            death_notices: e.death_notices,
+            senders: VecDeque::new(),
+            deaths: VecDeque::new(),
+        })
+        .collect();
+    let mut irqs = BTreeMap::new();
+    let mut tasks = Vec::new();
+    for (i, rec) in image.tasks().enumerate() {
+        let fail = |what: String| format!("task {}: {what}", rec.name);
+        let asid = Asid(u16::try_from(i + 1).map_err(|_| fail("too many tasks".into()))?);
+        let mut space =
+            AddressSpace::new(asid, pa_bits).map_err(|e| fail(format!("address space: {e}")))?;
+        let plan = LoadPlan::parse(rec.elf).map_err(|e| fail(format!("ELF: {e}")))?;
+        for seg in plan.segments() {
+            let p = seg.perms();
+            let attrs = match (p.write, p.exec) {
+                (true, _) => Attrs::user_data(MAIR_NORMAL, true),
+                (false, true) => Attrs::user_code(MAIR_NORMAL),
+                (false, false) => Attrs::user_data(MAIR_NORMAL, false),
+            };
+            let (first, count) = seg.pages();
+            space
+                .map_new(first.get(), count, attrs)
+                .map_err(|e| fail(format!("segment at {first:?}: {e}")))?;
+            for n in 0..count {
+                let page = first.get() + n * PAGE_SIZE;
+                let (off, bytes) = seg.page_bytes(abi::VirtAddr::new(page));
+                if !bytes.is_empty() {
+                    space
+                        .load(page + off as u64, bytes)
+                        .map_err(|e| fail(format!("copy: {e}")))?;
+                }
+            }
+        }
+        space
+            .map_new(
+                layout::STACK_TOP - layout::STACK_SIZE,
+                layout::STACK_SIZE / PAGE_SIZE,
+                Attrs::user_data(MAIR_NORMAL, true),
+            )
+            .map_err(|e| fail(format!("stack: {e}")))?;
+        if rec.info.len() as u64 > PAGE_SIZE {
+            return Err(fail("task info larger than a page".into()));
+        }
+        space
+            .map_new(layout::TASK_INFO, 1, Attrs::user_data(MAIR_NORMAL, false))
+            .and_then(|_| space.load(layout::TASK_INFO, rec.info))
+            .map_err(|e| fail(format!("info page: {e}")))?;
+
+        let mut caps = Vec::new();
+        for spec in rec.caps.clone() {
+            caps.push(resolve(spec, i, platform, &pci, &mut endpoints, &mut irqs).map_err(fail)?);
+        }
+
+        let mut ctx = TrapFrame::default();
+        ctx.elr = plan.entry().get();
+        ctx.sp_el0 = layout::STACK_TOP;
+        ctx.spsr = SPSR_EL0T;
+        ctx.x[0] = layout::TASK_INFO;
+        tasks.push(Task {
+            name: rec.name.to_string(),
+            generation: 0,
+            priority: rec.priority.min((super::PRIORITIES - 1) as u8),
+            state: State::Ready,
+            end: None,
+            ctx,
+            space: Some(space),
+            caps,
+            notify_bits: 0,
+            dma_quota: u64::from(rec.dma_quota_pages),
+            dma_used: 0,
+            call: None,
+            call_seq: 0,
+        });
+    }
+    if let Some(e) = endpoints.iter().find(|e| e.server == usize::MAX) {
+        return Err(format!("endpoint {} has no server", e.name));
+    }
+    let mut k = Kernel {
+        tasks,
+        endpoints,
+        current: None,
+        ready: Default::default(),
+        irqs,
+        smmu_enabled: false,
+        resched: false,
+        pci,
+    };
+    for t in 0..k.tasks.len() {
+        k.make_ready(t);
+    }
+    Ok(k)
+}
+
+fn resolve(
+    spec: CapSpec,
+    task: usize,
+    platform: &Platform<'_>,
+    pci: &[Function],
+    endpoints: &mut [Endpoint],
+    irqs: &mut BTreeMap<u32, IrqBinding>,
+) -> Result<Cap, String> {
+    Ok(match spec {
+        CapSpec::Endpoint {
+            endpoint,
+            serve,
+            badge,
+        } => {
+            let ep = endpoint as usize;
+            let e = endpoints.get_mut(ep).ok_or("endpoint index out of range")?;
+            if serve {
+                e.server = task;
+            }
+            Cap::Endpoint { ep, serve, badge }
+        }
+        CapSpec::Notify { task, bits } => Cap::Notify {
+            task: task as usize,
+            bits,
+        },
+        CapSpec::Irq { source, bit } => {
+            let irq = match source {
+                IrqSource::Smmu(which) => {
+                    let s = platform.smmu.as_ref().ok_or("no SMMU in the device tree")?;
+                    match which {
+                        SmmuIrq::Eventq => s.eventq,
+                        SmmuIrq::Priq => s.priq,
+                        SmmuIrq::CmdqSync => s.cmdq_sync,
+                        SmmuIrq::Gerror => s.gerror,
+                    }
+                    .ok_or("the SMMU has no such interrupt")?
+                }
+                IrqSource::PciIntx { .. } => {
+                    return Err("PCI INTx interrupts are not supported yet".into());
+                }
+            };
+            if bit >= 64 || !gic::is_spi(irq.intid) || irqs.contains_key(&irq.intid) {
+                return Err(format!("interrupt {} unusable or already taken", irq.intid));
+            }
+            let trigger = match irq.trigger {
+                DtTrigger::Edge => gic::Trigger::Edge,
+                DtTrigger::Level => gic::Trigger::Level,
+            };
+            irqs.insert(
+                irq.intid,
+                IrqBinding {
+                    task,
+                    bit,
+                    masked: false,
+                },
+            );
+            gic::enable_spi(irq.intid, trigger);
+            Cap::Irq {
+                intid: irq.intid,
+                bit,
+            }
+        }
+        CapSpec::Mmio {
+            region: MmioRegion::Smmu,
+        } => {
+            let s = platform.smmu.as_ref().ok_or("no SMMU in the device tree")?;
+            Cap::Mmio {
+                pa: s.regs.base,
+                len: s.regs.size,
+            }
+        }
+        CapSpec::Pci { bdf } => {
+            let function = pci
+                .iter()
+                .position(|f| f.bdf.rid() == bdf)
+                .ok_or(format!("no PCI function {bdf:#06x}"))?;
+            let host = platform.pci.as_ref().ok_or("no PCI host")?;
+            let (_, sid) = host
+                .stream_id(bdf)
+                .ok_or("function has no StreamID in the iommu-map")?;
+            Cap::Pci { function, sid }
+        }
+        CapSpec::SmmuOwner => Cap::SmmuOwner,
+    })
+}

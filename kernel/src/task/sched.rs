@@ -1,0 +1,151 @@
+//! The scheduler: fixed priorities (higher number first), round-robin
+//! among equal priorities on the timer tick, preemption when a more urgent
+//! task becomes ready, timeouts, and idling when nothing can run. It is the
+//! only code that switches address spaces and decides the end of the run.
+//! Must never run a task that is not `Ready`.
+
+use super::{End, KERNEL, Kernel, PRIORITIES, State, TaskIdx};
+use crate::arch::trap::TrapFrame;
+use crate::{arch, kprintln, timer};
+
+impl Kernel {
+    /// Makes `t` ready to run (its saved registers say what it sees).
+    pub fn make_ready(&mut self, t: TaskIdx) {
+        let task = &mut self.tasks[t];
+        task.state = State::Ready;
+        self.ready[usize::from(task.priority)].push_back(t);
+        if let Some(c) = self.current
+            && self.tasks[c].priority < self.tasks[t].priority
+        {
+            self.resched = true;
+        }
+    }
+
+    fn highest_ready(&self) -> Option<u8> {
+        (0..PRIORITIES)
+            .rev()
+            .find(|&p| {
+                self.ready[p]
+                    .iter()
+                    .any(|&t| self.tasks[t].state == State::Ready)
+            })
+            .map(|p| p as u8)
+    }
+
+    fn pick(&mut self) -> Option<TaskIdx> {
+        for p in (0..PRIORITIES).rev() {
+            while let Some(t) = self.ready[p].pop_front() {
+                if self.tasks[t].state == State::Ready {
+                    return Some(t);
+                }
+            }
+        }
+        None
+    }
+
+    /// Wakes every task whose deadline has passed.
+    pub fn wake_expired(&mut self, now: u64) {
+        for t in 0..self.tasks.len() {
+            if self.tasks[t].state.deadline().is_some_and(|d| d <= now) {
+                super::ipc::time_out(self, t);
+            }
+        }
+    }
+
+    fn earliest_deadline(&self) -> Option<u64> {
+        self.tasks.iter().filter_map(|t| t.state.deadline()).min()
+    }
+
+    /// Nothing will ever run again: no task is ready, none waits for a
+    /// time, and none waits with an interrupt that could still arrive.
+    fn quiescent(&self) -> bool {
+        let irq_waiter = self.irqs.values().any(|b| {
+            !b.masked
+                && matches!(
+                    self.tasks[b.task].state,
+                    State::WaitNotify { .. } | State::RecvBlocked { .. }
+                )
+        });
+        !irq_waiter && self.earliest_deadline().is_none() && self.highest_ready().is_none()
+    }
+}
+
+/// Saves the running task's registers from `frame` (on every trap from EL0).
+pub fn save_current(frame: &TrapFrame) {
+    let mut guard = KERNEL.lock();
+    let k = guard.as_mut().expect("tasks exist once EL0 runs");
+    if let Some(c) = k.current {
+        k.tasks[c].ctx = *frame;
+    }
+}
+
+/// Chooses who runs next and loads its registers into `frame`, idling
+/// while nobody can run. Ends the run when nothing ever will again.
+pub fn schedule(frame: &mut TrapFrame) {
+    let mut guard = KERNEL.lock();
+    loop {
+        let k = guard.as_mut().expect("tasks exist");
+        k.wake_expired(arch::counter());
+        if let Some(c) = k.current
+            && k.tasks[c].state == State::Running
+        {
+            let prio = k.tasks[c].priority;
+            let preempt = match k.highest_ready() {
+                Some(p) => p > prio || (p == prio && k.resched),
+                None => false,
+            };
+            if !preempt {
+                k.resched = false;
+                *frame = k.tasks[c].ctx;
+                timer::program(k.earliest_deadline());
+                return;
+            }
+            k.make_ready(c);
+        }
+        if let Some(n) = k.pick() {
+            k.tasks[n].state = State::Running;
+            k.current = Some(n);
+            k.resched = false;
+            let space = k.tasks[n]
+                .space
+                .as_ref()
+                .expect("a runnable task has memory");
+            arch::mmu::set_user_table(space.ttbr0());
+            *frame = k.tasks[n].ctx;
+            timer::program(k.earliest_deadline());
+            return;
+        }
+        k.current = None;
+        if k.quiescent() {
+            finish(k);
+        }
+        timer::program(k.earliest_deadline());
+        drop(guard);
+        arch::idle_once();
+        guard = KERNEL.lock();
+    }
+}
+
+/// Ends the run: a summary line, then the exit status (0 unless a task
+/// exited with a non-zero code or panicked).
+fn finish(k: &Kernel) -> ! {
+    let (mut exited, mut failed, mut faulted, mut serving) = (0, 0, 0, 0);
+    for t in &k.tasks {
+        match t.end {
+            Some(End::Exited(0)) => exited += 1,
+            Some(End::Exited(_)) => failed += 1,
+            Some(End::Faulted) => faulted += 1,
+            None => serving += 1,
+        }
+    }
+    kprintln!(
+        "kernel: all tasks finished: {exited} exited ok, {failed} exited with an error, {faulted} faulted, {serving} still serving"
+    );
+    let (free, total) = crate::mm::frames::stats();
+    kprintln!("kernel: {free} of {total} frames free");
+    crate::exit(if failed == 0 {
+        crate::status::PASS
+    } else {
+        crate::status::FAIL
+    })
+}

@@ -1,0 +1,384 @@
+//! The syscall dispatcher: decodes a trapped `svc`, checks every argument
+//! in a fixed order (syscall number, then capability index and kind, then
+//! pointers and lengths, then quota and state), and only then acts. A
+//! refused call changes nothing and returns its error code in x0. Never
+//! panics on task input.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::mem::size_of;
+
+use abi::syscall::{
+    CallArgs, FOREVER, GRANT_MAX_PAGES, LOG_MAX, MSG_MAX, NO_CAP, PresentedKind, RecvArgs, RecvInfo,
+};
+use abi::{Error, PAGE_SIZE, SysResult, Sysno};
+
+use super::ipc::{self, set_result};
+use super::{Cap, Kernel, OutgoingCall, State, TaskIdx};
+use crate::timeout::us_to_ticks;
+use crate::{arch, kprintln};
+
+/// PCI configuration-space offsets a driver may not write: the BARs
+/// (0x10..0x28) and the expansion ROM BAR (0x30). The kernel assigned them.
+const PCI_BAR_REGS: core::ops::Range<u64> = 0x10..0x28;
+const PCI_ROM_BAR: u64 = 0x30;
+/// Command register and its bus-master enable bit.
+const PCI_COMMAND: u64 = 0x04;
+const PCI_COMMAND_BUS_MASTER: u64 = 1 << 2;
+
+/// Handles the `svc` that task `t` trapped with (registers in its ctx).
+pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
+    let x = k.tasks[t].ctx.x;
+    let Some(no) = Sysno::from_u64(x[8]) else {
+        set_result(k, t, Err(Error::BadSyscall));
+        return;
+    };
+    let r: Option<SysResult<[u64; 3]>> = match no {
+        Sysno::Log => Some(log(k, t, x[0], x[1]).map(|_| [0; 3])),
+        Sysno::Exit => {
+            super::lifecycle::end(k, t, super::End::Exited(x[0] as i32));
+            None
+        }
+        Sysno::Yield => {
+            k.resched = true;
+            Some(Ok([0; 3]))
+        }
+        Sysno::Call => call(k, t, x[0]),
+        Sysno::Recv => recv(k, t, x[0], x[1]),
+        Sysno::Reply => Some(reply(k, t, x[0], x[1], x[2]).map(|_| [0; 3])),
+        Sysno::Notify => Some(notify(k, t, x[0], x[1]).map(|_| [0; 3])),
+        Sysno::Wait => wait(k, t, x[0]),
+        Sysno::IrqAck => Some(irq_ack(k, t, x[0]).map(|_| [0; 3])),
+        Sysno::DmaAlloc => Some(dma_alloc(k, t, x[0])),
+        Sysno::MmioMap => Some(mmio_map(k, t, x[0])),
+        Sysno::Time => Some(Ok([arch::counter(), arch::counter_hz(), 0])),
+        Sysno::Sleep => sleep(k, t, x[0]),
+        Sysno::PciConfigRead => Some(pci_config_read(k, t, x[0], x[1])),
+        Sysno::PciConfigWrite => Some(pci_config_write(k, t, x[0], x[1], x[2]).map(|_| [0; 3])),
+        Sysno::PciMapBar => Some(pci_map_bar(k, t, x[0], x[1])),
+    };
+    if let Some(r) = r {
+        set_result(k, t, r);
+    }
+}
+
+fn cap(k: &Kernel, t: TaskIdx, index: u64) -> SysResult<Cap> {
+    k.tasks[t]
+        .caps
+        .get(usize::try_from(index).map_err(|_| Error::BadCap)?)
+        .copied()
+        .ok_or(Error::BadCap)
+}
+
+fn space(k: &Kernel, t: TaskIdx) -> &crate::mm::user::AddressSpace {
+    k.tasks[t]
+        .space
+        .as_ref()
+        .expect("a running task has memory")
+}
+
+fn read_bytes<const N: usize>(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<[u8; N]> {
+    let mut b = [0u8; N];
+    space(k, t).copy_in(ptr, &mut b)?;
+    Ok(b)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn read_call_args(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<CallArgs> {
+    let b: [u8; size_of::<CallArgs>()] = read_bytes(k, t, ptr)?;
+    Ok(CallArgs {
+        endpoint: u32_at(&b, 0),
+        present_cap: u32_at(&b, 4),
+        send_ptr: u64_at(&b, 8),
+        send_len: u64_at(&b, 16),
+        reply_ptr: u64_at(&b, 24),
+        reply_cap: u64_at(&b, 32),
+        grant_ptr: u64_at(&b, 40),
+        grant_len: u64_at(&b, 48),
+    })
+}
+
+fn read_recv_args(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<RecvArgs> {
+    let b: [u8; size_of::<RecvArgs>()] = read_bytes(k, t, ptr)?;
+    Ok(RecvArgs {
+        endpoint: u32_at(&b, 0),
+        reserved: u32_at(&b, 4),
+        buf_ptr: u64_at(&b, 8),
+        buf_cap: u64_at(&b, 16),
+        frames_ptr: u64_at(&b, 24),
+        frames_cap: u64_at(&b, 32),
+        timeout_us: u64_at(&b, 40),
+    })
+}
+
+fn log(k: &Kernel, t: TaskIdx, ptr: u64, len: u64) -> SysResult<()> {
+    if len > LOG_MAX as u64 {
+        return Err(Error::TooLarge);
+    }
+    let mut buf = [0u8; LOG_MAX];
+    let buf = &mut buf[..len as usize];
+    space(k, t).copy_in(ptr, buf)?;
+    let text = String::from_utf8_lossy(buf);
+    kprintln!("[{}] {}", k.tasks[t].name, text.trim_end());
+    Ok(())
+}
+
+fn call(k: &mut Kernel, t: TaskIdx, args_ptr: u64) -> Option<SysResult<[u64; 3]>> {
+    let result = (|| {
+        let a = read_call_args(k, t, args_ptr)?;
+        let Cap::Endpoint {
+            ep,
+            serve: false,
+            badge,
+        } = cap(k, t, a.endpoint.into())?
+        else {
+            return Err(Error::WrongCapKind);
+        };
+        let presented = match a.present_cap {
+            NO_CAP => (PresentedKind::None as u32, 0, 0),
+            i => match cap(k, t, i.into())? {
+                Cap::Pci { function, sid } => (
+                    PresentedKind::PciDevice as u32,
+                    u32::from(k.pci[function].bdf.rid()),
+                    sid.0,
+                ),
+                _ => return Err(Error::WrongCapKind),
+            },
+        };
+        if a.send_len > MSG_MAX as u64 {
+            return Err(Error::TooLarge);
+        }
+        let pages = a.grant_len.div_ceil(PAGE_SIZE) + u64::from(a.grant_ptr % PAGE_SIZE != 0);
+        if pages > GRANT_MAX_PAGES as u64 {
+            return Err(Error::TooLarge);
+        }
+        let s = space(k, t);
+        let mut msg = [0u8; MSG_MAX];
+        s.copy_in(a.send_ptr, &mut msg[..a.send_len as usize])?;
+        let reply_cap = a.reply_cap.min(MSG_MAX as u64);
+        s.check_writable(a.reply_ptr, reply_cap)?;
+        let grant = if a.grant_len == 0 {
+            Vec::new()
+        } else {
+            s.grant_frames(a.grant_ptr, a.grant_len)?
+        };
+        Ok(OutgoingCall {
+            ep,
+            badge,
+            msg,
+            len: a.send_len as usize,
+            reply_ptr: a.reply_ptr,
+            reply_cap,
+            grant,
+            grant_va: a.grant_ptr,
+            grant_len: a.grant_len,
+            presented,
+        })
+    })();
+    match result {
+        Ok(c) => {
+            ipc::start_call(k, t, c);
+            None
+        }
+        Err(e) => Some(Err(e)),
+    }
+}
+
+fn recv(k: &mut Kernel, t: TaskIdx, args_ptr: u64, info_ptr: u64) -> Option<SysResult<[u64; 3]>> {
+    let checked = (|| {
+        let a = read_recv_args(k, t, args_ptr)?;
+        let Cap::Endpoint {
+            ep, serve: true, ..
+        } = cap(k, t, a.endpoint.into())?
+        else {
+            return Err(Error::WrongCapKind);
+        };
+        let s = space(k, t);
+        s.check_writable(a.buf_ptr, a.buf_cap.min(MSG_MAX as u64))?;
+        let frames_cap = a.frames_cap.min(GRANT_MAX_PAGES as u64);
+        s.check_writable(a.frames_ptr, frames_cap * 8)?;
+        s.check_writable(info_ptr, size_of::<RecvInfo>() as u64)?;
+        Ok((
+            ep,
+            RecvArgs {
+                buf_cap: a.buf_cap.min(MSG_MAX as u64),
+                frames_cap,
+                ..a
+            },
+        ))
+    })();
+    let (ep, args) = match checked {
+        Ok(v) => v,
+        Err(e) => return Some(Err(e)),
+    };
+    let deadline = deadline_after(args.timeout_us);
+    k.tasks[t].state = State::RecvBlocked {
+        ep,
+        args,
+        info: info_ptr,
+        deadline,
+    };
+    if ipc::try_receive(k, t) {
+        // Delivered at once: `try_receive` made the task ready with its
+        // result; it keeps the CPU.
+        k.tasks[t].state = State::Running;
+        return None;
+    }
+    if args.timeout_us == 0 {
+        ipc::time_out(k, t);
+        k.tasks[t].state = State::Running;
+    }
+    None
+}
+
+fn deadline_after(us: u64) -> Option<u64> {
+    (us != FOREVER).then(|| arch::counter().saturating_add(us_to_ticks(us)))
+}
+
+fn reply(k: &mut Kernel, t: TaskIdx, token: u64, ptr: u64, len: u64) -> SysResult<()> {
+    if len > MSG_MAX as u64 {
+        return Err(Error::TooLarge);
+    }
+    let mut msg = [0u8; MSG_MAX];
+    space(k, t).copy_in(ptr, &mut msg[..len as usize])?;
+    ipc::reply(k, t, token, &msg[..len as usize])
+}
+
+fn notify(k: &mut Kernel, t: TaskIdx, c: u64, bits: u64) -> SysResult<()> {
+    let Cap::Notify {
+        task,
+        bits: allowed,
+    } = cap(k, t, c)?
+    else {
+        return Err(Error::WrongCapKind);
+    };
+    if bits == 0 {
+        return Err(Error::BadArgument);
+    }
+    if bits & !allowed != 0 {
+        return Err(Error::Denied);
+    }
+    ipc::signal(k, task, bits);
+    Ok(())
+}
+
+fn wait(k: &mut Kernel, t: TaskIdx, timeout_us: u64) -> Option<SysResult<[u64; 3]>> {
+    if k.tasks[t].notify_bits != 0 {
+        return Some(Ok([core::mem::take(&mut k.tasks[t].notify_bits), 0, 0]));
+    }
+    if timeout_us == 0 {
+        return Some(Err(Error::TimedOut));
+    }
+    k.tasks[t].state = State::WaitNotify {
+        deadline: deadline_after(timeout_us),
+    };
+    None
+}
+
+fn sleep(k: &mut Kernel, t: TaskIdx, us: u64) -> Option<SysResult<[u64; 3]>> {
+    if us == 0 {
+        k.resched = true;
+        return Some(Ok([0; 3]));
+    }
+    k.tasks[t].state = State::Sleeping {
+        deadline: arch::counter().saturating_add(us_to_ticks(us)),
+    };
+    None
+}
+
+fn irq_ack(k: &mut Kernel, t: TaskIdx, c: u64) -> SysResult<()> {
+    let Cap::Irq { intid, .. } = cap(k, t, c)? else {
+        return Err(Error::WrongCapKind);
+    };
+    if let Some(b) = k.irqs.get_mut(&intid)
+        && b.masked
+    {
+        b.masked = false;
+        crate::gic::unmask_spi(intid);
+    }
+    Ok(())
+}
+
+fn dma_alloc(k: &mut Kernel, t: TaskIdx, pages: u64) -> SysResult<[u64; 3]> {
+    if pages == 0 {
+        return Err(Error::BadArgument);
+    }
+    let task = &mut k.tasks[t];
+    if task
+        .dma_used
+        .checked_add(pages)
+        .is_none_or(|u| u > task.dma_quota)
+    {
+        return Err(Error::OverQuota);
+    }
+    let (va, len) = task.space.as_mut().expect("running").dma_alloc(pages)?;
+    task.dma_used += pages;
+    Ok([va, len, 0])
+}
+
+fn mmio_map(k: &mut Kernel, t: TaskIdx, c: u64) -> SysResult<[u64; 3]> {
+    let Cap::Mmio { pa, len } = cap(k, t, c)? else {
+        return Err(Error::WrongCapKind);
+    };
+    let va = k.tasks[t]
+        .space
+        .as_mut()
+        .expect("running")
+        .map_device(pa, len)?;
+    Ok([va, len, 0])
+}
+
+fn pci_function(k: &Kernel, t: TaskIdx, c: u64) -> SysResult<usize> {
+    match cap(k, t, c)? {
+        Cap::Pci { function, .. } => Ok(function),
+        _ => Err(Error::WrongCapKind),
+    }
+}
+
+fn config_offset(offset: u64) -> SysResult<u16> {
+    if offset >= 4096 || offset % 4 != 0 {
+        return Err(Error::BadArgument);
+    }
+    Ok(offset as u16)
+}
+
+fn pci_config_read(k: &Kernel, t: TaskIdx, c: u64, offset: u64) -> SysResult<[u64; 3]> {
+    let f = pci_function(k, t, c)?;
+    let off = config_offset(offset)?;
+    Ok([u64::from(crate::pci::config_read(k.pci[f].bdf, off)), 0, 0])
+}
+
+fn pci_config_write(k: &Kernel, t: TaskIdx, c: u64, offset: u64, value: u64) -> SysResult<()> {
+    let f = pci_function(k, t, c)?;
+    let off = config_offset(offset)?;
+    if PCI_BAR_REGS.contains(&offset) || offset == PCI_ROM_BAR {
+        return Err(Error::Denied);
+    }
+    if offset == PCI_COMMAND && value & PCI_COMMAND_BUS_MASTER != 0 && !k.smmu_enabled {
+        return Err(Error::Denied);
+    }
+    crate::pci::config_write(k.pci[f].bdf, off, value as u32);
+    Ok(())
+}
+
+fn pci_map_bar(k: &mut Kernel, t: TaskIdx, c: u64, bar: u64) -> SysResult<[u64; 3]> {
+    let f = pci_function(k, t, c)?;
+    let bar = u8::try_from(bar).map_err(|_| Error::BadArgument)?;
+    let b = k.pci[f].bar(bar).copied().ok_or(Error::BadArgument)?;
+    let pa = b.addr.ok_or(Error::BadArgument)?.cpu;
+    if b.kind == kernel_core::pci::BarKind::Io {
+        return Err(Error::BadArgument);
+    }
+    let va = k.tasks[t]
+        .space
+        .as_mut()
+        .expect("running")
+        .map_device(pa, b.size)?;
+    Ok([va, b.size, 0])
+}
