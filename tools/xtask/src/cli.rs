@@ -6,9 +6,13 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build                      build the kernel (and, later, the tasks) for aarch64-unknown-none
+  build [--system FILE]      build the kernel for aarch64-unknown-none; with a system
+                             description, also its task packages and its boot image
+                             (target/xtask/build/<system>/boot.img)
   run [options] [-- ARGS..]  build and boot under QEMU with the serial console live;
                              ARGS become the kernel's bootargs; exits with QEMU's status
+      --system FILE          boot this system description (systems/*.toml): its boot
+                             image is loaded beside the kernel (default: none)
       --el2                  enter the kernel at EL2 (virtualization=on)
       --timeout SECS         kill QEMU after SECS seconds (default 120)
       --kernel ELF           boot this kernel ELF instead of building one
@@ -26,14 +30,21 @@ use std::path::PathBuf;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Build,
+    Build(BuildOptions),
     Run(RunOptions),
     Test(TestOptions),
+}
+
+/// Options of `cargo xtask build`.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct BuildOptions {
+    pub system: Option<PathBuf>,
 }
 
 /// Options of `cargo xtask run`.
 #[derive(Debug, PartialEq, Eq, Default)]
 pub struct RunOptions {
+    pub system: Option<PathBuf>,
     pub el2: bool,
     pub timeout_s: Option<u64>,
     pub kernel: Option<PathBuf>,
@@ -57,14 +68,23 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     };
     match sub.as_str() {
         "help" | "-h" | "--help" => Ok(Command::Help),
-        "build" => match rest.first() {
-            None => Ok(Command::Build),
-            Some(extra) => Err(format!("`build` takes no arguments, got `{extra}`")),
-        },
+        "build" => parse_build(rest).map(Command::Build),
         "run" => parse_run(rest).map(Command::Run),
         "test" => parse_test(rest).map(Command::Test),
         other => Err(format!("unknown command `{other}`")),
     }
+}
+
+fn parse_build(args: &[String]) -> Result<BuildOptions, String> {
+    let mut opts = BuildOptions::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--system" => opts.system = Some(parse_path("--system", it.next())?),
+            other => return Err(format!("`build`: unexpected argument `{other}`")),
+        }
+    }
+    Ok(opts)
 }
 
 fn parse_run(args: &[String]) -> Result<RunOptions, String> {
@@ -72,9 +92,10 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
+            "--system" => opts.system = Some(parse_path("--system", it.next())?),
             "--el2" => opts.el2 = true,
             "--timeout" => opts.timeout_s = Some(parse_secs(it.next())?),
-            "--kernel" => opts.kernel = Some(parse_path(it.next())?),
+            "--kernel" => opts.kernel = Some(parse_path("--kernel", it.next())?),
             "--" => {
                 opts.bootargs.extend(it.by_ref().cloned());
             }
@@ -90,7 +111,7 @@ fn parse_test(args: &[String]) -> Result<TestOptions, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--timeout" => opts.timeout_s = Some(parse_secs(it.next())?),
-            "--kernel" => opts.kernel = Some(parse_path(it.next())?),
+            "--kernel" => opts.kernel = Some(parse_path("--kernel", it.next())?),
             "--skip-host" => opts.skip_host = true,
             "--echo" => opts.echo = true,
             flag if flag.starts_with('-') => {
@@ -102,10 +123,10 @@ fn parse_test(args: &[String]) -> Result<TestOptions, String> {
     Ok(opts)
 }
 
-fn parse_path(value: Option<&String>) -> Result<PathBuf, String> {
+fn parse_path(flag: &str, value: Option<&String>) -> Result<PathBuf, String> {
     value
         .map(PathBuf::from)
-        .ok_or_else(|| "--kernel needs the path of an ELF".to_owned())
+        .ok_or_else(|| format!("{flag} needs a path"))
 }
 
 fn parse_secs(value: Option<&String>) -> Result<u64, String> {
@@ -137,12 +158,34 @@ mod tests {
         assert_eq!(
             cmd,
             Command::Run(RunOptions {
+                system: None,
                 el2: true,
                 timeout_s: Some(5),
                 kernel: None,
                 bootargs: args("selftest=x --weird"),
             })
         );
+    }
+
+    #[test]
+    fn system_option_of_run_and_build() {
+        let Command::Run(run) = parse(&args("run --system systems/ipc.toml -- x")).unwrap() else {
+            panic!("not run");
+        };
+        assert_eq!(run.system, Some(PathBuf::from("systems/ipc.toml")));
+        assert_eq!(run.bootargs, args("x"));
+        assert_eq!(
+            parse(&args("build --system s.toml")),
+            Ok(Command::Build(BuildOptions {
+                system: Some(PathBuf::from("s.toml"))
+            }))
+        );
+        assert_eq!(
+            parse(&args("build")),
+            Ok(Command::Build(BuildOptions::default()))
+        );
+        assert!(parse(&args("run --system")).is_err());
+        assert!(parse(&args("build --system")).is_err());
     }
 
     #[test]

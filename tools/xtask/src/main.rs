@@ -10,6 +10,7 @@ mod prereq;
 mod qemu;
 mod scenario;
 mod suite;
+mod system;
 
 use std::process::ExitCode;
 
@@ -40,11 +41,23 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             println!("{}", cli::USAGE);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Build => {
+        Command::Build(opts) => {
             let ws = artifacts::Workspace::locate()?;
             prereq::ensure_rust_target(&ws)?;
-            let images = artifacts::build(&ws)?;
+            let system = opts
+                .system
+                .as_deref()
+                .map(|path| suite::load_system(&ws, path))
+                .transpose()?;
+            let packages = system.as_ref().map(system::System::packages);
+            let images = artifacts::build(&ws, None, &packages.unwrap_or_default())?;
             println!("kernel: {}", images.kernel.display());
+            if let (Some(system), Some(path)) = (&system, &opts.system) {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                let out = ws.scratch_dir("build").join(&*stem).join("boot.img");
+                let len = artifacts::write_boot_image(system, &images, &out)?;
+                println!("boot image: {} ({len} bytes)", out.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(opts) => suite::run(&opts),

@@ -14,6 +14,14 @@ use crate::prereq::QEMU;
 /// Size of each scratch disk image (sparse).
 pub const DISK_SIZE: u64 = 64 << 20;
 
+/// Guest-physical address where QEMU's generic loader puts the boot image,
+/// 128 MiB into RAM: above the kernel, its heap and the DTB. The kernel
+/// learns it from the bootargs (`bootimage=`), so it is written here only.
+pub const BOOT_IMAGE_ADDR: u64 = 0x4800_0000;
+
+/// Start of RAM on QEMU `virt`.
+const RAM_BASE: u64 = 0x4000_0000;
+
 /// What differs from one boot to the next; everything else is fixed by the
 /// platform (see shared/PLATFORM.md).
 #[derive(Debug, Clone)]
@@ -30,6 +38,10 @@ pub struct QemuConfig {
     pub vblk_image: PathBuf,
     /// Enter at EL2 (`virtualization=on`).
     pub el2: bool,
+    /// A boot image (`bootimage` crate format) to load at
+    /// [`BOOT_IMAGE_ADDR`]; the bootargs then begin with
+    /// `bootimage=<addr>`.
+    pub boot_image: Option<PathBuf>,
     /// Extra arguments appended after the fixed devices, so the fixed devices
     /// keep their PCI addresses and StreamIDs.
     pub extra_args: Vec<String>,
@@ -45,7 +57,32 @@ impl QemuConfig {
             nvme_image: scratch.join("nvme.img"),
             vblk_image: scratch.join("vblk.img"),
             el2: false,
+            boot_image: None,
             extra_args: Vec::new(),
+        }
+    }
+
+    /// The kernel command line: `bootimage=<addr>` first when there is a
+    /// boot image, then [`bootargs`](Self::bootargs).
+    pub fn kernel_command_line(&self) -> String {
+        match &self.boot_image {
+            None => self.bootargs.clone(),
+            Some(_) if self.bootargs.is_empty() => format!("bootimage={BOOT_IMAGE_ADDR:#x}"),
+            Some(_) => format!("bootimage={BOOT_IMAGE_ADDR:#x} {}", self.bootargs),
+        }
+    }
+
+    /// Refuses a boot image of `len` bytes that would run past the end of
+    /// RAM from [`BOOT_IMAGE_ADDR`].
+    pub fn check_boot_image_fits(&self, len: usize) -> Result<(), String> {
+        let room = RAM_BASE + (u64::from(self.memory_mib) << 20) - BOOT_IMAGE_ADDR;
+        if u64::try_from(len).is_ok_and(|len| len <= room) {
+            Ok(())
+        } else {
+            Err(format!(
+                "boot image of {len} bytes does not fit in the {room} bytes of RAM \
+                 above {BOOT_IMAGE_ADDR:#x}"
+            ))
         }
     }
 }
@@ -82,8 +119,15 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
         "-kernel".into(),
         cfg.kernel.display().to_string(),
         "-append".into(),
-        cfg.bootargs.clone(),
+        cfg.kernel_command_line(),
     ];
+    if let Some(image) = &cfg.boot_image {
+        args.push("-device".into());
+        args.push(format!(
+            "loader,file={},addr={BOOT_IMAGE_ADDR:#x},force-raw=on",
+            image.display()
+        ));
+    }
     let devices = [
         format!(
             "file={},if=none,id=nvm,format=raw",
@@ -251,6 +295,38 @@ mod tests {
         ] {
             assert!(joined.contains(needle), "`{needle}` missing from {joined}");
         }
+        assert!(!joined.contains("loader"));
+    }
+
+    #[test]
+    fn boot_image_is_loaded_and_announced() {
+        let cfg = QemuConfig {
+            boot_image: Some(PathBuf::from("/s/boot.img")),
+            bootargs: "log=debug".into(),
+            ..config()
+        };
+        let args = command_line(&cfg);
+        let i = position(&args, "-append");
+        assert_eq!(args[i + 1], "bootimage=0x48000000 log=debug");
+        let i = position(&args, "loader,");
+        assert_eq!(args[i - 1], "-device");
+        assert_eq!(
+            args[i],
+            "loader,file=/s/boot.img,addr=0x48000000,force-raw=on"
+        );
+        let alone = QemuConfig {
+            bootargs: String::new(),
+            ..cfg
+        };
+        assert_eq!(alone.kernel_command_line(), "bootimage=0x48000000");
+    }
+
+    #[test]
+    fn boot_image_must_fit_in_ram() {
+        let cfg = config();
+        let room = (512 << 20) - (BOOT_IMAGE_ADDR - RAM_BASE) as usize;
+        assert!(cfg.check_boot_image_fits(room).is_ok());
+        assert!(cfg.check_boot_image_fits(room + 1).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and judging a [`RunOutcome`] against a scenario's expectations. Pure apart
 //! from [`load_dir`], so it is unit-tested.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regex::Regex;
@@ -29,6 +29,7 @@ struct RawScenario {
     bootargs: String,
     #[serde(default)]
     el2: bool,
+    system: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     timeout_s: u64,
     #[serde(default)]
@@ -72,6 +73,9 @@ pub struct Scenario {
     pub name: String,
     pub bootargs: String,
     pub el2: bool,
+    /// The system description to boot (relative to the workspace root), if
+    /// any: its boot image is loaded beside the kernel.
+    pub system: Option<PathBuf>,
     pub timeout: Duration,
     pub expect_exit: ExpectExit,
     /// Each must match at least one line of the serial log.
@@ -123,6 +127,7 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         name: raw.name,
         bootargs: raw.bootargs,
         el2: raw.el2,
+        system: raw.system,
         timeout: Duration::from_secs(raw.timeout_s),
         expect_exit,
         must_contain: compile(raw.must_contain)?,
@@ -203,6 +208,7 @@ mod tests {
         el2 = true
         timeout_s = 5
         expect_exit = "nonzero"
+        system = "systems/ipc.toml"
     "#;
 
     fn outcome(exit_code: Option<i32>, serial: &str) -> RunOutcome {
@@ -223,6 +229,7 @@ mod tests {
         assert_eq!(boot.name, "boot-report");
         assert_eq!(boot.bootargs, "");
         assert!(!boot.el2);
+        assert_eq!(boot.system, None);
         assert_eq!(boot.timeout, Duration::from_secs(DEFAULT_TIMEOUT_S));
         assert_eq!(boot.expect_exit, ExpectExit::Code(0));
         assert_eq!(boot.must_contain.len(), 2);
@@ -231,6 +238,7 @@ mod tests {
         assert!(fault.el2);
         assert_eq!(fault.timeout, Duration::from_secs(5));
         assert_eq!(fault.expect_exit, ExpectExit::NonZero);
+        assert_eq!(fault.system, Some(PathBuf::from("systems/ipc.toml")));
     }
 
     #[test]
@@ -249,9 +257,14 @@ mod tests {
 
     #[test]
     fn the_real_scenario_files_parse() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
-        let list = load_dir(&dir).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let list = load_dir(&root.join("scenarios")).unwrap();
         assert!(list.iter().any(|s| s.name == "boot-report"));
+        for s in &list {
+            if let Some(system) = &s.system {
+                crate::system::load(&root.join(system)).unwrap();
+            }
+        }
     }
 
     #[test]

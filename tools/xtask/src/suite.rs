@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::artifacts::{self, GUEST_PACKAGES, Workspace};
+use crate::artifacts::{self, Images, Workspace};
 use crate::cli::{RunOptions, TestOptions};
 use crate::prereq::{self, QEMU};
 use crate::qemu::{self, QemuConfig, RunOutcome};
 use crate::scenario::{self, Scenario};
+use crate::system::{self, System};
 
 /// `run` kills QEMU after this long unless `--timeout` says otherwise.
 const RUN_TIMEOUT_S: u64 = 120;
@@ -22,15 +23,19 @@ const FAILURE_LOG_LINES: usize = 200;
 pub fn run(opts: &RunOptions) -> Result<ExitCode, String> {
     let ws = Workspace::locate()?;
     prereq::ensure_all(&ws)?;
-    let kernel = match &opts.kernel {
-        Some(path) => prebuilt(path)?,
-        None => artifacts::build(&ws)?.kernel,
-    };
+    let system = opts
+        .system
+        .as_deref()
+        .map(|path| load_system(&ws, path))
+        .transpose()?;
+    let packages = system.as_ref().map(System::packages).unwrap_or_default();
+    let kernel = opts.kernel.as_deref().map(prebuilt).transpose()?;
+    let images = artifacts::build(&ws, kernel.as_deref(), &packages)?;
     let scratch = ws.scratch_dir("run");
-    let mut cfg = QemuConfig::new(&kernel, &scratch);
+    let mut cfg = QemuConfig::new(&images.kernel, &scratch);
     cfg.bootargs = opts.bootargs.join(" ");
     cfg.el2 = opts.el2;
-    qemu::prepare_scratch(&scratch, &cfg)?;
+    prepare(&mut cfg, &scratch, system.as_ref(), &images)?;
     let timeout = Duration::from_secs(opts.timeout_s.unwrap_or(RUN_TIMEOUT_S));
     println!("xtask: {QEMU} {}", shell_words(&qemu::command_line(&cfg)));
     let log = scratch.join("serial.log");
@@ -74,12 +79,35 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     if scenarios.is_empty() {
         return Err(format!("no scenario matches {:?}", opts.filters));
     }
+    // A scenario whose system is invalid or names a missing package fails
+    // alone; the others still run.
+    let systems: Vec<Result<Option<System>, String>> = scenarios
+        .iter()
+        .map(|s| {
+            let Some(path) = &s.system else {
+                return Ok(None);
+            };
+            let system = system::load(&ws.root.join(path))?;
+            artifacts::check_tasks(&ws, &system)?;
+            Ok(Some(system))
+        })
+        .collect();
+    let mut packages: Vec<String> = Vec::new();
+    for system in systems.iter().flatten().flatten() {
+        for package in system.packages() {
+            if !packages.contains(&package) {
+                packages.push(package);
+            }
+        }
+    }
 
     let (mut passed, mut failed) = (0usize, 0usize);
-    let images = match &opts.kernel {
-        Some(path) => prebuilt(path).map(|kernel| artifacts::Images { kernel }),
-        None => artifacts::build(&ws),
-    };
+    let images = opts
+        .kernel
+        .as_deref()
+        .map(prebuilt)
+        .transpose()
+        .and_then(|kernel| artifacts::build(&ws, kernel.as_deref(), &packages));
     match images {
         Err(e) => {
             println!("xtask: {e}");
@@ -89,13 +117,21 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
             failed = scenarios.len();
         }
         Ok(images) => {
-            for s in &scenarios {
+            for (s, system) in scenarios.iter().zip(&systems) {
+                let system = match system {
+                    Ok(system) => system.as_ref(),
+                    Err(e) => {
+                        println!("FAIL {}: {e}", s.name);
+                        failed += 1;
+                        continue;
+                    }
+                };
                 let timeout = opts.timeout_s.map_or(s.timeout, Duration::from_secs);
                 let s = Scenario {
                     timeout,
                     ..s.clone()
                 };
-                if run_scenario(&ws, &images.kernel, &s, opts.echo)? {
+                if run_scenario(&ws, &images, &s, system, opts.echo)? {
                     passed += 1;
                 } else {
                     failed += 1;
@@ -115,14 +151,14 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     })
 }
 
-/// `cargo test` on every host crate. The guest packages are excluded by name:
-/// `--workspace` would otherwise build them for the host, where a `no_main`
-/// bare-metal binary cannot link. (`default-members` already leaves them out,
-/// but `--workspace` is explicit and catches a member missing from that list.)
+/// `cargo test` on every host crate. The guest packages (members outside the
+/// root `default-members`) are excluded by name: `--workspace` would
+/// otherwise build them for the host, where a `no_main` bare-metal binary
+/// cannot link.
 fn host_tests(ws: &Workspace) -> Result<bool, String> {
     let mut cmd = ws.cargo();
     cmd.args(["test", "--workspace"]);
-    for package in GUEST_PACKAGES {
+    for package in ws.guest_packages() {
         cmd.args(["--exclude", package]);
     }
     println!("xtask: host tests (cargo test --workspace)");
@@ -132,13 +168,53 @@ fn host_tests(ws: &Workspace) -> Result<bool, String> {
     Ok(status.success())
 }
 
+/// Reads a system file named on the command line: relative to the current
+/// directory, or else to the workspace root.
+pub fn load_system(ws: &Workspace, path: &Path) -> Result<System, String> {
+    let path = if path.is_relative() && !path.exists() {
+        ws.root.join(path)
+    } else {
+        path.to_path_buf()
+    };
+    let system = system::load(&path)?;
+    artifacts::check_tasks(ws, &system)?;
+    Ok(system)
+}
+
+/// Fresh scratch disks, and the system's boot image in `scratch/boot.img`
+/// (loaded by QEMU and announced in the bootargs) when there is a system.
+fn prepare(
+    cfg: &mut QemuConfig,
+    scratch: &Path,
+    system: Option<&System>,
+    images: &Images,
+) -> Result<(), String> {
+    qemu::prepare_scratch(scratch, cfg)?;
+    if let Some(system) = system {
+        let image = scratch.join("boot.img");
+        let len = artifacts::write_boot_image(system, images, &image)?;
+        cfg.check_boot_image_fits(len)?;
+        cfg.boot_image = Some(image);
+    }
+    Ok(())
+}
+
 /// Boots one scenario and prints its verdict; true on PASS.
-fn run_scenario(ws: &Workspace, kernel: &Path, s: &Scenario, echo: bool) -> Result<bool, String> {
+fn run_scenario(
+    ws: &Workspace,
+    images: &Images,
+    s: &Scenario,
+    system: Option<&System>,
+    echo: bool,
+) -> Result<bool, String> {
     let scratch = ws.scratch_dir(&s.name);
-    let mut cfg = QemuConfig::new(kernel, &scratch);
+    let mut cfg = QemuConfig::new(&images.kernel, &scratch);
     cfg.bootargs = s.bootargs.clone();
     cfg.el2 = s.el2;
-    qemu::prepare_scratch(&scratch, &cfg)?;
+    if let Err(e) = prepare(&mut cfg, &scratch, system, images) {
+        println!("FAIL {}: {e}", s.name);
+        return Ok(false);
+    }
     let log = scratch.join("serial.log");
     let outcome = qemu::run(&cfg, &log, s.timeout, echo)?;
     let problems = scenario::judge(s, &outcome);

@@ -1,0 +1,141 @@
+//! Message passing: [`call`] (client side), [`recv`] and [`reply`] (server
+//! side), and notifications ([`notify`], [`wait`], [`irq_ack`]).
+//!
+//! Empty buffers are passed as pointer 0, length 0.
+
+use abi::syscall::{CallArgs, NO_CAP, RecvArgs};
+use abi::{SysResult, Sysno};
+
+pub use abi::syscall::{FOREVER, MSG_MAX, PresentedKind, RecvInfo, RecvKind};
+
+use crate::raw::check;
+use crate::sys::syscall;
+
+/// Pages offered to the server with a call: a claim the kernel checks
+/// (only memory from `dma_alloc` that the caller owns can be granted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// First byte granted (page offset kept).
+    pub va: u64,
+    /// Bytes granted.
+    pub len: u64,
+}
+
+impl Grant {
+    /// A grant of `len` bytes at `va`, as the caller alleges.
+    pub fn range(va: u64, len: u64) -> Grant {
+        Grant { va, len }
+    }
+}
+
+fn ptr_of(buf: &[u8]) -> u64 {
+    if buf.is_empty() {
+        0
+    } else {
+        buf.as_ptr() as u64
+    }
+}
+
+fn mut_ptr_of<T>(buf: &mut [T]) -> u64 {
+    if buf.is_empty() {
+        0
+    } else {
+        buf.as_mut_ptr() as u64
+    }
+}
+
+/// Sends `msg` on the endpoint capability `endpoint`, with an optional
+/// grant and presented capability, and waits for the reply, which lands in
+/// `reply`. Returns the reply's length.
+pub fn call(
+    endpoint: u32,
+    msg: &[u8],
+    reply: &mut [u8],
+    grant: Option<Grant>,
+    present: Option<u32>,
+) -> SysResult<usize> {
+    let grant = grant.unwrap_or(Grant { va: 0, len: 0 });
+    let args = CallArgs {
+        endpoint,
+        present_cap: present.unwrap_or(NO_CAP),
+        send_ptr: ptr_of(msg),
+        send_len: msg.len() as u64,
+        reply_ptr: mut_ptr_of(reply),
+        reply_cap: reply.len() as u64,
+        grant_ptr: grant.va,
+        grant_len: grant.len,
+    };
+    let r = check(syscall(
+        Sysno::Call as u64,
+        [&args as *const CallArgs as u64, 0, 0, 0, 0, 0],
+    ))?;
+    Ok((r[1] as usize).min(reply.len()))
+}
+
+/// Waits up to `timeout_us` (or [`FOREVER`]) on the endpoint this task
+/// serves through capability `endpoint`, or for a notification. A call's
+/// message lands in `buf`, its granted frames' physical addresses in
+/// `frames`. A timeout is `Ok` with kind [`RecvKind::Timeout`].
+pub fn recv(
+    endpoint: u32,
+    buf: &mut [u8],
+    frames: &mut [u64],
+    timeout_us: u64,
+) -> SysResult<RecvInfo> {
+    let args = RecvArgs {
+        endpoint,
+        reserved: 0,
+        buf_ptr: mut_ptr_of(buf),
+        buf_cap: buf.len() as u64,
+        frames_ptr: mut_ptr_of(frames),
+        frames_cap: frames.len() as u64,
+        timeout_us,
+    };
+    let mut info = RecvInfo::default();
+    check(syscall(
+        Sysno::Recv as u64,
+        [
+            &args as *const RecvArgs as u64,
+            &mut info as *mut RecvInfo as u64,
+            0,
+            0,
+            0,
+            0,
+        ],
+    ))?;
+    Ok(info)
+}
+
+/// The kind of what [`recv`] delivered, if the kernel sent a known one.
+pub fn kind(info: &RecvInfo) -> Option<RecvKind> {
+    RecvKind::from_u32(info.kind)
+}
+
+/// Answers the call whose reply token is `token` with `msg`.
+pub fn reply(token: u64, msg: &[u8]) -> SysResult<()> {
+    check(syscall(
+        Sysno::Reply as u64,
+        [token, ptr_of(msg), msg.len() as u64, 0, 0, 0],
+    ))
+    .map(|_| ())
+}
+
+/// ORs `bits` into the notification word the capability `cap` names.
+pub fn notify(cap: u32, bits: u64) -> SysResult<()> {
+    check(syscall(
+        Sysno::Notify as u64,
+        [cap as u64, bits, 0, 0, 0, 0],
+    ))
+    .map(|_| ())
+}
+
+/// Waits up to `timeout_us` for this task's notification word to become
+/// non-zero; returns (and clears) its bits.
+pub fn wait(timeout_us: u64) -> SysResult<u64> {
+    check(syscall(Sysno::Wait as u64, [timeout_us, 0, 0, 0, 0, 0])).map(|r| r[1])
+}
+
+/// Re-enables the interrupt the capability `cap` names.
+pub fn irq_ack(cap: u32) -> SysResult<()> {
+    check(syscall(Sysno::IrqAck as u64, [cap as u64, 0, 0, 0, 0, 0])).map(|_| ())
+}

@@ -1,0 +1,55 @@
+//! `userlib`: everything a task needs to run on the kernel, and the only
+//! place a task's `unsafe` lives (module `sys`): the entry point
+//! ([`entry!`]), the panic handler, a 1 MiB heap, console logging
+//! ([`log!`]) and one typed wrapper per syscall of [`abi::syscall`], each
+//! returning [`SysResult`]. Tasks are single-threaded.
+//!
+//! It must never give safe code a reference to memory a device can write,
+//! and never decide policy: the kernel checks every argument.
+#![no_std]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+pub mod console;
+pub mod ipc;
+pub mod mem;
+pub mod pci;
+pub mod raw;
+pub mod rt;
+#[allow(unsafe_code)]
+mod sys;
+pub mod task;
+pub mod time;
+
+pub use abi::syscall::{LOG_MAX, MSG_MAX};
+pub use abi::{Error, SysResult};
+pub use bootimage::{Client, TaskInfo};
+pub use console::log;
+pub use ipc::{Grant, RecvInfo, RecvKind, call, irq_ack, notify, recv, reply, wait};
+pub use mem::{DeviceRegion, DmaBuffer, dma_alloc, mmio_map, pci_map_bar};
+pub use pci::{pci_config_read, pci_config_write};
+pub use task::{exit, yield_now};
+pub use time::{counter, sleep, time};
+
+/// Looks up a capability by name, falling back to the task's only
+/// capability if it has exactly one (so a task serving one endpoint works
+/// whatever the system file calls it).
+pub fn cap_or_only(info: &TaskInfo<'_>, name: &str) -> Option<u32> {
+    info.cap(name).or_else(|| {
+        let mut caps = info.caps();
+        match (caps.next(), caps.next()) {
+            (Some((_, index)), None) => Some(index),
+            _ => None,
+        }
+    })
+}
+
+/// The argument `key` parsed as a decimal `u64`, or `default` if absent.
+/// `Err` carries the text that did not parse.
+pub fn arg_u64<'a>(info: &TaskInfo<'a>, key: &str, default: u64) -> Result<u64, &'a str> {
+    match info.arg(key) {
+        None => Ok(default),
+        Some(text) => text.trim().parse().map_err(|_| text),
+    }
+}

@@ -1,0 +1,147 @@
+//! Memory the kernel maps on request: DMA memory ([`DmaBuffer`]) and device
+//! memory ([`DeviceRegion`]). Both are reached only by volatile accesses
+//! of one scalar at a time, never as Rust slices, because a device may
+//! read or write them at any moment.
+
+use abi::{PAGE_SIZE, SysResult, Sysno};
+
+use crate::ipc::Grant;
+use crate::sys::Region;
+
+pub use crate::sys::Scalar;
+
+/// Allocates `pages` zeroed, contiguous pages within the task's DMA quota;
+/// returns `(va, len)`. Prefer [`DmaBuffer::alloc`], which keeps the
+/// mapping usable from safe code.
+pub fn dma_alloc(pages: u64) -> SysResult<(u64, u64)> {
+    DmaBuffer::alloc(pages).map(|b| (b.va(), b.len()))
+}
+
+/// Maps the MMIO region the capability `cap` names; returns `(va, len)`.
+/// Prefer [`DeviceRegion::mmio`].
+pub fn mmio_map(cap: u32) -> SysResult<(u64, u64)> {
+    DeviceRegion::mmio(cap).map(|r| (r.va(), r.len()))
+}
+
+/// Maps memory BAR `bar` of the PCI function `cap` names; returns
+/// `(va, len)`. Prefer [`DeviceRegion::pci_bar`].
+pub fn pci_map_bar(cap: u32, bar: u32) -> SysResult<(u64, u64)> {
+    DeviceRegion::pci_bar(cap, bar).map(|r| (r.va(), r.len()))
+}
+
+/// DMA-able memory owned by this task (from `dma_alloc`). It may be
+/// granted to a server and then read or written by a device, so every
+/// access is one volatile load or store; out-of-range or unaligned
+/// offsets give `None`.
+#[derive(Debug)]
+pub struct DmaBuffer(Region);
+
+impl DmaBuffer {
+    /// Allocates `pages` zeroed pages.
+    pub fn alloc(pages: u64) -> SysResult<DmaBuffer> {
+        Region::map(Sysno::DmaAlloc, [pages, 0, 0, 0, 0, 0]).map(DmaBuffer)
+    }
+
+    /// Its virtual address in this task.
+    pub fn va(&self) -> u64 {
+        self.0.va()
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Whether it is empty (never, for a successful allocation).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Its length in pages.
+    pub fn pages(&self) -> u64 {
+        self.0.len() / PAGE_SIZE
+    }
+
+    /// A grant of the whole buffer, for [`crate::call`].
+    pub fn grant(&self) -> Grant {
+        Grant::range(self.va(), self.len())
+    }
+
+    /// One volatile load at `offset`.
+    pub fn read<T: Scalar>(&self, offset: u64) -> Option<T> {
+        self.0.read(offset)
+    }
+
+    /// One volatile store at `offset`.
+    pub fn write<T: Scalar>(&mut self, offset: u64, value: T) -> Option<()> {
+        self.0.write(offset, value)
+    }
+
+    /// Copies `src` in at `offset`, byte by byte.
+    pub fn copy_in(&mut self, offset: u64, src: &[u8]) -> Option<()> {
+        let end = offset.checked_add(src.len() as u64)?;
+        if end > self.len() {
+            return None;
+        }
+        for (i, b) in src.iter().enumerate() {
+            self.0.write(offset + i as u64, *b)?;
+        }
+        Some(())
+    }
+
+    /// Copies bytes from `offset` into `dst`, byte by byte.
+    pub fn copy_out(&self, offset: u64, dst: &mut [u8]) -> Option<()> {
+        let end = offset.checked_add(dst.len() as u64)?;
+        if end > self.len() {
+            return None;
+        }
+        for (i, b) in dst.iter_mut().enumerate() {
+            *b = self.0.read(offset + i as u64)?;
+        }
+        Some(())
+    }
+}
+
+/// Device registers mapped for this task (an MMIO capability or a PCI
+/// BAR): typed single volatile accesses; out-of-range or unaligned offsets
+/// give `None`.
+#[derive(Debug)]
+pub struct DeviceRegion(Region);
+
+impl DeviceRegion {
+    /// Maps the MMIO region the capability `cap` names.
+    pub fn mmio(cap: u32) -> SysResult<DeviceRegion> {
+        Region::map(Sysno::MmioMap, [cap as u64, 0, 0, 0, 0, 0]).map(DeviceRegion)
+    }
+
+    /// Maps memory BAR `bar` of the PCI function the capability `cap`
+    /// names.
+    pub fn pci_bar(cap: u32, bar: u32) -> SysResult<DeviceRegion> {
+        Region::map(Sysno::PciMapBar, [cap as u64, bar as u64, 0, 0, 0, 0]).map(DeviceRegion)
+    }
+
+    /// Its virtual address in this task.
+    pub fn va(&self) -> u64 {
+        self.0.va()
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One volatile load of a register at `offset`.
+    pub fn read<T: Scalar>(&self, offset: u64) -> Option<T> {
+        self.0.read(offset)
+    }
+
+    /// One volatile store of a register at `offset`.
+    pub fn write<T: Scalar>(&mut self, offset: u64, value: T) -> Option<()> {
+        self.0.write(offset, value)
+    }
+}

@@ -1,0 +1,181 @@
+//! Every `unsafe` block of userlib, and nothing else: the `svc` instruction,
+//! the task-info page, the heap's backing store, the probe load, and the
+//! volatile accessors of memory the kernel mapped for this task (DMA and
+//! device memory). Everything above this module is safe code.
+//!
+//! It must never hand out a `&` or `&mut` to DMA or device memory.
+
+use core::arch::asm;
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use abi::syscall::layout;
+use abi::{PAGE_SIZE, SysResult, Sysno};
+use buddy_system_allocator::LockedHeap;
+
+/// Issues `svc #0` with `n` in x8 and `a` in x0..x5; returns x0..x3.
+#[inline(always)]
+pub(crate) fn syscall(n: u64, a: [u64; 6]) -> [u64; 4] {
+    let (r0, r1, r2, r3): (u64, u64, u64, u64);
+    // SAFETY: `svc #0` enters the kernel, which checks every argument
+    // against this task's own capabilities and address space, and changes
+    // only x0..x3 (declared as outputs) and memory this task named by a
+    // pointer (the asm is not `nomem`, so the compiler assumes any exposed
+    // memory may be read or written). It does not touch the stack.
+    unsafe {
+        asm!(
+            "svc #0",
+            inlateout("x0") a[0] => r0,
+            inlateout("x1") a[1] => r1,
+            inlateout("x2") a[2] => r2,
+            inlateout("x3") a[3] => r3,
+            in("x4") a[4],
+            in("x5") a[5],
+            in("x8") n,
+            options(nostack),
+        );
+    }
+    [r0, r1, r2, r3]
+}
+
+/// Loads one byte from `addr`, whatever it is: see [`crate::raw::probe_read`].
+pub(crate) fn probe_read(addr: u64) -> u64 {
+    let v: u64;
+    // SAFETY: a single byte load in asm creates no Rust reference and
+    // cannot be misaligned. If `addr` is not readable by this task the
+    // kernel ends the task on the fault; if it is, the load only reads.
+    unsafe {
+        asm!(
+            "ldrb {v:w}, [{a}]",
+            a = in(reg) addr,
+            v = lateout(reg) v,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    v
+}
+
+/// The task-info page, as the kernel mapped it.
+pub(crate) fn task_info_page() -> &'static [u8] {
+    // SAFETY: the kernel maps `PAGE_SIZE` bytes of read-only memory at
+    // `layout::TASK_INFO` before the task starts and never unmaps or
+    // changes them; nothing in the task can write there (read-only).
+    unsafe { core::slice::from_raw_parts(layout::TASK_INFO as *const u8, PAGE_SIZE as usize) }
+}
+
+/// Size of the task heap, in bytes.
+pub(crate) const HEAP_SIZE: usize = 1 << 20;
+
+#[repr(C, align(4096))]
+struct HeapSpace(UnsafeCell<[u8; HEAP_SIZE]>);
+
+// SAFETY: the bytes are only ever touched through the allocator, which
+// hands out disjoint blocks under its lock.
+unsafe impl Sync for HeapSpace {}
+
+static HEAP_SPACE: HeapSpace = HeapSpace(UnsafeCell::new([0; HEAP_SIZE]));
+static HEAP_READY: AtomicBool = AtomicBool::new(false);
+
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+
+/// Gives the heap its backing store (idempotent).
+pub(crate) fn init_heap() {
+    if HEAP_READY.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: `HEAP_SPACE` is a static used by nothing but the allocator,
+    // and the flag above lets this run once, so the range is added once.
+    unsafe { HEAP.lock().init(HEAP_SPACE.0.get() as usize, HEAP_SIZE) }
+}
+
+/// Memory the kernel mapped for this task by a successful `dma_alloc`,
+/// `mmio_map` or `pci_map_bar`: the only way to make one is [`Region::map`],
+/// so `va..va+len` is always mapped and owned by this task. Accessed only
+/// through single volatile loads and stores, never through references,
+/// because a device may read or write it at any time. Not `Send`/`Sync`:
+/// tasks are single-threaded.
+#[derive(Debug)]
+pub struct Region {
+    va: u64,
+    len: u64,
+    _not_sync: PhantomData<*mut u8>,
+}
+
+/// A value that can be read or written with one volatile access.
+pub trait Scalar: Copy + sealed::Sealed {}
+impl Scalar for u8 {}
+impl Scalar for u16 {}
+impl Scalar for u32 {}
+impl Scalar for u64 {}
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for u16 {}
+    impl Sealed for u32 {}
+    impl Sealed for u64 {}
+}
+
+impl Region {
+    /// Runs a mapping syscall (`DmaAlloc`, `MmioMap` or `PciMapBar`), which
+    /// returns the mapping in x1 (address) and x2 (length).
+    pub(crate) fn map(n: Sysno, args: [u64; 6]) -> SysResult<Region> {
+        debug_assert!(matches!(
+            n,
+            Sysno::DmaAlloc | Sysno::MmioMap | Sysno::PciMapBar
+        ));
+        let r = crate::raw::check(syscall(n as u64, args))?;
+        Ok(Region {
+            va: r[1],
+            len: r[2],
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// First address of the mapping.
+    pub fn va(&self) -> u64 {
+        self.va
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never, for a kernel mapping).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address of a `T` at `offset`, if it lies inside and is aligned.
+    fn at<T: Scalar>(&self, offset: u64) -> Option<u64> {
+        let size = core::mem::size_of::<T>() as u64;
+        let end = offset.checked_add(size)?;
+        if end > self.len || !offset.is_multiple_of(size) {
+            return None;
+        }
+        Some(self.va + offset)
+    }
+
+    /// One volatile load of a `T` at `offset`; `None` if out of range or
+    /// unaligned.
+    pub fn read<T: Scalar>(&self, offset: u64) -> Option<T> {
+        let addr = self.at::<T>(offset)?;
+        // SAFETY: `addr` is aligned and inside a mapping the kernel made for
+        // this task (see the type's invariant); a volatile load through a
+        // raw pointer creates no reference.
+        Some(unsafe { core::ptr::read_volatile(addr as *const T) })
+    }
+
+    /// One volatile store of `value` at `offset`; `None` if out of range or
+    /// unaligned.
+    pub fn write<T: Scalar>(&self, offset: u64, value: T) -> Option<()> {
+        let addr = self.at::<T>(offset)?;
+        // SAFETY: as for `read`; the mapping is writable (the kernel maps
+        // DMA and device memory read-write) and no Rust reference to it
+        // exists, so the store aliases nothing.
+        unsafe { core::ptr::write_volatile(addr as *mut T, value) };
+        Some(())
+    }
+}

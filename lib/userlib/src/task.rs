@@ -1,0 +1,20 @@
+//! The calling task's own life: [`exit`] and [`yield_now`].
+
+use abi::{SysResult, Sysno};
+
+use crate::raw::check;
+use crate::sys::syscall;
+
+/// Ends the calling task with `code` (x0, sign-extended). Never returns.
+pub fn exit(code: i32) -> ! {
+    let _ = syscall(Sysno::Exit as u64, [code as i64 as u64, 0, 0, 0, 0, 0]);
+    // The kernel never resumes an exited task; if it ever did, stay put.
+    loop {
+        let _ = yield_now();
+    }
+}
+
+/// Gives the CPU to another ready task of equal priority.
+pub fn yield_now() -> SysResult<()> {
+    check(syscall(Sysno::Yield as u64, [0; 6])).map(|_| ())
+}

@@ -1,0 +1,533 @@
+//! System descriptions (`systems/*.toml`): which endpoints and tasks a boot
+//! runs, with which capabilities, arguments and trust levels. This module
+//! parses and validates one file into a [`System`] and turns it into a boot
+//! image ([`System::encode`]). It is the one place that knows the TOML
+//! spelling and the rules a system must obey (badges, one server per
+//! endpoint); the byte layouts belong to the `bootimage` crate, the trust
+//! spellings to `iommu-core`. Pure apart from [`load`]: unit-tested.
+//!
+//! Schema (`deny_unknown_fields` everywhere):
+//!
+//! ```toml
+//! [[endpoint]]
+//! name = "ping"
+//! death_notices = false      # deliver ClientDied to the server (default false)
+//!
+//! [[task]]
+//! name = "server"            # unique, [A-Za-z0-9_.-], at most 32 bytes
+//! package = "ipc-demo"       # workspace package, built for aarch64-unknown-none
+//! priority = 5               # 1..=15, higher is more urgent
+//! dma_quota_pages = 0        # default 0
+//! trust = "strict"           # default "strict"; any iommu-core policy spelling
+//! args = { role = "echo-server" }   # strings only
+//! caps = [
+//!   { name = "ping", serve = "ping" },
+//!   { name = "other", call = "ping" },          # badge = the caller's badge
+//!   { name = "wake", notify = "client", bits = 1 },
+//!   { name = "evq", irq = "smmu.eventq", bit = 0 },   # or irq = "pci:00:01.0"
+//!   { name = "regs", mmio = "smmu" },
+//!   { name = "nvme", pci = "00:01.0" },
+//!   { name = "owner", smmu_owner = true },
+//! ]
+//! ```
+//!
+//! A task's badge is its index in the file (0-based, among `[[task]]`s) plus
+//! one, so no task has badge 0; every call capability a task holds carries
+//! its badge, and its info page says so.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bootimage::image::{MAX_CAPS_PER_TASK, MAX_ENDPOINTS, MAX_IRQ_BIT, MAX_NAME_LEN, MAX_TASKS};
+use bootimage::image::{MAX_PRIORITY, MIN_PRIORITY};
+use bootimage::{
+    BootImageBuilder, CapSpec, Client, EndpointSpec, IrqSource, MmioRegion, SmmuIrq,
+    TaskInfoBuilder, TaskSpec,
+};
+use iommu_core::InvalidationPolicy;
+use kernel_core::pci::Bdf;
+use serde::Deserialize;
+
+/// Trust level of a task that does not name one: untrusted clients are
+/// strict (security contract item 7).
+pub const DEFAULT_TRUST: &str = "strict";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystem {
+    #[serde(default)]
+    endpoint: Vec<RawEndpoint>,
+    #[serde(default)]
+    task: Vec<RawTask>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    name: String,
+    #[serde(default)]
+    death_notices: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    name: String,
+    package: String,
+    priority: i64,
+    #[serde(default)]
+    dma_quota_pages: u32,
+    trust: Option<String>,
+    #[serde(default)]
+    args: BTreeMap<String, String>,
+    #[serde(default)]
+    caps: Vec<RawCap>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCap {
+    name: String,
+    serve: Option<String>,
+    call: Option<String>,
+    notify: Option<String>,
+    bits: Option<u64>,
+    irq: Option<String>,
+    bit: Option<i64>,
+    mmio: Option<String>,
+    pci: Option<String>,
+    smmu_owner: Option<bool>,
+}
+
+/// An endpoint of a validated system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub death_notices: bool,
+}
+
+/// A named capability of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cap {
+    pub name: String,
+    pub spec: CapSpec,
+}
+
+/// A task of a validated system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub name: String,
+    pub package: String,
+    pub priority: u8,
+    pub dma_quota_pages: u32,
+    pub trust: String,
+    pub args: BTreeMap<String, String>,
+    /// In capability-index order.
+    pub caps: Vec<Cap>,
+}
+
+/// A validated system description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct System {
+    /// The file it came from, for messages.
+    pub origin: String,
+    pub endpoints: Vec<Endpoint>,
+    pub tasks: Vec<Task>,
+}
+
+/// The badge of task number `index`: index + 1, never 0.
+pub fn badge(index: usize) -> u32 {
+    u32::try_from(index + 1).expect("task count is bounded by MAX_TASKS")
+}
+
+/// Reads and validates a system file.
+pub fn load(path: &Path) -> Result<System, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read system {}: {e}", path.display()))?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates one system file's text; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<System, String> {
+    let raw: RawSystem = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    convert(raw, origin).map_err(|e| format!("{origin}: {e}"))
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} name \"{name}\" must be 1..={MAX_NAME_LEN} characters of [A-Za-z0-9_.-]"
+        ))
+    }
+}
+
+fn convert(raw: RawSystem, origin: &str) -> Result<System, String> {
+    if raw.task.is_empty() {
+        return Err("a system needs at least one [[task]]".into());
+    }
+    if raw.task.len() > MAX_TASKS {
+        return Err(format!("{} tasks, at most {MAX_TASKS}", raw.task.len()));
+    }
+    if raw.endpoint.len() > MAX_ENDPOINTS {
+        return Err(format!(
+            "{} endpoints, at most {MAX_ENDPOINTS}",
+            raw.endpoint.len()
+        ));
+    }
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    for ep in raw.endpoint {
+        check_name("endpoint", &ep.name)?;
+        if endpoints.iter().any(|e| e.name == ep.name) {
+            return Err(format!("duplicate endpoint \"{}\"", ep.name));
+        }
+        endpoints.push(Endpoint {
+            name: ep.name,
+            death_notices: ep.death_notices,
+        });
+    }
+    let task_names: Vec<&str> = raw.task.iter().map(|t| t.name.as_str()).collect();
+    for (i, name) in task_names.iter().enumerate() {
+        check_name("task", name)?;
+        if task_names[..i].contains(name) {
+            return Err(format!("duplicate task \"{name}\""));
+        }
+    }
+    let mut tasks = Vec::new();
+    for (index, t) in raw.task.iter().enumerate() {
+        let task = convert_task(t, index, &endpoints, &task_names)
+            .map_err(|e| format!("task \"{}\": {e}", t.name))?;
+        tasks.push(task);
+    }
+    for (e, ep) in endpoints.iter().enumerate() {
+        let servers: Vec<String> = tasks
+            .iter()
+            .flat_map(|t| {
+                t.caps
+                    .iter()
+                    .filter(move |c| is_endpoint(&c.spec, e, true))
+                    .map(move |c| format!("{}.{}", t.name, c.name))
+            })
+            .collect();
+        match servers.as_slice() {
+            [_] => {}
+            [] => return Err(format!("endpoint \"{}\" has no server", ep.name)),
+            many => {
+                return Err(format!(
+                    "endpoint \"{}\" has {} serve caps ({}); exactly one may serve it",
+                    ep.name,
+                    many.len(),
+                    many.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(System {
+        origin: origin.to_owned(),
+        endpoints,
+        tasks,
+    })
+}
+
+fn is_endpoint(spec: &CapSpec, index: usize, want_serve: bool) -> bool {
+    matches!(*spec, CapSpec::Endpoint { endpoint, serve, .. }
+        if serve == want_serve && usize::try_from(endpoint) == Ok(index))
+}
+
+fn convert_task(
+    t: &RawTask,
+    index: usize,
+    endpoints: &[Endpoint],
+    task_names: &[&str],
+) -> Result<Task, String> {
+    if t.package.is_empty() {
+        return Err("package must not be empty".into());
+    }
+    let priority = u8::try_from(t.priority)
+        .ok()
+        .filter(|p| (MIN_PRIORITY..=MAX_PRIORITY).contains(p))
+        .ok_or_else(|| {
+            format!(
+                "priority {} out of range {MIN_PRIORITY}..={MAX_PRIORITY} (higher is more urgent)",
+                t.priority
+            )
+        })?;
+    let trust = t.trust.clone().unwrap_or_else(|| DEFAULT_TRUST.to_owned());
+    trust.parse::<InvalidationPolicy>().map_err(|e| {
+        format!(
+            "trust \"{trust}\" is not a policy ({e:?}); use \"strict\", \"deferred\", \
+             \"deferred:N:T\" or \"bypass\""
+        )
+    })?;
+    if t.caps.len() > MAX_CAPS_PER_TASK {
+        return Err(format!(
+            "{} caps, at most {MAX_CAPS_PER_TASK}",
+            t.caps.len()
+        ));
+    }
+    let mut caps: Vec<Cap> = Vec::new();
+    for raw in &t.caps {
+        if raw.name.is_empty() {
+            return Err("a cap has an empty name".into());
+        }
+        if caps.iter().any(|c| c.name == raw.name) {
+            return Err(format!("duplicate cap \"{}\"", raw.name));
+        }
+        let spec = convert_cap(raw, index, endpoints, task_names)
+            .map_err(|e| format!("cap \"{}\": {e}", raw.name))?;
+        caps.push(Cap {
+            name: raw.name.clone(),
+            spec,
+        });
+    }
+    Ok(Task {
+        name: t.name.clone(),
+        package: t.package.clone(),
+        priority,
+        dma_quota_pages: t.dma_quota_pages,
+        trust,
+        args: t.args.clone(),
+        caps,
+    })
+}
+
+fn convert_cap(
+    raw: &RawCap,
+    task_index: usize,
+    endpoints: &[Endpoint],
+    task_names: &[&str],
+) -> Result<CapSpec, String> {
+    let kinds: Vec<&str> = [
+        ("serve", raw.serve.is_some()),
+        ("call", raw.call.is_some()),
+        ("notify", raw.notify.is_some()),
+        ("irq", raw.irq.is_some()),
+        ("mmio", raw.mmio.is_some()),
+        ("pci", raw.pci.is_some()),
+        ("smmu_owner", raw.smmu_owner.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(kind, present)| present.then_some(kind))
+    .collect();
+    match kinds.as_slice() {
+        [_] => {}
+        [] => {
+            return Err(
+                "no kind: give one of serve, call, notify, irq, mmio, pci, smmu_owner".into(),
+            );
+        }
+        many => return Err(format!("ambiguous: several kinds ({})", many.join(", "))),
+    }
+    if raw.bits.is_some() && raw.notify.is_none() {
+        return Err("`bits` belongs to a notify cap".into());
+    }
+    if raw.bit.is_some() && raw.irq.is_none() {
+        return Err("`bit` belongs to an irq cap".into());
+    }
+    let endpoint = |name: &str| -> Result<u32, String> {
+        endpoints
+            .iter()
+            .position(|e| e.name == name)
+            .map(|i| u32::try_from(i).expect("bounded by MAX_ENDPOINTS"))
+            .ok_or_else(|| format!("unknown endpoint \"{name}\""))
+    };
+    if let Some(name) = &raw.serve {
+        return Ok(CapSpec::Endpoint {
+            endpoint: endpoint(name)?,
+            serve: true,
+            badge: 0,
+        });
+    }
+    if let Some(name) = &raw.call {
+        return Ok(CapSpec::Endpoint {
+            endpoint: endpoint(name)?,
+            serve: false,
+            badge: badge(task_index),
+        });
+    }
+    if let Some(name) = &raw.notify {
+        let task = task_names
+            .iter()
+            .position(|t| t == name)
+            .ok_or_else(|| format!("unknown task \"{name}\""))?;
+        let bits = raw.bits.ok_or("a notify cap needs `bits`")?;
+        if bits == 0 {
+            return Err("bits must not be 0".into());
+        }
+        return Ok(CapSpec::Notify {
+            task: u32::try_from(task).expect("bounded by MAX_TASKS"),
+            bits,
+        });
+    }
+    if let Some(name) = &raw.irq {
+        let bit = raw.bit.ok_or("an irq cap needs `bit`")?;
+        let bit = u8::try_from(bit)
+            .ok()
+            .filter(|b| *b <= MAX_IRQ_BIT)
+            .ok_or_else(|| format!("bit {bit} out of range 0..={MAX_IRQ_BIT}"))?;
+        return Ok(CapSpec::Irq {
+            source: irq_source(name)?,
+            bit,
+        });
+    }
+    if let Some(name) = &raw.mmio {
+        let region = MmioRegion::from_name(name).ok_or_else(|| {
+            let known: Vec<&str> = MmioRegion::ALL.iter().map(|r| r.name()).collect();
+            format!(
+                "unknown mmio region \"{name}\" (known: {})",
+                known.join(", ")
+            )
+        })?;
+        return Ok(CapSpec::Mmio { region });
+    }
+    if let Some(text) = &raw.pci {
+        return Ok(CapSpec::Pci {
+            bdf: parse_bdf(text)?.rid(),
+        });
+    }
+    match raw.smmu_owner {
+        Some(true) => Ok(CapSpec::SmmuOwner),
+        _ => Err("smmu_owner must be true (leave the cap out otherwise)".into()),
+    }
+}
+
+/// `smmu.<interrupt-name>` or `pci:<bb:dd.f>`.
+fn irq_source(name: &str) -> Result<IrqSource, String> {
+    if let Some(irq) = name.strip_prefix("smmu.") {
+        return SmmuIrq::from_name(irq).map(IrqSource::Smmu).ok_or_else(|| {
+            let known: Vec<String> = SmmuIrq::ALL
+                .iter()
+                .map(|i| format!("smmu.{}", i.name()))
+                .collect();
+            format!("unknown irq \"{name}\" (known: {})", known.join(", "))
+        });
+    }
+    if let Some(bdf) = name.strip_prefix("pci:") {
+        return Ok(IrqSource::PciIntx {
+            bdf: parse_bdf(bdf)?.rid(),
+        });
+    }
+    Err(format!(
+        "unknown irq \"{name}\": use smmu.<eventq|priq|cmdq-sync|gerror> or pci:<bb:dd.f>"
+    ))
+}
+
+/// `bb:dd.f` in hex, as lspci writes it.
+fn parse_bdf(text: &str) -> Result<Bdf, String> {
+    let bad = || format!("bad PCI address \"{text}\": expected bb:dd.f (hex, e.g. 00:01.0)");
+    let (bus, rest) = text.split_once(':').ok_or_else(bad)?;
+    let (dev, func) = rest.split_once('.').ok_or_else(bad)?;
+    let hex = |s: &str, digits: usize| {
+        (s.len() == digits && s.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| u8::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    let (bus, dev, func) = (
+        hex(bus, 2).ok_or_else(bad)?,
+        hex(dev, 2).ok_or_else(bad)?,
+        hex(func, 1).ok_or_else(bad)?,
+    );
+    Bdf::new(bus, dev, func).ok_or_else(bad)
+}
+
+impl System {
+    /// The packages its tasks run, each once, in task order.
+    pub fn packages(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for t in &self.tasks {
+            if !out.contains(&t.package) {
+                out.push(t.package.clone());
+            }
+        }
+        out
+    }
+
+    /// The clients of every endpoint task `index` serves.
+    fn clients(&self, index: usize) -> Vec<(String, u32, &Task)> {
+        let mut out = Vec::new();
+        for serve_cap in &self.tasks[index].caps {
+            let CapSpec::Endpoint {
+                endpoint,
+                serve: true,
+                ..
+            } = serve_cap.spec
+            else {
+                continue;
+            };
+            let e = usize::try_from(endpoint).expect("validated");
+            for (c, client) in self.tasks.iter().enumerate() {
+                if client
+                    .caps
+                    .iter()
+                    .any(|cap| is_endpoint(&cap.spec, e, false))
+                {
+                    out.push((serve_cap.name.clone(), badge(c), client));
+                }
+            }
+        }
+        out
+    }
+
+    /// The info page of task `index`.
+    pub fn info_page(&self, index: usize) -> Result<Vec<u8>, String> {
+        let task = &self.tasks[index];
+        let index_u32 = u32::try_from(index).expect("bounded by MAX_TASKS");
+        let mut info = TaskInfoBuilder::new(&task.name, index_u32, badge(index));
+        for (i, cap) in task.caps.iter().enumerate() {
+            info.cap(&cap.name, u32::try_from(i).expect("bounded"));
+        }
+        for (key, value) in &task.args {
+            info.arg(key, value);
+        }
+        for (endpoint, badge, client) in self.clients(index) {
+            info.client(Client {
+                endpoint: &endpoint,
+                badge,
+                name: &client.name,
+                trust: &client.trust,
+            });
+        }
+        info.build().map_err(|e| {
+            format!(
+                "{}: task \"{}\": cannot encode its info page: {e}",
+                self.origin, task.name
+            )
+        })
+    }
+
+    /// The boot image, with each task's ELF from `elf_of(package)`.
+    pub fn encode(
+        &self,
+        mut elf_of: impl FnMut(&str) -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<u8>, String> {
+        let mut image = BootImageBuilder::new();
+        for ep in &self.endpoints {
+            image.endpoint(EndpointSpec {
+                name: ep.name.clone(),
+                death_notices: ep.death_notices,
+            });
+        }
+        for (i, task) in self.tasks.iter().enumerate() {
+            image.task(TaskSpec {
+                name: task.name.clone(),
+                priority: task.priority,
+                dma_quota_pages: task.dma_quota_pages,
+                elf: elf_of(&task.package)?,
+                info: self.info_page(i)?,
+                caps: task.caps.iter().map(|c| c.spec).collect(),
+            });
+        }
+        image
+            .build()
+            .map_err(|e| format!("{}: cannot encode the boot image: {e}", self.origin))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+use super::*;
+use bootimage::{BootImage, TaskInfo};
+
+const GOOD: &str = r#"
+[[endpoint]]
+name = "ping"
+death_notices = true
+
+[[task]]
+name = "server"
+package = "ipc-demo"
+priority = 5
+dma_quota_pages = 2
+args = { role = "echo-server", waiters = "2" }
+caps = [
+  { name = "ping", serve = "ping" },
+  { name = "wake", notify = "client", bits = 1 },
+  { name = "evq", irq = "smmu.eventq", bit = 0 },
+  { name = "intx", irq = "pci:00:01.0", bit = 63 },
+  { name = "regs", mmio = "smmu" },
+  { name = "nvme", pci = "00:01.0" },
+  { name = "owner", smmu_owner = true },
+]
+
+[[task]]
+name = "client"
+package = "ipc-demo"
+priority = 4
+trust = "deferred:32:500"
+caps = [{ name = "other", call = "ping" }]
+
+[[task]]
+name = "quiet"
+package = "isolation-probe"
+priority = 15
+"#;
+
+fn good() -> System {
+    parse(GOOD, "good.toml").unwrap()
+}
+
+#[test]
+fn a_good_file() {
+    let sys = good();
+    assert_eq!(sys.endpoints.len(), 1);
+    assert!(sys.endpoints[0].death_notices);
+    assert_eq!(sys.packages(), ["ipc-demo", "isolation-probe"]);
+    let server = &sys.tasks[0];
+    assert_eq!((server.priority, server.dma_quota_pages), (5, 2));
+    assert_eq!(server.trust, DEFAULT_TRUST);
+    let specs: Vec<CapSpec> = server.caps.iter().map(|c| c.spec).collect();
+    assert_eq!(
+        specs,
+        [
+            CapSpec::Endpoint {
+                endpoint: 0,
+                serve: true,
+                badge: 0
+            },
+            CapSpec::Notify { task: 1, bits: 1 },
+            CapSpec::Irq {
+                source: IrqSource::Smmu(SmmuIrq::Eventq),
+                bit: 0
+            },
+            CapSpec::Irq {
+                source: IrqSource::PciIntx { bdf: 0x08 },
+                bit: 63
+            },
+            CapSpec::Mmio {
+                region: MmioRegion::Smmu
+            },
+            CapSpec::Pci { bdf: 0x08 },
+            CapSpec::SmmuOwner,
+        ]
+    );
+    // The client's call cap carries its badge: index 1 + 1.
+    assert_eq!(
+        sys.tasks[1].caps[0].spec,
+        CapSpec::Endpoint {
+            endpoint: 0,
+            serve: false,
+            badge: 2
+        }
+    );
+}
+
+#[test]
+fn info_pages_name_caps_args_and_clients() {
+    let sys = good();
+    let page = sys.info_page(0).unwrap();
+    let info = TaskInfo::parse(&page).unwrap();
+    assert_eq!((info.name(), info.index(), info.badge()), ("server", 0, 1));
+    assert_eq!(info.cap("ping"), Some(0));
+    assert_eq!(info.cap("owner"), Some(6));
+    assert_eq!(info.arg("role"), Some("echo-server"));
+    assert_eq!(info.arg("waiters"), Some("2"));
+    let clients: Vec<_> = info.clients().collect();
+    assert_eq!(
+        clients,
+        [Client {
+            endpoint: "ping",
+            badge: 2,
+            name: "client",
+            trust: "deferred:32:500"
+        }]
+    );
+    let page = sys.info_page(1).unwrap();
+    let info = TaskInfo::parse(&page).unwrap();
+    assert_eq!((info.badge(), info.clients().count()), (2, 0));
+}
+
+#[test]
+fn encodes_a_boot_image() {
+    let sys = good();
+    let bytes = sys
+        .encode(|pkg| Ok(format!("ELF of {pkg}").into_bytes()))
+        .unwrap();
+    let image = BootImage::parse(&bytes).unwrap();
+    let tasks: Vec<_> = image.tasks().collect();
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks[2].elf, b"ELF of isolation-probe");
+    assert_eq!(tasks[2].priority, 15);
+    assert_eq!(tasks[0].caps.len(), 7);
+    let missing = sys.encode(|pkg| Err(format!("no package {pkg}")));
+    assert_eq!(missing.unwrap_err(), "no package ipc-demo");
+}
+
+/// Parses `text` expecting an error that mentions every one of `needles`.
+fn rejects(text: &str, needles: &[&str]) {
+    let err = parse(text, "bad.toml").expect_err(text);
+    assert!(err.starts_with("bad.toml"), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+}
+
+const ONE_TASK: &str = "[[task]]\nname = \"t\"\npackage = \"p\"\npriority = 3\n";
+
+fn with_caps(caps: &str) -> String {
+    format!(
+        "[[endpoint]]\nname = \"e\"\n{ONE_TASK}caps = [{{ name = \"srv\", serve = \"e\" }}, {caps}]\n"
+    )
+}
+
+#[test]
+fn unknown_keys() {
+    rejects("[[tasks]]\nname = \"t\"", &["tasks"]);
+    rejects(&format!("{ONE_TASK}colour = 1"), &["colour"]);
+    rejects(
+        &with_caps("{ name = \"c\", call = \"e\", badge = 3 }"),
+        &["badge"],
+    );
+    rejects("[[endpoint]]\nname = \"e\"\ndeath = true", &["death"]);
+}
+
+#[test]
+fn duplicate_names() {
+    rejects(
+        &format!("[[endpoint]]\nname = \"e\"\n[[endpoint]]\nname = \"e\"\n{ONE_TASK}"),
+        &["duplicate endpoint \"e\""],
+    );
+    rejects(&format!("{ONE_TASK}{ONE_TASK}"), &["duplicate task \"t\""]);
+    rejects(
+        &with_caps("{ name = \"srv\", pci = \"00:01.0\" }"),
+        &["task \"t\"", "duplicate cap \"srv\""],
+    );
+}
+
+#[test]
+fn unknown_references() {
+    rejects(
+        &with_caps("{ name = \"c\", call = \"nope\" }"),
+        &["task \"t\"", "cap \"c\"", "unknown endpoint \"nope\""],
+    );
+    rejects(
+        &with_caps("{ name = \"c\", serve = \"nope\" }"),
+        &["unknown endpoint \"nope\""],
+    );
+    rejects(
+        &with_caps("{ name = \"w\", notify = \"ghost\", bits = 1 }"),
+        &["cap \"w\"", "unknown task \"ghost\""],
+    );
+}
+
+#[test]
+fn servers_per_endpoint() {
+    rejects(
+        &format!("[[endpoint]]\nname = \"e\"\n{ONE_TASK}"),
+        &["endpoint \"e\" has no server"],
+    );
+    rejects(
+        &with_caps("{ name = \"again\", serve = \"e\" }"),
+        &["endpoint \"e\" has 2 serve caps (t.srv, t.again)"],
+    );
+}
+
+#[test]
+fn bad_pci_addresses() {
+    for bdf in [
+        "0:01.0", "00:1.0", "00:01", "00-01.0", "00:20.0", "00:01.8", "zz:01.0", "",
+    ] {
+        rejects(
+            &with_caps(&format!("{{ name = \"d\", pci = \"{bdf}\" }}")),
+            &["cap \"d\"", "bad PCI address", "bb:dd.f"],
+        );
+    }
+    rejects(
+        &with_caps("{ name = \"i\", irq = \"pci:00:01\", bit = 1 }"),
+        &["bad PCI address"],
+    );
+    let sys = parse(&with_caps("{ name = \"d\", pci = \"ff:1f.7\" }"), "ok").unwrap();
+    assert_eq!(sys.tasks[0].caps[1].spec, CapSpec::Pci { bdf: 0xffff });
+}
+
+#[test]
+fn out_of_range_values() {
+    for p in ["0", "16", "-1", "300"] {
+        rejects(
+            &format!("[[task]]\nname = \"t\"\npackage = \"p\"\npriority = {p}\n"),
+            &["task \"t\"", "priority", "1..=15"],
+        );
+    }
+    rejects(
+        &with_caps("{ name = \"w\", notify = \"t\", bits = 0 }"),
+        &["cap \"w\"", "bits must not be 0"],
+    );
+    rejects(
+        &with_caps("{ name = \"w\", notify = \"t\" }"),
+        &["needs `bits`"],
+    );
+    rejects(
+        &with_caps("{ name = \"i\", irq = \"smmu.eventq\", bit = 64 }"),
+        &["bit 64 out of range"],
+    );
+    rejects(
+        &with_caps("{ name = \"i\", irq = \"smmu.eventq\" }"),
+        &["needs `bit`"],
+    );
+    rejects(
+        &format!(
+            "[[task]]\nname = \"{}\"\npackage = \"p\"\npriority = 1\n",
+            "n".repeat(33)
+        ),
+        &["task name"],
+    );
+    rejects("[[endpoint]]\nname = \"e\"", &["at least one [[task]]"]);
+}
+
+#[test]
+fn unknown_device_names() {
+    rejects(
+        &with_caps("{ name = \"i\", irq = \"smmu.evtq\", bit = 1 }"),
+        &["unknown irq \"smmu.evtq\"", "smmu.eventq"],
+    );
+    rejects(
+        &with_caps("{ name = \"i\", irq = \"gic.7\", bit = 1 }"),
+        &["unknown irq \"gic.7\""],
+    );
+    rejects(
+        &with_caps("{ name = \"m\", mmio = \"gic\" }"),
+        &["unknown mmio region \"gic\"", "smmu"],
+    );
+}
+
+#[test]
+fn trust_levels() {
+    for good in ["strict", "deferred", "deferred:8:100", "bypass"] {
+        let text = format!("{ONE_TASK}trust = \"{good}\"\n");
+        assert_eq!(parse(&text, "ok").unwrap().tasks[0].trust, good);
+    }
+    for bad in ["lazy", "deferred:0:1", "deferred:1", "trusted"] {
+        rejects(
+            &format!("{ONE_TASK}trust = \"{bad}\"\n"),
+            &["task \"t\"", &format!("trust \"{bad}\"")],
+        );
+    }
+}
+
+#[test]
+fn cap_kinds() {
+    rejects(
+        &with_caps("{ name = \"x\", call = \"e\", pci = \"00:01.0\" }"),
+        &["cap \"x\"", "ambiguous", "call, pci"],
+    );
+    rejects(&with_caps("{ name = \"x\" }"), &["cap \"x\"", "no kind"]);
+    rejects(
+        &with_caps("{ name = \"x\", smmu_owner = false }"),
+        &["smmu_owner must be true"],
+    );
+    rejects(
+        &with_caps("{ name = \"x\", pci = \"00:01.0\", bits = 1 }"),
+        &["`bits` belongs to a notify cap"],
+    );
+    rejects(
+        &with_caps("{ name = \"x\", pci = \"00:01.0\", bit = 1 }"),
+        &["`bit` belongs to an irq cap"],
+    );
+}
+
+#[test]
+fn the_real_system_files_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systems");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let sys = load(&path).unwrap();
+            sys.encode(|pkg| Ok(pkg.as_bytes().to_vec())).unwrap();
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "only {seen} systems in {}", dir.display());
+}
