@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, CNTV_TVAL_EL0, Writeable};
+use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, Writeable};
 
 use crate::timeout::us_to_ticks;
 
@@ -12,28 +12,44 @@ use crate::timeout::us_to_ticks;
 pub const TICK_US: u64 = 10_000;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// When the next periodic tick is due (counter ticks).
+static NEXT_TICK: AtomicU64 = AtomicU64::new(0);
+/// What CNTV_CVAL holds now. Writing the compare register is expensive
+/// under emulation (QEMU re-arms a host timer), so it is written only when
+/// the wanted value changes.
+static PROGRAMMED: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Arms the first tick.
 pub fn start() {
-    arm();
+    NEXT_TICK.store(
+        crate::arch::counter() + us_to_ticks(TICK_US),
+        Ordering::Relaxed,
+    );
+    program(None);
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
 }
 
-fn arm() {
-    CNTV_TVAL_EL0.set(us_to_ticks(TICK_US));
-}
-
-/// Handles the timer interrupt: counts the tick and re-arms.
+/// Handles the timer interrupt: counts a tick if one was due and moves the
+/// next one on.
 pub fn on_interrupt() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
-    arm();
+    let now = crate::arch::counter();
+    if now >= NEXT_TICK.load(Ordering::Relaxed) {
+        TICKS.fetch_add(1, Ordering::Relaxed);
+        NEXT_TICK.store(now + us_to_ticks(TICK_US), Ordering::Relaxed);
+    }
+    // The compare value has passed: force the next `program` to write.
+    PROGRAMMED.store(u64::MAX, Ordering::Relaxed);
+    program(None);
 }
 
 /// Programs the next interrupt at the next tick or at `deadline` (counter
-/// ticks), whichever comes first.
+/// ticks), whichever comes first; a no-op if that is already programmed.
 pub fn program(deadline: Option<u64>) {
-    let next_tick = crate::arch::counter() + us_to_ticks(TICK_US);
-    CNTV_CVAL_EL0.set(deadline.map_or(next_tick, |d| d.min(next_tick)));
+    let next_tick = NEXT_TICK.load(Ordering::Relaxed);
+    let want = deadline.map_or(next_tick, |d| d.min(next_tick));
+    if PROGRAMMED.swap(want, Ordering::Relaxed) != want {
+        CNTV_CVAL_EL0.set(want);
+    }
 }
 
 /// Ticks since [`start`].

@@ -40,6 +40,14 @@ fn main(info: &TaskInfo<'static>) -> i32 {
             return 1;
         }
     };
+    // Baseline: a syscall that does no IPC (trap, dispatch, return).
+    let null_start = userlib::counter();
+    for _ in 0..calls {
+        let _ = userlib::time();
+    }
+    let null_mean = userlib::counter().wrapping_sub(null_start) / calls as u64;
+    log!("ipc-bench: null syscall (time) mean {null_mean} ticks over {calls} calls");
+
     let mut ticks: Vec<u64> = Vec::with_capacity(calls);
     let mut reply = [0u8; 8];
     for i in 0..WARMUP + calls {
