@@ -33,7 +33,7 @@ pub fn handle(frame: &mut TrapFrame, origin: Origin, kind: Kind, syn: Syndrome, 
             match kind {
                 Kind::Irq => handle_irqs(),
                 Kind::Sync if syn.esr >> 26 == EC_SVC64 => {
-                    task::with_current(|k, t| task::syscall::dispatch(k, t))
+                    task::with_current(task::syscall::dispatch)
                 }
                 Kind::Sync => task::with_current(|k, t| {
                     task::lifecycle::fault(k, t, frame, syn, "synchronous exception")

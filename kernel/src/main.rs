@@ -68,7 +68,7 @@ fn kmain(loader_dtb: u64, entry_el: u64) -> ! {
 
     let bootargs = platform.bootargs.unwrap_or("");
     let boot_image = bootarg(bootargs, "bootimage")
-        .and_then(|v| parse_hex(v))
+        .and_then(parse_hex)
         .map(PhysAddr::new);
     let mut mem = init_memory(&platform, dtb, boot_image);
     install_kernel_map(&platform, &mut mem);

@@ -65,7 +65,13 @@ fn echo_server(info: &TaskInfo<'_>) -> i32 {
         };
         let answer: &[u8] = match kind {
             RecvKind::Call => &buf[..(got.len as usize).min(MSG_MAX)],
-            RecvKind::ClientDied => &[],
+            RecvKind::ClientDied => {
+                log!(
+                    "echo: client badge {} died; answering its death notice",
+                    got.badge
+                );
+                &[]
+            }
             RecvKind::Notification | RecvKind::Timeout => continue,
         };
         if let Err(e) = userlib::reply(got.reply, answer) {

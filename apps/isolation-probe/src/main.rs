@@ -28,6 +28,10 @@ userlib::entry!(main);
 fn main(info: &TaskInfo<'static>) -> i32 {
     match info.arg("role") {
         Some("intruder") => intruder(info),
+        Some("undefined") => {
+            log!("undefined: executing UDF #0");
+            userlib::raw::undefined_instruction()
+        }
         Some("badcalls") => badcalls(info),
         Some("nocaps") => nocaps(info),
         other => {

@@ -260,14 +260,18 @@ impl AddressSpace {
 
     /// Frees every frame the space owns and its tables. The caller has
     /// flushed the ASID from every TLB (`arch::mmu::flush_asid`) and no
-    /// device can reach its DMA memory any more.
-    pub fn destroy(self) {
+    /// device can reach its DMA memory any more. Returns the frames freed.
+    pub fn destroy(self) -> usize {
         let Self { table, owned, .. } = self;
+        let mut freed = 0;
         for pa in table.destroy(&LinearTableMemory) {
             frames::free(pa, 1);
+            freed += 1;
         }
         for (pa, n) in owned {
             frames::free(pa, n);
+            freed += n;
         }
+        freed
     }
 }

@@ -12,13 +12,20 @@ use crate::{arch, gic, kprintln};
 
 /// A task's fault: report it by name with the decoded syndrome, stop it.
 pub fn fault(k: &mut Kernel, t: TaskIdx, frame: &TrapFrame, syn: Syndrome, what: &str) {
-    kprintln!(
-        "task {} faulted: {what}: {}; FAR={:#x} ELR={:#x}; stopped",
-        k.tasks[t].name,
-        kernel_core::esr::Fault::new(syn.esr),
-        syn.far,
-        frame.elr
-    );
+    let decoded = kernel_core::esr::Fault::new(syn.esr);
+    let name = &k.tasks[t].name;
+    if decoded.far_valid() {
+        kprintln!(
+            "task {name} faulted: {what}: {decoded}; FAR={:#x} ELR={:#x}; stopped",
+            syn.far,
+            frame.elr
+        );
+    } else {
+        kprintln!(
+            "task {name} faulted: {what}: {decoded}; ELR={:#x}; stopped",
+            frame.elr
+        );
+    }
     end(k, t, End::Faulted);
 }
 
@@ -86,6 +93,11 @@ pub fn end(k: &mut Kernel, t: TaskIdx, how: End) {
     }
     if acks == 0 {
         reclaim(k, t);
+    } else {
+        kprintln!(
+            "task {}: memory kept until {acks} server(s) answer its death notice",
+            k.tasks[t].name
+        );
     }
 }
 
@@ -99,15 +111,21 @@ pub fn acknowledge_death(k: &mut Kernel, s: TaskIdx, t: TaskIdx, ep: usize) -> a
     }
     k.tasks[t].state = State::Dead { acks: acks - 1 };
     if acks == 1 {
-        reclaim(k, t);
+        let frames = reclaim(k, t);
+        kprintln!(
+            "task {}: death notices answered, {frames} frames reclaimed",
+            k.tasks[t].name
+        );
     }
     Ok(())
 }
 
-/// Frees a dead task's memory once nothing can reach it.
-fn reclaim(k: &mut Kernel, t: TaskIdx) {
-    if let Some(space) = k.tasks[t].space.take() {
-        arch::mmu::flush_asid(space.asid());
-        space.destroy();
-    }
+/// Frees a dead task's memory once nothing can reach it; returns the
+/// number of frames freed.
+fn reclaim(k: &mut Kernel, t: TaskIdx) -> usize {
+    let Some(space) = k.tasks[t].space.take() else {
+        return 0;
+    };
+    arch::mmu::flush_asid(space.asid());
+    space.destroy()
 }

@@ -35,6 +35,7 @@ pub fn load(
     pci: Vec<Function>,
     pa_bits: u8,
 ) -> Result<Kernel, String> {
+    let frames_free_before_load = crate::mm::frames::stats().0;
     let mut endpoints: Vec<Endpoint> = image
         .endpoints()
         .map(|e| Endpoint {
@@ -94,11 +95,14 @@ pub fn load(
             caps.push(resolve(spec, i, platform, &pci, &mut endpoints, &mut irqs).map_err(fail)?);
         }
 
-        let mut ctx = TrapFrame::default();
-        ctx.elr = plan.entry().get();
-        ctx.sp_el0 = layout::STACK_TOP;
-        ctx.spsr = SPSR_EL0T;
-        ctx.x[0] = layout::TASK_INFO;
+        let mut x = [0; 31];
+        x[0] = layout::TASK_INFO;
+        let ctx = TrapFrame {
+            x,
+            sp_el0: layout::STACK_TOP,
+            elr: plan.entry().get(),
+            spsr: SPSR_EL0T,
+        };
         tasks.push(Task {
             name: rec.name.to_string(),
             generation: 0,
@@ -127,6 +131,7 @@ pub fn load(
         smmu_enabled: false,
         resched: false,
         pci,
+        frames_free_before_load,
     };
     for t in 0..k.tasks.len() {
         k.make_ready(t);

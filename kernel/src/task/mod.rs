@@ -192,6 +192,10 @@ pub struct Kernel {
     pub resched: bool,
     /// The PCI functions found at boot.
     pub pci: Vec<Function>,
+    /// Free frames once the tasks were loaded: when every task has ended
+    /// and been reclaimed, the count must be back to this plus what their
+    /// loading took (checked at the end of the run).
+    pub frames_free_before_load: usize,
 }
 
 /// The kernel's objects. Taken with interrupts masked (the kernel never

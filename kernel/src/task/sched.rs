@@ -142,7 +142,18 @@ fn finish(k: &Kernel) -> ! {
         "kernel: all tasks finished: {exited} exited ok, {failed} exited with an error, {faulted} faulted, {serving} still serving"
     );
     let (free, total) = crate::mm::frames::stats();
-    kprintln!("kernel: {free} of {total} frames free");
+    if serving == 0 {
+        // Every task ended and was reclaimed: all its frames came back.
+        if free == k.frames_free_before_load {
+            kprintln!("kernel: every task's memory reclaimed ({free} of {total} frames free)");
+        } else {
+            let missing = k.frames_free_before_load as i64 - free as i64;
+            kprintln!("kernel: LEAK: {missing} frames not returned by ended tasks");
+            crate::exit(crate::status::FAIL);
+        }
+    } else {
+        kprintln!("kernel: {free} of {total} frames free, {serving} tasks still hold theirs");
+    }
     crate::exit(if failed == 0 {
         crate::status::PASS
     } else {

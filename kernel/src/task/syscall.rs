@@ -342,7 +342,7 @@ fn pci_function(k: &Kernel, t: TaskIdx, c: u64) -> SysResult<usize> {
 }
 
 fn config_offset(offset: u64) -> SysResult<u16> {
-    if offset >= 4096 || offset % 4 != 0 {
+    if offset >= 4096 || !offset.is_multiple_of(4) {
         return Err(Error::BadArgument);
     }
     Ok(offset as u16)

@@ -29,6 +29,12 @@ pub fn probe_read(addr: u64) -> u64 {
     crate::sys::probe_read(addr)
 }
 
+/// Executes an undefined instruction (UDF), for isolation probes: the
+/// kernel reports the fault by the task's name and ends the task.
+pub fn undefined_instruction() -> ! {
+    crate::sys::undefined_instruction()
+}
+
 /// Decodes x0 of a syscall's result: `Ok` with all four registers on
 /// success, `Err(code)` with the raw code otherwise.
 pub fn decode(regs: [u64; 4]) -> Result<[u64; 4], u64> {

@@ -39,6 +39,14 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> [u64; 4] {
     [r0, r1, r2, r3]
 }
 
+/// Executes a permanently undefined instruction: see
+/// [`crate::raw::undefined_instruction`].
+pub(crate) fn undefined_instruction() -> ! {
+    // SAFETY: UDF touches no memory and no register; it traps to the
+    // kernel, which ends the task (it never returns here).
+    unsafe { asm!("udf #0", options(noreturn, nomem, nostack)) }
+}
+
 /// Loads one byte from `addr`, whatever it is: see [`crate::raw::probe_read`].
 pub(crate) fn probe_read(addr: u64) -> u64 {
     let v: u64;
