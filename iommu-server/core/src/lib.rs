@@ -3,10 +3,13 @@
 //! invalidation engine that batches IOTLB maintenance across every client
 //! ([`engine`]).
 //!
-//! It owns decisions, never hardware: it reads no clock (time is passed in),
-//! touches no register, encodes no SMMU command and never panics on client
-//! input. Its outputs are abstract [`engine::Invalidation`] commands that the
-//! server's hardware layer encodes and issues.
+//! [`server`] puts them together with the page tables and the SMMU
+//! encodings into the server's whole logic, generic over the hardware
+//! ([`server::SmmuHw`]) so that host tests run it on a software SMMU.
+//!
+//! It owns decisions, never registers: it reads no clock (time is passed
+//! in), touches hardware only through [`server::SmmuHw`], and never panics
+//! on client input or device state.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -15,6 +18,7 @@ extern crate alloc;
 pub mod engine;
 pub mod iova;
 pub mod policy;
+pub mod server;
 
 pub use engine::{
     ClientId, ClientStats, Engine, EngineConfig, EngineError, EngineStats, FlushPlan, FlushUrgency,

@@ -36,9 +36,12 @@ pub enum Sysno {
     /// `irq_ack(cap)`: re-enables an interrupt after its notification was
     /// handled.
     IrqAck = 8,
-    /// `dma_alloc(pages) -> (va, len)`: allocates zeroed, physically
+    /// `dma_alloc(pages) -> (va, len, pa)`: allocates zeroed, physically
     /// contiguous memory owned by the caller, within its quota, mapped
     /// read-write. Such memory can be granted (e.g. to the IOMMU server).
+    /// `pa` is its physical address for the holder of an SMMU-owner
+    /// capability (the IOMMU server puts it in SMMU tables), 0 for others:
+    /// no other task ever learns a physical address.
     DmaAlloc = 9,
     /// `mmio_map(cap) -> (va, len)`: maps the MMIO region the capability
     /// names into the caller as device memory.
@@ -57,13 +60,17 @@ pub enum Sysno {
     /// `pci_map_bar(cap, bar) -> (va, len)`: maps a memory BAR of the
     /// function as device memory.
     PciMapBar = 15,
+    /// `smmu_enabled(owner_cap)`: the IOMMU server declares that the SMMU
+    /// translates (SMMUEN = 1, every unattached stream aborts). From then on
+    /// drivers may enable bus mastering; before, DMA would bypass the SMMU.
+    SmmuEnabled = 16,
 }
 
 impl Sysno {
     /// The syscall for `n`, if there is one.
     pub fn from_u64(n: u64) -> Option<Sysno> {
         use Sysno::*;
-        const ALL: [Sysno; 16] = [
+        const ALL: [Sysno; 17] = [
             Log,
             Exit,
             Yield,
@@ -80,6 +87,7 @@ impl Sysno {
             PciConfigRead,
             PciConfigWrite,
             PciMapBar,
+            SmmuEnabled,
         ];
         ALL.iter().copied().find(|s| *s as u64 == n)
     }

@@ -97,14 +97,14 @@ impl AddressSpace {
     }
 
     /// Allocates DMA-capable memory (zeroed, contiguous, read-write) at the
-    /// next free place of the DMA region. Returns (va, len).
-    pub fn dma_alloc(&mut self, pages: u64) -> SysResult<(u64, u64)> {
+    /// next free place of the DMA region. Returns (va, len, pa).
+    pub fn dma_alloc(&mut self, pages: u64) -> SysResult<(u64, u64, PhysAddr)> {
         let va = self.dma_next;
         let pa = self.map_new(va, pages, Attrs::user_data(MAIR_NORMAL, true))?;
         self.dma.push(DmaRegion { va, pa, pages });
         // A guard page between regions.
         self.dma_next = va + (pages + 1) * PAGE_SIZE;
-        Ok((va, pages * PAGE_SIZE))
+        Ok((va, pages * PAGE_SIZE, pa))
     }
 
     /// Maps device registers at `pa` (`len` bytes) into the MMIO region.

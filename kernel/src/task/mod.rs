@@ -148,6 +148,16 @@ pub struct Task {
     pub call_seq: u32,
 }
 
+impl Task {
+    /// Whether it serves an endpoint (a daemon: the run does not wait for
+    /// it to end).
+    pub fn is_server(&self) -> bool {
+        self.caps
+            .iter()
+            .any(|c| matches!(c, Cap::Endpoint { serve: true, .. }))
+    }
+}
+
 /// An IPC endpoint.
 pub struct Endpoint {
     /// Its name.

@@ -56,9 +56,20 @@ impl Kernel {
         self.tasks.iter().filter_map(|t| t.state.deadline()).min()
     }
 
-    /// Nothing will ever run again: no task is ready, none waits for a
-    /// time, and none waits with an interrupt that could still arrive.
+    /// The run is over: no task is ready, and either only servers are left,
+    /// idle in `recv` (with every client gone nothing will call them), or
+    /// nothing can ever run again (no deadline, no interrupt that could
+    /// still arrive for a waiting task).
     fn quiescent(&self) -> bool {
+        if self.highest_ready().is_some() {
+            return false;
+        }
+        let only_idle_servers_left = self.tasks.iter().all(|t| {
+            t.end.is_some() || (t.is_server() && matches!(t.state, State::RecvBlocked { .. }))
+        });
+        if only_idle_servers_left {
+            return true;
+        }
         let irq_waiter = self.irqs.values().any(|b| {
             !b.masked
                 && matches!(
@@ -66,7 +77,7 @@ impl Kernel {
                     State::WaitNotify { .. } | State::RecvBlocked { .. }
                 )
         });
-        !irq_waiter && self.earliest_deadline().is_none() && self.highest_ready().is_none()
+        !irq_waiter && self.earliest_deadline().is_none()
     }
 }
 

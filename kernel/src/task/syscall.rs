@@ -56,6 +56,7 @@ pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
         Sysno::PciConfigRead => Some(pci_config_read(k, t, x[0], x[1])),
         Sysno::PciConfigWrite => Some(pci_config_write(k, t, x[0], x[1], x[2]).map(|_| [0; 3])),
         Sysno::PciMapBar => Some(pci_map_bar(k, t, x[0], x[1])),
+        Sysno::SmmuEnabled => Some(smmu_enabled(k, t, x[0]).map(|_| [0; 3])),
     };
     if let Some(r) = r {
         set_result(k, t, r);
@@ -317,9 +318,24 @@ fn dma_alloc(k: &mut Kernel, t: TaskIdx, pages: u64) -> SysResult<[u64; 3]> {
     {
         return Err(Error::OverQuota);
     }
-    let (va, len) = task.space.as_mut().expect("running").dma_alloc(pages)?;
+    let owner = task.caps.contains(&Cap::SmmuOwner);
+    let (va, len, pa) = task.space.as_mut().expect("running").dma_alloc(pages)?;
     task.dma_used += pages;
-    Ok([va, len, 0])
+    Ok([va, len, if owner { pa.get() } else { 0 }])
+}
+
+fn smmu_enabled(k: &mut Kernel, t: TaskIdx, c: u64) -> SysResult<()> {
+    let Cap::SmmuOwner = cap(k, t, c)? else {
+        return Err(Error::WrongCapKind);
+    };
+    if !k.smmu_enabled {
+        k.smmu_enabled = true;
+        kprintln!(
+            "kernel: {} declares the SMMU enabled; bus mastering is now allowed",
+            k.tasks[t].name
+        );
+    }
+    Ok(())
 }
 
 fn mmio_map(k: &mut Kernel, t: TaskIdx, c: u64) -> SysResult<[u64; 3]> {

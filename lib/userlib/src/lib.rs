@@ -27,8 +27,8 @@ pub use abi::{Error, SysResult};
 pub use bootimage::{Client, TaskInfo};
 pub use console::log;
 pub use ipc::{Grant, RecvInfo, RecvKind, call, irq_ack, notify, recv, reply, wait};
-pub use mem::{DeviceRegion, DmaBuffer, dma_alloc, mmio_map, pci_map_bar};
-pub use pci::{pci_config_read, pci_config_write};
+pub use mem::{DeviceRegion, DmaBuffer, dma_alloc, mmio_map, pci_map_bar, publish_to_device};
+pub use pci::{pci_config_read, pci_config_write, pci_enable_bus_master, smmu_enabled};
 pub use task::{exit, yield_now};
 pub use time::{counter, sleep, time};
 

@@ -57,6 +57,12 @@ impl DmaBuffer {
         self.0.is_empty()
     }
 
+    /// Its physical address: known only to the holder of the SMMU-owner
+    /// capability (the IOMMU server); `None` for every other task.
+    pub fn phys(&self) -> Option<abi::PhysAddr> {
+        (self.0.pa() != 0).then(|| abi::PhysAddr::new(self.0.pa()))
+    }
+
     /// Its length in pages.
     pub fn pages(&self) -> u64 {
         self.0.len() / PAGE_SIZE
@@ -100,6 +106,14 @@ impl DmaBuffer {
         }
         Some(())
     }
+}
+
+/// Makes every store to DMA memory made so far visible to devices before
+/// any later access, e.g. before the MMIO write that tells a device to read
+/// what was just written (a doorbell). For coherent devices this is all
+/// that is needed.
+pub fn publish_to_device() {
+    crate::sys::dsb_st();
 }
 
 /// Device registers mapped for this task (an MMIO capability or a PCI

@@ -24,3 +24,24 @@ pub fn pci_config_write(cap: u32, offset: u32, value: u32) -> SysResult<()> {
     ))
     .map(|_| ())
 }
+
+/// Sets bus mastering in the function's command register, so the device
+/// may DMA (through the SMMU). Refused (`Denied`) until the IOMMU server
+/// has declared the SMMU on.
+pub fn pci_enable_bus_master(cap: u32) -> SysResult<()> {
+    const COMMAND: u32 = 0x04;
+    const MEMORY_SPACE: u32 = 1 << 1;
+    const BUS_MASTER: u32 = 1 << 2;
+    let command = pci_config_read(cap, COMMAND)? & 0xffff;
+    pci_config_write(cap, COMMAND, command | MEMORY_SPACE | BUS_MASTER)
+}
+
+/// Declares the SMMU enabled (only with the SMMU-owner capability: the
+/// IOMMU server calls this once every stream aborts by default).
+pub fn smmu_enabled(owner_cap: u32) -> SysResult<()> {
+    check(syscall(
+        Sysno::SmmuEnabled as u64,
+        [owner_cap as u64, 0, 0, 0, 0, 0],
+    ))
+    .map(|_| ())
+}

@@ -39,6 +39,13 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> [u64; 4] {
     [r0, r1, r2, r3]
 }
 
+/// Data synchronisation barrier for stores: every store this task made
+/// before it is observable (by a device too) before any access after it.
+pub(crate) fn dsb_st() {
+    // SAFETY: DSB ST only orders memory accesses; EL0 may execute it.
+    unsafe { asm!("dsb st", options(nostack, preserves_flags)) }
+}
+
 /// Executes a permanently undefined instruction: see
 /// [`crate::raw::undefined_instruction`].
 pub(crate) fn undefined_instruction() -> ! {
@@ -108,6 +115,9 @@ pub(crate) fn init_heap() {
 pub struct Region {
     va: u64,
     len: u64,
+    /// Physical address, as `dma_alloc` reports it to the SMMU owner (0
+    /// for everyone else and for device mappings).
+    pa: u64,
     _not_sync: PhantomData<*mut u8>,
 }
 
@@ -127,7 +137,8 @@ mod sealed {
 
 impl Region {
     /// Runs a mapping syscall (`DmaAlloc`, `MmioMap` or `PciMapBar`), which
-    /// returns the mapping in x1 (address) and x2 (length).
+    /// returns the mapping in x1 (address) and x2 (length), and for
+    /// `DmaAlloc` by the SMMU owner its physical address in x3.
     pub(crate) fn map(n: Sysno, args: [u64; 6]) -> SysResult<Region> {
         debug_assert!(matches!(
             n,
@@ -137,6 +148,7 @@ impl Region {
         Ok(Region {
             va: r[1],
             len: r[2],
+            pa: r[3],
             _not_sync: PhantomData,
         })
     }
@@ -149,6 +161,11 @@ impl Region {
     /// Length of the mapping in bytes.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Physical address (0 unless the kernel told it: see `pa`).
+    pub fn pa(&self) -> u64 {
+        self.pa
     }
 
     /// Whether the mapping is empty (never, for a kernel mapping).

@@ -568,6 +568,19 @@ impl<P> Engine<P> {
         })
     }
 
+    /// Moves a client's deferred flush queue into the next plan (for a
+    /// client that asked to have everything flushed now). Returns how many
+    /// entries moved. Changes nothing for a client without a queue.
+    pub fn expedite(&mut self, client: ClientId) -> Result<usize, EngineError> {
+        let c = self.live_client(client)?;
+        let queued: Vec<_> = c.queue.drain(..).collect();
+        let n = queued.len();
+        for e in queued {
+            self.push_ready(e);
+        }
+        Ok(n)
+    }
+
     /// The time (µs) by which [`Engine::plan_flush`] must be called: the
     /// oldest ready entry (already due) or the oldest deferred entry plus
     /// its client's `max_age_us`. `None` if nothing waits.

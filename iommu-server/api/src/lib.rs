@@ -1,0 +1,55 @@
+//! The IOMMU server's IPC protocol: the one definition of every request,
+//! response and error code that crosses between the server and its clients
+//! (driver tasks). Both sides encode and decode with this crate; nothing is
+//! written twice.
+//!
+//! It owns the wire layout and its validation. It must never trust a
+//! message: decoding checks lengths, counts, reserved fields and enum values
+//! and returns an [`ApiError`] instead of panicking; it never allocates (lists
+//! are views over the message bytes). It knows nothing of the server's state.
+//!
+//! # Wire format (little-endian, at most [`MSG_MAX`] bytes)
+//!
+//! Request: header `{op: u16, count: u16, reserved: u32 = 0}`, then `count`
+//! 16-byte entries.
+//!
+//! | op | entries |
+//! |---|---|
+//! | 1 `Attach` | one parameter entry `{dma_bits: u8, 15 zero bytes}`; the device is the call's presented PCI capability |
+//! | 2 `Map` | one parameter entry `{dir: u8, 15 zero bytes}`, then 1..=[`MAX_MAP_ENTRIES`] `{offset: u64, len: u64}` inside the call's grant |
+//! | 3 `Unmap` | 1..=[`MAX_UNMAP_ENTRIES`] `{iova: u64, len: u64}` |
+//! | 4 `Flush`, 5 `Stats`, 6 `Faults` | none |
+//!
+//! Response: header `{status: u32 (0 = ok, else an ApiError code), count:
+//! u16, reserved: u16 = 0}`, then `count` entries whose size depends on the
+//! request they answer: `Attached` one 8-byte `{sid: u32, 0: u32}`; `Mapped`
+//! one 8-byte IOVA per map entry; `Unmapped`, `Flushed` none; `Stats` eight
+//! 8-byte counters (see [`Stats`]); `Faults` up to [`MAX_FAULT_RECORDS`]
+//! 24-byte [`FaultRecord`]s. An error response has no entries.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+mod error;
+mod list;
+mod request;
+mod response;
+mod wire;
+
+pub use abi::syscall::MSG_MAX;
+pub use error::ApiError;
+pub use list::{Extent, FaultRecord, Iovas, List, WireEntry};
+pub use request::{Dir, Op, Request};
+pub use response::{Response, Stats};
+
+/// Bytes in a request or response header.
+pub const HEADER_BYTES: usize = 8;
+/// Bytes in one request entry.
+pub const ENTRY_BYTES: usize = 16;
+/// Most 16-byte entries a request can carry.
+pub const MAX_REQUEST_ENTRIES: usize = (MSG_MAX - HEADER_BYTES) / ENTRY_BYTES;
+/// Most byte ranges one `Map` can carry (one entry is the parameter entry).
+pub const MAX_MAP_ENTRIES: usize = MAX_REQUEST_ENTRIES - 1;
+/// Most IOVA ranges one `Unmap` can carry.
+pub const MAX_UNMAP_ENTRIES: usize = MAX_REQUEST_ENTRIES;
+/// Most fault records one `Faults` response carries; ask again for more.
+pub const MAX_FAULT_RECORDS: usize = (MSG_MAX - HEADER_BYTES) / FaultRecord::SIZE;

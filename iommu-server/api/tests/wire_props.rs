@@ -1,0 +1,303 @@
+//! Property tests of the protocol: every request and response round-trips,
+//! and every truncated, extended, mutated or random message decodes to an
+//! error or to a value that re-encodes to exactly the same bytes; nothing
+//! panics.
+
+use abi::{Iova, StreamId};
+use iommu_api::{
+    ApiError, Dir, Extent, FaultRecord, List, MAX_FAULT_RECORDS, MAX_MAP_ENTRIES,
+    MAX_UNMAP_ENTRIES, MSG_MAX, Op, Request, Response, Stats,
+};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Req {
+    Attach(u8),
+    Map(Dir, Vec<Extent>),
+    Unmap(Vec<Extent>),
+    Flush,
+    Stats,
+    Faults,
+}
+
+impl Req {
+    fn as_request(&self) -> Request<'_> {
+        match self {
+            Req::Attach(b) => Request::Attach { dma_bits: *b },
+            Req::Map(dir, r) => Request::Map {
+                dir: *dir,
+                ranges: List::new(r),
+            },
+            Req::Unmap(r) => Request::Unmap {
+                ranges: List::new(r),
+            },
+            Req::Flush => Request::Flush,
+            Req::Stats => Request::Stats,
+            Req::Faults => Request::Faults,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Resp {
+    Attached(u32),
+    Mapped(Vec<Iova>),
+    Unmapped,
+    Flushed,
+    Stats(Stats),
+    Faults(Vec<FaultRecord>),
+    Error(ApiError),
+}
+
+fn extent() -> impl Strategy<Value = Extent> {
+    (any::<u64>(), any::<u64>()).prop_map(|(s, l)| Extent::new(s, l))
+}
+
+fn dir() -> impl Strategy<Value = Dir> {
+    prop_oneof![
+        Just(Dir::ToDevice),
+        Just(Dir::FromDevice),
+        Just(Dir::Bidirectional)
+    ]
+}
+
+fn req() -> impl Strategy<Value = Req> {
+    prop_oneof![
+        any::<u8>().prop_map(Req::Attach),
+        (dir(), prop::collection::vec(extent(), 1..=MAX_MAP_ENTRIES))
+            .prop_map(|(d, r)| Req::Map(d, r)),
+        prop::collection::vec(extent(), 1..=MAX_UNMAP_ENTRIES).prop_map(Req::Unmap),
+        Just(Req::Flush),
+        Just(Req::Stats),
+        Just(Req::Faults),
+    ]
+}
+
+fn fault() -> impl Strategy<Value = FaultRecord> {
+    (
+        any::<u32>(),
+        any::<u16>(),
+        any::<bool>(),
+        any::<u64>(),
+        any::<u32>(),
+    )
+        .prop_map(|(sid, kind, write, iova, count)| FaultRecord {
+            sid: StreamId(sid),
+            kind,
+            write,
+            iova: Iova::new(iova),
+            count,
+        })
+}
+
+fn resp() -> impl Strategy<Value = Resp> {
+    prop_oneof![
+        any::<u32>().prop_map(Resp::Attached),
+        prop::collection::vec(any::<u64>().prop_map(Iova::new), 1..=MAX_MAP_ENTRIES)
+            .prop_map(Resp::Mapped),
+        Just(Resp::Unmapped),
+        Just(Resp::Flushed),
+        prop::array::uniform8(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
+            maps: a[0],
+            unmaps: a[1],
+            tlbi_commands: a[2],
+            syncs: a[3],
+            faults: a[4],
+            iova_bytes_in_use: a[5],
+            pending_unmaps: a[6],
+            max_stale_window_us: a[7],
+        })),
+        prop::collection::vec(fault(), 0..=MAX_FAULT_RECORDS).prop_map(Resp::Faults),
+        prop::sample::select(ApiError::ALL.to_vec()).prop_map(Resp::Error),
+    ]
+}
+
+impl Resp {
+    fn op(&self) -> Op {
+        match self {
+            Resp::Attached(_) => Op::Attach,
+            Resp::Mapped(_) => Op::Map,
+            Resp::Unmapped => Op::Unmap,
+            Resp::Flushed => Op::Flush,
+            Resp::Stats(_) => Op::Stats,
+            Resp::Faults(_) => Op::Faults,
+            Resp::Error(_) => Op::Stats,
+        }
+    }
+
+    fn encode(&self, buf: &mut [u8; MSG_MAX]) -> (usize, Result<Response<'_>, ApiError>) {
+        let r = match self {
+            Resp::Attached(s) => Response::Attached { sid: StreamId(*s) },
+            Resp::Mapped(v) => Response::Mapped {
+                iovas: List::new(v),
+            },
+            Resp::Unmapped => Response::Unmapped,
+            Resp::Flushed => Response::Flushed,
+            Resp::Stats(s) => Response::Stats(*s),
+            Resp::Faults(v) => Response::Faults {
+                records: List::new(v),
+            },
+            Resp::Error(e) => return (Response::encode_error(*e, buf), Err(*e)),
+        };
+        (r.encode(buf).unwrap(), Ok(r))
+    }
+}
+
+const OPS: [Op; 6] = [
+    Op::Attach,
+    Op::Map,
+    Op::Unmap,
+    Op::Flush,
+    Op::Stats,
+    Op::Faults,
+];
+
+/// Decodes `msg` as a request and as a response to every op; whatever
+/// decodes must re-encode to the same bytes.
+fn check_any(msg: &[u8]) {
+    if let Ok(r) = Request::decode(msg) {
+        let mut buf = [0; MSG_MAX];
+        let n = r.encode(&mut buf).expect("a decoded request re-encodes");
+        assert_eq!(&buf[..n], msg);
+    }
+    for op in OPS {
+        let mut buf = [0; MSG_MAX];
+        match Response::decode(op, msg) {
+            Ok(r) => {
+                assert_eq!(r.op(), op);
+                let n = r.encode(&mut buf).expect("a decoded response re-encodes");
+                assert_eq!(&buf[..n], msg);
+            }
+            Err(e)
+                if msg.len() == 8 && msg[..4] == e.code().to_le_bytes() && msg[4..] == [0; 4] =>
+            {
+                let n = Response::encode_error(e, &mut buf);
+                assert_eq!(&buf[..n], msg);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn requests_round_trip(r in req()) {
+        let mut buf = [0; MSG_MAX];
+        let n = r.as_request().encode(&mut buf).unwrap();
+        prop_assert!(n <= MSG_MAX);
+        prop_assert_eq!(Request::decode(&buf[..n]).unwrap(), r.as_request());
+    }
+
+    #[test]
+    fn responses_round_trip(r in resp()) {
+        let mut buf = [0; MSG_MAX];
+        let (n, expect) = r.encode(&mut buf);
+        prop_assert_eq!(Response::decode(r.op(), &buf[..n]), expect);
+    }
+
+    #[test]
+    fn mutated_requests_never_panic(r in req(), cut in any::<usize>(), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..4), extra in prop::collection::vec(any::<u8>(), 0..20)) {
+        let mut buf = [0; MSG_MAX];
+        let n = r.as_request().encode(&mut buf).unwrap();
+        check_any(&buf[..cut % (n + 1)]);
+        let mut m = buf[..n].to_vec();
+        for (at, x) in &flips {
+            let i = at % n;
+            m[i] ^= x;
+        }
+        check_any(&m);
+        m.extend_from_slice(&extra);
+        check_any(&m);
+    }
+
+    #[test]
+    fn mutated_responses_never_panic(r in resp(), cut in any::<usize>(), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..4)) {
+        let mut buf = [0; MSG_MAX];
+        let (n, _) = r.encode(&mut buf);
+        check_any(&buf[..cut % (n + 1)]);
+        let mut m = buf[..n].to_vec();
+        for (at, x) in &flips {
+            m[at % n] ^= x;
+        }
+        check_any(&m);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(m in prop::collection::vec(any::<u8>(), 0..300)) {
+        check_any(&m);
+    }
+}
+
+#[test]
+fn refuses_bad_lists_and_headers() {
+    let mut buf = [0; MSG_MAX];
+    let none: [Extent; 0] = [];
+    assert_eq!(
+        Request::Unmap {
+            ranges: List::new(&none)
+        }
+        .encode(&mut buf),
+        Err(ApiError::Malformed)
+    );
+    let many = [Extent::new(0, 1); MAX_UNMAP_ENTRIES];
+    assert_eq!(
+        Request::Map {
+            dir: Dir::ToDevice,
+            ranges: List::new(&many)
+        }
+        .encode(&mut buf),
+        Err(ApiError::TooMany)
+    );
+    assert_eq!(
+        Request::Unmap {
+            ranges: List::new(&many)
+        }
+        .encode(&mut buf)
+        .unwrap(),
+        248
+    );
+    assert_eq!(
+        Request::decode(&[9, 0, 0, 0, 0, 0, 0, 0]),
+        Err(ApiError::UnknownOp)
+    );
+    assert_eq!(
+        Request::decode(&[4, 0, 0, 0, 1, 0, 0, 0]),
+        Err(ApiError::Malformed)
+    );
+    assert_eq!(
+        Request::decode(&[4, 0, 0, 0, 0, 0, 0, 0]),
+        Ok(Request::Flush)
+    );
+    assert_eq!(Request::decode(&[4, 0, 0]), Err(ApiError::Malformed));
+    // An Attach parameter entry with a stray byte.
+    let mut m = [0u8; 24];
+    m[0] = 1;
+    m[2] = 1;
+    m[8] = 28;
+    assert_eq!(Request::decode(&m), Ok(Request::Attach { dma_bits: 28 }));
+    m[9] = 1;
+    assert_eq!(Request::decode(&m), Err(ApiError::Malformed));
+    // A Map with a bad direction.
+    let r = [Extent::new(0, 4096)];
+    let n = Request::Map {
+        dir: Dir::Bidirectional,
+        ranges: List::new(&r),
+    }
+    .encode(&mut buf)
+    .unwrap();
+    buf[8] = 4;
+    assert_eq!(Request::decode(&buf[..n]), Err(ApiError::Malformed));
+    // Error responses.
+    let n = Response::encode_error(ApiError::Quarantined, &mut buf);
+    assert_eq!(
+        Response::decode(Op::Map, &buf[..n]),
+        Err(ApiError::Quarantined)
+    );
+    buf[0] = 99;
+    assert_eq!(
+        Response::decode(Op::Map, &buf[..n]),
+        Err(ApiError::Malformed)
+    );
+}

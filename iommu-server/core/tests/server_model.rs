@@ -1,0 +1,617 @@
+//! The server on a software SMMU: the security contract's items, each
+//! against the model's real caches.
+
+mod common;
+
+use abi::{Iova, PAGE_SIZE, PhysAddr, StreamId};
+use common::*;
+use iommu_api::{ApiError, Dir, Extent, List, Op, Request, Response};
+use iommu_core::server::{Grant, Handled, Presented, ServerConfig, ServerError};
+use iommu_core::{InvalidationPolicy, TrustLevel};
+use smmu_model::Fault;
+use smmuv3::ste::{Ste, StreamConfig};
+
+const A: u32 = 1;
+const B: u32 = 2;
+const SID_A: u32 = 0x8;
+const SID_B: u32 = 0x10;
+
+#[test]
+fn every_stream_aborts_until_attached() {
+    let mut s = server(ServerConfig::default(), &[(A, STRICT, UNTRUSTED)]);
+    let hw = s.hw_mut();
+    for sid in [0u32, SID_A, 0xffff] {
+        let r = hw
+            .model
+            .translate(&hw.mem, StreamId(sid), Iova::new(0x1000), false);
+        assert!(r.is_err(), "sid {sid:#x}: {r:?}");
+    }
+    attach(&mut s, 0, A, SID_A, 28).unwrap();
+    let hw = s.hw_mut();
+    // Attached but nothing mapped: translation faults (not bypass).
+    assert!(matches!(
+        hw.model
+            .translate(&hw.mem, StreamId(SID_A), Iova::new(0x10_0000), false),
+        Err(Fault::Translation { .. })
+    ));
+    // Neighbours in the same level-2 table still abort.
+    assert_eq!(
+        hw.model
+            .translate(&hw.mem, StreamId(SID_A + 1), Iova::new(0x10_0000), false),
+        Err(Fault::Abort)
+    );
+    assert_eq!(
+        hw.model.cached_ste(StreamId(SID_A)).map(|s: Ste| s.config),
+        Some(StreamConfig::S1Translate)
+    );
+}
+
+#[test]
+fn dma_lands_in_client_frames_then_faults_and_quarantine() {
+    let cfg = ServerConfig {
+        quarantine_after: 3,
+        ..ServerConfig::default()
+    };
+    let mut s = server(cfg, &[(A, STRICT, UNTRUSTED), (B, STRICT, UNTRUSTED)]);
+    attach(&mut s, 0, A, SID_A, 28).unwrap();
+    attach(&mut s, 0, B, SID_B, 48).unwrap();
+    let mut fa = Frames::new(A);
+    let frames = fa.take(3, false);
+    // An unaligned range: offset 0x300 into a grant starting 0x100 into
+    // its first page crosses into the second frame.
+    let iovas = map(
+        &mut s,
+        0,
+        A,
+        Dir::FromDevice,
+        &[Extent::new(0x300, 0x1000)],
+        &frames,
+        0x100,
+    )
+    .unwrap();
+    let iova = iovas[0];
+    assert_eq!(iova.page_offset(), 0x400);
+    assert!(iova.get() + 0x1000 < 1 << 28, "edu reaches only 28 bits");
+    let hw = s.hw_mut();
+    let data: Vec<u8> = (0..0x1000u32).map(|i| i as u8).collect();
+    hw.model
+        .dma_write(&mut hw.mem, StreamId(SID_A), iova, &data)
+        .unwrap();
+    let mut got = vec![0u8; 0xc00];
+    hw.mem
+        .read_bytes(PhysAddr::new(frames[0].get() + 0x400), &mut got);
+    assert_eq!(got, data[..0xc00]);
+    let mut got = vec![0u8; 0x400];
+    hw.mem.read_bytes(frames[1], &mut got);
+    assert_eq!(got, data[0xc00..]);
+
+    // Strict unmap: held until poll's sync, then nothing translates it.
+    assert_eq!(
+        unmap(&mut s, 1, A, &[Extent::new(iova.get(), 0x1000)], 7),
+        Ok(true)
+    );
+    let out = s.poll(2);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 7);
+    assert_eq!(
+        Response::decode(Op::Unmap, &out[0].1),
+        Ok(Response::Unmapped)
+    );
+    let hw = s.hw_mut();
+    for p in [iova.get(), iova.get() + 0xfff] {
+        assert_eq!(
+            hw.model
+                .would_translate(&hw.mem, StreamId(SID_A), Iova::new(p)),
+            None
+        );
+    }
+    let r = hw
+        .model
+        .dma_write(&mut hw.mem, StreamId(SID_A), iova, &data);
+    assert!(matches!(r, Err(Fault::Translation { .. })), "{r:?}");
+    assert_eq!(hw.model.stats().stale_hits, 0);
+
+    // Attribution and coalescing: QEMU's ~1,025 records per 4 KiB.
+    let events = s.hw_mut().model.take_events();
+    assert_eq!(events.len(), 1);
+    let rep = s.on_event(events[0]).unwrap();
+    assert_eq!(
+        (rep.badge, rep.sid, rep.write, rep.first),
+        (A, StreamId(SID_A), true, true)
+    );
+    for _ in 0..1024 {
+        let r = s.on_event(events[0]).unwrap();
+        assert!(!r.first && !r.quarantined_now);
+    }
+    let f = simple(&mut s, 3, A, Request::Faults).unwrap();
+    match Response::decode(Op::Faults, &f).unwrap() {
+        Response::Faults { records } => {
+            assert_eq!(records.len(), 1);
+            let r = records.get(0).unwrap();
+            assert_eq!(
+                (r.sid, r.count, r.write, r.kind),
+                (StreamId(SID_A), 1025, true, 0x10)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.stats(A).unwrap().faults, 1025);
+
+    // B maps a page and its DMA works throughout.
+    let mut fb = Frames::new(B);
+    let fbf = fb.take(1, true);
+    let ib = map(
+        &mut s,
+        3,
+        B,
+        Dir::Bidirectional,
+        &[Extent::new(0, 4096)],
+        &fbf,
+        0,
+    )
+    .unwrap()[0];
+
+    // Faults on three more distinct pages: past 3 distinct, quarantine.
+    let mut quarantined = false;
+    for k in 1..=3u64 {
+        let hw = s.hw_mut();
+        let bad = Iova::new(0x20_0000 + k * PAGE_SIZE);
+        assert!(
+            hw.model
+                .dma_write(&mut hw.mem, StreamId(SID_A), bad, &[1])
+                .is_err()
+        );
+        for e in s.hw_mut().model.take_events() {
+            let r = s.on_event(e).unwrap();
+            assert_eq!(r.badge, A);
+            quarantined |= r.quarantined_now;
+        }
+    }
+    assert!(quarantined);
+    let hw = s.hw_mut();
+    assert_eq!(
+        hw.model
+            .dma_write(&mut hw.mem, StreamId(SID_A), Iova::new(0x10_0000), &[1]),
+        Err(Fault::Abort)
+    );
+    hw.model
+        .dma_write(&mut hw.mem, StreamId(SID_B), ib, b"still fine")
+        .unwrap();
+    let mut got = [0u8; 10];
+    hw.mem.read_bytes(fbf[0], &mut got);
+    assert_eq!(&got, b"still fine");
+    let frames = fa.take(1, true);
+    assert_eq!(
+        map(
+            &mut s,
+            4,
+            A,
+            Dir::ToDevice,
+            &[Extent::new(0, 8)],
+            &frames,
+            0
+        ),
+        Err(ApiError::Quarantined)
+    );
+    assert!(s.clients().any(|c| c.badge == A && c.quarantined));
+    assert!(s.clients().any(|c| c.badge == B && !c.quarantined));
+    assert_eq!(s.hw().model.stats().stale_hits, 0);
+}
+
+#[test]
+fn read_only_mappings_refuse_device_writes() {
+    let mut s = server(ServerConfig::default(), &[(A, STRICT, UNTRUSTED)]);
+    attach(&mut s, 0, A, SID_A, 48).unwrap();
+    let f = Frames::new(A).take(1, true);
+    let i = map(&mut s, 0, A, Dir::ToDevice, &[Extent::new(0, 4096)], &f, 0).unwrap()[0];
+    let hw = s.hw_mut();
+    let mut buf = [0u8; 4];
+    hw.model
+        .dma_read(&hw.mem, StreamId(SID_A), i, &mut buf)
+        .unwrap();
+    assert!(matches!(
+        hw.model.dma_write(&mut hw.mem, StreamId(SID_A), i, &[1]),
+        Err(Fault::Permission { .. })
+    ));
+}
+
+#[test]
+fn burst_of_unmaps_from_k_clients_shares_one_sync() {
+    const K: u32 = 5;
+    let clients: Vec<_> = (1..=K).map(|b| (b, STRICT, UNTRUSTED)).collect();
+    let mut s = server(ServerConfig::default(), &clients);
+    let mut iovas = Vec::new();
+    for b in 1..=K {
+        attach(&mut s, 0, b, 8 * b, 48).unwrap();
+        let f = Frames::new(b).take(4, b % 2 == 0);
+        let v = map(
+            &mut s,
+            0,
+            b,
+            Dir::FromDevice,
+            &[Extent::new(0, 4096), Extent::new(4096, 3 * 4096)],
+            &f,
+            0,
+        )
+        .unwrap();
+        let hw = s.hw_mut();
+        for i in &v {
+            hw.model
+                .translate(&hw.mem, StreamId(8 * b), *i, true)
+                .unwrap();
+        }
+        iovas.push(v);
+    }
+    let (syncs, bells) = (s.hw().syncs, s.hw().doorbells);
+    let tlbis = s.hw().model.stats().tlbi_commands;
+    for b in 1..=K {
+        let v = &iovas[b as usize - 1];
+        let held = unmap(
+            &mut s,
+            1,
+            b,
+            &[
+                Extent::new(v[0].get(), 4096),
+                Extent::new(v[1].get(), 3 * 4096),
+            ],
+            u64::from(b),
+        )
+        .unwrap();
+        assert!(held);
+    }
+    assert_eq!(s.hw().syncs, syncs, "handle only queues");
+    let out = s.poll(2);
+    assert_eq!(out.len(), K as usize);
+    assert_eq!(s.hw().syncs, syncs + 1, "one CMD_SYNC for the burst");
+    assert_eq!(s.hw().doorbells, bells + 1, "one doorbell");
+    // Range TLBIs (RIL): one per merged range, not one per page.
+    assert!(s.hw().model.stats().tlbi_commands - tlbis <= 2 * u64::from(K));
+    let hw = s.hw();
+    for b in 1..=K {
+        for i in &iovas[b as usize - 1] {
+            assert_eq!(hw.model.would_translate(&hw.mem, StreamId(8 * b), *i), None);
+        }
+        assert_eq!(s.stats(b).unwrap().syncs, 1);
+        assert_eq!(s.stats(b).unwrap().pending_unmaps, 0);
+    }
+    assert_eq!(hw.model.stats().stale_hits, 0);
+}
+
+#[test]
+fn refused_requests_change_nothing() {
+    let deferred = InvalidationPolicy::deferred(4, 100).unwrap();
+    let mut s = server(
+        ServerConfig::default(),
+        &[(A, STRICT, UNTRUSTED), (B, deferred, TRUSTED)],
+    );
+    assert_eq!(
+        s.add_client(3, "u", deferred, TrustLevel::Untrusted),
+        Err(ServerError::NotPermitted)
+    );
+    assert_eq!(
+        s.add_client(3, "u", InvalidationPolicy::Bypass, TrustLevel::Untrusted),
+        Err(ServerError::NotPermitted)
+    );
+    assert_eq!(
+        s.add_client(A, "dup", STRICT, UNTRUSTED),
+        Err(ServerError::ClientExists)
+    );
+    let f = Frames::new(A).take(2, true);
+    // Before attach.
+    assert_eq!(
+        map(&mut s, 0, A, Dir::ToDevice, &[Extent::new(0, 16)], &f, 0),
+        Err(ApiError::NotAttached)
+    );
+    attach(&mut s, 0, A, SID_A, 48).unwrap();
+    attach(&mut s, 0, B, SID_B, 48).unwrap();
+    let live = map(
+        &mut s,
+        0,
+        A,
+        Dir::FromDevice,
+        &[Extent::new(0, 0x1800)],
+        &f,
+        0,
+    )
+    .unwrap()[0];
+    let snapshot = |s: &Srv| (s.hw().footprint(), s.stats(A), s.stats(B));
+    let before = snapshot(&s);
+    let map_err = |s: &mut Srv, ranges: &[Extent], frames: &[PhysAddr], grant: bool| {
+        let m = bytes(&Request::Map {
+            dir: Dir::Bidirectional,
+            ranges: List::new(ranges),
+        });
+        let g = Grant {
+            frames,
+            va: 0x4000_0000,
+            len: frames.len() as u64 * PAGE_SIZE,
+        };
+        match s.handle(1, A, &m, grant.then_some(g), None, 9) {
+            Handled::Reply(9, r) => Response::decode(Op::Map, &r).err(),
+            _ => panic!("map not answered"),
+        }
+    };
+    assert_eq!(
+        map_err(&mut s, &[Extent::new(0, 16)], &f, false),
+        Some(ApiError::NotGranted)
+    );
+    assert_eq!(
+        map_err(&mut s, &[Extent::new(0x1000, 0x1001)], &f, true),
+        Some(ApiError::NotGranted)
+    );
+    assert_eq!(
+        map_err(&mut s, &[Extent::new(u64::MAX, 2)], &f, true),
+        Some(ApiError::NotGranted)
+    );
+    assert_eq!(
+        map_err(&mut s, &[Extent::new(0, 0)], &f, true),
+        Some(ApiError::ZeroLength)
+    );
+    assert_eq!(
+        map_err(
+            &mut s,
+            &[Extent::new(0, 0x100), Extent::new(0x80, 0x100)],
+            &f,
+            true
+        ),
+        Some(ApiError::Overlap)
+    );
+    // A later good range does not make an earlier bad one pass.
+    assert_eq!(
+        map_err(
+            &mut s,
+            &[Extent::new(0, 0x10), Extent::new(0x2000, 1)],
+            &f,
+            true
+        ),
+        Some(ApiError::NotGranted)
+    );
+    let un = |s: &mut Srv, r: &[Extent]| unmap(s, 1, A, r, 5).err();
+    assert_eq!(
+        un(&mut s, &[Extent::new(live.get() + 4096, 4096)]),
+        Some(ApiError::UnknownIova)
+    );
+    assert_eq!(
+        un(&mut s, &[Extent::new(live.get(), 0x1000)]),
+        Some(ApiError::LengthMismatch)
+    );
+    assert_eq!(
+        un(&mut s, &[Extent::new(live.get(), 0)]),
+        Some(ApiError::ZeroLength)
+    );
+    assert_eq!(
+        un(
+            &mut s,
+            &[
+                Extent::new(live.get(), 0x1800),
+                Extent::new(live.get(), 0x1800)
+            ]
+        ),
+        Some(ApiError::Overlap)
+    );
+    assert_eq!(
+        un(
+            &mut s,
+            &[Extent::new(live.get(), 0x1800), Extent::new(0xdead_0000, 1)]
+        ),
+        Some(ApiError::UnknownIova)
+    );
+    // Another client's StreamID, no device, a bad width, garbage.
+    assert_eq!(
+        attach(&mut s, 1, A, SID_B, 48),
+        Err(ApiError::AlreadyAttached)
+    );
+    let m = bytes(&Request::Attach { dma_bits: 48 });
+    assert!(
+        matches!(s.handle(1, A, &m, None, None, 0), Handled::Reply(_, r) if Response::decode(Op::Attach, &r) == Err(ApiError::NoDevice))
+    );
+    assert_eq!(attach(&mut s, 1, A, 0x20, 0), Err(ApiError::Malformed));
+    assert!(matches!(
+        s.handle(1, A, &[1, 2, 3], None, None, 0),
+        Handled::Reply(..)
+    ));
+    let dev = Presented {
+        rid: 0,
+        sid: StreamId(0x18),
+    };
+    assert!(
+        matches!(s.handle(1, 99, &m, None, Some(dev), 0), Handled::Reply(_, r) if Response::decode(Op::Attach, &r) == Err(ApiError::NotPermitted))
+    );
+    assert_eq!(snapshot(&s), before);
+    assert!(s.poll(2).is_empty());
+    assert_eq!(snapshot(&s), before, "nothing was queued either");
+    // The live mapping still works.
+    let hw = s.hw_mut();
+    hw.model
+        .dma_write(&mut hw.mem, StreamId(SID_A), live, &[5; 16])
+        .unwrap();
+}
+
+#[test]
+fn deferred_client_replies_at_once_and_flushes_by_age_or_count() {
+    let deferred = InvalidationPolicy::deferred(3, 100).unwrap();
+    let mut s = server(ServerConfig::default(), &[(B, deferred, TRUSTED)]);
+    attach(&mut s, 0, B, SID_B, 48).unwrap();
+    let f = Frames::new(B).take(8, false);
+    let ranges: Vec<_> = (0..4).map(|i| Extent::new(i * 4096, 4096)).collect();
+    let v = map(&mut s, 0, B, Dir::FromDevice, &ranges, &f, 0).unwrap();
+    let hw = s.hw_mut();
+    for i in &v {
+        hw.model
+            .translate(&hw.mem, StreamId(SID_B), *i, true)
+            .unwrap();
+    }
+    let syncs = s.hw().syncs;
+    assert_eq!(
+        unmap(&mut s, 10, B, &[Extent::new(v[0].get(), 4096)], 1),
+        Ok(false)
+    );
+    assert!(s.poll(10).is_empty());
+    assert_eq!(s.hw().syncs, syncs, "not due yet");
+    // The stale window: the device may still reach the page.
+    assert!(
+        s.hw()
+            .model
+            .would_translate(&s.hw().mem, StreamId(SID_B), v[0])
+            .is_some()
+    );
+    assert_eq!(s.next_deadline(), Some(110));
+    s.poll(110);
+    assert_eq!(s.hw().syncs, syncs + 1);
+    assert_eq!(
+        s.hw()
+            .model
+            .would_translate(&s.hw().mem, StreamId(SID_B), v[0]),
+        None
+    );
+    assert_eq!(s.stats(B).unwrap().max_stale_window_us, 100);
+    // N entries force a flush at the next poll.
+    for (t, i) in [(200, 1), (201, 2), (202, 3)] {
+        assert_eq!(
+            unmap(&mut s, t, B, &[Extent::new(v[i].get(), 4096)], 1),
+            Ok(false)
+        );
+    }
+    s.poll(203);
+    assert_eq!(s.hw().syncs, syncs + 2);
+    assert_eq!(s.stats(B).unwrap().pending_unmaps, 0);
+    assert_eq!(s.hw().model.stats().stale_hits, 0);
+    // Flush with nothing pending answers at once.
+    assert!(simple(&mut s, 204, B, Request::Flush).is_ok());
+}
+
+#[test]
+fn flush_is_held_until_pending_work_completes() {
+    let deferred = InvalidationPolicy::deferred(64, 10_000).unwrap();
+    let mut s = server(ServerConfig::default(), &[(B, deferred, TRUSTED)]);
+    attach(&mut s, 0, B, SID_B, 48).unwrap();
+    let f = Frames::new(B).take(1, true);
+    let v = map(
+        &mut s,
+        0,
+        B,
+        Dir::FromDevice,
+        &[Extent::new(0, 4096)],
+        &f,
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        unmap(&mut s, 1, B, &[Extent::new(v[0].get(), 4096)], 1),
+        Ok(false)
+    );
+    let m = bytes(&Request::Flush);
+    assert_eq!(s.handle(2, B, &m, None, None, 42), Handled::Held);
+    let out = s.poll(2);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 42);
+    assert_eq!(
+        Response::decode(Op::Flush, &out[0].1),
+        Ok(Response::Flushed)
+    );
+}
+
+#[test]
+fn client_death_tears_down_before_memory_is_reused() {
+    let deferred = InvalidationPolicy::deferred(64, 10_000).unwrap();
+    let mut s = server(
+        ServerConfig::default(),
+        &[(A, STRICT, UNTRUSTED), (B, deferred, TRUSTED)],
+    );
+    attach(&mut s, 0, A, SID_A, 48).unwrap();
+    attach(&mut s, 0, B, SID_B, 48).unwrap();
+    let fa = Frames::new(A).take(4, false);
+    let fb = Frames::new(B).take(4, false);
+    let va = map(
+        &mut s,
+        0,
+        A,
+        Dir::FromDevice,
+        &[Extent::new(0, 4 * 4096)],
+        &fa,
+        0,
+    )
+    .unwrap();
+    let vb = map(
+        &mut s,
+        0,
+        B,
+        Dir::FromDevice,
+        &[Extent::new(0, 4096), Extent::new(4096, 4096)],
+        &fb,
+        0,
+    )
+    .unwrap();
+    let hw = s.hw_mut();
+    hw.model
+        .translate(&hw.mem, StreamId(SID_A), va[0], true)
+        .unwrap();
+    for i in &vb {
+        hw.model
+            .translate(&hw.mem, StreamId(SID_B), *i, true)
+            .unwrap();
+    }
+    // B has a deferred unmap queued, A a held strict unmap.
+    assert_eq!(
+        unmap(&mut s, 1, B, &[Extent::new(vb[0].get(), 4096)], 3),
+        Ok(false)
+    );
+    let a2 = map(
+        &mut s,
+        1,
+        A,
+        Dir::FromDevice,
+        &[Extent::new(0, 4096)],
+        &fa,
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        unmap(&mut s, 1, A, &[Extent::new(a2[0].get(), 4096)], 11),
+        Ok(true)
+    );
+    let live_before = s.hw().live.len();
+    let dropped = s.client_died(B);
+    assert!(dropped.is_empty());
+    let hw = s.hw();
+    for i in &vb {
+        assert_eq!(hw.model.would_translate(&hw.mem, StreamId(SID_B), *i), None);
+    }
+    assert!(
+        s.hw().live.len() < live_before,
+        "B's tables and CD were freed"
+    );
+    assert!(!s.clients().any(|c| c.badge == B));
+    // A's held reply was released by the same sync and comes from poll.
+    let out = s.poll(2);
+    assert_eq!(out.iter().map(|o| o.0).collect::<Vec<_>>(), vec![11]);
+    // B's StreamID can now be attached by someone else (A).
+    attach(&mut s, 3, A, SID_B, 48).unwrap();
+    // A dies with a held reply: returned for dropping.
+    let a3 = map(
+        &mut s,
+        4,
+        A,
+        Dir::FromDevice,
+        &[Extent::new(0, 4096)],
+        &fa,
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        unmap(&mut s, 4, A, &[Extent::new(a3[0].get(), 4096)], 12),
+        Ok(true)
+    );
+    let dropped = s.client_died(A);
+    assert_eq!(dropped.iter().map(|d| d.0).collect::<Vec<_>>(), vec![12]);
+    let hw = s.hw_mut();
+    for sid in [SID_A, SID_B] {
+        assert_eq!(
+            hw.model.translate(&hw.mem, StreamId(sid), va[0], false),
+            Err(Fault::Abort)
+        );
+    }
+    // Only the stream table remains allocated.
+    assert_eq!(s.hw().live.len(), 1 + 1);
+    assert_eq!(s.hw().model.stats().stale_hits, 0);
+}

@@ -1,0 +1,445 @@
+//! The SMMUv3 hardware layer: the one place that touches the SMMU's
+//! registers and queues. Typed register access (`smmuv3::regs`), the
+//! command queue (bounded wait for room, one doorbell per batch, CMD_SYNC
+//! completion polled with a deadline, command errors detected through
+//! GERROR ^ GERRORN and skipped), the event queue, and bring-up and enable
+//! in the order the architecture asks, from what the ID registers say.
+//! Decides nothing about clients or mappings: that is `iommu_core::server`.
+
+use abi::PhysAddr;
+use iommu_core::server::{HwError, SmmuHw};
+use smmuv3::cmd::{Command, Sync as CmdSync};
+use smmuv3::idr::Features;
+use smmuv3::queue::{Pos, Ring};
+use smmuv3::regs::{self, Cr0, Cr1, Cr2, GError, IrqCtrl, QueueBase, QueueKind, Reg32, Reg64};
+use userlib::{DeviceRegion, log};
+
+use crate::pool::Pool;
+
+/// log2 of the command queue's entries (16 bytes each): 4 KiB of queue.
+const CMDQ_LOG2: u8 = 8;
+/// log2 of the event queue's entries (32 bytes each): 512 KiB. Generous on
+/// purpose: QEMU writes ~1,025 records for one faulted 4 KiB transfer.
+const EVTQ_LOG2: u8 = 14;
+/// Deadline for register acknowledgements (CR0ACK, IRQ_CTRLACK, GBPA).
+const ACK_TIMEOUT_US: u64 = 100_000;
+/// Deadline for a CMD_SYNC to complete, or for the queue to make room.
+const CMDQ_TIMEOUT_US: u64 = 1_000_000;
+
+/// Why the SMMU cannot be used.
+#[derive(Debug)]
+pub enum BringUpError {
+    /// The ID registers do not decode.
+    Idr(smmuv3::Error),
+    /// A feature this server needs is missing (named).
+    Missing(&'static str),
+    /// The pool could not hold the queues.
+    NoMemory,
+    /// A register never acknowledged.
+    Hw(HwError),
+    /// A register value could not be encoded.
+    Encode(smmuv3::Error),
+}
+
+impl core::fmt::Display for BringUpError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BringUpError::Idr(e) => write!(f, "ID registers do not decode: {e:?}"),
+            BringUpError::Missing(what) => write!(f, "this server needs {what}"),
+            BringUpError::NoMemory => f.write_str("the pool cannot hold the queues"),
+            BringUpError::Hw(e) => write!(f, "the SMMU did not acknowledge: {e:?}"),
+            BringUpError::Encode(e) => write!(f, "a register value does not encode: {e:?}"),
+        }
+    }
+}
+
+/// Counts of what the hardware layer did, for the cost figures.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HwCounters {
+    /// Commands written to the queue (CMD_SYNC included).
+    pub commands: u64,
+    /// CMDQ_PROD writes.
+    pub doorbells: u64,
+    /// CMD_SYNCs issued.
+    pub syncs: u64,
+    /// Event records read.
+    pub events: u64,
+    /// Event-queue overflows seen.
+    pub event_overflows: u64,
+    /// Commands the SMMU refused (CMDQ_ERR).
+    pub command_errors: u64,
+}
+
+struct Queue {
+    base: PhysAddr,
+    ring: Ring,
+    /// Our index: PROD for the command queue, CONS for the event queue.
+    pos: Pos,
+    entry_bytes: u64,
+}
+
+/// The SMMU, brought up by [`Smmu::probe`].
+pub struct Smmu {
+    regs: DeviceRegion,
+    features: Features,
+    pool: Pool,
+    cmdq: Queue,
+    evtq: Queue,
+    hz: u64,
+    /// What it did.
+    pub counters: HwCounters,
+}
+
+impl Smmu {
+    fn r32(&self, r: Reg32) -> u32 {
+        self.regs
+            .read::<u32>(r.offset() as u64)
+            .expect("register inside the SMMU frame")
+    }
+    fn w32(&mut self, r: Reg32, v: u32) {
+        self.regs
+            .write::<u32>(r.offset() as u64, v)
+            .expect("register inside the SMMU frame");
+    }
+    fn w64(&mut self, r: Reg64, v: u64) {
+        self.regs
+            .write::<u64>(r.offset() as u64, v)
+            .expect("register inside the SMMU frame");
+    }
+
+    fn now_us(&self) -> u64 {
+        userlib::counter().saturating_mul(1_000_000) / self.hz
+    }
+
+    /// Polls `done` until true or `timeout_us` passes: every wait of this
+    /// layer goes through here.
+    fn poll(
+        &mut self,
+        timeout_us: u64,
+        what: &'static str,
+        mut done: impl FnMut(&mut Self) -> Result<bool, HwError>,
+    ) -> Result<(), HwError> {
+        let deadline = self.now_us() + timeout_us;
+        loop {
+            if done(self)? {
+                return Ok(());
+            }
+            if self.now_us() > deadline {
+                return if done(self)? {
+                    Ok(())
+                } else {
+                    log!("iommu: timeout waiting for {what}");
+                    Err(HwError::Timeout)
+                };
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    fn write_cr0(&mut self, cr0: Cr0) -> Result<(), HwError> {
+        self.w32(regs::CR0, cr0.bits());
+        self.poll(ACK_TIMEOUT_US, "CR0ACK", |s| {
+            Ok(s.r32(regs::CR0ACK) == cr0.bits())
+        })
+    }
+
+    /// Reads the ID registers, checks what the server needs, turns the SMMU
+    /// off if something left it on, makes it abort traffic while off, sets
+    /// table/queue attributes and brings the command queue up. The stream
+    /// table is installed later by [`Smmu::enable`].
+    pub fn probe(regs: DeviceRegion, mut pool: Pool) -> Result<Self, BringUpError> {
+        let read = |r: Reg32| {
+            regs.read::<u32>(r.offset() as u64)
+                .expect("register inside the SMMU frame")
+        };
+        let idr = [
+            regs::IDR0,
+            regs::IDR1,
+            regs::IDR2,
+            regs::IDR3,
+            regs::IDR4,
+            regs::IDR5,
+        ]
+        .map(read);
+        let features = Features::decode(idr, read(regs::AIDR)).map_err(BringUpError::Idr)?;
+        if !features.stage1 {
+            return Err(BringUpError::Missing("stage 1 translation"));
+        }
+        if !features.ttf_aarch64 {
+            return Err(BringUpError::Missing("AArch64 translation tables"));
+        }
+        if !features.gran4k {
+            return Err(BringUpError::Missing("the 4 KiB granule"));
+        }
+        if !features.coherent {
+            // Table and queue writes would need cache maintenance by VA
+            // (DC CVAC), which EL0 may not do here.
+            return Err(BringUpError::Missing("coherent table walks (IDR0.COHACC)"));
+        }
+        if features.tables_preset || features.queues_preset {
+            return Err(BringUpError::Missing(
+                "software-placed tables and queues (IDR1 presets)",
+            ));
+        }
+        let cmdq_log2 = CMDQ_LOG2.min(features.cmdqs);
+        let evtq_log2 = EVTQ_LOG2.min(features.eventqs);
+        let mut queue = |kind: QueueKind, log2: u8| -> Result<Queue, BringUpError> {
+            let entry_bytes = kind.entry_bytes();
+            let pages = ((entry_bytes << log2).div_ceil(abi::PAGE_SIZE)) as usize;
+            let base = pool.alloc(pages).ok_or(BringUpError::NoMemory)?;
+            let ring = Ring::new(log2).map_err(BringUpError::Encode)?;
+            Ok(Queue {
+                base,
+                ring,
+                pos: ring.pos(0),
+                entry_bytes,
+            })
+        };
+        let cmdq = queue(QueueKind::Command, cmdq_log2)?;
+        let evtq = queue(QueueKind::Event, evtq_log2)?;
+        let hz = userlib::time().map(|(_, hz)| hz).unwrap_or(1).max(1);
+        let mut s = Self {
+            regs,
+            features,
+            pool,
+            cmdq,
+            evtq,
+            hz,
+            counters: HwCounters::default(),
+        };
+
+        // Off, and aborting (not bypassing) while off.
+        s.write_cr0(Cr0::empty()).map_err(BringUpError::Hw)?;
+        let gbpa = s.r32(regs::GBPA);
+        s.w32(regs::GBPA, regs::gbpa_request(gbpa, true));
+        s.poll(ACK_TIMEOUT_US, "GBPA.Update", |s| {
+            Ok(!regs::gbpa_update_pending(s.r32(regs::GBPA)))
+        })
+        .map_err(BringUpError::Hw)?;
+        s.w32(regs::IRQ_CTRL, 0);
+        s.poll(ACK_TIMEOUT_US, "IRQ_CTRLACK", |s| {
+            Ok(s.r32(regs::IRQ_CTRLACK) == 0)
+        })
+        .map_err(BringUpError::Hw)?;
+
+        s.w32(regs::CR1, Cr1::for_coherency(features.coherent).encode());
+        // Private TLB maintenance (this SMMU is not a DVM participant for
+        // us), invalid StreamIDs recorded.
+        s.w32(regs::CR2, (Cr2::PTM | Cr2::RECINVSID).bits());
+
+        let base = |q: &Queue| QueueBase {
+            addr: q.base,
+            log2size: q.ring.log2size(),
+            alloc_hint: true,
+        };
+        let cmdq_base = base(&s.cmdq)
+            .encode(QueueKind::Command)
+            .map_err(BringUpError::Encode)?;
+        let evtq_base = base(&s.evtq)
+            .encode(QueueKind::Event)
+            .map_err(BringUpError::Encode)?;
+        s.w64(regs::CMDQ_BASE, cmdq_base);
+        s.w32(regs::CMDQ_PROD, 0);
+        s.w32(regs::CMDQ_CONS, 0);
+        s.w64(regs::EVENTQ_BASE, evtq_base);
+        s.w32(regs::EVENTQ_PROD, 0);
+        s.w32(regs::EVENTQ_CONS, 0);
+        s.write_cr0(Cr0::CMDQEN).map_err(BringUpError::Hw)?;
+        Ok(s)
+    }
+
+    /// Installs the stream table (`base`, STRTAB_BASE_CFG value `cfg`),
+    /// invalidates every cached configuration and translation, turns on
+    /// the event queue and its interrupts, then translation (SMMUEN).
+    pub fn enable(&mut self, base: u64, cfg: u32) -> Result<(), HwError> {
+        self.w64(regs::STRTAB_BASE, base);
+        self.w32(regs::STRTAB_BASE_CFG, cfg);
+        self.submit(&[Command::CfgiAll.encode(), Command::TlbiNsnhAll.encode()])?;
+        self.sync()?;
+        self.write_cr0(Cr0::CMDQEN | Cr0::EVENTQEN)?;
+        let irqs = IrqCtrl::EVENTQ_IRQEN | IrqCtrl::GERROR_IRQEN;
+        self.w32(regs::IRQ_CTRL, irqs.bits());
+        self.poll(ACK_TIMEOUT_US, "IRQ_CTRLACK", |s| {
+            Ok(s.r32(regs::IRQ_CTRLACK) == irqs.bits())
+        })?;
+        self.write_cr0(Cr0::CMDQEN | Cr0::EVENTQEN | Cr0::SMMUEN)
+    }
+
+    /// The decoded ID registers.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// The DMA pool (for usage figures).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Reads every new event record, oldest first, into `sink`; returns how
+    /// many. Acknowledges an overflow if one happened.
+    pub fn drain_events(&mut self, mut sink: impl FnMut([u64; 4])) -> usize {
+        let ring = self.evtq.ring;
+        let mut n = 0;
+        loop {
+            let prod_raw = self.r32(regs::EVENTQ_PROD);
+            let prod = ring.pos(prod_raw);
+            if ring.is_empty(prod, self.evtq.pos) {
+                if smmuv3::queue::overflow_pending(prod_raw, self.r32(regs::EVENTQ_CONS)) {
+                    self.counters.event_overflows += 1;
+                    self.w32(
+                        regs::EVENTQ_CONS,
+                        smmuv3::queue::cons_with_ack(self.evtq.pos, prod_raw),
+                    );
+                }
+                break;
+            }
+            while !ring.is_empty(prod, self.evtq.pos) {
+                let at = PhysAddr::new(
+                    self.evtq.base.get()
+                        + u64::from(ring.slot(self.evtq.pos)) * self.evtq.entry_bytes,
+                );
+                let rec = [0, 1, 2, 3].map(|i| self.pool.read_u64(PhysAddr::new(at.get() + 8 * i)));
+                sink(rec);
+                n += 1;
+                self.evtq.pos = ring.advance(self.evtq.pos, 1);
+            }
+            self.w32(
+                regs::EVENTQ_CONS,
+                smmuv3::queue::cons_with_ack(self.evtq.pos, prod_raw),
+            );
+        }
+        self.counters.events += n as u64;
+        n
+    }
+
+    /// Global errors not yet acknowledged; acknowledges them. A command
+    /// error is handled where it happens (in `sync`); this reports the rest
+    /// (event-queue abort when the queue overflowed, MSI aborts).
+    pub fn take_global_errors(&mut self) -> GError {
+        let active = GError::active(self.r32(regs::GERROR), self.r32(regs::GERRORN));
+        if !active.is_empty() {
+            let gerrorn = self.r32(regs::GERRORN);
+            self.w32(regs::GERRORN, GError::acknowledge(gerrorn, active));
+        }
+        active
+    }
+
+    fn cmdq_cons(&self) -> (Pos, u32) {
+        let raw = self.r32(regs::CMDQ_CONS);
+        (self.cmdq.ring.pos(raw), raw)
+    }
+
+    /// A command error stopped the queue: report it, replace the offending
+    /// command by a CMD_SYNC (so the queue can go on), acknowledge, and
+    /// return the error code.
+    fn recover_command_error(&mut self) -> u8 {
+        let (cons, raw) = self.cmdq_cons();
+        let err = smmuv3::queue::cons_error(raw);
+        let at = PhysAddr::new(
+            self.cmdq.base.get() + u64::from(self.cmdq.ring.slot(cons)) * self.cmdq.entry_bytes,
+        );
+        let bad = [
+            self.pool.read_u64(at),
+            self.pool.read_u64(PhysAddr::new(at.get() + 8)),
+        ];
+        log!(
+            "iommu: SMMU refused command {:?} ({err:?}); skipping it",
+            Command::decode(bad)
+        );
+        let sync = Command::Sync(CmdSync::polled()).encode();
+        self.pool.write_u64(at, sync[0]);
+        self.pool.write_u64(PhysAddr::new(at.get() + 8), sync[1]);
+        userlib::publish_to_device();
+        self.counters.command_errors += 1;
+        let gerrorn = self.r32(regs::GERRORN);
+        self.w32(
+            regs::GERRORN,
+            GError::acknowledge(gerrorn, GError::CMDQ_ERR),
+        );
+        err.code()
+    }
+
+    fn command_error_pending(&self) -> bool {
+        GError::active(self.r32(regs::GERROR), self.r32(regs::GERRORN)).contains(GError::CMDQ_ERR)
+    }
+}
+
+impl SmmuHw for Smmu {
+    fn features(&self) -> &Features {
+        &self.features
+    }
+
+    fn alloc_pages(&mut self, count: usize) -> Option<PhysAddr> {
+        self.pool.alloc(count)
+    }
+
+    fn free_pages(&mut self, pa: PhysAddr, count: usize) {
+        self.pool.free(pa, count);
+    }
+
+    fn read_u64(&self, pa: PhysAddr) -> u64 {
+        self.pool.read_u64(pa)
+    }
+
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) {
+        self.pool.write_u64(pa, value);
+    }
+
+    fn publish(&mut self) {
+        // The SMMU is coherent (checked at probe): ordering is enough.
+        userlib::publish_to_device();
+    }
+
+    fn submit(&mut self, cmds: &[[u64; 2]]) -> Result<(), HwError> {
+        let ring = self.cmdq.ring;
+        let mut done = 0;
+        while done < cmds.len() {
+            // Read CONS (wrap bit included) before writing: wait for room.
+            let mut free = ring.free(self.cmdq.pos, self.cmdq_cons().0);
+            if free == 0 {
+                self.poll(CMDQ_TIMEOUT_US, "command queue space", |s| {
+                    if s.command_error_pending() {
+                        s.recover_command_error();
+                    }
+                    Ok(ring.free(s.cmdq.pos, s.cmdq_cons().0) > 0)
+                })?;
+                free = ring.free(self.cmdq.pos, self.cmdq_cons().0);
+            }
+            let n = (free as usize).min(cmds.len() - done);
+            for cmd in &cmds[done..done + n] {
+                let at = self.cmdq.base.get()
+                    + u64::from(ring.slot(self.cmdq.pos)) * self.cmdq.entry_bytes;
+                self.pool.write_u64(PhysAddr::new(at), cmd[0]);
+                self.pool.write_u64(PhysAddr::new(at + 8), cmd[1]);
+                self.cmdq.pos = ring.advance(self.cmdq.pos, 1);
+            }
+            done += n;
+            self.counters.commands += n as u64;
+            // One doorbell for the batch (and one more each time a full
+            // queue forced us to wait).
+            userlib::publish_to_device();
+            self.w32(regs::CMDQ_PROD, self.cmdq.pos.raw());
+            self.counters.doorbells += 1;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), HwError> {
+        let ring = self.cmdq.ring;
+        let at = self.cmdq.pos;
+        self.submit(&[Command::Sync(CmdSync::polled()).encode()])?;
+        self.counters.syncs += 1;
+        let mut error = None;
+        self.poll(CMDQ_TIMEOUT_US, "CMD_SYNC", |s| {
+            if s.command_error_pending() {
+                error = Some(s.recover_command_error());
+            }
+            let (cons, _) = s.cmdq_cons();
+            Ok(ring.consumed(at, cons, s.cmdq.pos))
+        })?;
+        match error {
+            Some(code) => Err(HwError::CommandError(code)),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The IOMMU server task: the only holder of the SMMUv3's registers. It
+//! brings the SMMU up from its ID registers with every stream aborting,
+//! declares it on to the kernel (only then may drivers enable bus
+//! mastering), and serves its clients' attach/map/unmap requests over IPC,
+//! sharing each CMD_SYNC among every client's pending unmaps. Fault
+//! records from the event queue are attributed to the client that owns the
+//! StreamID; a dead client's mappings are torn down before the kernel may
+//! reuse its memory. The logic is `iommu_core::server`; this task owns the
+//! hardware layer (`hw`), the page pool (`pool`) and the IPC loop, and
+//! must never answer a strict unmap before its covering sync completed.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod hw;
+mod pool;
+
+use core::str::FromStr;
+
+use abi::syscall::{FOREVER, GRANT_MAX_PAGES, PresentedKind};
+use abi::{PhysAddr, StreamId};
+use iommu_core::policy::{InvalidationPolicy, TrustLevel};
+use iommu_core::server::{Grant, Handled, Presented, Server, ServerConfig};
+use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
+
+use crate::hw::Smmu;
+use crate::pool::Pool;
+
+userlib::entry!(main);
+
+/// Notification bit of the event-queue interrupt (systems/*.toml).
+const EVENTQ_BIT: u64 = 1 << 0;
+/// Notification bit of the global-error interrupt.
+const GERROR_BIT: u64 = 1 << 1;
+/// Pages of DMA memory for the SMMU's tables and queues, unless
+/// `arg("pool_pages")` says otherwise.
+const DEFAULT_POOL_PAGES: u64 = 1024;
+
+/// The task's capabilities, by the names the system description gives.
+struct Caps {
+    endpoint: u32,
+    smmu: u32,
+    owner: u32,
+    eventq: Option<u32>,
+    gerror: Option<u32>,
+}
+
+fn caps(info: &TaskInfo<'_>) -> Option<Caps> {
+    Some(Caps {
+        endpoint: info.cap("iommu")?,
+        smmu: info.cap("smmu")?,
+        owner: info.cap("owner")?,
+        eventq: info.cap("eventq"),
+        gerror: info.cap("gerror"),
+    })
+}
+
+fn main(info: &TaskInfo<'static>) -> i32 {
+    let Some(caps) = caps(info) else {
+        log!("iommu: needs capabilities iommu (serve), smmu (mmio), owner (smmu_owner)");
+        return 1;
+    };
+    let hz = userlib::time().map(|(_, hz)| hz).unwrap_or(1).max(1);
+    let now_us = || userlib::counter().saturating_mul(1_000_000) / hz;
+
+    // Bring-up: registers, pool, queues; then the logic builds the stream
+    // table with every stream aborting; then translation goes on.
+    let regs = match DeviceRegion::mmio(caps.smmu) {
+        Ok(r) => r,
+        Err(e) => {
+            log!("iommu: cannot map the SMMU: {e}");
+            return 1;
+        }
+    };
+    let pool_pages =
+        userlib::arg_u64(info, "pool_pages", DEFAULT_POOL_PAGES).unwrap_or(DEFAULT_POOL_PAGES);
+    let pool = match DmaBuffer::alloc(pool_pages)
+        .map_err(|e| log!("iommu: pool: {e}"))
+        .ok()
+        .and_then(|m| Pool::new(m).ok())
+    {
+        Some(p) => p,
+        None => {
+            log!("iommu: no DMA pool with a known physical address (quota? owner capability?)");
+            return 1;
+        }
+    };
+    let smmu = match Smmu::probe(regs, pool) {
+        Ok(s) => s,
+        Err(e) => {
+            log!("iommu: SMMU unusable: {e}");
+            return 1;
+        }
+    };
+    log!("iommu: {}", smmu.features());
+    let mut server: Server<Smmu, u64> = match Server::new(smmu, ServerConfig::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            log!("iommu: cannot build the stream table: {e:?}");
+            return 1;
+        }
+    };
+    let Some((strtab_base, strtab_cfg)) = server.strtab_registers() else {
+        log!("iommu: stream table does not encode");
+        return 1;
+    };
+    if let Err(e) = server.hw_mut().enable(strtab_base, strtab_cfg) {
+        log!("iommu: enabling the SMMU failed: {e:?}");
+        return 1;
+    }
+    if let Err(e) = userlib::smmu_enabled(caps.owner) {
+        log!("iommu: the kernel refused the SMMU-enabled declaration: {e}");
+        return 1;
+    }
+
+    let mut clients = 0;
+    for c in info.clients() {
+        let Ok(policy) = InvalidationPolicy::from_str(c.trust) else {
+            log!(
+                "iommu: client {} has an unknown policy {:?}; not served",
+                c.name,
+                c.trust
+            );
+            continue;
+        };
+        // Strict policies are what an untrusted client gets; anything
+        // weaker is a statement of trust by the system description.
+        let trust = if policy.holds_reply() {
+            TrustLevel::Untrusted
+        } else {
+            TrustLevel::Trusted
+        };
+        match server.add_client(c.badge, c.name, policy, trust) {
+            Ok(()) => clients += 1,
+            Err(e) => log!("iommu: client {} refused: {e:?}", c.name),
+        }
+    }
+    let (used, total) = server.hw().pool().usage();
+    log!(
+        "iommu: SMMU enabled, every stream aborts until attached; stream table {} pages, pool {used}/{total} pages; {clients} clients",
+        server.strtab_pages()
+    );
+
+    serve(&mut server, &caps, now_us)
+}
+
+/// The IPC loop. Every message waiting is handled before the next flush,
+/// so unmaps that arrive together (from one client or many) share one
+/// CMD_SYNC; before flushing, the server yields once so that clients of
+/// the same priority can add theirs.
+fn serve(server: &mut Server<Smmu, u64>, caps: &Caps, now_us: impl Fn() -> u64) -> ! {
+    let mut buf = [0u8; MSG_MAX];
+    let mut frames = [0u64; GRANT_MAX_PAGES];
+    let mut yielded = false;
+    // Sums over the clients that ended, for the cross-client figure.
+    let (mut ended_unmaps, mut ended_client_syncs) = (0u64, 0u64);
+    loop {
+        let now = now_us();
+        let timeout = match server.next_deadline() {
+            // Work is due: drain what is queued (timeout 0), then flush.
+            Some(d) if d <= now => 0,
+            Some(d) => d - now,
+            None => FOREVER,
+        };
+        let got = match userlib::recv(caps.endpoint, &mut buf, &mut frames, timeout) {
+            Ok(g) => g,
+            Err(e) => {
+                log!("iommu: recv refused: {e}");
+                continue;
+            }
+        };
+        match userlib::ipc::kind(&got) {
+            Some(RecvKind::Call) => {
+                yielded = false;
+                let n = got.frames as usize;
+                let frame_addrs: alloc::vec::Vec<PhysAddr> =
+                    frames[..n].iter().map(|&f| PhysAddr::new(f)).collect();
+                let grant = (got.grant_len > 0).then_some(Grant {
+                    frames: &frame_addrs,
+                    va: got.grant_va,
+                    len: got.grant_len,
+                });
+                let presented =
+                    (got.presented_kind == PresentedKind::PciDevice as u32).then_some(Presented {
+                        rid: got.presented_a,
+                        sid: StreamId(got.presented_b),
+                    });
+                let msg = &buf[..(got.len as usize).min(MSG_MAX)];
+                if let Handled::Reply(token, bytes) =
+                    server.handle(now_us(), got.badge, msg, grant, presented, got.reply)
+                {
+                    answer(token, &bytes);
+                }
+            }
+            Some(RecvKind::Notification) => {
+                if got.notification & EVENTQ_BIT != 0 {
+                    drain_events(server);
+                    if let Some(c) = caps.eventq {
+                        let _ = userlib::irq_ack(c);
+                    }
+                }
+                if got.notification & GERROR_BIT != 0 {
+                    let errors = server.hw_mut().take_global_errors();
+                    if !errors.is_empty() {
+                        log!("iommu: global errors {errors:?}");
+                    }
+                    // An aborted event queue still holds records.
+                    drain_events(server);
+                    if let Some(c) = caps.gerror {
+                        let _ = userlib::irq_ack(c);
+                    }
+                }
+            }
+            Some(RecvKind::ClientDied) => {
+                let name = server
+                    .clients()
+                    .find(|c| c.badge == got.badge)
+                    .map(|c| (c.name.into(), c.stats));
+                // Its held replies go nowhere: the caller is gone.
+                let _ = server.client_died(got.badge);
+                if let Some((name, s)) = name {
+                    let name: alloc::string::String = name;
+                    ended_unmaps += s.unmaps;
+                    ended_client_syncs += s.syncs;
+                    log!(
+                        "iommu: client {name} died: mappings torn down and invalidated, devices abort; it had {} maps, {} unmaps, {} syncs, {} faults",
+                        s.maps,
+                        s.unmaps,
+                        s.syncs,
+                        s.faults
+                    );
+                }
+                answer(got.reply, &[]);
+                let t = server.server_stats();
+                let hw = server.hw().counters;
+                log!(
+                    "iommu: totals: {} CMD_SYNCs, {} TLBI commands, {} doorbells, {} commands for every client so far; {} fault records",
+                    t.syncs,
+                    t.tlbi_commands,
+                    hw.doorbells,
+                    hw.commands,
+                    hw.events
+                );
+                // Each client counts the syncs its unmaps took part in: if
+                // those counts add up to more than were issued, syncs were
+                // shared across clients.
+                log!(
+                    "iommu: ended clients: {ended_unmaps} unmaps; their per-client sync counts add up to {ended_client_syncs} against {} CMD_SYNCs issued{}",
+                    t.syncs,
+                    if ended_client_syncs > t.syncs {
+                        ": syncs were shared across clients"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Some(RecvKind::Timeout) => {
+                let due = server.next_deadline().is_some_and(|d| d <= now_us());
+                if due && !yielded {
+                    // Nothing queued: give same-priority clients a chance
+                    // to add their unmaps to this sync, then look again.
+                    yielded = true;
+                    let _ = userlib::yield_now();
+                    continue;
+                }
+                yielded = false;
+                for (token, bytes) in server.poll(now_us()) {
+                    answer(token, &bytes);
+                }
+            }
+            None => log!("iommu: recv returned an unknown kind {}", got.kind),
+        }
+    }
+}
+
+fn answer(token: u64, bytes: &[u8]) {
+    // A caller that died meanwhile makes this fail; nothing to do then.
+    let _ = userlib::reply(token, bytes);
+}
+
+fn drain_events(server: &mut Server<Smmu, u64>) {
+    let mut records = alloc::vec::Vec::new();
+    server.hw_mut().drain_events(|r| records.push(r));
+    for r in records {
+        // One line per (StreamID, page), not per record: QEMU writes one
+        // record per 4 bytes of a faulted transfer.
+        let Some(f) = server.on_event(r).filter(|f| f.first || f.quarantined_now) else {
+            continue;
+        };
+        let name = server
+            .clients()
+            .find(|c| c.badge == f.badge)
+            .map_or("?", |c| c.name);
+        log!(
+            "iommu: fault {:?} on StreamID {:#x} (client {name}) at IOVA {:#x} ({}){}",
+            f.kind,
+            f.sid.0,
+            f.iova,
+            if f.write { "write" } else { "read" },
+            if f.quarantined_now {
+                "; client quarantined: its streams now abort"
+            } else {
+                ""
+            }
+        );
+    }
+}
