@@ -182,6 +182,7 @@ fn badcalls(info: &TaskInfo<'_>) -> i32 {
             reply_cap: 16,
             grant_ptr: 0,
             grant_len: 0,
+            forward: 0,
         }),
         Error::BadAddress,
     );
@@ -197,6 +198,17 @@ fn badcalls(info: &TaskInfo<'_>) -> i32 {
         Error::BadAddress,
     );
     c.refused("dma_alloc(0)", userlib::dma_alloc(0), Error::BadArgument);
+    c.refused(
+        "forward a grant with a forged token",
+        userlib::call(
+            echo,
+            b"hi",
+            &mut reply,
+            Some(Grant::forward(0x0001_0000_0000_0001, 0, 4096)),
+            None,
+        ),
+        Error::BadReplyToken,
+    );
 
     // (4) Ownership, quota and state.
     c.refused(

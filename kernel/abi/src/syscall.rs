@@ -122,10 +122,17 @@ pub struct CallArgs {
     /// Room for the reply, at most [`MSG_MAX`] is ever written.
     pub reply_cap: u64,
     /// Start of memory the caller owns and grants for this call (page
-    /// offset kept), or 0.
+    /// offset kept), or 0. With `forward` set: the offset into the grant
+    /// being forwarded.
     pub grant_ptr: u64,
     /// Bytes granted (0: no grant). At most [`GRANT_MAX_PAGES`] pages.
     pub grant_len: u64,
+    /// 0, or the reply token of a call this task received and has not yet
+    /// answered: the grant is then a sub-range of that call's grant (memory
+    /// its caller owns), passed on without the caller's memory ever being
+    /// mapped here. This is how a driver lets the IOMMU server map its
+    /// client's buffer for the device (zero copy).
+    pub forward: u64,
 }
 
 /// Arguments of [`Sysno::Recv`].

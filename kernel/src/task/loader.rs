@@ -176,8 +176,18 @@ fn resolve(
                     }
                     .ok_or("the SMMU has no such interrupt")?
                 }
-                IrqSource::PciIntx { .. } => {
-                    return Err("PCI INTx interrupts are not supported yet".into());
+                IrqSource::PciIntx { bdf } => {
+                    // The function's Interrupt Pin register (config 0x3D)
+                    // through the host's interrupt-map.
+                    let host = platform.pci.as_ref().ok_or("no PCI host")?;
+                    let pin = (crate::pci::config_read(kernel_core::pci::Bdf::from_rid(bdf), 0x3c)
+                        >> 8) as u8;
+                    if pin == 0 {
+                        return Err(format!("PCI function {bdf:#06x} has no INTx pin"));
+                    }
+                    host.intx
+                        .lookup(bdf, pin)
+                        .ok_or(format!("no interrupt-map entry for {bdf:#06x} pin {pin}"))?
                 }
             };
             if bit >= 64 || !gic::is_spi(irq.intid) || irqs.contains_key(&irq.intid) {

@@ -102,6 +102,7 @@ fn read_call_args(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<CallArgs> {
         reply_cap: u64_at(&b, 32),
         grant_ptr: u64_at(&b, 40),
         grant_len: u64_at(&b, 48),
+        forward: u64_at(&b, 56),
     })
 }
 
@@ -164,10 +165,12 @@ fn call(k: &mut Kernel, t: TaskIdx, args_ptr: u64) -> Option<SysResult<[u64; 3]>
         s.copy_in(a.send_ptr, &mut msg[..a.send_len as usize])?;
         let reply_cap = a.reply_cap.min(MSG_MAX as u64);
         s.check_writable(a.reply_ptr, reply_cap)?;
-        let grant = if a.grant_len == 0 {
-            Vec::new()
+        let (grant, grant_va) = if a.grant_len == 0 {
+            (Vec::new(), a.grant_ptr)
+        } else if a.forward != 0 {
+            forwarded_grant(k, t, a.forward, a.grant_ptr, a.grant_len)?
         } else {
-            s.grant_frames(a.grant_ptr, a.grant_len)?
+            (s.grant_frames(a.grant_ptr, a.grant_len)?, a.grant_ptr)
         };
         Ok(OutgoingCall {
             ep,
@@ -177,7 +180,7 @@ fn call(k: &mut Kernel, t: TaskIdx, args_ptr: u64) -> Option<SysResult<[u64; 3]>
             reply_ptr: a.reply_ptr,
             reply_cap,
             grant,
-            grant_va: a.grant_ptr,
+            grant_va,
             grant_len: a.grant_len,
             presented,
         })
@@ -189,6 +192,40 @@ fn call(k: &mut Kernel, t: TaskIdx, args_ptr: u64) -> Option<SysResult<[u64; 3]>
         }
         Err(e) => Some(Err(e)),
     }
+}
+
+/// The frames of `[offset, offset + len)` of the grant that came with the
+/// call `token` names, which must be waiting for `t`'s reply: a server
+/// passing its client's memory on (to the IOMMU server) without ever
+/// mapping it. Returns the frames and the client's address of the range.
+fn forwarded_grant(
+    k: &Kernel,
+    t: TaskIdx,
+    token: u64,
+    offset: u64,
+    len: u64,
+) -> SysResult<(Vec<abi::PhysAddr>, u64)> {
+    let (c, generation, call_id) = super::token::decode(token);
+    let caller = k.tasks.get(c).ok_or(Error::BadReplyToken)?;
+    if caller.generation != generation || caller.state != (State::ReplyWait { server: t, call_id })
+    {
+        return Err(Error::BadReplyToken);
+    }
+    let call = caller.call.as_ref().ok_or(Error::BadReplyToken)?;
+    let end = offset.checked_add(len).ok_or(Error::BadAddress)?;
+    if call.grant.is_empty() || end > call.grant_len {
+        return Err(Error::Denied);
+    }
+    let start_va = call.grant_va + offset;
+    let first_page = call.grant_va & !(PAGE_SIZE - 1);
+    let from = ((start_va & !(PAGE_SIZE - 1)) - first_page) / PAGE_SIZE;
+    let to = ((start_va + len - 1) & !(PAGE_SIZE - 1)) - first_page;
+    let to = to / PAGE_SIZE + 1;
+    let frames = call
+        .grant
+        .get(from as usize..to as usize)
+        .ok_or(Error::Denied)?;
+    Ok((frames.to_vec(), start_va))
 }
 
 fn recv(k: &mut Kernel, t: TaskIdx, args_ptr: u64, info_ptr: u64) -> Option<SysResult<[u64; 3]>> {

@@ -15,16 +15,34 @@ use crate::sys::syscall;
 /// (only memory from `dma_alloc` that the caller owns can be granted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Grant {
-    /// First byte granted (page offset kept).
+    /// First byte granted (page offset kept); with `forward`, the offset
+    /// into the forwarded grant.
     pub va: u64,
     /// Bytes granted.
     pub len: u64,
+    /// 0, or the reply token of a received call whose grant this passes on.
+    pub forward: u64,
 }
 
 impl Grant {
     /// A grant of `len` bytes at `va`, as the caller alleges.
     pub fn range(va: u64, len: u64) -> Grant {
-        Grant { va, len }
+        Grant {
+            va,
+            len,
+            forward: 0,
+        }
+    }
+
+    /// Passes on `len` bytes at `offset` of the grant that came with the
+    /// received call `token` (not yet answered): the memory stays the
+    /// client's and is never mapped in this task.
+    pub fn forward(token: u64, offset: u64, len: u64) -> Grant {
+        Grant {
+            va: offset,
+            len,
+            forward: token,
+        }
     }
 }
 
@@ -54,7 +72,7 @@ pub fn call(
     grant: Option<Grant>,
     present: Option<u32>,
 ) -> SysResult<usize> {
-    let grant = grant.unwrap_or(Grant { va: 0, len: 0 });
+    let grant = grant.unwrap_or(Grant::range(0, 0));
     let args = CallArgs {
         endpoint,
         present_cap: present.unwrap_or(NO_CAP),
@@ -64,6 +82,7 @@ pub fn call(
         reply_cap: reply.len() as u64,
         grant_ptr: grant.va,
         grant_len: grant.len,
+        forward: grant.forward,
     };
     let r = check(syscall(
         Sysno::Call as u64,

@@ -32,6 +32,8 @@ pub const MAX_RESERVED: usize = 8;
 pub const MAX_PCI_WINDOWS: usize = 8;
 /// Most entries kept from an `iommu-map` or `msi-map`.
 pub const MAX_ID_MAP: usize = 8;
+/// Most entries kept from an `interrupt-map` (QEMU: 4 slots x 4 pins).
+pub const MAX_INTX_MAP: usize = 32;
 
 /// Why the device tree could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +278,42 @@ impl IdMap {
     }
 }
 
+/// One `interrupt-map` entry: (masked phys.hi, pin) → GIC interrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IntxEntry {
+    /// `phys.hi` of the child unit address (bus/device/function bits),
+    /// already masked.
+    pub hi: u32,
+    /// INTx pin, 1 (INTA) to 4 (INTD), already masked.
+    pub pin: u8,
+    /// The GIC interrupt it raises.
+    pub irq: Irq,
+}
+
+/// A PCI host's legacy-interrupt routing (`interrupt-map` and its mask).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IntxMap {
+    /// The entries.
+    pub entries: BoundedVec<IntxEntry, MAX_INTX_MAP>,
+    /// `interrupt-map-mask` for phys.hi.
+    pub hi_mask: u32,
+    /// `interrupt-map-mask` for the pin.
+    pub pin_mask: u32,
+}
+
+impl IntxMap {
+    /// The GIC interrupt that function `rid` raises on `pin` (1..=4, from
+    /// its Interrupt Pin register).
+    pub fn lookup(&self, rid: u16, pin: u8) -> Option<Irq> {
+        let hi = (u32::from(rid) << 8) & self.hi_mask;
+        let pin = u32::from(pin) & self.pin_mask;
+        self.entries
+            .iter()
+            .find(|e| e.hi == hi && u32::from(e.pin) == pin)
+            .map(|e| e.irq)
+    }
+}
+
 /// The PCIe host bridge (`pci-host-ecam-generic`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PciHost {
@@ -293,6 +331,8 @@ pub struct PciHost {
     pub iommu_map: IdMap,
     /// RID to ITS DeviceID map.
     pub msi_map: IdMap,
+    /// Legacy INTx routing from `interrupt-map`.
+    pub intx: IntxMap,
 }
 
 impl PciHost {
@@ -375,7 +415,7 @@ pub fn parse(blob: &[u8]) -> Result<Platform<'_>, DtError> {
         gic,
         psci: psci(&fdt)?,
         smmu: smmu(&fdt, &ctx)?,
-        pci: pci_host(&fdt, root.cell_sizes().address_cells)?,
+        pci: pci_host(&fdt, root.cell_sizes().address_cells, &ctx)?,
     })
 }
 
@@ -577,7 +617,11 @@ fn smmu(fdt: &Fdt<'_>, ctx: &IrqCtx) -> Result<Option<Smmu>, DtError> {
 /// Bytes of ECAM per bus.
 const ECAM_BUS_SIZE: u64 = 1 << 20;
 
-fn pci_host(fdt: &Fdt<'_>, root_address_cells: usize) -> Result<Option<PciHost>, DtError> {
+fn pci_host(
+    fdt: &Fdt<'_>,
+    root_address_cells: usize,
+    ctx: &IrqCtx,
+) -> Result<Option<PciHost>, DtError> {
     let Some(node) = fdt.find_compatible(&["pci-host-ecam-generic"]) else {
         return Ok(None);
     };
@@ -612,7 +656,55 @@ fn pci_host(fdt: &Fdt<'_>, root_address_cells: usize) -> Result<Option<PciHost>,
         dma_coherent: prop(node, "dma-coherent").is_some(),
         iommu_map: id_map(node, "iommu-map", "iommu-map-mask")?,
         msi_map: id_map(node, "msi-map", "msi-map-mask")?,
+        intx: intx_map(fdt, node, ctx)?,
     }))
+}
+
+/// Decodes a PCI host's `interrupt-map` for legacy INTx: entries of
+/// `<phys.hi phys.mid phys.lo pin> <parent> <parent unit address> <GIC
+/// type number flags>`, with the parent's `#address-cells` read from the
+/// parent node (the GIC has 2) and only the GIC accepted as parent.
+fn intx_map(fdt: &Fdt<'_>, node: FdtNode<'_, '_>, ctx: &IrqCtx) -> Result<IntxMap, DtError> {
+    const BAD: DtError = DtError::BadProperty("interrupt-map");
+    let mut map = IntxMap::default();
+    let Some(raw) = prop(node, "interrupt-map") else {
+        return Ok(map);
+    };
+    let mask =
+        prop(node, "interrupt-map-mask").ok_or(DtError::BadProperty("interrupt-map-mask"))?;
+    let mut m = cells(mask);
+    if mask.len() != 16 {
+        return Err(DtError::BadProperty("interrupt-map-mask"));
+    }
+    map.hi_mask = m.next().ok_or(BAD)?;
+    let _ = (m.next(), m.next());
+    map.pin_mask = m.next().ok_or(BAD)?;
+    let mut words = cells(raw);
+    while let Some(hi) = words.next() {
+        let (_mid, _lo) = (words.next().ok_or(BAD)?, words.next().ok_or(BAD)?);
+        let pin = words.next().ok_or(BAD)?;
+        let parent = words.next().ok_or(BAD)?;
+        if Some(parent) != ctx.gic_phandle {
+            return Err(DtError::BadProperty(
+                "interrupt-map (parent is not the GIC)",
+            ));
+        }
+        let parent_node = fdt.find_phandle(parent).ok_or(BAD)?;
+        for _ in 0..parent_node.cell_sizes().address_cells {
+            words.next().ok_or(BAD)?;
+        }
+        let (kind, num, flags) = (
+            words.next().ok_or(BAD)?,
+            words.next().ok_or(BAD)?,
+            words.next().ok_or(BAD)?,
+        );
+        let irq = decode_irq(kind, num, flags)?;
+        let pin = u8::try_from(pin).map_err(|_| BAD)?;
+        map.entries
+            .push(IntxEntry { hi, pin, irq })
+            .map_err(|_| DtError::TooMany("interrupt-map entries"))?;
+    }
+    Ok(map)
 }
 
 /// Decodes a PCI host's `ranges`: `<phys.hi phys.mid phys.lo> <cpu addr>

@@ -325,3 +325,22 @@ fn too_many_reservations_is_an_error() {
     }
     assert_eq!(parse(&b), Err(DtError::TooMany("/memreserve/ entries")));
 }
+
+#[test]
+fn pci_intx_routes_swizzle_to_gic_spis() {
+    let p = parse(VIRT).unwrap();
+    let host = p.pci.unwrap();
+    assert_eq!(host.intx.entries.len(), 16);
+    // QEMU virt: slot s, pin p (1 = INTA) -> SPI 3 + (s + p - 1) % 4, level.
+    for slot in 0u16..8 {
+        for pin in 1u8..=4 {
+            let rid = slot << 3;
+            let want = 32 + 3 + (u32::from(slot) + u32::from(pin) - 1) % 4;
+            let irq = host.intx.lookup(rid, pin).unwrap();
+            assert_eq!(irq.intid, want, "slot {slot} pin {pin}");
+            assert_eq!(irq.trigger, Trigger::Level);
+        }
+    }
+    // Pin 0 means "no INTx".
+    assert_eq!(host.intx.lookup(0x8, 0), None);
+}

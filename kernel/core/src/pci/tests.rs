@@ -156,6 +156,7 @@ fn qemu_host() -> PciHost {
             mask: u32::MAX,
         },
         msi_map: IdMap::default(),
+        intx: Default::default(),
     }
 }
 
