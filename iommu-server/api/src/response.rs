@@ -87,8 +87,14 @@ pub enum Response<'a> {
         /// The IOVAs (page offset of each range kept).
         iovas: Iovas<'a>,
     },
-    /// To `Unmap`.
-    Unmapped,
+    /// To `Unmap`. `faults_pending`: coalesced fault records waiting for
+    /// this client's next `Faults` request (0 on the fast path). The
+    /// devices complete a faulted transfer as if it succeeded, so a driver
+    /// learns of the fault only here or from `Faults`.
+    Unmapped {
+        /// Fault records not yet drained.
+        faults_pending: u32,
+    },
     /// To `Flush`.
     Flushed,
     /// To `Stats`.
@@ -112,7 +118,7 @@ impl<'a> Response<'a> {
         match self {
             Response::Attached { .. } => Op::Attach,
             Response::Mapped { .. } => Op::Map,
-            Response::Unmapped => Op::Unmap,
+            Response::Unmapped { .. } => Op::Unmap,
             Response::Flushed => Op::Flush,
             Response::Stats(_) => Op::Stats,
             Response::Faults { .. } => Op::Faults,
@@ -137,7 +143,12 @@ impl<'a> Response<'a> {
                 iovas.write_all(&mut body[..n * Iova::SIZE]);
                 (n, n * Iova::SIZE)
             }
-            Response::Unmapped | Response::Flushed => (0, 0),
+            Response::Unmapped { faults_pending } => {
+                put(body, 0, &faults_pending.to_le_bytes());
+                put(body, 4, &[0, 0, 0, 0]);
+                (1, 8)
+            }
+            Response::Flushed => (0, 0),
             Response::Stats(s) => {
                 for (i, v) in s.to_array().iter().enumerate() {
                     put(body, i * 8, &v.to_le_bytes());
@@ -198,15 +209,17 @@ impl<'a> Response<'a> {
                     iovas: List::from_wire(body, count)?,
                 })
             }
-            Op::Unmap | Op::Flush => {
+            Op::Unmap => match u32_at(body, 0) {
+                Some(faults_pending) if count == 1 && body.len() == 8 && zero(body, 4, 8) => {
+                    Ok(Response::Unmapped { faults_pending })
+                }
+                _ => Err(ApiError::Malformed),
+            },
+            Op::Flush => {
                 if count != 0 || !body.is_empty() {
                     return Err(ApiError::Malformed);
                 }
-                Ok(if op == Op::Unmap {
-                    Response::Unmapped
-                } else {
-                    Response::Flushed
-                })
+                Ok(Response::Flushed)
             }
             Op::Stats => {
                 if count != Stats::FIELDS || body.len() != Stats::FIELDS * 8 {

@@ -42,7 +42,7 @@ impl Req {
 enum Resp {
     Attached(u32),
     Mapped(Vec<Iova>),
-    Unmapped,
+    Unmapped(u32),
     Flushed,
     Stats(Stats),
     Faults(Vec<FaultRecord>),
@@ -95,7 +95,7 @@ fn resp() -> impl Strategy<Value = Resp> {
         any::<u32>().prop_map(Resp::Attached),
         prop::collection::vec(any::<u64>().prop_map(Iova::new), 1..=MAX_MAP_ENTRIES)
             .prop_map(Resp::Mapped),
-        Just(Resp::Unmapped),
+        any::<u32>().prop_map(Resp::Unmapped),
         Just(Resp::Flushed),
         prop::array::uniform8(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
             maps: a[0],
@@ -117,7 +117,7 @@ impl Resp {
         match self {
             Resp::Attached(_) => Op::Attach,
             Resp::Mapped(_) => Op::Map,
-            Resp::Unmapped => Op::Unmap,
+            Resp::Unmapped(_) => Op::Unmap,
             Resp::Flushed => Op::Flush,
             Resp::Stats(_) => Op::Stats,
             Resp::Faults(_) => Op::Faults,
@@ -131,7 +131,7 @@ impl Resp {
             Resp::Mapped(v) => Response::Mapped {
                 iovas: List::new(v),
             },
-            Resp::Unmapped => Response::Unmapped,
+            Resp::Unmapped(n) => Response::Unmapped { faults_pending: *n },
             Resp::Flushed => Response::Flushed,
             Resp::Stats(s) => Response::Stats(*s),
             Resp::Faults(v) => Response::Faults {

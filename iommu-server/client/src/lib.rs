@@ -124,13 +124,15 @@ impl Iommu {
 
     /// Unmaps `{iova, len}` ranges exactly as they were mapped, all or
     /// nothing. For a strict client the call returns only once no IOTLB can
-    /// hold a translation for any of them.
-    pub fn unmap(&self, ranges: &[Extent]) -> Result<(), ClientError> {
+    /// hold a translation for any of them. Returns the number of fault
+    /// records waiting for [`Iommu::faults`] (0 when no DMA of this client
+    /// faulted since it last asked).
+    pub fn unmap(&self, ranges: &[Extent]) -> Result<u32, ClientError> {
         let req = Request::Unmap {
             ranges: iommu_api::List::new(ranges),
         };
         self.call(&req, None, None, |r| match r {
-            Response::Unmapped => Ok(()),
+            Response::Unmapped { faults_pending } => Ok(faults_pending),
             _ => Err(ApiError::Malformed.into()),
         })
     }

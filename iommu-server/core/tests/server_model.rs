@@ -95,7 +95,7 @@ fn dma_lands_in_client_frames_then_faults_and_quarantine() {
     assert_eq!(out[0].0, 7);
     assert_eq!(
         Response::decode(Op::Unmap, &out[0].1),
-        Ok(Response::Unmapped)
+        Ok(Response::Unmapped { faults_pending: 0 })
     );
     let hw = s.hw_mut();
     for p in [iova.get(), iova.get() + 0xfff] {

@@ -187,6 +187,11 @@ fn serve(server: &mut Server<Smmu, u64>, caps: &Caps, now_us: impl Fn() -> u64) 
                         rid: got.presented_a,
                         sid: StreamId(got.presented_b),
                     });
+                // Faults are attributed before any request is answered: a
+                // driver's unmap reply then tells it about every fault its
+                // device caused so far (QEMU writes the records before the
+                // device completes the command).
+                drain_events(server);
                 let msg = &buf[..(got.len as usize).min(MSG_MAX)];
                 if let Handled::Reply(token, bytes) =
                     server.handle(now_us(), got.badge, msg, grant, presented, got.reply)

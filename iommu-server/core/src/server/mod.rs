@@ -878,7 +878,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         let Some(tr) = domain.tr.as_mut() else {
             // Bypass: nothing was translated, nothing to invalidate.
-            return Handled::Reply(reply, reply_bytes(&Response::Unmapped));
+            let faults_pending = client.faults.len() as u32;
+            return Handled::Reply(reply, reply_bytes(&Response::Unmapped { faults_pending }));
         };
         let asid = tr.asid;
         let mut mem = HwTables(&mut self.hw);
@@ -929,7 +930,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             queued.push((rs, hint, payload));
         }
         mem.barrier();
-        let response = failure.map_or_else(|| reply_bytes(&Response::Unmapped), error_bytes);
+        let faults_pending = self.clients.get(&badge).map_or(0, |c| c.faults.len() as u32);
+        let response = failure.map_or_else(|| reply_bytes(&Response::Unmapped { faults_pending }), error_bytes);
         let mut reply = Some(reply);
         if holds && let Some(last) = queued.last_mut() {
             last.2.reply = reply.take().map(|r| (r, response.clone()));

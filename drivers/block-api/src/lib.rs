@@ -1,0 +1,611 @@
+//! The block service: the one protocol every block driver task (NVMe,
+//! virtio-blk) serves and every client (the benchmark, tests, demos)
+//! speaks, so that clients read and write sectors without knowing the
+//! device. It is asynchronous so that one client can keep many I/Os in
+//! flight over synchronous IPC: `Submit` hands the driver a batch of I/Os
+//! on a buffer the client grants (the driver has the IOMMU server map that
+//! very memory for the device: zero copy) and returns at once; `Reap`
+//! waits for completions. Encoding only: no I/O, no allocation, never
+//! panics on any input.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+pub use abi::syscall::MSG_MAX;
+
+/// Bytes in a sector, the unit of `lba` and `sectors`.
+pub const SECTOR_SIZE: u64 = 512;
+/// Bytes in a message header.
+pub const HEADER_BYTES: usize = 8;
+/// Bytes in one I/O descriptor.
+pub const IO_BYTES: usize = 24;
+/// Bytes in one completion.
+pub const COMPLETION_BYTES: usize = 8;
+/// Most I/Os one `Submit` carries.
+pub const MAX_IOS: usize = (MSG_MAX - HEADER_BYTES) / IO_BYTES;
+/// Most completions one `Reap` answer carries.
+pub const MAX_COMPLETIONS: usize = (MSG_MAX - HEADER_BYTES) / COMPLETION_BYTES;
+/// Bytes of the `Info` answer body.
+const INFO_BYTES: usize = 24;
+
+/// I/O flag, test only: the driver removes the buffer's IOMMU mapping
+/// while the command is in flight, so the device's DMA faults. Honoured
+/// only by a driver whose system description allows fault injection;
+/// otherwise the I/O is refused with [`BlockError::NotPermitted`].
+pub const FLAG_INJECT_UNMAP: u8 = 1 << 0;
+
+/// Why a request or an I/O failed. Stable codes; 0 is success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum BlockError {
+    /// The message does not decode.
+    Malformed = 1,
+    /// Unknown operation or I/O kind.
+    UnknownOp = 2,
+    /// The I/O reaches beyond the end of the disk.
+    OutOfRange = 3,
+    /// A buffer offset or length is not a whole number of sectors.
+    Unaligned = 4,
+    /// The I/O is larger than the driver's `max_transfer`.
+    TooLarge = 5,
+    /// More I/Os in flight than the queue depth, or a tag already in use.
+    QueueFull = 6,
+    /// A buffer range lies outside the call's grant, or there is no grant.
+    NotGranted = 7,
+    /// The device reported an error for the I/O, or is in an error state.
+    DeviceError = 8,
+    /// The IOMMU reported a DMA fault on the I/O's buffer: the data did not
+    /// (entirely) reach memory, whatever the device said.
+    DmaFault = 9,
+    /// The device did not complete the I/O in time.
+    Timeout = 10,
+    /// The IOMMU server refused to map the buffer.
+    Iommu = 11,
+    /// `Reap` with nothing in flight, or `min` above what is in flight.
+    NothingInFlight = 12,
+    /// A flag the driver is not allowed to honour.
+    NotPermitted = 13,
+}
+
+impl BlockError {
+    /// Every error, in code order.
+    pub const ALL: [BlockError; 13] = [
+        BlockError::Malformed,
+        BlockError::UnknownOp,
+        BlockError::OutOfRange,
+        BlockError::Unaligned,
+        BlockError::TooLarge,
+        BlockError::QueueFull,
+        BlockError::NotGranted,
+        BlockError::DeviceError,
+        BlockError::DmaFault,
+        BlockError::Timeout,
+        BlockError::Iommu,
+        BlockError::NothingInFlight,
+        BlockError::NotPermitted,
+    ];
+
+    /// The stable code.
+    pub const fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// The error for `code` (`None` for 0 and unknown codes).
+    pub fn from_code(code: u16) -> Option<BlockError> {
+        Self::ALL.iter().copied().find(|e| e.code() == code)
+    }
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Op {
+    /// Device geometry and limits.
+    Info = 1,
+    /// Start a batch of I/Os; answered once they are submitted.
+    Submit = 2,
+    /// Wait for completions.
+    Reap = 3,
+}
+
+impl Op {
+    fn from_code(v: u16) -> Option<Op> {
+        match v {
+            1 => Some(Op::Info),
+            2 => Some(Op::Submit),
+            3 => Some(Op::Reap),
+            _ => None,
+        }
+    }
+}
+
+/// What an I/O does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum IoKind {
+    /// Device → the granted buffer.
+    Read = 1,
+    /// The granted buffer → device.
+    Write = 2,
+    /// Make earlier writes durable (no buffer; `lba`, `sectors` 0).
+    Flush = 3,
+}
+
+/// One I/O of a `Submit`: 24 bytes on the wire,
+/// `{tag: u16, kind: u8, flags: u8, sectors: u32, lba: u64, offset: u64}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Io {
+    /// The client's name for it, echoed in its completion; unique among
+    /// the client's I/Os in flight.
+    pub tag: u16,
+    /// What to do.
+    pub kind: IoKind,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    /// Length in sectors.
+    pub sectors: u32,
+    /// First sector.
+    pub lba: u64,
+    /// Byte offset of the data in the call's grant.
+    pub offset: u64,
+}
+
+impl Io {
+    /// Bytes moved.
+    pub const fn bytes(&self) -> u64 {
+        self.sectors as u64 * SECTOR_SIZE
+    }
+
+    fn write(&self, b: &mut [u8]) {
+        b[0..2].copy_from_slice(&self.tag.to_le_bytes());
+        b[2] = self.kind as u8;
+        b[3] = self.flags;
+        b[4..8].copy_from_slice(&self.sectors.to_le_bytes());
+        b[8..16].copy_from_slice(&self.lba.to_le_bytes());
+        b[16..24].copy_from_slice(&self.offset.to_le_bytes());
+    }
+
+    fn read(b: &[u8]) -> Result<Io, BlockError> {
+        let kind = match b[2] {
+            1 => IoKind::Read,
+            2 => IoKind::Write,
+            3 => IoKind::Flush,
+            _ => return Err(BlockError::UnknownOp),
+        };
+        Ok(Io {
+            tag: u16_at(b, 0),
+            kind,
+            flags: b[3],
+            sectors: u32_at(b, 4),
+            lba: u64_at(b, 8),
+            offset: u64_at(b, 16),
+        })
+    }
+}
+
+/// One completion: 8 bytes, `{tag: u16, status: u16, 0: u32}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The I/O's tag.
+    pub tag: u16,
+    /// How it ended.
+    pub status: Result<(), BlockError>,
+}
+
+/// Device geometry and limits, the answer to `Info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Info {
+    /// Capacity in sectors.
+    pub sectors: u64,
+    /// Sector size the device uses (a multiple of [`SECTOR_SIZE`]).
+    pub sector_size: u32,
+    /// Largest I/O in bytes.
+    pub max_transfer: u32,
+    /// Most I/Os a client may have in flight.
+    pub queue_depth: u16,
+    /// Tells the client which driver this is: 1 NVMe, 2 virtio-blk.
+    pub device_kind: u16,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn header(buf: &mut [u8], a: u16, count: usize, arg: u32) {
+    buf[0..2].copy_from_slice(&a.to_le_bytes());
+    buf[2..4].copy_from_slice(&(count as u16).to_le_bytes());
+    buf[4..8].copy_from_slice(&arg.to_le_bytes());
+}
+
+/// A request, client to driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Geometry and limits.
+    Info,
+    /// Start these I/Os (1..=[`MAX_IOS`]), all or nothing: each is checked
+    /// (range, alignment, size, grant, tag) before any is started.
+    Submit(Ios<'a>),
+    /// Wait until at least `min` of the client's I/Os completed, and return
+    /// up to `max` completions (oldest first).
+    Reap {
+        /// At least this many (1..=in flight).
+        min: u16,
+        /// At most this many (1..=[`MAX_COMPLETIONS`]).
+        max: u16,
+    },
+}
+
+/// I/O descriptors: a slice to encode, or validated wire bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ios<'a> {
+    /// For encoding.
+    Slice(&'a [Io]),
+    /// Decoded from a message (every entry was checked).
+    Wire(&'a [u8]),
+}
+
+impl<'a> Ios<'a> {
+    /// Number of I/Os.
+    pub fn len(&self) -> usize {
+        match self {
+            Ios::Slice(s) => s.len(),
+            Ios::Wire(b) => b.len() / IO_BYTES,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The I/Os in order.
+    pub fn iter(&self) -> impl Iterator<Item = Io> + 'a {
+        let this = *self;
+        (0..this.len()).filter_map(move |i| match this {
+            Ios::Slice(s) => s.get(i).copied(),
+            Ios::Wire(b) => Io::read(&b[i * IO_BYTES..(i + 1) * IO_BYTES]).ok(),
+        })
+    }
+}
+
+impl<'a> Request<'a> {
+    /// The request's op.
+    pub fn op(&self) -> Op {
+        match self {
+            Request::Info => Op::Info,
+            Request::Submit(_) => Op::Submit,
+            Request::Reap { .. } => Op::Reap,
+        }
+    }
+
+    /// Encodes into `buf`; returns the length.
+    pub fn encode(&self, buf: &mut [u8; MSG_MAX]) -> Result<usize, BlockError> {
+        match self {
+            Request::Info => {
+                header(buf, Op::Info as u16, 0, 0);
+                Ok(HEADER_BYTES)
+            }
+            Request::Submit(ios) => {
+                let n = ios.len();
+                if n == 0 || n > MAX_IOS {
+                    return Err(BlockError::Malformed);
+                }
+                header(buf, Op::Submit as u16, n, 0);
+                for (i, io) in ios.iter().enumerate() {
+                    io.write(
+                        &mut buf[HEADER_BYTES + i * IO_BYTES..HEADER_BYTES + (i + 1) * IO_BYTES],
+                    );
+                }
+                Ok(HEADER_BYTES + n * IO_BYTES)
+            }
+            Request::Reap { min, max } => {
+                if *min == 0 || *max == 0 || *min > *max || usize::from(*max) > MAX_COMPLETIONS {
+                    return Err(BlockError::Malformed);
+                }
+                header(
+                    buf,
+                    Op::Reap as u16,
+                    0,
+                    u32::from(*min) | (u32::from(*max) << 16),
+                );
+                Ok(HEADER_BYTES)
+            }
+        }
+    }
+
+    /// Decodes a request; never panics.
+    pub fn decode(msg: &'a [u8]) -> Result<Request<'a>, BlockError> {
+        if msg.len() < HEADER_BYTES || msg.len() > MSG_MAX {
+            return Err(BlockError::Malformed);
+        }
+        let op = Op::from_code(u16_at(msg, 0)).ok_or(BlockError::UnknownOp)?;
+        let count = usize::from(u16_at(msg, 2));
+        let arg = u32_at(msg, 4);
+        let body = &msg[HEADER_BYTES..];
+        match op {
+            Op::Info if count == 0 && arg == 0 && body.is_empty() => Ok(Request::Info),
+            Op::Submit
+                if (1..=MAX_IOS).contains(&count) && arg == 0 && body.len() == count * IO_BYTES =>
+            {
+                for chunk in body.chunks_exact(IO_BYTES) {
+                    Io::read(chunk)?;
+                }
+                Ok(Request::Submit(Ios::Wire(body)))
+            }
+            Op::Reap if count == 0 && body.is_empty() => {
+                let (min, max) = (arg as u16, (arg >> 16) as u16);
+                if min == 0 || min > max || usize::from(max) > MAX_COMPLETIONS {
+                    return Err(BlockError::Malformed);
+                }
+                Ok(Request::Reap { min, max })
+            }
+            _ => Err(BlockError::Malformed),
+        }
+    }
+}
+
+/// A successful answer, driver to client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Response<'a> {
+    /// To `Info`.
+    Info(Info),
+    /// To `Submit`: every I/O was started.
+    Accepted,
+    /// To `Reap`.
+    Completions(Completions<'a>),
+}
+
+/// Completions: a slice to encode, or validated wire bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completions<'a> {
+    /// For encoding.
+    Slice(&'a [Completion]),
+    /// Decoded (every entry was checked).
+    Wire(&'a [u8]),
+}
+
+impl<'a> Completions<'a> {
+    /// Number of completions.
+    pub fn len(&self) -> usize {
+        match self {
+            Completions::Slice(s) => s.len(),
+            Completions::Wire(b) => b.len() / COMPLETION_BYTES,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The completions in order.
+    pub fn iter(&self) -> impl Iterator<Item = Completion> + 'a {
+        let this = *self;
+        (0..this.len()).filter_map(move |i| match this {
+            Completions::Slice(s) => s.get(i).copied(),
+            Completions::Wire(b) => {
+                read_completion(&b[i * COMPLETION_BYTES..(i + 1) * COMPLETION_BYTES]).ok()
+            }
+        })
+    }
+}
+
+fn read_completion(b: &[u8]) -> Result<Completion, BlockError> {
+    if u32_at(b, 4) != 0 {
+        return Err(BlockError::Malformed);
+    }
+    let status = match u16_at(b, 2) {
+        0 => Ok(()),
+        c => Err(BlockError::from_code(c).ok_or(BlockError::Malformed)?),
+    };
+    Ok(Completion {
+        tag: u16_at(b, 0),
+        status,
+    })
+}
+
+impl<'a> Response<'a> {
+    /// Encodes a success into `buf`; returns the length.
+    pub fn encode(&self, buf: &mut [u8; MSG_MAX]) -> Result<usize, BlockError> {
+        match self {
+            Response::Info(i) => {
+                header(buf, 0, 1, 0);
+                let b = &mut buf[HEADER_BYTES..HEADER_BYTES + INFO_BYTES];
+                b[0..8].copy_from_slice(&i.sectors.to_le_bytes());
+                b[8..12].copy_from_slice(&i.sector_size.to_le_bytes());
+                b[12..16].copy_from_slice(&i.max_transfer.to_le_bytes());
+                b[16..18].copy_from_slice(&i.queue_depth.to_le_bytes());
+                b[18..20].copy_from_slice(&i.device_kind.to_le_bytes());
+                b[20..24].fill(0);
+                Ok(HEADER_BYTES + INFO_BYTES)
+            }
+            Response::Accepted => {
+                header(buf, 0, 0, 0);
+                Ok(HEADER_BYTES)
+            }
+            Response::Completions(c) => {
+                let n = c.len();
+                if n == 0 || n > MAX_COMPLETIONS {
+                    return Err(BlockError::Malformed);
+                }
+                header(buf, 0, n, 0);
+                for (i, comp) in c.iter().enumerate() {
+                    let b = &mut buf[HEADER_BYTES + i * COMPLETION_BYTES
+                        ..HEADER_BYTES + (i + 1) * COMPLETION_BYTES];
+                    b[0..2].copy_from_slice(&comp.tag.to_le_bytes());
+                    b[2..4].copy_from_slice(
+                        &comp.status.err().map_or(0, BlockError::code).to_le_bytes(),
+                    );
+                    b[4..8].fill(0);
+                }
+                Ok(HEADER_BYTES + n * COMPLETION_BYTES)
+            }
+        }
+    }
+
+    /// Encodes a refusal of the whole request.
+    pub fn encode_error(e: BlockError, buf: &mut [u8; MSG_MAX]) -> usize {
+        header(buf, e.code(), 0, 0);
+        HEADER_BYTES
+    }
+
+    /// Decodes the answer to a request of kind `op`; a refusal decodes to
+    /// `Err(that error)`. Never panics.
+    pub fn decode(op: Op, msg: &'a [u8]) -> Result<Response<'a>, BlockError> {
+        if msg.len() < HEADER_BYTES || msg.len() > MSG_MAX || u32_at(msg, 4) != 0 {
+            return Err(BlockError::Malformed);
+        }
+        let status = u16_at(msg, 0);
+        let count = usize::from(u16_at(msg, 2));
+        let body = &msg[HEADER_BYTES..];
+        if status != 0 {
+            let e = BlockError::from_code(status).ok_or(BlockError::Malformed)?;
+            return if count == 0 && body.is_empty() {
+                Err(e)
+            } else {
+                Err(BlockError::Malformed)
+            };
+        }
+        match op {
+            Op::Info if count == 1 && body.len() == INFO_BYTES && u32_at(body, 20) == 0 => {
+                Ok(Response::Info(Info {
+                    sectors: u64_at(body, 0),
+                    sector_size: u32_at(body, 8),
+                    max_transfer: u32_at(body, 12),
+                    queue_depth: u16_at(body, 16),
+                    device_kind: u16_at(body, 18),
+                }))
+            }
+            Op::Submit if count == 0 && body.is_empty() => Ok(Response::Accepted),
+            Op::Reap
+                if (1..=MAX_COMPLETIONS).contains(&count)
+                    && body.len() == count * COMPLETION_BYTES =>
+            {
+                for chunk in body.chunks_exact(COMPLETION_BYTES) {
+                    read_completion(chunk)?;
+                }
+                Ok(Response::Completions(Completions::Wire(body)))
+            }
+            _ => Err(BlockError::Malformed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn io() -> impl Strategy<Value = Io> {
+        (
+            any::<u16>(),
+            1u8..=3,
+            any::<u8>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(|(tag, k, flags, sectors, lba, offset)| Io {
+                tag,
+                kind: match k {
+                    1 => IoKind::Read,
+                    2 => IoKind::Write,
+                    _ => IoKind::Flush,
+                },
+                flags,
+                sectors,
+                lba,
+                offset,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn submit_round_trips(ios in proptest::collection::vec(io(), 1..=MAX_IOS)) {
+            let mut buf = [0u8; MSG_MAX];
+            let n = Request::Submit(Ios::Slice(&ios)).encode(&mut buf).unwrap();
+            let Request::Submit(got) = Request::decode(&buf[..n]).unwrap() else { panic!("not a submit") };
+            prop_assert_eq!(got.iter().collect::<Vec<_>>(), ios);
+        }
+
+        #[test]
+        fn completions_round_trip(c in proptest::collection::vec((any::<u16>(), 0u16..=13), 1..=MAX_COMPLETIONS)) {
+            let comps: Vec<Completion> = c.iter().map(|&(tag, code)| Completion {
+                tag,
+                status: match code { 0 => Ok(()), c => Err(BlockError::from_code(c).unwrap()) },
+            }).collect();
+            let mut buf = [0u8; MSG_MAX];
+            let n = Response::Completions(Completions::Slice(&comps)).encode(&mut buf).unwrap();
+            let Response::Completions(got) = Response::decode(Op::Reap, &buf[..n]).unwrap() else { panic!("not completions") };
+            prop_assert_eq!(got.iter().collect::<Vec<_>>(), comps);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Request::decode(&bytes);
+            for op in [Op::Info, Op::Submit, Op::Reap] {
+                if let Ok(Response::Completions(c)) = Response::decode(op, &bytes) {
+                    prop_assert_eq!(c.iter().count(), c.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn info_and_reap_round_trip() {
+        let mut buf = [0u8; MSG_MAX];
+        let info = Info {
+            sectors: 131072,
+            sector_size: 512,
+            max_transfer: 131072,
+            queue_depth: 64,
+            device_kind: 1,
+        };
+        let n = Response::Info(info).encode(&mut buf).unwrap();
+        assert_eq!(
+            Response::decode(Op::Info, &buf[..n]),
+            Ok(Response::Info(info))
+        );
+        let n = Request::Reap { min: 1, max: 8 }.encode(&mut buf).unwrap();
+        assert_eq!(
+            Request::decode(&buf[..n]),
+            Ok(Request::Reap { min: 1, max: 8 })
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        let mut buf = [0u8; MSG_MAX];
+        assert_eq!(
+            Request::Submit(Ios::Slice(&[])).encode(&mut buf),
+            Err(BlockError::Malformed)
+        );
+        assert_eq!(
+            Request::Reap { min: 3, max: 2 }.encode(&mut buf),
+            Err(BlockError::Malformed)
+        );
+        let n = Request::Reap { min: 1, max: 2 }.encode(&mut buf).unwrap();
+        buf[0] = 9;
+        assert_eq!(Request::decode(&buf[..n]), Err(BlockError::UnknownOp));
+        let n = Response::encode_error(BlockError::OutOfRange, &mut buf);
+        assert_eq!(
+            Response::decode(Op::Submit, &buf[..n]),
+            Err(BlockError::OutOfRange)
+        );
+    }
+}

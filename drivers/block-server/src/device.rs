@@ -1,0 +1,55 @@
+//! What a block driver implements for the shared block-service loop: a
+//! device that takes batches of I/Os whose buffers are already mapped for
+//! it (at IOVAs) and reports completions. Owns nothing; defines the
+//! contract. An implementation never sees a physical address and never
+//! blocks in `submit` or `completions`.
+
+use abi::Iova;
+use block_api::{BlockError, Info, IoKind};
+
+/// One I/O ready for the device: its buffer (`bytes` long) is mapped for
+/// the device's DMA at the contiguous IOVA range starting at `iova`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceIo {
+    /// The loop's name for it, `0..queue_depth`, unique while in flight;
+    /// the device reports its completion by this slot.
+    pub slot: u16,
+    /// What to do.
+    pub kind: IoKind,
+    /// First sector (in `Info::sector_size` units converted from 512-byte
+    /// sectors by the loop: always 512-byte sectors here).
+    pub lba: u64,
+    /// Length in 512-byte sectors (0 for a flush).
+    pub sectors: u32,
+    /// Device address of the first byte (0 for a flush).
+    pub iova: Iova,
+    /// Bytes to move (0 for a flush).
+    pub bytes: u64,
+}
+
+/// A device behind the block service.
+pub trait BlockDevice {
+    /// Geometry and limits (`queue_depth` = most I/Os the device takes at
+    /// once; the loop never exceeds it).
+    fn info(&self) -> Info;
+
+    /// Hands `ios` to the device, ringing its doorbell once for the batch.
+    /// All or nothing: on `Err` none of them was started (e.g. the device is
+    /// in an error state: `DeviceError`).
+    fn submit(&mut self, ios: &[DeviceIo]) -> Result<(), BlockError>;
+
+    /// Appends every completion the device has posted since the last call,
+    /// without waiting: `(slot, status)`. I/Os the device did not complete
+    /// within its command timeout are reported here as
+    /// `Err(BlockError::Timeout)` (and never reported again).
+    fn completions(&mut self, out: &mut alloc::vec::Vec<(u16, Result<(), BlockError>)>);
+
+    /// The interrupt the device raises: (capability index, notification
+    /// bit). `None`: the loop polls `completions` while I/Os are in flight.
+    fn irq(&self) -> Option<(u32, u64)>;
+
+    /// Called when the interrupt's notification arrived, before
+    /// `completions` and before the loop acknowledges the interrupt: e.g.
+    /// read virtio's ISR status to deassert INTx.
+    fn on_interrupt(&mut self);
+}
