@@ -609,3 +609,61 @@ mod tests {
         );
     }
 }
+
+/// The test pattern the block tests write and the host checks in the disk
+/// image afterwards: byte `i` of sector `lba` for test `seed`. One
+/// definition for the guest (writer, reader) and the host (image check).
+pub const fn pattern_byte(seed: u32, lba: u64, i: u32) -> u8 {
+    let x = (lba.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((seed as u64) << 32) ^ i as u64)
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (x >> 56) as u8
+}
+
+/// The regions the pattern test writes on a disk of `capacity` sectors:
+/// `count` runs of `sectors` sectors spread evenly from the first sector to
+/// the last, so the start, the middle and the end of the disk are all
+/// touched. Each yields `(lba, sectors)`.
+pub fn pattern_regions(
+    capacity: u64,
+    count: u64,
+    sectors: u32,
+) -> impl Iterator<Item = (u64, u32)> {
+    let span = capacity.saturating_sub(u64::from(sectors));
+    let count = if span == 0 { 1 } else { count.max(2) };
+    (0..count).map(move |k| {
+        let lba = if count == 1 {
+            0
+        } else {
+            span * k / (count - 1)
+        };
+        (lba - lba % 8, sectors)
+    })
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::*;
+
+    #[test]
+    fn regions_cover_start_and_end_and_stay_inside() {
+        let cap = 131_072;
+        let r: Vec<_> = pattern_regions(cap, 16, 32).collect();
+        assert_eq!(r.len(), 16);
+        assert_eq!(r[0].0, 0);
+        assert!(
+            r.iter()
+                .all(|&(lba, n)| lba + u64::from(n) <= cap && lba % 8 == 0)
+        );
+        assert!(r.last().unwrap().0 + 32 + 8 > cap);
+        assert!(r.windows(2).all(|w| w[0].0 + 32 <= w[1].0));
+    }
+
+    #[test]
+    fn pattern_depends_on_seed_sector_and_offset() {
+        assert_ne!(pattern_byte(1, 0, 0), pattern_byte(2, 0, 0));
+        let s: Vec<u8> = (0..512).map(|i| pattern_byte(7, 100, i)).collect();
+        let t: Vec<u8> = (0..512).map(|i| pattern_byte(7, 101, i)).collect();
+        assert_ne!(s, t);
+        assert!(s.iter().any(|&b| b != s[0]));
+    }
+}

@@ -13,5 +13,7 @@
 extern crate alloc;
 
 pub mod device;
+pub mod serve;
 
 pub use device::{BlockDevice, DeviceIo};
+pub use serve::{Config, Counters, serve};

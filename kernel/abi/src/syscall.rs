@@ -149,7 +149,9 @@ pub struct RecvArgs {
     pub buf_cap: u64,
     /// Where the granted pages' physical addresses go (one `u64` each).
     pub frames_ptr: u64,
-    /// Room, in entries.
+    /// Room, in entries. 0: the receiver does not want the frame list (it
+    /// may still forward the grant); a call whose grant does not fit a
+    /// non-zero room is refused with `BufferTooSmall`.
     pub frames_cap: u64,
     /// Microseconds to wait, or [`FOREVER`].
     pub timeout_us: u64,

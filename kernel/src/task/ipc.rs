@@ -71,13 +71,15 @@ pub fn deliver_call(k: &mut Kernel, s: TaskIdx, caller: TaskIdx) -> bool {
         .call
         .as_ref()
         .expect("caller has a call in flight");
-    if call.len as u64 > args.buf_cap || call.grant.len() as u64 > args.frames_cap {
+    let wants_frames = args.frames_cap > 0;
+    if call.len as u64 > args.buf_cap || (wants_frames && call.grant.len() as u64 > args.frames_cap) {
         fail_call(k, caller, Error::BufferTooSmall);
         return false;
     }
     let space = k.tasks[s].space.as_ref().expect("receiver alive");
     let mut ok = space.copy_out(args.buf_ptr, &call.msg[..call.len]).is_ok();
-    for (i, f) in call.grant.iter().enumerate() {
+    let delivered = if wants_frames { call.grant.len() } else { 0 };
+    for (i, f) in call.grant.iter().take(delivered).enumerate() {
         ok &= space
             .copy_out(args.frames_ptr + 8 * i as u64, &f.get().to_le_bytes())
             .is_ok();
@@ -91,7 +93,7 @@ pub fn deliver_call(k: &mut Kernel, s: TaskIdx, caller: TaskIdx) -> bool {
         kind: RecvKind::Call as u32,
         badge: call.badge,
         len: call.len as u32,
-        frames: call.grant.len() as u32,
+        frames: delivered as u32,
         reply: token::encode(caller, k.tasks[caller].generation, call_id),
         notification: 0,
         grant_va: call.grant_va,

@@ -38,6 +38,20 @@ struct RawScenario {
     must_contain: Vec<String>,
     #[serde(default)]
     must_not_contain: Vec<String>,
+    /// After the run, the disk images must hold the block test's pattern:
+    /// `disk_check = { nvme = 1, vblk = 2 }` (the pattern seeds).
+    #[serde(default)]
+    disk_check: DiskCheck,
+}
+
+/// Which disk images must hold the block test's pattern, by seed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskCheck {
+    /// Seed the NVMe disk's pattern was written with.
+    pub nvme: Option<u32>,
+    /// Seed the virtio-blk disk's pattern was written with.
+    pub vblk: Option<u32>,
 }
 
 fn default_timeout() -> u64 {
@@ -82,6 +96,8 @@ pub struct Scenario {
     pub must_contain: Vec<Regex>,
     /// None may match any line of the serial log.
     pub must_not_contain: Vec<Regex>,
+    /// Disk images to check after the run.
+    pub disk_check: DiskCheck,
 }
 
 /// Parses one scenario file's text; `origin` names it in errors.
@@ -132,7 +148,36 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         expect_exit,
         must_contain: compile(raw.must_contain)?,
         must_not_contain: compile(raw.must_not_contain)?,
+        disk_check: raw.disk_check,
     })
+}
+
+/// Checks that `image` holds the block test's pattern for `seed` in every
+/// region the guest's test writes (`block_api::pattern_regions`, the one
+/// definition the guest uses too). Returns what is wrong, if anything.
+pub fn check_disk(image: &std::path::Path, seed: u32) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const REGIONS: u64 = 16;
+    const REGION_SECTORS: u32 = 32;
+    let mut f = std::fs::File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let sectors = f.metadata().map_err(|e| e.to_string())?.len() / block_api::SECTOR_SIZE;
+    let mut sector = [0u8; block_api::SECTOR_SIZE as usize];
+    for (lba, n) in block_api::pattern_regions(sectors, REGIONS, REGION_SECTORS) {
+        for s in lba..lba + u64::from(n) {
+            f.seek(SeekFrom::Start(s * block_api::SECTOR_SIZE))
+                .map_err(|e| e.to_string())?;
+            f.read_exact(&mut sector).map_err(|e| e.to_string())?;
+            if let Some(i) =
+                (0..sector.len()).find(|&i| sector[i] != block_api::pattern_byte(seed, s, i as u32))
+            {
+                return Err(format!(
+                    "{}: sector {s} byte {i} is not the pattern (seed {seed})",
+                    image.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Loads every `*.toml` in `dir`, in file-name order; names must be unique.
@@ -298,5 +343,39 @@ mod tests {
         let mut hung = outcome(None, "");
         hung.timed_out = true;
         assert_eq!(judge(&list[1], &hung), vec!["TIMEOUT after 5 s".to_owned()]);
+    }
+}
+
+#[cfg(test)]
+mod disk_tests {
+    use super::check_disk;
+
+    #[test]
+    fn disk_check_accepts_the_pattern_and_catches_one_wrong_byte() {
+        let dir = std::env::temp_dir().join(format!("xtask-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("d.img");
+        let sectors = 4096u64;
+        let mut data = vec![0u8; (sectors * block_api::SECTOR_SIZE) as usize];
+        for (lba, n) in block_api::pattern_regions(sectors, 16, 32) {
+            for s in lba..lba + u64::from(n) {
+                for i in 0..block_api::SECTOR_SIZE as usize {
+                    data[(s * block_api::SECTOR_SIZE) as usize + i] =
+                        block_api::pattern_byte(5, s, i as u32);
+                }
+            }
+        }
+        std::fs::write(&img, &data).unwrap();
+        assert_eq!(check_disk(&img, 5), Ok(()));
+        assert!(check_disk(&img, 6).is_err(), "another seed must not match");
+        let last = block_api::pattern_regions(sectors, 16, 32)
+            .last()
+            .unwrap()
+            .0;
+        data[(last * block_api::SECTOR_SIZE) as usize + 17] ^= 1;
+        std::fs::write(&img, &data).unwrap();
+        let err = check_disk(&img, 5).unwrap_err();
+        assert!(err.contains(&format!("sector {last} byte 17")), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -225,7 +225,17 @@ fn run_scenario(
     }
     let log = scratch.join("serial.log");
     let outcome = qemu::run(&cfg, &log, s.timeout, echo)?;
-    let problems = scenario::judge(s, &outcome);
+    let mut problems = scenario::judge(s, &outcome);
+    for (seed, image) in [
+        (s.disk_check.nvme, &cfg.nvme_image),
+        (s.disk_check.vblk, &cfg.vblk_image),
+    ] {
+        if let Some(seed) = seed
+            && let Err(e) = scenario::check_disk(image, seed)
+        {
+            problems.push(format!("disk image check: {e}"));
+        }
+    }
     if problems.is_empty() {
         println!("PASS {} ({:.1} s)", s.name, secs(&outcome));
         return Ok(true);

@@ -1,0 +1,484 @@
+//! The loop itself: requests from clients, completions from the device,
+//! buffer mappings through the IOMMU server. Owns the per-client and
+//! per-slot bookkeeping. Never submits an I/O whose request did not pass
+//! every check, and never reports an I/O complete before its buffer's
+//! mapping is gone (for a strict driver, before the covering IOTLB
+//! invalidation completed).
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use abi::syscall::{FOREVER, GRANT_MAX_PAGES};
+use abi::{Iova, PAGE_SIZE};
+use block_api::{
+    BlockError, Completion, Completions, FLAG_INJECT_UNMAP, Io, IoKind, MAX_COMPLETIONS, MSG_MAX,
+    Request, Response, SECTOR_SIZE,
+};
+use iommu_api::{Dir, Extent, FaultRecord, MAX_FAULT_RECORDS, MAX_MAP_ENTRIES, MAX_UNMAP_ENTRIES};
+use iommu_client::Iommu;
+use userlib::ipc::Grant;
+use userlib::{RecvKind, log};
+
+use crate::device::{BlockDevice, DeviceIo};
+
+/// How the loop behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Honour `FLAG_INJECT_UNMAP` (test systems only).
+    pub fault_injection: bool,
+    /// Polling interval while I/Os are in flight and the device has no
+    /// interrupt; with an interrupt, the longest wait before checking for
+    /// timeouts anyway.
+    pub poll_us: u64,
+    /// Name for log lines.
+    pub name: &'static str,
+}
+
+/// What the loop counted, for the benchmark's per-I/O figures.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    /// I/Os completed.
+    pub ios: u64,
+    /// `Submit` requests handled.
+    pub submits: u64,
+    /// Calls to the IOMMU server: map, unmap, fault queries.
+    pub iommu_maps: u64,
+    /// Unmap calls.
+    pub iommu_unmaps: u64,
+    /// Fault queries.
+    pub iommu_fault_queries: u64,
+    /// I/Os failed because the IOMMU faulted their DMA.
+    pub dma_faults: u64,
+}
+
+/// An I/O on the device.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    badge: u32,
+    tag: u16,
+    /// Device address of the buffer; `None` for a flush.
+    iova: Option<Iova>,
+    bytes: u64,
+    /// Still mapped (false once a test injection removed the mapping).
+    mapped: bool,
+}
+
+#[derive(Default)]
+struct Client {
+    in_flight: usize,
+    done: VecDeque<Completion>,
+    /// A held `Reap`: (reply token, min, max).
+    reaping: Option<(u64, u16, u16)>,
+    /// The client died: answer this death notice once nothing of it is in
+    /// flight any more.
+    death: Option<u64>,
+}
+
+struct Loop<'a, D> {
+    dev: &'a mut D,
+    iommu: &'a Iommu,
+    cfg: Config,
+    info: block_api::Info,
+    slots: Vec<Option<InFlight>>,
+    clients: BTreeMap<u32, Client>,
+    /// Fault records not yet matched to a completed I/O (its completion
+    /// may come in a later batch).
+    faults: Vec<FaultRecord>,
+    counters: Counters,
+}
+
+/// Serves the block protocol on `endpoint` for `dev`, forever.
+pub fn serve<D: BlockDevice>(dev: &mut D, iommu: &Iommu, endpoint: u32, cfg: Config) -> ! {
+    let info = dev.info();
+    let mut l = Loop {
+        slots: alloc::vec![None; usize::from(info.queue_depth)],
+        dev,
+        iommu,
+        cfg,
+        info,
+        clients: BTreeMap::new(),
+        faults: Vec::new(),
+        counters: Counters::default(),
+    };
+    let mut buf = [0u8; MSG_MAX];
+    // The grant's frames go to the IOMMU server by forwarding; the driver
+    // never needs them.
+    let mut frames: [u64; 0] = [];
+    let irq = l.dev.irq();
+    loop {
+        let busy = l.slots.iter().any(Option::is_some);
+        let timeout = if busy { l.cfg.poll_us } else { FOREVER };
+        let got = match userlib::recv(endpoint, &mut buf, &mut frames, timeout) {
+            Ok(g) => g,
+            Err(e) => {
+                log!("{}: recv refused: {e}", l.cfg.name);
+                continue;
+            }
+        };
+        match userlib::ipc::kind(&got) {
+            Some(RecvKind::Call) => {
+                let msg = &buf[..(got.len as usize).min(MSG_MAX)];
+                l.call(got.badge, msg, got.reply, got.grant_va, got.grant_len);
+            }
+            Some(RecvKind::Notification) => {
+                if let Some((cap, bit)) = irq
+                    && got.notification & bit != 0
+                {
+                    l.dev.on_interrupt();
+                    l.complete();
+                    let _ = userlib::irq_ack(cap);
+                }
+            }
+            Some(RecvKind::ClientDied) => l.client_died(got.badge, got.reply),
+            Some(RecvKind::Timeout) => l.complete(),
+            None => {}
+        }
+    }
+}
+
+fn reply(token: u64, r: Result<Response<'_>, BlockError>) {
+    let mut out = [0u8; MSG_MAX];
+    let n = match r {
+        Ok(resp) => resp
+            .encode(&mut out)
+            .unwrap_or_else(|e| Response::encode_error(e, &mut out)),
+        Err(e) => Response::encode_error(e, &mut out),
+    };
+    // A caller that died meanwhile makes this fail; its death notice follows.
+    let _ = userlib::reply(token, &out[..n]);
+}
+
+impl<D: BlockDevice> Loop<'_, D> {
+    fn call(&mut self, badge: u32, msg: &[u8], token: u64, grant_va: u64, grant_len: u64) {
+        match Request::decode(msg) {
+            Err(e) => reply(token, Err(e)),
+            Ok(Request::Info) => reply(token, Ok(Response::Info(self.info))),
+            Ok(Request::Submit(ios)) => {
+                let ios: Vec<Io> = ios.iter().collect();
+                let r = self.submit(badge, &ios, token, grant_va, grant_len);
+                reply(token, r.map(|()| Response::Accepted));
+                self.complete();
+            }
+            Ok(Request::Reap { min, max }) => self.reap(badge, token, min, max),
+        }
+    }
+
+    /// Every check, before anything is mapped or started.
+    fn check(
+        &self,
+        badge: u32,
+        ios: &[Io],
+        grant_va: u64,
+        grant_len: u64,
+    ) -> Result<(), BlockError> {
+        let capacity = self.info.sectors;
+        let mut tags: Vec<u16> = Vec::with_capacity(ios.len());
+        for io in ios {
+            if io.flags & !FLAG_INJECT_UNMAP != 0 {
+                return Err(BlockError::Malformed);
+            }
+            if io.flags & FLAG_INJECT_UNMAP != 0 && !self.cfg.fault_injection {
+                return Err(BlockError::NotPermitted);
+            }
+            if tags.contains(&io.tag)
+                || self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|s| s.badge == badge && s.tag == io.tag)
+            {
+                return Err(BlockError::QueueFull);
+            }
+            tags.push(io.tag);
+            if io.kind == IoKind::Flush {
+                if io.sectors != 0 || io.flags != 0 {
+                    return Err(BlockError::Malformed);
+                }
+                continue;
+            }
+            if io.sectors == 0 {
+                return Err(BlockError::Malformed);
+            }
+            if io.bytes() > u64::from(self.info.max_transfer) {
+                return Err(BlockError::TooLarge);
+            }
+            if io
+                .lba
+                .checked_add(u64::from(io.sectors))
+                .is_none_or(|end| end > capacity)
+            {
+                return Err(BlockError::OutOfRange);
+            }
+            if io.offset % SECTOR_SIZE != 0 || grant_va % SECTOR_SIZE != 0 {
+                return Err(BlockError::Unaligned);
+            }
+            if grant_len == 0
+                || io
+                    .offset
+                    .checked_add(io.bytes())
+                    .is_none_or(|end| end > grant_len)
+            {
+                return Err(BlockError::NotGranted);
+            }
+        }
+        if grant_len.div_ceil(PAGE_SIZE) as usize >= GRANT_MAX_PAGES {
+            return Err(BlockError::TooLarge);
+        }
+        if self.slots.iter().filter(|s| s.is_none()).count() < ios.len() {
+            return Err(BlockError::QueueFull);
+        }
+        Ok(())
+    }
+
+    fn submit(
+        &mut self,
+        badge: u32,
+        ios: &[Io],
+        token: u64,
+        grant_va: u64,
+        grant_len: u64,
+    ) -> Result<(), BlockError> {
+        self.counters.submits += 1;
+        self.check(badge, ios, grant_va, grant_len)?;
+        // Map the client's own buffers, by direction, forwarding its grant.
+        let grant = Grant::forward(token, 0, grant_len);
+        let mut iovas: Vec<Option<Iova>> = alloc::vec![None; ios.len()];
+        for (kind, dir) in [
+            (IoKind::Read, Dir::FromDevice),
+            (IoKind::Write, Dir::ToDevice),
+        ] {
+            let picked: Vec<usize> = (0..ios.len()).filter(|&i| ios[i].kind == kind).collect();
+            for chunk in picked.chunks(MAX_MAP_ENTRIES) {
+                let ranges: Vec<Extent> = chunk
+                    .iter()
+                    .map(|&i| Extent::new(ios[i].offset, ios[i].bytes()))
+                    .collect();
+                let mut out = [Iova::new(0); MAX_MAP_ENTRIES];
+                self.counters.iommu_maps += 1;
+                if let Err(e) = self.iommu.map(grant, dir, &ranges, &mut out[..chunk.len()]) {
+                    log!("{}: mapping a client buffer failed: {e}", self.cfg.name);
+                    self.unmap_now(ios, &iovas);
+                    return Err(BlockError::Iommu);
+                }
+                for (k, &i) in chunk.iter().enumerate() {
+                    iovas[i] = Some(out[k]);
+                }
+            }
+        }
+        // Test injection: the mapping disappears before the device sees the
+        // command, so its DMA faults while the command is in flight.
+        let injected: Vec<Extent> = (0..ios.len())
+            .filter(|&i| ios[i].flags & FLAG_INJECT_UNMAP != 0)
+            .filter_map(|i| iovas[i].map(|v| Extent::new(v.get(), ios[i].bytes())))
+            .collect();
+        if !injected.is_empty() {
+            self.counters.iommu_unmaps += 1;
+            if let Err(e) = self.iommu.unmap(&injected) {
+                log!("{}: injected unmap failed: {e}", self.cfg.name);
+            }
+        }
+        let mut dev_ios = Vec::with_capacity(ios.len());
+        let mut free = (0..self.slots.len()).filter(|&s| self.slots[s].is_none());
+        for (i, io) in ios.iter().enumerate() {
+            let slot = free.next().ok_or(BlockError::QueueFull)?;
+            dev_ios.push(DeviceIo {
+                slot: slot as u16,
+                kind: io.kind,
+                lba: io.lba,
+                sectors: io.sectors,
+                iova: iovas[i].unwrap_or(Iova::new(0)),
+                bytes: if io.kind == IoKind::Flush {
+                    0
+                } else {
+                    io.bytes()
+                },
+            });
+        }
+        drop(free);
+        if let Err(e) = self.dev.submit(&dev_ios) {
+            self.unmap_now(ios, &iovas);
+            return Err(e);
+        }
+        for (i, d) in dev_ios.iter().enumerate() {
+            self.slots[usize::from(d.slot)] = Some(InFlight {
+                badge,
+                tag: ios[i].tag,
+                iova: iovas[i],
+                bytes: d.bytes,
+                mapped: ios[i].flags & FLAG_INJECT_UNMAP == 0,
+            });
+        }
+        self.clients.entry(badge).or_default().in_flight += ios.len();
+        Ok(())
+    }
+
+    /// Undoes the mappings of a refused batch.
+    fn unmap_now(&mut self, ios: &[Io], iovas: &[Option<Iova>]) {
+        let ranges: Vec<Extent> = (0..ios.len())
+            .filter(|&i| ios[i].flags & FLAG_INJECT_UNMAP == 0)
+            .filter_map(|i| iovas[i].map(|v| Extent::new(v.get(), ios[i].bytes())))
+            .collect();
+        for chunk in ranges.chunks(MAX_UNMAP_ENTRIES) {
+            self.counters.iommu_unmaps += 1;
+            let _ = self.iommu.unmap(chunk);
+        }
+    }
+
+    fn reap(&mut self, badge: u32, token: u64, min: u16, max: u16) {
+        let c = self.clients.entry(badge).or_default();
+        if usize::from(min) > c.in_flight + c.done.len() {
+            reply(token, Err(BlockError::NothingInFlight));
+            return;
+        }
+        c.reaping = Some((token, min, max));
+        self.answer_reaps();
+    }
+
+    fn answer_reaps(&mut self) {
+        for c in self.clients.values_mut() {
+            let Some((token, min, max)) = c.reaping else {
+                continue;
+            };
+            if c.done.len() < usize::from(min) {
+                continue;
+            }
+            let n = c.done.len().min(usize::from(max)).min(MAX_COMPLETIONS);
+            let batch: Vec<Completion> = c.done.drain(..n).collect();
+            c.reaping = None;
+            reply(token, Ok(Response::Completions(Completions::Slice(&batch))));
+        }
+    }
+
+    /// Collects what the device completed, unmaps the buffers in as few
+    /// requests as possible, matches IOMMU fault records to the I/Os, and
+    /// answers waiting `Reap`s and death notices.
+    fn complete(&mut self) {
+        let mut done = Vec::new();
+        self.dev.completions(&mut done);
+        if done.is_empty() {
+            return;
+        }
+        let finished: Vec<(InFlight, Result<(), BlockError>)> = done
+            .into_iter()
+            .filter_map(|(slot, status)| {
+                self.slots
+                    .get_mut(usize::from(slot))?
+                    .take()
+                    .map(|f| (f, status))
+            })
+            .collect();
+        let ranges: Vec<Extent> = finished
+            .iter()
+            .filter(|(f, _)| f.mapped)
+            .filter_map(|(f, _)| f.iova.map(|v| Extent::new(v.get(), f.bytes)))
+            .collect();
+        let mut pending_faults = 0;
+        for chunk in ranges.chunks(MAX_UNMAP_ENTRIES) {
+            self.counters.iommu_unmaps += 1;
+            match self.iommu.unmap(chunk) {
+                Ok(n) => pending_faults = pending_faults.max(n),
+                Err(e) => log!("{}: unmapping completed buffers failed: {e}", self.cfg.name),
+            }
+        }
+        // An injected I/O was unmapped early: its faults are certain to be
+        // reported only by asking.
+        if pending_faults > 0 || finished.iter().any(|(f, _)| !f.mapped) {
+            self.fetch_faults();
+        }
+        for (f, status) in finished {
+            let faulted = f.iova.is_some_and(|v| {
+                let (lo, hi) = (v.get() & !(PAGE_SIZE - 1), v.get() + f.bytes);
+                let hit = self
+                    .faults
+                    .iter()
+                    .position(|r| (lo..hi).contains(&r.iova.get()));
+                hit.map(|i| self.faults.swap_remove(i)).is_some()
+            });
+            let status = match status {
+                Ok(()) if faulted => {
+                    self.counters.dma_faults += 1;
+                    Err(BlockError::DmaFault)
+                }
+                s => s,
+            };
+            self.counters.ios += 1;
+            let c = self.clients.entry(f.badge).or_default();
+            c.in_flight = c.in_flight.saturating_sub(1);
+            if c.death.is_none() {
+                c.done.push_back(Completion { tag: f.tag, status });
+            }
+        }
+        self.answer_reaps();
+        self.answer_deaths();
+    }
+
+    fn fetch_faults(&mut self) {
+        loop {
+            let mut recs = [FaultRecord {
+                sid: abi::StreamId(0),
+                kind: 0,
+                write: false,
+                iova: Iova::new(0),
+                count: 0,
+            }; MAX_FAULT_RECORDS];
+            self.counters.iommu_fault_queries += 1;
+            let n = match self.iommu.faults(&mut recs) {
+                Ok(n) => n,
+                Err(e) => {
+                    log!("{}: fault query failed: {e}", self.cfg.name);
+                    return;
+                }
+            };
+            for r in &recs[..n] {
+                log!(
+                    "{}: the IOMMU reports a DMA fault (event {:#x}, {}) at IOVA {:#x}, {} records",
+                    self.cfg.name,
+                    r.kind,
+                    if r.write { "write" } else { "read" },
+                    r.iova.get(),
+                    r.count
+                );
+                if self.faults.len() < 64 {
+                    self.faults.push(*r);
+                }
+            }
+            if n < MAX_FAULT_RECORDS {
+                return;
+            }
+        }
+    }
+
+    fn client_died(&mut self, badge: u32, token: u64) {
+        let c = self.clients.entry(badge).or_default();
+        c.done.clear();
+        c.reaping = None;
+        c.death = Some(token);
+        self.answer_deaths();
+    }
+
+    /// A dead client's memory may be reused once none of its buffers is
+    /// mapped for the device any more: its in-flight I/Os completed (and
+    /// were unmapped, synchronously for a strict driver). Then a flush makes
+    /// sure even deferred invalidations completed.
+    fn answer_deaths(&mut self) {
+        let ready: Vec<u32> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.death.is_some() && c.in_flight == 0)
+            .map(|(&b, _)| b)
+            .collect();
+        for badge in ready {
+            if let Err(e) = self.iommu.flush() {
+                log!(
+                    "{}: flush before releasing a dead client failed: {e}",
+                    self.cfg.name
+                );
+            }
+            if let Some(c) = self.clients.remove(&badge)
+                && let Some(token) = c.death
+            {
+                let _ = userlib::reply(token, &[]);
+            }
+        }
+    }
+}
