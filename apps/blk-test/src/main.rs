@@ -208,7 +208,7 @@ fn errors(blk: &Block, g: &Info, device: &str) -> Result<(), &'static str> {
         ),
         (
             "outside the granted buffer",
-            read(0, 8, 4096, 0),
+            read(0, 8, 6144, 0),
             BlockError::NotGranted,
         ),
         (

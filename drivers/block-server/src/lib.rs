@@ -17,3 +17,57 @@ pub mod serve;
 
 pub use device::{BlockDevice, DeviceIo};
 pub use serve::{Config, Counters, serve};
+
+use core::fmt::Display;
+
+use iommu_client::Iommu;
+use userlib::{TaskInfo, log};
+
+/// The whole of a block driver task after its device is chosen: finds its
+/// capabilities by name (`iommu` call, `dev` PCI function, `blk` serve, and
+/// optionally `irq` with notification bit `arg("irq_bit")`, default 0),
+/// opens the device with `open(iommu, dev, irq, queue_depth)` and serves
+/// the block protocol forever. Returns only on failure (the exit code).
+pub fn run_driver<D: BlockDevice, E: Display>(
+    info: &TaskInfo<'_>,
+    name: &'static str,
+    open: impl FnOnce(&Iommu, u32, Option<(u32, u64)>, u16) -> Result<D, E>,
+) -> i32 {
+    let (Some(iommu), Some(dev), Some(blk)) = (info.cap("iommu"), info.cap("dev"), info.cap("blk"))
+    else {
+        log!("{name}: needs capabilities iommu (call), dev (pci), blk (serve)");
+        return 1;
+    };
+    let iommu = Iommu::new(iommu);
+    let irq_bit = userlib::arg_u64(info, "irq_bit", 0).unwrap_or(0).min(63);
+    let irq = info.cap("irq").map(|c| (c, 1u64 << irq_bit));
+    let queue_depth = userlib::arg_u64(info, "queue_depth", 64)
+        .unwrap_or(64)
+        .clamp(1, 1024) as u16;
+    let mut device = match open(&iommu, dev, irq, queue_depth) {
+        Ok(d) => d,
+        Err(e) => {
+            log!("{name}: device unusable: {e}");
+            return 1;
+        }
+    };
+    let g = device.info();
+    log!(
+        "{name}: ready: {} sectors of {} bytes, max transfer {} KiB, queue depth {}, completions by {}",
+        g.sectors,
+        g.sector_size,
+        g.max_transfer / 1024,
+        g.queue_depth,
+        if device.irq().is_some() {
+            "interrupt"
+        } else {
+            "polling"
+        }
+    );
+    let cfg = Config {
+        fault_injection: info.arg("fault_injection") == Some("on"),
+        poll_us: 1_000,
+        name,
+    };
+    serve(&mut device, &iommu, blk, cfg)
+}

@@ -209,7 +209,7 @@ impl<D: BlockDevice> Loop<'_, D> {
             {
                 return Err(BlockError::OutOfRange);
             }
-            if io.offset % SECTOR_SIZE != 0 || grant_va % SECTOR_SIZE != 0 {
+            if !io.offset.is_multiple_of(SECTOR_SIZE) || !grant_va.is_multiple_of(SECTOR_SIZE) {
                 return Err(BlockError::Unaligned);
             }
             if grant_len == 0

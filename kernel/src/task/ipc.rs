@@ -72,7 +72,8 @@ pub fn deliver_call(k: &mut Kernel, s: TaskIdx, caller: TaskIdx) -> bool {
         .as_ref()
         .expect("caller has a call in flight");
     let wants_frames = args.frames_cap > 0;
-    if call.len as u64 > args.buf_cap || (wants_frames && call.grant.len() as u64 > args.frames_cap) {
+    if call.len as u64 > args.buf_cap || (wants_frames && call.grant.len() as u64 > args.frames_cap)
+    {
         fail_call(k, caller, Error::BufferTooSmall);
         return false;
     }

@@ -930,8 +930,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             queued.push((rs, hint, payload));
         }
         mem.barrier();
-        let faults_pending = self.clients.get(&badge).map_or(0, |c| c.faults.len() as u32);
-        let response = failure.map_or_else(|| reply_bytes(&Response::Unmapped { faults_pending }), error_bytes);
+        let faults_pending = self
+            .clients
+            .get(&badge)
+            .map_or(0, |c| c.faults.len() as u32);
+        let response = failure.map_or_else(
+            || reply_bytes(&Response::Unmapped { faults_pending }),
+            error_bytes,
+        );
         let mut reply = Some(reply);
         if holds && let Some(last) = queued.last_mut() {
             last.2.reply = reply.take().map(|r| (r, response.clone()));

@@ -1,0 +1,581 @@
+//! The virtio-blk device behind the block service [VIRTIO-1.2 §4.1, §5.2]:
+//! a modern PCI function (1af4:1042) whose DMA goes through the SMMU
+//! because the driver insists on `VIRTIO_F_ACCESS_PLATFORM`. One request
+//! queue, one 3-descriptor chain per I/O, completions by INTx (ISR status)
+//! or by polling.
+//!
+//! It owns the device's registers (through `transport`), its one DMA
+//! region (rings, request headers, status bytes: `dma`) and the requests
+//! in flight. It never hands the device a physical address (every address
+//! is an IOVA the IOMMU server returned), never enables bus mastering
+//! before its stream is attached, never blocks in `submit` or
+//! `completions`, and never waits on the device without a deadline.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod dma;
+mod transport;
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use abi::{Iova, PAGE_SIZE, StreamId};
+use block_api::{BlockError, Info, IoKind};
+use block_server::{BlockDevice, DeviceIo};
+use iommu_api::{Dir, Extent};
+use iommu_client::{ClientError, Iommu};
+use userlib::DmaBuffer;
+use virtio_core::blk::{
+    self, BlkConfig, DmaLayout, Outcome, RequestHeader, RequestType, SECTOR_BYTES,
+};
+use virtio_core::inflight::InFlight;
+use virtio_core::pci::{self, CapError, Status, common, feature, header};
+use virtio_core::virtqueue::{Buffer, QueueMemory, Virtqueue};
+
+use dma::DmaMem;
+use transport::{OutOfWindow, Transport};
+
+/// `Info::device_kind` of virtio-blk.
+pub const DEVICE_KIND: u16 = 2;
+/// The request queue's index [VIRTIO-1.2 §5.2.2].
+const REQUEST_QUEUE: u16 = 0;
+/// Address bits the device can drive: virtio devices take 64-bit
+/// addresses [VIRTIO-1.2 §2.7.5].
+const DMA_BITS: u8 = 64;
+/// Largest transfer offered, before `size_max` limits it.
+const MAX_TRANSFER_CAP: u32 = 128 * 1024;
+/// A request outstanding this long is reported as timed out.
+const IO_TIMEOUT_US: u64 = 5_000_000;
+/// How long the device may take to finish a reset.
+const RESET_TIMEOUT_US: u64 = 1_000_000;
+/// Sleep between polls during initialisation.
+const POLL_US: u64 = 100;
+/// Reads of the device configuration before giving up on a stable
+/// `config_generation` [VIRTIO-1.2 §4.1.4.3.1].
+const CONFIG_ATTEMPTS: usize = 8;
+/// Dword 0 of config space: vendor ID (low), device ID (high).
+const PCI_ID: u32 = 0x00;
+
+/// Why the device could not be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// The kernel refused a syscall (config access, BAR or DMA mapping,
+    /// bus mastering).
+    Sys(abi::Error),
+    /// The IOMMU server refused to attach the device or map the rings.
+    Iommu(ClientError),
+    /// The function is not a modern virtio-blk device (its ID dword).
+    NotModernBlock(u32),
+    /// The virtio capabilities are missing or malformed.
+    Caps(CapError),
+    /// A register lies outside the window its capability declared.
+    Register,
+    /// `device_status` did not read 0 after a reset in time.
+    ResetTimeout,
+    /// The device lacks required features (`VERSION_1`,
+    /// `ACCESS_PLATFORM`): bits missing.
+    MissingFeatures(u64),
+    /// The device cleared `FEATURES_OK`.
+    FeaturesRejected,
+    /// The request queue does not exist or is already enabled.
+    NoQueue,
+    /// The queue's memory layout or addresses do not work out.
+    QueueLayout,
+    /// The device configuration never read the same twice.
+    ConfigUnstable,
+    /// The device asked for a reset during initialisation.
+    NeedsReset,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Sys(e) => write!(f, "kernel refused: {e}"),
+            OpenError::Iommu(e) => write!(f, "{e}"),
+            OpenError::NotModernBlock(id) => {
+                write!(f, "not a modern virtio-blk function (id {id:#010x})")
+            }
+            OpenError::Caps(e) => write!(f, "virtio capabilities: {e:?}"),
+            OpenError::Register => write!(f, "register outside its window"),
+            OpenError::ResetTimeout => write!(f, "reset did not complete"),
+            OpenError::MissingFeatures(m) => write!(
+                f,
+                "device lacks required features {m:#x} (VERSION_1, ACCESS_PLATFORM: \
+                 iommu_platform=on,disable-legacy=on)"
+            ),
+            OpenError::FeaturesRejected => write!(f, "device refused the feature set"),
+            OpenError::NoQueue => write!(f, "no usable request queue"),
+            OpenError::QueueLayout => write!(f, "queue memory does not fit"),
+            OpenError::ConfigUnstable => write!(f, "device configuration kept changing"),
+            OpenError::NeedsReset => write!(f, "device needs a reset"),
+        }
+    }
+}
+
+impl From<abi::Error> for OpenError {
+    fn from(e: abi::Error) -> Self {
+        OpenError::Sys(e)
+    }
+}
+impl From<ClientError> for OpenError {
+    fn from(e: ClientError) -> Self {
+        OpenError::Iommu(e)
+    }
+}
+impl From<CapError> for OpenError {
+    fn from(e: CapError) -> Self {
+        OpenError::Caps(e)
+    }
+}
+impl From<OutOfWindow> for OpenError {
+    fn from(_: OutOfWindow) -> Self {
+        OpenError::Register
+    }
+}
+
+/// Counter ticks in `us` microseconds at `hz`.
+fn ticks(hz: u64, us: u64) -> u64 {
+    (u128::from(hz) * u128::from(us) / 1_000_000).min(u128::from(u64::MAX)) as u64
+}
+
+/// Polls `done` until it holds or `timeout_us` passed; `Ok(false)` on
+/// timeout.
+fn poll_until(
+    hz: u64,
+    timeout_us: u64,
+    mut done: impl FnMut() -> Result<bool, OpenError>,
+) -> Result<bool, OpenError> {
+    let deadline = userlib::counter().saturating_add(ticks(hz, timeout_us));
+    loop {
+        if done()? {
+            return Ok(true);
+        }
+        if userlib::counter() >= deadline {
+            return Ok(false);
+        }
+        userlib::sleep(POLL_US)?;
+    }
+}
+
+/// Writes 0 to `device_status` and waits (bounded) for it to read 0
+/// [VIRTIO-1.2 §4.1.4.3.2].
+fn reset(regs: &mut Transport, hz: u64) -> Result<(), OpenError> {
+    regs.set_common(common::DEVICE_STATUS, Status::RESET.0)?;
+    if poll_until(hz, RESET_TIMEOUT_US, || {
+        Ok(regs.common(common::DEVICE_STATUS)? == Status::RESET.0)
+    })? {
+        Ok(())
+    } else {
+        Err(OpenError::ResetTimeout)
+    }
+}
+
+/// A virtio-blk device ready for I/O.
+pub struct VirtioBlk {
+    regs: Transport,
+    mem: DmaMem,
+    layout: DmaLayout,
+    /// Device address of `mem`'s first byte.
+    iova: Iova,
+    vq: Virtqueue,
+    inflight: InFlight,
+    info: Info,
+    irq: Option<(u32, u64)>,
+    sid: StreamId,
+    read_only: bool,
+    flush: bool,
+    /// The device failed (needs reset, broke the ring protocol): every
+    /// request in flight was reported and nothing more is accepted.
+    broken: bool,
+    /// Reports made outside `completions`, handed out by the next call.
+    pending: Vec<(u16, Result<(), BlockError>)>,
+    timeout_ticks: u64,
+}
+
+impl fmt::Debug for VirtioBlk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VirtioBlk")
+            .field("sid", &self.sid)
+            .field("info", &self.info)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the initialisation sequence built, besides the registers.
+struct Ready {
+    mem: DmaMem,
+    layout: DmaLayout,
+    iova: Iova,
+    vq: Virtqueue,
+    inflight: InFlight,
+    info: Info,
+    features: u64,
+}
+
+/// What `open` has set up so far, to undo on failure.
+struct Partial {
+    regs: Transport,
+    hz: u64,
+    mapped: Option<(Iova, u64)>,
+}
+
+impl VirtioBlk {
+    /// Opens the virtio-blk function the PCI capability `pci_cap` names:
+    /// attaches it to this task's IOMMU domain, finds and maps its virtio
+    /// structures, initialises it [VIRTIO-1.2 §3.1.1] with one request
+    /// queue of up to `queue_depth` requests in IOMMU-mapped memory, and
+    /// takes completions through `irq` (capability, notification bit) if
+    /// given, by polling otherwise. On failure the device is reset and
+    /// marked FAILED, and the ring memory unmapped.
+    pub fn open(
+        iommu: &Iommu,
+        pci_cap: u32,
+        irq: Option<(u32, u64)>,
+        queue_depth: u16,
+    ) -> Result<VirtioBlk, OpenError> {
+        let id = userlib::pci_config_read(pci_cap, PCI_ID)?;
+        let want = (u32::from(pci::DEVICE_ID_BLOCK) << 16) | u32::from(pci::VENDOR_ID);
+        if id != want {
+            return Err(OpenError::NotModernBlock(id));
+        }
+        let sid = iommu.attach(pci_cap, DMA_BITS)?;
+        let caps = pci::find_caps(|off| userlib::pci_config_read(pci_cap, off).ok())?;
+        let regs = Transport::map(pci_cap, caps)?;
+        let (_, hz) = userlib::time()?;
+        let mut p = Partial {
+            regs,
+            hz,
+            mapped: None,
+        };
+        match Self::init(&mut p, iommu, pci_cap, irq.is_some(), queue_depth) {
+            Ok(r) => Ok(VirtioBlk {
+                regs: p.regs,
+                mem: r.mem,
+                layout: r.layout,
+                iova: r.iova,
+                vq: r.vq,
+                inflight: r.inflight,
+                info: r.info,
+                irq,
+                sid,
+                read_only: r.features & feature::BLK_RO != 0,
+                flush: r.features & feature::BLK_FLUSH != 0,
+                broken: false,
+                pending: Vec::new(),
+                timeout_ticks: ticks(hz, IO_TIMEOUT_US),
+            }),
+            Err(e) => {
+                // Quiesce the device before its ring memory goes away.
+                let _ = reset(&mut p.regs, hz);
+                let _ = p.regs.set_common(common::DEVICE_STATUS, Status::FAILED);
+                if let Some((iova, len)) = p.mapped {
+                    let _ = iommu.unmap(&[Extent::new(iova.get(), len)]);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The initialisation sequence [VIRTIO-1.2 §3.1.1, §4.1.5.1.3].
+    fn init(
+        p: &mut Partial,
+        iommu: &Iommu,
+        pci_cap: u32,
+        interrupts: bool,
+        queue_depth: u16,
+    ) -> Result<Ready, OpenError> {
+        let regs = &mut p.regs;
+        // 1-3: reset, ACKNOWLEDGE, DRIVER.
+        reset(regs, p.hz)?;
+        let mut status = Status::ACKNOWLEDGE;
+        regs.set_common(common::DEVICE_STATUS, status)?;
+        status |= Status::DRIVER;
+        regs.set_common(common::DEVICE_STATUS, status)?;
+        // 4-6: features; FEATURES_OK must stick.
+        let features =
+            pci::negotiate(regs.device_features()?).map_err(|m| OpenError::MissingFeatures(m.0))?;
+        regs.set_driver_features(features)?;
+        status |= Status::FEATURES_OK;
+        regs.set_common(common::DEVICE_STATUS, status)?;
+        if !Status(regs.common(common::DEVICE_STATUS)?).has(Status::FEATURES_OK) {
+            return Err(OpenError::FeaturesRejected);
+        }
+        // 7: the request queue, in memory mapped through the IOMMU.
+        regs.set_common(common::QUEUE_SELECT, REQUEST_QUEUE)?;
+        if regs.common(common::QUEUE_ENABLE)? != 0 {
+            return Err(OpenError::NoQueue);
+        }
+        let size = blk::queue_size(regs.common(common::QUEUE_SIZE)?, queue_depth)
+            .ok_or(OpenError::NoQueue)?;
+        let layout = DmaLayout::new(size).ok_or(OpenError::QueueLayout)?;
+        let buf = DmaBuffer::alloc(layout.len.div_ceil(PAGE_SIZE))?;
+        let iova = iommu.map_one(buf.grant(), Dir::Bidirectional, 0, buf.len())?;
+        p.mapped = Some((iova, buf.len()));
+        let regs = &mut p.regs;
+        let mut mem = DmaMem(buf);
+        let vq = Virtqueue::new(layout.queue, &mut mem).map_err(|_| OpenError::QueueLayout)?;
+        let at = |off: u64| iova.checked_add(off).ok_or(OpenError::QueueLayout);
+        let (desc, driver, device) = (
+            at(layout.queue.desc)?,
+            at(layout.queue.avail)?,
+            at(layout.queue.used)?,
+        );
+        // The stream is attached: the device may master, through the SMMU.
+        userlib::pci_enable_bus_master(pci_cap)?;
+        Self::route_intx(pci_cap, interrupts)?;
+        regs.set_common(common::QUEUE_SIZE, size)?;
+        regs.set_common64(common::QUEUE_DESC, desc.get())?;
+        regs.set_common64(common::QUEUE_DRIVER, driver.get())?;
+        regs.set_common64(common::QUEUE_DEVICE, device.get())?;
+        regs.set_common(common::MSIX_CONFIG, common::NO_VECTOR)?;
+        regs.set_common(common::QUEUE_MSIX_VECTOR, common::NO_VECTOR)?;
+        let notify_off = regs.common(common::QUEUE_NOTIFY_OFF)?;
+        if !regs.set_notify_off(notify_off) {
+            return Err(OpenError::QueueLayout);
+        }
+        regs.set_common(common::QUEUE_ENABLE, 1)?;
+        // Device configuration, stable across one generation.
+        let config = Self::read_config(regs, features)?;
+        // 8: DRIVER_OK.
+        status |= Status::DRIVER_OK;
+        regs.set_common(common::DEVICE_STATUS, status)?;
+        if Status(regs.common(common::DEVICE_STATUS)?).needs_reset() {
+            return Err(OpenError::NeedsReset);
+        }
+        let depth = blk::queue_depth(size, queue_depth);
+        let info = Info {
+            sectors: config.capacity,
+            sector_size: config.sector_size(),
+            max_transfer: config.max_transfer(MAX_TRANSFER_CAP),
+            queue_depth: depth,
+            device_kind: DEVICE_KIND,
+        };
+        Ok(Ready {
+            mem,
+            layout,
+            iova,
+            vq,
+            inflight: InFlight::new(depth, size),
+            info,
+            features,
+        })
+    }
+
+    /// INTx on when completions come by interrupt (MSI-X stays disabled,
+    /// so QEMU raises INTx), off when polling [PCI 3.0 §6.2.2].
+    fn route_intx(pci_cap: u32, interrupts: bool) -> Result<(), OpenError> {
+        let dword = userlib::pci_config_read(pci_cap, header::COMMAND_STATUS)?;
+        // Write the command half only: status bits are write-1-to-clear.
+        let command = dword & 0xffff;
+        let command = if interrupts {
+            command & !header::COMMAND_INTX_DISABLE
+        } else {
+            command | header::COMMAND_INTX_DISABLE
+        };
+        Ok(userlib::pci_config_write(
+            pci_cap,
+            header::COMMAND_STATUS,
+            command,
+        )?)
+    }
+
+    /// Reads the device configuration until two `config_generation` reads
+    /// around it agree [VIRTIO-1.2 §2.5.1, §4.1.4.3.1].
+    fn read_config(regs: &Transport, features: u64) -> Result<BlkConfig, OpenError> {
+        for _ in 0..CONFIG_ATTEMPTS {
+            let before = regs.common(common::CONFIG_GENERATION)?;
+            let config = BlkConfig::read(features, |off| regs.device_config32(off))
+                .ok_or(OpenError::Register)?;
+            if regs.common(common::CONFIG_GENERATION)? == before {
+                return Ok(config);
+            }
+        }
+        Err(OpenError::ConfigUnstable)
+    }
+
+    /// The StreamID the IOMMU server attached.
+    pub fn stream_id(&self) -> StreamId {
+        self.sid
+    }
+
+    /// Gives up on the device: resets it so that it stops its DMA, and
+    /// queues a `DeviceError` for every request in flight.
+    fn fail_device(&mut self) {
+        if self.broken {
+            return;
+        }
+        self.broken = true;
+        let _ = self.regs.set_common(common::DEVICE_STATUS, Status::RESET.0);
+        let pending = &mut self.pending;
+        self.inflight
+            .fail_all(|slot| pending.push((slot, Err(BlockError::DeviceError))));
+    }
+
+    /// Checks one I/O; returns the descriptors its chain needs.
+    fn check(&self, io: &DeviceIo) -> Result<u16, BlockError> {
+        match io.kind {
+            IoKind::Flush if !self.flush => Err(BlockError::UnknownOp),
+            IoKind::Flush => Ok(2),
+            IoKind::Write if self.read_only => Err(BlockError::NotPermitted),
+            IoKind::Read | IoKind::Write => {
+                if io.sectors == 0 || io.bytes != u64::from(io.sectors) * SECTOR_BYTES {
+                    return Err(BlockError::Malformed);
+                }
+                if io.bytes > u64::from(self.info.max_transfer) {
+                    return Err(BlockError::TooLarge);
+                }
+                if io
+                    .lba
+                    .checked_add(u64::from(io.sectors))
+                    .is_none_or(|end| end > self.info.sectors)
+                {
+                    return Err(BlockError::OutOfRange);
+                }
+                Ok(blk::DESCS_PER_REQUEST)
+            }
+        }
+    }
+
+    /// Device address of byte `offset` of the driver's DMA region.
+    fn dma_iova(&self, offset: u64) -> Iova {
+        // `offset < layout.len` and the IOMMU server mapped that whole
+        // range at `iova`, so this cannot overflow.
+        Iova::new(self.iova.get() + offset)
+    }
+
+    /// Adds one checked I/O's chain; returns its head.
+    fn add(&mut self, io: &DeviceIo) -> Option<u16> {
+        let head = self.vq.next_head()?;
+        let (kind, sector, data) = match io.kind {
+            IoKind::Read => (RequestType::In, io.lba, Some(true)),
+            IoKind::Write => (RequestType::Out, io.lba, Some(false)),
+            IoKind::Flush => (RequestType::Flush, 0, None),
+        };
+        let (hdr, st) = (self.layout.header(head), self.layout.status(head));
+        RequestHeader { kind, sector }.write(&mut self.mem, hdr);
+        self.mem.write_u8(st, blk::status::PENDING);
+        let header = Buffer {
+            iova: self.dma_iova(hdr),
+            len: blk::req::HEADER_BYTES as u32,
+            device_writes: false,
+        };
+        let status = Buffer {
+            iova: self.dma_iova(st),
+            len: blk::req::STATUS_BYTES as u32,
+            device_writes: true,
+        };
+        let got = match data {
+            Some(device_writes) => {
+                let data = Buffer {
+                    iova: io.iova,
+                    len: u32::try_from(io.bytes).ok()?,
+                    device_writes,
+                };
+                self.vq.add(&mut self.mem, &[header, data, status])
+            }
+            None => self.vq.add(&mut self.mem, &[header, status]),
+        };
+        got.ok().filter(|&h| h == head)
+    }
+}
+
+impl BlockDevice for VirtioBlk {
+    fn info(&self) -> Info {
+        self.info
+    }
+
+    fn submit(&mut self, ios: &[DeviceIo]) -> Result<(), BlockError> {
+        if self.broken {
+            return Err(BlockError::DeviceError);
+        }
+        let mut descs = 0u32;
+        for (i, io) in ios.iter().enumerate() {
+            if !self.inflight.slot_free(io.slot) || ios[..i].iter().any(|o| o.slot == io.slot) {
+                return Err(BlockError::QueueFull);
+            }
+            descs += u32::from(self.check(io)?);
+        }
+        // Chains abandoned after a timeout may still hold descriptors.
+        if descs > u32::from(self.vq.num_free()) {
+            return Err(BlockError::QueueFull);
+        }
+        let deadline = userlib::counter().saturating_add(self.timeout_ticks);
+        let mut heads: Vec<u16> = Vec::with_capacity(ios.len());
+        for io in ios {
+            match self.add(io) {
+                Some(head) if self.inflight.start(io.slot, head, deadline) => heads.push(head),
+                _ => {
+                    // Cannot happen after the checks above; if it does, none
+                    // of this batch was published: forget its requests and
+                    // give up on the device (the others in flight are
+                    // reported failed).
+                    for head in heads {
+                        let _ = self.inflight.complete(head);
+                    }
+                    self.fail_device();
+                    return Err(BlockError::DeviceError);
+                }
+            }
+        }
+        self.vq.publish(&mut self.mem);
+        if self.regs.notify(REQUEST_QUEUE).is_err() {
+            self.fail_device();
+        }
+        Ok(())
+    }
+
+    fn completions(&mut self, out: &mut Vec<(u16, Result<(), BlockError>)>) {
+        out.append(&mut self.pending);
+        if self.broken {
+            return;
+        }
+        match self.regs.common(common::DEVICE_STATUS) {
+            Ok(s) if !Status(s).needs_reset() => {}
+            _ => {
+                self.fail_device();
+                out.append(&mut self.pending);
+                return;
+            }
+        }
+        loop {
+            match self.vq.pop_used(&mut self.mem) {
+                Ok(None) => break,
+                Ok(Some(used)) => {
+                    // An abandoned (timed-out) request is swallowed here.
+                    if let Some(slot) = self.inflight.complete(used.head) {
+                        let st = self.mem.read_u8(self.layout.status(used.head));
+                        let r = match Outcome::from_status(st) {
+                            Outcome::Ok => Ok(()),
+                            _ => Err(BlockError::DeviceError),
+                        };
+                        out.push((slot, r));
+                    }
+                }
+                Err(_) => {
+                    self.fail_device();
+                    out.append(&mut self.pending);
+                    return;
+                }
+            }
+        }
+        if self.inflight.active() > 0 {
+            self.inflight.expire(userlib::counter(), |slot| {
+                out.push((slot, Err(BlockError::Timeout)))
+            });
+        }
+    }
+
+    fn irq(&self) -> Option<(u32, u64)> {
+        self.irq
+    }
+
+    fn on_interrupt(&mut self) {
+        // Reading ISR status clears it and deasserts INTx; the used ring
+        // tells what completed, and a configuration change (capacity) is
+        // not acted on.
+        let _ = self.regs.read_isr();
+    }
+}
