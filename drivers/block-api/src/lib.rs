@@ -113,6 +113,12 @@ pub enum Op {
     Submit = 2,
     /// Wait for completions.
     Reap = 3,
+    /// The driver's counters since the last `SetMode`.
+    Stats = 4,
+    /// Benchmark only: switch the driver's IOMMU policy (the driver
+    /// quiesces its device, the IOMMU server changes the policy, the device
+    /// comes back up) and reset the counters.
+    SetMode = 5,
 }
 
 impl Op {
@@ -121,7 +127,136 @@ impl Op {
             1 => Some(Op::Info),
             2 => Some(Op::Submit),
             3 => Some(Op::Reap),
+            4 => Some(Op::Stats),
+            5 => Some(Op::SetMode),
             _ => None,
+        }
+    }
+}
+
+/// The IOMMU modes the benchmark compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchMode {
+    /// No translation, no invalidation: the ceiling.
+    Bypass,
+    /// Strict, one CMD_SYNC per unmap: the classic baseline.
+    StrictPerUnmap,
+    /// Strict with syncs shared across unmaps and clients.
+    Strict,
+    /// Deferred: unmaps answered at once, invalidated by a flush queue of
+    /// at most `max_entries` entries or `max_age_us` µs.
+    Deferred {
+        /// Flush-queue length bound.
+        max_entries: u32,
+        /// Flush-queue age bound in µs.
+        max_age_us: u32,
+    },
+}
+
+impl BenchMode {
+    /// The mode's name in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BenchMode::Bypass => "bypass",
+            BenchMode::StrictPerUnmap => "strict-per-unmap",
+            BenchMode::Strict => "strict",
+            BenchMode::Deferred { .. } => "deferred",
+        }
+    }
+
+    const fn code(self) -> u32 {
+        match self {
+            BenchMode::Bypass => 1,
+            BenchMode::StrictPerUnmap => 2,
+            BenchMode::Strict => 3,
+            BenchMode::Deferred { .. } => 4,
+        }
+    }
+}
+
+/// A driver's counters (answer to `Stats`): its own work and the IOMMU
+/// server's work for it, since the last `SetMode`. 13 little-endian `u64`s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockStats {
+    /// I/Os completed.
+    pub ios: u64,
+    /// `Submit` requests handled.
+    pub submits: u64,
+    /// `Reap` requests answered.
+    pub reaps: u64,
+    /// Map calls to the IOMMU server.
+    pub iommu_map_calls: u64,
+    /// Unmap calls to the IOMMU server.
+    pub iommu_unmap_calls: u64,
+    /// Fault queries to the IOMMU server.
+    pub iommu_fault_calls: u64,
+    /// I/Os failed with `DmaFault`.
+    pub dma_faults: u64,
+    /// Ranges the IOMMU server unmapped for the driver.
+    pub unmapped_ranges: u64,
+    /// TLBI commands issued for the driver's domain.
+    pub tlbi_commands: u64,
+    /// CMD_SYNCs the driver's unmaps took part in.
+    pub cmd_syncs: u64,
+    /// Command-queue doorbells those took.
+    pub doorbells: u64,
+    /// Counter ticks the IOMMU server spent on the driver.
+    pub server_ticks: u64,
+    /// Longest deferred stale window, µs.
+    pub max_stale_window_us: u64,
+}
+
+impl BlockStats {
+    const FIELDS: usize = 13;
+
+    fn to_array(self) -> [u64; Self::FIELDS] {
+        [
+            self.ios,
+            self.submits,
+            self.reaps,
+            self.iommu_map_calls,
+            self.iommu_unmap_calls,
+            self.iommu_fault_calls,
+            self.dma_faults,
+            self.unmapped_ranges,
+            self.tlbi_commands,
+            self.cmd_syncs,
+            self.doorbells,
+            self.server_ticks,
+            self.max_stale_window_us,
+        ]
+    }
+
+    fn from_array(a: [u64; Self::FIELDS]) -> Self {
+        let [
+            ios,
+            submits,
+            reaps,
+            iommu_map_calls,
+            iommu_unmap_calls,
+            iommu_fault_calls,
+            dma_faults,
+            unmapped_ranges,
+            tlbi_commands,
+            cmd_syncs,
+            doorbells,
+            server_ticks,
+            max_stale_window_us,
+        ] = a;
+        Self {
+            ios,
+            submits,
+            reaps,
+            iommu_map_calls,
+            iommu_unmap_calls,
+            iommu_fault_calls,
+            dma_faults,
+            unmapped_ranges,
+            tlbi_commands,
+            cmd_syncs,
+            doorbells,
+            server_ticks,
+            max_stale_window_us,
         }
     }
 }
@@ -248,6 +383,10 @@ pub enum Request<'a> {
         /// At most this many (1..=[`MAX_COMPLETIONS`]).
         max: u16,
     },
+    /// The driver's counters.
+    Stats,
+    /// Switch the driver's IOMMU mode (benchmark systems only).
+    SetMode(BenchMode),
 }
 
 /// I/O descriptors: a slice to encode, or validated wire bytes.
@@ -290,6 +429,8 @@ impl<'a> Request<'a> {
             Request::Info => Op::Info,
             Request::Submit(_) => Op::Submit,
             Request::Reap { .. } => Op::Reap,
+            Request::Stats => Op::Stats,
+            Request::SetMode(_) => Op::SetMode,
         }
     }
 
@@ -325,6 +466,23 @@ impl<'a> Request<'a> {
                 );
                 Ok(HEADER_BYTES)
             }
+            Request::Stats => {
+                header(buf, Op::Stats as u16, 0, 0);
+                Ok(HEADER_BYTES)
+            }
+            Request::SetMode(m) => {
+                header(buf, Op::SetMode as u16, 1, m.code());
+                let (n, t) = match m {
+                    BenchMode::Deferred {
+                        max_entries,
+                        max_age_us,
+                    } => (*max_entries, *max_age_us),
+                    _ => (0, 0),
+                };
+                buf[HEADER_BYTES..HEADER_BYTES + 4].copy_from_slice(&n.to_le_bytes());
+                buf[HEADER_BYTES + 4..HEADER_BYTES + 8].copy_from_slice(&t.to_le_bytes());
+                Ok(HEADER_BYTES + 8)
+            }
         }
     }
 
@@ -354,6 +512,21 @@ impl<'a> Request<'a> {
                 }
                 Ok(Request::Reap { min, max })
             }
+            Op::Stats if count == 0 && arg == 0 && body.is_empty() => Ok(Request::Stats),
+            Op::SetMode if count == 1 && body.len() == 8 => {
+                let (n, t) = (u32_at(body, 0), u32_at(body, 4));
+                let mode = match (arg, n, t) {
+                    (1, 0, 0) => BenchMode::Bypass,
+                    (2, 0, 0) => BenchMode::StrictPerUnmap,
+                    (3, 0, 0) => BenchMode::Strict,
+                    (4, n, t) if n > 0 && t > 0 => BenchMode::Deferred {
+                        max_entries: n,
+                        max_age_us: t,
+                    },
+                    _ => return Err(BlockError::Malformed),
+                };
+                Ok(Request::SetMode(mode))
+            }
             _ => Err(BlockError::Malformed),
         }
     }
@@ -368,6 +541,10 @@ pub enum Response<'a> {
     Accepted,
     /// To `Reap`.
     Completions(Completions<'a>),
+    /// To `Stats`.
+    Stats(BlockStats),
+    /// To `SetMode`: the device is back up in the new mode.
+    ModeSet,
 }
 
 /// Completions: a slice to encode, or validated wire bytes.
@@ -434,9 +611,17 @@ impl<'a> Response<'a> {
                 b[20..24].fill(0);
                 Ok(HEADER_BYTES + INFO_BYTES)
             }
-            Response::Accepted => {
+            Response::Accepted | Response::ModeSet => {
                 header(buf, 0, 0, 0);
                 Ok(HEADER_BYTES)
+            }
+            Response::Stats(s) => {
+                header(buf, 0, BlockStats::FIELDS, 0);
+                for (i, v) in s.to_array().iter().enumerate() {
+                    buf[HEADER_BYTES + 8 * i..HEADER_BYTES + 8 * (i + 1)]
+                        .copy_from_slice(&v.to_le_bytes());
+                }
+                Ok(HEADER_BYTES + 8 * BlockStats::FIELDS)
             }
             Response::Completions(c) => {
                 let n = c.len();
@@ -492,6 +677,14 @@ impl<'a> Response<'a> {
                 }))
             }
             Op::Submit if count == 0 && body.is_empty() => Ok(Response::Accepted),
+            Op::SetMode if count == 0 && body.is_empty() => Ok(Response::ModeSet),
+            Op::Stats if count == BlockStats::FIELDS && body.len() == 8 * BlockStats::FIELDS => {
+                let mut a = [0u64; BlockStats::FIELDS];
+                for (i, v) in a.iter_mut().enumerate() {
+                    *v = u64_at(body, 8 * i);
+                }
+                Ok(Response::Stats(BlockStats::from_array(a)))
+            }
             Op::Reap
                 if (1..=MAX_COMPLETIONS).contains(&count)
                     && body.len() == count * COMPLETION_BYTES =>
@@ -564,6 +757,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn stats_and_set_mode_round_trip() {
+        let mut buf = [0u8; MSG_MAX];
+        let s = BlockStats {
+            ios: 1,
+            submits: 2,
+            reaps: 3,
+            cmd_syncs: 9,
+            max_stale_window_us: 13,
+            ..Default::default()
+        };
+        let n = Response::Stats(s).encode(&mut buf).unwrap();
+        assert_eq!(
+            Response::decode(Op::Stats, &buf[..n]),
+            Ok(Response::Stats(s))
+        );
+        for m in [
+            BenchMode::Bypass,
+            BenchMode::StrictPerUnmap,
+            BenchMode::Strict,
+            BenchMode::Deferred {
+                max_entries: 256,
+                max_age_us: 1000,
+            },
+        ] {
+            let n = Request::SetMode(m).encode(&mut buf).unwrap();
+            assert_eq!(Request::decode(&buf[..n]), Ok(Request::SetMode(m)));
+        }
+        let n = Request::SetMode(BenchMode::Deferred {
+            max_entries: 0,
+            max_age_us: 5,
+        })
+        .encode(&mut buf)
+        .unwrap();
+        assert_eq!(Request::decode(&buf[..n]), Err(BlockError::Malformed));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use block_api::{BlockError, Completion, Info, Io, Ios, MSG_MAX, Request, Response};
+use block_api::{
+    BenchMode, BlockError, BlockStats, Completion, Info, Io, Ios, MSG_MAX, Request, Response,
+};
 use userlib::DmaBuffer;
 
 /// What a block call can fail with.
@@ -98,6 +100,23 @@ impl Block {
                 }
                 Ok(n)
             }
+            _ => Err(BlockError::Malformed.into()),
+        })
+    }
+
+    /// The driver's counters since its last mode switch.
+    pub fn stats(&self) -> Result<BlockStats, ClientError> {
+        self.call(&Request::Stats, None, |r| match r {
+            Response::Stats(s) => Ok(s),
+            _ => Err(BlockError::Malformed.into()),
+        })
+    }
+
+    /// Benchmark systems only: switches the driver's IOMMU mode (nothing of
+    /// this client may be in flight) and resets its counters.
+    pub fn set_mode(&self, mode: BenchMode) -> Result<(), ClientError> {
+        self.call(&Request::SetMode(mode), None, |r| match r {
+            Response::ModeSet => Ok(()),
             _ => Err(BlockError::Malformed.into()),
         })
     }

@@ -6,6 +6,7 @@
 
 use abi::Iova;
 use block_api::{BlockError, Info, IoKind};
+use iommu_client::Iommu;
 
 /// One I/O ready for the device: its buffer (`bytes` long) is mapped for
 /// the device's DMA at the contiguous IOVA range starting at `iova`.
@@ -52,4 +53,16 @@ pub trait BlockDevice {
     /// `completions` and before the loop acknowledges the interrupt: e.g.
     /// read virtio's ISR status to deassert INTx.
     fn on_interrupt(&mut self);
+
+    /// Benchmark mode switch, first half: quiesce the device (the loop
+    /// guarantees nothing is in flight) so that it no longer reads or
+    /// writes the driver's memory, then remove that memory's IOMMU mapping.
+    fn stop(&mut self, iommu: &Iommu) -> Result<(), BlockError>;
+
+    /// Second half, once the IOMMU server applied the new policy: map the
+    /// same memory again (its device address may change: under bypass it
+    /// is the bus address) and bring the device up again.
+    fn restart(self, iommu: &Iommu) -> Result<Self, BlockError>
+    where
+        Self: Sized;
 }

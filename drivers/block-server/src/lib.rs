@@ -13,6 +13,7 @@
 extern crate alloc;
 
 pub mod device;
+mod policy;
 pub mod serve;
 
 pub use device::{BlockDevice, DeviceIo};
@@ -44,7 +45,7 @@ pub fn run_driver<D: BlockDevice, E: Display>(
     let queue_depth = userlib::arg_u64(info, "queue_depth", 64)
         .unwrap_or(64)
         .clamp(1, 1024) as u16;
-    let mut device = match open(&iommu, dev, irq, queue_depth) {
+    let device = match open(&iommu, dev, irq, queue_depth) {
         Ok(d) => d,
         Err(e) => {
             log!("{name}: device unusable: {e}");
@@ -68,6 +69,7 @@ pub fn run_driver<D: BlockDevice, E: Display>(
         fault_injection: info.arg("fault_injection") == Some("on"),
         poll_us: 1_000,
         name,
+        bench: info.arg("bench") == Some("on"),
     };
-    serve(&mut device, &iommu, blk, cfg)
+    serve(device, &iommu, blk, cfg)
 }

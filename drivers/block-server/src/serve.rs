@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 use abi::syscall::{FOREVER, GRANT_MAX_PAGES};
 use abi::{Iova, PAGE_SIZE};
 use block_api::{
-    BlockError, Completion, Completions, FLAG_INJECT_UNMAP, Io, IoKind, MAX_COMPLETIONS, MSG_MAX,
-    Request, Response, SECTOR_SIZE,
+    BenchMode, BlockError, BlockStats, Completion, Completions, FLAG_INJECT_UNMAP, Io, IoKind,
+    MAX_COMPLETIONS, MSG_MAX, Request, Response, SECTOR_SIZE,
 };
 use iommu_api::{Dir, Extent, FaultRecord, MAX_FAULT_RECORDS, MAX_MAP_ENTRIES, MAX_UNMAP_ENTRIES};
 use iommu_client::Iommu;
@@ -32,6 +32,8 @@ pub struct Config {
     pub poll_us: u64,
     /// Name for log lines.
     pub name: &'static str,
+    /// Accept `SetMode` (benchmark systems only).
+    pub bench: bool,
 }
 
 /// What the loop counted, for the benchmark's per-I/O figures.
@@ -41,6 +43,8 @@ pub struct Counters {
     pub ios: u64,
     /// `Submit` requests handled.
     pub submits: u64,
+    /// `Reap` requests answered.
+    pub reaps: u64,
     /// Calls to the IOMMU server: map, unmap, fault queries.
     pub iommu_maps: u64,
     /// Unmap calls.
@@ -75,7 +79,8 @@ struct Client {
 }
 
 struct Loop<'a, D> {
-    dev: &'a mut D,
+    /// The device; `None` only while a mode switch restarts it.
+    dev: Option<D>,
     iommu: &'a Iommu,
     cfg: Config,
     info: block_api::Info,
@@ -88,11 +93,11 @@ struct Loop<'a, D> {
 }
 
 /// Serves the block protocol on `endpoint` for `dev`, forever.
-pub fn serve<D: BlockDevice>(dev: &mut D, iommu: &Iommu, endpoint: u32, cfg: Config) -> ! {
+pub fn serve<D: BlockDevice>(dev: D, iommu: &Iommu, endpoint: u32, cfg: Config) -> ! {
     let info = dev.info();
     let mut l = Loop {
         slots: alloc::vec![None; usize::from(info.queue_depth)],
-        dev,
+        dev: Some(dev),
         iommu,
         cfg,
         info,
@@ -104,7 +109,7 @@ pub fn serve<D: BlockDevice>(dev: &mut D, iommu: &Iommu, endpoint: u32, cfg: Con
     // The grant's frames go to the IOMMU server by forwarding; the driver
     // never needs them.
     let mut frames: [u64; 0] = [];
-    let irq = l.dev.irq();
+    let irq = l.dev().irq();
     loop {
         let busy = l.slots.iter().any(Option::is_some);
         let timeout = if busy { l.cfg.poll_us } else { FOREVER };
@@ -124,7 +129,7 @@ pub fn serve<D: BlockDevice>(dev: &mut D, iommu: &Iommu, endpoint: u32, cfg: Con
                 if let Some((cap, bit)) = irq
                     && got.notification & bit != 0
                 {
-                    l.dev.on_interrupt();
+                    l.dev_mut().on_interrupt();
                     l.complete();
                     let _ = userlib::irq_ack(cap);
                 }
@@ -149,10 +154,27 @@ fn reply(token: u64, r: Result<Response<'_>, BlockError>) {
 }
 
 impl<D: BlockDevice> Loop<'_, D> {
+    fn dev(&self) -> &D {
+        self.dev
+            .as_ref()
+            .expect("the device is up outside a mode switch")
+    }
+
+    fn dev_mut(&mut self) -> &mut D {
+        self.dev
+            .as_mut()
+            .expect("the device is up outside a mode switch")
+    }
+
     fn call(&mut self, badge: u32, msg: &[u8], token: u64, grant_va: u64, grant_len: u64) {
         match Request::decode(msg) {
             Err(e) => reply(token, Err(e)),
             Ok(Request::Info) => reply(token, Ok(Response::Info(self.info))),
+            Ok(Request::Stats) => reply(token, self.stats().map(Response::Stats)),
+            Ok(Request::SetMode(mode)) => {
+                let r = self.set_mode(mode);
+                reply(token, r.map(|()| Response::ModeSet));
+            }
             Ok(Request::Submit(ios)) => {
                 let ios: Vec<Io> = ios.iter().collect();
                 let r = self.submit(badge, &ios, token, grant_va, grant_len);
@@ -295,7 +317,7 @@ impl<D: BlockDevice> Loop<'_, D> {
             });
         }
         drop(free);
-        if let Err(e) = self.dev.submit(&dev_ios) {
+        if let Err(e) = self.dev_mut().submit(&dev_ios) {
             self.unmap_now(ios, &iovas);
             return Err(e);
         }
@@ -335,6 +357,7 @@ impl<D: BlockDevice> Loop<'_, D> {
     }
 
     fn answer_reaps(&mut self) {
+        let counters = &mut self.counters;
         for c in self.clients.values_mut() {
             let Some((token, min, max)) = c.reaping else {
                 continue;
@@ -345,6 +368,7 @@ impl<D: BlockDevice> Loop<'_, D> {
             let n = c.done.len().min(usize::from(max)).min(MAX_COMPLETIONS);
             let batch: Vec<Completion> = c.done.drain(..n).collect();
             c.reaping = None;
+            counters.reaps += 1;
             reply(token, Ok(Response::Completions(Completions::Slice(&batch))));
         }
     }
@@ -354,7 +378,7 @@ impl<D: BlockDevice> Loop<'_, D> {
     /// answers waiting `Reap`s and death notices.
     fn complete(&mut self) {
         let mut done = Vec::new();
-        self.dev.completions(&mut done);
+        self.dev_mut().completions(&mut done);
         if done.is_empty() {
             return;
         }
@@ -446,6 +470,73 @@ impl<D: BlockDevice> Loop<'_, D> {
                 return;
             }
         }
+    }
+
+    /// The loop's counters with the IOMMU server's for this driver.
+    fn stats(&self) -> Result<BlockStats, BlockError> {
+        let s = self.iommu.stats().map_err(|e| {
+            log!("{}: IOMMU stats refused: {e}", self.cfg.name);
+            BlockError::Iommu
+        })?;
+        let c = self.counters;
+        Ok(BlockStats {
+            ios: c.ios,
+            submits: c.submits,
+            reaps: c.reaps,
+            iommu_map_calls: c.iommu_maps,
+            iommu_unmap_calls: c.iommu_unmaps,
+            iommu_fault_calls: c.iommu_fault_queries,
+            dma_faults: c.dma_faults,
+            unmapped_ranges: s.unmaps,
+            tlbi_commands: s.tlbi_commands,
+            cmd_syncs: s.syncs,
+            doorbells: s.doorbells,
+            server_ticks: s.server_ticks,
+            max_stale_window_us: s.max_stale_window_us,
+        })
+    }
+
+    /// Benchmark mode switch: with nothing in flight, stop the device,
+    /// have the IOMMU server change this driver's policy (which also
+    /// resets its counters there), restart the device, reset ours.
+    fn set_mode(&mut self, mode: BenchMode) -> Result<(), BlockError> {
+        if !self.cfg.bench {
+            return Err(BlockError::NotPermitted);
+        }
+        if self.slots.iter().any(Option::is_some) {
+            return Err(BlockError::QueueFull);
+        }
+        let iommu = self.iommu;
+        self.dev_mut().stop(iommu)?;
+        let switched = crate::policy::apply(self.iommu, mode);
+        let dev = self
+            .dev
+            .take()
+            .expect("the device is up outside a mode switch");
+        // Bring the device back whatever the switch did: the driver must
+        // keep serving.
+        match dev.restart(self.iommu) {
+            Ok(d) => self.dev = Some(d),
+            Err(e) => {
+                log!(
+                    "{}: the device did not come back after a mode switch: {e}",
+                    self.cfg.name
+                );
+                userlib::exit(1);
+            }
+        }
+        switched.map_err(|e| {
+            log!(
+                "{}: the IOMMU server refused mode {}: {e}",
+                self.cfg.name,
+                mode.name()
+            );
+            BlockError::Iommu
+        })?;
+        self.info = self.dev().info();
+        self.counters = Counters::default();
+        log!("{}: IOMMU mode now {}", self.cfg.name, mode.name());
+        Ok(())
     }
 
     fn client_died(&mut self, badge: u32, token: u64) {

@@ -133,6 +133,8 @@ fn sys(step: &'static str) -> impl FnOnce(abi::Error) -> OpenError {
 
 /// An NVMe controller with one I/O queue pair, serving namespace 1.
 pub struct Nvme {
+    /// The PCI capability of the controller.
+    pci_cap: u32,
     bar: DeviceRegion,
     /// All of the driver's DMA memory, laid out by `layout`.
     mem: DmaBuffer,
@@ -247,6 +249,7 @@ impl Nvme {
             failed: false,
             scratch: vec![0; (PAGE / 8) as usize],
             stray: 0,
+            pci_cap,
         };
         if let Err(e) = nvme.bring_up(pci_cap) {
             // Leave the controller off: it must not keep fetching from
@@ -582,6 +585,63 @@ impl Nvme {
 }
 
 impl BlockDevice for Nvme {
+    fn stop(&mut self, iommu: &Iommu) -> Result<(), BlockError> {
+        let off = self.disable().and_then(|()| {
+            iommu
+                .unmap(&[iommu_api::Extent::new(self.iova.get(), self.mem.len())])
+                .map_err(|error| OpenError::Iommu {
+                    step: "unmapping queue memory",
+                    error,
+                })
+        });
+        off.map(|_| ()).map_err(|e| {
+            log!("nvme: stopping failed: {e}");
+            BlockError::DeviceError
+        })
+    }
+
+    fn restart(mut self, iommu: &Iommu) -> Result<Self, BlockError> {
+        let again = (|| {
+            iommu
+                .attach(self.pci_cap, DMA_BITS)
+                .map_err(|error| OpenError::Iommu {
+                    step: "attach",
+                    error,
+                })?;
+            self.iova = iommu
+                .map_one(self.mem.grant(), Dir::Bidirectional, 0, self.mem.len())
+                .map_err(|error| OpenError::Iommu {
+                    step: "mapping queue memory",
+                    error,
+                })?;
+            for word in 0..self.mem.len() / 8 {
+                self.mem
+                    .write::<u64>(word * 8, 0)
+                    .ok_or(OpenError::Unsupported("queue memory"))?;
+            }
+            let depth = self.cids.len();
+            let bad = OpenError::QueueDepth {
+                requested: depth,
+                max: depth,
+            };
+            self.admin_sq = SqRing::new(ADMIN_ENTRIES).ok_or(bad)?;
+            self.admin_cq = CqRing::new(ADMIN_ENTRIES).ok_or(bad)?;
+            self.admin_cid = 0;
+            self.io_sq = SqRing::new(self.layout.io_entries).ok_or(bad)?;
+            self.io_cq = CqRing::new(self.layout.io_entries).ok_or(bad)?;
+            self.cids = CidTable::new(depth).ok_or(bad)?;
+            self.failed = false;
+            self.bring_up(self.pci_cap)
+        })();
+        match again {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                log!("nvme: restarting failed: {e}");
+                Err(BlockError::DeviceError)
+            }
+        }
+    }
+
     fn info(&self) -> Info {
         Info {
             sectors: self

@@ -26,7 +26,7 @@ use block_api::{BlockError, Info, IoKind};
 use block_server::{BlockDevice, DeviceIo};
 use iommu_api::{Dir, Extent};
 use iommu_client::{ClientError, Iommu};
-use userlib::DmaBuffer;
+use userlib::{DmaBuffer, log};
 use virtio_core::blk::{
     self, BlkConfig, DmaLayout, Outcome, RequestHeader, RequestType, SECTOR_BYTES,
 };
@@ -174,6 +174,10 @@ fn reset(regs: &mut Transport, hz: u64) -> Result<(), OpenError> {
 
 /// A virtio-blk device ready for I/O.
 pub struct VirtioBlk {
+    /// The PCI capability of the function.
+    pci_cap: u32,
+    /// Requests asked for at open (a restart asks for the same).
+    requested_depth: u16,
     regs: Transport,
     mem: DmaMem,
     layout: DmaLayout,
@@ -250,8 +254,10 @@ impl VirtioBlk {
             hz,
             mapped: None,
         };
-        match Self::init(&mut p, iommu, pci_cap, irq.is_some(), queue_depth) {
+        match Self::init(&mut p, iommu, pci_cap, irq.is_some(), queue_depth, None) {
             Ok(r) => Ok(VirtioBlk {
+                pci_cap,
+                requested_depth: queue_depth,
                 regs: p.regs,
                 mem: r.mem,
                 layout: r.layout,
@@ -286,6 +292,7 @@ impl VirtioBlk {
         pci_cap: u32,
         interrupts: bool,
         queue_depth: u16,
+        reuse: Option<DmaBuffer>,
     ) -> Result<Ready, OpenError> {
         let regs = &mut p.regs;
         // 1-3: reset, ACKNOWLEDGE, DRIVER.
@@ -311,7 +318,17 @@ impl VirtioBlk {
         let size = blk::queue_size(regs.common(common::QUEUE_SIZE)?, queue_depth)
             .ok_or(OpenError::NoQueue)?;
         let layout = DmaLayout::new(size).ok_or(OpenError::QueueLayout)?;
-        let buf = DmaBuffer::alloc(layout.len.div_ceil(PAGE_SIZE))?;
+        // A restart reuses the memory of the previous run (tasks cannot
+        // free DMA memory); it is zeroed so the rings start empty.
+        let buf = match reuse {
+            Some(mut b) if b.len() >= layout.len => {
+                for word in 0..b.len() / 8 {
+                    b.write::<u64>(word * 8, 0).ok_or(OpenError::QueueLayout)?;
+                }
+                b
+            }
+            _ => DmaBuffer::alloc(layout.len.div_ceil(PAGE_SIZE))?,
+        };
         let iova = iommu.map_one(buf.grant(), Dir::Bidirectional, 0, buf.len())?;
         p.mapped = Some((iova, buf.len()));
         let regs = &mut p.regs;
@@ -483,6 +500,70 @@ impl VirtioBlk {
 }
 
 impl BlockDevice for VirtioBlk {
+    fn stop(&mut self, iommu: &Iommu) -> Result<(), BlockError> {
+        let (_, hz) = userlib::time().map_err(|_| BlockError::DeviceError)?;
+        if let Err(e) = reset(&mut self.regs, hz) {
+            log!("virtio-blk: reset before a mode switch failed: {e}");
+            return Err(BlockError::DeviceError);
+        }
+        iommu
+            .unmap(&[Extent::new(self.iova.get(), self.mem.0.len())])
+            .map_err(|e| {
+                log!("virtio-blk: unmapping the ring failed: {e}");
+                BlockError::Iommu
+            })?;
+        Ok(())
+    }
+
+    fn restart(self, iommu: &Iommu) -> Result<Self, BlockError> {
+        let VirtioBlk {
+            pci_cap,
+            requested_depth,
+            regs,
+            mem,
+            irq,
+            sid,
+            ..
+        } = self;
+        let (_, hz) = userlib::time().map_err(|_| BlockError::DeviceError)?;
+        let mut p = Partial {
+            regs,
+            hz,
+            mapped: None,
+        };
+        match Self::init(
+            &mut p,
+            iommu,
+            pci_cap,
+            irq.is_some(),
+            requested_depth,
+            Some(mem.0),
+        ) {
+            Ok(r) => Ok(VirtioBlk {
+                pci_cap,
+                requested_depth,
+                regs: p.regs,
+                mem: r.mem,
+                layout: r.layout,
+                iova: r.iova,
+                vq: r.vq,
+                inflight: r.inflight,
+                info: r.info,
+                irq,
+                sid,
+                read_only: r.features & feature::BLK_RO != 0,
+                flush: r.features & feature::BLK_FLUSH != 0,
+                broken: false,
+                pending: Vec::new(),
+                timeout_ticks: ticks(hz, IO_TIMEOUT_US),
+            }),
+            Err(e) => {
+                log!("virtio-blk: restarting failed: {e}");
+                Err(BlockError::DeviceError)
+            }
+        }
+    }
+
     fn info(&self) -> Info {
         self.info
     }

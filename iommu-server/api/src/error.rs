@@ -44,11 +44,16 @@ pub enum ApiError {
     NotPermitted = 16,
     /// The SMMU reported an error or timed out.
     Hardware = 17,
+    /// The client still has live mappings (`SetPolicy` needs none).
+    Busy = 18,
+    /// A bypass client's range is not physically contiguous, so no single
+    /// bus address covers it.
+    NotContiguous = 19,
 }
 
 impl ApiError {
     /// Every error, in code order.
-    pub const ALL: [ApiError; 17] = [
+    pub const ALL: [ApiError; 19] = [
         ApiError::Malformed,
         ApiError::UnknownOp,
         ApiError::NoDevice,
@@ -66,6 +71,8 @@ impl ApiError {
         ApiError::Quarantined,
         ApiError::NotPermitted,
         ApiError::Hardware,
+        ApiError::Busy,
+        ApiError::NotContiguous,
     ];
 
     /// The stable code (never 0: 0 is success).
@@ -98,6 +105,8 @@ impl ApiError {
             ApiError::Quarantined => "quarantined",
             ApiError::NotPermitted => "not permitted",
             ApiError::Hardware => "hardware",
+            ApiError::Busy => "busy",
+            ApiError::NotContiguous => "not contiguous",
         }
     }
 }
@@ -121,6 +130,6 @@ mod tests {
             assert_eq!(ApiError::from_code(e.code()), Some(*e));
         }
         assert_eq!(ApiError::from_code(0), None);
-        assert_eq!(ApiError::from_code(18), None);
+        assert_eq!(ApiError::from_code(20), None);
     }
 }

@@ -18,19 +18,24 @@
 //! | 1 `Attach` | one parameter entry `{dma_bits: u8, 15 zero bytes}`; the device is the call's presented PCI capability |
 //! | 2 `Map` | one parameter entry `{dir: u8, 15 zero bytes}`, then 1..=[`MAX_MAP_ENTRIES`] `{offset: u64, len: u64}` inside the call's grant |
 //! | 3 `Unmap` | 1..=[`MAX_UNMAP_ENTRIES`] `{iova: u64, len: u64}` |
-//! | 4 `Flush`, 5 `Stats`, 6 `Faults` | none |
+//! | 4 `Flush`, 5 `Stats`, 6 `Faults`, 8 `ResetStats` | none |
+//! | 7 `SetPolicy` | one parameter entry `{kind: u8, 0: u8, 0: u16, max_entries: u32, max_age_us: u64}`: kind 1 strict, 2 strict-per-unmap, 3 deferred (both bounds non-zero), 4 bypass (both bounds 0 unless deferred) |
 //!
 //! Response: header `{status: u32 (0 = ok, else an ApiError code), count:
 //! u16, reserved: u16 = 0}`, then `count` entries whose size depends on the
 //! request they answer: `Attached` one 8-byte `{sid: u32, 0: u32}`; `Mapped`
-//! one 8-byte IOVA per map entry; `Unmapped`, `Flushed` none; `Stats` eight
-//! 8-byte counters (see [`Stats`]); `Faults` up to [`MAX_FAULT_RECORDS`]
-//! 24-byte [`FaultRecord`]s. An error response has no entries.
+//! one 8-byte IOVA per map entry; `Unmapped` one 8-byte `{faults_pending:
+//! u32, 0: u32}`; `Flushed`, `PolicySet`, `StatsReset` none; `Stats` ten
+//! 8-byte counters (see [`Stats`]; the last two were appended after the
+//! first eight, whose places never move); `Faults` up to
+//! [`MAX_FAULT_RECORDS`] 24-byte [`FaultRecord`]s. An error response has no
+//! entries.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 mod error;
 mod list;
+pub mod policy;
 mod request;
 mod response;
 mod wire;
@@ -38,6 +43,7 @@ mod wire;
 pub use abi::syscall::MSG_MAX;
 pub use error::ApiError;
 pub use list::{Extent, FaultRecord, Iovas, List, WireEntry};
+pub use policy::{InvalidationPolicy, TrustLevel};
 pub use request::{Dir, Op, Request};
 pub use response::{Response, Stats};
 

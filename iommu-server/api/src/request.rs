@@ -5,7 +5,8 @@
 
 use crate::error::ApiError;
 use crate::list::{Extent, List, WireEntry};
-use crate::wire::{put, u16_at, u32_at, zero};
+use crate::policy::InvalidationPolicy;
+use crate::wire::{put, u16_at, u32_at, u64_at, zero};
 use crate::{ENTRY_BYTES, HEADER_BYTES, MAX_MAP_ENTRIES, MAX_UNMAP_ENTRIES, MSG_MAX};
 
 /// Operation codes (the header's `op`). Stable.
@@ -24,6 +25,10 @@ pub enum Op {
     Stats = 5,
     /// Drain the caller's coalesced fault records.
     Faults = 6,
+    /// Switch the caller's invalidation policy (benchmark client only).
+    SetPolicy = 7,
+    /// Zero the caller's counters (benchmark client only).
+    ResetStats = 8,
 }
 
 impl Op {
@@ -36,6 +41,8 @@ impl Op {
             4 => Some(Op::Flush),
             5 => Some(Op::Stats),
             6 => Some(Op::Faults),
+            7 => Some(Op::SetPolicy),
+            8 => Some(Op::ResetStats),
             _ => None,
         }
     }
@@ -100,6 +107,64 @@ pub enum Request<'a> {
     Stats,
     /// Answer `Faults`, draining up to `MAX_FAULT_RECORDS` records.
     Faults,
+    /// Switch the caller's invalidation policy. Only a benchmark client
+    /// (trust `bench`) may, and only with no live mapping; its pending
+    /// invalidations are completed first. Answer: `PolicySet`.
+    SetPolicy {
+        /// The new policy (deferred bounds non-zero).
+        policy: InvalidationPolicy,
+    },
+    /// Zero the caller's counters (benchmark client only), after
+    /// completing its pending invalidations. Answer: `StatsReset`.
+    ResetStats,
+}
+
+/// `SetPolicy`'s parameter entry: `{kind: u8, 0: u8, 0: u16, max_entries:
+/// u32, max_age_us: u64}`.
+mod policy_kind {
+    pub const STRICT: u8 = 1;
+    pub const STRICT_PER_UNMAP: u8 = 2;
+    pub const DEFERRED: u8 = 3;
+    pub const BYPASS: u8 = 4;
+}
+
+fn encode_policy(p: InvalidationPolicy) -> [u8; ENTRY_BYTES] {
+    let (kind, n, t) = match p {
+        InvalidationPolicy::Strict => (policy_kind::STRICT, 0, 0),
+        InvalidationPolicy::StrictPerUnmap => (policy_kind::STRICT_PER_UNMAP, 0, 0),
+        InvalidationPolicy::Deferred {
+            max_entries,
+            max_age_us,
+        } => (policy_kind::DEFERRED, max_entries, max_age_us),
+        InvalidationPolicy::Bypass => (policy_kind::BYPASS, 0, 0),
+    };
+    let mut e = [0u8; ENTRY_BYTES];
+    e[0] = kind;
+    put(&mut e, 4, &n.to_le_bytes());
+    put(&mut e, 8, &t.to_le_bytes());
+    e
+}
+
+fn decode_policy(e: &[u8]) -> Result<InvalidationPolicy, ApiError> {
+    let (Some(&kind), Some(n), Some(t)) = (e.first(), u32_at(e, 4), u64_at(e, 8)) else {
+        return Err(ApiError::Malformed);
+    };
+    if e.len() != ENTRY_BYTES || !zero(e, 1, 4) {
+        return Err(ApiError::Malformed);
+    }
+    let policy = match kind {
+        policy_kind::STRICT => InvalidationPolicy::Strict,
+        policy_kind::STRICT_PER_UNMAP => InvalidationPolicy::StrictPerUnmap,
+        policy_kind::BYPASS => InvalidationPolicy::Bypass,
+        policy_kind::DEFERRED => {
+            return InvalidationPolicy::deferred(n, t).map_err(|_| ApiError::Malformed);
+        }
+        _ => return Err(ApiError::Malformed),
+    };
+    if n != 0 || t != 0 {
+        return Err(ApiError::Malformed);
+    }
+    Ok(policy)
 }
 
 impl<'a> Request<'a> {
@@ -112,18 +177,33 @@ impl<'a> Request<'a> {
             Request::Flush => Op::Flush,
             Request::Stats => Op::Stats,
             Request::Faults => Op::Faults,
+            Request::SetPolicy { .. } => Op::SetPolicy,
+            Request::ResetStats => Op::ResetStats,
         }
     }
 
     /// Encodes into `buf`, returning the message length. Refuses lists
     /// that are empty ([`ApiError::Malformed`]) or too long
-    /// ([`ApiError::TooMany`]).
+    /// ([`ApiError::TooMany`]), and a deferred policy with a zero bound
+    /// ([`ApiError::Malformed`]).
     pub fn encode(&self, buf: &mut [u8; MSG_MAX]) -> Result<usize, ApiError> {
+        let byte = |b: u8| {
+            let mut e = [0u8; ENTRY_BYTES];
+            e[0] = b;
+            e
+        };
         let (param, ranges, max) = match self {
-            Request::Attach { dma_bits } => (Some(*dma_bits), None, 0),
-            Request::Map { dir, ranges } => (Some(*dir as u8), Some(ranges), MAX_MAP_ENTRIES),
+            Request::Attach { dma_bits } => (Some(byte(*dma_bits)), None, 0),
+            Request::Map { dir, ranges } => (Some(byte(*dir as u8)), Some(ranges), MAX_MAP_ENTRIES),
             Request::Unmap { ranges } => (None, Some(ranges), MAX_UNMAP_ENTRIES),
-            Request::Flush | Request::Stats | Request::Faults => (None, None, 0),
+            Request::SetPolicy { policy } => {
+                let e = encode_policy(*policy);
+                decode_policy(&e)?;
+                (Some(e), None, 0)
+            }
+            Request::Flush | Request::Stats | Request::Faults | Request::ResetStats => {
+                (None, None, 0)
+            }
         };
         let n = ranges.map_or(0, |r| r.len());
         if ranges.is_some() && n == 0 {
@@ -139,7 +219,7 @@ impl<'a> Request<'a> {
         put(buf, 2, &(count as u16).to_le_bytes());
         let mut at = HEADER_BYTES;
         if let Some(p) = param {
-            put(buf, at, &[p]);
+            put(buf, at, &p);
             at += ENTRY_BYTES;
         }
         if let Some(r) = ranges
@@ -194,13 +274,22 @@ impl<'a> Request<'a> {
                     ranges: List::from_wire(body, count)?,
                 })
             }
-            Op::Flush | Op::Stats | Op::Faults => {
+            Op::SetPolicy => {
+                if count != 1 {
+                    return Err(ApiError::Malformed);
+                }
+                Ok(Request::SetPolicy {
+                    policy: decode_policy(body)?,
+                })
+            }
+            Op::Flush | Op::Stats | Op::Faults | Op::ResetStats => {
                 if count != 0 {
                     return Err(ApiError::Malformed);
                 }
                 Ok(match op {
                     Op::Flush => Request::Flush,
                     Op::Stats => Request::Stats,
+                    Op::ResetStats => Request::ResetStats,
                     _ => Request::Faults,
                 })
             }

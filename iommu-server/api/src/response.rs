@@ -11,8 +11,16 @@ use crate::request::Op;
 use crate::wire::{put, u16_at, u32_at, u64_at, zero};
 use crate::{HEADER_BYTES, MAX_FAULT_RECORDS, MAX_MAP_ENTRIES, MSG_MAX};
 
-/// A client's counters, as the `Stats` response carries them (eight
-/// little-endian `u64`s in this order).
+/// A client's counters, as the `Stats` response carries them (ten
+/// little-endian `u64`s in this order; `doorbells` and `server_ticks` were
+/// appended after the first eight).
+///
+/// Consistency: every range a client unmapped is counted in `unmaps`
+/// (bypass unmaps too, which need no invalidation); `syncs <= unmaps`,
+/// since each sync counted covered at least one of its unmaps; and
+/// `ResetStats` zeroes every counter but the two gauges
+/// (`iova_bytes_in_use`, `pending_unmaps`), after completing the client's
+/// pending unmaps so that none of them is counted on the far side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Stats {
     /// Map requests accepted.
@@ -31,10 +39,19 @@ pub struct Stats {
     pub pending_unmaps: u64,
     /// Longest deferred stale window (unmap to covering sync), in µs.
     pub max_stale_window_us: u64,
+    /// Command-queue doorbells rung for batches this client's unmaps took
+    /// part in: one per non-empty command batch plus one per CMD_SYNC
+    /// (the server's hardware layer queues each CMD_SYNC behind its own
+    /// doorbell). A doorbell shared by several clients counts for each.
+    pub doorbells: u64,
+    /// Counter ticks (`CNTVCT`, at the frequency `userlib::time` reports)
+    /// the server spent on this client's requests, and its share of the
+    /// flushes that covered its unmaps (see `Server::charge_flush`).
+    pub server_ticks: u64,
 }
 
 impl Stats {
-    const FIELDS: usize = 8;
+    const FIELDS: usize = 10;
 
     fn to_array(self) -> [u64; Self::FIELDS] {
         [
@@ -46,6 +63,8 @@ impl Stats {
             self.iova_bytes_in_use,
             self.pending_unmaps,
             self.max_stale_window_us,
+            self.doorbells,
+            self.server_ticks,
         ]
     }
 
@@ -59,6 +78,8 @@ impl Stats {
             iova_bytes_in_use,
             pending_unmaps,
             max_stale_window_us,
+            doorbells,
+            server_ticks,
         ] = a;
         Self {
             maps,
@@ -69,6 +90,8 @@ impl Stats {
             iova_bytes_in_use,
             pending_unmaps,
             max_stale_window_us,
+            doorbells,
+            server_ticks,
         }
     }
 }
@@ -104,6 +127,10 @@ pub enum Response<'a> {
         /// The records.
         records: List<'a, FaultRecord>,
     },
+    /// To `SetPolicy`: the caller's unmaps now follow the new policy.
+    PolicySet,
+    /// To `ResetStats`: the caller's counters are zero.
+    StatsReset,
 }
 
 fn header(buf: &mut [u8], status: u32, count: usize) {
@@ -122,6 +149,8 @@ impl<'a> Response<'a> {
             Response::Flushed => Op::Flush,
             Response::Stats(_) => Op::Stats,
             Response::Faults { .. } => Op::Faults,
+            Response::PolicySet => Op::SetPolicy,
+            Response::StatsReset => Op::ResetStats,
         }
     }
 
@@ -148,7 +177,7 @@ impl<'a> Response<'a> {
                 put(body, 4, &[0, 0, 0, 0]);
                 (1, 8)
             }
-            Response::Flushed => (0, 0),
+            Response::Flushed | Response::PolicySet | Response::StatsReset => (0, 0),
             Response::Stats(s) => {
                 for (i, v) in s.to_array().iter().enumerate() {
                     put(body, i * 8, &v.to_le_bytes());
@@ -215,11 +244,15 @@ impl<'a> Response<'a> {
                 }
                 _ => Err(ApiError::Malformed),
             },
-            Op::Flush => {
+            Op::Flush | Op::SetPolicy | Op::ResetStats => {
                 if count != 0 || !body.is_empty() {
                     return Err(ApiError::Malformed);
                 }
-                Ok(Response::Flushed)
+                Ok(match op {
+                    Op::Flush => Response::Flushed,
+                    Op::SetPolicy => Response::PolicySet,
+                    _ => Response::StatsReset,
+                })
             }
             Op::Stats => {
                 if count != Stats::FIELDS || body.len() != Stats::FIELDS * 8 {

@@ -5,8 +5,8 @@
 
 use abi::{Iova, StreamId};
 use iommu_api::{
-    ApiError, Dir, Extent, FaultRecord, List, MAX_FAULT_RECORDS, MAX_MAP_ENTRIES,
-    MAX_UNMAP_ENTRIES, MSG_MAX, Op, Request, Response, Stats,
+    ApiError, Dir, Extent, FaultRecord, InvalidationPolicy, List, MAX_FAULT_RECORDS,
+    MAX_MAP_ENTRIES, MAX_UNMAP_ENTRIES, MSG_MAX, Op, Request, Response, Stats,
 };
 use proptest::prelude::*;
 
@@ -18,6 +18,8 @@ enum Req {
     Flush,
     Stats,
     Faults,
+    SetPolicy(InvalidationPolicy),
+    ResetStats,
 }
 
 impl Req {
@@ -34,6 +36,8 @@ impl Req {
             Req::Flush => Request::Flush,
             Req::Stats => Request::Stats,
             Req::Faults => Request::Faults,
+            Req::SetPolicy(p) => Request::SetPolicy { policy: *p },
+            Req::ResetStats => Request::ResetStats,
         }
     }
 }
@@ -46,6 +50,8 @@ enum Resp {
     Flushed,
     Stats(Stats),
     Faults(Vec<FaultRecord>),
+    PolicySet,
+    StatsReset,
     Error(ApiError),
 }
 
@@ -70,6 +76,20 @@ fn req() -> impl Strategy<Value = Req> {
         Just(Req::Flush),
         Just(Req::Stats),
         Just(Req::Faults),
+        policy().prop_map(Req::SetPolicy),
+        Just(Req::ResetStats),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = InvalidationPolicy> {
+    prop_oneof![
+        Just(InvalidationPolicy::Strict),
+        Just(InvalidationPolicy::StrictPerUnmap),
+        Just(InvalidationPolicy::Bypass),
+        (1..=u32::MAX, 1..=u64::MAX).prop_map(|(n, t)| InvalidationPolicy::Deferred {
+            max_entries: n,
+            max_age_us: t
+        }),
     ]
 }
 
@@ -97,7 +117,7 @@ fn resp() -> impl Strategy<Value = Resp> {
             .prop_map(Resp::Mapped),
         any::<u32>().prop_map(Resp::Unmapped),
         Just(Resp::Flushed),
-        prop::array::uniform8(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
+        prop::array::uniform10(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
             maps: a[0],
             unmaps: a[1],
             tlbi_commands: a[2],
@@ -106,8 +126,12 @@ fn resp() -> impl Strategy<Value = Resp> {
             iova_bytes_in_use: a[5],
             pending_unmaps: a[6],
             max_stale_window_us: a[7],
+            doorbells: a[8],
+            server_ticks: a[9],
         })),
         prop::collection::vec(fault(), 0..=MAX_FAULT_RECORDS).prop_map(Resp::Faults),
+        Just(Resp::PolicySet),
+        Just(Resp::StatsReset),
         prop::sample::select(ApiError::ALL.to_vec()).prop_map(Resp::Error),
     ]
 }
@@ -121,6 +145,8 @@ impl Resp {
             Resp::Flushed => Op::Flush,
             Resp::Stats(_) => Op::Stats,
             Resp::Faults(_) => Op::Faults,
+            Resp::PolicySet => Op::SetPolicy,
+            Resp::StatsReset => Op::ResetStats,
             Resp::Error(_) => Op::Stats,
         }
     }
@@ -137,19 +163,23 @@ impl Resp {
             Resp::Faults(v) => Response::Faults {
                 records: List::new(v),
             },
+            Resp::PolicySet => Response::PolicySet,
+            Resp::StatsReset => Response::StatsReset,
             Resp::Error(e) => return (Response::encode_error(*e, buf), Err(*e)),
         };
         (r.encode(buf).unwrap(), Ok(r))
     }
 }
 
-const OPS: [Op; 6] = [
+const OPS: [Op; 8] = [
     Op::Attach,
     Op::Map,
     Op::Unmap,
     Op::Flush,
     Op::Stats,
     Op::Faults,
+    Op::SetPolicy,
+    Op::ResetStats,
 ];
 
 /// Decodes `msg` as a request and as a response to every op; whatever
@@ -298,6 +328,96 @@ fn refuses_bad_lists_and_headers() {
     buf[0] = 99;
     assert_eq!(
         Response::decode(Op::Map, &buf[..n]),
+        Err(ApiError::Malformed)
+    );
+}
+
+#[test]
+fn set_policy_wire_layout() {
+    let mut buf = [0; MSG_MAX];
+    let p = InvalidationPolicy::deferred(32, 500).unwrap();
+    let n = Request::SetPolicy { policy: p }.encode(&mut buf).unwrap();
+    let mut want = [0u8; 24];
+    want[0] = 7; // op
+    want[2] = 1; // count
+    want[8] = 3; // deferred
+    want[12..16].copy_from_slice(&32u32.to_le_bytes());
+    want[16..24].copy_from_slice(&500u64.to_le_bytes());
+    assert_eq!(&buf[..n], &want);
+    assert_eq!(Request::decode(&want), Ok(Request::SetPolicy { policy: p }));
+    // Zero bounds, bounds on a policy that has none, unknown kinds,
+    // stray bytes: all malformed.
+    let bad = |f: &dyn Fn(&mut [u8; 24])| {
+        let mut m = want;
+        f(&mut m);
+        match Request::decode(&m)? {
+            Request::SetPolicy { policy } => Ok(policy),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(bad(&|m| m[12..16].fill(0)), Err(ApiError::Malformed));
+    assert_eq!(bad(&|m| m[16..24].fill(0)), Err(ApiError::Malformed));
+    assert_eq!(bad(&|m| m[8] = 1), Err(ApiError::Malformed));
+    assert_eq!(bad(&|m| m[8] = 0), Err(ApiError::Malformed));
+    assert_eq!(bad(&|m| m[8] = 5), Err(ApiError::Malformed));
+    assert_eq!(bad(&|m| m[9] = 1), Err(ApiError::Malformed));
+    let bypass = |m: &mut [u8; 24]| {
+        m[8] = 4;
+        m[12..24].fill(0);
+    };
+    assert_eq!(bad(&bypass), Ok(InvalidationPolicy::Bypass));
+    // The encoder refuses what the decoder would.
+    assert_eq!(
+        Request::SetPolicy {
+            policy: InvalidationPolicy::Deferred {
+                max_entries: 0,
+                max_age_us: 1
+            }
+        }
+        .encode(&mut buf),
+        Err(ApiError::Malformed)
+    );
+    // ResetStats: op 8, no entries; both answers carry no entries.
+    assert_eq!(
+        Request::decode(&[8, 0, 0, 0, 0, 0, 0, 0]),
+        Ok(Request::ResetStats)
+    );
+    for (op, r) in [
+        (Op::SetPolicy, Response::PolicySet),
+        (Op::ResetStats, Response::StatsReset),
+    ] {
+        let n = r.encode(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[0; 8]);
+        assert_eq!(Response::decode(op, &buf[..n]), Ok(r));
+    }
+}
+
+#[test]
+fn stats_appends_its_new_counters() {
+    let s = Stats {
+        maps: 1,
+        unmaps: 2,
+        tlbi_commands: 3,
+        syncs: 4,
+        faults: 5,
+        iova_bytes_in_use: 6,
+        pending_unmaps: 7,
+        max_stale_window_us: 8,
+        doorbells: 9,
+        server_ticks: 10,
+    };
+    let mut buf = [0; MSG_MAX];
+    let n = Response::Stats(s).encode(&mut buf).unwrap();
+    assert_eq!(n, 8 + 10 * 8);
+    assert_eq!(buf[4], 10);
+    for i in 0..10u64 {
+        let at = 8 + 8 * i as usize;
+        assert_eq!(buf[at..at + 8], (i + 1).to_le_bytes());
+    }
+    // The old eight-counter body is no longer a Stats answer.
+    buf[4] = 8;
+    assert_eq!(
+        Response::decode(Op::Stats, &buf[..8 + 64]),
         Err(ApiError::Malformed)
     );
 }

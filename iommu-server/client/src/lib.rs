@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 use abi::{Iova, StreamId};
-use iommu_api::{ApiError, Dir, Extent, FaultRecord, MSG_MAX, Request, Response, Stats};
+use iommu_api::{
+    ApiError, Dir, Extent, FaultRecord, InvalidationPolicy, MSG_MAX, Request, Response, Stats,
+};
 use userlib::ipc::Grant;
 
 /// What a call to the server can fail with.
@@ -149,6 +151,31 @@ impl Iommu {
     pub fn stats(&self) -> Result<Stats, ClientError> {
         self.call(&Request::Stats, None, None, |r| match r {
             Response::Stats(s) => Ok(s),
+            _ => Err(ApiError::Malformed.into()),
+        })
+    }
+
+    /// Switches this client's invalidation policy (the benchmark client
+    /// only: trust `bench` in the system description; others get
+    /// `NotPermitted`). Every mapping must be unmapped first (`Busy`
+    /// otherwise); the server completes this client's pending unmaps
+    /// before switching. In [`InvalidationPolicy::Bypass`], `map` returns
+    /// bus addresses and the device is untranslated; attach again after a
+    /// switch if the driver re-opens its device (a no-op for a device
+    /// already attached).
+    pub fn set_policy(&self, policy: InvalidationPolicy) -> Result<(), ClientError> {
+        self.call(&Request::SetPolicy { policy }, None, None, |r| match r {
+            Response::PolicySet => Ok(()),
+            _ => Err(ApiError::Malformed.into()),
+        })
+    }
+
+    /// Zeroes this client's counters (benchmark client only), after its
+    /// pending unmaps completed, so that the next [`Iommu::stats`] covers
+    /// only what came after.
+    pub fn reset_stats(&self) -> Result<(), ClientError> {
+        self.call(&Request::ResetStats, None, None, |r| match r {
+            Response::StatsReset => Ok(()),
             _ => Err(ApiError::Malformed.into()),
         })
     }

@@ -22,6 +22,13 @@ commands:
       --skip-host            do not run `cargo test` on the host crates
       --echo                 echo each scenario's serial console live
       --kernel ELF           boot this kernel ELF instead of building one
+  bench [options]            the benchmark matrix (systems/bench.toml) and the mixed
+                             run (systems/bench-mixed.toml) under QEMU, every mode as a
+                             ratio of bypass in the same boot, plus the hardware
+                             projection; writes docs/bench/{results.json,results.csv,
+                             chart.svg,table.txt}
+      --ms MS                milliseconds per point (default: the system's)
+      --out DIR              write the report files there instead
   help                       this text";
 
 use std::path::PathBuf;
@@ -33,6 +40,7 @@ pub enum Command {
     Build(BuildOptions),
     Run(RunOptions),
     Test(TestOptions),
+    Bench(crate::bench::BenchOptions),
 }
 
 /// Options of `cargo xtask build`.
@@ -71,8 +79,22 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "build" => parse_build(rest).map(Command::Build),
         "run" => parse_run(rest).map(Command::Run),
         "test" => parse_test(rest).map(Command::Test),
+        "bench" => parse_bench(rest).map(Command::Bench),
         other => Err(format!("unknown command `{other}`")),
     }
+}
+
+fn parse_bench(args: &[String]) -> Result<crate::bench::BenchOptions, String> {
+    let mut opts = crate::bench::BenchOptions::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--ms" => opts.ms = Some(parse_secs(it.next())?),
+            "--out" => opts.out = Some(parse_path("--out", it.next())?),
+            other => return Err(format!("`bench`: unexpected argument `{other}`")),
+        }
+    }
+    Ok(opts)
 }
 
 fn parse_build(args: &[String]) -> Result<BuildOptions, String> {

@@ -5,8 +5,10 @@
 #![forbid(unsafe_code)]
 
 mod artifacts;
+mod bench;
 mod cli;
 mod prereq;
+mod projection_glue;
 mod qemu;
 mod scenario;
 mod suite;
@@ -62,5 +64,6 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         }
         Command::Run(opts) => suite::run(&opts),
         Command::Test(opts) => suite::test(&opts),
+        Command::Bench(opts) => bench::bench(&opts),
     }
 }

@@ -177,6 +177,10 @@ pub struct FlushPlan {
     pub seq: SyncSeq,
     /// The commands, ending in `Invalidation::Sync`.
     pub commands: Vec<Invalidation>,
+    /// For each `Sync` in `commands`, in order: the clients whose unmaps
+    /// the commands before it (back to the previous `Sync`) invalidate,
+    /// ascending, each once.
+    pub participants: Vec<Vec<ClientId>>,
 }
 
 impl FlushPlan {
@@ -471,6 +475,48 @@ impl<P> Engine<P> {
         Ok(stats)
     }
 
+    /// Changes a client's policy. Refused with [`EngineError::ClientBusy`]
+    /// while any of its unmaps awaits its sync (flush them first: the
+    /// policy an unmap was accepted under decides its reply and window).
+    pub fn set_policy(
+        &mut self,
+        client: ClientId,
+        policy: InvalidationPolicy,
+    ) -> Result<(), EngineError> {
+        let c = self.live_client(client)?;
+        if c.stats.entries_pending != 0 || !c.queue.is_empty() {
+            return Err(EngineError::ClientBusy);
+        }
+        c.policy = policy;
+        Ok(())
+    }
+
+    /// A client's policy.
+    pub fn policy(&self, client: ClientId) -> Option<InvalidationPolicy> {
+        self.clients.get(&client).map(|c| c.policy)
+    }
+
+    /// Zeroes a client's counters, keeping the gauges of what is still
+    /// pending (`pages_pending`, `entries_pending`).
+    pub fn reset_stats(&mut self, client: ClientId) -> Result<(), EngineError> {
+        let c = self.live_client(client)?;
+        c.stats = ClientStats {
+            pages_pending: c.stats.pages_pending,
+            entries_pending: c.stats.entries_pending,
+            ..ClientStats::default()
+        };
+        Ok(())
+    }
+
+    /// Counts an unmap that needs no invalidation (a bypass client's: the
+    /// device never used a translation), so that every unmap is counted.
+    pub fn note_unmap(&mut self, client: ClientId, pages: u64) -> Result<(), EngineError> {
+        let c = self.live_client(client)?;
+        c.stats.unmaps += 1;
+        c.stats.unmapped_pages = c.stats.unmapped_pages.saturating_add(pages);
+        Ok(())
+    }
+
     /// Counts a map of `pages` pages (the hook for the map path).
     pub fn note_map(&mut self, client: ClientId, pages: u64) -> Result<(), EngineError> {
         let c = self.live_client(client)?;
@@ -632,11 +678,13 @@ impl<P> Engine<P> {
         self.ready_oldest = None;
         let entries = core::mem::take(&mut self.ready);
         let mut commands = Vec::new();
+        let mut segments = Vec::new();
 
         // The baseline: each per-unmap entry with its own sync.
         for e in entries.iter().filter(|e| e.kind == Kind::PerUnmap) {
             let counts = commands::choose(&self.config, [&e.scope], &mut commands);
             commands.push(Invalidation::Sync);
+            segments.push(alloc::vec![e.client]);
             if let Some(c) = self.clients.get_mut(&e.client) {
                 c.stats.tlbi_commands += counts.values().sum::<usize>() as u64;
                 c.stats.syncs += 1;
@@ -667,11 +715,12 @@ impl<P> Engine<P> {
                     c.stats.tlbi_commands += *n as u64;
                 }
             }
-            for client in participants {
-                if let Some(c) = self.clients.get_mut(&client) {
+            for client in &participants {
+                if let Some(c) = self.clients.get_mut(client) {
                     c.stats.syncs += 1;
                 }
             }
+            segments.push(participants.into_iter().collect());
         }
         for cmd in &commands {
             match cmd {
@@ -686,6 +735,7 @@ impl<P> Engine<P> {
         Some(FlushPlan {
             seq: SyncSeq(seq),
             commands,
+            participants: segments,
         })
     }
 

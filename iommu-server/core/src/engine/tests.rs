@@ -417,3 +417,43 @@ fn purge_forces_pending_entries_and_tears_down() {
     assert_eq!(e.client_stats(C2).unwrap().maps, 1);
     assert_eq!(e.remove_client(C1), Err(EngineError::UnknownClient));
 }
+
+#[test]
+fn policy_changes_wait_for_pending_work_and_plans_name_participants() {
+    let mut e = engine(true);
+    e.register(C2, InvalidationPolicy::StrictPerUnmap).unwrap();
+    e.unmap(0, C1, A, &[r(1, 1)], UnmapHint::PAGES, 1).unwrap();
+    e.unmap(0, C2, B, &[r(1, 1)], UnmapHint::PAGES, 2).unwrap();
+    e.unmap(0, C2, B, &[r(2, 1)], UnmapHint::PAGES, 3).unwrap();
+    assert_eq!(
+        e.set_policy(C1, InvalidationPolicy::StrictPerUnmap),
+        Err(EngineError::ClientBusy)
+    );
+    let plan = e.plan_flush(0).unwrap();
+    // Two per-unmap syncs for C2, then the shared one (C1 only).
+    assert_eq!(plan.syncs(), 3);
+    assert_eq!(plan.participants, vec![vec![C2], vec![C2], vec![C1]]);
+    assert_eq!(
+        e.set_policy(C1, InvalidationPolicy::Bypass),
+        Err(EngineError::ClientBusy),
+        "in flight until its sync completes"
+    );
+    e.sync_completed(0, plan.seq).unwrap();
+    e.set_policy(C1, InvalidationPolicy::Bypass).unwrap();
+    assert_eq!(e.policy(C1), Some(InvalidationPolicy::Bypass));
+    assert_eq!(
+        e.unmap(1, C1, A, &[r(1, 1)], UnmapHint::PAGES, 4)
+            .unwrap_err()
+            .error,
+        EngineError::BypassDomain
+    );
+    e.note_unmap(C1, 3).unwrap();
+    let s = *e.client_stats(C1).unwrap();
+    assert_eq!((s.unmaps, s.unmapped_pages, s.syncs), (2, 4, 1));
+    e.reset_stats(C1).unwrap();
+    assert_eq!(*e.client_stats(C1).unwrap(), ClientStats::default());
+    assert_eq!(
+        e.set_policy(ClientId(9), InvalidationPolicy::Strict),
+        Err(EngineError::UnknownClient)
+    );
+}

@@ -10,8 +10,31 @@
 //! It must never release an IOVA, a table page, a CD or an ASID before the
 //! sync that covers its last use; never point a stream at anything but
 //! abort unless a client that presented the device's capability attached
-//! it; never panic on client input or device state; and never read a clock
-//! (time is passed in). A refused request changes nothing.
+//! it; never let a stream bypass translation unless its client is the
+//! benchmark client ([`TrustLevel::Bench`]) and switched itself into
+//! bypass; never panic on client input or device state; and never read a
+//! clock (time is passed in). A refused request changes nothing.
+//!
+//! # Runtime policy switching (the benchmark client only)
+//!
+//! `SetPolicy` is refused with `NotPermitted` to every client but a
+//! [`TrustLevel::Bench`] one, and with `Busy` while the client has a live
+//! mapping; otherwise the client's pending invalidations are completed
+//! first (its earlier unmaps finish, its deferred window closes), then:
+//! - between `Strict`, `StrictPerUnmap` and `Deferred`: only how its later
+//!   unmaps are invalidated changes;
+//! - into `Bypass`: each attached STE becomes Config = bypass (word 0 in
+//!   one store, CFGI_STE, one sync, then the stage-1 fields of word 1 are
+//!   cleared); `Map` then answers the buffer's bus address (= physical; a
+//!   range that is not physically contiguous is `NotContiguous`, one the
+//!   device cannot address `IovaExhausted`) and `Unmap` only forgets it;
+//! - out of `Bypass`: the domain's stage-1 part (kept from before, or
+//!   made now) is pointed at again (words 1.. then word 0, CFGI_STE, one
+//!   sync), so nothing that was reachable in bypass translates any more.
+//!
+//! `ResetStats` (benchmark client only, same flush first) zeroes the
+//! client's counters. [`Server::charge`] and [`Server::charge_flush`]
+//! credit the task's measured handling time to clients (`server_ticks`).
 
 mod hw;
 mod strtab;
@@ -264,10 +287,20 @@ fn stop_key<M: TableMemory>(mem: &M, table: &PageTable<Iova>, va: u64) -> Option
 
 struct Domain {
     dma_bits: u8,
-    /// `None`: bypass (the benchmark ceiling).
+    /// The stage-1 part. `None` only for a domain made while its client
+    /// was in bypass; kept (idle, every mapping gone and invalidated)
+    /// while a benchmark client is in bypass.
     tr: Option<Translated>,
-    /// Returned IOVA -> mapping.
+    /// Returned IOVA -> mapping (translated policies).
     mappings: BTreeMap<u64, Mapping>,
+    /// Bypass mappings: (bus address, length) -> how many times mapped.
+    bus: BTreeMap<(u64, u64), u32>,
+}
+
+impl Domain {
+    fn has_live_mappings(&self) -> bool {
+        !self.mappings.is_empty() || !self.bus.is_empty()
+    }
 }
 
 struct Client {
@@ -280,6 +313,10 @@ struct Client {
     faults: BTreeMap<(u32, u64), FaultRecord>,
     fault_records: u64,
     distinct_faults: u32,
+    /// Doorbells rung for batches its unmaps took part in.
+    doorbells: u64,
+    /// Counter ticks charged to it by the task.
+    ticks: u64,
 }
 
 /// ASIDs 1..=max, recycled after their domain's teardown sync.
@@ -327,6 +364,8 @@ pub struct Server<H, R> {
     unsynced: Option<SyncSeq>,
     last_now: u64,
     stats: ServerStats,
+    /// Clients whose unmaps the plans issued by the last `poll` covered.
+    flushed: Vec<u32>,
 }
 
 fn reply_bytes(r: &Response<'_>) -> Vec<u8> {
@@ -394,6 +433,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             unsynced: None,
             last_now: 0,
             stats: ServerStats::default(),
+            flushed: Vec::new(),
         };
         s.invalidate_all().map_err(|_| ServerError::Hardware)?;
         Ok(s)
@@ -442,7 +482,8 @@ impl<H: SmmuHw, R> Server<H, R> {
     }
 
     /// Registers a client from the system description. Untrusted clients
-    /// get only strict policies; bypass only for trusted ones.
+    /// get only strict policies; no client starts in bypass (a benchmark
+    /// client may switch into it with `SetPolicy`).
     pub fn add_client(
         &mut self,
         badge: u32,
@@ -453,6 +494,9 @@ impl<H: SmmuHw, R> Server<H, R> {
         policy
             .check_permitted(trust)
             .map_err(|_| ServerError::NotPermitted)?;
+        if policy == InvalidationPolicy::Bypass {
+            return Err(ServerError::NotPermitted);
+        }
         if self.clients.contains_key(&badge) {
             return Err(ServerError::ClientExists);
         }
@@ -471,9 +515,45 @@ impl<H: SmmuHw, R> Server<H, R> {
                 faults: BTreeMap::new(),
                 fault_records: 0,
                 distinct_faults: 0,
+                doorbells: 0,
+                ticks: 0,
             },
         );
         Ok(())
+    }
+
+    /// Credits `ticks` counter ticks of server time to client `badge` (the
+    /// task measures around [`Server::handle`] and charges the caller).
+    /// Unknown badges are ignored.
+    pub fn charge(&mut self, badge: u32, ticks: u64) {
+        if let Some(c) = self.clients.get_mut(&badge) {
+            c.ticks = c.ticks.saturating_add(ticks);
+        }
+    }
+
+    /// Credits `ticks` spent in the last [`Server::poll`] to the clients
+    /// whose unmaps its flushes covered, split evenly (the remainder one
+    /// tick each to the lowest badges), so that the clients' `server_ticks`
+    /// add up to the time measured. Nothing is charged when that poll
+    /// issued no flush.
+    pub fn charge_flush(&mut self, ticks: u64) {
+        let covered = core::mem::take(&mut self.flushed);
+        let n = covered.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let (share, mut extra) = (ticks / n, ticks % n);
+        for b in covered {
+            let one = u64::from(extra > 0);
+            extra -= one;
+            self.charge(b, share + one);
+        }
+    }
+
+    /// The clients whose unmaps the flushes of the last [`Server::poll`]
+    /// covered, ascending.
+    pub fn last_flush_clients(&self) -> &[u32] {
+        &self.flushed
     }
 
     /// Handles one call. Replies now, or holds the reply (strict unmaps,
@@ -509,6 +589,8 @@ impl<H: SmmuHw, R> Server<H, R> {
                 |s| reply_bytes(&Response::Stats(s)),
             )),
             Request::Faults => Ok(self.drain_faults(badge)),
+            Request::SetPolicy { policy } => self.set_policy(now, badge, policy),
+            Request::ResetStats => self.reset_stats(now, badge),
         };
         Handled::Reply(reply, result.unwrap_or_else(error_bytes))
     }
@@ -564,9 +646,9 @@ impl<H: SmmuHw, R> Server<H, R> {
             .map(|d| d.tr.as_ref().map(|t| t.cd));
         let opts = SteOptions::for_pcie(&self.features);
         let words = match cd_addr {
+            _ if policy == InvalidationPolicy::Bypass => ste::bypass(opts),
             Some(Some(cd)) => ste::s1_translate(cd, opts).map_err(|_| ApiError::Hardware)?,
-            Some(None) => ste::bypass(opts),
-            None => return Err(ApiError::NotAttached),
+            Some(None) | None => return Err(ApiError::NotAttached),
         };
         // Hitless: the abort STE ignores words 1..; word 0 flips it.
         strtab::write_live(&mut self.hw, ste_addr, &words);
@@ -592,6 +674,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 dma_bits,
                 tr: None,
                 mappings: BTreeMap::new(),
+                bus: BTreeMap::new(),
             });
         }
         let ias = dma_bits.clamp(MIN_IAS, MAX_IAS);
@@ -653,6 +736,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 stale_walks: BTreeMap::new(),
             }),
             mappings: BTreeMap::new(),
+            bus: BTreeMap::new(),
         })
     }
 
@@ -716,28 +800,44 @@ impl<H: SmmuHw, R> Server<H, R> {
                 .unwrap_or(&[])
         };
         let writable = dir.device_writes();
-        let Some(tr) = domain.tr.as_ref() else {
-            // Bypass: the device uses physical addresses.
+        if client.policy == InvalidationPolicy::Bypass {
+            // Bypass: the device uses bus (= physical) addresses, which it
+            // must be able to drive in full.
+            let dma_mask = match domain.dma_bits {
+                64.. => u64::MAX,
+                b => (1u64 << b) - 1,
+            };
             let mut iovas = Vec::with_capacity(planned.len());
             for p in &planned {
                 let f = frames(p);
                 let contiguous = f
                     .windows(2)
                     .all(|w| w[1].get() == w[0].get().wrapping_add(PAGE_SIZE));
-                match f.first() {
-                    Some(base) if contiguous => {
-                        iovas.push(Iova::new(base.get() + p.offset_in_page));
-                    }
-                    _ => return Err(ApiError::NotPermitted),
+                let base = match f.first() {
+                    Some(base) if contiguous => base.get() + p.offset_in_page,
+                    _ => return Err(ApiError::NotContiguous),
+                };
+                if base
+                    .checked_add(p.len - 1)
+                    .is_none_or(|last| last > dma_mask)
+                {
+                    return Err(ApiError::IovaExhausted);
                 }
+                iovas.push(Iova::new(base));
+            }
+            let Some(domain) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) else {
+                return Err(ApiError::NotAttached);
+            };
+            for (iova, p) in iovas.iter().zip(&planned) {
+                let n = domain.bus.entry((iova.get(), p.len)).or_insert(0);
+                *n = n.saturating_add(1);
             }
             let pages = planned.iter().map(|p| p.pages).sum();
             let _ = self.engine.note_map(ClientId(badge), pages);
             return Ok(reply_bytes(&Response::Mapped {
                 iovas: List::new(&iovas),
             }));
-        };
-        let _ = tr;
+        }
         // IOVAs for every range (never mapped yet: freed at once on error).
         let Some(Client {
             domain: Some(domain),
@@ -873,13 +973,29 @@ impl<H: SmmuHw, R> Server<H, R> {
             return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
         };
         let holds = client.policy.holds_reply();
+        let bypass = client.policy == InvalidationPolicy::Bypass;
         let Some(domain) = client.domain.as_mut() else {
             return Handled::Reply(reply, error_bytes(ApiError::NotAttached));
         };
-        let Some(tr) = domain.tr.as_mut() else {
-            // Bypass: nothing was translated, nothing to invalidate.
+        if bypass {
+            // Nothing was translated, nothing to invalidate: forget the
+            // ranges, count them.
+            for r in ranges.iter() {
+                let key = (r.start, r.len);
+                match domain.bus.get_mut(&key) {
+                    Some(n) if *n > 1 => *n -= 1,
+                    _ => {
+                        domain.bus.remove(&key);
+                    }
+                }
+                let pages = ((r.start & (PAGE_SIZE - 1)) + r.len).div_ceil(PAGE_SIZE);
+                let _ = self.engine.note_unmap(ClientId(badge), pages);
+            }
             let faults_pending = client.faults.len() as u32;
             return Handled::Reply(reply, reply_bytes(&Response::Unmapped { faults_pending }));
+        }
+        let Some(tr) = domain.tr.as_mut() else {
+            return Handled::Reply(reply, error_bytes(ApiError::NotAttached));
         };
         let asid = tr.asid;
         let mut mem = HwTables(&mut self.hw);
@@ -960,7 +1076,16 @@ impl<H: SmmuHw, R> Server<H, R> {
             if r.len == 0 {
                 return Err(ApiError::ZeroLength);
             }
-            if domain.tr.is_some() {
+            if client.policy == InvalidationPolicy::Bypass {
+                if !domain.bus.contains_key(&(r.start, r.len)) {
+                    let same_start = domain.bus.range((r.start, 0)..=(r.start, u64::MAX));
+                    return Err(if same_start.count() > 0 {
+                        ApiError::LengthMismatch
+                    } else {
+                        ApiError::UnknownIova
+                    });
+                }
+            } else {
                 let m = domain.mappings.get(&r.start).ok_or(ApiError::UnknownIova)?;
                 if m.len != r.len {
                     return Err(ApiError::LengthMismatch);
@@ -1017,6 +1142,153 @@ impl<H: SmmuHw, R> Server<H, R> {
     }
 
     // ------------------------------------------------------------------
+    // Policy switching and counters (the benchmark client).
+
+    /// The benchmark client, or `NotPermitted`.
+    fn bench_client(&self, badge: u32) -> Result<&Client, ApiError> {
+        match self.clients.get(&badge) {
+            Some(c) if c.trust == TrustLevel::Bench => Ok(c),
+            _ => Err(ApiError::NotPermitted),
+        }
+    }
+
+    /// Completes every pending invalidation of `badge` now (its deferred
+    /// queue too). `Hardware` if the SMMU failed to.
+    fn settle(&mut self, now: u64, badge: u32) -> Result<(), ApiError> {
+        let queued = self.engine.queued(ClientId(badge)).unwrap_or(0);
+        if self.pending(badge) != 0 || queued != 0 {
+            self.flush_now(now, badge);
+        }
+        if self.pending(badge) != 0 {
+            return Err(ApiError::Hardware);
+        }
+        Ok(())
+    }
+
+    fn set_policy(
+        &mut self,
+        now: u64,
+        badge: u32,
+        policy: InvalidationPolicy,
+    ) -> Result<Vec<u8>, ApiError> {
+        let c = self.bench_client(badge)?;
+        policy
+            .check_permitted(c.trust)
+            .map_err(|_| ApiError::NotPermitted)?;
+        if c.domain.as_ref().is_some_and(Domain::has_live_mappings) {
+            return Err(ApiError::Busy);
+        }
+        let old = c.policy;
+        self.settle(now, badge)?;
+        if old == policy {
+            return Ok(reply_bytes(&Response::PolicySet));
+        }
+        let bypass = InvalidationPolicy::Bypass;
+        if old == bypass {
+            self.ensure_translated(badge)?;
+        }
+        self.engine
+            .set_policy(ClientId(badge), policy)
+            .map_err(|_| ApiError::Busy)?;
+        if (old == bypass) != (policy == bypass)
+            && let Err(e) = self.retarget_streams(badge, policy == bypass)
+        {
+            let _ = self.engine.set_policy(ClientId(badge), old);
+            return Err(e);
+        }
+        if let Some(c) = self.clients.get_mut(&badge) {
+            c.policy = policy;
+        }
+        Ok(reply_bytes(&Response::PolicySet))
+    }
+
+    /// Gives a domain made in bypass its stage-1 part (ASID, table, CD,
+    /// IOVA window) before the client leaves bypass.
+    fn ensure_translated(&mut self, badge: u32) -> Result<(), ApiError> {
+        let dma_bits = match self.clients.get(&badge).and_then(|c| c.domain.as_ref()) {
+            Some(d) if d.tr.is_none() => d.dma_bits,
+            _ => return Ok(()),
+        };
+        let made = self.new_domain(dma_bits, false)?;
+        if let Some(d) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) {
+            d.tr = made.tr;
+        }
+        Ok(())
+    }
+
+    /// Points every attached stream of `badge` at bypass or back at its
+    /// domain's CD, hitlessly, with one CFGI_STE each and one sync. On a
+    /// failure the previous configuration is written back.
+    fn retarget_streams(&mut self, badge: u32, to_bypass: bool) -> Result<(), ApiError> {
+        let Some(c) = self.clients.get(&badge) else {
+            return Err(ApiError::NotPermitted);
+        };
+        if c.sids.is_empty() {
+            return Ok(());
+        }
+        let sids = c.sids.clone();
+        let opts = SteOptions::for_pcie(&self.features);
+        let cd = c
+            .domain
+            .as_ref()
+            .and_then(|d| d.tr.as_ref())
+            .map(|t| t.cd)
+            .ok_or(ApiError::NotAttached)?;
+        let s1 = ste::s1_translate(cd, opts).map_err(|_| ApiError::Hardware)?;
+        let by = ste::bypass(opts);
+        let (from, to) = if to_bypass { (s1, by) } else { (by, s1) };
+        let stes: Vec<(StreamId, PhysAddr)> = sids
+            .iter()
+            .filter_map(|&sid| Some((sid, self.strtab.ste(sid)?)))
+            .collect();
+        let cmds: Vec<[u64; 2]> = stes
+            .iter()
+            .map(|&(sid, _)| Command::CfgiSte { sid, leaf: false }.encode())
+            .collect();
+        for &(_, a) in &stes {
+            if to_bypass {
+                // Word 0 alone: bypass ignores the stage-1 fields of
+                // word 1, which are cleared once the SMMU forgot them.
+                strtab::write_word0(&mut self.hw, a, to[0]);
+            } else {
+                // Bypass ignores the stage-1 fields: words 1.. first.
+                strtab::write_live(&mut self.hw, a, &to);
+            }
+        }
+        self.stats.cfgi_commands += cmds.len() as u64;
+        if self.run(&cmds).is_err() {
+            for &(_, a) in &stes {
+                strtab::write_word0(&mut self.hw, a, from[0]);
+            }
+            // Going to stage 1, words 1.. now hold its fields, which
+            // bypass ignores: only word 0 needed putting back.
+            self.stats.cfgi_commands += cmds.len() as u64;
+            let _ = self.run(&cmds);
+            return Err(ApiError::Hardware);
+        }
+        if to_bypass {
+            for &(_, a) in &stes {
+                strtab::write_tail(&mut self.hw, a, &to);
+            }
+        }
+        Ok(())
+    }
+
+    fn reset_stats(&mut self, now: u64, badge: u32) -> Result<Vec<u8>, ApiError> {
+        self.bench_client(badge)?;
+        self.settle(now, badge)?;
+        self.engine
+            .reset_stats(ClientId(badge))
+            .map_err(|_| ApiError::NotPermitted)?;
+        if let Some(c) = self.clients.get_mut(&badge) {
+            c.fault_records = 0;
+            c.doorbells = 0;
+            c.ticks = 0;
+        }
+        Ok(reply_bytes(&Response::StatsReset))
+    }
+
+    // ------------------------------------------------------------------
     // Stats and faults.
 
     /// A client's counters, as the `Stats` request reports them.
@@ -1041,6 +1313,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             iova_bytes_in_use,
             pending_unmaps: e.entries_pending,
             max_stale_window_us: e.max_stale_us,
+            doorbells: c.doorbells,
+            server_ticks: c.ticks,
         })
     }
 
@@ -1182,6 +1456,7 @@ impl<H: SmmuHw, R> Server<H, R> {
     pub fn poll(&mut self, now_us: u64) -> Vec<(R, Vec<u8>)> {
         self.last_now = self.last_now.max(now_us);
         let now = self.last_now;
+        self.flushed.clear();
         self.retry_unsynced(now);
         if self.unsynced.is_none()
             && let Some(plan) = self.engine.plan_flush(now)
@@ -1231,8 +1506,19 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// per `Sync` in the plan, then completes it.
     fn issue(&mut self, now: u64, plan: FlushPlan, prefix: Vec<[u64; 2]>) {
         let mut batch = prefix;
+        let mut segments = plan.participants.iter();
         for inv in &plan.commands {
             if let Invalidation::Sync = inv {
+                // One doorbell for the batch (if any), one for the sync.
+                let doorbells = u64::from(!batch.is_empty()) + 1;
+                for ClientId(b) in segments.next().into_iter().flatten() {
+                    if let Some(c) = self.clients.get_mut(b) {
+                        c.doorbells = c.doorbells.saturating_add(doorbells);
+                    }
+                    if let Err(at) = self.flushed.binary_search(b) {
+                        self.flushed.insert(at, *b);
+                    }
+                }
                 if self.run(&batch).is_err() {
                     self.unsynced = Some(plan.seq);
                     return;

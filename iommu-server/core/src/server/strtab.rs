@@ -177,6 +177,23 @@ pub(crate) fn write_abort<H: SmmuHw>(hw: &mut H, at: PhysAddr) {
     hw.publish();
 }
 
+/// Word 0 := `word0` in one store (the hitless switch between two valid
+/// configurations whose other words both serve).
+pub(crate) fn write_word0<H: SmmuHw>(hw: &mut H, at: PhysAddr, word0: u64) {
+    hw.write_u64(at, word0);
+    hw.publish();
+}
+
+/// Words 1.. := `words[1..]` (after a word-0 switch whose config ignores
+/// the fields that change, and the sync that made the SMMU forget the old
+/// one).
+pub(crate) fn write_tail<H: SmmuHw>(hw: &mut H, at: PhysAddr, words: &[u64; STE_DWORDS]) {
+    for (i, w) in words.iter().enumerate().skip(1) {
+        hw.write_u64(PhysAddr::new(at.get() + 8 * i as u64), *w);
+    }
+    hw.publish();
+}
+
 /// Clears words 1.. of an abort STE (after the sync that made the SMMU
 /// forget the old configuration).
 pub(crate) fn clear_tail<H: SmmuHw>(hw: &mut H, at: PhysAddr) {

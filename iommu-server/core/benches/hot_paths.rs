@@ -1,0 +1,314 @@
+//! Host benchmarks of the IOMMU server's hot paths, in ns per operation:
+//! mapping and unmapping one 4 KiB page through `Server::handle`, the IOVA
+//! allocator's fast (per-size cache) and slow (free-range tree) paths, a
+//! software page-table walk, and a whole map + unmap + flush cycle of one
+//! strict client.
+//!
+//! Method: the server runs on [`MemHw`], an in-memory `SmmuHw` whose
+//! `submit` and `sync` do nothing, so the figures are the server's own CPU
+//! cost (decoding, checks, IOVA allocation, page-table writes, the engine's
+//! planning and bookkeeping, encoding the reply) without any SMMU or IPC
+//! latency; what those cost on real hardware is counted, not timed (see
+//! DESIGN.md, "Measuring"). Where one operation needs another to be
+//! repeatable (a map needs an unmap), the helper runs untimed between
+//! timed batches of [`BATCH`] operations.
+//!
+//! `cargo bench -p iommu-core --bench hot_paths` (add `-- --quick` for a
+//! fast pass).
+
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use abi::{Iova, PAGE_SIZE, PhysAddr, StreamId};
+use criterion::{Criterion, criterion_group, criterion_main};
+use iommu_api::{Dir, Extent, List, MSG_MAX, Op, Request, Response};
+use iommu_core::IovaAllocator;
+use iommu_core::server::{Grant, Handled, HwError, Presented, Server, ServerConfig, SmmuHw};
+use iommu_core::{InvalidationPolicy, TrustLevel};
+use pgtable::{Attrs, Config, PageTable, TableMemory};
+use smmuv3::idr::Features;
+
+/// Timed operations per batch where an untimed helper must run between
+/// batches.
+const BATCH: u64 = 256;
+/// Where `MemHw` hands out pages.
+const MEM_BASE: u64 = 0x8000_0000;
+/// The client's granted frame (never touched: the server only maps it).
+const CLIENT_FRAME: u64 = 0x1_0000_0000;
+const BADGE: u32 = 1;
+const SID: u32 = 8;
+
+/// SMMU memory as a vector of zeroed pages; commands go nowhere.
+struct MemHw {
+    features: Features,
+    pages: Vec<Box<[u64; 512]>>,
+    free1: Vec<usize>,
+}
+
+impl MemHw {
+    fn new() -> Self {
+        Self {
+            // QEMU 7.2's SMMUv3 ID registers (stage 1, RIL, 16-bit ASIDs).
+            features: Features::decode([0x0d40_101a, 0x0273_0010, 0, 0x1404, 0, 0x74], 1)
+                .expect("features decode"),
+            pages: Vec::new(),
+            free1: Vec::new(),
+        }
+    }
+
+    fn word(&self, pa: PhysAddr) -> (usize, usize) {
+        let off = pa.get() - MEM_BASE;
+        ((off / PAGE_SIZE) as usize, ((off % PAGE_SIZE) / 8) as usize)
+    }
+}
+
+impl SmmuHw for MemHw {
+    fn features(&self) -> &Features {
+        &self.features
+    }
+    fn alloc_pages(&mut self, count: usize) -> Option<PhysAddr> {
+        if count == 1
+            && let Some(p) = self.free1.pop()
+        {
+            *self.pages[p] = [0; 512];
+            return Some(PhysAddr::new(MEM_BASE + p as u64 * PAGE_SIZE));
+        }
+        let first = self.pages.len().next_multiple_of(count);
+        self.pages.resize_with(first + count, || Box::new([0; 512]));
+        Some(PhysAddr::new(MEM_BASE + first as u64 * PAGE_SIZE))
+    }
+    fn free_pages(&mut self, pa: PhysAddr, count: usize) {
+        if count == 1 {
+            self.free1.push(self.word(pa).0);
+        }
+    }
+    fn read_u64(&self, pa: PhysAddr) -> u64 {
+        let (p, w) = self.word(pa);
+        self.pages[p][w]
+    }
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) {
+        let (p, w) = self.word(pa);
+        self.pages[p][w] = value;
+    }
+    fn publish(&mut self) {}
+    fn submit(&mut self, _cmds: &[[u64; 2]]) -> Result<(), HwError> {
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), HwError> {
+        Ok(())
+    }
+}
+
+impl TableMemory for MemHw {
+    fn read(&self, table: PhysAddr, index: usize) -> u64 {
+        self.read_u64(PhysAddr::new(table.get() + 8 * (index as u64 & 511)))
+    }
+    fn write(&mut self, table: PhysAddr, index: usize, value: u64) {
+        self.write_u64(PhysAddr::new(table.get() + 8 * (index as u64 & 511)), value);
+    }
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        self.alloc_pages(1)
+    }
+}
+
+fn encode(r: &Request<'_>) -> Vec<u8> {
+    let mut buf = [0u8; MSG_MAX];
+    let n = r.encode(&mut buf).expect("request encodes");
+    buf[..n].to_vec()
+}
+
+/// A server with one strict, untrusted client whose device is attached.
+struct Bench {
+    server: Server<MemHw, u64>,
+    map_msg: Vec<u8>,
+    frames: [PhysAddr; 1],
+    now: u64,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let mut server = Server::new(MemHw::new(), ServerConfig::default()).expect("server");
+        server
+            .add_client(
+                BADGE,
+                "bench",
+                InvalidationPolicy::Strict,
+                TrustLevel::Untrusted,
+            )
+            .expect("client");
+        let attach = encode(&Request::Attach { dma_bits: 48 });
+        let dev = Presented {
+            rid: SID,
+            sid: StreamId(SID),
+        };
+        match server.handle(0, BADGE, &attach, None, Some(dev), 0) {
+            Handled::Reply(_, r) => {
+                Response::decode(Op::Attach, &r).expect("attached");
+            }
+            Handled::Held => unreachable!(),
+        }
+        let page = [Extent::new(0, PAGE_SIZE)];
+        Self {
+            server,
+            map_msg: encode(&Request::Map {
+                dir: Dir::FromDevice,
+                ranges: List::new(&page),
+            }),
+            frames: [PhysAddr::new(CLIENT_FRAME)],
+            now: 0,
+        }
+    }
+
+    fn map(&mut self) -> Iova {
+        let grant = Grant {
+            frames: &self.frames,
+            va: 0x1000_0000,
+            len: PAGE_SIZE,
+        };
+        match self
+            .server
+            .handle(self.now, BADGE, &self.map_msg, Some(grant), None, 0)
+        {
+            Handled::Reply(_, r) => match Response::decode(Op::Map, &r) {
+                Ok(Response::Mapped { iovas }) => iovas.get(0).expect("one IOVA"),
+                other => panic!("map: {other:?}"),
+            },
+            Handled::Held => unreachable!(),
+        }
+    }
+
+    /// Unmaps one page; a strict unmap's reply is held until `flush`.
+    fn unmap(&mut self, iova: Iova) {
+        let r = [Extent::new(iova.get(), PAGE_SIZE)];
+        let msg = encode(&Request::Unmap {
+            ranges: List::new(&r),
+        });
+        let h = self.server.handle(self.now, BADGE, &msg, None, None, 7);
+        assert_eq!(h, Handled::Held);
+    }
+
+    /// Issues the pending invalidation (one doorbell, one sync) and
+    /// collects the held replies.
+    fn flush(&mut self) -> usize {
+        self.now += 1;
+        self.server.poll(self.now).len()
+    }
+}
+
+fn server_paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("server");
+
+    g.bench_function("map_4k", |b| {
+        let mut s = Bench::new();
+        let mut live = Vec::with_capacity(BATCH as usize);
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(BATCH);
+                let t = Instant::now();
+                for _ in 0..n {
+                    live.push(s.map());
+                }
+                total += t.elapsed();
+                for iova in live.drain(..) {
+                    s.unmap(iova);
+                }
+                s.flush();
+                left -= n;
+            }
+            total
+        });
+    });
+
+    g.bench_function("unmap_4k_queued", |b| {
+        let mut s = Bench::new();
+        let mut live = Vec::with_capacity(BATCH as usize);
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(BATCH);
+                live.extend((0..n).map(|_| s.map()));
+                let t = Instant::now();
+                for iova in live.drain(..) {
+                    s.unmap(black_box(iova));
+                }
+                total += t.elapsed();
+                s.flush();
+                left -= n;
+            }
+            total
+        });
+    });
+
+    g.bench_function("map_unmap_flush_strict", |b| {
+        let mut s = Bench::new();
+        b.iter(|| {
+            let iova = s.map();
+            s.unmap(iova);
+            black_box(s.flush())
+        });
+    });
+    g.finish();
+}
+
+fn iova_paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("iova");
+    let base = Iova::new(0x10_0000);
+    let limit = Iova::new((1 << 48) - 1);
+
+    g.bench_function("alloc_free_fast", |b| {
+        let mut a = IovaAllocator::new(base, limit, u64::MAX).expect("window");
+        // Warm the one-page cache.
+        let first = a.alloc(1).expect("alloc");
+        a.free(first, 1).expect("free");
+        b.iter(|| {
+            let v = a.alloc(black_box(1)).expect("alloc");
+            a.free(v, 1).expect("free");
+        });
+    });
+
+    g.bench_function("alloc_free_slow", |b| {
+        // Caches drained for good (depth 0): every free goes back to the
+        // coalescing free-range tree and every alloc searches it; 1,024
+        // live single pages with holes between them keep the tree busy.
+        let mut a = IovaAllocator::with_cache_depth(base, limit, u64::MAX, 0).expect("window");
+        let blocks: Vec<Iova> = (0..2048).map(|_| a.alloc(1).expect("alloc")).collect();
+        for v in blocks.iter().step_by(2) {
+            a.free(*v, 1).expect("free");
+        }
+        b.iter(|| {
+            let v = a.alloc(black_box(1)).expect("alloc");
+            a.free(v, 1).expect("free");
+        });
+    });
+    g.finish();
+}
+
+fn walk_path(c: &mut Criterion) {
+    // A 48-bit table (4 levels) with 4,096 scattered 4 KiB pages mapped.
+    let mut mem = MemHw::new();
+    let mut table: PageTable<Iova> = PageTable::new(&mut mem, Config::new(48, 48)).expect("table");
+    let attrs = Attrs::dma(0, true);
+    let vas: Vec<Iova> = (0..4096u64)
+        .map(|i| Iova::new(0x10_0000 + i * 0x20_3000))
+        .collect();
+    for (i, va) in vas.iter().enumerate() {
+        let pa = PhysAddr::new(CLIENT_FRAME + i as u64 * PAGE_SIZE);
+        table.map(&mut mem, *va, pa, PAGE_SIZE, attrs).expect("map");
+    }
+    let mut i = 0usize;
+    c.bench_function("pgtable/translate_4level", |b| {
+        b.iter(|| {
+            i = (i + 1) & (vas.len() - 1);
+            black_box(table.translate(&mem, black_box(vas[i])))
+        });
+    });
+}
+
+criterion_group!(benches, server_paths, iova_paths, walk_path);
+criterion_main!(benches);
