@@ -14,6 +14,7 @@ mod arch;
 mod console;
 mod exceptions;
 mod gic;
+mod integrity;
 #[allow(unsafe_code)]
 mod mm;
 #[allow(unsafe_code)]
@@ -72,6 +73,7 @@ fn kmain(loader_dtb: u64, entry_el: u64) -> ! {
         .map(PhysAddr::new);
     let mut mem = init_memory(&platform, dtb, boot_image);
     install_kernel_map(&platform, &mut mem);
+    integrity::record();
     let mut sys = bring_up_machine(&platform);
     report::print(&platform, entry_el, &mem, &sys);
 

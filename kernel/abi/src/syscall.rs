@@ -64,13 +64,18 @@ pub enum Sysno {
     /// translates (SMMUEN = 1, every unattached stream aborts). From then on
     /// drivers may enable bus mastering; before, DMA would bypass the SMMU.
     SmmuEnabled = 16,
+    /// `integrity() -> (intact, checksum)`: recomputes the checksum of the
+    /// kernel's code and read-only data taken at boot; `intact` is 1 when
+    /// it is unchanged. Any task may ask: the isolation demos use it to show
+    /// that rogue DMA aimed at the kernel image changed nothing.
+    Integrity = 17,
 }
 
 impl Sysno {
     /// The syscall for `n`, if there is one.
     pub fn from_u64(n: u64) -> Option<Sysno> {
         use Sysno::*;
-        const ALL: [Sysno; 17] = [
+        const ALL: [Sysno; 18] = [
             Log,
             Exit,
             Yield,
@@ -88,6 +93,7 @@ impl Sysno {
             PciConfigWrite,
             PciMapBar,
             SmmuEnabled,
+            Integrity,
         ];
         ALL.iter().copied().find(|s| *s as u64 == n)
     }
@@ -236,7 +242,8 @@ pub mod layout {
     /// Stack size given to every task.
     pub const STACK_SIZE: u64 = 64 * 1024;
     /// The read-only task information page (name, capability names,
-    /// arguments): its address is also passed in x0 at entry.
+    /// arguments): its address is also passed in x0 at entry, and the
+    /// task's incarnation (0 at boot, +1 at each restart) in x1.
     pub const TASK_INFO: u64 = 0x0000_7ffe_0000_0000;
     /// Where `dma_alloc` places memory.
     pub const DMA_BASE: u64 = 0x0000_1000_0000_0000;

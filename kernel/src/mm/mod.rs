@@ -117,3 +117,21 @@ fn zero_phys(pa: PhysAddr, len: usize) {
     // inside RAM, which the linear map covers.
     unsafe { core::ptr::write_bytes(p, 0, len) };
 }
+
+/// Calls `f` with every aligned 64-bit word of the kernel image between
+/// `from` and `to` (linear-map addresses inside the image, 8-byte aligned).
+pub fn for_each_image_word(from: VirtAddr, to: VirtAddr, mut f: impl FnMut(u64)) {
+    let l = image_layout();
+    assert!(
+        l.start <= from && from <= to && to <= l.end,
+        "range outside the kernel image"
+    );
+    let mut p = from.get();
+    while p + 8 <= to.get() {
+        // SAFETY: `p` lies inside the kernel image (checked), which is mapped
+        // for the kernel's lifetime; text and rodata are never written by
+        // the kernel, a volatile read of an aligned word is always valid.
+        f(unsafe { core::ptr::read_volatile(p as *const u64) });
+        p += 8;
+    }
+}

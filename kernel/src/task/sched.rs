@@ -152,6 +152,14 @@ fn finish(k: &Kernel) -> ! {
     kprintln!(
         "kernel: all tasks finished: {exited} exited ok, {failed} exited with an error, {faulted} faulted, {serving} still serving"
     );
+    match crate::integrity::check() {
+        (true, sum) => {
+            kprintln!("kernel: code and read-only data unchanged since boot (checksum {sum:#018x})")
+        }
+        (false, sum) => kprintln!(
+            "kernel: CODE OR READ-ONLY DATA CHANGED since boot (checksum now {sum:#018x})"
+        ),
+    }
     let (free, total) = crate::mm::frames::stats();
     if serving == 0 {
         // Every task ended and was reclaimed: all its frames came back.

@@ -29,7 +29,8 @@ pub use console::log;
 pub use ipc::{Grant, RecvInfo, RecvKind, call, irq_ack, notify, recv, reply, wait};
 pub use mem::{DeviceRegion, DmaBuffer, dma_alloc, mmio_map, pci_map_bar, publish_to_device};
 pub use pci::{pci_config_read, pci_config_write, pci_enable_bus_master, smmu_enabled};
-pub use task::{exit, yield_now};
+pub use rt::incarnation;
+pub use task::{exit, kernel_integrity, yield_now};
 pub use time::{counter, sleep, time};
 
 /// Looks up a capability by name, falling back to the task's only

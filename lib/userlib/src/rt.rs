@@ -17,13 +17,22 @@ pub const PANIC_EXIT: i32 = 101;
 /// Exit code of a task whose task-info page did not decode.
 pub const BAD_INFO_EXIT: i32 = 102;
 
-/// Runs the task: called by `_start` with the x0 the kernel passed.
+static INCARNATION: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// How many times the kernel restarted this task (0 for the first run):
+/// the kernel passes it in x1 at entry.
+pub fn incarnation() -> u64 {
+    INCARNATION.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs the task: called by `_start` with the x0 and x1 the kernel passed.
 ///
 /// The page is read at `layout::TASK_INFO` (its length is encoded inside,
 /// `parse` decides how much of the page it uses); x0 must name the same
 /// address.
-pub fn start(info_addr: u64, main: fn(&TaskInfo<'static>) -> i32) -> ! {
+pub fn start(info_addr: u64, incarnation: u64, main: fn(&TaskInfo<'static>) -> i32) -> ! {
     crate::sys::init_heap();
+    INCARNATION.store(incarnation, core::sync::atomic::Ordering::Relaxed);
     if info_addr != abi::syscall::layout::TASK_INFO {
         crate::log!("task info at {info_addr:#x}, expected it at the fixed address");
         exit(BAD_INFO_EXIT);
@@ -56,10 +65,11 @@ fn panic(info: &PanicInfo<'_>) -> ! {
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
-        /// The ELF entry point the kernel jumps to (x0 = task-info page).
+        /// The ELF entry point the kernel jumps to (x0 = task-info page,
+        /// x1 = incarnation).
         #[unsafe(no_mangle)]
-        pub extern "C" fn _start(info: u64) -> ! {
-            $crate::rt::start(info, $main)
+        pub extern "C" fn _start(info: u64, incarnation: u64) -> ! {
+            $crate::rt::start(info, incarnation, $main)
         }
     };
 }

@@ -14,7 +14,13 @@ pub fn exit(code: i32) -> ! {
     }
 }
 
-/// Gives the CPU to another ready task of equal priority.
+/// Whether the kernel's code and read-only data are unchanged since boot,
+/// and their checksum now.
+pub fn kernel_integrity() -> SysResult<(bool, u64)> {
+    check(syscall(Sysno::Integrity as u64, [0; 6])).map(|r| (r[1] == 1, r[2]))
+}
+
+/// Yields the CPU to another ready task of equal priority.
 pub fn yield_now() -> SysResult<()> {
     check(syscall(Sysno::Yield as u64, [0; 6])).map(|_| ())
 }
