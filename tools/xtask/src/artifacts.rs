@@ -27,6 +27,8 @@ pub struct Workspace {
     pub cargo: String,
     /// Every workspace member, from `cargo metadata`.
     pub members: Vec<Member>,
+    /// Cargo features guest builds get (empty but for test-only variants).
+    pub features: Vec<String>,
 }
 
 /// A workspace member package.
@@ -67,6 +69,7 @@ impl Workspace {
             target_dir,
             cargo,
             members,
+            features: Vec::new(),
         })
     }
 
@@ -106,11 +109,31 @@ impl Workspace {
         self.target_dir.join("xtask").join(scenario)
     }
 
-    /// A `cargo` command run from the workspace root.
+    /// A `cargo` command run from the workspace root (building into this
+    /// workspace's target directory).
     pub fn cargo(&self) -> Command {
         let mut cmd = Command::new(&self.cargo);
         cmd.current_dir(&self.root);
+        cmd.env("CARGO_TARGET_DIR", &self.target_dir);
         cmd
+    }
+
+    /// The same workspace building with extra cargo `features` (test-only
+    /// switches such as `iommu-server/insecure-demo`) into a target
+    /// directory of its own, so the normal images are never rebuilt with
+    /// them, nor they with the normal ones.
+    pub fn variant(&self, features: &[String]) -> Workspace {
+        let mut v = self.clone();
+        if !features.is_empty() {
+            let tag: String = features
+                .join("+")
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            v.target_dir = self.target_dir.join("variants").join(tag);
+            v.features = features.to_vec();
+        }
+        v
     }
 }
 
@@ -218,6 +241,10 @@ pub fn build(
         for package in &packages {
             cmd.args(["-p", package]);
         }
+        if !ws.features.is_empty() {
+            cmd.args(["--features", &ws.features.join(",")]);
+            println!("xtask: test-only features {}", ws.features.join(", "));
+        }
         println!("xtask: building {} for {GUEST_TARGET}", packages.join(", "));
         let status = cmd
             .status()
@@ -321,7 +348,14 @@ mod tests {
             target_dir: PathBuf::from("/w/target"),
             cargo: "cargo".into(),
             members: members(&meta).unwrap(),
+            features: Vec::new(),
         };
+        let v = ws.variant(&["iommu-server/insecure-demo".to_owned()]);
+        assert_eq!(
+            v.target_dir,
+            PathBuf::from("/w/target/variants/iommu-server-insecure-demo")
+        );
+        assert_eq!(ws.variant(&[]).target_dir, ws.target_dir);
         assert_eq!(
             ws.guest_packages().collect::<Vec<_>>(),
             ["kernel", "ipc-demo"]

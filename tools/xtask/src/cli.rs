@@ -29,6 +29,8 @@ commands:
                              chart.svg,table.txt}
       --ms MS                milliseconds per point (default: the system's)
       --out DIR              write the report files there instead
+  demo [NAME..]              the isolation demos (scenarios named demo-*), narrated live;
+                             NAME picks one (e.g. `rogue-dma`); ends with PASS/FAIL
   help                       this text";
 
 use std::path::PathBuf;
@@ -41,6 +43,8 @@ pub enum Command {
     Run(RunOptions),
     Test(TestOptions),
     Bench(crate::bench::BenchOptions),
+    /// Demo names (empty: all).
+    Demo(Vec<String>),
 }
 
 /// Options of `cargo xtask build`.
@@ -80,6 +84,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "run" => parse_run(rest).map(Command::Run),
         "test" => parse_test(rest).map(Command::Test),
         "bench" => parse_bench(rest).map(Command::Bench),
+        "demo" => Ok(Command::Demo(rest.to_vec())),
         other => Err(format!("unknown command `{other}`")),
     }
 }

@@ -65,5 +65,15 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         Command::Run(opts) => suite::run(&opts),
         Command::Test(opts) => suite::test(&opts),
         Command::Bench(opts) => bench::bench(&opts),
+        Command::Demo(names) => suite::test(&cli::TestOptions {
+            skip_host: true,
+            echo: true,
+            filters: if names.is_empty() {
+                vec!["demo-".to_owned()]
+            } else {
+                names.iter().map(|n| format!("demo-{n}")).collect()
+            },
+            ..Default::default()
+        }),
     }
 }

@@ -42,6 +42,11 @@ struct RawScenario {
     /// `disk_check = { nvme = 1, vblk = 2 }` (the pattern seeds).
     #[serde(default)]
     disk_check: DiskCheck,
+    /// Test-only cargo features the guest is built with for this scenario
+    /// (e.g. `["iommu-server/insecure-demo"]`), in a target directory of
+    /// their own.
+    #[serde(default)]
+    features: Vec<String>,
 }
 
 /// Which disk images must hold the block test's pattern, by seed.
@@ -98,6 +103,8 @@ pub struct Scenario {
     pub must_not_contain: Vec<Regex>,
     /// Disk images to check after the run.
     pub disk_check: DiskCheck,
+    /// Test-only cargo features of this scenario's build.
+    pub features: Vec<String>,
 }
 
 /// Parses one scenario file's text; `origin` names it in errors.
@@ -149,6 +156,7 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         must_contain: compile(raw.must_contain)?,
         must_not_contain: compile(raw.must_not_contain)?,
         disk_check: raw.disk_check,
+        features: raw.features,
     })
 }
 

@@ -131,7 +131,28 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                     timeout,
                     ..s.clone()
                 };
-                if run_scenario(&ws, &images, &s, system, opts.echo)? {
+                // A test-only variant (e.g. a protection switched off to
+                // show that the demo would see the breach) gets its own
+                // build.
+                let variant;
+                let images = if s.features.is_empty() {
+                    &images
+                } else {
+                    let ws_variant = ws.variant(&s.features);
+                    let packages = system.map(System::packages).unwrap_or_default();
+                    match artifacts::build(&ws_variant, None, &packages) {
+                        Ok(i) => {
+                            variant = i;
+                            &variant
+                        }
+                        Err(e) => {
+                            println!("FAIL {}: variant build failed: {e}", s.name);
+                            failed += 1;
+                            continue;
+                        }
+                    }
+                };
+                if run_scenario(&ws, images, &s, system, opts.echo)? {
                     passed += 1;
                 } else {
                     failed += 1;
