@@ -90,7 +90,8 @@ fn kmain(loader_dtb: u64, entry_el: u64) -> ! {
         _ => alloc::vec::Vec::new(),
     };
     match task::loader::load(&image, &platform, pci, arch::mmu::pa_bits()) {
-        Ok(k) => {
+        Ok(mut k) => {
+            k.boot = Some((image, platform, arch::mmu::pa_bits()));
             kprintln!(
                 "kernel: {} tasks loaded, {} endpoints; starting",
                 k.tasks.len(),

@@ -70,6 +70,10 @@ pub fn run_driver<D: BlockDevice, E: Display>(
         poll_us: 1_000,
         name,
         bench: info.arg("bench") == Some("on"),
+        // Only the first incarnation crashes: the restarted one must work.
+        crash_after_ios: userlib::arg_u64(info, "crash_after_ios", u64::MAX)
+            .ok()
+            .filter(|&n| n != u64::MAX && userlib::incarnation() == 0),
     };
     serve(device, &iommu, blk, cfg)
 }

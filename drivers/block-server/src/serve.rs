@@ -34,6 +34,10 @@ pub struct Config {
     pub name: &'static str,
     /// Accept `SetMode` (benchmark systems only).
     pub bench: bool,
+    /// Test systems only: crash (undefined instruction) right after
+    /// starting a batch once this many I/Os completed, so that the crash
+    /// happens with I/Os on the device. `None` in every normal system.
+    pub crash_after_ios: Option<u64>,
 }
 
 /// What the loop counted, for the benchmark's per-I/O figures.
@@ -331,6 +335,18 @@ impl<D: BlockDevice> Loop<'_, D> {
             });
         }
         self.clients.entry(badge).or_default().in_flight += ios.len();
+        if self
+            .cfg
+            .crash_after_ios
+            .is_some_and(|n| self.counters.ios >= n)
+        {
+            log!(
+                "{}: CRASHING ON PURPOSE (test) with {} I/Os on the device",
+                self.cfg.name,
+                ios.len()
+            );
+            userlib::raw::undefined_instruction();
+        }
         Ok(())
     }
 

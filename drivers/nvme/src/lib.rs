@@ -765,6 +765,52 @@ impl BlockDevice for Nvme {
     fn on_interrupt(&mut self) {
         // INTx deasserts once the completion queue head doorbell shows the
         // queue drained, which `completions` does; nothing to read here.
+        // (Writing the head of an empty queue would corrupt QEMU 7.2's
+        // pending-queue count, which then never deasserts INTx.)
+    }
+}
+
+/// Demo only (cargo feature `demo-rogue`): what a compromised NVMe driver
+/// could do, for the rogue-DMA isolation demo.
+#[cfg(feature = "demo-rogue")]
+impl Nvme {
+    /// Submits a Read of one logical block at `slba` of namespace 1 whose
+    /// PRP1 is `prp1` exactly as given (no IOVA from the IOMMU server, no
+    /// check; PRP2 = 0, so the block must fit in `prp1`'s page), on slot 0,
+    /// and waits (bounded) for its completion. Returns what the controller
+    /// reported: `Ok` even when the SMMU dropped every byte (faults are
+    /// silent towards the device).
+    pub fn demo_rogue_read(&mut self, slba: u64, prp1: u64) -> Result<(), BlockError> {
+        const SLOT: u16 = 0;
+        if self.failed {
+            return Err(BlockError::DeviceError);
+        }
+        if self.io_sq.free() == 0 {
+            return Err(BlockError::QueueFull);
+        }
+        let cid = self
+            .cids
+            .issue(SLOT, userlib::counter())
+            .map_err(|_| BlockError::QueueFull)?;
+        let Some(sqe) = Sqe::rw(IoOpcode::Read, cid, NAMESPACE, slba, 1, prp1, 0) else {
+            self.cids.cancel(SLOT);
+            return Err(BlockError::Malformed);
+        };
+        let index = self.io_sq.push().unwrap_or(0);
+        write_sqe(&mut self.mem, Layout::sqe(self.layout.io_sq, index), &sqe);
+        userlib::publish_to_device();
+        let tail = self.io_sq.tail();
+        self.ring(self.cap.sq_tail_doorbell(IO_QUEUE), tail);
+        let clock = self.clock;
+        let mut out = Vec::new();
+        let got = wait_for(clock, IO_TIMEOUT_US + 1_000_000, ADMIN_POLL_US, || {
+            self.completions(&mut out);
+            out.iter().find(|(s, _)| *s == SLOT).map(|&(_, r)| r)
+        });
+        match got {
+            Waited::Done(r) => r,
+            Waited::TimedOut => Err(BlockError::Timeout),
+        }
     }
 }
 

@@ -19,8 +19,8 @@ mod pool;
 
 use abi::syscall::{FOREVER, GRANT_MAX_PAGES, PresentedKind};
 use abi::{PhysAddr, StreamId};
-use iommu_core::policy::{TrustLevel, parse_client};
-use iommu_core::server::{Grant, Handled, Presented, Server, ServerConfig};
+use iommu_core::policy::parse_client;
+use iommu_core::server::{Grant, Handled, Presented, Server, ServerConfig, ServerError};
 use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
 
 use crate::hw::Smmu;
@@ -93,7 +93,17 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         }
     };
     log!("iommu: {}", smmu.features());
-    let mut server: Server<Smmu, u64> = match Server::new(smmu, ServerConfig::default()) {
+    let defaults = ServerConfig::default();
+    let quarantine_after =
+        userlib::arg_u64(info, "quarantine_after", defaults.quarantine_after.into())
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(defaults.quarantine_after);
+    let config = ServerConfig {
+        quarantine_after,
+        ..defaults
+    };
+    let mut server: Server<Smmu, u64> = match Server::new(smmu, config) {
         Ok(s) => s,
         Err(e) => {
             log!("iommu: cannot build the stream table: {e:?}");
@@ -113,6 +123,10 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         return 1;
     }
 
+    #[cfg(feature = "insecure-demo")]
+    log!(
+        "iommu: INSECURE DEMO BUILD: streams attached in bypass (no translation, no DMA protection)"
+    );
     let mut clients = 0;
     for c in info.clients() {
         // Strict policies are what an untrusted client gets; anything
@@ -126,11 +140,16 @@ fn main(info: &TaskInfo<'static>) -> i32 {
             );
             continue;
         };
+        #[cfg(feature = "insecure-demo")]
+        let (policy, trust) = (policy, insecure_demo::trust(trust));
         match server.add_client(c.badge, c.name, policy, trust) {
             Ok(()) => clients += 1,
             Err(e) => log!("iommu: client {} refused: {e:?}", c.name),
         }
-        if trust == TrustLevel::Bench {
+        #[cfg(feature = "insecure-demo")]
+        insecure_demo::into_bypass(&mut server, c.badge, c.name);
+        #[cfg(not(feature = "insecure-demo"))]
+        if trust == iommu_core::policy::TrustLevel::Bench {
             log!(
                 "iommu: client {} is the benchmark client: starts {policy}, may switch policy (bypass included)",
                 c.name
@@ -143,20 +162,50 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         server.strtab_pages()
     );
 
-    serve(&mut server, &caps, now_us)
+    serve(&mut server, &caps, info, now_us)
+}
+
+/// Registers again, with its policy from the system description, a client
+/// whose death was handled, once the server has forgotten it (its
+/// teardown may finish only after a later sync): a restarted instance of
+/// the same task (the kernel restarts tasks marked `restart`, with the same
+/// badge) can then attach again. Returns whether it is done.
+fn readmit(server: &mut Server<Smmu, u64>, info: &TaskInfo<'_>, badge: u32) -> bool {
+    let Some(c) = info.clients().find(|c| c.badge == badge) else {
+        return true;
+    };
+    let Ok((policy, trust)) = parse_client(c.trust) else {
+        return true;
+    };
+    match server.add_client(badge, c.name, policy, trust) {
+        Ok(()) => true,
+        Err(ServerError::ClientExists) => false,
+        Err(e) => {
+            log!("iommu: client {} cannot be registered again: {e:?}", c.name);
+            true
+        }
+    }
 }
 
 /// The IPC loop. Every message waiting is handled before the next flush,
 /// so unmaps that arrive together (from one client or many) share one
 /// CMD_SYNC; before flushing, the server yields once so that clients of
 /// the same priority can add theirs.
-fn serve(server: &mut Server<Smmu, u64>, caps: &Caps, now_us: impl Fn() -> u64) -> ! {
+fn serve(
+    server: &mut Server<Smmu, u64>,
+    caps: &Caps,
+    info: &TaskInfo<'_>,
+    now_us: impl Fn() -> u64,
+) -> ! {
     let mut buf = [0u8; MSG_MAX];
     let mut frames = [0u64; GRANT_MAX_PAGES];
     let mut yielded = false;
     // Sums over the clients that ended, for the cross-client figure.
     let (mut ended_unmaps, mut ended_client_syncs) = (0u64, 0u64);
+    // Dead clients to register again once their teardown is complete.
+    let mut dead: alloc::vec::Vec<u32> = alloc::vec::Vec::new();
     loop {
+        dead.retain(|&badge| !readmit(server, info, badge));
         let now = now_us();
         let timeout = match server.next_deadline() {
             // Work is due: drain what is queued (timeout 0), then flush.
@@ -227,6 +276,7 @@ fn serve(server: &mut Server<Smmu, u64>, caps: &Caps, now_us: impl Fn() -> u64) 
                     .map(|c| (c.name.into(), c.stats));
                 // Its held replies go nowhere: the caller is gone.
                 let _ = server.client_died(got.badge);
+                dead.push(got.badge);
                 if let Some((name, s)) = name {
                     let name: alloc::string::String = name;
                     ended_unmaps += s.unmaps;
@@ -316,5 +366,48 @@ fn drain_events(server: &mut Server<Smmu, u64>) {
                 ""
             }
         );
+    }
+}
+
+/// The test-only switch (cargo feature `insecure-demo`) that turns DMA
+/// protection off, so that the rogue-DMA demo can show it would notice.
+/// It uses the benchmark client's bypass mechanism for every client: each
+/// is registered as a benchmark client and switched into bypass before it
+/// can attach, so `Attach` writes a bypass STE and `Map` answers physical
+/// addresses. Nothing else of the server changes.
+#[cfg(feature = "insecure-demo")]
+mod insecure_demo {
+    use iommu_api::{InvalidationPolicy, MSG_MAX, Op, Request, Response};
+    use iommu_core::policy::TrustLevel;
+    use iommu_core::server::{Handled, Server};
+    use userlib::log;
+
+    use crate::hw::Smmu;
+
+    /// Every client gets the only trust level bypass is possible for.
+    pub fn trust(_: TrustLevel) -> TrustLevel {
+        TrustLevel::Bench
+    }
+
+    /// Switches client `badge` into bypass as if it had asked itself.
+    pub fn into_bypass(server: &mut Server<Smmu, u64>, badge: u32, name: &str) {
+        let mut msg = [0u8; MSG_MAX];
+        let req = Request::SetPolicy {
+            policy: InvalidationPolicy::Bypass,
+        };
+        let ok = req.encode(&mut msg).is_ok_and(|n| {
+            matches!(
+                server.handle(0, badge, &msg[..n], None, None, 0),
+                Handled::Reply(_, bytes)
+                    if matches!(Response::decode(Op::SetPolicy, &bytes), Ok(Response::PolicySet))
+            )
+        });
+        if ok {
+            log!(
+                "iommu: INSECURE DEMO BUILD: client {name} is in bypass: its device reaches all memory"
+            );
+        } else {
+            log!("iommu: INSECURE DEMO BUILD: client {name} could not be switched to bypass");
+        }
     }
 }

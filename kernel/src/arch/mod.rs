@@ -57,16 +57,43 @@ pub fn idle_once() {
 }
 
 /// Leaves the kernel for the first time: returns from exception into the
-/// task whose registers (SPSR for EL0) are in `frame`, which must be a
-/// local of the caller, on the kernel stack.
+/// task whose registers (SPSR for EL0) are in `frame`. The kernel stack is
+/// reset to its top first: nothing of the boot path on it (kmain's frames,
+/// the device-tree and PCI records) is needed any more, and every later
+/// trap from EL0 then has the whole stack.
 pub fn enter_user(frame: &trap::TrapFrame) -> ! {
-    // SAFETY: `frame` is a valid 272-byte TrapFrame on this CPU's kernel
-    // stack (the caller's local); `trap_return` restores exactly that frame
-    // from sp and erets to EL0. Everything above it on the stack belongs to
-    // calls that never return (kmain), so abandoning it is sound; later
-    // traps push below it.
+    unsafe extern "C" {
+        static __boot_stack_top: u8;
+    }
+    const SIZE: usize = core::mem::size_of::<trap::TrapFrame>();
+    let top = (&raw const __boot_stack_top) as usize;
+    let src = frame as *const trap::TrapFrame as usize;
+    // The frame is a local deep below the top (kmain and its callers are
+    // above it), so the copy below reads and writes disjoint memory.
+    assert!(
+        src + SIZE <= top - SIZE,
+        "the first frame overlaps the top of the stack"
+    );
+    // SAFETY: copies the 272-byte frame (17 pairs) from `src` to the top
+    // 272 bytes of the kernel stack (disjoint, checked), points sp at it and
+    // branches to `trap_return`, which restores exactly that frame and
+    // erets to EL0. Everything that was on the stack belongs to calls that
+    // never return; the asm never returns to Rust.
     unsafe {
-        core::arch::asm!("mov sp, {0}", "b trap_return", in(reg) frame as *const trap::TrapFrame, options(noreturn))
+        core::arch::asm!(
+            "sub x2, x0, #272",
+            "mov x3, x2",
+            "2:",
+            "ldp x4, x5, [x1], #16",
+            "stp x4, x5, [x3], #16",
+            "cmp x3, x0",
+            "b.lo 2b",
+            "mov sp, x2",
+            "b trap_return",
+            in("x0") top,
+            in("x1") src,
+            options(noreturn)
+        )
     }
 }
 

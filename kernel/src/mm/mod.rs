@@ -135,3 +135,23 @@ pub fn for_each_image_word(from: VirtAddr, to: VirtAddr, mut f: impl FnMut(u64))
         p += 8;
     }
 }
+
+/// Deepest use of the kernel stack so far, in bytes: the boot code zeroes
+/// the stack, so the lowest non-zero word above the guard page marks it.
+pub fn stack_high_water() -> (usize, usize) {
+    let l = image_layout();
+    let bottom = l.stack_guard.get() + abi::PAGE_SIZE;
+    let top = l.end.get();
+    let mut p = bottom;
+    while p < top {
+        // SAFETY: `p` is an aligned word of the kernel stack region (above
+        // its guard page, below the image end), mapped read-write for the
+        // kernel's lifetime; reading a word below the current stack pointer
+        // is a plain read of memory nothing else uses.
+        if unsafe { core::ptr::read_volatile(p as *const u64) } != 0 {
+            break;
+        }
+        p += 8;
+    }
+    ((top - p) as usize, (top - bottom) as usize)
+}

@@ -93,6 +93,7 @@ pub fn end(k: &mut Kernel, t: TaskIdx, how: End) {
     }
     if acks == 0 {
         reclaim(k, t);
+        restart_if_wanted(k, t);
     } else {
         kprintln!(
             "task {}: memory kept until {acks} server(s) answer its death notice",
@@ -116,8 +117,49 @@ pub fn acknowledge_death(k: &mut Kernel, s: TaskIdx, t: TaskIdx, ep: usize) -> a
             "task {}: death notices answered, {frames} frames reclaimed",
             k.tasks[t].name
         );
+        restart_if_wanted(k, t);
     }
     Ok(())
+}
+
+/// A task the system description marks `restart`, which failed, comes
+/// back from its boot-image record in the same slot (same capabilities,
+/// badge and endpoints; a fresh address space; the next generation, which
+/// it sees as its incarnation). Only after its old memory was reclaimed,
+/// i.e. after every server that asked heard of its death and answered.
+fn restart_if_wanted(k: &mut Kernel, t: TaskIdx) {
+    let failed = !matches!(k.tasks[t].end, Some(End::Exited(0)));
+    if !k.tasks[t].restart || !failed {
+        return;
+    }
+    let Some((image, platform, pa_bits)) = k.boot.take() else {
+        return;
+    };
+    let generation = k.tasks[t].generation.wrapping_add(1);
+    let created = image
+        .task(t as u32)
+        .ok_or_else(|| alloc::string::String::from("no such task record"))
+        .and_then(|rec| {
+            super::loader::create_task(
+                &rec,
+                t,
+                generation,
+                &platform,
+                &k.pci,
+                &mut k.endpoints,
+                &mut k.irqs,
+                pa_bits,
+            )
+        });
+    k.boot = Some((image, platform, pa_bits));
+    match created {
+        Ok(task) => {
+            kprintln!("task {}: restarted (incarnation {generation})", task.name);
+            k.tasks[t] = task;
+            k.make_ready(t);
+        }
+        Err(e) => kprintln!("task {}: restart failed: {e}", k.tasks[t].name),
+    }
 }
 
 /// Frees a dead task's memory once nothing can reach it; returns the

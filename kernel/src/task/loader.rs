@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 
 use abi::syscall::layout;
 use abi::{Asid, PAGE_SIZE};
-use bootimage::image::{BootImage, CapSpec, IrqSource, MmioRegion, SmmuIrq};
+use bootimage::image::{BootImage, CapSpec, IrqSource, MmioRegion, SmmuIrq, TaskRecord};
 use kernel_core::dt::{Platform, Trigger as DtTrigger};
 use kernel_core::elf::LoadPlan;
 use kernel_core::pci::Function;
@@ -49,75 +49,16 @@ pub fn load(
     let mut irqs = BTreeMap::new();
     let mut tasks = Vec::new();
     for (i, rec) in image.tasks().enumerate() {
-        let fail = |what: String| format!("task {}: {what}", rec.name);
-        let asid = Asid(u16::try_from(i + 1).map_err(|_| fail("too many tasks".into()))?);
-        let mut space =
-            AddressSpace::new(asid, pa_bits).map_err(|e| fail(format!("address space: {e}")))?;
-        let plan = LoadPlan::parse(rec.elf).map_err(|e| fail(format!("ELF: {e}")))?;
-        for seg in plan.segments() {
-            let p = seg.perms();
-            let attrs = match (p.write, p.exec) {
-                (true, _) => Attrs::user_data(MAIR_NORMAL, true),
-                (false, true) => Attrs::user_code(MAIR_NORMAL),
-                (false, false) => Attrs::user_data(MAIR_NORMAL, false),
-            };
-            let (first, count) = seg.pages();
-            space
-                .map_new(first.get(), count, attrs)
-                .map_err(|e| fail(format!("segment at {first:?}: {e}")))?;
-            for n in 0..count {
-                let page = first.get() + n * PAGE_SIZE;
-                let (off, bytes) = seg.page_bytes(abi::VirtAddr::new(page));
-                if !bytes.is_empty() {
-                    space
-                        .load(page + off as u64, bytes)
-                        .map_err(|e| fail(format!("copy: {e}")))?;
-                }
-            }
-        }
-        space
-            .map_new(
-                layout::STACK_TOP - layout::STACK_SIZE,
-                layout::STACK_SIZE / PAGE_SIZE,
-                Attrs::user_data(MAIR_NORMAL, true),
-            )
-            .map_err(|e| fail(format!("stack: {e}")))?;
-        if rec.info.len() as u64 > PAGE_SIZE {
-            return Err(fail("task info larger than a page".into()));
-        }
-        space
-            .map_new(layout::TASK_INFO, 1, Attrs::user_data(MAIR_NORMAL, false))
-            .and_then(|_| space.load(layout::TASK_INFO, rec.info))
-            .map_err(|e| fail(format!("info page: {e}")))?;
-
-        let mut caps = Vec::new();
-        for spec in rec.caps.clone() {
-            caps.push(resolve(spec, i, platform, &pci, &mut endpoints, &mut irqs).map_err(fail)?);
-        }
-
-        let mut x = [0; 31];
-        x[0] = layout::TASK_INFO;
-        let ctx = TrapFrame {
-            x,
-            sp_el0: layout::STACK_TOP,
-            elr: plan.entry().get(),
-            spsr: SPSR_EL0T,
-        };
-        tasks.push(Task {
-            name: rec.name.to_string(),
-            generation: 0,
-            priority: rec.priority.min((super::PRIORITIES - 1) as u8),
-            state: State::Ready,
-            end: None,
-            ctx,
-            space: Some(space),
-            caps,
-            notify_bits: 0,
-            dma_quota: u64::from(rec.dma_quota_pages),
-            dma_used: 0,
-            call: None,
-            call_seq: 0,
-        });
+        tasks.push(create_task(
+            &rec,
+            i,
+            0,
+            platform,
+            &pci,
+            &mut endpoints,
+            &mut irqs,
+            pa_bits,
+        )?);
     }
     if let Some(e) = endpoints.iter().find(|e| e.server == usize::MAX) {
         return Err(format!("endpoint {} has no server", e.name));
@@ -132,11 +73,100 @@ pub fn load(
         resched: false,
         pci,
         frames_free_before_load,
+        boot: None,
     };
     for t in 0..k.tasks.len() {
         k.make_ready(t);
     }
     Ok(k)
+}
+
+/// Creates task `index` from its boot-image record: a fresh address space
+/// with its ELF segments, stack and info page, and its capabilities
+/// resolved against the device tree. `generation` is 0 at boot and counts
+/// restarts; the task sees it in x1 at entry.
+#[allow(clippy::too_many_arguments)]
+pub fn create_task(
+    rec: &TaskRecord<'_>,
+    i: usize,
+    generation: u16,
+    platform: &Platform<'_>,
+    pci: &[Function],
+    endpoints: &mut [Endpoint],
+    irqs: &mut BTreeMap<u32, IrqBinding>,
+    pa_bits: u8,
+) -> Result<Task, String> {
+    let fail = |what: String| format!("task {}: {what}", rec.name);
+    let asid = Asid(u16::try_from(i + 1).map_err(|_| fail("too many tasks".into()))?);
+    let mut space =
+        AddressSpace::new(asid, pa_bits).map_err(|e| fail(format!("address space: {e}")))?;
+    let plan = LoadPlan::parse(rec.elf).map_err(|e| fail(format!("ELF: {e}")))?;
+    for seg in plan.segments() {
+        let p = seg.perms();
+        let attrs = match (p.write, p.exec) {
+            (true, _) => Attrs::user_data(MAIR_NORMAL, true),
+            (false, true) => Attrs::user_code(MAIR_NORMAL),
+            (false, false) => Attrs::user_data(MAIR_NORMAL, false),
+        };
+        let (first, count) = seg.pages();
+        space
+            .map_new(first.get(), count, attrs)
+            .map_err(|e| fail(format!("segment at {first:?}: {e}")))?;
+        for n in 0..count {
+            let page = first.get() + n * PAGE_SIZE;
+            let (off, bytes) = seg.page_bytes(abi::VirtAddr::new(page));
+            if !bytes.is_empty() {
+                space
+                    .load(page + off as u64, bytes)
+                    .map_err(|e| fail(format!("copy: {e}")))?;
+            }
+        }
+    }
+    space
+        .map_new(
+            layout::STACK_TOP - layout::STACK_SIZE,
+            layout::STACK_SIZE / PAGE_SIZE,
+            Attrs::user_data(MAIR_NORMAL, true),
+        )
+        .map_err(|e| fail(format!("stack: {e}")))?;
+    if rec.info.len() as u64 > PAGE_SIZE {
+        return Err(fail("task info larger than a page".into()));
+    }
+    space
+        .map_new(layout::TASK_INFO, 1, Attrs::user_data(MAIR_NORMAL, false))
+        .and_then(|_| space.load(layout::TASK_INFO, rec.info))
+        .map_err(|e| fail(format!("info page: {e}")))?;
+
+    let mut caps = Vec::new();
+    for spec in rec.caps.clone() {
+        caps.push(resolve(spec, i, platform, pci, endpoints, irqs).map_err(fail)?);
+    }
+
+    let mut x = [0; 31];
+    x[0] = layout::TASK_INFO;
+    x[1] = u64::from(generation);
+    let ctx = TrapFrame {
+        x,
+        sp_el0: layout::STACK_TOP,
+        elr: plan.entry().get(),
+        spsr: SPSR_EL0T,
+    };
+    Ok(Task {
+        name: rec.name.to_string(),
+        generation,
+        priority: rec.priority.min((super::PRIORITIES - 1) as u8),
+        state: State::Ready,
+        end: None,
+        ctx,
+        space: Some(space),
+        caps,
+        notify_bits: 0,
+        dma_quota: u64::from(rec.dma_quota_pages),
+        dma_used: 0,
+        call: None,
+        call_seq: 0,
+        restart: rec.restart,
+    })
 }
 
 fn resolve(

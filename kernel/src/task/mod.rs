@@ -146,6 +146,8 @@ pub struct Task {
     pub call: Option<OutgoingCall>,
     /// Sequence number of its latest call.
     pub call_seq: u32,
+    /// Restart it (a fresh instance from the boot image) when it fails.
+    pub restart: bool,
 }
 
 impl Task {
@@ -202,6 +204,13 @@ pub struct Kernel {
     pub resched: bool,
     /// The PCI functions found at boot.
     pub pci: Vec<Function>,
+    /// The boot image, the device tree and the PA size, kept to restart
+    /// tasks from.
+    pub boot: Option<(
+        bootimage::BootImage<'static>,
+        kernel_core::dt::Platform<'static>,
+        u8,
+    )>,
     /// Free frames once the tasks were loaded: when every task has ended
     /// and been reclaimed, the count must be back to this plus what their
     /// loading took (checked at the end of the run).

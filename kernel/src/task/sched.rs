@@ -160,6 +160,12 @@ fn finish(k: &Kernel) -> ! {
             "kernel: CODE OR READ-ONLY DATA CHANGED since boot (checksum now {sum:#018x})"
         ),
     }
+    let (used, size) = crate::mm::stack_high_water();
+    kprintln!(
+        "kernel: deepest kernel stack use {} KiB of {} KiB",
+        used / 1024,
+        size / 1024
+    );
     let (free, total) = crate::mm::frames::stats();
     if serving == 0 {
         // Every task ended and was reclaimed: all its frames came back.

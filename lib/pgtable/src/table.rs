@@ -5,13 +5,14 @@
 //! `map`. It never frees a page: pages leaving the tree go back to the
 //! caller. Walk rules: [Arm ARM D8.2]; descriptors: [Arm ARM D8.3].
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
 
 use abi::{PAGE_SIZE, PhysAddr};
 
 use crate::config::{Config, InputAddress};
-use crate::desc::{self, Attrs, Descriptor, level_index, level_size};
+use crate::desc::{self, Attrs, Descriptor, LAST_LEVEL, level_index, level_size};
 use crate::error::{MapError, NewError};
 use crate::memory::TableMemory;
 
@@ -40,7 +41,50 @@ pub struct PageTable<A> {
     pub(crate) root: PhysAddr,
     pub(crate) config: Config,
     pub(crate) spare: Vec<PhysAddr>,
+    /// Valid descriptors (bit 0 set) in each linked table page, by address:
+    /// whether a table became empty is one lookup instead of a scan of its
+    /// 512 entries. Kept by every store this crate makes; a table with no
+    /// entry here has none. Checked against full scans by the tests.
+    pub(crate) counts: Counts,
     _addr: PhantomData<fn() -> A>,
+}
+
+/// Valid-descriptor count per linked table page (see `PageTable::counts`).
+pub(crate) type Counts = BTreeMap<u64, u16>;
+
+/// One more valid descriptor in `table`.
+pub(crate) fn count_up(counts: &mut Counts, table: PhysAddr) {
+    *counts.entry(table.get()).or_insert(0) += 1;
+}
+
+/// `n` fewer valid descriptors in `table`; returns how many are left.
+pub(crate) fn count_down(counts: &mut Counts, table: PhysAddr, n: u16) -> u16 {
+    match counts.get_mut(&table.get()) {
+        Some(c) => {
+            *c = c.saturating_sub(n);
+            *c
+        }
+        None => 0,
+    }
+}
+
+/// Whether `[va, end)` lies inside the span of one last-level table and is
+/// smaller than it, so that no block can map any of it: the case the
+/// single-walk fast paths of `map` and `unmap` handle.
+pub(crate) fn in_one_leaf_table(va: u64, end: u64) -> bool {
+    let span = level_size(LAST_LEVEL - 1);
+    end - va < span && va / span == (end - 1) / span
+}
+
+/// What a read-only descent towards a last-level table found.
+pub(crate) enum Descent {
+    /// The last-level table, and how many `(table, index)` steps above it
+    /// the path holds.
+    Found(PhysAddr, usize),
+    /// An invalid descriptor above the last level.
+    Missing,
+    /// A block maps the address.
+    Block,
 }
 
 /// How a walk that may need new tables proceeds: first a dry run that only
@@ -91,6 +135,7 @@ impl<A: InputAddress> PageTable<A> {
             root,
             config,
             spare: Vec::new(),
+            counts: Counts::new(),
             _addr: PhantomData,
         })
     }
@@ -113,7 +158,9 @@ impl<A: InputAddress> PageTable<A> {
     /// request, unencodable attributes, a range any part of which is
     /// already mapped, and running out of table pages: a dry run first
     /// checks the range and counts the new tables, which are all allocated
-    /// before the first store. Each new table is filled before the store
+    /// before the first store. A range inside one existing last-level table
+    /// (the common case) needs neither: it is checked, then written, in one
+    /// walk. Each new table is filled before the store
     /// that links it. The caller must make the writes visible (barrier)
     /// before relying on the mapping; no TLB maintenance is needed for a
     /// mapping that replaces only invalid descriptors.
@@ -131,6 +178,9 @@ impl<A: InputAddress> PageTable<A> {
         if !attrs.is_valid() {
             return Err(MapError::BadAttrs);
         }
+        if let Some(done) = self.map_fast(mem, va, end, pa.get(), attrs.bits()) {
+            return done;
+        }
         let walk = MapWalk {
             va,
             pa: pa.get(),
@@ -143,11 +193,87 @@ impl<A: InputAddress> PageTable<A> {
             level: self.config.start_level(),
             reachable: true,
         };
-        walk.walk(mem, root, va, end, &mut Pass::Plan(&mut needed))?;
+        let counts = &mut self.counts;
+        walk.walk(mem, root, va, end, &mut Pass::Plan(&mut needed), counts)?;
         let mut reserve = self.reserve(mem, needed).ok_or(MapError::NoMemory)?;
-        let done = walk.walk(mem, root, va, end, &mut Pass::Commit(&mut reserve));
+        let counts = &mut self.counts;
+        let done = walk.walk(mem, root, va, end, &mut Pass::Commit(&mut reserve), counts);
         self.spare.append(&mut reserve);
         done
+    }
+
+    /// The common case of `map` in one walk: a range inside one existing
+    /// last-level table (every table above it linked). Checks every target
+    /// descriptor is invalid, then writes the pages; no new table, so no
+    /// barrier is owed. `None` when the range needs the general two-pass
+    /// walk (new tables, blocks possible).
+    fn map_fast<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        end: u64,
+        pa: u64,
+        attr_bits: u64,
+    ) -> Option<Result<(), MapError>> {
+        if !in_one_leaf_table(va, end) {
+            return None;
+        }
+        let mut path = [(self.root, 0usize); LAST_LEVEL as usize];
+        let table = match self.descend(mem, va, &mut path) {
+            Descent::Found(table, _) => table,
+            Descent::Missing => return None,
+            Descent::Block => return Some(Err(MapError::AlreadyMapped)),
+        };
+        let first = level_index(va, LAST_LEVEL);
+        let n = ((end - va) / level_size(LAST_LEVEL)) as usize;
+        for i in first..first + n {
+            if !matches!(
+                desc::decode(LAST_LEVEL, mem.read(table, i)),
+                Descriptor::Invalid
+            ) {
+                return Some(Err(MapError::AlreadyMapped));
+            }
+        }
+        for (k, i) in (first..first + n).enumerate() {
+            let oa = pa + k as u64 * level_size(LAST_LEVEL);
+            mem.write(table, i, desc::leaf_raw(LAST_LEVEL, oa, attr_bits));
+        }
+        if let Some(c) = self.counts.get_mut(&table.get()) {
+            *c += n as u16;
+        } else {
+            self.counts.insert(table.get(), n as u16);
+        }
+        Some(Ok(()))
+    }
+
+    /// Walks (reading only) from the root towards the last-level table for
+    /// `va`, recording each `(table, index)` above it in `path`.
+    pub(crate) fn descend<M: TableMemory>(
+        &self,
+        mem: &M,
+        va: u64,
+        path: &mut [(PhysAddr, usize); LAST_LEVEL as usize],
+    ) -> Descent {
+        let mut table = self.root;
+        let mut depth = 0;
+        for level in self.config.start_level()..LAST_LEVEL {
+            let idx = level_index(va, level);
+            path[depth] = (table, idx);
+            depth += 1;
+            match desc::decode(level, mem.read(table, idx)) {
+                Descriptor::Table(next) => table = next,
+                Descriptor::Invalid => return Descent::Missing,
+                Descriptor::Leaf { .. } => return Descent::Block,
+            }
+        }
+        Descent::Found(table, depth)
+    }
+
+    /// Valid descriptors this table believes `table` holds (0 for a page
+    /// it does not know), for tests checking the counts against scans.
+    #[cfg(test)]
+    pub(crate) fn valid_count(&self, table: PhysAddr) -> u16 {
+        self.counts.get(&table.get()).copied().unwrap_or(0)
     }
 
     /// Walks the table in software for `va`: what a hardware walker would
@@ -263,6 +389,7 @@ impl MapWalk {
         from: u64,
         to: u64,
         pass: &mut Pass<'_>,
+        counts: &mut Counts,
     ) -> Result<(), MapError> {
         let level = at.level;
         let size = level_size(level);
@@ -285,17 +412,18 @@ impl MapWalk {
             match desc::decode(level, raw) {
                 Descriptor::Leaf { .. } => return Err(MapError::AlreadyMapped),
                 Descriptor::Table(next) => {
-                    self.walk(mem, below(Some(next)), cur, chunk_end, pass)?;
+                    self.walk(mem, below(Some(next)), cur, chunk_end, pass, counts)?;
                 }
                 Descriptor::Invalid if leaf_fits => {
                     if let (Pass::Commit(_), Some(t)) = (&pass, at.table) {
                         mem.write(t, idx, desc::leaf_raw(level, pa, self.attr_bits));
+                        count_up(counts, t);
                     }
                 }
                 Descriptor::Invalid => match pass {
                     Pass::Plan(needed) => {
                         **needed += 1;
-                        self.walk(mem, below(None), cur, chunk_end, pass)?;
+                        self.walk(mem, below(None), cur, chunk_end, pass, counts)?;
                     }
                     Pass::Commit(reserve) => {
                         // The dry run counted this page; a shortfall would
@@ -306,12 +434,13 @@ impl MapWalk {
                             level: level + 1,
                             reachable: false,
                         };
-                        self.walk(mem, inside, cur, chunk_end, pass)?;
+                        self.walk(mem, inside, cur, chunk_end, pass, counts)?;
                         if let Some(t) = at.table {
                             if at.reachable {
                                 mem.barrier();
                             }
                             mem.write(t, idx, desc::table(new));
+                            count_up(counts, t);
                         }
                     }
                 },

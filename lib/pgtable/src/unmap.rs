@@ -4,6 +4,11 @@
 //! maintenance; a refused unmap changes nothing (a dry run checks holes and
 //! counts split tables, which are allocated before the first store).
 //!
+//! Fast path: a range inside one last-level table whose every page is
+//! mapped (the IOMMU server's one-page unmap) is done in one walk, with no
+//! dry run and no token for it. Whether a table became empty comes from
+//! the per-table valid-entry counts (`PageTable::counts`), never a scan.
+//!
 //! Holes: [`PageTable::unmap`] unmaps what is mapped in the range and
 //! reports in the token whether the whole range was mapped;
 //! [`PageTable::unmap_exact`] refuses a range with any hole.
@@ -23,7 +28,10 @@ use crate::config::InputAddress;
 use crate::desc::{self, Descriptor, ENTRIES, LAST_LEVEL, level_index, level_size};
 use crate::error::UnmapError;
 use crate::memory::TableMemory;
-use crate::table::{PageTable, Pass, RangeFault, check_range};
+use crate::table::{
+    Counts, Descent, PageTable, Pass, RangeFault, check_range, count_down, count_up,
+    in_one_leaf_table,
+};
 use crate::token::Unmapped;
 
 impl From<RangeFault> for UnmapError {
@@ -74,6 +82,9 @@ impl<A: InputAddress> PageTable<A> {
         let start = va.raw();
         let end = check_range(start, len, self.config.input_limit())?;
         let level = self.config.start_level();
+        if let Some(token) = self.unmap_fast(mem, start, end) {
+            return Ok(token);
+        }
 
         let mut needed = 0;
         let mut plan: Unmapped<A> = Unmapped::new();
@@ -85,6 +96,7 @@ impl<A: InputAddress> PageTable<A> {
             end,
             &mut Pass::Plan(&mut needed),
             &mut plan,
+            &mut self.counts,
         )?;
         if exact && !plan.fully_mapped() {
             return Err(UnmapError::NotMapped);
@@ -99,9 +111,60 @@ impl<A: InputAddress> PageTable<A> {
             end,
             &mut Pass::Commit(&mut reserve),
             &mut token,
+            &mut self.counts,
         );
         self.spare.append(&mut reserve);
         done.map(|()| token)
+    }
+
+    /// The common case of an unmap in one walk: a range inside one
+    /// last-level table, every page of it mapped by a page descriptor.
+    /// Clears the pages, then unlinks each table on the way up that is now
+    /// empty (known from its count, without a scan). `None` (nothing
+    /// changed) for anything else: holes, blocks, missing tables, which
+    /// the general two-pass walk handles and refuses.
+    fn unmap_fast<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        start: u64,
+        end: u64,
+    ) -> Option<Unmapped<A>> {
+        if !in_one_leaf_table(start, end) {
+            return None;
+        }
+        let mut path = [(self.root, 0usize); LAST_LEVEL as usize];
+        let Descent::Found(table, mut depth) = self.descend(mem, start, &mut path) else {
+            return None;
+        };
+        let first = level_index(start, LAST_LEVEL);
+        let n = ((end - start) / level_size(LAST_LEVEL)) as usize;
+        for i in first..first + n {
+            if !matches!(
+                desc::decode(LAST_LEVEL, mem.read(table, i)),
+                Descriptor::Leaf { .. }
+            ) {
+                return None;
+            }
+        }
+        let mut token = Unmapped::new();
+        for i in first..first + n {
+            mem.write(table, i, 0);
+        }
+        token.push_range(start, end - start, LAST_LEVEL);
+        let mut left = count_down(&mut self.counts, table, n as u16);
+        let mut child = table;
+        // `path[depth - 1]` holds the descriptor linking `child`; the root
+        // (`path[0].0`) is never unlinked.
+        while left == 0 && depth > 0 {
+            let (parent, idx) = path[depth - 1];
+            mem.write(parent, idx, 0);
+            self.counts.remove(&child.get());
+            token.push_freed(child);
+            left = count_down(&mut self.counts, parent, 1);
+            child = parent;
+            depth -= 1;
+        }
+        Some(token)
     }
 }
 
@@ -114,6 +177,7 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
     to: u64,
     pass: &mut Pass<'_>,
     token: &mut Unmapped<A>,
+    counts: &mut Counts,
 ) -> Result<(), UnmapError> {
     let size = level_size(level);
     let mut cur = from;
@@ -127,6 +191,7 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
             Descriptor::Leaf { .. } if whole => {
                 if let Pass::Commit(_) = pass {
                     mem.write(table, idx, 0);
+                    count_down(counts, table, 1);
                 }
                 token.push_range(cur, chunk_end - cur, level);
             }
@@ -141,7 +206,7 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
                         cut_from: cur,
                         cut_to: chunk_end,
                     };
-                    fill_split(mem, new, level + 1, &piece, reserve)?;
+                    fill_split(mem, new, level + 1, &piece, reserve, counts)?;
                     mem.barrier();
                     mem.write(table, idx, desc::table(new));
                     token.push_range(cur, chunk_end - cur, level);
@@ -149,11 +214,13 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
                 }
             },
             Descriptor::Table(next) => {
-                unmap_level(mem, next, level + 1, cur, chunk_end, pass, token)?;
+                unmap_level(mem, next, level + 1, cur, chunk_end, pass, token, counts)?;
                 if let Pass::Commit(_) = pass
-                    && (whole || table_is_empty(mem, next, level_index(cur, level + 1)))
+                    && (whole || counts.get(&next.get()).is_none_or(|&c| c == 0))
                 {
                     mem.write(table, idx, 0);
+                    count_down(counts, table, 1);
+                    counts.remove(&next.get());
                     token.push_freed(next);
                 }
             }
@@ -182,6 +249,7 @@ fn fill_split<M: TableMemory>(
     level: u8,
     piece: &Piece,
     reserve: &mut Vec<PhysAddr>,
+    counts: &mut Counts,
 ) -> Result<(), UnmapError> {
     let size = level_size(level);
     for i in 0..ENTRIES {
@@ -191,6 +259,7 @@ fn fill_split<M: TableMemory>(
         let oa = piece.oa + offset;
         if hi <= piece.cut_from || lo >= piece.cut_to {
             mem.write(table, i, desc::leaf_raw(level, oa, piece.attr_bits));
+            count_up(counts, table);
         } else if lo < piece.cut_from || hi > piece.cut_to {
             // Only a block can be cut partly: `level < LAST_LEVEL` here.
             let new = reserve.pop().ok_or(UnmapError::NoMemory)?;
@@ -201,8 +270,9 @@ fn fill_split<M: TableMemory>(
                 cut_from: piece.cut_from.max(lo),
                 cut_to: piece.cut_to.min(hi),
             };
-            fill_split(mem, new, level + 1, &inner, reserve)?;
+            fill_split(mem, new, level + 1, &inner, reserve, counts)?;
             mem.write(table, i, desc::table(new));
+            count_up(counts, table);
         }
     }
     Ok(())
@@ -228,30 +298,6 @@ pub(crate) fn split_cost(level: u8, from: u64, to: u64) -> usize {
         n += split_cost(sub, last, to);
     }
     n
-}
-
-/// Whether every descriptor of `table` is invalid. The scan starts at
-/// `hint` (the entry just cleared) and moves outward: live neighbours of a
-/// freed IOVA sit next to it (allocators hand out neighbouring IOVAs), so a
-/// table that is still in use is usually recognised after a few reads
-/// instead of a scan from index 0. Only a table that really is empty costs
-/// all 512 reads.
-fn table_is_empty<M: TableMemory>(mem: &M, table: PhysAddr, hint: usize) -> bool {
-    let hint = hint.min(ENTRIES - 1);
-    let valid = |i: usize| mem.read(table, i) & desc::VALID != 0;
-    for d in 0..ENTRIES {
-        let up = hint + d;
-        if up < ENTRIES && valid(up) {
-            return false;
-        }
-        if d > 0 && d <= hint && valid(hint - d) {
-            return false;
-        }
-        if up >= ENTRIES && d > hint {
-            break;
-        }
-    }
-    true
 }
 
 #[cfg(test)]

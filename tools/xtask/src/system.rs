@@ -77,6 +77,9 @@ struct RawTask {
     priority: i64,
     #[serde(default)]
     dma_quota_pages: u32,
+    /// Restart the task when it faults or exits with an error.
+    #[serde(default)]
+    restart: bool,
     trust: Option<String>,
     #[serde(default)]
     args: BTreeMap<String, String>,
@@ -120,6 +123,8 @@ pub struct Task {
     pub package: String,
     pub priority: u8,
     pub dma_quota_pages: u32,
+    /// Restart the task when it faults or exits with an error.
+    pub restart: bool,
     pub trust: String,
     pub args: BTreeMap<String, String>,
     /// In capability-index order.
@@ -291,6 +296,7 @@ fn convert_task(
         package: t.package.clone(),
         priority,
         dma_quota_pages: t.dma_quota_pages,
+        restart: t.restart,
         trust,
         args: t.args.clone(),
         caps,
@@ -517,6 +523,7 @@ impl System {
             image.task(TaskSpec {
                 name: task.name.clone(),
                 priority: task.priority,
+                restart: task.restart,
                 dma_quota_pages: task.dma_quota_pages,
                 elf: elf_of(&task.package)?,
                 info: self.info_page(i)?,

@@ -32,12 +32,32 @@ pub(super) enum Scope {
         /// The ASID of the domain the ranges were unmapped from.
         asid: Asid,
         /// Half-open page-frame ranges, each non-empty.
-        ranges: Vec<(u64, u64)>,
+        ranges: Frames,
         /// The page-table walker's hint about the unmapped entries.
         hint: UnmapHint,
     },
     /// Everything tagged with these ASIDs (domain teardown).
     Asids(Vec<Asid>),
+}
+
+/// The page-frame ranges of one unmap: inline for the usual single run, so
+/// that accepting an unmap allocates nothing.
+#[derive(Debug, Clone)]
+pub(super) enum Frames {
+    /// One `[start_pfn, end_pfn)`.
+    One((u64, u64)),
+    /// Several.
+    Many(Vec<(u64, u64)>),
+}
+
+impl Frames {
+    /// The ranges, in the order given.
+    pub(super) fn as_slice(&self) -> &[(u64, u64)] {
+        match self {
+            Self::One(r) => core::slice::from_ref(r),
+            Self::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -69,7 +89,7 @@ pub(super) fn choose<'a>(
                     .groups
                     .entry(key)
                     .or_default()
-                    .extend_from_slice(ranges);
+                    .extend_from_slice(ranges.as_slice());
             }
         }
     }

@@ -23,7 +23,7 @@ use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE};
 
 use crate::policy::InvalidationPolicy;
 pub use commands::MAX_COMMANDS_PER_ASID;
-use commands::Scope;
+use commands::{Frames, Scope};
 
 /// A client of the IOMMU server (a driver task), as the server names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -538,17 +538,17 @@ impl<P> Engine<P> {
         hint: UnmapHint,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
-        let mut frames = Vec::with_capacity(ranges.len());
         let mut pages = 0u64;
         for r in ranges {
             match r.frames() {
-                Some((s, e)) => {
-                    frames.push((s, e));
-                    pages = pages.saturating_add(e - s);
-                }
+                Some((s, e)) => pages = pages.saturating_add(e - s),
                 None => return Err(refuse(EngineError::InvalidRange, payload)),
             }
         }
+        let frames = match ranges {
+            [one] => Frames::One(one.frames().unwrap_or_default()),
+            many => Frames::Many(many.iter().filter_map(|r| r.frames()).collect()),
+        };
         let scope = Scope::Ranges {
             asid,
             ranges: frames,

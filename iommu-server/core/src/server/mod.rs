@@ -68,6 +68,9 @@ use strtab::{StreamTable, StrtabError};
 pub const DOMAIN_MAIR: u64 = 0xff;
 /// The MAIR index DMA mappings use.
 const MAIR_NORMAL: u8 = 0;
+/// Up to this many ranges a request's checks and bookkeeping stay on the
+/// stack (a protocol message holds at most `MAX_REQUEST_ENTRIES`).
+const SMALL_LIST: usize = iommu_api::MAX_REQUEST_ENTRIES;
 /// Narrowest and widest domain input sizes (CD.T0SZ limits without STT).
 const MIN_IAS: u8 = 25;
 const MAX_IAS: u8 = 48;
@@ -212,7 +215,9 @@ pub struct ClientInfo<'a> {
 /// What is released after an unmap's covering sync.
 struct Payload<R> {
     badge: u32,
-    /// IOVA blocks (start, pages asked of the allocator).
+    /// The IOVA block of an unmap (start, pages asked of the allocator).
+    iova: Option<(Iova, u64)>,
+    /// More IOVA blocks (a failed map's).
     iovas: Vec<(Iova, u64)>,
     /// Single table pages.
     tables: Vec<PhysAddr>,
@@ -232,6 +237,7 @@ impl<R> Payload<R> {
     fn new(badge: u32) -> Self {
         Self {
             badge,
+            iova: None,
             iovas: Vec::new(),
             tables: Vec::new(),
             cd: None,
@@ -239,6 +245,29 @@ impl<R> Payload<R> {
             aborted: Vec::new(),
             reply: None,
             stale_walks: Vec::new(),
+        }
+    }
+}
+
+/// The engine ranges of one unmap token: inline for the usual single run.
+enum Ranges {
+    One([IovaRange; 1]),
+    Many(Vec<IovaRange>),
+}
+
+impl Ranges {
+    fn of(tok: &Unmapped<Iova>) -> Self {
+        let range = |x: &pgtable::UnmappedRange<Iova>| IovaRange::new(x.start, x.len >> PAGE_SHIFT);
+        match tok.ranges() {
+            [one] => Self::One([range(one)]),
+            many => Self::Many(many.iter().map(range).collect()),
+        }
+    }
+
+    fn as_slice(&self) -> &[IovaRange] {
+        match self {
+            Self::One(r) => r,
+            Self::Many(v) => v,
         }
     }
 }
@@ -391,7 +420,57 @@ fn leaf_level(level: Option<u8>) -> LeafLevel {
     }
 }
 
+/// Up to [`SMALL_LIST`] items on the stack: a request's per-range
+/// bookkeeping without a heap allocation. `push` past the end is ignored
+/// (callers check the count first).
+struct Few<T> {
+    items: [T; SMALL_LIST],
+    len: usize,
+}
+
+impl<T: Copy> Few<T> {
+    fn new(fill: T) -> Self {
+        Self {
+            items: [fill; SMALL_LIST],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, item: T) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = item;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        &self.items[..self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.items[..self.len]
+    }
+}
+
+/// The physically contiguous runs of `frames`, as index ranges `(i, j)`.
+fn contiguous_runs(frames: &[PhysAddr]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        if i >= frames.len() {
+            return None;
+        }
+        let mut j = i + 1;
+        while j < frames.len() && frames[j].get() == frames[j - 1].get() + PAGE_SIZE {
+            j += 1;
+        }
+        let run = (i, j);
+        i = j;
+        Some(run)
+    })
+}
+
 /// A map entry, checked against the grant.
+#[derive(Clone, Copy, Default)]
 struct Planned {
     /// Index of the first granted page.
     first: usize,
@@ -763,8 +842,11 @@ impl<H: SmmuHw, R> Server<H, R> {
             return Err(ApiError::NotGranted);
         }
         // Check every range first: nothing changes on a refusal.
-        let mut planned: Vec<Planned> = Vec::with_capacity(ranges.len());
-        let mut spans: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        if ranges.len() > SMALL_LIST {
+            return Err(ApiError::Malformed);
+        }
+        let mut planned = Few::new(Planned::default());
+        let mut spans = Few::new((0u64, 0u64));
         let grant_off = grant.va & (PAGE_SIZE - 1);
         for r in ranges.iter() {
             if r.len == 0 {
@@ -789,6 +871,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 len: r.len,
             });
         }
+        let spans = spans.as_mut_slice();
         spans.sort_unstable();
         if spans.windows(2).any(|w| w[1].0 < w[0].1) {
             return Err(ApiError::Overlap);
@@ -807,8 +890,8 @@ impl<H: SmmuHw, R> Server<H, R> {
                 64.. => u64::MAX,
                 b => (1u64 << b) - 1,
             };
-            let mut iovas = Vec::with_capacity(planned.len());
-            for p in &planned {
+            let mut iovas = Few::new(Iova::new(0));
+            for p in planned.as_slice() {
                 let f = frames(p);
                 let contiguous = f
                     .windows(2)
@@ -828,14 +911,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             let Some(domain) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) else {
                 return Err(ApiError::NotAttached);
             };
-            for (iova, p) in iovas.iter().zip(&planned) {
+            for (iova, p) in iovas.as_slice().iter().zip(planned.as_slice()) {
                 let n = domain.bus.entry((iova.get(), p.len)).or_insert(0);
                 *n = n.saturating_add(1);
             }
-            let pages = planned.iter().map(|p| p.pages).sum();
+            let pages = planned.as_slice().iter().map(|p| p.pages).sum();
             let _ = self.engine.note_map(ClientId(badge), pages);
             return Ok(reply_bytes(&Response::Mapped {
-                iovas: List::new(&iovas),
+                iovas: List::new(iovas.as_slice()),
             }));
         }
         // IOVAs for every range (never mapped yet: freed at once on error).
@@ -849,12 +932,12 @@ impl<H: SmmuHw, R> Server<H, R> {
         let Some(tr) = domain.tr.as_mut() else {
             return Err(ApiError::NotAttached);
         };
-        let mut blocks: Vec<(Iova, u64)> = Vec::with_capacity(planned.len());
-        for p in &planned {
+        let mut blocks = Few::new((Iova::new(0), 0u64));
+        for p in planned.as_slice() {
             match tr.iova.alloc(p.pages) {
                 Ok(b) => blocks.push((b, p.pages)),
                 Err(_) => {
-                    for (b, n) in blocks {
+                    for &(b, n) in blocks.as_slice() {
                         let _ = tr.iova.free(b, n);
                     }
                     return Err(ApiError::IovaExhausted);
@@ -864,7 +947,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         // A new table where a freed one may still sit in a walk cache would
         // be invisible until that unmap's sync: flush first.
         let stale = !tr.stale_walks.is_empty()
-            && blocks.iter().any(|(b, n)| {
+            && blocks.as_slice().iter().any(|(b, n)| {
                 let (mut va, end) = (b.get(), b.get() + n * PAGE_SIZE);
                 while va < end {
                     if walk_keys(va).any(|k| tr.stale_walks.contains_key(&k)) {
@@ -890,30 +973,40 @@ impl<H: SmmuHw, R> Server<H, R> {
         // Write the entries, one physically contiguous run at a time.
         let attrs = Attrs::dma(MAIR_NORMAL, writable);
         let mut mem = HwTables(&mut self.hw);
-        let mut done: Vec<(Iova, u64)> = Vec::new();
-        let mut failed = false;
-        'outer: for (p, (block, _)) in planned.iter().zip(&blocks) {
+        // Where a map failed: (range, first frame of the failed run).
+        let mut failed = None;
+        'outer: for (k, (p, (block, _))) in
+            planned.as_slice().iter().zip(blocks.as_slice()).enumerate()
+        {
             let f = frames(p);
-            let mut i = 0usize;
-            while i < f.len() {
-                let mut j = i + 1;
-                while j < f.len() && f[j].get() == f[j - 1].get() + PAGE_SIZE {
-                    j += 1;
-                }
+            for (i, j) in contiguous_runs(f) {
                 let va = Iova::new(block.get() + (i as u64) * PAGE_SIZE);
                 let len = (j - i) as u64 * PAGE_SIZE;
                 if tr.table.map(&mut mem, va, f[i], len, attrs).is_err() {
-                    failed = true;
+                    failed = Some((k, i));
                     break 'outer;
                 }
-                done.push((va, len));
-                i = j;
             }
         }
-        if failed {
+        if let Some((fk, fi)) = failed {
             let spare = tr.table.take_spare_tables();
-            // Undo what was written; it may be cached (speculative walks),
-            // so it goes through the engine like any unmap.
+            // Undo what was written (every run before the failed one); it
+            // may be cached (speculative walks), so it goes through the
+            // engine like any unmap.
+            let mut done = Vec::new();
+            for (k, (p, (block, _))) in planned.as_slice().iter().zip(blocks.as_slice()).enumerate()
+            {
+                for (i, j) in contiguous_runs(frames(p)) {
+                    if (k, i) >= (fk, fi) {
+                        break;
+                    }
+                    let va = Iova::new(block.get() + (i as u64) * PAGE_SIZE);
+                    done.push((va, (j - i) as u64 * PAGE_SIZE));
+                }
+                if k >= fk {
+                    break;
+                }
+            }
             let mut payload = Payload::new(badge);
             let mut ranges = Vec::new();
             let mut freed_tables = false;
@@ -929,7 +1022,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             for p in spare {
                 self.hw.free_pages(p, 1);
             }
-            payload.iovas = blocks;
+            payload.iovas = blocks.as_slice().to_vec();
             if ranges.is_empty() {
                 self.release_payload(payload);
             } else {
@@ -942,8 +1035,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             return Err(ApiError::NoMemory);
         }
         mem.barrier();
-        let mut iovas = Vec::with_capacity(planned.len());
-        for (p, (block, pages)) in planned.iter().zip(&blocks) {
+        let mut iovas = Few::new(Iova::new(0));
+        for (p, (block, pages)) in planned.as_slice().iter().zip(blocks.as_slice()) {
             let iova = Iova::new(block.get() + p.offset_in_page);
             domain.mappings.insert(
                 iova.get(),
@@ -955,10 +1048,10 @@ impl<H: SmmuHw, R> Server<H, R> {
             );
             iovas.push(iova);
         }
-        let pages = planned.iter().map(|p| p.pages).sum();
+        let pages = planned.as_slice().iter().map(|p| p.pages).sum();
         let _ = self.engine.note_map(ClientId(badge), pages);
         Ok(reply_bytes(&Response::Mapped {
-            iovas: List::new(&iovas),
+            iovas: List::new(iovas.as_slice()),
         }))
     }
 
@@ -999,7 +1092,10 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         let asid = tr.asid;
         let mut mem = HwTables(&mut self.hw);
-        let mut queued: Vec<(Vec<IovaRange>, UnmapHint, Payload<R>)> = Vec::new();
+        // The held reply rides on the last unmap; the earlier ones wait in
+        // `earlier` (no allocation for the usual single range).
+        let mut earlier: Vec<(Ranges, UnmapHint, Payload<R>)> = Vec::new();
+        let mut last: Option<(Ranges, UnmapHint, Payload<R>)> = None;
         let mut failure = None;
         for r in ranges.iter() {
             let Some(m) = domain.mappings.get(&r.start) else {
@@ -1016,16 +1112,12 @@ impl<H: SmmuHw, R> Server<H, R> {
                     }
                 };
             let mut payload = Payload::new(badge);
-            payload.iovas.push((m.block, m.pages));
+            payload.iova = Some((m.block, m.pages));
             let hint = UnmapHint {
                 leaf_level: leaf_level(tok.leaf_level()),
                 tables_freed: tok.needs_walk_invalidation(),
             };
-            let rs = tok
-                .ranges()
-                .iter()
-                .map(|x| IovaRange::new(x.start, x.len >> PAGE_SHIFT))
-                .collect();
+            let rs = Ranges::of(&tok);
             if tok.needs_walk_invalidation() {
                 for x in tok.ranges() {
                     let (a, end) = (x.start.get(), x.start.get() + x.len);
@@ -1043,7 +1135,9 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             payload.tables = tok.into_freed_tables();
             domain.mappings.remove(&r.start);
-            queued.push((rs, hint, payload));
+            if let Some(prev) = last.replace((rs, hint, payload)) {
+                earlier.push(prev);
+            }
         }
         mem.barrier();
         let faults_pending = self
@@ -1054,16 +1148,20 @@ impl<H: SmmuHw, R> Server<H, R> {
             || reply_bytes(&Response::Unmapped { faults_pending }),
             error_bytes,
         );
-        let mut reply = Some(reply);
-        if holds && let Some(last) = queued.last_mut() {
-            last.2.reply = reply.take().map(|r| (r, response.clone()));
+        for (rs, hint, payload) in earlier {
+            self.queue_unmap(now, badge, asid, rs.as_slice(), hint, payload);
         }
-        for (rs, hint, payload) in queued {
-            self.queue_unmap(now, badge, asid, &rs, hint, payload);
-        }
-        match reply {
-            Some(r) => Handled::Reply(r, response),
-            None => Handled::Held,
+        match last {
+            Some((rs, hint, mut payload)) if holds => {
+                payload.reply = Some((reply, response));
+                self.queue_unmap(now, badge, asid, rs.as_slice(), hint, payload);
+                Handled::Held
+            }
+            Some((rs, hint, payload)) => {
+                self.queue_unmap(now, badge, asid, rs.as_slice(), hint, payload);
+                Handled::Reply(reply, response)
+            }
+            None => Handled::Reply(reply, response),
         }
     }
 
@@ -1071,7 +1169,6 @@ impl<H: SmmuHw, R> Server<H, R> {
     fn check_unmap(&self, badge: u32, ranges: List<'_, Extent>) -> Result<(), ApiError> {
         let client = self.clients.get(&badge).ok_or(ApiError::NotPermitted)?;
         let domain = client.domain.as_ref().ok_or(ApiError::NotAttached)?;
-        let mut keys: Vec<u64> = Vec::with_capacity(ranges.len());
         for r in ranges.iter() {
             if r.len == 0 {
                 return Err(ApiError::ZeroLength);
@@ -1091,8 +1188,18 @@ impl<H: SmmuHw, R> Server<H, R> {
                     return Err(ApiError::LengthMismatch);
                 }
             }
-            keys.push(r.start);
         }
+        if ranges.len() <= SMALL_LIST {
+            // A few entries (one per I/O usually): compare pairwise rather
+            // than allocate a sorted copy.
+            for (i, r) in ranges.iter().enumerate() {
+                if ranges.iter().take(i).any(|q| q.start == r.start) {
+                    return Err(ApiError::Overlap);
+                }
+            }
+            return Ok(());
+        }
+        let mut keys: Vec<u64> = ranges.iter().map(|r| r.start).collect();
         keys.sort_unstable();
         if keys.windows(2).any(|w| w[0] == w[1]) {
             return Err(ApiError::Overlap);
@@ -1579,7 +1686,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             .and_then(|c| c.domain.as_mut())
             .and_then(|d| d.tr.as_mut())
         {
-            for (b, n) in &p.iovas {
+            for (b, n) in p.iova.iter().chain(&p.iovas) {
                 let _ = tr.iova.free(*b, *n);
             }
             for k in &p.stale_walks {

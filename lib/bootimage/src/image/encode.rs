@@ -29,6 +29,8 @@ pub struct TaskSpec {
     /// [`MIN_PRIORITY`](super::MIN_PRIORITY)..=[`MAX_PRIORITY`](super::MAX_PRIORITY);
     /// a higher number is more urgent.
     pub priority: u8,
+    /// Restart the task when it faults or exits with an error.
+    pub restart: bool,
     /// Pages of `dma_alloc` memory the task may hold.
     pub dma_quota_pages: u32,
     /// The ELF file.
@@ -116,7 +118,12 @@ impl BootImageBuilder {
             tasks.put_u32(name_off);
             tasks.put_u32(name_len);
             tasks.push(task.priority);
-            tasks.extend_from_slice(&[0; 3]);
+            tasks.push(if task.restart {
+                super::TASK_FLAG_RESTART
+            } else {
+                0
+            });
+            tasks.extend_from_slice(&[0; 2]);
             tasks.put_u32(task.dma_quota_pages);
             for v in [elf_off, elf_len, info_off, info_len] {
                 tasks.put_u32(v);

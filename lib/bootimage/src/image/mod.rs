@@ -30,7 +30,8 @@
 //! Endpoint record: name (8), flags `u32` (bit 0: death notices, the rest
 //! 0), reserved `u32` 0.
 //!
-//! Task record: name (8), priority `u8`, 3 reserved bytes 0,
+//! Task record: name (8), priority `u8`, flags `u8` (bit 0: restart the
+//! task when it fails), 2 reserved bytes 0,
 //! `dma_quota_pages` `u32`, ELF offset and length (`u32` each), info page
 //! offset and length (`u32` each), first capability (index into the
 //! capability table) and count (`u32` each). ELFs and info pages start on
@@ -87,6 +88,9 @@ pub const MAX_ENDPOINTS: usize = 64;
 pub const MAX_CAPS_PER_TASK: usize = 64;
 /// Longest task or endpoint name, in bytes.
 pub const MAX_NAME_LEN: usize = 32;
+/// Task flag: restart the task when it fails.
+pub const TASK_FLAG_RESTART: u8 = 1 << 0;
+
 /// Least urgent task priority.
 pub const MIN_PRIORITY: u8 = 1;
 /// Most urgent task priority (a higher number is more urgent).
@@ -371,6 +375,9 @@ pub struct TaskRecord<'a> {
     pub name: &'a str,
     /// [`MIN_PRIORITY`]..=[`MAX_PRIORITY`]; a higher number is more urgent.
     pub priority: u8,
+    /// The kernel restarts the task (same capabilities, a fresh address
+    /// space) when it faults or exits with an error.
+    pub restart: bool,
     /// Pages of `dma_alloc` memory the task may hold.
     pub dma_quota_pages: u32,
     /// The task's ELF file.
@@ -509,8 +516,10 @@ impl<'a> BootImage<'a> {
     fn decode_task(&self, i: usize) -> Result<TaskRecord<'a>, Error> {
         let rec = bytes::record(self.tasks, i, TASK_LEN)?;
         let priority = u8_at(rec, 8)?;
+        let flags = u8_at(rec, 9)?;
         if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&priority)
-            || bytes::range(rec, 9, 3)? != [0, 0, 0]
+            || flags & !TASK_FLAG_RESTART != 0
+            || bytes::range(rec, 10, 2)? != [0, 0]
         {
             return Err(Error::BadRecord);
         }
@@ -540,6 +549,7 @@ impl<'a> BootImage<'a> {
             index: bytes::to_u32(i).map_err(|_| Error::BadIndex)?,
             name: self.string(rec, 0)?,
             priority,
+            restart: flags & TASK_FLAG_RESTART != 0,
             dma_quota_pages: u32_at(rec, 12)?,
             elf,
             info,

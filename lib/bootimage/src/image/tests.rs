@@ -20,6 +20,7 @@ fn task(name: &str, index: u32, priority: u8, caps: Vec<CapSpec>) -> TaskSpec {
     TaskSpec {
         name: name.into(),
         priority,
+        restart: index % 2 == 1,
         dma_quota_pages: index * 7,
         elf: format!("\x7fELF fake image of {name}").into_bytes(),
         info: info(name, index, &names),
@@ -398,6 +399,7 @@ proptest! {
         for (got, want) in image.tasks().zip(&b.tasks) {
             prop_assert_eq!(got.name, want.name.as_str());
             prop_assert_eq!(got.priority, want.priority);
+            prop_assert_eq!(got.restart, want.restart);
             prop_assert_eq!(got.dma_quota_pages, want.dma_quota_pages);
             prop_assert_eq!(got.elf, want.elf.as_slice());
             prop_assert_eq!(got.info, want.info.as_slice());

@@ -218,3 +218,26 @@ pub fn assert_no_empty_tables<A: InputAddress>(pt: &PageTable<A>, mem: &Arena) {
         assert!(!mem.is_zero(table), "empty table {table:?} left linked");
     }
 }
+
+/// Asserts that the valid-descriptor count the table keeps for each linked
+/// table page agrees with a full scan of that page, and that it keeps no
+/// count for a page that is not linked.
+pub fn assert_counts_match<A: InputAddress>(pt: &PageTable<A>, mem: &Arena) {
+    let linked = pt.tables(mem);
+    for &table in &linked {
+        let scanned = (0..ENTRIES)
+            .filter(|&i| mem.read(table, i) & desc::VALID != 0)
+            .count();
+        assert_eq!(
+            usize::from(pt.valid_count(table)),
+            scanned,
+            "valid-entry count of {table:?}"
+        );
+    }
+    for &page in pt.counts.keys() {
+        assert!(
+            linked.contains(&PhysAddr::new(page)),
+            "count kept for unlinked page {page:#x}"
+        );
+    }
+}

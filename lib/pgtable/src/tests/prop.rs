@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use abi::{Iova, PhysAddr};
 use proptest::prelude::*;
 
-use super::{Arena, assert_no_empty_tables, leaf_runs};
+use super::{Arena, assert_counts_match, assert_no_empty_tables, leaf_runs};
 use crate::{Attrs, Config, MapError, PageTable, UnmapError};
 
 const K4: u64 = 4096;
@@ -182,6 +182,7 @@ fn step(pt: &mut PageTable<Iova>, arena: &mut Arena, model: &mut Model, op: &Op)
     }
     assert_eq!(expected.next(), None, "model has pages the table lacks");
     assert_no_empty_tables(pt, arena);
+    assert_counts_match(pt, arena);
 }
 
 proptest! {

@@ -3,7 +3,7 @@
 
 use abi::{Iova, PhysAddr, VirtAddr};
 
-use super::{Arena, assert_no_empty_tables, leaves};
+use super::{Arena, assert_counts_match, assert_no_empty_tables, leaves};
 use crate::{Attrs, Config, LargestLeaf, MapError, NewError, PageTable, Translation, UnmapError};
 
 const K4: u64 = 4096;
@@ -378,4 +378,55 @@ fn destroy_returns_every_page() {
         arena.free(page);
     }
     assert_eq!(arena.allocated(), 0);
+}
+
+#[test]
+fn single_table_fast_paths_keep_counts_and_prune() {
+    // A 48-bit domain (four levels): pages inside one last-level table take
+    // the one-walk paths once the tables exist.
+    let mut arena = Arena::new();
+    let mut pt: PageTable<Iova> = PageTable::new(&mut arena, Config::new(48, 40)).unwrap();
+    let base = 0x7f_1234_0000_0000 & ((1 << 48) - 1);
+    // The first map builds the tables (general walk), the others are fast.
+    for i in 0..8 {
+        pt.map(
+            &mut arena,
+            iova(base + i * K4),
+            pa(0x10_0000 + i * K4),
+            K4,
+            dma(),
+        )
+        .unwrap();
+        assert_counts_match(&pt, &arena);
+    }
+    // Over a live page: refused, nothing changed.
+    let before = arena.snapshot();
+    assert_eq!(
+        pt.map(&mut arena, iova(base + 6 * K4), pa(0), 4 * K4, dma()),
+        Err(MapError::AlreadyMapped)
+    );
+    arena.assert_unchanged_since(&before);
+    // An exact unmap over a hole: refused, nothing changed.
+    assert_eq!(
+        pt.unmap_exact(&mut arena, iova(base + 6 * K4), 4 * K4)
+            .unwrap_err(),
+        UnmapError::NotMapped
+    );
+    arena.assert_unchanged_since(&before);
+    // Unmapping page by page: the tables go with the last page only.
+    for i in 0..8 {
+        let token = pt.unmap_exact(&mut arena, iova(base + i * K4), K4).unwrap();
+        assert_eq!(token.leaf_level(), Some(3));
+        assert_eq!(token.unmapped_bytes(), K4);
+        let freed = token.freed_tables().len();
+        assert_eq!(freed, if i == 7 { 3 } else { 0 }, "page {i}");
+        for page in token.freed_tables() {
+            assert!(!pt.tables(&arena).contains(page));
+        }
+        settle(&mut arena, token);
+        assert_counts_match(&pt, &arena);
+        assert_no_empty_tables(&pt, &arena);
+    }
+    assert_eq!(arena.allocated(), 1);
+    assert!(arena.is_zero(pt.root()));
 }
