@@ -9,8 +9,11 @@ commands:
   build [--system FILE]      build the kernel for aarch64-unknown-none; with a system
                              description, also its task packages and its boot image
                              (target/xtask/build/<system>/boot.img)
-  run [options] [-- ARGS..]  build and boot under QEMU with the serial console live;
-                             ARGS become the kernel's bootargs; exits with QEMU's status
+  run [options] [-- ARGS..]  without options: the main job (discovery report, the
+                             benchmark with short points, every isolation demo);
+                             with options: build and boot under QEMU with the serial
+                             console live; ARGS become the kernel's bootargs; exits
+                             with QEMU's status
       --system FILE          boot this system description (systems/*.toml): its boot
                              image is loaded beside the kernel (default: none)
       --el2                  enter the kernel at EL2 (virtualization=on)

@@ -36,6 +36,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// `cargo xtask run` with no options: the main job. Boots the system and
+/// prints its discovery report, runs the benchmark (short points; the
+/// report files go to target/xtask/bench-report, `cargo xtask bench` writes
+/// docs/bench), then every isolation demo, narrated. Fails if any part does.
+fn main_job() -> Result<ExitCode, String> {
+    println!("xtask: main job 1/3: boot and discovery report");
+    let boot = suite::run(&cli::RunOptions {
+        timeout_s: Some(60),
+        ..Default::default()
+    })?;
+    println!("xtask: main job 2/3: benchmark (cargo xtask bench for the full-length run)");
+    let ws = artifacts::Workspace::locate()?;
+    let bench = bench::bench(&bench::BenchOptions {
+        ms: Some(200),
+        out: Some(ws.scratch_dir("bench-report")),
+    })?;
+    println!("xtask: main job 3/3: isolation demos");
+    let demos = dispatch(Command::Demo(Vec::new()))?;
+    let ok = [boot, bench, demos].iter().all(|c| *c == ExitCode::SUCCESS);
+    println!("xtask: main job {}", if ok { "PASSED" } else { "FAILED" });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// Runs one subcommand. Add new subcommands here and in [`cli`].
 fn dispatch(command: Command) -> Result<ExitCode, String> {
     match command {
@@ -62,6 +89,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(opts) if opts == cli::RunOptions::default() => main_job(),
         Command::Run(opts) => suite::run(&opts),
         Command::Test(opts) => suite::test(&opts),
         Command::Bench(opts) => bench::bench(&opts),
