@@ -92,8 +92,7 @@ impl<A: InputAddress> PageTable<A> {
             mem,
             self.root,
             level,
-            start,
-            end,
+            (start, end),
             &mut Pass::Plan(&mut needed),
             &mut plan,
             &mut self.counts,
@@ -107,8 +106,7 @@ impl<A: InputAddress> PageTable<A> {
             mem,
             self.root,
             level,
-            start,
-            end,
+            (start, end),
             &mut Pass::Commit(&mut reserve),
             &mut token,
             &mut self.counts,
@@ -173,8 +171,7 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
     mem: &mut M,
     table: PhysAddr,
     level: u8,
-    from: u64,
-    to: u64,
+    (from, to): (u64, u64),
     pass: &mut Pass<'_>,
     token: &mut Unmapped<A>,
     counts: &mut Counts,
@@ -214,7 +211,7 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
                 }
             },
             Descriptor::Table(next) => {
-                unmap_level(mem, next, level + 1, cur, chunk_end, pass, token, counts)?;
+                unmap_level(mem, next, level + 1, (cur, chunk_end), pass, token, counts)?;
                 if let Pass::Commit(_) = pass
                     && (whole || counts.get(&next.get()).is_none_or(|&c| c == 0))
                 {
