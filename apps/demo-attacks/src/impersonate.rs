@@ -3,7 +3,7 @@
 //! and `imp-impostor`.
 
 use abi::{Error, PAGE_SIZE};
-use edu::{Direction, Edu};
+use edu::Edu;
 use iommu_api::{ApiError, Dir, ENTRY_BYTES, Extent, HEADER_BYTES, Op, Request};
 use iommu_client::{ClientError, Iommu};
 use userlib::{DmaBuffer, TaskInfo, log};
@@ -73,42 +73,7 @@ fn victim_run(d: &mut Demo, iommu: &Iommu, dev: u32, peer: u32) -> Option<()> {
         "the victim's mapping is still there (1 map, 0 unmaps, one page of IOVA in use)",
         s.maps == 1 && s.unmaps == 0 && s.iova_bytes_in_use == PAGE_SIZE,
     );
-    let pattern = |i: u64| (i as u8).wrapping_mul(29).wrapping_add(11);
-    for i in 0..COPY {
-        buf.write::<u8>(i, pattern(i))?;
-    }
-    d.step(
-        "DMA to the device",
-        edu.dma(Direction::ToDevice, iova.get(), 0, COPY),
-    )?;
-    for i in 0..COPY {
-        buf.write::<u8>(i, 0)?;
-    }
-    d.step("DMA to RAM", edu.dma(Direction::ToRam, iova.get(), 0, COPY))?;
-    let landed = (0..COPY).all(|i| buf.read::<u8>(i) == Some(pattern(i)));
-    d.check(
-        "the victim's device still DMAs through that IOVA (data round-tripped)",
-        landed,
-    );
-    d.step(
-        "unmap the IOVA",
-        iommu.unmap(&[Extent::new(iova.get(), PAGE_SIZE)]),
-    )?;
-    let again = d.step(
-        "map again",
-        iommu.map_one(buf.grant(), Dir::Bidirectional, 0, PAGE_SIZE),
-    )?;
-    d.step(
-        "unmap again",
-        iommu.unmap(&[Extent::new(again.get(), PAGE_SIZE)]),
-    )?;
-    log!("victim: unmapped its IOVA itself, mapped and unmapped again");
-    let s = d.step("Stats", iommu.stats())?;
-    log_stats("the victim", &s);
-    d.check(
-        "the victim's counters show its own work only (2 maps, 2 unmaps, no fault, 0 bytes in use)",
-        s.maps == 2 && s.unmaps == 2 && s.faults == 0 && s.iova_bytes_in_use == 0,
-    );
+    d.owner_unaffected("the victim", iommu, &mut edu, &mut buf, iova, COPY)?;
     Some(())
 }
 

@@ -255,24 +255,15 @@ impl VirtioBlk {
             mapped: None,
         };
         match Self::init(&mut p, iommu, pci_cap, irq.is_some(), queue_depth, None) {
-            Ok(r) => Ok(VirtioBlk {
+            Ok(r) => Ok(Self::assemble(
                 pci_cap,
-                requested_depth: queue_depth,
-                regs: p.regs,
-                mem: r.mem,
-                layout: r.layout,
-                iova: r.iova,
-                vq: r.vq,
-                inflight: r.inflight,
-                info: r.info,
+                queue_depth,
+                p.regs,
+                r,
                 irq,
                 sid,
-                read_only: r.features & feature::BLK_RO != 0,
-                flush: r.features & feature::BLK_FLUSH != 0,
-                broken: false,
-                pending: Vec::new(),
-                timeout_ticks: ticks(hz, IO_TIMEOUT_US),
-            }),
+                hz,
+            )),
             Err(e) => {
                 // Quiesce the device before its ring memory goes away.
                 let _ = reset(&mut p.regs, hz);
@@ -282,6 +273,36 @@ impl VirtioBlk {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// The device once `init` succeeded (at open, and after a restart).
+    fn assemble(
+        pci_cap: u32,
+        requested_depth: u16,
+        regs: Transport,
+        r: Ready,
+        irq: Option<(u32, u64)>,
+        sid: StreamId,
+        hz: u64,
+    ) -> VirtioBlk {
+        VirtioBlk {
+            pci_cap,
+            requested_depth,
+            regs,
+            mem: r.mem,
+            layout: r.layout,
+            iova: r.iova,
+            vq: r.vq,
+            inflight: r.inflight,
+            info: r.info,
+            irq,
+            sid,
+            read_only: r.features & feature::BLK_RO != 0,
+            flush: r.features & feature::BLK_FLUSH != 0,
+            broken: false,
+            pending: Vec::new(),
+            timeout_ticks: ticks(hz, IO_TIMEOUT_US),
         }
     }
 
@@ -539,24 +560,15 @@ impl BlockDevice for VirtioBlk {
             requested_depth,
             Some(mem.0),
         ) {
-            Ok(r) => Ok(VirtioBlk {
+            Ok(r) => Ok(Self::assemble(
                 pci_cap,
                 requested_depth,
-                regs: p.regs,
-                mem: r.mem,
-                layout: r.layout,
-                iova: r.iova,
-                vq: r.vq,
-                inflight: r.inflight,
-                info: r.info,
+                p.regs,
+                r,
                 irq,
                 sid,
-                read_only: r.features & feature::BLK_RO != 0,
-                flush: r.features & feature::BLK_FLUSH != 0,
-                broken: false,
-                pending: Vec::new(),
-                timeout_ticks: ticks(hz, IO_TIMEOUT_US),
-            }),
+                hz,
+            )),
             Err(e) => {
                 log!("virtio-blk: restarting failed: {e}");
                 Err(BlockError::DeviceError)
