@@ -7,6 +7,10 @@
 //! - `worker`: waits for the spinner's go, reports when it ran, exits.
 //! - `sleeper`: higher priority; sleeps `arg("naps")` times 5 ms while the
 //!   spinner spins and checks each wake-up came within two ticks.
+//! - `simd`: holds a pattern of its own (`arg("seed")`) in v0..v31 over
+//!   `arg("rounds")` yields and preemptions by another `simd` task of the
+//!   same priority and checks every register still holds it: the kernel
+//!   keeps each task's FP/SIMD registers.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -27,6 +31,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         Some("spinner") => spinner(info),
         Some("worker") => worker(info),
         Some("sleeper") => sleeper(info),
+        Some("simd") => simd(info),
         other => {
             log!("sched-probe: unknown role {other:?}");
             1
@@ -119,4 +124,32 @@ fn sleeper(info: &TaskInfo<'_>) -> i32 {
         "sleeper: {naps} naps of {NAP_US} us over a spinning lower-priority task, worst lateness {worst_us} us"
     );
     0
+}
+
+fn simd(info: &TaskInfo<'_>) -> i32 {
+    let seed = userlib::arg_u64(info, "seed", 1).unwrap_or(1);
+    let rounds = userlib::arg_u64(info, "rounds", 10).unwrap_or(10);
+    // Distinct in every register, every byte lane and every task.
+    let pattern: [u128; 32] = core::array::from_fn(|i| {
+        let lane = (seed << 8 | i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (u128::from(lane) << 64) | u128::from(!lane)
+    });
+    // 12 ms per round: more than the 10 ms tick, so the other task runs.
+    let held = userlib::task::hold_vector_registers(&pattern, rounds, 12_000);
+    let differs = |i: &usize| held[*i] != pattern[*i];
+    match (0..32).find(differs) {
+        None => {
+            log!("simd: v0..v31 held this task's values over {rounds} yields and preemptions");
+            0
+        }
+        Some(first) => {
+            log!(
+                "simd: {} of 32 vector registers changed behind this task's back (first v{first}: {:#x}, expected {:#x})",
+                (0..32).filter(differs).count(),
+                held[first],
+                pattern[first]
+            );
+            1
+        }
+    }
 }

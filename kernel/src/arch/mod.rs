@@ -4,6 +4,7 @@
 //! holds. Policy lives elsewhere: this layer never decides, it only does.
 
 pub mod boot;
+pub mod fpsimd;
 pub mod gic_sysreg;
 pub mod mmu;
 pub mod psci;
@@ -51,6 +52,9 @@ pub fn idle_once() {
             "msr daifclr, #2",
             "wfi",
             "msr daifset, #2",
+            // The handler is Rust code built with FP/SIMD: it may change
+            // any register the C ABI lets a callee change.
+            clobber_abi("C"),
             options(nomem, nostack)
         )
     };

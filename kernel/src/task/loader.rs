@@ -5,6 +5,7 @@
 //! the capabilities the system description lists, resolved against the
 //! device tree. Never grants anything the description does not name.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -158,6 +159,7 @@ pub fn create_task(
         state: State::Ready,
         end: None,
         ctx,
+        fp: Box::default(),
         space: Some(space),
         caps,
         notify_bits: 0,

@@ -11,15 +11,18 @@ pub mod loader;
 pub mod sched;
 pub mod syscall;
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::UnsafeCell;
 
 use abi::syscall::{MSG_MAX, RecvArgs};
 use abi::{PhysAddr, StreamId};
 use hermit_sync::InterruptSpinMutex;
 use kernel_core::pci::Function;
 
+use crate::arch::fpsimd::FpState;
 use crate::arch::trap::TrapFrame;
 use crate::mm::user::AddressSpace;
 
@@ -132,6 +135,9 @@ pub struct Task {
     pub end: Option<End>,
     /// Saved registers while it is not running.
     pub ctx: TrapFrame,
+    /// Its FP/SIMD registers, saved and loaded by the vectors (boxed: the
+    /// vectors hold its address while the task runs).
+    pub fp: Box<UnsafeCell<FpState>>,
     /// Its memory; `None` once reclaimed.
     pub space: Option<AddressSpace>,
     /// Its capability table.

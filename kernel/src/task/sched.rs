@@ -108,6 +108,7 @@ pub fn schedule(frame: &mut TrapFrame) {
             if !preempt {
                 k.resched = false;
                 *frame = k.tasks[c].ctx;
+                arch::fpsimd::install(&k.tasks[c].fp);
                 timer::program(k.earliest_deadline());
                 return;
             }
@@ -123,6 +124,7 @@ pub fn schedule(frame: &mut TrapFrame) {
                 .expect("a runnable task has memory");
             arch::mmu::set_user_table(space.ttbr0());
             *frame = k.tasks[n].ctx;
+            arch::fpsimd::install(&k.tasks[n].fp);
             timer::program(k.earliest_deadline());
             return;
         }

@@ -1,5 +1,6 @@
 //! Every `unsafe` block of userlib, and nothing else: the `svc` instruction,
-//! the task-info page, the heap's backing store, the probe load, and the
+//! the task-info page, the heap's backing store, the probe load, the
+//! vector-register probe, and the
 //! volatile accessors of memory the kernel mapped for this task (DMA and
 //! device memory). Everything above this module is safe code.
 //!
@@ -203,4 +204,116 @@ impl Region {
         unsafe { core::ptr::write_volatile(addr as *mut T, value) };
         Some(())
     }
+}
+
+/// Loads `pattern` into v0..v31, then `rounds` times makes the `yield`
+/// syscall and spins for `spin_ticks` counter ticks (long enough for the
+/// scheduler tick to take the CPU away), touching no vector register, and
+/// finally stores v0..v31. A kernel that keeps each task's FP/SIMD state
+/// returns `pattern` unchanged; anything else is a kernel bug.
+pub(crate) fn hold_vector_registers(
+    pattern: &[u128; 32],
+    rounds: u64,
+    spin_ticks: u64,
+) -> [u128; 32] {
+    let mut out = [0u128; 32];
+    // SAFETY: reads 512 bytes from `pattern` and writes 512 bytes to `out`
+    // (both live, 16-byte aligned arrays of 32 u128) with no reference
+    // alive to either during the asm; the `svc` (yield) changes x0..x3,
+    // which are declared clobbered with every register the asm itself
+    // changes (x8, x9..x14, v0..v31, the flags); it does not touch the
+    // stack.
+    unsafe {
+        asm!(
+            "ldp q0, q1, [x9, #0]",
+            "ldp q2, q3, [x9, #32]",
+            "ldp q4, q5, [x9, #64]",
+            "ldp q6, q7, [x9, #96]",
+            "ldp q8, q9, [x9, #128]",
+            "ldp q10, q11, [x9, #160]",
+            "ldp q12, q13, [x9, #192]",
+            "ldp q14, q15, [x9, #224]",
+            "ldp q16, q17, [x9, #256]",
+            "ldp q18, q19, [x9, #288]",
+            "ldp q20, q21, [x9, #320]",
+            "ldp q22, q23, [x9, #352]",
+            "ldp q24, q25, [x9, #384]",
+            "ldp q26, q27, [x9, #416]",
+            "ldp q28, q29, [x9, #448]",
+            "ldp q30, q31, [x9, #480]",
+            "2:",
+            "mov x8, #{yield_no}",
+            "svc #0",
+            "mrs x13, cntvct_el0",
+            "add x14, x13, x12",
+            "3:",
+            "mrs x13, cntvct_el0",
+            "cmp x13, x14",
+            "b.lo 3b",
+            "subs x11, x11, #1",
+            "b.ne 2b",
+            "stp q0, q1, [x10, #0]",
+            "stp q2, q3, [x10, #32]",
+            "stp q4, q5, [x10, #64]",
+            "stp q6, q7, [x10, #96]",
+            "stp q8, q9, [x10, #128]",
+            "stp q10, q11, [x10, #160]",
+            "stp q12, q13, [x10, #192]",
+            "stp q14, q15, [x10, #224]",
+            "stp q16, q17, [x10, #256]",
+            "stp q18, q19, [x10, #288]",
+            "stp q20, q21, [x10, #320]",
+            "stp q22, q23, [x10, #352]",
+            "stp q24, q25, [x10, #384]",
+            "stp q26, q27, [x10, #416]",
+            "stp q28, q29, [x10, #448]",
+            "stp q30, q31, [x10, #480]",
+            yield_no = const Sysno::Yield as u64,
+            inout("x9") pattern.as_ptr() => _,
+            inout("x10") out.as_mut_ptr() => _,
+            inout("x11") rounds.max(1) => _,
+            inout("x12") spin_ticks => _,
+            out("x13") _,
+            out("x14") _,
+            out("x0") _,
+            out("x1") _,
+            out("x2") _,
+            out("x3") _,
+            out("x8") _,
+            out("v0") _,
+            out("v1") _,
+            out("v2") _,
+            out("v3") _,
+            out("v4") _,
+            out("v5") _,
+            out("v6") _,
+            out("v7") _,
+            out("v8") _,
+            out("v9") _,
+            out("v10") _,
+            out("v11") _,
+            out("v12") _,
+            out("v13") _,
+            out("v14") _,
+            out("v15") _,
+            out("v16") _,
+            out("v17") _,
+            out("v18") _,
+            out("v19") _,
+            out("v20") _,
+            out("v21") _,
+            out("v22") _,
+            out("v23") _,
+            out("v24") _,
+            out("v25") _,
+            out("v26") _,
+            out("v27") _,
+            out("v28") _,
+            out("v29") _,
+            out("v30") _,
+            out("v31") _,
+            options(nostack),
+        );
+    }
+    out
 }

@@ -24,3 +24,11 @@ pub fn kernel_integrity() -> SysResult<(bool, u64)> {
 pub fn yield_now() -> SysResult<()> {
     check(syscall(Sysno::Yield as u64, [0; 6])).map(|_| ())
 }
+
+/// Holds a pattern in the vector registers over `rounds` yields and
+/// preemptions (each round spins `spin_us`) and returns what the registers
+/// held afterwards: a probe of the kernel's FP/SIMD context switching.
+pub fn hold_vector_registers(pattern: &[u128; 32], rounds: u64, spin_us: u64) -> [u128; 32] {
+    let hz = crate::time().map(|(_, hz)| hz).unwrap_or(1).max(1);
+    crate::sys::hold_vector_registers(pattern, rounds, spin_us * hz / 1_000_000)
+}
