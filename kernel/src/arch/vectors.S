@@ -14,6 +14,27 @@
     b       trap_common
 .endm
 
+// q0..q31 in pairs at 16-byte steps from `base` (FpState, fpsimd.rs):
+// `op` is stp to save, ldp to load.
+.macro FP_PAIRS op, base
+    \op    q0, q1, [\base, #0]
+    \op    q2, q3, [\base, #32]
+    \op    q4, q5, [\base, #64]
+    \op    q6, q7, [\base, #96]
+    \op    q8, q9, [\base, #128]
+    \op    q10, q11, [\base, #160]
+    \op    q12, q13, [\base, #192]
+    \op    q14, q15, [\base, #224]
+    \op    q16, q17, [\base, #256]
+    \op    q18, q19, [\base, #288]
+    \op    q20, q21, [\base, #320]
+    \op    q22, q23, [\base, #352]
+    \op    q24, q25, [\base, #384]
+    \op    q26, q27, [\base, #416]
+    \op    q28, q29, [\base, #448]
+    \op    q30, q31, [\base, #480]
+.endm
+
 .section .text.vectors, "ax"
 .balign 0x800
 .global exception_vectors
@@ -63,22 +84,7 @@ trap_common:
     b.hs    1f
     adrp    x10, USER_FP
     ldr     x10, [x10, :lo12:USER_FP]
-    stp     q0, q1, [x10, #0]
-    stp     q2, q3, [x10, #32]
-    stp     q4, q5, [x10, #64]
-    stp     q6, q7, [x10, #96]
-    stp     q8, q9, [x10, #128]
-    stp     q10, q11, [x10, #160]
-    stp     q12, q13, [x10, #192]
-    stp     q14, q15, [x10, #224]
-    stp     q16, q17, [x10, #256]
-    stp     q18, q19, [x10, #288]
-    stp     q20, q21, [x10, #320]
-    stp     q22, q23, [x10, #352]
-    stp     q24, q25, [x10, #384]
-    stp     q26, q27, [x10, #416]
-    stp     q28, q29, [x10, #448]
-    stp     q30, q31, [x10, #480]
+    FP_PAIRS stp, x10
     mrs     x11, fpsr
     mrs     x12, fpcr
     str     x11, [x10, #512]
@@ -98,22 +104,7 @@ trap_return:
     b.ne    1f
     adrp    x12, USER_FP
     ldr     x12, [x12, :lo12:USER_FP]
-    ldp     q0, q1, [x12, #0]
-    ldp     q2, q3, [x12, #32]
-    ldp     q4, q5, [x12, #64]
-    ldp     q6, q7, [x12, #96]
-    ldp     q8, q9, [x12, #128]
-    ldp     q10, q11, [x12, #160]
-    ldp     q12, q13, [x12, #192]
-    ldp     q14, q15, [x12, #224]
-    ldp     q16, q17, [x12, #256]
-    ldp     q18, q19, [x12, #288]
-    ldp     q20, q21, [x12, #320]
-    ldp     q22, q23, [x12, #352]
-    ldp     q24, q25, [x12, #384]
-    ldp     q26, q27, [x12, #416]
-    ldp     q28, q29, [x12, #448]
-    ldp     q30, q31, [x12, #480]
+    FP_PAIRS ldp, x12
     ldr     x10, [x12, #512]
     ldr     x11, [x12, #520]
     msr     fpsr, x10
