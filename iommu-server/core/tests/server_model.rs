@@ -140,16 +140,7 @@ fn dma_lands_in_client_frames_then_faults_and_quarantine() {
     // B maps a page and its DMA works throughout.
     let mut fb = Frames::new(B);
     let fbf = fb.take(1, true);
-    let ib = map(
-        &mut s,
-        3,
-        B,
-        Dir::Bidirectional,
-        &[Extent::new(0, 4096)],
-        &fbf,
-        0,
-    )
-    .unwrap()[0];
+    let ib = map_page(&mut s, 3, B, Dir::Bidirectional, &fbf);
 
     // Faults on three more distinct pages: past 3 distinct, quarantine.
     let mut quarantined = false;
@@ -203,7 +194,7 @@ fn read_only_mappings_refuse_device_writes() {
     let mut s = server(ServerConfig::default(), &[(A, STRICT, UNTRUSTED)]);
     attach(&mut s, 0, A, SID_A, 48).unwrap();
     let f = Frames::new(A).take(1, true);
-    let i = map(&mut s, 0, A, Dir::ToDevice, &[Extent::new(0, 4096)], &f, 0).unwrap()[0];
+    let i = map_page(&mut s, 0, A, Dir::ToDevice, &f);
     let hw = s.hw_mut();
     let mut buf = [0u8; 4];
     hw.model
@@ -486,18 +477,9 @@ fn flush_is_held_until_pending_work_completes() {
     let mut s = server(ServerConfig::default(), &[(B, deferred, TRUSTED)]);
     attach(&mut s, 0, B, SID_B, 48).unwrap();
     let f = Frames::new(B).take(1, true);
-    let v = map(
-        &mut s,
-        0,
-        B,
-        Dir::FromDevice,
-        &[Extent::new(0, 4096)],
-        &f,
-        0,
-    )
-    .unwrap();
+    let v = map_page(&mut s, 0, B, Dir::FromDevice, &f);
     assert_eq!(
-        unmap(&mut s, 1, B, &[Extent::new(v[0].get(), 4096)], 1),
+        unmap(&mut s, 1, B, &[Extent::new(v.get(), 4096)], 1),
         Ok(false)
     );
     let m = bytes(&Request::Flush);
@@ -556,18 +538,9 @@ fn client_death_tears_down_before_memory_is_reused() {
         unmap(&mut s, 1, B, &[Extent::new(vb[0].get(), 4096)], 3),
         Ok(false)
     );
-    let a2 = map(
-        &mut s,
-        1,
-        A,
-        Dir::FromDevice,
-        &[Extent::new(0, 4096)],
-        &fa,
-        0,
-    )
-    .unwrap();
+    let a2 = map_page(&mut s, 1, A, Dir::FromDevice, &fa);
     assert_eq!(
-        unmap(&mut s, 1, A, &[Extent::new(a2[0].get(), 4096)], 11),
+        unmap(&mut s, 1, A, &[Extent::new(a2.get(), 4096)], 11),
         Ok(true)
     );
     let live_before = s.hw().live.len();
@@ -588,18 +561,9 @@ fn client_death_tears_down_before_memory_is_reused() {
     // B's StreamID can now be attached by someone else (A).
     attach(&mut s, 3, A, SID_B, 48).unwrap();
     // A dies with a held reply: returned for dropping.
-    let a3 = map(
-        &mut s,
-        4,
-        A,
-        Dir::FromDevice,
-        &[Extent::new(0, 4096)],
-        &fa,
-        0,
-    )
-    .unwrap();
+    let a3 = map_page(&mut s, 4, A, Dir::FromDevice, &fa);
     assert_eq!(
-        unmap(&mut s, 4, A, &[Extent::new(a3[0].get(), 4096)], 12),
+        unmap(&mut s, 4, A, &[Extent::new(a3.get(), 4096)], 12),
         Ok(true)
     );
     let dropped = s.client_died(A);

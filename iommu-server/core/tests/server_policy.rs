@@ -55,16 +55,7 @@ fn ste_config(s: &mut Srv, sid: u32) -> Option<StreamConfig> {
 }
 
 fn one_page(s: &mut Srv, now: u64, badge: u32, f: &[PhysAddr]) -> Iova {
-    map(
-        s,
-        now,
-        badge,
-        Dir::Bidirectional,
-        &[Extent::new(0, 4096)],
-        f,
-        0,
-    )
-    .unwrap()[0]
+    map_page(s, now, badge, Dir::Bidirectional, f)
 }
 
 #[test]

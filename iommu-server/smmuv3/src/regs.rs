@@ -158,6 +158,9 @@ registers! {
     PRIQ_CONS: Reg32 = PAGE1 + 0xCC;
 }
 
+/// IDR0..IDR5 in order: what [`crate::idr::Features::decode`] takes.
+pub const IDRS: [Reg32; 6] = [IDR0, IDR1, IDR2, IDR3, IDR4, IDR5];
+
 /// Size of the register frame a mapping must cover: pages 0 and 1
 /// (QEMU's `virt` SMMU node is 0x20000 long) [SMMUv3 §6.2].
 pub const FRAME_SIZE: usize = 2 * PAGE1;
@@ -715,6 +718,8 @@ mod tests {
 
     #[test]
     fn offsets_and_widths() {
+        let idr_offsets: [usize; 6] = IDRS.map(Reg32::offset);
+        assert_eq!(idr_offsets, [0x00, 0x04, 0x08, 0x0C, 0x10, 0x14]);
         assert_eq!(IIDR.offset(), 0x18);
         assert_eq!(AIDR.offset(), 0x1C);
         assert_eq!(GBPA.offset(), 0x44);

@@ -152,15 +152,7 @@ impl Smmu {
             regs.read::<u32>(r.offset() as u64)
                 .expect("register inside the SMMU frame")
         };
-        let idr = [
-            regs::IDR0,
-            regs::IDR1,
-            regs::IDR2,
-            regs::IDR3,
-            regs::IDR4,
-            regs::IDR5,
-        ]
-        .map(read);
+        let idr = regs::IDRS.map(read);
         let features = Features::decode(idr, read(regs::AIDR)).map_err(BringUpError::Idr)?;
         if !features.stage1 {
             return Err(BringUpError::Missing("stage 1 translation"));

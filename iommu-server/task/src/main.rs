@@ -204,6 +204,9 @@ fn serve(
     let (mut ended_unmaps, mut ended_client_syncs) = (0u64, 0u64);
     // Dead clients to register again once their teardown is complete.
     let mut dead: alloc::vec::Vec<u32> = alloc::vec::Vec::new();
+    // The granted frames as physical addresses: one buffer for every call.
+    let mut frame_addrs: alloc::vec::Vec<PhysAddr> =
+        alloc::vec::Vec::with_capacity(GRANT_MAX_PAGES);
     loop {
         dead.retain(|&badge| !readmit(server, info, badge));
         let now = now_us();
@@ -224,8 +227,8 @@ fn serve(
             Some(RecvKind::Call) => {
                 yielded = false;
                 let n = got.frames as usize;
-                let frame_addrs: alloc::vec::Vec<PhysAddr> =
-                    frames[..n].iter().map(|&f| PhysAddr::new(f)).collect();
+                frame_addrs.clear();
+                frame_addrs.extend(frames[..n].iter().map(|&f| PhysAddr::new(f)));
                 let grant = (got.grant_len > 0).then_some(Grant {
                     frames: &frame_addrs,
                     va: got.grant_va,

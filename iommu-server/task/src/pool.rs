@@ -69,20 +69,17 @@ impl Pool {
     /// server only ever builds tables in it, so anything else is a server
     /// bug, reported loudly.
     pub fn read_u64(&self, pa: PhysAddr) -> u64 {
-        let off = self
-            .offset(pa, 8)
-            .expect("SMMU table address outside the server's pool");
-        self.mem.read::<u64>(off).expect("aligned table word")
+        // The buffer's own access checks range and alignment: one check.
+        pa.offset_from(self.base)
+            .and_then(|off| self.mem.read::<u64>(off))
+            .expect("aligned SMMU table word inside the server's pool")
     }
 
     /// Writes the 64-bit word at `pa` with one store (see `read_u64`).
     pub fn write_u64(&mut self, pa: PhysAddr, value: u64) {
-        let off = self
-            .offset(pa, 8)
-            .expect("SMMU table address outside the server's pool");
-        self.mem
-            .write::<u64>(off, value)
-            .expect("aligned table word");
+        pa.offset_from(self.base)
+            .and_then(|off| self.mem.write::<u64>(off, value))
+            .expect("aligned SMMU table word inside the server's pool");
     }
 
     /// Pages handed out now, and the pool's size.

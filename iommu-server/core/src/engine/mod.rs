@@ -581,16 +581,13 @@ impl<P> Engine<P> {
         teardown_asids: &[Asid],
         payload: P,
     ) -> Result<PurgeOutcome, Refused<P>> {
-        let c = match self.live_client(client) {
+        let c = match live_client(&mut self.clients, client) {
             Ok(c) => c,
             Err(error) => return Err(refuse(error, payload)),
         };
         c.purged = true;
         c.stats.entries_pending += 1;
-        let queued: Vec<_> = c.queue.drain(..).collect();
-        for e in queued {
-            self.push_ready(e);
-        }
+        ready_queue(&mut self.ready, &mut self.ready_oldest, &mut c.queue);
         let forced = self.ready.iter().filter(|e| e.client == client).count() + 1;
         self.push_ready(Entry {
             client,
@@ -618,13 +615,12 @@ impl<P> Engine<P> {
     /// client that asked to have everything flushed now). Returns how many
     /// entries moved. Changes nothing for a client without a queue.
     pub fn expedite(&mut self, client: ClientId) -> Result<usize, EngineError> {
-        let c = self.live_client(client)?;
-        let queued: Vec<_> = c.queue.drain(..).collect();
-        let n = queued.len();
-        for e in queued {
-            self.push_ready(e);
-        }
-        Ok(n)
+        let c = live_client(&mut self.clients, client)?;
+        Ok(ready_queue(
+            &mut self.ready,
+            &mut self.ready_oldest,
+            &mut c.queue,
+        ))
     }
 
     /// The time (µs) by which [`Engine::plan_flush`] must be called: the
@@ -648,29 +644,21 @@ impl<P> Engine<P> {
     /// ends in one `Sync` shared by all, preceded by one own sync per
     /// `StrictPerUnmap` entry.
     pub fn plan_flush(&mut self, now: u64) -> Option<FlushPlan> {
-        let mut drained = Vec::new();
         for c in self.clients.values_mut() {
             let due = c.queue.front().is_some_and(|f| {
                 f.unmapped_at.saturating_add(max_age(c.policy)) <= now
                     || c.queue.len() >= max_entries(c.policy)
             });
             if due {
-                drained.extend(c.queue.drain(..));
+                ready_queue(&mut self.ready, &mut self.ready_oldest, &mut c.queue);
             }
-        }
-        for e in drained {
-            self.push_ready(e);
         }
         if self.ready.is_empty() {
             return None;
         }
         if self.config.piggyback_deferred {
-            let mut drained = Vec::new();
             for c in self.clients.values_mut() {
-                drained.extend(c.queue.drain(..));
-            }
-            for e in drained {
-                self.push_ready(e);
+                ready_queue(&mut self.ready, &mut self.ready_oldest, &mut c.queue);
             }
         }
         let seq = self.next_seq;
@@ -691,17 +679,13 @@ impl<P> Engine<P> {
             }
         }
         // Everything else shares the final sync.
-        let shared: Vec<&Entry<P>> = entries
-            .iter()
-            .filter(|e| e.kind != Kind::PerUnmap)
-            .collect();
-        if !shared.is_empty() {
-            let counts =
-                commands::choose(&self.config, shared.iter().map(|e| &e.scope), &mut commands);
+        let shared = || entries.iter().filter(|e| e.kind != Kind::PerUnmap);
+        if shared().next().is_some() {
+            let counts = commands::choose(&self.config, shared().map(|e| &e.scope), &mut commands);
             commands.push(Invalidation::Sync);
             let mut pairs = BTreeSet::new();
             let mut participants = BTreeSet::new();
-            for e in &shared {
+            for e in shared() {
                 participants.insert(e.client);
                 match &e.scope {
                     Scope::Ranges { asid, .. } => {
@@ -822,10 +806,7 @@ impl<P> Engine<P> {
                 c.queue.push_back(entry);
                 if c.queue.len() >= max_entries(c.policy) {
                     // Full: hand the whole queue to the next flush.
-                    let full: Vec<_> = c.queue.drain(..).collect();
-                    for e in full {
-                        self.push_ready(e);
-                    }
+                    ready_queue(&mut self.ready, &mut self.ready_oldest, &mut c.queue);
                     UnmapOutcome {
                         reply: Reply::Now,
                         flush: FlushUrgency::EndOfBatch,
@@ -907,6 +888,21 @@ fn live_client<P>(
         Some(c) if c.purged => Err(EngineError::ClientPurged),
         Some(c) => Ok(c),
     }
+}
+
+/// Moves a deferred queue, whole, into the next plan (`ready`, whose
+/// earliest `unmapped_at` is `oldest`); returns how many entries moved.
+fn ready_queue<P>(
+    ready: &mut Vec<Entry<P>>,
+    oldest: &mut Option<u64>,
+    queue: &mut VecDeque<Entry<P>>,
+) -> usize {
+    let n = queue.len();
+    if let Some(t) = queue.iter().map(|e| e.unmapped_at).min() {
+        *oldest = Some(oldest.map_or(t, |o| o.min(t)));
+    }
+    ready.extend(queue.drain(..));
+    n
 }
 
 fn refuse<P>(error: EngineError, payload: P) -> Refused<P> {

@@ -411,6 +411,25 @@ fn error_bytes(e: ApiError) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
+/// A client's stage-1 state and its mappings, or `NotAttached`.
+fn translated_mut(
+    clients: &mut BTreeMap<u32, Client>,
+    badge: u32,
+) -> Result<(&mut Translated, &mut BTreeMap<u64, Mapping>), ApiError> {
+    match clients.get_mut(&badge) {
+        Some(Client {
+            domain:
+                Some(Domain {
+                    tr: Some(tr),
+                    mappings,
+                    ..
+                }),
+            ..
+        }) => Ok((tr, mappings)),
+        _ => Err(ApiError::NotAttached),
+    }
+}
+
 fn leaf_level(level: Option<u8>) -> LeafLevel {
     match level {
         Some(1) => LeafLevel::L1,
@@ -922,16 +941,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             }));
         }
         // IOVAs for every range (never mapped yet: freed at once on error).
-        let Some(Client {
-            domain: Some(domain),
-            ..
-        }) = self.clients.get_mut(&badge)
-        else {
-            return Err(ApiError::NotAttached);
-        };
-        let Some(tr) = domain.tr.as_mut() else {
-            return Err(ApiError::NotAttached);
-        };
+        let (tr, _) = translated_mut(&mut self.clients, badge)?;
         let mut blocks = Few::new((Iova::new(0), 0u64));
         for p in planned.as_slice() {
             match tr.iova.alloc(p.pages) {
@@ -960,16 +970,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         if stale {
             self.flush_now(now, badge);
         }
-        let Some(Client {
-            domain: Some(domain),
-            ..
-        }) = self.clients.get_mut(&badge)
-        else {
-            return Err(ApiError::NotAttached);
-        };
-        let Some(tr) = domain.tr.as_mut() else {
-            return Err(ApiError::NotAttached);
-        };
+        let (tr, mappings) = translated_mut(&mut self.clients, badge)?;
         // Write the entries, one physically contiguous run at a time.
         let attrs = Attrs::dma(MAIR_NORMAL, writable);
         let mut mem = HwTables(&mut self.hw);
@@ -1038,7 +1039,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         let mut iovas = Few::new(Iova::new(0));
         for (p, (block, pages)) in planned.as_slice().iter().zip(blocks.as_slice()) {
             let iova = Iova::new(block.get() + p.offset_in_page);
-            domain.mappings.insert(
+            mappings.insert(
                 iova.get(),
                 Mapping {
                     len: p.len,

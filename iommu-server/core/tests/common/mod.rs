@@ -230,6 +230,12 @@ pub fn map(
     }
 }
 
+/// Maps the first page of `frames` (one 4 KiB range at offset 0) and
+/// returns its IOVA; panics if the server refuses.
+pub fn map_page(s: &mut Srv, now: u64, badge: u32, dir: Dir, frames: &[PhysAddr]) -> Iova {
+    map(s, now, badge, dir, &[Extent::new(0, 4096)], frames, 0).unwrap()[0]
+}
+
 /// Sends an unmap with reply token `token`: `Ok(true)` if held.
 pub fn unmap(
     s: &mut Srv,
