@@ -23,15 +23,7 @@ pub struct Probe {
 pub fn probe(smmu: &Smmu) -> Probe {
     let mmio = Mmio::new(smmu.regs.base, smmu.regs.size as usize);
     let read = |r: regs::Reg32| mmio.read(Reg::<u32>::at(r.offset()));
-    let idr = [
-        regs::IDR0,
-        regs::IDR1,
-        regs::IDR2,
-        regs::IDR3,
-        regs::IDR4,
-        regs::IDR5,
-    ]
-    .map(read);
+    let idr = regs::IDRS.map(read);
     let aidr = read(regs::AIDR);
     Probe {
         idr,

@@ -300,6 +300,33 @@ fn nocaps(info: &TaskInfo<'_>) -> i32 {
             userlib::pci_config_write(edu, PCI_COMMAND, value),
             Error::Denied,
         );
+        // A value wider than the 32-bit register is refused, not truncated
+        // into an allowed write (the low half alone would be harmless).
+        c.refused(
+            "pci_config_write(edu, COMMAND, 33-bit value)",
+            raw(
+                Sysno::PciConfigWrite,
+                [
+                    edu as u64,
+                    PCI_COMMAND as u64,
+                    (1 << 32) | u64::from(cmd & 0xffff),
+                    0,
+                    0,
+                    0,
+                ],
+            ),
+            Error::BadArgument,
+        );
+        if let Some(after) = c.allowed(
+            "pci_config_read(edu, COMMAND) after the refused writes",
+            userlib::pci_config_read(edu, PCI_COMMAND),
+        ) {
+            c.value(
+                "edu COMMAND register unchanged",
+                u64::from(after & 0xffff),
+                u64::from(cmd & 0xffff),
+            );
+        }
     }
     c.finish()
 }

@@ -53,9 +53,9 @@ pub enum Sysno {
     /// `pci_config_read(cap, offset) -> value`: a 32-bit read of the PCI
     /// function's configuration space.
     PciConfigRead = 13,
-    /// `pci_config_write(cap, offset, value)`: a 32-bit write; BAR
-    /// registers are refused, bus mastering is refused until the IOMMU
-    /// server has declared the SMMU enabled.
+    /// `pci_config_write(cap, offset, value)`: a 32-bit write (a wider
+    /// `value` is refused); BAR registers are refused, bus mastering is
+    /// refused until the IOMMU server has declared the SMMU enabled.
     PciConfigWrite = 14,
     /// `pci_map_bar(cap, bar) -> (va, len)`: maps a memory BAR of the
     /// function as device memory.

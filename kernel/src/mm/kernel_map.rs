@@ -6,7 +6,7 @@
 //! Must never map anything EL0-accessible.
 
 use abi::{PAGE_SIZE, PhysAddr, VirtAddr};
-use kernel_core::dt::{PciSpace, Platform};
+use kernel_core::dt::{PciSpace, Platform, Region};
 use pgtable::{Attrs, Config, MapError, PageTable, Shareability, TableMemory};
 
 use super::{LINEAR_BASE, frames, image_layout, virt_to_phys};
@@ -118,46 +118,30 @@ pub fn build(platform: &Platform<'_>, output_bits: u8) -> Result<KernelMap, Kern
         map("ram", img_e.max(r.base).min(end), end, KERNEL_RW)?;
     }
 
-    // Devices.
-    if let Some(u) = platform.uart {
-        map("uart", u.base, u.end().unwrap_or(u.base), DEVICE)?;
-    }
+    // Devices: every window the device tree names.
     let g = &platform.gic;
-    map(
-        "gicd",
-        g.gicd.base,
-        g.gicd.end().unwrap_or(g.gicd.base),
-        DEVICE,
-    )?;
-    map(
-        "gicr",
-        g.gicr.base,
-        g.gicr.end().unwrap_or(g.gicr.base),
-        DEVICE,
-    )?;
-    if let Some(s) = &platform.smmu {
-        map(
-            "smmu",
-            s.regs.base,
-            s.regs.end().unwrap_or(s.regs.base),
-            DEVICE,
-        )?;
-    }
-    if let Some(h) = &platform.pci {
-        map(
-            "ecam",
-            h.ecam.base,
-            h.ecam.end().unwrap_or(h.ecam.base),
-            DEVICE,
-        )?;
-        for w in h
-            .windows
+    let pci_windows = platform.pci.iter().flat_map(|h| {
+        h.windows
             .iter()
             .filter(|w| matches!(w.space, PciSpace::Mem32 | PciSpace::Io))
-        {
-            let end = w.cpu_addr.checked_add(w.size).unwrap_or(w.cpu_addr);
-            map("pci window", w.cpu_addr, end, DEVICE)?;
-        }
+            .map(|w| {
+                let r = Region {
+                    base: w.cpu_addr,
+                    size: w.size,
+                };
+                ("pci window", r)
+            })
+    });
+    let devices = platform
+        .uart
+        .map(|u| ("uart", u))
+        .into_iter()
+        .chain([("gicd", g.gicd), ("gicr", g.gicr)])
+        .chain(platform.smmu.as_ref().map(|s| ("smmu", s.regs)))
+        .chain(platform.pci.as_ref().map(|h| ("ecam", h.ecam)))
+        .chain(pci_windows);
+    for (what, r) in devices {
+        map(what, r.base, r.end().unwrap_or(r.base), DEVICE)?;
     }
     Ok(KernelMap { table: pt })
 }

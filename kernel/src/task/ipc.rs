@@ -25,25 +25,35 @@ pub fn set_result(k: &mut Kernel, t: TaskIdx, r: SysResult<[u64; 3]>) {
     }
 }
 
+/// `info` as the receiver sees it: each field little-endian at the offset
+/// `RecvInfo`'s own layout gives it.
 fn info_bytes(info: &RecvInfo) -> [u8; size_of::<RecvInfo>()] {
     let mut b = [0u8; size_of::<RecvInfo>()];
-    let mut w = 0;
-    let mut put = |bytes: &[u8]| {
-        b[w..w + bytes.len()].copy_from_slice(bytes);
-        w += bytes.len();
-    };
-    put(&info.kind.to_le_bytes());
-    put(&info.badge.to_le_bytes());
-    put(&info.len.to_le_bytes());
-    put(&info.frames.to_le_bytes());
-    put(&info.reply.to_le_bytes());
-    put(&info.notification.to_le_bytes());
-    put(&info.grant_va.to_le_bytes());
-    put(&info.grant_len.to_le_bytes());
-    put(&info.presented_kind.to_le_bytes());
-    put(&info.presented_a.to_le_bytes());
-    put(&info.presented_b.to_le_bytes());
-    put(&info.reserved.to_le_bytes());
+    macro_rules! put {
+        ($($f:ident),* $(,)?) => {
+            // Naming every field: one added to `RecvInfo` and not written
+            // here does not compile.
+            let RecvInfo { $($f),* } = *info;
+            $(
+                let v = $f.to_le_bytes();
+                b[core::mem::offset_of!(RecvInfo, $f)..][..v.len()].copy_from_slice(&v);
+            )*
+        };
+    }
+    put!(
+        kind,
+        badge,
+        len,
+        frames,
+        reply,
+        notification,
+        grant_va,
+        grant_len,
+        presented_kind,
+        presented_a,
+        presented_b,
+        reserved,
+    );
     b
 }
 

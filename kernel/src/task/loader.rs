@@ -209,11 +209,14 @@ fn resolve(
                     .ok_or("the SMMU has no such interrupt")?
                 }
                 IrqSource::PciIntx { bdf } => {
-                    // The function's Interrupt Pin register (config 0x3D)
+                    // The function's Interrupt Pin (read at enumeration)
                     // through the host's interrupt-map.
                     let host = platform.pci.as_ref().ok_or("no PCI host")?;
-                    let pin = (crate::pci::config_read(kernel_core::pci::Bdf::from_rid(bdf), 0x3c)
-                        >> 8) as u8;
+                    let pin = pci
+                        .iter()
+                        .find(|f| f.bdf.rid() == bdf)
+                        .ok_or(format!("no PCI function {bdf:#06x}"))?
+                        .interrupt_pin;
                     if pin == 0 {
                         return Err(format!("PCI function {bdf:#06x} has no INTx pin"));
                     }

@@ -13,18 +13,18 @@ use abi::syscall::{
 };
 use abi::{Error, PAGE_SIZE, SysResult, Sysno};
 
+use kernel_core::pci::regs::{self as pci_regs, Command};
+
 use super::ipc::{self, set_result};
 use super::{Cap, Kernel, OutgoingCall, State, TaskIdx};
 use crate::timeout::us_to_ticks;
 use crate::{arch, kprintln};
 
-/// PCI configuration-space offsets a driver may not write: the BARs
-/// (0x10..0x28) and the expansion ROM BAR (0x30). The kernel assigned them.
-const PCI_BAR_REGS: core::ops::Range<u64> = 0x10..0x28;
-const PCI_ROM_BAR: u64 = 0x30;
-/// Command register and its bus-master enable bit.
-const PCI_COMMAND: u64 = 0x04;
-const PCI_COMMAND_BUS_MASTER: u64 = 1 << 2;
+/// PCI configuration-space offsets a driver may not write: the six BAR
+/// slots of a type-0 header and its expansion ROM BAR. The kernel assigned
+/// them.
+const PCI_BAR_REGS: core::ops::Range<u16> =
+    pci_regs::BAR0..pci_regs::BAR0 + 4 * pci_regs::BARS_TYPE0 as u16;
 
 /// Handles the `svc` that task `t` trapped with (registers in its ctx).
 pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
@@ -88,39 +88,54 @@ fn read_bytes<const N: usize>(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<[u8
     Ok(b)
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+/// Decodes a `#[repr(C)]` argument struct of little-endian integers from
+/// its bytes, each field at the offset the struct's own layout gives it.
+/// Every field must be named with its type: a missing field or a wrong
+/// type does not compile.
+macro_rules! decode {
+    ($b:expr, $T:ident { $($f:ident: $ty:ty),* $(,)? }) => {
+        $T {
+            $($f: <$ty>::from_le_bytes(
+                $b[core::mem::offset_of!($T, $f)..][..size_of::<$ty>()]
+                    .try_into()
+                    .expect("a field lies inside its struct"),
+            )),*
+        }
+    };
 }
 
 fn read_call_args(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<CallArgs> {
     let b: [u8; size_of::<CallArgs>()] = read_bytes(k, t, ptr)?;
-    Ok(CallArgs {
-        endpoint: u32_at(&b, 0),
-        present_cap: u32_at(&b, 4),
-        send_ptr: u64_at(&b, 8),
-        send_len: u64_at(&b, 16),
-        reply_ptr: u64_at(&b, 24),
-        reply_cap: u64_at(&b, 32),
-        grant_ptr: u64_at(&b, 40),
-        grant_len: u64_at(&b, 48),
-        forward: u64_at(&b, 56),
-    })
+    Ok(decode!(
+        b,
+        CallArgs {
+            endpoint: u32,
+            present_cap: u32,
+            send_ptr: u64,
+            send_len: u64,
+            reply_ptr: u64,
+            reply_cap: u64,
+            grant_ptr: u64,
+            grant_len: u64,
+            forward: u64,
+        }
+    ))
 }
 
 fn read_recv_args(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<RecvArgs> {
     let b: [u8; size_of::<RecvArgs>()] = read_bytes(k, t, ptr)?;
-    Ok(RecvArgs {
-        endpoint: u32_at(&b, 0),
-        reserved: u32_at(&b, 4),
-        buf_ptr: u64_at(&b, 8),
-        buf_cap: u64_at(&b, 16),
-        frames_ptr: u64_at(&b, 24),
-        frames_cap: u64_at(&b, 32),
-        timeout_us: u64_at(&b, 40),
-    })
+    Ok(decode!(
+        b,
+        RecvArgs {
+            endpoint: u32,
+            reserved: u32,
+            buf_ptr: u64,
+            buf_cap: u64,
+            frames_ptr: u64,
+            frames_cap: u64,
+            timeout_us: u64,
+        }
+    ))
 }
 
 fn log(k: &Kernel, t: TaskIdx, ptr: u64, len: u64) -> SysResult<()> {
@@ -414,13 +429,16 @@ fn pci_config_read(k: &Kernel, t: TaskIdx, c: u64, offset: u64) -> SysResult<[u6
 fn pci_config_write(k: &Kernel, t: TaskIdx, c: u64, offset: u64, value: u64) -> SysResult<()> {
     let f = pci_function(k, t, c)?;
     let off = config_offset(offset)?;
-    if PCI_BAR_REGS.contains(&offset) || offset == PCI_ROM_BAR {
+    // A 32-bit register: a wider value is refused, never truncated.
+    let value = u32::try_from(value).map_err(|_| Error::BadArgument)?;
+    if PCI_BAR_REGS.contains(&off) || off == pci_regs::ROM_BAR {
         return Err(Error::Denied);
     }
-    if offset == PCI_COMMAND && value & PCI_COMMAND_BUS_MASTER != 0 && !k.smmu_enabled {
+    let bus_master = Command(value as u16).contains(Command::BUS_MASTER);
+    if off == pci_regs::COMMAND && bus_master && !k.smmu_enabled {
         return Err(Error::Denied);
     }
-    crate::pci::config_write(k.pci[f].bdf, off, value as u32);
+    crate::pci::config_write(k.pci[f].bdf, off, value);
     Ok(())
 }
 
