@@ -297,6 +297,10 @@ impl Io {
     pub const fn bytes(&self) -> u64 {
         self.sectors as u64 * SECTOR_SIZE
     }
+}
+
+impl Record for Io {
+    const BYTES: usize = IO_BYTES;
 
     fn write(&self, b: &mut [u8]) {
         b[0..2].copy_from_slice(&self.tag.to_le_bytes());
@@ -389,21 +393,37 @@ pub enum Request<'a> {
     SetMode(BenchMode),
 }
 
-/// I/O descriptors: a slice to encode, or validated wire bytes.
+/// A fixed-size entry of a message body: an [`Io`] of a `Submit`, a
+/// [`Completion`] of a `Reap` answer.
+pub trait Record: Copy {
+    /// Bytes on the wire.
+    const BYTES: usize;
+    /// Encodes into `b`, exactly [`Self::BYTES`] long.
+    fn write(&self, b: &mut [u8]);
+    /// Decodes `b`, exactly [`Self::BYTES`] long; never panics.
+    fn read(b: &[u8]) -> Result<Self, BlockError>;
+}
+
+/// Entries of a message body: a slice to encode, or validated wire bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ios<'a> {
+pub enum Records<'a, T> {
     /// For encoding.
-    Slice(&'a [Io]),
+    Slice(&'a [T]),
     /// Decoded from a message (every entry was checked).
     Wire(&'a [u8]),
 }
 
-impl<'a> Ios<'a> {
-    /// Number of I/Os.
+/// I/O descriptors of a `Submit`.
+pub type Ios<'a> = Records<'a, Io>;
+/// Completions of a `Reap` answer.
+pub type Completions<'a> = Records<'a, Completion>;
+
+impl<'a, T: Record> Records<'a, T> {
+    /// Number of entries.
     pub fn len(&self) -> usize {
         match self {
-            Ios::Slice(s) => s.len(),
-            Ios::Wire(b) => b.len() / IO_BYTES,
+            Records::Slice(s) => s.len(),
+            Records::Wire(b) => b.len() / T::BYTES,
         }
     }
 
@@ -412,13 +432,47 @@ impl<'a> Ios<'a> {
         self.len() == 0
     }
 
-    /// The I/Os in order.
-    pub fn iter(&self) -> impl Iterator<Item = Io> + 'a {
+    /// The entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = T> + 'a {
         let this = *self;
         (0..this.len()).filter_map(move |i| match this {
-            Ios::Slice(s) => s.get(i).copied(),
-            Ios::Wire(b) => Io::read(&b[i * IO_BYTES..(i + 1) * IO_BYTES]).ok(),
+            Records::Slice(s) => s.get(i).copied(),
+            Records::Wire(b) => T::read(&b[i * T::BYTES..(i + 1) * T::BYTES]).ok(),
         })
+    }
+
+    /// Writes a header with the entry count, then the entries (1..=`max`);
+    /// returns the message length.
+    fn encode(
+        &self,
+        buf: &mut [u8; MSG_MAX],
+        status: u16,
+        max: usize,
+    ) -> Result<usize, BlockError> {
+        let n = self.len();
+        if n == 0 || n > max {
+            return Err(BlockError::Malformed);
+        }
+        header(buf, status, n, 0);
+        let body = &mut buf[HEADER_BYTES..HEADER_BYTES + n * T::BYTES];
+        for (e, b) in self.iter().zip(body.chunks_exact_mut(T::BYTES)) {
+            e.write(b);
+        }
+        Ok(HEADER_BYTES + n * T::BYTES)
+    }
+
+    /// Checks a body announced to hold `count` entries (1..=`max`), every
+    /// one of them; `None` if the count or the length is wrong.
+    fn decode(count: usize, max: usize, body: &'a [u8]) -> Option<Result<Self, BlockError>> {
+        if !(1..=max).contains(&count) || body.len() != count * T::BYTES {
+            return None;
+        }
+        for chunk in body.chunks_exact(T::BYTES) {
+            if let Err(e) = T::read(chunk) {
+                return Some(Err(e));
+            }
+        }
+        Some(Ok(Records::Wire(body)))
     }
 }
 
@@ -441,19 +495,7 @@ impl<'a> Request<'a> {
                 header(buf, Op::Info as u16, 0, 0);
                 Ok(HEADER_BYTES)
             }
-            Request::Submit(ios) => {
-                let n = ios.len();
-                if n == 0 || n > MAX_IOS {
-                    return Err(BlockError::Malformed);
-                }
-                header(buf, Op::Submit as u16, n, 0);
-                for (i, io) in ios.iter().enumerate() {
-                    io.write(
-                        &mut buf[HEADER_BYTES + i * IO_BYTES..HEADER_BYTES + (i + 1) * IO_BYTES],
-                    );
-                }
-                Ok(HEADER_BYTES + n * IO_BYTES)
-            }
+            Request::Submit(ios) => ios.encode(buf, Op::Submit as u16, MAX_IOS),
             Request::Reap { min, max } => {
                 if *min == 0 || *max == 0 || *min > *max || usize::from(*max) > MAX_COMPLETIONS {
                     return Err(BlockError::Malformed);
@@ -497,14 +539,10 @@ impl<'a> Request<'a> {
         let body = &msg[HEADER_BYTES..];
         match op {
             Op::Info if count == 0 && arg == 0 && body.is_empty() => Ok(Request::Info),
-            Op::Submit
-                if (1..=MAX_IOS).contains(&count) && arg == 0 && body.len() == count * IO_BYTES =>
-            {
-                for chunk in body.chunks_exact(IO_BYTES) {
-                    Io::read(chunk)?;
-                }
-                Ok(Request::Submit(Ios::Wire(body)))
-            }
+            Op::Submit if arg == 0 => match Ios::decode(count, MAX_IOS, body) {
+                Some(ios) => ios.map(Request::Submit),
+                None => Err(BlockError::Malformed),
+            },
             Op::Reap if count == 0 && body.is_empty() => {
                 let (min, max) = (arg as u16, (arg >> 16) as u16);
                 if min == 0 || min > max || usize::from(max) > MAX_COMPLETIONS {
@@ -547,53 +585,28 @@ pub enum Response<'a> {
     ModeSet,
 }
 
-/// Completions: a slice to encode, or validated wire bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Completions<'a> {
-    /// For encoding.
-    Slice(&'a [Completion]),
-    /// Decoded (every entry was checked).
-    Wire(&'a [u8]),
-}
+impl Record for Completion {
+    const BYTES: usize = COMPLETION_BYTES;
 
-impl<'a> Completions<'a> {
-    /// Number of completions.
-    pub fn len(&self) -> usize {
-        match self {
-            Completions::Slice(s) => s.len(),
-            Completions::Wire(b) => b.len() / COMPLETION_BYTES,
+    fn write(&self, b: &mut [u8]) {
+        b[0..2].copy_from_slice(&self.tag.to_le_bytes());
+        b[2..4].copy_from_slice(&self.status.err().map_or(0, BlockError::code).to_le_bytes());
+        b[4..8].fill(0);
+    }
+
+    fn read(b: &[u8]) -> Result<Completion, BlockError> {
+        if u32_at(b, 4) != 0 {
+            return Err(BlockError::Malformed);
         }
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The completions in order.
-    pub fn iter(&self) -> impl Iterator<Item = Completion> + 'a {
-        let this = *self;
-        (0..this.len()).filter_map(move |i| match this {
-            Completions::Slice(s) => s.get(i).copied(),
-            Completions::Wire(b) => {
-                read_completion(&b[i * COMPLETION_BYTES..(i + 1) * COMPLETION_BYTES]).ok()
-            }
+        let status = match u16_at(b, 2) {
+            0 => Ok(()),
+            c => Err(BlockError::from_code(c).ok_or(BlockError::Malformed)?),
+        };
+        Ok(Completion {
+            tag: u16_at(b, 0),
+            status,
         })
     }
-}
-
-fn read_completion(b: &[u8]) -> Result<Completion, BlockError> {
-    if u32_at(b, 4) != 0 {
-        return Err(BlockError::Malformed);
-    }
-    let status = match u16_at(b, 2) {
-        0 => Ok(()),
-        c => Err(BlockError::from_code(c).ok_or(BlockError::Malformed)?),
-    };
-    Ok(Completion {
-        tag: u16_at(b, 0),
-        status,
-    })
 }
 
 impl<'a> Response<'a> {
@@ -623,23 +636,7 @@ impl<'a> Response<'a> {
                 }
                 Ok(HEADER_BYTES + 8 * BlockStats::FIELDS)
             }
-            Response::Completions(c) => {
-                let n = c.len();
-                if n == 0 || n > MAX_COMPLETIONS {
-                    return Err(BlockError::Malformed);
-                }
-                header(buf, 0, n, 0);
-                for (i, comp) in c.iter().enumerate() {
-                    let b = &mut buf[HEADER_BYTES + i * COMPLETION_BYTES
-                        ..HEADER_BYTES + (i + 1) * COMPLETION_BYTES];
-                    b[0..2].copy_from_slice(&comp.tag.to_le_bytes());
-                    b[2..4].copy_from_slice(
-                        &comp.status.err().map_or(0, BlockError::code).to_le_bytes(),
-                    );
-                    b[4..8].fill(0);
-                }
-                Ok(HEADER_BYTES + n * COMPLETION_BYTES)
-            }
+            Response::Completions(c) => c.encode(buf, 0, MAX_COMPLETIONS),
         }
     }
 
@@ -685,15 +682,10 @@ impl<'a> Response<'a> {
                 }
                 Ok(Response::Stats(BlockStats::from_array(a)))
             }
-            Op::Reap
-                if (1..=MAX_COMPLETIONS).contains(&count)
-                    && body.len() == count * COMPLETION_BYTES =>
-            {
-                for chunk in body.chunks_exact(COMPLETION_BYTES) {
-                    read_completion(chunk)?;
-                }
-                Ok(Response::Completions(Completions::Wire(body)))
-            }
+            Op::Reap => match Completions::decode(count, MAX_COMPLETIONS, body) {
+                Some(c) => c.map(Response::Completions),
+                None => Err(BlockError::Malformed),
+            },
             _ => Err(BlockError::Malformed),
         }
     }
@@ -836,6 +828,37 @@ mod tests {
         assert_eq!(
             Response::decode(Op::Submit, &buf[..n]),
             Err(BlockError::OutOfRange)
+        );
+        // A bad entry refuses the whole message, with the entry's error.
+        let io = Io {
+            tag: 1,
+            kind: IoKind::Read,
+            flags: 0,
+            sectors: 8,
+            lba: 0,
+            offset: 0,
+        };
+        let n = Request::Submit(Ios::Slice(&[io, io]))
+            .encode(&mut buf)
+            .unwrap();
+        buf[HEADER_BYTES + IO_BYTES + 2] = 4;
+        assert_eq!(Request::decode(&buf[..n]), Err(BlockError::UnknownOp));
+        assert_eq!(Request::decode(&buf[..n - 1]), Err(BlockError::Malformed));
+        let done = [Completion {
+            tag: 1,
+            status: Ok(()),
+        }];
+        let n = Response::Completions(Completions::Slice(&done))
+            .encode(&mut buf)
+            .unwrap();
+        buf[HEADER_BYTES + 4] = 1;
+        assert_eq!(
+            Response::decode(Op::Reap, &buf[..n]),
+            Err(BlockError::Malformed)
+        );
+        assert_eq!(
+            Response::Completions(Completions::Slice(&[])).encode(&mut buf),
+            Err(BlockError::Malformed)
         );
     }
 }

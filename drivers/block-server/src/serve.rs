@@ -198,15 +198,14 @@ impl<D: BlockDevice> Loop<'_, D> {
         grant_len: u64,
     ) -> Result<(), BlockError> {
         let capacity = self.info.sectors;
-        let mut tags: Vec<u16> = Vec::with_capacity(ios.len());
-        for io in ios {
+        for (i, io) in ios.iter().enumerate() {
             if io.flags & !FLAG_INJECT_UNMAP != 0 {
                 return Err(BlockError::Malformed);
             }
             if io.flags & FLAG_INJECT_UNMAP != 0 && !self.cfg.fault_injection {
                 return Err(BlockError::NotPermitted);
             }
-            if tags.contains(&io.tag)
+            if ios[..i].iter().any(|o| o.tag == io.tag)
                 || self
                     .slots
                     .iter()
@@ -215,7 +214,6 @@ impl<D: BlockDevice> Loop<'_, D> {
             {
                 return Err(BlockError::QueueFull);
             }
-            tags.push(io.tag);
             if io.kind == IoKind::Flush {
                 if io.sectors != 0 || io.flags != 0 {
                     return Err(BlockError::Malformed);

@@ -16,7 +16,6 @@
 extern crate alloc;
 
 mod pci;
-mod wait;
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -25,6 +24,7 @@ use core::sync::atomic::{Ordering, fence};
 
 use abi::Iova;
 use block_api::{BlockError, Info, IoKind, SECTOR_SIZE};
+use block_server::wait::{Clock, Waited, wait_for};
 use block_server::{BlockDevice, DeviceIo};
 use iommu_api::Dir;
 use iommu_client::{ClientError, Iommu};
@@ -35,8 +35,6 @@ use nvme_core::queue::{CidTable, Completed, CqRing, SqRing};
 use nvme_core::regs::{self, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus};
 use nvme_core::{Cid, Nsid, QueueId, prp};
 use userlib::{DeviceRegion, DmaBuffer, log};
-
-use wait::{Clock, Waited, wait_for};
 
 pub use nvme_core;
 
@@ -169,7 +167,9 @@ pub struct Nvme {
 #[derive(Clone, Copy)]
 struct Planned {
     slot: u16,
-    op: Option<(IoOpcode, u64, u32)>,
+    /// Opcode, first block, block count and data pointer; `None` for a
+    /// flush.
+    op: Option<(IoOpcode, u64, u32, prp::Prps)>,
 }
 
 impl Nvme {
@@ -541,18 +541,19 @@ impl Nvme {
         if io.bytes > self.max_transfer {
             return Err(BlockError::TooLarge);
         }
-        self.prps(io)?;
+        let prps = self.prps(io)?;
         Ok(Planned {
             slot: io.slot,
-            op: Some((op, slba, blocks as u32)),
+            op: Some((op, slba, blocks as u32, prps)),
         })
     }
 
-    /// The PRPs of `io`, list entries (if any) in `scratch`.
+    /// The PRPs of `io`, built once at planning; a PRP list (if any) is
+    /// written at once into the page `layout` gives the (free) slot.
     fn prps(&mut self, io: &DeviceIo) -> Result<prp::Prps, BlockError> {
         let list_offset = self.layout.prp_list(io.slot).ok_or(BlockError::QueueFull)?;
         let list_page = self.device_address(list_offset);
-        prp::build(
+        let prps = prp::build(
             io.iova,
             io.bytes,
             PAGE,
@@ -564,7 +565,12 @@ impl Nvme {
             prp::PrpError::Misaligned => BlockError::Unaligned,
             prp::PrpError::TooLarge | prp::PrpError::ListTooLong => BlockError::TooLarge,
             _ => BlockError::Malformed,
-        })
+        })?;
+        for (k, &e) in self.scratch[..prps.list_len].iter().enumerate() {
+            // The list page lies inside the driver's memory (`layout`).
+            let _ = self.mem.write::<u64>(list_offset + 8 * k as u64, e);
+        }
+        Ok(prps)
     }
 
     /// Reads CSTS; on a fatal status fails every I/O in flight (once) and
@@ -688,22 +694,11 @@ impl BlockDevice for Nvme {
                 }
             }
         }
-        for ((io, p), cid) in ios.iter().zip(&planned).zip(cids) {
+        for (p, cid) in planned.iter().zip(cids) {
             let sqe = match p.op {
                 None => Sqe::flush(cid, NAMESPACE),
-                Some((op, slba, blocks)) => {
-                    // Checked by `plan`: these cannot fail now.
-                    let prps = self.prps(io).unwrap_or(prp::Prps {
-                        prp1: 0,
-                        prp2: 0,
-                        list_len: 0,
-                    });
-                    if prps.list_len > 0 {
-                        let base = self.layout.prp_list(io.slot).unwrap_or(0);
-                        for (k, &e) in self.scratch[..prps.list_len].iter().enumerate() {
-                            let _ = self.mem.write::<u64>(base + 8 * k as u64, e);
-                        }
-                    }
+                // `plan` checked the block count: this cannot fail now.
+                Some((op, slba, blocks, prps)) => {
                     Sqe::rw(op, cid, NAMESPACE, slba, blocks, prps.prp1, prps.prp2)
                         .unwrap_or(Sqe::flush(cid, NAMESPACE))
                 }

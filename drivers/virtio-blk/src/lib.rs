@@ -23,6 +23,7 @@ use core::fmt;
 
 use abi::{Iova, PAGE_SIZE, StreamId};
 use block_api::{BlockError, Info, IoKind};
+use block_server::wait::{Clock, Waited, wait_for};
 use block_server::{BlockDevice, DeviceIo};
 use iommu_api::{Dir, Extent};
 use iommu_client::{ClientError, Iommu};
@@ -135,40 +136,21 @@ impl From<OutOfWindow> for OpenError {
     }
 }
 
-/// Counter ticks in `us` microseconds at `hz`.
-fn ticks(hz: u64, us: u64) -> u64 {
-    (u128::from(hz) * u128::from(us) / 1_000_000).min(u128::from(u64::MAX)) as u64
-}
-
-/// Polls `done` until it holds or `timeout_us` passed; `Ok(false)` on
-/// timeout.
-fn poll_until(
-    hz: u64,
-    timeout_us: u64,
-    mut done: impl FnMut() -> Result<bool, OpenError>,
-) -> Result<bool, OpenError> {
-    let deadline = userlib::counter().saturating_add(ticks(hz, timeout_us));
-    loop {
-        if done()? {
-            return Ok(true);
-        }
-        if userlib::counter() >= deadline {
-            return Ok(false);
-        }
-        userlib::sleep(POLL_US)?;
-    }
-}
-
 /// Writes 0 to `device_status` and waits (bounded) for it to read 0
 /// [VIRTIO-1.2 §4.1.4.3.2].
-fn reset(regs: &mut Transport, hz: u64) -> Result<(), OpenError> {
+fn reset(regs: &mut Transport, clock: Clock) -> Result<(), OpenError> {
     regs.set_common(common::DEVICE_STATUS, Status::RESET.0)?;
-    if poll_until(hz, RESET_TIMEOUT_US, || {
-        Ok(regs.common(common::DEVICE_STATUS)? == Status::RESET.0)
-    })? {
-        Ok(())
-    } else {
-        Err(OpenError::ResetTimeout)
+    let regs = &*regs;
+    let got = wait_for(clock, RESET_TIMEOUT_US, POLL_US, || {
+        match regs.common(common::DEVICE_STATUS) {
+            Ok(s) if s == Status::RESET.0 => Some(Ok(())),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
+    });
+    match got {
+        Waited::Done(r) => Ok(r?),
+        Waited::TimedOut => Err(OpenError::ResetTimeout),
     }
 }
 
@@ -188,6 +170,8 @@ pub struct VirtioBlk {
     info: Info,
     irq: Option<(u32, u64)>,
     sid: StreamId,
+    /// The counter's frequency, for deadlines.
+    clock: Clock,
     read_only: bool,
     flush: bool,
     /// The device failed (needs reset, broke the ring protocol): every
@@ -222,7 +206,7 @@ struct Ready {
 /// What `open` has set up so far, to undo on failure.
 struct Partial {
     regs: Transport,
-    hz: u64,
+    clock: Clock,
     mapped: Option<(Iova, u64)>,
 }
 
@@ -249,9 +233,10 @@ impl VirtioBlk {
         let caps = pci::find_caps(|off| userlib::pci_config_read(pci_cap, off).ok())?;
         let regs = Transport::map(pci_cap, caps)?;
         let (_, hz) = userlib::time()?;
+        let clock = Clock::new(hz);
         let mut p = Partial {
             regs,
-            hz,
+            clock,
             mapped: None,
         };
         match Self::init(&mut p, iommu, pci_cap, irq.is_some(), queue_depth, None) {
@@ -262,11 +247,11 @@ impl VirtioBlk {
                 r,
                 irq,
                 sid,
-                hz,
+                clock,
             )),
             Err(e) => {
                 // Quiesce the device before its ring memory goes away.
-                let _ = reset(&mut p.regs, hz);
+                let _ = reset(&mut p.regs, clock);
                 let _ = p.regs.set_common(common::DEVICE_STATUS, Status::FAILED);
                 if let Some((iova, len)) = p.mapped {
                     let _ = iommu.unmap(&[Extent::new(iova.get(), len)]);
@@ -284,7 +269,7 @@ impl VirtioBlk {
         r: Ready,
         irq: Option<(u32, u64)>,
         sid: StreamId,
-        hz: u64,
+        clock: Clock,
     ) -> VirtioBlk {
         VirtioBlk {
             pci_cap,
@@ -298,11 +283,12 @@ impl VirtioBlk {
             info: r.info,
             irq,
             sid,
+            clock,
             read_only: r.features & feature::BLK_RO != 0,
             flush: r.features & feature::BLK_FLUSH != 0,
             broken: false,
             pending: Vec::new(),
-            timeout_ticks: ticks(hz, IO_TIMEOUT_US),
+            timeout_ticks: clock.ticks(IO_TIMEOUT_US),
         }
     }
 
@@ -317,7 +303,7 @@ impl VirtioBlk {
     ) -> Result<Ready, OpenError> {
         let regs = &mut p.regs;
         // 1-3: reset, ACKNOWLEDGE, DRIVER.
-        reset(regs, p.hz)?;
+        reset(regs, p.clock)?;
         let mut status = Status::ACKNOWLEDGE;
         regs.set_common(common::DEVICE_STATUS, status)?;
         status |= Status::DRIVER;
@@ -522,8 +508,7 @@ impl VirtioBlk {
 
 impl BlockDevice for VirtioBlk {
     fn stop(&mut self, iommu: &Iommu) -> Result<(), BlockError> {
-        let (_, hz) = userlib::time().map_err(|_| BlockError::DeviceError)?;
-        if let Err(e) = reset(&mut self.regs, hz) {
+        if let Err(e) = reset(&mut self.regs, self.clock) {
             log!("virtio-blk: reset before a mode switch failed: {e}");
             return Err(BlockError::DeviceError);
         }
@@ -544,12 +529,12 @@ impl BlockDevice for VirtioBlk {
             mem,
             irq,
             sid,
+            clock,
             ..
         } = self;
-        let (_, hz) = userlib::time().map_err(|_| BlockError::DeviceError)?;
         let mut p = Partial {
             regs,
-            hz,
+            clock,
             mapped: None,
         };
         match Self::init(
@@ -567,7 +552,7 @@ impl BlockDevice for VirtioBlk {
                 r,
                 irq,
                 sid,
-                hz,
+                clock,
             )),
             Err(e) => {
                 log!("virtio-blk: restarting failed: {e}");

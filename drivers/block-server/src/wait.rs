@@ -1,6 +1,7 @@
-//! Bounded waiting, in one place: every poll of the controller goes
-//! through [`wait_for`], which has a deadline on the architected counter.
-//! Never spins without sleeping between polls and never waits forever.
+//! Bounded waiting, in one place for every block driver: each poll of a
+//! device (NVMe CSTS and admin completions, virtio reset) goes through
+//! [`wait_for`], which has a deadline on the architected counter. Never
+//! spins without sleeping between polls and never waits forever.
 
 use userlib::counter;
 
