@@ -5,7 +5,6 @@
 //! no device capability at all).
 
 use abi::{Error, PAGE_SIZE};
-use edu::Edu;
 use iommu_api::{ApiError, Dir, Request};
 use iommu_client::{ClientError, Iommu};
 use userlib::{DmaBuffer, TaskInfo, log};
@@ -28,11 +27,7 @@ const COPY: u64 = 2048;
 /// still works: DMA through its mapping, unmap, map and unmap again.
 pub fn owner(info: &TaskInfo<'_>) -> i32 {
     let mut d = Demo::new(NAME);
-    let (Some(ep), Some(dev), Some(peer)) = (
-        d.need("capability `iommu`", info.cap("iommu")),
-        d.need("capability `dev`", info.cap("dev")),
-        d.need("capability `peer`", info.cap("peer")),
-    ) else {
+    let Some([ep, dev, peer]) = d.caps(info, ["iommu", "dev", "peer"]) else {
         return d.finish();
     };
     owner_run(&mut d, &Iommu::new(ep), dev, peer);
@@ -40,15 +35,8 @@ pub fn owner(info: &TaskInfo<'_>) -> i32 {
 }
 
 fn owner_run(d: &mut Demo, iommu: &Iommu, dev: u32, peer: u32) -> Option<()> {
-    let sid = d.step("attach edu", iommu.attach(dev, edu::DMA_BITS))?;
-    d.step("bus master enable", userlib::pci_enable_bus_master(dev))?;
-    let mut edu = d.step("edu open", Edu::open(dev))?;
+    let (sid, mut edu, mut buf, iova) = d.edu_with_page(iommu, dev)?;
     log!("owner: edu attached as StreamID {:#x}", sid.0);
-    let mut buf = d.step("dma_alloc", DmaBuffer::alloc(1))?;
-    let iova = d.step(
-        "map",
-        iommu.map_one(buf.grant(), Dir::Bidirectional, 0, PAGE_SIZE),
-    )?;
     log!("owner: mapped a page at IOVA {:#x}", iova.get());
     d.step("notify the thief", userlib::notify(peer, ATTACHED))?;
     let seen = d.step(
@@ -73,11 +61,7 @@ fn owner_run(d: &mut Demo, iommu: &Iommu, dev: u32, peer: u32) -> Option<()> {
 /// Holds the same edu capability and tries to attach it after the owner.
 pub fn thief(info: &TaskInfo<'_>) -> i32 {
     let mut d = Demo::new(NAME);
-    let (Some(ep), Some(dev), Some(peer)) = (
-        d.need("capability `iommu`", info.cap("iommu")),
-        d.need("capability `dev`", info.cap("dev")),
-        d.need("capability `peer`", info.cap("peer")),
-    ) else {
+    let Some([ep, dev, peer]) = d.caps(info, ["iommu", "dev", "peer"]) else {
         return 1;
     };
     let iommu = Iommu::new(ep);
@@ -110,10 +94,7 @@ pub fn thief(info: &TaskInfo<'_>) -> i32 {
 /// Holds no device capability and tries to attach one anyway.
 pub fn nocap(info: &TaskInfo<'_>) -> i32 {
     let mut d = Demo::new(NAME);
-    let (Some(ep), Some(peer)) = (
-        d.need("capability `iommu`", info.cap("iommu")),
-        d.need("capability `peer`", info.cap("peer")),
-    ) else {
+    let Some([ep, peer]) = d.caps(info, ["iommu", "peer"]) else {
         return 1;
     };
     let attach = Request::Attach {

@@ -3,10 +3,9 @@
 //! and `imp-impostor`.
 
 use abi::{Error, PAGE_SIZE};
-use edu::Edu;
-use iommu_api::{ApiError, Dir, ENTRY_BYTES, Extent, HEADER_BYTES, Op, Request};
+use iommu_api::{ApiError, ENTRY_BYTES, Extent, HEADER_BYTES, Op, Request};
 use iommu_client::{ClientError, Iommu};
-use userlib::{DmaBuffer, TaskInfo, log};
+use userlib::{TaskInfo, log};
 
 use crate::narrate::{Demo, await_peers, log_stats, raw_bytes};
 
@@ -25,11 +24,7 @@ const COPY: u64 = 2048;
 /// the impostor is done checks that its mapping is intact and works.
 pub fn victim(info: &TaskInfo<'_>) -> i32 {
     let mut d = Demo::new(NAME);
-    let (Some(ep), Some(dev), Some(peer)) = (
-        d.need("capability `iommu`", info.cap("iommu")),
-        d.need("capability `dev`", info.cap("dev")),
-        d.need("capability `peer`", info.cap("peer")),
-    ) else {
+    let Some([ep, dev, peer]) = d.caps(info, ["iommu", "dev", "peer"]) else {
         return d.finish();
     };
     victim_run(&mut d, &Iommu::new(ep), dev, peer);
@@ -37,14 +32,7 @@ pub fn victim(info: &TaskInfo<'_>) -> i32 {
 }
 
 fn victim_run(d: &mut Demo, iommu: &Iommu, dev: u32, peer: u32) -> Option<()> {
-    let sid = d.step("attach edu", iommu.attach(dev, edu::DMA_BITS))?;
-    d.step("bus master enable", userlib::pci_enable_bus_master(dev))?;
-    let mut edu = d.step("edu open", Edu::open(dev))?;
-    let mut buf = d.step("dma_alloc", DmaBuffer::alloc(1))?;
-    let iova = d.step(
-        "map",
-        iommu.map_one(buf.grant(), Dir::Bidirectional, 0, PAGE_SIZE),
-    )?;
+    let (sid, mut edu, mut buf, iova) = d.edu_with_page(iommu, dev)?;
     log!(
         "victim: edu is StreamID {:#x}; mapped a page at IOVA {:#x}; telling the impostor",
         sid.0,
@@ -80,11 +68,7 @@ fn victim_run(d: &mut Demo, iommu: &Iommu, dev: u32, peer: u32) -> Option<()> {
 /// Learns the victim's IOVA and tries to act on it as the victim.
 pub fn impostor(info: &TaskInfo<'_>) -> i32 {
     let mut d = Demo::new(NAME);
-    let (Some(ep), Some(dev), Some(peer)) = (
-        d.need("capability `iommu`", info.cap("iommu")),
-        d.need("capability `dev`", info.cap("dev")),
-        d.need("capability `peer`", info.cap("peer")),
-    ) else {
+    let Some([ep, dev, peer]) = d.caps(info, ["iommu", "dev", "peer"]) else {
         return 1;
     };
     let victim_badge = userlib::arg_u64(info, "victim_badge", 0).unwrap_or(0);

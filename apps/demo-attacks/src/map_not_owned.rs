@@ -29,7 +29,7 @@ const KERNEL_LINEAR_RAM: u64 = 0xffff_0000_5000_0000;
 /// that the secret is intact.
 pub fn victim(info: &TaskInfo<'_>) -> i32 {
     let mut d = Demo::new(NAME);
-    let Some(peer) = d.need("capability `peer`", info.cap("peer")) else {
+    let Some([peer]) = d.caps(info, ["peer"]) else {
         return 1;
     };
     let Some(mut buf) = d.step("dma_alloc", DmaBuffer::alloc(VICTIM_PAGES)) else {
@@ -60,11 +60,7 @@ pub fn victim(info: &TaskInfo<'_>) -> i32 {
 /// every refusal below is for the memory, not for a missing domain).
 pub fn attacker(info: &TaskInfo<'_>) -> i32 {
     let mut d = Demo::new(NAME);
-    let (Some(ep), Some(dev), Some(peer)) = (
-        d.need("capability `iommu`", info.cap("iommu")),
-        d.need("capability `dev`", info.cap("dev")),
-        d.need("capability `peer`", info.cap("peer")),
-    ) else {
+    let Some([ep, dev, peer]) = d.caps(info, ["iommu", "dev", "peer"]) else {
         return d.finish();
     };
     // The victim's task index, for a forged reply token naming it.

@@ -7,10 +7,12 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt;
 
-use iommu_api::{MSG_MAX, Request, Response, Stats};
+use abi::{Iova, PAGE_SIZE, StreamId};
+use edu::Edu;
+use iommu_api::{Dir, MSG_MAX, Request, Response, Stats};
 use iommu_client::{ClientError, Iommu};
 use userlib::ipc::Grant;
-use userlib::{Error, log};
+use userlib::{DmaBuffer, Error, TaskInfo, log};
 
 /// How long a task waits for its peer before the demo fails (µs).
 const PEER_TIMEOUT_US: u64 = 30_000_000;
@@ -156,6 +158,40 @@ impl Demo {
         }
         v
     }
+
+    /// The capabilities `names` of `info`, in that order; `None` unless
+    /// every one is there (each missing one is a failure, as [`need`](Self::need)).
+    pub fn caps<const N: usize>(
+        &mut self,
+        info: &TaskInfo<'_>,
+        names: [&str; N],
+    ) -> Option<[u32; N]> {
+        let found = names.map(|name| self.need(&format!("capability `{name}`"), info.cap(name)));
+        let mut caps = [0; N];
+        for (slot, cap) in caps.iter_mut().zip(found) {
+            *slot = cap?;
+        }
+        Some(caps)
+    }
+
+    /// Sets the stage for a legitimate edu owner: attaches `dev`, turns bus
+    /// mastering on, opens the device, and maps one page of fresh DMA
+    /// memory for it (both directions).
+    pub fn edu_with_page(
+        &mut self,
+        iommu: &Iommu,
+        dev: u32,
+    ) -> Option<(StreamId, Edu, DmaBuffer, Iova)> {
+        let sid = self.step("attach edu", iommu.attach(dev, edu::DMA_BITS))?;
+        self.step("bus master enable", userlib::pci_enable_bus_master(dev))?;
+        let edu = self.step("edu open", Edu::open(dev))?;
+        let buf = self.step("dma_alloc", DmaBuffer::alloc(1))?;
+        let iova = self.step(
+            "map",
+            iommu.map_one(buf.grant(), Dir::Bidirectional, 0, PAGE_SIZE),
+        )?;
+        Some((sid, edu, buf, iova))
+    }
 }
 
 /// One request built by hand: any grant, any presented capability (the
@@ -217,14 +253,13 @@ impl Demo {
         &mut self,
         who: &str,
         iommu: &Iommu,
-        edu: &mut edu::Edu,
-        buf: &mut userlib::DmaBuffer,
-        iova: abi::Iova,
+        edu: &mut Edu,
+        buf: &mut DmaBuffer,
+        iova: Iova,
         copy: u64,
     ) -> Option<()> {
-        use abi::PAGE_SIZE;
         use edu::Direction;
-        use iommu_api::{Dir, Extent};
+        use iommu_api::Extent;
         let pattern = |i: u64| (i as u8).wrapping_mul(13).wrapping_add(5);
         for i in 0..copy {
             buf.write::<u8>(i, pattern(i))?;
@@ -239,7 +274,7 @@ impl Demo {
         self.step("DMA to RAM", edu.dma(Direction::ToRam, iova.get(), 0, copy))?;
         let landed = (0..copy).all(|i| buf.read::<u8>(i) == Some(pattern(i)));
         self.check(
-            &alloc::format!("{who}'s device still DMAs through its mapping (data round-tripped)"),
+            &format!("{who}'s device still DMAs through its mapping (data round-tripped)"),
             landed,
         );
         self.step("unmap", iommu.unmap(&[Extent::new(iova.get(), PAGE_SIZE)]))?;
@@ -251,11 +286,11 @@ impl Demo {
             "unmap again",
             iommu.unmap(&[Extent::new(again.get(), PAGE_SIZE)]),
         )?;
-        userlib::log!("{who}: unmapped its mapping itself, mapped and unmapped again");
+        log!("{who}: unmapped its mapping itself, mapped and unmapped again");
         let s = self.step("Stats", iommu.stats())?;
         log_stats(who, &s);
         self.check(
-            &alloc::format!("{who}'s counters show its own work only (2 maps, 2 unmaps, no fault, 0 bytes in use)"),
+            &format!("{who}'s counters show its own work only (2 maps, 2 unmaps, no fault, 0 bytes in use)"),
             s.maps == 2 && s.unmaps == 2 && s.faults == 0 && s.iova_bytes_in_use == 0,
         );
         Some(())

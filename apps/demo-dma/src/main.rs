@@ -34,9 +34,10 @@ mod uau;
 use alloc::string::String;
 
 use abi::{Iova, PAGE_SIZE, StreamId};
-use iommu_api::{FaultRecord, MAX_FAULT_RECORDS};
+use edu::{Direction, Edu};
+use iommu_api::{Dir, FaultRecord, MAX_FAULT_RECORDS};
 use iommu_client::Iommu;
-use userlib::{MSG_MAX, RecvKind, TaskInfo, log};
+use userlib::{DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
 
 userlib::entry!(main);
 
@@ -155,6 +156,48 @@ fn judge(info: &TaskInfo<'static>) -> i32 {
     };
     verdict(name, &outcome);
     if outcome.is_ok() { 0 } else { 1 }
+}
+
+/// Attaches the edu device `dev` (its 28-bit DMA width), turns bus
+/// mastering on and opens it.
+pub fn open_edu(iommu: &Iommu, dev: u32) -> Result<(StreamId, Edu), String> {
+    let sid = iommu
+        .attach(dev, edu::DMA_BITS)
+        .map_err(|e| alloc::format!("attach: {e}"))?;
+    userlib::pci_enable_bus_master(dev).map_err(|e| alloc::format!("bus master enable: {e}"))?;
+    let edu = Edu::open(dev).map_err(|e| alloc::format!("edu open: {e}"))?;
+    Ok((sid, edu))
+}
+
+/// Shows that `edu` works through the IOMMU: a two-page buffer whose first
+/// page holds `pattern` (mapped to the device) and whose second is zero
+/// (mapped from the device); `copy` bytes go RAM → edu → RAM and must land
+/// in the second page. Returns the buffer and the two IOVAs.
+pub fn edu_round_trip(
+    iommu: &Iommu,
+    edu: &mut Edu,
+    copy: u64,
+    pattern: fn(u64) -> u8,
+) -> Result<(DmaBuffer, Iova, Iova), String> {
+    let mut buf = DmaBuffer::alloc(2).map_err(|e| alloc::format!("dma_alloc: {e}"))?;
+    for i in 0..PAGE_SIZE {
+        buf.write::<u8>(i, pattern(i)).ok_or("fill")?;
+        buf.write::<u8>(PAGE_SIZE + i, 0).ok_or("fill")?;
+    }
+    let src = iommu
+        .map_one(buf.grant(), Dir::ToDevice, 0, PAGE_SIZE)
+        .map_err(|e| alloc::format!("map: {e}"))?;
+    let dst = iommu
+        .map_one(buf.grant(), Dir::FromDevice, PAGE_SIZE, PAGE_SIZE)
+        .map_err(|e| alloc::format!("map: {e}"))?;
+    for (dir, iova) in [(Direction::ToDevice, src), (Direction::ToRam, dst)] {
+        edu.dma(dir, iova.get(), 0, copy)
+            .map_err(|e| alloc::format!("DMA: {e}"))?;
+    }
+    if !(0..copy).all(|i| buf.read::<u8>(PAGE_SIZE + i) == Some(pattern(i))) {
+        return Err("DMA through the device's own mapping did not land".into());
+    }
+    Ok((buf, src, dst))
 }
 
 /// Checks the kernel image against its boot-time checksum; a change is a

@@ -10,13 +10,13 @@ use alloc::string::String;
 use abi::PAGE_SIZE;
 use block_api::IoKind;
 use block_server::{BlockDevice, DeviceIo};
-use edu::{Direction, Edu};
+use edu::Direction;
 use iommu_api::{ApiError, Dir, Extent};
 use iommu_client::{ClientError, Iommu};
 use nvme::Nvme;
 use userlib::{DmaBuffer, TaskInfo, log};
 
-use crate::{Outcome, fault_on, faults_of, kernel_unchanged};
+use crate::{Outcome, edu_round_trip, fault_on, faults_of, kernel_unchanged, open_edu};
 
 /// Physical address of the kernel image on QEMU `virt` (the kernel's
 /// linker script: KERNEL_PHYS). Its first bytes are the boot code, which
@@ -68,33 +68,14 @@ fn pattern(i: u64) -> u8 {
 pub fn edu(info: &TaskInfo<'_>) -> Outcome {
     let (iommu, dev) = caps(info)?;
     let pages = userlib::arg_u64(info, "pages", 6).map_err(|_| "bad pages")?;
-    let sid = iommu
-        .attach(dev, edu::DMA_BITS)
-        .map_err(|e| format!("attach: {e}"))?;
-    userlib::pci_enable_bus_master(dev).map_err(|e| format!("bus master enable: {e}"))?;
-    let mut edu = Edu::open(dev).map_err(|e| format!("edu open: {e}"))?;
+    let (sid, mut edu) = open_edu(&iommu, dev)?;
     log!(
         "rogue-edu: edu attached as StreamID {:#x}, bus mastering on",
         sid.0
     );
 
     // Its own buffer works: the device is fine, the driver is the threat.
-    let mut buf = DmaBuffer::alloc(2).map_err(|e| format!("dma_alloc: {e}"))?;
-    fill(&mut buf, 0, PAGE_SIZE, pattern)?;
-    fill(&mut buf, PAGE_SIZE, PAGE_SIZE, |_| 0)?;
-    let src = iommu
-        .map_one(buf.grant(), Dir::ToDevice, 0, PAGE_SIZE)
-        .map_err(|e| format!("map: {e}"))?;
-    let dst = iommu
-        .map_one(buf.grant(), Dir::FromDevice, PAGE_SIZE, PAGE_SIZE)
-        .map_err(|e| format!("map: {e}"))?;
-    edu.dma(Direction::ToDevice, src.get(), 0, COPY)
-        .map_err(|e| format!("DMA: {e}"))?;
-    edu.dma(Direction::ToRam, dst.get(), 0, COPY)
-        .map_err(|e| format!("DMA: {e}"))?;
-    if !holds(&buf, PAGE_SIZE, COPY, pattern) {
-        return Err("DMA through its own mapping did not land".into());
-    }
+    let (mut buf, _src, dst) = edu_round_trip(&iommu, &mut edu, COPY, pattern)?;
     log!(
         "rogue-edu: DMA through its own mapping works (IOVA {:#x})",
         dst.get()

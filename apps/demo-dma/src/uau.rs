@@ -10,11 +10,11 @@ use alloc::format;
 
 use abi::PAGE_SIZE;
 use edu::{Direction, Edu};
-use iommu_api::{Dir, Extent};
+use iommu_api::Extent;
 use iommu_client::Iommu;
 use userlib::{DmaBuffer, TaskInfo, log};
 
-use crate::{Outcome, fault_on, faults_of};
+use crate::{Outcome, edu_round_trip, fault_on, faults_of, open_edu};
 
 /// Bytes per edu transfer.
 const COPY: u64 = 2048;
@@ -44,11 +44,7 @@ pub fn run(info: &TaskInfo<'_>) -> Outcome {
         .map(Iommu::new)
         .ok_or("needs capability `iommu`")?;
     let dev = info.cap("dev").ok_or("needs capability `dev` (edu)")?;
-    let sid = iommu
-        .attach(dev, edu::DMA_BITS)
-        .map_err(|e| format!("attach: {e}"))?;
-    userlib::pci_enable_bus_master(dev).map_err(|e| format!("bus master enable: {e}"))?;
-    let mut edu = Edu::open(dev).map_err(|e| format!("edu open: {e}"))?;
+    let (sid, mut edu) = open_edu(&iommu, dev)?;
     let kind = if deferred {
         format!("deferred client (trusted; flush after {window_entries} entries or {window_us} us)")
     } else {
@@ -56,25 +52,10 @@ pub fn run(info: &TaskInfo<'_>) -> Outcome {
     };
     log!("{who}: {kind}, edu StreamID {:#x}", sid.0);
 
-    let mut buf = DmaBuffer::alloc(2).map_err(|e| format!("dma_alloc: {e}"))?;
-    for i in 0..PAGE_SIZE {
-        buf.write::<u8>(i, pattern(i)).ok_or("fill")?;
-        buf.write::<u8>(PAGE_SIZE + i, 0).ok_or("fill")?;
-    }
-    let src = iommu
-        .map_one(buf.grant(), Dir::ToDevice, 0, PAGE_SIZE)
-        .map_err(|e| format!("map: {e}"))?;
-    let dst = iommu
-        .map_one(buf.grant(), Dir::FromDevice, PAGE_SIZE, PAGE_SIZE)
-        .map_err(|e| format!("map: {e}"))?;
+    let (mut buf, src, dst) = edu_round_trip(&iommu, &mut edu, COPY, pattern)?;
     let dma = |edu: &mut Edu, dir, iova: u64| {
         edu.dma(dir, iova, 0, COPY).map_err(|e| format!("DMA: {e}"))
     };
-    dma(&mut edu, Direction::ToDevice, src.get())?;
-    dma(&mut edu, Direction::ToRam, dst.get())?;
-    if !(0..COPY).all(|i| buf.read::<u8>(PAGE_SIZE + i) == Some(pattern(i))) {
-        return Err("DMA through the mapping did not land".into());
-    }
     log!(
         "{who}: the device wrote the buffer through its mapping at IOVA {:#x} (the SMMU's IOTLB now caches that translation)",
         dst.get()

@@ -175,20 +175,10 @@ impl Attrs {
     /// Attributes for a device buffer in an SMMU stage-1 domain: inner
     /// shareable, unprivileged-accessible (AP\[1\] = 1, see [`Access`]),
     /// writable by the device iff `device_writable`, never executable,
-    /// ASID-tagged.
+    /// ASID-tagged: the same bits as [`user_data`](Self::user_data), as the
+    /// SMMU reads AP\[1\] and XN the way a task's CPU page table does.
     pub const fn dma(mair_index: u8, device_writable: bool) -> Self {
-        Self {
-            mair_index,
-            shareability: Shareability::Inner,
-            access: if device_writable {
-                Access::UserRw
-            } else {
-                Access::UserRo
-            },
-            pxn: true,
-            uxn: true,
-            not_global: true,
-        }
+        Self::user_data(mair_index, device_writable)
     }
 
     /// Attributes for task (EL0) data: inner shareable, ASID-tagged, never

@@ -238,11 +238,7 @@ impl<A: InputAddress> PageTable<A> {
             let oa = pa + k as u64 * level_size(LAST_LEVEL);
             mem.write(table, i, desc::leaf_raw(LAST_LEVEL, oa, attr_bits));
         }
-        if let Some(c) = self.counts.get_mut(&table.get()) {
-            *c += n as u16;
-        } else {
-            self.counts.insert(table.get(), n as u16);
-        }
+        *self.counts.entry(table.get()).or_insert(0) += n as u16;
         Some(Ok(()))
     }
 

@@ -125,9 +125,13 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
         let log = scratch.join("serial.log");
         let outcome = qemu::run(&cfg, &log, Duration::from_secs(TIMEOUT_S), true)?;
         if outcome.timed_out || outcome.exit_code != Some(0) {
+            let why = if outcome.timed_out {
+                format!("TIMEOUT after {TIMEOUT_S} s")
+            } else {
+                format!("exit status {:?}", outcome.exit_code)
+            };
             return Err(format!(
-                "bench run `{run}` failed ({:?}); serial log {}",
-                outcome.exit_code,
+                "bench run `{run}` failed ({why}); serial log {}",
                 log.display()
             ));
         }

@@ -97,7 +97,7 @@ fn parse_bench(args: &[String]) -> Result<crate::bench::BenchOptions, String> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--ms" => opts.ms = Some(parse_secs(it.next())?),
+            "--ms" => opts.ms = Some(parse_positive("--ms", "milliseconds", it.next())?),
             "--out" => opts.out = Some(parse_path("--out", it.next())?),
             other => return Err(format!("`bench`: unexpected argument `{other}`")),
         }
@@ -124,7 +124,9 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         match arg.as_str() {
             "--system" => opts.system = Some(parse_path("--system", it.next())?),
             "--el2" => opts.el2 = true,
-            "--timeout" => opts.timeout_s = Some(parse_secs(it.next())?),
+            "--timeout" => {
+                opts.timeout_s = Some(parse_positive("--timeout", "seconds", it.next())?)
+            }
             "--kernel" => opts.kernel = Some(parse_path("--kernel", it.next())?),
             "--" => {
                 opts.bootargs.extend(it.by_ref().cloned());
@@ -140,7 +142,9 @@ fn parse_test(args: &[String]) -> Result<TestOptions, String> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--timeout" => opts.timeout_s = Some(parse_secs(it.next())?),
+            "--timeout" => {
+                opts.timeout_s = Some(parse_positive("--timeout", "seconds", it.next())?)
+            }
             "--kernel" => opts.kernel = Some(parse_path("--kernel", it.next())?),
             "--skip-host" => opts.skip_host = true,
             "--echo" => opts.echo = true,
@@ -159,12 +163,13 @@ fn parse_path(flag: &str, value: Option<&String>) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{flag} needs a path"))
 }
 
-fn parse_secs(value: Option<&String>) -> Result<u64, String> {
-    let value = value.ok_or("--timeout needs a number of seconds")?;
+/// The positive number `flag` takes, counted in `unit`.
+fn parse_positive(flag: &str, unit: &str, value: Option<&String>) -> Result<u64, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a number of {unit}"))?;
     match value.parse::<u64>() {
-        Ok(secs) if secs > 0 => Ok(secs),
+        Ok(n) if n > 0 => Ok(n),
         _ => Err(format!(
-            "--timeout: `{value}` is not a positive number of seconds"
+            "{flag}: `{value}` is not a positive number of {unit}"
         )),
     }
 }
@@ -241,5 +246,21 @@ mod tests {
         assert!(parse(&args("test --nope")).is_err());
         assert!(parse(&args("build extra")).is_err());
         assert!(parse(&args("run --kernel")).is_err());
+        assert!(parse(&args("test --timeout x")).is_err());
+        let ms = parse(&args("bench --ms 0")).unwrap_err();
+        assert!(
+            ms.starts_with("--ms:") && ms.contains("milliseconds"),
+            "{ms}"
+        );
+        assert!(parse(&args("bench --ms")).unwrap_err().starts_with("--ms"));
+    }
+
+    #[test]
+    fn bench_takes_ms_and_out() {
+        let Command::Bench(b) = parse(&args("bench --ms 20 --out /tmp/b")).unwrap() else {
+            panic!("not bench");
+        };
+        assert_eq!(b.ms, Some(20));
+        assert_eq!(b.out, Some(PathBuf::from("/tmp/b")));
     }
 }
