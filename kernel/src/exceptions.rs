@@ -70,3 +70,15 @@ fn kernel_fault(frame: &TrapFrame, origin: Origin, kind: Kind, syn: Syndrome, ve
     ));
     crate::exit(EXIT_KERNEL_FAULT)
 }
+
+/// `trap_return` was entered with IRQs unmasked (see vectors.S): a kernel
+/// bug, reported like a fault, never continued.
+pub fn irqs_unmasked_at_return(frame: &TrapFrame) -> ! {
+    crate::arch::disable_irqs();
+    crate::console::force_write_fmt(format_args!(
+        "\nKERNEL FAULT: trap_return entered with IRQs unmasked (DAIF.I = 0): an IRQ there would clobber ELR/SPSR\n  returning to ELR={:#018x} SPSR={:#x}\n",
+        frame.elr, frame.spsr
+    ));
+    crate::exit(EXIT_KERNEL_FAULT)
+}
+

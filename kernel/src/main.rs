@@ -269,6 +269,11 @@ fn bring_up_machine(platform: &Platform<'_>) -> SystemInfo {
         timer::start();
         arch::enable_irqs();
         timer_check = Some(timer::wait_ticks(3));
+        // The kernel runs with IRQs masked from here on: only the idle
+        // loop takes them (arch::idle_once). An IRQ taken between
+        // `trap_return`'s ELR/SPSR writes and its `eret` would clobber both
+        // (vectors.S checks, and reports it as a kernel fault).
+        arch::disable_irqs();
     }
     let pci = platform.pci.as_ref().map(pci::bring_up);
     let smmu = platform.smmu.as_ref().map(smmu_probe::probe);

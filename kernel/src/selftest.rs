@@ -21,6 +21,13 @@ pub fn run(bootargs: &str) -> u32 {
                 crate::arch::boot::provoke_data_abort(UNMAPPED_KERNEL_ADDR);
             }
             "panic" => panic!("selftest: deliberate panic"),
+            // The bug behind an intermittent boot fault: IRQs left unmasked
+            // on the way into the first task. `trap_return` must catch it
+            // on the first return, every time.
+            "irqs-on-at-start" => {
+                kprintln!("selftest: leaving IRQs unmasked on the way into the first task");
+                crate::arch::enable_irqs();
+            }
             other => {
                 kprintln!("selftest: unknown self-test {other:?}");
                 code = status::FAIL;

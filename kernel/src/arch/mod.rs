@@ -29,7 +29,16 @@ pub fn counter() -> u64 {
     CNTVCT_EL0.get()
 }
 
-/// Unmasks IRQs at this EL.
+/// Masks IRQs at this EL: the kernel's normal state (see
+/// docs/ARCHITECTURE.md, "When the kernel takes interrupts").
+pub fn disable_irqs() {
+    // SAFETY: setting PSTATE.I only defers IRQ exceptions; nothing else
+    // changes.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
+}
+
+/// Unmasks IRQs at this EL. Only the boot timer check uses it, and masks
+/// again with [`disable_irqs`] before anything else runs.
 pub fn enable_irqs() {
     // SAFETY: clearing PSTATE.I only allows IRQ exceptions, whose vector
     // (installed at boot) saves and restores all state.

@@ -77,3 +77,13 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, vector: u64) {
     let syndrome = Syndrome::read();
     crate::exceptions::handle(frame, origin, kind, syndrome, vector);
 }
+
+/// Reached from `trap_return` (vectors.S) when it is entered with IRQs
+/// unmasked: the invariant that keeps ELR/SPSR consistent until the `eret`
+/// is broken. Reports it as a kernel fault and ends the run; never returns
+/// into the half-restored frame. `frame` is the frame being restored.
+#[unsafe(no_mangle)]
+extern "C" fn trap_return_irqs_unmasked(frame: &TrapFrame) -> ! {
+    crate::exceptions::irqs_unmasked_at_return(frame)
+}
+
