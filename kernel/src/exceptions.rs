@@ -81,4 +81,3 @@ pub fn irqs_unmasked_at_return(frame: &TrapFrame) -> ! {
     ));
     crate::exit(EXIT_KERNEL_FAULT)
 }
-

@@ -86,4 +86,3 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, vector: u64) {
 extern "C" fn trap_return_irqs_unmasked(frame: &TrapFrame) -> ! {
     crate::exceptions::irqs_unmasked_at_return(frame)
 }
-

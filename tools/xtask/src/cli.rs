@@ -24,6 +24,9 @@ commands:
       --timeout SECS         override every scenario's timeout
       --skip-host            do not run `cargo test` on the host crates
       --echo                 echo each scenario's serial console live
+      --el2                  boot every scenario at EL2 (virtualization=on)
+      --repeat N             run the selected scenarios N times; report every one that
+                             failed even once (its logs kept under target/xtask/repeat/)
       --kernel ELF           boot this kernel ELF instead of building one
   bench [options]            the benchmark matrix (systems/bench.toml) and the mixed
                              run (systems/bench-mixed.toml) under QEMU, every mode as a
@@ -34,7 +37,13 @@ commands:
       --out DIR              write the report files there instead
   demo [NAME..]              the isolation demos (scenarios named demo-*), narrated live;
                              NAME picks one (e.g. `rogue-dma`); ends with PASS/FAIL
-  help                       this text";
+  help                       this text
+
+options of every command that boots QEMU (run, test, bench, demo):
+      --qemu PATH            the QEMU binary (default: $QEMU, else qemu-system-aarch64 on
+                             PATH); one unpacked with `dpkg -x DIR` (DIR/usr/bin/...) gets
+                             -L DIR/usr/share/qemu and -audio none
+      --cpu MODEL            the -cpu model (default: $QEMU_CPU, else max)";
 
 use std::path::PathBuf;
 
@@ -73,7 +82,45 @@ pub struct TestOptions {
     pub kernel: Option<PathBuf>,
     pub skip_host: bool,
     pub echo: bool,
+    /// Boot every scenario at EL2.
+    pub el2: bool,
+    /// Rounds of the selected scenarios (0 and 1: once).
+    pub repeat: u64,
     pub filters: Vec<String>,
+}
+
+/// The emulator options every booting command takes (see [`USAGE`]).
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct MachineOptions {
+    pub qemu: Option<PathBuf>,
+    pub cpu: Option<String>,
+}
+
+/// Takes `--qemu PATH` and `--cpu MODEL` out of `args` (anywhere before a
+/// `--`), leaving the rest for [`parse`].
+pub fn take_machine_options(args: &[String]) -> Result<(MachineOptions, Vec<String>), String> {
+    let mut opts = MachineOptions::default();
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--" => {
+                rest.push(arg.clone());
+                rest.extend(it.by_ref().cloned());
+            }
+            "--qemu" => opts.qemu = Some(parse_path("--qemu", it.next())?),
+            "--cpu" => {
+                let model = it.next().filter(|m| !m.is_empty() && !m.starts_with('-'));
+                opts.cpu = Some(
+                    model
+                        .ok_or("--cpu needs a CPU model (e.g. max, cortex-a72)")?
+                        .clone(),
+                );
+            }
+            _ => rest.push(arg.clone()),
+        }
+    }
+    Ok((opts, rest))
 }
 
 /// Parses the arguments after `cargo xtask`.
@@ -148,6 +195,8 @@ fn parse_test(args: &[String]) -> Result<TestOptions, String> {
             "--kernel" => opts.kernel = Some(parse_path("--kernel", it.next())?),
             "--skip-host" => opts.skip_host = true,
             "--echo" => opts.echo = true,
+            "--el2" => opts.el2 = true,
+            "--repeat" => opts.repeat = parse_positive("--repeat", "rounds", it.next())?,
             flag if flag.starts_with('-') => {
                 return Err(format!("`test`: unknown option `{flag}`"));
             }
@@ -233,9 +282,33 @@ mod tests {
                 kernel: None,
                 skip_host: true,
                 echo: false,
+                el2: false,
+                repeat: 0,
                 filters: args("boot"),
             })
         );
+        let Command::Test(t) = parse(&args("test --el2 --repeat 40 --skip-host")).unwrap() else {
+            panic!("not test");
+        };
+        assert!(t.el2 && t.skip_host);
+        assert_eq!(t.repeat, 40);
+        assert!(parse(&args("test --repeat 0")).is_err());
+        assert!(parse(&args("test --repeat")).is_err());
+    }
+
+    #[test]
+    fn machine_options_anywhere_before_double_dash() {
+        let (m, rest) =
+            take_machine_options(&args("test --qemu /q/qemu boot --cpu cortex-a72")).unwrap();
+        assert_eq!(m.qemu, Some(PathBuf::from("/q/qemu")));
+        assert_eq!(m.cpu.as_deref(), Some("cortex-a72"));
+        assert_eq!(rest, args("test boot"));
+        let (m, rest) = take_machine_options(&args("run --system s -- --cpu x")).unwrap();
+        assert_eq!(m, MachineOptions::default());
+        assert_eq!(rest, args("run --system s -- --cpu x"));
+        assert!(take_machine_options(&args("test --cpu")).is_err());
+        assert!(take_machine_options(&args("test --cpu --el2")).is_err());
+        assert!(take_machine_options(&args("test --qemu")).is_err());
     }
 
     #[test]

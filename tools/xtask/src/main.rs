@@ -20,7 +20,10 @@ use cli::Command;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match cli::parse(&args) {
+    let command = match cli::take_machine_options(&args).and_then(|(machine, rest)| {
+        qemu::select(qemu::Machine::new(machine.qemu, machine.cpu));
+        cli::parse(&rest)
+    }) {
         Ok(command) => command,
         Err(message) => {
             eprintln!("xtask: {message}\n\n{}", cli::USAGE);

@@ -48,19 +48,35 @@ pub fn ensure_rust_target(ws: &Workspace) -> Result<(), String> {
 /// Makes sure QEMU is on PATH (installing it with apt-get as root) and prints
 /// its version.
 pub fn ensure_qemu() -> Result<(), String> {
+    let machine = crate::qemu::machine();
     if qemu_version().is_none() {
+        if !machine.is_default() {
+            return Err(format!(
+                "{} does not run (`--version` failed); check --qemu or QEMU",
+                machine.binary.display()
+            ));
+        }
         install_qemu()?;
     }
     let version = qemu_version().ok_or_else(|| {
         format!("{QEMU} still not runnable; install the Debian package `{QEMU_PACKAGE}`")
     })?;
-    println!("xtask: {version}");
+    println!(
+        "xtask: {version} ({}, -cpu {})",
+        machine.binary.display(),
+        machine.cpu
+    );
     Ok(())
 }
 
-/// The first line of `qemu-system-aarch64 --version`, if it runs.
+/// The first line of the chosen QEMU's `--version`, if it runs.
 pub fn qemu_version() -> Option<String> {
-    let out = capture(Command::new(QEMU).arg("--version"))?;
+    let machine = crate::qemu::machine();
+    let mut cmd = Command::new(&machine.binary);
+    if let Some(dir) = &machine.data_dir {
+        cmd.arg("-L").arg(dir);
+    }
+    let out = capture(cmd.arg("--version"))?;
     out.lines().next().map(str::to_owned)
 }
 

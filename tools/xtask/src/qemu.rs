@@ -9,7 +9,68 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::sync::OnceLock;
+
 use crate::prereq::QEMU;
+
+/// Which emulator every boot of this xtask process uses, and with which CPU
+/// model: chosen once, at start, from `--qemu`/`--cpu` or the environment
+/// (`QEMU`, `QEMU_CPU`), else `qemu-system-aarch64` on PATH and `-cpu max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// The QEMU binary.
+    pub binary: PathBuf,
+    /// The `-cpu` model.
+    pub cpu: String,
+    /// The firmware/ROM directory of a QEMU unpacked from a Debian package
+    /// (`dpkg -x DIR`): `DIR/usr/share/qemu` beside `DIR/usr/bin/`. Such a
+    /// QEMU gets `-L` and `-audio none`, since the host's audio modules do
+    /// not match its build.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Machine {
+    /// The machine for `qemu` and `cpu` (each falling back to the
+    /// environment, then to the defaults).
+    pub fn new(qemu: Option<PathBuf>, cpu: Option<String>) -> Self {
+        let binary = qemu
+            .or_else(|| std::env::var_os("QEMU").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(QEMU));
+        let cpu = cpu
+            .or_else(|| std::env::var("QEMU_CPU").ok())
+            .unwrap_or_else(|| "max".to_owned());
+        let data_dir = binary
+            .parent()
+            .filter(|bin| bin.ends_with("usr/bin"))
+            .and_then(|bin| bin.parent())
+            .map(|usr| usr.join("share/qemu"))
+            .filter(|d| {
+                binary.is_absolute() && d.join("efi-virtio.rom").exists() && !d.starts_with("/usr")
+            });
+        Self {
+            binary,
+            cpu,
+            data_dir,
+        }
+    }
+
+    /// Whether this is the default QEMU on PATH (which xtask may install).
+    pub fn is_default(&self) -> bool {
+        self.binary == Path::new(QEMU)
+    }
+}
+
+static MACHINE: OnceLock<Machine> = OnceLock::new();
+
+/// Chooses the machine for this process; the first choice stands.
+pub fn select(machine: Machine) {
+    let _ = MACHINE.set(machine);
+}
+
+/// The machine chosen with [`select`], or the default one.
+pub fn machine() -> &'static Machine {
+    MACHINE.get_or_init(|| Machine::new(None, None))
+}
 
 /// Size of each scratch disk image (sparse).
 pub const DISK_SIZE: u64 = 64 << 20;
@@ -93,6 +154,11 @@ impl QemuConfig {
 /// 00:02.0 (SID 0x10), edu 00:03.0 (SID 0x18). `-nic none` removes the default
 /// virtio-net that would otherwise take 00:01.0.
 pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
+    command_line_for(machine(), cfg)
+}
+
+/// [`command_line`] on a given [`Machine`].
+pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     let mut machine = String::from("virt,iommu=smmuv3,gic-version=3");
     if cfg.el2 {
         machine.push_str(",virtualization=on");
@@ -101,7 +167,7 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
         "-machine".into(),
         machine,
         "-cpu".into(),
-        "max".into(),
+        m.cpu.clone(),
         "-m".into(),
         format!("{}M", cfg.memory_mib),
         "-smp".into(),
@@ -121,6 +187,10 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
         "-append".into(),
         cfg.kernel_command_line(),
     ];
+    if let Some(dir) = &m.data_dir {
+        args.extend(["-L".into(), dir.display().to_string()]);
+        args.extend(["-audio".into(), "none".into()]);
+    }
     if let Some(image) = &cfg.boot_image {
         args.push("-device".into());
         args.push(format!(
@@ -195,13 +265,14 @@ pub fn run(
     let mut log_file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let start = Instant::now();
-    let mut child = Command::new(QEMU)
+    let binary = &machine().binary;
+    let mut child = Command::new(binary)
         .args(command_line(cfg))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
 
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let serial_reader = thread::spawn(move || {
@@ -246,7 +317,7 @@ pub fn run(
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("waiting for {QEMU} failed: {e}"));
+                return Err(format!("waiting for {} failed: {e}", binary.display()));
             }
         }
     };
@@ -278,7 +349,10 @@ mod tests {
 
     #[test]
     fn fixed_machine_and_console() {
-        let args = command_line(&config());
+        let args = command_line_for(
+            &Machine::new(Some(QEMU.into()), Some("max".into())),
+            &config(),
+        );
         let joined = args.join(" ");
         assert!(joined.starts_with("-machine virt,iommu=smmuv3,gic-version=3 -cpu max"));
         assert!(!joined.contains("virtualization=on"));
@@ -296,6 +370,32 @@ mod tests {
             assert!(joined.contains(needle), "`{needle}` missing from {joined}");
         }
         assert!(!joined.contains("loader"));
+        assert!(!joined.contains("-audio"));
+    }
+
+    #[test]
+    fn cpu_model_and_unpacked_qemu() {
+        let dir = std::env::temp_dir().join(format!("xtask-qemu-{}", std::process::id()));
+        let share = dir.join("usr/share/qemu");
+        fs::create_dir_all(&share).unwrap();
+        fs::write(share.join("efi-virtio.rom"), b"").unwrap();
+        let m = Machine::new(
+            Some(dir.join("usr/bin/qemu-system-aarch64")),
+            Some("cortex-a72".into()),
+        );
+        assert_eq!(m.data_dir.as_deref(), Some(share.as_path()));
+        assert!(!m.is_default());
+        let joined = command_line_for(&m, &config()).join(" ");
+        assert!(joined.contains("-cpu cortex-a72 "), "{joined}");
+        assert!(
+            joined.contains(&format!("-L {} -audio none", share.display())),
+            "{joined}"
+        );
+        // A QEMU on PATH gets neither.
+        let plain = Machine::new(Some(QEMU.into()), None);
+        assert_eq!(plain.data_dir, None);
+        assert!(plain.is_default());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

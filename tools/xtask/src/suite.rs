@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::artifacts::{self, Images, Workspace};
 use crate::cli::{RunOptions, TestOptions};
-use crate::prereq::{self, QEMU};
+use crate::prereq;
 use crate::qemu::{self, QemuConfig, RunOutcome};
 use crate::scenario::{self, Scenario};
 use crate::system::{self, System};
@@ -37,7 +37,11 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode, String> {
     cfg.el2 = opts.el2;
     prepare(&mut cfg, &scratch, system.as_ref(), &images)?;
     let timeout = Duration::from_secs(opts.timeout_s.unwrap_or(RUN_TIMEOUT_S));
-    println!("xtask: {QEMU} {}", shell_words(&qemu::command_line(&cfg)));
+    println!(
+        "xtask: {} {}",
+        qemu::machine().binary.display(),
+        shell_words(&qemu::command_line(&cfg))
+    );
     let log = scratch.join("serial.log");
     let outcome = qemu::run(&cfg, &log, timeout, true)?;
     eprint!("{}", outcome.qemu_stderr);
@@ -102,6 +106,13 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     }
 
     let (mut passed, mut failed) = (0usize, 0usize);
+    let rounds = opts.repeat.max(1);
+    // Scenario name -> rounds it failed in, with the kept log of each.
+    let mut flaky: Vec<(String, Vec<(u64, PathBuf)>)> = Vec::new();
+    let started = std::time::Instant::now();
+    if rounds > 1 {
+        let _ = std::fs::remove_dir_all(ws.scratch_dir("repeat"));
+    }
     let images = opts
         .kernel
         .as_deref()
@@ -117,46 +128,74 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
             failed = scenarios.len();
         }
         Ok(images) => {
-            for (s, system) in scenarios.iter().zip(&systems) {
-                let system = match system {
-                    Ok(system) => system.as_ref(),
-                    Err(e) => {
-                        println!("FAIL {}: {e}", s.name);
-                        failed += 1;
-                        continue;
-                    }
-                };
-                let timeout = opts.timeout_s.map_or(s.timeout, Duration::from_secs);
-                let s = Scenario {
-                    timeout,
-                    ..s.clone()
-                };
-                // A test-only variant (e.g. a protection switched off to
-                // show that the demo would see the breach) gets its own
-                // build.
-                let variant;
-                let images = if s.features.is_empty() {
-                    &images
-                } else {
-                    let ws_variant = ws.variant(&s.features);
-                    let packages = system.map(System::packages).unwrap_or_default();
-                    match artifacts::build(&ws_variant, None, &packages) {
-                        Ok(i) => {
-                            variant = i;
-                            &variant
-                        }
+            // Test-only variants (e.g. a protection switched off to show
+            // that the demo would see the breach), built once each.
+            let mut variants: std::collections::BTreeMap<Vec<String>, Result<Images, String>> =
+                std::collections::BTreeMap::new();
+            for round in 1..=rounds {
+                if rounds > 1 {
+                    println!(
+                        "xtask: round {round}/{rounds} ({:.0} s so far)",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                for (s, system) in scenarios.iter().zip(&systems) {
+                    let system = match system {
+                        Ok(system) => system.as_ref(),
                         Err(e) => {
-                            println!("FAIL {}: variant build failed: {e}", s.name);
+                            println!("FAIL {}: {e}", s.name);
                             failed += 1;
                             continue;
                         }
+                    };
+                    let s = Scenario {
+                        timeout: opts.timeout_s.map_or(s.timeout, Duration::from_secs),
+                        el2: s.el2 || opts.el2,
+                        ..s.clone()
+                    };
+                    let images = if s.features.is_empty() {
+                        &images
+                    } else {
+                        let built = variants.entry(s.features.clone()).or_insert_with(|| {
+                            let packages = system.map(System::packages).unwrap_or_default();
+                            artifacts::build(&ws.variant(&s.features), None, &packages)
+                        });
+                        match built {
+                            Ok(i) => &*i,
+                            Err(e) => {
+                                println!("FAIL {}: variant build failed: {e}", s.name);
+                                failed += 1;
+                                continue;
+                            }
+                        }
+                    };
+                    if run_scenario(&ws, images, &s, system, opts.echo)? {
+                        passed += 1;
+                        continue;
                     }
-                };
-                if run_scenario(&ws, images, &s, system, opts.echo)? {
-                    passed += 1;
-                } else {
                     failed += 1;
+                    if rounds > 1 {
+                        let kept = keep_failed_log(&ws, &s.name, round)?;
+                        match flaky.iter_mut().find(|(n, _)| *n == s.name) {
+                            Some((_, v)) => v.push((round, kept)),
+                            None => flaky.push((s.name.clone(), vec![(round, kept)])),
+                        }
+                    }
                 }
+            }
+        }
+    }
+    if rounds > 1 {
+        println!(
+            "xtask: {rounds} rounds of {} scenarios in {:.0} s; {} failed at least once",
+            scenarios.len(),
+            started.elapsed().as_secs_f64(),
+            flaky.len()
+        );
+        for (name, fails) in &flaky {
+            println!("FLAKY {name}: failed {} of {rounds} rounds", fails.len());
+            for (round, log) in fails {
+                println!("  round {round}: {}", log.display());
             }
         }
     }
@@ -178,6 +217,19 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Copies a failed scenario's serial log to
+/// `target/xtask/repeat/<name>-round<k>.log`, so the next round's fresh
+/// scratch directory does not erase it.
+fn keep_failed_log(ws: &Workspace, name: &str, round: u64) -> Result<PathBuf, String> {
+    let dir = ws.scratch_dir("repeat");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let kept = dir.join(format!("{name}-round{round}.log"));
+    let log = ws.scratch_dir(name).join("serial.log");
+    std::fs::copy(&log, &kept)
+        .map_err(|e| format!("cannot keep {} as {}: {e}", log.display(), kept.display()))?;
+    Ok(kept)
 }
 
 /// `cargo test` on every host crate. The guest packages (members outside the
