@@ -19,10 +19,12 @@ commands:
       --el2                  enter the kernel at EL2 (virtualization=on)
       --timeout SECS         kill QEMU after SECS seconds (default 120)
       --kernel ELF           boot this kernel ELF instead of building one
-  test [options] [NAME..]    host unit tests, then every QEMU scenario in scenarios/*.toml
+  test [options] [NAME..]    lint (fmt, clippy), host unit tests, then every QEMU scenario
+                             in scenarios/*.toml
                              (only those whose name contains one of NAME.., if given)
       --timeout SECS         override every scenario's timeout
-      --skip-host            do not run `cargo test` on the host crates
+      --skip-host            skip the host side: `cargo fmt --check`, `cargo clippy -D
+                             warnings` (host and guest crates) and `cargo test`
       --echo                 echo each scenario's serial console live
       --el2                  boot every scenario at EL2 (virtualization=on)
       --repeat N             run the selected scenarios N times; report every one that

@@ -74,6 +74,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     let ws = Workspace::locate()?;
     prereq::ensure_all(&ws)?;
 
+    let lint_ok = opts.skip_host || lint(&ws)?;
     let host_ok = opts.skip_host || host_tests(&ws)?;
 
     let scenarios: Vec<Scenario> = scenario::load_dir(&ws.root.join("scenarios"))?
@@ -203,6 +204,15 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     // The host test run counts as one item of the summary, so a failing
     // `cargo test` can never hide behind passing scenarios.
     if !opts.skip_host {
+        if lint_ok {
+            println!(
+                "PASS lint (cargo fmt --check, cargo clippy -D warnings on host and guest crates)"
+            );
+            passed += 1;
+        } else {
+            println!("FAIL lint (see the cargo fmt / cargo clippy output above)");
+            failed += 1;
+        }
         if host_ok {
             println!("PASS host tests (cargo test --workspace)");
             passed += 1;
@@ -212,7 +222,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
         }
     }
     println!("{passed} passed, {failed} failed");
-    Ok(if host_ok && failed == 0 {
+    Ok(if host_ok && lint_ok && failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -230,6 +240,39 @@ fn keep_failed_log(ws: &Workspace, name: &str, round: u64) -> Result<PathBuf, St
     std::fs::copy(&log, &kept)
         .map_err(|e| format!("cannot keep {} as {}: {e}", log.display(), kept.display()))?;
     Ok(kept)
+}
+
+/// `cargo fmt --check` on the workspace, then `cargo clippy -D warnings` on
+/// the host crates (all targets: tests, benches) and on the guest crates
+/// for the bare-metal target. True if all three are clean.
+fn lint(ws: &Workspace) -> Result<bool, String> {
+    let mut fmt = ws.cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    let mut host = ws.cargo();
+    host.args(["clippy", "--workspace", "--all-targets"]);
+    for package in ws.guest_packages() {
+        host.args(["--exclude", package]);
+    }
+    host.args(["--", "-D", "warnings"]);
+    let mut guest = ws.cargo();
+    guest.args(["clippy", "--release", "--target", artifacts::GUEST_TARGET]);
+    for package in ws.guest_packages() {
+        guest.args(["-p", package]);
+    }
+    guest.args(["--", "-D", "warnings"]);
+    let mut ok = true;
+    for (what, mut cmd) in [
+        ("cargo fmt --all --check", fmt),
+        ("cargo clippy (host crates)", host),
+        ("cargo clippy (guest crates)", guest),
+    ] {
+        println!("xtask: lint: {what}");
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot run {what}: {e}"))?;
+        ok &= status.success();
+    }
+    Ok(ok)
 }
 
 /// `cargo test` on every host crate. The guest packages (members outside the
