@@ -9,7 +9,7 @@
 //! cost (decoding, checks, IOVA allocation, page-table writes, the engine's
 //! planning and bookkeeping, encoding the reply) without any SMMU or IPC
 //! latency; what those cost on real hardware is counted, not timed (see
-//! DESIGN.md, "Measuring"). Where one operation needs another to be
+//! docs/DESIGN.md, "Measuring"). Where one operation needs another to be
 //! repeatable (a map needs an unmap), the helper runs untimed between
 //! timed batches of [`BATCH`] operations.
 //!

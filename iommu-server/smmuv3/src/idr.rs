@@ -461,9 +461,9 @@ impl fmt::Display for Features {
 mod tests {
     use super::*;
 
-    /// QEMU 7.2's `virt` SMMUv3 (PLATFORM.md).
+    /// QEMU 7.2's `virt` SMMUv3 (docs/PLATFORM.md).
     pub(crate) const QEMU72: [u32; 6] = [0x0d40_101a, 0x0273_0010, 0, 0x1404, 0, 0x74];
-    /// QEMU 10.0.2's `virt` SMMUv3 (PLATFORM.md).
+    /// QEMU 10.0.2's `virt` SMMUv3 (docs/PLATFORM.md).
     pub(crate) const QEMU10: [u32; 6] = [0x0d44_101b, 0x0273_0010, 0, 0x1414, 0, 0x74];
 
     fn common(f: &Features) {

@@ -5,7 +5,7 @@
 //! IOPS with strict invalidation (one TLBI and one CMD_SYNC per unmap,
 //! waited for on the unmapping CPU) against 573K with the non-strict
 //! ("lazy") flush queue. NVIDIA Grace: 2.8M strict, 16.4M lazy, 16.5M
-//! passthrough. Both as quoted in the project's PLATFORM.md.
+//! passthrough. Both as quoted in docs/PLATFORM.md.
 //!
 //! [`crate::Model::calibrated`] solves the model's base CPU cost and sync
 //! wait from the two seed points; the tests below check that the default

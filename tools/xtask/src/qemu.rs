@@ -84,7 +84,7 @@ pub const BOOT_IMAGE_ADDR: u64 = 0x4800_0000;
 const RAM_BASE: u64 = 0x4000_0000;
 
 /// What differs from one boot to the next; everything else is fixed by the
-/// platform (see shared/PLATFORM.md).
+/// platform (see docs/PLATFORM.md).
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
     /// The kernel ELF, loaded by QEMU with `-kernel`.

@@ -365,7 +365,7 @@ pub const fn admin_queue_base(iova: abi::Iova) -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// CAP of QEMU's NVMe (1b36:0010) as PLATFORM.md describes it:
+    /// CAP of QEMU's NVMe (1b36:0010) as docs/PLATFORM.md describes it:
     /// MQES 2047 (2048 entries), CQR, TO 15 (7.5 s), CSS NVM, MPSMIN 0.
     const QEMU_CAP: u64 = 0x07ff | (1 << 16) | (15 << 24) | (1 << 37) | (4 << 52);
 
