@@ -45,7 +45,7 @@ impl Machine {
             .and_then(|bin| bin.parent())
             .map(|usr| usr.join("share/qemu"))
             .filter(|d| {
-                binary.is_absolute() && d.join("efi-virtio.rom").exists() && !d.starts_with("/usr")
+                binary.is_absolute() && d.join("keymaps").is_dir() && !d.starts_with("/usr")
             });
         Self {
             binary,
