@@ -4,11 +4,14 @@
 //! image ([`System::encode`]). It is the one place that knows the TOML
 //! spelling and the rules a system must obey (badges, one server per
 //! endpoint); the byte layouts belong to the `bootimage` crate, the trust
-//! spellings to `iommu-core`. Pure apart from [`load`]: unit-tested.
+//! spellings to `iommu-core`. Pure apart from [`load`]'s file reading:
+//! unit-tested.
 //!
 //! Schema (`deny_unknown_fields` everywhere):
 //!
 //! ```toml
+//! include = ["common/iommu.toml"]   # optional, see "Includes" below
+//!
 //! [[endpoint]]
 //! name = "ping"
 //! death_notices = false      # deliver ClientDied to the server (default false)
@@ -31,12 +34,37 @@
 //! ]
 //! ```
 //!
-//! A task's badge is its index in the file (0-based, among `[[task]]`s) plus
-//! one, so no task has badge 0; every call capability a task holds carries
-//! its badge, and its info page says so.
+//! A task's badge is its index in the system (0-based, among `[[task]]`s,
+//! included ones counted as placed below) plus one, so no task has badge 0;
+//! every call capability a task holds carries its badge, and its info page
+//! says so.
+//!
+//! Includes (as in Hubris's `app.toml`): `include` lists fragment files
+//! with the same schema, each path relative to the directory of the file
+//! that names it (absolute paths are refused). Shared fragments live in
+//! `systems/common/`: only the `*.toml` files directly in `systems/` are
+//! bootable systems (the scenarios name theirs; the test that checks the
+//! real files does not descend into subdirectories). The rules:
+//!
+//! - Order: the endpoints and tasks of the included files come first, in
+//!   `include` order (each fragment with its own includes expanded first,
+//!   depth-first), then the file's own. TOML puts a top-level key such as
+//!   `include` above every `[[table]]`, so this is also the textual order.
+//!   The order matters: it fixes endpoint indices and task badges, hence
+//!   the boot image.
+//! - No overrides: an included endpoint or task is taken as written. A task
+//!   or endpoint name defined twice (in two files, or the same fragment
+//!   reached twice) is an error naming both files; a system whose task
+//!   differs from the fragment keeps its own block instead.
+//! - Includes nest; a cycle, a file that cannot be read (named, with the
+//!   file that included it) or nesting deeper than [`MAX_INCLUDE_DEPTH`]
+//!   is an error.
+//! - Validation runs once, on the merged system, so a fragment may name
+//!   endpoints or tasks that only the including file defines, and need not
+//!   have a task itself.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use bootimage::image::{MAX_CAPS_PER_TASK, MAX_ENDPOINTS, MAX_IRQ_BIT, MAX_NAME_LEN, MAX_TASKS};
 use bootimage::image::{MAX_PRIORITY, MIN_PRIORITY};
@@ -52,9 +80,15 @@ use serde::Deserialize;
 /// strict (security contract item 7).
 pub const DEFAULT_TRUST: &str = "strict";
 
-#[derive(Debug, Deserialize)]
+/// How deep includes may nest (a backstop: cycles are caught by name).
+pub const MAX_INCLUDE_DEPTH: usize = 8;
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSystem {
+    /// Fragment files, relative to this file's directory.
+    #[serde(default)]
+    include: Vec<String>,
     #[serde(default)]
     endpoint: Vec<RawEndpoint>,
     #[serde(default)]
@@ -67,11 +101,17 @@ struct RawEndpoint {
     name: String,
     #[serde(default)]
     death_notices: bool,
+    /// The file that defines it (empty for text parsed without a file).
+    #[serde(skip)]
+    from: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTask {
+    /// The file that defines it (empty for text parsed without a file).
+    #[serde(skip)]
+    from: String,
     name: String,
     package: String,
     priority: i64,
@@ -145,17 +185,127 @@ pub fn badge(index: usize) -> u32 {
     u32::try_from(index + 1).expect("task count is bounded by MAX_TASKS")
 }
 
-/// Reads and validates a system file.
+/// Reads a system file and the files it includes, and validates the result.
 pub fn load(path: &Path) -> Result<System, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read system {}: {e}", path.display()))?;
-    parse(&text, &path.display().to_string())
+    load_with(path, |p| {
+        std::fs::read_to_string(p).map_err(|e| e.to_string())
+    })
+}
+
+/// [`load`] with the files read by `read` (the tests give it a map).
+fn load_with(
+    path: &Path,
+    mut read: impl FnMut(&Path) -> Result<String, String>,
+) -> Result<System, String> {
+    let origin = path.display().to_string();
+    let text = read(path).map_err(|e| format!("cannot read system {origin}: {e}"))?;
+    let mut merged = RawSystem::default();
+    let mut stack = vec![normalize(path)];
+    gather(&text, path, &mut read, &mut stack, &mut merged)?;
+    convert(merged, &origin).map_err(|e| format!("{origin}: {e}"))
 }
 
 /// Parses and validates one system file's text; `origin` names it in errors.
+/// It cannot `include` (there is no directory to resolve against): the tool
+/// itself reads files with [`load`]; this is for the unit tests.
+#[cfg(test)]
 pub fn parse(text: &str, origin: &str) -> Result<System, String> {
     let raw: RawSystem = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    if !raw.include.is_empty() {
+        return Err(format!(
+            "{origin}: `include` needs the file's location (load it from a file)"
+        ));
+    }
     convert(raw, origin).map_err(|e| format!("{origin}: {e}"))
+}
+
+/// Appends the endpoints and tasks of file `path` (whose text is `text`) to
+/// `merged`: its includes' first, in order, then its own. `stack` holds the
+/// files being read, outermost first, `path` last.
+fn gather(
+    text: &str,
+    path: &Path,
+    read: &mut impl FnMut(&Path) -> Result<String, String>,
+    stack: &mut Vec<PathBuf>,
+    merged: &mut RawSystem,
+) -> Result<(), String> {
+    let here = path.display().to_string();
+    let raw: RawSystem = toml::from_str(text).map_err(|e| format!("{here}: {e}"))?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    for name in &raw.include {
+        if Path::new(name).is_absolute() {
+            return Err(format!(
+                "{here}: include \"{name}\": give a path relative to this file's directory"
+            ));
+        }
+        let inc = normalize(&dir.join(name));
+        if stack.contains(&inc) {
+            let chain: Vec<String> = stack
+                .iter()
+                .chain([&inc])
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(format!("include cycle: {}", chain.join(" -> ")));
+        }
+        if stack.len() > MAX_INCLUDE_DEPTH {
+            return Err(format!(
+                "{here}: include \"{name}\": includes nest deeper than {MAX_INCLUDE_DEPTH}"
+            ));
+        }
+        let inc_text = read(&inc).map_err(|e| {
+            format!(
+                "{here}: include \"{name}\": cannot read {}: {e}",
+                inc.display()
+            )
+        })?;
+        stack.push(inc.clone());
+        gather(&inc_text, &inc, read, stack, merged)?;
+        stack.pop();
+    }
+    for mut ep in raw.endpoint {
+        if let Some(first) = merged.endpoint.iter().find(|e| e.name == ep.name) {
+            return Err(twice("endpoint", &ep.name, &first.from, &here));
+        }
+        ep.from.clone_from(&here);
+        merged.endpoint.push(ep);
+    }
+    for mut task in raw.task {
+        if let Some(first) = merged.task.iter().find(|t| t.name == task.name) {
+            return Err(twice("task", &task.name, &first.from, &here));
+        }
+        task.from.clone_from(&here);
+        merged.task.push(task);
+    }
+    Ok(())
+}
+
+/// The error for a name defined twice, in files `first` and `second`.
+fn twice(kind: &str, name: &str, first: &str, second: &str) -> String {
+    if first == second {
+        format!(
+            "{second}: duplicate {kind} \"{name}\" (defined twice in it, or it is included twice)"
+        )
+    } else {
+        format!("duplicate {kind} \"{name}\": defined in {first} and again in {second}")
+    }
+}
+
+/// `path` with `.` dropped and `dir/..` folded, without touching the file
+/// system, so that one file reached by two spellings is recognised.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 fn check_name(kind: &str, name: &str) -> Result<(), String> {
@@ -206,8 +356,13 @@ fn convert(raw: RawSystem, origin: &str) -> Result<System, String> {
     }
     let mut tasks = Vec::new();
     for (index, t) in raw.task.iter().enumerate() {
-        let task = convert_task(t, index, &endpoints, &task_names)
-            .map_err(|e| format!("task \"{}\": {e}", t.name))?;
+        let task = convert_task(t, index, &endpoints, &task_names).map_err(|e| {
+            if t.from.is_empty() || t.from == origin {
+                format!("task \"{}\": {e}", t.name)
+            } else {
+                format!("task \"{}\" (from {}): {e}", t.name, t.from)
+            }
+        })?;
         tasks.push(task);
     }
     for (e, ep) in endpoints.iter().enumerate() {

@@ -311,3 +311,223 @@ fn the_real_system_files_are_valid() {
     }
     assert!(seen >= 4, "only {seen} systems in {}", dir.display());
 }
+
+/// Loads `top` from the in-memory files `files` (path, text).
+fn load_files(top: &str, files: &[(&str, &str)]) -> Result<System, String> {
+    let files: BTreeMap<PathBuf, String> = files
+        .iter()
+        .map(|(path, text)| (PathBuf::from(path), (*text).to_owned()))
+        .collect();
+    load_with(Path::new(top), |path| {
+        files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| "No such file or directory".to_owned())
+    })
+}
+
+const SERVER_FRAGMENT: &str = r#"
+[[endpoint]]
+name = "ping"
+death_notices = true
+
+[[task]]
+name = "server"
+package = "ipc-demo"
+priority = 5
+caps = [{ name = "ping", serve = "ping" }]
+"#;
+
+#[test]
+fn an_include_is_the_same_as_its_text_placed_first() {
+    let own = r#"
+[[endpoint]]
+name = "pong"
+
+[[task]]
+name = "client"
+package = "ipc-demo"
+priority = 4
+caps = [{ name = "ping", call = "ping" }, { name = "pong", serve = "pong" }]
+"#;
+    let included = load_files(
+        "sys/a.toml",
+        &[
+            (
+                "sys/a.toml",
+                &format!("include = [\"common/server.toml\"]\n{own}"),
+            ),
+            ("sys/common/server.toml", SERVER_FRAGMENT),
+        ],
+    )
+    .unwrap();
+    let inline = parse(&format!("{SERVER_FRAGMENT}{own}"), "sys/a.toml").unwrap();
+    assert_eq!(included, inline);
+    let names: Vec<&str> = included.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["server", "client"]);
+    assert_eq!(included.endpoints[0].name, "ping");
+    let elf = |pkg: &str| Ok(pkg.as_bytes().to_vec());
+    assert_eq!(included.encode(elf).unwrap(), inline.encode(elf).unwrap());
+}
+
+#[test]
+fn includes_nest_with_paths_relative_to_the_including_file() {
+    let sys = load_files(
+        "sys/a.toml",
+        &[
+            ("sys/a.toml", "include = [\"common/both.toml\"]\n"),
+            (
+                "sys/common/both.toml",
+                "include = [\"../shared/server.toml\", \"./quiet.toml\"]\n",
+            ),
+            ("sys/shared/server.toml", SERVER_FRAGMENT),
+            ("sys/common/quiet.toml", ONE_TASK),
+        ],
+    )
+    .unwrap();
+    let names: Vec<&str> = sys.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["server", "t"]);
+    assert_eq!(sys.origin, "sys/a.toml");
+}
+
+#[test]
+fn a_name_defined_twice_names_both_files() {
+    let err = load_files(
+        "sys/a.toml",
+        &[
+            ("sys/a.toml", "include = [\"server.toml\"]\n[[task]]\nname = \"server\"\npackage = \"p\"\npriority = 3\n"),
+            ("sys/server.toml", SERVER_FRAGMENT),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("duplicate task \"server\"")
+            && err.contains("sys/server.toml")
+            && err.contains("sys/a.toml"),
+        "{err}"
+    );
+    let err = load_files(
+        "sys/a.toml",
+        &[
+            (
+                "sys/a.toml",
+                "include = [\"server.toml\"]\n[[endpoint]]\nname = \"ping\"\n",
+            ),
+            ("sys/server.toml", SERVER_FRAGMENT),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("duplicate endpoint \"ping\"") && err.contains("sys/server.toml"),
+        "{err}"
+    );
+    // One fragment reached twice, under two spellings.
+    let err = load_files(
+        "sys/a.toml",
+        &[
+            (
+                "sys/a.toml",
+                "include = [\"common/server.toml\", \"./common/../common/server.toml\"]\n",
+            ),
+            ("sys/common/server.toml", SERVER_FRAGMENT),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("sys/common/server.toml: duplicate endpoint \"ping\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn include_cycles_are_refused() {
+    let err = load_files(
+        "sys/a.toml",
+        &[
+            ("sys/a.toml", "include = [\"common/b.toml\"]\n"),
+            ("sys/common/b.toml", "include = [\"../a.toml\"]\n"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "include cycle: sys/a.toml -> sys/common/b.toml -> sys/a.toml"
+    );
+    let err = load_files("a.toml", &[("a.toml", "include = [\"a.toml\"]\n")]).unwrap_err();
+    assert_eq!(err, "include cycle: a.toml -> a.toml");
+}
+
+#[test]
+fn a_missing_include_is_named() {
+    let err = load_files(
+        "sys/a.toml",
+        &[(
+            "sys/a.toml",
+            &format!("include = [\"common/gone.toml\"]\n{ONE_TASK}"),
+        )],
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with(
+            "sys/a.toml: include \"common/gone.toml\": cannot read sys/common/gone.toml"
+        ),
+        "{err}"
+    );
+    let err = load_files("sys/none.toml", &[]).unwrap_err();
+    assert!(err.starts_with("cannot read system sys/none.toml"), "{err}");
+}
+
+#[test]
+fn include_mistakes() {
+    let err = load_files(
+        "sys/a.toml",
+        &[("sys/a.toml", "include = [\"/etc/server.toml\"]\n")],
+    )
+    .unwrap_err();
+    assert!(err.contains("relative to this file's directory"), "{err}");
+    // `parse` has no directory to resolve against.
+    rejects("include = [\"x.toml\"]\n", &["include"]);
+    // A fragment obeys the schema too, and its errors name it.
+    let err = load_files(
+        "sys/a.toml",
+        &[
+            ("sys/a.toml", "include = [\"bad.toml\"]\n"),
+            ("sys/bad.toml", "[[task]]\nname = \"t\"\ncolour = 1\n"),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("sys/bad.toml:") && err.contains("colour"),
+        "{err}"
+    );
+    let err = load_files(
+        "sys/a.toml",
+        &[
+            ("sys/a.toml", "include = [\"bad.toml\"]\n"),
+            (
+                "sys/bad.toml",
+                &format!("{ONE_TASK}caps = [{{ name = \"c\", call = \"nope\" }}]\n"),
+            ),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("sys/a.toml: task \"t\" (from sys/bad.toml): cap \"c\""),
+        "{err}"
+    );
+    // Nesting is bounded even where names cannot tell a loop.
+    let chain: Vec<(String, String)> = (0..=MAX_INCLUDE_DEPTH + 1)
+        .map(|i| {
+            (
+                format!("f{i}.toml"),
+                format!("include = [\"f{}.toml\"]\n", i + 1),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = chain
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let err = load_files("f0.toml", &files).unwrap_err();
+    assert!(err.contains("nest deeper than"), "{err}");
+}
