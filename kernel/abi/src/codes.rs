@@ -39,6 +39,20 @@
 /// assert_eq!(Fault::Malformed.name(), "malformed");
 /// assert_eq!(Fault::Timeout.to_string(), "Timeout");
 /// ```
+///
+/// Two variants with one code do not compile:
+///
+/// ```compile_fail,E0081
+/// abi::stable_codes! {
+///     /// Clashing codes.
+///     pub enum Clash: u8 {
+///         /// First.
+///         A = 1,
+///         /// Same code.
+///         B = 1,
+///     }
+/// }
+/// ```
 #[macro_export]
 macro_rules! stable_codes {
     (@name $variant:ident $name:literal) => {
