@@ -10,8 +10,6 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-use core::fmt;
-
 pub use abi::syscall::MSG_MAX;
 
 /// Bytes in a sector, the unit of `lba` and `sectors`.
@@ -35,71 +33,36 @@ const INFO_BYTES: usize = 24;
 /// otherwise the I/O is refused with [`BlockError::NotPermitted`].
 pub const FLAG_INJECT_UNMAP: u8 = 1 << 0;
 
-/// Why a request or an I/O failed. Stable codes; 0 is success.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u16)]
-pub enum BlockError {
-    /// The message does not decode.
-    Malformed = 1,
-    /// Unknown operation or I/O kind.
-    UnknownOp = 2,
-    /// The I/O reaches beyond the end of the disk.
-    OutOfRange = 3,
-    /// A buffer offset or length is not a whole number of sectors.
-    Unaligned = 4,
-    /// The I/O is larger than the driver's `max_transfer`.
-    TooLarge = 5,
-    /// More I/Os in flight than the queue depth, or a tag already in use.
-    QueueFull = 6,
-    /// A buffer range lies outside the call's grant, or there is no grant.
-    NotGranted = 7,
-    /// The device reported an error for the I/O, or is in an error state.
-    DeviceError = 8,
-    /// The IOMMU reported a DMA fault on the I/O's buffer: the data did not
-    /// (entirely) reach memory, whatever the device said.
-    DmaFault = 9,
-    /// The device did not complete the I/O in time.
-    Timeout = 10,
-    /// The IOMMU server refused to map the buffer.
-    Iommu = 11,
-    /// `Reap` with nothing in flight, or `min` above what is in flight.
-    NothingInFlight = 12,
-    /// A flag the driver is not allowed to honour.
-    NotPermitted = 13,
-}
-
-impl BlockError {
-    /// Every error, in code order.
-    pub const ALL: [BlockError; 13] = [
-        BlockError::Malformed,
-        BlockError::UnknownOp,
-        BlockError::OutOfRange,
-        BlockError::Unaligned,
-        BlockError::TooLarge,
-        BlockError::QueueFull,
-        BlockError::NotGranted,
-        BlockError::DeviceError,
-        BlockError::DmaFault,
-        BlockError::Timeout,
-        BlockError::Iommu,
-        BlockError::NothingInFlight,
-        BlockError::NotPermitted,
-    ];
-
-    /// The stable code.
-    pub const fn code(self) -> u16 {
-        self as u16
-    }
-
-    /// The error for `code` (`None` for 0 and unknown codes).
-    pub fn from_code(code: u16) -> Option<BlockError> {
-        Self::ALL.iter().copied().find(|e| e.code() == code)
-    }
-}
-
-impl fmt::Display for BlockError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+abi::stable_codes! {
+    /// Why a request or an I/O failed. Stable codes; 0 is success.
+    pub enum BlockError: u16 {
+        /// The message does not decode.
+        Malformed = 1,
+        /// Unknown operation or I/O kind.
+        UnknownOp = 2,
+        /// The I/O reaches beyond the end of the disk.
+        OutOfRange = 3,
+        /// A buffer offset or length is not a whole number of sectors.
+        Unaligned = 4,
+        /// The I/O is larger than the driver's `max_transfer`.
+        TooLarge = 5,
+        /// More I/Os in flight than the queue depth, or a tag already in use.
+        QueueFull = 6,
+        /// A buffer range lies outside the call's grant, or there is no grant.
+        NotGranted = 7,
+        /// The device reported an error for the I/O, or is in an error state.
+        DeviceError = 8,
+        /// The IOMMU reported a DMA fault on the I/O's buffer: the data did not
+        /// (entirely) reach memory, whatever the device said.
+        DmaFault = 9,
+        /// The device did not complete the I/O in time.
+        Timeout = 10,
+        /// The IOMMU server refused to map the buffer.
+        Iommu = 11,
+        /// `Reap` with nothing in flight, or `min` above what is in flight.
+        NothingInFlight = 12,
+        /// A flag the driver is not allowed to honour.
+        NotPermitted = 13,
     }
 }
 
@@ -891,6 +854,60 @@ pub fn pattern_regions(
         };
         (lba - lba % 8, sectors)
     })
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    /// The protocol as shipped: every error's code (its name is the
+    /// variant's). A renumbering, a reordering, a variant missing from `ALL`
+    /// or one added without an entry here fails.
+    const GOLDEN: [(BlockError, u16); 13] = [
+        (BlockError::Malformed, 1),
+        (BlockError::UnknownOp, 2),
+        (BlockError::OutOfRange, 3),
+        (BlockError::Unaligned, 4),
+        (BlockError::TooLarge, 5),
+        (BlockError::QueueFull, 6),
+        (BlockError::NotGranted, 7),
+        (BlockError::DeviceError, 8),
+        (BlockError::DmaFault, 9),
+        (BlockError::Timeout, 10),
+        (BlockError::Iommu, 11),
+        (BlockError::NothingInFlight, 12),
+        (BlockError::NotPermitted, 13),
+    ];
+
+    #[test]
+    fn codes_are_the_golden_ones() {
+        assert_eq!(BlockError::ALL.len(), GOLDEN.len());
+        for (e, (want, code)) in BlockError::ALL.iter().zip(GOLDEN) {
+            assert_eq!((*e, e.code()), (want, code));
+            assert_eq!(e.name(), format!("{e:?}"));
+            assert_eq!(e.to_string(), format!("{e:?}"));
+        }
+    }
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        for e in BlockError::ALL {
+            assert_eq!(BlockError::from_code(e.code()), Some(e));
+            assert_ne!(e.code(), 0, "0 is success");
+        }
+        let mut codes = BlockError::ALL.map(BlockError::code);
+        codes.sort_unstable();
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "duplicate code");
+    }
+
+    #[test]
+    fn all_lists_every_code_from_code_knows() {
+        for e in (0..=u16::MAX).filter_map(BlockError::from_code) {
+            assert!(BlockError::ALL.contains(&e), "{e:?} missing from ALL");
+        }
+        assert_eq!(BlockError::from_code(0), None);
+        assert_eq!(BlockError::from_code(14), None);
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+mod codes;
 pub mod error;
 pub mod ids;
 pub mod syscall;

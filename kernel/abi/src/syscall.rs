@@ -6,96 +6,69 @@
 //! x0..x5. On return x0 is 0 on success or an [`Error`](crate::Error) code,
 //! and results are in x1..x3. Registers other than x0..x3 are preserved.
 
-/// Syscall numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub enum Sysno {
-    /// `log(ptr, len)`: writes a line to the kernel console, prefixed with
-    /// the task's name. At most [`LOG_MAX`] bytes.
-    Log = 0,
-    /// `exit(code)`: ends the calling task. Never returns.
-    Exit = 1,
-    /// `yield()`: gives the CPU to another ready task of equal priority.
-    Yield = 2,
-    /// `call(&CallArgs) -> reply_len`: sends a message on an endpoint the
-    /// caller holds a call capability for, optionally with a page grant and
-    /// a presented capability, and blocks until the server replies.
-    Call = 3,
-    /// `recv(&RecvArgs, &mut RecvInfo)`: waits for a message on an endpoint
-    /// the caller serves, or for a notification, or for the timeout.
-    Recv = 4,
-    /// `reply(token, ptr, len)`: answers a call received earlier, now or
-    /// much later (held replies).
-    Reply = 5,
-    /// `notify(cap, bits)`: ORs `bits` into the notification word of the
-    /// task the notification capability names.
-    Notify = 6,
-    /// `wait(timeout_us) -> bits`: waits until the caller's notification
-    /// word is non-zero (then clears and returns it) or the timeout.
-    Wait = 7,
-    /// `irq_ack(cap)`: re-enables an interrupt after its notification was
-    /// handled.
-    IrqAck = 8,
-    /// `dma_alloc(pages) -> (va, len, pa)`: allocates zeroed, physically
-    /// contiguous memory owned by the caller, within its quota, mapped
-    /// read-write. Such memory can be granted (e.g. to the IOMMU server).
-    /// `pa` is its physical address for the holder of an SMMU-owner
-    /// capability (the IOMMU server puts it in SMMU tables), 0 for others:
-    /// no other task ever learns a physical address.
-    DmaAlloc = 9,
-    /// `mmio_map(cap) -> (va, len)`: maps the MMIO region the capability
-    /// names into the caller as device memory.
-    MmioMap = 10,
-    /// `time() -> (ticks, hz)`: the architected counter and its frequency.
-    Time = 11,
-    /// `sleep(us)`: blocks for at least `us` microseconds.
-    Sleep = 12,
-    /// `pci_config_read(cap, offset) -> value`: a 32-bit read of the PCI
-    /// function's configuration space.
-    PciConfigRead = 13,
-    /// `pci_config_write(cap, offset, value)`: a 32-bit write (a wider
-    /// `value` is refused); BAR registers are refused, bus mastering is
-    /// refused until the IOMMU server has declared the SMMU enabled.
-    PciConfigWrite = 14,
-    /// `pci_map_bar(cap, bar) -> (va, len)`: maps a memory BAR of the
-    /// function as device memory.
-    PciMapBar = 15,
-    /// `smmu_enabled(owner_cap)`: the IOMMU server declares that the SMMU
-    /// translates (SMMUEN = 1, every unattached stream aborts). From then on
-    /// drivers may enable bus mastering; before, DMA would bypass the SMMU.
-    SmmuEnabled = 16,
-    /// `integrity() -> (intact, checksum)`: recomputes the checksum of the
-    /// kernel's code and read-only data taken at boot; `intact` is 1 when
-    /// it is unchanged. Any task may ask: the isolation demos use it to show
-    /// that rogue DMA aimed at the kernel image changed nothing.
-    Integrity = 17,
-}
-
-impl Sysno {
-    /// The syscall for `n`, if there is one.
-    pub fn from_u64(n: u64) -> Option<Sysno> {
-        use Sysno::*;
-        const ALL: [Sysno; 18] = [
-            Log,
-            Exit,
-            Yield,
-            Call,
-            Recv,
-            Reply,
-            Notify,
-            Wait,
-            IrqAck,
-            DmaAlloc,
-            MmioMap,
-            Time,
-            Sleep,
-            PciConfigRead,
-            PciConfigWrite,
-            PciMapBar,
-            SmmuEnabled,
-            Integrity,
-        ];
-        ALL.iter().copied().find(|s| *s as u64 == n)
+crate::stable_codes! {
+    /// Syscall numbers (x8). A number no variant has is answered with
+    /// [`Error::BadSyscall`](crate::Error::BadSyscall).
+    pub enum Sysno: u64 {
+        /// `log(ptr, len)`: writes a line to the kernel console, prefixed with
+        /// the task's name. At most [`LOG_MAX`] bytes.
+        Log = 0,
+        /// `exit(code)`: ends the calling task. Never returns.
+        Exit = 1,
+        /// `yield()`: gives the CPU to another ready task of equal priority.
+        Yield = 2,
+        /// `call(&CallArgs) -> reply_len`: sends a message on an endpoint the
+        /// caller holds a call capability for, optionally with a page grant and
+        /// a presented capability, and blocks until the server replies.
+        Call = 3,
+        /// `recv(&RecvArgs, &mut RecvInfo)`: waits for a message on an endpoint
+        /// the caller serves, or for a notification, or for the timeout.
+        Recv = 4,
+        /// `reply(token, ptr, len)`: answers a call received earlier, now or
+        /// much later (held replies).
+        Reply = 5,
+        /// `notify(cap, bits)`: ORs `bits` into the notification word of the
+        /// task the notification capability names.
+        Notify = 6,
+        /// `wait(timeout_us) -> bits`: waits until the caller's notification
+        /// word is non-zero (then clears and returns it) or the timeout.
+        Wait = 7,
+        /// `irq_ack(cap)`: re-enables an interrupt after its notification was
+        /// handled.
+        IrqAck = 8,
+        /// `dma_alloc(pages) -> (va, len, pa)`: allocates zeroed, physically
+        /// contiguous memory owned by the caller, within its quota, mapped
+        /// read-write. Such memory can be granted (e.g. to the IOMMU server).
+        /// `pa` is its physical address for the holder of an SMMU-owner
+        /// capability (the IOMMU server puts it in SMMU tables), 0 for others:
+        /// no other task ever learns a physical address.
+        DmaAlloc = 9,
+        /// `mmio_map(cap) -> (va, len)`: maps the MMIO region the capability
+        /// names into the caller as device memory.
+        MmioMap = 10,
+        /// `time() -> (ticks, hz)`: the architected counter and its frequency.
+        Time = 11,
+        /// `sleep(us)`: blocks for at least `us` microseconds.
+        Sleep = 12,
+        /// `pci_config_read(cap, offset) -> value`: a 32-bit read of the PCI
+        /// function's configuration space.
+        PciConfigRead = 13,
+        /// `pci_config_write(cap, offset, value)`: a 32-bit write (a wider
+        /// `value` is refused); BAR registers are refused, bus mastering is
+        /// refused until the IOMMU server has declared the SMMU enabled.
+        PciConfigWrite = 14,
+        /// `pci_map_bar(cap, bar) -> (va, len)`: maps a memory BAR of the
+        /// function as device memory.
+        PciMapBar = 15,
+        /// `smmu_enabled(owner_cap)`: the IOMMU server declares that the SMMU
+        /// translates (SMMUEN = 1, every unattached stream aborts). From then on
+        /// drivers may enable bus mastering; before, DMA would bypass the SMMU.
+        SmmuEnabled = 16,
+        /// `integrity() -> (intact, checksum)`: recomputes the checksum of the
+        /// kernel's code and read-only data taken at boot; `intact` is 1 when
+        /// it is unchanged. Any task may ask: the isolation demos use it to show
+        /// that rogue DMA aimed at the kernel image changed nothing.
+        Integrity = 17,
     }
 }
 
@@ -251,4 +224,64 @@ pub mod layout {
     pub const MMIO_BASE: u64 = 0x0000_2000_0000_0000;
     /// ELF segments must lie below this address.
     pub const IMAGE_LIMIT: u64 = 0x0000_0100_0000_0000;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ABI as shipped: every syscall's number. A renumbering, a
+    /// reordering, a syscall missing from `ALL` (hence answered
+    /// `BadSyscall`) or one added without an entry here fails.
+    const GOLDEN: [(Sysno, u64); 18] = [
+        (Sysno::Log, 0),
+        (Sysno::Exit, 1),
+        (Sysno::Yield, 2),
+        (Sysno::Call, 3),
+        (Sysno::Recv, 4),
+        (Sysno::Reply, 5),
+        (Sysno::Notify, 6),
+        (Sysno::Wait, 7),
+        (Sysno::IrqAck, 8),
+        (Sysno::DmaAlloc, 9),
+        (Sysno::MmioMap, 10),
+        (Sysno::Time, 11),
+        (Sysno::Sleep, 12),
+        (Sysno::PciConfigRead, 13),
+        (Sysno::PciConfigWrite, 14),
+        (Sysno::PciMapBar, 15),
+        (Sysno::SmmuEnabled, 16),
+        (Sysno::Integrity, 17),
+    ];
+
+    #[test]
+    fn numbers_are_the_golden_ones() {
+        assert_eq!(Sysno::ALL.len(), GOLDEN.len());
+        for (s, (want, code)) in Sysno::ALL.iter().zip(GOLDEN) {
+            assert_eq!((*s, s.code()), (want, code));
+            assert_eq!(s.name(), format!("{s:?}"));
+        }
+    }
+
+    #[test]
+    fn every_syscall_is_dispatchable_and_numbers_are_unique() {
+        for s in Sysno::ALL {
+            assert_eq!(Sysno::from_code(s.code()), Some(s));
+        }
+        let mut codes = Sysno::ALL.map(Sysno::code);
+        codes.sort_unstable();
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "duplicate number");
+    }
+
+    #[test]
+    fn all_lists_every_number_from_code_knows() {
+        let known = (0..=4096)
+            .chain([u64::from(u32::MAX), u64::MAX])
+            .filter_map(Sysno::from_code);
+        for s in known {
+            assert!(Sysno::ALL.contains(&s), "{s:?} missing from ALL");
+        }
+        assert_eq!(Sysno::from_code(18), None);
+        assert_eq!(Sysno::from_code(u64::MAX), None);
+    }
 }

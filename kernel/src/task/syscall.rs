@@ -29,7 +29,7 @@ const PCI_BAR_REGS: core::ops::Range<u16> =
 /// Handles the `svc` that task `t` trapped with (registers in its ctx).
 pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
     let x = k.tasks[t].ctx.x;
-    let Some(no) = Sysno::from_u64(x[8]) else {
+    let Some(no) = Sysno::from_code(x[8]) else {
         set_result(k, t, Err(Error::BadSyscall));
         return;
     };
