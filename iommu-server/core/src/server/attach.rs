@@ -1,0 +1,174 @@
+//! `Attach`: pointing a stream at its client's domain, and making that
+//! domain (ASID, stage-1 table, CD, IOVA window within the device's DMA
+//! mask) on the client's first attach.
+//!
+//! It must never point a stream at anything but abort unless the client
+//! presented the device's capability (its StreamID) and no other client
+//! owns the stream; never point it at bypass unless the client is in
+//! bypass (only a benchmark client gets there, see `policy`); never let a
+//! narrower device into a domain sized for a wider one (IOVAs already
+//! handed out might not be reachable by it); and never leave a stream
+//! live when its CFGI_STE failed (it goes back to abort).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use abi::{Iova, PhysAddr};
+use iommu_api::{ApiError, Response};
+use pgtable::{Config as TableConfig, LargestLeaf, PageTable};
+use smmuv3::cd::{self, CdConfig};
+use smmuv3::cmd::Command;
+use smmuv3::ste::{self, SteOptions};
+
+use super::dispatch::reply_bytes;
+use super::hw::{HwTables, SmmuHw};
+use super::state::{Domain, Translated};
+use super::strtab::{self, StrtabError};
+use super::types::Presented;
+use super::{DOMAIN_MAIR, MAX_IAS, MIN_IAS, Server};
+use crate::iova::IovaAllocator;
+use crate::policy::InvalidationPolicy;
+
+impl<H: SmmuHw, R> Server<H, R> {
+    pub(super) fn attach(
+        &mut self,
+        badge: u32,
+        dma_bits: u8,
+        presented: Option<Presented>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let dev = presented.ok_or(ApiError::NoDevice)?;
+        let sid = dev.sid;
+        if dma_bits == 0 || dma_bits > 64 {
+            return Err(ApiError::Malformed);
+        }
+        if !self.strtab.covers(sid) {
+            return Err(ApiError::NoDevice);
+        }
+        match self.streams.get(&sid.0) {
+            Some(&owner) if owner == badge => {
+                return Ok(reply_bytes(&Response::Attached { sid }));
+            }
+            Some(_) => return Err(ApiError::AlreadyAttached),
+            None => {}
+        }
+        let client = self.clients.get(&badge).ok_or(ApiError::NotPermitted)?;
+        if let Some(d) = &client.domain
+            && dma_bits < d.dma_bits
+        {
+            // The window was sized for a wider device; IOVAs already
+            // handed out might not be reachable by this one.
+            return Err(ApiError::NotPermitted);
+        }
+        let policy = client.policy;
+        let new_domain = client.domain.is_none();
+        let ste_addr = self.strtab.ensure(&mut self.hw, sid).map_err(|e| match e {
+            StrtabError::NoMemory => ApiError::NoMemory,
+            StrtabError::OutOfRange => ApiError::NoDevice,
+        })?;
+        if new_domain {
+            let d = self.new_domain(dma_bits, policy == InvalidationPolicy::Bypass)?;
+            if let Some(c) = self.clients.get_mut(&badge) {
+                c.domain = Some(d);
+            }
+        }
+        let cd_addr = self
+            .clients
+            .get(&badge)
+            .and_then(|c| c.domain.as_ref())
+            .map(|d| d.tr.as_ref().map(|t| t.cd));
+        let opts = SteOptions::for_pcie(&self.features);
+        let words = match cd_addr {
+            _ if policy == InvalidationPolicy::Bypass => ste::bypass(opts),
+            Some(Some(cd)) => ste::s1_translate(cd, opts).map_err(|_| ApiError::Hardware)?,
+            Some(None) | None => return Err(ApiError::NotAttached),
+        };
+        // Hitless: the abort STE ignores words 1..; word 0 flips it.
+        strtab::write_live(&mut self.hw, ste_addr, &words);
+        self.stats.cfgi_commands += 1;
+        let cfgi = Command::CfgiSte { sid, leaf: false }.encode();
+        if self.run(&[cfgi]).is_err() {
+            // Put the stream back to abort; the domain stays until the
+            // client dies (its CD may be cached until a sync succeeds).
+            strtab::write_abort(&mut self.hw, ste_addr);
+            let _ = self.run(&[cfgi]);
+            return Err(ApiError::Hardware);
+        }
+        self.streams.insert(sid.0, badge);
+        if let Some(c) = self.clients.get_mut(&badge) {
+            c.sids.push(sid);
+        }
+        Ok(reply_bytes(&Response::Attached { sid }))
+    }
+
+    pub(super) fn new_domain(&mut self, dma_bits: u8, bypass: bool) -> Result<Domain, ApiError> {
+        if bypass {
+            return Ok(Domain {
+                dma_bits,
+                tr: None,
+                mappings: BTreeMap::new(),
+                bus: BTreeMap::new(),
+            });
+        }
+        let ias = dma_bits.clamp(MIN_IAS, MAX_IAS);
+        let oas = self.features.oas_bits.clamp(32, 48);
+        let dma_mask = if dma_bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << dma_bits) - 1
+        };
+        let iova = IovaAllocator::new(
+            Iova::new(self.cfg.iova_base),
+            Iova::new((1u64 << ias) - 1),
+            dma_mask,
+        )
+        .map_err(|_| ApiError::NotPermitted)?;
+        let asid = self.asids.alloc().ok_or(ApiError::TooMany)?;
+        let config = TableConfig::new(ias, oas).with_largest_leaf(LargestLeaf::Block2M);
+        let table = match PageTable::new(&mut HwTables(&mut self.hw), config) {
+            Ok(t) => t,
+            Err(_) => {
+                self.asids.release(asid);
+                return Err(ApiError::NoMemory);
+            }
+        };
+        let words = cd::build(
+            &CdConfig {
+                asid,
+                ttb0: table.root(),
+                mair: DOMAIN_MAIR,
+                input_bits: ias,
+                affd: false,
+            },
+            &self.features,
+        );
+        let cd_page = self.hw.alloc_pages(1);
+        let (Ok(words), Some(cd_page)) = (words, cd_page) else {
+            // Never reachable by the SMMU: free at once.
+            if let Some(p) = cd_page {
+                self.hw.free_pages(p, 1);
+            }
+            for p in table.destroy(&HwTables(&mut self.hw)) {
+                self.hw.free_pages(p, 1);
+            }
+            self.asids.release(asid);
+            return Err(ApiError::NoMemory);
+        };
+        for (i, w) in words.iter().enumerate().rev() {
+            self.hw
+                .write_u64(PhysAddr::new(cd_page.get() + 8 * i as u64), *w);
+        }
+        self.hw.publish();
+        Ok(Domain {
+            dma_bits,
+            tr: Some(Translated {
+                asid,
+                table,
+                cd: cd_page,
+                iova,
+                stale_walks: BTreeMap::new(),
+            }),
+            mappings: BTreeMap::new(),
+            bus: BTreeMap::new(),
+        })
+    }
+}

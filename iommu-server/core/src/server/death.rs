@@ -1,0 +1,88 @@
+//! A client's death: its streams go to abort, its whole domain is
+//! invalidated with one sync shared with whatever else was pending, and
+//! its tables, CD, IOVAs and ASID are freed after that sync; its held
+//! replies go back to the task to drop.
+//!
+//! It must never free a dead client's tables, CD, IOVAs or ASID before
+//! the sync that follows its streams' abort and its ASID's invalidation
+//! (they ride in a [`Payload`] through the engine), and never forget the
+//! client while it has pending invalidations.
+
+use alloc::vec::Vec;
+
+use iommu_api::Response;
+use smmuv3::cmd::Command;
+
+use super::Server;
+use super::dispatch::reply_bytes;
+use super::hw::{HwTables, SmmuHw};
+use super::state::{Domain, Payload};
+use crate::engine::ClientId;
+
+impl<H: SmmuHw, R> Server<H, R> {
+    /// A client died: its streams go to abort, its whole domain is
+    /// invalidated (CFGI_STE per stream, TLBI_NH_ASID, one sync shared
+    /// with whatever else was pending), and its tables, CD, IOVAs and ASID
+    /// are freed after that sync. Returns its held replies for the task to
+    /// drop; other clients' replies released by the same sync come from
+    /// the next [`Server::poll`]. Then the task may answer the death notice.
+    pub fn client_died(&mut self, badge: u32) -> Vec<(R, Vec<u8>)> {
+        let now = self.last_now;
+        let Some(c) = self.clients.get_mut(&badge) else {
+            return Vec::new();
+        };
+        let sids = core::mem::take(&mut c.sids);
+        let domain = c.domain.take();
+        c.quarantined = true;
+        let waiters = core::mem::take(&mut self.flush_waiters);
+        for (b, r) in waiters {
+            if b == badge {
+                self.dropped.push((r, reply_bytes(&Response::Flushed)));
+            } else {
+                self.flush_waiters.push((b, r));
+            }
+        }
+        for sid in &sids {
+            self.streams.remove(&sid.0);
+        }
+        let (cmds, stes) = self.abort_streams(&sids);
+        let mut payload = Payload::new(badge);
+        payload.aborted = stes;
+        let mut asids = Vec::new();
+        if let Some(Domain { tr: Some(tr), .. }) = domain {
+            payload.tables = tr.table.destroy(&HwTables(&mut self.hw));
+            payload.cd = Some(tr.cd);
+            payload.asid = Some(tr.asid);
+            asids.push(tr.asid);
+        }
+        match self.engine.purge(now, ClientId(badge), &asids, payload) {
+            Ok(_) => {
+                // Also finish any earlier plan whose sync failed.
+                self.retry_unsynced(now);
+                match self.engine.plan_flush(now) {
+                    Some(plan) if self.unsynced.is_none() => self.issue(now, plan, cmds),
+                    Some(plan) => {
+                        // The SMMU is failing: keep everything; poll retries.
+                        self.unsynced = Some(plan.seq);
+                    }
+                    None => {}
+                }
+            }
+            Err(refused) => {
+                // Unknown to the engine (cannot happen): invalidate directly.
+                let mut all = cmds;
+                for a in &asids {
+                    all.push(Command::TlbiNhAsid { vmid: 0, asid: *a }.encode());
+                }
+                if self.run(&all).is_ok() {
+                    self.release_payload(refused.payload);
+                }
+            }
+        }
+        if self.pending(badge) == 0 {
+            let _ = self.engine.remove_client(ClientId(badge));
+            self.clients.remove(&badge);
+        }
+        core::mem::take(&mut self.dropped)
+    }
+}

@@ -1,0 +1,71 @@
+//! Taking one call: decoding its request, refusing it from an unknown
+//! badge or a quarantined client (which may still read its counters and
+//! faults), and routing it to the handler of its role; encoding responses
+//! and errors.
+//!
+//! It must never act on a request itself: every check and change is the
+//! handler's. A request that does not decode, or comes from a badge that
+//! is not a client's, changes nothing.
+
+use alloc::vec::Vec;
+
+use iommu_api::{ApiError, MSG_MAX, Request, Response};
+
+use super::Server;
+use super::hw::SmmuHw;
+use super::types::{Grant, Handled, Presented};
+
+pub(super) fn reply_bytes(r: &Response<'_>) -> Vec<u8> {
+    let mut buf = [0u8; MSG_MAX];
+    match r.encode(&mut buf) {
+        Ok(n) => buf[..n].to_vec(),
+        Err(e) => error_bytes(e),
+    }
+}
+
+pub(super) fn error_bytes(e: ApiError) -> Vec<u8> {
+    let mut buf = [0u8; MSG_MAX];
+    let n = Response::encode_error(e, &mut buf);
+    buf[..n].to_vec()
+}
+
+impl<H: SmmuHw, R> Server<H, R> {
+    /// Handles one call. Replies now, or holds the reply (strict unmaps,
+    /// flushes) until [`Server::poll`] has completed the covering sync.
+    pub fn handle(
+        &mut self,
+        now_us: u64,
+        badge: u32,
+        msg: &[u8],
+        grant: Option<Grant<'_>>,
+        presented: Option<Presented>,
+        reply: R,
+    ) -> Handled<R> {
+        self.last_now = self.last_now.max(now_us);
+        let now = self.last_now;
+        let req = match Request::decode(msg) {
+            Ok(r) => r,
+            Err(e) => return Handled::Reply(reply, error_bytes(e)),
+        };
+        let Some(client) = self.clients.get(&badge) else {
+            return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
+        };
+        if client.quarantined && !matches!(req, Request::Stats | Request::Faults) {
+            return Handled::Reply(reply, error_bytes(ApiError::Quarantined));
+        }
+        let result = match req {
+            Request::Attach { dma_bits } => self.attach(badge, dma_bits, presented),
+            Request::Map { dir, ranges } => self.map(now, badge, dir, ranges, grant),
+            Request::Unmap { ranges } => return self.unmap(now, badge, ranges, reply),
+            Request::Flush => return self.flush(badge, reply),
+            Request::Stats => Ok(self.stats(badge).map_or_else(
+                || error_bytes(ApiError::NotPermitted),
+                |s| reply_bytes(&Response::Stats(s)),
+            )),
+            Request::Faults => Ok(self.drain_faults(badge)),
+            Request::SetPolicy { policy } => self.set_policy(now, badge, policy),
+            Request::ResetStats => self.reset_stats(now, badge),
+        };
+        Handled::Reply(reply, result.unwrap_or_else(error_bytes))
+    }
+}

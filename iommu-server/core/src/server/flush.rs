@@ -1,0 +1,212 @@
+//! Flushing: the `Flush` request, [`Server::poll`] and its deadline,
+//! issuing the engine's plans (one doorbell and one CMD_SYNC shared by
+//! every client), retrying a failed sync, and releasing what a completed
+//! sync covered: held replies, IOVAs, table pages, CDs, ASIDs, and the
+//! other words of aborted STEs.
+//!
+//! It must never release an IOVA, a table page, a CD or an ASID before
+//! the sync that covers its last use (`release_payload`, the only place
+//! they are freed, runs for a completed sync only); never complete a plan
+//! whose commands or sync failed (it stays unsynced, and is retried with
+//! a full stage-1 invalidation); and never answer a `Flush` while its
+//! client has pending work.
+
+use alloc::vec::Vec;
+
+use iommu_api::{ApiError, Response};
+use smmuv3::cmd::Command;
+
+use super::Server;
+use super::dispatch::{error_bytes, reply_bytes};
+use super::hw::{self, HwError, SmmuHw};
+use super::state::Payload;
+use super::strtab;
+use super::types::Handled;
+use crate::engine::{ClientId, FlushPlan, Invalidation, Released, ReplyAction, SyncSeq};
+
+impl<H: SmmuHw, R> Server<H, R> {
+    pub(super) fn flush(&mut self, badge: u32, reply: R) -> Handled<R> {
+        if self.engine.expedite(ClientId(badge)).is_err() {
+            return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
+        }
+        if self.pending(badge) == 0 {
+            return Handled::Reply(reply, reply_bytes(&Response::Flushed));
+        }
+        self.flush_waiters.push((badge, reply));
+        Handled::Held
+    }
+
+    pub(super) fn pending(&self, badge: u32) -> u64 {
+        self.engine
+            .client_stats(ClientId(badge))
+            .map_or(0, |s| s.entries_pending)
+    }
+
+    /// When [`Server::poll`] must next run (µs): a deferred queue's age
+    /// bound, or at once for queued strict work, a retried sync, or
+    /// replies waiting to go out.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let immediate =
+            (self.unsynced.is_some() || !self.outbox.is_empty() || !self.flush_waiters.is_empty())
+                .then_some(self.last_now);
+        match (self.engine.next_deadline(), immediate) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Issues whatever invalidation is due with one doorbell per sync (one
+    /// sync shared by every client, except the per-unmap baseline), then
+    /// releases what it covered. Returns the held replies now due.
+    pub fn poll(&mut self, now_us: u64) -> Vec<(R, Vec<u8>)> {
+        self.last_now = self.last_now.max(now_us);
+        let now = self.last_now;
+        self.flushed.clear();
+        self.retry_unsynced(now);
+        if self.unsynced.is_none()
+            && let Some(plan) = self.engine.plan_flush(now)
+        {
+            self.issue(now, plan, Vec::new());
+        }
+        self.answer_flushes();
+        core::mem::take(&mut self.outbox)
+    }
+
+    /// Flushes everything pending now (the client's deferred queue too).
+    pub(super) fn flush_now(&mut self, now: u64, badge: u32) {
+        let _ = self.engine.expedite(ClientId(badge));
+        self.retry_unsynced(now);
+        if self.unsynced.is_none()
+            && let Some(plan) = self.engine.plan_flush(now)
+        {
+            self.issue(now, plan, Vec::new());
+        }
+    }
+
+    fn answer_flushes(&mut self) {
+        let waiters = core::mem::take(&mut self.flush_waiters);
+        for (badge, r) in waiters {
+            if self.pending(badge) == 0 {
+                self.outbox.push((r, reply_bytes(&Response::Flushed)));
+            } else {
+                self.flush_waiters.push((badge, r));
+            }
+        }
+    }
+
+    /// After a failed submission or sync: invalidate all of stage 1 (some
+    /// TLBIs may not have run) and sync; on success the plan completes.
+    pub(super) fn retry_unsynced(&mut self, now: u64) {
+        let Some(seq) = self.unsynced else {
+            return;
+        };
+        self.stats.tlbi_commands += 1;
+        if self.run(&[Command::TlbiNhAll { vmid: 0 }.encode()]).is_ok() {
+            self.unsynced = None;
+            self.complete(now, seq);
+        }
+    }
+
+    /// Submits `prefix` and the plan's commands, one doorbell and one sync
+    /// per `Sync` in the plan, then completes it.
+    pub(super) fn issue(&mut self, now: u64, plan: FlushPlan, prefix: Vec<[u64; 2]>) {
+        let mut batch = prefix;
+        let mut segments = plan.participants.iter();
+        for inv in &plan.commands {
+            if let Invalidation::Sync = inv {
+                // One doorbell for the batch (if any), one for the sync.
+                let doorbells = u64::from(!batch.is_empty()) + 1;
+                for ClientId(b) in segments.next().into_iter().flatten() {
+                    if let Some(c) = self.clients.get_mut(b) {
+                        c.doorbells = c.doorbells.saturating_add(doorbells);
+                    }
+                    if let Err(at) = self.flushed.binary_search(b) {
+                        self.flushed.insert(at, *b);
+                    }
+                }
+                if self.run(&batch).is_err() {
+                    self.unsynced = Some(plan.seq);
+                    return;
+                }
+                batch.clear();
+            } else {
+                let before = batch.len();
+                hw::encode(inv, &self.features, &mut batch);
+                self.stats.tlbi_commands += (batch.len() - before) as u64;
+            }
+        }
+        self.complete(now, plan.seq);
+    }
+
+    /// One doorbell for `cmds` (if any), then one sync.
+    pub(super) fn run(&mut self, cmds: &[[u64; 2]]) -> Result<(), HwError> {
+        if !cmds.is_empty() {
+            self.stats.doorbells += 1;
+            if let Err(e) = self.hw.submit(cmds) {
+                self.stats.hw_errors += 1;
+                return Err(e);
+            }
+        }
+        self.stats.syncs += 1;
+        self.hw.sync().inspect_err(|_| self.stats.hw_errors += 1)
+    }
+
+    fn complete(&mut self, now: u64, seq: SyncSeq) {
+        let Ok(released) = self.engine.sync_completed(now, seq) else {
+            return;
+        };
+        for r in released {
+            self.release(r);
+        }
+    }
+
+    fn release(&mut self, r: Released<Payload<R>>) {
+        let Released {
+            reply, mut payload, ..
+        } = r;
+        if let Some(rep) = payload.reply.take() {
+            match reply {
+                ReplyAction::Send | ReplyAction::AlreadySent => self.outbox.push(rep),
+                ReplyAction::Drop => self.dropped.push(rep),
+            }
+        }
+        self.release_payload(payload);
+    }
+
+    /// Frees what a payload holds; its covering sync has completed.
+    pub(super) fn release_payload(&mut self, mut p: Payload<R>) {
+        if let Some(rep) = p.reply.take() {
+            self.outbox.push(rep);
+        }
+        if let Some(tr) = self
+            .clients
+            .get_mut(&p.badge)
+            .and_then(|c| c.domain.as_mut())
+            .and_then(|d| d.tr.as_mut())
+        {
+            for (b, n) in p.iova.iter().chain(&p.iovas) {
+                let _ = tr.iova.free(*b, *n);
+            }
+            for k in &p.stale_walks {
+                if let Some(c) = tr.stale_walks.get_mut(k) {
+                    *c -= 1;
+                    if *c == 0 {
+                        tr.stale_walks.remove(k);
+                    }
+                }
+            }
+        }
+        for t in p.tables {
+            self.hw.free_pages(t, 1);
+        }
+        if let Some(cd) = p.cd {
+            self.hw.free_pages(cd, 1);
+        }
+        if let Some(a) = p.asid {
+            self.asids.release(a);
+        }
+        for a in p.aborted {
+            strtab::clear_tail(&mut self.hw, a);
+        }
+    }
+}

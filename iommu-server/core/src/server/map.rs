@@ -1,0 +1,409 @@
+//! `Map`: checking every range against the call's grant, then answering
+//! bus addresses (bypass) or allocating IOVAs and writing the stage-1
+//! entries, one physically contiguous run at a time.
+//!
+//! It must never map a frame the caller did not grant (every range lies
+//! within the grant; every frame is page aligned and within the output
+//! size); never change anything on a refused request (every check comes
+//! first); never link a new table where a freed one may still sit in a
+//! walk cache before that unmap's sync (it flushes first); and never free
+//! what a failed map wrote before the invalidation that covers it (the
+//! undo goes through the engine like any unmap).
+
+use alloc::vec::Vec;
+
+use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
+use iommu_api::{ApiError, Dir, Extent, List, Response};
+use pgtable::{Attrs, TableMemory};
+
+use super::dispatch::reply_bytes;
+use super::hw::{HwTables, SmmuHw};
+use super::state::{Mapping, Payload, Translated, translated_mut, walk_keys};
+use super::types::Grant;
+use super::{MAIR_NORMAL, SMALL_LIST, Server};
+use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
+use crate::policy::InvalidationPolicy;
+
+/// Up to [`SMALL_LIST`] items on the stack: a request's per-range
+/// bookkeeping without a heap allocation. `push` past the end is ignored
+/// (callers check the count first).
+struct Few<T> {
+    items: [T; SMALL_LIST],
+    len: usize,
+}
+
+impl<T: Copy> Few<T> {
+    fn new(fill: T) -> Self {
+        Self {
+            items: [fill; SMALL_LIST],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, item: T) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = item;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        &self.items[..self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.items[..self.len]
+    }
+}
+
+/// The physically contiguous runs of `frames`, as index ranges `(i, j)`.
+fn contiguous_runs(frames: &[PhysAddr]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        if i >= frames.len() {
+            return None;
+        }
+        let mut j = i + 1;
+        while j < frames.len() && frames[j].get() == frames[j - 1].get() + PAGE_SIZE {
+            j += 1;
+        }
+        let run = (i, j);
+        i = j;
+        Some(run)
+    })
+}
+
+/// A map entry, checked against the grant.
+#[derive(Clone, Copy, Default)]
+struct Planned {
+    /// Index of the first granted page.
+    first: usize,
+    pages: u64,
+    offset_in_page: u64,
+    len: u64,
+}
+
+/// A `Map` request that passed every check; nothing has changed yet.
+struct MapPlan<'g> {
+    grant: Grant<'g>,
+    planned: Few<Planned>,
+    writable: bool,
+    /// The client is in bypass: it gets bus addresses.
+    bypass: bool,
+    /// The domain's device DMA width (what bypass addresses must fit).
+    dma_bits: u8,
+}
+
+impl<'g> MapPlan<'g> {
+    /// The granted frames a planned range covers.
+    fn frames(&self, p: &Planned) -> &'g [PhysAddr] {
+        self.grant
+            .frames
+            .get(p.first..p.first + p.pages as usize)
+            .unwrap_or(&[])
+    }
+
+    /// The pages of every planned range (what the engine counts as mapped).
+    fn pages(&self) -> u64 {
+        self.planned.as_slice().iter().map(|p| p.pages).sum()
+    }
+}
+
+/// What undoing a failed map's written runs left for the engine.
+struct Undone<R> {
+    asid: Asid,
+    /// The runs cleared, to invalidate.
+    ranges: Vec<IovaRange>,
+    /// Clearing them freed tables (walk caches need invalidating too).
+    freed_tables: bool,
+    /// Tables the failed map allocated but never linked.
+    spare: Vec<PhysAddr>,
+    /// The freed tables, released after the covering sync.
+    payload: Payload<R>,
+}
+
+impl<H: SmmuHw, R> Server<H, R> {
+    pub(super) fn map(
+        &mut self,
+        now: u64,
+        badge: u32,
+        dir: Dir,
+        ranges: List<'_, Extent>,
+        grant: Option<Grant<'_>>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let plan = self.plan_map(badge, dir, ranges, grant)?;
+        if plan.bypass {
+            return self.map_bypass(badge, &plan);
+        }
+        // IOVAs for every range (never mapped yet: freed at once on error).
+        let (tr, _) = translated_mut(&mut self.clients, badge)?;
+        let blocks = alloc_blocks(tr, plan.planned.as_slice())?;
+        // A new table where a freed one may still sit in a walk cache would
+        // be invisible until that unmap's sync: flush first.
+        if links_stale_walk(tr, blocks.as_slice()) {
+            self.flush_now(now, badge);
+        }
+        let (tr, mappings) = translated_mut(&mut self.clients, badge)?;
+        let mut mem = HwTables(&mut self.hw);
+        if let Err(failed) = write_runs(tr, &mut mem, &plan, blocks.as_slice()) {
+            let undone = undo_runs(tr, &mut mem, &plan, blocks.as_slice(), failed, badge);
+            self.roll_back_map(now, badge, blocks.as_slice(), undone);
+            return Err(ApiError::NoMemory);
+        }
+        mem.barrier();
+        let mut iovas = Few::new(Iova::new(0));
+        for (p, (block, pages)) in plan.planned.as_slice().iter().zip(blocks.as_slice()) {
+            let iova = Iova::new(block.get() + p.offset_in_page);
+            mappings.insert(
+                iova.get(),
+                Mapping {
+                    len: p.len,
+                    block: *block,
+                    pages: *pages,
+                },
+            );
+            iovas.push(iova);
+        }
+        let _ = self.engine.note_map(ClientId(badge), plan.pages());
+        Ok(reply_bytes(&Response::Mapped {
+            iovas: List::new(iovas.as_slice()),
+        }))
+    }
+
+    /// Every check of a map, changing nothing: the client, its domain, the
+    /// grant, and each range (non-empty, within the grant, no overlap).
+    fn plan_map<'g>(
+        &self,
+        badge: u32,
+        dir: Dir,
+        ranges: List<'_, Extent>,
+        grant: Option<Grant<'g>>,
+    ) -> Result<MapPlan<'g>, ApiError> {
+        let client = self.clients.get(&badge).ok_or(ApiError::NotPermitted)?;
+        let domain = client.domain.as_ref().ok_or(ApiError::NotAttached)?;
+        let grant = grant.ok_or(ApiError::NotGranted)?;
+        let oas_limit = 1u64 << self.features.oas_bits.min(56);
+        if grant
+            .frames
+            .iter()
+            .any(|f| !f.is_page_aligned() || f.get() >= oas_limit)
+        {
+            return Err(ApiError::NotGranted);
+        }
+        // Check every range first: nothing changes on a refusal.
+        if ranges.len() > SMALL_LIST {
+            return Err(ApiError::Malformed);
+        }
+        let mut planned = Few::new(Planned::default());
+        let mut spans = Few::new((0u64, 0u64));
+        let grant_off = grant.va & (PAGE_SIZE - 1);
+        for r in ranges.iter() {
+            if r.len == 0 {
+                return Err(ApiError::ZeroLength);
+            }
+            let end = r.end().ok_or(ApiError::NotGranted)?;
+            if end > grant.len {
+                return Err(ApiError::NotGranted);
+            }
+            let first_byte = grant_off.checked_add(r.start).ok_or(ApiError::NotGranted)?;
+            let last_byte = grant_off.checked_add(end - 1).ok_or(ApiError::NotGranted)?;
+            let first = first_byte >> PAGE_SHIFT;
+            let last = last_byte >> PAGE_SHIFT;
+            if last >= grant.frames.len() as u64 {
+                return Err(ApiError::NotGranted);
+            }
+            spans.push((r.start, end));
+            planned.push(Planned {
+                first: first as usize,
+                pages: last - first + 1,
+                offset_in_page: first_byte & (PAGE_SIZE - 1),
+                len: r.len,
+            });
+        }
+        let spans = spans.as_mut_slice();
+        spans.sort_unstable();
+        if spans.windows(2).any(|w| w[1].0 < w[0].1) {
+            return Err(ApiError::Overlap);
+        }
+        Ok(MapPlan {
+            grant,
+            planned,
+            writable: dir.device_writes(),
+            bypass: client.policy == InvalidationPolicy::Bypass,
+            dma_bits: domain.dma_bits,
+        })
+    }
+
+    /// A bypass map: answers each range's bus (= physical) address and
+    /// counts it; nothing is written.
+    fn map_bypass(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<Vec<u8>, ApiError> {
+        // Bypass: the device uses bus (= physical) addresses, which it
+        // must be able to drive in full.
+        let dma_mask = match plan.dma_bits {
+            64.. => u64::MAX,
+            b => (1u64 << b) - 1,
+        };
+        let mut iovas = Few::new(Iova::new(0));
+        for p in plan.planned.as_slice() {
+            let f = plan.frames(p);
+            let contiguous = f
+                .windows(2)
+                .all(|w| w[1].get() == w[0].get().wrapping_add(PAGE_SIZE));
+            let base = match f.first() {
+                Some(base) if contiguous => base.get() + p.offset_in_page,
+                _ => return Err(ApiError::NotContiguous),
+            };
+            if base
+                .checked_add(p.len - 1)
+                .is_none_or(|last| last > dma_mask)
+            {
+                return Err(ApiError::IovaExhausted);
+            }
+            iovas.push(Iova::new(base));
+        }
+        let Some(domain) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) else {
+            return Err(ApiError::NotAttached);
+        };
+        for (iova, p) in iovas.as_slice().iter().zip(plan.planned.as_slice()) {
+            let n = domain.bus.entry((iova.get(), p.len)).or_insert(0);
+            *n = n.saturating_add(1);
+        }
+        let _ = self.engine.note_map(ClientId(badge), plan.pages());
+        Ok(reply_bytes(&Response::Mapped {
+            iovas: List::new(iovas.as_slice()),
+        }))
+    }
+
+    /// The rollback's second half, once [`undo_runs`] cleared what a
+    /// failed map wrote: frees the tables it never linked, then hands the
+    /// cleared runs to the engine like any unmap (they may be cached), so
+    /// that its IOVAs and the tables clearing freed are released only
+    /// after the covering sync; at once if nothing was written.
+    fn roll_back_map(&mut self, now: u64, badge: u32, blocks: &[(Iova, u64)], undone: Undone<R>) {
+        let Undone {
+            asid,
+            ranges,
+            freed_tables,
+            spare,
+            mut payload,
+        } = undone;
+        for p in spare {
+            self.hw.free_pages(p, 1);
+        }
+        payload.iovas = blocks.to_vec();
+        if ranges.is_empty() {
+            self.release_payload(payload);
+        } else {
+            let hint = UnmapHint {
+                leaf_level: LeafLevel::Any,
+                tables_freed: freed_tables,
+            };
+            self.queue_unmap(now, badge, asid, &ranges, hint, payload);
+        }
+    }
+}
+
+/// An IOVA block for each planned range, or none (those taken are freed
+/// at once: nothing was mapped in them yet).
+fn alloc_blocks(tr: &mut Translated, planned: &[Planned]) -> Result<Few<(Iova, u64)>, ApiError> {
+    let mut blocks = Few::new((Iova::new(0), 0u64));
+    for p in planned {
+        match tr.iova.alloc(p.pages) {
+            Ok(b) => blocks.push((b, p.pages)),
+            Err(_) => {
+                for &(b, n) in blocks.as_slice() {
+                    let _ = tr.iova.free(b, n);
+                }
+                return Err(ApiError::IovaExhausted);
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+/// Whether mapping `blocks` may link a table where a freed one may still
+/// sit in a walk cache (a region awaiting its unmap's sync).
+fn links_stale_walk(tr: &Translated, blocks: &[(Iova, u64)]) -> bool {
+    !tr.stale_walks.is_empty()
+        && blocks.iter().any(|(b, n)| {
+            let (mut va, end) = (b.get(), b.get() + n * PAGE_SIZE);
+            while va < end {
+                if walk_keys(va).any(|k| tr.stale_walks.contains_key(&k)) {
+                    return true;
+                }
+                va = (va | ((1 << 21) - 1)) + 1;
+            }
+            false
+        })
+}
+
+/// Writes the entries, one physically contiguous run at a time, without
+/// a barrier. On a failure, where it failed: (range, first frame of the
+/// failed run); every run before it is written, none after.
+fn write_runs<H: SmmuHw>(
+    tr: &mut Translated,
+    mem: &mut HwTables<'_, H>,
+    plan: &MapPlan<'_>,
+    blocks: &[(Iova, u64)],
+) -> Result<(), (usize, usize)> {
+    let attrs = Attrs::dma(MAIR_NORMAL, plan.writable);
+    for (k, (p, (block, _))) in plan.planned.as_slice().iter().zip(blocks).enumerate() {
+        let f = plan.frames(p);
+        for (i, j) in contiguous_runs(f) {
+            let va = Iova::new(block.get() + (i as u64) * PAGE_SIZE);
+            let len = (j - i) as u64 * PAGE_SIZE;
+            if tr.table.map(mem, va, f[i], len, attrs).is_err() {
+                return Err((k, i));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The rollback's first half: clears every run [`write_runs`] wrote before
+/// it failed at `failed`, then a barrier. Frees nothing: see
+/// [`Server::roll_back_map`].
+fn undo_runs<H: SmmuHw, R>(
+    tr: &mut Translated,
+    mem: &mut HwTables<'_, H>,
+    plan: &MapPlan<'_>,
+    blocks: &[(Iova, u64)],
+    (fk, fi): (usize, usize),
+    badge: u32,
+) -> Undone<R> {
+    let spare = tr.table.take_spare_tables();
+    // Undo what was written (every run before the failed one); it
+    // may be cached (speculative walks), so it goes through the
+    // engine like any unmap.
+    let mut done = Vec::new();
+    for (k, (p, (block, _))) in plan.planned.as_slice().iter().zip(blocks).enumerate() {
+        for (i, j) in contiguous_runs(plan.frames(p)) {
+            if (k, i) >= (fk, fi) {
+                break;
+            }
+            let va = Iova::new(block.get() + (i as u64) * PAGE_SIZE);
+            done.push((va, (j - i) as u64 * PAGE_SIZE));
+        }
+        if k >= fk {
+            break;
+        }
+    }
+    let mut payload = Payload::new(badge);
+    let mut ranges = Vec::new();
+    let mut freed_tables = false;
+    for (va, len) in done {
+        if let Ok(tok) = tr.table.unmap_exact(mem, va, len) {
+            freed_tables |= tok.needs_walk_invalidation();
+            ranges.push(IovaRange::new(va, len >> PAGE_SHIFT));
+            payload.tables.extend(tok.into_freed_tables());
+        }
+    }
+    mem.barrier();
+    Undone {
+        asid: tr.asid,
+        ranges,
+        freed_tables,
+        spare,
+        payload,
+    }
+}

@@ -1,0 +1,313 @@
+//! The server's internal state: a client, its domain and the domain's
+//! stage-1 part (ASID, table, CD, IOVA window, and the walk-cache regions
+//! made stale by freed tables), its mappings, the ASID pool, and what an
+//! unmap releases once its covering sync completed ([`Payload`]); the
+//! server's construction, accessors and client registration.
+//!
+//! It must never let a stream start anywhere but abort (the stream table
+//! is built aborting and every configuration and TLB entry invalidated
+//! before the task enables the SMMU), never register a client in bypass
+//! or with a policy weaker than its trust level allows, and never hand
+//! out an ASID still in use (one is recycled only through a [`Payload`],
+//! after its domain's teardown sync).
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use abi::{Asid, Iova, PhysAddr, StreamId};
+use iommu_api::{ApiError, FaultRecord};
+use pgtable::{PageTable, TableMemory};
+use smmuv3::cmd::Command;
+use smmuv3::regs::StrtabCfg;
+
+use super::Server;
+use super::hw::{HwError, SmmuHw};
+use super::strtab::StreamTable;
+use super::types::{ServerConfig, ServerError, ServerStats};
+use crate::engine::{ClientId, Engine, EngineConfig};
+use crate::iova::IovaAllocator;
+use crate::policy::{InvalidationPolicy, TrustLevel};
+
+/// What is released after an unmap's covering sync.
+pub(super) struct Payload<R> {
+    pub(super) badge: u32,
+    /// The IOVA block of an unmap (start, pages asked of the allocator).
+    pub(super) iova: Option<(Iova, u64)>,
+    /// More IOVA blocks (a failed map's).
+    pub(super) iovas: Vec<(Iova, u64)>,
+    /// Single table pages.
+    pub(super) tables: Vec<PhysAddr>,
+    /// A CD page.
+    pub(super) cd: Option<PhysAddr>,
+    /// An ASID to recycle.
+    pub(super) asid: Option<Asid>,
+    /// STEs (now abort) whose other words are cleared after the sync.
+    pub(super) aborted: Vec<PhysAddr>,
+    /// A held reply and the response it gets.
+    pub(super) reply: Option<(R, Vec<u8>)>,
+    /// Walk-cache regions this unmap made stale (freed tables).
+    pub(super) stale_walks: Vec<(u8, u64)>,
+}
+
+impl<R> Payload<R> {
+    pub(super) fn new(badge: u32) -> Self {
+        Self {
+            badge,
+            iova: None,
+            iovas: Vec::new(),
+            tables: Vec::new(),
+            cd: None,
+            asid: None,
+            aborted: Vec::new(),
+            reply: None,
+            stale_walks: Vec::new(),
+        }
+    }
+}
+
+pub(super) struct Mapping {
+    pub(super) len: u64,
+    pub(super) block: Iova,
+    pub(super) pages: u64,
+}
+
+pub(super) struct Translated {
+    pub(super) asid: Asid,
+    pub(super) table: PageTable<Iova>,
+    pub(super) cd: PhysAddr,
+    pub(super) iova: IovaAllocator,
+    /// (level, input address >> that level's shift) of table descriptors
+    /// cleared because the table below was freed, until the covering sync:
+    /// a walk cache may still hold the old table there, so a map that
+    /// links a new table in such a region must wait for that sync.
+    pub(super) stale_walks: BTreeMap<(u8, u64), u32>,
+}
+
+/// The walk-cache keys above `va` (levels 0..=2).
+pub(super) fn walk_keys(va: u64) -> impl Iterator<Item = (u8, u64)> {
+    (0u8..=2).map(move |l| (l, va >> pgtable::desc::level_shift(l)))
+}
+
+/// Where a software walk for `va` stops at an invalid table-level
+/// descriptor (a table below it was freed), as a walk-cache key.
+pub(super) fn stop_key<M: TableMemory>(
+    mem: &M,
+    table: &PageTable<Iova>,
+    va: u64,
+) -> Option<(u8, u64)> {
+    use pgtable::desc::{Descriptor, decode, level_index, level_shift};
+    let mut t = table.root();
+    let mut level = table.config().start_level();
+    while level < 3 {
+        match decode(level, mem.read(t, level_index(va, level))) {
+            Descriptor::Table(next) => {
+                t = next;
+                level += 1;
+            }
+            Descriptor::Invalid => return Some((level, va >> level_shift(level))),
+            Descriptor::Leaf { .. } => return None,
+        }
+    }
+    None
+}
+
+pub(super) struct Domain {
+    pub(super) dma_bits: u8,
+    /// The stage-1 part. `None` only for a domain made while its client
+    /// was in bypass; kept (idle, every mapping gone and invalidated)
+    /// while a benchmark client is in bypass.
+    pub(super) tr: Option<Translated>,
+    /// Returned IOVA -> mapping (translated policies).
+    pub(super) mappings: BTreeMap<u64, Mapping>,
+    /// Bypass mappings: (bus address, length) -> how many times mapped.
+    pub(super) bus: BTreeMap<(u64, u64), u32>,
+}
+
+impl Domain {
+    pub(super) fn has_live_mappings(&self) -> bool {
+        !self.mappings.is_empty() || !self.bus.is_empty()
+    }
+}
+
+pub(super) struct Client {
+    pub(super) name: String,
+    pub(super) policy: InvalidationPolicy,
+    pub(super) trust: TrustLevel,
+    pub(super) domain: Option<Domain>,
+    pub(super) sids: Vec<StreamId>,
+    pub(super) quarantined: bool,
+    pub(super) faults: BTreeMap<(u32, u64), FaultRecord>,
+    pub(super) fault_records: u64,
+    pub(super) distinct_faults: u32,
+    /// Doorbells rung for batches its unmaps took part in.
+    pub(super) doorbells: u64,
+    /// Counter ticks charged to it by the task.
+    pub(super) ticks: u64,
+}
+
+/// ASIDs 1..=max, recycled after their domain's teardown sync.
+pub(super) struct AsidPool {
+    next: u32,
+    max: u32,
+    free: Vec<u16>,
+}
+
+impl AsidPool {
+    pub(super) fn alloc(&mut self) -> Option<Asid> {
+        if let Some(a) = self.free.pop() {
+            return Some(Asid(a));
+        }
+        if self.next > self.max {
+            return None;
+        }
+        let a = self.next as u16;
+        self.next += 1;
+        Some(Asid(a))
+    }
+    pub(super) fn release(&mut self, a: Asid) {
+        self.free.push(a.0);
+    }
+}
+
+/// A client's stage-1 state and its mappings, or `NotAttached`.
+pub(super) fn translated_mut(
+    clients: &mut BTreeMap<u32, Client>,
+    badge: u32,
+) -> Result<(&mut Translated, &mut BTreeMap<u64, Mapping>), ApiError> {
+    match clients.get_mut(&badge) {
+        Some(Client {
+            domain:
+                Some(Domain {
+                    tr: Some(tr),
+                    mappings,
+                    ..
+                }),
+            ..
+        }) => Ok((tr, mappings)),
+        _ => Err(ApiError::NotAttached),
+    }
+}
+
+impl<H: SmmuHw, R> Server<H, R> {
+    /// Builds the stream table (every stream aborts), invalidates every
+    /// configuration and TLB entry (CFGI_ALL, TLBI_NSNH_ALL, one sync).
+    /// The task then programs STRTAB_BASE/_CFG from [`Server::strtab`] and
+    /// enables the SMMU.
+    pub fn new(mut hw: H, cfg: ServerConfig) -> Result<Self, ServerError> {
+        let features = *hw.features();
+        if !features.supports_stage1_aarch64_4k() {
+            return Err(ServerError::Unsupported);
+        }
+        let strtab = StreamTable::new(&mut hw, &features).map_err(|_| ServerError::NoMemory)?;
+        let engine_cfg = cfg
+            .engine
+            .unwrap_or_else(|| EngineConfig::for_smmu(features.ril));
+        let mut s = Self {
+            hw,
+            features,
+            cfg,
+            strtab,
+            engine: Engine::new(engine_cfg),
+            clients: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            asids: AsidPool {
+                next: 1,
+                max: if features.asid16 { 0xffff } else { 0xff },
+                free: Vec::new(),
+            },
+            outbox: Vec::new(),
+            dropped: Vec::new(),
+            flush_waiters: Vec::new(),
+            unsynced: None,
+            last_now: 0,
+            stats: ServerStats::default(),
+            flushed: Vec::new(),
+        };
+        s.invalidate_all().map_err(|_| ServerError::Hardware)?;
+        Ok(s)
+    }
+
+    /// CFGI_ALL + TLBI_NSNH_ALL + one sync (also for the task to call once
+    /// the SMMU is enabled, if it wants belt and braces).
+    pub fn invalidate_all(&mut self) -> Result<(), HwError> {
+        self.stats.cfgi_commands += 1;
+        self.stats.tlbi_commands += 1;
+        self.run(&[Command::CfgiAll.encode(), Command::TlbiNsnhAll.encode()])
+    }
+
+    /// The stream table for SMMU_STRTAB_BASE (its address) and
+    /// SMMU_STRTAB_BASE_CFG.
+    pub fn strtab(&self) -> (PhysAddr, StrtabCfg) {
+        (self.strtab.base(), self.strtab.cfg())
+    }
+
+    /// Register values: (SMMU_STRTAB_BASE with RA set when coherent,
+    /// SMMU_STRTAB_BASE_CFG).
+    pub fn strtab_registers(&self) -> Option<(u64, u32)> {
+        let (base, cfg) = self.strtab();
+        let b = smmuv3::regs::strtab_base(base, self.features.coherent, cfg).ok()?;
+        Some((b, cfg.encode().ok()?))
+    }
+
+    /// Pages the stream table occupies.
+    pub fn strtab_pages(&self) -> usize {
+        self.strtab.pages()
+    }
+
+    /// The hardware (for tests and the task's register access).
+    pub fn hw(&self) -> &H {
+        &self.hw
+    }
+
+    /// The hardware, mutably.
+    pub fn hw_mut(&mut self) -> &mut H {
+        &mut self.hw
+    }
+
+    /// Server-wide counters.
+    pub fn server_stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    /// Registers a client from the system description. Untrusted clients
+    /// get only strict policies; no client starts in bypass (a benchmark
+    /// client may switch into it with `SetPolicy`).
+    pub fn add_client(
+        &mut self,
+        badge: u32,
+        name: &str,
+        policy: InvalidationPolicy,
+        trust: TrustLevel,
+    ) -> Result<(), ServerError> {
+        policy
+            .check_permitted(trust)
+            .map_err(|_| ServerError::NotPermitted)?;
+        if policy == InvalidationPolicy::Bypass {
+            return Err(ServerError::NotPermitted);
+        }
+        if self.clients.contains_key(&badge) {
+            return Err(ServerError::ClientExists);
+        }
+        self.engine
+            .register(ClientId(badge), policy)
+            .map_err(|_| ServerError::ClientExists)?;
+        self.clients.insert(
+            badge,
+            Client {
+                name: String::from(name),
+                policy,
+                trust,
+                domain: None,
+                sids: Vec::new(),
+                quarantined: false,
+                faults: BTreeMap::new(),
+                fault_records: 0,
+                distinct_faults: 0,
+                doorbells: 0,
+                ticks: 0,
+            },
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! The server's public types: why it could not start or take a client,
+//! its tunables, a call's grant and presented capability, what handling a
+//! request produced, fault reports, server-wide counters and a client's
+//! public view. Re-exported unchanged as `iommu_core::server::*`.
+//!
+//! Plain data, no logic: it must never hold or reach server state, and
+//! never renumber a [`ServerError`] code (they are stable). Anything
+//! changed here changes the crate's public API, which the task and the
+//! tools use.
+
+use alloc::vec::Vec;
+
+use abi::{PhysAddr, StreamId};
+use iommu_api::Stats;
+use smmuv3::evt::EventKind;
+
+#[cfg(doc)]
+use super::Server;
+use crate::engine::EngineConfig;
+use crate::policy::{InvalidationPolicy, TrustLevel};
+
+/// Why the server could not start or take a client. Codes are stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum ServerError {
+    /// The SMMU lacks stage 1 with AArch64 4 KiB tables.
+    Unsupported = 1,
+    /// No memory for the stream table.
+    NoMemory = 2,
+    /// The initial invalidation failed.
+    Hardware = 3,
+    /// The policy is weaker than the client's trust level allows.
+    NotPermitted = 4,
+    /// A client with that badge exists.
+    ClientExists = 5,
+}
+
+impl ServerError {
+    /// The stable numeric code.
+    pub const fn code(self) -> u16 {
+        self as u16
+    }
+}
+
+/// Tunables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// A client is quarantined once it has more than this many distinct
+    /// (StreamID, page) faults.
+    pub quarantine_after: u32,
+    /// Lowest IOVA of every domain (page aligned, non-zero: IOVA 0 stays
+    /// unmapped so that a zeroed descriptor faults).
+    pub iova_base: u64,
+    /// Coalesced fault records kept per client until it drains them.
+    pub fault_records_kept: usize,
+    /// Command choice; `None` derives it from IDR3.RIL.
+    pub engine: Option<EngineConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            quarantine_after: 16,
+            iova_base: 0x10_0000,
+            fault_records_kept: 64,
+            engine: None,
+        }
+    }
+}
+
+/// The call's grant as the kernel delivered it.
+#[derive(Clone, Copy, Debug)]
+pub struct Grant<'a> {
+    /// Physical frame of each granted page, from the page holding `va`.
+    pub frames: &'a [PhysAddr],
+    /// The caller's address of the grant's first byte (page offset kept).
+    pub va: u64,
+    /// Granted bytes.
+    pub len: u64,
+}
+
+/// The PCI capability presented with a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Presented {
+    /// Requester ID (bus << 8 | dev << 3 | fn).
+    pub rid: u32,
+    /// Its StreamID (from the device tree's `iommu-map`).
+    pub sid: StreamId,
+}
+
+/// What [`Server::handle`] did with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled<R> {
+    /// Answer now with these bytes (the token is handed back).
+    Reply(R, Vec<u8>),
+    /// The reply is held; it comes back from [`Server::poll`].
+    Held,
+}
+
+/// A fault attributed to a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultReport {
+    /// The owning client.
+    pub badge: u32,
+    /// The device.
+    pub sid: StreamId,
+    /// The event type.
+    pub kind: EventKind,
+    /// The faulting input address.
+    pub iova: u64,
+    /// A write access.
+    pub write: bool,
+    /// The first record of a new (StreamID, page) entry (worth logging).
+    pub first: bool,
+    /// This fault made the server quarantine the client.
+    pub quarantined_now: bool,
+}
+
+/// Server-wide counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Doorbells (`submit` calls).
+    pub doorbells: u64,
+    /// CMD_SYNCs issued.
+    pub syncs: u64,
+    /// TLBI commands issued.
+    pub tlbi_commands: u64,
+    /// CFGI commands issued.
+    pub cfgi_commands: u64,
+    /// Event records seen.
+    pub events: u64,
+    /// Event records for StreamIDs no client owns.
+    pub unattributed_events: u64,
+    /// Failed submissions or syncs.
+    pub hw_errors: u64,
+    /// Clients quarantined.
+    pub quarantines: u64,
+}
+
+/// A client as [`Server::clients`] shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientInfo<'a> {
+    /// Badge.
+    pub badge: u32,
+    /// Name from the system description.
+    pub name: &'a str,
+    /// Invalidation policy.
+    pub policy: InvalidationPolicy,
+    /// Trust level.
+    pub trust: TrustLevel,
+    /// Attached streams.
+    pub sids: &'a [StreamId],
+    /// Quarantined after faults.
+    pub quarantined: bool,
+    /// Counters.
+    pub stats: Stats,
+}
