@@ -9,6 +9,7 @@ use abi::PhysAddr;
 use hermit_sync::{InterruptSpinMutex, OnceCell};
 
 use crate::mmio::{Mmio, Reg};
+use crate::timeout::{Counter, poll_until};
 
 /// PL011 registers [PrimeCell UART (PL011) TRM §3.2].
 mod regs {
@@ -29,23 +30,23 @@ mod regs {
 /// under 3 ms at 115200 baud).
 const FIFO_DRAIN_US: u64 = 10_000;
 
-struct Pl011 {
-    mmio: Mmio,
+struct Pl011<'a> {
+    mmio: &'a Mmio,
 }
 
-impl Pl011 {
+impl Pl011<'_> {
     fn put(&self, byte: u8) {
         // A full FIFO drains at the line rate; QEMU never reports it full.
         // On timeout the byte is written anyway (it may be lost): the
         // console must never hang the kernel.
-        let _ = crate::timeout::poll_until(FIFO_DRAIN_US, || {
-            self.mmio.read(regs::FR) & regs::FR_TXFF == 0
+        let _ = poll_until(&mut Counter, FIFO_DRAIN_US, || {
+            (self.mmio.read(regs::FR) & regs::FR_TXFF == 0).then_some(())
         });
         self.mmio.write(regs::DR, byte as u32);
     }
 }
 
-impl Write for Pl011 {
+impl Write for Pl011<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for b in s.bytes() {
             if b == b'\n' {
@@ -70,7 +71,7 @@ pub fn init(base: PhysAddr) {
 
 /// Writes formatted text; a no-op before [`init`].
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    if let Some(&mmio) = UART.get() {
+    if let Some(mmio) = UART.get() {
         let _guard = LOCK.lock();
         let _ = Pl011 { mmio }.write_fmt(args);
     }
@@ -79,7 +80,7 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
 /// Writes formatted text even if another writer holds the lock (the panic
 /// and fault paths: the holder may be the code that failed).
 pub fn force_write_fmt(args: fmt::Arguments<'_>) {
-    if let Some(&mmio) = UART.get() {
+    if let Some(mmio) = UART.get() {
         let _guard = LOCK.try_lock();
         let _ = Pl011 { mmio }.write_fmt(args);
     }

@@ -9,7 +9,7 @@ use hermit_sync::OnceCell;
 use crate::arch::Affinity;
 use crate::arch::gic_sysreg as icc;
 use crate::mmio::{Mmio, Reg};
-use crate::timeout::{PollError, poll_until};
+use crate::timeout::{Counter, TimedOut, poll_until};
 
 /// Distributor registers [GICv3 §12.9].
 mod gicd {
@@ -91,8 +91,8 @@ pub enum GicError {
     Timeout(&'static str),
 }
 
-impl From<(PollError, &'static str)> for GicError {
-    fn from((_, what): (PollError, &'static str)) -> Self {
+impl From<(TimedOut, &'static str)> for GicError {
+    fn from((_, what): (TimedOut, &'static str)) -> Self {
         GicError::Timeout(what)
     }
 }
@@ -138,8 +138,8 @@ pub fn init(
 
     // Wake the redistributor.
     rd.modify(gicr::WAKER, |w| w & !gicr::WAKER_PROCESSOR_SLEEP);
-    poll_until(1_000, || {
-        rd.read(gicr::WAKER) & gicr::WAKER_CHILDREN_ASLEEP == 0
+    poll_until(&mut Counter, 1_000, || {
+        (rd.read(gicr::WAKER) & gicr::WAKER_CHILDREN_ASLEEP == 0).then_some(())
     })
     .map_err(|e| (e, "GICR_WAKER.ChildrenAsleep"))?;
 
@@ -178,8 +178,10 @@ pub fn init(
 }
 
 fn wait_rwp(gicd: &Mmio) -> Result<(), GicError> {
-    poll_until(1_000, || gicd.read(gicd::CTLR) & gicd::CTLR_RWP == 0)
-        .map_err(|e| (e, "GICD_CTLR.RWP").into())
+    poll_until(&mut Counter, 1_000, || {
+        (gicd.read(gicd::CTLR) & gicd::CTLR_RWP == 0).then_some(())
+    })
+    .map_err(|e| (e, "GICD_CTLR.RWP").into())
 }
 
 fn gic() -> &'static Gic {

@@ -22,7 +22,7 @@ pub struct Probe {
 /// Reads and decodes the ID registers of `smmu`.
 pub fn probe(smmu: &Smmu) -> Probe {
     let mmio = Mmio::new(smmu.regs.base, smmu.regs.size as usize);
-    let read = |r: regs::Reg32| mmio.read(Reg::<u32>::at(r.offset()));
+    let read = |r: Reg<u32>| mmio.read(r);
     let idr = regs::IDRS.map(read);
     let aidr = read(regs::AIDR);
     Probe {

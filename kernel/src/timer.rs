@@ -64,7 +64,9 @@ pub fn wait_ticks(n: u64) -> (u64, u64) {
     let start = crate::arch::counter();
     // Spin rather than WFI: a timer that never fires must not hang boot.
     // A timeout is no error here: the ticks seen say what happened.
-    let _ = crate::timeout::poll_until(10 * n * TICK_US, || ticks() - start_ticks >= n);
+    let _ = crate::timeout::poll_until(&mut crate::timeout::Counter, 10 * n * TICK_US, || {
+        (ticks() - start_ticks >= n).then_some(())
+    });
     (
         ticks() - start_ticks,
         crate::timeout::ticks_to_us(crate::arch::counter() - start),

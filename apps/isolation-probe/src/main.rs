@@ -279,7 +279,7 @@ fn nocaps(info: &TaskInfo<'_>) -> i32 {
         "pci_map_bar(edu, 0)",
         userlib::DeviceRegion::pci_bar(edu, 0),
     ) {
-        match bar.read::<u32>(0) {
+        match bar.read(userlib::Reg::<u32>::at(0)) {
             Some(id) => c.value("edu id register", id as u64, EDU_ID),
             None => c.broken("edu id register", "BAR0 shorter than 4 bytes"),
         }

@@ -15,7 +15,6 @@ extern crate alloc;
 pub mod device;
 mod policy;
 pub mod serve;
-pub mod wait;
 
 pub use device::{BlockDevice, DeviceIo};
 pub use serve::{Config, Counters, serve};

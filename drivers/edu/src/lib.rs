@@ -8,25 +8,27 @@
 #![forbid(unsafe_code)]
 
 use abi::Error;
-use userlib::{DeviceRegion, SysResult};
+use userlib::{Counter, DeviceRegion, Reg, SysResult, poll_until};
 
 /// Vendor:device of the edu device.
 pub const ID: u32 = 0x11e8_1234;
 
 /// Registers in BAR0 [edu.rst].
 mod regs {
+    use userlib::Reg;
+
     /// Identification: 0x010000ed (major 1, minor 0, 0xed).
-    pub const IDENT: u64 = 0x00;
+    pub const IDENT: Reg<u32> = Reg::named(0x00, "IDENT");
     /// Liveness check: reads back the bitwise NOT of what was written.
-    pub const LIVENESS: u64 = 0x04;
+    pub const LIVENESS: Reg<u32> = Reg::named(0x04, "LIVENESS");
     /// DMA source address (RAM side: an IOVA; device side: 0x40000 + off).
-    pub const DMA_SRC: u64 = 0x80;
+    pub const DMA_SRC: Reg<u64> = Reg::named(0x80, "DMA_SRC");
     /// DMA destination address.
-    pub const DMA_DST: u64 = 0x88;
+    pub const DMA_DST: Reg<u64> = Reg::named(0x88, "DMA_DST");
     /// DMA transfer count in bytes.
-    pub const DMA_COUNT: u64 = 0x90;
+    pub const DMA_COUNT: Reg<u64> = Reg::named(0x90, "DMA_COUNT");
     /// DMA command: start, direction, raise an interrupt when done.
-    pub const DMA_CMD: u64 = 0x98;
+    pub const DMA_CMD: Reg<u64> = Reg::named(0x98, "DMA_CMD");
     /// DMA_CMD: start the transfer; reads 1 until it completes.
     pub const CMD_START: u64 = 1 << 0;
     /// DMA_CMD: direction device → RAM (clear: RAM → device).
@@ -64,6 +66,7 @@ pub enum Direction {
 /// An edu device whose BAR0 this task mapped.
 pub struct Edu {
     bar: DeviceRegion,
+    clock: Counter,
 }
 
 impl Edu {
@@ -71,12 +74,15 @@ impl Edu {
     /// that it is an edu device that answers.
     pub fn open(cap: u32) -> SysResult<Edu> {
         let bar = DeviceRegion::pci_bar(cap, 0)?;
-        let mut edu = Edu { bar };
+        let mut edu = Edu {
+            bar,
+            clock: Counter::from_kernel(),
+        };
         if edu.read32(regs::IDENT) != IDENT_1_0 {
             return Err(Error::BadArgument);
         }
         edu.bar
-            .write::<u32>(regs::LIVENESS, 0x1234_5678)
+            .write(regs::LIVENESS, 0x1234_5678)
             .ok_or(Error::BadAddress)?;
         if edu.read32(regs::LIVENESS) != !0x1234_5678 {
             return Err(Error::BadArgument);
@@ -84,8 +90,8 @@ impl Edu {
         Ok(edu)
     }
 
-    fn read32(&self, off: u64) -> u32 {
-        self.bar.read::<u32>(off).unwrap_or(u32::MAX)
+    fn read32(&self, r: Reg<u32>) -> u32 {
+        self.bar.read(r).unwrap_or(u32::MAX)
     }
 
     /// Copies `len` bytes between `ram_iova` and the device buffer at
@@ -103,25 +109,20 @@ impl Edu {
         };
         // The device must see what the task wrote to RAM before it starts.
         userlib::publish_to_device();
-        let mut w = |off, v: u64| self.bar.write::<u64>(off, v).ok_or(Error::BadAddress);
+        let mut w = |r, v: u64| self.bar.write(r, v).ok_or(Error::BadAddress);
         w(regs::DMA_SRC, src)?;
         w(regs::DMA_DST, dst)?;
         w(regs::DMA_COUNT, len)?;
         w(regs::DMA_CMD, cmd)?;
-        let mut waited = 0;
-        while self
-            .bar
-            .read::<u64>(regs::DMA_CMD)
-            .ok_or(Error::BadAddress)?
-            & regs::CMD_START
-            != 0
-        {
-            if waited >= DMA_TIMEOUT_US {
-                return Err(Error::TimedOut);
+        let bar = &self.bar;
+        let mut clock = self.clock.sleeping(POLL_US);
+        poll_until(&mut clock, DMA_TIMEOUT_US, || {
+            match bar.read(regs::DMA_CMD) {
+                Some(cmd) if cmd & regs::CMD_START != 0 => None,
+                Some(_) => Some(Ok(())),
+                None => Some(Err(Error::BadAddress)),
             }
-            userlib::sleep(POLL_US)?;
-            waited += POLL_US;
-        }
-        Ok(())
+        })
+        .unwrap_or(Err(Error::TimedOut))
     }
 }

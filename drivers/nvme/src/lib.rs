@@ -24,7 +24,6 @@ use core::sync::atomic::{Ordering, fence};
 
 use abi::Iova;
 use block_api::{BlockError, Info, IoKind, SECTOR_SIZE};
-use block_server::wait::{Clock, Waited, wait_for};
 use block_server::{BlockDevice, DeviceIo};
 use iommu_api::Dir;
 use iommu_client::{ClientError, Iommu};
@@ -34,7 +33,7 @@ use nvme_core::layout::{ADMIN_ENTRIES, IO_QUEUE, Layout, PAGE};
 use nvme_core::queue::{CidTable, Completed, CqRing, SqRing};
 use nvme_core::regs::{self, Aqa, Cap, Cc, Csts, ShutdownNotification, ShutdownStatus};
 use nvme_core::{Cid, Nsid, QueueId, prp};
-use userlib::{DeviceRegion, DmaBuffer, log};
+use userlib::{Counter, DeviceRegion, DmaBuffer, Reg, log, poll_until};
 
 pub use nvme_core;
 
@@ -140,7 +139,7 @@ pub struct Nvme {
     iova: Iova,
     layout: Layout,
     cap: Cap,
-    clock: Clock,
+    clock: Counter,
     admin_sq: SqRing,
     admin_cq: CqRing,
     admin_cid: u16,
@@ -186,7 +185,7 @@ impl Nvme {
         queue_depth: u16,
     ) -> Result<Nvme, OpenError> {
         let (_, hz) = userlib::time().map_err(sys("reading the clock"))?;
-        let clock = Clock::new(hz);
+        let clock = Counter::new(hz);
         iommu
             .attach(pci_cap, DMA_BITS)
             .map_err(|error| OpenError::Iommu {
@@ -280,16 +279,15 @@ impl Nvme {
         self.write32(regs::CC, cc.encode());
         let csts = regs::CSTS;
         let bar = &self.bar;
-        wait_until(
-            self.clock,
+        poll_until(
+            &mut self.clock.sleeping(READY_POLL_US),
             self.cap.timeout_us(),
-            READY_POLL_US,
-            "shutdown",
             || {
                 let s = Csts(read32(bar, csts));
-                s.shutdown() == ShutdownStatus::Complete
+                (s.shutdown() == ShutdownStatus::Complete).then_some(())
             },
         )
+        .map_err(|_| OpenError::Timeout("shutdown"))
     }
 
     /// The initialisation sequence [NVMe-2.0 §3.5.1], after the memory is
@@ -324,17 +322,16 @@ impl Nvme {
         self.write32(regs::CC, Cc::nvm(PAGE, true).encode());
         let bar = &self.bar;
         let mut fatal = false;
-        wait_until(
-            self.clock,
+        poll_until(
+            &mut self.clock.sleeping(READY_POLL_US),
             self.cap.timeout_us(),
-            READY_POLL_US,
-            "CSTS.RDY = 1",
             || {
                 let s = Csts(read32(bar, regs::CSTS));
                 fatal = s.failed();
-                fatal || s.ready()
+                (fatal || s.ready()).then_some(())
             },
-        )?;
+        )
+        .map_err(|_| OpenError::Timeout("CSTS.RDY = 1"))?;
         if fatal {
             return Err(OpenError::Fatal("enable"));
         }
@@ -418,13 +415,12 @@ impl Nvme {
             self.write32(regs::CC, cc & !Cc::EN);
         }
         let bar = &self.bar;
-        wait_until(
-            self.clock,
+        poll_until(
+            &mut self.clock.sleeping(READY_POLL_US),
             self.cap.timeout_us(),
-            READY_POLL_US,
-            "CSTS.RDY = 0",
-            || !Csts(read32(bar, regs::CSTS)).ready(),
+            || (!Csts(read32(bar, regs::CSTS)).ready()).then_some(()),
         )
+        .map_err(|_| OpenError::Timeout("CSTS.RDY = 0"))
     }
 
     /// The IOVA of byte `offset` of the driver's memory.
@@ -434,19 +430,19 @@ impl Nvme {
         Iova::new(self.iova.get() + offset)
     }
 
-    fn write32(&mut self, r: regs::Reg32, v: u32) {
-        let _ = self.bar.write::<u32>(r.offset(), v);
+    fn write32(&mut self, r: Reg<u32>, v: u32) {
+        let _ = self.bar.write(r, v);
     }
 
     /// A 64-bit register as two 32-bit writes, low half first (as every
     /// controller accepts).
-    fn write64(&mut self, r: regs::Reg64, v: u64) {
-        let _ = self.bar.write::<u32>(r.offset(), v as u32);
-        let _ = self.bar.write::<u32>(r.offset() + 4, (v >> 32) as u32);
+    fn write64(&mut self, r: Reg<u64>, v: u64) {
+        let _ = self.bar.write(r.lo(), v as u32);
+        let _ = self.bar.write(r.hi(), (v >> 32) as u32);
     }
 
-    fn ring(&mut self, doorbell: u64, value: u16) {
-        let _ = self.bar.write::<u32>(doorbell, u32::from(value));
+    fn ring(&mut self, doorbell: Reg<u32>, value: u16) {
+        let _ = self.bar.write(doorbell, u32::from(value));
     }
 
     /// The identify page as the controller wrote it.
@@ -486,16 +482,20 @@ impl Nvme {
             &mut self.admin_cq,
             self.layout.admin_cq,
         );
-        let got = wait_for(self.clock, ADMIN_TIMEOUT_US, ADMIN_POLL_US, || {
-            if let Some(c) = pop_cqe(mem, base, ring) {
-                return Some(Ok(c));
-            }
-            Csts(read32(bar, regs::CSTS)).failed().then_some(Err(()))
-        });
+        let got = poll_until(
+            &mut self.clock.sleeping(ADMIN_POLL_US),
+            ADMIN_TIMEOUT_US,
+            || {
+                if let Some(c) = pop_cqe(mem, base, ring) {
+                    return Some(Ok(c));
+                }
+                Csts(read32(bar, regs::CSTS)).failed().then_some(Err(()))
+            },
+        );
         let cqe = match got {
-            Waited::Done(Ok(c)) => c,
-            Waited::Done(Err(())) => return Err(OpenError::Fatal(command)),
-            Waited::TimedOut => return Err(OpenError::Timeout(command)),
+            Ok(Ok(c)) => c,
+            Ok(Err(())) => return Err(OpenError::Fatal(command)),
+            Err(_) => return Err(OpenError::Timeout(command)),
         };
         let head = self.admin_cq.head();
         self.ring(self.cap.cq_head_doorbell(QueueId::ADMIN), head);
@@ -796,27 +796,24 @@ impl Nvme {
         userlib::publish_to_device();
         let tail = self.io_sq.tail();
         self.ring(self.cap.sq_tail_doorbell(IO_QUEUE), tail);
-        let clock = self.clock;
+        let mut clock = self.clock.sleeping(ADMIN_POLL_US);
         let mut out = Vec::new();
-        let got = wait_for(clock, IO_TIMEOUT_US + 1_000_000, ADMIN_POLL_US, || {
+        let got = poll_until(&mut clock, IO_TIMEOUT_US + 1_000_000, || {
             self.completions(&mut out);
             out.iter().find(|(s, _)| *s == SLOT).map(|&(_, r)| r)
         });
-        match got {
-            Waited::Done(r) => r,
-            Waited::TimedOut => Err(BlockError::Timeout),
-        }
+        got.unwrap_or(Err(BlockError::Timeout))
     }
 }
 
-fn read32(bar: &DeviceRegion, r: regs::Reg32) -> u32 {
-    bar.read::<u32>(r.offset()).unwrap_or(u32::MAX)
+fn read32(bar: &DeviceRegion, r: Reg<u32>) -> u32 {
+    bar.read(r).unwrap_or(u32::MAX)
 }
 
 /// A 64-bit register as two 32-bit reads, low half first.
-fn read64(bar: &DeviceRegion, r: regs::Reg64) -> u64 {
-    let lo = bar.read::<u32>(r.offset()).unwrap_or(u32::MAX);
-    let hi = bar.read::<u32>(r.offset() + 4).unwrap_or(u32::MAX);
+fn read64(bar: &DeviceRegion, r: Reg<u64>) -> u64 {
+    let lo = bar.read(r.lo()).unwrap_or(u32::MAX);
+    let hi = bar.read(r.hi()).unwrap_or(u32::MAX);
     u64::from(lo) | (u64::from(hi) << 32)
 }
 
@@ -844,19 +841,4 @@ fn pop_cqe(mem: &DmaBuffer, base: u64, ring: &mut CqRing) -> Option<Cqe> {
     let dw2 = mem.read::<u32>(at + 8)?;
     ring.advance();
     Some(Cqe::from_dwords([dw0, 0, dw2, dw3]))
-}
-
-/// Waits until `done()` holds, polling every `poll_us`, for at most
-/// `timeout_us`.
-fn wait_until(
-    clock: Clock,
-    timeout_us: u64,
-    poll_us: u64,
-    what: &'static str,
-    mut done: impl FnMut() -> bool,
-) -> Result<(), OpenError> {
-    match wait_for(clock, timeout_us, poll_us, || done().then_some(())) {
-        Waited::Done(()) => Ok(()),
-        Waited::TimedOut => Err(OpenError::Timeout(what)),
-    }
 }

@@ -23,11 +23,10 @@ use core::fmt;
 
 use abi::{Iova, PAGE_SIZE, StreamId};
 use block_api::{BlockError, Info, IoKind};
-use block_server::wait::{Clock, Waited, wait_for};
 use block_server::{BlockDevice, DeviceIo};
 use iommu_api::{Dir, Extent};
 use iommu_client::{ClientError, Iommu};
-use userlib::{DmaBuffer, log};
+use userlib::{Counter, DmaBuffer, log, poll_until};
 use virtio_core::blk::{
     self, BlkConfig, DmaLayout, Outcome, RequestHeader, RequestType, SECTOR_BYTES,
 };
@@ -138,19 +137,21 @@ impl From<OutOfWindow> for OpenError {
 
 /// Writes 0 to `device_status` and waits (bounded) for it to read 0
 /// [VIRTIO-1.2 §4.1.4.3.2].
-fn reset(regs: &mut Transport, clock: Clock) -> Result<(), OpenError> {
+fn reset(regs: &mut Transport, clock: Counter) -> Result<(), OpenError> {
     regs.set_common(common::DEVICE_STATUS, Status::RESET.0)?;
     let regs = &*regs;
-    let got = wait_for(clock, RESET_TIMEOUT_US, POLL_US, || {
-        match regs.common(common::DEVICE_STATUS) {
+    let got = poll_until(
+        &mut clock.sleeping(POLL_US),
+        RESET_TIMEOUT_US,
+        || match regs.common(common::DEVICE_STATUS) {
             Ok(s) if s == Status::RESET.0 => Some(Ok(())),
             Ok(_) => None,
             Err(e) => Some(Err(e)),
-        }
-    });
+        },
+    );
     match got {
-        Waited::Done(r) => Ok(r?),
-        Waited::TimedOut => Err(OpenError::ResetTimeout),
+        Ok(r) => Ok(r?),
+        Err(_) => Err(OpenError::ResetTimeout),
     }
 }
 
@@ -171,7 +172,7 @@ pub struct VirtioBlk {
     irq: Option<(u32, u64)>,
     sid: StreamId,
     /// The counter's frequency, for deadlines.
-    clock: Clock,
+    clock: Counter,
     read_only: bool,
     flush: bool,
     /// The device failed (needs reset, broke the ring protocol): every
@@ -206,7 +207,7 @@ struct Ready {
 /// What `open` has set up so far, to undo on failure.
 struct Partial {
     regs: Transport,
-    clock: Clock,
+    clock: Counter,
     mapped: Option<(Iova, u64)>,
 }
 
@@ -233,7 +234,7 @@ impl VirtioBlk {
         let caps = pci::find_caps(|off| userlib::pci_config_read(pci_cap, off).ok())?;
         let regs = Transport::map(pci_cap, caps)?;
         let (_, hz) = userlib::time()?;
-        let clock = Clock::new(hz);
+        let clock = Counter::new(hz);
         let mut p = Partial {
             regs,
             clock,
@@ -269,7 +270,7 @@ impl VirtioBlk {
         r: Ready,
         irq: Option<(u32, u64)>,
         sid: StreamId,
-        clock: Clock,
+        clock: Counter,
     ) -> VirtioBlk {
         VirtioBlk {
             pci_cap,

@@ -8,9 +8,8 @@
 //! capability declared. It never writes a PCI BAR register (the kernel
 //! refuses that anyway) and never decides device state.
 
-use userlib::mem::Scalar;
-use userlib::{DeviceRegion, SysResult};
-use virtio_core::pci::{Field, VirtioCaps, Window, common, isr};
+use userlib::{DeviceRegion, Reg, SysResult, Value};
+use virtio_core::pci::{VirtioCaps, Window, common, isr};
 
 /// BARs of a type-0 header.
 const BARS: usize = 6;
@@ -46,35 +45,43 @@ impl Transport {
         })
     }
 
-    fn read<T: Scalar>(&self, w: Window, f: Field<T>) -> Result<T, OutOfWindow> {
-        let at = w.at(f.offset, f.bytes()).ok_or(OutOfWindow)?;
+    /// `f` of the structure in window `w`, as a register of its BAR.
+    fn in_bar<T: Value>(w: Window, f: Reg<T>) -> Result<Reg<T>, OutOfWindow> {
+        let at = w
+            .at(f.offset() as u64, f.width() as u64)
+            .ok_or(OutOfWindow)?;
+        Ok(Reg::at(usize::try_from(at).map_err(|_| OutOfWindow)?))
+    }
+
+    fn read<T: Value>(&self, w: Window, f: Reg<T>) -> Result<T, OutOfWindow> {
+        let reg = Self::in_bar(w, f)?;
         self.bars[usize::from(w.bar)]
             .as_ref()
-            .and_then(|r| r.read::<T>(at))
+            .and_then(|r| r.read(reg))
             .ok_or(OutOfWindow)
     }
 
-    fn write<T: Scalar>(&mut self, w: Window, f: Field<T>, v: T) -> Result<(), OutOfWindow> {
-        let at = w.at(f.offset, f.bytes()).ok_or(OutOfWindow)?;
+    fn write<T: Value>(&mut self, w: Window, f: Reg<T>, v: T) -> Result<(), OutOfWindow> {
+        let reg = Self::in_bar(w, f)?;
         self.bars[usize::from(w.bar)]
             .as_mut()
-            .and_then(|r| r.write::<T>(at, v))
+            .and_then(|r| r.write(reg, v))
             .ok_or(OutOfWindow)
     }
 
     /// Reads a common configuration field [VIRTIO-1.2 §4.1.4.3].
-    pub fn common<T: Scalar>(&self, f: Field<T>) -> Result<T, OutOfWindow> {
+    pub fn common<T: Value>(&self, f: Reg<T>) -> Result<T, OutOfWindow> {
         self.read(self.caps.common, f)
     }
 
     /// Writes a common configuration field.
-    pub fn set_common<T: Scalar>(&mut self, f: Field<T>, v: T) -> Result<(), OutOfWindow> {
+    pub fn set_common<T: Value>(&mut self, f: Reg<T>, v: T) -> Result<(), OutOfWindow> {
         self.write(self.caps.common, f, v)
     }
 
     /// Writes a 64-bit common configuration field as two 32-bit halves,
     /// low first [VIRTIO-1.2 §4.1.3.1].
-    pub fn set_common64(&mut self, f: Field<u64>, v: u64) -> Result<(), OutOfWindow> {
+    pub fn set_common64(&mut self, f: Reg<u64>, v: u64) -> Result<(), OutOfWindow> {
         self.set_common(f.lo(), v as u32)?;
         self.set_common(f.hi(), (v >> 32) as u32)
     }
@@ -99,7 +106,11 @@ impl Transport {
     /// Reads a 32-bit field of the device configuration
     /// [VIRTIO-1.2 §4.1.4.6].
     pub fn device_config32(&self, offset: u64) -> Option<u32> {
-        self.read(self.caps.device, Field::<u32>::new(offset)).ok()
+        self.read(
+            self.caps.device,
+            Reg::<u32>::at(usize::try_from(offset).ok()?),
+        )
+        .ok()
     }
 
     /// Reads (and so clears) the ISR status, deasserting INTx
@@ -119,9 +130,10 @@ impl Transport {
     /// write of the queue index [VIRTIO-1.2 §4.1.5.2].
     pub fn notify(&mut self, queue: u16) -> Result<(), OutOfWindow> {
         let at = self.notify.ok_or(OutOfWindow)?;
+        let reg = Reg::<u16>::at(usize::try_from(at).map_err(|_| OutOfWindow)?);
         self.bars[usize::from(self.caps.notify.bar)]
             .as_mut()
-            .and_then(|r| r.write::<u16>(at, queue))
+            .and_then(|r| r.write(reg, queue))
             .ok_or(OutOfWindow)
     }
 }

@@ -1,12 +1,15 @@
 //! SMMUv3 programming-interface registers: offsets and widths of the
 //! Non-secure registers in pages 0 and 1, and pure encoders/decoders for
-//! their fields [SMMUv3 §6.2, §6.3]. No accesses happen here; a hardware
-//! layer performs one volatile access of the stated width per register.
+//! their fields [SMMUv3 §6.2, §6.3]. Registers are the shared
+//! [`mmio::Reg`] declarations (offset, width, name). No accesses happen
+//! here; a hardware layer performs one volatile access of the stated width
+//! per register.
 
 use core::fmt;
 use core::ops::{BitOr, BitOrAssign};
 
 use abi::PhysAddr;
+pub use mmio::Reg;
 
 use crate::bits::{fits_addr, get, set, set_bit};
 use crate::ste::Split;
@@ -16,150 +19,110 @@ use crate::{Error, Shareability};
 /// base [SMMUv3 §6.2].
 pub const PAGE1: usize = 0x1_0000;
 
-/// A 32-bit register: read and written with single 32-bit accesses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reg32 {
-    offset: usize,
-    name: &'static str,
-}
-
-/// A 64-bit register: read and written with single 64-bit accesses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reg64 {
-    offset: usize,
-    name: &'static str,
-}
-
-impl Reg32 {
-    const fn new(offset: usize, name: &'static str) -> Self {
-        Self { offset, name }
-    }
-    /// Byte offset from the SMMU's base address.
-    pub const fn offset(self) -> usize {
-        self.offset
-    }
-    /// The register's architectural name, without the `SMMU_` prefix.
-    pub const fn name(self) -> &'static str {
-        self.name
-    }
-}
-
-impl Reg64 {
-    const fn new(offset: usize, name: &'static str) -> Self {
-        Self { offset, name }
-    }
-    /// Byte offset from the SMMU's base address.
-    pub const fn offset(self) -> usize {
-        self.offset
-    }
-    /// The register's architectural name, without the `SMMU_` prefix.
-    pub const fn name(self) -> &'static str {
-        self.name
-    }
-}
-
 /// Any register, with its width, for listings such as a register dump.
+/// Each is a [`Reg`] named after the architecture (without `SMMU_`), its
+/// offset from the SMMU's base address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Register {
     /// A 32-bit register.
-    R32(Reg32),
+    R32(Reg<u32>),
     /// A 64-bit register.
-    R64(Reg64),
+    R64(Reg<u64>),
 }
 
 macro_rules! registers {
     ($($(#[$m:meta])* $name:ident : $ty:ident = $off:expr;)*) => {
-        $( $(#[$m])* pub const $name: $ty = $ty::new($off, stringify!($name)); )*
+        $( $(#[$m])* pub const $name: Reg<$ty> = Reg::named($off, stringify!($name)); )*
         /// Every register named in this module, in offset order.
         pub const ALL: &[Register] = &[$(registers!(@wrap $ty $name)),*];
     };
-    (@wrap Reg32 $name:ident) => { Register::R32($name) };
-    (@wrap Reg64 $name:ident) => { Register::R64($name) };
+    (@wrap u32 $name:ident) => { Register::R32($name) };
+    (@wrap u64 $name:ident) => { Register::R64($name) };
 }
 
 registers! {
     /// ID register 0: stages, formats, coherency, ASID/VMID size [SMMUv3 §6.3.1].
-    IDR0: Reg32 = 0x00;
+    IDR0: u32 = 0x00;
     /// ID register 1: queue and table sizes, StreamID/SubstreamID size [SMMUv3 §6.3.2].
-    IDR1: Reg32 = 0x04;
+    IDR1: u32 = 0x04;
     /// ID register 2: VATOS page offset [SMMUv3 §6.3.3].
-    IDR2: Reg32 = 0x08;
+    IDR2: u32 = 0x08;
     /// ID register 3: RIL, BBML and other v3.1+ features [SMMUv3 §6.3.4].
-    IDR3: Reg32 = 0x0C;
+    IDR3: u32 = 0x0C;
     /// ID register 4: IMPLEMENTATION DEFINED [SMMUv3 §6.3.5].
-    IDR4: Reg32 = 0x10;
+    IDR4: u32 = 0x10;
     /// ID register 5: OAS, granules, VAX [SMMUv3 §6.3.6].
-    IDR5: Reg32 = 0x14;
+    IDR5: u32 = 0x14;
     /// Implementation identification [SMMUv3 §6.3.7].
-    IIDR: Reg32 = 0x18;
+    IIDR: u32 = 0x18;
     /// Architecture version [SMMUv3 §6.3.8].
-    AIDR: Reg32 = 0x1C;
+    AIDR: u32 = 0x1C;
     /// Global control: SMMUEN and queue enables [SMMUv3 §6.3.9].
-    CR0: Reg32 = 0x20;
+    CR0: u32 = 0x20;
     /// Acknowledge of CR0 updates [SMMUv3 §6.3.10].
-    CR0ACK: Reg32 = 0x24;
+    CR0ACK: u32 = 0x24;
     /// Table and queue access attributes [SMMUv3 §6.3.11].
-    CR1: Reg32 = 0x28;
+    CR1: u32 = 0x28;
     /// E2H, RECINVSID, PTM [SMMUv3 §6.3.12].
-    CR2: Reg32 = 0x2C;
+    CR2: u32 = 0x2C;
     /// Status (DORMANT) [SMMUv3 §6.3.13].
-    STATUSR: Reg32 = 0x40;
+    STATUSR: u32 = 0x40;
     /// Global bypass attributes, used while SMMUEN == 0 [SMMUv3 §6.3.14].
-    GBPA: Reg32 = 0x44;
+    GBPA: u32 = 0x44;
     /// Alternate global bypass attributes [SMMUv3 §6.3.15].
-    AGBPA: Reg32 = 0x48;
+    AGBPA: u32 = 0x48;
     /// Interrupt enables [SMMUv3 §6.3.16].
-    IRQ_CTRL: Reg32 = 0x50;
+    IRQ_CTRL: u32 = 0x50;
     /// Acknowledge of IRQ_CTRL updates [SMMUv3 §6.3.18].
-    IRQ_CTRLACK: Reg32 = 0x54;
+    IRQ_CTRLACK: u32 = 0x54;
     /// Global errors, toggled by the SMMU [SMMUv3 §6.3.19].
-    GERROR: Reg32 = 0x60;
+    GERROR: u32 = 0x60;
     /// Global error acknowledge, toggled by software [SMMUv3 §6.3.20].
-    GERRORN: Reg32 = 0x64;
+    GERRORN: u32 = 0x64;
     /// GERROR MSI address [SMMUv3 §6.3.21].
-    GERROR_IRQ_CFG0: Reg64 = 0x68;
+    GERROR_IRQ_CFG0: u64 = 0x68;
     /// GERROR MSI data [SMMUv3 §6.3.22].
-    GERROR_IRQ_CFG1: Reg32 = 0x70;
+    GERROR_IRQ_CFG1: u32 = 0x70;
     /// GERROR MSI attributes [SMMUv3 §6.3.23].
-    GERROR_IRQ_CFG2: Reg32 = 0x74;
+    GERROR_IRQ_CFG2: u32 = 0x74;
     /// Stream table base [SMMUv3 §6.3.24].
-    STRTAB_BASE: Reg64 = 0x80;
+    STRTAB_BASE: u64 = 0x80;
     /// Stream table format and size [SMMUv3 §6.3.25].
-    STRTAB_BASE_CFG: Reg32 = 0x88;
+    STRTAB_BASE_CFG: u32 = 0x88;
     /// Command queue base and size [SMMUv3 §6.3.26].
-    CMDQ_BASE: Reg64 = 0x90;
+    CMDQ_BASE: u64 = 0x90;
     /// Command queue producer index, written by software [SMMUv3 §6.3.27].
-    CMDQ_PROD: Reg32 = 0x98;
+    CMDQ_PROD: u32 = 0x98;
     /// Command queue consumer index and error code [SMMUv3 §6.3.28].
-    CMDQ_CONS: Reg32 = 0x9C;
+    CMDQ_CONS: u32 = 0x9C;
     /// Event queue base and size [SMMUv3 §6.3.29].
-    EVENTQ_BASE: Reg64 = 0xA0;
+    EVENTQ_BASE: u64 = 0xA0;
     /// Event queue MSI address [SMMUv3 §6.3.30].
-    EVENTQ_IRQ_CFG0: Reg64 = 0xB0;
+    EVENTQ_IRQ_CFG0: u64 = 0xB0;
     /// Event queue MSI data [SMMUv3 §6.3.31].
-    EVENTQ_IRQ_CFG1: Reg32 = 0xB8;
+    EVENTQ_IRQ_CFG1: u32 = 0xB8;
     /// Event queue MSI attributes [SMMUv3 §6.3.32].
-    EVENTQ_IRQ_CFG2: Reg32 = 0xBC;
+    EVENTQ_IRQ_CFG2: u32 = 0xBC;
     /// PRI queue base and size [SMMUv3 §6.3.33].
-    PRIQ_BASE: Reg64 = 0xC0;
+    PRIQ_BASE: u64 = 0xC0;
     /// PRI queue MSI address [SMMUv3 §6.3.34].
-    PRIQ_IRQ_CFG0: Reg64 = 0xD0;
+    PRIQ_IRQ_CFG0: u64 = 0xD0;
     /// PRI queue MSI data [SMMUv3 §6.3.35].
-    PRIQ_IRQ_CFG1: Reg32 = 0xD8;
+    PRIQ_IRQ_CFG1: u32 = 0xD8;
     /// PRI queue MSI attributes [SMMUv3 §6.3.36].
-    PRIQ_IRQ_CFG2: Reg32 = 0xDC;
+    PRIQ_IRQ_CFG2: u32 = 0xDC;
     /// Event queue producer index, in page 1 (written by the SMMU) [SMMUv3 §6.3.95].
-    EVENTQ_PROD: Reg32 = PAGE1 + 0xA8;
+    EVENTQ_PROD: u32 = PAGE1 + 0xA8;
     /// Event queue consumer index, in page 1 (written by software) [SMMUv3 §6.3.96].
-    EVENTQ_CONS: Reg32 = PAGE1 + 0xAC;
+    EVENTQ_CONS: u32 = PAGE1 + 0xAC;
     /// PRI queue producer index, in page 1 [SMMUv3 §6.3.97].
-    PRIQ_PROD: Reg32 = PAGE1 + 0xC8;
+    PRIQ_PROD: u32 = PAGE1 + 0xC8;
     /// PRI queue consumer index, in page 1 [SMMUv3 §6.3.98].
-    PRIQ_CONS: Reg32 = PAGE1 + 0xCC;
+    PRIQ_CONS: u32 = PAGE1 + 0xCC;
 }
 
 /// IDR0..IDR5 in order: what [`crate::idr::Features::decode`] takes.
-pub const IDRS: [Reg32; 6] = [IDR0, IDR1, IDR2, IDR3, IDR4, IDR5];
+pub const IDRS: [Reg<u32>; 6] = [IDR0, IDR1, IDR2, IDR3, IDR4, IDR5];
 
 /// Size of the register frame a mapping must cover: pages 0 and 1
 /// (QEMU's `virt` SMMU node is 0x20000 long) [SMMUv3 §6.2].
@@ -718,7 +681,7 @@ mod tests {
 
     #[test]
     fn offsets_and_widths() {
-        let idr_offsets: [usize; 6] = IDRS.map(Reg32::offset);
+        let idr_offsets: [usize; 6] = IDRS.map(|r| r.offset());
         assert_eq!(idr_offsets, [0x00, 0x04, 0x08, 0x0C, 0x10, 0x14]);
         assert_eq!(IIDR.offset(), 0x18);
         assert_eq!(AIDR.offset(), 0x1C);

@@ -11,8 +11,8 @@ use iommu_core::server::{HwError, SmmuHw};
 use smmuv3::cmd::{Command, Sync as CmdSync};
 use smmuv3::idr::Features;
 use smmuv3::queue::{Pos, Ring};
-use smmuv3::regs::{self, Cr0, Cr1, Cr2, GError, IrqCtrl, QueueBase, QueueKind, Reg32, Reg64};
-use userlib::{DeviceRegion, log};
+use smmuv3::regs::{self, Cr0, Cr1, Cr2, GError, IrqCtrl, QueueBase, QueueKind};
+use userlib::{Counter, DeviceRegion, Reg, log, poll_until};
 
 use crate::pool::Pool;
 
@@ -85,55 +85,45 @@ pub struct Smmu {
     pool: Pool,
     cmdq: Queue,
     evtq: Queue,
-    hz: u64,
+    clock: Counter,
     /// What it did.
     pub counters: HwCounters,
 }
 
 impl Smmu {
-    fn r32(&self, r: Reg32) -> u32 {
-        self.regs
-            .read::<u32>(r.offset() as u64)
-            .expect("register inside the SMMU frame")
+    fn r32(&self, r: Reg<u32>) -> u32 {
+        self.regs.read(r).expect("register inside the SMMU frame")
     }
-    fn w32(&mut self, r: Reg32, v: u32) {
+    fn w32(&mut self, r: Reg<u32>, v: u32) {
         self.regs
-            .write::<u32>(r.offset() as u64, v)
+            .write(r, v)
             .expect("register inside the SMMU frame");
     }
-    fn w64(&mut self, r: Reg64, v: u64) {
+    fn w64(&mut self, r: Reg<u64>, v: u64) {
         self.regs
-            .write::<u64>(r.offset() as u64, v)
+            .write(r, v)
             .expect("register inside the SMMU frame");
     }
 
-    fn now_us(&self) -> u64 {
-        userlib::counter().saturating_mul(1_000_000) / self.hz
-    }
-
-    /// Polls `done` until true or `timeout_us` passes: every wait of this
-    /// layer goes through here.
+    /// Polls `done` until true or `timeout_us` passes, through the shared
+    /// bounded wait (spinning on the counter): every wait of this layer
+    /// goes through here. An error from `done` ends the wait.
     fn poll(
         &mut self,
         timeout_us: u64,
         what: &'static str,
         mut done: impl FnMut(&mut Self) -> Result<bool, HwError>,
     ) -> Result<(), HwError> {
-        let deadline = self.now_us() + timeout_us;
-        loop {
-            if done(self)? {
-                return Ok(());
-            }
-            if self.now_us() > deadline {
-                return if done(self)? {
-                    Ok(())
-                } else {
-                    log!("iommu: timeout waiting for {what}");
-                    Err(HwError::Timeout)
-                };
-            }
-            core::hint::spin_loop();
-        }
+        let mut clock = self.clock;
+        poll_until(&mut clock, timeout_us, || match done(self) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .unwrap_or_else(|_| {
+            log!("iommu: timeout waiting for {what}");
+            Err(HwError::Timeout)
+        })
     }
 
     fn write_cr0(&mut self, cr0: Cr0) -> Result<(), HwError> {
@@ -148,10 +138,7 @@ impl Smmu {
     /// table/queue attributes and brings the command queue up. The stream
     /// table is installed later by [`Smmu::enable`].
     pub fn probe(regs: DeviceRegion, mut pool: Pool) -> Result<Self, BringUpError> {
-        let read = |r: Reg32| {
-            regs.read::<u32>(r.offset() as u64)
-                .expect("register inside the SMMU frame")
-        };
+        let read = |r: Reg<u32>| regs.read(r).expect("register inside the SMMU frame");
         let idr = regs::IDRS.map(read);
         let features = Features::decode(idr, read(regs::AIDR)).map_err(BringUpError::Idr)?;
         if !features.stage1 {
@@ -189,14 +176,14 @@ impl Smmu {
         };
         let cmdq = queue(QueueKind::Command, cmdq_log2)?;
         let evtq = queue(QueueKind::Event, evtq_log2)?;
-        let hz = userlib::time().map(|(_, hz)| hz).unwrap_or(1).max(1);
+        let clock = Counter::from_kernel();
         let mut s = Self {
             regs,
             features,
             pool,
             cmdq,
             evtq,
-            hz,
+            clock,
             counters: HwCounters::default(),
         };
 

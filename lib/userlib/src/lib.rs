@@ -28,10 +28,11 @@ pub use bootimage::{Client, TaskInfo};
 pub use console::log;
 pub use ipc::{Grant, RecvInfo, RecvKind, call, irq_ack, notify, recv, reply, wait};
 pub use mem::{DeviceRegion, DmaBuffer, dma_alloc, mmio_map, pci_map_bar, publish_to_device};
+pub use mmio::{Reg, TimedOut, Value, poll_until};
 pub use pci::{pci_config_read, pci_config_write, pci_enable_bus_master, smmu_enabled};
 pub use rt::incarnation;
 pub use task::{exit, kernel_integrity, yield_now};
-pub use time::{counter, sleep, time};
+pub use time::{Counter, counter, sleep, time};
 
 /// Looks up a capability by name, falling back to the task's only
 /// capability if it has exactly one (so a task serving one endpoint works

@@ -8,7 +8,7 @@ use abi::{PAGE_SIZE, SysResult, Sysno};
 use crate::ipc::Grant;
 use crate::sys::Region;
 
-pub use crate::sys::Scalar;
+pub use mmio::{Reg, Value};
 
 /// Allocates `pages` zeroed, contiguous pages within the task's DMA quota;
 /// returns `(va, len)`. Prefer [`DmaBuffer::alloc`], which keeps the
@@ -74,13 +74,13 @@ impl DmaBuffer {
     }
 
     /// One volatile load at `offset`.
-    pub fn read<T: Scalar>(&self, offset: u64) -> Option<T> {
-        self.0.read(offset)
+    pub fn read<T: Value>(&self, offset: u64) -> Option<T> {
+        self.0.read(Reg::at(usize::try_from(offset).ok()?))
     }
 
     /// One volatile store at `offset`.
-    pub fn write<T: Scalar>(&mut self, offset: u64, value: T) -> Option<()> {
-        self.0.write(offset, value)
+    pub fn write<T: Value>(&mut self, offset: u64, value: T) -> Option<()> {
+        self.0.write(Reg::at(usize::try_from(offset).ok()?), value)
     }
 
     /// Copies `src` in at `offset`, byte by byte.
@@ -90,7 +90,7 @@ impl DmaBuffer {
             return None;
         }
         for (i, b) in src.iter().enumerate() {
-            self.0.write(offset + i as u64, *b)?;
+            self.write(offset + i as u64, *b)?;
         }
         Some(())
     }
@@ -102,7 +102,7 @@ impl DmaBuffer {
             return None;
         }
         for (i, b) in dst.iter_mut().enumerate() {
-            *b = self.0.read(offset + i as u64)?;
+            *b = self.read(offset + i as u64)?;
         }
         Some(())
     }
@@ -117,8 +117,8 @@ pub fn publish_to_device() {
 }
 
 /// Device registers mapped for this task (an MMIO capability or a PCI
-/// BAR): typed single volatile accesses; out-of-range or unaligned offsets
-/// give `None`.
+/// BAR): single volatile accesses of shared [`Reg`] declarations;
+/// out-of-range or unaligned registers give `None`.
 #[derive(Debug)]
 pub struct DeviceRegion(Region);
 
@@ -149,13 +149,13 @@ impl DeviceRegion {
         self.0.is_empty()
     }
 
-    /// One volatile load of a register at `offset`.
-    pub fn read<T: Scalar>(&self, offset: u64) -> Option<T> {
-        self.0.read(offset)
+    /// One volatile load of `reg`.
+    pub fn read<T: Value>(&self, reg: Reg<T>) -> Option<T> {
+        self.0.read(reg)
     }
 
-    /// One volatile store of a register at `offset`.
-    pub fn write<T: Scalar>(&mut self, offset: u64, value: T) -> Option<()> {
-        self.0.write(offset, value)
+    /// One volatile store of `value` to `reg`.
+    pub fn write<T: Value>(&mut self, reg: Reg<T>, value: T) -> Option<()> {
+        self.0.write(reg, value)
     }
 }

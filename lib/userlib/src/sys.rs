@@ -1,8 +1,9 @@
 //! Every `unsafe` block of userlib, and nothing else: the `svc` instruction,
 //! the task-info page, the heap's backing store, the probe load, the
 //! vector-register probe, and the
-//! volatile accessors of memory the kernel mapped for this task (DMA and
-//! device memory). Everything above this module is safe code.
+//! construction of the shared [`mmio::Region`] over memory the kernel
+//! mapped for this task (DMA and device memory), whose volatile accessors
+//! are the only way to reach it. Everything above this module is safe code.
 //!
 //! It must never hand out a `&` or `&mut` to DMA or device memory.
 
@@ -14,6 +15,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use abi::syscall::layout;
 use abi::{PAGE_SIZE, SysResult, Sysno};
 use buddy_system_allocator::LockedHeap;
+use mmio::{Reg, Value};
 
 /// Issues `svc #0` with `n` in x8 and `a` in x0..x5; returns x0..x3.
 #[inline(always)]
@@ -109,31 +111,16 @@ pub(crate) fn init_heap() {
 /// Memory the kernel mapped for this task by a successful `dma_alloc`,
 /// `mmio_map` or `pci_map_bar`: the only way to make one is [`Region::map`],
 /// so `va..va+len` is always mapped and owned by this task. Accessed only
-/// through single volatile loads and stores, never through references,
-/// because a device may read or write it at any time. Not `Send`/`Sync`:
-/// tasks are single-threaded.
+/// through the shared [`mmio::Region`]'s single volatile loads and stores,
+/// never through references, because a device may read or write it at any
+/// time. Not `Send`/`Sync`: tasks are single-threaded.
 #[derive(Debug)]
 pub struct Region {
-    va: u64,
-    len: u64,
+    mem: mmio::Region,
     /// Physical address, as `dma_alloc` reports it to the SMMU owner (0
     /// for everyone else and for device mappings).
     pa: u64,
     _not_sync: PhantomData<*mut u8>,
-}
-
-/// A value that can be read or written with one volatile access.
-pub trait Scalar: Copy + sealed::Sealed {}
-impl Scalar for u8 {}
-impl Scalar for u16 {}
-impl Scalar for u32 {}
-impl Scalar for u64 {}
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for u8 {}
-    impl Sealed for u16 {}
-    impl Sealed for u32 {}
-    impl Sealed for u64 {}
 }
 
 impl Region {
@@ -146,9 +133,14 @@ impl Region {
             Sysno::DmaAlloc | Sysno::MmioMap | Sysno::PciMapBar
         ));
         let r = crate::raw::check(syscall(n as u64, args))?;
+        let (va, len) = (r[1] as usize, r[2] as usize);
+        // SAFETY: the kernel just mapped `va..va + len` read-write into this
+        // task (device memory or DMA memory) and never unmaps it while the
+        // task lives; this `Region` is its only handle, nothing in userlib
+        // makes a reference to it, and the task is single-threaded.
+        let mem = unsafe { mmio::Region::new(core::ptr::with_exposed_provenance_mut(va), len) };
         Ok(Region {
-            va: r[1],
-            len: r[2],
+            mem,
             pa: r[3],
             _not_sync: PhantomData,
         })
@@ -156,12 +148,12 @@ impl Region {
 
     /// First address of the mapping.
     pub fn va(&self) -> u64 {
-        self.va
+        self.mem.addr() as u64
     }
 
     /// Length of the mapping in bytes.
     pub fn len(&self) -> u64 {
-        self.len
+        self.mem.len() as u64
     }
 
     /// Physical address (0 unless the kernel told it: see `pa`).
@@ -171,38 +163,18 @@ impl Region {
 
     /// Whether the mapping is empty (never, for a kernel mapping).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.mem.is_empty()
     }
 
-    /// The address of a `T` at `offset`, if it lies inside and is aligned.
-    fn at<T: Scalar>(&self, offset: u64) -> Option<u64> {
-        let size = core::mem::size_of::<T>() as u64;
-        let end = offset.checked_add(size)?;
-        if end > self.len || !offset.is_multiple_of(size) {
-            return None;
-        }
-        Some(self.va + offset)
+    /// One volatile load of `reg`; `None` if out of range or unaligned.
+    pub fn read<T: Value>(&self, reg: Reg<T>) -> Option<T> {
+        self.mem.read(reg).ok()
     }
 
-    /// One volatile load of a `T` at `offset`; `None` if out of range or
+    /// One volatile store of `value` to `reg`; `None` if out of range or
     /// unaligned.
-    pub fn read<T: Scalar>(&self, offset: u64) -> Option<T> {
-        let addr = self.at::<T>(offset)?;
-        // SAFETY: `addr` is aligned and inside a mapping the kernel made for
-        // this task (see the type's invariant); a volatile load through a
-        // raw pointer creates no reference.
-        Some(unsafe { core::ptr::read_volatile(addr as *const T) })
-    }
-
-    /// One volatile store of `value` at `offset`; `None` if out of range or
-    /// unaligned.
-    pub fn write<T: Scalar>(&self, offset: u64, value: T) -> Option<()> {
-        let addr = self.at::<T>(offset)?;
-        // SAFETY: as for `read`; the mapping is writable (the kernel maps
-        // DMA and device memory read-write) and no Rust reference to it
-        // exists, so the store aliases nothing.
-        unsafe { core::ptr::write_volatile(addr as *mut T, value) };
-        Some(())
+    pub fn write<T: Value>(&self, reg: Reg<T>, value: T) -> Option<()> {
+        self.mem.write(reg, value).ok()
     }
 }
 

@@ -1,6 +1,8 @@
-//! Time: the kernel's view ([`time`], [`sleep`]) and the architected
+//! Time: the kernel's view ([`time`], [`sleep`]), the architected
 //! virtual counter read directly at EL0 ([`counter`]), for timing short
-//! intervals without a syscall.
+//! intervals without a syscall, and [`Counter`], that counter as the clock
+//! of the shared bounded wait [`mmio::poll_until`]. Never waits without a
+//! deadline.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{CNTVCT_EL0, Readable};
@@ -25,4 +27,64 @@ pub fn sleep(us: u64) -> SysResult<()> {
 pub fn counter() -> u64 {
     barrier::isb(barrier::SY);
     CNTVCT_EL0.get()
+}
+
+/// CNTVCT_EL0 as a [`mmio::Clock`] for [`mmio::poll_until`]: spins between
+/// polls, or sleeps if made with [`Counter::sleeping`].
+#[derive(Clone, Copy, Debug)]
+pub struct Counter {
+    hz: u64,
+    pause_us: u64,
+}
+
+impl Counter {
+    /// The counter at `hz` ticks per second (the `hz` of [`time`]; at
+    /// least 1); spins between polls.
+    pub fn new(hz: u64) -> Counter {
+        Counter {
+            hz: hz.max(1),
+            pause_us: 0,
+        }
+    }
+
+    /// The counter at the frequency the kernel reports (1 Hz if it does
+    /// not answer, which only makes waits coarser).
+    pub fn from_kernel() -> Counter {
+        Counter::new(time().map(|(_, hz)| hz).unwrap_or(1))
+    }
+
+    /// The same clock, sleeping `us` microseconds between polls instead of
+    /// spinning.
+    pub fn sleeping(self, us: u64) -> Counter {
+        Counter {
+            pause_us: us,
+            ..self
+        }
+    }
+
+    /// Ticks per second.
+    pub fn hz(&self) -> u64 {
+        self.hz
+    }
+
+    /// Ticks in `us` microseconds (saturating).
+    pub fn ticks(&self, us: u64) -> u64 {
+        mmio::us_to_ticks(us, self.hz)
+    }
+}
+
+impl mmio::Clock for Counter {
+    fn now(&mut self) -> u64 {
+        counter()
+    }
+    fn hz(&self) -> u64 {
+        self.hz
+    }
+    fn pause(&mut self) {
+        if self.pause_us == 0 {
+            core::hint::spin_loop();
+        } else {
+            let _ = sleep(self.pause_us);
+        }
+    }
 }

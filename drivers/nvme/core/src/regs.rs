@@ -1,49 +1,32 @@
 //! Controller registers in BAR0 [NVMe-2.0 §3.1.3, Controller Properties]:
-//! their offsets and typed encoders/decoders. Owns the bit layouts; never
-//! performs an access (the driver does one volatile access per register).
+//! their offsets (shared [`mmio::Reg`] declarations) and typed
+//! encoders/decoders. Owns the bit layouts; never performs an access (the
+//! driver does one volatile access per register).
+
+pub use mmio::Reg;
 
 use crate::QueueId;
 
-/// A 32-bit register at a fixed offset in BAR0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reg32(u64);
-/// A 64-bit register at a fixed offset in BAR0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reg64(u64);
-
-impl Reg32 {
-    /// Byte offset in BAR0.
-    pub const fn offset(self) -> u64 {
-        self.0
-    }
-}
-impl Reg64 {
-    /// Byte offset in BAR0.
-    pub const fn offset(self) -> u64 {
-        self.0
-    }
-}
-
 /// Controller Capabilities [NVMe-2.0 §3.1.3.1].
-pub const CAP: Reg64 = Reg64(0x00);
+pub const CAP: Reg<u64> = Reg::named(0x00, "CAP");
 /// Version [NVMe-2.0 §3.1.3.2].
-pub const VS: Reg32 = Reg32(0x08);
+pub const VS: Reg<u32> = Reg::named(0x08, "VS");
 /// Interrupt Mask Set [NVMe-2.0 §3.1.3.3] (pin-based and MSI only).
-pub const INTMS: Reg32 = Reg32(0x0c);
+pub const INTMS: Reg<u32> = Reg::named(0x0c, "INTMS");
 /// Interrupt Mask Clear [NVMe-2.0 §3.1.3.4] (pin-based and MSI only).
-pub const INTMC: Reg32 = Reg32(0x10);
+pub const INTMC: Reg<u32> = Reg::named(0x10, "INTMC");
 /// Controller Configuration [NVMe-2.0 §3.1.3.5].
-pub const CC: Reg32 = Reg32(0x14);
+pub const CC: Reg<u32> = Reg::named(0x14, "CC");
 /// Controller Status [NVMe-2.0 §3.1.3.6].
-pub const CSTS: Reg32 = Reg32(0x1c);
+pub const CSTS: Reg<u32> = Reg::named(0x1c, "CSTS");
 /// Admin Queue Attributes [NVMe-2.0 §3.1.3.8].
-pub const AQA: Reg32 = Reg32(0x24);
+pub const AQA: Reg<u32> = Reg::named(0x24, "AQA");
 /// Admin Submission Queue Base Address [NVMe-2.0 §3.1.3.9].
-pub const ASQ: Reg64 = Reg64(0x28);
+pub const ASQ: Reg<u64> = Reg::named(0x28, "ASQ");
 /// Admin Completion Queue Base Address [NVMe-2.0 §3.1.3.10].
-pub const ACQ: Reg64 = Reg64(0x30);
+pub const ACQ: Reg<u64> = Reg::named(0x30, "ACQ");
 /// First doorbell register [NVMe-2.0 §3.1.3, SQ0TDBL at 1000h].
-pub const DOORBELL_BASE: u64 = 0x1000;
+pub const DOORBELL_BASE: usize = 0x1000;
 
 /// Extracts `width` bits at `shift`.
 const fn field(v: u64, shift: u32, width: u32) -> u64 {
@@ -116,15 +99,15 @@ impl Cap {
     pub const fn page_size_ok(self, bytes: u64) -> bool {
         bytes.is_power_of_two() && bytes >= self.min_page_size() && bytes <= self.max_page_size()
     }
-    /// Byte offset of submission queue `qid`'s tail doorbell
+    /// Submission queue `qid`'s tail doorbell
     /// [NVMe-2.0 §3.1.3, SQyTDBL = 1000h + (2y × (4 << DSTRD))].
-    pub const fn sq_tail_doorbell(self, qid: QueueId) -> u64 {
-        DOORBELL_BASE + (2 * qid.0 as u64) * (4 << self.dstrd())
+    pub const fn sq_tail_doorbell(self, qid: QueueId) -> Reg<u32> {
+        Reg::at(DOORBELL_BASE + (2 * qid.0 as usize) * (4 << self.dstrd()))
     }
-    /// Byte offset of completion queue `qid`'s head doorbell
+    /// Completion queue `qid`'s head doorbell
     /// [NVMe-2.0 §3.1.3, CQyHDBL = 1000h + ((2y + 1) × (4 << DSTRD))].
-    pub const fn cq_head_doorbell(self, qid: QueueId) -> u64 {
-        DOORBELL_BASE + (2 * qid.0 as u64 + 1) * (4 << self.dstrd())
+    pub const fn cq_head_doorbell(self, qid: QueueId) -> Reg<u32> {
+        Reg::at(DOORBELL_BASE + (2 * qid.0 as usize + 1) * (4 << self.dstrd()))
     }
 }
 
@@ -389,13 +372,13 @@ mod tests {
     #[test]
     fn doorbells_follow_the_stride() {
         let cap = Cap(QEMU_CAP);
-        assert_eq!(cap.sq_tail_doorbell(QueueId::ADMIN), 0x1000);
-        assert_eq!(cap.cq_head_doorbell(QueueId::ADMIN), 0x1004);
-        assert_eq!(cap.sq_tail_doorbell(QueueId(1)), 0x1008);
-        assert_eq!(cap.cq_head_doorbell(QueueId(1)), 0x100c);
+        assert_eq!(cap.sq_tail_doorbell(QueueId::ADMIN).offset(), 0x1000);
+        assert_eq!(cap.cq_head_doorbell(QueueId::ADMIN).offset(), 0x1004);
+        assert_eq!(cap.sq_tail_doorbell(QueueId(1)).offset(), 0x1008);
+        assert_eq!(cap.cq_head_doorbell(QueueId(1)).offset(), 0x100c);
         let wide = Cap(QEMU_CAP | (2 << 32));
-        assert_eq!(wide.sq_tail_doorbell(QueueId(1)), 0x1020);
-        assert_eq!(wide.cq_head_doorbell(QueueId(1)), 0x1030);
+        assert_eq!(wide.sq_tail_doorbell(QueueId(1)).offset(), 0x1020);
+        assert_eq!(wide.cq_head_doorbell(QueueId(1)).offset(), 0x1030);
     }
 
     #[test]

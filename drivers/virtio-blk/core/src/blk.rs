@@ -7,7 +7,7 @@
 //! a device, and it decodes every value a device may write without
 //! panicking.
 
-use crate::pci::{Field, feature};
+use crate::pci::{Reg, feature};
 use crate::virtqueue::{Layout, QueueMemory};
 
 /// Bytes in a virtio-blk sector: the unit of `capacity` and `sector`,
@@ -104,16 +104,16 @@ impl Outcome {
 
 /// `struct virtio_blk_config` fields the driver reads [VIRTIO-1.2 §5.2.4].
 pub mod config {
-    use super::Field;
+    use super::Reg;
 
     /// Capacity in 512-byte sectors.
-    pub const CAPACITY: Field<u64> = Field::new(0x00);
+    pub const CAPACITY: Reg<u64> = Reg::named(0x00, "CAPACITY");
     /// Largest segment (`VIRTIO_BLK_F_SIZE_MAX`).
-    pub const SIZE_MAX: Field<u32> = Field::new(0x08);
+    pub const SIZE_MAX: Reg<u32> = Reg::named(0x08, "SIZE_MAX");
     /// Most segments per request (`VIRTIO_BLK_F_SEG_MAX`).
-    pub const SEG_MAX: Field<u32> = Field::new(0x0c);
+    pub const SEG_MAX: Reg<u32> = Reg::named(0x0c, "SEG_MAX");
     /// Optimal block size (`VIRTIO_BLK_F_BLK_SIZE`).
-    pub const BLK_SIZE: Field<u32> = Field::new(0x14);
+    pub const BLK_SIZE: Reg<u32> = Reg::named(0x14, "BLK_SIZE");
     /// Bytes the driver needs of the structure.
     pub const LEN: u64 = 0x18;
 }
@@ -137,9 +137,9 @@ impl BlkConfig {
     /// offset of the device configuration) for the negotiated `features`.
     /// `None` if a read fails.
     pub fn read(features: u64, mut read32: impl FnMut(u64) -> Option<u32>) -> Option<BlkConfig> {
-        let mut opt = |bit: u64, f: Field<u32>| -> Option<Option<u32>> {
+        let mut opt = |bit: u64, f: Reg<u32>| -> Option<Option<u32>> {
             if features & bit != 0 {
-                read32(f.offset).map(Some)
+                read32(f.offset() as u64).map(Some)
             } else {
                 Some(None)
             }
@@ -147,8 +147,8 @@ impl BlkConfig {
         let size_max = opt(feature::BLK_SIZE_MAX, config::SIZE_MAX)?;
         let seg_max = opt(feature::BLK_SEG_MAX, config::SEG_MAX)?;
         let blk_size = opt(feature::BLK_BLK_SIZE, config::BLK_SIZE)?;
-        let lo = read32(config::CAPACITY.lo().offset)?;
-        let hi = read32(config::CAPACITY.hi().offset)?;
+        let lo = read32(config::CAPACITY.lo().offset() as u64)?;
+        let hi = read32(config::CAPACITY.hi().offset() as u64)?;
         Some(BlkConfig {
             capacity: u64::from(lo) | (u64::from(hi) << 32),
             size_max,

@@ -8,8 +8,6 @@
 //! a malformed or looping capability list ends the walk with an error
 //! instead of hanging or panicking.
 
-use core::marker::PhantomData;
-
 /// PCI vendor ID of every virtio device [VIRTIO-1.2 §4.1.2].
 pub const VENDOR_ID: u16 = 0x1af4;
 /// PCI device ID of a modern (non-transitional) block device:
@@ -277,86 +275,48 @@ pub fn find_caps(mut read32: impl FnMut(u32) -> Option<u32>) -> Result<VirtioCap
     })
 }
 
-/// A register of a configuration structure: its offset; its width is `T`.
-#[derive(Debug)]
-pub struct Field<T> {
-    /// Byte offset within the structure.
-    pub offset: u64,
-    _width: PhantomData<T>,
-}
-
-impl<T> Clone for Field<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Field<T> {}
-
-impl<T> Field<T> {
-    /// A field at `offset`.
-    pub const fn new(offset: u64) -> Self {
-        Self {
-            offset,
-            _width: PhantomData,
-        }
-    }
-
-    /// Its width in bytes.
-    pub const fn bytes(&self) -> u64 {
-        core::mem::size_of::<T>() as u64
-    }
-}
-
-impl Field<u64> {
-    /// The low 32-bit half: 64-bit fields are accessed as two 32-bit
-    /// halves [VIRTIO-1.2 §4.1.3.1].
-    pub const fn lo(&self) -> Field<u32> {
-        Field::new(self.offset)
-    }
-
-    /// The high 32-bit half.
-    pub const fn hi(&self) -> Field<u32> {
-        Field::new(self.offset + 4)
-    }
-}
+/// A register of a configuration structure: the shared [`Reg`], its offset
+/// within the structure and its width `T`. 64-bit fields are accessed as
+/// two 32-bit halves, [`Reg::lo`] then [`Reg::hi`] [VIRTIO-1.2 §4.1.3.1].
+pub use mmio::Reg;
 
 /// `struct virtio_pci_common_cfg` [VIRTIO-1.2 §4.1.4.3].
 pub mod common {
-    use super::Field;
+    use super::Reg;
 
     /// Selects which 32 feature bits `DEVICE_FEATURE` shows.
-    pub const DEVICE_FEATURE_SELECT: Field<u32> = Field::new(0x00);
+    pub const DEVICE_FEATURE_SELECT: Reg<u32> = Reg::named(0x00, "DEVICE_FEATURE_SELECT");
     /// Device feature bits `32 * select ..`, read-only.
-    pub const DEVICE_FEATURE: Field<u32> = Field::new(0x04);
+    pub const DEVICE_FEATURE: Reg<u32> = Reg::named(0x04, "DEVICE_FEATURE");
     /// Selects which 32 feature bits `DRIVER_FEATURE` takes.
-    pub const DRIVER_FEATURE_SELECT: Field<u32> = Field::new(0x08);
+    pub const DRIVER_FEATURE_SELECT: Reg<u32> = Reg::named(0x08, "DRIVER_FEATURE_SELECT");
     /// Driver (accepted) feature bits `32 * select ..`.
-    pub const DRIVER_FEATURE: Field<u32> = Field::new(0x0c);
+    pub const DRIVER_FEATURE: Reg<u32> = Reg::named(0x0c, "DRIVER_FEATURE");
     /// MSI-X vector for configuration changes.
-    pub const MSIX_CONFIG: Field<u16> = Field::new(0x10);
+    pub const MSIX_CONFIG: Reg<u16> = Reg::named(0x10, "MSIX_CONFIG");
     /// Number of virtqueues, read-only.
-    pub const NUM_QUEUES: Field<u16> = Field::new(0x12);
+    pub const NUM_QUEUES: Reg<u16> = Reg::named(0x12, "NUM_QUEUES");
     /// Device status, see [`super::Status`].
-    pub const DEVICE_STATUS: Field<u8> = Field::new(0x14);
+    pub const DEVICE_STATUS: Reg<u8> = Reg::named(0x14, "DEVICE_STATUS");
     /// Changes whenever the device configuration changes, read-only.
-    pub const CONFIG_GENERATION: Field<u8> = Field::new(0x15);
+    pub const CONFIG_GENERATION: Reg<u8> = Reg::named(0x15, "CONFIG_GENERATION");
     /// Selects the queue the `QUEUE_*` fields refer to.
-    pub const QUEUE_SELECT: Field<u16> = Field::new(0x16);
+    pub const QUEUE_SELECT: Reg<u16> = Reg::named(0x16, "QUEUE_SELECT");
     /// Queue size: the device's maximum on reset (0: no such queue); the
     /// driver may write a smaller power of two.
-    pub const QUEUE_SIZE: Field<u16> = Field::new(0x18);
+    pub const QUEUE_SIZE: Reg<u16> = Reg::named(0x18, "QUEUE_SIZE");
     /// MSI-X vector for the queue.
-    pub const QUEUE_MSIX_VECTOR: Field<u16> = Field::new(0x1a);
+    pub const QUEUE_MSIX_VECTOR: Reg<u16> = Reg::named(0x1a, "QUEUE_MSIX_VECTOR");
     /// Write 1 to enable the queue.
-    pub const QUEUE_ENABLE: Field<u16> = Field::new(0x1c);
+    pub const QUEUE_ENABLE: Reg<u16> = Reg::named(0x1c, "QUEUE_ENABLE");
     /// The queue's notify offset (times the multiplier), read-only.
-    pub const QUEUE_NOTIFY_OFF: Field<u16> = Field::new(0x1e);
+    pub const QUEUE_NOTIFY_OFF: Reg<u16> = Reg::named(0x1e, "QUEUE_NOTIFY_OFF");
     /// Device address of the descriptor table.
-    pub const QUEUE_DESC: Field<u64> = Field::new(0x20);
+    pub const QUEUE_DESC: Reg<u64> = Reg::named(0x20, "QUEUE_DESC");
     /// Device address of the driver (available) ring.
-    pub const QUEUE_DRIVER: Field<u64> = Field::new(0x28);
+    pub const QUEUE_DRIVER: Reg<u64> = Reg::named(0x28, "QUEUE_DRIVER");
     /// Device address of the device (used) ring.
-    pub const QUEUE_DEVICE: Field<u64> = Field::new(0x30);
+    pub const QUEUE_DEVICE: Reg<u64> = Reg::named(0x30, "QUEUE_DEVICE");
     /// Bytes the driver needs of the structure (up to `QUEUE_DEVICE`).
     pub const LEN: u64 = 0x38;
     /// "No MSI-X vector": interrupts go through INTx and the ISR
@@ -367,10 +327,10 @@ pub mod common {
 /// The ISR status byte [VIRTIO-1.2 §4.1.4.5]; reading it clears it and
 /// deasserts INTx.
 pub mod isr {
-    use super::Field;
+    use super::Reg;
 
     /// The ISR status register.
-    pub const STATUS: Field<u8> = Field::new(0);
+    pub const STATUS: Reg<u8> = Reg::named(0, "STATUS");
     /// A virtqueue was used.
     pub const QUEUE: u8 = 1 << 0;
     /// The device configuration changed.
@@ -592,9 +552,9 @@ mod tests {
 
     #[test]
     fn common_layout_matches_spec() {
-        assert_eq!(common::QUEUE_DEVICE.hi().offset, 0x34);
-        assert_eq!(common::QUEUE_DESC.bytes(), 8);
-        assert_eq!(common::DEVICE_STATUS.bytes(), 1);
-        assert_eq!(common::LEN, common::QUEUE_DEVICE.offset + 8);
+        assert_eq!(common::QUEUE_DEVICE.hi().offset(), 0x34);
+        assert_eq!(common::QUEUE_DESC.width(), 8);
+        assert_eq!(common::DEVICE_STATUS.width(), 1);
+        assert_eq!(common::LEN, common::QUEUE_DEVICE.offset() as u64 + 8);
     }
 }
