@@ -90,8 +90,8 @@ impl Workspace {
             .find(|m| m.name == package)
             .ok_or_else(|| {
                 format!(
-                    "package `{package}` is not a workspace member (task packages live \
-                     under apps/ and are listed in the root Cargo.toml `members`)"
+                    "package `{package}` is not a workspace member (task packages are \
+                     listed in the root Cargo.toml `members`)"
                 )
             })?;
         match member.bins.as_slice() {
