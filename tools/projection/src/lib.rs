@@ -29,4 +29,4 @@ pub use project::{Bound, Breakdown, Projection, project, project_all};
 /// under. Its names (`bypass`, `strict-per-unmap`, `strict`, `deferred`,
 /// `deferred:<entries>:<age_us>`) are the system description's, parsed by
 /// the policy's own `FromStr`.
-pub use iommu_core::InvalidationPolicy as Mode;
+pub use iommu_api::InvalidationPolicy as Mode;

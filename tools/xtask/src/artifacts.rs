@@ -1,14 +1,17 @@
 //! Where things are (workspace root, target directory, member packages) and
-//! how the bare-metal images are built: the kernel and the task packages a
-//! system needs, in one cargo invocation, and the boot image made of them.
-//! Which members are guest (bare-metal) packages is read from the root
-//! `Cargo.toml` (those outside `default-members`), never listed here.
+//! how the bare-metal images are built: the kernel and the product task
+//! packages a system needs in one cargo invocation, its test-only packages
+//! ([`crate::testonly`]) in another with a target directory of its own, and
+//! the boot image made of them. Which members are guest (bare-metal)
+//! packages is read from the root `Cargo.toml` (those outside
+//! `default-members`), never listed here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::system::System;
+use crate::testonly;
 
 /// The Rust target every guest program is built for.
 pub const GUEST_TARGET: &str = "aarch64-unknown-none";
@@ -40,6 +43,9 @@ pub struct Member {
     /// Listed in the root `default-members`: a host crate. The others (the
     /// kernel, the tasks, their runtime) are bare-metal guest packages.
     pub host: bool,
+    /// A test-only package ([`testonly::is_test_only_package`]): never
+    /// built in the same cargo invocation as a product package.
+    pub test_only: bool,
 }
 
 /// The images a boot needs.
@@ -90,8 +96,8 @@ impl Workspace {
             .find(|m| m.name == package)
             .ok_or_else(|| {
                 format!(
-                    "package `{package}` is not a workspace member (task packages live \
-                     under apps/ and are listed in the root Cargo.toml `members`)"
+                    "package `{package}` is not a workspace member (task packages are \
+                     listed in the root Cargo.toml `members`)"
                 )
             })?;
         match member.bins.as_slice() {
@@ -135,6 +141,22 @@ impl Workspace {
         }
         v
     }
+
+    /// Where this workspace's test-only packages are built: the same
+    /// features, a target directory of its own (`<target>/test-only`), so
+    /// cargo never unifies their features with the product packages'.
+    pub fn test_only(&self) -> Workspace {
+        let mut v = self.clone();
+        v.target_dir = self.target_dir.join("test-only");
+        v
+    }
+
+    /// Whether `package` is a test-only member (unknown names are not).
+    pub fn is_test_only(&self, package: &str) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.name == package && m.test_only)
+    }
 }
 
 /// Asks `cargo metadata` for the target directory, so that a
@@ -177,6 +199,7 @@ fn members(meta: &serde_json::Value) -> Result<Vec<Member>, String> {
     };
     let all = ids("workspace_members")?;
     let default = ids("workspace_default_members")?;
+    let root = meta["workspace_root"].as_str().map(Path::new);
     let packages = meta["packages"]
         .as_array()
         .ok_or("`cargo metadata` gave no packages")?;
@@ -197,10 +220,17 @@ fn members(meta: &serde_json::Value) -> Result<Vec<Member>, String> {
             })
             .filter_map(|t| t["name"].as_str().map(str::to_owned))
             .collect();
+        let dir = package["manifest_path"]
+            .as_str()
+            .map(Path::new)
+            .and_then(Path::parent)
+            .zip(root)
+            .and_then(|(dir, root)| dir.strip_prefix(root).ok());
         out.push(Member {
             name: package["name"].as_str().unwrap_or_default().to_owned(),
             bins,
             host: default.contains(&id),
+            test_only: testonly::is_test_only_package(dir),
         });
     }
     Ok(out)
@@ -219,57 +249,143 @@ pub fn kernel_elf(ws: &Workspace) -> PathBuf {
     guest_elf(ws, KERNEL_PACKAGE)
 }
 
-/// Builds, in one cargo invocation, the kernel (unless `prebuilt_kernel` is
-/// given) and every task package in `tasks`, and returns the images.
+/// Builds the kernel (unless `prebuilt_kernel` is given) and every task
+/// package in `tasks`, and returns the images. Product packages (the kernel
+/// and every task that is not test-only) are built in one cargo invocation
+/// into `ws`'s target directory, after [`check_product_build`]; test-only
+/// packages in another, into [`Workspace::test_only`]'s.
 pub fn build(
     ws: &Workspace,
     prebuilt_kernel: Option<&Path>,
     tasks: &[String],
 ) -> Result<Images, String> {
+    let test_ws = ws.test_only();
     let mut binaries = BTreeMap::new();
     for package in tasks {
-        binaries.insert(package.clone(), ws.task_binary(package)?.to_owned());
+        let built_in = if ws.is_test_only(package) {
+            &test_ws
+        } else {
+            ws
+        };
+        binaries.insert(
+            package.clone(),
+            guest_elf(built_in, ws.task_binary(package)?),
+        );
     }
+    let (test, product): (Vec<&str>, Vec<&str>) = tasks
+        .iter()
+        .map(String::as_str)
+        .partition(|p| ws.is_test_only(p));
     let mut packages: Vec<&str> = Vec::new();
     if prebuilt_kernel.is_none() {
         packages.push(KERNEL_PACKAGE);
     }
-    packages.extend(tasks.iter().map(String::as_str));
+    packages.extend(product);
+    let features = |packages: &[&str]| -> Vec<String> {
+        ws.features
+            .iter()
+            .filter(|f| match f.split_once('/') {
+                Some((package, _)) => packages.contains(&package),
+                None => true,
+            })
+            .cloned()
+            .collect()
+    };
+    if let Some(stray) = ws.features.iter().find(|f| {
+        f.split_once('/')
+            .is_some_and(|(p, _)| !packages.contains(&p) && !test.contains(&p))
+    }) {
+        return Err(format!(
+            "feature `{stray}` names a package this build does not build"
+        ));
+    }
     if !packages.is_empty() {
-        let mut cmd = ws.cargo();
-        cmd.args(["build", "--release", "--target", GUEST_TARGET]);
-        for package in &packages {
-            cmd.args(["-p", package]);
-        }
-        if !ws.features.is_empty() {
-            cmd.args(["--features", &ws.features.join(",")]);
-            println!("xtask: test-only features {}", ws.features.join(", "));
-        }
-        println!("xtask: building {} for {GUEST_TARGET}", packages.join(", "));
-        let status = cmd
-            .status()
-            .map_err(|e| format!("cannot run cargo build: {e}"))?;
-        if !status.success() {
-            return Err(format!("cargo build of the guest failed ({status})"));
-        }
+        let features = features(&packages);
+        check_product_build(ws, &packages, &features)?;
+        cargo_build(ws, &packages, &features, "product")?;
+    }
+    if !test.is_empty() {
+        cargo_build(&test_ws, &test, &features(&test), "test-only")?;
     }
     let kernel = match prebuilt_kernel {
         Some(path) => path.to_path_buf(),
         None => kernel_elf(ws),
     };
-    let mut images = Images {
+    let images = Images {
         kernel,
-        tasks: BTreeMap::new(),
+        tasks: binaries,
     };
-    for (package, binary) in binaries {
-        images.tasks.insert(package, guest_elf(ws, &binary));
-    }
     for elf in std::iter::once(&images.kernel).chain(images.tasks.values()) {
         if !elf.is_file() {
             return Err(format!("build succeeded but {} is missing", elf.display()));
         }
     }
     Ok(images)
+}
+
+/// `cargo build --release --target aarch64-unknown-none -p ..` of `packages`
+/// with `features`, into `ws`'s target directory.
+fn cargo_build(
+    ws: &Workspace,
+    packages: &[&str],
+    features: &[String],
+    what: &str,
+) -> Result<(), String> {
+    let mut cmd = ws.cargo();
+    cmd.args(["build", "--release", "--target", GUEST_TARGET]);
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+        println!("xtask: test-only features {}", features.join(", "));
+    }
+    println!(
+        "xtask: building {} for {GUEST_TARGET} ({what})",
+        packages.join(", ")
+    );
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run cargo build: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build of the guest failed ({status})"));
+    }
+    Ok(())
+}
+
+/// Fails if the product build of `packages` would enable a test-only
+/// feature other than `features` (a variant's deliberate switches): asks
+/// cargo for the features it resolves for exactly this build (`cargo tree`
+/// with the same packages, target and features) and checks them with
+/// [`testonly::check_product_features`]. Also refuses a test-only package
+/// among them.
+fn check_product_build(
+    ws: &Workspace,
+    packages: &[&str],
+    features: &[String],
+) -> Result<(), String> {
+    if let Some(p) = packages.iter().find(|p| ws.is_test_only(p)) {
+        return Err(format!("test-only package `{p}` in the product build"));
+    }
+    let mut cmd = ws.cargo();
+    cmd.args(["tree", "--target", GUEST_TARGET, "--edges", "normal,build"]);
+    cmd.args(["--prefix", "none", "--format", "{p}|{f}"]);
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let output = cmd
+        .output()
+        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`cargo tree` of the product build failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    testonly::check_product_features(&String::from_utf8_lossy(&output.stdout), features)
 }
 
 /// Checks that every task of `system` names a workspace package with one
@@ -334,12 +450,21 @@ mod tests {
     #[test]
     fn members_split_host_and_guest() {
         let meta = serde_json::json!({
-            "workspace_members": ["a", "k", "t"],
+            "workspace_root": "/w",
+            "workspace_members": ["a", "k", "t", "d", "n"],
             "workspace_default_members": ["a"],
             "packages": [
                 {"id": "a", "name": "abi", "targets": [{"kind": ["lib"], "name": "abi"}]},
-                {"id": "k", "name": "kernel", "targets": [{"kind": ["bin"], "name": "kernel"}]},
-                {"id": "t", "name": "ipc-demo", "targets": [{"kind": ["bin"], "name": "ipc-demo"}]},
+                {"id": "k", "name": "kernel", "targets": [{"kind": ["bin"], "name": "kernel"}],
+                 "manifest_path": "/w/kernel/Cargo.toml"},
+                {"id": "t", "name": "ipc-demo", "targets": [{"kind": ["bin"], "name": "ipc-demo"}],
+                 "manifest_path": "/w/fixtures/ipc-demo/Cargo.toml"},
+                {"id": "d", "name": "rogue", "targets": [{"kind": ["bin"], "name": "rogue"}],
+                 "manifest_path": "/w/drivers/rogue/Cargo.toml",
+                 "dependencies": [{"name": "nvme", "features": ["demo-rogue"]}]},
+                {"id": "n", "name": "nvme-driver", "targets": [{"kind": ["bin"], "name": "nvme-driver"}],
+                 "manifest_path": "/w/drivers/nvme/task/Cargo.toml",
+                 "dependencies": [{"name": "nvme", "features": []}]},
                 {"id": "x", "name": "dep", "targets": []}
             ]
         });
@@ -358,7 +483,22 @@ mod tests {
         assert_eq!(ws.variant(&[]).target_dir, ws.target_dir);
         assert_eq!(
             ws.guest_packages().collect::<Vec<_>>(),
-            ["kernel", "ipc-demo"]
+            ["kernel", "ipc-demo", "rogue", "nvme-driver"]
+        );
+        // Test-only by folder (fixtures/); the kernel and driver tasks are
+        // products, even one that turns on a test-only feature (rogue): the
+        // product build's feature check stops that one.
+        let test_only: Vec<&str> = ws
+            .members
+            .iter()
+            .filter(|m| m.test_only)
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(test_only, ["ipc-demo"]);
+        assert!(ws.is_test_only("ipc-demo") && !ws.is_test_only("rogue"));
+        assert_eq!(
+            ws.test_only().target_dir,
+            PathBuf::from("/w/target/test-only")
         );
         assert_eq!(ws.task_binary("ipc-demo"), Ok("ipc-demo"));
         assert!(ws.task_binary("abi").unwrap_err().contains("no binary"));

@@ -13,6 +13,7 @@ mod qemu;
 mod scenario;
 mod suite;
 mod system;
+mod testonly;
 
 use std::process::ExitCode;
 

@@ -4,7 +4,7 @@
 //! image ([`System::encode`]). It is the one place that knows the TOML
 //! spelling and the rules a system must obey (badges, one server per
 //! endpoint); the byte layouts belong to the `bootimage` crate, the trust
-//! spellings to `iommu-core`. Pure apart from [`load`]'s file reading:
+//! spellings to `iommu-api`. Pure apart from [`load`]'s file reading:
 //! unit-tested.
 //!
 //! Schema (`deny_unknown_fields` everywhere):
@@ -21,7 +21,7 @@
 //! package = "ipc-demo"       # workspace package, built for aarch64-unknown-none
 //! priority = 5               # 1..=15, higher is more urgent
 //! dma_quota_pages = 0        # default 0
-//! trust = "strict"           # default "strict"; any iommu-core policy spelling
+//! trust = "strict"           # default "strict"; any iommu-api policy spelling
 //! args = { role = "echo-server" }   # strings only
 //! caps = [
 //!   { name = "ping", serve = "ping" },
@@ -72,7 +72,7 @@ use bootimage::{
     BootImageBuilder, CapSpec, Client, EndpointSpec, IrqSource, MmioRegion, SmmuIrq,
     TaskInfoBuilder, TaskSpec,
 };
-use iommu_core::InvalidationPolicy;
+use iommu_api::InvalidationPolicy;
 use kernel_core::pci::Bdf;
 use serde::Deserialize;
 
