@@ -54,8 +54,11 @@
 //!   the boot image.
 //! - No overrides: an included endpoint or task is taken as written. A task
 //!   or endpoint name defined twice (in two files, or the same fragment
-//!   reached twice) is an error naming both files; a system whose task
-//!   differs from the fragment keeps its own block instead.
+//!   reached twice) is an error naming both files.
+//! - One explicit addition: `task_args = { iommu = { quarantine_after = "4" } }`
+//!   (top level, beside `include`) adds arguments to a task an included
+//!   file defines. It can only add: naming a task no included file defines,
+//!   or an argument the task already has, is an error.
 //! - Includes nest; a cycle, a file that cannot be read (named, with the
 //!   file that included it) or nesting deeper than [`MAX_INCLUDE_DEPTH`]
 //!   is an error.
@@ -89,6 +92,9 @@ struct RawSystem {
     /// Fragment files, relative to this file's directory.
     #[serde(default)]
     include: Vec<String>,
+    /// Arguments added to tasks defined in included files, by task name.
+    #[serde(default)]
+    task_args: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     endpoint: Vec<RawEndpoint>,
     #[serde(default)]
@@ -211,7 +217,7 @@ fn load_with(
 #[cfg(test)]
 pub fn parse(text: &str, origin: &str) -> Result<System, String> {
     let raw: RawSystem = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-    if !raw.include.is_empty() {
+    if !raw.include.is_empty() || !raw.task_args.is_empty() {
         return Err(format!(
             "{origin}: `include` needs the file's location (load it from a file)"
         ));
@@ -261,6 +267,22 @@ fn gather(
         stack.push(inc.clone());
         gather(&inc_text, &inc, read, stack, merged)?;
         stack.pop();
+    }
+    for (task, args) in &raw.task_args {
+        let Some(t) = merged.task.iter_mut().find(|t| t.name == *task) else {
+            return Err(format!(
+                "{here}: task_args: no included file defines a task \"{task}\""
+            ));
+        };
+        for (key, value) in args {
+            if t.args.contains_key(key) {
+                return Err(format!(
+                    "{here}: task_args: task \"{task}\" (from {}) already has argument \"{key}\"; task_args only adds",
+                    t.from
+                ));
+            }
+            t.args.insert(key.clone(), value.clone());
+        }
     }
     for mut ep in raw.endpoint {
         if let Some(first) = merged.endpoint.iter().find(|e| e.name == ep.name) {

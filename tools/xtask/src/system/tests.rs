@@ -531,3 +531,51 @@ fn include_mistakes() {
     let err = load_files("f0.toml", &files).unwrap_err();
     assert!(err.contains("nest deeper than"), "{err}");
 }
+
+#[test]
+fn task_args_add_to_an_included_task_and_only_add() {
+    let files = |top: &str| {
+        load_files(
+            "sys/a.toml",
+            &[
+                ("sys/a.toml", top),
+                ("sys/common/server.toml", SERVER_FRAGMENT),
+            ],
+        )
+    };
+    let sys = files(
+        "include = [\"common/server.toml\"]\ntask_args = { server = { quarantine_after = \"4\" } }\n",
+    )
+    .unwrap();
+    let inline = parse(
+        &SERVER_FRAGMENT.replace(
+            "priority = 5\n",
+            "priority = 5\nargs = { quarantine_after = \"4\" }\n",
+        ),
+        "sys/a.toml",
+    )
+    .unwrap();
+    assert_eq!(sys, inline);
+    let err = files("include = [\"common/server.toml\"]\ntask_args = { nobody = { a = \"1\" } }\n")
+        .unwrap_err();
+    assert!(
+        err.contains("no included file defines a task \"nobody\""),
+        "{err}"
+    );
+    let with_args = SERVER_FRAGMENT.replace(
+        "priority = 5\n",
+        "priority = 5\nargs = { role = \"echo\" }\n",
+    );
+    let err = load_files(
+        "sys/a.toml",
+        &[
+            (
+                "sys/a.toml",
+                "include = [\"common/server.toml\"]\ntask_args = { server = { role = \"other\" } }\n",
+            ),
+            ("sys/common/server.toml", &with_args),
+        ],
+    )
+    .unwrap_err();
+    assert!(err.contains("already has argument \"role\""), "{err}");
+}
