@@ -33,19 +33,25 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod macros;
 mod error;
+mod field;
 mod list;
 pub mod policy;
+mod protocol;
 mod request;
 mod response;
 mod wire;
 
 pub use abi::syscall::MSG_MAX;
 pub use error::ApiError;
+pub use field::{RequestField, ResponseField};
 pub use list::{Extent, FaultRecord, Iovas, List, WireEntry};
 pub use policy::{InvalidationPolicy, TrustLevel};
-pub use request::{Dir, Op, Request};
-pub use response::{Response, Stats};
+pub use protocol::{Client, Handler, Op, Request, Response, Transport};
+pub use request::Dir;
+pub use response::Stats;
 
 /// Bytes in a request or response header.
 pub const HEADER_BYTES: usize = 8;
