@@ -3,6 +3,12 @@
 //! (driver tasks). Both sides encode and decode with this crate; nothing is
 //! written twice.
 //!
+//! Each request is declared once, in `protocol.rs` (`protocol!`, defined
+//! in `macros.rs`): from that entry come [`Op`], [`Request`], [`Response`]
+//! and their codecs, the server's [`Handler`] method and
+//! [`Request::dispatch`], and the client's [`Client`] stub. Field wire
+//! forms are written once per type ([`RequestField`], [`ResponseField`]).
+//!
 //! It owns the wire layout and its validation. It must never trust a
 //! message: decoding checks lengths, counts, reserved fields and enum values
 //! and returns an [`ApiError`] instead of panicking; it never allocates (lists
