@@ -277,14 +277,18 @@ fn refuses_bad_lists_and_headers() {
         .unwrap(),
         248
     );
-    assert_eq!(
-        Request::decode(&[9, 0, 0, 0, 0, 0, 0, 0]),
-        Err(ApiError::UnknownOp)
-    );
-    // Op codes are stable: 1..=8 in declaration order.
+    // Op codes are stable: 1, 2, ... in declaration order; the next code
+    // and 0 are unknown.
     for (i, &op) in Op::ALL.iter().enumerate() {
         assert_eq!(op as u16, i as u16 + 1);
         assert_eq!(Op::from_code(op as u16), Some(op));
+    }
+    let next = (Op::ALL.len() as u16 + 1).to_le_bytes();
+    for code in [[0, 0], next] {
+        assert_eq!(
+            Request::decode(&[code[0], code[1], 0, 0, 0, 0, 0, 0]),
+            Err(ApiError::UnknownOp)
+        );
     }
     assert_eq!(
         Request::decode(&[4, 0, 0, 0, 1, 0, 0, 0]),
