@@ -3,6 +3,12 @@
 //! (driver tasks). Both sides encode and decode with this crate; nothing is
 //! written twice.
 //!
+//! Each request is declared once, in `protocol.rs` (`protocol!`, defined
+//! in `macros.rs`): from that entry come [`Op`], [`Request`], [`Response`]
+//! and their codecs, the server's [`Handler`] method and
+//! [`Request::dispatch`], and the client's [`Client`] stub. Field wire
+//! forms are written once per type ([`RequestField`], [`ResponseField`]).
+//!
 //! It owns the wire layout and its validation. It must never trust a
 //! message: decoding checks lengths, counts, reserved fields and enum values
 //! and returns an [`ApiError`] instead of panicking; it never allocates (lists
@@ -33,19 +39,25 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod macros;
 mod error;
+mod field;
 mod list;
 pub mod policy;
+mod protocol;
 mod request;
 mod response;
 mod wire;
 
 pub use abi::syscall::MSG_MAX;
 pub use error::ApiError;
+pub use field::{RequestField, ResponseField};
 pub use list::{Extent, FaultRecord, Iovas, List, WireEntry};
 pub use policy::{InvalidationPolicy, TrustLevel};
-pub use request::{Dir, Op, Request};
-pub use response::{Response, Stats};
+pub use protocol::{Client, Handler, Op, Request, Response, Transport};
+pub use request::Dir;
+pub use response::Stats;
 
 /// Bytes in a request or response header.
 pub const HEADER_BYTES: usize = 8;

@@ -171,17 +171,6 @@ impl Resp {
     }
 }
 
-const OPS: [Op; 8] = [
-    Op::Attach,
-    Op::Map,
-    Op::Unmap,
-    Op::Flush,
-    Op::Stats,
-    Op::Faults,
-    Op::SetPolicy,
-    Op::ResetStats,
-];
-
 /// Decodes `msg` as a request and as a response to every op; whatever
 /// decodes must re-encode to the same bytes.
 fn check_any(msg: &[u8]) {
@@ -190,7 +179,7 @@ fn check_any(msg: &[u8]) {
         let n = r.encode(&mut buf).expect("a decoded request re-encodes");
         assert_eq!(&buf[..n], msg);
     }
-    for op in OPS {
+    for &op in Op::ALL {
         let mut buf = [0; MSG_MAX];
         match Response::decode(op, msg) {
             Ok(r) => {
@@ -288,10 +277,19 @@ fn refuses_bad_lists_and_headers() {
         .unwrap(),
         248
     );
-    assert_eq!(
-        Request::decode(&[9, 0, 0, 0, 0, 0, 0, 0]),
-        Err(ApiError::UnknownOp)
-    );
+    // Op codes are stable: 1, 2, ... in declaration order; the next code
+    // and 0 are unknown.
+    for (i, &op) in Op::ALL.iter().enumerate() {
+        assert_eq!(op as u16, i as u16 + 1);
+        assert_eq!(Op::from_code(op as u16), Some(op));
+    }
+    let next = (Op::ALL.len() as u16 + 1).to_le_bytes();
+    for code in [[0, 0], next] {
+        assert_eq!(
+            Request::decode(&[code[0], code[1], 0, 0, 0, 0, 0, 0]),
+            Err(ApiError::UnknownOp)
+        );
+    }
     assert_eq!(
         Request::decode(&[4, 0, 0, 0, 1, 0, 0, 0]),
         Err(ApiError::Malformed)
@@ -319,6 +317,15 @@ fn refuses_bad_lists_and_headers() {
     .unwrap();
     buf[8] = 4;
     assert_eq!(Request::decode(&buf[..n]), Err(ApiError::Malformed));
+    // The encoder refuses what the decoder would: a `Mapped` with no IOVA.
+    let none: [Iova; 0] = [];
+    assert_eq!(
+        Response::Mapped {
+            iovas: List::new(&none)
+        }
+        .encode(&mut buf),
+        Err(ApiError::Malformed)
+    );
     // Error responses.
     let n = Response::encode_error(ApiError::Quarantined, &mut buf);
     assert_eq!(

@@ -1,14 +1,17 @@
 //! The IOMMU server's client side: what a driver task calls to attach its
-//! device, map the DMA buffers it owns and unmap them, in batches. Encodes
-//! requests and decodes responses with `iommu-api` (the one definition of
-//! the protocol) and makes the IPC calls with `userlib`. Never touches the
+//! device, map the DMA buffers it owns and unmap them, in batches. Its
+//! methods wrap the stubs `iommu-api` generates from the one declaration
+//! of the protocol (encode, one call, decode); this crate only supplies
+//! the transport (`userlib::call`, with the grant or presented capability
+//! a request needs) and copies decoded lists out. Never touches the
 //! SMMU and never learns a physical address.
 #![no_std]
 #![forbid(unsafe_code)]
 
 use abi::{Iova, StreamId};
 use iommu_api::{
-    ApiError, Dir, Extent, FaultRecord, InvalidationPolicy, MSG_MAX, Request, Response, Stats,
+    ApiError, Client, Dir, Extent, FaultRecord, InvalidationPolicy, List, MSG_MAX, Stats,
+    Transport, WireEntry,
 };
 use userlib::ipc::Grant;
 
@@ -41,6 +44,27 @@ impl From<ApiError> for ClientError {
     }
 }
 
+/// One call's way to the server: the endpoint, plus the grant and the
+/// presented capability that ride along with the message.
+struct Call {
+    cap: u32,
+    grant: Option<Grant>,
+    present: Option<u32>,
+}
+
+impl Transport for Call {
+    type Error = ClientError;
+    fn call(&self, msg: &[u8], reply: &mut [u8; MSG_MAX]) -> Result<usize, ClientError> {
+        Ok(userlib::call(
+            self.cap,
+            msg,
+            reply,
+            self.grant,
+            self.present,
+        )?)
+    }
+}
+
 /// A connection to the IOMMU server through an endpoint capability.
 #[derive(Clone, Copy, Debug)]
 pub struct Iommu {
@@ -53,35 +77,21 @@ impl Iommu {
         Self { cap }
     }
 
-    /// One round trip: encodes `req`, calls with `grant` and `present`,
-    /// hands the decoded response to `f` (it borrows the reply buffer).
-    fn call<T>(
-        &self,
-        req: &Request<'_>,
-        grant: Option<Grant>,
-        present: Option<u32>,
-        f: impl FnOnce(Response<'_>) -> Result<T, ClientError>,
-    ) -> Result<T, ClientError> {
-        let mut msg = [0u8; MSG_MAX];
-        let len = req.encode(&mut msg)?;
-        let mut reply = [0u8; MSG_MAX];
-        let got = userlib::call(self.cap, &msg[..len], &mut reply, grant, present)?;
-        f(Response::decode(req.op(), &reply[..got])?)
+    /// The generated stubs, calling with `grant` and `present`.
+    fn with(&self, grant: Option<Grant>, present: Option<u32>) -> Client<Call> {
+        Client(Call {
+            cap: self.cap,
+            grant,
+            present,
+        })
     }
 
     /// Attaches the PCI device that `device_cap` names (the capability is
     /// shown to the server, not given) to this task's domain. Returns its
     /// StreamID.
     pub fn attach(&self, device_cap: u32, dma_bits: u8) -> Result<StreamId, ClientError> {
-        self.call(
-            &Request::Attach { dma_bits },
-            None,
-            Some(device_cap),
-            |r| match r {
-                Response::Attached { sid } => Ok(sid),
-                _ => Err(ApiError::Malformed.into()),
-            },
-        )
+        self.with(None, Some(device_cap))
+            .attach(&mut [0; MSG_MAX], dma_bits)
     }
 
     /// Maps byte ranges (`{offset, len}` from the grant's first byte) of
@@ -94,21 +104,11 @@ impl Iommu {
         ranges: &[Extent],
         iovas: &mut [Iova],
     ) -> Result<usize, ClientError> {
-        let req = Request::Map {
-            dir,
-            ranges: iommu_api::List::new(ranges),
-        };
-        self.call(&req, Some(grant), None, |r| match r {
-            Response::Mapped { iovas: got } => {
-                let mut n = 0;
-                for (slot, iova) in iovas.iter_mut().zip(got.iter()) {
-                    *slot = iova;
-                    n += 1;
-                }
-                Ok(n)
-            }
-            _ => Err(ApiError::Malformed.into()),
-        })
+        let mut reply = [0; MSG_MAX];
+        let got = self
+            .with(Some(grant), None)
+            .map(&mut reply, dir, List::new(ranges))?;
+        Ok(copy_out(got, iovas))
     }
 
     /// Maps one range and returns its IOVA.
@@ -130,29 +130,18 @@ impl Iommu {
     /// records waiting for [`Iommu::faults`] (0 when no DMA of this client
     /// faulted since it last asked).
     pub fn unmap(&self, ranges: &[Extent]) -> Result<u32, ClientError> {
-        let req = Request::Unmap {
-            ranges: iommu_api::List::new(ranges),
-        };
-        self.call(&req, None, None, |r| match r {
-            Response::Unmapped { faults_pending } => Ok(faults_pending),
-            _ => Err(ApiError::Malformed.into()),
-        })
+        self.with(None, None)
+            .unmap(&mut [0; MSG_MAX], List::new(ranges))
     }
 
     /// Returns once every invalidation pending for this client completed.
     pub fn flush(&self) -> Result<(), ClientError> {
-        self.call(&Request::Flush, None, None, |r| match r {
-            Response::Flushed => Ok(()),
-            _ => Err(ApiError::Malformed.into()),
-        })
+        self.with(None, None).flush(&mut [0; MSG_MAX])
     }
 
     /// This client's counters.
     pub fn stats(&self) -> Result<Stats, ClientError> {
-        self.call(&Request::Stats, None, None, |r| match r {
-            Response::Stats(s) => Ok(s),
-            _ => Err(ApiError::Malformed.into()),
-        })
+        self.with(None, None).stats(&mut [0; MSG_MAX])
     }
 
     /// Switches this client's invalidation policy (the benchmark client
@@ -164,35 +153,31 @@ impl Iommu {
     /// switch if the driver re-opens its device (a no-op for a device
     /// already attached).
     pub fn set_policy(&self, policy: InvalidationPolicy) -> Result<(), ClientError> {
-        self.call(&Request::SetPolicy { policy }, None, None, |r| match r {
-            Response::PolicySet => Ok(()),
-            _ => Err(ApiError::Malformed.into()),
-        })
+        self.with(None, None).set_policy(&mut [0; MSG_MAX], policy)
     }
 
     /// Zeroes this client's counters (benchmark client only), after its
     /// pending unmaps completed, so that the next [`Iommu::stats`] covers
     /// only what came after.
     pub fn reset_stats(&self) -> Result<(), ClientError> {
-        self.call(&Request::ResetStats, None, None, |r| match r {
-            Response::StatsReset => Ok(()),
-            _ => Err(ApiError::Malformed.into()),
-        })
+        self.with(None, None).reset_stats(&mut [0; MSG_MAX])
     }
 
     /// Drains this client's coalesced fault records into `out`; returns
     /// how many were written.
     pub fn faults(&self, out: &mut [FaultRecord]) -> Result<usize, ClientError> {
-        self.call(&Request::Faults, None, None, |r| match r {
-            Response::Faults { records } => {
-                let mut n = 0;
-                for (slot, rec) in out.iter_mut().zip(records.iter()) {
-                    *slot = rec;
-                    n += 1;
-                }
-                Ok(n)
-            }
-            _ => Err(ApiError::Malformed.into()),
-        })
+        let mut reply = [0; MSG_MAX];
+        let got = self.with(None, None).faults(&mut reply)?;
+        Ok(copy_out(got, out))
     }
+}
+
+/// Copies a decoded list into `out`; returns how many entries fit.
+fn copy_out<T: WireEntry>(list: List<'_, T>, out: &mut [T]) -> usize {
+    let mut n = 0;
+    for (slot, v) in out.iter_mut().zip(list.iter()) {
+        *slot = v;
+        n += 1;
+    }
+    n
 }

@@ -53,19 +53,13 @@ impl<H: SmmuHw, R> Server<H, R> {
         if client.quarantined && !matches!(req, Request::Stats | Request::Faults) {
             return Handled::Reply(reply, error_bytes(ApiError::Quarantined));
         }
-        let result = match req {
-            Request::Attach { dma_bits } => self.attach(badge, dma_bits, presented),
-            Request::Map { dir, ranges } => self.map(now, badge, dir, ranges, grant),
-            Request::Unmap { ranges } => return self.unmap(now, badge, ranges, reply),
-            Request::Flush => return self.flush(badge, reply),
-            Request::Stats => Ok(self.stats(badge).map_or_else(
-                || error_bytes(ApiError::NotPermitted),
-                |s| reply_bytes(&Response::Stats(s)),
-            )),
-            Request::Faults => Ok(self.drain_faults(badge)),
-            Request::SetPolicy { policy } => self.set_policy(now, badge, policy),
-            Request::ResetStats => self.reset_stats(now, badge),
-        };
-        Handled::Reply(reply, result.unwrap_or_else(error_bytes))
+        req.dispatch(super::requests::Call {
+            server: self,
+            now,
+            badge,
+            grant,
+            presented,
+            reply,
+        })
     }
 }

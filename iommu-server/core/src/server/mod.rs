@@ -24,6 +24,8 @@
 //! - `state`: clients, domains, the ASID pool and what a sync releases;
 //!   construction and client registration;
 //! - `dispatch`: decoding a call and routing it; reply encoding;
+//! - `requests`: the protocol's generated `Handler`, one method per
+//!   request, each forwarding to its role's handler;
 //! - `attach`: pointing a stream at a domain, making the domain;
 //! - `map` and `unmap`: the requests that change a domain's mappings;
 //! - `flush`: `Flush`, [`Server::poll`], issuing plans, and releasing what
@@ -40,6 +42,7 @@ mod flush;
 mod hw;
 mod map;
 mod policy;
+mod requests;
 mod state;
 mod strtab;
 mod types;

@@ -1,0 +1,327 @@
+//! The wire form of one field of a request or a response, written once per
+//! field type: [`RequestField`] (16-byte entries after the request header)
+//! and [`ResponseField`] (entries of the type's own size after the
+//! response header). The protocol declaration (`protocol.rs`) names field
+//! types only; the generated encoders and decoders lay the fields out in
+//! declaration order, each taking its entries, and check the header's count
+//! against them.
+//!
+//! A field is either fixed (`MIN == MAX` entries) or a list (`MIN..=MAX`
+//! entries); a message has at most one list, which takes the entries the
+//! fixed fields leave. Reading never panics, never allocates, and refuses
+//! anything but what writing produces (non-zero reserved bytes, unknown
+//! codes, wrong sizes).
+
+use abi::{Iova, StreamId};
+
+use crate::error::ApiError;
+use crate::list::{Extent, FaultRecord, List, WireEntry};
+use crate::policy::InvalidationPolicy;
+use crate::request::Dir;
+use crate::response::Stats;
+use crate::wire::{put, u32_at, u64_at, zero};
+use crate::{ENTRY_BYTES, MAX_FAULT_RECORDS, MAX_MAP_ENTRIES, MAX_REQUEST_ENTRIES};
+
+/// A request field: one or more 16-byte entries.
+pub trait RequestField<'a>: Sized {
+    /// Fewest entries (a list is never empty in a request).
+    const MIN: usize = 1;
+    /// Most entries (the message bounds a list further).
+    const MAX: usize = 1;
+    /// Entries this value takes.
+    fn entries(&self) -> usize {
+        1
+    }
+    /// Writes exactly `entries() * 16` zeroed bytes; refuses a value the
+    /// decoder would refuse ([`ApiError::Malformed`]).
+    fn write(&self, out: &mut [u8]) -> Result<(), ApiError>;
+    /// Reads from exactly `n * 16` bytes, `MIN <= n <= MAX`.
+    fn read(b: &'a [u8]) -> Result<Self, ApiError>;
+}
+
+/// A response field: `MIN..=MAX` entries of `ENTRY` bytes each, counted in
+/// the response header.
+pub trait ResponseField<'a>: Sized {
+    /// Bytes per entry.
+    const ENTRY: usize;
+    /// Fewest entries.
+    const MIN: usize = 1;
+    /// Most entries.
+    const MAX: usize = 1;
+    /// Entries this value takes.
+    fn entries(&self) -> usize {
+        Self::MIN
+    }
+    /// Writes exactly `entries() * ENTRY` bytes.
+    fn write(&self, out: &mut [u8]);
+    /// Reads from exactly `n * ENTRY` bytes, `MIN <= n <= MAX`.
+    fn read(b: &'a [u8]) -> Result<Self, ApiError>;
+}
+
+/// The parameter byte of a 16-byte entry whose other bytes are zero.
+fn param_byte(b: &[u8]) -> Result<u8, ApiError> {
+    match b.first() {
+        Some(&p) if b.len() == ENTRY_BYTES && zero(b, 1, ENTRY_BYTES) => Ok(p),
+        _ => Err(ApiError::Malformed),
+    }
+}
+
+/// `{v: u8, 15 zero bytes}`.
+impl RequestField<'_> for u8 {
+    fn write(&self, out: &mut [u8]) -> Result<(), ApiError> {
+        put(out, 0, &[*self]);
+        Ok(())
+    }
+    fn read(b: &[u8]) -> Result<Self, ApiError> {
+        param_byte(b)
+    }
+}
+
+/// `{dir: u8, 15 zero bytes}`.
+impl RequestField<'_> for Dir {
+    fn write(&self, out: &mut [u8]) -> Result<(), ApiError> {
+        put(out, 0, &[*self as u8]);
+        Ok(())
+    }
+    fn read(b: &[u8]) -> Result<Self, ApiError> {
+        Dir::from_code(param_byte(b)?).ok_or(ApiError::Malformed)
+    }
+}
+
+/// `{v: u32, 12 zero bytes}`.
+impl RequestField<'_> for u32 {
+    fn write(&self, out: &mut [u8]) -> Result<(), ApiError> {
+        put(out, 0, &self.to_le_bytes());
+        Ok(())
+    }
+    fn read(b: &[u8]) -> Result<Self, ApiError> {
+        match u32_at(b, 0) {
+            Some(v) if b.len() == ENTRY_BYTES && zero(b, 4, ENTRY_BYTES) => Ok(v),
+            _ => Err(ApiError::Malformed),
+        }
+    }
+}
+
+/// `SetPolicy`'s parameter entry: `{kind: u8, 0: u8, 0: u16, max_entries:
+/// u32, max_age_us: u64}`.
+mod policy_kind {
+    pub const STRICT: u8 = 1;
+    pub const STRICT_PER_UNMAP: u8 = 2;
+    pub const DEFERRED: u8 = 3;
+    pub const BYPASS: u8 = 4;
+}
+
+impl RequestField<'_> for InvalidationPolicy {
+    fn write(&self, out: &mut [u8]) -> Result<(), ApiError> {
+        let (kind, n, t) = match *self {
+            InvalidationPolicy::Strict => (policy_kind::STRICT, 0, 0),
+            InvalidationPolicy::StrictPerUnmap => (policy_kind::STRICT_PER_UNMAP, 0, 0),
+            InvalidationPolicy::Deferred {
+                max_entries,
+                max_age_us,
+            } => (policy_kind::DEFERRED, max_entries, max_age_us),
+            InvalidationPolicy::Bypass => (policy_kind::BYPASS, 0, 0),
+        };
+        let mut e = [0u8; ENTRY_BYTES];
+        e[0] = kind;
+        put(&mut e, 4, &n.to_le_bytes());
+        put(&mut e, 8, &t.to_le_bytes());
+        Self::read(&e)?;
+        put(out, 0, &e);
+        Ok(())
+    }
+    fn read(e: &[u8]) -> Result<Self, ApiError> {
+        let (Some(&kind), Some(n), Some(t)) = (e.first(), u32_at(e, 4), u64_at(e, 8)) else {
+            return Err(ApiError::Malformed);
+        };
+        if e.len() != ENTRY_BYTES || !zero(e, 1, 4) {
+            return Err(ApiError::Malformed);
+        }
+        let policy = match kind {
+            policy_kind::STRICT => InvalidationPolicy::Strict,
+            policy_kind::STRICT_PER_UNMAP => InvalidationPolicy::StrictPerUnmap,
+            policy_kind::BYPASS => InvalidationPolicy::Bypass,
+            policy_kind::DEFERRED => {
+                return InvalidationPolicy::deferred(n, t).map_err(|_| ApiError::Malformed);
+            }
+            _ => return Err(ApiError::Malformed),
+        };
+        if n != 0 || t != 0 {
+            return Err(ApiError::Malformed);
+        }
+        Ok(policy)
+    }
+}
+
+/// 1.. `{start: u64, len: u64}` entries, as many as the message holds.
+impl<'a> RequestField<'a> for List<'a, Extent> {
+    const MAX: usize = MAX_REQUEST_ENTRIES;
+    fn entries(&self) -> usize {
+        self.len()
+    }
+    fn write(&self, out: &mut [u8]) -> Result<(), ApiError> {
+        if self.write_all(out) {
+            Ok(())
+        } else {
+            Err(ApiError::Malformed)
+        }
+    }
+    fn read(b: &'a [u8]) -> Result<Self, ApiError> {
+        List::from_wire(b, b.len() / Extent::SIZE)
+    }
+}
+
+const _: () = assert!(Extent::SIZE == ENTRY_BYTES);
+
+/// An 8-byte `{v: u32, 0: u32}`.
+fn write_u32_entry(v: u32, out: &mut [u8]) {
+    put(out, 0, &v.to_le_bytes());
+    put(out, 4, &[0; 4]);
+}
+
+fn read_u32_entry(b: &[u8]) -> Result<u32, ApiError> {
+    match u32_at(b, 0) {
+        Some(v) if b.len() == 8 && zero(b, 4, 8) => Ok(v),
+        _ => Err(ApiError::Malformed),
+    }
+}
+
+/// One 8-byte `{v: u32, 0: u32}`.
+impl ResponseField<'_> for u32 {
+    const ENTRY: usize = 8;
+    fn write(&self, out: &mut [u8]) {
+        write_u32_entry(*self, out);
+    }
+    fn read(b: &[u8]) -> Result<Self, ApiError> {
+        read_u32_entry(b)
+    }
+}
+
+/// One 8-byte `{sid: u32, 0: u32}`.
+impl ResponseField<'_> for StreamId {
+    const ENTRY: usize = 8;
+    fn write(&self, out: &mut [u8]) {
+        write_u32_entry(self.0, out);
+    }
+    fn read(b: &[u8]) -> Result<Self, ApiError> {
+        read_u32_entry(b).map(StreamId)
+    }
+}
+
+/// Ten 8-byte counters, in their fixed order (see [`Stats`]).
+impl ResponseField<'_> for Stats {
+    const ENTRY: usize = 8;
+    const MIN: usize = Stats::FIELDS;
+    const MAX: usize = Stats::FIELDS;
+    fn write(&self, out: &mut [u8]) {
+        for (i, v) in self.to_array().iter().enumerate() {
+            put(out, i * 8, &v.to_le_bytes());
+        }
+    }
+    fn read(b: &[u8]) -> Result<Self, ApiError> {
+        if b.len() != Stats::FIELDS * 8 {
+            return Err(ApiError::Malformed);
+        }
+        let mut a = [0u64; Stats::FIELDS];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = u64_at(b, i * 8).ok_or(ApiError::Malformed)?;
+        }
+        Ok(Stats::from_array(a))
+    }
+}
+
+/// One 8-byte IOVA per mapped range: 1..=[`MAX_MAP_ENTRIES`].
+impl<'a> ResponseField<'a> for List<'a, Iova> {
+    const ENTRY: usize = Iova::SIZE;
+    const MAX: usize = MAX_MAP_ENTRIES;
+    fn entries(&self) -> usize {
+        self.len()
+    }
+    fn write(&self, out: &mut [u8]) {
+        self.write_all(out);
+    }
+    fn read(b: &'a [u8]) -> Result<Self, ApiError> {
+        List::from_wire(b, b.len() / Self::ENTRY)
+    }
+}
+
+/// 0..=[`MAX_FAULT_RECORDS`] 24-byte records.
+impl<'a> ResponseField<'a> for List<'a, FaultRecord> {
+    const ENTRY: usize = FaultRecord::SIZE;
+    const MIN: usize = 0;
+    const MAX: usize = MAX_FAULT_RECORDS;
+    fn entries(&self) -> usize {
+        self.len()
+    }
+    fn write(&self, out: &mut [u8]) {
+        self.write_all(out);
+    }
+    fn read(b: &'a [u8]) -> Result<Self, ApiError> {
+        List::from_wire(b, b.len() / Self::ENTRY)
+    }
+}
+
+/// Lays out fields one after another: where each one's entries start, and
+/// how many entries the (at most one) list takes.
+#[doc(hidden)]
+pub struct Cursor<'a> {
+    body: &'a [u8],
+    at: usize,
+    list: usize,
+    list_taken: bool,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over a message body whose header counts `count` entries,
+    /// of which `fixed` belong to fixed fields.
+    pub fn new(body: &'a [u8], count: usize, fixed: usize) -> Result<Self, ApiError> {
+        let list = count.checked_sub(fixed).ok_or(ApiError::Malformed)?;
+        Ok(Self {
+            body,
+            at: 0,
+            list,
+            list_taken: false,
+        })
+    }
+
+    /// The bytes of the next field: `min == max` entries if fixed, else the
+    /// list's share, which must lie in `min..=max`.
+    pub fn take(&mut self, entry: usize, min: usize, max: usize) -> Result<&'a [u8], ApiError> {
+        let n = if min == max {
+            min
+        } else {
+            self.list_taken = true;
+            self.list
+        };
+        if n < min || n > max {
+            return Err(ApiError::Malformed);
+        }
+        let len = n.checked_mul(entry).ok_or(ApiError::Malformed)?;
+        let end = self.at.checked_add(len).ok_or(ApiError::Malformed)?;
+        let b = self.body.get(self.at..end).ok_or(ApiError::Malformed)?;
+        self.at = end;
+        Ok(b)
+    }
+
+    /// Refuses entries or bytes no field took.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if (self.list_taken || self.list == 0) && self.at == self.body.len() {
+            Ok(())
+        } else {
+            Err(ApiError::Malformed)
+        }
+    }
+}
+
+/// Checks a field's entry count before encoding: fewer than `min` is
+/// [`ApiError::Malformed`], more than `max` [`ApiError::TooMany`].
+#[doc(hidden)]
+pub fn check_entries(n: usize, min: usize, max: usize) -> Result<usize, ApiError> {
+    if n < min {
+        Err(ApiError::Malformed)
+    } else if n > max {
+        Err(ApiError::TooMany)
+    } else {
+        Ok(n)
+    }
+}
