@@ -100,6 +100,10 @@ impl SmmuHw for MemHw {
     fn sync(&mut self) -> Result<(), HwError> {
         Ok(())
     }
+    fn pin(&mut self, _frames: &[PhysAddr]) -> Result<(), HwError> {
+        Ok(())
+    }
+    fn unpin(&mut self, _frames: &[PhysAddr]) {}
 }
 
 impl TableMemory for MemHw {

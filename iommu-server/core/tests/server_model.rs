@@ -579,3 +579,131 @@ fn client_death_tears_down_before_memory_is_reused() {
     assert_eq!(s.hw().live.len(), 1 + 1);
     assert_eq!(s.hw().model.stats().stale_hits, 0);
 }
+
+/// Security contract item 8: every frame a mapping reaches is pinned in
+/// the kernel (one pin call per `Map`) before an entry maps it, and
+/// unpinned (one call per completed sync batch) only after the sync that
+/// covers its unmap. The harness checks each unpin against the live and
+/// not-yet-synced entries.
+#[test]
+fn frames_are_pinned_per_map_and_unpinned_only_after_the_covering_sync() {
+    let deferred = InvalidationPolicy::deferred(64, 10_000).unwrap();
+    let mut s = server(
+        ServerConfig::default(),
+        &[(A, STRICT, UNTRUSTED), (B, deferred, TRUSTED)],
+    );
+    attach(&mut s, 0, A, SID_A, 48).unwrap();
+    attach(&mut s, 0, B, SID_B, 48).unwrap();
+    let fa = Frames::new(A).take(4, false);
+    let v = map(
+        &mut s,
+        0,
+        A,
+        Dir::FromDevice,
+        &[Extent::new(0, 2 * 4096), Extent::new(2 * 4096, 2 * 4096)],
+        &fa,
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        (s.hw().pin_calls, s.hw().pinned()),
+        (1, 4),
+        "one pin call per map"
+    );
+    // Strict: the unmap is held; nothing unpinned before the sync.
+    assert_eq!(
+        unmap(&mut s, 1, A, &[Extent::new(v[0].get(), 2 * 4096)], 7),
+        Ok(true)
+    );
+    assert_eq!(s.hw().unpin_calls, 0);
+    assert_eq!(s.hw().pinned(), 4);
+    let syncs = s.hw().syncs;
+    let out = s.poll(1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(s.hw().syncs, syncs + 1);
+    assert_eq!((s.hw().unpin_calls, s.hw().pinned()), (1, 2));
+    // Deferred: answered at once, frames pinned until the queue's flush.
+    let fb = Frames::new(B).take(3, true);
+    let vb = map(
+        &mut s,
+        2,
+        B,
+        Dir::FromDevice,
+        &[Extent::new(0, 3 * 4096)],
+        &fb,
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        unmap(&mut s, 3, B, &[Extent::new(vb[0].get(), 3 * 4096)], 8),
+        Ok(false)
+    );
+    assert!(s.poll(4).is_empty());
+    assert!(fb.iter().all(|f| s.hw().pins.contains_key(&f.get())));
+    let unpins = s.hw().unpin_calls;
+    s.poll(3 + 10_000);
+    assert_eq!(s.hw().unpin_calls, unpins + 1);
+    assert!(fb.iter().all(|f| !s.hw().pins.contains_key(&f.get())));
+    // The same frame mapped twice is pinned twice.
+    let w = map_page(&mut s, 5, A, Dir::FromDevice, &fa[2..]);
+    assert_eq!(s.hw().pins.get(&fa[2].get()), Some(&2));
+    // Death: every live mapping's frames, one unpin call after the sync.
+    let unpins = s.hw().unpin_calls;
+    s.client_died(A);
+    assert_eq!(s.hw().unpin_calls, unpins + 1);
+    assert_eq!(s.hw().pinned(), 0, "{w:?} and v[1] unpinned");
+    let st = s.server_stats();
+    assert_eq!((st.pin_calls, st.pinned_frames), (3, 8));
+    assert_eq!((st.unpin_calls, st.unpinned_frames), (3, 8));
+    assert_eq!(s.hw().model.stats().stale_hits, 0);
+}
+
+#[test]
+fn a_refused_pin_refuses_the_map_and_changes_nothing() {
+    let mut s = server(ServerConfig::default(), &[(A, STRICT, UNTRUSTED)]);
+    attach(&mut s, 0, A, SID_A, 48).unwrap();
+    let fa = Frames::new(A).take(2, true);
+    let before = s.hw().footprint();
+    s.hw_mut().refuse_pin = true;
+    assert_eq!(
+        map(
+            &mut s,
+            1,
+            A,
+            Dir::FromDevice,
+            &[Extent::new(0, 8192)],
+            &fa,
+            0
+        ),
+        Err(ApiError::NotGranted)
+    );
+    assert_eq!(s.hw().footprint(), before);
+    assert_eq!(s.hw().pinned(), 0);
+    assert_eq!(s.server_stats().pin_refusals, 1);
+    assert_eq!(s.stats(A).unwrap().iova_bytes_in_use, 0);
+}
+
+#[test]
+fn a_map_that_fails_after_pinning_unpins_without_leaking() {
+    // An IOVA window of one page: the second range of a map cannot get
+    // IOVAs, nothing is written, the pins go at once.
+    let mut s = server(ServerConfig::default(), &[(A, STRICT, UNTRUSTED)]);
+    attach(&mut s, 0, A, SID_A, 25).unwrap();
+    let fa = Frames::new(A).take(1, true);
+    let big = 1u64 << 25;
+    let many = Frames::new(B).take((big / PAGE_SIZE) as usize + 1, true);
+    let r = map(
+        &mut s,
+        1,
+        A,
+        Dir::FromDevice,
+        &[Extent::new(0, big + 4096)],
+        &many,
+        0,
+    );
+    assert_eq!(r, Err(ApiError::IovaExhausted));
+    assert_eq!(s.hw().pinned(), 0);
+    assert_eq!(s.hw().pin_calls, s.hw().unpin_calls);
+    let _ = map_page(&mut s, 2, A, Dir::FromDevice, &fa);
+    assert_eq!(s.hw().pinned(), 1);
+}

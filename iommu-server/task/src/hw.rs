@@ -86,11 +86,18 @@ pub struct Smmu {
     cmdq: Queue,
     evtq: Queue,
     clock: Counter,
+    /// The SMMU-owner capability, for pinning frames in the kernel.
+    owner: Option<u32>,
     /// What it did.
     pub counters: HwCounters,
 }
 
 impl Smmu {
+    /// Pins and unpins frames through the SMMU-owner capability `cap`.
+    pub fn set_owner(&mut self, cap: u32) {
+        self.owner = Some(cap);
+    }
+
     fn r32(&self, r: Reg<u32>) -> u32 {
         self.regs.read(r).expect("register inside the SMMU frame")
     }
@@ -184,6 +191,7 @@ impl Smmu {
             cmdq,
             evtq,
             clock,
+            owner: None,
             counters: HwCounters::default(),
         };
 
@@ -401,6 +409,32 @@ impl SmmuHw for Smmu {
             self.counters.doorbells += 1;
         }
         Ok(())
+    }
+
+    fn pin(&mut self, frames: &[PhysAddr]) -> Result<(), HwError> {
+        let owner = self.owner.ok_or(HwError::PinRefused)?;
+        if frames.is_empty() {
+            return Ok(());
+        }
+        if frames.len() > userlib::PIN_BATCH_MAX {
+            return Err(HwError::PinRefused);
+        }
+        userlib::frame_pins(owner, userlib::PinOp::Pin, frames)
+            .map(|_| ())
+            .map_err(|_| HwError::PinRefused)
+    }
+
+    fn unpin(&mut self, frames: &[PhysAddr]) {
+        let Some(owner) = self.owner else {
+            return;
+        };
+        for chunk in frames.chunks(userlib::PIN_BATCH_MAX) {
+            if let Err(e) = userlib::frame_pins(owner, userlib::PinOp::Unpin, chunk) {
+                // A server bug (it unpins only what it pinned): the frames
+                // stay pinned, never freed early.
+                userlib::log!("iommu: unpin of {} frames refused: {e}", chunk.len());
+            }
+        }
     }
 
     fn sync(&mut self) -> Result<(), HwError> {

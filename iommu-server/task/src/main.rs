@@ -85,13 +85,14 @@ fn main(info: &TaskInfo<'static>) -> i32 {
             return 1;
         }
     };
-    let smmu = match Smmu::probe(regs, pool) {
+    let mut smmu = match Smmu::probe(regs, pool) {
         Ok(s) => s,
         Err(e) => {
             log!("iommu: SMMU unusable: {e}");
             return 1;
         }
     };
+    smmu.set_owner(caps.owner);
     log!("iommu: {}", smmu.features());
     let defaults = ServerConfig::default();
     let quarantine_after =
@@ -302,6 +303,14 @@ fn serve(
                     hw.doorbells,
                     hw.commands,
                     hw.events
+                );
+                log!(
+                    "iommu: pins: {} frames in {} pin calls, {} unpinned in {} unpin calls after their covering sync, {} refused",
+                    t.pinned_frames,
+                    t.pin_calls,
+                    t.unpinned_frames,
+                    t.unpin_calls,
+                    t.pin_refusals
                 );
                 // Each client counts the syncs its unmaps took part in: if
                 // those counts add up to more than were issued, syncs were

@@ -34,6 +34,11 @@ crate::stable_codes! {
         Denied = 12,
         /// The receiver's buffer is too small for the message or the grant.
         BufferTooSmall = 13,
+        /// A frame to pin is not `dma_alloc` memory of a live task (kernel
+        /// memory, page tables, the IOMMU pool, MMIO, a free or held frame).
+        NotDmaMemory = 14,
+        /// A frame to unpin is not pinned (as often as asked).
+        NotPinned = 15,
     }
 }
 
@@ -47,7 +52,7 @@ mod tests {
     /// The ABI as shipped: every error's code and name. A renumbering, a
     /// rename, a reordering, a variant missing from `ALL` or one added
     /// without an entry here fails.
-    const GOLDEN: [(Error, u64, &str); 13] = [
+    const GOLDEN: [(Error, u64, &str); 15] = [
         (Error::BadSyscall, 1, "BadSyscall"),
         (Error::BadCap, 2, "BadCap"),
         (Error::WrongCapKind, 3, "WrongCapKind"),
@@ -61,6 +66,8 @@ mod tests {
         (Error::BadArgument, 11, "BadArgument"),
         (Error::Denied, 12, "Denied"),
         (Error::BufferTooSmall, 13, "BufferTooSmall"),
+        (Error::NotDmaMemory, 14, "NotDmaMemory"),
+        (Error::NotPinned, 15, "NotPinned"),
     ];
 
     #[test]
@@ -92,6 +99,6 @@ mod tests {
             assert!(Error::ALL.contains(&e), "{e:?} missing from ALL");
         }
         assert_eq!(Error::from_code(0), None);
-        assert_eq!(Error::from_code(14), None);
+        assert_eq!(Error::from_code(16), None);
     }
 }

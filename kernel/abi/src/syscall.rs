@@ -69,8 +69,37 @@ crate::stable_codes! {
         /// it is unchanged. Any task may ask: the isolation demos use it to show
         /// that rogue DMA aimed at the kernel image changed nothing.
         Integrity = 17,
+        /// `frame_pins(owner_cap, op, ptr, count) -> (freed, pinned)`: the
+        /// IOMMU server pins (`op` = [`PinOp::Pin`]) or unpins
+        /// ([`PinOp::Unpin`]) a batch of `count` frames (at most
+        /// [`PIN_BATCH_MAX`]) whose physical addresses are the `u64`s at
+        /// `ptr`. A pinned frame never returns to the allocator: if its owner
+        /// dies it is *held for DMA* until its last pin goes. The server pins
+        /// every frame it maps for a device and unpins it once the sync that
+        /// covers the unmap has completed. Only the holder of the SMMU-owner
+        /// capability may (`WrongCapKind`). All or nothing: a pin of a frame
+        /// that is not `dma_alloc` memory of a live task (kernel memory, page
+        /// tables, the IOMMU pool, MMIO, free or held frames) is
+        /// `NotDmaMemory`, an unpin of a frame not pinned that often is
+        /// `NotPinned`, an unaligned address or unknown `op` is
+        /// `BadArgument`; a refused batch changes nothing. Returns the held
+        /// frames an unpin freed and the frames pinned now.
+        FramePins = 18,
     }
 }
+
+crate::stable_codes! {
+    /// The `op` of [`Sysno::FramePins`].
+    pub enum PinOp: u64 {
+        /// Pin every frame of the batch (once per occurrence).
+        Pin = 0,
+        /// Unpin every frame of the batch (once per occurrence).
+        Unpin = 1,
+    }
+}
+
+/// Most frames one [`Sysno::FramePins`] call may name.
+pub const PIN_BATCH_MAX: usize = 4096;
 
 /// Longest console line a task may log, in bytes.
 pub const LOG_MAX: usize = 512;
@@ -233,7 +262,7 @@ mod tests {
     /// The ABI as shipped: every syscall's number. A renumbering, a
     /// reordering, a syscall missing from `ALL` (hence answered
     /// `BadSyscall`) or one added without an entry here fails.
-    const GOLDEN: [(Sysno, u64); 18] = [
+    const GOLDEN: [(Sysno, u64); 19] = [
         (Sysno::Log, 0),
         (Sysno::Exit, 1),
         (Sysno::Yield, 2),
@@ -252,6 +281,7 @@ mod tests {
         (Sysno::PciMapBar, 15),
         (Sysno::SmmuEnabled, 16),
         (Sysno::Integrity, 17),
+        (Sysno::FramePins, 18),
     ];
 
     #[test]
@@ -261,6 +291,12 @@ mod tests {
             assert_eq!((*s, s.code()), (want, code));
             assert_eq!(s.name(), format!("{s:?}"));
         }
+    }
+
+    #[test]
+    fn pin_ops_are_the_golden_ones() {
+        assert_eq!(PinOp::ALL.map(PinOp::code), [0, 1]);
+        assert_eq!(PinOp::from_code(2), None);
     }
 
     #[test]
@@ -281,7 +317,7 @@ mod tests {
         for s in known {
             assert!(Sysno::ALL.contains(&s), "{s:?} missing from ALL");
         }
-        assert_eq!(Sysno::from_code(18), None);
+        assert_eq!(Sysno::from_code(19), None);
         assert_eq!(Sysno::from_code(u64::MAX), None);
     }
 }

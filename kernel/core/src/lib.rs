@@ -4,15 +4,19 @@
 //!
 //! This crate owns no hardware: it never touches memory-mapped registers or
 //! system registers itself (the kernel does the volatile accesses behind the
-//! traits defined here), never allocates, and never panics on device-tree or
+//! traits defined here), never allocates outside the ledger's tables, and
+//! never panics on device-tree or
 //! config-space contents: every malformed input is an error value.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
 
 pub mod bounded;
 pub mod dt;
 pub mod elf;
 pub mod esr;
+pub mod ledger;
 pub mod pci;
 
 pub use bounded::BoundedVec;

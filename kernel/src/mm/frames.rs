@@ -1,17 +1,23 @@
 //! The physical frame allocator: 4 KiB frames from the RAM the device tree
 //! reports, minus what is reserved (the DTB and the first MiB, the kernel
 //! image, /memreserve/ ranges). Built on buddy_system_allocator's
-//! `FrameAllocator`. Hands out frame numbers only; never touches memory.
+//! `FrameAllocator`, with every frame's state kept in the frame ledger
+//! (`kernel_core::ledger`: free, kernel, task, IOMMU pool, held for DMA)
+//! and its pin table. Hands out frame numbers only; never touches memory.
+//! Must never give the allocator back a frame the ledger says is pinned:
+//! every frame returns through the ledger ([`free`], [`unpin`]).
 
 use abi::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use buddy_system_allocator::FrameAllocator;
 use hermit_sync::InterruptSpinMutex;
+use kernel_core::ledger::{Frame, FrameLedger, Owner, PinRefusal, Released, Totals, buddy_chunks};
 
 /// Free frames, in frame numbers (PA >> 12).
 static FRAMES: InterruptSpinMutex<FrameAllocator<32>> =
     InterruptSpinMutex::new(FrameAllocator::new());
-/// (frames handed to the allocator at boot, frames allocated now).
-static COUNTS: InterruptSpinMutex<(usize, usize)> = InterruptSpinMutex::new((0, 0));
+/// Every frame's state and the pins. Always taken after `FRAMES` when both
+/// are held.
+static LEDGER: InterruptSpinMutex<FrameLedger> = InterruptSpinMutex::new(FrameLedger::new());
 
 /// A half-open physical range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +59,7 @@ pub fn add_ram(ram: PhysRange, reserved: &[PhysRange]) -> usize {
         }
         cursor = next_stop;
     }
-    COUNTS.lock().0 += added;
+    LEDGER.lock().add_free(added as u64);
     added
 }
 
@@ -62,30 +68,81 @@ fn frame_number(pa: PhysAddr) -> usize {
 }
 
 /// Allocates `count` physically contiguous frames aligned to the next power
-/// of two of `count`; `None` when memory is exhausted. The contents are
+/// of two of `count` (the allocator takes that many: the ledger counts them
+/// all as `owner`'s) ; `None` when memory is exhausted. The contents are
 /// whatever was there: callers that need zeroes use [`alloc_zeroed`].
-pub fn alloc(count: usize) -> Option<PhysAddr> {
-    let f = FRAMES.lock().alloc(count)?;
-    COUNTS.lock().1 += count;
+pub fn alloc(count: usize, owner: Owner) -> Option<PhysAddr> {
+    let mut frames = FRAMES.lock();
+    let f = frames.alloc(count)?;
+    let size = count.next_power_of_two() as u64;
+    LEDGER
+        .lock()
+        .allocated(Frame(f as u64), size, count as u64, owner)
+        .expect("the allocator handed out frames the ledger holds");
     Some(PhysAddr::new((f as u64) << PAGE_SHIFT))
 }
 
 /// Like [`alloc`], with the frames zeroed through the linear map.
-pub fn alloc_zeroed(count: usize) -> Option<PhysAddr> {
-    let pa = alloc(count)?;
+pub fn alloc_zeroed(count: usize, owner: Owner) -> Option<PhysAddr> {
+    let pa = alloc(count, owner)?;
     super::zero_phys(pa, count * PAGE_SIZE as usize);
     Some(pa)
 }
 
-/// Returns frames from [`alloc`]. The caller guarantees no mapping (CPU or
-/// SMMU) still reaches them and every TLB that cached one was invalidated.
-pub fn free(pa: PhysAddr, count: usize) {
-    FRAMES.lock().dealloc(frame_number(pa), count);
-    COUNTS.lock().1 -= count;
+fn give_back(frames: &mut FrameAllocator<32>, first: Frame, count: u64) {
+    for (f, n) in buddy_chunks(first, count) {
+        frames.dealloc(f.0 as usize, n as usize);
+    }
+}
+
+/// The owner releases the run [`alloc`] returned at `pa`. The caller
+/// guarantees no CPU mapping still reaches it and every TLB that cached
+/// one was invalidated. Its unpinned frames return to the allocator; its
+/// pinned frames become held for DMA (freed by the last [`unpin`]); an
+/// IOMMU pool run is kept (the SMMU may still walk it).
+pub fn free(pa: PhysAddr) -> Released {
+    let mut frames = FRAMES.lock();
+    let first = Frame::of(pa).expect("runs start on a frame");
+    let released = LEDGER
+        .lock()
+        .release(first)
+        .expect("freeing a run the allocator handed out");
+    for &(f, n) in &released.freed {
+        give_back(&mut frames, f, n);
+    }
+    released
+}
+
+/// Pins a batch of frames for the IOMMU server: they are task DMA memory
+/// and stay out of the allocator until unpinned. All or nothing.
+pub fn pin(batch: &[PhysAddr]) -> Result<(), (PhysAddr, PinRefusal)> {
+    LEDGER.lock().pin(batch)
+}
+
+/// Unpins a batch. All or nothing. Held frames whose last pin went return
+/// to the allocator; returns how many.
+pub fn unpin(batch: &[PhysAddr]) -> Result<usize, (PhysAddr, PinRefusal)> {
+    let mut frames = FRAMES.lock();
+    let freed = LEDGER.lock().unpin(batch)?;
+    for &f in &freed {
+        give_back(&mut frames, f, 1);
+    }
+    Ok(freed.len())
+}
+
+/// The frames in each state, recomputed and checked (`Err` says what
+/// disagrees).
+pub fn audit() -> Result<Totals, &'static str> {
+    LEDGER.lock().audit()
+}
+
+/// Frames pinned now.
+pub fn pinned() -> u64 {
+    LEDGER.lock().pinned_frames()
 }
 
 /// (free, total) frames, for reports.
 pub fn stats() -> (usize, usize) {
-    let (total, used) = *COUNTS.lock();
-    (total - used, total)
+    let t = LEDGER.lock().totals();
+    (t.free as usize, t.boot as usize)
 }

@@ -32,7 +32,7 @@ impl TableMemory for LinearTableMemory {
     }
 
     fn alloc_table(&mut self) -> Option<PhysAddr> {
-        frames::alloc_zeroed(1)
+        frames::alloc_zeroed(1, kernel_core::ledger::Owner::Kernel)
     }
 
     fn barrier(&mut self) {

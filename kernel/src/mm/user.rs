@@ -3,12 +3,15 @@
 //! memory: every copy translates the task's own table page by page and
 //! refuses anything that is not normal memory the task may access that way.
 //! Must never map a kernel frame into a task, nor free a frame while a TLB
-//! may still hold a translation to it (callers flush the ASID first).
+//! may still hold a translation to it (callers flush the ASID first); a
+//! frame a device may still reach is never freed either (the frame ledger
+//! holds pinned frames, see `frames`).
 
 use alloc::vec::Vec;
 
 use abi::syscall::layout;
 use abi::{Asid, Error, PAGE_SIZE, PhysAddr, SysResult, VirtAddr};
+use kernel_core::ledger::Owner;
 use pgtable::{Attrs, Config, LargestLeaf, PageTable, Shareability};
 
 use super::frames;
@@ -30,6 +33,8 @@ pub struct DmaRegion {
 pub struct AddressSpace {
     table: PageTable<VirtAddr>,
     asid: Asid,
+    /// The owning task's slot (the frame ledger's owner).
+    task: u32,
     /// Frame runs this space owns: (first frame, count). Freed at teardown.
     owned: Vec<(PhysAddr, usize)>,
     dma: Vec<DmaRegion>,
@@ -51,13 +56,14 @@ enum Access {
 }
 
 impl AddressSpace {
-    /// An empty address space tagged with `asid`.
-    pub fn new(asid: Asid, pa_bits: u8) -> SysResult<Self> {
+    /// An empty address space tagged with `asid`, owned by task slot `task`.
+    pub fn new(asid: Asid, pa_bits: u8, task: u32) -> SysResult<Self> {
         let config = Config::new(48, pa_bits).with_largest_leaf(LargestLeaf::Page);
         let table = PageTable::new(&mut LinearTableMemory, config).map_err(|_| Error::NoMemory)?;
         Ok(Self {
             table,
             asid,
+            task,
             owned: Vec::new(),
             dma: Vec::new(),
             dma_next: layout::DMA_BASE,
@@ -78,7 +84,21 @@ impl AddressSpace {
     /// Allocates `pages` zeroed frames, maps them at `va` with `attrs`, and
     /// records them as owned. Returns the first frame.
     pub fn map_new(&mut self, va: u64, pages: u64, attrs: Attrs) -> SysResult<PhysAddr> {
-        let pa = frames::alloc_zeroed(pages as usize).ok_or(Error::NoMemory)?;
+        let owner = Owner::Task {
+            task: self.task,
+            dma: false,
+        };
+        self.map_owned(va, pages, attrs, owner)
+    }
+
+    fn map_owned(
+        &mut self,
+        va: u64,
+        pages: u64,
+        attrs: Attrs,
+        owner: Owner,
+    ) -> SysResult<PhysAddr> {
+        let pa = frames::alloc_zeroed(pages as usize, owner).ok_or(Error::NoMemory)?;
         if let Err(e) = self.table.map(
             &mut LinearTableMemory,
             VirtAddr::new(va),
@@ -86,7 +106,7 @@ impl AddressSpace {
             pages * PAGE_SIZE,
             attrs,
         ) {
-            frames::free(pa, pages as usize);
+            frames::free(pa);
             return Err(match e {
                 pgtable::MapError::NoMemory => Error::NoMemory,
                 _ => Error::BadArgument,
@@ -97,10 +117,21 @@ impl AddressSpace {
     }
 
     /// Allocates DMA-capable memory (zeroed, contiguous, read-write) at the
-    /// next free place of the DMA region. Returns (va, len, pa).
-    pub fn dma_alloc(&mut self, pages: u64) -> SysResult<(u64, u64, PhysAddr)> {
+    /// next free place of the DMA region. Returns (va, len, pa). `pool`:
+    /// the memory is the IOMMU server's pool (it hands it to the SMMU), not
+    /// memory a device reaches through a mapping (it is never pinned, and
+    /// never freed when its owner dies).
+    pub fn dma_alloc(&mut self, pages: u64, pool: bool) -> SysResult<(u64, u64, PhysAddr)> {
         let va = self.dma_next;
-        let pa = self.map_new(va, pages, Attrs::user_data(MAIR_NORMAL, true))?;
+        let owner = if pool {
+            Owner::Pool { task: self.task }
+        } else {
+            Owner::Task {
+                task: self.task,
+                dma: true,
+            }
+        };
+        let pa = self.map_owned(va, pages, Attrs::user_data(MAIR_NORMAL, true), owner)?;
         self.dma.push(DmaRegion { va, pa, pages });
         // A guard page between regions.
         self.dma_next = va + (pages + 1) * PAGE_SIZE;
@@ -258,20 +289,35 @@ impl AddressSpace {
         }
     }
 
-    /// Frees every frame the space owns and its tables. The caller has
-    /// flushed the ASID from every TLB (`arch::mmu::flush_asid`) and no
-    /// device can reach its DMA memory any more. Returns the frames freed.
-    pub fn destroy(self) -> usize {
+    /// Releases every frame the space owns and its tables. The caller has
+    /// flushed the ASID from every TLB (`arch::mmu::flush_asid`). Frames
+    /// the IOMMU server still has pinned become held for DMA instead of
+    /// free; IOMMU pool frames are kept.
+    pub fn destroy(self) -> Reclaimed {
         let Self { table, owned, .. } = self;
-        let mut freed = 0;
+        let mut r = Reclaimed::default();
+        let mut add = |x: kernel_core::ledger::Released| {
+            r.freed += x.freed.iter().map(|&(_, n)| n).sum::<u64>();
+            r.held += x.held;
+            r.pool_kept += x.pool_kept;
+        };
         for pa in table.destroy(&LinearTableMemory) {
-            frames::free(pa, 1);
-            freed += 1;
+            add(frames::free(pa));
         }
-        for (pa, n) in owned {
-            frames::free(pa, n);
-            freed += n;
+        for (pa, _) in owned {
+            add(frames::free(pa));
         }
-        freed
+        r
     }
+}
+
+/// What destroying an address space did with its frames.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reclaimed {
+    /// Back in the allocator.
+    pub freed: u64,
+    /// Still pinned by the IOMMU server: held for DMA until unpinned.
+    pub held: u64,
+    /// IOMMU pool frames kept (the SMMU may still walk them).
+    pub pool_kept: u64,
 }

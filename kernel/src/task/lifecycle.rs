@@ -3,11 +3,14 @@
 //! to servers that asked for it, and reclaiming its memory only after
 //! those servers have answered (the IOMMU server must tear down the
 //! device mappings of the memory before it can be reused). Never frees a
-//! frame a TLB may still translate to.
+//! frame a TLB may still translate to, nor one the IOMMU server still has
+//! pinned: those are held for DMA until the last unpin (`mm::frames`), and
+//! a dead IOMMU server's pool is kept (its SMMU may still walk it).
 
 use super::ipc::{self, fail_call};
 use super::{Cap, End, Kernel, State, TaskIdx};
 use crate::arch::trap::{Syndrome, TrapFrame};
+use crate::mm::user::Reclaimed;
 use crate::{arch, gic, kprintln};
 
 /// A task's fault: report it by name with the decoded syndrome, stop it.
@@ -112,7 +115,7 @@ pub fn acknowledge_death(k: &mut Kernel, s: TaskIdx, t: TaskIdx, ep: usize) -> a
     }
     k.tasks[t].state = State::Dead { acks: acks - 1 };
     if acks == 1 {
-        let frames = reclaim(k, t);
+        let frames = reclaim(k, t).freed;
         kprintln!(
             "task {}: death notices answered, {frames} frames reclaimed",
             k.tasks[t].name
@@ -162,12 +165,27 @@ fn restart_if_wanted(k: &mut Kernel, t: TaskIdx) {
     }
 }
 
-/// Frees a dead task's memory once nothing can reach it; returns the
-/// number of frames freed.
-fn reclaim(k: &mut Kernel, t: TaskIdx) -> usize {
+/// Frees a dead task's memory once no CPU mapping can reach it; frames
+/// the IOMMU server still has pinned are held for DMA instead, and IOMMU
+/// pool frames are kept. Returns what happened to its frames.
+fn reclaim(k: &mut Kernel, t: TaskIdx) -> Reclaimed {
     let Some(space) = k.tasks[t].space.take() else {
-        return 0;
+        return Reclaimed::default();
     };
     arch::mmu::flush_asid(space.asid());
-    space.destroy()
+    let r = space.destroy();
+    let name = &k.tasks[t].name;
+    if r.held > 0 {
+        kprintln!(
+            "task {name}: {} frames still pinned for DMA: held until the IOMMU server unpins them",
+            r.held
+        );
+    }
+    if r.pool_kept > 0 {
+        kprintln!(
+            "task {name}: {} IOMMU pool frames kept, never freed: the SMMU may still walk them",
+            r.pool_kept
+        );
+    }
+    r
 }

@@ -99,8 +99,8 @@ pub fn create_task(
 ) -> Result<Task, String> {
     let fail = |what: String| format!("task {}: {what}", rec.name);
     let asid = Asid(u16::try_from(i + 1).map_err(|_| fail("too many tasks".into()))?);
-    let mut space =
-        AddressSpace::new(asid, pa_bits).map_err(|e| fail(format!("address space: {e}")))?;
+    let mut space = AddressSpace::new(asid, pa_bits, i as u32)
+        .map_err(|e| fail(format!("address space: {e}")))?;
     let plan = LoadPlan::parse(rec.elf).map_err(|e| fail(format!("ELF: {e}")))?;
     for seg in plan.segments() {
         let p = seg.perms();

@@ -168,13 +168,38 @@ fn finish(k: &Kernel) -> ! {
         used / 1024,
         size / 1024
     );
-    let (free, total) = crate::mm::frames::stats();
+    // Every frame in exactly one state, adding up to the boot total.
+    let totals = match crate::mm::frames::audit() {
+        Ok(t) => {
+            kprintln!(
+                "kernel: frames: {} free, {} kernel, {} tasks, {} IOMMU pool, {} held for DMA = {} of {} at boot: consistent",
+                t.free,
+                t.kernel,
+                t.task,
+                t.pool,
+                t.held,
+                t.sum(),
+                t.boot
+            );
+            t
+        }
+        Err(why) => {
+            kprintln!("kernel: frames: FAIL: accounting inconsistent: {why}");
+            crate::exit(crate::status::FAIL);
+        }
+    };
+    let (free, total) = (totals.free as usize, totals.boot as usize);
     if serving == 0 {
-        // Every task ended and was reclaimed: all its frames came back.
-        if free == k.frames_free_before_load {
-            kprintln!("kernel: every task's memory reclaimed ({free} of {total} frames free)");
+        // Every task ended and was reclaimed: all its frames came back,
+        // except those a device may still reach (held for DMA) and a dead
+        // IOMMU server's pool (kept).
+        let kept = (totals.held + totals.pool) as usize;
+        if free + kept == k.frames_free_before_load {
+            kprintln!(
+                "kernel: every task's memory reclaimed ({free} of {total} frames free, {kept} kept for DMA)"
+            );
         } else {
-            let missing = k.frames_free_before_load as i64 - free as i64;
+            let missing = k.frames_free_before_load as i64 - (free + kept) as i64;
             kprintln!("kernel: LEAK: {missing} frames not returned by ended tasks");
             crate::exit(crate::status::FAIL);
         }

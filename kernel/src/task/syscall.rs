@@ -9,10 +9,12 @@ use alloc::vec::Vec;
 use core::mem::size_of;
 
 use abi::syscall::{
-    CallArgs, FOREVER, GRANT_MAX_PAGES, LOG_MAX, MSG_MAX, NO_CAP, PresentedKind, RecvArgs, RecvInfo,
+    CallArgs, FOREVER, GRANT_MAX_PAGES, LOG_MAX, MSG_MAX, NO_CAP, PIN_BATCH_MAX, PinOp,
+    PresentedKind, RecvArgs, RecvInfo,
 };
 use abi::{Error, PAGE_SIZE, SysResult, Sysno};
 
+use kernel_core::ledger::PinRefusal;
 use kernel_core::pci::regs::{self as pci_regs, Command};
 
 use super::ipc::{self, set_result};
@@ -61,6 +63,7 @@ pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
             let (intact, sum) = crate::integrity::check();
             Some(Ok([u64::from(intact), sum, 0]))
         }
+        Sysno::FramePins => Some(frame_pins(k, t, x[0], x[1], x[2], x[3])),
     };
     if let Some(r) = r {
         set_result(k, t, r);
@@ -375,7 +378,11 @@ fn dma_alloc(k: &mut Kernel, t: TaskIdx, pages: u64) -> SysResult<[u64; 3]> {
         return Err(Error::OverQuota);
     }
     let owner = task.caps.contains(&Cap::SmmuOwner);
-    let (va, len, pa) = task.space.as_mut().expect("running").dma_alloc(pages)?;
+    let (va, len, pa) = task
+        .space
+        .as_mut()
+        .expect("running")
+        .dma_alloc(pages, owner)?;
     task.dma_used += pages;
     Ok([va, len, if owner { pa.get() } else { 0 }])
 }
@@ -392,6 +399,58 @@ fn smmu_enabled(k: &mut Kernel, t: TaskIdx, c: u64) -> SysResult<()> {
         );
     }
     Ok(())
+}
+
+/// Pins or unpins a batch of frames for the IOMMU server (see
+/// [`Sysno::FramePins`]): every argument is checked, then the whole batch
+/// by the frame ledger, before anything changes.
+fn frame_pins(
+    k: &mut Kernel,
+    t: TaskIdx,
+    c: u64,
+    op: u64,
+    ptr: u64,
+    count: u64,
+) -> SysResult<[u64; 3]> {
+    let Cap::SmmuOwner = cap(k, t, c)? else {
+        return Err(Error::WrongCapKind);
+    };
+    let op = PinOp::from_code(op).ok_or(Error::BadArgument)?;
+    if count == 0 {
+        return Err(Error::BadArgument);
+    }
+    if count > PIN_BATCH_MAX as u64 {
+        return Err(Error::TooLarge);
+    }
+    let mut bytes = alloc::vec![0u8; count as usize * 8];
+    space(k, t).copy_in(ptr, &mut bytes)?;
+    let batch: Vec<abi::PhysAddr> = bytes
+        .chunks_exact(8)
+        .map(|b| abi::PhysAddr::new(u64::from_le_bytes(b.try_into().unwrap_or([0xff; 8]))))
+        .collect();
+    let refused = |(pa, why): (abi::PhysAddr, PinRefusal)| {
+        kprintln!(
+            "kernel: {} {op:?} of {count} frames refused, nothing changed: frame {pa:#x} is {why}",
+            k.tasks[t].name
+        );
+        match why {
+            PinRefusal::Unaligned => Error::BadArgument,
+            PinRefusal::NotPinned => Error::NotPinned,
+            _ => Error::NotDmaMemory,
+        }
+    };
+    let freed = match op {
+        PinOp::Pin => crate::mm::frames::pin(&batch).map(|()| 0),
+        PinOp::Unpin => crate::mm::frames::unpin(&batch),
+    }
+    .map_err(refused)?;
+    let pinned = crate::mm::frames::pinned();
+    if freed > 0 {
+        kprintln!(
+            "kernel: {freed} frames held for DMA freed: their last pin went ({pinned} frames pinned now)"
+        );
+    }
+    Ok([freed as u64, pinned, 0])
 }
 
 fn mmio_map(k: &mut Kernel, t: TaskIdx, c: u64) -> SysResult<[u64; 3]> {

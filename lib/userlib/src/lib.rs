@@ -22,7 +22,7 @@ mod sys;
 pub mod task;
 pub mod time;
 
-pub use abi::syscall::{LOG_MAX, MSG_MAX};
+pub use abi::syscall::{LOG_MAX, MSG_MAX, PIN_BATCH_MAX, PinOp};
 pub use abi::{Error, SysResult};
 pub use bootimage::{Client, TaskInfo};
 pub use console::log;
@@ -31,6 +31,7 @@ pub use mem::{DeviceRegion, DmaBuffer, dma_alloc, mmio_map, pci_map_bar, publish
 pub use mmio::{Reg, TimedOut, Value, poll_until};
 pub use pci::{pci_config_read, pci_config_write, pci_enable_bus_master, smmu_enabled};
 pub use rt::incarnation;
+pub use sys::frame_pins;
 pub use task::{exit, kernel_integrity, yield_now};
 pub use time::{Counter, counter, sleep, time};
 

@@ -12,8 +12,8 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use abi::syscall::layout;
-use abi::{PAGE_SIZE, SysResult, Sysno};
+use abi::syscall::{PinOp, layout};
+use abi::{PAGE_SIZE, PhysAddr, SysResult, Sysno};
 use buddy_system_allocator::LockedHeap;
 use mmio::{Reg, Value};
 
@@ -40,6 +40,27 @@ pub(crate) fn syscall(n: u64, a: [u64; 6]) -> [u64; 4] {
         );
     }
     [r0, r1, r2, r3]
+}
+
+/// Pins (`op` = [`PinOp::Pin`]) or unpins a batch of frames by physical
+/// address (only with the SMMU-owner capability: the IOMMU server pins what
+/// it maps for a device and unpins after the covering sync). All or
+/// nothing. Returns (held frames the unpin freed, frames pinned now).
+pub fn frame_pins(owner_cap: u32, op: PinOp, frames: &[PhysAddr]) -> SysResult<(u64, u64)> {
+    // `PhysAddr` is a `#[repr(transparent)]` u64: the kernel reads the
+    // slice as `count` little-endian u64s through its own checked copy.
+    let r = crate::raw::check(syscall(
+        Sysno::FramePins as u64,
+        [
+            u64::from(owner_cap),
+            op.code(),
+            frames.as_ptr() as u64,
+            frames.len() as u64,
+            0,
+            0,
+        ],
+    ))?;
+    Ok((r[1], r[2]))
 }
 
 /// Data synchronisation barrier for stores: every store this task made

@@ -3,8 +3,8 @@
 //! its tables, CD, IOVAs and ASID are freed after that sync; its held
 //! replies go back to the task to drop.
 //!
-//! It must never free a dead client's tables, CD, IOVAs or ASID before
-//! the sync that follows its streams' abort and its ASID's invalidation
+//! It must never free a dead client's tables, CD, IOVAs or ASID, nor
+//! unpin the frames its mappings reached, before the sync that follows its streams' abort and its ASID's invalidation
 //! (they ride in a [`Payload`] through the engine), and never forget the
 //! client while it has pending invalidations.
 
@@ -49,6 +49,16 @@ impl<H: SmmuHw, R> Server<H, R> {
         let mut payload = Payload::new(badge);
         payload.aborted = stes;
         let mut asids = Vec::new();
+        if let Some(d) = &domain {
+            for m in d.mappings.values() {
+                payload.unpins.extend_from_slice(&m.frames);
+            }
+            for (&(bus, len), &n) in &d.bus {
+                for _ in 0..n {
+                    payload.unpins.extend(super::map::bus_frames(bus, len));
+                }
+            }
+        }
         if let Some(Domain { tr: Some(tr), .. }) = domain {
             payload.tables = tr.table.destroy(&HwTables(&mut self.hw));
             payload.cd = Some(tr.cd);
@@ -75,7 +85,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                     all.push(Command::TlbiNhAsid { vmid: 0, asid: *a }.encode());
                 }
                 if self.run(&all).is_ok() {
-                    self.release_payload(refused.payload);
+                    self.release_now(refused.payload);
                 }
             }
         }

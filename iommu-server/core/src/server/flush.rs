@@ -4,9 +4,10 @@
 //! sync covered: held replies, IOVAs, table pages, CDs, ASIDs, and the
 //! other words of aborted STEs.
 //!
-//! It must never release an IOVA, a table page, a CD or an ASID before
-//! the sync that covers its last use (`release_payload`, the only place
-//! they are freed, runs for a completed sync only); never complete a plan
+//! It must never release an IOVA, a table page, a CD or an ASID, nor unpin
+//! a frame, before the sync that covers its last use (`release_payload`,
+//! the only place they are freed, runs for a completed sync only; its
+//! frames are unpinned in one batch per completed sync, `flush_unpins`); never complete a plan
 //! whose commands or sync failed (it stays unsynced, and is retried with
 //! a full stage-1 invalidation); and never answer a `Flush` while its
 //! client has pending work.
@@ -158,6 +159,26 @@ impl<H: SmmuHw, R> Server<H, R> {
         for r in released {
             self.release(r);
         }
+        self.flush_unpins();
+    }
+
+    /// Releases a payload outside a sync's completion (nothing it holds is
+    /// reachable: nothing was written, or its invalidation already ran),
+    /// then unpins its frames.
+    pub(super) fn release_now(&mut self, p: Payload<R>) {
+        self.release_payload(p);
+        self.flush_unpins();
+    }
+
+    /// One unpin call for every frame whose covering sync completed.
+    pub(super) fn flush_unpins(&mut self) {
+        if self.unpins.is_empty() {
+            return;
+        }
+        let batch = core::mem::take(&mut self.unpins);
+        self.stats.unpin_calls += 1;
+        self.stats.unpinned_frames += batch.len() as u64;
+        self.hw.unpin(&batch);
     }
 
     fn release(&mut self, r: Released<Payload<R>>) {
@@ -173,8 +194,10 @@ impl<H: SmmuHw, R> Server<H, R> {
         self.release_payload(payload);
     }
 
-    /// Frees what a payload holds; its covering sync has completed.
+    /// Frees what a payload holds; its covering sync has completed. Its
+    /// frames join the next unpin batch ([`Server::flush_unpins`]).
     pub(super) fn release_payload(&mut self, mut p: Payload<R>) {
+        self.unpins.append(&mut p.unpins);
         if let Some(rep) = p.reply.take() {
             self.outbox.push(rep);
         }

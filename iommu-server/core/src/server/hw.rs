@@ -20,6 +20,8 @@ pub enum HwError {
     Timeout,
     /// The SMMU stopped on an illegal command (CMDQ_CONS.ERR code).
     CommandError(u8),
+    /// The kernel refused to pin a frame (not DMA memory of a live task).
+    PinRefused,
 }
 
 /// What the server needs from the SMMU and its memory. The task implements
@@ -44,6 +46,13 @@ pub trait SmmuHw {
     /// Queues a CMD_SYNC behind everything submitted and waits (bounded)
     /// for its completion.
     fn sync(&mut self) -> Result<(), HwError>;
+    /// Pins `frames` in the kernel before they are mapped: no frame a
+    /// mapping may reach returns to the allocator. All or nothing. The
+    /// server calls it at most once per `Map` request.
+    fn pin(&mut self, frames: &[PhysAddr]) -> Result<(), HwError>;
+    /// Unpins frames whose unmap's covering sync has completed. The server
+    /// calls it at most once per completed sync batch.
+    fn unpin(&mut self, frames: &[PhysAddr]);
 }
 
 /// `pgtable`'s door into SMMU-visible memory: descriptors through

@@ -109,6 +109,15 @@ impl<'g> MapPlan<'g> {
     }
 }
 
+/// Why a pinned map failed, and so when its pins go.
+enum Failed {
+    /// Nothing was written: unpin at once.
+    Unwritten(ApiError),
+    /// Entries were written and cleared: the rollback's payload unpins
+    /// after the covering sync.
+    RolledBack(ApiError),
+}
+
 /// What undoing a failed map's written runs left for the engine.
 struct Undone<R> {
     asid: Asid,
@@ -132,23 +141,56 @@ impl<H: SmmuHw, R> Server<H, R> {
         grant: Option<Grant<'_>>,
     ) -> Result<Vec<u8>, ApiError> {
         let plan = self.plan_map(badge, dir, ranges, grant)?;
+        // Every frame a mapping will reach is pinned first (one call).
+        let frames: Vec<PhysAddr> = plan
+            .planned
+            .as_slice()
+            .iter()
+            .flat_map(|p| plan.frames(p).iter().copied())
+            .collect();
+        if self.hw.pin(&frames).is_err() {
+            self.stats.pin_refusals += 1;
+            return Err(ApiError::NotGranted);
+        }
+        self.stats.pin_calls += 1;
+        self.stats.pinned_frames += frames.len() as u64;
+        match self.map_pinned(now, badge, &plan) {
+            Ok(reply) => Ok(reply),
+            Err(Failed::Unwritten(e)) => {
+                // Nothing maps them: unpin now.
+                self.unpins.extend_from_slice(&frames);
+                self.flush_unpins();
+                Err(e)
+            }
+            // The rollback's payload unpins them after the covering sync.
+            Err(Failed::RolledBack(e)) => Err(e),
+        }
+    }
+
+    /// A map whose frames are pinned.
+    fn map_pinned(&mut self, now: u64, badge: u32, plan: &MapPlan<'_>) -> Result<Vec<u8>, Failed> {
         if plan.bypass {
-            return self.map_bypass(badge, &plan);
+            return self.map_bypass(badge, plan).map_err(Failed::Unwritten);
         }
         // IOVAs for every range (never mapped yet: freed at once on error).
-        let (tr, _) = translated_mut(&mut self.clients, badge)?;
-        let blocks = alloc_blocks(tr, plan.planned.as_slice())?;
+        let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
+        let blocks = alloc_blocks(tr, plan.planned.as_slice()).map_err(Failed::Unwritten)?;
         // A new table where a freed one may still sit in a walk cache would
         // be invisible until that unmap's sync: flush first.
         if links_stale_walk(tr, blocks.as_slice()) {
             self.flush_now(now, badge);
         }
-        let (tr, mappings) = translated_mut(&mut self.clients, badge)?;
+        let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
         let mut mem = HwTables(&mut self.hw);
-        if let Err(failed) = write_runs(tr, &mut mem, &plan, blocks.as_slice()) {
-            let undone = undo_runs(tr, &mut mem, &plan, blocks.as_slice(), failed, badge);
+        if let Err(failed) = write_runs(tr, &mut mem, plan, blocks.as_slice()) {
+            let mut undone = undo_runs(tr, &mut mem, plan, blocks.as_slice(), failed, badge);
+            // What was written may be cached: its frames stay pinned until
+            // the covering sync.
+            for p in plan.planned.as_slice() {
+                undone.payload.unpins.extend_from_slice(plan.frames(p));
+            }
             self.roll_back_map(now, badge, blocks.as_slice(), undone);
-            return Err(ApiError::NoMemory);
+            return Err(Failed::RolledBack(ApiError::NoMemory));
         }
         mem.barrier();
         let mut iovas = Few::new(Iova::new(0));
@@ -160,6 +202,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                     len: p.len,
                     block: *block,
                     pages: *pages,
+                    frames: plan.frames(p).to_vec(),
                 },
             );
             iovas.push(iova);
@@ -292,7 +335,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         payload.iovas = blocks.to_vec();
         if ranges.is_empty() {
-            self.release_payload(payload);
+            self.release_now(payload);
         } else {
             let hint = UnmapHint {
                 leaf_level: LeafLevel::Any,
@@ -301,6 +344,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             self.queue_unmap(now, badge, asid, &ranges, hint, payload);
         }
     }
+}
+
+/// The frames a bypass mapping of `len` bytes at bus address `bus`
+/// reaches (pinned at map time, unpinned at unmap).
+pub(super) fn bus_frames(bus: u64, len: u64) -> impl Iterator<Item = PhysAddr> {
+    let first = bus & !(PAGE_SIZE - 1);
+    let end = bus.saturating_add(len);
+    (first..end).step_by(PAGE_SIZE as usize).map(PhysAddr::new)
 }
 
 /// An IOVA block for each planned range, or none (those taken are freed

@@ -8,7 +8,8 @@
 //! and held replies.
 //!
 //! It must never release an IOVA, a table page, a CD or an ASID before the
-//! sync that covers its last use; never point a stream at anything but
+//! sync that covers its last use; never map a frame it has not pinned in
+//! the kernel, nor unpin one before the sync that covers its unmap; never point a stream at anything but
 //! abort unless a client that presented the device's capability attached
 //! it; never let a stream bypass translation unless its client is the
 //! benchmark client ([`TrustLevel::Bench`]) and switched itself into
@@ -51,6 +52,7 @@ mod unmap;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use abi::PhysAddr;
 use smmuv3::idr::Features;
 
 use crate::engine::{Engine, SyncSeq};
@@ -98,4 +100,7 @@ pub struct Server<H, R> {
     stats: ServerStats,
     /// Clients whose unmaps the plans issued by the last `poll` covered.
     flushed: Vec<u32>,
+    /// Frames whose covering sync completed, unpinned in one batch
+    /// (`flush::flush_unpins`).
+    unpins: Vec<PhysAddr>,
 }

@@ -48,6 +48,8 @@ pub(super) struct Payload<R> {
     pub(super) reply: Option<(R, Vec<u8>)>,
     /// Walk-cache regions this unmap made stale (freed tables).
     pub(super) stale_walks: Vec<(u8, u64)>,
+    /// Frames the unmapped entries reached: unpinned after the sync.
+    pub(super) unpins: Vec<PhysAddr>,
 }
 
 impl<R> Payload<R> {
@@ -62,6 +64,7 @@ impl<R> Payload<R> {
             aborted: Vec::new(),
             reply: None,
             stale_walks: Vec::new(),
+            unpins: Vec::new(),
         }
     }
 }
@@ -70,6 +73,8 @@ pub(super) struct Mapping {
     pub(super) len: u64,
     pub(super) block: Iova,
     pub(super) pages: u64,
+    /// The frames it reaches, pinned in the kernel at map time.
+    pub(super) frames: Vec<PhysAddr>,
 }
 
 pub(super) struct Translated {
@@ -223,6 +228,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             last_now: 0,
             stats: ServerStats::default(),
             flushed: Vec::new(),
+            unpins: Vec::new(),
         };
         s.invalidate_all().map_err(|_| ServerError::Hardware)?;
         Ok(s)

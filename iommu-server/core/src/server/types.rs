@@ -135,6 +135,16 @@ pub struct ServerStats {
     pub hw_errors: u64,
     /// Clients quarantined.
     pub quarantines: u64,
+    /// Frames pinned in the kernel (one per mapped page).
+    pub pinned_frames: u64,
+    /// Pin calls (at most one per `Map`).
+    pub pin_calls: u64,
+    /// Frames unpinned after their covering sync.
+    pub unpinned_frames: u64,
+    /// Unpin calls (at most one per completed sync batch).
+    pub unpin_calls: u64,
+    /// Maps refused because the kernel would not pin a frame.
+    pub pin_refusals: u64,
 }
 
 /// A client as [`Server::clients`] shows it.

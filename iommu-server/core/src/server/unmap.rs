@@ -87,7 +87,13 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
                 let pages = ((r.start & (PAGE_SIZE - 1)) + r.len).div_ceil(PAGE_SIZE);
                 let _ = self.engine.note_unmap(ClientId(badge), pages);
+                // Nothing translated, nothing to wait for.
+                self.unpins.extend(super::map::bus_frames(r.start, r.len));
             }
+            self.flush_unpins();
+            let Some(client) = self.clients.get(&badge) else {
+                return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
+            };
             let faults_pending = client.faults.len() as u32;
             return Handled::Reply(reply, reply_bytes(&Response::Unmapped { faults_pending }));
         }
@@ -138,7 +144,9 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
             }
             payload.tables = tok.into_freed_tables();
-            domain.mappings.remove(&r.start);
+            if let Some(old) = domain.mappings.remove(&r.start) {
+                payload.unpins = old.frames;
+            }
             if let Some(prev) = last.replace((rs, hint, payload)) {
                 earlier.push(prev);
             }
@@ -230,7 +238,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             let cmd = Command::TlbiNhAsid { vmid: 0, asid }.encode();
             self.stats.tlbi_commands += 1;
             if self.run(&[cmd]).is_ok() {
-                self.release_payload(refused.payload);
+                self.release_now(refused.payload);
             }
         }
     }

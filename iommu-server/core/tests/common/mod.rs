@@ -1,10 +1,14 @@
 //! A test harness: [`SmmuHw`] over `smmu-model`'s software SMMU and sparse
 //! memory, with a page allocator that reuses freed pages at once (so that
 //! early reuse would show) and checks that every freed page saw a sync
-//! after its last write, plus helpers to drive a [`Server`].
+//! after its last write, plus helpers to drive a [`Server`]. It records
+//! the server's pins and unpins like the kernel's frame ledger would, and
+//! checks on every unpin that no live entry, and no entry cleared since
+//! the last completed sync, still reaches the frame beyond its remaining
+//! pins; and on every entry written that the frame it maps is pinned.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use abi::{Iova, PAGE_SIZE, PhysAddr, StreamId};
 use iommu_api::{ApiError, Dir, Extent, List, MSG_MAX, Request, Response};
@@ -33,6 +37,26 @@ pub struct Hw {
     pub frees: u64,
     /// Fail the next `submit` (hardware error injection).
     pub fail_submit: bool,
+    /// Pins per frame (what the kernel's ledger would hold).
+    pub pins: BTreeMap<u64, u32>,
+    /// Every frame ever pinned (so entries mapping them are recognised).
+    pub ever_pinned: BTreeSet<u64>,
+    /// Live entries mapping each pinned frame.
+    pub live_entries: HashMap<u64, u32>,
+    /// Entries cleared since the last completed sync, per frame.
+    pub unsynced_clears: HashMap<u64, u32>,
+    /// Pin and unpin calls.
+    pub pin_calls: u64,
+    pub unpin_calls: u64,
+    /// Every pin (`true`) and unpin call, with its frames, in order.
+    pub pin_log: Vec<(bool, Vec<u64>)>,
+    /// Refuse the next pin (the kernel says: not DMA memory).
+    pub refuse_pin: bool,
+}
+
+/// The output address of a valid descriptor.
+fn output(desc: u64) -> Option<u64> {
+    (desc & 1 == 1).then_some(desc & 0x0000_ffff_ffff_f000)
 }
 
 pub fn qemu_features() -> Features {
@@ -55,6 +79,31 @@ impl Hw {
             allocs: 0,
             frees: 0,
             fail_submit: false,
+            pins: BTreeMap::new(),
+            ever_pinned: BTreeSet::new(),
+            live_entries: HashMap::new(),
+            unsynced_clears: HashMap::new(),
+            pin_calls: 0,
+            unpin_calls: 0,
+            pin_log: Vec::new(),
+            refuse_pin: false,
+        }
+    }
+
+    /// Frames pinned now (once or more).
+    pub fn pinned(&self) -> usize {
+        self.pins.len()
+    }
+
+    /// Forgets the entries of a table page freed after its sync.
+    fn forget_entries(&mut self, page: u64) {
+        for i in 0..512 {
+            let d = self.mem.read_u64(PhysAddr::new(page + i * 8));
+            if let Some(oa) = output(d).filter(|oa| self.ever_pinned.contains(oa))
+                && let Some(n) = self.live_entries.get_mut(&oa)
+            {
+                *n = n.saturating_sub(1);
+            }
         }
     }
 
@@ -106,6 +155,9 @@ impl SmmuHw for Hw {
                 );
             }
         }
+        for p in 0..count as u64 {
+            self.forget_entries(pa.get() + p * PAGE_SIZE);
+        }
         if count == 1 {
             self.free1.push(pa.get());
         }
@@ -117,6 +169,21 @@ impl SmmuHw for Hw {
 
     fn write_u64(&mut self, pa: PhysAddr, value: u64) {
         self.writes += 1;
+        let old = output(self.mem.read_u64(pa)).filter(|oa| self.ever_pinned.contains(oa));
+        let new = output(value).filter(|oa| self.ever_pinned.contains(oa));
+        if old != new {
+            if let Some(oa) = old {
+                *self.live_entries.entry(oa).or_insert(1) -= 1;
+                *self.unsynced_clears.entry(oa).or_insert(0) += 1;
+            }
+            if let Some(oa) = new {
+                assert!(
+                    self.pins.get(&oa).is_some_and(|&n| n > 0),
+                    "an entry maps frame {oa:#x}, which is not pinned"
+                );
+                *self.live_entries.entry(oa).or_insert(0) += 1;
+            }
+        }
         self.last_write
             .insert(pa.get() & !(PAGE_SIZE - 1), self.syncs);
         self.mem.write_u64(pa, value);
@@ -142,7 +209,48 @@ impl SmmuHw for Hw {
             .command(&self.mem, Command::Sync(Sync::polled()).encode())
             .map_err(|e| HwError::CommandError(e.opcode))?;
         self.syncs += 1;
+        self.unsynced_clears.clear();
         Ok(())
+    }
+
+    fn pin(&mut self, frames: &[PhysAddr]) -> Result<(), HwError> {
+        if std::mem::take(&mut self.refuse_pin) {
+            return Err(HwError::PinRefused);
+        }
+        self.pin_calls += 1;
+        for f in frames {
+            assert!(f.is_page_aligned(), "pin of {f:?}");
+            *self.pins.entry(f.get()).or_insert(0) += 1;
+            self.ever_pinned.insert(f.get());
+        }
+        self.pin_log
+            .push((true, frames.iter().map(|f| f.get()).collect()));
+        Ok(())
+    }
+
+    fn unpin(&mut self, frames: &[PhysAddr]) {
+        self.unpin_calls += 1;
+        for f in frames {
+            let f = f.get();
+            let n = self
+                .pins
+                .get_mut(&f)
+                .expect("unpin of a frame never pinned");
+            assert!(*n > 0, "unpin of frame {f:#x}, not pinned");
+            *n -= 1;
+            let left = *n;
+            if left == 0 {
+                self.pins.remove(&f);
+            }
+            let live = self.live_entries.get(&f).copied().unwrap_or(0);
+            let unsynced = self.unsynced_clears.get(&f).copied().unwrap_or(0);
+            assert!(
+                live + unsynced <= left,
+                "frame {f:#x} unpinned while {live} live entries and {unsynced} entries cleared without a sync since still reach it ({left} pins left)"
+            );
+        }
+        self.pin_log
+            .push((false, frames.iter().map(|f| f.get()).collect()));
     }
 }
 
