@@ -1,6 +1,7 @@
 //! The kernel's host-testable logic: platform discovery from the device tree
 //! ([`dt`]), PCI enumeration and BAR assignment behind a config-space trait
-//! ([`pci`]), and exception-syndrome decoding ([`esr`]).
+//! ([`pci`]), exception-syndrome decoding ([`esr`]), and the death-notice
+//! ledger ([`death`]: which notices are owed, their one-time answers).
 //!
 //! This crate owns no hardware: it never touches memory-mapped registers or
 //! system registers itself (the kernel does the volatile accesses behind the
@@ -13,6 +14,7 @@
 extern crate alloc;
 
 pub mod bounded;
+pub mod death;
 pub mod dt;
 pub mod elf;
 pub mod esr;

@@ -10,6 +10,8 @@ use core::mem::size_of;
 use abi::syscall::{RecvInfo, RecvKind};
 use abi::{Error, SysResult};
 
+use kernel_core::death::TaskRef;
+
 use super::{Kernel, OutgoingCall, State, TaskIdx, token};
 
 /// Writes a syscall's results into `t`'s saved registers: x0 = 0 or the
@@ -99,7 +101,7 @@ pub fn deliver_call(k: &mut Kernel, s: TaskIdx, caller: TaskIdx) -> bool {
         fail_call(k, caller, Error::BadAddress);
         return false;
     }
-    let call_id = k.tasks[caller].call_seq.wrapping_add(1) & !token::DEATH;
+    let call_id = k.tasks[caller].call_seq.wrapping_add(1);
     let info = RecvInfo {
         kind: RecvKind::Call as u32,
         badge: call.badge,
@@ -161,11 +163,20 @@ pub fn try_receive(k: &mut Kernel, s: TaskIdx) -> bool {
         complete_recv(k, s, info);
         return true;
     }
-    if let Some((badge, dead)) = k.endpoints[ep].deaths.pop_front() {
+    // A notice of an instance that is no longer the dead one in its slot
+    // (it restarted) is dropped, never issued for the new instance.
+    let server = k.task_ref(s);
+    let tasks = &k.tasks;
+    let current = |d: TaskRef| {
+        tasks
+            .get(usize::from(d.index))
+            .is_some_and(|x| x.generation == d.generation && x.state == State::Dead)
+    };
+    if let Some((notice, reply)) = k.death_notices.deliver(ep as u16, server, current) {
         let info = RecvInfo {
             kind: RecvKind::ClientDied as u32,
-            badge,
-            reply: token::encode(dead, k.tasks[dead].generation, token::DEATH | ep as u32),
+            badge: notice.badge,
+            reply,
             ..Default::default()
         };
         complete_recv(k, s, info);
@@ -227,13 +238,13 @@ pub fn time_out(k: &mut Kernel, t: TaskIdx) {
 
 /// Answers the call that `token` names, from server `s`, with `msg`.
 pub fn reply(k: &mut Kernel, s: TaskIdx, tok: u64, msg: &[u8]) -> SysResult<()> {
+    if kernel_core::death::is_token(tok) {
+        return super::lifecycle::acknowledge_death(k, s, tok);
+    }
     let (t, generation, call_id) = token::decode(tok);
     let target = k.tasks.get(t).ok_or(Error::BadReplyToken)?;
     if target.generation != generation {
         return Err(Error::BadReplyToken);
-    }
-    if call_id & token::DEATH != 0 {
-        return super::lifecycle::acknowledge_death(k, s, t, (call_id & !token::DEATH) as usize);
     }
     if target.state != (State::ReplyWait { server: s, call_id }) {
         return Err(Error::BadReplyToken);

@@ -1,13 +1,19 @@
 //! The end of a task: the report when it faults or exits, failing every
 //! call that depended on it, masking its interrupts, announcing its death
 //! to servers that asked for it, and reclaiming its memory only after
-//! those servers have answered (the IOMMU server must tear down the
-//! device mappings of the memory before it can be reused). Never frees a
-//! frame a TLB may still translate to, nor one the IOMMU server still has
-//! pinned: those are held for DMA until the last unpin (`mm::frames`), and
-//! a dead IOMMU server's pool is kept (its SMMU may still walk it).
+//! every one of those servers has answered (the IOMMU server must tear
+//! down the device mappings of the memory before it can be reused). The
+//! answers are counted by `Kernel::death_notices`: each delivered notice
+//! is answered once, by the server it went to, with the token it carried;
+//! anything else is `BadReplyToken` and changes nothing. Never frees a
+//! frame a TLB may still translate to, one whose notices are owed, nor one
+//! the IOMMU server still has pinned: those are held for DMA until the
+//! last unpin (`mm::frames`), and a dead IOMMU server's pool is kept (its
+//! SMMU may still walk it).
 
 use super::ipc::{self, fail_call};
+use kernel_core::death::Notice;
+
 use super::{Cap, End, Kernel, State, TaskIdx};
 use crate::arch::trap::{Syndrome, TrapFrame};
 use crate::mm::user::Reclaimed;
@@ -42,7 +48,7 @@ pub fn end(k: &mut Kernel, t: TaskIdx, how: End) {
     }
     k.tasks[t].end = Some(how);
     k.tasks[t].call = None;
-    k.tasks[t].state = State::Dead { acks: 0 };
+    k.tasks[t].state = State::Dead;
 
     // Calls that needed it as a server fail.
     for c in 0..k.tasks.len() {
@@ -71,57 +77,92 @@ pub fn end(k: &mut Kernel, t: TaskIdx, how: End) {
         k.irqs.remove(&intid);
     }
 
+    // Notices it received as a server and did not answer go back to their
+    // endpoints, for its next instance.
+    let me = k.task_ref(t);
+    k.death_notices.server_ended(me);
+
     // Servers that asked to hear of their clients' deaths are told; the
     // memory waits for their answers.
-    let mut acks = 0;
-    let caps = k.tasks[t].caps.clone();
-    for c in caps {
-        if let Cap::Endpoint {
-            ep,
-            serve: false,
-            badge,
-        } = c
-        {
-            let server = k.endpoints[ep].server;
-            if k.endpoints[ep].death_notices && k.tasks[server].end.is_none() {
-                k.endpoints[ep].deaths.push_back((badge, t));
-                acks += 1;
-                ipc::try_receive(k, server);
-            }
-        }
-    }
-    k.tasks[t].state = State::Dead { acks };
+    let notices: alloc::vec::Vec<(usize, u32)> = k.tasks[t]
+        .caps
+        .iter()
+        .filter_map(|c| match *c {
+            Cap::Endpoint {
+                ep,
+                serve: false,
+                badge,
+            } => Some((ep, badge)),
+            _ => None,
+        })
+        .filter(|&(ep, _)| {
+            let e = &k.endpoints[ep];
+            e.death_notices && k.tasks[e.server].end.is_none()
+        })
+        .collect();
     if k.current == Some(t) {
         k.current = None;
     }
-    if acks == 0 {
+    if k.death_notices.free() < notices.len() {
+        // Sized at load so that this cannot happen; if it did, nothing
+        // could ever say the memory is unreachable: keep it.
+        kprintln!(
+            "task {}: no room to record its death notices; its memory is kept for good",
+            k.tasks[t].name
+        );
+        return;
+    }
+    for (ep, badge) in notices {
+        let notice = Notice {
+            dead: me,
+            endpoint: ep as u16,
+            badge,
+        };
+        if k.death_notices.announce(notice).is_ok() {
+            ipc::try_receive(k, k.endpoints[ep].server);
+        }
+    }
+    let owed = k.death_notices.outstanding(me);
+    if owed == 0 {
         reclaim(k, t);
         restart_if_wanted(k, t);
     } else {
         kprintln!(
-            "task {}: memory kept until {acks} server(s) answer its death notice",
+            "task {}: memory kept until {owed} server(s) answer its death notice",
             k.tasks[t].name
         );
     }
 }
 
-/// Server `s` answered the death notice of task `t` on endpoint `ep`.
-pub fn acknowledge_death(k: &mut Kernel, s: TaskIdx, t: TaskIdx, ep: usize) -> abi::SysResult<()> {
-    let State::Dead { acks } = k.tasks[t].state else {
-        return Err(abi::Error::BadReplyToken);
-    };
-    if acks == 0 || k.endpoints.get(ep).is_none_or(|e| e.server != s) {
-        return Err(abi::Error::BadReplyToken);
+/// Server `s` answers a death notice with `tok`: accepted once, only from
+/// the server instance the notice was delivered to with that token. When
+/// the last notice of a dead task is answered its memory is reclaimed
+/// (and the task restarted if it should be).
+pub fn acknowledge_death(k: &mut Kernel, s: TaskIdx, tok: u64) -> abi::SysResult<()> {
+    let replier = k.task_ref(s);
+    let acked = k
+        .death_notices
+        .acknowledge(tok, replier)
+        .ok_or(abi::Error::BadReplyToken)?;
+    if acked.remaining > 0 {
+        return Ok(());
     }
-    k.tasks[t].state = State::Dead { acks: acks - 1 };
-    if acks == 1 {
-        let frames = reclaim(k, t).freed;
-        kprintln!(
-            "task {}: death notices answered, {frames} frames reclaimed",
-            k.tasks[t].name
-        );
-        restart_if_wanted(k, t);
+    let dead = acked.notice.dead;
+    let t = usize::from(dead.index);
+    // The ledger holds notices of dead instances only (a restart forgets
+    // the old instance's): this is that instance.
+    if k.tasks
+        .get(t)
+        .is_none_or(|x| x.state != State::Dead || x.generation != dead.generation)
+    {
+        return Ok(());
     }
+    let frames = reclaim(k, t).freed;
+    kprintln!(
+        "task {}: death notices answered, {frames} frames reclaimed",
+        k.tasks[t].name
+    );
+    restart_if_wanted(k, t);
     Ok(())
 }
 
@@ -157,6 +198,10 @@ fn restart_if_wanted(k: &mut Kernel, t: TaskIdx) {
     k.boot = Some((image, platform, pa_bits));
     match created {
         Ok(task) => {
+            // Nothing of the old instance is owed any more; nothing of it
+            // may ever be delivered as the new one's.
+            let old = k.task_ref(t);
+            k.death_notices.forget(old);
             kprintln!("task {}: restarted (incarnation {generation})", task.name);
             k.tasks[t] = task;
             k.make_ready(t);

@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 use abi::syscall::layout;
 use abi::{Asid, PAGE_SIZE};
 use bootimage::image::{BootImage, CapSpec, IrqSource, MmioRegion, SmmuIrq, TaskRecord};
+use kernel_core::death::{Ledger, Slot};
 use kernel_core::dt::{Platform, Trigger as DtTrigger};
 use kernel_core::elf::LoadPlan;
 use kernel_core::pci::Function;
@@ -44,7 +45,6 @@ pub fn load(
             server: usize::MAX,
             death_notices: e.death_notices,
             senders: VecDeque::new(),
-            deaths: VecDeque::new(),
         })
         .collect();
     let mut irqs = BTreeMap::new();
@@ -64,9 +64,24 @@ pub fn load(
     if let Some(e) = endpoints.iter().find(|e| e.server == usize::MAX) {
         return Err(format!("endpoint {} has no server", e.name));
     }
+    // Each task owes at most one set of death notices at a time (it is
+    // restarted only once they are all answered), one per call capability
+    // on an endpoint that wants them: that many slots never run out.
+    let notice_slots: usize = tasks
+        .iter()
+        .map(|t| {
+            t.caps
+                .iter()
+                .filter(|c| {
+                    matches!(c, Cap::Endpoint { ep, serve: false, .. } if endpoints[*ep].death_notices)
+                })
+                .count()
+        })
+        .sum();
     let mut k = Kernel {
         tasks,
         endpoints,
+        death_notices: Ledger::new(alloc::vec![Slot::Free; notice_slots].into_boxed_slice()),
         current: None,
         ready: Default::default(),
         irqs,

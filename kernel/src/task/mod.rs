@@ -20,6 +20,7 @@ use core::cell::UnsafeCell;
 use abi::syscall::{MSG_MAX, RecvArgs};
 use abi::{PhysAddr, StreamId};
 use hermit_sync::InterruptSpinMutex;
+use kernel_core::death::{Ledger, Slot, TaskRef};
 use kernel_core::pci::Function;
 
 use crate::arch::fpsimd::FpState;
@@ -80,8 +81,9 @@ pub enum State {
     WaitNotify { deadline: Option<u64> },
     /// Sleeping until `deadline` (counter ticks).
     Sleeping { deadline: u64 },
-    /// Ended; its memory is reclaimed once `acks` death notices are answered.
-    Dead { acks: u32 },
+    /// Ended; its memory is reclaimed once every death notice of it
+    /// (`Kernel::death_notices`) is answered.
+    Dead,
 }
 
 impl State {
@@ -176,8 +178,6 @@ pub struct Endpoint {
     pub death_notices: bool,
     /// Callers waiting for the server to receive.
     pub senders: VecDeque<TaskIdx>,
-    /// Dead clients to announce: (badge, task).
-    pub deaths: VecDeque<(u32, TaskIdx)>,
 }
 
 /// An interrupt bound to a task.
@@ -197,6 +197,9 @@ pub struct Kernel {
     pub tasks: Vec<Task>,
     /// The endpoints.
     pub endpoints: Vec<Endpoint>,
+    /// Death notices owed: queued on their endpoints, or delivered and
+    /// awaiting their one answer (the dead task's memory waits for them).
+    pub death_notices: Ledger<Box<[Slot]>>,
     /// The running task.
     pub current: Option<TaskIdx>,
     /// Ready queues, one per priority.
@@ -227,21 +230,31 @@ pub struct Kernel {
 /// runs with them unmasked except while idle, when it does not hold this).
 pub static KERNEL: InterruptSpinMutex<Option<Kernel>> = InterruptSpinMutex::new(None);
 
-/// Reply tokens: task index, generation and call id in one `u64`. A token
-/// is valid only while that very call waits for its reply.
+/// Reply tokens of calls: task index, generation and call id in one `u64`.
+/// A token is valid only while that very call waits for its reply. Bit 63
+/// is never set (task indices are below 2^15): tokens with it set name
+/// death notices ([`kernel_core::death::TOKEN_TAG`]), issued and checked
+/// by `Kernel::death_notices`.
 pub mod token {
-    /// Call ids with this bit set name a death notice for endpoint
-    /// `call_id & !DEATH`.
-    pub const DEATH: u32 = 1 << 31;
-
     /// Encodes a token.
     pub fn encode(task: usize, generation: u16, call_id: u32) -> u64 {
-        ((task as u64) << 48) | (u64::from(generation) << 32) | u64::from(call_id)
+        (((task as u64) & 0x7fff) << 48) | (u64::from(generation) << 32) | u64::from(call_id)
     }
 
     /// Decodes a token: (task, generation, call id).
     pub fn decode(t: u64) -> (usize, u16, u32) {
         ((t >> 48) as usize, (t >> 32) as u16, t as u32)
+    }
+}
+
+impl Kernel {
+    /// Task `t`'s current instance, as the death-notice ledger names it
+    /// (task indices and generations fit: at most `MAX_TASKS` tasks).
+    pub fn task_ref(&self, t: TaskIdx) -> TaskRef {
+        TaskRef {
+            index: t as u16,
+            generation: self.tasks[t].generation,
+        }
     }
 }
 

@@ -38,6 +38,9 @@ struct RawScenario {
     must_contain: Vec<String>,
     #[serde(default)]
     must_not_contain: Vec<String>,
+    /// Each must match a line after the line the previous one matched.
+    #[serde(default)]
+    must_contain_in_order: Vec<String>,
     /// After the run, the disk images must hold the block test's pattern:
     /// `disk_check = { nvme = 1, vblk = 2 }` (the pattern seeds).
     #[serde(default)]
@@ -101,6 +104,9 @@ pub struct Scenario {
     pub must_contain: Vec<Regex>,
     /// None may match any line of the serial log.
     pub must_not_contain: Vec<Regex>,
+    /// Each must match a line after the line the previous one matched
+    /// (the first: any line).
+    pub must_contain_in_order: Vec<Regex>,
     /// Disk images to check after the run.
     pub disk_check: DiskCheck,
     /// Test-only cargo features of this scenario's build.
@@ -155,6 +161,7 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         expect_exit,
         must_contain: compile(raw.must_contain)?,
         must_not_contain: compile(raw.must_not_contain)?,
+        must_contain_in_order: compile(raw.must_contain_in_order)?,
         disk_check: raw.disk_check,
         features: raw.features,
     })
@@ -234,6 +241,9 @@ pub fn judge(scenario: &Scenario, outcome: &RunOutcome) -> Vec<String> {
             problems.push(format!("no line matches `{pattern}`"));
         }
     }
+    if let Err(problem) = check_in_order(&scenario.must_contain_in_order, &outcome.serial) {
+        problems.push(problem);
+    }
     for pattern in &scenario.must_not_contain {
         if let Some(line) = outcome.serial.lines().find(|line| pattern.is_match(line)) {
             problems.push(format!(
@@ -243,6 +253,36 @@ pub fn judge(scenario: &Scenario, outcome: &RunOutcome) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Checks that each of `patterns` matches a line of `serial` after the line
+/// the previous one matched (the earliest such line, so a later pattern
+/// gets every chance). The first failure is reported: a pattern that
+/// matches no line later than its predecessor's is named as out of order
+/// if it matches an earlier line, as missing if it matches none.
+pub fn check_in_order(patterns: &[Regex], serial: &str) -> Result<(), String> {
+    let lines: Vec<&str> = serial.lines().collect();
+    // (line index, pattern) of the previous match.
+    let mut previous: Option<(usize, &Regex)> = None;
+    for pattern in patterns {
+        let from = previous.map_or(0, |(i, _)| i + 1);
+        if let Some(i) = (from..lines.len()).find(|&i| pattern.is_match(lines[i])) {
+            previous = Some((i, pattern));
+            continue;
+        }
+        let earlier = (0..from).find(|&i| pattern.is_match(lines[i]));
+        return Err(match (earlier, previous) {
+            (Some(i), Some((p, before))) => format!(
+                "out of order: `{pattern}` matches only at or before line {} (`{}`), \
+                 not after line {} where `{before}` matched",
+                i + 1,
+                lines[i].trim_end(),
+                p + 1
+            ),
+            _ => format!("no line matches `{pattern}` (must_contain_in_order)"),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -335,6 +375,66 @@ mod tests {
         let serial = "smmu:\nSMMUv3\npci 00:01.0 1b36:0010 sid 0x80\n";
         let problems = judge(&list[0], &outcome(Some(0), serial));
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    fn ordered(patterns: &[&str]) -> Vec<Regex> {
+        patterns.iter().map(|p| Regex::new(p).unwrap()).collect()
+    }
+
+    const LOG: &str = "a: teardown\nb: noise\nc: reclaimed\nd: restarted\n";
+
+    #[test]
+    fn in_order_passes() {
+        let p = ordered(&["teardown", "reclaimed", "restarted"]);
+        assert_eq!(check_in_order(&p, LOG), Ok(()));
+        assert_eq!(check_in_order(&[], LOG), Ok(()));
+        // The same pattern twice needs two lines.
+        let twice = ordered(&["^[ab]:", "^[ab]:"]);
+        assert_eq!(check_in_order(&twice, LOG), Ok(()));
+        let thrice = ordered(&["^[ab]:", "^[ab]:", "^[ab]:"]);
+        assert!(check_in_order(&thrice, LOG).is_err());
+    }
+
+    #[test]
+    fn out_of_order_names_the_misplaced_pattern() {
+        let p = ordered(&["reclaimed", "teardown", "restarted"]);
+        let err = check_in_order(&p, LOG).unwrap_err();
+        assert!(err.starts_with("out of order: `teardown`"), "{err}");
+        assert!(err.contains("line 1 (`a: teardown`)"), "{err}");
+        assert!(
+            err.contains("after line 3 where `reclaimed` matched"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_fails() {
+        let p = ordered(&["teardown", "never printed", "restarted"]);
+        let err = check_in_order(&p, LOG).unwrap_err();
+        assert_eq!(
+            err,
+            "no line matches `never printed` (must_contain_in_order)"
+        );
+        assert!(check_in_order(&ordered(&["nothing"]), "").is_err());
+    }
+
+    #[test]
+    fn judge_applies_the_order() {
+        let text = r#"
+            [[scenario]]
+            name = "ordered"
+            must_contain_in_order = ['teardown', 'reclaimed']
+        "#;
+        let s = &parse(text, "t").unwrap()[0];
+        assert!(judge(s, &outcome(Some(0), "teardown\nreclaimed\n")).is_empty());
+        let problems = judge(s, &outcome(Some(0), "reclaimed\nteardown\n"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("out of order: `reclaimed`"),
+            "{problems:?}"
+        );
+        let bad = "[[scenario]]\nname = \"x\"\nmust_contain_in_order = [\"(\"]";
+        assert!(parse(bad, "bad").is_err());
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!
 //! [[endpoint]]
 //! name = "ping"
-//! death_notices = false      # deliver ClientDied to the server (default false)
+//! death_notices = false      # deliver ClientDied to the server (default false;
+//!                            # required true on some endpoints, see below)
 //!
 //! [[task]]
 //! name = "server"            # unique, [A-Za-z0-9_.-], at most 32 bytes
@@ -38,6 +39,16 @@
 //! included ones counted as placed below) plus one, so no task has badge 0;
 //! every call capability a task holds carries its badge, and its info page
 //! says so.
+//!
+//! Death notices that cannot be turned off (security contract item 6: a
+//! dead client's DMA mappings are torn down before its memory is reused).
+//! An *IOMMU server* is a task that holds an `smmu_owner` capability or is
+//! built from package `iommu-server`; a *driver* is any other task that
+//! holds a `call` capability on an endpoint an IOMMU server serves (it can
+//! forward its own clients' grants to the IOMMU server). Every endpoint
+//! served by an IOMMU server or by a driver must say
+//! `death_notices = true`; a description that leaves it false is refused
+//! with an error naming the endpoint and the reason.
 //!
 //! Includes (as in Hubris's `app.toml`): `include` lists fragment files
 //! with the same schema, each path relative to the directory of the file
@@ -82,6 +93,9 @@ use serde::Deserialize;
 /// Trust level of a task that does not name one: untrusted clients are
 /// strict (security contract item 7).
 pub const DEFAULT_TRUST: &str = "strict";
+
+/// The package the IOMMU server is built from.
+pub const IOMMU_SERVER_PACKAGE: &str = "iommu-server";
 
 /// How deep includes may nest (a backstop: cycles are caught by name).
 pub const MAX_INCLUDE_DEPTH: usize = 8;
@@ -410,11 +424,72 @@ fn convert(raw: RawSystem, origin: &str) -> Result<System, String> {
             }
         }
     }
+    required_death_notices(&endpoints, &tasks)?;
     Ok(System {
         origin: origin.to_owned(),
         endpoints,
         tasks,
     })
+}
+
+/// Why task `t` is an IOMMU server, if it is one: it holds an
+/// `smmu_owner` capability, or it is built from [`IOMMU_SERVER_PACKAGE`].
+fn iommu_server_reason(t: &Task) -> Option<&'static str> {
+    if t.caps.iter().any(|c| c.spec == CapSpec::SmmuOwner) {
+        Some("it holds an smmu_owner capability")
+    } else if t.package == IOMMU_SERVER_PACKAGE {
+        Some("it is built from package iommu-server")
+    } else {
+        None
+    }
+}
+
+/// Refuses a system in which an endpoint served by an IOMMU server, or by
+/// a driver (a task that calls an IOMMU server), does not deliver death
+/// notices: its server would never learn that a client died, and could
+/// still map (or have mapped) the client's memory for a device when the
+/// kernel reuses it. Each endpoint has exactly one server (checked before).
+fn required_death_notices(endpoints: &[Endpoint], tasks: &[Task]) -> Result<(), String> {
+    let server_of = |e: usize| {
+        tasks
+            .iter()
+            .find(|t| t.caps.iter().any(|c| is_endpoint(&c.spec, e, true)))
+    };
+    let iommu_endpoints: Vec<usize> = (0..endpoints.len())
+        .filter(|&e| server_of(e).is_some_and(|t| iommu_server_reason(t).is_some()))
+        .collect();
+    for (e, ep) in endpoints.iter().enumerate() {
+        let Some(server) = server_of(e) else {
+            continue;
+        };
+        if ep.death_notices {
+            continue;
+        }
+        if let Some(why) = iommu_server_reason(server) {
+            return Err(format!(
+                "endpoint \"{}\" must have death_notices = true: its server \"{}\" is an \
+                 IOMMU server ({why}), which must tear down a dead client's DMA mappings \
+                 before the kernel reuses the client's memory",
+                ep.name, server.name
+            ));
+        }
+        let calls_iommu = server.caps.iter().find_map(|c| {
+            iommu_endpoints
+                .iter()
+                .find(|&&ie| is_endpoint(&c.spec, ie, false))
+                .map(|&ie| endpoints[ie].name.as_str())
+        });
+        if let Some(iommu_ep) = calls_iommu {
+            return Err(format!(
+                "endpoint \"{}\" must have death_notices = true: its server \"{}\" is a \
+                 driver (it calls the IOMMU server on endpoint \"{iommu_ep}\") and can forward \
+                 its clients' grants there, so it must hear of a client's death and drop \
+                 those mappings before the kernel reuses the client's memory",
+                ep.name, server.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn is_endpoint(spec: &CapSpec, index: usize, want_serve: bool) -> bool {

@@ -579,3 +579,133 @@ fn task_args_add_to_an_included_task_and_only_add() {
     .unwrap_err();
     assert!(err.contains("already has argument \"role\""), "{err}");
 }
+
+/// An IOMMU server ("iommu", serving `iommu_ep`, death notices `iommu_dn`),
+/// a driver ("drv", calling it, serving "blk" with `blk_dn`) and a plain
+/// server ("echo", death notices off) with a client of everyone.
+fn iommu_system(owner_cap: bool, package: &str, iommu_dn: bool, blk_dn: bool) -> String {
+    let owner = if owner_cap {
+        ", { name = \"owner\", smmu_owner = true }"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+[[endpoint]]
+name = "iommu"
+death_notices = {iommu_dn}
+
+[[endpoint]]
+name = "blk"
+death_notices = {blk_dn}
+
+[[endpoint]]
+name = "echo"
+
+[[task]]
+name = "iommu"
+package = "{package}"
+priority = 10
+caps = [{{ name = "iommu", serve = "iommu" }}{owner}]
+
+[[task]]
+name = "drv"
+package = "nvme-driver"
+priority = 9
+caps = [{{ name = "iommu", call = "iommu" }}, {{ name = "blk", serve = "blk" }}]
+
+[[task]]
+name = "echo"
+package = "ipc-demo"
+priority = 6
+caps = [{{ name = "echo", serve = "echo" }}]
+
+[[task]]
+name = "client"
+package = "blk-test"
+priority = 5
+caps = [{{ name = "blk", call = "blk" }}, {{ name = "echo", call = "echo" }}]
+"#
+    )
+}
+
+#[test]
+fn death_notices_on_iommu_and_driver_endpoints_are_accepted() {
+    let sys = parse(&iommu_system(true, "iommu-server", true, true), "ok.toml").unwrap();
+    // A server that neither is nor calls the IOMMU server may opt out.
+    assert!(!sys.endpoints[2].death_notices);
+    // The IOMMU server recognised by its package alone, too.
+    parse(&iommu_system(false, "iommu-server", true, true), "ok.toml").unwrap();
+    // Neither cap nor package: "iommu" is an ordinary server, "drv" an
+    // ordinary client of it; both may opt out.
+    parse(&iommu_system(false, "ipc-demo", false, false), "ok.toml").unwrap();
+}
+
+#[test]
+fn the_iommu_server_cannot_opt_out_of_death_notices() {
+    for (owner_cap, package, why) in [
+        (true, "ipc-demo", "it holds an smmu_owner capability"),
+        (
+            false,
+            "iommu-server",
+            "it is built from package iommu-server",
+        ),
+        (true, "iommu-server", "it holds an smmu_owner capability"),
+    ] {
+        rejects(
+            &iommu_system(owner_cap, package, false, true),
+            &[
+                "endpoint \"iommu\" must have death_notices = true",
+                "its server \"iommu\" is an IOMMU server",
+                why,
+                "before the kernel reuses the client's memory",
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_driver_cannot_opt_out_of_death_notices() {
+    rejects(
+        &iommu_system(true, "iommu-server", true, false),
+        &[
+            "endpoint \"blk\" must have death_notices = true",
+            "its server \"drv\" is a driver",
+            "calls the IOMMU server on endpoint \"iommu\"",
+            "forward its clients' grants",
+        ],
+    );
+}
+
+#[test]
+fn the_real_systems_refuse_turning_death_notices_off() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systems");
+    // (file whose endpoint is turned off, endpoint, system loaded)
+    for (edited, endpoint, top) in [
+        ("common/iommu.toml", "iommu", "demo-crash-restart.toml"),
+        ("demo-crash-restart.toml", "nvme", "demo-crash-restart.toml"),
+        ("blk-strict.toml", "nvme", "blk-strict.toml"),
+    ] {
+        let edited = root.join(edited);
+        let err = load_with(&root.join(top), |p| {
+            let text = std::fs::read_to_string(p).map_err(|e| e.to_string())?;
+            Ok(if normalize(p) == normalize(&edited) {
+                let needle = format!("name = \"{endpoint}\"\ndeath_notices = true");
+                assert!(text.contains(&needle), "{}: no `{needle}`", p.display());
+                text.replace(
+                    &needle,
+                    &format!("name = \"{endpoint}\"\ndeath_notices = false"),
+                )
+            } else {
+                text
+            })
+        })
+        .expect_err(top);
+        assert!(
+            err.contains(&format!(
+                "endpoint \"{endpoint}\" must have death_notices = true"
+            )),
+            "{err}"
+        );
+    }
+}
