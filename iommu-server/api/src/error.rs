@@ -2,6 +2,8 @@
 //! stable (they cross the IPC boundary); a refused request changed nothing.
 //! This module never grows behaviour beyond naming and numbering.
 
+use ipc_proto::{Refused, WireError};
+
 abi::stable_codes! {
     /// Why a request was refused (or a message could not be decoded). The
     /// numeric codes are part of the protocol and never change.
@@ -50,6 +52,27 @@ abi::stable_codes! {
 }
 
 impl core::error::Error for ApiError {}
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Malformed => ApiError::Malformed,
+            Refused::UnknownOp => ApiError::UnknownOp,
+            Refused::TooMany => ApiError::TooMany,
+        }
+    }
+}
+
+/// Responses carry the status as a `u32`.
+impl WireError for ApiError {
+    const STATUS_BYTES: usize = 4;
+    fn wire_code(self) -> u32 {
+        self.code()
+    }
+    fn from_wire_code(code: u32) -> Option<Self> {
+        ApiError::from_code(code)
+    }
+}
 
 #[cfg(test)]
 mod tests {

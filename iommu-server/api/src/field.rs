@@ -1,62 +1,24 @@
-//! The wire form of one field of a request or a response, written once per
-//! field type: [`RequestField`] (16-byte entries after the request header)
-//! and [`ResponseField`] (entries of the type's own size after the
-//! response header). The protocol declaration (`protocol.rs`) names field
-//! types only; the generated encoders and decoders lay the fields out in
-//! declaration order, each taking its entries, and check the header's count
-//! against them.
+//! The IOMMU protocol's field wire forms, written once per field type:
+//! [`RequestField`] (16-byte entries after the request header, whose `arg`
+//! stays 0) and [`ResponseField`] (entries of the type's own size after
+//! the response header); the traits and the layout of fields one after
+//! another are `ipc-proto`'s. The protocol declaration (`protocol.rs`)
+//! names field types only.
 //!
-//! A field is either fixed (`MIN == MAX` entries) or a list (`MIN..=MAX`
-//! entries); a message has at most one list, which takes the entries the
-//! fixed fields leave. Reading never panics, never allocates, and refuses
-//! anything but what writing produces (non-zero reserved bytes, unknown
-//! codes, wrong sizes).
+//! Reading never panics, never allocates, and refuses anything but what
+//! writing produces (non-zero reserved bytes, unknown codes, wrong sizes).
 
 use abi::{Iova, StreamId};
 
+use ipc_proto::wire::{put, u32_at, u64_at, zero};
+use ipc_proto::{List, RequestField, ResponseField, WireEntry};
+
 use crate::error::ApiError;
-use crate::list::{Extent, FaultRecord, List, WireEntry};
+use crate::list::{Extent, FaultRecord};
 use crate::policy::InvalidationPolicy;
 use crate::request::Dir;
 use crate::response::Stats;
-use crate::wire::{put, u32_at, u64_at, zero};
 use crate::{ENTRY_BYTES, MAX_FAULT_RECORDS, MAX_MAP_ENTRIES, MAX_REQUEST_ENTRIES};
-
-/// A request field: one or more 16-byte entries.
-pub trait RequestField<'a>: Sized {
-    /// Fewest entries (a list is never empty in a request).
-    const MIN: usize = 1;
-    /// Most entries (the message bounds a list further).
-    const MAX: usize = 1;
-    /// Entries this value takes.
-    fn entries(&self) -> usize {
-        1
-    }
-    /// Writes exactly `entries() * 16` zeroed bytes; refuses a value the
-    /// decoder would refuse ([`ApiError::Malformed`]).
-    fn write(&self, out: &mut [u8]) -> Result<(), ApiError>;
-    /// Reads from exactly `n * 16` bytes, `MIN <= n <= MAX`.
-    fn read(b: &'a [u8]) -> Result<Self, ApiError>;
-}
-
-/// A response field: `MIN..=MAX` entries of `ENTRY` bytes each, counted in
-/// the response header.
-pub trait ResponseField<'a>: Sized {
-    /// Bytes per entry.
-    const ENTRY: usize;
-    /// Fewest entries.
-    const MIN: usize = 1;
-    /// Most entries.
-    const MAX: usize = 1;
-    /// Entries this value takes.
-    fn entries(&self) -> usize {
-        Self::MIN
-    }
-    /// Writes exactly `entries() * ENTRY` bytes.
-    fn write(&self, out: &mut [u8]);
-    /// Reads from exactly `n * ENTRY` bytes, `MIN <= n <= MAX`.
-    fn read(b: &'a [u8]) -> Result<Self, ApiError>;
-}
 
 /// The parameter byte of a 16-byte entry whose other bytes are zero.
 fn param_byte(b: &[u8]) -> Result<u8, ApiError> {
@@ -67,34 +29,37 @@ fn param_byte(b: &[u8]) -> Result<u8, ApiError> {
 }
 
 /// `{v: u8, 15 zero bytes}`.
-impl RequestField<'_> for u8 {
+impl RequestField<'_, ApiError> for u8 {
+    const ENTRY: usize = ENTRY_BYTES;
     fn write(&self, out: &mut [u8]) -> Result<(), ApiError> {
         put(out, 0, &[*self]);
         Ok(())
     }
-    fn read(b: &[u8]) -> Result<Self, ApiError> {
+    fn read(_arg: u32, b: &[u8]) -> Result<Self, ApiError> {
         param_byte(b)
     }
 }
 
 /// `{dir: u8, 15 zero bytes}`.
-impl RequestField<'_> for Dir {
+impl RequestField<'_, ApiError> for Dir {
+    const ENTRY: usize = ENTRY_BYTES;
     fn write(&self, out: &mut [u8]) -> Result<(), ApiError> {
         put(out, 0, &[*self as u8]);
         Ok(())
     }
-    fn read(b: &[u8]) -> Result<Self, ApiError> {
+    fn read(_arg: u32, b: &[u8]) -> Result<Self, ApiError> {
         Dir::from_code(param_byte(b)?).ok_or(ApiError::Malformed)
     }
 }
 
 /// `{v: u32, 12 zero bytes}`.
-impl RequestField<'_> for u32 {
+impl RequestField<'_, ApiError> for u32 {
+    const ENTRY: usize = ENTRY_BYTES;
     fn write(&self, out: &mut [u8]) -> Result<(), ApiError> {
         put(out, 0, &self.to_le_bytes());
         Ok(())
     }
-    fn read(b: &[u8]) -> Result<Self, ApiError> {
+    fn read(_arg: u32, b: &[u8]) -> Result<Self, ApiError> {
         match u32_at(b, 0) {
             Some(v) if b.len() == ENTRY_BYTES && zero(b, 4, ENTRY_BYTES) => Ok(v),
             _ => Err(ApiError::Malformed),
@@ -111,7 +76,8 @@ mod policy_kind {
     pub const BYPASS: u8 = 4;
 }
 
-impl RequestField<'_> for InvalidationPolicy {
+impl RequestField<'_, ApiError> for InvalidationPolicy {
+    const ENTRY: usize = ENTRY_BYTES;
     fn write(&self, out: &mut [u8]) -> Result<(), ApiError> {
         let (kind, n, t) = match *self {
             InvalidationPolicy::Strict => (policy_kind::STRICT, 0, 0),
@@ -126,11 +92,11 @@ impl RequestField<'_> for InvalidationPolicy {
         e[0] = kind;
         put(&mut e, 4, &n.to_le_bytes());
         put(&mut e, 8, &t.to_le_bytes());
-        Self::read(&e)?;
+        Self::read(0, &e)?;
         put(out, 0, &e);
         Ok(())
     }
-    fn read(e: &[u8]) -> Result<Self, ApiError> {
+    fn read(_arg: u32, e: &[u8]) -> Result<Self, ApiError> {
         let (Some(&kind), Some(n), Some(t)) = (e.first(), u32_at(e, 4), u64_at(e, 8)) else {
             return Err(ApiError::Malformed);
         };
@@ -154,7 +120,8 @@ impl RequestField<'_> for InvalidationPolicy {
 }
 
 /// 1.. `{start: u64, len: u64}` entries, as many as the message holds.
-impl<'a> RequestField<'a> for List<'a, Extent> {
+impl<'a> RequestField<'a, ApiError> for List<'a, Extent> {
+    const ENTRY: usize = ENTRY_BYTES;
     const MAX: usize = MAX_REQUEST_ENTRIES;
     fn entries(&self) -> usize {
         self.len()
@@ -166,8 +133,8 @@ impl<'a> RequestField<'a> for List<'a, Extent> {
             Err(ApiError::Malformed)
         }
     }
-    fn read(b: &'a [u8]) -> Result<Self, ApiError> {
-        List::from_wire(b, b.len() / Extent::SIZE)
+    fn read(_arg: u32, b: &'a [u8]) -> Result<Self, ApiError> {
+        Ok(List::from_wire(b, b.len() / Extent::SIZE)?)
     }
 }
 
@@ -187,7 +154,7 @@ fn read_u32_entry(b: &[u8]) -> Result<u32, ApiError> {
 }
 
 /// One 8-byte `{v: u32, 0: u32}`.
-impl ResponseField<'_> for u32 {
+impl ResponseField<'_, ApiError> for u32 {
     const ENTRY: usize = 8;
     fn write(&self, out: &mut [u8]) {
         write_u32_entry(*self, out);
@@ -198,7 +165,7 @@ impl ResponseField<'_> for u32 {
 }
 
 /// One 8-byte `{sid: u32, 0: u32}`.
-impl ResponseField<'_> for StreamId {
+impl ResponseField<'_, ApiError> for StreamId {
     const ENTRY: usize = 8;
     fn write(&self, out: &mut [u8]) {
         write_u32_entry(self.0, out);
@@ -209,7 +176,7 @@ impl ResponseField<'_> for StreamId {
 }
 
 /// Ten 8-byte counters, in their fixed order (see [`Stats`]).
-impl ResponseField<'_> for Stats {
+impl ResponseField<'_, ApiError> for Stats {
     const ENTRY: usize = 8;
     const MIN: usize = Stats::FIELDS;
     const MAX: usize = Stats::FIELDS;
@@ -231,7 +198,7 @@ impl ResponseField<'_> for Stats {
 }
 
 /// One 8-byte IOVA per mapped range: 1..=[`MAX_MAP_ENTRIES`].
-impl<'a> ResponseField<'a> for List<'a, Iova> {
+impl<'a> ResponseField<'a, ApiError> for List<'a, Iova> {
     const ENTRY: usize = Iova::SIZE;
     const MAX: usize = MAX_MAP_ENTRIES;
     fn entries(&self) -> usize {
@@ -241,12 +208,12 @@ impl<'a> ResponseField<'a> for List<'a, Iova> {
         self.write_all(out);
     }
     fn read(b: &'a [u8]) -> Result<Self, ApiError> {
-        List::from_wire(b, b.len() / Self::ENTRY)
+        Ok(List::from_wire(b, b.len() / Self::ENTRY)?)
     }
 }
 
 /// 0..=[`MAX_FAULT_RECORDS`] 24-byte records.
-impl<'a> ResponseField<'a> for List<'a, FaultRecord> {
+impl<'a> ResponseField<'a, ApiError> for List<'a, FaultRecord> {
     const ENTRY: usize = FaultRecord::SIZE;
     const MIN: usize = 0;
     const MAX: usize = MAX_FAULT_RECORDS;
@@ -257,71 +224,6 @@ impl<'a> ResponseField<'a> for List<'a, FaultRecord> {
         self.write_all(out);
     }
     fn read(b: &'a [u8]) -> Result<Self, ApiError> {
-        List::from_wire(b, b.len() / Self::ENTRY)
-    }
-}
-
-/// Lays out fields one after another: where each one's entries start, and
-/// how many entries the (at most one) list takes.
-#[doc(hidden)]
-pub struct Cursor<'a> {
-    body: &'a [u8],
-    at: usize,
-    list: usize,
-    list_taken: bool,
-}
-
-impl<'a> Cursor<'a> {
-    /// A cursor over a message body whose header counts `count` entries,
-    /// of which `fixed` belong to fixed fields.
-    pub fn new(body: &'a [u8], count: usize, fixed: usize) -> Result<Self, ApiError> {
-        let list = count.checked_sub(fixed).ok_or(ApiError::Malformed)?;
-        Ok(Self {
-            body,
-            at: 0,
-            list,
-            list_taken: false,
-        })
-    }
-
-    /// The bytes of the next field: `min == max` entries if fixed, else the
-    /// list's share, which must lie in `min..=max`.
-    pub fn take(&mut self, entry: usize, min: usize, max: usize) -> Result<&'a [u8], ApiError> {
-        let n = if min == max {
-            min
-        } else {
-            self.list_taken = true;
-            self.list
-        };
-        if n < min || n > max {
-            return Err(ApiError::Malformed);
-        }
-        let len = n.checked_mul(entry).ok_or(ApiError::Malformed)?;
-        let end = self.at.checked_add(len).ok_or(ApiError::Malformed)?;
-        let b = self.body.get(self.at..end).ok_or(ApiError::Malformed)?;
-        self.at = end;
-        Ok(b)
-    }
-
-    /// Refuses entries or bytes no field took.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if (self.list_taken || self.list == 0) && self.at == self.body.len() {
-            Ok(())
-        } else {
-            Err(ApiError::Malformed)
-        }
-    }
-}
-
-/// Checks a field's entry count before encoding: fewer than `min` is
-/// [`ApiError::Malformed`], more than `max` [`ApiError::TooMany`].
-#[doc(hidden)]
-pub fn check_entries(n: usize, min: usize, max: usize) -> Result<usize, ApiError> {
-    if n < min {
-        Err(ApiError::Malformed)
-    } else if n > max {
-        Err(ApiError::TooMany)
-    } else {
-        Ok(n)
+        Ok(List::from_wire(b, b.len() / Self::ENTRY)?)
     }
 }

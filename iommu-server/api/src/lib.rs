@@ -3,11 +3,13 @@
 //! (driver tasks). Both sides encode and decode with this crate; nothing is
 //! written twice.
 //!
-//! Each request is declared once, in `protocol.rs` (`protocol!`, defined
-//! in `macros.rs`): from that entry come [`Op`], [`Request`], [`Response`]
-//! and their codecs, the server's [`Handler`] method and
-//! [`Request::dispatch`], and the client's [`Client`] stub. Field wire
-//! forms are written once per type ([`RequestField`], [`ResponseField`]).
+//! Each request is declared once, in `protocol.rs` (`protocol!`, from the
+//! `ipc-proto` crate, which the block service's protocol shares): from
+//! that entry come [`Op`], [`Request`], [`Response`] and their codecs, the
+//! server's [`Handler`] method and [`Request::dispatch`], and the client's
+//! [`Client`] stub over any [`Transport`] (`userlib::ipc::Call` on a
+//! task). Field wire forms are written once per type here (`field.rs`:
+//! [`RequestField`], [`ResponseField`]); the framing is `ipc-proto`'s.
 //!
 //! It owns the wire layout and its validation. It must never trust a
 //! message: decoding checks lengths, counts, reserved fields and enum values
@@ -39,8 +41,6 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-#[macro_use]
-mod macros;
 mod error;
 mod field;
 mod list;
@@ -48,19 +48,17 @@ pub mod policy;
 mod protocol;
 mod request;
 mod response;
-mod wire;
 
-pub use abi::syscall::MSG_MAX;
 pub use error::ApiError;
-pub use field::{RequestField, ResponseField};
-pub use list::{Extent, FaultRecord, Iovas, List, WireEntry};
+pub use ipc_proto::{
+    HEADER_BYTES, List, MSG_MAX, RequestField, ResponseField, Transport, WireEntry,
+};
+pub use list::{Extent, FaultRecord, Iovas};
 pub use policy::{InvalidationPolicy, TrustLevel};
-pub use protocol::{Client, Handler, Op, Request, Response, Transport};
+pub use protocol::{Client, Handler, Op, Request, Response};
 pub use request::Dir;
 pub use response::Stats;
 
-/// Bytes in a request or response header.
-pub const HEADER_BYTES: usize = 8;
 /// Bytes in one request entry.
 pub const ENTRY_BYTES: usize = 16;
 /// Most 16-byte entries a request can carry.

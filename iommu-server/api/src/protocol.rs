@@ -1,9 +1,9 @@
 //! The declaration of the IOMMU protocol: every request, its op code, its
 //! fields, the handler/stub method that serves or sends it, and the
-//! response that answers it, written once. `protocol!` (see `macros.rs`)
+//! response that answers it, written once. `ipc_proto::protocol!`
 //! generates [`Op`], [`Request`], [`Response`], their codecs, the server's
 //! [`Handler`] with [`Request::dispatch`], and the client's [`Client`]
-//! stubs from it.
+//! stubs from it (over [`Transport`](crate::Transport)).
 //!
 //! Adding a request is one entry here (with a new op code; codes never
 //! change or get reused), its handler in the server, and a test. A field
@@ -11,21 +11,17 @@
 //! never hold behaviour: only the list.
 
 use abi::StreamId;
+use ipc_proto::{List, protocol};
 
 use crate::error::ApiError;
-use crate::field::{Cursor, RequestField, ResponseField, check_entries};
-use crate::list::{Extent, FaultRecord, Iovas, List};
+use crate::list::{Extent, FaultRecord, Iovas};
 use crate::policy::InvalidationPolicy;
 use crate::request::Dir;
 use crate::response::Stats;
-use crate::{ENTRY_BYTES, MSG_MAX};
-
-/// Entries a field always takes; 0 for a list.
-const fn fixed_entries(min: usize, max: usize) -> usize {
-    if min == max { min } else { 0 }
-}
 
 protocol! {
+    error: ApiError;
+
     /// Attach the call's presented PCI device; it can emit `dma_bits`-bit
     /// addresses (1..=64). Answer: `Attached`.
     1 Attach {

@@ -1,13 +1,7 @@
-//! Responses, server to client: the response header (`{status: u32,
-//! count: u16, reserved: u16 = 0}`, then `count` entries whose size
-//! depends on the request answered), error responses, and [`Stats`]. The
-//! responses themselves are declared once in `protocol.rs`; this module
-//! only frames them. Never panics, never allocates.
-
-use crate::error::ApiError;
-use crate::protocol::Response;
-use crate::wire::{put, u16_at, u32_at, zero};
-use crate::{HEADER_BYTES, MSG_MAX};
+//! [`Stats`], the counters a `Stats` response carries. The responses
+//! themselves are declared once in `protocol.rs`; the response header
+//! (`{status: u32, count: u16, reserved: u16 = 0}`, then `count` entries
+//! whose size depends on the request answered) is `ipc-proto`'s framing.
 
 /// A client's counters, as the `Stats` response carries them (ten
 /// little-endian `u64`s in this order; `doorbells` and `server_ticks` were
@@ -91,59 +85,5 @@ impl Stats {
             doorbells,
             server_ticks,
         }
-    }
-}
-
-fn header(buf: &mut [u8], status: u32, count: usize) {
-    put(buf, 0, &status.to_le_bytes());
-    put(buf, 4, &(count as u16).to_le_bytes());
-    put(buf, 6, &[0, 0]);
-}
-
-/// Writes a success response of `count` entries taking `bytes` bytes: the
-/// header, then `body` fills the entries. More than a message holds is
-/// [`ApiError::TooMany`].
-pub(crate) fn encode_with(
-    buf: &mut [u8; MSG_MAX],
-    count: usize,
-    bytes: usize,
-    body: impl FnOnce(&mut [u8]) -> Result<(), ApiError>,
-) -> Result<usize, ApiError> {
-    if bytes > MSG_MAX - HEADER_BYTES || count > usize::from(u16::MAX) {
-        return Err(ApiError::TooMany);
-    }
-    body(&mut buf[HEADER_BYTES..HEADER_BYTES + bytes])?;
-    header(buf, 0, count);
-    Ok(HEADER_BYTES + bytes)
-}
-
-/// Checks a response's header: an error status is `Err(that error)` (with
-/// no entries, else `Malformed`); a success returns the entry count and
-/// the body.
-pub(crate) fn decode_header(msg: &[u8]) -> Result<(usize, &[u8]), ApiError> {
-    if msg.len() < HEADER_BYTES || msg.len() > MSG_MAX || !zero(msg, 6, 8) {
-        return Err(ApiError::Malformed);
-    }
-    let (Some(status), Some(count)) = (u32_at(msg, 0), u16_at(msg, 4)) else {
-        return Err(ApiError::Malformed);
-    };
-    let count = usize::from(count);
-    let body = msg.get(HEADER_BYTES..).ok_or(ApiError::Malformed)?;
-    if status != 0 {
-        let e = ApiError::from_code(status).ok_or(ApiError::Malformed)?;
-        return if count == 0 && body.is_empty() {
-            Err(e)
-        } else {
-            Err(ApiError::Malformed)
-        };
-    }
-    Ok((count, body))
-}
-
-impl Response<'_> {
-    /// Encodes an error response into `buf`, returning its length.
-    pub fn encode_error(error: ApiError, buf: &mut [u8; MSG_MAX]) -> usize {
-        header(buf, error.code(), 0);
-        HEADER_BYTES
     }
 }
