@@ -1,9 +1,9 @@
 //! The IOMMU server's client side: what a driver task calls to attach its
 //! device, map the DMA buffers it owns and unmap them, in batches. Its
 //! methods wrap the stubs `iommu-api` generates from the one declaration
-//! of the protocol (encode, one call, decode); this crate only supplies
-//! the transport (`userlib::call`, with the grant or presented capability
-//! a request needs) and copies decoded lists out. Never touches the
+//! of the protocol (encode, one call, decode) over `userlib::ipc::Call`
+//! (the transport every protocol client shares), choosing the grant or
+//! presented capability a request needs, and copies decoded lists out. Never touches the
 //! SMMU and never learns a physical address.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -11,9 +11,8 @@
 use abi::{Iova, StreamId};
 use iommu_api::{
     ApiError, Client, Dir, Extent, FaultRecord, InvalidationPolicy, List, MSG_MAX, Stats,
-    Transport, WireEntry,
 };
-use userlib::ipc::Grant;
+use userlib::ipc::{Call, Grant};
 
 /// What a call to the server can fail with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,27 +43,6 @@ impl From<ApiError> for ClientError {
     }
 }
 
-/// One call's way to the server: the endpoint, plus the grant and the
-/// presented capability that ride along with the message.
-struct Call {
-    cap: u32,
-    grant: Option<Grant>,
-    present: Option<u32>,
-}
-
-impl Transport for Call {
-    type Error = ClientError;
-    fn call(&self, msg: &[u8], reply: &mut [u8; MSG_MAX]) -> Result<usize, ClientError> {
-        Ok(userlib::call(
-            self.cap,
-            msg,
-            reply,
-            self.grant,
-            self.present,
-        )?)
-    }
-}
-
 /// A connection to the IOMMU server through an endpoint capability.
 #[derive(Clone, Copy, Debug)]
 pub struct Iommu {
@@ -78,12 +56,8 @@ impl Iommu {
     }
 
     /// The generated stubs, calling with `grant` and `present`.
-    fn with(&self, grant: Option<Grant>, present: Option<u32>) -> Client<Call> {
-        Client(Call {
-            cap: self.cap,
-            grant,
-            present,
-        })
+    fn with(&self, grant: Option<Grant>, present: Option<u32>) -> Client<Call<ClientError>> {
+        Client(Call::new(self.cap, grant, present))
     }
 
     /// Attaches the PCI device that `device_cap` names (the capability is
@@ -108,7 +82,7 @@ impl Iommu {
         let got = self
             .with(Some(grant), None)
             .map(&mut reply, dir, List::new(ranges))?;
-        Ok(copy_out(got, iovas))
+        Ok(got.copy_to(iovas))
     }
 
     /// Maps one range and returns its IOVA.
@@ -168,16 +142,6 @@ impl Iommu {
     pub fn faults(&self, out: &mut [FaultRecord]) -> Result<usize, ClientError> {
         let mut reply = [0; MSG_MAX];
         let got = self.with(None, None).faults(&mut reply)?;
-        Ok(copy_out(got, out))
+        Ok(got.copy_to(out))
     }
-}
-
-/// Copies a decoded list into `out`; returns how many entries fit.
-fn copy_out<T: WireEntry>(list: List<'_, T>, out: &mut [T]) -> usize {
-    let mut n = 0;
-    for (slot, v) in out.iter_mut().zip(list.iter()) {
-        *slot = v;
-        n += 1;
-    }
-    n
 }

@@ -1,7 +1,10 @@
-//! Message passing: [`call`] (client side), [`recv`] and [`reply`] (server
+//! Message passing: [`call`] (client side; [`Call`] is the same as a
+//! protocol client's transport), [`recv`] and [`reply`] (server
 //! side), and notifications ([`notify`], [`wait`], [`irq_ack`]).
 //!
 //! Empty buffers are passed as pointer 0, length 0.
+
+use core::marker::PhantomData;
 
 use abi::syscall::{CallArgs, NO_CAP, RecvArgs};
 use abi::{SysResult, Sysno};
@@ -89,6 +92,38 @@ pub fn call(
         [&args as *const CallArgs as u64, 0, 0, 0, 0, 0],
     ))?;
     Ok((r[1] as usize).min(reply.len()))
+}
+
+/// One call's way to a server, for the clients `ipc_proto::protocol!`
+/// generates (every service's typed client: IOMMU, block): the endpoint,
+/// plus the grant and the presented capability that ride along with the
+/// message. A kernel refusal becomes `E` (the client crate's error type,
+/// which also takes the protocol's own refusals).
+pub struct Call<E> {
+    endpoint: u32,
+    grant: Option<Grant>,
+    present: Option<u32>,
+    _error: PhantomData<fn() -> E>,
+}
+
+impl<E> Call<E> {
+    /// Calls through the call capability `endpoint`, with `grant` and
+    /// `present` sent along (see [`call`]).
+    pub const fn new(endpoint: u32, grant: Option<Grant>, present: Option<u32>) -> Self {
+        Self {
+            endpoint,
+            grant,
+            present,
+            _error: PhantomData,
+        }
+    }
+}
+
+impl<E: From<abi::Error>> ipc_proto::Transport for Call<E> {
+    type Error = E;
+    fn call(&self, msg: &[u8], reply: &mut [u8; MSG_MAX]) -> Result<usize, E> {
+        Ok(call(self.endpoint, msg, reply, self.grant, self.present)?)
+    }
 }
 
 /// Waits up to `timeout_us` (or [`FOREVER`]) on the endpoint this task
