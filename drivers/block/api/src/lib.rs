@@ -7,15 +7,49 @@
 //! very memory for the device: zero copy) and returns at once; `Reap`
 //! waits for completions. Encoding only: no I/O, no allocation, never
 //! panics on any input.
+//!
+//! Each request is declared once, in `protocol.rs`, with the
+//! `ipc_proto::protocol!` macro the IOMMU protocol uses too: from that
+//! entry come [`Op`], [`Request`], [`Response`] and their codecs, the
+//! driver loop's [`Handler`] method with [`Request::dispatch`]
+//! (`block-server`), and the [`Client`] stub that `block-client` wraps.
+//! Field wire forms are written once per type (`field.rs`); the framing
+//! is `ipc-proto`'s.
+//!
+//! # Wire format (little-endian, at most [`MSG_MAX`] bytes)
+//!
+//! Request: header `{op: u16, count: u16, arg: u32}`, then `count` entries.
+//!
+//! | op | arg | entries |
+//! |---|---|---|
+//! | 1 `Info`, 4 `Stats` | 0 | none |
+//! | 2 `Submit` | 0 | 1..=[`MAX_IOS`] 24-byte [`Io`]s `{tag: u16, kind: u8, flags: u8, sectors: u32, lba: u64, offset: u64}` |
+//! | 3 `Reap` | `min` in bits 0..16, `max` in bits 16..32 (1 <= min <= max <= [`MAX_COMPLETIONS`]) | none |
+//! | 5 `SetMode` | mode: 1 bypass, 2 strict-per-unmap, 3 strict, 4 deferred | one 8-byte `{max_entries: u32, max_age_us: u32}` (non-zero for deferred, else 0) |
+//!
+//! Response: header `{status: u16 (0 = ok, else a [`BlockError`] code),
+//! count: u16, 0: u32}`, then `count` entries: `Info` one 24-byte
+//! `{sectors: u64, sector_size: u32, max_transfer: u32, queue_depth: u16,
+//! device_kind: u16, 0: u32}`; `Accepted`, `ModeSet` none; `Completions`
+//! 1..=[`MAX_COMPLETIONS`] 8-byte [`Completion`]s `{tag: u16, status: u16,
+//! 0: u32}`; `Stats` thirteen 8-byte counters (see [`BlockStats`]). An
+//! error response has no entries.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-pub use abi::syscall::MSG_MAX;
+mod field;
+mod protocol;
+
+pub use ipc_proto::{HEADER_BYTES, List, MSG_MAX, Transport, WireEntry};
+pub use protocol::{Client, Handler, Op, Request, Response};
+
+/// I/O descriptors of a `Submit`.
+pub type Ios<'a> = List<'a, Io>;
+/// Completions of a `Reap` answer.
+pub type Completions<'a> = List<'a, Completion>;
 
 /// Bytes in a sector, the unit of `lba` and `sectors`.
 pub const SECTOR_SIZE: u64 = 512;
-/// Bytes in a message header.
-pub const HEADER_BYTES: usize = 8;
 /// Bytes in one I/O descriptor.
 pub const IO_BYTES: usize = 24;
 /// Bytes in one completion.
@@ -25,7 +59,7 @@ pub const MAX_IOS: usize = (MSG_MAX - HEADER_BYTES) / IO_BYTES;
 /// Most completions one `Reap` answer carries.
 pub const MAX_COMPLETIONS: usize = (MSG_MAX - HEADER_BYTES) / COMPLETION_BYTES;
 /// Bytes of the `Info` answer body.
-const INFO_BYTES: usize = 24;
+pub(crate) const INFO_BYTES: usize = 24;
 
 /// I/O flag, test only: the driver removes the buffer's IOMMU mapping
 /// while the command is in flight, so the device's DMA faults. Honoured
@@ -66,37 +100,6 @@ abi::stable_codes! {
     }
 }
 
-/// Operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u16)]
-pub enum Op {
-    /// Device geometry and limits.
-    Info = 1,
-    /// Start a batch of I/Os; answered once they are submitted.
-    Submit = 2,
-    /// Wait for completions.
-    Reap = 3,
-    /// The driver's counters since the last `SetMode`.
-    Stats = 4,
-    /// Benchmark only: switch the driver's IOMMU policy (the driver
-    /// quiesces its device, the IOMMU server changes the policy, the device
-    /// comes back up) and reset the counters.
-    SetMode = 5,
-}
-
-impl Op {
-    fn from_code(v: u16) -> Option<Op> {
-        match v {
-            1 => Some(Op::Info),
-            2 => Some(Op::Submit),
-            3 => Some(Op::Reap),
-            4 => Some(Op::Stats),
-            5 => Some(Op::SetMode),
-            _ => None,
-        }
-    }
-}
-
 /// The IOMMU modes the benchmark compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchMode {
@@ -127,7 +130,7 @@ impl BenchMode {
         }
     }
 
-    const fn code(self) -> u32 {
+    pub(crate) const fn code(self) -> u32 {
         match self {
             BenchMode::Bypass => 1,
             BenchMode::StrictPerUnmap => 2,
@@ -170,9 +173,9 @@ pub struct BlockStats {
 }
 
 impl BlockStats {
-    const FIELDS: usize = 13;
+    pub(crate) const FIELDS: usize = 13;
 
-    fn to_array(self) -> [u64; Self::FIELDS] {
+    pub(crate) fn to_array(self) -> [u64; Self::FIELDS] {
         [
             self.ios,
             self.submits,
@@ -190,7 +193,7 @@ impl BlockStats {
         ]
     }
 
-    fn from_array(a: [u64; Self::FIELDS]) -> Self {
+    pub(crate) fn from_array(a: [u64; Self::FIELDS]) -> Self {
         let [
             ios,
             submits,
@@ -262,36 +265,6 @@ impl Io {
     }
 }
 
-impl Record for Io {
-    const BYTES: usize = IO_BYTES;
-
-    fn write(&self, b: &mut [u8]) {
-        b[0..2].copy_from_slice(&self.tag.to_le_bytes());
-        b[2] = self.kind as u8;
-        b[3] = self.flags;
-        b[4..8].copy_from_slice(&self.sectors.to_le_bytes());
-        b[8..16].copy_from_slice(&self.lba.to_le_bytes());
-        b[16..24].copy_from_slice(&self.offset.to_le_bytes());
-    }
-
-    fn read(b: &[u8]) -> Result<Io, BlockError> {
-        let kind = match b[2] {
-            1 => IoKind::Read,
-            2 => IoKind::Write,
-            3 => IoKind::Flush,
-            _ => return Err(BlockError::UnknownOp),
-        };
-        Ok(Io {
-            tag: u16_at(b, 0),
-            kind,
-            flags: b[3],
-            sectors: u32_at(b, 4),
-            lba: u64_at(b, 8),
-            offset: u64_at(b, 16),
-        })
-    }
-}
-
 /// One completion: 8 bytes, `{tag: u16, status: u16, 0: u32}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Completion {
@@ -314,344 +287,6 @@ pub struct Info {
     pub queue_depth: u16,
     /// Tells the client which driver this is: 1 NVMe, 2 virtio-blk.
     pub device_kind: u16,
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-fn header(buf: &mut [u8], a: u16, count: usize, arg: u32) {
-    buf[0..2].copy_from_slice(&a.to_le_bytes());
-    buf[2..4].copy_from_slice(&(count as u16).to_le_bytes());
-    buf[4..8].copy_from_slice(&arg.to_le_bytes());
-}
-
-/// A request, client to driver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request<'a> {
-    /// Geometry and limits.
-    Info,
-    /// Start these I/Os (1..=[`MAX_IOS`]), all or nothing: each is checked
-    /// (range, alignment, size, grant, tag) before any is started.
-    Submit(Ios<'a>),
-    /// Wait until at least `min` of the client's I/Os completed, and return
-    /// up to `max` completions (oldest first).
-    Reap {
-        /// At least this many (1..=in flight).
-        min: u16,
-        /// At most this many (1..=[`MAX_COMPLETIONS`]).
-        max: u16,
-    },
-    /// The driver's counters.
-    Stats,
-    /// Switch the driver's IOMMU mode (benchmark systems only).
-    SetMode(BenchMode),
-}
-
-/// A fixed-size entry of a message body: an [`Io`] of a `Submit`, a
-/// [`Completion`] of a `Reap` answer.
-pub trait Record: Copy {
-    /// Bytes on the wire.
-    const BYTES: usize;
-    /// Encodes into `b`, exactly [`Self::BYTES`] long.
-    fn write(&self, b: &mut [u8]);
-    /// Decodes `b`, exactly [`Self::BYTES`] long; never panics.
-    fn read(b: &[u8]) -> Result<Self, BlockError>;
-}
-
-/// Entries of a message body: a slice to encode, or validated wire bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Records<'a, T> {
-    /// For encoding.
-    Slice(&'a [T]),
-    /// Decoded from a message (every entry was checked).
-    Wire(&'a [u8]),
-}
-
-/// I/O descriptors of a `Submit`.
-pub type Ios<'a> = Records<'a, Io>;
-/// Completions of a `Reap` answer.
-pub type Completions<'a> = Records<'a, Completion>;
-
-impl<'a, T: Record> Records<'a, T> {
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        match self {
-            Records::Slice(s) => s.len(),
-            Records::Wire(b) => b.len() / T::BYTES,
-        }
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The entries in order.
-    pub fn iter(&self) -> impl Iterator<Item = T> + 'a {
-        let this = *self;
-        (0..this.len()).filter_map(move |i| match this {
-            Records::Slice(s) => s.get(i).copied(),
-            Records::Wire(b) => T::read(&b[i * T::BYTES..(i + 1) * T::BYTES]).ok(),
-        })
-    }
-
-    /// Writes a header with the entry count, then the entries (1..=`max`);
-    /// returns the message length.
-    fn encode(
-        &self,
-        buf: &mut [u8; MSG_MAX],
-        status: u16,
-        max: usize,
-    ) -> Result<usize, BlockError> {
-        let n = self.len();
-        if n == 0 || n > max {
-            return Err(BlockError::Malformed);
-        }
-        header(buf, status, n, 0);
-        let body = &mut buf[HEADER_BYTES..HEADER_BYTES + n * T::BYTES];
-        for (e, b) in self.iter().zip(body.chunks_exact_mut(T::BYTES)) {
-            e.write(b);
-        }
-        Ok(HEADER_BYTES + n * T::BYTES)
-    }
-
-    /// Checks a body announced to hold `count` entries (1..=`max`), every
-    /// one of them; `None` if the count or the length is wrong.
-    fn decode(count: usize, max: usize, body: &'a [u8]) -> Option<Result<Self, BlockError>> {
-        if !(1..=max).contains(&count) || body.len() != count * T::BYTES {
-            return None;
-        }
-        for chunk in body.chunks_exact(T::BYTES) {
-            if let Err(e) = T::read(chunk) {
-                return Some(Err(e));
-            }
-        }
-        Some(Ok(Records::Wire(body)))
-    }
-}
-
-impl<'a> Request<'a> {
-    /// The request's op.
-    pub fn op(&self) -> Op {
-        match self {
-            Request::Info => Op::Info,
-            Request::Submit(_) => Op::Submit,
-            Request::Reap { .. } => Op::Reap,
-            Request::Stats => Op::Stats,
-            Request::SetMode(_) => Op::SetMode,
-        }
-    }
-
-    /// Encodes into `buf`; returns the length.
-    pub fn encode(&self, buf: &mut [u8; MSG_MAX]) -> Result<usize, BlockError> {
-        match self {
-            Request::Info => {
-                header(buf, Op::Info as u16, 0, 0);
-                Ok(HEADER_BYTES)
-            }
-            Request::Submit(ios) => ios.encode(buf, Op::Submit as u16, MAX_IOS),
-            Request::Reap { min, max } => {
-                if *min == 0 || *max == 0 || *min > *max || usize::from(*max) > MAX_COMPLETIONS {
-                    return Err(BlockError::Malformed);
-                }
-                header(
-                    buf,
-                    Op::Reap as u16,
-                    0,
-                    u32::from(*min) | (u32::from(*max) << 16),
-                );
-                Ok(HEADER_BYTES)
-            }
-            Request::Stats => {
-                header(buf, Op::Stats as u16, 0, 0);
-                Ok(HEADER_BYTES)
-            }
-            Request::SetMode(m) => {
-                header(buf, Op::SetMode as u16, 1, m.code());
-                let (n, t) = match m {
-                    BenchMode::Deferred {
-                        max_entries,
-                        max_age_us,
-                    } => (*max_entries, *max_age_us),
-                    _ => (0, 0),
-                };
-                buf[HEADER_BYTES..HEADER_BYTES + 4].copy_from_slice(&n.to_le_bytes());
-                buf[HEADER_BYTES + 4..HEADER_BYTES + 8].copy_from_slice(&t.to_le_bytes());
-                Ok(HEADER_BYTES + 8)
-            }
-        }
-    }
-
-    /// Decodes a request; never panics.
-    pub fn decode(msg: &'a [u8]) -> Result<Request<'a>, BlockError> {
-        if msg.len() < HEADER_BYTES || msg.len() > MSG_MAX {
-            return Err(BlockError::Malformed);
-        }
-        let op = Op::from_code(u16_at(msg, 0)).ok_or(BlockError::UnknownOp)?;
-        let count = usize::from(u16_at(msg, 2));
-        let arg = u32_at(msg, 4);
-        let body = &msg[HEADER_BYTES..];
-        match op {
-            Op::Info if count == 0 && arg == 0 && body.is_empty() => Ok(Request::Info),
-            Op::Submit if arg == 0 => match Ios::decode(count, MAX_IOS, body) {
-                Some(ios) => ios.map(Request::Submit),
-                None => Err(BlockError::Malformed),
-            },
-            Op::Reap if count == 0 && body.is_empty() => {
-                let (min, max) = (arg as u16, (arg >> 16) as u16);
-                if min == 0 || min > max || usize::from(max) > MAX_COMPLETIONS {
-                    return Err(BlockError::Malformed);
-                }
-                Ok(Request::Reap { min, max })
-            }
-            Op::Stats if count == 0 && arg == 0 && body.is_empty() => Ok(Request::Stats),
-            Op::SetMode if count == 1 && body.len() == 8 => {
-                let (n, t) = (u32_at(body, 0), u32_at(body, 4));
-                let mode = match (arg, n, t) {
-                    (1, 0, 0) => BenchMode::Bypass,
-                    (2, 0, 0) => BenchMode::StrictPerUnmap,
-                    (3, 0, 0) => BenchMode::Strict,
-                    (4, n, t) if n > 0 && t > 0 => BenchMode::Deferred {
-                        max_entries: n,
-                        max_age_us: t,
-                    },
-                    _ => return Err(BlockError::Malformed),
-                };
-                Ok(Request::SetMode(mode))
-            }
-            _ => Err(BlockError::Malformed),
-        }
-    }
-}
-
-/// A successful answer, driver to client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Response<'a> {
-    /// To `Info`.
-    Info(Info),
-    /// To `Submit`: every I/O was started.
-    Accepted,
-    /// To `Reap`.
-    Completions(Completions<'a>),
-    /// To `Stats`.
-    Stats(BlockStats),
-    /// To `SetMode`: the device is back up in the new mode.
-    ModeSet,
-}
-
-impl Record for Completion {
-    const BYTES: usize = COMPLETION_BYTES;
-
-    fn write(&self, b: &mut [u8]) {
-        b[0..2].copy_from_slice(&self.tag.to_le_bytes());
-        b[2..4].copy_from_slice(&self.status.err().map_or(0, BlockError::code).to_le_bytes());
-        b[4..8].fill(0);
-    }
-
-    fn read(b: &[u8]) -> Result<Completion, BlockError> {
-        if u32_at(b, 4) != 0 {
-            return Err(BlockError::Malformed);
-        }
-        let status = match u16_at(b, 2) {
-            0 => Ok(()),
-            c => Err(BlockError::from_code(c).ok_or(BlockError::Malformed)?),
-        };
-        Ok(Completion {
-            tag: u16_at(b, 0),
-            status,
-        })
-    }
-}
-
-impl<'a> Response<'a> {
-    /// Encodes a success into `buf`; returns the length.
-    pub fn encode(&self, buf: &mut [u8; MSG_MAX]) -> Result<usize, BlockError> {
-        match self {
-            Response::Info(i) => {
-                header(buf, 0, 1, 0);
-                let b = &mut buf[HEADER_BYTES..HEADER_BYTES + INFO_BYTES];
-                b[0..8].copy_from_slice(&i.sectors.to_le_bytes());
-                b[8..12].copy_from_slice(&i.sector_size.to_le_bytes());
-                b[12..16].copy_from_slice(&i.max_transfer.to_le_bytes());
-                b[16..18].copy_from_slice(&i.queue_depth.to_le_bytes());
-                b[18..20].copy_from_slice(&i.device_kind.to_le_bytes());
-                b[20..24].fill(0);
-                Ok(HEADER_BYTES + INFO_BYTES)
-            }
-            Response::Accepted | Response::ModeSet => {
-                header(buf, 0, 0, 0);
-                Ok(HEADER_BYTES)
-            }
-            Response::Stats(s) => {
-                header(buf, 0, BlockStats::FIELDS, 0);
-                for (i, v) in s.to_array().iter().enumerate() {
-                    buf[HEADER_BYTES + 8 * i..HEADER_BYTES + 8 * (i + 1)]
-                        .copy_from_slice(&v.to_le_bytes());
-                }
-                Ok(HEADER_BYTES + 8 * BlockStats::FIELDS)
-            }
-            Response::Completions(c) => c.encode(buf, 0, MAX_COMPLETIONS),
-        }
-    }
-
-    /// Encodes a refusal of the whole request.
-    pub fn encode_error(e: BlockError, buf: &mut [u8; MSG_MAX]) -> usize {
-        header(buf, e.code(), 0, 0);
-        HEADER_BYTES
-    }
-
-    /// Decodes the answer to a request of kind `op`; a refusal decodes to
-    /// `Err(that error)`. Never panics.
-    pub fn decode(op: Op, msg: &'a [u8]) -> Result<Response<'a>, BlockError> {
-        if msg.len() < HEADER_BYTES || msg.len() > MSG_MAX || u32_at(msg, 4) != 0 {
-            return Err(BlockError::Malformed);
-        }
-        let status = u16_at(msg, 0);
-        let count = usize::from(u16_at(msg, 2));
-        let body = &msg[HEADER_BYTES..];
-        if status != 0 {
-            let e = BlockError::from_code(status).ok_or(BlockError::Malformed)?;
-            return if count == 0 && body.is_empty() {
-                Err(e)
-            } else {
-                Err(BlockError::Malformed)
-            };
-        }
-        match op {
-            Op::Info if count == 1 && body.len() == INFO_BYTES && u32_at(body, 20) == 0 => {
-                Ok(Response::Info(Info {
-                    sectors: u64_at(body, 0),
-                    sector_size: u32_at(body, 8),
-                    max_transfer: u32_at(body, 12),
-                    queue_depth: u16_at(body, 16),
-                    device_kind: u16_at(body, 18),
-                }))
-            }
-            Op::Submit if count == 0 && body.is_empty() => Ok(Response::Accepted),
-            Op::SetMode if count == 0 && body.is_empty() => Ok(Response::ModeSet),
-            Op::Stats if count == BlockStats::FIELDS && body.len() == 8 * BlockStats::FIELDS => {
-                let mut a = [0u64; BlockStats::FIELDS];
-                for (i, v) in a.iter_mut().enumerate() {
-                    *v = u64_at(body, 8 * i);
-                }
-                Ok(Response::Stats(BlockStats::from_array(a)))
-            }
-            Op::Reap => match Completions::decode(count, MAX_COMPLETIONS, body) {
-                Some(c) => c.map(Response::Completions),
-                None => Err(BlockError::Malformed),
-            },
-            _ => Err(BlockError::Malformed),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -686,7 +321,7 @@ mod tests {
         #[test]
         fn submit_round_trips(ios in proptest::collection::vec(io(), 1..=MAX_IOS)) {
             let mut buf = [0u8; MSG_MAX];
-            let n = Request::Submit(Ios::Slice(&ios)).encode(&mut buf).unwrap();
+            let n = Request::Submit(Ios::new(&ios)).encode(&mut buf).unwrap();
             let Request::Submit(got) = Request::decode(&buf[..n]).unwrap() else { panic!("not a submit") };
             prop_assert_eq!(got.iter().collect::<Vec<_>>(), ios);
         }
@@ -698,7 +333,7 @@ mod tests {
                 status: match code { 0 => Ok(()), c => Err(BlockError::from_code(c).unwrap()) },
             }).collect();
             let mut buf = [0u8; MSG_MAX];
-            let n = Response::Completions(Completions::Slice(&comps)).encode(&mut buf).unwrap();
+            let n = Response::Completions(Completions::new(&comps)).encode(&mut buf).unwrap();
             let Response::Completions(got) = Response::decode(Op::Reap, &buf[..n]).unwrap() else { panic!("not completions") };
             prop_assert_eq!(got.iter().collect::<Vec<_>>(), comps);
         }
@@ -777,7 +412,7 @@ mod tests {
     fn malformed_requests_are_refused() {
         let mut buf = [0u8; MSG_MAX];
         assert_eq!(
-            Request::Submit(Ios::Slice(&[])).encode(&mut buf),
+            Request::Submit(Ios::new(&[])).encode(&mut buf),
             Err(BlockError::Malformed)
         );
         assert_eq!(
@@ -801,7 +436,7 @@ mod tests {
             lba: 0,
             offset: 0,
         };
-        let n = Request::Submit(Ios::Slice(&[io, io]))
+        let n = Request::Submit(Ios::new(&[io, io]))
             .encode(&mut buf)
             .unwrap();
         buf[HEADER_BYTES + IO_BYTES + 2] = 4;
@@ -811,7 +446,7 @@ mod tests {
             tag: 1,
             status: Ok(()),
         }];
-        let n = Response::Completions(Completions::Slice(&done))
+        let n = Response::Completions(Completions::new(&done))
             .encode(&mut buf)
             .unwrap();
         buf[HEADER_BYTES + 4] = 1;
@@ -820,7 +455,7 @@ mod tests {
             Err(BlockError::Malformed)
         );
         assert_eq!(
-            Response::Completions(Completions::Slice(&[])).encode(&mut buf),
+            Response::Completions(Completions::new(&[])).encode(&mut buf),
             Err(BlockError::Malformed)
         );
     }

@@ -1,16 +1,18 @@
 //! The block service's client side: what a task calls to read and write
-//! sectors through any block driver, without knowing the device. Encodes
-//! with `block-api` and calls with `userlib`. Buffers are the client's own
+//! sectors through any block driver, without knowing the device. Its
+//! methods wrap the stubs `block-api` generates from the one declaration
+//! of the protocol (encode, one call, decode) over `userlib::ipc::Call`
+//! (the transport every protocol client shares), choosing the grant a
+//! request needs, and copy decoded completions out. Buffers are the client's own
 //! DMA memory, granted with each `submit` (the driver has the IOMMU server
 //! map exactly that memory for the device while the I/O is in flight).
 //! Never touches a device.
 #![no_std]
 #![forbid(unsafe_code)]
 
-use block_api::{
-    BenchMode, BlockError, BlockStats, Completion, Info, Io, Ios, MSG_MAX, Request, Response,
-};
+use block_api::{BenchMode, BlockError, BlockStats, Client, Completion, Info, Io, Ios, MSG_MAX};
 use userlib::DmaBuffer;
+use userlib::ipc::{Call, Grant};
 
 /// What a block call can fail with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,72 +55,41 @@ impl Block {
         Self { cap }
     }
 
-    fn call<T>(
-        &self,
-        req: &Request<'_>,
-        grant: Option<userlib::ipc::Grant>,
-        f: impl FnOnce(Response<'_>) -> Result<T, ClientError>,
-    ) -> Result<T, ClientError> {
-        let mut msg = [0u8; MSG_MAX];
-        let len = req.encode(&mut msg)?;
-        let mut reply = [0u8; MSG_MAX];
-        let got = userlib::call(self.cap, &msg[..len], &mut reply, grant, None)?;
-        f(Response::decode(req.op(), &reply[..got])?)
+    /// The generated stubs, calling with `grant`.
+    fn with(&self, grant: Option<Grant>) -> Client<Call<ClientError>> {
+        Client(Call::new(self.cap, grant, None))
     }
 
     /// Geometry and limits.
     pub fn info(&self) -> Result<Info, ClientError> {
-        self.call(&Request::Info, None, |r| match r {
-            Response::Info(i) => Ok(i),
-            _ => Err(BlockError::Malformed.into()),
-        })
+        self.with(None).info(&mut [0; MSG_MAX])
     }
 
     /// Starts `ios` on `buf` (their `offset`s are into `buf`), all or
     /// nothing; returns once the driver has handed them to the device.
     pub fn submit(&self, buf: &DmaBuffer, ios: &[Io]) -> Result<(), ClientError> {
-        self.call(
-            &Request::Submit(Ios::Slice(ios)),
-            Some(buf.grant()),
-            |r| match r {
-                Response::Accepted => Ok(()),
-                _ => Err(BlockError::Malformed.into()),
-            },
-        )
+        self.with(Some(buf.grant()))
+            .submit(&mut [0; MSG_MAX], Ios::new(ios))
     }
 
     /// Waits for at least `min` completions; writes up to `out.len()` into
     /// `out` and returns how many.
     pub fn reap(&self, min: u16, out: &mut [Completion]) -> Result<usize, ClientError> {
         let max = out.len().min(block_api::MAX_COMPLETIONS) as u16;
-        self.call(&Request::Reap { min, max }, None, |r| match r {
-            Response::Completions(c) => {
-                let mut n = 0;
-                for (slot, comp) in out.iter_mut().zip(c.iter()) {
-                    *slot = comp;
-                    n += 1;
-                }
-                Ok(n)
-            }
-            _ => Err(BlockError::Malformed.into()),
-        })
+        let mut reply = [0; MSG_MAX];
+        let got = self.with(None).reap(&mut reply, min, max)?;
+        Ok(got.copy_to(out))
     }
 
     /// The driver's counters since its last mode switch.
     pub fn stats(&self) -> Result<BlockStats, ClientError> {
-        self.call(&Request::Stats, None, |r| match r {
-            Response::Stats(s) => Ok(s),
-            _ => Err(BlockError::Malformed.into()),
-        })
+        self.with(None).stats(&mut [0; MSG_MAX])
     }
 
     /// Benchmark systems only: switches the driver's IOMMU mode (nothing of
     /// this client may be in flight) and resets its counters.
     pub fn set_mode(&self, mode: BenchMode) -> Result<(), ClientError> {
-        self.call(&Request::SetMode(mode), None, |r| match r {
-            Response::ModeSet => Ok(()),
-            _ => Err(BlockError::Malformed.into()),
-        })
+        self.with(None).set_mode(&mut [0; MSG_MAX], mode)
     }
 
     /// One I/O, waited for: submit, then reap its completion.

@@ -3,7 +3,8 @@
 //! per-slot bookkeeping. Never submits an I/O whose request did not pass
 //! every check, and never reports an I/O complete before its buffer's
 //! mapping is gone (for a strict driver, before the covering IOTLB
-//! invalidation completed).
+//! invalidation completed). Requests reach it through the protocol's
+//! generated dispatch (`requests.rs`).
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -20,6 +21,8 @@ use userlib::ipc::Grant;
 use userlib::{RecvKind, log};
 
 use crate::device::{BlockDevice, DeviceIo};
+
+mod requests;
 
 /// How the loop behaves.
 #[derive(Clone, Copy, Debug)]
@@ -173,19 +176,13 @@ impl<D: BlockDevice> Loop<'_, D> {
     fn call(&mut self, badge: u32, msg: &[u8], token: u64, grant_va: u64, grant_len: u64) {
         match Request::decode(msg) {
             Err(e) => reply(token, Err(e)),
-            Ok(Request::Info) => reply(token, Ok(Response::Info(self.info))),
-            Ok(Request::Stats) => reply(token, self.stats().map(Response::Stats)),
-            Ok(Request::SetMode(mode)) => {
-                let r = self.set_mode(mode);
-                reply(token, r.map(|()| Response::ModeSet));
-            }
-            Ok(Request::Submit(ios)) => {
-                let ios: Vec<Io> = ios.iter().collect();
-                let r = self.submit(badge, &ios, token, grant_va, grant_len);
-                reply(token, r.map(|()| Response::Accepted));
-                self.complete();
-            }
-            Ok(Request::Reap { min, max }) => self.reap(badge, token, min, max),
+            Ok(r) => r.dispatch(requests::Call {
+                l: self,
+                badge,
+                token,
+                grant_va,
+                grant_len,
+            }),
         }
     }
 
@@ -383,7 +380,7 @@ impl<D: BlockDevice> Loop<'_, D> {
             let batch: Vec<Completion> = c.done.drain(..n).collect();
             c.reaping = None;
             counters.reaps += 1;
-            reply(token, Ok(Response::Completions(Completions::Slice(&batch))));
+            reply(token, Ok(Response::Completions(Completions::new(&batch))));
         }
     }
 
