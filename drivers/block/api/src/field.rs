@@ -101,7 +101,11 @@ impl WireEntry for Completion {
 
     fn write(&self, b: &mut [u8]) {
         put(b, 0, &self.tag.to_le_bytes());
-        put(b, 2, &self.status.err().map_or(0, BlockError::code).to_le_bytes());
+        put(
+            b,
+            2,
+            &self.status.err().map_or(0, BlockError::code).to_le_bytes(),
+        );
         put(b, 4, &[0; 4]);
     }
 }
@@ -201,17 +205,19 @@ impl ResponseField<'_, BlockError> for Info {
             u16_at(b, 16),
             u16_at(b, 18),
         ) {
-            (Some(sectors), Some(sector_size), Some(max_transfer), Some(queue_depth), Some(kind))
-                if b.len() == INFO_BYTES && zero(b, 20, 24) =>
-            {
-                Ok(Info {
-                    sectors,
-                    sector_size,
-                    max_transfer,
-                    queue_depth,
-                    device_kind: kind,
-                })
-            }
+            (
+                Some(sectors),
+                Some(sector_size),
+                Some(max_transfer),
+                Some(queue_depth),
+                Some(kind),
+            ) if b.len() == INFO_BYTES && zero(b, 20, 24) => Ok(Info {
+                sectors,
+                sector_size,
+                max_transfer,
+                queue_depth,
+                device_kind: kind,
+            }),
             _ => Err(BlockError::Malformed),
         }
     }
