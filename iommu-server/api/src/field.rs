@@ -208,7 +208,7 @@ impl ResponseField<'_> for StreamId {
     }
 }
 
-/// Ten 8-byte counters, in their fixed order (see [`Stats`]).
+/// Seventeen 8-byte counters, in their fixed order (see [`Stats`]).
 impl ResponseField<'_> for Stats {
     const ENTRY: usize = 8;
     const MIN: usize = Stats::FIELDS;
