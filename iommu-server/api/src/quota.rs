@@ -51,10 +51,10 @@ impl ClientQuota {
                 iova_bytes: 64 * MIB,
             },
             TrustLevel::Trusted | TrustLevel::Bench => Self {
-                mapped_bytes: 32 * MIB,
-                mappings: 1024,
+                mapped_bytes: 20 * MIB,
+                mappings: 512,
                 table_pages: 64,
-                iova_bytes: 128 * MIB,
+                iova_bytes: 256 * MIB,
             },
         }
     }
