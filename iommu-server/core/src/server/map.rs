@@ -325,11 +325,16 @@ impl<H: SmmuHw, R> Server<H, R> {
             mapped_bytes: domain.mapped_bytes,
             iova_bytes: domain.tr.as_ref().map_or(0, |t| t.iova.in_use_bytes()),
         };
+        // The IOVA allocator hands out power-of-two blocks.
+        let iova_bytes = planned.as_slice().iter().fold(0u64, |sum, p| {
+            let block = p.pages.checked_next_power_of_two().unwrap_or(u64::MAX);
+            sum.saturating_add(block.saturating_mul(PAGE_SIZE))
+        });
         let more = Use {
             mappings: planned.len as u64,
             mapped_bytes: bytes,
             // A bypass map takes no IOVA space.
-            iova_bytes: if bypass { 0 } else { bytes },
+            iova_bytes: if bypass { 0 } else { iova_bytes },
         };
         quota::check(&client.quota, now, more)?;
         Ok(MapPlan {
