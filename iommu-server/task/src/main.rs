@@ -138,7 +138,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
     // reserve for their tables and CDs; the heap less room for the
     // server's own state is what the clients' quotas may reserve.
     let (used, total) = smmu.pool().usage();
-    let table_budget = (total as u64)
+    let table_budget = total
         .saturating_sub(used as u64)
         .saturating_sub(STRTAB_L2_MARGIN_PAGES);
     let config = ServerConfig {
