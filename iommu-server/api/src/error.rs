@@ -48,6 +48,10 @@ abi::stable_codes! {
         /// A bypass client's range is not physically contiguous, so no single
         /// bus address covers it.
         NotContiguous = 19 => "not contiguous",
+        /// The request would take the client past one of its quotas (mapped
+        /// bytes, live mappings, page-table pages, IOVA space: see
+        /// `iommu_api::ClientQuota`). Nothing changed; unmapping makes room.
+        QuotaExceeded = 20 => "quota exceeded",
     }
 }
 
@@ -81,7 +85,7 @@ mod tests {
     /// The protocol as shipped: every error's code and name. A
     /// renumbering, a rename, a reordering, a variant missing from `ALL` or
     /// one added without an entry here fails.
-    const GOLDEN: [(ApiError, u32, &str); 19] = [
+    const GOLDEN: [(ApiError, u32, &str); 20] = [
         (ApiError::Malformed, 1, "malformed"),
         (ApiError::UnknownOp, 2, "unknown op"),
         (ApiError::NoDevice, 3, "no device"),
@@ -101,6 +105,7 @@ mod tests {
         (ApiError::Hardware, 17, "hardware"),
         (ApiError::Busy, 18, "busy"),
         (ApiError::NotContiguous, 19, "not contiguous"),
+        (ApiError::QuotaExceeded, 20, "quota exceeded"),
     ];
 
     #[test]
@@ -130,6 +135,6 @@ mod tests {
             assert!(ApiError::ALL.contains(&e), "{e:?} missing from ALL");
         }
         assert_eq!(ApiError::from_code(0), None);
-        assert_eq!(ApiError::from_code(20), None);
+        assert_eq!(ApiError::from_code(21), None);
     }
 }

@@ -33,9 +33,10 @@
 //! u16, reserved: u16 = 0}`, then `count` entries whose size depends on the
 //! request they answer: `Attached` one 8-byte `{sid: u32, 0: u32}`; `Mapped`
 //! one 8-byte IOVA per map entry; `Unmapped` one 8-byte `{faults_pending:
-//! u32, 0: u32}`; `Flushed`, `PolicySet`, `StatsReset` none; `Stats` ten
-//! 8-byte counters (see [`Stats`]; the last two were appended after the
-//! first eight, whose places never move); `Faults` up to
+//! u32, 0: u32}`; `Flushed`, `PolicySet`, `StatsReset` none; `Stats` seventeen
+//! 8-byte counters (see [`Stats`]; the ninth and tenth were appended after
+//! the first eight, the client's quota use and limits after those, and no
+//! place ever moves); `Faults` up to
 //! [`MAX_FAULT_RECORDS`] 24-byte [`FaultRecord`]s. An error response has no
 //! entries.
 #![cfg_attr(not(test), no_std)]
@@ -46,6 +47,7 @@ mod field;
 mod list;
 pub mod policy;
 mod protocol;
+pub mod quota;
 mod request;
 mod response;
 
@@ -56,6 +58,7 @@ pub use ipc_proto::{
 pub use list::{Extent, FaultRecord, Iovas};
 pub use policy::{InvalidationPolicy, TrustLevel};
 pub use protocol::{Client, Handler, Op, Request, Response};
+pub use quota::ClientQuota;
 pub use request::Dir;
 pub use response::Stats;
 

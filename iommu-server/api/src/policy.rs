@@ -20,6 +20,15 @@ pub const DEFAULT_DEFERRED_ENTRIES: u32 = 256;
 /// microseconds (Linux's `IOVA_FQ_TIMEOUT`, 10 ms).
 pub const DEFAULT_DEFERRED_AGE_US: u64 = 10_000;
 
+/// Longest flush queue a deferred policy may ask for (entries). Bounds the
+/// stale window in unmaps (security contract item 4) and the server memory
+/// a deferred client's queued unmaps hold.
+pub const MAX_DEFERRED_ENTRIES: u32 = 4096;
+/// Oldest a deferred client's queued unmap may get before the flush, in
+/// microseconds (1 s): the bound on the window in which its device may
+/// still reach an unmapped page.
+pub const MAX_DEFERRED_AGE_US: u64 = 1_000_000;
+
 /// When a client's unmap is complete, and when its IOVAs may be reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum InvalidationPolicy {
@@ -34,10 +43,11 @@ pub enum InvalidationPolicy {
     /// The reply is sent at once; the IOVAs wait in a flush queue that drains
     /// when it holds `max_entries` unmaps or its oldest is `max_age_us` old.
     Deferred {
-        /// Flush-queue length that forces a flush (at least 1).
+        /// Flush-queue length that forces a flush
+        /// (1..=[`MAX_DEFERRED_ENTRIES`]).
         max_entries: u32,
         /// Age of the oldest queued unmap, in microseconds, that forces a
-        /// flush.
+        /// flush (1..=[`MAX_DEFERRED_AGE_US`]).
         max_age_us: u64,
     },
     /// No translation at all: the benchmark's ceiling. Never a default, and
@@ -73,6 +83,9 @@ pub enum PolicyError {
     ZeroParameter = 3,
     /// The policy is weaker than the client's trust level allows.
     NotPermitted = 4,
+    /// A deferred bound is over its maximum ([`MAX_DEFERRED_ENTRIES`],
+    /// [`MAX_DEFERRED_AGE_US`]).
+    OverMaximum = 5,
 }
 
 impl PolicyError {
@@ -83,10 +96,14 @@ impl PolicyError {
 }
 
 impl InvalidationPolicy {
-    /// A deferred policy, refusing zero bounds.
+    /// A deferred policy, refusing zero bounds and bounds over their
+    /// maxima ([`MAX_DEFERRED_ENTRIES`], [`MAX_DEFERRED_AGE_US`]).
     pub const fn deferred(max_entries: u32, max_age_us: u64) -> Result<Self, PolicyError> {
         if max_entries == 0 || max_age_us == 0 {
             return Err(PolicyError::ZeroParameter);
+        }
+        if max_entries > MAX_DEFERRED_ENTRIES || max_age_us > MAX_DEFERRED_AGE_US {
+            return Err(PolicyError::OverMaximum);
         }
         Ok(Self::Deferred {
             max_entries,
@@ -236,6 +253,17 @@ mod tests {
         assert_eq!(e("deferred:1:2:3"), PolicyError::BadParameter);
         assert_eq!(e("deferred:0:10"), PolicyError::ZeroParameter);
         assert_eq!(e("deferred:10:0"), PolicyError::ZeroParameter);
+        assert_eq!(
+            e("deferred:4294967295:18446744073709551615"),
+            PolicyError::OverMaximum
+        );
+        assert_eq!(e("deferred:4097:10"), PolicyError::OverMaximum);
+        assert_eq!(e("deferred:10:1000001"), PolicyError::OverMaximum);
+        assert!(
+            "deferred:4096:1000000"
+                .parse::<InvalidationPolicy>()
+                .is_ok()
+        );
         assert_eq!("root".parse::<TrustLevel>(), Err(PolicyError::UnknownName));
     }
 

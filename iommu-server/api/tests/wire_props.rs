@@ -86,10 +86,14 @@ fn policy() -> impl Strategy<Value = InvalidationPolicy> {
         Just(InvalidationPolicy::Strict),
         Just(InvalidationPolicy::StrictPerUnmap),
         Just(InvalidationPolicy::Bypass),
-        (1..=u32::MAX, 1..=u64::MAX).prop_map(|(n, t)| InvalidationPolicy::Deferred {
-            max_entries: n,
-            max_age_us: t
-        }),
+        (
+            1..=iommu_api::policy::MAX_DEFERRED_ENTRIES,
+            1..=iommu_api::policy::MAX_DEFERRED_AGE_US
+        )
+            .prop_map(|(n, t)| InvalidationPolicy::Deferred {
+                max_entries: n,
+                max_age_us: t
+            }),
     ]
 }
 
@@ -117,7 +121,7 @@ fn resp() -> impl Strategy<Value = Resp> {
             .prop_map(Resp::Mapped),
         any::<u32>().prop_map(Resp::Unmapped),
         Just(Resp::Flushed),
-        prop::array::uniform10(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
+        prop::array::uniform17(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
             maps: a[0],
             unmaps: a[1],
             tlbi_commands: a[2],
@@ -128,6 +132,13 @@ fn resp() -> impl Strategy<Value = Resp> {
             max_stale_window_us: a[7],
             doorbells: a[8],
             server_ticks: a[9],
+            mapped_bytes: a[10],
+            mappings: a[11],
+            table_pages: a[12],
+            quota_mapped_bytes: a[13],
+            quota_mappings: a[14],
+            quota_table_pages: a[15],
+            quota_iova_bytes: a[16],
         })),
         prop::collection::vec(fault(), 0..=MAX_FAULT_RECORDS).prop_map(Resp::Faults),
         Just(Resp::PolicySet),
@@ -384,6 +395,24 @@ fn set_policy_wire_layout() {
         .encode(&mut buf),
         Err(ApiError::Malformed)
     );
+    // Deferred bounds over their maxima are refused both ways.
+    for (n, t) in [(u32::MAX, u64::MAX), (4097, 1), (1, 1_000_001)] {
+        let policy = InvalidationPolicy::Deferred {
+            max_entries: n,
+            max_age_us: t,
+        };
+        assert_eq!(
+            Request::SetPolicy { policy }.encode(&mut buf),
+            Err(ApiError::Malformed)
+        );
+        let mut m = [0u8; 24];
+        m[0] = 7; // SetPolicy
+        m[2] = 1;
+        m[8] = 3; // deferred
+        m[12..16].copy_from_slice(&n.to_le_bytes());
+        m[16..24].copy_from_slice(&t.to_le_bytes());
+        assert_eq!(Request::decode(&m), Err(ApiError::Malformed));
+    }
     // ResetStats: op 8, no entries; both answers carry no entries.
     assert_eq!(
         Request::decode(&[8, 0, 0, 0, 0, 0, 0, 0]),
@@ -412,19 +441,28 @@ fn stats_appends_its_new_counters() {
         max_stale_window_us: 8,
         doorbells: 9,
         server_ticks: 10,
+        mapped_bytes: 11,
+        mappings: 12,
+        table_pages: 13,
+        quota_mapped_bytes: 14,
+        quota_mappings: 15,
+        quota_table_pages: 16,
+        quota_iova_bytes: 17,
     };
     let mut buf = [0; MSG_MAX];
     let n = Response::Stats(s).encode(&mut buf).unwrap();
-    assert_eq!(n, 8 + 10 * 8);
-    assert_eq!(buf[4], 10);
-    for i in 0..10u64 {
+    assert_eq!(n, 8 + 17 * 8);
+    assert_eq!(buf[4], 17);
+    for i in 0..17u64 {
         let at = 8 + 8 * i as usize;
         assert_eq!(buf[at..at + 8], (i + 1).to_le_bytes());
     }
-    // The old eight-counter body is no longer a Stats answer.
-    buf[4] = 8;
-    assert_eq!(
-        Response::decode(Op::Stats, &buf[..8 + 64]),
-        Err(ApiError::Malformed)
-    );
+    // The old eight- and ten-counter bodies are no longer Stats answers.
+    for old in [8u8, 10] {
+        buf[4] = old;
+        assert_eq!(
+            Response::decode(Op::Stats, &buf[..8 + 8 * usize::from(old)]),
+            Err(ApiError::Malformed)
+        );
+    }
 }

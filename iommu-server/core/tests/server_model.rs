@@ -686,8 +686,19 @@ fn a_refused_pin_refuses_the_map_and_changes_nothing() {
 #[test]
 fn a_map_that_fails_after_pinning_unpins_without_leaking() {
     // An IOVA window of one page: the second range of a map cannot get
-    // IOVAs, nothing is written, the pins go at once.
-    let mut s = server(ServerConfig::default(), &[(A, STRICT, UNTRUSTED)]);
+    // IOVAs, nothing is written, the pins go at once. (A quota wider than
+    // the window, so that the window refuses.)
+    let wide = iommu_api::ClientQuota {
+        mapped_bytes: 1 << 30,
+        mappings: 1024,
+        table_pages: 64,
+        iova_bytes: 1 << 30,
+    };
+    let cfg = ServerConfig {
+        quota_untrusted: wide,
+        ..ServerConfig::default()
+    };
+    let mut s = server(cfg, &[(A, STRICT, UNTRUSTED)]);
     attach(&mut s, 0, A, SID_A, 25).unwrap();
     let fa = Frames::new(A).take(1, true);
     let big = 1u64 << 25;

@@ -19,7 +19,8 @@ mod pool;
 
 use abi::syscall::{FOREVER, GRANT_MAX_PAGES, PresentedKind};
 use abi::{PhysAddr, StreamId};
-use iommu_core::policy::parse_client;
+use iommu_api::ClientQuota;
+use iommu_core::policy::{TrustLevel, parse_client};
 use iommu_core::server::{Grant, Handled, Presented, Server, ServerConfig, ServerError};
 use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
 
@@ -35,6 +36,12 @@ const GERROR_BIT: u64 = 1 << 1;
 /// Pages of DMA memory for the SMMU's tables and queues, unless
 /// `arg("pool_pages")` says otherwise.
 const DEFAULT_POOL_PAGES: u64 = 1024;
+/// Pool pages kept back from the domains' table reservations for the
+/// stream table's level-2 tables (4 pages each, linked at attach).
+const STRTAB_L2_MARGIN_PAGES: u64 = 32;
+/// Heap bytes (of userlib's 1 MiB) the clients' quotas may reserve
+/// together; the rest is the server's own state.
+const CLIENT_HEAP_BUDGET: u64 = 768 * 1024;
 
 /// The task's capabilities, by the names the system description gives.
 struct Caps {
@@ -100,8 +107,47 @@ fn main(info: &TaskInfo<'static>) -> i32 {
             .ok()
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(defaults.quarantine_after);
+    // Quotas by trust level: `quota_untrusted`, `quota_trusted`,
+    // `quota_bench` (mapped_bytes:mappings:table_pages:iova_bytes), else
+    // the defaults. A spelling the server cannot read stops it: xtask
+    // refuses such a description first.
+    let mut quotas = [
+        defaults.quota_untrusted,
+        defaults.quota_trusted,
+        defaults.quota_bench,
+    ];
+    for (q, trust) in quotas.iter_mut().zip([
+        TrustLevel::Untrusted,
+        TrustLevel::Trusted,
+        TrustLevel::Bench,
+    ]) {
+        let name = ClientQuota::arg_name(trust);
+        if let Some(s) = info.arg(name) {
+            match s.parse() {
+                Ok(v) => *q = v,
+                Err(e) => {
+                    log!("iommu: argument {name} = {s:?}: {e}");
+                    return 1;
+                }
+            }
+        }
+    }
+    let [quota_untrusted, quota_trusted, quota_bench] = quotas;
+    // What the pool has left after bring-up, less room for the stream
+    // table's level-2 tables linked at attach, is what the domains may
+    // reserve for their tables and CDs; the heap less room for the
+    // server's own state is what the clients' quotas may reserve.
+    let (used, total) = smmu.pool().usage();
+    let table_budget = total
+        .saturating_sub(used as u64)
+        .saturating_sub(STRTAB_L2_MARGIN_PAGES);
     let config = ServerConfig {
         quarantine_after,
+        quota_untrusted,
+        quota_trusted,
+        quota_bench,
+        table_budget: Some(table_budget),
+        heap_budget: Some(CLIENT_HEAP_BUDGET),
         ..defaults
     };
     let mut server: Server<Smmu, u64> = match Server::new(smmu, config) {
@@ -144,7 +190,17 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         #[cfg(feature = "insecure-demo")]
         let (policy, trust) = (policy, insecure_demo::trust(trust));
         match server.add_client(c.badge, c.name, policy, trust) {
-            Ok(()) => clients += 1,
+            Ok(()) => {
+                clients += 1;
+                log!(
+                    "iommu: client {} ({trust:?}) quota: {} bytes mapped, {} mappings, {} table pages, {} bytes of IOVA",
+                    c.name,
+                    config.quota(trust).mapped_bytes,
+                    config.quota(trust).mappings,
+                    config.quota(trust).table_pages,
+                    config.quota(trust).iova_bytes
+                );
+            }
             Err(e) => log!("iommu: client {} refused: {e:?}", c.name),
         }
         #[cfg(feature = "insecure-demo")]

@@ -23,6 +23,8 @@
 //! priority = 5               # 1..=15, higher is more urgent
 //! dma_quota_pages = 0        # default 0
 //! trust = "strict"           # default "strict"; any iommu-api policy spelling
+//!                            # (deferred:N:T with 1 <= N <= 4096 entries and
+//!                            # 1 <= T <= 1_000_000 µs)
 //! args = { role = "echo-server" }   # strings only
 //! caps = [
 //!   { name = "ping", serve = "ping" },
@@ -49,6 +51,18 @@
 //! served by an IOMMU server or by a driver must say
 //! `death_notices = true`; a description that leaves it false is refused
 //! with an error naming the endpoint and the reason.
+//!
+//! IOMMU client quotas. The IOMMU server's clients and their trust levels
+//! travel in its info page (each client task's `trust`); what a client may
+//! hold (mapped bytes, live mappings, page-table pages, IOVA bytes) comes
+//! from its trust level: `iommu_api::ClientQuota::default_for`, unless the
+//! server task has the argument `quota_untrusted`, `quota_trusted` or
+//! `quota_bench` = `"mapped_bytes:mappings:table_pages:iova_bytes"` (four
+//! decimal numbers, each 1..=2^48), e.g. in a system file
+//! `task_args = { iommu = { quota_untrusted = "8388608:256:32:33554432" } }`.
+//! A spelling the server could not read is refused here. Strict trust
+//! spellings are untrusted, deferred ones trusted, `bench` the benchmark
+//! client.
 //!
 //! Includes (as in Hubris's `app.toml`): `include` lists fragment files
 //! with the same schema, each path relative to the directory of the file
@@ -86,7 +100,7 @@ use bootimage::{
     BootImageBuilder, CapSpec, Client, EndpointSpec, IrqSource, MmioRegion, SmmuIrq,
     TaskInfoBuilder, TaskSpec,
 };
-use iommu_api::InvalidationPolicy;
+use iommu_api::{ClientQuota, InvalidationPolicy, TrustLevel};
 use kernel_core::pci::Bdf;
 use serde::Deserialize;
 
@@ -522,6 +536,19 @@ fn convert_task(
              \"deferred:N:T\" or \"bypass\""
         )
     })?;
+    if t.package == IOMMU_SERVER_PACKAGE {
+        for level in [
+            TrustLevel::Untrusted,
+            TrustLevel::Trusted,
+            TrustLevel::Bench,
+        ] {
+            let name = ClientQuota::arg_name(level);
+            if let Some(v) = t.args.get(name) {
+                v.parse::<ClientQuota>()
+                    .map_err(|e| format!("argument {name} = \"{v}\": {e}"))?;
+            }
+        }
+    }
     if t.caps.len() > MAX_CAPS_PER_TASK {
         return Err(format!(
             "{} caps, at most {MAX_CAPS_PER_TASK}",

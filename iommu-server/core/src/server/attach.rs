@@ -14,7 +14,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use abi::{Iova, PhysAddr};
-use iommu_api::{ApiError, Response};
+use iommu_api::{ApiError, ClientQuota, Response};
 use pgtable::{Config as TableConfig, LargestLeaf, PageTable};
 use smmuv3::cd::{self, CdConfig};
 use smmuv3::cmd::Command;
@@ -22,6 +22,7 @@ use smmuv3::ste::{self, SteOptions};
 
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
+use super::quota::{QuotaTables, domain_reservation};
 use super::state::{Domain, Translated};
 use super::strtab::{self, StrtabError};
 use super::types::Presented;
@@ -60,13 +61,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             return Err(ApiError::NotPermitted);
         }
         let policy = client.policy;
+        let quota = client.quota;
         let new_domain = client.domain.is_none();
         let ste_addr = self.strtab.ensure(&mut self.hw, sid).map_err(|e| match e {
             StrtabError::NoMemory => ApiError::NoMemory,
             StrtabError::OutOfRange => ApiError::NoDevice,
         })?;
         if new_domain {
-            let d = self.new_domain(dma_bits, policy == InvalidationPolicy::Bypass)?;
+            let d = self.new_domain(dma_bits, policy == InvalidationPolicy::Bypass, &quota)?;
             if let Some(c) = self.clients.get_mut(&badge) {
                 c.domain = Some(d);
             }
@@ -100,13 +102,23 @@ impl<H: SmmuHw, R> Server<H, R> {
         Ok(reply_bytes(&Response::Attached { sid }))
     }
 
-    pub(super) fn new_domain(&mut self, dma_bits: u8, bypass: bool) -> Result<Domain, ApiError> {
+    /// A domain for a client of quota `quota`; a translated one reserves
+    /// its table pages and CD from the pool's table budget first (refused
+    /// with `NoMemory`, changing nothing, when the budget is taken).
+    pub(super) fn new_domain(
+        &mut self,
+        dma_bits: u8,
+        bypass: bool,
+        quota: &ClientQuota,
+    ) -> Result<Domain, ApiError> {
         if bypass {
             return Ok(Domain {
                 dma_bits,
                 tr: None,
                 mappings: BTreeMap::new(),
                 bus: BTreeMap::new(),
+                live: 0,
+                mapped_bytes: 0,
             });
         }
         let ias = dma_bits.clamp(MIN_IAS, MAX_IAS);
@@ -122,9 +134,17 @@ impl<H: SmmuHw, R> Server<H, R> {
             dma_mask,
         )
         .map_err(|_| ApiError::NotPermitted)?;
+        let reserved = domain_reservation(quota);
+        let reserved_total = self.table_reserved.saturating_add(reserved);
+        if self.cfg.table_budget.is_some_and(|b| reserved_total > b) {
+            return Err(ApiError::NoMemory);
+        }
         let asid = self.asids.alloc().ok_or(ApiError::TooMany)?;
         let config = TableConfig::new(ias, oas).with_largest_leaf(LargestLeaf::Block2M);
-        let table = match PageTable::new(&mut HwTables(&mut self.hw), config) {
+        let mut mem = QuotaTables::new(HwTables(&mut self.hw), quota.table_pages);
+        let made = PageTable::new(&mut mem, config);
+        let table_pages = mem.allocated;
+        let table = match made {
             Ok(t) => t,
             Err(_) => {
                 self.asids.release(asid);
@@ -158,6 +178,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 .write_u64(PhysAddr::new(cd_page.get() + 8 * i as u64), *w);
         }
         self.hw.publish();
+        self.table_reserved = reserved_total;
         Ok(Domain {
             dma_bits,
             tr: Some(Translated {
@@ -166,9 +187,13 @@ impl<H: SmmuHw, R> Server<H, R> {
                 cd: cd_page,
                 iova,
                 stale_walks: BTreeMap::new(),
+                table_pages,
+                reserved,
             }),
             mappings: BTreeMap::new(),
             bus: BTreeMap::new(),
+            live: 0,
+            mapped_bytes: 0,
         })
     }
 }

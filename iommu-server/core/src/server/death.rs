@@ -63,6 +63,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             payload.tables = tr.table.destroy(&HwTables(&mut self.hw));
             payload.cd = Some(tr.cd);
             payload.asid = Some(tr.asid);
+            payload.reserved = tr.reserved;
             asids.push(tr.asid);
         }
         match self.engine.purge(now, ClientId(badge), &asids, payload) {
@@ -91,7 +92,11 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         if self.pending(badge) == 0 {
             let _ = self.engine.remove_client(ClientId(badge));
-            self.clients.remove(&badge);
+            if let Some(c) = self.clients.remove(&badge) {
+                // Its quota's heap is free for the next registration.
+                let heap = super::quota::heap_bytes(&c.quota);
+                self.heap_reserved = self.heap_reserved.saturating_sub(heap);
+            }
         }
         core::mem::take(&mut self.dropped)
     }

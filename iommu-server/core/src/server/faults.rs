@@ -82,6 +82,17 @@ impl<H: SmmuHw, R> Server<H, R> {
             max_stale_window_us: e.max_stale_us,
             doorbells: c.doorbells,
             server_ticks: c.ticks,
+            mapped_bytes: c.domain.as_ref().map_or(0, |d| d.mapped_bytes),
+            mappings: c.domain.as_ref().map_or(0, |d| d.live),
+            table_pages: c
+                .domain
+                .as_ref()
+                .and_then(|d| d.tr.as_ref())
+                .map_or(0, |t| t.table_pages),
+            quota_mapped_bytes: c.quota.mapped_bytes,
+            quota_mappings: c.quota.mappings,
+            quota_table_pages: c.quota.table_pages,
+            quota_iova_bytes: c.quota.iova_bytes,
         })
     }
 

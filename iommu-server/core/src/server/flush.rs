@@ -210,6 +210,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             for (b, n) in p.iova.iter().chain(&p.iovas) {
                 let _ = tr.iova.free(*b, *n);
             }
+            // Freed tables count against the quota until now.
+            tr.table_pages = tr.table_pages.saturating_sub(p.tables.len() as u64);
             for k in &p.stale_walks {
                 if let Some(c) = tr.stale_walks.get_mut(k) {
                     *c -= 1;
@@ -228,6 +230,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         if let Some(a) = p.asid {
             self.asids.release(a);
         }
+        self.table_reserved = self.table_reserved.saturating_sub(p.reserved);
         for a in p.aborted {
             strtab::clear_tail(&mut self.hw, a);
         }

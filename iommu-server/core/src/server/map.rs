@@ -8,7 +8,12 @@
 //! first); never link a new table where a freed one may still sit in a
 //! walk cache before that unmap's sync (it flushes first); and never free
 //! what a failed map wrote before the invalidation that covers it (the
-//! undo goes through the engine like any unmap).
+//! undo goes through the engine like any unmap); never let a client past
+//! its quota (`quota`: live mappings, mapped bytes and IOVA space are
+//! checked with the rest, before anything changes; table pages are counted
+//! as they are taken, a map that would pass them is rolled back like one
+//! the pool refused), and never grow the heap infallibly on client input
+//! (the frame lists are reserved with `try_reserve`).
 
 use alloc::vec::Vec;
 
@@ -18,6 +23,7 @@ use pgtable::{Attrs, TableMemory};
 
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
+use super::quota::{self, QuotaTables, Use};
 use super::state::{Mapping, Payload, Translated, translated_mut, walk_keys};
 use super::types::Grant;
 use super::{MAIR_NORMAL, SMALL_LIST, Server};
@@ -142,12 +148,16 @@ impl<H: SmmuHw, R> Server<H, R> {
     ) -> Result<Vec<u8>, ApiError> {
         let plan = self.plan_map(badge, dir, ranges, grant)?;
         // Every frame a mapping will reach is pinned first (one call).
-        let frames: Vec<PhysAddr> = plan
-            .planned
-            .as_slice()
-            .iter()
-            .flat_map(|p| plan.frames(p).iter().copied())
-            .collect();
+        let mut frames: Vec<PhysAddr> = Vec::new();
+        frames
+            .try_reserve_exact(plan.pages() as usize)
+            .map_err(|_| ApiError::NoMemory)?;
+        frames.extend(
+            plan.planned
+                .as_slice()
+                .iter()
+                .flat_map(|p| plan.frames(p).iter().copied()),
+        );
         if self.hw.pin(&frames).is_err() {
             self.stats.pin_refusals += 1;
             return Err(ApiError::NotGranted);
@@ -180,33 +190,73 @@ impl<H: SmmuHw, R> Server<H, R> {
         if links_stale_walk(tr, blocks.as_slice()) {
             self.flush_now(now, badge);
         }
+        // Each mapping's frame list, reserved before anything is written.
+        let mut lists: Vec<Vec<PhysAddr>> = Vec::new();
+        let reserved = lists.try_reserve_exact(plan.planned.len).is_ok()
+            && plan.planned.as_slice().iter().all(|p| {
+                let mut v = Vec::new();
+                let ok = v.try_reserve_exact(p.pages as usize).is_ok();
+                if ok {
+                    v.extend_from_slice(plan.frames(p));
+                    lists.push(v);
+                }
+                ok
+            });
+        if !reserved {
+            let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
+            for &(b, n) in blocks.as_slice() {
+                let _ = tr.iova.free(b, n);
+            }
+            return Err(Failed::Unwritten(ApiError::NoMemory));
+        }
+        let table_quota = self.clients.get(&badge).map_or(0, |c| c.quota.table_pages);
         let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
-        let mut mem = HwTables(&mut self.hw);
-        if let Err(failed) = write_runs(tr, &mut mem, plan, blocks.as_slice()) {
+        let left = table_quota.saturating_sub(tr.table_pages);
+        let mut mem = QuotaTables::new(HwTables(&mut self.hw), left);
+        let written = write_runs(tr, &mut mem, plan, blocks.as_slice());
+        tr.table_pages += mem.allocated;
+        mem.allocated = 0;
+        if let Err(failed) = written {
+            let why = if mem.over_quota {
+                ApiError::QuotaExceeded
+            } else {
+                ApiError::NoMemory
+            };
             let mut undone = undo_runs(tr, &mut mem, plan, blocks.as_slice(), failed, badge);
+            tr.table_pages = tr.table_pages.saturating_sub(undone.spare.len() as u64);
             // What was written may be cached: its frames stay pinned until
             // the covering sync.
             for p in plan.planned.as_slice() {
                 undone.payload.unpins.extend_from_slice(plan.frames(p));
             }
             self.roll_back_map(now, badge, blocks.as_slice(), undone);
-            return Err(Failed::RolledBack(ApiError::NoMemory));
+            return Err(Failed::RolledBack(why));
         }
+        tr.table_pages += mem.allocated;
         mem.barrier();
         let mut iovas = Few::new(Iova::new(0));
-        for (p, (block, pages)) in plan.planned.as_slice().iter().zip(blocks.as_slice()) {
+        for ((p, (block, pages)), frames) in plan
+            .planned
+            .as_slice()
+            .iter()
+            .zip(blocks.as_slice())
+            .zip(lists)
+        {
             let iova = Iova::new(block.get() + p.offset_in_page);
+            // The count was checked against the quota (`plan_map`): the
+            // map's growth is bounded by what `add_client` reserved.
             mappings.insert(
                 iova.get(),
                 Mapping {
                     len: p.len,
                     block: *block,
                     pages: *pages,
-                    frames: plan.frames(p).to_vec(),
+                    frames,
                 },
             );
             iovas.push(iova);
         }
+        self.note_mapped(badge, plan);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
         Ok(reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
@@ -268,11 +318,30 @@ impl<H: SmmuHw, R> Server<H, R> {
         if spans.windows(2).any(|w| w[1].0 < w[0].1) {
             return Err(ApiError::Overlap);
         }
+        let bypass = client.policy == InvalidationPolicy::Bypass;
+        let bytes: u64 = planned.as_slice().iter().map(|p| p.pages * PAGE_SIZE).sum();
+        let now = Use {
+            mappings: domain.live,
+            mapped_bytes: domain.mapped_bytes,
+            iova_bytes: domain.tr.as_ref().map_or(0, |t| t.iova.in_use_bytes()),
+        };
+        // The IOVA allocator hands out power-of-two blocks.
+        let iova_bytes = planned.as_slice().iter().fold(0u64, |sum, p| {
+            let block = p.pages.checked_next_power_of_two().unwrap_or(u64::MAX);
+            sum.saturating_add(block.saturating_mul(PAGE_SIZE))
+        });
+        let more = Use {
+            mappings: planned.len as u64,
+            mapped_bytes: bytes,
+            // A bypass map takes no IOVA space.
+            iova_bytes: if bypass { 0 } else { iova_bytes },
+        };
+        quota::check(&client.quota, now, more)?;
         Ok(MapPlan {
             grant,
             planned,
             writable: dir.device_writes(),
-            bypass: client.policy == InvalidationPolicy::Bypass,
+            bypass,
             dma_bits: domain.dma_bits,
         })
     }
@@ -308,13 +377,24 @@ impl<H: SmmuHw, R> Server<H, R> {
             return Err(ApiError::NotAttached);
         };
         for (iova, p) in iovas.as_slice().iter().zip(plan.planned.as_slice()) {
+            // Bounded like the translated mappings: the count was checked
+            // against the quota (`plan_map`).
             let n = domain.bus.entry((iova.get(), p.len)).or_insert(0);
             *n = n.saturating_add(1);
         }
+        self.note_mapped(badge, plan);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
         Ok(reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
         }))
+    }
+
+    /// Counts a successful map's mappings and bytes against the quota.
+    fn note_mapped(&mut self, badge: u32, plan: &MapPlan<'_>) {
+        if let Some(d) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) {
+            d.live += plan.planned.len as u64;
+            d.mapped_bytes += plan.pages() * PAGE_SIZE;
+        }
     }
 
     /// The rollback's second half, once [`undo_runs`] cleared what a
@@ -391,9 +471,9 @@ fn links_stale_walk(tr: &Translated, blocks: &[(Iova, u64)]) -> bool {
 /// Writes the entries, one physically contiguous run at a time, without
 /// a barrier. On a failure, where it failed: (range, first frame of the
 /// failed run); every run before it is written, none after.
-fn write_runs<H: SmmuHw>(
+fn write_runs<M: TableMemory>(
     tr: &mut Translated,
-    mem: &mut HwTables<'_, H>,
+    mem: &mut M,
     plan: &MapPlan<'_>,
     blocks: &[(Iova, u64)],
 ) -> Result<(), (usize, usize)> {
@@ -414,9 +494,9 @@ fn write_runs<H: SmmuHw>(
 /// The rollback's first half: clears every run [`write_runs`] wrote before
 /// it failed at `failed`, then a barrier. Frees nothing: see
 /// [`Server::roll_back_map`].
-fn undo_runs<H: SmmuHw, R>(
+fn undo_runs<M: TableMemory, R>(
     tr: &mut Translated,
-    mem: &mut HwTables<'_, H>,
+    mem: &mut M,
     plan: &MapPlan<'_>,
     blocks: &[(Iova, u64)],
     (fk, fi): (usize, usize),

@@ -33,6 +33,7 @@
 //!   a completed sync covered (the only place anything is freed);
 //! - `policy`: the benchmark client's policy switching and bypass;
 //! - `faults`: counters, time charging, fault attribution, quarantine;
+//! - `quota`: per-client quotas, the table and heap reservations;
 //! - `death`: a client's death.
 
 mod attach;
@@ -43,6 +44,7 @@ mod flush;
 mod hw;
 mod map;
 mod policy;
+pub mod quota;
 mod requests;
 mod state;
 mod strtab;
@@ -103,4 +105,10 @@ pub struct Server<H, R> {
     /// Frames whose covering sync completed, unpinned in one batch
     /// (`flush::flush_unpins`).
     unpins: Vec<PhysAddr>,
+    /// Pool pages reserved by every live domain (`quota`), at most
+    /// `ServerConfig::table_budget`.
+    table_reserved: u64,
+    /// Heap reserved by every registered client's quota, at most
+    /// `ServerConfig::heap_budget`.
+    heap_reserved: u64,
 }

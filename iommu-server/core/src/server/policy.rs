@@ -105,11 +105,14 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// Gives a domain made in bypass its stage-1 part (ASID, table, CD,
     /// IOVA window) before the client leaves bypass.
     fn ensure_translated(&mut self, badge: u32) -> Result<(), ApiError> {
-        let dma_bits = match self.clients.get(&badge).and_then(|c| c.domain.as_ref()) {
-            Some(d) if d.tr.is_none() => d.dma_bits,
-            _ => return Ok(()),
+        let (dma_bits, quota) = match self.clients.get(&badge) {
+            Some(c) => match &c.domain {
+                Some(d) if d.tr.is_none() => (d.dma_bits, c.quota),
+                _ => return Ok(()),
+            },
+            None => return Ok(()),
         };
-        let made = self.new_domain(dma_bits, false)?;
+        let made = self.new_domain(dma_bits, false, &quota)?;
         if let Some(d) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) {
             d.tr = made.tr;
         }

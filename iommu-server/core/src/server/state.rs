@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use abi::{Asid, Iova, PhysAddr, StreamId};
-use iommu_api::{ApiError, FaultRecord};
+use iommu_api::{ApiError, ClientQuota, FaultRecord};
 use pgtable::{PageTable, TableMemory};
 use smmuv3::cmd::Command;
 use smmuv3::regs::StrtabCfg;
@@ -50,6 +50,9 @@ pub(super) struct Payload<R> {
     pub(super) stale_walks: Vec<(u8, u64)>,
     /// Frames the unmapped entries reached: unpinned after the sync.
     pub(super) unpins: Vec<PhysAddr>,
+    /// Pool pages a torn-down domain had reserved (`quota`), given back
+    /// with its tables and CD.
+    pub(super) reserved: u64,
 }
 
 impl<R> Payload<R> {
@@ -65,6 +68,7 @@ impl<R> Payload<R> {
             reply: None,
             stale_walks: Vec::new(),
             unpins: Vec::new(),
+            reserved: 0,
         }
     }
 }
@@ -87,6 +91,12 @@ pub(super) struct Translated {
     /// a walk cache may still hold the old table there, so a map that
     /// links a new table in such a region must wait for that sync.
     pub(super) stale_walks: BTreeMap<(u8, u64), u32>,
+    /// Table pages its table holds (root and spares included), and freed
+    /// ones until their sync released them: at most its quota.
+    pub(super) table_pages: u64,
+    /// Pool pages reserved for this domain when it was made (its quota of
+    /// table pages and its CD).
+    pub(super) reserved: u64,
 }
 
 /// The walk-cache keys above `va` (levels 0..=2).
@@ -127,6 +137,10 @@ pub(super) struct Domain {
     pub(super) mappings: BTreeMap<u64, Mapping>,
     /// Bypass mappings: (bus address, length) -> how many times mapped.
     pub(super) bus: BTreeMap<(u64, u64), u32>,
+    /// Live mappings (translated and bypass, each repeat counted).
+    pub(super) live: u64,
+    /// Bytes those mappings map (whole pages).
+    pub(super) mapped_bytes: u64,
 }
 
 impl Domain {
@@ -139,6 +153,8 @@ pub(super) struct Client {
     pub(super) name: String,
     pub(super) policy: InvalidationPolicy,
     pub(super) trust: TrustLevel,
+    /// What it may hold (from its trust level, `ServerConfig`).
+    pub(super) quota: ClientQuota,
     pub(super) domain: Option<Domain>,
     pub(super) sids: Vec<StreamId>,
     pub(super) quarantined: bool,
@@ -229,6 +245,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             stats: ServerStats::default(),
             flushed: Vec::new(),
             unpins: Vec::new(),
+            table_reserved: 0,
+            heap_reserved: 0,
         };
         s.invalidate_all().map_err(|_| ServerError::Hardware)?;
         Ok(s)
@@ -295,6 +313,14 @@ impl<H: SmmuHw, R> Server<H, R> {
         if self.clients.contains_key(&badge) {
             return Err(ServerError::ClientExists);
         }
+        // The heap this client's quota can make the server hold is set
+        // aside now, so that no client's use can exhaust the heap.
+        let quota = self.cfg.quota(trust);
+        let heap = super::quota::heap_bytes(&quota);
+        let heap_total = self.heap_reserved.saturating_add(heap);
+        if self.cfg.heap_budget.is_some_and(|b| heap_total > b) {
+            return Err(ServerError::HeapBudget);
+        }
         self.engine
             .register(ClientId(badge), policy)
             .map_err(|_| ServerError::ClientExists)?;
@@ -304,6 +330,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 name: String::from(name),
                 policy,
                 trust,
+                quota,
                 domain: None,
                 sids: Vec::new(),
                 quarantined: false,
@@ -314,6 +341,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 ticks: 0,
             },
         );
+        self.heap_reserved = heap_total;
         Ok(())
     }
 }

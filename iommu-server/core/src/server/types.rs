@@ -11,7 +11,7 @@
 use alloc::vec::Vec;
 
 use abi::{PhysAddr, StreamId};
-use iommu_api::Stats;
+use iommu_api::{ClientQuota, Stats};
 use smmuv3::evt::EventKind;
 
 #[cfg(doc)]
@@ -33,6 +33,8 @@ pub enum ServerError {
     NotPermitted = 4,
     /// A client with that badge exists.
     ClientExists = 5,
+    /// The client's quota does not fit the heap budget left.
+    HeapBudget = 6,
 }
 
 impl ServerError {
@@ -55,6 +57,31 @@ pub struct ServerConfig {
     pub fault_records_kept: usize,
     /// Command choice; `None` derives it from IDR3.RIL.
     pub engine: Option<EngineConfig>,
+    /// Quota of an untrusted client (strict policies).
+    pub quota_untrusted: ClientQuota,
+    /// Quota of a trusted client (deferred policies).
+    pub quota_trusted: ClientQuota,
+    /// Quota of the benchmark client.
+    pub quota_bench: ClientQuota,
+    /// Pool pages every domain's tables and CD may reserve together; each
+    /// domain reserves its quota's worth when it is made. `None`: no
+    /// bound (host tests whose memory is ample).
+    pub table_budget: Option<u64>,
+    /// Heap bytes every client's quota may reserve together (see
+    /// `quota::heap_bytes`); a client that does not fit is not
+    /// registered. `None`: no bound.
+    pub heap_budget: Option<u64>,
+}
+
+impl ServerConfig {
+    /// The quota of a client of `trust`.
+    pub const fn quota(&self, trust: TrustLevel) -> ClientQuota {
+        match trust {
+            TrustLevel::Untrusted => self.quota_untrusted,
+            TrustLevel::Trusted => self.quota_trusted,
+            TrustLevel::Bench => self.quota_bench,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -64,6 +91,11 @@ impl Default for ServerConfig {
             iova_base: 0x10_0000,
             fault_records_kept: 64,
             engine: None,
+            quota_untrusted: ClientQuota::default_for(TrustLevel::Untrusted),
+            quota_trusted: ClientQuota::default_for(TrustLevel::Trusted),
+            quota_bench: ClientQuota::default_for(TrustLevel::Bench),
+            table_budget: None,
+            heap_budget: None,
         }
     }
 }

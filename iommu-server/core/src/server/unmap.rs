@@ -86,6 +86,8 @@ impl<H: SmmuHw, R> Server<H, R> {
                     }
                 }
                 let pages = ((r.start & (PAGE_SIZE - 1)) + r.len).div_ceil(PAGE_SIZE);
+                domain.live = domain.live.saturating_sub(1);
+                domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
                 let _ = self.engine.note_unmap(ClientId(badge), pages);
                 // Nothing translated, nothing to wait for.
                 self.unpins.extend(super::map::bus_frames(r.start, r.len));
@@ -145,6 +147,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             payload.tables = tok.into_freed_tables();
             if let Some(old) = domain.mappings.remove(&r.start) {
+                domain.live = domain.live.saturating_sub(1);
+                domain.mapped_bytes = domain.mapped_bytes.saturating_sub(old.pages * PAGE_SIZE);
                 payload.unpins = old.frames;
             }
             if let Some(prev) = last.replace((rs, hint, payload)) {

@@ -52,6 +52,8 @@ pub struct Hw {
     pub pin_log: Vec<(bool, Vec<u64>)>,
     /// Refuse the next pin (the kernel says: not DMA memory).
     pub refuse_pin: bool,
+    /// Most pages live at once (a finite pool), or no bound.
+    pub capacity: Option<usize>,
 }
 
 /// The output address of a valid descriptor.
@@ -87,6 +89,7 @@ impl Hw {
             unpin_calls: 0,
             pin_log: Vec::new(),
             refuse_pin: false,
+            capacity: None,
         }
     }
 
@@ -126,6 +129,12 @@ impl SmmuHw for Hw {
     }
 
     fn alloc_pages(&mut self, count: usize) -> Option<PhysAddr> {
+        if self
+            .capacity
+            .is_some_and(|c| self.live.values().sum::<usize>() + count > c)
+        {
+            return None;
+        }
         self.allocs += 1;
         let pa = if count == 1 && !self.free1.is_empty() {
             self.free1.pop().unwrap()

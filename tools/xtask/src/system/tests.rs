@@ -264,11 +264,25 @@ fn unknown_device_names() {
 
 #[test]
 fn trust_levels() {
-    for good in ["strict", "deferred", "deferred:8:100", "bypass"] {
+    for good in [
+        "strict",
+        "deferred",
+        "deferred:8:100",
+        "deferred:4096:1000000",
+        "bypass",
+    ] {
         let text = format!("{ONE_TASK}trust = \"{good}\"\n");
         assert_eq!(parse(&text, "ok").unwrap().tasks[0].trust, good);
     }
-    for bad in ["lazy", "deferred:0:1", "deferred:1", "trusted"] {
+    for bad in [
+        "lazy",
+        "deferred:0:1",
+        "deferred:1",
+        "trusted",
+        "deferred:4294967295:18446744073709551615",
+        "deferred:4097:100",
+        "deferred:8:1000001",
+    ] {
         rejects(
             &format!("{ONE_TASK}trust = \"{bad}\"\n"),
             &["task \"t\"", &format!("trust \"{bad}\"")],
@@ -708,4 +722,25 @@ fn the_real_systems_refuse_turning_death_notices_off() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn iommu_quota_arguments_are_checked() {
+    let server = |args: &str| {
+        format!(
+            "[[task]]\nname = \"iommu\"\npackage = \"iommu-server\"\npriority = 3\nargs = {{ {args} }}\n"
+        )
+    };
+    let ok = parse(&server("quota_untrusted = \"4096:1:4:8192\""), "ok").unwrap();
+    assert_eq!(ok.tasks[0].args["quota_untrusted"], "4096:1:4:8192");
+    for (arg, why) in [
+        ("quota_trusted = \"1:2:3\"", "quota_trusted"),
+        ("quota_bench = \"0:2:3:4\"", "quota_bench"),
+        ("quota_untrusted = \"x:2:3:4\"", "quota_untrusted"),
+    ] {
+        rejects(&server(arg), &["task \"iommu\"", why]);
+    }
+    // Another package's arguments of that name are its own business.
+    let other = format!("{ONE_TASK}args = {{ quota_bench = \"x\" }}\n");
+    assert!(parse(&other, "ok").is_ok());
 }
