@@ -15,6 +15,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "test-late-completion")]
+mod late;
 mod pci;
 
 use alloc::vec;
@@ -160,6 +162,9 @@ pub struct Nvme {
     scratch: Vec<u64>,
     /// Completions that named no command of ours.
     stray: u64,
+    /// Test only: the late-completion hook.
+    #[cfg(feature = "test-late-completion")]
+    late: late::LateHook,
 }
 
 /// What one checked I/O will become.
@@ -249,6 +254,8 @@ impl Nvme {
             scratch: vec![0; (PAGE / 8) as usize],
             stray: 0,
             pci_cap,
+            #[cfg(feature = "test-late-completion")]
+            late: late::LateHook::default(),
         };
         if let Err(e) = nvme.bring_up(pci_cap) {
             // Leave the controller off: it must not keep fetching from
@@ -682,8 +689,18 @@ impl BlockDevice for Nvme {
             planned.push(self.plan(io)?);
         }
         let now = userlib::counter();
+        // Test only: the read the hook holds is issued with its deadline
+        // already past.
+        #[cfg(feature = "test-late-completion")]
+        let held = ios.iter().position(|io| self.late.wants(io));
         let mut cids = Vec::with_capacity(ios.len());
-        for p in &planned {
+        for (_i, p) in planned.iter().enumerate() {
+            #[cfg(feature = "test-late-completion")]
+            let now = if held == Some(_i) {
+                now.saturating_sub(self.io_timeout + 1)
+            } else {
+                now
+            };
             match self.cids.issue(p.slot, now) {
                 Ok(c) => cids.push(c),
                 Err(_) => {
@@ -694,7 +711,7 @@ impl BlockDevice for Nvme {
                 }
             }
         }
-        for (p, cid) in planned.iter().zip(cids) {
+        for (_i, (p, cid)) in planned.iter().zip(cids).enumerate() {
             let sqe = match p.op {
                 None => Sqe::flush(cid, NAMESPACE),
                 // `plan` checked the block count: this cannot fail now.
@@ -703,6 +720,11 @@ impl BlockDevice for Nvme {
                         .unwrap_or(Sqe::flush(cid, NAMESPACE))
                 }
             };
+            #[cfg(feature = "test-late-completion")]
+            if held == Some(_i) {
+                self.late.hold(&ios[_i], sqe);
+                continue;
+            }
             // Room was checked above.
             let index = self.io_sq.push().unwrap_or(0);
             write_sqe(&mut self.mem, Layout::sqe(self.layout.io_sq, index), &sqe);
@@ -710,6 +732,8 @@ impl BlockDevice for Nvme {
         userlib::publish_to_device();
         let tail = self.io_sq.tail();
         self.ring(self.cap.sq_tail_doorbell(IO_QUEUE), tail);
+        #[cfg(feature = "test-late-completion")]
+        self.late_after_submit(ios);
         Ok(())
     }
 
@@ -762,6 +786,70 @@ impl BlockDevice for Nvme {
         // queue drained, which `completions` does; nothing to read here.
         // (Writing the head of an empty queue would corrupt QEMU 7.2's
         // pending-queue count, which then never deasserts INTx.)
+    }
+}
+
+/// Test only (cargo feature `test-late-completion`): the late completion.
+#[cfg(feature = "test-late-completion")]
+impl Nvme {
+    /// After a batch went to the device: if a read is held from an earlier
+    /// submit, let this batch complete on the device (nothing is
+    /// processed), then give the held read to the controller and wait
+    /// until it completed too. All waits bounded.
+    fn late_after_submit(&mut self, ios: &[DeviceIo]) {
+        let late::LateHook::Held {
+            sqe,
+            slot,
+            iova,
+            fresh,
+        } = self.late
+        else {
+            return;
+        };
+        if fresh {
+            self.late = late::LateHook::Held {
+                sqe,
+                slot,
+                iova,
+                fresh: false,
+            };
+            return;
+        }
+        self.late = late::LateHook::Done;
+        late::log_next(iova, slot, ios);
+        let n = ios.len() as u16;
+        let (mem, base) = (&self.mem, self.layout.io_cq);
+        let ring = &self.io_cq;
+        let mut clock = self.clock.sleeping(late::POLL_US);
+        if poll_until(&mut clock, late::WAIT_US, || {
+            (late::posted(mem, base, ring) >= n).then_some(())
+        })
+        .is_err()
+        {
+            log!("nvme: TEST HOOK: the next batch did not complete in time");
+        }
+        let Some(index) = self.io_sq.push() else {
+            log!("nvme: TEST HOOK: no room for the held read");
+            return;
+        };
+        write_sqe(&mut self.mem, Layout::sqe(self.layout.io_sq, index), &sqe);
+        userlib::publish_to_device();
+        let tail = self.io_sq.tail();
+        self.ring(self.cap.sq_tail_doorbell(IO_QUEUE), tail);
+        let (mem, ring) = (&self.mem, &self.io_cq);
+        let done = poll_until(&mut clock, late::WAIT_US, || {
+            (late::posted(mem, base, ring) > n).then_some(())
+        });
+        log!(
+            "nvme: TEST HOOK: the held read (slot {slot}, CID {:#x}) reached the device late, after the next {n} I/Os completed, and {} its DMA to IOVA {:#x}",
+            sqe.cid().0,
+            if done.is_ok() {
+                "has completed"
+            } else {
+                "has not completed in time"
+            },
+            iova.get()
+        );
     }
 }
 
