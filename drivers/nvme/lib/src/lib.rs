@@ -825,11 +825,11 @@ impl BlockDevice for Nvme {
         // Test only: the read the hook holds is issued with its deadline
         // already past.
         #[cfg(feature = "test-late-completion")]
-        let held = ios.iter().position(|io| self.late.wants(io));
+        let held = ios.iter().find(|io| self.late.wants(io)).copied();
         let mut cids = Vec::with_capacity(ios.len());
-        for (_i, p) in planned.iter().enumerate() {
+        for p in &planned {
             #[cfg(feature = "test-late-completion")]
-            let now = if held == Some(_i) {
+            let now = if held.is_some_and(|h| h.slot == p.slot) {
                 now.saturating_sub(self.io_timeout + 1)
             } else {
                 now
@@ -844,7 +844,7 @@ impl BlockDevice for Nvme {
                 }
             }
         }
-        for (_i, (p, cid)) in planned.iter().zip(cids).enumerate() {
+        for (p, cid) in planned.iter().zip(cids) {
             let sqe = match p.op {
                 None => Sqe::flush(cid, NAMESPACE),
                 // `plan` checked the block count: this cannot fail now.
@@ -854,8 +854,10 @@ impl BlockDevice for Nvme {
                 }
             };
             #[cfg(feature = "test-late-completion")]
-            if held == Some(_i) {
-                self.late.hold(&ios[_i], sqe);
+            if let Some(h) = held
+                && h.slot == p.slot
+            {
+                self.late.hold(&h, sqe);
                 continue;
             }
             // Room was checked above.

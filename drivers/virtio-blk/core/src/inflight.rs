@@ -246,10 +246,13 @@ mod tests {
             let mut now = 0;
             for (kind, a, b, dt) in ops {
                 match kind {
-                    0 => if t.start(a, b, now + dt) {
-                        started += 1;
-                        heads[usize::from(a)] = Some(b);
-                    },
+                    0 => {
+                        let ok = t.start(a, b, now + dt);
+                        if ok {
+                            started += 1;
+                            heads[usize::from(a)] = Some(b);
+                        }
+                    }
                     1 => match t.complete(b) {
                         Some(Returned::Done(s)) => {
                             reported += 1;
@@ -271,7 +274,7 @@ mod tests {
                             fenced[usize::from(s)] = heads[usize::from(s)];
                         }
                     }
-                    3 => if dt == 0 {
+                    3 if dt == 0 => {
                         let mut n = 0;
                         t.reset(|_| n += 1, |_| {});
                         reported += n;
