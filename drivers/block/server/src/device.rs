@@ -3,6 +3,16 @@
 //! it (at IOVAs) and reports completions. Owns nothing; defines the
 //! contract. An implementation never sees a physical address and never
 //! blocks in `submit` or `completions`.
+//!
+//! The fencing contract: an I/O the device gives up (its deadline passed)
+//! is reported at once with its error, but while the device may still act
+//! on it, it is *fenced*: [`BlockDevice::is_fenced`] says so, the loop
+//! keeps its slot and its buffer's mapping (so its IOVA cannot be handed
+//! to another I/O), and the device keeps whatever else the command points
+//! at. Only when the device is provably done with it (its completion
+//! arrived late, an abort of it completed, or the device was reset) does
+//! [`BlockDevice::released`] name the slot, and the loop unmaps the buffer
+//! and frees the slot.
 
 use abi::Iova;
 use block_api::{BlockError, Info, IoKind};
@@ -45,6 +55,16 @@ pub trait BlockDevice {
     /// `Err(BlockError::Timeout)` (and never reported again).
     fn completions(&mut self, out: &mut alloc::vec::Vec<(u16, Result<(), BlockError>)>);
 
+    /// Whether `slot`, just reported with an error by `completions`, is
+    /// fenced: the device may still read or write its buffer, so the loop
+    /// keeps the slot and the buffer's mapping until `released` names it.
+    fn is_fenced(&self, slot: u16) -> bool;
+
+    /// Appends every fenced slot the device is now done with (late
+    /// completion, abort, reset) since the last call; each once. The loop
+    /// then unmaps its buffer and frees the slot.
+    fn released(&mut self, out: &mut alloc::vec::Vec<u16>);
+
     /// The interrupt the device raises: (capability index, notification
     /// bit). `None`: the loop polls `completions` while I/Os are in flight.
     fn irq(&self) -> Option<(u32, u64)>;
@@ -55,8 +75,10 @@ pub trait BlockDevice {
     fn on_interrupt(&mut self);
 
     /// Benchmark mode switch, first half: quiesce the device (the loop
-    /// guarantees nothing is in flight) so that it no longer reads or
-    /// writes the driver's memory, then remove that memory's IOMMU mapping.
+    /// guarantees nothing is in flight but fenced I/Os) so that it no
+    /// longer reads or writes the driver's memory, then remove that
+    /// memory's IOMMU mapping. The reset releases every fenced slot
+    /// (reported by the next `released`).
     fn stop(&mut self, iommu: &Iommu) -> Result<(), BlockError>;
 
     /// Second half, once the IOMMU server applied the new policy: map the

@@ -3,8 +3,11 @@
 //! per-slot bookkeeping. Never submits an I/O whose request did not pass
 //! every check, and never reports an I/O complete before its buffer's
 //! mapping is gone (for a strict driver, before the covering IOTLB
-//! invalidation completed). Requests reach it through the protocol's
-//! generated dispatch (`requests.rs`).
+//! invalidation completed), except a timed-out (fenced) one: its client
+//! gets the error at the deadline, but its slot stays taken and its
+//! buffer mapped (so its IOVA cannot go to another I/O) until the device
+//! releases it (`BlockDevice::released`). Requests reach it through the
+//! protocol's generated dispatch (`requests.rs`).
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -72,11 +75,16 @@ struct InFlight {
     bytes: u64,
     /// Still mapped (false once a test injection removed the mapping).
     mapped: bool,
+    /// Reported to its client already (timed out), but the device may
+    /// still reach the buffer: slot and mapping stay until released.
+    fenced: bool,
 }
 
 #[derive(Default)]
 struct Client {
     in_flight: usize,
+    /// I/Os reported (timed out) whose buffers stay mapped, fenced.
+    fenced: usize,
     done: VecDeque<Completion>,
     /// A held `Reap`: (reply token, min, max).
     reaping: Option<(u64, u16, u16)>,
@@ -207,7 +215,7 @@ impl<D: BlockDevice> Loop<'_, D> {
                     .slots
                     .iter()
                     .flatten()
-                    .any(|s| s.badge == badge && s.tag == io.tag)
+                    .any(|s| s.badge == badge && s.tag == io.tag && !s.fenced)
             {
                 return Err(BlockError::QueueFull);
             }
@@ -327,6 +335,7 @@ impl<D: BlockDevice> Loop<'_, D> {
                 iova: iovas[i],
                 bytes: d.bytes,
                 mapped: ios[i].flags & FLAG_INJECT_UNMAP == 0,
+                fenced: false,
             });
         }
         self.clients.entry(badge).or_default().in_flight += ios.len();
@@ -386,26 +395,69 @@ impl<D: BlockDevice> Loop<'_, D> {
 
     /// Collects what the device completed, unmaps the buffers in as few
     /// requests as possible, matches IOMMU fault records to the I/Os, and
-    /// answers waiting `Reap`s and death notices.
+    /// answers waiting `Reap`s and death notices. An I/O the device
+    /// fenced is answered now but keeps its slot and mapping; a slot the
+    /// device released is unmapped and freed.
     fn complete(&mut self) {
         let mut done = Vec::new();
+        let mut released = Vec::new();
         self.dev_mut().completions(&mut done);
-        if done.is_empty() {
+        self.dev_mut().released(&mut released);
+        if done.is_empty() && released.is_empty() {
             return;
         }
-        let finished: Vec<(InFlight, Result<(), BlockError>)> = done
-            .into_iter()
-            .filter_map(|(slot, status)| {
-                self.slots
-                    .get_mut(usize::from(slot))?
-                    .take()
-                    .map(|f| (f, status))
-            })
-            .collect();
+        let mut finished: Vec<(InFlight, Result<(), BlockError>)> = Vec::new();
+        for (slot, status) in done {
+            let fence = status.is_err() && self.dev().is_fenced(slot);
+            let Some(entry) = self.slots.get_mut(usize::from(slot)) else {
+                continue;
+            };
+            let Some(f) = entry.as_mut().filter(|f| !f.fenced) else {
+                continue;
+            };
+            if fence {
+                f.fenced = true;
+                let f = *f;
+                log!(
+                    "{}: slot {slot} timed out: fenced (its slot and its buffer's mapping at IOVA {:#x} stay reserved until the device is done with it)",
+                    self.cfg.name,
+                    f.iova.map_or(0, |v| v.get())
+                );
+                self.counters.ios += 1;
+                let c = self.clients.entry(f.badge).or_default();
+                c.in_flight = c.in_flight.saturating_sub(1);
+                c.fenced += 1;
+                if c.death.is_none() {
+                    c.done.push_back(Completion { tag: f.tag, status });
+                }
+            } else {
+                finished.push((*f, status));
+                *entry = None;
+            }
+        }
+        let mut lifted: Vec<InFlight> = Vec::new();
+        for slot in released {
+            let Some(entry) = self.slots.get_mut(usize::from(slot)) else {
+                continue;
+            };
+            if let Some(f) = entry.take_if(|f| f.fenced) {
+                log!(
+                    "{}: slot {slot}: fence lifted: unmapping its buffer (IOVA {:#x}, {} bytes)",
+                    self.cfg.name,
+                    f.iova.map_or(0, |v| v.get()),
+                    f.bytes
+                );
+                let c = self.clients.entry(f.badge).or_default();
+                c.fenced = c.fenced.saturating_sub(1);
+                lifted.push(f);
+            }
+        }
         let ranges: Vec<Extent> = finished
             .iter()
-            .filter(|(f, _)| f.mapped)
-            .filter_map(|(f, _)| f.iova.map(|v| Extent::new(v.get(), f.bytes)))
+            .map(|(f, _)| f)
+            .chain(lifted.iter())
+            .filter(|f| f.mapped)
+            .filter_map(|f| f.iova.map(|v| Extent::new(v.get(), f.bytes)))
             .collect();
         let mut pending_faults = 0;
         for chunk in ranges.chunks(MAX_UNMAP_ENTRIES) {
@@ -514,11 +566,13 @@ impl<D: BlockDevice> Loop<'_, D> {
         if !self.cfg.bench {
             return Err(BlockError::NotPermitted);
         }
-        if self.slots.iter().any(Option::is_some) {
+        if self.slots.iter().flatten().any(|f| !f.fenced) {
             return Err(BlockError::QueueFull);
         }
         let iommu = self.iommu;
         self.dev_mut().stop(iommu)?;
+        // The device is quiesced: fenced buffers are free to go.
+        self.complete();
         let switched = crate::policy::apply(self.iommu, mode);
         let dev = self
             .dev
@@ -559,14 +613,15 @@ impl<D: BlockDevice> Loop<'_, D> {
     }
 
     /// A dead client's memory may be reused once none of its buffers is
-    /// mapped for the device any more: its in-flight I/Os completed (and
-    /// were unmapped, synchronously for a strict driver). Then a flush makes
-    /// sure even deferred invalidations completed.
+    /// mapped for the device any more: its in-flight I/Os completed and its
+    /// fenced ones were released (and all were unmapped, synchronously for
+    /// a strict driver). Then a flush makes sure even deferred
+    /// invalidations completed.
     fn answer_deaths(&mut self) {
         let ready: Vec<u32> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.death.is_some() && c.in_flight == 0)
+            .filter(|(_, c)| c.death.is_some() && c.in_flight == 0 && c.fenced == 0)
             .map(|(&b, _)| b)
             .collect();
         for badge in ready {

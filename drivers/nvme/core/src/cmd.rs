@@ -30,6 +30,8 @@ pub enum AdminOpcode {
     CreateIoCq = 0x05,
     /// Identify [NVMe-2.0 §5.17].
     Identify = 0x06,
+    /// Abort [NVMe-2.0 §5.1].
+    Abort = 0x08,
 }
 
 /// NVM command set I/O opcodes [NVM-CS-1.0 §3, Figure "Opcodes for NVM
@@ -246,6 +248,16 @@ impl Sqe {
     pub const fn delete_io_cq(cid: Cid, qid: QueueId) -> Sqe {
         let mut s = Sqe::new(Opcode::Admin(AdminOpcode::DeleteIoCq), cid);
         s.dw[CDW10] = qid.0 as u32;
+        s
+    }
+
+    /// Abort [NVMe-2.0 §5.1]: asks the controller to abort command `target`
+    /// of submission queue `sqid`; CDW10 SQID (15:0) | CID (31:16). Its
+    /// completion's DW0 bit 0 is 0 when the command was aborted (it then
+    /// completes with Command Abort Requested), 1 when it was not.
+    pub const fn abort(cid: Cid, sqid: QueueId, target: Cid) -> Sqe {
+        let mut s = Sqe::new(Opcode::Admin(AdminOpcode::Abort), cid);
+        s.dw[CDW10] = sqid.0 as u32 | ((target.0 as u32) << 16);
         s
     }
 
@@ -535,6 +547,12 @@ mod tests {
         );
         assert_eq!(Sqe::delete_io_sq(Cid(3), QueueId(1)).dwords()[10], 1);
         assert_eq!(Sqe::delete_io_cq(Cid(3), QueueId(1)).opcode(), 0x04);
+        let abort = Sqe::abort(Cid(9), QueueId(1), Cid(0x1234));
+        assert_eq!(abort.opcode(), 0x08);
+        assert_eq!(abort.cid(), Cid(9));
+        assert_eq!(abort.cdw(10), Some(0x1234_0001));
+        assert_eq!((abort.prp1(), abort.prp2()), (0, 0));
+        assert_eq!(abort.dwords()[1], 0, "no namespace");
     }
 
     #[test]

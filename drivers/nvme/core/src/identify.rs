@@ -69,6 +69,9 @@ pub struct Controller {
     pub mdts: u8,
     /// CNTLID (bytes 79:78).
     pub cntlid: u16,
+    /// ACL (byte 258): Abort Command Limit, 0's based: the controller
+    /// takes up to `acl + 1` Abort commands at once.
+    pub acl: u8,
     /// SQES (byte 512): bits 3:0 required, 7:4 largest SQ entry size (log2).
     pub sqes: u8,
     /// CQES (byte 513): bits 3:0 required, 7:4 largest CQ entry size (log2).
@@ -89,6 +92,7 @@ impl Controller {
             firmware: Text::at(b, 64),
             mdts: le(b, 77, 1) as u8,
             cntlid: le(b, 78, 2) as u16,
+            acl: le(b, 258, 1) as u8,
             sqes: le(b, 512, 1) as u8,
             cqes: le(b, 513, 1) as u8,
             nn: le(b, 516, 4) as u32,

@@ -1,8 +1,10 @@
 //! Ring arithmetic for submission and completion queues
 //! [NVMe-2.0 §3.3.1, §4.1] and the command-id table that maps the
 //! controller's CIDs to the driver's slots, with issue times for
-//! timeouts. Owns indices and bookkeeping only; never reads queue memory
-//! or time (the driver passes `now` in counter ticks).
+//! timeouts, and fences the slots of commands given up until the
+//! controller is provably done with them. Owns indices and bookkeeping
+//! only; never reads queue memory or time (the driver passes `now` in
+//! counter ticks).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -125,12 +127,27 @@ struct Pending {
     issued: u64,
 }
 
+/// What a slot is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Free for a new command.
+    Free,
+    /// A command in flight, within its deadline.
+    Busy(Pending),
+    /// A command given up after its deadline (or on a controller failure)
+    /// that the controller may still act on: the slot, with everything
+    /// the command points at (its PRP list page, its buffer's IOVA), stays
+    /// reserved until its completion arrives, an Abort of it completes, or
+    /// the controller is reset.
+    Fenced(Pending),
+}
+
 /// Why a command id could not be issued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CidError {
     /// The slot is not below the table's size.
     BadSlot,
-    /// The slot already has a command in flight.
+    /// The slot already has a command in flight, or is fenced.
     Busy,
     /// Every generation of the slot's CID is held by abandoned commands.
     Exhausted,
@@ -146,7 +163,14 @@ pub enum Completed {
         /// When it was issued.
         issued: u64,
     },
-    /// A command already reported as timed out: its slot was given up.
+    /// The late completion of a fenced command: it is over, and its slot
+    /// is free again (the fence is lifted; it was reported already).
+    Released {
+        /// The driver's slot.
+        slot: u16,
+    },
+    /// A command whose slot was already released (an Abort completed):
+    /// its completion only frees its CID.
     Abandoned,
     /// No command of ours has this CID: the controller misbehaved.
     Unknown,
@@ -155,10 +179,17 @@ pub enum Completed {
 /// Command ids ↔ slots. A CID is `generation << slot_bits | slot`: each
 /// issue on a slot takes the next generation, so a late completion of a
 /// command given up after a timeout never matches the slot's next command.
-/// Given-up CIDs stay reserved until their completion arrives.
+///
+/// The fencing rule: a command given up ([`CidTable::expire`],
+/// [`CidTable::fence_all`]) keeps its slot *fenced* (not issuable) until
+/// its completion arrives ([`CidTable::complete`] → `Released`), an Abort
+/// of it completes ([`CidTable::aborted`]), or the controller is reset
+/// ([`CidTable::reset`]). Only then may what the command points at be
+/// reused. A CID whose slot an Abort released stays reserved until its own
+/// completion arrives (or a reset).
 #[derive(Clone, Debug)]
 pub struct CidTable {
-    slots: Vec<Option<Pending>>,
+    slots: Vec<Slot>,
     generation: Vec<u16>,
     abandoned: Vec<Cid>,
     slot_bits: u32,
@@ -172,7 +203,7 @@ impl CidTable {
         }
         let slot_bits = u16::BITS - (slots - 1).leading_zeros();
         Some(CidTable {
-            slots: vec![None; usize::from(slots)],
+            slots: vec![Slot::Free; usize::from(slots)],
             generation: vec![0; usize::from(slots)],
             abandoned: Vec::new(),
             slot_bits,
@@ -187,17 +218,43 @@ impl CidTable {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
-    /// Commands in flight, slots taken.
+    /// Commands in flight within their deadline.
     pub fn in_flight(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Busy(_)))
+            .count()
     }
-    /// Commands the controller may still complete: in flight plus given up.
+    /// Fenced slots: commands given up that the controller may still act on.
+    pub fn fenced(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Fenced(_)))
+            .count()
+    }
+    /// Commands the controller may still complete: in flight, fenced, and
+    /// aborted ones whose completion has not arrived.
     pub fn outstanding(&self) -> usize {
-        self.in_flight() + self.abandoned.len()
+        self.in_flight() + self.fenced() + self.abandoned.len()
     }
-    /// Whether `slot` has a command in flight.
+    /// Whether `slot` cannot take a command: one is in flight, or it is
+    /// fenced.
     pub fn is_busy(&self, slot: u16) -> bool {
-        matches!(self.slots.get(usize::from(slot)), Some(Some(_)))
+        matches!(
+            self.slots.get(usize::from(slot)),
+            Some(Slot::Busy(_) | Slot::Fenced(_))
+        )
+    }
+    /// Whether `slot` is fenced.
+    pub fn is_fenced(&self, slot: u16) -> bool {
+        matches!(self.slots.get(usize::from(slot)), Some(Slot::Fenced(_)))
+    }
+    /// The CID of the command fenced on `slot`.
+    pub fn fenced_cid(&self, slot: u16) -> Option<Cid> {
+        match self.slots.get(usize::from(slot)) {
+            Some(Slot::Fenced(p)) => Some(p.cid),
+            _ => None,
+        }
     }
 
     fn cid_of(&self, slot: u16, generation: u16) -> Cid {
@@ -208,13 +265,18 @@ impl CidTable {
         1 << (u16::BITS - self.slot_bits)
     }
 
+    /// The slot a CID of this table names.
+    pub fn slot_of(&self, cid: Cid) -> u16 {
+        cid.0 & ((1 << self.slot_bits) - 1)
+    }
+
     /// Issues a CID for `slot` at time `now`.
     pub fn issue(&mut self, slot: u16, now: u64) -> Result<Cid, CidError> {
         let i = usize::from(slot);
         match self.slots.get(i) {
             None => return Err(CidError::BadSlot),
-            Some(Some(_)) => return Err(CidError::Busy),
-            Some(None) => {}
+            Some(Slot::Busy(_) | Slot::Fenced(_)) => return Err(CidError::Busy),
+            Some(Slot::Free) => {}
         }
         let gens = self.generations();
         for _ in 0..gens {
@@ -222,7 +284,7 @@ impl CidTable {
             self.generation[i] = g;
             let cid = self.cid_of(slot, g);
             if !self.abandoned.contains(&cid) {
-                self.slots[i] = Some(Pending { cid, issued: now });
+                self.slots[i] = Slot::Busy(Pending { cid, issued: now });
                 return Ok(cid);
             }
         }
@@ -230,25 +292,33 @@ impl CidTable {
     }
 
     /// Withdraws the command just issued on `slot` (it never reached the
-    /// controller).
+    /// controller). A fenced slot stays fenced.
     pub fn cancel(&mut self, slot: u16) {
-        if let Some(s) = self.slots.get_mut(usize::from(slot)) {
-            *s = None;
+        if let Some(s) = self.slots.get_mut(usize::from(slot))
+            && matches!(s, Slot::Busy(_))
+        {
+            *s = Slot::Free;
         }
     }
 
-    /// Resolves a completion's CID, freeing its slot.
+    /// Resolves a completion's CID: frees its slot (in flight or fenced).
     pub fn complete(&mut self, cid: Cid) -> Completed {
-        let slot = cid.0 & ((1 << self.slot_bits) - 1);
-        if let Some(entry) = self.slots.get_mut(usize::from(slot))
-            && let Some(p) = *entry
-            && p.cid == cid
-        {
-            *entry = None;
-            return Completed::Slot {
-                slot,
-                issued: p.issued,
-            };
+        let slot = self.slot_of(cid);
+        if let Some(entry) = self.slots.get_mut(usize::from(slot)) {
+            match *entry {
+                Slot::Busy(p) if p.cid == cid => {
+                    *entry = Slot::Free;
+                    return Completed::Slot {
+                        slot,
+                        issued: p.issued,
+                    };
+                }
+                Slot::Fenced(p) if p.cid == cid => {
+                    *entry = Slot::Free;
+                    return Completed::Released { slot };
+                }
+                _ => {}
+            }
         }
         if let Some(at) = self.abandoned.iter().position(|&c| c == cid) {
             self.abandoned.swap_remove(at);
@@ -257,30 +327,60 @@ impl CidTable {
         Completed::Unknown
     }
 
+    /// An Abort of `cid` completed and the controller says it aborted the
+    /// command: the command is over, so its slot is released (returned);
+    /// its CID stays reserved until its own completion arrives. `None`
+    /// (nothing changes) unless `cid` is fenced.
+    pub fn aborted(&mut self, cid: Cid) -> Option<u16> {
+        let slot = self.slot_of(cid);
+        let entry = self.slots.get_mut(usize::from(slot))?;
+        match *entry {
+            Slot::Fenced(p) if p.cid == cid => {
+                *entry = Slot::Free;
+                self.abandoned.push(cid);
+                Some(slot)
+            }
+            _ => None,
+        }
+    }
+
     /// Gives up every command issued more than `timeout` ticks before
-    /// `now`: frees its slot, keeps its CID reserved, and calls `f(slot)`
-    /// once for each.
-    pub fn expire(&mut self, now: u64, timeout: u64, mut f: impl FnMut(u16)) {
+    /// `now`: fences its slot and calls `f(slot, cid)` once for each.
+    pub fn expire(&mut self, now: u64, timeout: u64, mut f: impl FnMut(u16, Cid)) {
         for (slot, entry) in self.slots.iter_mut().enumerate() {
-            if let Some(p) = *entry
+            if let Slot::Busy(p) = *entry
                 && now.saturating_sub(p.issued) > timeout
             {
-                self.abandoned.push(p.cid);
-                *entry = None;
+                *entry = Slot::Fenced(p);
+                f(slot as u16, p.cid);
+            }
+        }
+    }
+
+    /// Gives up every command in flight (the controller failed and could
+    /// not be reset): fences each and calls `f(slot)` once for each.
+    pub fn fence_all(&mut self, mut f: impl FnMut(u16)) {
+        for (slot, entry) in self.slots.iter_mut().enumerate() {
+            if let Slot::Busy(p) = *entry {
+                *entry = Slot::Fenced(p);
                 f(slot as u16);
             }
         }
     }
 
-    /// Gives up every command in flight (the controller failed): calls
-    /// `f(slot)` once for each.
-    pub fn fail_all(&mut self, mut f: impl FnMut(u16)) {
+    /// The controller was reset (CC.EN 1 → 0 completed): no command of
+    /// the table can complete or move data any more. Calls `busy(slot)`
+    /// for each command that was in flight and `released(slot)` for each
+    /// fenced one; every slot and CID is free afterwards.
+    pub fn reset(&mut self, mut busy: impl FnMut(u16), mut released: impl FnMut(u16)) {
         for (slot, entry) in self.slots.iter_mut().enumerate() {
-            if let Some(p) = entry.take() {
-                self.abandoned.push(p.cid);
-                f(slot as u16);
+            match core::mem::replace(entry, Slot::Free) {
+                Slot::Busy(_) => busy(slot as u16),
+                Slot::Fenced(_) => released(slot as u16),
+                Slot::Free => {}
             }
         }
+        self.abandoned.clear();
     }
 }
 
@@ -342,19 +442,21 @@ mod tests {
         assert_eq!(t.complete(a), Completed::Unknown);
         let b = t.issue(5, 200).unwrap();
         assert_ne!(a, b);
-        // Timed out: reported once, its CID reserved; a late completion is
-        // recognised and does not hit the slot's next command.
+        // Timed out: reported once, and fenced.
         let mut expired = Vec::new();
-        t.expire(250, 100, |s| expired.push(s));
+        t.expire(250, 100, |s, c| expired.push((s, c)));
         assert!(expired.is_empty());
-        t.expire(301, 100, |s| expired.push(s));
-        assert_eq!(expired, [5]);
-        t.expire(1000, 100, |s| expired.push(s));
-        assert_eq!(expired, [5]);
+        t.expire(301, 100, |s, c| expired.push((s, c)));
+        assert_eq!(expired, [(5, b)]);
+        t.expire(1000, 100, |s, c| expired.push((s, c)));
+        assert_eq!(expired, [(5, b)]);
         assert_eq!(t.outstanding(), 1);
+        assert_eq!((t.in_flight(), t.fenced()), (0, 1));
+        // The late completion releases it, once; then the slot is free.
+        assert_eq!(t.complete(b), Completed::Released { slot: 5 });
+        assert_eq!(t.complete(b), Completed::Unknown);
         let c = t.issue(5, 400).unwrap();
         assert_ne!(c, b);
-        assert_eq!(t.complete(b), Completed::Abandoned);
         assert_eq!(
             t.complete(c),
             Completed::Slot {
@@ -366,12 +468,90 @@ mod tests {
     }
 
     #[test]
+    fn fenced_slot_not_reusable_until_its_completion() {
+        let mut t = CidTable::new(8).unwrap();
+        let a = t.issue(3, 0).unwrap();
+        let mut fenced = Vec::new();
+        t.expire(1000, 10, |s, c| fenced.push((s, c)));
+        assert_eq!(fenced, [(3, a)]);
+        assert!(t.is_busy(3) && t.is_fenced(3));
+        assert_eq!(t.fenced_cid(3), Some(a));
+        // Neither issuing, nor cancelling, nor time frees it.
+        assert_eq!(t.issue(3, 2000), Err(CidError::Busy));
+        t.cancel(3);
+        t.expire(u64::MAX, 0, |_, _| panic!("reported twice"));
+        assert_eq!(t.issue(3, 2000), Err(CidError::Busy));
+        // Another slot's completion or an unknown CID does not free it.
+        let other = t.issue(4, 0).unwrap();
+        assert!(matches!(t.complete(other), Completed::Slot { slot: 4, .. }));
+        assert_eq!(t.complete(Cid(a.0 ^ (1 << 3))), Completed::Unknown);
+        assert_eq!(t.aborted(other), None);
+        assert!(t.is_fenced(3));
+        assert_eq!(t.complete(a), Completed::Released { slot: 3 });
+        assert!(!t.is_busy(3));
+        assert!(t.issue(3, 3000).is_ok());
+    }
+
+    #[test]
+    fn abort_releases_slot_but_keeps_cid() {
+        let mut t = CidTable::new(8).unwrap();
+        let a = t.issue(2, 0).unwrap();
+        t.expire(100, 10, |_, _| {});
+        // An Abort only counts for a fenced command.
+        assert_eq!(t.aborted(Cid(a.0 + 8)), None);
+        assert_eq!(t.aborted(a), Some(2));
+        assert_eq!(t.aborted(a), None);
+        assert!(!t.is_busy(2));
+        assert_eq!(t.outstanding(), 1, "its CID waits for its completion");
+        // Reissuing the slot skips the aborted command's CID.
+        let b = t.issue(2, 200).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(t.complete(a), Completed::Abandoned);
+        assert!(matches!(t.complete(b), Completed::Slot { slot: 2, .. }));
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn reset_releases_fenced_and_busy() {
+        let mut t = CidTable::new(8).unwrap();
+        let _a = t.issue(0, 0).unwrap();
+        let _b = t.issue(1, 50).unwrap();
+        t.expire(40, 10, |_, _| {});
+        let c = t.issue(2, 0).unwrap();
+        t.expire(100, 10, |_, _| {});
+        let _ = t.aborted(c);
+        let _d = t.issue(3, 95).unwrap();
+        assert_eq!((t.in_flight(), t.fenced(), t.outstanding()), (1, 2, 4));
+        let (mut busy, mut released) = (Vec::new(), Vec::new());
+        t.reset(|s| busy.push(s), |s| released.push(s));
+        assert_eq!(busy, [3]);
+        assert_eq!(released, [0, 1]);
+        assert_eq!(t.outstanding(), 0);
+        assert!((0..8).all(|s| !t.is_busy(s)));
+    }
+
+    #[test]
+    fn fence_all_keeps_every_command_reserved() {
+        let mut t = CidTable::new(4).unwrap();
+        let a = t.issue(0, 0).unwrap();
+        let b = t.issue(1, 0).unwrap();
+        let mut got = Vec::new();
+        t.fence_all(|s| got.push(s));
+        assert_eq!(got, [0, 1]);
+        assert_eq!(t.in_flight(), 0);
+        assert!(t.is_busy(0) && t.is_busy(1));
+        assert_eq!(t.complete(b), Completed::Released { slot: 1 });
+        assert_eq!(t.complete(a), Completed::Released { slot: 0 });
+    }
+
+    #[test]
     fn abandoned_cids_are_skipped_then_exhaust() {
         // 4096 slots leave 16 generations.
         let mut t = CidTable::new(4096).unwrap();
         for round in 0..16 {
-            t.issue(7, round).unwrap();
-            t.fail_all(|s| assert_eq!(s, 7));
+            let c = t.issue(7, round).unwrap();
+            t.fence_all(|s| assert_eq!(s, 7));
+            assert_eq!(t.aborted(c), Some(7));
         }
         assert_eq!(t.issue(7, 99), Err(CidError::Exhausted));
         assert!(t.issue(8, 99).is_ok());
@@ -426,6 +606,72 @@ mod tests {
                     cq.advance();
                 }
                 prop_assert_eq!(seen, seq);
+            }
+        }
+
+        /// Against a model: a slot given up is never issuable (and never
+        /// reported free) before its completion, an Abort of it, or a
+        /// reset; every slot is reported once per command.
+        #[test]
+        fn fenced_slots_stay_reserved(slots in 1u16..=16, ops in proptest::collection::vec((0u8..6, any::<u16>()), 1..300)) {
+            let mut t = CidTable::new(slots).unwrap();
+            // Model: per slot, None | Some((cid, fenced)).
+            let mut model: Vec<Option<(Cid, bool)>> = vec![None; usize::from(slots)];
+            let mut now = 0u64;
+            for (op, x) in ops {
+                let slot = x % slots;
+                now += 1;
+                match op {
+                    0 => {
+                        let got = t.issue(slot, now);
+                        match model[usize::from(slot)] {
+                            Some(_) => prop_assert_eq!(got, Err(CidError::Busy)),
+                            None => if let Ok(c) = got { model[usize::from(slot)] = Some((c, false)) },
+                        }
+                    }
+                    1 => if let Some((c, fenced)) = model[usize::from(slot)] {
+                        let want = if fenced { Completed::Released { slot } } else { Completed::Slot { slot, issued: 0 } };
+                        let got = t.complete(c);
+                        match (got, want) {
+                            (Completed::Slot { slot: a, .. }, Completed::Slot { slot: b, .. }) => prop_assert_eq!(a, b),
+                            (g, w) => prop_assert_eq!(g, w),
+                        }
+                        model[usize::from(slot)] = None;
+                    }
+                    2 => {
+                        let mut seen = Vec::new();
+                        t.expire(now + 1000, 0, |s, c| seen.push((s, c)));
+                        for (s, c) in seen {
+                            prop_assert_eq!(model[usize::from(s)], Some((c, false)));
+                            model[usize::from(s)] = Some((c, true));
+                        }
+                    }
+                    3 => if let Some((c, fenced)) = model[usize::from(slot)] {
+                        let got = t.aborted(c);
+                        if fenced {
+                            prop_assert_eq!(got, Some(slot));
+                            model[usize::from(slot)] = None;
+                        } else {
+                            prop_assert_eq!(got, None);
+                        }
+                    }
+                    4 => if x % 17 == 0 {
+                        let mut rel = Vec::new();
+                        t.reset(|_| {}, |s| rel.push(s));
+                        for s in rel {
+                            prop_assert!(matches!(model[usize::from(s)], Some((_, true))));
+                        }
+                        model.iter_mut().for_each(|m| *m = None);
+                    }
+                    _ => t.cancel(slot),
+                }
+                if op == 5 && matches!(model[usize::from(slot)], Some((_, false))) {
+                    model[usize::from(slot)] = None;
+                }
+                for (s, m) in model.iter().enumerate() {
+                    prop_assert_eq!(t.is_busy(s as u16), m.is_some());
+                    prop_assert_eq!(t.is_fenced(s as u16), matches!(m, Some((_, true))));
+                }
             }
         }
 

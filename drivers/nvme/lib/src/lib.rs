@@ -4,6 +4,14 @@
 //! completions, failures and timeouts by slot. Completions arrive by INTx
 //! (MSI-X stays off) or by polling.
 //!
+//! A command past its deadline is reported `Timeout` but *fenced*: its
+//! slot, its PRP list page and its buffer's mapping stay reserved (the
+//! block loop keeps the mapping while `is_fenced` says so) and an Abort is
+//! sent for it. The fence lifts only when the command's late completion
+//! arrives, the Abort completes saying the command was aborted, or the
+//! controller is reset (a fatal status, or `stop`); `released` then names
+//! the slot.
+//!
 //! It owns the controller's registers (BAR0) and its own DMA memory (the
 //! queues, the identify page, the PRP list pages), mapped once through the
 //! IOMMU server. It must never hand the device a physical address (every
@@ -15,6 +23,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "test-late-completion")]
+mod late;
 mod pci;
 
 use alloc::vec;
@@ -51,6 +61,9 @@ const IO_TIMEOUT_US: u64 = 5_000_000;
 const READY_POLL_US: u64 = 1_000;
 /// Poll interval while waiting for an admin completion.
 const ADMIN_POLL_US: u64 = 20;
+/// Most Abort commands outstanding at once (the controller's ACL may
+/// allow fewer).
+const MAX_ABORTS: usize = 4;
 /// Address bits the controller drives (64-bit PRPs and queue bases).
 const DMA_BITS: u8 = 64;
 /// The interrupt vector of the I/O completion queue (INTx: vector 0).
@@ -160,6 +173,15 @@ pub struct Nvme {
     scratch: Vec<u64>,
     /// Completions that named no command of ours.
     stray: u64,
+    /// Fenced commands still to be sent an Abort.
+    abort_queue: Vec<Cid>,
+    /// Aborts on the admin queue: (the Abort's CID, the fenced CID).
+    aborts: Vec<(Cid, Cid)>,
+    /// Fenced slots released since the block loop last asked.
+    released: Vec<u16>,
+    /// Test only: the late-completion hook.
+    #[cfg(feature = "test-late-completion")]
+    late: late::LateHook,
 }
 
 /// What one checked I/O will become.
@@ -248,7 +270,12 @@ impl Nvme {
             failed: false,
             scratch: vec![0; (PAGE / 8) as usize],
             stray: 0,
+            abort_queue: Vec::new(),
+            aborts: Vec::new(),
+            released: Vec::new(),
             pci_cap,
+            #[cfg(feature = "test-late-completion")]
+            late: late::LateHook::default(),
         };
         if let Err(e) = nvme.bring_up(pci_cap) {
             // Leave the controller off: it must not keep fetching from
@@ -573,8 +600,11 @@ impl Nvme {
         Ok(prps)
     }
 
-    /// Reads CSTS; on a fatal status fails every I/O in flight (once) and
-    /// refuses all later ones.
+    /// Reads CSTS; on a fatal status (once) resets the controller so that
+    /// nothing it was given can move data any more, then fails every I/O
+    /// in flight and releases every fenced slot, and refuses all later
+    /// I/Os. If the reset does not complete, every I/O in flight is failed
+    /// but stays fenced.
     fn check_fatal(&mut self, out: &mut Vec<(u16, Result<(), BlockError>)>) {
         let csts = Csts(read32(&self.bar, regs::CSTS));
         if csts.failed() && !self.failed {
@@ -584,8 +614,113 @@ impl Nvme {
                 csts.0,
                 self.cids.in_flight()
             );
-            self.cids
-                .fail_all(|slot| out.push((slot, Err(BlockError::DeviceError))));
+            match self.disable() {
+                Ok(()) => self.reset_slots(out),
+                Err(e) => {
+                    log!(
+                        "nvme: the failed controller did not reset ({e}): its {} I/Os stay fenced",
+                        self.cids.in_flight() + self.cids.fenced()
+                    );
+                    self.cids
+                        .fence_all(|slot| out.push((slot, Err(BlockError::DeviceError))));
+                }
+            }
+        }
+    }
+
+    /// After a completed controller reset: commands in flight fail with
+    /// `DeviceError` (their buffers are free to go), fenced slots are
+    /// released, outstanding Aborts forgotten.
+    fn reset_slots(&mut self, out: &mut Vec<(u16, Result<(), BlockError>)>) {
+        let released = &mut self.released;
+        self.cids.reset(
+            |slot| out.push((slot, Err(BlockError::DeviceError))),
+            |slot| {
+                log!("nvme: slot {slot}: controller reset: fence lifted");
+                released.push(slot);
+            },
+        );
+        self.aborts.clear();
+        self.abort_queue.clear();
+    }
+
+    /// Sends an Abort [NVMe-2.0 §5.1] for each fenced command waiting for
+    /// one, within the controller's Abort Command Limit and the admin
+    /// queue's room. One that cannot go now waits for a later call.
+    fn issue_aborts(&mut self) {
+        let limit = (usize::from(self.controller.acl) + 1).min(MAX_ABORTS);
+        let mut rang = false;
+        while !self.abort_queue.is_empty() && self.aborts.len() < limit && self.admin_sq.free() > 0
+        {
+            let target = self.abort_queue.remove(0);
+            if self.cids.fenced_cid(self.cids.slot_of(target)) != Some(target) {
+                continue;
+            }
+            let cid = Cid(self.admin_cid);
+            self.admin_cid = self.admin_cid.wrapping_add(1);
+            let Some(index) = self.admin_sq.push() else {
+                break;
+            };
+            let sqe = Sqe::abort(cid, IO_QUEUE, target);
+            write_sqe(
+                &mut self.mem,
+                Layout::sqe(self.layout.admin_sq, index),
+                &sqe,
+            );
+            self.aborts.push((cid, target));
+            rang = true;
+        }
+        if rang {
+            userlib::publish_to_device();
+            let tail = self.admin_sq.tail();
+            self.ring(self.cap.sq_tail_doorbell(QueueId::ADMIN), tail);
+        }
+    }
+
+    /// Takes the completions of Aborts: a command the controller says it
+    /// aborted (DW0 bit 0 = 0) is over, so its slot is released; one it
+    /// did not abort stays fenced.
+    fn abort_completions(&mut self) {
+        if self.aborts.is_empty() {
+            return;
+        }
+        let mut drained = 0u16;
+        while drained < ADMIN_ENTRIES {
+            let Some(cqe) = pop_cqe(&self.mem, self.layout.admin_cq, &mut self.admin_cq) else {
+                break;
+            };
+            drained += 1;
+            if cqe.sq_id != QueueId::ADMIN || !self.admin_sq.set_head(cqe.sq_head) {
+                self.stray += 1;
+            }
+            let Some(at) = self.aborts.iter().position(|a| a.0 == cqe.cid) else {
+                self.stray += 1;
+                continue;
+            };
+            let (_, target) = self.aborts.swap_remove(at);
+            if cqe.status.is_success() && cqe.dw0 & 1 == 0 {
+                if let Some(slot) = self.cids.aborted(target) {
+                    log!(
+                        "nvme: slot {slot}: the Abort of CID {:#x} completed (aborted): fence lifted",
+                        target.0
+                    );
+                    self.released.push(slot);
+                }
+            } else {
+                log!(
+                    "nvme: the Abort of CID {:#x} completed without aborting it ({}): it stays fenced until its completion or a controller reset",
+                    target.0,
+                    if cqe.status.is_success() {
+                        "DW0 bit 0 = 1: not aborted"
+                    } else {
+                        "refused"
+                    }
+                );
+            }
+        }
+        if drained > 0 {
+            let head = self.admin_cq.head();
+            self.ring(self.cap.cq_head_doorbell(QueueId::ADMIN), head);
         }
     }
 }
@@ -593,6 +728,9 @@ impl Nvme {
 impl BlockDevice for Nvme {
     fn stop(&mut self, iommu: &Iommu) -> Result<(), BlockError> {
         let off = self.disable().and_then(|()| {
+            // The controller is reset: fenced commands are over.
+            let mut none = Vec::new();
+            self.reset_slots(&mut none);
             iommu
                 .unmap(&[iommu_api::Extent::new(self.iova.get(), self.mem.len())])
                 .map_err(|error| OpenError::Iommu {
@@ -636,6 +774,8 @@ impl BlockDevice for Nvme {
             self.io_sq = SqRing::new(self.layout.io_entries).ok_or(bad)?;
             self.io_cq = CqRing::new(self.layout.io_entries).ok_or(bad)?;
             self.cids = CidTable::new(depth).ok_or(bad)?;
+            self.aborts.clear();
+            self.abort_queue.clear();
             self.failed = false;
             self.bring_up(self.pci_cap)
         })();
@@ -682,8 +822,18 @@ impl BlockDevice for Nvme {
             planned.push(self.plan(io)?);
         }
         let now = userlib::counter();
+        // Test only: the read the hook holds is issued with its deadline
+        // already past.
+        #[cfg(feature = "test-late-completion")]
+        let held = ios.iter().find(|io| self.late.wants(io)).copied();
         let mut cids = Vec::with_capacity(ios.len());
         for p in &planned {
+            #[cfg(feature = "test-late-completion")]
+            let now = if held.is_some_and(|h| h.slot == p.slot) {
+                now.saturating_sub(self.io_timeout + 1)
+            } else {
+                now
+            };
             match self.cids.issue(p.slot, now) {
                 Ok(c) => cids.push(c),
                 Err(_) => {
@@ -703,6 +853,13 @@ impl BlockDevice for Nvme {
                         .unwrap_or(Sqe::flush(cid, NAMESPACE))
                 }
             };
+            #[cfg(feature = "test-late-completion")]
+            if let Some(h) = held
+                && h.slot == p.slot
+            {
+                self.late.hold(&h, sqe);
+                continue;
+            }
             // Room was checked above.
             let index = self.io_sq.push().unwrap_or(0);
             write_sqe(&mut self.mem, Layout::sqe(self.layout.io_sq, index), &sqe);
@@ -710,6 +867,8 @@ impl BlockDevice for Nvme {
         userlib::publish_to_device();
         let tail = self.io_sq.tail();
         self.ring(self.cap.sq_tail_doorbell(IO_QUEUE), tail);
+        #[cfg(feature = "test-late-completion")]
+        self.late_after_submit(ios);
         Ok(())
     }
 
@@ -735,6 +894,14 @@ impl BlockDevice for Nvme {
                     };
                     out.push((slot, status));
                 }
+                Completed::Released { slot } => {
+                    log!(
+                        "nvme: slot {slot}: late completion of its timed-out command (CID {:#x}, {}): fence lifted",
+                        cqe.cid.0,
+                        cqe.status
+                    );
+                    self.released.push(slot);
+                }
                 Completed::Abandoned => {}
                 Completed::Unknown => self.stray += 1,
             }
@@ -747,10 +914,28 @@ impl BlockDevice for Nvme {
             // failed? (One register read, only on this slow path.)
             self.check_fatal(out);
         }
+        self.abort_completions();
         let (now, timeout) = (userlib::counter(), self.io_timeout);
-        self.cids.expire(now, timeout, |slot| {
+        let queue = &mut self.abort_queue;
+        self.cids.expire(now, timeout, |slot, cid| {
+            log!(
+                "nvme: slot {slot} (CID {:#x}) timed out: fenced (its slot, PRP list page and buffer stay reserved); sending an Abort",
+                cid.0
+            );
             out.push((slot, Err(BlockError::Timeout)));
+            queue.push(cid);
         });
+        if !self.failed {
+            self.issue_aborts();
+        }
+    }
+
+    fn is_fenced(&self, slot: u16) -> bool {
+        self.cids.is_fenced(slot)
+    }
+
+    fn released(&mut self, out: &mut Vec<u16>) {
+        out.append(&mut self.released);
     }
 
     fn irq(&self) -> Option<(u32, u64)> {
@@ -762,6 +947,70 @@ impl BlockDevice for Nvme {
         // queue drained, which `completions` does; nothing to read here.
         // (Writing the head of an empty queue would corrupt QEMU 7.2's
         // pending-queue count, which then never deasserts INTx.)
+    }
+}
+
+/// Test only (cargo feature `test-late-completion`): the late completion.
+#[cfg(feature = "test-late-completion")]
+impl Nvme {
+    /// After a batch went to the device: if a read is held from an earlier
+    /// submit, let this batch complete on the device (nothing is
+    /// processed), then give the held read to the controller and wait
+    /// until it completed too. All waits bounded.
+    fn late_after_submit(&mut self, ios: &[DeviceIo]) {
+        let late::LateHook::Held {
+            sqe,
+            slot,
+            iova,
+            fresh,
+        } = self.late
+        else {
+            return;
+        };
+        if fresh {
+            self.late = late::LateHook::Held {
+                sqe,
+                slot,
+                iova,
+                fresh: false,
+            };
+            return;
+        }
+        self.late = late::LateHook::Done;
+        late::log_next(iova, slot, ios);
+        let n = ios.len() as u16;
+        let (mem, base) = (&self.mem, self.layout.io_cq);
+        let ring = &self.io_cq;
+        let mut clock = self.clock.sleeping(late::POLL_US);
+        if poll_until(&mut clock, late::WAIT_US, || {
+            (late::posted(mem, base, ring) >= n).then_some(())
+        })
+        .is_err()
+        {
+            log!("nvme: TEST HOOK: the next batch did not complete in time");
+        }
+        let Some(index) = self.io_sq.push() else {
+            log!("nvme: TEST HOOK: no room for the held read");
+            return;
+        };
+        write_sqe(&mut self.mem, Layout::sqe(self.layout.io_sq, index), &sqe);
+        userlib::publish_to_device();
+        let tail = self.io_sq.tail();
+        self.ring(self.cap.sq_tail_doorbell(IO_QUEUE), tail);
+        let (mem, ring) = (&self.mem, &self.io_cq);
+        let done = poll_until(&mut clock, late::WAIT_US, || {
+            (late::posted(mem, base, ring) > n).then_some(())
+        });
+        log!(
+            "nvme: TEST HOOK: the held read (slot {slot}, CID {:#x}) reached the device late, after the next {n} I/Os completed, and {} its DMA to IOVA {:#x}",
+            sqe.cid().0,
+            if done.is_ok() {
+                "has completed"
+            } else {
+                "has not completed in time"
+            },
+            iova.get()
+        );
     }
 }
 

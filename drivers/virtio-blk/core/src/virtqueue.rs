@@ -606,6 +606,62 @@ mod tests {
         assert_eq!(q.num_free(), 8);
     }
 
+    /// The fence, on the ring side: a chain the driver gave up on (its
+    /// request timed out) keeps its head and descriptors, which point at
+    /// its header, data buffer and status byte, until the device returns
+    /// it; no new chain can be built on them meanwhile.
+    #[test]
+    fn given_up_chain_keeps_its_descriptors_until_used() {
+        let (mut q, mut mem, mut dev) = setup(8, 0);
+        let late = Buffer {
+            iova: Iova::new(0xdead_0000),
+            len: 4096,
+            device_writes: true,
+        };
+        let fenced = q.add(&mut mem, &[late; 3]).unwrap();
+        q.publish(&mut mem);
+        dev.take_available(&mem);
+        let fenced_descs: BTreeSet<u16> = dev.held[0].1.iter().copied().collect();
+        // The driver gives up on it and goes on with new chains.
+        let fresh = Buffer {
+            iova: Iova::new(0x1000),
+            len: 512,
+            device_writes: true,
+        };
+        let mut others = Vec::new();
+        while let Ok(h) = q.add(&mut mem, &[fresh]) {
+            assert_ne!(h, fenced);
+            others.push(h);
+        }
+        assert_eq!(others.len(), 5, "the fenced chain's 3 descriptors stay out");
+        q.publish(&mut mem);
+        dev.take_available(&mem);
+        for (_, descs, _) in &dev.held[1..] {
+            assert!(descs.iter().all(|d| !fenced_descs.contains(d)));
+        }
+        // The others complete and are reused; the fenced chain is never
+        // rewritten.
+        for _ in 0..others.len() {
+            dev.complete(&mut mem, 1);
+            let u = q.pop_used(&mut mem).unwrap().unwrap();
+            assert_ne!(u.head, fenced);
+        }
+        for _ in 0..20 {
+            let h = q.add(&mut mem, &[fresh; 2]).unwrap();
+            assert!(!fenced_descs.contains(&h));
+            q.publish(&mut mem);
+            dev.take_available(&mem);
+            dev.complete(&mut mem, 1);
+            assert_eq!(q.pop_used(&mut mem).unwrap().unwrap().head, h);
+        }
+        assert_eq!(dev.held[0].2, [late; 3], "the late chain is as built");
+        assert_eq!(q.num_free(), 5);
+        // Its late used entry frees it.
+        dev.complete(&mut mem, 0);
+        assert_eq!(q.pop_used(&mut mem).unwrap().unwrap().head, fenced);
+        assert_eq!(q.num_free(), 8);
+    }
+
     #[test]
     fn indices_wrap_over_many_requests() {
         let (mut q, mut mem, mut dev) = setup(4, 0);

@@ -4,6 +4,11 @@
 //! queue, one 3-descriptor chain per I/O, completions by INTx (ISR status)
 //! or by polling.
 //!
+//! A request past its deadline is reported `Timeout` but fenced: its
+//! chain (header, status byte) and its data buffer's mapping stay reserved
+//! until its used-ring entry arrives or the device is reset (virtio has no
+//! per-request abort); `released` then names its slot.
+//!
 //! It owns the device's registers (through `transport`), its one DMA
 //! region (rings, request headers, status bytes: `dma`) and the requests
 //! in flight. It never hands the device a physical address (every address
@@ -30,7 +35,7 @@ use userlib::{Counter, DmaBuffer, log, poll_until};
 use virtio_core::blk::{
     self, BlkConfig, DmaLayout, Outcome, RequestHeader, RequestType, SECTOR_BYTES,
 };
-use virtio_core::inflight::InFlight;
+use virtio_core::inflight::{InFlight, Returned};
 use virtio_core::pci::{self, CapError, Status, common, feature, header};
 use virtio_core::virtqueue::{Buffer, QueueMemory, Virtqueue};
 
@@ -180,6 +185,8 @@ pub struct VirtioBlk {
     broken: bool,
     /// Reports made outside `completions`, handed out by the next call.
     pending: Vec<(u16, Result<(), BlockError>)>,
+    /// Fenced slots released since the block loop last asked.
+    released: Vec<u16>,
     timeout_ticks: u64,
 }
 
@@ -289,6 +296,7 @@ impl VirtioBlk {
             flush: r.features & feature::BLK_FLUSH != 0,
             broken: false,
             pending: Vec::new(),
+            released: Vec::new(),
             timeout_ticks: clock.ticks(IO_TIMEOUT_US),
         }
     }
@@ -426,17 +434,30 @@ impl VirtioBlk {
         self.sid
     }
 
-    /// Gives up on the device: resets it so that it stops its DMA, and
-    /// queues a `DeviceError` for every request in flight.
+    /// Gives up on the device: resets it so that it stops its DMA (a
+    /// bounded wait), and queues a `DeviceError` for every request in
+    /// flight. Once the reset completed, fenced requests are released; if
+    /// it did not, every request stays fenced.
     fn fail_device(&mut self) {
         if self.broken {
             return;
         }
         self.broken = true;
-        let _ = self.regs.set_common(common::DEVICE_STATUS, Status::RESET.0);
-        let pending = &mut self.pending;
-        self.inflight
-            .fail_all(|slot| pending.push((slot, Err(BlockError::DeviceError))));
+        let (pending, released) = (&mut self.pending, &mut self.released);
+        match reset(&mut self.regs, self.clock) {
+            Ok(()) => self.inflight.reset(
+                |slot| pending.push((slot, Err(BlockError::DeviceError))),
+                |slot| {
+                    log!("virtio-blk: slot {slot}: device reset: fence lifted");
+                    released.push(slot);
+                },
+            ),
+            Err(e) => {
+                log!("virtio-blk: the failed device did not reset ({e}): its requests stay fenced");
+                self.inflight
+                    .fence_all(|slot| pending.push((slot, Err(BlockError::DeviceError))));
+            }
+        }
     }
 
     /// Checks one I/O; returns the descriptors its chain needs.
@@ -513,6 +534,9 @@ impl BlockDevice for VirtioBlk {
             log!("virtio-blk: reset before a mode switch failed: {e}");
             return Err(BlockError::DeviceError);
         }
+        // The device is reset: fenced requests are over.
+        let released = &mut self.released;
+        self.inflight.reset(|_| {}, |slot| released.push(slot));
         iommu
             .unmap(&[Extent::new(self.iova.get(), self.mem.0.len())])
             .map_err(|e| {
@@ -592,7 +616,7 @@ impl BlockDevice for VirtioBlk {
                     // give up on the device (the others in flight are
                     // reported failed).
                     for head in heads {
-                        let _ = self.inflight.complete(head);
+                        self.inflight.cancel(head);
                     }
                     self.fail_device();
                     return Err(BlockError::DeviceError);
@@ -623,14 +647,24 @@ impl BlockDevice for VirtioBlk {
             match self.vq.pop_used(&mut self.mem) {
                 Ok(None) => break,
                 Ok(Some(used)) => {
-                    // An abandoned (timed-out) request is swallowed here.
-                    if let Some(slot) = self.inflight.complete(used.head) {
-                        let st = self.mem.read_u8(self.layout.status(used.head));
-                        let r = match Outcome::from_status(st) {
-                            Outcome::Ok => Ok(()),
-                            _ => Err(BlockError::DeviceError),
-                        };
-                        out.push((slot, r));
+                    match self.inflight.complete(used.head) {
+                        Some(Returned::Done(slot)) => {
+                            let st = self.mem.read_u8(self.layout.status(used.head));
+                            let r = match Outcome::from_status(st) {
+                                Outcome::Ok => Ok(()),
+                                _ => Err(BlockError::DeviceError),
+                            };
+                            out.push((slot, r));
+                        }
+                        // A fenced (timed-out) request came back: reported
+                        // already; now its buffer may go.
+                        Some(Returned::Released(slot)) => {
+                            log!(
+                                "virtio-blk: slot {slot}: late completion of its timed-out request: fence lifted"
+                            );
+                            self.released.push(slot);
+                        }
+                        None => {}
                     }
                 }
                 Err(_) => {
@@ -642,9 +676,20 @@ impl BlockDevice for VirtioBlk {
         }
         if self.inflight.active() > 0 {
             self.inflight.expire(userlib::counter(), |slot| {
+                log!(
+                    "virtio-blk: slot {slot} timed out: fenced (its chain and buffer stay reserved until the device returns it or is reset)"
+                );
                 out.push((slot, Err(BlockError::Timeout)))
             });
         }
+    }
+
+    fn is_fenced(&self, slot: u16) -> bool {
+        self.inflight.is_fenced(slot)
+    }
+
+    fn released(&mut self, out: &mut Vec<u16>) {
+        out.append(&mut self.released);
     }
 
     fn irq(&self) -> Option<(u32, u64)> {
