@@ -163,6 +163,8 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         server.strtab_pages()
     );
 
+    #[cfg(feature = "fault-crash")]
+    fault_crash::arm(info);
     serve(&mut server, &caps, info, now_us)
 }
 
@@ -227,6 +229,8 @@ fn serve(
         match userlib::ipc::kind(&got) {
             Some(RecvKind::Call) => {
                 yielded = false;
+                #[cfg(feature = "fault-crash")]
+                fault_crash::on_request();
                 let n = got.frames as usize;
                 frame_addrs.clear();
                 frame_addrs.extend(frames[..n].iter().map(|&f| PhysAddr::new(f)));
@@ -378,6 +382,42 @@ fn drain_events(server: &mut Server<Smmu, u64>) {
                 ""
             }
         );
+    }
+}
+
+/// The test-only crash (cargo feature `fault-crash`): with argument
+/// `crash_after = "N"`, the first incarnation of the server crashes (an
+/// undefined instruction: the kernel stops it as faulted) when its N-th
+/// request arrives, with whatever mappings and DMA its clients have live.
+/// A restarted incarnation never crashes. Scenario `iommu-server-crash`.
+#[cfg(feature = "fault-crash")]
+mod fault_crash {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use userlib::{TaskInfo, log};
+
+    /// Requests left before the crash; 0: disarmed.
+    static LEFT: AtomicU64 = AtomicU64::new(0);
+
+    /// Arms the crash from `arg("crash_after")`, in incarnation 0 only.
+    pub fn arm(info: &TaskInfo<'_>) {
+        let n = userlib::arg_u64(info, "crash_after", 0).unwrap_or(0);
+        if n > 0 && userlib::incarnation() == 0 {
+            LEFT.store(n, Ordering::Relaxed);
+            log!("iommu: TEST-ONLY BUILD (fault-crash): will crash on request {n}");
+        }
+    }
+
+    /// Counts one request; crashes on the armed one.
+    pub fn on_request() {
+        let left = LEFT.load(Ordering::Relaxed);
+        if left == 0 {
+            return;
+        }
+        if left == 1 {
+            log!("iommu: CRASHING ON PURPOSE (test-only fault-crash) with clients' mappings live");
+            userlib::raw::undefined_instruction();
+        }
+        LEFT.store(left - 1, Ordering::Relaxed);
     }
 }
 
