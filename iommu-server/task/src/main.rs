@@ -94,6 +94,18 @@ fn main(info: &TaskInfo<'static>) -> i32 {
     };
     smmu.set_owner(caps.owner);
     log!("iommu: {}", smmu.features());
+    if userlib::incarnation() > 0 {
+        // The kernel stopped all DMA when the previous instance died and
+        // freed its pool: nothing of the old SMMU state is reused.
+        let found = smmu.found;
+        log!(
+            "iommu: incarnation {}: bringing the SMMU up again from scratch (found CR0 {}, GBPA {}, unacknowledged GERROR {})",
+            userlib::incarnation(),
+            found.cr0,
+            if found.gbpa_abort { "abort" } else { "bypass" },
+            found.gerror
+        );
+    }
     let defaults = ServerConfig::default();
     let quarantine_after =
         userlib::arg_u64(info, "quarantine_after", defaults.quarantine_after.into())
