@@ -92,6 +92,10 @@ pub struct Smmu {
     pub counters: HwCounters,
     /// The state bring-up found the SMMU in.
     pub found: Found,
+    /// Test-only (`fault-teardown-sync`): this many coming CMD_SYNCs are
+    /// reported failed.
+    #[cfg(feature = "fault-teardown-sync")]
+    pub fail_syncs: u32,
 }
 
 /// The state [`Smmu::probe`] found the SMMU in: at boot, reset values; in
@@ -209,6 +213,8 @@ impl Smmu {
             owner: None,
             counters: HwCounters::default(),
             found: Found::default(),
+            #[cfg(feature = "fault-teardown-sync")]
+            fail_syncs: 0,
         };
 
         // What an earlier instance (or the kernel's stop after its death)
@@ -465,6 +471,12 @@ impl SmmuHw for Smmu {
     }
 
     fn sync(&mut self) -> Result<(), HwError> {
+        #[cfg(feature = "fault-teardown-sync")]
+        if self.fail_syncs > 0 {
+            self.fail_syncs -= 1;
+            log!("iommu: CMD_SYNC reported failed (test-only fault-teardown-sync)");
+            return Err(HwError::Timeout);
+        }
         let ring = self.cmdq.ring;
         let at = self.cmdq.pos;
         self.submit(&[Command::Sync(CmdSync::polled()).encode()])?;

@@ -32,6 +32,9 @@ userlib::entry!(main);
 const EVENTQ_BIT: u64 = 1 << 0;
 /// Notification bit of the global-error interrupt.
 const GERROR_BIT: u64 = 1 << 1;
+/// Retries of a dead client's failed teardown sync before the server
+/// gives the SMMU up and exits, so that the kernel stops all DMA.
+const TEARDOWN_RETRIES: u32 = 5;
 /// Pages of DMA memory for the SMMU's tables and queues, unless
 /// `arg("pool_pages")` says otherwise.
 const DEFAULT_POOL_PAGES: u64 = 1024;
@@ -219,10 +222,32 @@ fn serve(
     let (mut ended_unmaps, mut ended_client_syncs) = (0u64, 0u64);
     // Dead clients to register again once their teardown is complete.
     let mut dead: alloc::vec::Vec<u32> = alloc::vec::Vec::new();
+    // Death notices whose teardown sync failed: (badge, token, retries).
+    // Unanswered, the kernel keeps the dead client's memory.
+    let mut owed: alloc::vec::Vec<(u32, u64, u32)> = alloc::vec::Vec::new();
     // The granted frames as physical addresses: one buffer for every call.
     let mut frame_addrs: alloc::vec::Vec<PhysAddr> =
         alloc::vec::Vec::with_capacity(GRANT_MAX_PAGES);
     loop {
+        owed.retain_mut(|(badge, token, tries)| {
+            if server.teardown_complete(*badge) {
+                log!(
+                    "iommu: client (badge {badge}): teardown complete after {tries} retries; death notice answered"
+                );
+                answer(*token, &[]);
+                dead.push(*badge);
+                return false;
+            }
+            true
+        });
+        if let Some((badge, _, tries)) = owed.iter().find(|o| o.2 >= TEARDOWN_RETRIES) {
+            // Its memory stays with the kernel: the notice is unanswered.
+            log!(
+                "iommu: SMMU unusable: the teardown sync of client (badge {badge}) failed {} times; exiting so that the kernel stops all DMA",
+                tries + 1
+            );
+            userlib::exit(2);
+        }
         dead.retain(|&badge| !readmit(server, info, badge));
         let now = now_us();
         let timeout = match server.next_deadline() {
@@ -294,8 +319,21 @@ fn serve(
                     .clients()
                     .find(|c| c.badge == got.badge)
                     .map(|c| (c.name.into(), c.stats));
+                #[cfg(feature = "fault-teardown-sync")]
+                fault_teardown_sync::arm(server, info);
                 // Its held replies go nowhere: the caller is gone.
                 let _ = server.client_died(got.badge);
+                if !server.teardown_complete(got.badge) {
+                    // Nothing of it was released; its streams abort. The
+                    // notice stays unanswered until a retried sync
+                    // completes the teardown.
+                    log!(
+                        "iommu: client (badge {}) died: the teardown sync failed; its streams abort, its death notice stays unanswered (the kernel keeps its memory); retrying",
+                        got.badge
+                    );
+                    owed.push((got.badge, got.reply, 0));
+                    continue;
+                }
                 dead.push(got.badge);
                 if let Some((name, s)) = name {
                     let name: alloc::string::String = name;
@@ -355,6 +393,9 @@ fn serve(
                 let t0 = userlib::counter();
                 let out = server.poll(now_us());
                 server.charge_flush(userlib::counter().wrapping_sub(t0));
+                for o in &mut owed {
+                    o.2 += 1;
+                }
                 for (token, bytes) in out {
                     answer(token, &bytes);
                 }
@@ -430,6 +471,32 @@ mod fault_crash {
             userlib::raw::undefined_instruction();
         }
         LEFT.store(left - 1, Ordering::Relaxed);
+    }
+}
+
+/// The test-only sync failure (cargo feature `fault-teardown-sync`): in
+/// the first incarnation, from a client's death on, the next
+/// `arg("fail_teardown_syncs")` CMD_SYNCs are reported failed by the
+/// hardware layer (default: all of them), as an SMMU that stopped
+/// completing commands would. Scenario `teardown-sync-fails`.
+#[cfg(feature = "fault-teardown-sync")]
+mod fault_teardown_sync {
+    use iommu_core::server::Server;
+    use userlib::{TaskInfo, log};
+
+    use crate::hw::Smmu;
+
+    /// Arms the failure when a client's death arrives.
+    pub fn arm(server: &mut Server<Smmu, u64>, info: &TaskInfo<'_>) {
+        if userlib::incarnation() != 0 {
+            return;
+        }
+        let n = userlib::arg_u64(info, "fail_teardown_syncs", u64::from(u32::MAX))
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(u32::MAX);
+        log!("iommu: TEST-ONLY (fault-teardown-sync): the next {n} CMD_SYNCs fail");
+        server.hw_mut().fail_syncs = n;
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Hw {
     pub pin_log: Vec<(bool, Vec<u64>)>,
     /// Refuse the next pin (the kernel says: not DMA memory).
     pub refuse_pin: bool,
+    /// This many coming syncs fail (a timeout), as a broken SMMU's would.
+    pub fail_syncs: u32,
 }
 
 /// The output address of a valid descriptor.
@@ -87,6 +89,7 @@ impl Hw {
             unpin_calls: 0,
             pin_log: Vec::new(),
             refuse_pin: false,
+            fail_syncs: 0,
         }
     }
 
@@ -205,6 +208,10 @@ impl SmmuHw for Hw {
     }
 
     fn sync(&mut self) -> Result<(), HwError> {
+        if self.fail_syncs > 0 {
+            self.fail_syncs -= 1;
+            return Err(HwError::Timeout);
+        }
         self.model
             .command(&self.mem, Command::Sync(Sync::polled()).encode())
             .map_err(|e| HwError::CommandError(e.opcode))?;
