@@ -12,6 +12,7 @@ extern crate alloc;
 #[allow(unsafe_code)]
 mod arch;
 mod console;
+mod dma_stop;
 mod exceptions;
 mod gic;
 mod integrity;

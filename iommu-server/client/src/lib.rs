@@ -32,6 +32,21 @@ impl core::fmt::Display for ClientError {
     }
 }
 
+impl ClientError {
+    /// Whether the server this client knew is gone: it died under the
+    /// call (`PeerDead`), or a restarted instance does not know this
+    /// client's attachment (`NotAttached`). The client then attaches
+    /// again, turns bus mastering on again and maps again: a restarted
+    /// server starts from nothing, and the kernel turned bus mastering off
+    /// when the old one died.
+    pub fn server_lost(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Sys(abi::Error::PeerDead) | ClientError::Api(ApiError::NotAttached)
+        )
+    }
+}
+
 impl From<abi::Error> for ClientError {
     fn from(e: abi::Error) -> Self {
         ClientError::Sys(e)

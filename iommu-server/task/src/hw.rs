@@ -90,6 +90,25 @@ pub struct Smmu {
     owner: Option<u32>,
     /// What it did.
     pub counters: HwCounters,
+    /// The state bring-up found the SMMU in.
+    pub found: Found,
+    /// Test-only (`fault-teardown-sync`): this many coming CMD_SYNCs are
+    /// reported failed.
+    #[cfg(feature = "fault-teardown-sync")]
+    pub fail_syncs: u32,
+}
+
+/// The state [`Smmu::probe`] found the SMMU in: at boot, reset values; in
+/// a restarted instance, what the kernel's stop left (SMMUEN = 0, the
+/// queues off, GBPA aborting) and any error the dead instance left.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Found {
+    /// CR0ACK: what was enabled.
+    pub cr0: Cr0,
+    /// Whether GBPA was already aborting.
+    pub gbpa_abort: bool,
+    /// Global errors active (and acknowledged by bring-up).
+    pub gerror: GError,
 }
 
 impl Smmu {
@@ -193,10 +212,24 @@ impl Smmu {
             clock,
             owner: None,
             counters: HwCounters::default(),
+            found: Found::default(),
+            #[cfg(feature = "fault-teardown-sync")]
+            fail_syncs: 0,
         };
 
+        // What an earlier instance (or the kernel's stop after its death)
+        // left behind, for the log.
+        s.found = Found {
+            cr0: Cr0::from_bits(s.r32(regs::CR0ACK)),
+            gbpa_abort: regs::gbpa_aborts(s.r32(regs::GBPA)),
+            gerror: GError::empty(),
+        };
         // Off, and aborting (not bypassing) while off.
         s.write_cr0(Cr0::empty()).map_err(BringUpError::Hw)?;
+        // Global errors an earlier instance left unacknowledged would look
+        // like new ones (a command error would stop the fresh queue's
+        // first sync): acknowledge them now.
+        s.found.gerror = s.take_global_errors();
         let gbpa = s.r32(regs::GBPA);
         s.w32(regs::GBPA, regs::gbpa_request(gbpa, true));
         s.poll(ACK_TIMEOUT_US, "GBPA.Update", |s| {
@@ -438,6 +471,12 @@ impl SmmuHw for Smmu {
     }
 
     fn sync(&mut self) -> Result<(), HwError> {
+        #[cfg(feature = "fault-teardown-sync")]
+        if self.fail_syncs > 0 {
+            self.fail_syncs -= 1;
+            log!("iommu: CMD_SYNC reported failed (test-only fault-teardown-sync)");
+            return Err(HwError::Timeout);
+        }
         let ring = self.cmdq.ring;
         let at = self.cmdq.pos;
         self.submit(&[Command::Sync(CmdSync::polled()).encode()])?;

@@ -33,6 +33,9 @@ userlib::entry!(main);
 const EVENTQ_BIT: u64 = 1 << 0;
 /// Notification bit of the global-error interrupt.
 const GERROR_BIT: u64 = 1 << 1;
+/// Retries of a dead client's failed teardown sync before the server
+/// gives the SMMU up and exits, so that the kernel stops all DMA.
+const TEARDOWN_RETRIES: u32 = 5;
 /// Pages of DMA memory for the SMMU's tables and queues, unless
 /// `arg("pool_pages")` says otherwise.
 const DEFAULT_POOL_PAGES: u64 = 1024;
@@ -101,6 +104,18 @@ fn main(info: &TaskInfo<'static>) -> i32 {
     };
     smmu.set_owner(caps.owner);
     log!("iommu: {}", smmu.features());
+    if userlib::incarnation() > 0 {
+        // The kernel stopped all DMA when the previous instance died and
+        // freed its pool: nothing of the old SMMU state is reused.
+        let found = smmu.found;
+        log!(
+            "iommu: incarnation {}: bringing the SMMU up again from scratch (found CR0 {}, GBPA {}, unacknowledged GERROR {})",
+            userlib::incarnation(),
+            found.cr0,
+            if found.gbpa_abort { "abort" } else { "bypass" },
+            found.gerror
+        );
+    }
     let defaults = ServerConfig::default();
     let quarantine_after =
         userlib::arg_u64(info, "quarantine_after", defaults.quarantine_after.into())
@@ -219,6 +234,8 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         server.strtab_pages()
     );
 
+    #[cfg(feature = "fault-crash")]
+    fault_crash::arm(info);
     serve(&mut server, &caps, info, now_us)
 }
 
@@ -261,10 +278,32 @@ fn serve(
     let (mut ended_unmaps, mut ended_client_syncs) = (0u64, 0u64);
     // Dead clients to register again once their teardown is complete.
     let mut dead: alloc::vec::Vec<u32> = alloc::vec::Vec::new();
+    // Death notices whose teardown sync failed: (badge, token, retries).
+    // Unanswered, the kernel keeps the dead client's memory.
+    let mut owed: alloc::vec::Vec<(u32, u64, u32)> = alloc::vec::Vec::new();
     // The granted frames as physical addresses: one buffer for every call.
     let mut frame_addrs: alloc::vec::Vec<PhysAddr> =
         alloc::vec::Vec::with_capacity(GRANT_MAX_PAGES);
     loop {
+        owed.retain_mut(|(badge, token, tries)| {
+            if server.teardown_complete(*badge) {
+                log!(
+                    "iommu: client (badge {badge}): teardown complete after {tries} retries; death notice answered"
+                );
+                answer(*token, &[]);
+                dead.push(*badge);
+                return false;
+            }
+            true
+        });
+        if let Some((badge, _, tries)) = owed.iter().find(|o| o.2 >= TEARDOWN_RETRIES) {
+            // Its memory stays with the kernel: the notice is unanswered.
+            log!(
+                "iommu: SMMU unusable: the teardown sync of client (badge {badge}) failed {} times; exiting so that the kernel stops all DMA",
+                tries + 1
+            );
+            userlib::exit(2);
+        }
         dead.retain(|&badge| !readmit(server, info, badge));
         let now = now_us();
         let timeout = match server.next_deadline() {
@@ -283,6 +322,8 @@ fn serve(
         match userlib::ipc::kind(&got) {
             Some(RecvKind::Call) => {
                 yielded = false;
+                #[cfg(feature = "fault-crash")]
+                fault_crash::on_request();
                 let n = got.frames as usize;
                 frame_addrs.clear();
                 frame_addrs.extend(frames[..n].iter().map(|&f| PhysAddr::new(f)));
@@ -334,8 +375,21 @@ fn serve(
                     .clients()
                     .find(|c| c.badge == got.badge)
                     .map(|c| (c.name.into(), c.stats));
+                #[cfg(feature = "fault-teardown-sync")]
+                fault_teardown_sync::arm(server, info);
                 // Its held replies go nowhere: the caller is gone.
                 let _ = server.client_died(got.badge);
+                if !server.teardown_complete(got.badge) {
+                    // Nothing of it was released; its streams abort. The
+                    // notice stays unanswered until a retried sync
+                    // completes the teardown.
+                    log!(
+                        "iommu: client (badge {}) died: the teardown sync failed; its streams abort, its death notice stays unanswered (the kernel keeps its memory); retrying",
+                        got.badge
+                    );
+                    owed.push((got.badge, got.reply, 0));
+                    continue;
+                }
                 dead.push(got.badge);
                 if let Some((name, s)) = name {
                     let name: alloc::string::String = name;
@@ -395,6 +449,9 @@ fn serve(
                 let t0 = userlib::counter();
                 let out = server.poll(now_us());
                 server.charge_flush(userlib::counter().wrapping_sub(t0));
+                for o in &mut owed {
+                    o.2 += 1;
+                }
                 for (token, bytes) in out {
                     answer(token, &bytes);
                 }
@@ -434,6 +491,68 @@ fn drain_events(server: &mut Server<Smmu, u64>) {
                 ""
             }
         );
+    }
+}
+
+/// The test-only crash (cargo feature `fault-crash`): with argument
+/// `crash_after = "N"`, the first incarnation of the server crashes (an
+/// undefined instruction: the kernel stops it as faulted) when its N-th
+/// request arrives, with whatever mappings and DMA its clients have live.
+/// A restarted incarnation never crashes. Scenario `iommu-server-crash`.
+#[cfg(feature = "fault-crash")]
+mod fault_crash {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use userlib::{TaskInfo, log};
+
+    /// Requests left before the crash; 0: disarmed.
+    static LEFT: AtomicU64 = AtomicU64::new(0);
+
+    /// Arms the crash from `arg("crash_after")`, in incarnation 0 only.
+    pub fn arm(info: &TaskInfo<'_>) {
+        let n = userlib::arg_u64(info, "crash_after", 0).unwrap_or(0);
+        if n > 0 && userlib::incarnation() == 0 {
+            LEFT.store(n, Ordering::Relaxed);
+            log!("iommu: TEST-ONLY BUILD (fault-crash): will crash on request {n}");
+        }
+    }
+
+    /// Counts one request; crashes on the armed one.
+    pub fn on_request() {
+        let left = LEFT.load(Ordering::Relaxed);
+        if left == 0 {
+            return;
+        }
+        if left == 1 {
+            log!("iommu: CRASHING ON PURPOSE (test-only fault-crash) with clients' mappings live");
+            userlib::raw::undefined_instruction();
+        }
+        LEFT.store(left - 1, Ordering::Relaxed);
+    }
+}
+
+/// The test-only sync failure (cargo feature `fault-teardown-sync`): in
+/// the first incarnation, from a client's death on, the next
+/// `arg("fail_teardown_syncs")` CMD_SYNCs are reported failed by the
+/// hardware layer (default: all of them), as an SMMU that stopped
+/// completing commands would. Scenario `teardown-sync-fails`.
+#[cfg(feature = "fault-teardown-sync")]
+mod fault_teardown_sync {
+    use iommu_core::server::Server;
+    use userlib::{TaskInfo, log};
+
+    use crate::hw::Smmu;
+
+    /// Arms the failure when a client's death arrives.
+    pub fn arm(server: &mut Server<Smmu, u64>, info: &TaskInfo<'_>) {
+        if userlib::incarnation() != 0 {
+            return;
+        }
+        let n = userlib::arg_u64(info, "fail_teardown_syncs", u64::from(u32::MAX))
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(u32::MAX);
+        log!("iommu: TEST-ONLY (fault-teardown-sync): the next {n} CMD_SYNCs fail");
+        server.hw_mut().fail_syncs = n;
     }
 }
 

@@ -11,8 +11,9 @@
 //! released).
 //!
 //! Who moves a frame: the allocator (free → kernel / task / pool), the
-//! owner's release (kernel / task → free, or task → held when pinned; pool
-//! frames are never freed: an SMMU that may still walk them owns them), and
+//! owner's release (kernel / task → free, or task → held when pinned; a
+//! dead owner's pool frames are kept: an SMMU that may still walk them owns
+//! them, until the kernel has stopped all DMA, `after_dma_stop`), and
 //! the IOMMU server through pins: pin (task DMA memory only; the frame stays
 //! in its state but may no longer become free) and unpin (held → free when
 //! the last pin goes).
@@ -436,6 +437,9 @@ pub fn buddy_chunks(first: Frame, count: u64) -> impl Iterator<Item = (Frame, u6
         Some(chunk)
     })
 }
+
+mod after_dma_stop;
+pub use after_dma_stop::AfterDmaStop;
 
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,9 @@ use buddy_system_allocator::FrameAllocator;
 use hermit_sync::InterruptSpinMutex;
 use kernel_core::ledger::{Frame, FrameLedger, Owner, PinRefusal, Released, Totals, buddy_chunks};
 
+mod after_dma_stop;
+pub use after_dma_stop::release_after_dma_stop;
+
 /// Free frames, in frame numbers (PA >> 12).
 static FRAMES: InterruptSpinMutex<FrameAllocator<32>> =
     InterruptSpinMutex::new(FrameAllocator::new());

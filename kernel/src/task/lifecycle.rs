@@ -8,8 +8,9 @@
 //! anything else is `BadReplyToken` and changes nothing. Never frees a
 //! frame a TLB may still translate to, one whose notices are owed, nor one
 //! the IOMMU server still has pinned: those are held for DMA until the
-//! last unpin (`mm::frames`), and a dead IOMMU server's pool is kept (its
-//! SMMU may still walk it).
+//! last unpin (`mm::frames`). When the IOMMU server itself ends,
+//! `dma_stop` stops all DMA before anything of it is freed; its pool is
+//! freed only if the SMMU acknowledged that stop, and kept otherwise.
 
 use super::ipc::{self, fail_call};
 use kernel_core::death::Notice;
@@ -43,6 +44,8 @@ pub fn end(k: &mut Kernel, t: TaskIdx, how: End) {
     if let End::Exited(code) = how {
         kprintln!("task {} exited with code {code}", k.tasks[t].name);
     }
+    // The SMMU owner's death stops all DMA before anything is freed.
+    crate::dma_stop::on_task_end(k, t);
     if let State::SendBlocked { ep } = k.tasks[t].state {
         k.endpoints[ep].senders.retain(|&c| c != t);
     }
@@ -218,7 +221,8 @@ fn reclaim(k: &mut Kernel, t: TaskIdx) -> Reclaimed {
         return Reclaimed::default();
     };
     arch::mmu::flush_asid(space.asid());
-    let r = space.destroy();
+    let mut r = space.destroy();
+    crate::dma_stop::after_reclaim(k, t, &mut r);
     let name = &k.tasks[t].name;
     if r.held > 0 {
         kprintln!(

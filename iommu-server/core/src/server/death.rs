@@ -34,6 +34,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         let sids = core::mem::take(&mut c.sids);
         let domain = c.domain.take();
         c.quarantined = true;
+        c.dead = true;
         let waiters = core::mem::take(&mut self.flush_waiters);
         for (b, r) in waiters {
             if b == badge {
@@ -99,5 +100,25 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
         }
         core::mem::take(&mut self.dropped)
+    }
+
+    /// Whether the teardown [`Server::client_died`] started for `badge`
+    /// is complete: its streams' abort and its domain's invalidation were
+    /// covered by a completed sync and its tables, CD and frames released.
+    /// Only then may the task answer the death notice (the kernel then
+    /// reuses the client's memory). While a sync fails it stays false, the
+    /// streams stay at abort and nothing is released; [`Server::poll`]
+    /// retries. When it turns true the client is forgotten.
+    pub fn teardown_complete(&mut self, badge: u32) -> bool {
+        match self.clients.get(&badge) {
+            None => true,
+            Some(c) if !c.dead => true,
+            Some(_) if self.unsynced.is_none() && self.pending(badge) == 0 => {
+                let _ = self.engine.remove_client(ClientId(badge));
+                self.clients.remove(&badge);
+                true
+            }
+            Some(_) => false,
+        }
     }
 }

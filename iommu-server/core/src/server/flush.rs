@@ -95,14 +95,21 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
     }
 
-    /// After a failed submission or sync: invalidate all of stage 1 (some
-    /// TLBIs may not have run) and sync; on success the plan completes.
+    /// After a failed submission or sync: invalidate every cached
+    /// configuration (the failed batch may have carried the CFGI_STE of
+    /// streams put to abort: until it runs, a cached STE may still point
+    /// at a CD and tables the plan frees) and all of stage 1 (some TLBIs
+    /// may not have run), and sync; on success the plan completes.
     pub(super) fn retry_unsynced(&mut self, now: u64) {
         let Some(seq) = self.unsynced else {
             return;
         };
         self.stats.tlbi_commands += 1;
-        if self.run(&[Command::TlbiNhAll { vmid: 0 }.encode()]).is_ok() {
+        let all = [
+            Command::CfgiAll.encode(),
+            Command::TlbiNhAll { vmid: 0 }.encode(),
+        ];
+        if self.run(&all).is_ok() {
             self.unsynced = None;
             self.complete(now, seq);
         }

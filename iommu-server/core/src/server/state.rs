@@ -158,6 +158,8 @@ pub(super) struct Client {
     pub(super) domain: Option<Domain>,
     pub(super) sids: Vec<StreamId>,
     pub(super) quarantined: bool,
+    /// It died: its teardown is under way ([`Server::teardown_complete`]).
+    pub(super) dead: bool,
     pub(super) faults: BTreeMap<(u32, u64), FaultRecord>,
     pub(super) fault_records: u64,
     pub(super) distinct_faults: u32,
@@ -334,6 +336,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 domain: None,
                 sids: Vec::new(),
                 quarantined: false,
+                dead: false,
                 faults: BTreeMap::new(),
                 fault_records: 0,
                 distinct_faults: 0,

@@ -54,6 +54,8 @@ pub struct Hw {
     pub refuse_pin: bool,
     /// Most pages live at once (a finite pool), or no bound.
     pub capacity: Option<usize>,
+    /// This many coming syncs fail (a timeout), as a broken SMMU's would.
+    pub fail_syncs: u32,
 }
 
 /// The output address of a valid descriptor.
@@ -90,6 +92,7 @@ impl Hw {
             pin_log: Vec::new(),
             refuse_pin: false,
             capacity: None,
+            fail_syncs: 0,
         }
     }
 
@@ -214,6 +217,10 @@ impl SmmuHw for Hw {
     }
 
     fn sync(&mut self) -> Result<(), HwError> {
+        if self.fail_syncs > 0 {
+            self.fail_syncs -= 1;
+            return Err(HwError::Timeout);
+        }
         self.model
             .command(&self.mem, Command::Sync(Sync::polled()).encode())
             .map_err(|e| HwError::CommandError(e.opcode))?;
