@@ -109,7 +109,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     let (mut passed, mut failed) = (0usize, 0usize);
     let rounds = opts.repeat.max(1);
     // Scenario name -> rounds it failed in, with the kept log of each.
-    let mut flaky: Vec<(String, Vec<(u64, PathBuf)>)> = Vec::new();
+    let mut flaky: Vec<(String, Vec<(u64, String)>)> = Vec::new();
     let started = std::time::Instant::now();
     if rounds > 1 {
         let _ = std::fs::remove_dir_all(ws.scratch_dir("repeat"));
@@ -130,8 +130,10 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
         }
         Ok(images) => {
             // Test-only variants (e.g. a protection switched off to show
-            // that the demo would see the breach), built once each.
-            let mut variants: std::collections::BTreeMap<Vec<String>, Result<Images, String>> =
+            // that the demo would see the breach), built once per feature
+            // set and package set.
+            type VariantKey = (Vec<String>, Vec<String>);
+            let mut variants: std::collections::BTreeMap<VariantKey, Result<Images, String>> =
                 std::collections::BTreeMap::new();
             for round in 1..=rounds {
                 if rounds > 1 {
@@ -157,10 +159,12 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                     let images = if s.features.is_empty() {
                         &images
                     } else {
-                        let built = variants.entry(s.features.clone()).or_insert_with(|| {
-                            let packages = system.map(System::packages).unwrap_or_default();
-                            artifacts::build(&ws.variant(&s.features), None, &packages)
-                        });
+                        let packages = system.map(System::packages).unwrap_or_default();
+                        let built = variants
+                            .entry((s.features.clone(), packages.clone()))
+                            .or_insert_with(|| {
+                                artifacts::build(&ws.variant(&s.features), None, &packages)
+                            });
                         match built {
                             Ok(i) => &*i,
                             Err(e) => {
@@ -176,7 +180,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                     }
                     failed += 1;
                     if rounds > 1 {
-                        let kept = keep_failed_log(&ws, &s.name, round)?;
+                        let kept = keep_failed_log(&ws, &s.name, round);
                         match flaky.iter_mut().find(|(n, _)| *n == s.name) {
                             Some((_, v)) => v.push((round, kept)),
                             None => flaky.push((s.name.clone(), vec![(round, kept)])),
@@ -196,7 +200,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
         for (name, fails) in &flaky {
             println!("FLAKY {name}: failed {} of {rounds} rounds", fails.len());
             for (round, log) in fails {
-                println!("  round {round}: {}", log.display());
+                println!("  round {round}: {log}");
             }
         }
     }
@@ -232,14 +236,15 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
 /// Copies a failed scenario's serial log to
 /// `target/xtask/repeat/<name>-round<k>.log`, so the next round's fresh
 /// scratch directory does not erase it.
-fn keep_failed_log(ws: &Workspace, name: &str, round: u64) -> Result<PathBuf, String> {
+fn keep_failed_log(ws: &Workspace, name: &str, round: u64) -> String {
     let dir = ws.scratch_dir("repeat");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let kept = dir.join(format!("{name}-round{round}.log"));
     let log = ws.scratch_dir(name).join("serial.log");
-    std::fs::copy(&log, &kept)
-        .map_err(|e| format!("cannot keep {} as {}: {e}", log.display(), kept.display()))?;
-    Ok(kept)
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::copy(&log, &kept)) {
+        Ok(_) => kept.display().to_string(),
+        // A scenario that failed before QEMU ran has no serial log.
+        Err(e) => format!("no serial log kept ({}: {e})", log.display()),
+    }
 }
 
 /// `cargo fmt --check` on the workspace, then `cargo clippy -D warnings` on

@@ -19,7 +19,7 @@ use block_api::{
     MAX_COMPLETIONS, MSG_MAX, Request, Response, SECTOR_SIZE,
 };
 use iommu_api::{Dir, Extent, FaultRecord, MAX_FAULT_RECORDS, MAX_MAP_ENTRIES, MAX_UNMAP_ENTRIES};
-use iommu_client::Iommu;
+use iommu_client::{ClientError, Iommu};
 use userlib::ipc::Grant;
 use userlib::{RecvKind, log};
 
@@ -105,7 +105,18 @@ struct Loop<'a, D> {
     /// may come in a later batch).
     faults: Vec<FaultRecord>,
     counters: Counters,
+    /// An IOMMU call said the server is gone (`PeerDead`) or no longer
+    /// knows this driver (`NotAttached`: a restarted server starts from
+    /// nothing). The loop then ends the task (see [`EXIT_IOMMU_LOST`]).
+    iommu_lost: core::cell::Cell<bool>,
 }
+
+/// The exit code of a driver whose IOMMU server died or restarted. The
+/// kernel turned bus mastering off and the server's restart dropped this
+/// driver's domain, so its device state is gone: it ends, and a driver the
+/// system description marks `restart` comes back from its boot image,
+/// opens its device afresh and attaches to the new server.
+pub const EXIT_IOMMU_LOST: i32 = 3;
 
 /// Serves the block protocol on `endpoint` for `dev`, forever.
 pub fn serve<D: BlockDevice>(dev: D, iommu: &Iommu, endpoint: u32, cfg: Config) -> ! {
@@ -119,6 +130,7 @@ pub fn serve<D: BlockDevice>(dev: D, iommu: &Iommu, endpoint: u32, cfg: Config) 
         clients: BTreeMap::new(),
         faults: Vec::new(),
         counters: Counters::default(),
+        iommu_lost: core::cell::Cell::new(false),
     };
     let mut buf = [0u8; MSG_MAX];
     // The grant's frames go to the IOMMU server by forwarding; the driver
@@ -126,6 +138,13 @@ pub fn serve<D: BlockDevice>(dev: D, iommu: &Iommu, endpoint: u32, cfg: Config) 
     let mut frames: [u64; 0] = [];
     let irq = l.dev().irq();
     loop {
+        if l.iommu_lost.get() {
+            log!(
+                "{}: the IOMMU server is gone or restarted: ending so that the kernel restarts this driver",
+                l.cfg.name
+            );
+            userlib::exit(EXIT_IOMMU_LOST);
+        }
         let busy = l.slots.iter().any(Option::is_some);
         let timeout = if busy { l.cfg.poll_us } else { FOREVER };
         let got = match userlib::recv(endpoint, &mut buf, &mut frames, timeout) {
@@ -169,6 +188,16 @@ fn reply(token: u64, r: Result<Response<'_>, BlockError>) {
 }
 
 impl<D: BlockDevice> Loop<'_, D> {
+    /// Passes an IOMMU call's result on, noting a lost server.
+    fn lost<T>(&self, r: Result<T, ClientError>) -> Result<T, ClientError> {
+        if let Err(e) = &r
+            && e.server_lost()
+        {
+            self.iommu_lost.set(true);
+        }
+        r
+    }
+
     fn dev(&self) -> &D {
         self.dev
             .as_ref()
@@ -284,7 +313,9 @@ impl<D: BlockDevice> Loop<'_, D> {
                     .collect();
                 let mut out = [Iova::new(0); MAX_MAP_ENTRIES];
                 self.counters.iommu_maps += 1;
-                if let Err(e) = self.iommu.map(grant, dir, &ranges, &mut out[..chunk.len()]) {
+                if let Err(e) =
+                    self.lost(self.iommu.map(grant, dir, &ranges, &mut out[..chunk.len()]))
+                {
                     log!("{}: mapping a client buffer failed: {e}", self.cfg.name);
                     self.unmap_now(ios, &iovas);
                     return Err(BlockError::Iommu);
@@ -302,7 +333,7 @@ impl<D: BlockDevice> Loop<'_, D> {
             .collect();
         if !injected.is_empty() {
             self.counters.iommu_unmaps += 1;
-            if let Err(e) = self.iommu.unmap(&injected) {
+            if let Err(e) = self.lost(self.iommu.unmap(&injected)) {
                 log!("{}: injected unmap failed: {e}", self.cfg.name);
             }
         }
@@ -362,7 +393,7 @@ impl<D: BlockDevice> Loop<'_, D> {
             .collect();
         for chunk in ranges.chunks(MAX_UNMAP_ENTRIES) {
             self.counters.iommu_unmaps += 1;
-            let _ = self.iommu.unmap(chunk);
+            let _ = self.lost(self.iommu.unmap(chunk));
         }
     }
 
@@ -462,7 +493,7 @@ impl<D: BlockDevice> Loop<'_, D> {
         let mut pending_faults = 0;
         for chunk in ranges.chunks(MAX_UNMAP_ENTRIES) {
             self.counters.iommu_unmaps += 1;
-            match self.iommu.unmap(chunk) {
+            match self.lost(self.iommu.unmap(chunk)) {
                 Ok(n) => pending_faults = pending_faults.max(n),
                 Err(e) => log!("{}: unmapping completed buffers failed: {e}", self.cfg.name),
             }
@@ -509,7 +540,7 @@ impl<D: BlockDevice> Loop<'_, D> {
                 count: 0,
             }; MAX_FAULT_RECORDS];
             self.counters.iommu_fault_queries += 1;
-            let n = match self.iommu.faults(&mut recs) {
+            let n = match self.lost(self.iommu.faults(&mut recs)) {
                 Ok(n) => n,
                 Err(e) => {
                     log!("{}: fault query failed: {e}", self.cfg.name);
@@ -537,7 +568,7 @@ impl<D: BlockDevice> Loop<'_, D> {
 
     /// The loop's counters with the IOMMU server's for this driver.
     fn stats(&self) -> Result<BlockStats, BlockError> {
-        let s = self.iommu.stats().map_err(|e| {
+        let s = self.lost(self.iommu.stats()).map_err(|e| {
             log!("{}: IOMMU stats refused: {e}", self.cfg.name);
             BlockError::Iommu
         })?;
@@ -625,7 +656,7 @@ impl<D: BlockDevice> Loop<'_, D> {
             .map(|(&b, _)| b)
             .collect();
         for badge in ready {
-            if let Err(e) = self.iommu.flush() {
+            if let Err(e) = self.lost(self.iommu.flush()) {
                 log!(
                     "{}: flush before releasing a dead client failed: {e}",
                     self.cfg.name
