@@ -220,6 +220,12 @@ fn reclaim(k: &mut Kernel, t: TaskIdx) -> Reclaimed {
     arch::mmu::flush_asid(space.asid());
     let r = space.destroy();
     let name = &k.tasks[t].name;
+    kprintln!(
+        "task {name}: {} frames reclaimed, {} of them page tables (kernel quota {})",
+        r.freed,
+        r.tables,
+        r.table_quota
+    );
     if r.held > 0 {
         kprintln!(
             "task {name}: {} frames still pinned for DMA: held until the IOMMU server unpins them",
