@@ -39,6 +39,10 @@ crate::stable_codes! {
         NotDmaMemory = 14,
         /// A frame to unpin is not pinned (as often as asked).
         NotPinned = 15,
+        /// The request would take more kernel memory on the caller's behalf
+        /// (page-table pages of its address space) than its kernel quota
+        /// (`kernel_quota_pages` of its system description) allows.
+        KernelOverQuota = 16,
     }
 }
 
@@ -52,7 +56,7 @@ mod tests {
     /// The ABI as shipped: every error's code and name. A renumbering, a
     /// rename, a reordering, a variant missing from `ALL` or one added
     /// without an entry here fails.
-    const GOLDEN: [(Error, u64, &str); 15] = [
+    const GOLDEN: [(Error, u64, &str); 16] = [
         (Error::BadSyscall, 1, "BadSyscall"),
         (Error::BadCap, 2, "BadCap"),
         (Error::WrongCapKind, 3, "WrongCapKind"),
@@ -68,6 +72,7 @@ mod tests {
         (Error::BufferTooSmall, 13, "BufferTooSmall"),
         (Error::NotDmaMemory, 14, "NotDmaMemory"),
         (Error::NotPinned, 15, "NotPinned"),
+        (Error::KernelOverQuota, 16, "KernelOverQuota"),
     ];
 
     #[test]
@@ -99,6 +104,6 @@ mod tests {
             assert!(Error::ALL.contains(&e), "{e:?} missing from ALL");
         }
         assert_eq!(Error::from_code(0), None);
-        assert_eq!(Error::from_code(16), None);
+        assert_eq!(Error::from_code(17), None);
     }
 }

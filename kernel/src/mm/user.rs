@@ -6,13 +6,19 @@
 //! may still hold a translation to it (callers flush the ASID first); a
 //! frame a device may still reach is never freed either (the frame ledger
 //! holds pinned frames, see `frames`).
+//!
+//! What the kernel takes on a task's behalf is bounded: every page-table
+//! page of the space (root, tables, the walker's spares) is charged to the
+//! task's kernel quota, and a map past it is refused with
+//! `KernelOverQuota`, changing nothing the task can see; a device range is
+//! mapped once, and a repeat answers the existing address.
 
 use alloc::vec::Vec;
 
 use abi::syscall::layout;
 use abi::{Asid, Error, PAGE_SIZE, PhysAddr, SysResult, VirtAddr};
 use kernel_core::ledger::Owner;
-use pgtable::{Attrs, Config, LargestLeaf, PageTable, Shareability};
+use pgtable::{Attrs, Config, LargestLeaf, MapError, PageTable, Shareability, TableMemory};
 
 use super::frames;
 use super::kernel_map::LinearTableMemory;
@@ -40,6 +46,46 @@ pub struct AddressSpace {
     dma: Vec<DmaRegion>,
     dma_next: u64,
     mmio_next: u64,
+    /// Device ranges mapped so far: (first byte's page, bytes, task
+    /// address). At most one entry per distinct range the task's
+    /// capabilities name.
+    devices: Vec<(PhysAddr, u64, u64)>,
+    /// Page-table pages this space has taken (never given back before
+    /// `destroy`), and how many it may.
+    tables: u64,
+    table_quota: u64,
+}
+
+/// The linear-map table memory, charging each new table page to one
+/// space's kernel quota and refusing past it.
+struct Charged<'a> {
+    used: &'a mut u64,
+    quota: u64,
+    refused: bool,
+}
+
+impl TableMemory for Charged<'_> {
+    fn read(&self, table: PhysAddr, index: usize) -> u64 {
+        LinearTableMemory.read(table, index)
+    }
+
+    fn write(&mut self, table: PhysAddr, index: usize, value: u64) {
+        LinearTableMemory.write(table, index, value)
+    }
+
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        if *self.used >= self.quota {
+            self.refused = true;
+            return None;
+        }
+        let page = LinearTableMemory.alloc_table()?;
+        *self.used += 1;
+        Some(page)
+    }
+
+    fn barrier(&mut self) {
+        LinearTableMemory.barrier()
+    }
 }
 
 /// Task memory attributes.
@@ -56,10 +102,21 @@ enum Access {
 }
 
 impl AddressSpace {
-    /// An empty address space tagged with `asid`, owned by task slot `task`.
-    pub fn new(asid: Asid, pa_bits: u8, task: u32) -> SysResult<Self> {
+    /// An empty address space tagged with `asid`, owned by task slot
+    /// `task`, which may take `table_quota` page-table pages (its root
+    /// included).
+    pub fn new(asid: Asid, pa_bits: u8, task: u32, table_quota: u64) -> SysResult<Self> {
         let config = Config::new(48, pa_bits).with_largest_leaf(LargestLeaf::Page);
-        let table = PageTable::new(&mut LinearTableMemory, config).map_err(|_| Error::NoMemory)?;
+        let mut tables = 0;
+        let mut mem = Charged {
+            used: &mut tables,
+            quota: table_quota,
+            refused: false,
+        };
+        let table = PageTable::new(&mut mem, config).map_err(|_| match mem.refused {
+            true => Error::KernelOverQuota,
+            false => Error::NoMemory,
+        })?;
         Ok(Self {
             table,
             asid,
@@ -68,7 +125,29 @@ impl AddressSpace {
             dma: Vec::new(),
             dma_next: layout::DMA_BASE,
             mmio_next: layout::MMIO_BASE,
+            devices: Vec::new(),
+            tables,
+            table_quota,
         })
+    }
+
+    /// Maps `[va, va + len)` to `pa` with `attrs`, its new table pages
+    /// charged to the quota. A refused map leaves no entry (the walker
+    /// reserves every table first; pages it got stay as its spares, still
+    /// charged).
+    fn map_range(&mut self, va: u64, pa: PhysAddr, len: u64, attrs: Attrs) -> SysResult<()> {
+        let mut mem = Charged {
+            used: &mut self.tables,
+            quota: self.table_quota,
+            refused: false,
+        };
+        self.table
+            .map(&mut mem, VirtAddr::new(va), pa, len, attrs)
+            .map_err(|e| match e {
+                MapError::NoMemory if mem.refused => Error::KernelOverQuota,
+                MapError::NoMemory => Error::NoMemory,
+                _ => Error::BadArgument,
+            })
     }
 
     /// The value for TTBR0_EL1: root table and ASID.
@@ -98,19 +177,12 @@ impl AddressSpace {
         attrs: Attrs,
         owner: Owner,
     ) -> SysResult<PhysAddr> {
+        self.owned.try_reserve(1).map_err(|_| Error::NoMemory)?;
         let pa = frames::alloc_zeroed(pages as usize, owner).ok_or(Error::NoMemory)?;
-        if let Err(e) = self.table.map(
-            &mut LinearTableMemory,
-            VirtAddr::new(va),
-            pa,
-            pages * PAGE_SIZE,
-            attrs,
-        ) {
+        if let Err(e) = self.map_range(va, pa, pages * PAGE_SIZE, attrs) {
+            // Never mapped: no TLB can hold a translation to it.
             frames::free(pa);
-            return Err(match e {
-                pgtable::MapError::NoMemory => Error::NoMemory,
-                _ => Error::BadArgument,
-            });
+            return Err(e);
         }
         self.owned.push((pa, pages as usize));
         Ok(pa)
@@ -131,6 +203,7 @@ impl AddressSpace {
                 dma: true,
             }
         };
+        self.dma.try_reserve(1).map_err(|_| Error::NoMemory)?;
         let pa = self.map_owned(va, pages, Attrs::user_data(MAIR_NORMAL, true), owner)?;
         self.dma.push(DmaRegion { va, pa, pages });
         // A guard page between regions.
@@ -138,8 +211,9 @@ impl AddressSpace {
         Ok((va, pages * PAGE_SIZE, pa))
     }
 
-    /// Maps device registers at `pa` (`len` bytes) into the MMIO region.
-    /// Returns the address of `pa` in the task.
+    /// Maps device registers at `pa` (`len` bytes) into the MMIO region,
+    /// once: asked again for the same range it answers the existing
+    /// mapping and takes nothing. Returns the address of `pa` in the task.
     pub fn map_device(&mut self, pa: PhysAddr, len: u64) -> SysResult<u64> {
         let start = pa.align_down(PAGE_SIZE);
         let end = pa
@@ -147,19 +221,17 @@ impl AddressSpace {
             .and_then(|e| e.align_up(PAGE_SIZE))
             .ok_or(Error::BadArgument)?;
         let size = end.get() - start.get();
+        if let Some(&(_, _, va)) = self
+            .devices
+            .iter()
+            .find(|&&(s, n, _)| s == start && n == size)
+        {
+            return Ok(va + pa.page_offset());
+        }
+        self.devices.try_reserve(1).map_err(|_| Error::NoMemory)?;
         let va = self.mmio_next;
-        self.table
-            .map(
-                &mut LinearTableMemory,
-                VirtAddr::new(va),
-                start,
-                size,
-                USER_DEVICE,
-            )
-            .map_err(|e| match e {
-                pgtable::MapError::NoMemory => Error::NoMemory,
-                _ => Error::BadArgument,
-            })?;
+        self.map_range(va, start, size, USER_DEVICE)?;
+        self.devices.push((start, size, va));
         self.mmio_next = va + size + PAGE_SIZE;
         Ok(va + pa.page_offset())
     }
@@ -187,6 +259,8 @@ impl AddressSpace {
             .iter()
             .find(|r| first >= r.va && end <= r.va + r.pages * PAGE_SIZE)
             .ok_or(Error::Denied)?;
+        out.try_reserve_exact(((end - first).div_ceil(PAGE_SIZE)) as usize)
+            .map_err(|_| Error::NoMemory)?;
         let mut page = first;
         while page < end {
             out.push(PhysAddr::new(region.pa.get() + (page - region.va)));
@@ -294,8 +368,18 @@ impl AddressSpace {
     /// the IOMMU server still has pinned become held for DMA instead of
     /// free; IOMMU pool frames are kept.
     pub fn destroy(self) -> Reclaimed {
-        let Self { table, owned, .. } = self;
-        let mut r = Reclaimed::default();
+        let Self {
+            table,
+            owned,
+            tables,
+            table_quota,
+            ..
+        } = self;
+        let mut r = Reclaimed {
+            tables,
+            table_quota,
+            ..Reclaimed::default()
+        };
         let mut add = |x: kernel_core::ledger::Released| {
             r.freed += x.freed.iter().map(|&(_, n)| n).sum::<u64>();
             r.held += x.held;
@@ -320,4 +404,8 @@ pub struct Reclaimed {
     pub held: u64,
     /// IOMMU pool frames kept (the SMMU may still walk them).
     pub pool_kept: u64,
+    /// Page-table pages among the freed frames.
+    pub tables: u64,
+    /// The space's kernel quota, in page-table pages.
+    pub table_quota: u64,
 }

@@ -224,6 +224,12 @@ fn reclaim(k: &mut Kernel, t: TaskIdx) -> Reclaimed {
     let mut r = space.destroy();
     crate::dma_stop::after_reclaim(k, t, &mut r);
     let name = &k.tasks[t].name;
+    kprintln!(
+        "task {name}: {} frames reclaimed, {} of them page tables (kernel quota {})",
+        r.freed,
+        r.tables,
+        r.table_quota
+    );
     if r.held > 0 {
         kprintln!(
             "task {name}: {} frames still pinned for DMA: held until the IOMMU server unpins them",

@@ -3,7 +3,10 @@
 //! with the permissions their flags ask for (never writable and
 //! executable), a stack, the read-only task-information page, and exactly
 //! the capabilities the system description lists, resolved against the
-//! device tree. Never grants anything the description does not name.
+//! device tree. Never grants anything the description does not name. A
+//! task it cannot create leaves nothing behind: its frames, page tables
+//! and interrupt bindings are released before the error is returned
+//! (a failed restart leaks nothing).
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -23,8 +26,8 @@ use pgtable::Attrs;
 use super::{Cap, Endpoint, IrqBinding, Kernel, State, Task};
 use crate::arch::mmu::MAIR_NORMAL;
 use crate::arch::trap::TrapFrame;
-use crate::gic;
 use crate::mm::user::AddressSpace;
+use crate::{gic, kprintln};
 
 /// SPSR for a task's first return: EL0t, interrupts unmasked.
 const SPSR_EL0T: u64 = 0;
@@ -97,10 +100,27 @@ pub fn load(
     Ok(k)
 }
 
+/// The kernel quota a restarted instance gets in the test-only build
+/// `fault-restart-quota`: the root table and a few more, so that its
+/// creation fails part-way, after it took frames and tables.
+#[cfg(feature = "fault-restart-quota")]
+const FAULT_RESTART_QUOTA: u64 = 5;
+
+/// The kernel quota (page-table pages) of instance `generation` of `rec`.
+fn kernel_quota(rec: &TaskRecord<'_>, generation: u16) -> u64 {
+    #[cfg(feature = "fault-restart-quota")]
+    if generation > 0 {
+        return FAULT_RESTART_QUOTA;
+    }
+    let _ = generation;
+    u64::from(rec.kernel_quota_pages)
+}
+
 /// Creates task `index` from its boot-image record: a fresh address space
 /// with its ELF segments, stack and info page, and its capabilities
 /// resolved against the device tree. `generation` is 0 at boot and counts
-/// restarts; the task sees it in x1 at entry.
+/// restarts; the task sees it in x1 at entry. On failure everything it
+/// built is released again (frames, tables, the interrupts it bound).
 #[allow(clippy::too_many_arguments)]
 pub fn create_task(
     rec: &TaskRecord<'_>,
@@ -114,9 +134,70 @@ pub fn create_task(
 ) -> Result<Task, String> {
     let fail = |what: String| format!("task {}: {what}", rec.name);
     let asid = Asid(u16::try_from(i + 1).map_err(|_| fail("too many tasks".into()))?);
-    let mut space = AddressSpace::new(asid, pa_bits, i as u32)
+    let mut space = AddressSpace::new(asid, pa_bits, i as u32, kernel_quota(rec, generation))
         .map_err(|e| fail(format!("address space: {e}")))?;
-    let plan = LoadPlan::parse(rec.elf).map_err(|e| fail(format!("ELF: {e}")))?;
+    let built = build(
+        rec, i, generation, &mut space, platform, pci, endpoints, irqs,
+    );
+    match built {
+        Ok((caps, ctx)) => Ok(Task {
+            name: rec.name.to_string(),
+            generation,
+            priority: rec.priority.min((super::PRIORITIES - 1) as u8),
+            state: State::Ready,
+            end: None,
+            ctx,
+            fp: Box::default(),
+            space: Some(space),
+            caps,
+            notify_bits: 0,
+            dma_quota: u64::from(rec.dma_quota_pages),
+            dma_used: 0,
+            call: None,
+            call_seq: 0,
+            restart: rec.restart,
+        }),
+        Err(e) => {
+            // Bindings only this attempt made (the slot's earlier instance
+            // lost its own when it ended).
+            irqs.retain(|&intid, b| {
+                if b.task == i {
+                    gic::mask_spi(intid);
+                }
+                b.task != i
+            });
+            // The space never ran, but its ASID is the slot's: flush it
+            // anyway before its frames go back.
+            crate::arch::mmu::flush_asid(space.asid());
+            let r = space.destroy();
+            kprintln!(
+                "task {}: creation failed; released what it built: {} frames ({} page tables), {} held, {} pool frames kept",
+                rec.name,
+                r.freed,
+                r.tables,
+                r.held,
+                r.pool_kept
+            );
+            Err(fail(e))
+        }
+    }
+}
+
+/// Fills `space` with `rec`'s segments, stack and info page and resolves
+/// its capabilities; returns them and the task's first register frame.
+/// An error says what failed; the caller releases what was built.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    rec: &TaskRecord<'_>,
+    i: usize,
+    generation: u16,
+    space: &mut AddressSpace,
+    platform: &Platform<'_>,
+    pci: &[Function],
+    endpoints: &mut [Endpoint],
+    irqs: &mut BTreeMap<u32, IrqBinding>,
+) -> Result<(Vec<Cap>, TrapFrame), String> {
+    let plan = LoadPlan::parse(rec.elf).map_err(|e| format!("ELF: {e}"))?;
     for seg in plan.segments() {
         let p = seg.perms();
         let attrs = match (p.write, p.exec) {
@@ -127,14 +208,14 @@ pub fn create_task(
         let (first, count) = seg.pages();
         space
             .map_new(first.get(), count, attrs)
-            .map_err(|e| fail(format!("segment at {first:?}: {e}")))?;
+            .map_err(|e| format!("segment at {first:?}: {e}"))?;
         for n in 0..count {
             let page = first.get() + n * PAGE_SIZE;
             let (off, bytes) = seg.page_bytes(abi::VirtAddr::new(page));
             if !bytes.is_empty() {
                 space
                     .load(page + off as u64, bytes)
-                    .map_err(|e| fail(format!("copy: {e}")))?;
+                    .map_err(|e| format!("copy: {e}"))?;
             }
         }
     }
@@ -144,18 +225,18 @@ pub fn create_task(
             layout::STACK_SIZE / PAGE_SIZE,
             Attrs::user_data(MAIR_NORMAL, true),
         )
-        .map_err(|e| fail(format!("stack: {e}")))?;
+        .map_err(|e| format!("stack: {e}"))?;
     if rec.info.len() as u64 > PAGE_SIZE {
-        return Err(fail("task info larger than a page".into()));
+        return Err("task info larger than a page".into());
     }
     space
         .map_new(layout::TASK_INFO, 1, Attrs::user_data(MAIR_NORMAL, false))
         .and_then(|_| space.load(layout::TASK_INFO, rec.info))
-        .map_err(|e| fail(format!("info page: {e}")))?;
+        .map_err(|e| format!("info page: {e}"))?;
 
     let mut caps = Vec::new();
     for spec in rec.caps.clone() {
-        caps.push(resolve(spec, i, platform, pci, endpoints, irqs).map_err(fail)?);
+        caps.push(resolve(spec, i, platform, pci, endpoints, irqs)?);
     }
 
     let mut x = [0; 31];
@@ -167,23 +248,7 @@ pub fn create_task(
         elr: plan.entry().get(),
         spsr: SPSR_EL0T,
     };
-    Ok(Task {
-        name: rec.name.to_string(),
-        generation,
-        priority: rec.priority.min((super::PRIORITIES - 1) as u8),
-        state: State::Ready,
-        end: None,
-        ctx,
-        fp: Box::default(),
-        space: Some(space),
-        caps,
-        notify_bits: 0,
-        dma_quota: u64::from(rec.dma_quota_pages),
-        dma_used: 0,
-        call: None,
-        call_seq: 0,
-        restart: rec.restart,
-    })
+    Ok((caps, ctx))
 }
 
 fn resolve(

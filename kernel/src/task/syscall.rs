@@ -247,7 +247,11 @@ fn forwarded_grant(
         .grant
         .get(from as usize..to as usize)
         .ok_or(Error::Denied)?;
-    Ok((frames.to_vec(), start_va))
+    let mut out = Vec::new();
+    out.try_reserve_exact(frames.len())
+        .map_err(|_| Error::NoMemory)?;
+    out.extend_from_slice(frames);
+    Ok((out, start_va))
 }
 
 fn recv(k: &mut Kernel, t: TaskIdx, args_ptr: u64, info_ptr: u64) -> Option<SysResult<[u64; 3]>> {
@@ -422,12 +426,23 @@ fn frame_pins(
     if count > PIN_BATCH_MAX as u64 {
         return Err(Error::TooLarge);
     }
-    let mut bytes = alloc::vec![0u8; count as usize * 8];
+    // The batch buffers (at most 64 KiB, freed before the call returns)
+    // come from the kernel heap: a heap that cannot give them is
+    // `NoMemory`, never a panic.
+    let n = count as usize;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(n * 8)
+        .map_err(|_| Error::NoMemory)?;
+    bytes.resize(n * 8, 0u8);
     space(k, t).copy_in(ptr, &mut bytes)?;
-    let batch: Vec<abi::PhysAddr> = bytes
-        .chunks_exact(8)
-        .map(|b| abi::PhysAddr::new(u64::from_le_bytes(b.try_into().unwrap_or([0xff; 8]))))
-        .collect();
+    let mut batch: Vec<abi::PhysAddr> = Vec::new();
+    batch.try_reserve_exact(n).map_err(|_| Error::NoMemory)?;
+    batch.extend(
+        bytes
+            .chunks_exact(8)
+            .map(|b| abi::PhysAddr::new(u64::from_le_bytes(b.try_into().unwrap_or([0xff; 8])))),
+    );
     let refused = |(pa, why): (abi::PhysAddr, PinRefusal)| {
         kprintln!(
             "kernel: {} {op:?} of {count} frames refused, nothing changed: frame {pa:#x} is {why}",

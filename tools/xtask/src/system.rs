@@ -22,6 +22,9 @@
 //! package = "ipc-demo"       # workspace package, built for aarch64-unknown-none
 //! priority = 5               # 1..=15, higher is more urgent
 //! dma_quota_pages = 0        # default 0
+//! kernel_quota_pages = 64    # page-table pages of its address space, 1..=65535
+//!                            # (default bootimage::DEFAULT_KERNEL_QUOTA_PAGES);
+//!                            # past it the kernel refuses with KernelOverQuota
 //! trust = "strict"           # default "strict"; any iommu-api policy spelling
 //!                            # (deferred:N:T with 1 <= N <= 4096 entries and
 //!                            # 1 <= T <= 1_000_000 µs)
@@ -151,6 +154,8 @@ struct RawTask {
     priority: i64,
     #[serde(default)]
     dma_quota_pages: u32,
+    /// Page-table pages the kernel may take for its address space.
+    kernel_quota_pages: Option<u16>,
     /// Restart the task when it faults or exits with an error.
     #[serde(default)]
     restart: bool,
@@ -197,6 +202,9 @@ pub struct Task {
     pub package: String,
     pub priority: u8,
     pub dma_quota_pages: u32,
+    /// Page-table pages the kernel may take for its address space (0: the
+    /// kernel's default, `bootimage::DEFAULT_KERNEL_QUOTA_PAGES`).
+    pub kernel_quota_pages: u16,
     /// Restart the task when it faults or exits with an error.
     pub restart: bool,
     pub trust: String,
@@ -529,6 +537,11 @@ fn convert_task(
                 t.priority
             )
         })?;
+    if t.kernel_quota_pages == Some(0) {
+        return Err(
+            "kernel_quota_pages = 0: the address space needs at least its root table".into(),
+        );
+    }
     let trust = t.trust.clone().unwrap_or_else(|| DEFAULT_TRUST.to_owned());
     trust.parse::<InvalidationPolicy>().map_err(|e| {
         format!(
@@ -575,6 +588,7 @@ fn convert_task(
         package: t.package.clone(),
         priority,
         dma_quota_pages: t.dma_quota_pages,
+        kernel_quota_pages: t.kernel_quota_pages.unwrap_or(0),
         restart: t.restart,
         trust,
         args: t.args.clone(),
@@ -803,6 +817,7 @@ impl System {
                 name: task.name.clone(),
                 priority: task.priority,
                 restart: task.restart,
+                kernel_quota_pages: task.kernel_quota_pages,
                 dma_quota_pages: task.dma_quota_pages,
                 elf: elf_of(&task.package)?,
                 info: self.info_page(i)?,

@@ -31,6 +31,9 @@ pub struct TaskSpec {
     pub priority: u8,
     /// Restart the task when it faults or exits with an error.
     pub restart: bool,
+    /// Page-table pages the kernel may take for its address space; 0: the
+    /// default ([`DEFAULT_KERNEL_QUOTA_PAGES`](super::DEFAULT_KERNEL_QUOTA_PAGES)).
+    pub kernel_quota_pages: u16,
     /// Pages of `dma_alloc` memory the task may hold.
     pub dma_quota_pages: u32,
     /// The ELF file.
@@ -123,7 +126,7 @@ impl BootImageBuilder {
             } else {
                 0
             });
-            tasks.extend_from_slice(&[0; 2]);
+            tasks.put_u16(task.kernel_quota_pages);
             tasks.put_u32(task.dma_quota_pages);
             for v in [elf_off, elf_len, info_off, info_len] {
                 tasks.put_u32(v);

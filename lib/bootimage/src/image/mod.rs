@@ -31,8 +31,8 @@
 //! 0), reserved `u32` 0.
 //!
 //! Task record: name (8), priority `u8`, flags `u8` (bit 0: restart the
-//! task when it fails), 2 reserved bytes 0,
-//! `dma_quota_pages` `u32`, ELF offset and length (`u32` each), info page
+//! task when it fails), `kernel_quota_pages` `u16` (0: the default,
+//! [`DEFAULT_KERNEL_QUOTA_PAGES`]), `dma_quota_pages` `u32`, ELF offset and length (`u32` each), info page
 //! offset and length (`u32` each), first capability (index into the
 //! capability table) and count (`u32` each). ELFs and info pages start on
 //! a [`BLOB_ALIGN`] boundary of the image.
@@ -90,6 +90,12 @@ pub const MAX_CAPS_PER_TASK: usize = 64;
 pub const MAX_NAME_LEN: usize = 32;
 /// Task flag: restart the task when it fails.
 pub const TASK_FLAG_RESTART: u8 = 1 << 0;
+/// Page-table pages a task's address space may take when its record says
+/// 0: its image, stack and info page take about ten, each `dma_alloc`
+/// region and each mapped device region one per 2 MiB it spans (and one
+/// more per 1 GiB, 512 GiB), so a task with a few MiB of DMA memory and a
+/// few devices stays far below it.
+pub const DEFAULT_KERNEL_QUOTA_PAGES: u16 = 64;
 
 /// Least urgent task priority.
 pub const MIN_PRIORITY: u8 = 1;
@@ -378,6 +384,9 @@ pub struct TaskRecord<'a> {
     /// The kernel restarts the task (same capabilities, a fresh address
     /// space) when it faults or exits with an error.
     pub restart: bool,
+    /// Page-table pages the kernel may take for the task's address space
+    /// (never 0: a record's 0 reads as [`DEFAULT_KERNEL_QUOTA_PAGES`]).
+    pub kernel_quota_pages: u16,
     /// Pages of `dma_alloc` memory the task may hold.
     pub dma_quota_pages: u32,
     /// The task's ELF file.
@@ -517,10 +526,7 @@ impl<'a> BootImage<'a> {
         let rec = bytes::record(self.tasks, i, TASK_LEN)?;
         let priority = u8_at(rec, 8)?;
         let flags = u8_at(rec, 9)?;
-        if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&priority)
-            || flags & !TASK_FLAG_RESTART != 0
-            || bytes::range(rec, 10, 2)? != [0, 0]
-        {
+        if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&priority) || flags & !TASK_FLAG_RESTART != 0 {
             return Err(Error::BadRecord);
         }
         let blob = |off: usize| -> Result<&'a [u8], Error> {
@@ -550,6 +556,10 @@ impl<'a> BootImage<'a> {
             name: self.string(rec, 0)?,
             priority,
             restart: flags & TASK_FLAG_RESTART != 0,
+            kernel_quota_pages: match u16_at(rec, 10)? {
+                0 => DEFAULT_KERNEL_QUOTA_PAGES,
+                n => n,
+            },
             dma_quota_pages: u32_at(rec, 12)?,
             elf,
             info,

@@ -21,6 +21,7 @@ fn task(name: &str, index: u32, priority: u8, caps: Vec<CapSpec>) -> TaskSpec {
         name: name.into(),
         priority,
         restart: index % 2 == 1,
+        kernel_quota_pages: (index * 5) as u16,
         dma_quota_pages: index * 7,
         elf: format!("\x7fELF fake image of {name}").into_bytes(),
         info: info(name, index, &names),
@@ -119,6 +120,12 @@ fn sample_decodes() {
         (1, "client", 4)
     );
     assert_eq!(client.dma_quota_pages, 7);
+    assert_eq!(client.kernel_quota_pages, 5);
+    // 0 in the record reads as the default, never as "no page at all".
+    assert_eq!(
+        image.task(0).unwrap().kernel_quota_pages,
+        super::DEFAULT_KERNEL_QUOTA_PAGES
+    );
     assert_eq!(client.elf, b"\x7fELF fake image of client");
     assert_eq!(
         crate::TaskInfo::parse(client.info).unwrap().name(),
@@ -401,6 +408,11 @@ proptest! {
             prop_assert_eq!(got.priority, want.priority);
             prop_assert_eq!(got.restart, want.restart);
             prop_assert_eq!(got.dma_quota_pages, want.dma_quota_pages);
+            let kernel_quota = match want.kernel_quota_pages {
+                0 => super::DEFAULT_KERNEL_QUOTA_PAGES,
+                n => n,
+            };
+            prop_assert_eq!(got.kernel_quota_pages, kernel_quota);
             prop_assert_eq!(got.elf, want.elf.as_slice());
             prop_assert_eq!(got.info, want.info.as_slice());
             prop_assert_eq!(got.caps.collect::<Vec<_>>(), want.caps.clone());

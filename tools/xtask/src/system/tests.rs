@@ -11,6 +11,7 @@ name = "server"
 package = "ipc-demo"
 priority = 5
 dma_quota_pages = 2
+kernel_quota_pages = 40
 args = { role = "echo-server", waiters = "2" }
 caps = [
   { name = "ping", serve = "ping" },
@@ -47,6 +48,11 @@ fn a_good_file() {
     assert_eq!(sys.packages(), ["ipc-demo", "isolation-probe"]);
     let server = &sys.tasks[0];
     assert_eq!((server.priority, server.dma_quota_pages), (5, 2));
+    assert_eq!(server.kernel_quota_pages, 40);
+    assert_eq!(
+        sys.tasks[1].kernel_quota_pages, 0,
+        "0: the kernel's default"
+    );
     assert_eq!(server.trust, DEFAULT_TRUST);
     let specs: Vec<CapSpec> = server.caps.iter().map(|c| c.spec).collect();
     assert_eq!(
@@ -151,6 +157,15 @@ fn unknown_keys() {
         &["badge"],
     );
     rejects("[[endpoint]]\nname = \"e\"\ndeath = true", &["death"]);
+}
+
+#[test]
+fn kernel_quota_bounds() {
+    rejects(
+        &format!("{ONE_TASK}kernel_quota_pages = 0"),
+        &["kernel_quota_pages = 0"],
+    );
+    rejects(&format!("{ONE_TASK}kernel_quota_pages = 65536"), &["65536"]);
 }
 
 #[test]
