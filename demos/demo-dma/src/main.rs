@@ -216,13 +216,7 @@ pub fn kernel_unchanged(who: &str) -> Result<u64, String> {
 /// Drains this client's fault records from the IOMMU server and returns
 /// those of stream `sid` (page, write, count), at most `MAX_FAULT_RECORDS`.
 pub fn faults_of(iommu: &Iommu, sid: StreamId) -> Result<alloc::vec::Vec<FaultRecord>, String> {
-    let mut out = [FaultRecord {
-        sid,
-        kind: 0,
-        write: false,
-        iova: Iova::new(0),
-        count: 0,
-    }; MAX_FAULT_RECORDS];
+    let mut out = [FaultRecord::EMPTY; MAX_FAULT_RECORDS];
     let n = iommu
         .faults(&mut out)
         .map_err(|e| alloc::format!("fault query refused: {e}"))?;

@@ -62,6 +62,18 @@ pub struct FaultRecord {
     pub count: u32,
 }
 
+impl FaultRecord {
+    /// A blank record (StreamID 0, nothing counted): fills the buffer a
+    /// `Faults` answer is read into.
+    pub const EMPTY: FaultRecord = FaultRecord {
+        sid: StreamId(0),
+        kind: 0,
+        write: false,
+        iova: Iova::new(0),
+        count: 0,
+    };
+}
+
 impl WireEntry for FaultRecord {
     const SIZE: usize = 24;
     fn read(b: &[u8]) -> Result<Self, Refused> {

@@ -532,13 +532,7 @@ impl<D: BlockDevice> Loop<'_, D> {
 
     fn fetch_faults(&mut self) {
         loop {
-            let mut recs = [FaultRecord {
-                sid: abi::StreamId(0),
-                kind: 0,
-                write: false,
-                iova: Iova::new(0),
-                count: 0,
-            }; MAX_FAULT_RECORDS];
+            let mut recs = [FaultRecord::EMPTY; MAX_FAULT_RECORDS];
             self.counters.iommu_fault_queries += 1;
             let n = match self.lost(self.iommu.faults(&mut recs)) {
                 Ok(n) => n,
