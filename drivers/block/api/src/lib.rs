@@ -38,9 +38,11 @@
 #![forbid(unsafe_code)]
 
 mod field;
+pub mod limits;
 mod protocol;
 
 pub use ipc_proto::{HEADER_BYTES, List, MSG_MAX, Transport, WireEntry};
+pub use limits::{Account, Limits};
 pub use protocol::{Client, Handler, Op, Request, Response};
 
 /// I/O descriptors of a `Submit`.
