@@ -38,9 +38,11 @@
 #![forbid(unsafe_code)]
 
 mod field;
+pub mod limits;
 mod protocol;
 
 pub use ipc_proto::{HEADER_BYTES, List, MSG_MAX, Transport, WireEntry};
+pub use limits::{Account, Limits};
 pub use protocol::{Client, Handler, Op, Request, Response};
 
 /// I/O descriptors of a `Submit`.
@@ -97,6 +99,12 @@ abi::stable_codes! {
         NothingInFlight = 12,
         /// A flag the driver is not allowed to honour.
         NotPermitted = 13,
+        /// This client has as many I/Os in flight plus completions not yet
+        /// reaped as its per-client limit allows (or the driver serves as
+        /// many clients as it can): reap first. Unlike `QueueFull` (the
+        /// device's queue, shared), only this client's own `Reap` clears
+        /// it. The refused request changed nothing.
+        Busy = 14,
     }
 }
 
@@ -327,7 +335,7 @@ mod tests {
         }
 
         #[test]
-        fn completions_round_trip(c in proptest::collection::vec((any::<u16>(), 0u16..=13), 1..=MAX_COMPLETIONS)) {
+        fn completions_round_trip(c in proptest::collection::vec((any::<u16>(), 0u16..=BlockError::ALL.len() as u16), 1..=MAX_COMPLETIONS)) {
             let comps: Vec<Completion> = c.iter().map(|&(tag, code)| Completion {
                 tag,
                 status: match code { 0 => Ok(()), c => Err(BlockError::from_code(c).unwrap()) },
@@ -498,7 +506,7 @@ mod error_tests {
     /// The protocol as shipped: every error's code (its name is the
     /// variant's). A renumbering, a reordering, a variant missing from `ALL`
     /// or one added without an entry here fails.
-    const GOLDEN: [(BlockError, u16); 13] = [
+    const GOLDEN: [(BlockError, u16); 14] = [
         (BlockError::Malformed, 1),
         (BlockError::UnknownOp, 2),
         (BlockError::OutOfRange, 3),
@@ -512,6 +520,7 @@ mod error_tests {
         (BlockError::Iommu, 11),
         (BlockError::NothingInFlight, 12),
         (BlockError::NotPermitted, 13),
+        (BlockError::Busy, 14),
     ];
 
     #[test]
@@ -541,7 +550,7 @@ mod error_tests {
             assert!(BlockError::ALL.contains(&e), "{e:?} missing from ALL");
         }
         assert_eq!(BlockError::from_code(0), None);
-        assert_eq!(BlockError::from_code(14), None);
+        assert_eq!(BlockError::from_code(15), None);
     }
 }
 

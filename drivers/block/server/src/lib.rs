@@ -21,12 +21,17 @@ pub use serve::{Config, Counters, serve};
 
 use core::fmt::Display;
 
+use block_api::Limits;
+
 use iommu_client::Iommu;
 use userlib::{TaskInfo, log};
 
 /// The whole of a block driver task after its device is chosen: finds its
 /// capabilities by name (`iommu` call, `dev` PCI function, `blk` serve, and
 /// optionally `irq` with notification bit `arg("irq_bit")`, default 0),
+/// limits each client to `arg("client_limit")` I/Os in flight plus unreaped
+/// (default [`Limits::DEFAULT_PER_CLIENT`]) and serves at most
+/// `arg("max_clients")` clients at once (default [`Limits::DEFAULT_CLIENTS`]),
 /// opens the device with `open(iommu, dev, irq, queue_depth)` and serves
 /// the block protocol forever. Returns only on failure (the exit code).
 pub fn run_driver<D: BlockDevice, E: Display>(
@@ -74,6 +79,12 @@ pub fn run_driver<D: BlockDevice, E: Display>(
         crash_after_ios: userlib::arg_u64(info, "crash_after_ios", u64::MAX)
             .ok()
             .filter(|&n| n != u64::MAX && userlib::incarnation() == 0),
+        limits: Limits::new(
+            userlib::arg_u64(info, "client_limit", Limits::DEFAULT_PER_CLIENT.into())
+                .unwrap_or(Limits::DEFAULT_PER_CLIENT.into()),
+            userlib::arg_u64(info, "max_clients", Limits::DEFAULT_CLIENTS.into())
+                .unwrap_or(Limits::DEFAULT_CLIENTS.into()),
+        ),
     };
     serve(device, &iommu, blk, cfg)
 }

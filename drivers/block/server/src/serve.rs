@@ -8,15 +8,22 @@
 //! buffer mapped (so its IOVA cannot go to another I/O) until the device
 //! releases it (`BlockDevice::released`). Requests reach it through the
 //! protocol's generated dispatch (`requests.rs`).
+//!
+//! Nothing a client sends grows its memory without bound: each client's
+//! in-flight plus unreaped I/Os are limited (`block_api::Limits`, its
+//! `Account`), and so is the number of clients; over either a `Submit` is
+//! refused with `Busy` before anything is mapped. The client table and
+//! each client's completion queue are allocated fallibly, once, at their
+//! full size, and never grow after that.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use abi::syscall::{FOREVER, GRANT_MAX_PAGES};
 use abi::{Iova, PAGE_SIZE};
 use block_api::{
-    BenchMode, BlockError, BlockStats, Completion, Completions, FLAG_INJECT_UNMAP, Io, IoKind,
-    MAX_COMPLETIONS, MSG_MAX, Request, Response, SECTOR_SIZE,
+    Account, BenchMode, BlockError, BlockStats, Completion, Completions, FLAG_INJECT_UNMAP, Io,
+    IoKind, Limits, MAX_COMPLETIONS, MSG_MAX, Request, Response, SECTOR_SIZE,
 };
 use iommu_api::{Dir, Extent, FaultRecord, MAX_FAULT_RECORDS, MAX_MAP_ENTRIES, MAX_UNMAP_ENTRIES};
 use iommu_client::{ClientError, Iommu};
@@ -44,6 +51,8 @@ pub struct Config {
     /// starting a batch once this many I/Os completed, so that the crash
     /// happens with I/Os on the device. `None` in every normal system.
     pub crash_after_ios: Option<u64>,
+    /// Per-client and client-count limits.
+    pub limits: Limits,
 }
 
 /// What the loop counted, for the benchmark's per-I/O figures.
@@ -80,17 +89,51 @@ struct InFlight {
     fenced: bool,
 }
 
-#[derive(Default)]
 struct Client {
-    in_flight: usize,
+    badge: u32,
+    /// In flight and unreaped, within the per-client limit.
+    acct: Account,
     /// I/Os reported (timed out) whose buffers stay mapped, fenced.
     fenced: usize,
+    /// Completions not yet reaped (`acct.unreaped()` of them); its
+    /// capacity is the per-client limit, reserved when the client was
+    /// added, so it never grows.
     done: VecDeque<Completion>,
     /// A held `Reap`: (reply token, min, max).
     reaping: Option<(u64, u16, u16)>,
     /// The client died: answer this death notice once nothing of it is in
     /// flight any more.
     death: Option<u64>,
+}
+
+impl Client {
+    /// Nothing of it is held: it can leave the table.
+    fn idle(&self) -> bool {
+        self.acct == Account::default()
+            && self.fenced == 0
+            && self.done.is_empty()
+            && self.reaping.is_none()
+            && self.death.is_none()
+    }
+
+    /// Queues a completion (dropped for a dead client). The queue's room
+    /// was reserved for the limit, which `acct` enforces; should it be
+    /// full anyway, it may grow only fallibly.
+    fn complete(&mut self, c: Completion, name: &str) {
+        let queued = self.death.is_none();
+        self.acct.completed(queued);
+        if queued {
+            if self.done.len() == self.done.capacity() && self.done.try_reserve(1).is_err() {
+                log!(
+                    "{name}: no memory for a completion of client {}: dropped",
+                    self.badge
+                );
+                self.acct.reaped(1);
+                return;
+            }
+            self.done.push_back(c);
+        }
+    }
 }
 
 struct Loop<'a, D> {
@@ -100,7 +143,9 @@ struct Loop<'a, D> {
     cfg: Config,
     info: block_api::Info,
     slots: Vec<Option<InFlight>>,
-    clients: BTreeMap<u32, Client>,
+    /// Clients with state here; capacity `cfg.limits.clients`, reserved
+    /// at start.
+    clients: Vec<Client>,
     /// Fault records not yet matched to a completed I/O (its completion
     /// may come in a later batch).
     faults: Vec<FaultRecord>,
@@ -121,13 +166,21 @@ pub const EXIT_IOMMU_LOST: i32 = 3;
 /// Serves the block protocol on `endpoint` for `dev`, forever.
 pub fn serve<D: BlockDevice>(dev: D, iommu: &Iommu, endpoint: u32, cfg: Config) -> ! {
     let info = dev.info();
+    let mut clients = Vec::new();
+    if clients
+        .try_reserve_exact(usize::from(cfg.limits.clients))
+        .is_err()
+    {
+        log!("{}: no memory for {} clients", cfg.name, cfg.limits.clients);
+        userlib::exit(1);
+    }
     let mut l = Loop {
         slots: alloc::vec![None; usize::from(info.queue_depth)],
         dev: Some(dev),
         iommu,
         cfg,
         info,
-        clients: BTreeMap::new(),
+        clients,
         faults: Vec::new(),
         counters: Counters::default(),
         iommu_lost: core::cell::Cell::new(false),
@@ -208,6 +261,47 @@ impl<D: BlockDevice> Loop<'_, D> {
         self.dev
             .as_mut()
             .expect("the device is up outside a mode switch")
+    }
+
+    fn client(&mut self, badge: u32) -> Option<&mut Client> {
+        self.clients.iter_mut().find(|c| c.badge == badge)
+    }
+
+    /// The client's entry, added if it fits the client limit and its
+    /// completion queue can be allocated at full size; `Busy` otherwise.
+    fn add_client(&mut self, badge: u32) -> Result<&mut Client, BlockError> {
+        if let Some(i) = self.clients.iter().position(|c| c.badge == badge) {
+            return Ok(&mut self.clients[i]);
+        }
+        self.cfg.limits.admit_client(self.clients.len())?;
+        let mut done = VecDeque::new();
+        if done
+            .try_reserve_exact(usize::from(self.cfg.limits.per_client))
+            .is_err()
+        {
+            log!(
+                "{}: no memory for client {badge}'s completions",
+                self.cfg.name
+            );
+            return Err(BlockError::Busy);
+        }
+        // Within the capacity reserved at start: no allocation.
+        self.clients.push(Client {
+            badge,
+            acct: Account::default(),
+            fenced: 0,
+            done,
+            reaping: None,
+            death: None,
+        });
+        let last = self.clients.len() - 1;
+        Ok(&mut self.clients[last])
+    }
+
+    /// Drops the entry of a client that holds nothing (after a refused
+    /// first `Submit`: the refusal changes nothing).
+    fn forget_if_idle(&mut self, badge: u32) {
+        self.clients.retain(|c| c.badge != badge || !c.idle());
     }
 
     fn call(&mut self, badge: u32, msg: &[u8], token: u64, grant_va: u64, grant_len: u64) {
@@ -297,6 +391,50 @@ impl<D: BlockDevice> Loop<'_, D> {
         grant_len: u64,
     ) -> Result<(), BlockError> {
         self.counters.submits += 1;
+        // The client's limit first: nothing is mapped for a client over it.
+        let limits = self.cfg.limits;
+        let admitted = self
+            .add_client(badge)
+            .and_then(|c| c.acct.admit(ios.len(), &limits));
+        if let Err(e) = admitted {
+            self.forget_if_idle(badge);
+            return Err(e);
+        }
+        let r = self.start(badge, ios, token, grant_va, grant_len);
+        match r {
+            Ok(()) => {
+                if let Some(c) = self.client(badge) {
+                    // Admitted above, and nothing ran for this client since.
+                    let _ = c.acct.started(ios.len(), &limits);
+                }
+            }
+            Err(_) => self.forget_if_idle(badge),
+        }
+        r?;
+        if self
+            .cfg
+            .crash_after_ios
+            .is_some_and(|n| self.counters.ios >= n)
+        {
+            log!(
+                "{}: CRASHING ON PURPOSE (test) with {} I/Os on the device",
+                self.cfg.name,
+                ios.len()
+            );
+            userlib::raw::undefined_instruction();
+        }
+        Ok(())
+    }
+
+    /// Checks, maps and starts an admitted batch; all or nothing.
+    fn start(
+        &mut self,
+        badge: u32,
+        ios: &[Io],
+        token: u64,
+        grant_va: u64,
+        grant_len: u64,
+    ) -> Result<(), BlockError> {
         self.check(badge, ios, grant_va, grant_len)?;
         // Map the client's own buffers, by direction, forwarding its grant.
         let grant = Grant::forward(token, 0, grant_len);
@@ -369,19 +507,6 @@ impl<D: BlockDevice> Loop<'_, D> {
                 fenced: false,
             });
         }
-        self.clients.entry(badge).or_default().in_flight += ios.len();
-        if self
-            .cfg
-            .crash_after_ios
-            .is_some_and(|n| self.counters.ios >= n)
-        {
-            log!(
-                "{}: CRASHING ON PURPOSE (test) with {} I/Os on the device",
-                self.cfg.name,
-                ios.len()
-            );
-            userlib::raw::undefined_instruction();
-        }
         Ok(())
     }
 
@@ -398,18 +523,20 @@ impl<D: BlockDevice> Loop<'_, D> {
     }
 
     fn reap(&mut self, badge: u32, token: u64, min: u16, max: u16) {
-        let c = self.clients.entry(badge).or_default();
-        if usize::from(min) > c.in_flight + c.done.len() {
+        let Some(c) = self
+            .client(badge)
+            .filter(|c| usize::from(min) <= c.acct.in_flight() + c.acct.unreaped())
+        else {
             reply(token, Err(BlockError::NothingInFlight));
             return;
-        }
+        };
         c.reaping = Some((token, min, max));
         self.answer_reaps();
     }
 
     fn answer_reaps(&mut self) {
         let counters = &mut self.counters;
-        for c in self.clients.values_mut() {
+        for c in &mut self.clients {
             let Some((token, min, max)) = c.reaping else {
                 continue;
             };
@@ -417,10 +544,20 @@ impl<D: BlockDevice> Loop<'_, D> {
                 continue;
             }
             let n = c.done.len().min(usize::from(max)).min(MAX_COMPLETIONS);
-            let batch: Vec<Completion> = c.done.drain(..n).collect();
+            let mut batch = [Completion {
+                tag: 0,
+                status: Ok(()),
+            }; MAX_COMPLETIONS];
+            for (slot, done) in batch.iter_mut().zip(c.done.drain(..n)) {
+                *slot = done;
+            }
+            c.acct.reaped(n);
             c.reaping = None;
             counters.reaps += 1;
-            reply(token, Ok(Response::Completions(Completions::new(&batch))));
+            reply(
+                token,
+                Ok(Response::Completions(Completions::new(&batch[..n]))),
+            );
         }
     }
 
@@ -455,11 +592,10 @@ impl<D: BlockDevice> Loop<'_, D> {
                     f.iova.map_or(0, |v| v.get())
                 );
                 self.counters.ios += 1;
-                let c = self.clients.entry(f.badge).or_default();
-                c.in_flight = c.in_flight.saturating_sub(1);
-                c.fenced += 1;
-                if c.death.is_none() {
-                    c.done.push_back(Completion { tag: f.tag, status });
+                let name = self.cfg.name;
+                if let Some(c) = self.client(f.badge) {
+                    c.fenced += 1;
+                    c.complete(Completion { tag: f.tag, status }, name);
                 }
             } else {
                 finished.push((*f, status));
@@ -478,9 +614,11 @@ impl<D: BlockDevice> Loop<'_, D> {
                     f.iova.map_or(0, |v| v.get()),
                     f.bytes
                 );
-                let c = self.clients.entry(f.badge).or_default();
-                c.fenced = c.fenced.saturating_sub(1);
+                let badge = f.badge;
                 lifted.push(f);
+                if let Some(c) = self.clients.iter_mut().find(|c| c.badge == badge) {
+                    c.fenced = c.fenced.saturating_sub(1);
+                }
             }
         }
         let ranges: Vec<Extent> = finished
@@ -520,10 +658,9 @@ impl<D: BlockDevice> Loop<'_, D> {
                 s => s,
             };
             self.counters.ios += 1;
-            let c = self.clients.entry(f.badge).or_default();
-            c.in_flight = c.in_flight.saturating_sub(1);
-            if c.death.is_none() {
-                c.done.push_back(Completion { tag: f.tag, status });
+            let name = self.cfg.name;
+            if let Some(c) = self.client(f.badge) {
+                c.complete(Completion { tag: f.tag, status }, name);
             }
         }
         self.answer_reaps();
@@ -630,7 +767,12 @@ impl<D: BlockDevice> Loop<'_, D> {
     }
 
     fn client_died(&mut self, badge: u32, token: u64) {
-        let c = self.clients.entry(badge).or_default();
+        let Some(c) = self.client(badge) else {
+            // Nothing of it was ever held here.
+            let _ = userlib::reply(token, &[]);
+            return;
+        };
+        c.acct.reaped(c.done.len());
         c.done.clear();
         c.reaping = None;
         c.death = Some(token);
@@ -643,22 +785,19 @@ impl<D: BlockDevice> Loop<'_, D> {
     /// a strict driver). Then a flush makes sure even deferred
     /// invalidations completed.
     fn answer_deaths(&mut self) {
-        let ready: Vec<u32> = self
+        while let Some(i) = self
             .clients
             .iter()
-            .filter(|(_, c)| c.death.is_some() && c.in_flight == 0 && c.fenced == 0)
-            .map(|(&b, _)| b)
-            .collect();
-        for badge in ready {
+            .position(|c| c.death.is_some() && c.acct.in_flight() == 0 && c.fenced == 0)
+        {
             if let Err(e) = self.lost(self.iommu.flush()) {
                 log!(
                     "{}: flush before releasing a dead client failed: {e}",
                     self.cfg.name
                 );
             }
-            if let Some(c) = self.clients.remove(&badge)
-                && let Some(token) = c.death
-            {
+            let c = self.clients.swap_remove(i);
+            if let Some(token) = c.death {
                 let _ = userlib::reply(token, &[]);
             }
         }
