@@ -301,6 +301,11 @@ impl<H: SmmuHw, R> Server<H, R> {
         &mut self.hw
     }
 
+    /// The tunables it runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
     /// Server-wide counters.
     pub fn server_stats(&self) -> ServerStats {
         self.stats
