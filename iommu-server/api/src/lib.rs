@@ -65,6 +65,26 @@ pub use quota::ClientQuota;
 pub use request::Dir;
 pub use response::{Stats, level};
 
+/// The server task's fault-handling arguments (system description
+/// `task_args`), with the values it accepts; xtask refuses others.
+pub mod server_args {
+    use core::ops::RangeInclusive;
+
+    /// log2 of the event queue's records (capped by the SMMU's IDR1).
+    pub const EVTQ_LOG2: RangeInclusive<u64> = 4..=19;
+    /// Distinct faulting (StreamID, page)s a client may pass before it is
+    /// quarantined.
+    pub const QUARANTINE_AFTER: RangeInclusive<u64> = 0..=65_535;
+    /// Fault records, on any pages, at which a client is quarantined.
+    pub const QUARANTINE_RECORDS: RangeInclusive<u64> = 1..=(1 << 32);
+    /// Every one of them, by name.
+    pub const ALL: [(&str, RangeInclusive<u64>); 3] = [
+        ("evtq_log2", EVTQ_LOG2),
+        ("quarantine_after", QUARANTINE_AFTER),
+        ("quarantine_records", QUARANTINE_RECORDS),
+    ];
+}
+
 /// Bytes in one request entry.
 pub const ENTRY_BYTES: usize = 16;
 /// Most 16-byte entries a request can carry.

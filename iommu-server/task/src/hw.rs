@@ -22,8 +22,6 @@ const CMDQ_LOG2: u8 = 8;
 /// task's `evtq_log2` argument says otherwise. Generous on purpose: QEMU
 /// writes ~1,025 records for one faulted 4 KiB transfer.
 pub const EVTQ_LOG2: u8 = 14;
-/// The `evtq_log2` values the task takes (xtask checks the same range).
-pub const EVTQ_LOG2_RANGE: core::ops::RangeInclusive<u8> = 4..=19;
 /// Deadline for register acknowledgements (CR0ACK, IRQ_CTRLACK, GBPA).
 const ACK_TIMEOUT_US: u64 = 100_000;
 /// Deadline for a CMD_SYNC to complete, or for the queue to make room.

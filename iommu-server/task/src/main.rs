@@ -105,11 +105,11 @@ fn main(info: &TaskInfo<'static>) -> i32 {
     };
     // A small event queue for tests that want it to overflow.
     let evtq_log2 = match userlib::arg_u64(info, "evtq_log2", hw::EVTQ_LOG2.into()) {
-        Ok(n) if u8::try_from(n).is_ok_and(|n| hw::EVTQ_LOG2_RANGE.contains(&n)) => n as u8,
+        Ok(n) if iommu_api::server_args::EVTQ_LOG2.contains(&n) => n as u8,
         _ => {
             log!(
                 "iommu: argument evtq_log2 must be in {:?}",
-                hw::EVTQ_LOG2_RANGE
+                iommu_api::server_args::EVTQ_LOG2
             );
             return 1;
         }
