@@ -175,7 +175,7 @@ impl ResponseField<'_, ApiError> for StreamId {
     }
 }
 
-/// Seventeen 8-byte counters, in their fixed order (see [`Stats`]).
+/// Twenty-one 8-byte counters, in their fixed order (see [`Stats`]).
 impl ResponseField<'_, ApiError> for Stats {
     const ENTRY: usize = 8;
     const MIN: usize = Stats::FIELDS;

@@ -33,10 +33,13 @@
 //! u16, reserved: u16 = 0}`, then `count` entries whose size depends on the
 //! request they answer: `Attached` one 8-byte `{sid: u32, 0: u32}`; `Mapped`
 //! one 8-byte IOVA per map entry; `Unmapped` one 8-byte `{faults_pending:
-//! u32, 0: u32}`; `Flushed`, `PolicySet`, `StatsReset` none; `Stats` seventeen
+//! u32, 0: u32}`; `Flushed`, `PolicySet`, `StatsReset` none; `Stats` twenty-one
 //! 8-byte counters (see [`Stats`]; the ninth and tenth were appended after
-//! the first eight, the client's quota use and limits after those, and no
-//! place ever moves); `Faults` up to
+//! the first eight, the client's quota use and limits (11..17) after those,
+//! then its fault-handling state (18 `level`: 0 configured, 1 demoted to
+//! strict, 2 quarantined; 19 `level_reason`: 0 none, 1 fault, 2 distinct
+//! pages, 3 records; 20 `event_overflows`; 21 `fault_pages`), and no place
+//! ever moves); `Faults` up to
 //! [`MAX_FAULT_RECORDS`] 24-byte [`FaultRecord`]s. An error response has no
 //! entries.
 #![cfg_attr(not(test), no_std)]
@@ -60,7 +63,27 @@ pub use policy::{InvalidationPolicy, TrustLevel};
 pub use protocol::{Client, Handler, Op, Request, Response};
 pub use quota::ClientQuota;
 pub use request::Dir;
-pub use response::Stats;
+pub use response::{Stats, level};
+
+/// The server task's fault-handling arguments (system description
+/// `task_args`), with the values it accepts; xtask refuses others.
+pub mod server_args {
+    use core::ops::RangeInclusive;
+
+    /// log2 of the event queue's records (capped by the SMMU's IDR1).
+    pub const EVTQ_LOG2: RangeInclusive<u64> = 4..=19;
+    /// Distinct faulting (StreamID, page)s a client may pass before it is
+    /// quarantined.
+    pub const QUARANTINE_AFTER: RangeInclusive<u64> = 0..=65_535;
+    /// Fault records, on any pages, at which a client is quarantined.
+    pub const QUARANTINE_RECORDS: RangeInclusive<u64> = 1..=(1 << 32);
+    /// Every one of them, by name.
+    pub const ALL: [(&str, RangeInclusive<u64>); 3] = [
+        ("evtq_log2", EVTQ_LOG2),
+        ("quarantine_after", QUARANTINE_AFTER),
+        ("quarantine_records", QUARANTINE_RECORDS),
+    ];
+}
 
 /// Bytes in one request entry.
 pub const ENTRY_BYTES: usize = 16;

@@ -3,9 +3,11 @@
 //! (`{status: u32, count: u16, reserved: u16 = 0}`, then `count` entries
 //! whose size depends on the request answered) is `ipc-proto`'s framing.
 
-/// A client's counters, as the `Stats` response carries them (seventeen
+/// A client's counters, as the `Stats` response carries them (twenty-one
 /// little-endian `u64`s in this order; `doorbells` and `server_ticks` were
-/// appended after the first eight, the quota fields after those).
+/// appended after the first eight, the quota fields after those, the
+/// fault-handling fields (`level`, `level_reason`, `event_overflows`,
+/// `fault_pages`) after those; no place ever moves).
 ///
 /// Consistency: every range a client unmapped is counted in `unmaps`
 /// (bypass unmaps too, which need no invalidation); `syncs <= unmaps`,
@@ -56,10 +58,58 @@ pub struct Stats {
     /// The client's quota of IOVA space (`iova_bytes_in_use` counts
     /// against it), in bytes.
     pub quota_iova_bytes: u64,
+    /// Where the server holds the client now: [`level::CONFIGURED`] (the
+    /// policy its system description gave, or its own `SetPolicy`),
+    /// [`level::DEMOTED`] (a trusted client whose device faulted: strict
+    /// from then on, never undone), [`level::QUARANTINED`] (its streams
+    /// abort; only `Stats` and `Faults` are served).
+    pub level: u64,
+    /// Why it is at that level: [`level::REASON_NONE`],
+    /// [`level::REASON_FAULT`] (demoted after a fault),
+    /// [`level::REASON_DISTINCT_PAGES`] or [`level::REASON_RECORDS`]
+    /// (the quarantine threshold it passed).
+    pub level_reason: u64,
+    /// Event-queue overflows charged to this client (records lost while
+    /// its device's records were the ones being drained).
+    pub event_overflows: u64,
+    /// Distinct (StreamID, page) faults counted against the quarantine
+    /// threshold.
+    pub fault_pages: u64,
+}
+
+/// The codes of [`Stats::level`] and [`Stats::level_reason`].
+pub mod level {
+    /// The level its system description (or its own `SetPolicy`) gave.
+    pub const CONFIGURED: u64 = 0;
+    /// Demoted to strict after a fault of its device.
+    pub const DEMOTED: u64 = 1;
+    /// Quarantined: its streams abort.
+    pub const QUARANTINED: u64 = 2;
+    /// No reason: at its configured level.
+    pub const REASON_NONE: u64 = 0;
+    /// Its device faulted (demotion).
+    pub const REASON_FAULT: u64 = 1;
+    /// Too many distinct faulting (StreamID, page)s.
+    pub const REASON_DISTINCT_PAGES: u64 = 2;
+    /// Too many fault records, whatever their pages.
+    pub const REASON_RECORDS: u64 = 3;
 }
 
 impl Stats {
-    pub(crate) const FIELDS: usize = 17;
+    pub(crate) const FIELDS: usize = 21;
+
+    /// [`Stats::level`] and [`Stats::level_reason`] in words, e.g.
+    /// `"strict (demoted: fault)"` or `"quarantined (records)"`.
+    pub fn level_text(&self) -> &'static str {
+        match (self.level, self.level_reason) {
+            (level::CONFIGURED, _) => "as configured",
+            (level::DEMOTED, _) => "strict (demoted: fault)",
+            (level::QUARANTINED, level::REASON_DISTINCT_PAGES) => "quarantined (distinct pages)",
+            (level::QUARANTINED, level::REASON_RECORDS) => "quarantined (records)",
+            (level::QUARANTINED, _) => "quarantined",
+            _ => "unknown",
+        }
+    }
 
     pub(crate) fn to_array(self) -> [u64; Self::FIELDS] {
         [
@@ -80,6 +130,10 @@ impl Stats {
             self.quota_mappings,
             self.quota_table_pages,
             self.quota_iova_bytes,
+            self.level,
+            self.level_reason,
+            self.event_overflows,
+            self.fault_pages,
         ]
     }
 
@@ -102,6 +156,10 @@ impl Stats {
             quota_mappings,
             quota_table_pages,
             quota_iova_bytes,
+            level,
+            level_reason,
+            event_overflows,
+            fault_pages,
         ] = a;
         Self {
             maps,
@@ -121,6 +179,10 @@ impl Stats {
             quota_mappings,
             quota_table_pages,
             quota_iova_bytes,
+            level,
+            level_reason,
+            event_overflows,
+            fault_pages,
         }
     }
 }

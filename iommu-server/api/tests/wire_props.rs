@@ -121,7 +121,7 @@ fn resp() -> impl Strategy<Value = Resp> {
             .prop_map(Resp::Mapped),
         any::<u32>().prop_map(Resp::Unmapped),
         Just(Resp::Flushed),
-        prop::array::uniform17(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
+        prop::array::uniform21(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
             maps: a[0],
             unmaps: a[1],
             tlbi_commands: a[2],
@@ -139,6 +139,10 @@ fn resp() -> impl Strategy<Value = Resp> {
             quota_mappings: a[14],
             quota_table_pages: a[15],
             quota_iova_bytes: a[16],
+            level: a[17],
+            level_reason: a[18],
+            event_overflows: a[19],
+            fault_pages: a[20],
         })),
         prop::collection::vec(fault(), 0..=MAX_FAULT_RECORDS).prop_map(Resp::Faults),
         Just(Resp::PolicySet),
@@ -448,17 +452,21 @@ fn stats_appends_its_new_counters() {
         quota_mappings: 15,
         quota_table_pages: 16,
         quota_iova_bytes: 17,
+        level: 18,
+        level_reason: 19,
+        event_overflows: 20,
+        fault_pages: 21,
     };
     let mut buf = [0; MSG_MAX];
     let n = Response::Stats(s).encode(&mut buf).unwrap();
-    assert_eq!(n, 8 + 17 * 8);
-    assert_eq!(buf[4], 17);
-    for i in 0..17u64 {
+    assert_eq!(n, 8 + 21 * 8);
+    assert_eq!(buf[4], 21);
+    for i in 0..21u64 {
         let at = 8 + 8 * i as usize;
         assert_eq!(buf[at..at + 8], (i + 1).to_le_bytes());
     }
-    // The old eight- and ten-counter bodies are no longer Stats answers.
-    for old in [8u8, 10] {
+    // The old eight-, ten- and seventeen-counter bodies are no longer Stats answers.
+    for old in [8u8, 10, 17] {
         buf[4] = old;
         assert_eq!(
             Response::decode(Op::Stats, &buf[..8 + 8 * usize::from(old)]),

@@ -1,7 +1,8 @@
 //! The IOMMU server's pure core: per-domain IOVA allocation ([`iova`]), the
 //! invalidation policies a client's trust level selects ([`policy`]) and the
 //! invalidation engine that batches IOTLB maintenance across every client
-//! ([`engine`]).
+//! ([`engine`]), and each client's fault ledger with the quarantine
+//! decision ([`fault_ledger`]).
 //!
 //! [`server`] puts them together with the page tables and the SMMU
 //! encodings into the server's whole logic, generic over the hardware
@@ -16,6 +17,7 @@
 extern crate alloc;
 
 pub mod engine;
+pub mod fault_ledger;
 pub mod iova;
 pub mod policy;
 pub mod server;

@@ -6,7 +6,7 @@
 //! in the order the architecture asks, from what the ID registers say.
 //! Decides nothing about clients or mappings: that is `iommu_core::server`.
 
-use abi::PhysAddr;
+use abi::{PhysAddr, StreamId};
 use iommu_core::server::{HwError, SmmuHw};
 use smmuv3::cmd::{Command, Sync as CmdSync};
 use smmuv3::idr::Features;
@@ -18,9 +18,10 @@ use crate::pool::Pool;
 
 /// log2 of the command queue's entries (16 bytes each): 4 KiB of queue.
 const CMDQ_LOG2: u8 = 8;
-/// log2 of the event queue's entries (32 bytes each): 512 KiB. Generous on
-/// purpose: QEMU writes ~1,025 records for one faulted 4 KiB transfer.
-const EVTQ_LOG2: u8 = 14;
+/// log2 of the event queue's entries (32 bytes each): 512 KiB, unless the
+/// task's `evtq_log2` argument says otherwise. Generous on purpose: QEMU
+/// writes ~1,025 records for one faulted 4 KiB transfer.
+pub const EVTQ_LOG2: u8 = 14;
 /// Deadline for register acknowledgements (CR0ACK, IRQ_CTRLACK, GBPA).
 const ACK_TIMEOUT_US: u64 = 100_000;
 /// Deadline for a CMD_SYNC to complete, or for the queue to make room.
@@ -92,6 +93,9 @@ pub struct Smmu {
     pub counters: HwCounters,
     /// The state bring-up found the SMMU in.
     pub found: Found,
+    /// StreamID of the last event record read (an overflow is charged to
+    /// its owner).
+    last_sid: Option<StreamId>,
     /// Test-only (`fault-teardown-sync`): this many coming CMD_SYNCs are
     /// reported failed.
     #[cfg(feature = "fault-teardown-sync")]
@@ -163,7 +167,9 @@ impl Smmu {
     /// off if something left it on, makes it abort traffic while off, sets
     /// table/queue attributes and brings the command queue up. The stream
     /// table is installed later by [`Smmu::enable`].
-    pub fn probe(regs: DeviceRegion, mut pool: Pool) -> Result<Self, BringUpError> {
+    ///
+    /// The event queue has `2^evtq_log2` records, capped by IDR1.
+    pub fn probe(regs: DeviceRegion, mut pool: Pool, evtq_log2: u8) -> Result<Self, BringUpError> {
         let read = |r: Reg<u32>| regs.read(r).expect("register inside the SMMU frame");
         let idr = regs::IDRS.map(read);
         let features = Features::decode(idr, read(regs::AIDR)).map_err(BringUpError::Idr)?;
@@ -187,7 +193,7 @@ impl Smmu {
             ));
         }
         let cmdq_log2 = CMDQ_LOG2.min(features.cmdqs);
-        let evtq_log2 = EVTQ_LOG2.min(features.eventqs);
+        let evtq_log2 = evtq_log2.min(features.eventqs);
         let mut queue = |kind: QueueKind, log2: u8| -> Result<Queue, BringUpError> {
             let entry_bytes = kind.entry_bytes();
             let pages = ((entry_bytes << log2).div_ceil(abi::PAGE_SIZE)) as usize;
@@ -213,6 +219,7 @@ impl Smmu {
             owner: None,
             counters: HwCounters::default(),
             found: Found::default(),
+            last_sid: None,
             #[cfg(feature = "fault-teardown-sync")]
             fail_syncs: 0,
         };
@@ -295,12 +302,23 @@ impl Smmu {
         &self.pool
     }
 
-    /// Reads every new event record, oldest first, into `sink`; returns how
-    /// many. Acknowledges an overflow if one happened.
-    pub fn drain_events(&mut self, mut sink: impl FnMut([u64; 4])) -> usize {
+    /// StreamID of the last event record read, if any.
+    pub fn last_event_sid(&self) -> Option<StreamId> {
+        self.last_sid
+    }
+
+    /// Records the event queue holds.
+    pub fn event_queue_entries(&self) -> u32 {
+        1 << self.evtq.ring.log2size()
+    }
+
+    /// Reads at most `max` new event records, oldest first, into `sink`;
+    /// returns how many (`max` means more may wait). Acknowledges an
+    /// EVENTQ_PROD.OVFLG overflow if one happened (`counters`).
+    pub fn drain_events(&mut self, max: usize, mut sink: impl FnMut([u64; 4])) -> usize {
         let ring = self.evtq.ring;
         let mut n = 0;
-        loop {
+        while n < max {
             let prod_raw = self.r32(regs::EVENTQ_PROD);
             let prod = ring.pos(prod_raw);
             if ring.is_empty(prod, self.evtq.pos) {
@@ -313,12 +331,13 @@ impl Smmu {
                 }
                 break;
             }
-            while !ring.is_empty(prod, self.evtq.pos) {
+            while n < max && !ring.is_empty(prod, self.evtq.pos) {
                 let at = PhysAddr::new(
                     self.evtq.base.get()
                         + u64::from(ring.slot(self.evtq.pos)) * self.evtq.entry_bytes,
                 );
                 let rec = [0, 1, 2, 3].map(|i| self.pool.read_u64(PhysAddr::new(at.get() + 8 * i)));
+                self.last_sid = Some(smmuv3::evt::Event::decode(&rec).sid);
                 sink(rec);
                 n += 1;
                 self.evtq.pos = ring.advance(self.evtq.pos, 1);
@@ -330,6 +349,18 @@ impl Smmu {
         }
         self.counters.events += n as u64;
         n
+    }
+
+    /// Recovers the event queue after GERROR.EVENTQ_ABT_ERR (QEMU raises it
+    /// when the queue is full, instead of EVENTQ_PROD.OVFLG): the caller
+    /// has drained what it holds and acknowledged the error; the queue is
+    /// disabled (CR0.EVENTQEN = 0, CR0ACK) and enabled again, as the
+    /// architecture asks before software relies on a queue that reported
+    /// an abort. CMDQEN and SMMUEN are left as they are.
+    pub fn recover_event_queue(&mut self) -> Result<(), HwError> {
+        let cr0 = Cr0::from_bits(self.r32(regs::CR0ACK));
+        self.write_cr0(cr0.without(Cr0::EVENTQEN))?;
+        self.write_cr0(cr0.with(Cr0::EVENTQEN))
     }
 
     /// Global errors not yet acknowledged; acknowledges them. A command

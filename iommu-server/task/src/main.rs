@@ -20,8 +20,10 @@ mod pool;
 use abi::syscall::{FOREVER, GRANT_MAX_PAGES, PresentedKind};
 use abi::{PhysAddr, StreamId};
 use iommu_api::ClientQuota;
+use iommu_core::fault_ledger::QuarantineReason;
 use iommu_core::policy::{TrustLevel, parse_client};
 use iommu_core::server::{Grant, Handled, Presented, Server, ServerConfig, ServerError};
+use smmuv3::regs::GError;
 use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
 
 use crate::hw::Smmu;
@@ -45,6 +47,12 @@ const STRTAB_L2_MARGIN_PAGES: u64 = 32;
 /// Heap bytes (of userlib's 1 MiB) the clients' quotas may reserve
 /// together; the rest is the server's own state.
 const CLIENT_HEAP_BUDGET: u64 = 768 * 1024;
+/// Most event records one wake drains (a flood cannot hold the server in
+/// one drain; what is left is drained at the next turn of the loop, after
+/// the requests waiting).
+const MAX_EVENTS_PER_WAKE: usize = 1024;
+/// Records taken from the queue per step of a drain (a stack buffer).
+const EVENT_CHUNK: usize = 64;
 
 /// The task's capabilities, by the names the system description gives.
 struct Caps {
@@ -95,7 +103,18 @@ fn main(info: &TaskInfo<'static>) -> i32 {
             return 1;
         }
     };
-    let mut smmu = match Smmu::probe(regs, pool) {
+    // A small event queue for tests that want it to overflow.
+    let evtq_log2 = match userlib::arg_u64(info, "evtq_log2", hw::EVTQ_LOG2.into()) {
+        Ok(n) if iommu_api::server_args::EVTQ_LOG2.contains(&n) => n as u8,
+        _ => {
+            log!(
+                "iommu: argument evtq_log2 must be in {:?}",
+                iommu_api::server_args::EVTQ_LOG2
+            );
+            return 1;
+        }
+    };
+    let mut smmu = match Smmu::probe(regs, pool, evtq_log2) {
         Ok(s) => s,
         Err(e) => {
             log!("iommu: SMMU unusable: {e}");
@@ -104,6 +123,10 @@ fn main(info: &TaskInfo<'static>) -> i32 {
     };
     smmu.set_owner(caps.owner);
     log!("iommu: {}", smmu.features());
+    log!(
+        "iommu: event queue of {} records (evtq_log2 = {evtq_log2})",
+        smmu.event_queue_entries()
+    );
     if userlib::incarnation() > 0 {
         // The kernel stopped all DMA when the previous instance died and
         // freed its pool: nothing of the old SMMU state is reused.
@@ -122,6 +145,10 @@ fn main(info: &TaskInfo<'static>) -> i32 {
             .ok()
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(defaults.quarantine_after);
+    let quarantine_records =
+        userlib::arg_u64(info, "quarantine_records", defaults.quarantine_records)
+            .unwrap_or(defaults.quarantine_records)
+            .max(1);
     // Quotas by trust level: `quota_untrusted`, `quota_trusted`,
     // `quota_bench` (mapped_bytes:mappings:table_pages:iova_bytes), else
     // the defaults. A spelling the server cannot read stops it: xtask
@@ -158,6 +185,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         .saturating_sub(STRTAB_L2_MARGIN_PAGES);
     let config = ServerConfig {
         quarantine_after,
+        quarantine_records,
         quota_untrusted,
         quota_trusted,
         quota_bench,
@@ -284,6 +312,9 @@ fn serve(
     // The granted frames as physical addresses: one buffer for every call.
     let mut frame_addrs: alloc::vec::Vec<PhysAddr> =
         alloc::vec::Vec::with_capacity(GRANT_MAX_PAGES);
+    // Event records left in the queue by a bounded drain: drained at the
+    // next turn, without sleeping.
+    let mut events_left = false;
     loop {
         owed.retain_mut(|(badge, token, tries)| {
             if server.teardown_complete(*badge) {
@@ -309,6 +340,7 @@ fn serve(
         let timeout = match server.next_deadline() {
             // Work is due: drain what is queued (timeout 0), then flush.
             Some(d) if d <= now => 0,
+            _ if events_left => 0,
             Some(d) => d - now,
             None => FOREVER,
         };
@@ -341,7 +373,7 @@ fn serve(
                 // driver's unmap reply then tells it about every fault its
                 // device caused so far (QEMU writes the records before the
                 // device completes the command).
-                drain_events(server);
+                events_left = drain_events(server);
                 let msg = &buf[..(got.len as usize).min(MSG_MAX)];
                 // The request's handling time is the caller's.
                 let t0 = userlib::counter();
@@ -353,18 +385,22 @@ fn serve(
             }
             Some(RecvKind::Notification) => {
                 if got.notification & EVENTQ_BIT != 0 {
-                    drain_events(server);
+                    events_left = drain_events(server);
                     if let Some(c) = caps.eventq {
                         let _ = userlib::irq_ack(c);
                     }
                 }
                 if got.notification & GERROR_BIT != 0 {
                     let errors = server.hw_mut().take_global_errors();
-                    if !errors.is_empty() {
-                        log!("iommu: global errors {errors:?}");
+                    let others = errors.without(GError::EVENTQ_ABT_ERR);
+                    if !others.is_empty() {
+                        log!("iommu: global errors {others:?}");
                     }
                     // An aborted event queue still holds records.
-                    drain_events(server);
+                    events_left = drain_events(server);
+                    if errors.contains(GError::EVENTQ_ABT_ERR) {
+                        event_queue_overflowed(server);
+                    }
                     if let Some(c) = caps.gerror {
                         let _ = userlib::irq_ack(c);
                     }
@@ -436,6 +472,9 @@ fn serve(
                 );
             }
             Some(RecvKind::Timeout) => {
+                if events_left {
+                    events_left = drain_events(server);
+                }
                 let due = server.next_deadline().is_some_and(|d| d <= now_us());
                 if due && !yielded {
                     // Nothing queued: give same-priority clients a chance
@@ -466,19 +505,55 @@ fn answer(token: u64, bytes: &[u8]) {
     let _ = userlib::reply(token, bytes);
 }
 
-fn drain_events(server: &mut Server<Smmu, u64>) {
-    let mut records = alloc::vec::Vec::new();
-    server.hw_mut().drain_events(|r| records.push(r));
-    for r in records {
-        // One line per (StreamID, page), not per record: QEMU writes one
-        // record per 4 bytes of a faulted transfer.
-        let Some(f) = server.on_event(r).filter(|f| f.first || f.quarantined_now) else {
-            continue;
-        };
-        let name = server
-            .clients()
-            .find(|c| c.badge == f.badge)
-            .map_or("?", |c| c.name);
+/// Drains at most [`MAX_EVENTS_PER_WAKE`] event records, in chunks of
+/// [`EVENT_CHUNK`], handing each to the server as it comes: attribution,
+/// coalescing, demotion and quarantine are decided record by record, so
+/// a flood is stopped during the drain. Returns whether records may be
+/// left (the loop comes back at once). One log line per (StreamID, page),
+/// demotion or quarantine, not per record: QEMU writes one record per 4
+/// bytes of a faulted transfer.
+fn drain_events(server: &mut Server<Smmu, u64>) -> bool {
+    let overflows = server.hw().counters.event_overflows;
+    let mut drained = 0;
+    let mut more = false;
+    while drained < MAX_EVENTS_PER_WAKE {
+        let mut chunk = [[0u64; 4]; EVENT_CHUNK];
+        let mut n = 0;
+        let want = EVENT_CHUNK.min(MAX_EVENTS_PER_WAKE - drained);
+        server.hw_mut().drain_events(want, |r| {
+            if let Some(slot) = chunk.get_mut(n) {
+                *slot = r;
+                n += 1;
+            }
+        });
+        drained += n;
+        for &r in &chunk[..n] {
+            if let Some(f) = server.on_event(r) {
+                log_fault(server, &f);
+            }
+        }
+        if n < want {
+            break;
+        }
+        more = drained >= MAX_EVENTS_PER_WAKE;
+    }
+    if server.hw().counters.event_overflows != overflows {
+        // EVENTQ_PROD.OVFLG (hardware that uses it): records were lost.
+        let last = server.hw().last_event_sid();
+        note_overflow(server, last, "EVENTQ_PROD.OVFLG", "acknowledged");
+    }
+    more
+}
+
+fn log_fault(server: &Server<Smmu, u64>, f: &iommu_core::server::FaultReport) {
+    if !(f.first || f.quarantined_now || f.demoted_from.is_some()) {
+        return;
+    }
+    let name = server
+        .clients()
+        .find(|c| c.badge == f.badge)
+        .map_or("?", |c| c.name);
+    if f.first {
         log!(
             "iommu: fault {:?} on StreamID {:#x} (client {name}) at IOVA {:#x} ({}){}",
             f.kind,
@@ -492,6 +567,53 @@ fn drain_events(server: &mut Server<Smmu, u64>) {
             }
         );
     }
+    if let Some(old) = f.demoted_from {
+        log!(
+            "iommu: client {name} demoted to strict after a fault (was {old}); its pending deferred unmaps flushed; never undone"
+        );
+    }
+    if f.quarantined_now {
+        let cfg = server.config();
+        let why = match f.reason {
+            Some(QuarantineReason::Records) => "records",
+            _ => "distinct pages",
+        };
+        log!(
+            "iommu: client {name} quarantined: {} fault records (threshold {}) on {} distinct pages (threshold {}): by {why}; its streams now abort",
+            f.records,
+            cfg.quarantine_records,
+            f.pages,
+            cfg.quarantine_after
+        );
+    }
+}
+
+/// GERROR.EVENTQ_ABT_ERR (how QEMU reports a full event queue): records
+/// were lost. The queue was drained; it is re-enabled, and the overflow
+/// counted, charged to the client whose records were being drained.
+fn event_queue_overflowed(server: &mut Server<Smmu, u64>) {
+    let last = server.hw().last_event_sid();
+    let how = match server.hw_mut().recover_event_queue() {
+        Ok(()) => "event queue re-enabled",
+        Err(_) => "event queue NOT re-enabled (no CR0ACK)",
+    };
+    note_overflow(server, last, "GERROR.EVENTQ_ABT_ERR", how);
+}
+
+fn note_overflow(server: &mut Server<Smmu, u64>, sid: Option<StreamId>, how: &str, then: &str) {
+    let badge = server.on_event_overflow(sid);
+    let n = server.server_stats().event_overflows;
+    // A flood overflows again and again: the 1st, 2nd, 4th, 8th... are
+    // logged (every one is counted, in Stats too).
+    if !n.is_power_of_two() {
+        return;
+    }
+    let name = badge
+        .and_then(|b| server.clients().find(|c| c.badge == b))
+        .map_or("none (owner unknown)", |c| c.name);
+    log!(
+        "iommu: event queue overflowed ({how}): records lost; {then}; {n} overflows so far, last charged to client {name}"
+    );
 }
 
 /// The test-only crash (cargo feature `fault-crash`): with argument

@@ -63,7 +63,11 @@
 //! `quota_bench` = `"mapped_bytes:mappings:table_pages:iova_bytes"` (four
 //! decimal numbers, each 1..=2^48), e.g. in a system file
 //! `task_args = { iommu = { quota_untrusted = "8388608:256:32:33554432" } }`.
-//! A spelling the server could not read is refused here. Strict trust
+//! A spelling the server could not read is refused here. Its fault
+//! handling takes `quarantine_after` (distinct faulting pages allowed,
+//! 0..=65535), `quarantine_records` (fault records, on any pages, that
+//! quarantine a client, 1..=2^32) and `evtq_log2` (event-queue size,
+//! 4..=19, capped by the SMMU): `iommu_api::server_args`, checked here. Strict trust
 //! spellings are untrusted, deferred ones trusted, `bench` the benchmark
 //! client.
 //!
@@ -559,6 +563,17 @@ fn convert_task(
             if let Some(v) = t.args.get(name) {
                 v.parse::<ClientQuota>()
                     .map_err(|e| format!("argument {name} = \"{v}\": {e}"))?;
+            }
+        }
+        for (name, range) in iommu_api::server_args::ALL {
+            if let Some(v) = t.args.get(name)
+                && !v.parse::<u64>().is_ok_and(|n| range.contains(&n))
+            {
+                return Err(format!(
+                    "argument {name} = \"{v}\": must be a decimal number in {}..={}",
+                    range.start(),
+                    range.end()
+                ));
             }
         }
     }

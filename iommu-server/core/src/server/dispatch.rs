@@ -1,6 +1,7 @@
 //! Taking one call: decoding its request, refusing it from an unknown
 //! badge or a quarantined client (which may still read its counters and
-//! faults), and routing it to the handler of its role; encoding responses
+//! faults), completing a demoted client's demotion before anything else,
+//! and routing it to the handler of its role; encoding responses
 //! and errors.
 //!
 //! It must never act on a request itself: every check and change is the
@@ -52,6 +53,11 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         if client.quarantined && !matches!(req, Request::Stats | Request::Faults) {
             return Handled::Reply(reply, error_bytes(ApiError::Quarantined));
+        }
+        // A client demoted after a fault is answered only once its
+        // deferred unmaps are flushed and its policy is strict.
+        if !self.finish_demotion(badge) {
+            return Handled::Reply(reply, error_bytes(ApiError::Hardware));
         }
         req.dispatch(super::requests::Call {
             server: self,

@@ -1,18 +1,24 @@
 //! Counters and faults: a client's `Stats` and public view, the task's
 //! time charging (`server_ticks`), event-queue records attributed by
-//! StreamID and coalesced per (StreamID, page), `Faults` draining, and
-//! quarantine.
+//! StreamID and noted in the client's ledger (`crate::fault_ledger`:
+//! coalesced per (StreamID, page), bounded, with the quarantine decision
+//! taken record by record), event-queue overflows charged to a client,
+//! `Faults` draining, demotion of a faulting deferred client to strict,
+//! and quarantine.
 //!
 //! It must never attribute a fault to a client that does not own the
 //! stream, never keep more than `fault_records_kept` records per client,
-//! and never quarantine without sending every stream of the client to
-//! abort (its mappings stay until it dies; `dispatch` refuses its
-//! requests but `Stats` and `Faults`).
+//! never quarantine without sending every stream of the client to abort
+//! (its mappings stay until it dies; `dispatch` refuses its requests but
+//! `Stats` and `Faults`), and never answer a demoted client while its
+//! deferred unmaps are pending (`dispatch` completes the demotion first).
+//! A demotion is never undone (`policy` refuses `SetPolicy` back to a
+//! deferred or bypass policy).
 
 use alloc::vec::Vec;
 
-use abi::{Iova, PAGE_SHIFT, PhysAddr, StreamId};
-use iommu_api::{ApiError, FaultRecord, List, Response, Stats};
+use abi::{PhysAddr, StreamId};
+use iommu_api::{ApiError, List, Response, Stats, level};
 use smmuv3::cmd::Command;
 use smmuv3::evt::Event;
 
@@ -22,6 +28,8 @@ use super::hw::SmmuHw;
 use super::strtab;
 use super::types::{ClientInfo, FaultReport};
 use crate::engine::ClientId;
+use crate::fault_ledger::{Fault, QuarantineReason, Thresholds};
+use crate::policy::InvalidationPolicy;
 
 impl<H: SmmuHw, R> Server<H, R> {
     /// Credits `ticks` counter ticks of server time to client `badge` (the
@@ -93,6 +101,22 @@ impl<H: SmmuHw, R> Server<H, R> {
             quota_mappings: c.quota.mappings,
             quota_table_pages: c.quota.table_pages,
             quota_iova_bytes: c.quota.iova_bytes,
+            level: if c.quarantined {
+                level::QUARANTINED
+            } else if c.demoted {
+                level::DEMOTED
+            } else {
+                level::CONFIGURED
+            },
+            level_reason: match (c.quarantined, c.quarantine_reason) {
+                (true, Some(QuarantineReason::DistinctPages)) => level::REASON_DISTINCT_PAGES,
+                (true, Some(QuarantineReason::Records)) => level::REASON_RECORDS,
+                (true, None) => level::REASON_NONE,
+                (false, _) if c.demoted => level::REASON_FAULT,
+                (false, _) => level::REASON_NONE,
+            },
+            event_overflows: c.overflows,
+            fault_pages: u64::from(c.ledger.distinct()),
         })
     }
 
@@ -113,23 +137,29 @@ impl<H: SmmuHw, R> Server<H, R> {
         let Some(c) = self.clients.get_mut(&badge) else {
             return error_bytes(ApiError::NotPermitted);
         };
-        let mut out = Vec::new();
-        while out.len() < iommu_api::MAX_FAULT_RECORDS {
-            match c.faults.pop_first() {
-                Some((_, r)) => out.push(r),
-                None => break,
-            }
-        }
+        let out = c.ledger.drain(iommu_api::MAX_FAULT_RECORDS);
         reply_bytes(&Response::Faults {
             records: List::new(&out),
         })
     }
 
+    /// The quarantine thresholds of the configuration.
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            distinct_pages: self.cfg.quarantine_after,
+            records: self.cfg.quarantine_records,
+        }
+    }
+
     /// Takes one event-queue record: attributes it by StreamID to the
-    /// owning client, coalesces it per (StreamID, page), and quarantines
-    /// the client (its streams to abort) once it has more than
-    /// `quarantine_after` distinct faults. `None` for records no client
-    /// owns.
+    /// owning client and notes it in the client's ledger (coalesced per
+    /// (StreamID, page), bounded). A deferred client is demoted to strict
+    /// at its first fault (its pending deferred unmaps flushed now); the
+    /// client is quarantined (its streams to abort) at the record that
+    /// passes a threshold: more than `quarantine_after` distinct pages, or
+    /// `quarantine_records` records on any pages. The task calls this for
+    /// each record as it drains, so the decision is taken during the
+    /// drain. `None` for records no client owns.
     pub fn on_event(&mut self, record: [u64; 4]) -> Option<FaultReport> {
         self.stats.events += 1;
         let e = Event::decode(&record);
@@ -137,34 +167,32 @@ impl<H: SmmuHw, R> Server<H, R> {
             self.stats.unattributed_events += 1;
             return None;
         };
+        let th = self.thresholds();
         let c = self.clients.get_mut(&badge)?;
-        c.fault_records += 1;
-        let key = (e.sid.0, e.input_addr >> PAGE_SHIFT);
-        let first = match c.faults.get_mut(&key) {
-            Some(r) => {
-                r.count = r.count.saturating_add(1);
-                false
-            }
-            None => {
-                if c.faults.len() < self.cfg.fault_records_kept {
-                    c.faults.insert(
-                        key,
-                        FaultRecord {
-                            sid: e.sid,
-                            kind: u16::from(e.kind.id()),
-                            write: !e.rnw,
-                            iova: Iova::new(e.input_addr),
-                            count: 1,
-                        },
-                    );
-                }
-                c.distinct_faults = c.distinct_faults.saturating_add(1);
-                true
-            }
-        };
-        let quarantined_now =
-            first && !c.quarantined && c.distinct_faults > self.cfg.quarantine_after;
+        c.fault_records = c.fault_records.saturating_add(1);
+        let noted = c.ledger.note(
+            Fault {
+                sid: e.sid,
+                kind: u16::from(e.kind.id()),
+                write: !e.rnw,
+                addr: e.input_addr,
+            },
+            &th,
+        );
+        let (records, pages) = (c.ledger.total(), c.ledger.distinct());
+        let quarantined_now = noted.quarantine.is_some() && !c.quarantined;
+        let demote = !c.quarantined
+            && !c.dead
+            && !c.demoted
+            && matches!(c.policy, InvalidationPolicy::Deferred { .. });
+        let demoted_from = demote.then_some(c.policy);
+        if demote {
+            self.demote(badge);
+        }
         if quarantined_now {
+            if let Some(c) = self.clients.get_mut(&badge) {
+                c.quarantine_reason = noted.quarantine;
+            }
             self.quarantine(badge);
         }
         Some(FaultReport {
@@ -173,9 +201,65 @@ impl<H: SmmuHw, R> Server<H, R> {
             kind: e.kind,
             iova: e.input_addr,
             write: !e.rnw,
-            first,
+            first: noted.first,
             quarantined_now,
+            reason: noted.quarantine.filter(|_| quarantined_now),
+            demoted_from,
+            records,
+            pages,
         })
+    }
+
+    /// The task found the event queue overflowed (records were lost):
+    /// counts it, and charges it to the client owning `sid` (the stream of
+    /// the records being drained when it happened), if any. Returns that
+    /// client's badge.
+    pub fn on_event_overflow(&mut self, sid: Option<StreamId>) -> Option<u32> {
+        self.stats.event_overflows += 1;
+        let badge = *self.streams.get(&sid?.0)?;
+        let c = self.clients.get_mut(&badge)?;
+        c.overflows = c.overflows.saturating_add(1);
+        Some(badge)
+    }
+
+    /// Demotes a deferred client to strict, for good: its policy becomes
+    /// strict now (later unmaps hold their reply for the covering sync),
+    /// and its pending deferred unmaps are flushed at once
+    /// ([`Server::finish_demotion`]; if the SMMU fails that, the next
+    /// request of the client retries it before it is answered).
+    fn demote(&mut self, badge: u32) {
+        let Some(c) = self.clients.get_mut(&badge) else {
+            return;
+        };
+        c.demoted = true;
+        c.policy = InvalidationPolicy::Strict;
+        self.stats.demotions += 1;
+        self.finish_demotion(badge);
+    }
+
+    /// Completes a demotion: flushes the client's deferred queue and
+    /// pending unmaps, then switches its engine policy to strict. Whether
+    /// it is complete (it is at once unless a sync failed). A client that
+    /// was not demoted is complete.
+    pub(super) fn finish_demotion(&mut self, badge: u32) -> bool {
+        let id = ClientId(badge);
+        if !self.clients.get(&badge).is_some_and(|c| c.demoted) {
+            return true;
+        }
+        if !matches!(
+            self.engine.policy(id),
+            Some(InvalidationPolicy::Deferred { .. })
+        ) {
+            return true;
+        }
+        let queued = self.engine.queued(id).unwrap_or(0);
+        if self.pending(badge) != 0 || queued != 0 {
+            let now = self.last_now;
+            self.flush_now(now, badge);
+        }
+        self.engine
+            .set_policy(id, InvalidationPolicy::Strict)
+            .is_ok()
     }
 
     /// Sends every stream of `badge` to abort (CFGI_STE + one sync). Its

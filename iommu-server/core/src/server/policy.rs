@@ -24,6 +24,10 @@
 //!   made now) is pointed at again (words 1.. then word 0, CFGI_STE, one
 //!   sync), so nothing that was reachable in bypass translates any more.
 //!
+//! A benchmark client demoted to strict after a fault of its device
+//! (`faults`) is refused (`NotPermitted`) a `SetPolicy` to deferred or
+//! bypass: demotion is never undone; the strict policies stay open to it.
+//!
 //! `ResetStats` (benchmark client only, same flush first) zeroes the
 //! client's counters. [`Server::charge`] and [`Server::charge_flush`]
 //! credit the task's measured handling time to clients (`server_ticks`).
@@ -75,6 +79,16 @@ impl<H: SmmuHw, R> Server<H, R> {
         policy
             .check_permitted(c.trust)
             .map_err(|_| ApiError::NotPermitted)?;
+        // A demotion is never undone automatically, nor by the client:
+        // after a fault only the strict policies remain.
+        if c.demoted
+            && matches!(
+                policy,
+                InvalidationPolicy::Deferred { .. } | InvalidationPolicy::Bypass
+            )
+        {
+            return Err(ApiError::NotPermitted);
+        }
         if c.domain.as_ref().is_some_and(Domain::has_live_mappings) {
             return Err(ApiError::Busy);
         }

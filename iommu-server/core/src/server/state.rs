@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use abi::{Asid, Iova, PhysAddr, StreamId};
-use iommu_api::{ApiError, ClientQuota, FaultRecord};
+use iommu_api::{ApiError, ClientQuota};
 use pgtable::{PageTable, TableMemory};
 use smmuv3::cmd::Command;
 use smmuv3::regs::StrtabCfg;
@@ -26,6 +26,7 @@ use super::hw::{HwError, SmmuHw};
 use super::strtab::StreamTable;
 use super::types::{ServerConfig, ServerError, ServerStats};
 use crate::engine::{ClientId, Engine, EngineConfig};
+use crate::fault_ledger::{FaultLedger, QuarantineReason};
 use crate::iova::IovaAllocator;
 use crate::policy::{InvalidationPolicy, TrustLevel};
 
@@ -160,9 +161,18 @@ pub(super) struct Client {
     pub(super) quarantined: bool,
     /// It died: its teardown is under way ([`Server::teardown_complete`]).
     pub(super) dead: bool,
-    pub(super) faults: BTreeMap<(u32, u64), FaultRecord>,
+    /// Its faults, coalesced per (StreamID, page), and the quarantine
+    /// decision (`crate::fault_ledger`).
+    pub(super) ledger: FaultLedger,
+    /// Fault records attributed to it since its last `ResetStats`.
     pub(super) fault_records: u64,
-    pub(super) distinct_faults: u32,
+    /// Demoted to strict after a fault of its device (it was deferred);
+    /// never undone.
+    pub(super) demoted: bool,
+    /// Why it was quarantined, if by its faults.
+    pub(super) quarantine_reason: Option<QuarantineReason>,
+    /// Event-queue overflows charged to it.
+    pub(super) overflows: u64,
     /// Doorbells rung for batches its unmaps took part in.
     pub(super) doorbells: u64,
     /// Counter ticks charged to it by the task.
@@ -291,6 +301,11 @@ impl<H: SmmuHw, R> Server<H, R> {
         &mut self.hw
     }
 
+    /// The tunables it runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
     /// Server-wide counters.
     pub fn server_stats(&self) -> ServerStats {
         self.stats
@@ -337,9 +352,11 @@ impl<H: SmmuHw, R> Server<H, R> {
                 sids: Vec::new(),
                 quarantined: false,
                 dead: false,
-                faults: BTreeMap::new(),
+                ledger: FaultLedger::new(self.cfg.fault_records_kept),
                 fault_records: 0,
-                distinct_faults: 0,
+                demoted: false,
+                quarantine_reason: None,
+                overflows: 0,
                 doorbells: 0,
                 ticks: 0,
             },

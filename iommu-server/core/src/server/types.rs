@@ -17,6 +17,7 @@ use smmuv3::evt::EventKind;
 #[cfg(doc)]
 use super::Server;
 use crate::engine::EngineConfig;
+use crate::fault_ledger::QuarantineReason;
 use crate::policy::{InvalidationPolicy, TrustLevel};
 
 /// Why the server could not start or take a client. Codes are stable.
@@ -50,6 +51,9 @@ pub struct ServerConfig {
     /// A client is quarantined once it has more than this many distinct
     /// (StreamID, page) faults.
     pub quarantine_after: u32,
+    /// A client is quarantined once this many fault records were
+    /// attributed to it, whatever their pages (a flood on one page).
+    pub quarantine_records: u64,
     /// Lowest IOVA of every domain (page aligned, non-zero: IOVA 0 stays
     /// unmapped so that a zeroed descriptor faults).
     pub iova_base: u64,
@@ -88,6 +92,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             quarantine_after: 16,
+            // 64 faulted 4 KiB transfers (QEMU writes ~1,025 records each).
+            quarantine_records: 65_536,
             iova_base: 0x10_0000,
             fault_records_kept: 64,
             engine: None,
@@ -146,6 +152,16 @@ pub struct FaultReport {
     pub first: bool,
     /// This fault made the server quarantine the client.
     pub quarantined_now: bool,
+    /// Why, when `quarantined_now`.
+    pub reason: Option<QuarantineReason>,
+    /// This fault demoted a trusted client to strict: its policy before.
+    /// Its pending deferred unmaps were flushed (or, if the SMMU failed
+    /// to, are flushed before its next reply).
+    pub demoted_from: Option<InvalidationPolicy>,
+    /// Records attributed to the client so far.
+    pub records: u64,
+    /// Distinct (StreamID, page) faults counted so far.
+    pub pages: u32,
 }
 
 /// Server-wide counters.
@@ -177,6 +193,10 @@ pub struct ServerStats {
     pub unpin_calls: u64,
     /// Maps refused because the kernel would not pin a frame.
     pub pin_refusals: u64,
+    /// Event-queue overflows the task reported (`Server::on_event_overflow`).
+    pub event_overflows: u64,
+    /// Trusted clients demoted to strict after a fault.
+    pub demotions: u64,
 }
 
 /// A client as [`Server::clients`] shows it.

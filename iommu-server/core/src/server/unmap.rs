@@ -96,7 +96,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             let Some(client) = self.clients.get(&badge) else {
                 return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
             };
-            let faults_pending = client.faults.len() as u32;
+            let faults_pending = client.ledger.kept() as u32;
             return Handled::Reply(reply, reply_bytes(&Response::Unmapped { faults_pending }));
         }
         let Some(tr) = domain.tr.as_mut() else {
@@ -159,7 +159,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         let faults_pending = self
             .clients
             .get(&badge)
-            .map_or(0, |c| c.faults.len() as u32);
+            .map_or(0, |c| c.ledger.kept() as u32);
         let response = failure.map_or_else(
             || reply_bytes(&Response::Unmapped { faults_pending }),
             error_bytes,

@@ -759,3 +759,28 @@ fn iommu_quota_arguments_are_checked() {
     let other = format!("{ONE_TASK}args = {{ quota_bench = \"x\" }}\n");
     assert!(parse(&other, "ok").is_ok());
 }
+
+#[test]
+fn iommu_fault_arguments_are_checked() {
+    let server = |args: &str| {
+        format!(
+            "[[task]]\nname = \"iommu\"\npackage = \"iommu-server\"\npriority = 3\nargs = {{ {args} }}\n"
+        )
+    };
+    let ok = parse(
+        &server("evtq_log2 = \"7\", quarantine_after = \"4\", quarantine_records = \"2048\""),
+        "ok",
+    )
+    .unwrap();
+    assert_eq!(ok.tasks[0].args["quarantine_records"], "2048");
+    for (arg, why) in [
+        ("evtq_log2 = \"3\"", "evtq_log2"),
+        ("evtq_log2 = \"20\"", "evtq_log2"),
+        ("quarantine_after = \"-1\"", "quarantine_after"),
+        ("quarantine_after = \"70000\"", "quarantine_after"),
+        ("quarantine_records = \"0\"", "quarantine_records"),
+        ("quarantine_records = \"lots\"", "quarantine_records"),
+    ] {
+        rejects(&server(arg), &["task \"iommu\"", why]);
+    }
+}
