@@ -50,16 +50,26 @@ pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
 }
 
-/// Idles until an interrupt has been taken: unmasks IRQs, waits, masks
-/// them again. The IRQ is handled by the vectors in between.
+/// Idles until an interrupt has been taken: waits with IRQs still masked,
+/// then unmasks them so the pending one is taken, and masks them again.
+///
+/// The wait comes first on purpose. WFI wakes on a pending IRQ whatever
+/// PSTATE.I says, so an interrupt that became pending before the WFI (a
+/// deadline the scheduler just programmed, already passed) ends the wait at
+/// once. Unmasking first would take that IRQ before the WFI; its handler
+/// re-arms the timer for the next tick, and the WFI would then sleep until
+/// that tick (up to 10 ms) with an expired deadline nobody processed.
 pub fn idle_once() {
-    // SAFETY: unmasking IRQs at EL1 lets the vectors (installed) run the
-    // handler on this stack; the caller holds no lock the handler takes.
-    // WFI then DAIF masking restore the kernel's normal state.
+    // SAFETY: WFI with IRQs masked only waits; unmasking IRQs at EL1 then
+    // lets the vectors (installed) run the handler on this stack, and the
+    // caller holds no lock the handler takes. The ISB makes the unmask take
+    // effect (and the pending IRQ be taken) before IRQs are masked again,
+    // which restores the kernel's normal state.
     unsafe {
         core::arch::asm!(
-            "msr daifclr, #2",
             "wfi",
+            "msr daifclr, #2",
+            "isb",
             "msr daifset, #2",
             // The handler is Rust code built with FP/SIMD: it may change
             // any register the C ABI lets a callee change.

@@ -625,11 +625,12 @@ impl<P> Engine<P> {
 
     /// The time (µs) by which [`Engine::plan_flush`] must be called: the
     /// oldest ready entry (already due) or the oldest deferred entry plus
-    /// its client's `max_age_us`. `None` if nothing waits.
+    /// its client's `max_age_us`, less the flush's lead ([`flush_at`]).
+    /// `None` if nothing waits.
     pub fn next_deadline(&self) -> Option<u64> {
         let queues = self.clients.values().filter_map(|c| {
             let front = c.queue.front()?;
-            Some(front.unmapped_at.saturating_add(max_age(c.policy)))
+            Some(flush_at(front.unmapped_at, c.policy))
         });
         self.ready_oldest.into_iter().chain(queues).min()
     }
@@ -646,8 +647,7 @@ impl<P> Engine<P> {
     pub fn plan_flush(&mut self, now: u64) -> Option<FlushPlan> {
         for c in self.clients.values_mut() {
             let due = c.queue.front().is_some_and(|f| {
-                f.unmapped_at.saturating_add(max_age(c.policy)) <= now
-                    || c.queue.len() >= max_entries(c.policy)
+                flush_at(f.unmapped_at, c.policy) <= now || c.queue.len() >= max_entries(c.policy)
             });
             if due {
                 ready_queue(&mut self.ready, &mut self.ready_oldest, &mut c.queue);
@@ -813,7 +813,7 @@ impl<P> Engine<P> {
                     }
                 } else {
                     let oldest = c.queue.front().map_or(now, |f| f.unmapped_at);
-                    let deadline = oldest.saturating_add(max_age(c.policy));
+                    let deadline = flush_at(oldest, c.policy);
                     UnmapOutcome {
                         reply: Reply::Now,
                         flush: FlushUrgency::At(deadline),
@@ -907,6 +907,32 @@ fn ready_queue<P>(
 
 fn refuse<P>(error: EngineError, payload: P) -> Refused<P> {
     Refused { error, payload }
+}
+
+/// Most of a deferred queue's age bound that its flush starts early by
+/// ([`flush_lead_us`]), in µs.
+pub const FLUSH_LEAD_MAX_US: u64 = 200;
+
+/// How long before its age bound `max_age_us` a deferred queue is flushed:
+/// a quarter of the bound, at most [`FLUSH_LEAD_MAX_US`]. Waking the server,
+/// planning the flush and waiting for its CMD_SYNC take time after the
+/// deadline; starting that much early keeps the stale window (unmap to
+/// completed sync) within the bound rather than past it.
+pub const fn flush_lead_us(max_age_us: u64) -> u64 {
+    let quarter = max_age_us / 4;
+    if quarter < FLUSH_LEAD_MAX_US {
+        quarter
+    } else {
+        FLUSH_LEAD_MAX_US
+    }
+}
+
+/// When a deferred queue whose oldest entry was unmapped at `unmapped_at`
+/// is due (µs): its age bound less [`flush_lead_us`]. At once for the other
+/// policies.
+pub fn flush_at(unmapped_at: u64, policy: InvalidationPolicy) -> u64 {
+    let age = max_age(policy);
+    unmapped_at.saturating_add(age - flush_lead_us(age))
 }
 
 /// A deferred policy's age bound (0 for the others: due at once).
