@@ -194,10 +194,11 @@ mod tests {
 
     #[test]
     fn watchdog_is_bounded() {
-        let mut o = FuzzOptions::default();
-        o.iterations = 1;
-        assert_eq!(o.watchdog(), 1);
-        o.iterations = 10_000_000;
-        assert_eq!(o.watchdog(), 5000);
+        let with = |iterations| FuzzOptions {
+            iterations,
+            ..FuzzOptions::default()
+        };
+        assert_eq!(with(1).watchdog(), 1);
+        assert_eq!(with(10_000_000).watchdog(), 5000);
     }
 }
