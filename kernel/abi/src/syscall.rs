@@ -25,7 +25,10 @@ crate::stable_codes! {
         /// the caller serves, or for a notification, or for the timeout.
         Recv = 4,
         /// `reply(token, ptr, len)`: answers a call received earlier, now or
-        /// much later (held replies).
+        /// much later (held replies). A reply longer than the caller's
+        /// `reply_cap` is `BufferTooSmall` for both: the call ends with that
+        /// error (the caller never waits for a reply that cannot land) and
+        /// the token is used up.
         Reply = 5,
         /// `notify(cap, bits)`: ORs `bits` into the notification word of the
         /// task the notification capability names.

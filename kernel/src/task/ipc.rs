@@ -251,6 +251,10 @@ pub fn reply(k: &mut Kernel, s: TaskIdx, tok: u64, msg: &[u8]) -> SysResult<()> 
     }
     let call = target.call.as_ref().expect("a waiting caller has its call");
     if msg.len() as u64 > call.reply_cap {
+        // The caller gave too little room: it learns so, instead of
+        // waiting forever for a reply that can never land (found by the
+        // fuzzer, seed 1). The token is used up.
+        fail_call(k, t, Error::BufferTooSmall);
         return Err(Error::BufferTooSmall);
     }
     let reply_ptr = call.reply_ptr;

@@ -37,6 +37,14 @@ commands:
                              chart.svg,table.txt}
       --ms MS                milliseconds per point (default: the system's)
       --out DIR              write the report files there instead
+  fuzz [options]             the syscall and IPC fuzzer (systems/fuzz.toml): random
+                             syscalls and mutated IOMMU and block requests from a seed,
+                             with a watchdog on both servers; fails on any panic, fault,
+                             server restart, hang or frame accounting error, and prints
+                             the command that replays the run
+      --iterations N         fuzz iterations (default 120000)
+      --seed S               PRNG seed (default 1); the same options replay the run
+      --target T             kernel, iommu, block or all (default all)
   demo [NAME..]              the isolation demos (scenarios named demo-*), narrated live;
                              NAME picks one (e.g. `rogue-dma`); ends with PASS/FAIL
   help                       this text
@@ -57,6 +65,7 @@ pub enum Command {
     Run(RunOptions),
     Test(TestOptions),
     Bench(crate::bench::BenchOptions),
+    Fuzz(crate::fuzz::FuzzOptions),
     /// Demo names (empty: all).
     Demo(Vec<String>),
 }
@@ -136,6 +145,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "run" => parse_run(rest).map(Command::Run),
         "test" => parse_test(rest).map(Command::Test),
         "bench" => parse_bench(rest).map(Command::Bench),
+        "fuzz" => parse_fuzz(rest).map(Command::Fuzz),
         "demo" => Ok(Command::Demo(rest.to_vec())),
         other => Err(format!("unknown command `{other}`")),
     }
@@ -149,6 +159,34 @@ fn parse_bench(args: &[String]) -> Result<crate::bench::BenchOptions, String> {
             "--ms" => opts.ms = Some(parse_positive("--ms", "milliseconds", it.next())?),
             "--out" => opts.out = Some(parse_path("--out", it.next())?),
             other => return Err(format!("`bench`: unexpected argument `{other}`")),
+        }
+    }
+    Ok(opts)
+}
+
+fn parse_fuzz(args: &[String]) -> Result<crate::fuzz::FuzzOptions, String> {
+    let mut opts = crate::fuzz::FuzzOptions::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--iterations" => {
+                opts.iterations = parse_positive("--iterations", "iterations", it.next())?
+            }
+            "--seed" => {
+                let value = it.next().ok_or("--seed needs a number")?;
+                opts.seed = value
+                    .parse()
+                    .map_err(|_| format!("--seed: `{value}` is not a number"))?;
+            }
+            "--target" => {
+                let value = it
+                    .next()
+                    .ok_or("--target needs kernel, iommu, block or all")?;
+                opts.target = crate::fuzz::Target::parse(value).ok_or_else(|| {
+                    format!("--target: `{value}` is not kernel, iommu, block or all")
+                })?;
+            }
+            other => return Err(format!("`fuzz`: unexpected argument `{other}`")),
         }
     }
     Ok(opts)
@@ -328,6 +366,47 @@ mod tests {
             "{ms}"
         );
         assert!(parse(&args("bench --ms")).unwrap_err().starts_with("--ms"));
+    }
+
+    #[test]
+    fn fuzz_takes_iterations_seed_and_target() {
+        use crate::fuzz::{FuzzOptions, Target};
+        assert_eq!(
+            parse(&args("fuzz")),
+            Ok(Command::Fuzz(FuzzOptions::default()))
+        );
+        assert_eq!(
+            parse(&args("fuzz --iterations 500 --seed 0 --target iommu")),
+            Ok(Command::Fuzz(FuzzOptions {
+                iterations: 500,
+                seed: 0,
+                target: Target::Iommu,
+            }))
+        );
+        let Command::Fuzz(f) =
+            parse(&args("fuzz --target kernel --seed 18446744073709551615")).unwrap()
+        else {
+            panic!("not fuzz");
+        };
+        assert_eq!((f.seed, f.target), (u64::MAX, Target::Kernel));
+        assert_eq!(f.iterations, FuzzOptions::default().iterations);
+        for bad in [
+            "fuzz --iterations 0",
+            "fuzz --iterations",
+            "fuzz --iterations x",
+            "fuzz --seed",
+            "fuzz --seed -1",
+            "fuzz --target",
+            "fuzz --target smmu",
+            "fuzz extra",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+        assert!(
+            parse(&args("fuzz --target x"))
+                .unwrap_err()
+                .contains("kernel, iommu, block or all")
+        );
     }
 
     #[test]

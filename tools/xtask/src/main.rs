@@ -7,6 +7,7 @@
 mod artifacts;
 mod bench;
 mod cli;
+mod fuzz;
 mod prereq;
 mod projection_glue;
 mod qemu;
@@ -97,6 +98,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         Command::Run(opts) => suite::run(&opts),
         Command::Test(opts) => suite::test(&opts),
         Command::Bench(opts) => bench::bench(&opts),
+        Command::Fuzz(opts) => fuzz::fuzz(&opts),
         Command::Demo(names) => suite::test(&cli::TestOptions {
             skip_host: true,
             echo: true,

@@ -329,7 +329,7 @@ fn prepare(
 }
 
 /// Boots one scenario and prints its verdict; true on PASS.
-fn run_scenario(
+pub fn run_scenario(
     ws: &Workspace,
     images: &Images,
     s: &Scenario,
