@@ -3,78 +3,79 @@
 //! (`{status: u32, count: u16, reserved: u16 = 0}`, then `count` entries
 //! whose size depends on the request answered) is `ipc-proto`'s framing.
 
-/// A client's counters, as the `Stats` response carries them (twenty-one
-/// little-endian `u64`s in this order; `doorbells` and `server_ticks` were
-/// appended after the first eight, the quota fields after those, the
-/// fault-handling fields (`level`, `level_reason`, `event_overflows`,
-/// `fault_pages`) after those; no place ever moves).
-///
-/// Consistency: every range a client unmapped is counted in `unmaps`
-/// (bypass unmaps too, which need no invalidation); `syncs <= unmaps`,
-/// since each sync counted covered at least one of its unmaps; and
-/// `ResetStats` zeroes every counter but the gauges (`iova_bytes_in_use`,
-/// `pending_unmaps`, the quota uses and limits), after completing the client's
-/// pending unmaps so that none of them is counted on the far side.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Stats {
-    /// Map requests accepted.
-    pub maps: u64,
-    /// Unmapped ranges accepted.
-    pub unmaps: u64,
-    /// TLBI commands issued for this client's domain.
-    pub tlbi_commands: u64,
-    /// CMD_SYNCs this client's unmaps took part in.
-    pub syncs: u64,
-    /// Fault records attributed to this client (before coalescing).
-    pub faults: u64,
-    /// IOVA space held by live or not-yet-released mappings, in bytes.
-    pub iova_bytes_in_use: u64,
-    /// Unmaps accepted whose covering sync has not completed yet.
-    pub pending_unmaps: u64,
-    /// Longest deferred stale window (unmap to covering sync), in µs.
-    pub max_stale_window_us: u64,
-    /// Command-queue doorbells rung for batches this client's unmaps took
-    /// part in: one per non-empty command batch plus one per CMD_SYNC
-    /// (the server's hardware layer queues each CMD_SYNC behind its own
-    /// doorbell). A doorbell shared by several clients counts for each.
-    pub doorbells: u64,
-    /// Counter ticks (`CNTVCT`, at the frequency `userlib::time` reports)
-    /// the server spent on this client's requests, and its share of the
-    /// flushes that covered its unmaps (see `Server::charge_flush`).
-    pub server_ticks: u64,
-    /// Bytes mapped now (whole pages), against `quota_mapped_bytes`.
-    pub mapped_bytes: u64,
-    /// Live mappings now, against `quota_mappings`.
-    pub mappings: u64,
-    /// Page-table pages held now (freed ones until their sync), against
-    /// `quota_table_pages`.
-    pub table_pages: u64,
-    /// The client's quota of mapped bytes.
-    pub quota_mapped_bytes: u64,
-    /// The client's quota of live mappings.
-    pub quota_mappings: u64,
-    /// The client's quota of page-table pages.
-    pub quota_table_pages: u64,
-    /// The client's quota of IOVA space (`iova_bytes_in_use` counts
-    /// against it), in bytes.
-    pub quota_iova_bytes: u64,
-    /// Where the server holds the client now: [`level::CONFIGURED`] (the
-    /// policy its system description gave, or its own `SetPolicy`),
-    /// [`level::DEMOTED`] (a trusted client whose device faulted: strict
-    /// from then on, never undone), [`level::QUARANTINED`] (its streams
-    /// abort; only `Stats` and `Faults` are served).
-    pub level: u64,
-    /// Why it is at that level: [`level::REASON_NONE`],
-    /// [`level::REASON_FAULT`] (demoted after a fault),
-    /// [`level::REASON_DISTINCT_PAGES`] or [`level::REASON_RECORDS`]
-    /// (the quarantine threshold it passed).
-    pub level_reason: u64,
-    /// Event-queue overflows charged to this client (records lost while
-    /// its device's records were the ones being drained).
-    pub event_overflows: u64,
-    /// Distinct (StreamID, page) faults counted against the quarantine
-    /// threshold.
-    pub fault_pages: u64,
+ipc_proto::counters! {
+    /// A client's counters, as the `Stats` response carries them (twenty-one
+    /// little-endian `u64`s in this order; `doorbells` and `server_ticks` were
+    /// appended after the first eight, the quota fields after those, the
+    /// fault-handling fields (`level`, `level_reason`, `event_overflows`,
+    /// `fault_pages`) after those; no place ever moves).
+    ///
+    /// Consistency: every range a client unmapped is counted in `unmaps`
+    /// (bypass unmaps too, which need no invalidation); `syncs <= unmaps`,
+    /// since each sync counted covered at least one of its unmaps; and
+    /// `ResetStats` zeroes every counter but the gauges (`iova_bytes_in_use`,
+    /// `pending_unmaps`, the quota uses and limits), after completing the client's
+    /// pending unmaps so that none of them is counted on the far side.
+    pub struct Stats {
+        /// Map requests accepted.
+        pub maps: u64,
+        /// Unmapped ranges accepted.
+        pub unmaps: u64,
+        /// TLBI commands issued for this client's domain.
+        pub tlbi_commands: u64,
+        /// CMD_SYNCs this client's unmaps took part in.
+        pub syncs: u64,
+        /// Fault records attributed to this client (before coalescing).
+        pub faults: u64,
+        /// IOVA space held by live or not-yet-released mappings, in bytes.
+        pub iova_bytes_in_use: u64,
+        /// Unmaps accepted whose covering sync has not completed yet.
+        pub pending_unmaps: u64,
+        /// Longest deferred stale window (unmap to covering sync), in µs.
+        pub max_stale_window_us: u64,
+        /// Command-queue doorbells rung for batches this client's unmaps took
+        /// part in: one per non-empty command batch plus one per CMD_SYNC
+        /// (the server's hardware layer queues each CMD_SYNC behind its own
+        /// doorbell). A doorbell shared by several clients counts for each.
+        pub doorbells: u64,
+        /// Counter ticks (`CNTVCT`, at the frequency `userlib::time` reports)
+        /// the server spent on this client's requests, and its share of the
+        /// flushes that covered its unmaps (see `Server::charge_flush`).
+        pub server_ticks: u64,
+        /// Bytes mapped now (whole pages), against `quota_mapped_bytes`.
+        pub mapped_bytes: u64,
+        /// Live mappings now, against `quota_mappings`.
+        pub mappings: u64,
+        /// Page-table pages held now (freed ones until their sync), against
+        /// `quota_table_pages`.
+        pub table_pages: u64,
+        /// The client's quota of mapped bytes.
+        pub quota_mapped_bytes: u64,
+        /// The client's quota of live mappings.
+        pub quota_mappings: u64,
+        /// The client's quota of page-table pages.
+        pub quota_table_pages: u64,
+        /// The client's quota of IOVA space (`iova_bytes_in_use` counts
+        /// against it), in bytes.
+        pub quota_iova_bytes: u64,
+        /// Where the server holds the client now: [`level::CONFIGURED`] (the
+        /// policy its system description gave, or its own `SetPolicy`),
+        /// [`level::DEMOTED`] (a trusted client whose device faulted: strict
+        /// from then on, never undone), [`level::QUARANTINED`] (its streams
+        /// abort; only `Stats` and `Faults` are served).
+        pub level: u64,
+        /// Why it is at that level: [`level::REASON_NONE`],
+        /// [`level::REASON_FAULT`] (demoted after a fault),
+        /// [`level::REASON_DISTINCT_PAGES`] or [`level::REASON_RECORDS`]
+        /// (the quarantine threshold it passed).
+        pub level_reason: u64,
+        /// Event-queue overflows charged to this client (records lost while
+        /// its device's records were the ones being drained).
+        pub event_overflows: u64,
+        /// Distinct (StreamID, page) faults counted against the quarantine
+        /// threshold.
+        pub fault_pages: u64,
+    }
 }
 
 /// The codes of [`Stats::level`] and [`Stats::level_reason`].
@@ -96,8 +97,6 @@ pub mod level {
 }
 
 impl Stats {
-    pub(crate) const FIELDS: usize = 21;
-
     /// [`Stats::level`] and [`Stats::level_reason`] in words, e.g.
     /// `"strict (demoted: fault)"` or `"quarantined (records)"`.
     pub fn level_text(&self) -> &'static str {
@@ -108,81 +107,6 @@ impl Stats {
             (level::QUARANTINED, level::REASON_RECORDS) => "quarantined (records)",
             (level::QUARANTINED, _) => "quarantined",
             _ => "unknown",
-        }
-    }
-
-    pub(crate) fn to_array(self) -> [u64; Self::FIELDS] {
-        [
-            self.maps,
-            self.unmaps,
-            self.tlbi_commands,
-            self.syncs,
-            self.faults,
-            self.iova_bytes_in_use,
-            self.pending_unmaps,
-            self.max_stale_window_us,
-            self.doorbells,
-            self.server_ticks,
-            self.mapped_bytes,
-            self.mappings,
-            self.table_pages,
-            self.quota_mapped_bytes,
-            self.quota_mappings,
-            self.quota_table_pages,
-            self.quota_iova_bytes,
-            self.level,
-            self.level_reason,
-            self.event_overflows,
-            self.fault_pages,
-        ]
-    }
-
-    pub(crate) fn from_array(a: [u64; Self::FIELDS]) -> Self {
-        let [
-            maps,
-            unmaps,
-            tlbi_commands,
-            syncs,
-            faults,
-            iova_bytes_in_use,
-            pending_unmaps,
-            max_stale_window_us,
-            doorbells,
-            server_ticks,
-            mapped_bytes,
-            mappings,
-            table_pages,
-            quota_mapped_bytes,
-            quota_mappings,
-            quota_table_pages,
-            quota_iova_bytes,
-            level,
-            level_reason,
-            event_overflows,
-            fault_pages,
-        ] = a;
-        Self {
-            maps,
-            unmaps,
-            tlbi_commands,
-            syncs,
-            faults,
-            iova_bytes_in_use,
-            pending_unmaps,
-            max_stale_window_us,
-            doorbells,
-            server_ticks,
-            mapped_bytes,
-            mappings,
-            table_pages,
-            quota_mapped_bytes,
-            quota_mappings,
-            quota_table_pages,
-            quota_iova_bytes,
-            level,
-            level_reason,
-            event_overflows,
-            fault_pages,
         }
     }
 }

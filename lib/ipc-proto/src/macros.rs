@@ -336,3 +336,39 @@ macro_rules! protocol {
         $( let $f = <$t as $crate::ResponseField<'a, $err>>::read($f)?; )*
     };
 }
+
+/// A record of `u64` counters that travels as an array of little-endian
+/// words, declared once: the struct (with `Clone, Copy, Debug, Default,
+/// PartialEq, Eq, Hash`), `FIELDS`, `to_array` and `from_array`, all in
+/// declaration order (which is the wire order: append, never reorder).
+#[macro_export]
+macro_rules! counters {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $fvis:vis $field:ident: u64, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        $vis struct $name {
+            $( $(#[$fmeta])* $fvis $field: u64, )+
+        }
+
+        impl $name {
+            /// Counters on the wire, in declaration order.
+            pub const FIELDS: usize = [$(stringify!($field)),+].len();
+
+            /// The counters in declaration (wire) order.
+            pub fn to_array(self) -> [u64; Self::FIELDS] {
+                [$(self.$field),+]
+            }
+
+            /// The inverse of [`Self::to_array`].
+            pub fn from_array(a: [u64; Self::FIELDS]) -> Self {
+                let [$($field),+] = a;
+                Self { $($field),+ }
+            }
+        }
+    };
+}

@@ -148,92 +148,40 @@ impl BenchMode {
     }
 }
 
-/// A driver's counters (answer to `Stats`): its own work and the IOMMU
-/// server's work for it, since the last `SetMode`. 13 little-endian `u64`s.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BlockStats {
-    /// I/Os completed.
-    pub ios: u64,
-    /// `Submit` requests handled.
-    pub submits: u64,
-    /// `Reap` requests answered.
-    pub reaps: u64,
-    /// Map calls to the IOMMU server.
-    pub iommu_map_calls: u64,
-    /// Unmap calls to the IOMMU server.
-    pub iommu_unmap_calls: u64,
-    /// Fault queries to the IOMMU server.
-    pub iommu_fault_calls: u64,
-    /// I/Os failed with `DmaFault`.
-    pub dma_faults: u64,
-    /// Ranges the IOMMU server unmapped for the driver.
-    pub unmapped_ranges: u64,
-    /// TLBI commands issued for the driver's domain.
-    pub tlbi_commands: u64,
-    /// CMD_SYNCs the driver's unmaps took part in.
-    pub cmd_syncs: u64,
-    /// Command-queue doorbells those took.
-    pub doorbells: u64,
-    /// Counter ticks the IOMMU server spent on the driver.
-    pub server_ticks: u64,
-    /// Longest deferred stale window, µs.
-    pub max_stale_window_us: u64,
-}
-
-impl BlockStats {
-    pub(crate) const FIELDS: usize = 13;
-
-    pub(crate) fn to_array(self) -> [u64; Self::FIELDS] {
-        [
-            self.ios,
-            self.submits,
-            self.reaps,
-            self.iommu_map_calls,
-            self.iommu_unmap_calls,
-            self.iommu_fault_calls,
-            self.dma_faults,
-            self.unmapped_ranges,
-            self.tlbi_commands,
-            self.cmd_syncs,
-            self.doorbells,
-            self.server_ticks,
-            self.max_stale_window_us,
-        ]
-    }
-
-    pub(crate) fn from_array(a: [u64; Self::FIELDS]) -> Self {
-        let [
-            ios,
-            submits,
-            reaps,
-            iommu_map_calls,
-            iommu_unmap_calls,
-            iommu_fault_calls,
-            dma_faults,
-            unmapped_ranges,
-            tlbi_commands,
-            cmd_syncs,
-            doorbells,
-            server_ticks,
-            max_stale_window_us,
-        ] = a;
-        Self {
-            ios,
-            submits,
-            reaps,
-            iommu_map_calls,
-            iommu_unmap_calls,
-            iommu_fault_calls,
-            dma_faults,
-            unmapped_ranges,
-            tlbi_commands,
-            cmd_syncs,
-            doorbells,
-            server_ticks,
-            max_stale_window_us,
-        }
+ipc_proto::counters! {
+    /// A driver's counters (answer to `Stats`): its own work and the IOMMU
+    /// server's work for it, since the last `SetMode`. 13 little-endian `u64`s.
+    pub struct BlockStats {
+        /// I/Os completed.
+        pub ios: u64,
+        /// `Submit` requests handled.
+        pub submits: u64,
+        /// `Reap` requests answered.
+        pub reaps: u64,
+        /// Map calls to the IOMMU server.
+        pub iommu_map_calls: u64,
+        /// Unmap calls to the IOMMU server.
+        pub iommu_unmap_calls: u64,
+        /// Fault queries to the IOMMU server.
+        pub iommu_fault_calls: u64,
+        /// I/Os failed with `DmaFault`.
+        pub dma_faults: u64,
+        /// Ranges the IOMMU server unmapped for the driver.
+        pub unmapped_ranges: u64,
+        /// TLBI commands issued for the driver's domain.
+        pub tlbi_commands: u64,
+        /// CMD_SYNCs the driver's unmaps took part in.
+        pub cmd_syncs: u64,
+        /// Command-queue doorbells those took.
+        pub doorbells: u64,
+        /// Counter ticks the IOMMU server spent on the driver.
+        pub server_ticks: u64,
+        /// Longest deferred stale window, µs.
+        pub max_stale_window_us: u64,
     }
 }
+
+impl BlockStats {}
 
 /// What an I/O does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
