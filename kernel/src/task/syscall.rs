@@ -127,7 +127,7 @@ fn read_call_args(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<CallArgs> {
 
 fn read_recv_args(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<RecvArgs> {
     let b: [u8; size_of::<RecvArgs>()] = read_bytes(k, t, ptr)?;
-    Ok(decode!(
+    let a = decode!(
         b,
         RecvArgs {
             endpoint: u32,
@@ -138,7 +138,13 @@ fn read_recv_args(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<RecvArgs> {
             frames_cap: u64,
             timeout_us: u64,
         }
-    ))
+    );
+    // The ABI reserves the field as zero (found by the fuzzer): a non-zero
+    // value is refused, so the field can get a meaning later.
+    if a.reserved != 0 {
+        return Err(Error::BadArgument);
+    }
+    Ok(a)
 }
 
 fn log(k: &Kernel, t: TaskIdx, ptr: u64, len: u64) -> SysResult<()> {
