@@ -16,6 +16,7 @@ pub mod ipc;
 pub mod mem;
 pub mod pci;
 pub mod raw;
+pub mod rng;
 pub mod rt;
 #[allow(unsafe_code)]
 mod sys;
