@@ -52,6 +52,8 @@ abi::stable_codes! {
         /// bytes, live mappings, page-table pages, IOVA space: see
         /// `iommu_api::ClientQuota`). Nothing changed; unmapping makes room.
         QuotaExceeded = 20 => "quota exceeded",
+        /// `ClientStats` asked for a client index past the last client.
+        NoSuchClient = 21 => "no such client",
     }
 }
 
@@ -85,7 +87,7 @@ mod tests {
     /// The protocol as shipped: every error's code and name. A
     /// renumbering, a rename, a reordering, a variant missing from `ALL` or
     /// one added without an entry here fails.
-    const GOLDEN: [(ApiError, u32, &str); 20] = [
+    const GOLDEN: [(ApiError, u32, &str); 21] = [
         (ApiError::Malformed, 1, "malformed"),
         (ApiError::UnknownOp, 2, "unknown op"),
         (ApiError::NoDevice, 3, "no device"),
@@ -106,6 +108,7 @@ mod tests {
         (ApiError::Busy, 18, "busy"),
         (ApiError::NotContiguous, 19, "not contiguous"),
         (ApiError::QuotaExceeded, 20, "quota exceeded"),
+        (ApiError::NoSuchClient, 21, "no such client"),
     ];
 
     #[test]

@@ -59,7 +59,7 @@ pub use ipc_proto::{
     HEADER_BYTES, List, MSG_MAX, RequestField, ResponseField, Transport, WireEntry,
 };
 pub use list::{Extent, FaultRecord, Iovas};
-pub use policy::{InvalidationPolicy, TrustLevel};
+pub use policy::{InvalidationPolicy, MONITOR, TrustLevel};
 pub use protocol::{Client, Handler, Op, Request, Response};
 pub use quota::ClientQuota;
 pub use request::Dir;

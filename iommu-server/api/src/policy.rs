@@ -133,6 +133,12 @@ impl InvalidationPolicy {
 /// key) that makes it the benchmark client.
 pub const BENCH: &str = "bench";
 
+/// The system description's spelling of a task's `trust` that makes it a
+/// monitor of the IOMMU server rather than a client: it may read every
+/// client's counters (`ClientStats`) and nothing else; it has no domain,
+/// no quota and no device.
+pub const MONITOR: &str = "monitor";
+
 /// A client's starting policy and trust level from its `trust` string in
 /// the system description: `bench` is a [`TrustLevel::Bench`] client
 /// starting [`InvalidationPolicy::Strict`]; a strict policy means

@@ -100,4 +100,21 @@ protocol! {
     8 ResetStats => fn reset_stats
     -> /// To `ResetStats`: the caller's counters are zero.
        StatsReset;
+
+    /// A monitor (trust `monitor` in the system description) reads the
+    /// counters of the client at `index` (0-based, in badge order; the
+    /// ones that died and were not readmitted included until forgotten).
+    /// Read-only. From a client: `NotPermitted`; past the last client:
+    /// `NoSuchClient`. Answer: `ClientStatsOf`.
+    9 ClientStats {
+        /// Which client, 0-based.
+        index: u32,
+    } => fn client_stats
+    -> /// To `ClientStats`: whose counters, and the counters.
+       ClientStatsOf {
+           /// The client's badge (its task index plus one).
+           badge: u32,
+           /// Its counters, as its own `Stats` request would answer.
+           stats: Stats,
+       };
 }

@@ -133,6 +133,13 @@ impl Iommu {
         self.with(None, None).stats(&mut [0; MSG_MAX])
     }
 
+    /// A monitor only (trust `monitor`): the badge and counters of the
+    /// server's client at `index` (0-based, badge order); past the last
+    /// one, `NoSuchClient`.
+    pub fn client_stats(&self, index: u32) -> Result<(u32, Stats), ClientError> {
+        self.with(None, None).client_stats(&mut [0; MSG_MAX], index)
+    }
+
     /// Switches this client's invalidation policy (the benchmark client
     /// only: trust `bench` in the system description; others get
     /// `NotPermitted`). Every mapping must be unmapped first (`Busy`

@@ -218,7 +218,15 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         "iommu: INSECURE DEMO BUILD: streams attached in bypass (no translation, no DMA protection)"
     );
     let mut clients = 0;
+    let mut monitors = 0;
     for c in info.clients() {
+        if c.trust == iommu_api::MONITOR {
+            match server.add_monitor(c.badge) {
+                Ok(()) => monitors += 1,
+                Err(e) => log!("iommu: monitor {} refused: {e:?}", c.name),
+            }
+            continue;
+        }
         // Strict policies are what an untrusted client gets; anything
         // weaker is a statement of trust by the system description, and
         // `bench` makes the benchmark client (strict, may switch itself).
@@ -261,6 +269,9 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         "iommu: SMMU enabled, every stream aborts until attached; stream table {} pages, pool {used}/{total} pages; {clients} clients",
         server.strtab_pages()
     );
+    if monitors > 0 {
+        log!("iommu: {monitors} monitor(s) may read every client's counters");
+    }
 
     #[cfg(feature = "fault-crash")]
     fault_crash::arm(info);

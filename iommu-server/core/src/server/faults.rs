@@ -3,6 +3,7 @@
 //! StreamID and noted in the client's ledger (`crate::fault_ledger`:
 //! coalesced per (StreamID, page), bounded, with the quarantine decision
 //! taken record by record), event-queue overflows charged to a client,
+//! a monitor's read of any client's counters (`ClientStats`),
 //! `Faults` draining, demotion of a faulting deferred client to strict,
 //! and quarantine.
 //!
@@ -64,6 +65,18 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// covered, ascending.
     pub fn last_flush_clients(&self) -> &[u32] {
         &self.flushed
+    }
+
+    /// A monitor's `ClientStats`: the counters of the client at `index`
+    /// in badge order, encoded as `ClientStatsOf`.
+    pub(super) fn client_stats(&self, index: u32) -> Result<Vec<u8>, ApiError> {
+        let badge = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.clients.keys().nth(i))
+            .copied()
+            .ok_or(ApiError::NoSuchClient)?;
+        let stats = self.stats(badge).ok_or(ApiError::NoSuchClient)?;
+        Ok(reply_bytes(&Response::ClientStatsOf { badge, stats }))
     }
 
     /// A client's counters, as the `Stats` request reports them.

@@ -111,4 +111,10 @@ pub struct Server<H, R> {
     /// Heap reserved by every registered client's quota, at most
     /// `ServerConfig::heap_budget`.
     heap_reserved: u64,
+    /// Badges of the monitors (at most [`MAX_MONITORS`]): they may read
+    /// every client's counters and nothing else.
+    monitors: Vec<u32>,
 }
+
+/// Most monitors one server registers.
+pub const MAX_MONITORS: usize = 8;

@@ -78,4 +78,9 @@ impl<'a, H: SmmuHw, R> Handler<'a> for Call<'_, '_, H, R> {
         let r = self.server.reset_stats(self.now, self.badge);
         self.answer(r)
     }
+
+    /// Clients never may (monitors are answered in `handle`).
+    fn client_stats(self, _index: u32) -> Handled<R> {
+        self.answer(Err(ApiError::NotPermitted))
+    }
 }

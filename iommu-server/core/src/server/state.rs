@@ -259,6 +259,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             unpins: Vec::new(),
             table_reserved: 0,
             heap_reserved: 0,
+            monitors: Vec::new(),
         };
         s.invalidate_all().map_err(|_| ServerError::Hardware)?;
         Ok(s)
@@ -311,6 +312,24 @@ impl<H: SmmuHw, R> Server<H, R> {
         self.stats
     }
 
+    /// Registers a monitor from the system description (trust
+    /// [`iommu_api::MONITOR`]): a caller that may read every client's
+    /// counters with `ClientStats` and do nothing else. A badge cannot be
+    /// both a client and a monitor.
+    pub fn add_monitor(&mut self, badge: u32) -> Result<(), ServerError> {
+        if self.clients.contains_key(&badge) || self.monitors.contains(&badge) {
+            return Err(ServerError::ClientExists);
+        }
+        if self.monitors.len() >= super::MAX_MONITORS {
+            return Err(ServerError::HeapBudget);
+        }
+        self.monitors
+            .try_reserve(1)
+            .map_err(|_| ServerError::NoMemory)?;
+        self.monitors.push(badge);
+        Ok(())
+    }
+
     /// Registers a client from the system description. Untrusted clients
     /// get only strict policies; no client starts in bypass (a benchmark
     /// client may switch into it with `SetPolicy`).
@@ -327,7 +346,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         if policy == InvalidationPolicy::Bypass {
             return Err(ServerError::NotPermitted);
         }
-        if self.clients.contains_key(&badge) {
+        if self.clients.contains_key(&badge) || self.monitors.contains(&badge) {
             return Err(ServerError::ClientExists);
         }
         // The heap this client's quota can make the server hold is set
