@@ -88,6 +88,67 @@ crate::stable_codes! {
         /// `BadArgument`; a refused batch changes nothing. Returns the held
         /// frames an unpin freed and the frames pinned now.
         FramePins = 18,
+        /// `frame_stats(monitor_cap) -> FrameCounts::to_regs()`: the
+        /// kernel's frame ledger by state (free, kernel, task, IOMMU pool,
+        /// held for DMA) and the boot total, as [`FrameCounts`] packs them
+        /// into three registers. Only the holder of a monitor capability
+        /// may (`WrongCapKind`): what the whole machine holds is not every
+        /// task's business. A soak's leak accounting reads it.
+        FrameStats = 19,
+    }
+}
+
+/// The frame ledger's totals by state, as [`Sysno::FrameStats`] returns
+/// them: each count in 32 bits (a frame is 4 KiB, so 16 TiB of RAM),
+/// two per register.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameCounts {
+    /// Frames the allocator can hand out.
+    pub free: u32,
+    /// Frames the kernel holds (its heap, task page tables, kernel stacks).
+    pub kernel: u32,
+    /// Frames tasks hold (images, stacks, heaps, `dma_alloc` memory).
+    pub task: u32,
+    /// The IOMMU server's pool (its page tables and queues).
+    pub pool: u32,
+    /// Frames of dead tasks a device may still reach (pinned).
+    pub held: u32,
+    /// Frames the ledger had at boot: the sum of the others.
+    pub boot: u32,
+}
+
+impl FrameCounts {
+    /// The three return registers.
+    pub fn to_regs(self) -> [u64; 3] {
+        let pair = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
+        [
+            pair(self.free, self.kernel),
+            pair(self.task, self.pool),
+            pair(self.held, self.boot),
+        ]
+    }
+
+    /// From the three return registers.
+    pub fn from_regs(r: [u64; 3]) -> Self {
+        let lo = |v: u64| v as u32;
+        let hi = |v: u64| (v >> 32) as u32;
+        Self {
+            free: lo(r[0]),
+            kernel: hi(r[0]),
+            task: lo(r[1]),
+            pool: hi(r[1]),
+            held: lo(r[2]),
+            boot: hi(r[2]),
+        }
+    }
+
+    /// Whether the states add up to the boot total.
+    pub fn consistent(&self) -> bool {
+        [self.free, self.kernel, self.task, self.pool, self.held]
+            .iter()
+            .map(|&v| u64::from(v))
+            .sum::<u64>()
+            == u64::from(self.boot)
     }
 }
 
@@ -265,7 +326,7 @@ mod tests {
     /// The ABI as shipped: every syscall's number. A renumbering, a
     /// reordering, a syscall missing from `ALL` (hence answered
     /// `BadSyscall`) or one added without an entry here fails.
-    const GOLDEN: [(Sysno, u64); 19] = [
+    const GOLDEN: [(Sysno, u64); 20] = [
         (Sysno::Log, 0),
         (Sysno::Exit, 1),
         (Sysno::Yield, 2),
@@ -285,6 +346,7 @@ mod tests {
         (Sysno::SmmuEnabled, 16),
         (Sysno::Integrity, 17),
         (Sysno::FramePins, 18),
+        (Sysno::FrameStats, 19),
     ];
 
     #[test]
@@ -294,6 +356,29 @@ mod tests {
             assert_eq!((*s, s.code()), (want, code));
             assert_eq!(s.name(), format!("{s:?}"));
         }
+    }
+
+    #[test]
+    fn frame_counts_round_trip_through_registers() {
+        let c = FrameCounts {
+            free: u32::MAX,
+            kernel: 1,
+            task: 0x8000_0000,
+            pool: 1024,
+            held: 0,
+            boot: 7,
+        };
+        assert_eq!(FrameCounts::from_regs(c.to_regs()), c);
+        assert!(!c.consistent());
+        let ok = FrameCounts {
+            free: 10,
+            kernel: 2,
+            task: 3,
+            pool: 4,
+            held: 1,
+            boot: 20,
+        };
+        assert!(ok.consistent());
     }
 
     #[test]
@@ -320,7 +405,7 @@ mod tests {
         for s in known {
             assert!(Sysno::ALL.contains(&s), "{s:?} missing from ALL");
         }
-        assert_eq!(Sysno::from_code(19), None);
+        assert_eq!(Sysno::from_code(20), None);
         assert_eq!(Sysno::from_code(u64::MAX), None);
     }
 }

@@ -139,6 +139,11 @@ pub fn audit() -> Result<Totals, &'static str> {
     LEDGER.lock().audit()
 }
 
+/// The ledger's running totals (not recounted).
+pub fn totals() -> Totals {
+    LEDGER.lock().totals()
+}
+
 /// Frames pinned now.
 pub fn pinned() -> u64 {
     LEDGER.lock().pinned_frames()

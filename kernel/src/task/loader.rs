@@ -347,5 +347,6 @@ fn resolve(
             Cap::Pci { function, sid }
         }
         CapSpec::SmmuOwner => Cap::SmmuOwner,
+        CapSpec::Monitor => Cap::Monitor,
     })
 }

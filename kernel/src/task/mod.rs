@@ -48,6 +48,8 @@ pub enum Cap {
     Pci { function: usize, sid: StreamId },
     /// The IOMMU server's mark: may declare the SMMU enabled.
     SmmuOwner,
+    /// A monitor's mark: may read the frame ledger's totals.
+    Monitor,
 }
 
 /// How a task ended.

@@ -64,6 +64,7 @@ pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
             Some(Ok([u64::from(intact), sum, 0]))
         }
         Sysno::FramePins => Some(frame_pins(k, t, x[0], x[1], x[2], x[3])),
+        Sysno::FrameStats => Some(frame_stats(k, t, x[0])),
     };
     if let Some(r) = r {
         set_result(k, t, r);
@@ -409,6 +410,33 @@ fn smmu_enabled(k: &mut Kernel, t: TaskIdx, c: u64) -> SysResult<()> {
         );
     }
     Ok(())
+}
+
+/// The frame ledger's totals for a monitor (see [`Sysno::FrameStats`]).
+fn frame_stats(k: &Kernel, t: TaskIdx, c: u64) -> SysResult<[u64; 3]> {
+    let Cap::Monitor = cap(k, t, c)? else {
+        return Err(Error::WrongCapKind);
+    };
+    // Recounted from the ledger, not its running totals: a soak checks
+    // the real state. A disagreement is a kernel bug; it is reported here
+    // and the run's end fails on it.
+    let t = match crate::mm::frames::audit() {
+        Ok(t) => t,
+        Err(why) => {
+            kprintln!("kernel: frames: FAIL: accounting inconsistent: {why}");
+            crate::mm::frames::totals()
+        }
+    };
+    let c = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    Ok(abi::FrameCounts {
+        free: c(t.free),
+        kernel: c(t.kernel),
+        task: c(t.task),
+        pool: c(t.pool),
+        held: c(t.held),
+        boot: c(t.boot),
+    }
+    .to_regs())
 }
 
 /// Pins or unpins a batch of frames for the IOMMU server (see

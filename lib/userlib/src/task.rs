@@ -1,6 +1,8 @@
-//! The calling task's own life: [`exit`] and [`yield_now`].
+//! The calling task's own life: [`exit`] and [`yield_now`]; and what the
+//! kernel tells any task about the machine ([`kernel_integrity`]) or a
+//! monitor about its memory ([`frame_stats`]).
 
-use abi::{SysResult, Sysno};
+use abi::{FrameCounts, SysResult, Sysno};
 
 use crate::raw::check;
 use crate::sys::syscall;
@@ -18,6 +20,15 @@ pub fn exit(code: i32) -> ! {
 /// and their checksum now.
 pub fn kernel_integrity() -> SysResult<(bool, u64)> {
     check(syscall(Sysno::Integrity as u64, [0; 6])).map(|r| (r[1] == 1, r[2]))
+}
+
+/// The kernel's frame ledger by state (only with a monitor capability).
+pub fn frame_stats(monitor_cap: u32) -> SysResult<FrameCounts> {
+    check(syscall(
+        Sysno::FrameStats as u64,
+        [u64::from(monitor_cap), 0, 0, 0, 0, 0],
+    ))
+    .map(|r| FrameCounts::from_regs([r[1], r[2], r[3]]))
 }
 
 /// Yields the CPU to another ready task of equal priority.

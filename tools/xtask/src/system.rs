@@ -27,7 +27,9 @@
 //!                            # past it the kernel refuses with KernelOverQuota
 //! trust = "strict"           # default "strict"; any iommu-api policy spelling
 //!                            # (deferred:N:T with 1 <= N <= 4096 entries and
-//!                            # 1 <= T <= 1_000_000 µs)
+//!                            # 1 <= T <= 1_000_000 µs), or "monitor": not a
+//!                            # client but a reader of every client's Stats
+//!                            # (ClientStats), nothing else
 //! args = { role = "echo-server" }   # strings only
 //! caps = [
 //!   { name = "ping", serve = "ping" },
@@ -37,6 +39,7 @@
 //!   { name = "regs", mmio = "smmu" },
 //!   { name = "nvme", pci = "00:01.0" },
 //!   { name = "owner", smmu_owner = true },
+//!   { name = "frames", monitor = true },      # may read the frame ledger
 //! ]
 //! ```
 //!
@@ -183,6 +186,7 @@ struct RawCap {
     mmio: Option<String>,
     pci: Option<String>,
     smmu_owner: Option<bool>,
+    monitor: Option<bool>,
 }
 
 /// An endpoint of a validated system.
@@ -547,12 +551,14 @@ fn convert_task(
         );
     }
     let trust = t.trust.clone().unwrap_or_else(|| DEFAULT_TRUST.to_owned());
-    trust.parse::<InvalidationPolicy>().map_err(|e| {
-        format!(
-            "trust \"{trust}\" is not a policy ({e:?}); use \"strict\", \"deferred\", \
-             \"deferred:N:T\" or \"bypass\""
-        )
-    })?;
+    if trust != iommu_api::MONITOR {
+        trust.parse::<InvalidationPolicy>().map_err(|e| {
+            format!(
+                "trust \"{trust}\" is not a policy ({e:?}); use \"strict\", \"deferred\", \
+                 \"deferred:N:T\", \"bypass\" or \"monitor\""
+            )
+        })?;
+    }
     if t.package == IOMMU_SERVER_PACKAGE {
         for level in [
             TrustLevel::Untrusted,
@@ -625,6 +631,7 @@ fn convert_cap(
         ("mmio", raw.mmio.is_some()),
         ("pci", raw.pci.is_some()),
         ("smmu_owner", raw.smmu_owner.is_some()),
+        ("monitor", raw.monitor.is_some()),
     ]
     .into_iter()
     .filter_map(|(kind, present)| present.then_some(kind))
@@ -633,7 +640,8 @@ fn convert_cap(
         [_] => {}
         [] => {
             return Err(
-                "no kind: give one of serve, call, notify, irq, mmio, pci, smmu_owner".into(),
+                "no kind: give one of serve, call, notify, irq, mmio, pci, smmu_owner, monitor"
+                    .into(),
             );
         }
         many => return Err(format!("ambiguous: several kinds ({})", many.join(", "))),
@@ -704,6 +712,13 @@ fn convert_cap(
         return Ok(CapSpec::Pci {
             bdf: parse_bdf(text)?.rid(),
         });
+    }
+    if let Some(monitor) = raw.monitor {
+        return if monitor {
+            Ok(CapSpec::Monitor)
+        } else {
+            Err("monitor must be true (leave the cap out otherwise)".into())
+        };
     }
     match raw.smmu_owner {
         Some(true) => Ok(CapSpec::SmmuOwner),

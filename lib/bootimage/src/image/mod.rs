@@ -108,6 +108,7 @@ const KIND_IRQ: u8 = 3;
 const KIND_MMIO: u8 = 4;
 const KIND_PCI: u8 = 5;
 const KIND_SMMU_OWNER: u8 = 6;
+const KIND_MONITOR: u8 = 7;
 
 const IRQ_SMMU: u16 = 1;
 const IRQ_PCI_INTX: u16 = 2;
@@ -243,6 +244,9 @@ pub enum CapSpec {
     /// The IOMMU server's mark (kind 6): may declare the SMMU enabled and
     /// receives fault-attribution data.
     SmmuOwner,
+    /// A monitor's mark (kind 7): may read the kernel's frame ledger
+    /// totals (`Sysno::FrameStats`).
+    Monitor,
 }
 
 impl CapSpec {
@@ -262,6 +266,7 @@ impl CapSpec {
             Self::Mmio { region } => (KIND_MMIO, 0, region as u16, 0, 0),
             Self::Pci { bdf } => (KIND_PCI, 0, 0, bdf.into(), 0),
             Self::SmmuOwner => (KIND_SMMU_OWNER, 0, 0, 0, 0),
+            Self::Monitor => (KIND_MONITOR, 0, 0, 0, 0),
         };
         let mut out = [0u8; CAP_LEN];
         out[0] = kind;
@@ -342,6 +347,12 @@ impl CapSpec {
                     return Err(Error::BadRecord);
                 }
                 Self::SmmuOwner
+            }
+            KIND_MONITOR => {
+                if flags != 0 || sub != 0 || a != 0 || b != 0 {
+                    return Err(Error::BadRecord);
+                }
+                Self::Monitor
             }
             _ => return Err(Error::BadRecord),
         };

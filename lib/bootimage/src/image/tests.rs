@@ -75,6 +75,7 @@ fn sample_builder() -> BootImageBuilder {
                 region: MmioRegion::Smmu,
             },
             CapSpec::SmmuOwner,
+            CapSpec::Monitor,
         ],
     ));
     b.task(task(
@@ -133,7 +134,7 @@ fn sample_decodes() {
     );
     assert_eq!(client.caps.len(), 4);
     assert_eq!(client.caps.clone().next(), Some(call(0, 2)));
-    assert_eq!(image.task(0).unwrap().caps.last(), Some(CapSpec::SmmuOwner));
+    assert_eq!(image.task(0).unwrap().caps.last(), Some(CapSpec::Monitor));
     assert!(image.task(2).is_none());
     assert!(image.endpoint(2).is_none());
 }
@@ -358,6 +359,7 @@ fn system() -> impl Strategy<Value = BootImageBuilder> {
                 }),
                 any::<u16>().prop_map(|bdf| CapSpec::Pci { bdf }),
                 Just(CapSpec::SmmuOwner),
+                Just(CapSpec::Monitor),
             ];
             (
                 proptest::collection::vec(

@@ -285,6 +285,7 @@ fn trust_levels() {
         "deferred:8:100",
         "deferred:4096:1000000",
         "bypass",
+        "monitor",
     ] {
         let text = format!("{ONE_TASK}trust = \"{good}\"\n");
         assert_eq!(parse(&text, "ok").unwrap().tasks[0].trust, good);
@@ -316,6 +317,16 @@ fn cap_kinds() {
         &with_caps("{ name = \"x\", smmu_owner = false }"),
         &["smmu_owner must be true"],
     );
+    rejects(
+        &with_caps("{ name = \"x\", monitor = false }"),
+        &["monitor must be true"],
+    );
+    rejects(
+        &with_caps("{ name = \"x\", monitor = true, pci = \"00:01.0\" }"),
+        &["ambiguous", "pci, monitor"],
+    );
+    let ok = parse(&with_caps("{ name = \"x\", monitor = true }"), "ok").unwrap();
+    assert_eq!(ok.tasks[0].caps[1].spec, CapSpec::Monitor);
     rejects(
         &with_caps("{ name = \"x\", pci = \"00:01.0\", bits = 1 }"),
         &["`bits` belongs to a notify cap"],
