@@ -45,6 +45,12 @@ commands:
       --iterations N         fuzz iterations (default 120000)
       --seed S               PRNG seed (default 1); the same options replay the run
       --target T             kernel, iommu, block or all (default all)
+  soak [options]             the soak (systems/soak.toml): strict, deferred and untrusted
+                             clients on NVMe, virtio-blk and edu doing mixed I/O and
+                             map/unmap churn, crashing and restarting; a monitor prints
+                             the leak accounting every 10 s and fails on any drift that
+                             does not return to the baseline once the clients are idle
+      --minutes M            how long the clients work, from boot (default 10)
   demo [NAME..]              the isolation demos (scenarios named demo-*), narrated live;
                              NAME picks one (e.g. `rogue-dma`); ends with PASS/FAIL
   help                       this text
@@ -66,6 +72,7 @@ pub enum Command {
     Test(TestOptions),
     Bench(crate::bench::BenchOptions),
     Fuzz(crate::fuzz::FuzzOptions),
+    Soak(crate::soak::SoakOptions),
     /// Demo names (empty: all).
     Demo(Vec<String>),
 }
@@ -146,6 +153,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "test" => parse_test(rest).map(Command::Test),
         "bench" => parse_bench(rest).map(Command::Bench),
         "fuzz" => parse_fuzz(rest).map(Command::Fuzz),
+        "soak" => parse_soak(rest).map(Command::Soak),
         "demo" => Ok(Command::Demo(rest.to_vec())),
         other => Err(format!("unknown command `{other}`")),
     }
@@ -187,6 +195,26 @@ fn parse_fuzz(args: &[String]) -> Result<crate::fuzz::FuzzOptions, String> {
                 })?;
             }
             other => return Err(format!("`fuzz`: unexpected argument `{other}`")),
+        }
+    }
+    Ok(opts)
+}
+
+fn parse_soak(args: &[String]) -> Result<crate::soak::SoakOptions, String> {
+    let mut opts = crate::soak::SoakOptions::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--minutes" => {
+                opts.minutes = parse_positive("--minutes", "minutes", it.next())?;
+                if opts.minutes > crate::soak::MAX_MINUTES {
+                    return Err(format!(
+                        "--minutes: at most {} (a day)",
+                        crate::soak::MAX_MINUTES
+                    ));
+                }
+            }
+            other => return Err(format!("`soak`: unexpected argument `{other}`")),
         }
     }
     Ok(opts)

@@ -12,6 +12,7 @@ mod prereq;
 mod projection_glue;
 mod qemu;
 mod scenario;
+mod soak;
 mod suite;
 mod system;
 mod testonly;
@@ -99,6 +100,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         Command::Test(opts) => suite::test(&opts),
         Command::Bench(opts) => bench::bench(&opts),
         Command::Fuzz(opts) => fuzz::fuzz(&opts),
+        Command::Soak(opts) => soak::soak(&opts),
         Command::Demo(names) => suite::test(&cli::TestOptions {
             skip_host: true,
             echo: true,
