@@ -4,9 +4,14 @@
 //! taken record by record (so a flood is stopped while it is being
 //! drained, not after).
 //!
+//! Records the SMMU could not write (event-queue overflow) count too, as
+//! an estimate the server charges ([`FaultLedger::note_lost`]): a device
+//! that floods fast enough to overflow the queue is not let off by it.
+//!
 //! Pure logic, no hardware and no clock. It must never lose a count (every
-//! record noted is in the table's counts, in `untracked`, or in what
-//! `Faults` drained: `total() == kept_count() + untracked() + drained()`),
+//! record noted is in the table's counts, in `untracked`, in what
+//! `Faults` drained, or among the lost:
+//! `total() == kept_count() + untracked() + drained() + lost()`),
 //! never hold more than its table bound, and never decide quarantine more
 //! than once; the decision comes at the record that passes a threshold,
 //! whatever the page distribution: more than `distinct_pages` distinct
@@ -70,6 +75,7 @@ pub struct FaultLedger {
     distinct: u32,
     untracked: u64,
     drained: u64,
+    lost: u64,
     decided: Option<QuarantineReason>,
 }
 
@@ -147,6 +153,26 @@ impl FaultLedger {
     pub fn distinct(&self) -> u32 {
         self.distinct
     }
+    /// Counts `n` records the SMMU lost to an event-queue overflow of this
+    /// client's device (an estimate: no register says how many), then
+    /// checks the thresholds: lost records count towards `records` like
+    /// noted ones. Returns the quarantine decision if this passed one.
+    pub fn note_lost(&mut self, n: u64, th: &Thresholds) -> Option<QuarantineReason> {
+        self.total = self.total.saturating_add(n);
+        self.lost = self.lost.saturating_add(n);
+        if self.decided.is_none() {
+            self.decided = decide(self.total, self.distinct, th);
+            self.decided
+        } else {
+            None
+        }
+    }
+
+    /// Records counted as lost to overflows ([`FaultLedger::note_lost`]).
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
     /// Coalesced records waiting in the table.
     pub fn kept(&self) -> usize {
         self.table.len()
@@ -169,11 +195,13 @@ impl FaultLedger {
     }
     /// Zeroes the total (the benchmark's `ResetStats`), keeping the table,
     /// the distinct count and the decision. The conservation identity
-    /// holds again from here with `drained` and `untracked` zeroed too.
+    /// holds again from here with `drained`, `untracked` and `lost`
+    /// zeroed too.
     pub fn reset_total(&mut self) {
         self.total = self.kept_count();
         self.untracked = 0;
         self.drained = 0;
+        self.lost = 0;
     }
 }
 
@@ -234,11 +262,19 @@ mod tests {
             records in prop::collection::vec((0u32..3, 0u64..40, any::<u64>()), 0..2000),
             bound in 1usize..64,
             drains in prop::collection::vec((0usize..2000, 0usize..20), 0..8),
+            losses in prop::collection::vec((0usize..2000, 0u64..1000), 0..8),
         ) {
             let th = Thresholds { distinct_pages: u32::MAX, records: u64::MAX };
             let mut l = FaultLedger::new(bound);
+            let mut lost = 0;
             for (i, &(sid, page, off)) in records.iter().enumerate() {
                 l.note(fault(sid, page, off), &th);
+                for &(at, n) in &losses {
+                    if at == i {
+                        l.note_lost(n, &th);
+                        lost += n;
+                    }
+                }
                 for &(at, n) in &drains {
                     if at == i {
                         let got = l.drain(n);
@@ -246,9 +282,13 @@ mod tests {
                     }
                 }
                 prop_assert!(l.kept() <= bound);
-                prop_assert_eq!(l.total(), l.kept_count() + l.untracked() + l.drained());
+                prop_assert_eq!(
+                    l.total(),
+                    l.kept_count() + l.untracked() + l.drained() + l.lost()
+                );
             }
-            prop_assert_eq!(l.total(), records.len() as u64);
+            prop_assert_eq!(l.total(), records.len() as u64 + lost);
+            prop_assert_eq!(l.lost(), lost);
         }
 
         #[test]
@@ -277,6 +317,26 @@ mod tests {
                 prop_assert!(got.is_some_and(|(i, _)| (i as u64) < records));
             }
         }
+    }
+
+    #[test]
+    fn lost_records_count_towards_quarantine() {
+        let th = Thresholds {
+            distinct_pages: 16,
+            records: 1000,
+        };
+        let mut l = FaultLedger::new(64);
+        for i in 0..100u64 {
+            assert_eq!(l.note(fault(0x18, 5, i * 4), &th).quarantine, None);
+        }
+        // 100 noted + 899 lost: one short.
+        assert_eq!(l.note_lost(899, &th), None);
+        assert_eq!(l.note_lost(1, &th), Some(QuarantineReason::Records));
+        // Decided once.
+        assert_eq!(l.note_lost(5000, &th), None);
+        assert_eq!(l.note(fault(0x18, 6, 0), &th).quarantine, None);
+        assert_eq!(l.decided(), Some(QuarantineReason::Records));
+        assert_eq!((l.total(), l.lost()), (6001, 5900));
     }
 
     #[test]

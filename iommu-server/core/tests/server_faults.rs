@@ -178,9 +178,56 @@ fn a_single_page_flood_is_quarantined_by_record_count() {
 fn an_overflow_is_charged_to_the_owner_of_the_stream() {
     let mut s = server(ServerConfig::default(), &[(B, STRICT, UNTRUSTED)]);
     attach(&mut s, 0, B, SID_B, 48).unwrap();
-    assert_eq!(s.on_event_overflow(Some(StreamId(SID_B))), Some(B));
-    assert_eq!(s.on_event_overflow(Some(StreamId(0x99))), None);
-    assert_eq!(s.on_event_overflow(None), None);
+    let charged = s.on_event_overflow(Some(StreamId(SID_B)), 128).unwrap();
+    assert_eq!(
+        (
+            charged.badge,
+            charged.quarantined_now,
+            charged.records,
+            charged.lost
+        ),
+        (B, false, 128, 128)
+    );
+    assert_eq!(s.on_event_overflow(Some(StreamId(0x99)), 128), None);
+    assert_eq!(s.on_event_overflow(None, 128), None);
     assert_eq!(s.stats(B).unwrap().event_overflows, 1);
+    // `faults` counts records seen, not the estimate of those lost.
+    assert_eq!(s.stats(B).unwrap().faults, 0);
     assert_eq!(s.server_stats().event_overflows, 3);
+}
+
+#[test]
+fn records_lost_to_overflows_count_towards_quarantine() {
+    let cfg = ServerConfig {
+        quarantine_records: 1000,
+        ..ServerConfig::default()
+    };
+    let mut s = server(cfg, &[(B, STRICT, UNTRUSTED)]);
+    attach(&mut s, 0, B, SID_B, 48).unwrap();
+    // 7 overflows of an estimated 128 lost records each: 896, under 1000.
+    for _ in 0..7 {
+        let c = s.on_event_overflow(Some(StreamId(SID_B)), 128).unwrap();
+        assert!(!c.quarantined_now);
+    }
+    assert_eq!(s.stats(B).unwrap().level, level::CONFIGURED);
+    let c = s.on_event_overflow(Some(StreamId(SID_B)), 128).unwrap();
+    assert!(c.quarantined_now);
+    assert_eq!((c.records, c.lost, c.pages), (1024, 1024, 0));
+    let st = s.stats(B).unwrap();
+    assert_eq!(
+        (st.level, st.level_reason, st.event_overflows),
+        (level::QUARANTINED, level::REASON_RECORDS, 8)
+    );
+    // Its device now aborts; a later overflow does not quarantine again.
+    let hw = s.hw_mut();
+    assert_eq!(
+        hw.model
+            .dma_write(&mut hw.mem, StreamId(SID_B), Iova::new(0x40_0000), &[1]),
+        Err(smmu_model::Fault::Abort)
+    );
+    assert!(
+        !s.on_event_overflow(Some(StreamId(SID_B)), 128)
+            .unwrap()
+            .quarantined_now
+    );
 }

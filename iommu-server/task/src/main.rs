@@ -584,19 +584,29 @@ fn log_fault(server: &Server<Smmu, u64>, f: &iommu_core::server::FaultReport) {
         );
     }
     if f.quarantined_now {
-        let cfg = server.config();
         let why = match f.reason {
             Some(QuarantineReason::Records) => "records",
             _ => "distinct pages",
         };
-        log!(
-            "iommu: client {name} quarantined: {} fault records (threshold {}) on {} distinct pages (threshold {}): by {why}; its streams now abort",
-            f.records,
-            cfg.quarantine_records,
-            f.pages,
-            cfg.quarantine_after
-        );
+        log_quarantine(server, name, f.records, f.lost, f.pages, why);
     }
+}
+
+fn log_quarantine(
+    server: &Server<Smmu, u64>,
+    name: &str,
+    records: u64,
+    lost: u64,
+    pages: u32,
+    why: &str,
+) {
+    let cfg = server.config();
+    log!(
+        "iommu: client {name} quarantined: {records} fault records (threshold {}; {lost} of them lost to event-queue overflows, {} counted per overflow) on {pages} distinct pages (threshold {}): by {why}; its streams now abort",
+        cfg.quarantine_records,
+        server.hw().event_queue_entries(),
+        cfg.quarantine_after
+    );
 }
 
 /// GERROR.EVENTQ_ABT_ERR (how QEMU reports a full event queue): records
@@ -612,7 +622,19 @@ fn event_queue_overflowed(server: &mut Server<Smmu, u64>) {
 }
 
 fn note_overflow(server: &mut Server<Smmu, u64>, sid: Option<StreamId>, how: &str, then: &str) {
-    let badge = server.on_event_overflow(sid);
+    // How many records were lost is not known: a queue's worth is counted
+    // (the queue was full of records when the SMMU dropped more).
+    let lost = server.hw().event_queue_entries() as u64;
+    let charge = server.on_event_overflow(sid, lost);
+    let badge = charge.map(|c| c.badge);
+    if let Some(c) = charge.filter(|c| c.quarantined_now) {
+        let name = server
+            .clients()
+            .find(|x| x.badge == c.badge)
+            .map_or("?", |x| x.name);
+        let name: alloc::string::String = name.into();
+        log_quarantine(server, &name, c.records, c.lost, c.pages, "records");
+    }
     let n = server.server_stats().event_overflows;
     // A flood overflows again and again: the 1st, 2nd, 4th, 8th... are
     // logged (every one is counted, in Stats too).

@@ -27,7 +27,7 @@ use super::Server;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::hw::SmmuHw;
 use super::strtab;
-use super::types::{ClientInfo, FaultReport};
+use super::types::{ClientInfo, FaultReport, OverflowCharge};
 use crate::engine::ClientId;
 use crate::fault_ledger::{Fault, QuarantineReason, Thresholds};
 use crate::policy::InvalidationPolicy;
@@ -192,7 +192,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             },
             &th,
         );
-        let (records, pages) = (c.ledger.total(), c.ledger.distinct());
+        let (records, lost, pages) = (c.ledger.total(), c.ledger.lost(), c.ledger.distinct());
         let quarantined_now = noted.quarantine.is_some() && !c.quarantined;
         let demote = !c.quarantined
             && !c.dead
@@ -219,20 +219,42 @@ impl<H: SmmuHw, R> Server<H, R> {
             reason: noted.quarantine.filter(|_| quarantined_now),
             demoted_from,
             records,
+            lost,
             pages,
         })
     }
 
     /// The task found the event queue overflowed (records were lost):
     /// counts it, and charges it to the client owning `sid` (the stream of
-    /// the records being drained when it happened), if any. Returns that
-    /// client's badge.
-    pub fn on_event_overflow(&mut self, sid: Option<StreamId>) -> Option<u32> {
+    /// the records being drained when it happened), if any: an overflow
+    /// more, and `lost` records (the task's estimate: no register says how
+    /// many) noted in its ledger, where they count towards quarantine like
+    /// drained ones. A flood fast enough to overflow the queue is thus not
+    /// let off by what the SMMU dropped. `None` if no client owns `sid`.
+    pub fn on_event_overflow(
+        &mut self,
+        sid: Option<StreamId>,
+        lost: u64,
+    ) -> Option<OverflowCharge> {
         self.stats.event_overflows += 1;
         let badge = *self.streams.get(&sid?.0)?;
+        let th = self.thresholds();
         let c = self.clients.get_mut(&badge)?;
         c.overflows = c.overflows.saturating_add(1);
-        Some(badge)
+        let decided = c.ledger.note_lost(lost, &th);
+        let quarantined_now = decided.is_some() && !c.quarantined;
+        let charge = OverflowCharge {
+            badge,
+            quarantined_now,
+            records: c.ledger.total(),
+            lost: c.ledger.lost(),
+            pages: c.ledger.distinct(),
+        };
+        if quarantined_now {
+            c.quarantine_reason = decided;
+            self.quarantine(badge);
+        }
+        Some(charge)
     }
 
     /// Demotes a deferred client to strict, for good: its policy becomes

@@ -65,7 +65,8 @@ pub use hw::{HwError, SmmuHw};
 use state::{AsidPool, Client, Payload};
 use strtab::StreamTable;
 pub use types::{
-    ClientInfo, FaultReport, Grant, Handled, Presented, ServerConfig, ServerError, ServerStats,
+    ClientInfo, FaultReport, Grant, Handled, OverflowCharge, Presented, ServerConfig, ServerError,
+    ServerStats,
 };
 
 /// MAIR of every domain: attribute 0 is Normal Write-Back (RW-allocate).

@@ -158,8 +158,26 @@ pub struct FaultReport {
     /// Its pending deferred unmaps were flushed (or, if the SMMU failed
     /// to, are flushed before its next reply).
     pub demoted_from: Option<InvalidationPolicy>,
-    /// Records attributed to the client so far.
+    /// Records attributed to the client so far (lost ones included).
     pub records: u64,
+    /// Of those, records counted as lost to event-queue overflows.
+    pub lost: u64,
+    /// Distinct (StreamID, page) faults counted so far.
+    pub pages: u32,
+}
+
+/// What [`Server::on_event_overflow`](super::Server::on_event_overflow)
+/// charged to a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverflowCharge {
+    /// The client owning the stream whose records were being drained.
+    pub badge: u32,
+    /// The lost records made the server quarantine the client.
+    pub quarantined_now: bool,
+    /// Records attributed to the client so far (lost ones included).
+    pub records: u64,
+    /// Of those, records counted as lost to overflows.
+    pub lost: u64,
     /// Distinct (StreamID, page) faults counted so far.
     pub pages: u32,
 }
