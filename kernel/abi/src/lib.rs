@@ -16,4 +16,4 @@ pub mod syscall;
 pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, VirtAddr};
 pub use error::{Error, SysResult};
 pub use ids::{Asid, StreamId};
-pub use syscall::{FrameCounts, Sysno};
+pub use syscall::{FrameCounts, KernelCounters, Sysno, TASK_NAME_MAX, TASK_TIME_BYTES};

@@ -95,6 +95,91 @@ crate::stable_codes! {
         /// may (`WrongCapKind`): what the whole machine holds is not every
         /// task's business. A soak's leak accounting reads it.
         FrameStats = 19,
+        /// `kernel_stats(monitor_cap, ptr, len) -> (bytes, tasks)`: what the
+        /// kernel counted since boot, for measuring what an I/O costs:
+        /// [`KernelCounters`] (`KernelCounters::BYTES` bytes at `ptr`),
+        /// then one [`TASK_TIME_BYTES`]-byte record per task slot that fits
+        /// in `len` (its name, NUL-padded to [`TASK_NAME_MAX`] bytes, and
+        /// the counter ticks it ran, kernel time on its behalf included).
+        /// Only the holder of a monitor capability may (`WrongCapKind`);
+        /// `len` below `KernelCounters::BYTES` is `BufferTooSmall`.
+        /// Returns the bytes written and the number of task slots.
+        KernelStats = 20,
+    }
+}
+
+/// Bytes of a task name in a [`Sysno::KernelStats`] record.
+pub const TASK_NAME_MAX: usize = 32;
+/// Bytes of one task's record after the counters: name, then ticks.
+pub const TASK_TIME_BYTES: usize = TASK_NAME_MAX + 8;
+
+/// What the kernel counts since boot ([`Sysno::KernelStats`]): the costs
+/// of a task handoff that an I/O path pays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Address-space switches: TTBR0 writes that changed the value (the
+    /// ASID), each of which costs QEMU a software-TLB flush.
+    pub as_switches: u64,
+    /// Syscalls taken.
+    pub syscalls: u64,
+    /// `Call` syscalls (IPC requests).
+    pub ipc_calls: u64,
+    /// `Reply` syscalls (IPC answers).
+    pub ipc_replies: u64,
+    /// Notifications delivered: `Notify` syscalls and device interrupts
+    /// turned into notification bits.
+    pub notifications: u64,
+    /// Interrupts taken (the timer's included).
+    pub interrupts: u64,
+    /// Tasks woken by a deadline (a timed wait or sleep that ran out).
+    pub timer_wakeups: u64,
+}
+
+impl KernelCounters {
+    /// Counters, in wire order.
+    pub const FIELDS: usize = 7;
+    /// Bytes on the wire: little-endian `u64`s in field order.
+    pub const BYTES: usize = Self::FIELDS * 8;
+
+    /// The counters in wire order.
+    pub fn to_array(&self) -> [u64; Self::FIELDS] {
+        [
+            self.as_switches,
+            self.syscalls,
+            self.ipc_calls,
+            self.ipc_replies,
+            self.notifications,
+            self.interrupts,
+            self.timer_wakeups,
+        ]
+    }
+
+    /// From the wire order.
+    pub fn from_array(a: [u64; Self::FIELDS]) -> Self {
+        let [
+            as_switches,
+            syscalls,
+            ipc_calls,
+            ipc_replies,
+            notifications,
+            interrupts,
+            timer_wakeups,
+        ] = a;
+        Self {
+            as_switches,
+            syscalls,
+            ipc_calls,
+            ipc_replies,
+            notifications,
+            interrupts,
+            timer_wakeups,
+        }
+    }
+
+    /// `self - earlier`, field by field (saturating).
+    pub fn since(&self, earlier: &Self) -> Self {
+        let (a, b) = (self.to_array(), earlier.to_array());
+        Self::from_array(core::array::from_fn(|i| a[i].saturating_sub(b[i])))
     }
 }
 
@@ -326,7 +411,7 @@ mod tests {
     /// The ABI as shipped: every syscall's number. A renumbering, a
     /// reordering, a syscall missing from `ALL` (hence answered
     /// `BadSyscall`) or one added without an entry here fails.
-    const GOLDEN: [(Sysno, u64); 20] = [
+    const GOLDEN: [(Sysno, u64); 21] = [
         (Sysno::Log, 0),
         (Sysno::Exit, 1),
         (Sysno::Yield, 2),
@@ -347,6 +432,7 @@ mod tests {
         (Sysno::Integrity, 17),
         (Sysno::FramePins, 18),
         (Sysno::FrameStats, 19),
+        (Sysno::KernelStats, 20),
     ];
 
     #[test]
@@ -382,6 +468,15 @@ mod tests {
     }
 
     #[test]
+    fn kernel_counters_round_trip_and_subtract() {
+        let a = KernelCounters::from_array([1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(a.to_array(), [1, 2, 3, 4, 5, 6, 7]);
+        let b = KernelCounters::from_array([11, 12, 13, 14, 15, 16, 17]);
+        assert_eq!(b.since(&a).to_array(), [10; 7]);
+        assert_eq!(a.since(&b), KernelCounters::default());
+    }
+
+    #[test]
     fn pin_ops_are_the_golden_ones() {
         assert_eq!(PinOp::ALL.map(PinOp::code), [0, 1]);
         assert_eq!(PinOp::from_code(2), None);
@@ -405,7 +500,7 @@ mod tests {
         for s in known {
             assert!(Sysno::ALL.contains(&s), "{s:?} missing from ALL");
         }
-        assert_eq!(Sysno::from_code(20), None);
+        assert_eq!(Sysno::from_code(21), None);
         assert_eq!(Sysno::from_code(u64::MAX), None);
     }
 }

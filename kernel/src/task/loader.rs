@@ -93,6 +93,9 @@ pub fn load(
         pci,
         frames_free_before_load,
         boot: None,
+        counters: abi::KernelCounters::default(),
+        user_ttbr: 0,
+        charged_at: 0,
     };
     for t in 0..k.tasks.len() {
         k.make_ready(t);
@@ -156,6 +159,7 @@ pub fn create_task(
             call: None,
             call_seq: 0,
             restart: rec.restart,
+            cpu_ticks: 0,
         }),
         Err(e) => {
             // Bindings only this attempt made (the slot's earlier instance

@@ -158,6 +158,8 @@ pub struct Task {
     pub call_seq: u32,
     /// Restart it (a fresh instance from the boot image) when it fails.
     pub restart: bool,
+    /// Counter ticks it ran, kernel time on its behalf included.
+    pub cpu_ticks: u64,
 }
 
 impl Task {
@@ -226,6 +228,13 @@ pub struct Kernel {
     /// and been reclaimed, the count must be back to this plus what their
     /// loading took (checked at the end of the run).
     pub frames_free_before_load: usize,
+    /// What an I/O path's handoffs cost, counted since boot
+    /// (`Sysno::KernelStats`).
+    pub counters: abi::KernelCounters,
+    /// The TTBR0 value installed (0: none yet).
+    pub user_ttbr: u64,
+    /// When the running task's time was last charged (counter ticks).
+    pub charged_at: u64,
 }
 
 /// The kernel's objects. Taken with interrupts masked (the kernel never
@@ -273,6 +282,7 @@ pub fn with_current(f: impl FnOnce(&mut Kernel, TaskIdx)) {
 pub fn on_tick() {
     if let Some(k) = KERNEL.lock().as_mut() {
         k.resched = true;
+        k.counters.interrupts += 1;
     }
 }
 
@@ -290,6 +300,8 @@ pub fn on_irq(intid: u32) -> bool {
     let (task, bit) = (b.task, b.bit);
     crate::gic::mask_spi(intid);
     ipc::signal(k, task, 1 << bit);
+    k.counters.interrupts += 1;
+    k.counters.notifications += 1;
     true
 }
 

@@ -48,6 +48,7 @@ impl Kernel {
         for t in 0..self.tasks.len() {
             if self.tasks[t].state.deadline().is_some_and(|d| d <= now) {
                 super::ipc::time_out(self, t);
+                self.counters.timer_wakeups += 1;
             }
         }
     }
@@ -96,7 +97,15 @@ pub fn schedule(frame: &mut TrapFrame) {
     let mut guard = KERNEL.lock();
     loop {
         let k = guard.as_mut().expect("tasks exist");
-        k.wake_expired(arch::counter());
+        let now = arch::counter();
+        // The time since the last charge was the running task's (in EL0,
+        // or in the kernel on its behalf); idle time is nobody's.
+        if let Some(c) = k.current {
+            let ran = now.saturating_sub(k.charged_at);
+            k.tasks[c].cpu_ticks = k.tasks[c].cpu_ticks.saturating_add(ran);
+        }
+        k.charged_at = now;
+        k.wake_expired(now);
         if let Some(c) = k.current
             && k.tasks[c].state == State::Running
         {
@@ -118,11 +127,18 @@ pub fn schedule(frame: &mut TrapFrame) {
             k.tasks[n].state = State::Running;
             k.current = Some(n);
             k.resched = false;
-            let space = k.tasks[n]
+            let ttbr = k.tasks[n]
                 .space
                 .as_ref()
-                .expect("a runnable task has memory");
-            arch::mmu::set_user_table(space.ttbr0());
+                .expect("a runnable task has memory")
+                .ttbr0();
+            // Only a change costs: writing the same root and ASID again
+            // would be a no-op (the same task picked after an idle wait).
+            if ttbr != k.user_ttbr {
+                arch::mmu::set_user_table(ttbr);
+                k.user_ttbr = ttbr;
+                k.counters.as_switches += 1;
+            }
             *frame = k.tasks[n].ctx;
             arch::fpsimd::install(&k.tasks[n].fp);
             timer::program(k.earliest_deadline());
@@ -136,6 +152,9 @@ pub fn schedule(frame: &mut TrapFrame) {
         drop(guard);
         arch::idle_once();
         guard = KERNEL.lock();
+        if let Some(k) = guard.as_mut() {
+            k.charged_at = arch::counter();
+        }
     }
 }
 

@@ -31,6 +31,7 @@ const PCI_BAR_REGS: core::ops::Range<u16> =
 /// Handles the `svc` that task `t` trapped with (registers in its ctx).
 pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
     let x = k.tasks[t].ctx.x;
+    k.counters.syscalls += 1;
     let Some(no) = Sysno::from_code(x[8]) else {
         set_result(k, t, Err(Error::BadSyscall));
         return;
@@ -45,9 +46,15 @@ pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
             k.resched = true;
             Some(Ok([0; 3]))
         }
-        Sysno::Call => call(k, t, x[0]),
+        Sysno::Call => {
+            k.counters.ipc_calls += 1;
+            call(k, t, x[0])
+        }
         Sysno::Recv => recv(k, t, x[0], x[1]),
-        Sysno::Reply => Some(reply(k, t, x[0], x[1], x[2]).map(|_| [0; 3])),
+        Sysno::Reply => {
+            k.counters.ipc_replies += 1;
+            Some(reply(k, t, x[0], x[1], x[2]).map(|_| [0; 3]))
+        }
         Sysno::Notify => Some(notify(k, t, x[0], x[1]).map(|_| [0; 3])),
         Sysno::Wait => wait(k, t, x[0]),
         Sysno::IrqAck => Some(irq_ack(k, t, x[0]).map(|_| [0; 3])),
@@ -65,6 +72,7 @@ pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
         }
         Sysno::FramePins => Some(frame_pins(k, t, x[0], x[1], x[2], x[3])),
         Sysno::FrameStats => Some(frame_stats(k, t, x[0])),
+        Sysno::KernelStats => Some(kernel_stats(k, t, x[0], x[1], x[2])),
     };
     if let Some(r) = r {
         set_result(k, t, r);
@@ -336,6 +344,7 @@ fn notify(k: &mut Kernel, t: TaskIdx, c: u64, bits: u64) -> SysResult<()> {
         return Err(Error::Denied);
     }
     ipc::signal(k, task, bits);
+    k.counters.notifications += 1;
     Ok(())
 }
 
@@ -437,6 +446,36 @@ fn frame_stats(k: &Kernel, t: TaskIdx, c: u64) -> SysResult<[u64; 3]> {
         boot: c(t.boot),
     }
     .to_regs())
+}
+
+/// What the kernel counted, and each task slot's run time, for a monitor
+/// (see [`Sysno::KernelStats`]).
+fn kernel_stats(k: &Kernel, t: TaskIdx, c: u64, ptr: u64, len: u64) -> SysResult<[u64; 3]> {
+    let Cap::Monitor = cap(k, t, c)? else {
+        return Err(Error::WrongCapKind);
+    };
+    let len = usize::try_from(len).map_err(|_| Error::BadArgument)?;
+    if len < abi::KernelCounters::BYTES {
+        return Err(Error::BufferTooSmall);
+    }
+    let slots = ((len - abi::KernelCounters::BYTES) / abi::TASK_TIME_BYTES).min(k.tasks.len());
+    // Bounded by the task table (at most MAX_TASKS records): the kernel
+    // heap gives it or the call is refused.
+    let mut out = Vec::new();
+    out.try_reserve_exact(abi::KernelCounters::BYTES + slots * abi::TASK_TIME_BYTES)
+        .map_err(|_| Error::NoMemory)?;
+    for v in k.counters.to_array() {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for task in &k.tasks[..slots] {
+        let mut name = [0u8; abi::TASK_NAME_MAX];
+        let n = task.name.len().min(abi::TASK_NAME_MAX);
+        name[..n].copy_from_slice(&task.name.as_bytes()[..n]);
+        out.extend_from_slice(&name);
+        out.extend_from_slice(&task.cpu_ticks.to_le_bytes());
+    }
+    space(k, t).copy_out(ptr, &out)?;
+    Ok([out.len() as u64, slots as u64, 0])
 }
 
 /// Pins or unpins a batch of frames for the IOMMU server (see

@@ -33,7 +33,9 @@ pub use mmio::{Reg, TimedOut, Value, poll_until};
 pub use pci::{pci_config_read, pci_config_write, pci_enable_bus_master, smmu_enabled};
 pub use rt::incarnation;
 pub use sys::frame_pins;
-pub use task::{exit, frame_stats, kernel_integrity, yield_now};
+pub use task::{
+    KERNEL_STATS_TASKS, TaskTime, exit, frame_stats, kernel_integrity, kernel_stats, yield_now,
+};
 pub use time::{Counter, counter, sleep, time};
 
 /// Looks up a capability by name, falling back to the task's only

@@ -2,7 +2,7 @@
 //! kernel tells any task about the machine ([`kernel_integrity`]) or a
 //! monitor about its memory ([`frame_stats`]).
 
-use abi::{FrameCounts, SysResult, Sysno};
+use abi::{FrameCounts, KernelCounters, SysResult, Sysno, TASK_NAME_MAX, TASK_TIME_BYTES};
 
 use crate::raw::check;
 use crate::sys::syscall;
@@ -29,6 +29,65 @@ pub fn frame_stats(monitor_cap: u32) -> SysResult<FrameCounts> {
         [u64::from(monitor_cap), 0, 0, 0, 0, 0],
     ))
     .map(|r| FrameCounts::from_regs([r[1], r[2], r[3]]))
+}
+
+/// One task slot's run time, as [`kernel_stats`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskTime {
+    name: [u8; TASK_NAME_MAX],
+    /// Counter ticks it ran (kernel time on its behalf included).
+    pub ticks: u64,
+}
+
+impl TaskTime {
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        let n = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(TASK_NAME_MAX);
+        core::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
+}
+
+/// Most task slots [`kernel_stats`] reads at once.
+pub const KERNEL_STATS_TASKS: usize = 32;
+
+/// What the kernel counted since boot (only with a monitor capability),
+/// and the run time of up to `tasks.len()` task slots (at most
+/// [`KERNEL_STATS_TASKS`]), written into `tasks`; returns the counters
+/// and how many slots were written.
+pub fn kernel_stats(
+    monitor_cap: u32,
+    tasks: &mut [TaskTime],
+) -> SysResult<(KernelCounters, usize)> {
+    let mut buf = [0u8; KernelCounters::BYTES + KERNEL_STATS_TASKS * TASK_TIME_BYTES];
+    let want = KernelCounters::BYTES + tasks.len().min(KERNEL_STATS_TASKS) * TASK_TIME_BYTES;
+    let r = check(syscall(
+        Sysno::KernelStats as u64,
+        [
+            u64::from(monitor_cap),
+            buf.as_mut_ptr() as u64,
+            want as u64,
+            0,
+            0,
+            0,
+        ],
+    ))?;
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&buf[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let counters = KernelCounters::from_array(core::array::from_fn(|i| u64_at(i * 8)));
+    let slots = (r[2] as usize).min(tasks.len()).min(KERNEL_STATS_TASKS);
+    for (i, t) in tasks[..slots].iter_mut().enumerate() {
+        let at = KernelCounters::BYTES + i * TASK_TIME_BYTES;
+        t.name.copy_from_slice(&buf[at..at + TASK_NAME_MAX]);
+        t.ticks = u64_at(at + TASK_NAME_MAX);
+    }
+    Ok((counters, slots))
 }
 
 /// Yields the CPU to another ready task of equal priority.
