@@ -8,11 +8,18 @@
 //! it also checks that the counters are consistent (every I/O's buffer
 //! unmapped, no more syncs than unmaps, no DMA fault) and says so.
 //!
+//! With a monitor capability `kstats` it also reports, per I/O, what the
+//! kernel counted (address-space switches, syscalls, IPC calls and
+//! replies, notifications, interrupts, timer wake-ups) and the CPU time of
+//! the client (this task), the driver and the IOMMU server, in µs.
+//!
 //! Arguments: `modes` (comma list of bypass, strict-per-unmap, strict,
 //! deferred), `qds` (comma list), `workloads` (randread, randwrite), `ms`
-//! per point, `deferred_n`, `deferred_us`. Capabilities: `blk` (and `blk2`
-//! for a second device, driven one after the other, or at the same time as
-//! another bench task when the system runs two).
+//! per point, `deferred_n`, `deferred_us`; the task names of the drivers
+//! and the server for the CPU times: `nvme_task` (default `nvme`),
+//! `vblk_task` (`vblk`), `iommu_task` (`iommu`). Capabilities: `blk` (and
+//! `blk2` for a second device, driven one after the other, or at the same
+//! time as another bench task when the system runs two), `kstats`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -63,6 +70,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         })
         .collect();
     let check = info.arg("check") == Some("on");
+    let kstats = info.cap("kstats");
     let devices: Vec<u32> = ["blk", "blk2"].iter().filter_map(|c| info.cap(c)).collect();
     if devices.is_empty() || modes.is_empty() || qds.is_empty() || workloads.is_empty() {
         log!("bench: needs capability blk and non-empty modes, qds, workloads");
@@ -96,6 +104,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
                 for &qd in &qds {
                     done += 1;
                     let qd = qd.min(geometry.queue_depth).max(1);
+                    let k_before = kstats.and_then(|c| KernelView::read(c));
                     let before = match blk.stats() {
                         Ok(s) => s,
                         Err(e) => {
@@ -111,8 +120,18 @@ fn main(info: &TaskInfo<'static>) -> i32 {
                         }
                     };
                     let after = blk.stats().unwrap_or_default();
+                    let k_after = kstats.and_then(|c| KernelView::read(c));
                     let d = delta(&after, &before);
                     report(device, mode, wl, qd, &r, &d, hz, done, total);
+                    if let (Some(a), Some(b)) = (&k_after, &k_before) {
+                        let driver = if geometry.device_kind == 1 {
+                            arg("nvme_task", "nvme")
+                        } else {
+                            arg("vblk_task", "vblk")
+                        };
+                        let names = [info.name(), driver, arg("iommu_task", "iommu")];
+                        report_costs(device, mode, wl, qd, d.ios, a, b, names, hz);
+                    }
                     if check && !consistent(device, mode, &r, &d) {
                         inconsistent += 1;
                     }
@@ -322,6 +341,74 @@ fn report(
         PerIo(d.iommu_unmap_calls, ios),
         d.max_stale_window_us,
         p.errors,
+    );
+}
+
+/// What the kernel counted at one moment (`kstats` capability).
+struct KernelView {
+    counters: abi::KernelCounters,
+    tasks: [userlib::TaskTime; userlib::KERNEL_STATS_TASKS],
+    slots: usize,
+}
+
+impl KernelView {
+    fn read(cap: u32) -> Option<Self> {
+        let mut tasks = [userlib::TaskTime::default(); userlib::KERNEL_STATS_TASKS];
+        let (counters, slots) = userlib::kernel_stats(cap, &mut tasks).ok()?;
+        Some(Self {
+            counters,
+            tasks,
+            slots,
+        })
+    }
+
+    /// Ticks the task named `name` ran (0 if there is none).
+    fn ticks(&self, name: &str) -> u64 {
+        self.tasks[..self.slots]
+            .iter()
+            .find(|t| t.name() == name)
+            .map_or(0, |t| t.ticks)
+    }
+}
+
+/// The per-I/O kernel costs of one point: one `bench-costs` line, keyed
+/// like its `bench-result` line.
+#[allow(clippy::too_many_arguments)]
+fn report_costs(
+    device: &str,
+    mode: BenchMode,
+    kind: IoKind,
+    qd: u16,
+    ios: u64,
+    after: &KernelView,
+    before: &KernelView,
+    names: [&str; 3],
+    hz: u64,
+) {
+    let c = after.counters.since(&before.counters);
+    let ios = ios.max(1);
+    let cpu_us = |name: &str| {
+        let ticks = after.ticks(name).saturating_sub(before.ticks(name));
+        ticks * 1_000_000 / hz.max(1)
+    };
+    log!(
+        "bench-costs dev={device} mode={} wl={} qd={qd} as_switches={} syscalls={} ipc_calls={} ipc_replies={} notifications={} interrupts={} timer_wakeups={} client_cpu_us={} driver_cpu_us={} server_cpu_us={}",
+        mode.name(),
+        if kind == IoKind::Read {
+            "randread"
+        } else {
+            "randwrite"
+        },
+        PerIo(c.as_switches, ios),
+        PerIo(c.syscalls, ios),
+        PerIo(c.ipc_calls, ios),
+        PerIo(c.ipc_replies, ios),
+        PerIo(c.notifications, ios),
+        PerIo(c.interrupts, ios),
+        PerIo(c.timer_wakeups, ios),
+        PerIo(cpu_us(names[0]), ios),
+        PerIo(cpu_us(names[1]), ios),
+        PerIo(cpu_us(names[2]), ios),
     );
 }
 
