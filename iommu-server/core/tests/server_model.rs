@@ -446,9 +446,9 @@ fn deferred_client_replies_at_once_and_flushes_by_age_or_count() {
             .would_translate(&s.hw().mem, StreamId(SID_B), v[0])
             .is_some()
     );
-    // T = 100 µs less the flush's lead (a quarter of T).
-    assert_eq!(s.next_deadline(), Some(85));
-    s.poll(85);
+    // T = 100 µs less the flush's lead (half of T).
+    assert_eq!(s.next_deadline(), Some(60));
+    s.poll(60);
     assert_eq!(s.hw().syncs, syncs + 1);
     assert_eq!(
         s.hw()
@@ -456,7 +456,7 @@ fn deferred_client_replies_at_once_and_flushes_by_age_or_count() {
             .would_translate(&s.hw().mem, StreamId(SID_B), v[0]),
         None
     );
-    assert_eq!(s.stats(B).unwrap().max_stale_window_us, 75);
+    assert_eq!(s.stats(B).unwrap().max_stale_window_us, 50);
     // N entries force a flush at the next poll.
     for (t, i) in [(200, 1), (201, 2), (202, 3)] {
         assert_eq!(

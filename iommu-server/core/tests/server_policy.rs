@@ -385,11 +385,11 @@ fn deferred_after_a_switch_honours_its_bounds_and_switching_flushes_it() {
             .would_translate(&s.hw().mem, StreamId(SID_C), v[0])
             .is_some()
     );
-    // T = 100 µs less the flush's lead (a quarter of T).
-    assert_eq!(s.next_deadline(), Some(85));
-    s.poll(85);
+    // T = 100 µs less the flush's lead (half of T).
+    assert_eq!(s.next_deadline(), Some(60));
+    s.poll(60);
     assert_eq!(s.hw().syncs, syncs + 1);
-    assert_eq!(stats(&s, C).max_stale_window_us, 75);
+    assert_eq!(stats(&s, C).max_stale_window_us, 50);
     // ...or by count.
     for (t, i) in [(200, 1), (201, 2), (202, 3)] {
         assert_eq!(
@@ -416,7 +416,7 @@ fn deferred_after_a_switch_honours_its_bounds_and_switching_flushes_it() {
     );
     let st = stats(&s, C);
     assert_eq!((st.unmaps, st.syncs), (5, 3));
-    assert_eq!(st.max_stale_window_us, 75);
+    assert_eq!(st.max_stale_window_us, 50);
     assert_eq!(s.hw().model.stats().stale_hits, 0);
 }
 

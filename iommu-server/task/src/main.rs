@@ -393,6 +393,11 @@ fn serve(
                 if let Handled::Reply(token, bytes) = handled {
                     answer(token, &bytes);
                 }
+                // A deferred window closes on time even while calls keep
+                // coming (the empty-queue flush below may be far off).
+                if server.deferred_due(now_us()) {
+                    flush(server, &mut owed, now_us());
+                }
             }
             Some(RecvKind::Notification) => {
                 if got.notification & EVENTQ_BIT != 0 {
@@ -486,8 +491,11 @@ fn serve(
                 if events_left {
                     events_left = drain_events(server);
                 }
-                let due = server.next_deadline().is_some_and(|d| d <= now_us());
-                if due && !yielded {
+                let now = now_us();
+                let due = server.next_deadline().is_some_and(|d| d <= now);
+                // A deferred window closing is already as late as it may
+                // be: flush now. Only strict work waits one yield for more.
+                if due && !yielded && !server.deferred_due(now) {
                     // Nothing queued: give same-priority clients a chance
                     // to add their unmaps to this sync, then look again.
                     yielded = true;
@@ -495,19 +503,24 @@ fn serve(
                     continue;
                 }
                 yielded = false;
-                // A flush's time is split among the clients it covered.
-                let t0 = userlib::counter();
-                let out = server.poll(now_us());
-                server.charge_flush(userlib::counter().wrapping_sub(t0));
-                for o in &mut owed {
-                    o.2 += 1;
-                }
-                for (token, bytes) in out {
-                    answer(token, &bytes);
-                }
+                flush(server, &mut owed, now_us());
             }
             None => log!("iommu: recv returned an unknown kind {}", got.kind),
         }
+    }
+}
+
+/// Issues what is due and answers the replies it released; a flush's time
+/// is split among the clients it covered.
+fn flush(server: &mut Server<Smmu, u64>, owed: &mut [(u32, u64, u32)], now: u64) {
+    let t0 = userlib::counter();
+    let out = server.poll(now);
+    server.charge_flush(userlib::counter().wrapping_sub(t0));
+    for o in owed.iter_mut() {
+        o.2 += 1;
+    }
+    for (token, bytes) in out {
+        answer(token, &bytes);
     }
 }
 

@@ -268,22 +268,22 @@ fn per_unmap_baseline_shares_no_sync() {
 
 #[test]
 fn deferred_flush_starts_its_lead_before_the_age_bound() {
-    // A quarter of T, at most FLUSH_LEAD_MAX_US: never past T, never 0 µs
+    // Half of T, at most FLUSH_LEAD_MAX_US: never past T, never 0 µs
     // of wait for a T of a few µs.
     assert_eq!(flush_lead_us(1), 0);
-    assert_eq!(flush_lead_us(100), 25);
-    assert_eq!(flush_lead_us(800), 200);
+    assert_eq!(flush_lead_us(100), 50);
+    assert_eq!(flush_lead_us(800), 400);
     assert_eq!(flush_lead_us(1_000), FLUSH_LEAD_MAX_US);
     assert_eq!(flush_lead_us(1_000_000), FLUSH_LEAD_MAX_US);
     for t in [1, 2, 3, 7, 100, 799, 800, 801, 1_000, 300_000, 1_000_000] {
         let d = InvalidationPolicy::deferred(64, t).unwrap();
-        assert!(flush_at(5_000, d) >= 5_000 + t * 3 / 4);
+        assert!(flush_at(5_000, d) >= 5_000 + t / 2);
         assert!(flush_at(5_000, d) <= 5_000 + t);
         assert!(flush_at(5_000, d) >= 5_000 + t - FLUSH_LEAD_MAX_US.min(t));
     }
     assert_eq!(
         flush_at(5_000, InvalidationPolicy::deferred(64, 1_000).unwrap()),
-        5_800
+        5_500
     );
     // The other policies are due at once.
     assert_eq!(flush_at(5_000, InvalidationPolicy::Strict), 5_000);
@@ -299,15 +299,15 @@ fn deferred_flush_starts_its_lead_before_the_age_bound() {
     e.register(C1, InvalidationPolicy::deferred(64, 1_000).unwrap())
         .unwrap();
     let out = e.unmap(0, C1, A, &[r(1, 1)], UnmapHint::PAGES, 1).unwrap();
-    assert_eq!(out.flush, FlushUrgency::At(800));
-    e.unmap(500, C1, A, &[r(2, 1)], UnmapHint::PAGES, 2)
+    assert_eq!(out.flush, FlushUrgency::At(500));
+    e.unmap(400, C1, A, &[r(2, 1)], UnmapHint::PAGES, 2)
         .unwrap();
-    assert_eq!(e.next_deadline(), Some(800));
-    assert!(!e.flush_due(799));
-    assert_eq!(e.plan_flush(799), None);
-    let plan = e.plan_flush(800).unwrap();
-    e.sync_completed(900, plan.seq).unwrap();
-    assert_eq!(e.client_stats(C1).unwrap().max_stale_us, 900);
+    assert_eq!(e.next_deadline(), Some(500));
+    assert!(!e.flush_due(499));
+    assert_eq!(e.plan_flush(499), None);
+    let plan = e.plan_flush(500).unwrap();
+    e.sync_completed(600, plan.seq).unwrap();
+    assert_eq!(e.client_stats(C1).unwrap().max_stale_us, 600);
 }
 
 #[test]
@@ -315,27 +315,27 @@ fn deferred_replies_now_and_flushes_at_n_or_t() {
     let mut e: Engine<u32> = Engine::new(EngineConfig::for_smmu(true));
     let policy = InvalidationPolicy::deferred(3, 100).unwrap();
     e.register(C1, policy).unwrap();
-    // Due at T less the flush's lead (a quarter of T = 25 µs here).
+    // Due at T less the flush's lead (half of T = 50 µs here).
     let out = e.unmap(10, C1, A, &[r(1, 1)], UnmapHint::PAGES, 1).unwrap();
     assert_eq!(out.reply, Reply::Now);
-    assert_eq!(out.flush, FlushUrgency::At(85));
+    assert_eq!(out.flush, FlushUrgency::At(60));
     e.unmap(20, C1, A, &[r(2, 1)], UnmapHint::PAGES, 2).unwrap();
-    assert_eq!(e.next_deadline(), Some(85));
-    assert_eq!(e.plan_flush(84), None);
-    let plan = e.plan_flush(85).unwrap();
-    let released = e.sync_completed(86, plan.seq).unwrap();
+    assert_eq!(e.next_deadline(), Some(60));
+    assert_eq!(e.plan_flush(59), None);
+    let plan = e.plan_flush(60).unwrap();
+    let released = e.sync_completed(61, plan.seq).unwrap();
     assert!(released.iter().all(|r| r.reply == ReplyAction::AlreadySent));
     let s = e.client_stats(C1).unwrap();
     assert_eq!(
         (s.stale_windows, s.max_stale_us, s.total_stale_us),
-        (2, 76, 142)
+        (2, 51, 92)
     );
 
     for i in 0..2 {
         let out = e
             .unmap(200, C1, A, &[r(i, 1)], UnmapHint::PAGES, 0)
             .unwrap();
-        assert_eq!(out.flush, FlushUrgency::At(275));
+        assert_eq!(out.flush, FlushUrgency::At(250));
     }
     let out = e
         .unmap(200, C1, A, &[r(9, 1)], UnmapHint::PAGES, 0)

@@ -56,6 +56,15 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
     }
 
+    /// Whether a deferred client's window must close by `now_us`: the task
+    /// then flushes at once, even while calls keep arriving, so that a busy
+    /// queue never stretches a deferred window past its bound (strict work
+    /// still waits for the queue to empty, which is what lets clients
+    /// share a sync).
+    pub fn deferred_due(&self, now_us: u64) -> bool {
+        self.engine.deferred_deadline().is_some_and(|d| d <= now_us)
+    }
+
     /// Issues whatever invalidation is due with one doorbell per sync (one
     /// sync shared by every client, except the per-unmap baseline), then
     /// releases what it covered. Returns the held replies now due.
