@@ -104,7 +104,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
                 for &qd in &qds {
                     done += 1;
                     let qd = qd.min(geometry.queue_depth).max(1);
-                    let k_before = kstats.and_then(|c| KernelView::read(c));
+                    let k_before = kstats.and_then(KernelView::read);
                     let before = match blk.stats() {
                         Ok(s) => s,
                         Err(e) => {
@@ -120,7 +120,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
                         }
                     };
                     let after = blk.stats().unwrap_or_default();
-                    let k_after = kstats.and_then(|c| KernelView::read(c));
+                    let k_after = kstats.and_then(KernelView::read);
                     let d = delta(&after, &before);
                     report(device, mode, wl, qd, &r, &d, hz, done, total);
                     if let (Some(a), Some(b)) = (&k_after, &k_before) {

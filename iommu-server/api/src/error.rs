@@ -138,6 +138,6 @@ mod tests {
             assert!(ApiError::ALL.contains(&e), "{e:?} missing from ALL");
         }
         assert_eq!(ApiError::from_code(0), None);
-        assert_eq!(ApiError::from_code(21), None);
+        assert_eq!(ApiError::from_code(22), None);
     }
 }
