@@ -29,6 +29,7 @@ pub fn handle(frame: &mut TrapFrame, origin: Origin, kind: Kind, syn: Syndrome, 
         (Origin::Kernel, Kind::Irq) => handle_irqs(),
         (Origin::Kernel, _) => kernel_fault(frame, origin, kind, syn, vector),
         (Origin::User, _) => {
+            crate::latency::masked_begin();
             task::sched::save_current(frame);
             match kind {
                 Kind::Irq => handle_irqs(),
@@ -43,12 +44,22 @@ pub fn handle(frame: &mut TrapFrame, origin: Origin, kind: Kind, syn: Syndrome, 
                 }),
             }
             task::sched::schedule(frame);
+            crate::latency::masked_end();
         }
     }
 }
 
+/// Interrupts taken so far (any INTID), for [`crate::arch::idle_poll`].
+static IRQS_TAKEN: AtomicU32 = AtomicU32::new(0);
+
+/// How many interrupts have been taken (wrapping).
+pub fn irqs_taken() -> u32 {
+    IRQS_TAKEN.load(Ordering::Relaxed)
+}
+
 fn handle_irqs() {
     while let Some(intid) = gic::acknowledge() {
+        IRQS_TAKEN.fetch_add(1, Ordering::Relaxed);
         if intid == TIMER_INTID.load(Ordering::Relaxed) {
             timer::on_interrupt();
             task::on_tick();

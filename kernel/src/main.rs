@@ -16,6 +16,7 @@ mod dma_stop;
 mod exceptions;
 mod gic;
 mod integrity;
+mod latency;
 #[allow(unsafe_code)]
 mod mm;
 #[allow(unsafe_code)]

@@ -33,6 +33,10 @@ pub fn start() {
 /// next one on.
 pub fn on_interrupt() {
     let now = crate::arch::counter();
+    let compare = PROGRAMMED.load(Ordering::Relaxed);
+    if compare != u64::MAX {
+        crate::latency::note_timer_late(now.saturating_sub(compare));
+    }
     if now >= NEXT_TICK.load(Ordering::Relaxed) {
         TICKS.fetch_add(1, Ordering::Relaxed);
         NEXT_TICK.store(now + us_to_ticks(TICK_US), Ordering::Relaxed);

@@ -16,4 +16,7 @@ pub mod syscall;
 pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, VirtAddr};
 pub use error::{Error, SysResult};
 pub use ids::{Asid, StreamId};
-pub use syscall::{FrameCounts, KernelCounters, Sysno, TASK_NAME_MAX, TASK_TIME_BYTES};
+pub use syscall::{
+    FrameCounts, KERNEL_STATS_RESET_PEAKS, KernelCounters, LatencyPeaks, Sysno, TASK_NAME_MAX,
+    TASK_TIME_BYTES,
+};

@@ -95,18 +95,24 @@ crate::stable_codes! {
         /// may (`WrongCapKind`): what the whole machine holds is not every
         /// task's business. A soak's leak accounting reads it.
         FrameStats = 19,
-        /// `kernel_stats(monitor_cap, ptr, len) -> (bytes, tasks)`: what the
-        /// kernel counted since boot, for measuring what an I/O costs:
-        /// [`KernelCounters`] (`KernelCounters::BYTES` bytes at `ptr`),
-        /// then one [`TASK_TIME_BYTES`]-byte record per task slot that fits
-        /// in `len` (its name, NUL-padded to [`TASK_NAME_MAX`] bytes, and
-        /// the counter ticks it ran, kernel time on its behalf included).
-        /// Only the holder of a monitor capability may (`WrongCapKind`);
-        /// `len` below `KernelCounters::BYTES` is `BufferTooSmall`.
-        /// Returns the bytes written and the number of task slots.
+        /// `kernel_stats(monitor_cap, ptr, len, flags) -> (bytes, tasks)`:
+        /// what the kernel counted since boot, for measuring what an I/O
+        /// costs: [`KernelCounters`] (`KernelCounters::BYTES` bytes at
+        /// `ptr`), then [`LatencyPeaks`] (`LatencyPeaks::BYTES`), then one
+        /// [`TASK_TIME_BYTES`]-byte record per task slot that fits in `len`
+        /// (its name, NUL-padded to [`TASK_NAME_MAX`] bytes, and the counter
+        /// ticks it ran, kernel time on its behalf included). `flags` bit 0
+        /// ([`KERNEL_STATS_RESET_PEAKS`]) starts new peaks after reading
+        /// them; other bits are `BadArgument`. Only the holder of a monitor
+        /// capability may (`WrongCapKind`); `len` below the counters and
+        /// peaks is `BufferTooSmall`. Returns the bytes written and the
+        /// number of task slots.
         KernelStats = 20,
     }
 }
+
+/// [`Sysno::KernelStats`] flag: start new [`LatencyPeaks`] after reading.
+pub const KERNEL_STATS_RESET_PEAKS: u64 = 1;
 
 /// Bytes of a task name in a [`Sysno::KernelStats`] record.
 pub const TASK_NAME_MAX: usize = 32;
@@ -180,6 +186,50 @@ impl KernelCounters {
     pub fn since(&self, earlier: &Self) -> Self {
         let (a, b) = (self.to_array(), earlier.to_array());
         Self::from_array(core::array::from_fn(|i| a[i].saturating_sub(b[i])))
+    }
+}
+
+/// Latency peaks the kernel measured since they were last reset
+/// ([`Sysno::KernelStats`]), in µs. What a task's wake-up waits for: the
+/// timer interrupt (late when the machine delivers it late, or the kernel
+/// had IRQs masked), the kernel noticing the deadline, and the kernel's own
+/// masked stretches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatencyPeaks {
+    /// Largest delay from the timer's compare value to its interrupt
+    /// handler.
+    pub timer_irq_late_us: u64,
+    /// Largest delay from a task's deadline (timed wait or sleep) to the
+    /// kernel making it ready.
+    pub wake_late_us: u64,
+    /// Longest time the kernel ran one trap with IRQs masked (idle waits
+    /// excluded).
+    pub irqs_masked_us: u64,
+}
+
+impl LatencyPeaks {
+    /// Peaks, in wire order.
+    pub const FIELDS: usize = 3;
+    /// Bytes on the wire: little-endian `u64`s in field order.
+    pub const BYTES: usize = Self::FIELDS * 8;
+
+    /// The peaks in wire order.
+    pub fn to_array(&self) -> [u64; Self::FIELDS] {
+        [
+            self.timer_irq_late_us,
+            self.wake_late_us,
+            self.irqs_masked_us,
+        ]
+    }
+
+    /// From the wire order.
+    pub fn from_array(a: [u64; Self::FIELDS]) -> Self {
+        let [timer_irq_late_us, wake_late_us, irqs_masked_us] = a;
+        Self {
+            timer_irq_late_us,
+            wake_late_us,
+            irqs_masked_us,
+        }
     }
 }
 

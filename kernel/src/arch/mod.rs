@@ -50,6 +50,36 @@ pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
 }
 
+/// Idles without `wfi` until the counter reaches `until` or an interrupt
+/// has been taken, whichever comes first: IRQs are unmasked for a moment
+/// on every turn, so a pending one is taken at once.
+///
+/// For deadlines a moment away only. Under TCG a sleeping CPU is woken by
+/// a host timer that QEMU's main loop fires, and that loop also runs the
+/// devices' emulation: with I/O in flight the wake-up came up to 3 ms late
+/// (`docs/ARCHITECTURE.md`, "When the kernel takes interrupts"). Reading
+/// the counter needs no such help.
+pub fn idle_poll(until: u64) {
+    let taken = crate::exceptions::irqs_taken();
+    while counter() < until {
+        // SAFETY: as in `idle_once`: the vectors are installed, the caller
+        // holds no lock the handler takes, and IRQs are masked again
+        // before anything else runs.
+        unsafe {
+            core::arch::asm!(
+                "msr daifclr, #2",
+                "isb",
+                "msr daifset, #2",
+                clobber_abi("C"),
+                options(nomem, nostack)
+            )
+        };
+        if crate::exceptions::irqs_taken() != taken {
+            return;
+        }
+    }
+}
+
 /// Idles until an interrupt has been taken: waits with IRQs still masked,
 /// then unmasks them so the pending one is taken, and masks them again.
 ///

@@ -72,7 +72,7 @@ pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
         }
         Sysno::FramePins => Some(frame_pins(k, t, x[0], x[1], x[2], x[3])),
         Sysno::FrameStats => Some(frame_stats(k, t, x[0])),
-        Sysno::KernelStats => Some(kernel_stats(k, t, x[0], x[1], x[2])),
+        Sysno::KernelStats => Some(kernel_stats(k, t, x[0], x[1], x[2], x[3])),
     };
     if let Some(r) = r {
         set_result(k, t, r);
@@ -450,21 +450,35 @@ fn frame_stats(k: &Kernel, t: TaskIdx, c: u64) -> SysResult<[u64; 3]> {
 
 /// What the kernel counted, and each task slot's run time, for a monitor
 /// (see [`Sysno::KernelStats`]).
-fn kernel_stats(k: &Kernel, t: TaskIdx, c: u64, ptr: u64, len: u64) -> SysResult<[u64; 3]> {
+fn kernel_stats(
+    k: &Kernel,
+    t: TaskIdx,
+    c: u64,
+    ptr: u64,
+    len: u64,
+    flags: u64,
+) -> SysResult<[u64; 3]> {
     let Cap::Monitor = cap(k, t, c)? else {
         return Err(Error::WrongCapKind);
     };
+    if flags & !abi::KERNEL_STATS_RESET_PEAKS != 0 {
+        return Err(Error::BadArgument);
+    }
+    const HEAD: usize = abi::KernelCounters::BYTES + abi::LatencyPeaks::BYTES;
     let len = usize::try_from(len).map_err(|_| Error::BadArgument)?;
-    if len < abi::KernelCounters::BYTES {
+    if len < HEAD {
         return Err(Error::BufferTooSmall);
     }
-    let slots = ((len - abi::KernelCounters::BYTES) / abi::TASK_TIME_BYTES).min(k.tasks.len());
+    let slots = ((len - HEAD) / abi::TASK_TIME_BYTES).min(k.tasks.len());
     // Bounded by the task table (at most MAX_TASKS records): the kernel
     // heap gives it or the call is refused.
     let mut out = Vec::new();
-    out.try_reserve_exact(abi::KernelCounters::BYTES + slots * abi::TASK_TIME_BYTES)
+    out.try_reserve_exact(HEAD + slots * abi::TASK_TIME_BYTES)
         .map_err(|_| Error::NoMemory)?;
-    for v in k.counters.to_array() {
+    // Peaks are reset only once the copy-out has succeeded.
+    let reset = flags & abi::KERNEL_STATS_RESET_PEAKS != 0;
+    let peaks = crate::latency::peaks(false);
+    for v in k.counters.to_array().into_iter().chain(peaks.to_array()) {
         out.extend_from_slice(&v.to_le_bytes());
     }
     for task in &k.tasks[..slots] {
@@ -475,6 +489,9 @@ fn kernel_stats(k: &Kernel, t: TaskIdx, c: u64, ptr: u64, len: u64) -> SysResult
         out.extend_from_slice(&task.cpu_ticks.to_le_bytes());
     }
     space(k, t).copy_out(ptr, &out)?;
+    if reset {
+        crate::latency::peaks(true);
+    }
     Ok([out.len() as u64, slots as u64, 0])
 }
 

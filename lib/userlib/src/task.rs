@@ -2,7 +2,10 @@
 //! kernel tells any task about the machine ([`kernel_integrity`]) or a
 //! monitor about its memory ([`frame_stats`]).
 
-use abi::{FrameCounts, KernelCounters, SysResult, Sysno, TASK_NAME_MAX, TASK_TIME_BYTES};
+use abi::{
+    FrameCounts, KERNEL_STATS_RESET_PEAKS, KernelCounters, LatencyPeaks, SysResult, Sysno,
+    TASK_NAME_MAX, TASK_TIME_BYTES,
+};
 
 use crate::raw::check;
 use crate::sys::syscall;
@@ -54,23 +57,43 @@ impl TaskTime {
 /// Most task slots [`kernel_stats`] reads at once.
 pub const KERNEL_STATS_TASKS: usize = 32;
 
-/// What the kernel counted since boot (only with a monitor capability),
-/// and the run time of up to `tasks.len()` task slots (at most
-/// [`KERNEL_STATS_TASKS`]), written into `tasks`; returns the counters
-/// and how many slots were written.
+/// What [`kernel_stats`] returns besides the task records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// What the kernel counted since boot.
+    pub counters: KernelCounters,
+    /// Latency peaks since they were last reset.
+    pub peaks: LatencyPeaks,
+    /// Task slots written into the caller's `tasks`.
+    pub slots: usize,
+}
+
+/// Bytes of the counters and peaks before the task records.
+const KERNEL_STATS_HEAD: usize = KernelCounters::BYTES + LatencyPeaks::BYTES;
+
+/// What the kernel counted since boot and its latency peaks (only with a
+/// monitor capability), and the run time of up to `tasks.len()` task slots
+/// (at most [`KERNEL_STATS_TASKS`]), written into `tasks`. With
+/// `reset_peaks` the kernel starts new peaks after this read.
 pub fn kernel_stats(
     monitor_cap: u32,
     tasks: &mut [TaskTime],
-) -> SysResult<(KernelCounters, usize)> {
-    let mut buf = [0u8; KernelCounters::BYTES + KERNEL_STATS_TASKS * TASK_TIME_BYTES];
-    let want = KernelCounters::BYTES + tasks.len().min(KERNEL_STATS_TASKS) * TASK_TIME_BYTES;
+    reset_peaks: bool,
+) -> SysResult<KernelStats> {
+    let mut buf = [0u8; KERNEL_STATS_HEAD + KERNEL_STATS_TASKS * TASK_TIME_BYTES];
+    let want = KERNEL_STATS_HEAD + tasks.len().min(KERNEL_STATS_TASKS) * TASK_TIME_BYTES;
+    let flags = if reset_peaks {
+        KERNEL_STATS_RESET_PEAKS
+    } else {
+        0
+    };
     let r = check(syscall(
         Sysno::KernelStats as u64,
         [
             u64::from(monitor_cap),
             buf.as_mut_ptr() as u64,
             want as u64,
-            0,
+            flags,
             0,
             0,
         ],
@@ -81,13 +104,20 @@ pub fn kernel_stats(
         u64::from_le_bytes(b)
     };
     let counters = KernelCounters::from_array(core::array::from_fn(|i| u64_at(i * 8)));
+    let peaks = LatencyPeaks::from_array(core::array::from_fn(|i| {
+        u64_at(KernelCounters::BYTES + i * 8)
+    }));
     let slots = (r[2] as usize).min(tasks.len()).min(KERNEL_STATS_TASKS);
     for (i, t) in tasks[..slots].iter_mut().enumerate() {
-        let at = KernelCounters::BYTES + i * TASK_TIME_BYTES;
+        let at = KERNEL_STATS_HEAD + i * TASK_TIME_BYTES;
         t.name.copy_from_slice(&buf[at..at + TASK_NAME_MAX]);
         t.ticks = u64_at(at + TASK_NAME_MAX);
     }
-    Ok((counters, slots))
+    Ok(KernelStats {
+        counters,
+        peaks,
+        slots,
+    })
 }
 
 /// Yields the CPU to another ready task of equal priority.
