@@ -22,7 +22,7 @@
 //!
 //! | op | arg | entries |
 //! |---|---|---|
-//! | 1 `Info`, 4 `Stats` | 0 | none |
+//! | 1 `Info`, 4 `Stats`, 6 `ResetStats` | 0 | none |
 //! | 2 `Submit` | 0 | 1..=[`MAX_IOS`] 24-byte [`Io`]s `{tag: u16, kind: u8, flags: u8, sectors: u32, lba: u64, offset: u64}` |
 //! | 3 `Reap` | `min` in bits 0..16, `max` in bits 16..32 (1 <= min <= max <= [`MAX_COMPLETIONS`]) | none |
 //! | 5 `SetMode` | mode: 1 bypass, 2 strict-per-unmap, 3 strict, 4 deferred | one 8-byte `{max_entries: u32, max_age_us: u32}` (non-zero for deferred, else 0) |
@@ -30,7 +30,7 @@
 //! Response: header `{status: u16 (0 = ok, else a [`BlockError`] code),
 //! count: u16, 0: u32}`, then `count` entries: `Info` one 24-byte
 //! `{sectors: u64, sector_size: u32, max_transfer: u32, queue_depth: u16,
-//! device_kind: u16, 0: u32}`; `Accepted`, `ModeSet` none; `Completions`
+//! device_kind: u16, 0: u32}`; `Accepted`, `ModeSet`, `StatsReset` none; `Completions`
 //! 1..=[`MAX_COMPLETIONS`] 8-byte [`Completion`]s `{tag: u16, status: u16,
 //! 0: u32}`; `Stats` thirteen 8-byte counters (see [`BlockStats`]). An
 //! error response has no entries.
@@ -150,7 +150,7 @@ impl BenchMode {
 
 ipc_proto::counters! {
     /// A driver's counters (answer to `Stats`): its own work and the IOMMU
-    /// server's work for it, since the last `SetMode`. 13 little-endian `u64`s.
+    /// server's work for it, since the last `SetMode` or `ResetStats`. 13 little-endian `u64`s.
     pub struct BlockStats {
         /// I/Os completed.
         pub ios: u64,

@@ -48,7 +48,8 @@ protocol! {
     -> /// To `Reap`.
        Completions(completions: Completions<'a>);
 
-    /// The driver's counters since the last `SetMode`. Answer: `Stats`.
+    /// The driver's counters since the last `SetMode` or `ResetStats`.
+    /// Answer: `Stats`.
     4 Stats => fn stats
     -> /// To `Stats`.
        Stats(stats: BlockStats);
@@ -59,4 +60,12 @@ protocol! {
     5 SetMode(mode: BenchMode) => fn set_mode
     -> /// To `SetMode`: the device is back up in the new mode.
        ModeSet;
+
+    /// Benchmark systems only: start the counters afresh (the driver's and
+    /// the IOMMU server's for it, whose pending invalidations are completed
+    /// first), so that a peak such as the largest stale window is one
+    /// measurement's. Nothing may be in flight. Answer: `StatsReset`.
+    6 ResetStats => fn reset_stats
+    -> /// To `ResetStats`.
+       StatsReset;
 }

@@ -81,7 +81,7 @@ impl Block {
         Ok(got.copy_to(out))
     }
 
-    /// The driver's counters since its last mode switch.
+    /// The driver's counters since its last mode switch or reset.
     pub fn stats(&self) -> Result<BlockStats, ClientError> {
         self.with(None).stats(&mut [0; MSG_MAX])
     }
@@ -90,6 +90,12 @@ impl Block {
     /// this client may be in flight) and resets its counters.
     pub fn set_mode(&self, mode: BenchMode) -> Result<(), ClientError> {
         self.with(None).set_mode(&mut [0; MSG_MAX], mode)
+    }
+
+    /// Benchmark systems only: starts the counters afresh (nothing of this
+    /// client may be in flight), without a mode switch.
+    pub fn reset_stats(&self) -> Result<(), ClientError> {
+        self.with(None).reset_stats(&mut [0; MSG_MAX])
     }
 
     /// One I/O, waited for: submit, then reap its completion.

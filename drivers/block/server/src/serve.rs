@@ -721,6 +721,24 @@ impl<D: BlockDevice> Loop<'_, D> {
         })
     }
 
+    /// Benchmark counter reset, with nothing in flight: the IOMMU
+    /// server's for this driver (which completes its pending
+    /// invalidations first), then ours.
+    fn reset_stats(&mut self) -> Result<(), BlockError> {
+        if !self.cfg.bench {
+            return Err(BlockError::NotPermitted);
+        }
+        if self.slots.iter().flatten().any(|f| !f.fenced) {
+            return Err(BlockError::QueueFull);
+        }
+        self.lost(self.iommu.reset_stats()).map_err(|e| {
+            log!("{}: IOMMU stats reset refused: {e}", self.cfg.name);
+            BlockError::Iommu
+        })?;
+        self.counters = Counters::default();
+        Ok(())
+    }
+
     /// Benchmark mode switch: with nothing in flight, stop the device,
     /// have the IOMMU server change this driver's policy (which also
     /// resets its counters there), restart the device, reset ours.

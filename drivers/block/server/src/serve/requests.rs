@@ -53,4 +53,9 @@ impl<'a, D: BlockDevice> Handler<'a> for Call<'_, '_, D> {
         let r = self.l.set_mode(mode);
         reply(self.token, r.map(|()| Response::ModeSet));
     }
+
+    fn reset_stats(self) {
+        let r = self.l.reset_stats();
+        reply(self.token, r.map(|()| Response::StatsReset));
+    }
 }
