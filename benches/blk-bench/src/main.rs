@@ -104,7 +104,13 @@ fn main(info: &TaskInfo<'static>) -> i32 {
                 for &qd in &qds {
                     done += 1;
                     let qd = qd.min(geometry.queue_depth).max(1);
-                    let k_before = kstats.and_then(KernelView::read);
+                    // Peaks (the largest stale window, the kernel's
+                    // latency peaks) are then this point's alone.
+                    if let Err(e) = blk.reset_stats() {
+                        log!("bench: {device}: stats reset refused: {e}");
+                        return 1;
+                    }
+                    let k_before = kstats.and_then(|c| KernelView::read(c, true));
                     let before = match blk.stats() {
                         Ok(s) => s,
                         Err(e) => {
@@ -120,7 +126,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
                         }
                     };
                     let after = blk.stats().unwrap_or_default();
-                    let k_after = kstats.and_then(KernelView::read);
+                    let k_after = kstats.and_then(|c| KernelView::read(c, false));
                     let d = delta(&after, &before);
                     report(device, mode, wl, qd, &r, &d, hz, done, total);
                     if let (Some(a), Some(b)) = (&k_after, &k_before) {
@@ -347,18 +353,22 @@ fn report(
 /// What the kernel counted at one moment (`kstats` capability).
 struct KernelView {
     counters: abi::KernelCounters,
+    peaks: abi::LatencyPeaks,
     tasks: [userlib::TaskTime; userlib::KERNEL_STATS_TASKS],
     slots: usize,
 }
 
 impl KernelView {
-    fn read(cap: u32) -> Option<Self> {
+    /// With `reset_peaks`, the kernel's latency peaks start afresh after
+    /// this read.
+    fn read(cap: u32, reset_peaks: bool) -> Option<Self> {
         let mut tasks = [userlib::TaskTime::default(); userlib::KERNEL_STATS_TASKS];
-        let (counters, slots) = userlib::kernel_stats(cap, &mut tasks).ok()?;
+        let s = userlib::kernel_stats(cap, &mut tasks, reset_peaks).ok()?;
         Some(Self {
-            counters,
+            counters: s.counters,
+            peaks: s.peaks,
             tasks,
-            slots,
+            slots: s.slots,
         })
     }
 
@@ -371,8 +381,8 @@ impl KernelView {
     }
 }
 
-/// The per-I/O kernel costs of one point: one `bench-costs` line, keyed
-/// like its `bench-result` line.
+/// The per-I/O kernel costs of one point and its kernel latency peaks
+/// (µs): one `bench-costs` line, keyed like its `bench-result` line.
 #[allow(clippy::too_many_arguments)]
 fn report_costs(
     device: &str,
@@ -392,7 +402,7 @@ fn report_costs(
         ticks * 1_000_000 / hz.max(1)
     };
     log!(
-        "bench-costs dev={device} mode={} wl={} qd={qd} as_switches={} syscalls={} ipc_calls={} ipc_replies={} notifications={} interrupts={} timer_wakeups={} client_cpu_us={} driver_cpu_us={} server_cpu_us={}",
+        "bench-costs dev={device} mode={} wl={} qd={qd} as_switches={} syscalls={} ipc_calls={} ipc_replies={} notifications={} interrupts={} timer_wakeups={} client_cpu_us={} driver_cpu_us={} server_cpu_us={} timer_irq_late_max_us={} wake_late_max_us={} irqs_masked_max_us={}",
         mode.name(),
         if kind == IoKind::Read {
             "randread"
@@ -409,6 +419,9 @@ fn report_costs(
         PerIo(cpu_us(names[0]), ios),
         PerIo(cpu_us(names[1]), ios),
         PerIo(cpu_us(names[2]), ios),
+        after.peaks.timer_irq_late_us,
+        after.peaks.wake_late_us,
+        after.peaks.irqs_masked_us,
     );
 }
 
