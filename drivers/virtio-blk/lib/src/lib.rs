@@ -9,8 +9,9 @@
 //! until its used-ring entry arrives or the device is reset (virtio has no
 //! per-request abort); `released` then names its slot.
 //!
-//! It owns the device's registers (through `transport`), its one DMA
-//! region (rings, request headers, status bytes: `dma`) and the requests
+//! It owns the device's registers (through the shared `virtio` crate's
+//! `Transport`), its one DMA region (rings, request headers, status bytes:
+//! `virtio::dma`) and the requests
 //! in flight. It never hands the device a physical address (every address
 //! is an IOVA the IOMMU server returned), never enables bus mastering
 //! before its stream is attached, never blocks in `submit` or
@@ -19,9 +20,6 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
-
-mod dma;
-mod transport;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -32,15 +30,15 @@ use block_server::{BlockDevice, DeviceIo};
 use iommu_api::{Dir, Extent};
 use iommu_client::{ClientError, Iommu};
 use userlib::{Counter, DmaBuffer, log, poll_until};
-use virtio_core::blk::{
+use virtio_blk_core::blk::{
     self, BlkConfig, DmaLayout, Outcome, RequestHeader, RequestType, SECTOR_BYTES,
 };
 use virtio_core::inflight::{InFlight, Returned};
 use virtio_core::pci::{self, CapError, Status, common, feature, header};
 use virtio_core::virtqueue::{Buffer, QueueMemory, Virtqueue};
 
-use dma::DmaMem;
-use transport::{OutOfWindow, Transport};
+use virtio::dma::DmaMem;
+use virtio::transport::{OutOfWindow, Transport};
 
 /// `Info::device_kind` of virtio-blk.
 pub const DEVICE_KIND: u16 = 2;

@@ -1,7 +1,8 @@
-//! The virtio-blk driver's pure half [VIRTIO-1.2]: the PCI transport's
-//! layouts and feature negotiation (`pci`), the split virtqueue (`virtqueue`),
-//! the block request format and device configuration (`blk`), and the
-//! bookkeeping of requests in flight (`inflight`).
+//! The pure half every virtio driver shares [VIRTIO-1.2]: the PCI
+//! transport's layouts and feature negotiation (`pci`), the split virtqueue
+//! (`virtqueue`), and the bookkeeping of requests in flight (`inflight`).
+//! Device types keep their own formats in their own crates (virtio-blk's
+//! in `virtio-blk-core`).
 //!
 //! It owns encodings and driver-side state only: it never touches a register
 //! or DMA memory except through the [`virtqueue::QueueMemory`] trait it is
@@ -12,7 +13,6 @@
 
 extern crate alloc;
 
-pub mod blk;
 pub mod inflight;
 pub mod pci;
 pub mod virtqueue;

@@ -358,9 +358,13 @@ impl Virtqueue {
     }
 }
 
-/// A `Vec<u8>` as queue memory, for host tests and models.
-#[cfg(test)]
+/// A `Vec<u8>` as queue memory, for host tests and models (feature
+/// `testmem` for other crates' tests).
+#[cfg(any(test, feature = "testmem"))]
 pub mod testmem {
+    use alloc::vec;
+    use alloc::vec::Vec;
+
     use super::QueueMemory;
 
     /// Plain memory; barriers are counted.

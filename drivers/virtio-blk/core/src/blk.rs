@@ -7,8 +7,8 @@
 //! a device, and it decodes every value a device may write without
 //! panicking.
 
-use crate::pci::{Reg, feature};
-use crate::virtqueue::{Layout, QueueMemory};
+use virtio_core::pci::{Reg, feature};
+use virtio_core::virtqueue::{Layout, QueueMemory};
 
 /// Bytes in a virtio-blk sector: the unit of `capacity` and `sector`,
 /// whatever `blk_size` says [VIRTIO-1.2 §5.2.4].
@@ -245,7 +245,7 @@ impl DmaLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virtqueue::testmem::VecMem;
+    use virtio_core::virtqueue::testmem::VecMem;
 
     #[test]
     fn header_bytes() {
