@@ -2,8 +2,8 @@
 //! mapping and unmapping one 4 KiB page and a run of [`RUN`] pages through
 //! `Server::handle`, the IOVA
 //! allocator's fast (per-size cache) and slow (free-range tree) paths, a
-//! software page-table walk, and a whole map + unmap + flush cycle of one
-//! strict client.
+//! software page-table walk, a whole map + unmap + flush cycle of one
+//! strict client, and the parts of a one-page map and unmap alone.
 //!
 //! Method: the server runs on [`MemHw`], an in-memory `SmmuHw` whose
 //! `submit` and `sync` do nothing, so the figures are the server's own CPU
@@ -339,5 +339,117 @@ fn walk_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, server_paths, iova_paths, walk_path);
+/// The parts of a one-page map and unmap, each alone, for the breakdown
+/// in docs/BENCHMARKS.md: what the request decode, the reply encode (the
+/// server's `Vec` included), one heap allocation, the mapping record (an
+/// ordered-map insert and remove among 256 live ones) and the page-table
+/// write and clear of one page (one walk each) cost.
+fn parts(c: &mut Criterion) {
+    let mut g = c.benchmark_group("part");
+    let page = [Extent::new(0, PAGE_SIZE)];
+    let map_msg = encode(&Request::Map {
+        dir: Dir::FromDevice,
+        ranges: List::new(&page),
+    });
+    g.bench_function("decode_map", |b| {
+        b.iter(|| black_box(Request::decode(black_box(&map_msg)).is_ok()))
+    });
+    let iova = [Iova::new(0x10_0000)];
+    g.bench_function("encode_mapped_reply", |b| {
+        b.iter(|| {
+            let mut buf = [0u8; MSG_MAX];
+            let r = Response::Mapped {
+                iovas: List::new(black_box(&iova)),
+            };
+            let n = r.encode(&mut buf).expect("encodes");
+            black_box(buf[..n].to_vec())
+        })
+    });
+    g.bench_function("heap_alloc_free_8b", |b| {
+        b.iter(|| black_box(vec![black_box(PhysAddr::new(CLIENT_FRAME))]))
+    });
+    g.bench_function("mapping_record_insert_remove", |b| {
+        let mut m = std::collections::BTreeMap::new();
+        for i in 0..256u64 {
+            m.insert(i << 12, [i; 7]);
+        }
+        let mut k = 256u64;
+        b.iter(|| {
+            m.insert(k << 12, [k; 7]);
+            black_box(m.remove(&((k - 256) << 12)));
+            k += 1;
+        })
+    });
+    g.bench_function("pte_map_unmap_4k", |b| {
+        let mut mem = MemHw::new();
+        let mut table: PageTable<Iova> =
+            PageTable::new(&mut mem, Config::new(48, 48)).expect("table");
+        let attrs = Attrs::dma(0, true);
+        let frame = [PhysAddr::new(CLIENT_FRAME)];
+        // Keep the last-level table linked, as the server's live mappings do.
+        table
+            .map_pages(&mut mem, Iova::new(0x10_0000), &frame, attrs)
+            .expect("map");
+        let va = Iova::new(0x10_1000);
+        b.iter(|| {
+            table
+                .map_pages(&mut mem, black_box(va), &frame, attrs)
+                .expect("map");
+            black_box(table.unmap_exact(&mut mem, va, PAGE_SIZE).expect("unmap"));
+        })
+    });
+    g.bench_function("tmp_map_only", |b| {
+        let mut mem = MemHw::new();
+        let mut table: PageTable<Iova> =
+            PageTable::new(&mut mem, Config::new(48, 48)).expect("table");
+        let attrs = Attrs::dma(0, true);
+        let frame = [PhysAddr::new(CLIENT_FRAME)];
+        table
+            .map_pages(&mut mem, Iova::new(0x10_0000), &frame, attrs)
+            .expect("map");
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            if i == 511 {
+                i = 1;
+                table = PageTable::new(&mut mem, Config::new(48, 48)).expect("table");
+                table
+                    .map_pages(&mut mem, Iova::new(0x10_0000), &frame, attrs)
+                    .expect("map");
+            }
+            let va = Iova::new(0x10_0000 + i * 4096);
+            table
+                .map_pages(&mut mem, black_box(va), &frame, attrs)
+                .expect("map");
+        })
+    });
+    g.bench_function("tmp_oldmap_only", |b| {
+        let mut mem = MemHw::new();
+        let mut table: PageTable<Iova> =
+            PageTable::new(&mut mem, Config::new(48, 48)).expect("table");
+        let attrs = Attrs::dma(0, true);
+        let frame = [PhysAddr::new(CLIENT_FRAME)];
+        table
+            .map_pages(&mut mem, Iova::new(0x10_0000), &frame, attrs)
+            .expect("map");
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            if i == 511 {
+                i = 1;
+                table = PageTable::new(&mut mem, Config::new(48, 48)).expect("table");
+                table
+                    .map_pages(&mut mem, Iova::new(0x10_0000), &frame, attrs)
+                    .expect("map");
+            }
+            let va = Iova::new(0x10_0000 + i * 4096);
+            table
+                .map(&mut mem, black_box(va), frame[0], 4096, attrs)
+                .expect("map");
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, server_paths, iova_paths, walk_path, parts);
 criterion_main!(benches);

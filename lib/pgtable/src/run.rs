@@ -19,7 +19,7 @@ use crate::config::InputAddress;
 use crate::desc::{self, Attrs, Descriptor, LAST_LEVEL, level_index, level_shift, level_size};
 use crate::error::MapError;
 use crate::memory::TableMemory;
-use crate::table::{PageTable, check_range, count_down, count_up};
+use crate::table::{PageTable, check_range, count_down, count_up, in_one_leaf_table};
 use crate::token::Unmapped;
 
 /// Where a [`Cursor`] stopped for an address.
@@ -58,6 +58,7 @@ impl Cursor {
 
     /// Walks to `va`'s last-level table, resuming from the deepest table
     /// shared with the previous address (the root for the first).
+    #[inline]
     pub(crate) fn seek<M: TableMemory>(&mut self, mem: &M, start: u8, va: u64) -> Stop {
         let leaf_depth = (LAST_LEVEL - start) as usize;
         let same_leaf_table =
@@ -181,8 +182,27 @@ impl<A: InputAddress> PageTable<A> {
         }
         let start = self.config.start_level();
         let leaf_depth = (LAST_LEVEL - start) as usize;
-        // Check every target and count the tables to make.
         let mut cur = Cursor::new(self.root);
+        if in_one_leaf_table(va, end) {
+            // The common case, one existing last-level table: check, then
+            // write, after one descent and with no second pass.
+            match cur.seek(mem, start, va) {
+                Stop::Block => return Err(MapError::AlreadyMapped),
+                Stop::Leaf(table) => {
+                    let (i, n) = slots(va, end);
+                    if (i..i + n).any(|i| mem.read(table, i) & desc::VALID != 0) {
+                        return Err(MapError::AlreadyMapped);
+                    }
+                    for (k, f) in (i..i + n).zip(frames) {
+                        mem.write(table, k, desc::leaf_raw(LAST_LEVEL, f.get(), attrs.bits()));
+                    }
+                    *self.counts.entry(table.get()).or_insert(0) += n as u16;
+                    return Ok(());
+                }
+                Stop::Missing(_) => {}
+            }
+        }
+        // Check every target and count the tables to make.
         let mut first = None;
         let mut needed = 0usize;
         let mut prev_missing: Option<(u64, usize)> = None;
@@ -211,7 +231,10 @@ impl<A: InputAddress> PageTable<A> {
             }
             first.get_or_insert(cur);
         }
-        let mut reserve = self.reserve(mem, needed).ok_or(MapError::NoMemory)?;
+        let mut reserve = match needed {
+            0 => alloc::vec::Vec::new(),
+            n => self.reserve(mem, n).ok_or(MapError::NoMemory)?,
+        };
         // Write, from where the first piece's walk ended.
         let cur = first.unwrap_or(Cursor::new(self.root));
         let run = Run {
@@ -221,7 +244,9 @@ impl<A: InputAddress> PageTable<A> {
             attr_bits: attrs.bits(),
         };
         let done = self.write_run(mem, cur, &run, &mut reserve);
-        self.spare.append(&mut reserve);
+        if !reserve.is_empty() {
+            self.spare.append(&mut reserve);
+        }
         done
     }
 
@@ -320,54 +345,84 @@ impl<A: InputAddress> PageTable<A> {
     ) -> Option<Unmapped<A>> {
         let start = self.config.start_level();
         let mut cur = Cursor::new(self.root);
+        let mut token = Unmapped::new();
+        if in_one_leaf_table(va, end) {
+            // The common case: one descent, no second pass.
+            let Stop::Leaf(table) = cur.seek(mem, start, va) else {
+                return None;
+            };
+            if !all_pages(mem, table, va, end) {
+                return None;
+            }
+            token.push_range(va, end - va, LAST_LEVEL);
+            self.clear(mem, &mut cur, table, (va, end), &mut token);
+            return Some(token);
+        }
         let mut first = None;
         for (from, to) in leaf_chunks(va, end) {
             let Stop::Leaf(table) = cur.seek(mem, start, from) else {
                 return None;
             };
-            let (i, n) = slots(from, to);
-            if (i..i + n).any(|i| {
-                !matches!(
-                    desc::decode(LAST_LEVEL, mem.read(table, i)),
-                    Descriptor::Leaf { .. }
-                )
-            }) {
+            if !all_pages(mem, table, from, to) {
                 return None;
             }
             first.get_or_insert(cur);
         }
         let mut cur = first?;
-        let mut token = Unmapped::new();
         token.push_range(va, end - va, LAST_LEVEL);
         for (from, to) in leaf_chunks(va, end) {
-            let Stop::Leaf(table) = cur.seek(mem, start, from) else {
-                // Checked above; memory does not change under us.
-                continue;
-            };
-            let (i, n) = slots(from, to);
-            for k in i..i + n {
-                mem.write(table, k, 0);
-            }
-            let mut left = count_down(&mut self.counts, table, n as u16);
-            let mut child = table;
-            let mut depth = cur.valid;
-            // `path[depth - 1]` links `child`; the root is never unlinked.
-            while left == 0 && depth > 0 {
-                let (parent, idx) = cur.path[depth - 1];
-                mem.write(parent, idx, 0);
-                self.counts.remove(&child.get());
-                token.push_freed(child);
-                left = count_down(&mut self.counts, parent, 1);
-                child = parent;
-                depth -= 1;
-            }
-            if depth < cur.valid {
-                // The table at `depth` (`child`) is still linked.
-                cur.truncate(depth);
+            // Checked above; memory does not change under us.
+            if let Stop::Leaf(table) = cur.seek(mem, start, from) {
+                self.clear(mem, &mut cur, table, (from, to), &mut token);
             }
         }
         Some(token)
     }
+
+    /// Clears `[from, to)` in the last-level table `table` the cursor
+    /// reached, then unlinks each table on the way up that is now empty.
+    fn clear<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        cur: &mut Cursor,
+        table: PhysAddr,
+        (from, to): (u64, u64),
+        token: &mut Unmapped<A>,
+    ) {
+        let (i, n) = slots(from, to);
+        for k in i..i + n {
+            mem.write(table, k, 0);
+        }
+        let mut left = count_down(&mut self.counts, table, n as u16);
+        let mut child = table;
+        let mut depth = cur.valid;
+        // `path[depth - 1]` links `child`; the root is never unlinked.
+        while left == 0 && depth > 0 {
+            let (parent, idx) = cur.path[depth - 1];
+            mem.write(parent, idx, 0);
+            self.counts.remove(&child.get());
+            token.push_freed(child);
+            left = count_down(&mut self.counts, parent, 1);
+            child = parent;
+            depth -= 1;
+        }
+        if depth < cur.valid {
+            // The table at `depth` (`child`) is still linked.
+            cur.truncate(depth);
+        }
+    }
+}
+
+/// Whether every entry of `[from, to)` in the last-level `table` maps a
+/// page.
+fn all_pages<M: TableMemory>(mem: &M, table: PhysAddr, from: u64, to: u64) -> bool {
+    let (i, n) = slots(from, to);
+    (i..i + n).all(|i| {
+        matches!(
+            desc::decode(LAST_LEVEL, mem.read(table, i)),
+            Descriptor::Leaf { .. }
+        )
+    })
 }
 
 /// Index of the first entry and the number of entries `[from, to)` takes
