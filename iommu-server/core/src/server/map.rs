@@ -24,7 +24,7 @@ use pgtable::{Attrs, TableMemory};
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
-use super::state::{Mapping, Payload, Translated, translated_mut, walk_keys};
+use super::state::{FrameList, Mapping, Payload, Translated, translated_mut, walk_keys};
 use super::types::Grant;
 use super::{MAIR_NORMAL, SMALL_LIST, Server};
 use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
@@ -187,18 +187,16 @@ impl<H: SmmuHw, R> Server<H, R> {
             self.flush_now(now, badge);
         }
         // Each mapping's frame list, reserved before anything is written.
-        let mut lists: [Vec<PhysAddr>; SMALL_LIST] = [const { Vec::new() }; SMALL_LIST];
+        let mut lists: [FrameList; SMALL_LIST] = [const { FrameList::Empty }; SMALL_LIST];
         let reserved = plan
             .planned
             .as_slice()
             .iter()
             .zip(&mut lists)
-            .all(|(p, v)| {
-                let ok = v.try_reserve_exact(p.pages as usize).is_ok();
-                if ok {
-                    v.extend_from_slice(plan.frames(p));
-                }
-                ok
+            .all(|(p, l)| {
+                FrameList::try_copy(plan.frames(p))
+                    .map(|f| *l = f)
+                    .is_some()
             });
         if !reserved {
             let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
@@ -233,25 +231,15 @@ impl<H: SmmuHw, R> Server<H, R> {
         tr.table_pages += mem.allocated;
         mem.barrier();
         let mut iovas = Few::new(Iova::new(0));
-        for ((p, (block, pages)), frames) in plan
-            .planned
-            .as_slice()
-            .iter()
-            .zip(blocks.as_slice())
-            .zip(lists.iter_mut().map(core::mem::take))
-        {
+        for ((p, (block, _)), frames) in plan.planned.as_slice().iter().zip(blocks.as_slice()).zip(
+            lists
+                .iter_mut()
+                .map(|l| core::mem::replace(l, FrameList::Empty)),
+        ) {
             let iova = Iova::new(block.get() + p.offset_in_page);
             // The count was checked against the quota (`plan_map`): the
             // map's growth is bounded by what `add_client` reserved.
-            mappings.insert(
-                iova.get(),
-                Mapping {
-                    len: p.len,
-                    block: *block,
-                    pages: *pages,
-                    frames,
-                },
-            );
+            mappings.insert(iova.get(), Mapping { len: p.len, frames });
             iovas.push(iova);
         }
         self.note_mapped(badge, plan);

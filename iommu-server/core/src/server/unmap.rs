@@ -113,18 +113,19 @@ impl<H: SmmuHw, R> Server<H, R> {
             let Some(m) = domain.mappings.get(&r.start) else {
                 continue;
             };
-            let tok: Unmapped<Iova> =
-                match tr.table.unmap_exact(&mut mem, m.block, m.pages * PAGE_SIZE) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        // Not reachable for a range unmapped exactly as it
-                        // was mapped (no block split); stop consistently.
-                        failure = Some(ApiError::NoMemory);
-                        break;
-                    }
-                };
+            let (block, pages) = m.block(r.start);
+            let tok: Unmapped<Iova> = match tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE)
+            {
+                Ok(t) => t,
+                Err(_) => {
+                    // Not reachable for a range unmapped exactly as it
+                    // was mapped (no block split); stop consistently.
+                    failure = Some(ApiError::NoMemory);
+                    break;
+                }
+            };
             let mut payload = Payload::new(badge);
-            payload.iova = Some((m.block, m.pages));
+            payload.iova = Some((block, pages));
             let hint = UnmapHint {
                 leaf_level: leaf_level(tok.leaf_level()),
                 tables_freed: tok.needs_walk_invalidation(),
@@ -148,7 +149,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             payload.tables = tok.into_freed_tables();
             if let Some(old) = domain.mappings.remove(&r.start) {
                 domain.live = domain.live.saturating_sub(1);
-                domain.mapped_bytes = domain.mapped_bytes.saturating_sub(old.pages * PAGE_SIZE);
+                domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
                 payload.unpins = old.frames;
             }
             if let Some(prev) = last.replace((rs, hint, payload)) {
