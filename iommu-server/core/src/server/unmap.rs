@@ -110,7 +110,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         let mut last: Option<(Ranges, UnmapHint, Payload<R>)> = None;
         let mut failure = None;
         for r in ranges.iter() {
-            let Some(m) = domain.mappings.get(&r.start) else {
+            // Taken out at once (one lookup); put back if the unmap fails.
+            let Some(m) = domain.mappings.remove(&r.start) else {
                 continue;
             };
             let (block, pages) = m.block(r.start);
@@ -120,6 +121,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 Err(_) => {
                     // Not reachable for a range unmapped exactly as it
                     // was mapped (no block split); stop consistently.
+                    domain.mappings.insert(r.start, m);
                     failure = Some(ApiError::NoMemory);
                     break;
                 }
@@ -147,11 +149,9 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
             }
             payload.tables = tok.into_freed_tables();
-            if let Some(old) = domain.mappings.remove(&r.start) {
-                domain.live = domain.live.saturating_sub(1);
-                domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
-                payload.unpins = old.frames;
-            }
+            domain.live = domain.live.saturating_sub(1);
+            domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
+            payload.unpins = m.frames;
             if let Some(prev) = last.replace((rs, hint, payload)) {
                 earlier.push(prev);
             }
