@@ -24,7 +24,9 @@ use pgtable::{Attrs, TableMemory};
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
-use super::state::{FrameList, Mapping, Payload, Translated, translated_mut, walk_keys};
+use super::state::{
+    Client, Domain, FrameList, Mapping, Payload, Translated, translated_mut, walk_keys,
+};
 use super::types::Grant;
 use super::{MAIR_NORMAL, SMALL_LIST, Server};
 use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
@@ -205,9 +207,23 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             return Err(Failed::Unwritten(ApiError::NoMemory));
         }
-        let table_quota = self.clients.get(&badge).map_or(0, |c| c.quota.table_pages);
-        let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
-        let left = table_quota.saturating_sub(tr.table_pages);
+        // One lookup for the writes and the bookkeeping that follows.
+        let Some(Client {
+            quota,
+            domain:
+                Some(Domain {
+                    tr: Some(tr),
+                    mappings,
+                    live,
+                    mapped_bytes,
+                    ..
+                }),
+            ..
+        }) = self.clients.get_mut(&badge)
+        else {
+            return Err(Failed::Unwritten(ApiError::NotAttached));
+        };
+        let left = quota.table_pages.saturating_sub(tr.table_pages);
         let mut mem = QuotaTables::new(HwTables(&mut self.hw), left);
         let written = write_runs(tr, &mut mem, plan, blocks.as_slice());
         tr.table_pages += mem.allocated;
@@ -242,7 +258,9 @@ impl<H: SmmuHw, R> Server<H, R> {
             mappings.insert(iova.get(), Mapping { len: p.len, frames });
             iovas.push(iova);
         }
-        self.note_mapped(badge, plan);
+        // Counted against the quota, as `note_mapped` does.
+        *live += plan.planned.len as u64;
+        *mapped_bytes += plan.pages() * PAGE_SIZE;
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
         Ok(reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
