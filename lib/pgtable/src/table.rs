@@ -217,8 +217,7 @@ impl<A: InputAddress> PageTable<A> {
         if !in_one_leaf_table(va, end) {
             return None;
         }
-        let mut path = [(self.root, 0usize); LAST_LEVEL as usize];
-        let table = match self.descend(mem, va, &mut path) {
+        let table = match self.descend(mem, va) {
             Descent::Found(table) => table,
             Descent::Missing => return None,
             Descent::Block => return Some(Err(MapError::AlreadyMapped)),
@@ -242,20 +241,11 @@ impl<A: InputAddress> PageTable<A> {
     }
 
     /// Walks (reading only) from the root towards the last-level table for
-    /// `va`, recording each `(table, index)` above it in `path`.
-    pub(crate) fn descend<M: TableMemory>(
-        &self,
-        mem: &M,
-        va: u64,
-        path: &mut [(PhysAddr, usize); LAST_LEVEL as usize],
-    ) -> Descent {
+    /// `va`.
+    pub(crate) fn descend<M: TableMemory>(&self, mem: &M, va: u64) -> Descent {
         let mut table = self.root;
-        let mut depth = 0;
         for level in self.config.start_level()..LAST_LEVEL {
-            let idx = level_index(va, level);
-            path[depth] = (table, idx);
-            depth += 1;
-            match desc::decode(level, mem.read(table, idx)) {
+            match desc::decode(level, mem.read(table, level_index(va, level))) {
                 Descriptor::Table(next) => table = next,
                 Descriptor::Invalid => return Descent::Missing,
                 Descriptor::Leaf { .. } => return Descent::Block,
