@@ -71,6 +71,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         let holds = client.policy.holds_reply();
         let bypass = client.policy == InvalidationPolicy::Bypass;
+        // An unmap changes no fault record: the count is read once here.
+        let faults_pending = client.ledger.kept() as u32;
         let Some(domain) = client.domain.as_mut() else {
             return Handled::Reply(reply, error_bytes(ApiError::NotAttached));
         };
@@ -93,10 +95,6 @@ impl<H: SmmuHw, R> Server<H, R> {
                 self.unpins.extend(super::map::bus_frames(r.start, r.len));
             }
             self.flush_unpins();
-            let Some(client) = self.clients.get(&badge) else {
-                return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
-            };
-            let faults_pending = client.ledger.kept() as u32;
             return Handled::Reply(reply, reply_bytes(&Response::Unmapped { faults_pending }));
         }
         let Some(tr) = domain.tr.as_mut() else {
@@ -157,10 +155,6 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
         }
         mem.barrier();
-        let faults_pending = self
-            .clients
-            .get(&badge)
-            .map_or(0, |c| c.ledger.kept() as u32);
         let response = failure.map_or_else(
             || reply_bytes(&Response::Unmapped { faults_pending }),
             error_bytes,
