@@ -475,3 +475,34 @@ fn map_pages_crosses_tables() {
     assert_eq!(tok.freed_tables().len(), 6);
     super::assert_counts_match(&pt, &arena);
 }
+
+/// One walk per run: a run of pages across two existing last-level tables
+/// reads the root once to map it and once to unmap it (each operation
+/// descends once and steps to the next table from its parent), where a
+/// walk per page would read it once per page.
+#[test]
+fn runs_walk_once() {
+    use crate::{Attrs, Config, PageTable};
+    use abi::{Iova, PhysAddr};
+    let mut arena = super::Arena::new();
+    let mut pt = PageTable::<Iova>::new(&mut arena, Config::new(48, 40)).unwrap();
+    let attrs = Attrs::dma(1, true);
+    // Two last-level tables, linked by a page at each end.
+    let (lo, hi) = ((2u64 << 20) - 4096, (2u64 << 20) + 8 * 4096);
+    for va in [lo - 4096, hi] {
+        pt.map_pages(&mut arena, Iova::new(va), &[PhysAddr::new(va)], attrs)
+            .unwrap();
+    }
+    let frames: Vec<PhysAddr> = (0..9u64)
+        .map(|i| PhysAddr::new((77 + 3 * i) * 4096))
+        .collect();
+    arena.watch = Some(pt.root().get());
+    pt.map_pages(&mut arena, Iova::new(lo), &frames, attrs)
+        .unwrap();
+    assert_eq!(arena.watched_reads.get(), 1, "map: one walk for the run");
+    arena.watched_reads.set(0);
+    let tok = pt.unmap_exact(&mut arena, Iova::new(lo), 9 * 4096).unwrap();
+    assert_eq!(arena.watched_reads.get(), 1, "unmap: one walk for the run");
+    assert!(tok.freed_tables().is_empty());
+    super::assert_counts_match(&pt, &arena);
+}
