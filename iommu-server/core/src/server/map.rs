@@ -1,6 +1,8 @@
 //! `Map`: checking every range against the call's grant, then answering
 //! bus addresses (bypass) or allocating IOVAs and writing the stage-1
-//! entries, one physically contiguous run at a time.
+//! entries of each range in one walk (`PageTable::map_pages` on the
+//! granted frames; `PageTable::map`, which may use blocks, for a
+//! contiguous range of a block or more).
 //!
 //! It must never map a frame the caller did not grant (every range lies
 //! within the grant; every frame is page aligned and within the output
