@@ -1,8 +1,9 @@
 //! Host benchmarks of the IOMMU server's hot paths, in ns per operation:
-//! mapping and unmapping one 4 KiB page through `Server::handle`, the IOVA
+//! mapping and unmapping one 4 KiB page and a run of [`RUN`] pages through
+//! `Server::handle`, the IOVA
 //! allocator's fast (per-size cache) and slow (free-range tree) paths, a
-//! software page-table walk, and a whole map + unmap + flush cycle of one
-//! strict client.
+//! software page-table walk, a whole map + unmap + flush cycle of one
+//! strict client, and the parts of a one-page map and unmap alone.
 //!
 //! Method: the server runs on [`MemHw`], an in-memory `SmmuHw` whose
 //! `submit` and `sync` do nothing, so the figures are the server's own CPU
@@ -11,7 +12,7 @@
 //! latency; what those cost on real hardware is counted, not timed (see
 //! docs/DESIGN.md, "Measuring"). Where one operation needs another to be
 //! repeatable (a map needs an unmap), the helper runs untimed between
-//! timed batches of [`BATCH`] operations.
+//! timed batches of [`BATCH`] operations ([`RUN_BATCH`] for runs).
 //!
 //! `cargo bench -p iommu-core --bench hot_paths` (add `-- --quick` for a
 //! fast pass).
@@ -34,10 +35,17 @@ use smmuv3::idr::Features;
 /// Timed operations per batch where an untimed helper must run between
 /// batches.
 const BATCH: u64 = 256;
+/// The same for the run benchmarks: 64 live runs of 128 KiB stay within
+/// the untrusted quota (16 MiB mapped).
+const RUN_BATCH: u64 = 64;
 /// Where `MemHw` hands out pages.
 const MEM_BASE: u64 = 0x8000_0000;
-/// The client's granted frame (never touched: the server only maps it).
+/// The client's granted frames (never touched: the server only maps them).
 const CLIENT_FRAME: u64 = 0x1_0000_0000;
+/// Pages in the run benchmarks: a 128 KiB buffer, granted as frames that
+/// are not physically contiguous (every other page), as a task's heap
+/// buffer usually is.
+const RUN: usize = 32;
 const BADGE: u32 = 1;
 const SID: u32 = 8;
 
@@ -128,12 +136,18 @@ fn encode(r: &Request<'_>) -> Vec<u8> {
 struct Bench {
     server: Server<MemHw, u64>,
     map_msg: Vec<u8>,
-    frames: [PhysAddr; 1],
+    frames: Vec<PhysAddr>,
     now: u64,
 }
 
 impl Bench {
+    /// One mapping is one page.
     fn new() -> Self {
+        Self::with_pages(1)
+    }
+
+    /// One mapping is `pages` pages, on frames two pages apart.
+    fn with_pages(pages: usize) -> Self {
         let mut server = Server::new(MemHw::new(), ServerConfig::default()).expect("server");
         server
             .add_client(
@@ -154,14 +168,17 @@ impl Bench {
             }
             Handled::Held => unreachable!(),
         }
-        let page = [Extent::new(0, PAGE_SIZE)];
+        let len = pages as u64 * PAGE_SIZE;
+        let range = [Extent::new(0, len)];
         Self {
             server,
             map_msg: encode(&Request::Map {
                 dir: Dir::FromDevice,
-                ranges: List::new(&page),
+                ranges: List::new(&range),
             }),
-            frames: [PhysAddr::new(CLIENT_FRAME)],
+            frames: (0..pages as u64)
+                .map(|i| PhysAddr::new(CLIENT_FRAME + 2 * i * PAGE_SIZE))
+                .collect(),
             now: 0,
         }
     }
@@ -170,7 +187,7 @@ impl Bench {
         let grant = Grant {
             frames: &self.frames,
             va: 0x1000_0000,
-            len: PAGE_SIZE,
+            len: self.frames.len() as u64 * PAGE_SIZE,
         };
         match self
             .server
@@ -184,9 +201,12 @@ impl Bench {
         }
     }
 
-    /// Unmaps one page; a strict unmap's reply is held until `flush`.
+    /// Unmaps one mapping; a strict unmap's reply is held until `flush`.
     fn unmap(&mut self, iova: Iova) {
-        let r = [Extent::new(iova.get(), PAGE_SIZE)];
+        let r = [Extent::new(
+            iova.get(),
+            self.frames.len() as u64 * PAGE_SIZE,
+        )];
         let msg = encode(&Request::Unmap {
             ranges: List::new(&r),
         });
@@ -205,49 +225,54 @@ impl Bench {
 fn server_paths(c: &mut Criterion) {
     let mut g = c.benchmark_group("server");
 
-    g.bench_function("map_4k", |b| {
-        let mut s = Bench::new();
-        let mut live = Vec::with_capacity(BATCH as usize);
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(BATCH);
-                let t = Instant::now();
-                for _ in 0..n {
-                    live.push(s.map());
+    for (pages, batch, name_map, name_unmap) in [
+        (1, BATCH, "map_4k", "unmap_4k_queued"),
+        (RUN, RUN_BATCH, "map_run32", "unmap_run32_queued"),
+    ] {
+        g.bench_function(name_map, |b| {
+            let mut s = Bench::with_pages(pages);
+            let mut live = Vec::with_capacity(batch as usize);
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(batch);
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        live.push(s.map());
+                    }
+                    total += t.elapsed();
+                    for iova in live.drain(..) {
+                        s.unmap(iova);
+                    }
+                    s.flush();
+                    left -= n;
                 }
-                total += t.elapsed();
-                for iova in live.drain(..) {
-                    s.unmap(iova);
-                }
-                s.flush();
-                left -= n;
-            }
-            total
+                total
+            });
         });
-    });
 
-    g.bench_function("unmap_4k_queued", |b| {
-        let mut s = Bench::new();
-        let mut live = Vec::with_capacity(BATCH as usize);
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(BATCH);
-                live.extend((0..n).map(|_| s.map()));
-                let t = Instant::now();
-                for iova in live.drain(..) {
-                    s.unmap(black_box(iova));
+        g.bench_function(name_unmap, |b| {
+            let mut s = Bench::with_pages(pages);
+            let mut live = Vec::with_capacity(batch as usize);
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(batch);
+                    live.extend((0..n).map(|_| s.map()));
+                    let t = Instant::now();
+                    for iova in live.drain(..) {
+                        s.unmap(black_box(iova));
+                    }
+                    total += t.elapsed();
+                    s.flush();
+                    left -= n;
                 }
-                total += t.elapsed();
-                s.flush();
-                left -= n;
-            }
-            total
+                total
+            });
         });
-    });
+    }
 
     g.bench_function("map_unmap_flush_strict", |b| {
         let mut s = Bench::new();
@@ -314,5 +339,69 @@ fn walk_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, server_paths, iova_paths, walk_path);
+/// The parts of a one-page map and unmap, each alone, for the breakdown
+/// in docs/BENCHMARKS.md: what the request decode, the reply encode (the
+/// server's `Vec` included), one heap allocation, the mapping record (an
+/// ordered-map insert and remove among 256 live ones) and the page-table
+/// write and clear of one page (one walk each) cost.
+fn parts(c: &mut Criterion) {
+    let mut g = c.benchmark_group("part");
+    let page = [Extent::new(0, PAGE_SIZE)];
+    let map_msg = encode(&Request::Map {
+        dir: Dir::FromDevice,
+        ranges: List::new(&page),
+    });
+    g.bench_function("decode_map", |b| {
+        b.iter(|| black_box(Request::decode(black_box(&map_msg)).is_ok()))
+    });
+    let iova = [Iova::new(0x10_0000)];
+    g.bench_function("encode_mapped_reply", |b| {
+        b.iter(|| {
+            let mut buf = [0u8; MSG_MAX];
+            let r = Response::Mapped {
+                iovas: List::new(black_box(&iova)),
+            };
+            let n = r.encode(&mut buf).expect("encodes");
+            black_box(buf[..n].to_vec())
+        })
+    });
+    g.bench_function("heap_alloc_free_8b", |b| {
+        b.iter(|| black_box(vec![black_box(PhysAddr::new(CLIENT_FRAME))]))
+    });
+    g.bench_function("mapping_record_insert_remove", |b| {
+        let mut m = std::collections::BTreeMap::new();
+        for i in 0..256u64 {
+            m.insert(i << 12, [i; 7]);
+        }
+        let mut k = 256u64;
+        b.iter(|| {
+            m.insert(k << 12, [k; 7]);
+            black_box(m.remove(&((k - 256) << 12)));
+            k += 1;
+        })
+    });
+    g.bench_function("pte_map_unmap_4k", |b| {
+        let mut mem = MemHw::new();
+        let mut table: PageTable<Iova> =
+            PageTable::new(&mut mem, Config::new(48, 48)).expect("table");
+        let attrs = Attrs::dma(0, true);
+        let frame = [PhysAddr::new(CLIENT_FRAME)];
+        // Keep the last-level table linked, as the server's live mappings do.
+        table
+            .map_pages(&mut mem, Iova::new(0x10_0000), &frame, attrs)
+            .expect("map");
+        let va = Iova::new(0x10_1000);
+        b.iter(|| {
+            table
+                .map_pages(&mut mem, black_box(va), &frame, attrs)
+                .expect("map");
+            let token = table.unmap_exact(&mut mem, va, PAGE_SIZE).expect("unmap");
+            // Nothing to invalidate on this host memory; no table is freed.
+            black_box(token.into_freed_tables());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, server_paths, iova_paths, walk_path, parts);
 criterion_main!(benches);

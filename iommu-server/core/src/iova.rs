@@ -12,6 +12,7 @@
 //! path: a top-down search of a coalescing free-range map.
 
 use alloc::collections::BTreeMap;
+use alloc::collections::btree_map::Entry;
 use alloc::vec::Vec;
 
 use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
@@ -139,13 +140,15 @@ impl IovaAllocator {
             return Err(IovaError::NotAllocated);
         }
         let pfn = iova.get() >> PAGE_SHIFT;
-        let Some(&order) = self.live.get(&pfn) else {
+        // One search: the entry is checked, then removed in place.
+        let Entry::Occupied(live) = self.live.entry(pfn) else {
             return Err(IovaError::NotAllocated);
         };
+        let order = *live.get();
         if pages == 0 || pages.checked_next_power_of_two() != Some(1u64 << order) {
             return Err(IovaError::WrongSize);
         }
-        self.live.remove(&pfn);
+        live.remove();
         let size = 1u64 << order;
         self.in_use_pages -= size;
         match self.cache.get_mut(order as usize) {

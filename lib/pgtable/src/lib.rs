@@ -27,6 +27,7 @@ mod config;
 pub mod desc;
 mod error;
 mod memory;
+mod run;
 mod table;
 mod token;
 mod unmap;

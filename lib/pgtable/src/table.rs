@@ -70,7 +70,7 @@ pub(crate) fn count_down(counts: &mut Counts, table: PhysAddr, n: u16) -> u16 {
 
 /// Whether `[va, end)` lies inside the span of one last-level table and is
 /// smaller than it, so that no block can map any of it: the case the
-/// single-walk fast paths of `map` and `unmap` handle.
+/// single-walk fast path of `map` handles (runs of pages: `run`).
 pub(crate) fn in_one_leaf_table(va: u64, end: u64) -> bool {
     let span = level_size(LAST_LEVEL - 1);
     end - va < span && va / span == (end - 1) / span
@@ -78,9 +78,8 @@ pub(crate) fn in_one_leaf_table(va: u64, end: u64) -> bool {
 
 /// What a read-only descent towards a last-level table found.
 pub(crate) enum Descent {
-    /// The last-level table, and how many `(table, index)` steps above it
-    /// the path holds.
-    Found(PhysAddr, usize),
+    /// The last-level table.
+    Found(PhysAddr),
     /// An invalid descriptor above the last level.
     Missing,
     /// A block maps the address.
@@ -218,9 +217,8 @@ impl<A: InputAddress> PageTable<A> {
         if !in_one_leaf_table(va, end) {
             return None;
         }
-        let mut path = [(self.root, 0usize); LAST_LEVEL as usize];
-        let table = match self.descend(mem, va, &mut path) {
-            Descent::Found(table, _) => table,
+        let table = match self.descend(mem, va) {
+            Descent::Found(table) => table,
             Descent::Missing => return None,
             Descent::Block => return Some(Err(MapError::AlreadyMapped)),
         };
@@ -243,26 +241,17 @@ impl<A: InputAddress> PageTable<A> {
     }
 
     /// Walks (reading only) from the root towards the last-level table for
-    /// `va`, recording each `(table, index)` above it in `path`.
-    pub(crate) fn descend<M: TableMemory>(
-        &self,
-        mem: &M,
-        va: u64,
-        path: &mut [(PhysAddr, usize); LAST_LEVEL as usize],
-    ) -> Descent {
+    /// `va`.
+    pub(crate) fn descend<M: TableMemory>(&self, mem: &M, va: u64) -> Descent {
         let mut table = self.root;
-        let mut depth = 0;
         for level in self.config.start_level()..LAST_LEVEL {
-            let idx = level_index(va, level);
-            path[depth] = (table, idx);
-            depth += 1;
-            match desc::decode(level, mem.read(table, idx)) {
+            match desc::decode(level, mem.read(table, level_index(va, level))) {
                 Descriptor::Table(next) => table = next,
                 Descriptor::Invalid => return Descent::Missing,
                 Descriptor::Leaf { .. } => return Descent::Block,
             }
         }
-        Descent::Found(table, depth)
+        Descent::Found(table)
     }
 
     /// Valid descriptors this table believes `table` holds (0 for a page

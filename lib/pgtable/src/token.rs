@@ -35,16 +35,62 @@ pub struct UnmappedRange<A> {
 #[must_use = "an unmap is complete only after TLB invalidation; the token carries table pages to free after it"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unmapped<A> {
-    ranges: Vec<UnmappedRange<A>>,
+    ranges: Ranges<A>,
     split_blocks: Vec<UnmappedRange<A>>,
     freed_tables: Vec<PhysAddr>,
     fully_mapped: bool,
 }
 
+/// The ranges of a token: the usual single run inline, without a heap
+/// allocation; more in a vector.
+#[derive(Debug, PartialEq, Eq)]
+enum Ranges<A> {
+    None,
+    One(UnmappedRange<A>),
+    Many(Vec<UnmappedRange<A>>),
+}
+
+impl<A: InputAddress> Ranges<A> {
+    fn as_slice(&self) -> &[UnmappedRange<A>] {
+        match self {
+            Self::None => &[],
+            Self::One(r) => core::slice::from_ref(r),
+            Self::Many(v) => v,
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut UnmappedRange<A>> {
+        match self {
+            Self::None => None,
+            Self::One(r) => Some(r),
+            Self::Many(v) => v.last_mut(),
+        }
+    }
+
+    fn push(&mut self, r: UnmappedRange<A>) {
+        match core::mem::replace(self, Self::None) {
+            Self::None => *self = Self::One(r),
+            Self::One(first) => *self = Self::Many(alloc::vec![first, r]),
+            Self::Many(mut v) => {
+                v.push(r);
+                *self = Self::Many(v);
+            }
+        }
+    }
+
+    fn into_vec(self) -> Vec<UnmappedRange<A>> {
+        match self {
+            Self::None => Vec::new(),
+            Self::One(r) => alloc::vec![r],
+            Self::Many(v) => v,
+        }
+    }
+}
+
 impl<A: InputAddress> Unmapped<A> {
     pub(crate) fn new() -> Self {
         Self {
-            ranges: Vec::new(),
+            ranges: Ranges::None,
             split_blocks: Vec::new(),
             freed_tables: Vec::new(),
             fully_mapped: true,
@@ -87,7 +133,7 @@ impl<A: InputAddress> Unmapped<A> {
     /// The runs that were mapped and are now unmapped, in address order,
     /// each with the level of its former leaf.
     pub fn ranges(&self) -> &[UnmappedRange<A>] {
-        &self.ranges
+        self.ranges.as_slice()
     }
 
     /// Blocks that were only partly unmapped: each was replaced, in one
@@ -130,19 +176,19 @@ impl<A: InputAddress> Unmapped<A> {
 
     /// Whether nothing was unmapped (then nothing needs invalidating).
     pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.ranges().is_empty()
     }
 
     /// Bytes that were mapped and are now unmapped.
     pub fn unmapped_bytes(&self) -> u64 {
-        self.ranges.iter().map(|r| r.len).sum()
+        self.ranges().iter().map(|r| r.len).sum()
     }
 
     /// The single leaf level shared by every range, usable as one TTL hint
     /// for the whole token; `None` if levels differ or nothing was unmapped.
     pub fn leaf_level(&self) -> Option<u8> {
-        let first = self.ranges.first()?.level;
-        self.ranges
+        let first = self.ranges().first()?.level;
+        self.ranges()
             .iter()
             .all(|r| r.level == first)
             .then_some(first)
@@ -150,8 +196,8 @@ impl<A: InputAddress> Unmapped<A> {
 
     /// The smallest span covering every range: `(start, len)`.
     pub fn span(&self) -> Option<(A, u64)> {
-        let first = self.ranges.first()?;
-        let last = self.ranges.last()?;
+        let first = self.ranges().first()?;
+        let last = self.ranges().last()?;
         let end = last.start.raw() + last.len;
         Some((first.start, end - first.start.raw()))
     }
@@ -159,7 +205,7 @@ impl<A: InputAddress> Unmapped<A> {
     /// Splits the token into its ranges and its freed table pages, for a
     /// batch that keeps them apart.
     pub fn into_parts(self) -> (Vec<UnmappedRange<A>>, Vec<PhysAddr>) {
-        (self.ranges, self.freed_tables)
+        (self.ranges.into_vec(), self.freed_tables)
     }
 
     /// Gives the freed table pages back. Call only after the invalidation

@@ -4,9 +4,8 @@
 //! maintenance; a refused unmap changes nothing (a dry run checks holes and
 //! counts split tables, which are allocated before the first store).
 //!
-//! Fast path: a range inside one last-level table whose every page is
-//! mapped (the IOMMU server's one-page unmap) is done in one walk, with no
-//! dry run and no token for it. Whether a table became empty comes from
+//! Fast path: a run whose every page is mapped by a page descriptor (the
+//! IOMMU server's unmaps) is done in one walk (`run`), with no dry run. Whether a table became empty comes from
 //! the per-table valid-entry counts (`PageTable::counts`), never a scan.
 //!
 //! Holes: [`PageTable::unmap`] unmaps what is mapped in the range and
@@ -28,10 +27,7 @@ use crate::config::InputAddress;
 use crate::desc::{self, Descriptor, ENTRIES, LAST_LEVEL, level_index, level_size};
 use crate::error::UnmapError;
 use crate::memory::TableMemory;
-use crate::table::{
-    Counts, Descent, PageTable, Pass, RangeFault, check_range, count_down, count_up,
-    in_one_leaf_table,
-};
+use crate::table::{Counts, PageTable, Pass, RangeFault, check_range, count_down, count_up};
 use crate::token::Unmapped;
 
 impl From<RangeFault> for UnmapError {
@@ -82,7 +78,7 @@ impl<A: InputAddress> PageTable<A> {
         let start = va.raw();
         let end = check_range(start, len, self.config.input_limit())?;
         let level = self.config.start_level();
-        if let Some(token) = self.unmap_fast(mem, start, end) {
+        if let Some(token) = self.unmap_run(mem, start, end) {
             return Ok(token);
         }
 
@@ -113,56 +109,6 @@ impl<A: InputAddress> PageTable<A> {
         );
         self.spare.append(&mut reserve);
         done.map(|()| token)
-    }
-
-    /// The common case of an unmap in one walk: a range inside one
-    /// last-level table, every page of it mapped by a page descriptor.
-    /// Clears the pages, then unlinks each table on the way up that is now
-    /// empty (known from its count, without a scan). `None` (nothing
-    /// changed) for anything else: holes, blocks, missing tables, which
-    /// the general two-pass walk handles and refuses.
-    fn unmap_fast<M: TableMemory>(
-        &mut self,
-        mem: &mut M,
-        start: u64,
-        end: u64,
-    ) -> Option<Unmapped<A>> {
-        if !in_one_leaf_table(start, end) {
-            return None;
-        }
-        let mut path = [(self.root, 0usize); LAST_LEVEL as usize];
-        let Descent::Found(table, mut depth) = self.descend(mem, start, &mut path) else {
-            return None;
-        };
-        let first = level_index(start, LAST_LEVEL);
-        let n = ((end - start) / level_size(LAST_LEVEL)) as usize;
-        for i in first..first + n {
-            if !matches!(
-                desc::decode(LAST_LEVEL, mem.read(table, i)),
-                Descriptor::Leaf { .. }
-            ) {
-                return None;
-            }
-        }
-        let mut token = Unmapped::new();
-        for i in first..first + n {
-            mem.write(table, i, 0);
-        }
-        token.push_range(start, end - start, LAST_LEVEL);
-        let mut left = count_down(&mut self.counts, table, n as u16);
-        let mut child = table;
-        // `path[depth - 1]` holds the descriptor linking `child`; the root
-        // (`path[0].0`) is never unlinked.
-        while left == 0 && depth > 0 {
-            let (parent, idx) = path[depth - 1];
-            mem.write(parent, idx, 0);
-            self.counts.remove(&child.get());
-            token.push_freed(child);
-            left = count_down(&mut self.counts, parent, 1);
-            child = parent;
-            depth -= 1;
-        }
-        Some(token)
     }
 }
 

@@ -52,7 +52,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         let mut asids = Vec::new();
         if let Some(d) = &domain {
             for m in d.mappings.values() {
-                payload.unpins.extend_from_slice(&m.frames);
+                payload.unpins.extend_from_slice(m.frames.as_slice());
             }
             for (&(bus, len), &n) in &d.bus {
                 for _ in 0..n {

@@ -64,7 +64,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         // A client demoted after a fault is answered only once its
         // deferred unmaps are flushed and its policy is strict.
-        if !self.finish_demotion(badge) {
+        if client.demoted && !self.finish_demotion(badge) {
             return Handled::Reply(reply, error_bytes(ApiError::Hardware));
         }
         req.dispatch(super::requests::Call {

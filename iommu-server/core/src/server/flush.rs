@@ -213,7 +213,7 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// Frees what a payload holds; its covering sync has completed. Its
     /// frames join the next unpin batch ([`Server::flush_unpins`]).
     pub(super) fn release_payload(&mut self, mut p: Payload<R>) {
-        self.unpins.append(&mut p.unpins);
+        p.unpins.append_to(&mut self.unpins);
         if let Some(rep) = p.reply.take() {
             self.outbox.push(rep);
         }

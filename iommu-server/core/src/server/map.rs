@@ -1,6 +1,8 @@
 //! `Map`: checking every range against the call's grant, then answering
 //! bus addresses (bypass) or allocating IOVAs and writing the stage-1
-//! entries, one physically contiguous run at a time.
+//! entries of each range in one walk (`PageTable::map_pages` on the
+//! granted frames; `PageTable::map`, which may use blocks, for a
+//! contiguous range of a block or more).
 //!
 //! It must never map a frame the caller did not grant (every range lies
 //! within the grant; every frame is page aligned and within the output
@@ -24,7 +26,9 @@ use pgtable::{Attrs, TableMemory};
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
-use super::state::{Mapping, Payload, Translated, translated_mut, walk_keys};
+use super::state::{
+    Client, Domain, FrameList, Mapping, Payload, Translated, translated_mut, walk_keys,
+};
 use super::types::Grant;
 use super::{MAIR_NORMAL, SMALL_LIST, Server};
 use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
@@ -62,22 +66,15 @@ impl<T: Copy> Few<T> {
     }
 }
 
-/// The physically contiguous runs of `frames`, as index ranges `(i, j)`.
-fn contiguous_runs(frames: &[PhysAddr]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut i = 0;
-    core::iter::from_fn(move || {
-        if i >= frames.len() {
-            return None;
-        }
-        let mut j = i + 1;
-        while j < frames.len() && frames[j].get() == frames[j - 1].get() + PAGE_SIZE {
-            j += 1;
-        }
-        let run = (i, j);
-        i = j;
-        Some(run)
-    })
+/// Whether `frames` are physically contiguous.
+fn contiguous(frames: &[PhysAddr]) -> bool {
+    frames
+        .windows(2)
+        .all(|w| w[1].get() == w[0].get().wrapping_add(PAGE_SIZE))
 }
+
+/// Pages of one 2 MiB block: a shorter range can only be mapped by pages.
+const BLOCK_PAGES: usize = 512;
 
 /// A map entry, checked against the grant.
 #[derive(Clone, Copy, Default)]
@@ -147,18 +144,21 @@ impl<H: SmmuHw, R> Server<H, R> {
         grant: Option<Grant<'_>>,
     ) -> Result<Vec<u8>, ApiError> {
         let plan = self.plan_map(badge, dir, ranges, grant)?;
-        // Every frame a mapping will reach is pinned first (one call).
-        let mut frames: Vec<PhysAddr> = Vec::new();
-        frames
-            .try_reserve_exact(plan.pages() as usize)
-            .map_err(|_| ApiError::NoMemory)?;
-        frames.extend(
-            plan.planned
-                .as_slice()
-                .iter()
-                .flat_map(|p| plan.frames(p).iter().copied()),
-        );
-        if self.hw.pin(&frames).is_err() {
+        // Every frame a mapping will reach is pinned first (one call): a
+        // single range's frames are a slice of the grant, several are
+        // gathered.
+        let mut gathered: Vec<PhysAddr> = Vec::new();
+        let frames = match plan.planned.as_slice() {
+            [one] => plan.frames(one),
+            many => {
+                gathered
+                    .try_reserve_exact(plan.pages() as usize)
+                    .map_err(|_| ApiError::NoMemory)?;
+                gathered.extend(many.iter().flat_map(|p| plan.frames(p).iter().copied()));
+                &gathered
+            }
+        };
+        if self.hw.pin(frames).is_err() {
             self.stats.pin_refusals += 1;
             return Err(ApiError::NotGranted);
         }
@@ -168,7 +168,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             Ok(reply) => Ok(reply),
             Err(Failed::Unwritten(e)) => {
                 // Nothing maps them: unpin now.
-                self.unpins.extend_from_slice(&frames);
+                self.unpins.extend_from_slice(frames);
                 self.flush_unpins();
                 Err(e)
             }
@@ -191,16 +191,16 @@ impl<H: SmmuHw, R> Server<H, R> {
             self.flush_now(now, badge);
         }
         // Each mapping's frame list, reserved before anything is written.
-        let mut lists: Vec<Vec<PhysAddr>> = Vec::new();
-        let reserved = lists.try_reserve_exact(plan.planned.len).is_ok()
-            && plan.planned.as_slice().iter().all(|p| {
-                let mut v = Vec::new();
-                let ok = v.try_reserve_exact(p.pages as usize).is_ok();
-                if ok {
-                    v.extend_from_slice(plan.frames(p));
-                    lists.push(v);
-                }
-                ok
+        let mut lists: [FrameList; SMALL_LIST] = [const { FrameList::Empty }; SMALL_LIST];
+        let reserved = plan
+            .planned
+            .as_slice()
+            .iter()
+            .zip(&mut lists)
+            .all(|(p, l)| {
+                FrameList::try_copy(plan.frames(p))
+                    .map(|f| *l = f)
+                    .is_some()
             });
         if !reserved {
             let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
@@ -209,9 +209,23 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             return Err(Failed::Unwritten(ApiError::NoMemory));
         }
-        let table_quota = self.clients.get(&badge).map_or(0, |c| c.quota.table_pages);
-        let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
-        let left = table_quota.saturating_sub(tr.table_pages);
+        // One lookup for the writes and the bookkeeping that follows.
+        let Some(Client {
+            quota,
+            domain:
+                Some(Domain {
+                    tr: Some(tr),
+                    mappings,
+                    live,
+                    mapped_bytes,
+                    ..
+                }),
+            ..
+        }) = self.clients.get_mut(&badge)
+        else {
+            return Err(Failed::Unwritten(ApiError::NotAttached));
+        };
+        let left = quota.table_pages.saturating_sub(tr.table_pages);
         let mut mem = QuotaTables::new(HwTables(&mut self.hw), left);
         let written = write_runs(tr, &mut mem, plan, blocks.as_slice());
         tr.table_pages += mem.allocated;
@@ -235,28 +249,20 @@ impl<H: SmmuHw, R> Server<H, R> {
         tr.table_pages += mem.allocated;
         mem.barrier();
         let mut iovas = Few::new(Iova::new(0));
-        for ((p, (block, pages)), frames) in plan
-            .planned
-            .as_slice()
-            .iter()
-            .zip(blocks.as_slice())
-            .zip(lists)
-        {
+        for ((p, (block, _)), frames) in plan.planned.as_slice().iter().zip(blocks.as_slice()).zip(
+            lists
+                .iter_mut()
+                .map(|l| core::mem::replace(l, FrameList::Empty)),
+        ) {
             let iova = Iova::new(block.get() + p.offset_in_page);
             // The count was checked against the quota (`plan_map`): the
             // map's growth is bounded by what `add_client` reserved.
-            mappings.insert(
-                iova.get(),
-                Mapping {
-                    len: p.len,
-                    block: *block,
-                    pages: *pages,
-                    frames,
-                },
-            );
+            mappings.insert(iova.get(), Mapping { len: p.len, frames });
             iovas.push(iova);
         }
-        self.note_mapped(badge, plan);
+        // Counted against the quota, as `note_mapped` does.
+        *live += plan.planned.len as u64;
+        *mapped_bytes += plan.pages() * PAGE_SIZE;
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
         Ok(reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
@@ -468,61 +474,54 @@ fn links_stale_walk(tr: &Translated, blocks: &[(Iova, u64)]) -> bool {
         })
 }
 
-/// Writes the entries, one physically contiguous run at a time, without
-/// a barrier. On a failure, where it failed: (range, first frame of the
-/// failed run); every run before it is written, none after.
+/// Writes the entries of each range in one walk, without a barrier: a
+/// range of at least a block's pages on contiguous frames through `map`
+/// (which uses blocks where alignment allows), any other as a run of pages
+/// (`map_pages`). Each range is all or nothing; on a failure, the index of
+/// the range that failed: every range before it is written, none after.
 fn write_runs<M: TableMemory>(
     tr: &mut Translated,
     mem: &mut M,
     plan: &MapPlan<'_>,
     blocks: &[(Iova, u64)],
-) -> Result<(), (usize, usize)> {
+) -> Result<(), usize> {
     let attrs = Attrs::dma(MAIR_NORMAL, plan.writable);
     for (k, (p, (block, _))) in plan.planned.as_slice().iter().zip(blocks).enumerate() {
         let f = plan.frames(p);
-        for (i, j) in contiguous_runs(f) {
-            let va = Iova::new(block.get() + (i as u64) * PAGE_SIZE);
-            let len = (j - i) as u64 * PAGE_SIZE;
-            if tr.table.map(mem, va, f[i], len, attrs).is_err() {
-                return Err((k, i));
+        let done = match f.first() {
+            Some(&first) if f.len() >= BLOCK_PAGES && contiguous(f) => {
+                tr.table
+                    .map(mem, *block, first, f.len() as u64 * PAGE_SIZE, attrs)
             }
+            _ => tr.table.map_pages(mem, *block, f, attrs),
+        };
+        if done.is_err() {
+            return Err(k);
         }
     }
     Ok(())
 }
 
-/// The rollback's first half: clears every run [`write_runs`] wrote before
-/// it failed at `failed`, then a barrier. Frees nothing: see
+/// The rollback's first half: clears every range [`write_runs`] wrote
+/// before it failed at range `failed`, then a barrier. Frees nothing: see
 /// [`Server::roll_back_map`].
 fn undo_runs<M: TableMemory, R>(
     tr: &mut Translated,
     mem: &mut M,
     plan: &MapPlan<'_>,
     blocks: &[(Iova, u64)],
-    (fk, fi): (usize, usize),
+    failed: usize,
     badge: u32,
 ) -> Undone<R> {
     let spare = tr.table.take_spare_tables();
-    // Undo what was written (every run before the failed one); it
+    // Undo what was written (every range before the failed one); it
     // may be cached (speculative walks), so it goes through the
     // engine like any unmap.
-    let mut done = Vec::new();
-    for (k, (p, (block, _))) in plan.planned.as_slice().iter().zip(blocks).enumerate() {
-        for (i, j) in contiguous_runs(plan.frames(p)) {
-            if (k, i) >= (fk, fi) {
-                break;
-            }
-            let va = Iova::new(block.get() + (i as u64) * PAGE_SIZE);
-            done.push((va, (j - i) as u64 * PAGE_SIZE));
-        }
-        if k >= fk {
-            break;
-        }
-    }
     let mut payload = Payload::new(badge);
     let mut ranges = Vec::new();
     let mut freed_tables = false;
-    for (va, len) in done {
+    let written = plan.planned.as_slice().iter().zip(blocks).take(failed);
+    for (va, len) in written.map(|(p, (block, _))| (*block, p.pages * PAGE_SIZE)) {
         if let Ok(tok) = tr.table.unmap_exact(mem, va, len) {
             freed_tables |= tok.needs_walk_invalidation();
             ranges.push(IovaRange::new(va, len >> PAGE_SHIFT));

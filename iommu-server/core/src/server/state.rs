@@ -15,7 +15,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use abi::{Asid, Iova, PhysAddr, StreamId};
+use abi::{Asid, Iova, PAGE_SIZE, PhysAddr, StreamId};
 use iommu_api::{ApiError, ClientQuota};
 use pgtable::{PageTable, TableMemory};
 use smmuv3::cmd::Command;
@@ -50,7 +50,7 @@ pub(super) struct Payload<R> {
     /// Walk-cache regions this unmap made stale (freed tables).
     pub(super) stale_walks: Vec<(u8, u64)>,
     /// Frames the unmapped entries reached: unpinned after the sync.
-    pub(super) unpins: Vec<PhysAddr>,
+    pub(super) unpins: FrameList,
     /// Pool pages a torn-down domain had reserved (`quota`), given back
     /// with its tables and CD.
     pub(super) reserved: u64,
@@ -68,18 +68,89 @@ impl<R> Payload<R> {
             aborted: Vec::new(),
             reply: None,
             stale_walks: Vec::new(),
-            unpins: Vec::new(),
+            unpins: FrameList::Empty,
             reserved: 0,
         }
     }
 }
 
+/// A list of frames: a one-page mapping's inline (no heap allocation on
+/// the hot path), longer ones on the heap.
+pub(super) enum FrameList {
+    Empty,
+    One(PhysAddr),
+    Many(Vec<PhysAddr>),
+}
+
+impl FrameList {
+    /// A copy of `frames`, or `None` if the heap cannot hold it (never an
+    /// infallible growth on client input).
+    pub(super) fn try_copy(frames: &[PhysAddr]) -> Option<Self> {
+        Some(match frames {
+            [] => Self::Empty,
+            [one] => Self::One(*one),
+            many => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(many.len()).ok()?;
+                v.extend_from_slice(many);
+                Self::Many(v)
+            }
+        })
+    }
+
+    pub(super) fn as_slice(&self) -> &[PhysAddr] {
+        match self {
+            Self::Empty => &[],
+            Self::One(f) => core::slice::from_ref(f),
+            Self::Many(v) => v,
+        }
+    }
+
+    /// Moves every frame to the end of `out`.
+    pub(super) fn append_to(&mut self, out: &mut Vec<PhysAddr>) {
+        match core::mem::replace(self, Self::Empty) {
+            Self::Empty => {}
+            Self::One(f) => out.push(f),
+            Self::Many(mut v) => out.append(&mut v),
+        }
+    }
+
+    /// Appends frames (teardown and rollback paths).
+    pub(super) fn extend_from_slice(&mut self, frames: &[PhysAddr]) {
+        self.extend(frames.iter().copied());
+    }
+}
+
+impl Extend<PhysAddr> for FrameList {
+    fn extend<I: IntoIterator<Item = PhysAddr>>(&mut self, iter: I) {
+        let mut v = match core::mem::replace(self, Self::Empty) {
+            Self::Empty => Vec::new(),
+            Self::One(f) => alloc::vec![f],
+            Self::Many(v) => v,
+        };
+        v.extend(iter);
+        *self = Self::Many(v);
+    }
+}
+
+/// A live translated mapping, keyed by its IOVA: it lies in the IOVA
+/// block that starts at the key's page ([`Mapping::block`]).
 pub(super) struct Mapping {
     pub(super) len: u64,
-    pub(super) block: Iova,
-    pub(super) pages: u64,
     /// The frames it reaches, pinned in the kernel at map time.
-    pub(super) frames: Vec<PhysAddr>,
+    pub(super) frames: FrameList,
+}
+
+impl Mapping {
+    /// The IOVA block of the mapping at `iova`: its first page, and the
+    /// pages asked of the allocator.
+    pub(super) fn block(&self, iova: u64) -> (Iova, u64) {
+        let offset = iova & (PAGE_SIZE - 1);
+        (
+            Iova::new(iova - offset),
+            (offset + self.len).div_ceil(PAGE_SIZE),
+        )
+    }
 }
 
 pub(super) struct Translated {

@@ -71,6 +71,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         let holds = client.policy.holds_reply();
         let bypass = client.policy == InvalidationPolicy::Bypass;
+        // An unmap changes no fault record: the count is read once here.
+        let faults_pending = client.ledger.kept() as u32;
         let Some(domain) = client.domain.as_mut() else {
             return Handled::Reply(reply, error_bytes(ApiError::NotAttached));
         };
@@ -93,10 +95,6 @@ impl<H: SmmuHw, R> Server<H, R> {
                 self.unpins.extend(super::map::bus_frames(r.start, r.len));
             }
             self.flush_unpins();
-            let Some(client) = self.clients.get(&badge) else {
-                return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
-            };
-            let faults_pending = client.ledger.kept() as u32;
             return Handled::Reply(reply, reply_bytes(&Response::Unmapped { faults_pending }));
         }
         let Some(tr) = domain.tr.as_mut() else {
@@ -110,21 +108,24 @@ impl<H: SmmuHw, R> Server<H, R> {
         let mut last: Option<(Ranges, UnmapHint, Payload<R>)> = None;
         let mut failure = None;
         for r in ranges.iter() {
-            let Some(m) = domain.mappings.get(&r.start) else {
+            // Taken out at once (one lookup); put back if the unmap fails.
+            let Some(m) = domain.mappings.remove(&r.start) else {
                 continue;
             };
-            let tok: Unmapped<Iova> =
-                match tr.table.unmap_exact(&mut mem, m.block, m.pages * PAGE_SIZE) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        // Not reachable for a range unmapped exactly as it
-                        // was mapped (no block split); stop consistently.
-                        failure = Some(ApiError::NoMemory);
-                        break;
-                    }
-                };
+            let (block, pages) = m.block(r.start);
+            let tok: Unmapped<Iova> = match tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE)
+            {
+                Ok(t) => t,
+                Err(_) => {
+                    // Not reachable for a range unmapped exactly as it
+                    // was mapped (no block split); stop consistently.
+                    domain.mappings.insert(r.start, m);
+                    failure = Some(ApiError::NoMemory);
+                    break;
+                }
+            };
             let mut payload = Payload::new(badge);
-            payload.iova = Some((m.block, m.pages));
+            payload.iova = Some((block, pages));
             let hint = UnmapHint {
                 leaf_level: leaf_level(tok.leaf_level()),
                 tables_freed: tok.needs_walk_invalidation(),
@@ -146,20 +147,14 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
             }
             payload.tables = tok.into_freed_tables();
-            if let Some(old) = domain.mappings.remove(&r.start) {
-                domain.live = domain.live.saturating_sub(1);
-                domain.mapped_bytes = domain.mapped_bytes.saturating_sub(old.pages * PAGE_SIZE);
-                payload.unpins = old.frames;
-            }
+            domain.live = domain.live.saturating_sub(1);
+            domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
+            payload.unpins = m.frames;
             if let Some(prev) = last.replace((rs, hint, payload)) {
                 earlier.push(prev);
             }
         }
         mem.barrier();
-        let faults_pending = self
-            .clients
-            .get(&badge)
-            .map_or(0, |c| c.ledger.kept() as u32);
         let response = failure.map_or_else(
             || reply_bytes(&Response::Unmapped { faults_pending }),
             error_bytes,

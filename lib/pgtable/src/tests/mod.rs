@@ -37,6 +37,10 @@ pub struct Arena {
     /// Allocations still allowed; `None` is unlimited.
     pub budget: Option<usize>,
     pub log: Vec<Event>,
+    /// A table whose reads are counted in `watched_reads` (to count walks
+    /// from the root).
+    pub watch: Option<u64>,
+    pub watched_reads: std::cell::Cell<usize>,
 }
 
 impl Arena {
@@ -46,6 +50,8 @@ impl Arena {
             next: ARENA_BASE,
             budget: None,
             log: Vec::new(),
+            watch: None,
+            watched_reads: std::cell::Cell::new(0),
         }
     }
 
@@ -135,6 +141,9 @@ impl Arena {
 
 impl TableMemory for Arena {
     fn read(&self, table: PhysAddr, index: usize) -> u64 {
+        if self.watch == Some(table.get()) {
+            self.watched_reads.set(self.watched_reads.get() + 1);
+        }
         match self.pages.get(&table.get()) {
             Some(page) => page[index],
             None => panic!("read of freed or unknown table page {table:?}"),

@@ -1,5 +1,7 @@
-//! Property tests: random sequences of map, unmap, exact unmap and
-//! out-of-memory runs over small and 2 MiB-aligned ranges agree with a
+//! Property tests: random sequences of map, run map (`map_pages`, frames
+//! not contiguous, runs crossing last-level and 1 GiB tables), unmap,
+//! exact unmap and out-of-memory runs over small and 2 MiB-aligned ranges,
+//! on 3- and 4-level tables, agree with a
 //! reference model (page → output address and attributes); every token
 //! names exactly the removed pages at the level that mapped them; freed
 //! tables are never still linked; unmapping everything leaves only the
@@ -28,7 +30,17 @@ const ATTRS: [Attrs; 3] = [
 
 #[derive(Clone, Debug)]
 enum Kind {
-    Map { pa: u64, attrs: usize },
+    Map {
+        pa: u64,
+        attrs: usize,
+    },
+    /// `map_pages` onto frames `pa + i * stride` pages, reversed or not.
+    MapPages {
+        pa: u64,
+        stride: u64,
+        reversed: bool,
+        attrs: usize,
+    },
     Unmap,
     UnmapExact,
 }
@@ -58,6 +70,22 @@ fn op() -> impl Strategy<Value = Op> {
         .prop_map(|((va, len), pa, attrs)| (va, len, Kind::Map { pa: pa * K4, attrs }));
     let map_blocks = (block_run(), 0..(1u64 << 17), 0..3usize)
         .prop_map(|((va, len), pa, attrs)| (va, len, Kind::Map { pa: pa * M2, attrs }));
+    let page_run = prop_oneof![
+        small_run(),
+        (0..3usize, 0..WINDOW / K4, 1..1100u64)
+            .prop_map(|(b, page, n)| (BASES[b] + page * K4, n * K4))
+    ];
+    let map_pages = (page_run, 0..(1u64 << 20), 1..4u64, any::<bool>(), 0..3usize).prop_map(
+        |((va, len), pa, stride, reversed, attrs)| {
+            let kind = Kind::MapPages {
+                pa: pa * K4,
+                stride,
+                reversed,
+                attrs,
+            };
+            (va, len, kind)
+        },
+    );
     let unmap_run = prop_oneof![
         small_run(),
         block_run(),
@@ -68,7 +96,7 @@ fn op() -> impl Strategy<Value = Op> {
         (va, len, if exact { Kind::UnmapExact } else { Kind::Unmap })
     });
     (
-        prop_oneof![2 => map_small, 2 => map_blocks, 3 => unmap],
+        prop_oneof![2 => map_small, 2 => map_blocks, 2 => map_pages, 3 => unmap],
         budget,
     )
         .prop_map(|((va, len, kind), budget)| Op {
@@ -105,6 +133,37 @@ fn step(pt: &mut PageTable<Iova>, arena: &mut Arena, model: &mut Model, op: &Op)
                     assert!(!overlap, "mapped over a mapping");
                     for (i, p) in pages(op.va, op.len).enumerate() {
                         model.insert(p, (pa + i as u64 * K4, attrs));
+                    }
+                }
+                Err(MapError::AlreadyMapped) => assert!(overlap),
+                Err(MapError::NoMemory) => assert!(op.budget.is_some()),
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+            if got.is_err() {
+                arena.assert_unchanged_since(&before);
+            }
+        }
+        Kind::MapPages {
+            pa,
+            stride,
+            reversed,
+            attrs,
+        } => {
+            let attrs = ATTRS[attrs];
+            let n = op.len / K4;
+            let mut frames: Vec<PhysAddr> = (0..n)
+                .map(|i| PhysAddr::new(pa + i * stride * K4))
+                .collect();
+            if reversed {
+                frames.reverse();
+            }
+            let got = pt.map_pages(arena, Iova::new(op.va), &frames, attrs);
+            let overlap = pages(op.va, op.len).any(|p| model.contains_key(&p));
+            match got {
+                Ok(()) => {
+                    assert!(!overlap, "mapped over a mapping");
+                    for (p, f) in pages(op.va, op.len).zip(&frames) {
+                        model.insert(p, (f.get(), attrs));
                     }
                 }
                 Err(MapError::AlreadyMapped) => assert!(overlap),
@@ -189,9 +248,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn agrees_with_model_and_leaks_nothing(ops in prop::collection::vec(op(), 1..20)) {
+    fn agrees_with_model_and_leaks_nothing(
+        ops in prop::collection::vec(op(), 1..20),
+        ias in prop_oneof![Just(39u8), Just(48u8)],
+    ) {
         let mut arena = Arena::new();
-        let mut pt = PageTable::<Iova>::new(&mut arena, Config::new(39, 40)).unwrap();
+        let mut pt = PageTable::<Iova>::new(&mut arena, Config::new(ias, 40)).unwrap();
         let mut model = Model::new();
         for op in &ops {
             step(&mut pt, &mut arena, &mut model, op);

@@ -430,3 +430,79 @@ fn single_table_fast_paths_keep_counts_and_prune() {
     assert_eq!(arena.allocated(), 1);
     assert!(arena.is_zero(pt.root()));
 }
+
+/// `map_pages` across a 1 GiB boundary on an empty 4-level table: every
+/// page lands on its frame, each new table is complete before it is
+/// linked; the unmap of the run frees every table it made.
+#[test]
+fn map_pages_crosses_tables() {
+    use crate::{Attrs, Config, PageTable};
+    use abi::{Iova, PhysAddr};
+    let mut arena = super::Arena::new();
+    let mut pt = PageTable::<Iova>::new(&mut arena, Config::new(48, 40)).unwrap();
+    let va = (1u64 << 30) - 3 * 4096;
+    let frames: Vec<PhysAddr> = (0..600u64)
+        .map(|i| PhysAddr::new((1000 - i) * 4096))
+        .collect();
+    arena.log.clear();
+    pt.map_pages(&mut arena, Iova::new(va), &frames, Attrs::dma(1, true))
+        .unwrap();
+    arena.check_fill_before_link();
+    super::assert_counts_match(&pt, &arena);
+    for (i, f) in frames.iter().enumerate() {
+        let t = pt
+            .translate(&arena, Iova::new(va + i as u64 * 4096))
+            .unwrap();
+        assert_eq!((t.pa, t.level), (*f, 3));
+    }
+    // Root, one L1, two L2 and three L3 tables.
+    assert_eq!(pt.tables(&arena).len(), 7);
+    // Mapping any of it again is refused, changing nothing.
+    let before = arena.snapshot();
+    let again = pt.map_pages(
+        &mut arena,
+        Iova::new(va + 599 * 4096),
+        &frames[..2],
+        Attrs::dma(1, true),
+    );
+    assert_eq!(again, Err(crate::MapError::AlreadyMapped));
+    arena.assert_unchanged_since(&before);
+    // The unmap of the whole run, in one walk, frees every table but the root.
+    let tok = pt
+        .unmap_exact(&mut arena, Iova::new(va), 600 * 4096)
+        .unwrap();
+    assert_eq!(tok.ranges().len(), 1);
+    assert_eq!(tok.freed_tables().len(), 6);
+    super::assert_counts_match(&pt, &arena);
+}
+
+/// One walk per run: a run of pages across two existing last-level tables
+/// reads the root once to map it and once to unmap it (each operation
+/// descends once and steps to the next table from its parent), where a
+/// walk per page would read it once per page.
+#[test]
+fn runs_walk_once() {
+    use crate::{Attrs, Config, PageTable};
+    use abi::{Iova, PhysAddr};
+    let mut arena = super::Arena::new();
+    let mut pt = PageTable::<Iova>::new(&mut arena, Config::new(48, 40)).unwrap();
+    let attrs = Attrs::dma(1, true);
+    // Two last-level tables, linked by a page at each end.
+    let (lo, hi) = ((2u64 << 20) - 4096, (2u64 << 20) + 8 * 4096);
+    for va in [lo - 4096, hi] {
+        pt.map_pages(&mut arena, Iova::new(va), &[PhysAddr::new(va)], attrs)
+            .unwrap();
+    }
+    let frames: Vec<PhysAddr> = (0..9u64)
+        .map(|i| PhysAddr::new((77 + 3 * i) * 4096))
+        .collect();
+    arena.watch = Some(pt.root().get());
+    pt.map_pages(&mut arena, Iova::new(lo), &frames, attrs)
+        .unwrap();
+    assert_eq!(arena.watched_reads.get(), 1, "map: one walk for the run");
+    arena.watched_reads.set(0);
+    let tok = pt.unmap_exact(&mut arena, Iova::new(lo), 9 * 4096).unwrap();
+    assert_eq!(arena.watched_reads.get(), 1, "unmap: one walk for the run");
+    assert!(tok.freed_tables().is_empty());
+    super::assert_counts_match(&pt, &arena);
+}
