@@ -22,6 +22,8 @@ pub struct BenchOptions {
     pub ms: Option<u64>,
     /// Where the report files go (default: docs/bench).
     pub out: Option<PathBuf>,
+    /// Boots of each run (mode order rotated each time).
+    pub repeat: u64,
 }
 
 /// The matrix: every mode, queue depth and workload on both devices.

@@ -27,7 +27,20 @@ pub struct Machine {
     /// QEMU gets `-L` and `-audio none`, since the host's audio modules do
     /// not match its build.
     pub data_dir: Option<PathBuf>,
+    /// Every boot enters at EL2 (`--el2`), whatever the scenario says.
+    pub el2: bool,
+    /// Guest RAM, in MiB (`--mem`).
+    pub mem_mib: u32,
+    /// CPUs (`--smp`; the kernel runs on one).
+    pub smp: u32,
+    /// Start halted with a gdb stub on [`GDB_PORT`] (`--gdb`: `-s -S`).
+    pub gdb: bool,
 }
+
+/// The port of QEMU's gdb stub (`-s`).
+pub const GDB_PORT: u16 = 1234;
+/// Guest RAM unless `--mem` says otherwise.
+pub const DEFAULT_MEM_MIB: u32 = 512;
 
 impl Machine {
     /// The machine for `qemu` and `cpu` (each falling back to the
@@ -51,7 +64,30 @@ impl Machine {
             binary,
             cpu,
             data_dir,
+            el2: false,
+            mem_mib: DEFAULT_MEM_MIB,
+            smp: 1,
+            gdb: false,
         }
+    }
+
+    /// The machine the command-line options ask for.
+    pub fn from_options(o: &crate::cli::MachineOptions) -> Self {
+        Self {
+            el2: o.el2,
+            mem_mib: o.mem.unwrap_or(DEFAULT_MEM_MIB),
+            smp: o.smp.unwrap_or(1),
+            gdb: o.gdb,
+            ..Self::new(o.qemu.clone(), o.cpu.clone())
+        }
+    }
+
+    /// The command that attaches gdb to a guest started with `--gdb`.
+    pub fn gdb_command(kernel: &Path) -> String {
+        format!(
+            "gdb-multiarch -q {} -ex 'target remote localhost:{GDB_PORT}'",
+            kernel.display()
+        )
     }
 
     /// Whether this is the default QEMU on PATH (which xtask may install).
@@ -106,6 +142,9 @@ pub struct QemuConfig {
     /// Extra arguments appended after the fixed devices, so the fixed devices
     /// keep their PCI addresses and StreamIDs.
     pub extra_args: Vec<String>,
+    /// A person at the console: the serial port shares stdio with QEMU's
+    /// monitor (`mon:stdio`), so Ctrl-A X quits and Ctrl-A C opens the monitor.
+    pub interactive: bool,
 }
 
 impl QemuConfig {
@@ -114,12 +153,13 @@ impl QemuConfig {
         Self {
             kernel: kernel.to_path_buf(),
             bootargs: String::new(),
-            memory_mib: 512,
+            memory_mib: machine().mem_mib,
             nvme_image: scratch.join("nvme.img"),
             vblk_image: scratch.join("vblk.img"),
             el2: false,
             boot_image: None,
             extra_args: Vec::new(),
+            interactive: false,
         }
     }
 
@@ -160,7 +200,7 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
 /// [`command_line`] on a given [`Machine`].
 pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     let mut machine = String::from("virt,iommu=smmuv3,gic-version=3");
-    if cfg.el2 {
+    if cfg.el2 || m.el2 {
         machine.push_str(",virtualization=on");
     }
     let mut args: Vec<String> = vec![
@@ -171,14 +211,22 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
         "-m".into(),
         format!("{}M", cfg.memory_mib),
         "-smp".into(),
-        "1".into(),
+        m.smp.to_string(),
         "-nic".into(),
         "none".into(),
         "-nographic".into(),
-        "-monitor".into(),
-        "none".into(),
-        "-serial".into(),
-        "stdio".into(),
+    ];
+    if cfg.interactive {
+        args.extend(["-serial".into(), "mon:stdio".into()]);
+    } else {
+        args.extend([
+            "-monitor".into(),
+            "none".into(),
+            "-serial".into(),
+            "stdio".into(),
+        ]);
+    }
+    args.extend([
         "-no-reboot".into(),
         "-semihosting-config".into(),
         "enable=on,target=native".into(),
@@ -186,10 +234,13 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
         cfg.kernel.display().to_string(),
         "-append".into(),
         cfg.kernel_command_line(),
-    ];
+    ]);
     if let Some(dir) = &m.data_dir {
         args.extend(["-L".into(), dir.display().to_string()]);
         args.extend(["-audio".into(), "none".into()]);
+    }
+    if m.gdb {
+        args.extend(["-s".into(), "-S".into()]);
     }
     if let Some(image) = &cfg.boot_image {
         args.push("-device".into());
@@ -262,13 +313,75 @@ pub fn run(
     timeout: Duration,
     echo: bool,
 ) -> Result<RunOutcome, String> {
+    spawn_and_wait(cfg, log, timeout, echo, Stdio::null())
+}
+
+/// [`run`] with a person at the console: our stdin goes to the guest's
+/// serial port (and to QEMU's Ctrl-A escapes), the console is echoed.
+pub fn run_interactive(
+    cfg: &QemuConfig,
+    log: &Path,
+    timeout: Duration,
+) -> Result<RunOutcome, String> {
+    let cfg = QemuConfig {
+        interactive: true,
+        ..cfg.clone()
+    };
+    spawn_and_wait(&cfg, log, timeout, true, Stdio::inherit())
+}
+
+/// Whether the command line was printed already (once per process: the
+/// later boots differ only in their bootargs, boot image and disks).
+static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints the full command line on the first boot of this process, and the
+/// gdb command on every boot started with `--gdb`.
+fn announce(cfg: &QemuConfig) {
+    let m = machine();
+    if !SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) || cfg.interactive || m.gdb {
+        println!(
+            "xtask: {} {}",
+            m.binary.display(),
+            shell_words(&command_line(cfg))
+        );
+    }
+    if m.gdb {
+        println!(
+            "xtask: QEMU waits for gdb on port {GDB_PORT}; in another terminal:\n  {}",
+            Machine::gdb_command(&cfg.kernel)
+        );
+    }
+}
+
+/// Arguments joined for display, quoting the ones a shell would split.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn spawn_and_wait(
+    cfg: &QemuConfig,
+    log: &Path,
+    timeout: Duration,
+    echo: bool,
+    stdin: Stdio,
+) -> Result<RunOutcome, String> {
     let mut log_file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    announce(cfg);
     let start = Instant::now();
     let binary = &machine().binary;
     let mut child = Command::new(binary)
         .args(command_line(cfg))
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -426,6 +539,37 @@ mod tests {
         let room = (512 << 20) - (BOOT_IMAGE_ADDR - RAM_BASE) as usize;
         assert!(cfg.check_boot_image_fits(room).is_ok());
         assert!(cfg.check_boot_image_fits(room + 1).is_err());
+    }
+
+    #[test]
+    fn machine_options_shape_the_command_line() {
+        let m = Machine {
+            el2: true,
+            mem_mib: 1024,
+            smp: 1,
+            gdb: true,
+            ..Machine::new(Some(QEMU.into()), Some("cortex-a72".into()))
+        };
+        let joined = command_line_for(&m, &config()).join(" ");
+        assert!(
+            joined.starts_with(
+                "-machine virt,iommu=smmuv3,gic-version=3,virtualization=on -cpu cortex-a72 -m 512M"
+            ),
+            "{joined}"
+        );
+        assert!(joined.contains(" -s -S "), "{joined}");
+        let cfg = QemuConfig {
+            memory_mib: m.mem_mib,
+            interactive: true,
+            ..config()
+        };
+        let joined = command_line_for(&m, &cfg).join(" ");
+        assert!(joined.contains("-m 1024M -smp 1"), "{joined}");
+        assert!(joined.contains("-serial mon:stdio") && !joined.contains("-monitor none"));
+        assert_eq!(
+            Machine::gdb_command(Path::new("/t/kernel")),
+            "gdb-multiarch -q /t/kernel -ex 'target remote localhost:1234'"
+        );
     }
 
     #[test]

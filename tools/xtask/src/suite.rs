@@ -1,26 +1,27 @@
-//! The `run` and `test` commands: booting once interactively, and running the
-//! host tests plus every QEMU scenario with a PASS/FAIL report.
+//! The `boot` and `test` commands: booting once interactively, and running
+//! the host tests plus every QEMU scenario with a PASS/FAIL report.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::artifacts::{self, Images, Workspace};
-use crate::cli::{RunOptions, TestOptions};
+use crate::cli::{BootOptions, TestOptions};
 use crate::prereq;
 use crate::qemu::{self, QemuConfig, RunOutcome};
 use crate::scenario::{self, Scenario};
 use crate::system::{self, System};
 
-/// `run` kills QEMU after this long unless `--timeout` says otherwise.
-const RUN_TIMEOUT_S: u64 = 120;
-/// Exit status of `run` when QEMU had to be killed (as timeout(1) does).
+/// `boot` without `--timeout` waits this long (about 136 years: never).
+const NO_TIMEOUT: Duration = Duration::from_secs(u32::MAX as u64);
+/// Exit status of `boot` when QEMU had to be killed (as timeout(1) does).
 const TIMEOUT_EXIT: u8 = 124;
 /// Lines of serial log shown for a failed scenario.
 const FAILURE_LOG_LINES: usize = 200;
 
-/// `cargo xtask run`: build, boot with the console live, exit with QEMU's status.
-pub fn run(opts: &RunOptions) -> Result<ExitCode, String> {
+/// `cargo xtask boot`: build, boot with the console live, exit with QEMU's
+/// status.
+pub fn boot(opts: &BootOptions) -> Result<ExitCode, String> {
     let ws = Workspace::locate()?;
     prereq::ensure_all(&ws)?;
     let system = opts
@@ -33,17 +34,18 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode, String> {
     let images = artifacts::build(&ws, kernel.as_deref(), &packages)?;
     let scratch = ws.scratch_dir("run");
     let mut cfg = QemuConfig::new(&images.kernel, &scratch);
-    cfg.bootargs = opts.bootargs.join(" ");
-    cfg.el2 = opts.el2;
+    cfg.bootargs = opts.bootargs.clone();
+    cfg.extra_args = opts.qemu_args.clone();
     prepare(&mut cfg, &scratch, system.as_ref(), &images)?;
-    let timeout = Duration::from_secs(opts.timeout_s.unwrap_or(RUN_TIMEOUT_S));
-    println!(
-        "xtask: {} {}",
-        qemu::machine().binary.display(),
-        shell_words(&qemu::command_line(&cfg))
-    );
+    let timeout = opts.timeout.map_or(NO_TIMEOUT, Duration::from_secs);
     let log = scratch.join("serial.log");
-    let outcome = qemu::run(&cfg, &log, timeout, true)?;
+    println!(
+        "xtask: quit with Ctrl-A X{}; serial log {}",
+        opts.timeout
+            .map_or(String::new(), |t| format!(" (QEMU is killed after {t} s)")),
+        log.display()
+    );
+    let outcome = qemu::run_interactive(&cfg, &log, timeout)?;
     eprint!("{}", outcome.qemu_stderr);
     println!();
     if outcome.timed_out {
@@ -153,7 +155,6 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                     };
                     let s = Scenario {
                         timeout: opts.timeout_s.map_or(s.timeout, Duration::from_secs),
-                        el2: s.el2 || opts.el2,
                         ..s.clone()
                     };
                     let images = if s.features.is_empty() {
@@ -391,18 +392,4 @@ fn prebuilt(path: &Path) -> Result<PathBuf, String> {
 
 fn secs(outcome: &RunOutcome) -> f64 {
     outcome.duration.as_secs_f64()
-}
-
-/// Arguments joined for display, quoting the ones a shell would split.
-fn shell_words(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
-                format!("'{a}'")
-            } else {
-                a.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
