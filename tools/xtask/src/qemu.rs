@@ -108,6 +108,9 @@ pub fn machine() -> &'static Machine {
     MACHINE.get_or_init(|| Machine::new(None, None))
 }
 
+/// A run whose console is not echoed says it is still running this often.
+const NOTICE_EVERY: Duration = Duration::from_secs(30);
+
 /// Size of each scratch disk image (sparse).
 pub const DISK_SIZE: u64 = 64 << 20;
 
@@ -417,6 +420,7 @@ fn spawn_and_wait(
     });
 
     let mut timed_out = false;
+    let mut next_notice = NOTICE_EVERY;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
@@ -426,7 +430,19 @@ fn spawn_and_wait(
                 let _ = child.wait();
                 break None;
             }
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                // A quiet run says it is alive; an echoed one shows itself.
+                if !echo && start.elapsed() >= next_notice {
+                    println!(
+                        "      still running: {} s of at most {} s (log {})",
+                        next_notice.as_secs(),
+                        timeout.as_secs(),
+                        log.display()
+                    );
+                    next_notice += NOTICE_EVERY;
+                }
+                thread::sleep(Duration::from_millis(20))
+            }
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -73,6 +73,7 @@ pub fn boot(opts: &BootOptions) -> Result<ExitCode, String> {
 
 /// `cargo xtask test`: host tests, then every selected scenario, in order.
 pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
+    let started = std::time::Instant::now();
     let ws = Workspace::locate()?;
     prereq::ensure_all(&ws)?;
 
@@ -109,10 +110,13 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     }
 
     let (mut passed, mut failed) = (0usize, 0usize);
+    // Every failure by name, with where to look.
+    let mut failures: Vec<String> = Vec::new();
     let rounds = opts.repeat.max(1);
+    let total = scenarios.len() * usize::try_from(rounds).unwrap_or(usize::MAX);
+    let mut index = 0usize;
     // Scenario name -> rounds it failed in, with the kept log of each.
     let mut flaky: Vec<(String, Vec<(u64, String)>)> = Vec::new();
-    let started = std::time::Instant::now();
     if rounds > 1 {
         let _ = std::fs::remove_dir_all(ws.scratch_dir("repeat"));
     }
@@ -127,6 +131,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
             println!("xtask: {e}");
             for s in &scenarios {
                 println!("FAIL {}: guest build failed", s.name);
+                failures.push(format!("{}: guest build failed (output above)", s.name));
             }
             failed = scenarios.len();
         }
@@ -145,17 +150,24 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                     );
                 }
                 for (s, system) in scenarios.iter().zip(&systems) {
+                    let s = Scenario {
+                        timeout: opts.timeout_s.map_or(s.timeout, Duration::from_secs),
+                        ..s.clone()
+                    };
+                    index += 1;
+                    println!(
+                        "[{index}/{total}] {} (timeout {} s)",
+                        s.name,
+                        s.timeout.as_secs()
+                    );
                     let system = match system {
                         Ok(system) => system.as_ref(),
                         Err(e) => {
                             println!("FAIL {}: {e}", s.name);
+                            failures.push(format!("{}: {e}", s.name));
                             failed += 1;
                             continue;
                         }
-                    };
-                    let s = Scenario {
-                        timeout: opts.timeout_s.map_or(s.timeout, Duration::from_secs),
-                        ..s.clone()
                     };
                     let images = if s.features.is_empty() {
                         &images
@@ -170,6 +182,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                             Ok(i) => &*i,
                             Err(e) => {
                                 println!("FAIL {}: variant build failed: {e}", s.name);
+                                failures.push(format!("{}: variant build failed", s.name));
                                 failed += 1;
                                 continue;
                             }
@@ -180,8 +193,13 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                         continue;
                     }
                     failed += 1;
+                    let log = ws.scratch_dir(&s.name).join("serial.log");
+                    failures.push(format!("{}: log {}", s.name, log.display()));
                     if rounds > 1 {
                         let kept = keep_failed_log(&ws, &s.name, round);
+                        if let Some(last) = failures.last_mut() {
+                            *last = format!("{} (round {round}): log {kept}", s.name);
+                        }
                         match flaky.iter_mut().find(|(n, _)| *n == s.name) {
                             Some((_, v)) => v.push((round, kept)),
                             None => flaky.push((s.name.clone(), vec![(round, kept)])),
@@ -216,6 +234,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
             passed += 1;
         } else {
             println!("FAIL lint (see the cargo fmt / cargo clippy output above)");
+            failures.push("lint: cargo fmt / cargo clippy output above".into());
             failed += 1;
         }
         if host_ok {
@@ -223,10 +242,17 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
             passed += 1;
         } else {
             println!("FAIL host tests (see the `cargo test` output above)");
+            failures.push("host tests: cargo test output above".into());
             failed += 1;
         }
     }
-    println!("{passed} passed, {failed} failed");
+    println!(
+        "{passed} passed, {failed} failed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    for f in &failures {
+        println!("  FAILED {f}");
+    }
     Ok(if host_ok && lint_ok && failed == 0 {
         ExitCode::SUCCESS
     } else {
