@@ -308,6 +308,16 @@ pub struct RunOutcome {
     pub duration: Duration,
 }
 
+/// What happens to the serial console besides the log.
+pub enum Watch {
+    /// Nothing: a still-running line every [`NOTICE_EVERY`] says it lives.
+    Quiet,
+    /// Copied to our stdout as it comes.
+    Echo,
+    /// Each complete line handed to this function as it comes.
+    Lines(Box<dyn FnMut(&str) + Send>),
+}
+
 /// Boots `cfg`, copying the serial console to `log` (and to our stdout if
 /// `echo`), and kills QEMU after `timeout`.
 pub fn run(
@@ -316,7 +326,18 @@ pub fn run(
     timeout: Duration,
     echo: bool,
 ) -> Result<RunOutcome, String> {
-    spawn_and_wait(cfg, log, timeout, echo, Stdio::null())
+    let watch = if echo { Watch::Echo } else { Watch::Quiet };
+    spawn_and_wait(cfg, log, timeout, watch, Stdio::null())
+}
+
+/// [`run`] handing each serial line to `watch` as it comes.
+pub fn run_watched(
+    cfg: &QemuConfig,
+    log: &Path,
+    timeout: Duration,
+    watch: Watch,
+) -> Result<RunOutcome, String> {
+    spawn_and_wait(cfg, log, timeout, watch, Stdio::null())
 }
 
 /// [`run`] with a person at the console: our stdin goes to the guest's
@@ -330,7 +351,7 @@ pub fn run_interactive(
         interactive: true,
         ..cfg.clone()
     };
-    spawn_and_wait(&cfg, log, timeout, true, Stdio::inherit())
+    spawn_and_wait(&cfg, log, timeout, Watch::Echo, Stdio::inherit())
 }
 
 /// Whether the command line was printed already (once per process: the
@@ -374,9 +395,10 @@ fn spawn_and_wait(
     cfg: &QemuConfig,
     log: &Path,
     timeout: Duration,
-    echo: bool,
+    mut watch: Watch,
     stdin: Stdio,
 ) -> Result<RunOutcome, String> {
+    let quiet = matches!(watch, Watch::Quiet);
     let mut log_file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     announce(cfg);
@@ -402,10 +424,26 @@ fn spawn_and_wait(
                     captured.extend_from_slice(chunk);
                     // The log is best effort: losing it must not hang QEMU.
                     let _ = log_file.write_all(chunk);
-                    if echo {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(chunk);
-                        let _ = out.flush();
+                    match &mut watch {
+                        Watch::Quiet => {}
+                        Watch::Echo => {
+                            let mut out = std::io::stdout().lock();
+                            let _ = out.write_all(chunk);
+                            let _ = out.flush();
+                        }
+                        Watch::Lines(f) => {
+                            let start = captured.len() - n;
+                            let from = captured[..start]
+                                .iter()
+                                .rposition(|&b| b == b'\n')
+                                .map_or(0, |i| i + 1);
+                            let done = captured.iter().rposition(|&b| b == b'\n');
+                            if let Some(end) = done.filter(|&e| e >= start) {
+                                for line in captured[from..end].split(|&b| b == b'\n') {
+                                    f(&String::from_utf8_lossy(line));
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -432,7 +470,7 @@ fn spawn_and_wait(
             }
             Ok(None) => {
                 // A quiet run says it is alive; an echoed one shows itself.
-                if !echo && start.elapsed() >= next_notice {
+                if quiet && start.elapsed() >= next_notice {
                     println!(
                         "      still running: {} s of at most {} s (log {})",
                         next_notice.as_secs(),
