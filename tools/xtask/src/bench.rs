@@ -217,24 +217,65 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
         },
         points: report::aggregate(samples),
     };
-    let table = table(&report);
+    write_report(&report, &sharing, &out, true)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench --replot DIR`: the table, CSV and chart again from
+/// DIR/results.json, written to `out`.
+pub fn replot(dir: &Path, out: &Path) -> Result<ExitCode, String> {
+    let path = dir.join("results.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let report: report::Report =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if report.schema_version != report::SCHEMA_VERSION {
+        return Err(format!(
+            "{}: schema_version {} (this xtask reads {})",
+            path.display(),
+            report.schema_version,
+            report::SCHEMA_VERSION
+        ));
+    }
+    // The shared-sync lines of the run are kept in its table.txt.
+    let old_table = std::fs::read_to_string(dir.join("table.txt")).unwrap_or_default();
+    let sharing: Vec<String> = old_table
+        .lines()
+        .filter(|l| l.starts_with("rep "))
+        .map(str::to_owned)
+        .collect();
+    write_report(&report, &sharing, out, out != dir)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the table and writes the report files into `out` (results.json
+/// only if `json`).
+fn write_report(
+    report: &report::Report,
+    sharing: &[String],
+    out: &Path,
+    json: bool,
+) -> Result<(), String> {
+    let table = table(report);
     println!("{table}");
-    for l in &sharing {
+    for l in sharing {
         println!("{l}");
     }
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let write = |name: &str, text: String| -> Result<(), String> {
         let p = out.join(name);
         std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
         println!("xtask: wrote {}", p.display());
         Ok(())
     };
-    let json = serde_json::to_string_pretty(&report).map_err(|e| format!("results.json: {e}"))?;
-    write("results.json", json + "\n")?;
-    write("results.csv", csv(&report))?;
-    write("chart.svg", chart::svg(&report))?;
+    if json {
+        let text =
+            serde_json::to_string_pretty(report).map_err(|e| format!("results.json: {e}"))?;
+        write("results.json", text + "\n")?;
+    }
+    write("results.csv", csv(report))?;
+    write("chart.svg", chart::svg(report))?;
     write("table.txt", format!("{table}\n{}\n", sharing.join("\n")))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// One boot's points as samples of repetition `rep`: each `bench-result`

@@ -190,6 +190,10 @@ pub struct BenchArgs {
     /// the median with a 95% bootstrap interval.
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
     pub repeat: u64,
+    /// Boot nothing: redraw the table, CSV and chart from DIR/results.json
+    /// (into --out, else DIR).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["ms", "repeat"])]
+    pub replot: Option<PathBuf>,
     #[command(flatten)]
     pub machine: MachineOptions,
 }
@@ -558,6 +562,11 @@ mod tests {
             (b.ms, b.out, b.repeat),
             (Some(20), Some(PathBuf::from("/tmp/b")), 3)
         );
+        let Command::Bench(b) = cmd("bench --replot docs/bench") else {
+            panic!("not bench")
+        };
+        assert_eq!(b.replot, Some(PathBuf::from("docs/bench")));
+        assert!(parse(words("bench --replot d --repeat 3")).is_err());
         let Command::Demo(d) = cmd("demo rogue-dma") else {
             panic!("not demo")
         };

@@ -124,6 +124,10 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         Command::Run(opts) => main_job(&opts),
         Command::Boot(opts) => suite::boot(&opts),
         Command::Test(opts) => suite::test(&opts),
+        Command::Bench(opts) if opts.replot.is_some() => {
+            let dir = opts.replot.unwrap_or_default();
+            bench::replot(&dir, opts.out.as_deref().unwrap_or(&dir))
+        }
         Command::Bench(opts) => bench::bench(&bench::BenchOptions {
             ms: opts.ms,
             out: opts.out,

@@ -371,7 +371,9 @@ fn announce(cfg: &QemuConfig) {
     }
     if m.gdb {
         println!(
-            "xtask: QEMU waits for gdb on port {GDB_PORT}; in another terminal:\n  {}",
+            "xtask: QEMU waits for gdb on port {GDB_PORT}; in another terminal:\n  {}\n\
+             xtask: the kernel is linked high and entered with the MMU off: use hardware \
+             breakpoints (e.g. `hbreak kernel::kmain`, then `continue`)",
             Machine::gdb_command(&cfg.kernel)
         );
     }

@@ -32,7 +32,7 @@ pub fn boot(opts: &BootOptions) -> Result<ExitCode, String> {
     let packages = system.as_ref().map(System::packages).unwrap_or_default();
     let kernel = opts.kernel.as_deref().map(prebuilt).transpose()?;
     let images = artifacts::build(&ws, kernel.as_deref(), &packages)?;
-    let scratch = ws.scratch_dir("run");
+    let scratch = ws.scratch_dir("boot");
     let mut cfg = QemuConfig::new(&images.kernel, &scratch);
     cfg.bootargs = opts.bootargs.clone();
     cfg.extra_args = opts.qemu_args.clone();

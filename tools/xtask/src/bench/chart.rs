@@ -21,7 +21,9 @@ const PANEL_H: f64 = 250.0;
 /// Left margin of a panel (tick labels and the axis title).
 const AXIS_W: f64 = 62.0;
 const GAP: f64 = 40.0;
-const TOP: f64 = 118.0;
+/// Widest bar, so that a panel with few bars stays readable.
+const MAX_BAR_W: f64 = 70.0;
+const TOP: f64 = 136.0;
 
 fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -81,8 +83,14 @@ impl Scale {
             Scale::Log { lo, hi } => {
                 let mut v = Vec::new();
                 let mut t = lo;
+                // 1-2-5 steps while they fit, decades alone beyond three.
+                let steps: &[f64] = if hi / lo > 1000.0 {
+                    &[1.0]
+                } else {
+                    &[1.0, 2.0, 5.0]
+                };
                 while t <= hi * 1.000_001 {
-                    for m in [1.0, 2.0, 5.0] {
+                    for &m in steps {
                         let x = t * m;
                         if x <= hi * 1.000_001 {
                             let label = if x >= 1000.0 {
@@ -124,9 +132,10 @@ fn panel(
     x_title: &str,
     scale: &Scale,
     bars: &[Bar<'_>],
-    reference: Option<(f64, &str)>,
+    reference: Option<f64>,
+    width: f64,
 ) {
-    let (left, right) = (x + AXIS_W, x + PANEL_W - 8.0);
+    let (left, right) = (x + AXIS_W, x + width - 8.0);
     let (top, bottom) = (y + 24.0, y + PANEL_H - 40.0);
     let y_of = |v: f64| bottom - scale.frac(v).clamp(0.0, 1.0) * (bottom - top);
     let _ = writeln!(
@@ -165,15 +174,11 @@ fn panel(
         bottom + 32.0,
         esc(x_title)
     );
-    if let Some((v, label)) = reference {
+    if let Some(v) = reference {
         let ry = y_of(v);
         let _ = writeln!(
             s,
-            "<line x1=\"{left:.1}\" x2=\"{right:.1}\" y1=\"{ry:.1}\" y2=\"{ry:.1}\" stroke=\"#555\" stroke-dasharray=\"5,3\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text>",
-            right - 2.0,
-            ry - 3.0,
-            esc(label)
+            "<line x1=\"{left:.1}\" x2=\"{right:.1}\" y1=\"{ry:.1}\" y2=\"{ry:.1}\" stroke=\"#555\" stroke-dasharray=\"5,3\"/>"
         );
     }
     let mut groups: Vec<&str> = Vec::new();
@@ -193,9 +198,10 @@ fn panel(
             esc(g)
         );
         let in_group: Vec<&Bar<'_>> = bars.iter().filter(|b| b.group == *g).collect();
-        let bw = (group_w - 10.0) / in_group.len().max(1) as f64;
+        let bw = ((group_w - 10.0) / in_group.len().max(1) as f64).min(MAX_BAR_W);
+        let indent = (group_w - bw * in_group.len() as f64) / 2.0;
         for (bi, b) in in_group.iter().enumerate() {
-            let bx = gx + 5.0 + bi as f64 * bw;
+            let bx = gx + indent + bi as f64 * bw;
             let cx = bx + (bw - 2.0) / 2.0;
             let by = y_of(b.value);
             let _ = writeln!(
@@ -246,47 +252,56 @@ pub fn svg(r: &Report) -> String {
     let m = &r.meta;
     let reps = if m.repeats > 1 {
         format!(
-            "median of {} boots (mode order rotated each boot); error bars: 95% bootstrap interval",
+            "Bars: median of {} boots (mode order rotated each boot); error bars: 95% bootstrap interval of the median.",
             m.repeats
         )
     } else {
-        "one boot (no repetitions: no error bars)".to_owned()
+        "Bars: one boot (no repetitions, so no error bars).".to_owned()
     };
+    let caption = [
+        format!("{}; {} ms per point.", m.workload, m.ms_per_point),
+        reps,
+        format!(
+            "{} ({}), -cpu {}, accelerator {}, host with {} CPUs.",
+            m.qemu_version, m.qemu_binary, m.cpu_model, m.accelerator, m.host_cpus
+        ),
+        format!(
+            "Run {} at commit {}{}. Left: IOPS / bypass IOPS of the same boot. Right: absolute IOPS, log scale.",
+            m.date,
+            m.commit.get(..12).unwrap_or(&m.commit),
+            if m.dirty {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            }
+        ),
+    ];
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"16\" font-weight=\"bold\">Block I/O through the IOMMU server: each mode against bypass, measured under QEMU</text>\n\
-         <text x=\"10\" y=\"42\">{}</text>\n<text x=\"10\" y=\"58\">{}</text>\n<text x=\"10\" y=\"74\">{}</text>\n",
-        esc(&format!(
-            "{}; {} ms per point; {reps}.",
-            m.workload, m.ms_per_point
-        )),
-        esc(&format!(
-            "{} ({}), -cpu {}, accel {}, host {} CPUs; {}; commit {}{}.",
-            m.qemu_version,
-            m.qemu_binary,
-            m.cpu_model,
-            m.accelerator,
-            m.host_cpus,
-            m.date,
-            m.commit.get(..12).unwrap_or(&m.commit),
-            if m.dirty { " (dirty tree)" } else { "" }
-        )),
-        "Left: IOPS / bypass IOPS of the same boot (bypass is the dashed line at 1). Right: absolute IOPS, log scale."
+         <text x=\"10\" y=\"22\" font-size=\"16\" font-weight=\"bold\">Block I/O through the IOMMU server: each mode against bypass, measured under QEMU</text>\n"
     );
+    for (i, line) in caption.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "<text x=\"10\" y=\"{}\">{}</text>",
+            42 + 16 * i,
+            esc(line)
+        );
+    }
     // Legend: modes, then the projection marker and the error bar.
     let mut lx = 10.0;
     for (mode, c) in MODES {
         let _ = writeln!(
             s,
-            "<rect x=\"{lx}\" y=\"86\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"97\">{mode}</text>",
+            "<rect x=\"{lx}\" y=\"104\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"115\">{mode}</text>",
             lx + 16.0
         );
         lx += 28.0 + 7.5 * mode.len() as f64;
     }
     let _ = writeln!(
         s,
-        "<path d=\"M{:.1} 87 l5 5 l-5 5 l-5 -5 z\" fill=\"white\" stroke=\"black\" stroke-width=\"1.3\"/><text x=\"{:.1}\" y=\"97\">projected onto SMMUv3 hardware latencies (model, tools/projection)</text>",
+        "<path d=\"M{:.1} 105 l5 5 l-5 5 l-5 -5 z\" fill=\"white\" stroke=\"black\" stroke-width=\"1.3\"/><text x=\"{:.1}\" y=\"115\">projected onto SMMUv3 hardware latencies (model, tools/projection)</text>",
         lx + 5.0,
         lx + 14.0
     );
@@ -337,14 +352,15 @@ pub fn svg(r: &Report) -> String {
             &mut s,
             10.0,
             y,
-            &format!("{dev} {wl}: IOPS relative to bypass"),
+            &format!("{dev} {wl}: IOPS relative to bypass (dashed = 1)"),
             "IOPS / bypass IOPS",
             "queue depth",
             &Scale::Linear {
                 max: nice_ceiling(top * 1.05),
             },
             &ratio_bars,
-            Some((1.0, "bypass = 1")),
+            Some(1.0),
+            PANEL_W,
         );
         let abs_bars: Vec<Bar<'_>> = sorted
             .iter()
@@ -360,6 +376,7 @@ pub fn svg(r: &Report) -> String {
             &log_scale(&abs_bars),
             &abs_bars,
             None,
+            PANEL_W,
         );
         y += PANEL_H + 10.0;
     }
@@ -373,11 +390,11 @@ pub fn svg(r: &Report) -> String {
                     && a.queue_depth == p.queue_depth
                     && a.mode == p.mode
             }) {
-                let mut b = iops_bar(alone, format!("{} alone", p.device));
+                let mut b = iops_bar(alone, p.device.clone());
                 b.colour = "#9ecae1";
                 bars.push(b);
             }
-            bars.push(iops_bar(p, format!("{} with the other", p.device)));
+            bars.push(iops_bar(p, p.device.clone()));
         }
         let first = mixed[0];
         panel(
@@ -385,7 +402,7 @@ pub fn svg(r: &Report) -> String {
             10.0,
             y,
             &format!(
-                "mixed run: both devices at once, {} {} QD {} (light: the same point alone)",
+                "mixed run: both devices driven at once, {} {} QD {} (dark); light: the same point measured alone in the matrix",
                 first.mode, first.workload, first.queue_depth
             ),
             "IOPS (log scale)",
@@ -393,6 +410,7 @@ pub fn svg(r: &Report) -> String {
             &log_scale(&bars),
             &bars,
             None,
+            2.0 * PANEL_W + GAP,
         );
     }
     s.push_str("</svg>\n");

@@ -244,15 +244,18 @@ pub fn mib_per_s_milli(ios: u64, us: u64) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
 
-/// The median of `values` (the lower middle one for an even count); 0 if
-/// empty.
+/// The median of `values` (for an even count, the mean of the two middle
+/// ones, rounded down); 0 if empty.
 pub fn median(values: &[u64]) -> u64 {
     let mut v = values.to_vec();
     v.sort_unstable();
-    if v.is_empty() {
-        0
-    } else {
-        v[(v.len() - 1) / 2]
+    match v.len() {
+        0 => 0,
+        n if n % 2 == 1 => v[n / 2],
+        n => {
+            let (a, b) = (v[n / 2 - 1], v[n / 2]);
+            a + (b - a) / 2
+        }
     }
 }
 
@@ -437,6 +440,8 @@ mod tests {
         assert_eq!(median(&[]), 0);
         assert_eq!(median(&[5, 1, 3]), 3);
         assert_eq!(median(&[4, 1, 3, 2]), 2);
+        assert_eq!(median(&[4, 1, 3, 8]), 3);
+        assert_eq!(median(&[u64::MAX, u64::MAX]), u64::MAX);
         let one = stat(&[7]);
         assert_eq!((one.median, one.ci95_low, one.ci95_high), (7, 7, 7));
         let values = [100, 102, 98, 140, 60, 101, 99];
@@ -478,7 +483,10 @@ mod tests {
         };
         let points = aggregate(vec![(key.clone(), a), (key, b)]);
         assert_eq!(points.len(), 1);
-        assert_eq!(points[0].iops.median, 950);
+        assert_eq!(
+            points[0].iops.median, 975,
+            "the mean of the two middle values"
+        );
         let report = Report {
             schema_version: SCHEMA_VERSION,
             meta: Meta {
