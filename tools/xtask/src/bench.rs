@@ -105,6 +105,9 @@ pub fn ratios(points: &[Point]) -> Vec<Option<f64>> {
 pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
     let ws = Workspace::locate()?;
     crate::prereq::ensure_all(&ws)?;
+    // What is measured is the tree as it is now, not after the run.
+    let commit = git(&ws, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = git(&ws, &["status", "--porcelain"]).is_some_and(|s| !s.trim().is_empty());
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -118,10 +121,13 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
     let mut mode_orders: Vec<Vec<String>> = Vec::new();
     let mut ms_per_point = 0;
     let mut sharing: Vec<String> = Vec::new();
-    let mut boot_secs: Vec<f64> = Vec::new();
-    let boots = repeats * 2;
+    const RUNS: [(&str, &str); 2] = [("matrix", MATRIX), ("mixed", MIXED)];
+    // Seconds each boot of a run took so far, for the time left.
+    let mut boot_secs: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let boots = repeats * RUNS.len() as u64;
+    let mut boot = 0u64;
     for rep in 0..repeats {
-        for (run, file) in [("matrix", MATRIX), ("mixed", MIXED)] {
+        for (run, file) in RUNS {
             let mut system = suite::load_system(&ws, Path::new(file))?;
             for t in system.tasks.iter_mut().filter(|t| t.package == "blk-bench") {
                 if let Some(ms) = opts.ms {
@@ -139,17 +145,26 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
                 }
                 t.args.insert("modes".into(), order.join(","));
             }
-            let boot = boot_secs.len() + 1;
-            let later = boots - u64::try_from(boot).unwrap_or(0);
-            let per_boot = (!boot_secs.is_empty())
-                .then(|| boot_secs.iter().sum::<f64>() / boot_secs.len() as f64);
+            boot += 1;
+            // The boots after this one, each estimated from its run's mean.
+            let mean = |run: &str| {
+                boot_secs
+                    .get(run)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+            };
+            let after: Option<f64> = (boot..boots)
+                .map(|b| mean(RUNS[usize::try_from(b).unwrap_or(0) % RUNS.len()].0))
+                .sum();
             println!(
                 "xtask: bench boot {boot}/{boots}: run `{run}` ({file}), repetition {}/{repeats}{}",
                 rep + 1,
-                per_boot.map_or(String::new(), |b| format!(
-                    ", about {:.0} s left in all",
-                    b * (later + 1) as f64
-                ))
+                mean(run)
+                    .zip(after)
+                    .map_or(String::new(), |(this, after)| format!(
+                        ", about {:.0} s left in all",
+                        this + after
+                    ))
             );
             let images = artifacts::build(&ws, None, &system.packages())?;
             let scratch = ws.scratch_dir(&format!("bench-{run}"));
@@ -165,9 +180,12 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
                 &cfg,
                 &log,
                 Duration::from_secs(TIMEOUT_S),
-                qemu::Watch::Lines(Box::new(progress(later, per_boot))),
+                qemu::Watch::Lines(Box::new(progress(after))),
             )?;
-            boot_secs.push(t0.elapsed().as_secs_f64());
+            boot_secs
+                .entry(run)
+                .or_default()
+                .push(t0.elapsed().as_secs_f64());
             if outcome.timed_out || outcome.exit_code != Some(0) {
                 let why = if outcome.timed_out {
                     format!("TIMEOUT after {TIMEOUT_S} s")
@@ -198,8 +216,8 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
     let report = report::Report {
         schema_version: report::SCHEMA_VERSION,
         meta: report::Meta {
-            commit: git(&ws, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
-            dirty: git(&ws, &["status", "--porcelain"]).is_some_and(|s| !s.trim().is_empty()),
+            commit,
+            dirty,
             qemu_version: crate::prereq::qemu_version().unwrap_or_default(),
             qemu_binary: machine.binary.display().to_string(),
             cpu_model: machine.cpu.clone(),
@@ -323,10 +341,12 @@ pub fn samples_of(
 }
 
 /// A serial-line watcher that prints each finished point with the time
-/// left: in this boot (from its pace so far) and in the `later` boots
-/// after it (from the mean boot so far, if any).
-fn progress(later: u64, per_boot: Option<f64>) -> impl FnMut(&str) + Send + 'static {
-    let start = std::time::Instant::now();
+/// left: in this boot (from its pace so far) plus `after`, the estimate for
+/// the boots after it (unknown until each run has booted once).
+fn progress(after: Option<f64>) -> impl FnMut(&str) + Send + 'static {
+    // The pace is taken from the first point on: the boot before it is not
+    // a point's worth of time.
+    let mut first: Option<(std::time::Instant, u64)> = None;
     move |line: &str| {
         let line = line.trim_end_matches('\r');
         let Some(p) = parse("", line).pop() else {
@@ -340,22 +360,24 @@ fn progress(later: u64, per_boot: Option<f64>) -> impl FnMut(&str) + Send + 'sta
             .split_once('/')
             .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
             .unwrap_or((0, 0));
-        let elapsed = start.elapsed().as_secs_f64();
-        let here = if done > 0 {
-            elapsed / done as f64 * total.saturating_sub(done) as f64
+        let (t0, d0) = *first.get_or_insert((std::time::Instant::now(), done));
+        let here = if done > d0 {
+            t0.elapsed().as_secs_f64() / (done - d0) as f64 * total.saturating_sub(done) as f64
         } else {
             0.0
         };
-        let after = per_boot.unwrap_or(elapsed + here) * later as f64;
+        let left = match after {
+            Some(after) => format!("~{:.0} s left", here + after),
+            None => format!("~{here:.0} s left in this boot"),
+        };
         println!(
-            "  [{done}/{total}] {} {} qd {} {}: {} IOPS, p99 {} us (~{:.0} s left)",
+            "  [{done}/{total}] {} {} qd {} {}: {} IOPS, p99 {} us ({left})",
             p.s("dev"),
             p.s("wl"),
             p.s("qd"),
             p.s("mode"),
             p.s("iops"),
             p.s("p99_us"),
-            here + after
         );
     }
 }
@@ -408,7 +430,7 @@ fn with_ci(s: &report::Stat, scale: f64, places: usize) -> String {
 pub fn table(r: &report::Report) -> String {
     let m = &r.meta;
     let mut t = format!(
-        "{}; {} (-cpu {}, {}), {} ms per point, {} repetition(s), {} (commit {}{})\n\
+        "{}; {} (-cpu {}, {}), {} ms per point, {} boot(s) of each run, {} (commit {}{})\n\
          medians over the repetitions; [95% bootstrap interval]; latencies and per-I/O counts: median of the repetitions\n",
         m.workload,
         m.qemu_version,
