@@ -62,10 +62,13 @@ fn main_job(opts: &cli::RunOptions) -> Result<ExitCode, String> {
         ));
     }
     println!("xtask: main job 1/3: boot and discovery report");
-    let boot = suite::boot(&cli::BootOptions {
-        timeout: Some(60),
-        ..Default::default()
-    })?;
+    let boot = suite::boot(
+        &cli::BootOptions {
+            timeout: Some(60),
+            ..Default::default()
+        },
+        false,
+    )?;
     println!("xtask: main job 2/3: benchmark (cargo xtask bench for the full-length run)");
     let ws = artifacts::Workspace::locate()?;
     let bench = bench::bench(&bench::BenchOptions {
@@ -122,7 +125,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(opts) => main_job(&opts),
-        Command::Boot(opts) => suite::boot(&opts),
+        Command::Boot(opts) => suite::boot(&opts, true),
         Command::Test(opts) => suite::test(&opts),
         Command::Bench(opts) if opts.replot.is_some() => {
             let dir = opts.replot.unwrap_or_default();

@@ -20,8 +20,9 @@ const TIMEOUT_EXIT: u8 = 124;
 const FAILURE_LOG_LINES: usize = 200;
 
 /// `cargo xtask boot`: build, boot with the console live, exit with QEMU's
-/// status.
-pub fn boot(opts: &BootOptions) -> Result<ExitCode, String> {
+/// status. `interactive`: our stdin goes to the guest and Ctrl-A X quits;
+/// otherwise the console is only shown.
+pub fn boot(opts: &BootOptions, interactive: bool) -> Result<ExitCode, String> {
     let ws = Workspace::locate()?;
     prereq::ensure_all(&ws)?;
     let system = opts
@@ -39,13 +40,17 @@ pub fn boot(opts: &BootOptions) -> Result<ExitCode, String> {
     prepare(&mut cfg, &scratch, system.as_ref(), &images)?;
     let timeout = opts.timeout.map_or(NO_TIMEOUT, Duration::from_secs);
     let log = scratch.join("serial.log");
-    println!(
-        "xtask: quit with Ctrl-A X{}; serial log {}",
-        opts.timeout
-            .map_or(String::new(), |t| format!(" (QEMU is killed after {t} s)")),
-        log.display()
-    );
-    let outcome = qemu::run_interactive(&cfg, &log, timeout)?;
+    let outcome = if interactive {
+        println!(
+            "xtask: quit with Ctrl-A X{}; serial log {}",
+            opts.timeout
+                .map_or(String::new(), |t| format!(" (QEMU is killed after {t} s)")),
+            log.display()
+        );
+        qemu::run_interactive(&cfg, &log, timeout)?
+    } else {
+        qemu::run(&cfg, &log, timeout, true)?
+    };
     eprint!("{}", outcome.qemu_stderr);
     println!();
     if outcome.timed_out {
