@@ -643,6 +643,26 @@ mod tests {
         assert!(svg.contains("commit 0123456789ab"));
     }
 
+    /// The published report (docs/bench/results.json) must parse as the
+    /// current schema and write back byte for byte: a field renamed, added,
+    /// retyped (a float where an integer belongs) or dropped fails here.
+    #[test]
+    fn the_published_report_round_trips_through_its_struct() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench");
+        let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
+        let report: report::Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(report.schema_version, report::SCHEMA_VERSION);
+        assert_eq!(serde_json::to_string_pretty(&report).unwrap() + "\n", text);
+        assert!(report.meta.repeats >= 1 && !report.meta.commit.is_empty());
+        for p in &report.points {
+            assert_eq!(p.samples.len() as u64, report.meta.repeats, "{p:?}");
+            assert!(p.iops.ci95_low <= p.iops.median && p.iops.median <= p.iops.ci95_high);
+        }
+        // The committed table and CSV are what this report draws.
+        let csv_text = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+        assert_eq!(csv(&report), csv_text);
+    }
+
     #[test]
     fn a_point_without_its_bypass_has_no_ratio() {
         let p = parse("matrix", LOG.lines().nth(3).unwrap());
