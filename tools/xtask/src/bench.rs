@@ -660,7 +660,11 @@ mod tests {
         }
         // The committed table and CSV are what this report draws.
         let csv_text = std::fs::read_to_string(dir.join("results.csv")).unwrap();
-        assert_eq!(csv(&report), csv_text);
+        assert_eq!(
+            csv(&report),
+            csv_text,
+            "redraw with `cargo xtask bench --replot docs/bench`"
+        );
     }
 
     #[test]

@@ -293,9 +293,25 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    Cli::try_parse_from(
+    let cli = Cli::try_parse_from(
         std::iter::once("cargo xtask".into()).chain(args.into_iter().map(Into::into)),
-    )
+    )?;
+    if let Some(Command::Run(RunOptions {
+        system: Some(system),
+        ..
+    })) = &cli.command
+    {
+        use clap::CommandFactory;
+        return Err(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "`run` is the main job and boots no chosen system; to boot one: \
+                 cargo xtask boot --system {}",
+                system.display()
+            ),
+        ));
+    }
+    Ok(cli)
 }
 
 fn cpu_model(word: &str) -> Result<String, String> {

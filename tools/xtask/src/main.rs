@@ -54,13 +54,6 @@ fn main() -> ExitCode {
 /// to target/xtask/bench-report, `cargo xtask bench --out docs/bench`
 /// publishes), then every isolation demo, narrated. Fails if any part does.
 fn main_job(opts: &cli::RunOptions) -> Result<ExitCode, String> {
-    if let Some(system) = &opts.system {
-        return Err(format!(
-            "`run` is the main job and boots no chosen system; to boot one: \
-             cargo xtask boot --system {}",
-            system.display()
-        ));
-    }
     println!("xtask: main job 1/3: boot and discovery report");
     let boot = suite::boot(
         &cli::BootOptions {
