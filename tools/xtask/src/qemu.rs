@@ -27,6 +27,10 @@ pub struct Machine {
     /// QEMU gets `-L` and `-audio none`, since the host's audio modules do
     /// not match its build.
     pub data_dir: Option<PathBuf>,
+    /// Whether to pass `-audio none` (with [`data_dir`](Self::data_dir)):
+    /// QEMU 8 and later take it; 7.2 wants `-audio driver,model=...` and
+    /// starts no audio backend without a sound device anyway.
+    pub audio_none: bool,
     /// Every boot enters at EL2 (`--el2`), whatever the scenario says.
     pub el2: bool,
     /// Guest RAM, in MiB (`--mem`).
@@ -35,6 +39,23 @@ pub struct Machine {
     pub smp: u32,
     /// Start halted with a gdb stub on [`GDB_PORT`] (`--gdb`: `-s -S`).
     pub gdb: bool,
+}
+
+/// The major version `binary --version` reports (`None` if it does not
+/// run or says something else).
+fn major_version(binary: &Path, data_dir: Option<&Path>) -> Option<u32> {
+    let mut cmd = Command::new(binary);
+    if let Some(dir) = data_dir {
+        cmd.arg("-L").arg(dir);
+    }
+    let out = cmd.arg("--version").stderr(Stdio::null()).output().ok()?;
+    parse_major(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `QEMU emulator version 7.2.22 (...)` → 7.
+fn parse_major(version: &str) -> Option<u32> {
+    let rest = version.split("version ").nth(1)?;
+    rest.split('.').next()?.trim().parse().ok()
 }
 
 /// The port of QEMU's gdb stub (`-s`).
@@ -60,10 +81,13 @@ impl Machine {
             .filter(|d| {
                 binary.is_absolute() && d.join("keymaps").is_dir() && !d.starts_with("/usr")
             });
+        let audio_none = data_dir.is_some()
+            && major_version(&binary, data_dir.as_deref()).is_none_or(|major| major >= 8);
         Self {
             binary,
             cpu,
             data_dir,
+            audio_none,
             el2: false,
             mem_mib: DEFAULT_MEM_MIB,
             smp: 1,
@@ -240,7 +264,9 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     ]);
     if let Some(dir) = &m.data_dir {
         args.extend(["-L".into(), dir.display().to_string()]);
-        args.extend(["-audio".into(), "none".into()]);
+        if m.audio_none {
+            args.extend(["-audio".into(), "none".into()]);
+        }
     }
     if m.gdb {
         args.extend(["-s".into(), "-S".into()]);
@@ -564,6 +590,26 @@ mod tests {
         assert_eq!(plain.data_dir, None);
         assert!(plain.is_default());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn audio_none_only_where_qemu_takes_it() {
+        assert_eq!(
+            parse_major("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)"),
+            Some(7)
+        );
+        assert_eq!(
+            parse_major("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)\nCopyright"),
+            Some(10)
+        );
+        assert_eq!(parse_major("something else"), None);
+        let m = Machine {
+            data_dir: Some(PathBuf::from("/d/usr/share/qemu")),
+            audio_none: false,
+            ..Machine::new(Some(QEMU.into()), None)
+        };
+        let joined = command_line_for(&m, &config()).join(" ");
+        assert!(joined.contains("-L /d/usr/share/qemu") && !joined.contains("-audio"));
     }
 
     #[test]
