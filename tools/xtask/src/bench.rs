@@ -1,9 +1,11 @@
-//! `cargo xtask bench`: boots the benchmark systems, shows each point as it
-//! is measured, parses the `bench-result` lines, and reports: a table with
-//! every mode as a ratio of bypass measured in the same boot, the per-I/O
-//! counts, the projection onto real SMMUv3 latencies (`projection`), and
-//! JSON, CSV and an SVG chart written to `docs/bench/`. It reports figures;
-//! it judges nothing (the counter checks are a test scenario).
+//! `cargo xtask bench`: boots the benchmark systems (K times each with
+//! `--repeat`), shows each point as it is measured, parses the
+//! `bench-result` and `bench-costs` lines, and reports: a table with every
+//! mode as a ratio of bypass measured in the same boot, the per-I/O counts,
+//! the projection onto real SMMUv3 latencies (`projection`), and the typed
+//! JSON ([`report`]), CSV and SVG chart ([`chart`]) written to
+//! target/bench/<timestamp>/ or `--out`. It reports figures; it judges
+//! nothing (the counter checks are a test scenario).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,7 +25,7 @@ use crate::suite;
 pub struct BenchOptions {
     /// Milliseconds per point (default: the system description's).
     pub ms: Option<u64>,
-    /// Where the report files go (default: docs/bench).
+    /// Where the report files go (default: target/bench/<timestamp>/).
     pub out: Option<PathBuf>,
     /// Boots of each run (mode order rotated each time).
     pub repeat: u64,
