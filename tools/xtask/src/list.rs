@@ -155,7 +155,9 @@ fn value_of(line: &str, key: &str) -> Option<String> {
         .trim_start()
         .strip_prefix('=')?
         .trim();
-    let v = rest.strip_prefix('"')?.split('"').next()?;
+    // A basic ("...") or literal ('...') TOML string.
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let v = rest[1..].split(quote).next()?;
     Some(v.to_owned())
 }
 
@@ -208,7 +210,8 @@ mod tests {
                     [[scenario]]\nname = \"b\"\nsystem = \"systems/ipc.toml\"\n\n\
                     [[scenario]]\n# inside\nname = \"c\"\n\
                     [[scenario]]\nname = \"ipc\"\nsystem = \"systems/ipc.toml\"\n\
-                    [[scenario]]\nname = \"d\"\nbootargs = \"selftest=x\"\n";
+                    [[scenario]]\nname = \"d\"\nbootargs = \"selftest=x\"\n\
+                    [[scenario]]\nname='e'\n";
         let got = scenarios_in(text, &systems);
         assert_eq!(
             got,
@@ -232,6 +235,10 @@ mod tests {
                 Entry {
                     name: "d".into(),
                     description: "the kernel alone, bootargs `selftest=x`".into()
+                },
+                Entry {
+                    name: "e".into(),
+                    description: "the kernel alone: boot and discovery report".into()
                 },
             ]
         );
