@@ -2,9 +2,10 @@
 //! service at fixed queue depths for a fixed time, under each IOMMU mode
 //! (switched inside one boot, so every mode shares the machine's
 //! conditions). For every point it prints one `bench-result` line that
-//! `cargo xtask bench` parses: IOPS, latency p50/p99/max, and per I/O the
-//! IPC round trips, TLBI commands, CMD_SYNCs, doorbells and server time
-//! that the driver and the IOMMU server counted. With `arg("check") = on`
+//! `cargo xtask bench` parses: IOPS, latency mean/p50/p99/p99.9/max (over
+//! the kept samples), and per I/O the IPC round trips, TLBI commands,
+//! CMD_SYNCs, doorbells and server time that the driver and the IOMMU
+//! server counted. With `arg("check") = on`
 //! it also checks that the counters are consistent (every I/O's buffer
 //! unmapped, no more syncs than unmaps, no DMA fault) and says so.
 //!
@@ -316,18 +317,21 @@ fn report(
 ) {
     let us = p.ticks * 1_000_000 / hz;
     let iops = p.ios * 1_000_000 / us.max(1);
-    let pct = |q: usize| {
+    // The q-th thousandth of the kept samples (sorted).
+    let per_mille = |q: usize| {
         p.lat
-            .get((p.lat.len() * q / 100).min(p.lat.len().saturating_sub(1)))
+            .get((p.lat.len() * q / 1000).min(p.lat.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0)
     };
+    let kept = u64::try_from(p.lat.len()).unwrap_or(u64::MAX).max(1);
+    let mean = p.lat.iter().map(|&l| u64::from(l)).sum::<u64>() / kept;
     let ios = d.ios.max(1);
     // Client↔driver round trips (submit + reap) and driver↔server ones.
     let ipc = d.submits + d.reaps + d.iommu_map_calls + d.iommu_unmap_calls + d.iommu_fault_calls;
     let server_us = d.server_ticks * 1_000_000 / hz;
     log!(
-        "bench-result dev={device} mode={} wl={} qd={qd} ios={} us={us} iops={iops} p50_us={} p99_us={} max_us={} ipc={} tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us={} errors={} point={done}/{total}",
+        "bench-result dev={device} mode={} wl={} qd={qd} ios={} us={us} iops={iops} p50_us={} p99_us={} p999_us={} max_us={} mean_us={mean} ipc={} tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us={} errors={} point={done}/{total}",
         mode.name(),
         if kind == IoKind::Read {
             "randread"
@@ -335,8 +339,9 @@ fn report(
             "randwrite"
         },
         p.ios,
-        pct(50),
-        pct(99),
+        per_mille(500),
+        per_mille(990),
+        per_mille(999),
         p.lat.last().copied().unwrap_or(0),
         PerIo(ipc, ios),
         PerIo(d.tlbi_commands, ios),

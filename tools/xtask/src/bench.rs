@@ -1,15 +1,20 @@
-//! `cargo xtask bench`: boots the benchmark systems, shows each point as it
-//! is measured, parses the `bench-result` lines, and reports: a table with
-//! every mode as a ratio of bypass measured in the same boot, the per-I/O
-//! counts, the projection onto real SMMUv3 latencies (`projection`), and
-//! JSON, CSV and an SVG chart written to `docs/bench/`. It reports figures;
-//! it judges nothing (the counter checks are a test scenario).
+//! `cargo xtask bench`: boots the benchmark systems (K times each with
+//! `--repeat`), shows each point as it is measured, parses the
+//! `bench-result` and `bench-costs` lines, and reports: a table with every
+//! mode as a ratio of bypass measured in the same boot, the per-I/O counts,
+//! the projection onto real SMMUv3 latencies (`projection`), and the typed
+//! JSON ([`report`]), CSV and SVG chart ([`chart`]) written to
+//! target/bench/<timestamp>/ or `--out`. It reports figures; it judges
+//! nothing (the counter checks are a test scenario).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+
+mod chart;
+pub mod report;
 
 use crate::artifacts::{self, Workspace};
 use crate::qemu::{self, QemuConfig};
@@ -20,8 +25,10 @@ use crate::suite;
 pub struct BenchOptions {
     /// Milliseconds per point (default: the system description's).
     pub ms: Option<u64>,
-    /// Where the report files go (default: docs/bench).
+    /// Where the report files go (default: target/bench/<timestamp>/).
     pub out: Option<PathBuf>,
+    /// Boots of each run (mode order rotated each time).
+    pub repeat: u64,
 }
 
 /// The matrix: every mode, queue depth and workload on both devices.
@@ -100,76 +107,310 @@ pub fn ratios(points: &[Point]) -> Vec<Option<f64>> {
 pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
     let ws = Workspace::locate()?;
     crate::prereq::ensure_all(&ws)?;
-    let out = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| ws.root.join("docs/bench"));
-    let mut points = Vec::new();
-    let mut logs = Vec::new();
-    for (run, file) in [("matrix", MATRIX), ("mixed", MIXED)] {
-        println!("xtask: bench run `{run}` ({file})");
-        let mut system = suite::load_system(&ws, Path::new(file))?;
-        if let Some(ms) = opts.ms {
+    // What is measured is the tree as it is now, not after the run.
+    let commit = git(&ws, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = git(&ws, &["status", "--porcelain"]).is_some_and(|s| !s.trim().is_empty());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let date = report::utc_date(started);
+    let out = opts.out.clone().unwrap_or_else(|| {
+        let stamp: String = date.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        ws.target_dir.join("bench").join(stamp)
+    });
+    let repeats = opts.repeat.max(1);
+    let mut samples: Vec<(report::PointKey, report::Sample)> = Vec::new();
+    let mut mode_orders: Vec<Vec<String>> = Vec::new();
+    let mut ms_per_point = 0;
+    let mut sharing: Vec<String> = Vec::new();
+    const RUNS: [(&str, &str); 2] = [("matrix", MATRIX), ("mixed", MIXED)];
+    // Seconds each boot of a run took so far, for the time left.
+    let mut boot_secs: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let boots = repeats * RUNS.len() as u64;
+    let mut boot = 0u64;
+    for rep in 0..repeats {
+        for (run, file) in RUNS {
+            let mut system = suite::load_system(&ws, Path::new(file))?;
             for t in system.tasks.iter_mut().filter(|t| t.package == "blk-bench") {
-                t.args.insert("ms".into(), ms.to_string());
+                if let Some(ms) = opts.ms {
+                    t.args.insert("ms".into(), ms.to_string());
+                }
+                ms_per_point = t.args.get("ms").and_then(|m| m.parse().ok()).unwrap_or(500);
+                let order: Vec<String> = t
+                    .args
+                    .get("modes")
+                    .map(|m| m.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default();
+                let order = report::rotated(&order, usize::try_from(rep).unwrap_or(0));
+                if run == "matrix" {
+                    mode_orders.push(order.clone());
+                }
+                t.args.insert("modes".into(), order.join(","));
             }
-        }
-        let images = artifacts::build(&ws, None, &system.packages())?;
-        let scratch = ws.scratch_dir(&format!("bench-{run}"));
-        let mut cfg = QemuConfig::new(&images.kernel, &scratch);
-        qemu::prepare_scratch(&scratch, &cfg)?;
-        let image = scratch.join("boot.img");
-        let len = artifacts::write_boot_image(&system, &images, &image)?;
-        cfg.check_boot_image_fits(len)?;
-        cfg.boot_image = Some(image);
-        let log = scratch.join("serial.log");
-        let outcome = qemu::run(&cfg, &log, Duration::from_secs(TIMEOUT_S), true)?;
-        if outcome.timed_out || outcome.exit_code != Some(0) {
-            let why = if outcome.timed_out {
-                format!("TIMEOUT after {TIMEOUT_S} s")
-            } else {
-                format!("exit status {:?}", outcome.exit_code)
+            boot += 1;
+            // The boots after this one, each estimated from its run's mean.
+            let mean = |run: &str| {
+                boot_secs
+                    .get(run)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.iter().sum::<f64>() / v.len() as f64)
             };
-            return Err(format!(
-                "bench run `{run}` failed ({why}); serial log {}",
-                log.display()
-            ));
+            let after: Option<f64> = (boot..boots)
+                .map(|b| mean(RUNS[usize::try_from(b).unwrap_or(0) % RUNS.len()].0))
+                .sum();
+            println!(
+                "xtask: bench boot {boot}/{boots}: run `{run}` ({file}), repetition {}/{repeats}{}",
+                rep + 1,
+                mean(run)
+                    .zip(after)
+                    .map_or(String::new(), |(this, after)| format!(
+                        ", about {:.0} s left in all",
+                        this + after
+                    ))
+            );
+            let images = artifacts::build(&ws, None, &system.packages())?;
+            let scratch = ws.scratch_dir(&format!("bench-{run}"));
+            let mut cfg = QemuConfig::new(&images.kernel, &scratch);
+            qemu::prepare_scratch(&scratch, &cfg)?;
+            let image = scratch.join("boot.img");
+            let len = artifacts::write_boot_image(&system, &images, &image)?;
+            cfg.check_boot_image_fits(len)?;
+            cfg.boot_image = Some(image);
+            let log = scratch.join("serial.log");
+            let t0 = std::time::Instant::now();
+            let outcome = qemu::run_watched(
+                &cfg,
+                &log,
+                Duration::from_secs(TIMEOUT_S),
+                qemu::Watch::Lines(Box::new(progress(after))),
+            )?;
+            boot_secs
+                .entry(run)
+                .or_default()
+                .push(t0.elapsed().as_secs_f64());
+            if outcome.timed_out || outcome.exit_code != Some(0) {
+                let why = if outcome.timed_out {
+                    format!("TIMEOUT after {TIMEOUT_S} s")
+                } else {
+                    format!("exit status {:?}", outcome.exit_code)
+                };
+                return Err(format!(
+                    "bench run `{run}` failed ({why}); serial log {}",
+                    log.display()
+                ));
+            }
+            let got = samples_of(run, rep, &outcome.serial)
+                .map_err(|e| format!("bench run `{run}`: {e}; serial log {}", log.display()))?;
+            samples.extend(got);
+            sharing.extend(
+                outcome
+                    .serial
+                    .lines()
+                    .filter(|l| {
+                        l.contains("syncs were shared across clients")
+                            || l.contains("per-client sync counts")
+                    })
+                    .map(|l| format!("rep {}: {l}", rep + 1)),
+            );
         }
-        let got = parse(run, &outcome.serial);
-        if got.is_empty() {
-            return Err(format!(
-                "bench run `{run}` printed no results; serial log {}",
-                log.display()
-            ));
-        }
-        points.extend(got);
-        logs.push((run, outcome.serial));
     }
-    let projected = project(&points);
-    let table = table(&points, &projected);
-    println!("{table}");
-    let sharing: Vec<&str> = logs
-        .iter()
-        .flat_map(|(_, s)| s.lines())
-        .filter(|l| {
-            l.contains("syncs were shared across clients") || l.contains("per-client sync counts")
-        })
+    let machine = qemu::machine();
+    let report = report::Report {
+        schema_version: report::SCHEMA_VERSION,
+        meta: report::Meta {
+            commit,
+            dirty,
+            qemu_version: crate::prereq::qemu_version().unwrap_or_default(),
+            qemu_binary: machine.binary.display().to_string(),
+            cpu_model: machine.cpu.clone(),
+            accelerator: "tcg".into(),
+            ms_per_point,
+            repeats,
+            mode_orders,
+            date,
+            host_cpus: std::thread::available_parallelism()
+                .map_or(0, |n| u64::try_from(n.get()).unwrap_or(0)),
+            workload: format!(
+                "{} KiB random reads and writes, one mode per point, modes switched inside one boot",
+                report::IO_BYTES / 1024
+            ),
+        },
+        points: report::aggregate(samples),
+    };
+    write_report(&report, &sharing, &out, true)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench --replot DIR`: the table, CSV and chart again from
+/// DIR/results.json, written to `out`.
+pub fn replot(dir: &Path, out: &Path) -> Result<ExitCode, String> {
+    let path = dir.join("results.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let report: report::Report =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if report.schema_version != report::SCHEMA_VERSION {
+        return Err(format!(
+            "{}: schema_version {} (this xtask reads {})",
+            path.display(),
+            report.schema_version,
+            report::SCHEMA_VERSION
+        ));
+    }
+    // The shared-sync lines of the run are kept in its table.txt.
+    let old_table = std::fs::read_to_string(dir.join("table.txt")).unwrap_or_default();
+    let sharing: Vec<String> = old_table
+        .lines()
+        .filter(|l| l.starts_with("rep "))
+        .map(str::to_owned)
         .collect();
-    for l in &sharing {
+    write_report(&report, &sharing, out, out != dir)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the table and writes the report files into `out` (results.json
+/// only if `json`).
+fn write_report(
+    report: &report::Report,
+    sharing: &[String],
+    out: &Path,
+    json: bool,
+) -> Result<(), String> {
+    let table = table(report);
+    println!("{table}");
+    for l in sharing {
         println!("{l}");
     }
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let write = |name: &str, text: String| -> Result<(), String> {
         let p = out.join(name);
         std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
         println!("xtask: wrote {}", p.display());
         Ok(())
     };
-    write("results.json", json(&points, &projected))?;
-    write("results.csv", csv(&points, &projected))?;
-    write("chart.svg", svg(&points, &projected))?;
+    if json {
+        let text =
+            serde_json::to_string_pretty(report).map_err(|e| format!("results.json: {e}"))?;
+        write("results.json", text + "\n")?;
+    }
+    write("results.csv", csv(report))?;
+    write("chart.svg", chart::svg(report))?;
     write("table.txt", format!("{table}\n{}\n", sharing.join("\n")))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// One boot's points as samples of repetition `rep`: each `bench-result`
+/// line joined with its `bench-costs` line, its ratio to the bypass point
+/// of the same boot, and its projection.
+pub fn samples_of(
+    run: &str,
+    rep: u64,
+    serial: &str,
+) -> Result<Vec<(report::PointKey, report::Sample)>, String> {
+    let points = parse(run, serial);
+    if points.is_empty() {
+        return Err("no bench-result lines".into());
+    }
+    let costs = parse_costs(serial);
+    let ratios = ratios(&points);
+    let projected = project(&points);
+    let mut out = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        let key = report::PointKey {
+            run: p.run.clone(),
+            task: p.task.clone(),
+            device: p.s("dev").to_owned(),
+            workload: p.s("wl").to_owned(),
+            queue_depth: p
+                .s("qd")
+                .parse()
+                .map_err(|_| format!("qd `{}` is not an integer", p.s("qd")))?,
+            mode: p.s("mode").to_owned(),
+        };
+        let cost = costs.iter().find(|(task, c)| {
+            *task == p.task
+                && ["dev", "mode", "wl", "qd"]
+                    .iter()
+                    .all(|k| c.get(*k).map(String::as_str) == Some(p.s(k)))
+        });
+        let mut sample = report::sample(&p.fields, cost.map(|(_, c)| c))?;
+        sample.repetition = u32::try_from(rep).unwrap_or(u32::MAX);
+        sample.ratio_to_bypass_milli = ratios[i].map(|r| (r * 1000.0).round() as u64);
+        sample.projected_iops = projected[i].map(|(iops, _)| iops.round() as u64);
+        sample.projected_ratio_milli = projected[i].map(|(_, r)| (r * 1000.0).round() as u64);
+        out.push((key, sample));
+    }
+    Ok(out)
+}
+
+/// A serial-line watcher that prints each finished point with the time
+/// left: in this boot (from its pace so far) plus `after`, the estimate for
+/// the boots after it (unknown until each run has booted once).
+fn progress(after: Option<f64>) -> impl FnMut(&str) + Send + 'static {
+    // The pace is taken from the first point on: the boot before it is not
+    // a point's worth of time.
+    let mut first: Option<(std::time::Instant, u64)> = None;
+    move |line: &str| {
+        let line = line.trim_end_matches('\r');
+        let Some(p) = parse("", line).pop() else {
+            if line.contains("INCONSISTENT") || line.contains("panic") {
+                println!("  {line}");
+            }
+            return;
+        };
+        let (done, total) = p
+            .s("point")
+            .split_once('/')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+            .unwrap_or((0, 0));
+        let (t0, d0) = *first.get_or_insert((std::time::Instant::now(), done));
+        let here = if done > d0 {
+            t0.elapsed().as_secs_f64() / (done - d0) as f64 * total.saturating_sub(done) as f64
+        } else {
+            0.0
+        };
+        let left = match after {
+            Some(after) => format!("~{:.0} s left", here + after),
+            None => format!("~{here:.0} s left in this boot"),
+        };
+        println!(
+            "  [{done}/{total}] {} {} qd {} {}: {} IOPS, p99 {} us ({left})",
+            p.s("dev"),
+            p.s("wl"),
+            p.s("qd"),
+            p.s("mode"),
+            p.s("iops"),
+            p.s("p99_us"),
+        );
+    }
+}
+
+/// `[task] bench-costs k=v ...` lines: the task and the fields.
+fn parse_costs(serial: &str) -> Vec<(String, report::Fields)> {
+    serial
+        .lines()
+        .filter_map(|line| {
+            let (task, rest) = line.strip_prefix('[')?.split_once("] ")?;
+            let rest = rest.strip_prefix("bench-costs ")?;
+            let fields = rest
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            Some((task.to_owned(), fields))
+        })
+        .collect()
+}
+
+/// `git ARGS` in the workspace, its stdout if it ran.
+fn git(ws: &Workspace, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .current_dir(&ws.root)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Projected IOPS and ratio to the projected bypass, per point.
@@ -177,232 +418,155 @@ fn project(points: &[Point]) -> Vec<Option<(f64, f64)>> {
     crate::projection_glue::project(points)
 }
 
-/// The human table.
-pub fn table(points: &[Point], projected: &[Option<(f64, f64)>]) -> String {
-    let ratios = ratios(points);
-    let mut t = String::new();
+/// A median with its interval, as `m [lo-hi]` (just `m` for one sample).
+fn with_ci(s: &report::Stat, scale: f64, places: usize) -> String {
+    let f = |v: u64| format!("{:.*}", places, v as f64 / scale);
+    if s.ci95_low == s.ci95_high {
+        f(s.median)
+    } else {
+        format!("{} [{}-{}]", f(s.median), f(s.ci95_low), f(s.ci95_high))
+    }
+}
+
+/// The human table: medians over the repetitions, 95% intervals in brackets.
+pub fn table(r: &report::Report) -> String {
+    let m = &r.meta;
+    let mut t = format!(
+        "{}; {} (-cpu {}, {}), {} ms per point, {} boot(s) of each run, {} (commit {}{})\n\
+         medians over the repetitions; [95% bootstrap interval]; latencies and per-I/O counts: median of the repetitions\n",
+        m.workload,
+        m.qemu_version,
+        m.cpu_model,
+        m.accelerator,
+        m.ms_per_point,
+        m.repeats,
+        m.date,
+        m.commit.get(..12).unwrap_or(&m.commit),
+        if m.dirty { ", dirty" } else { "" },
+    );
     let _ = writeln!(
         t,
-        "{:<7} {:<10} {:<9} {:>3} {:<16} {:>8} {:>6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>9} {:>9} {:>6}",
+        "{:<6} {:<10} {:<9} {:>3} {:<16} {:>22} {:>7} {:>19} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>9} {:>6}",
         "run",
         "device",
         "workload",
         "qd",
         "mode",
         "IOPS",
-        "xbyp",
-        "p50us",
-        "p99us",
+        "MiB/s",
+        "xbypass",
+        "mean",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
         "ipc/io",
-        "tlbi",
         "sync",
-        "server",
         "stale_us",
         "proj_IOPS",
         "pxbyp"
     );
-    for (i, p) in points.iter().enumerate() {
-        let r = ratios[i].map_or("-".into(), |r| format!("{r:.3}"));
-        let (pi, pr) = projected[i].map_or(("-".into(), "-".into()), |(iops, r)| {
-            (format!("{iops:.0}"), format!("{r:.3}"))
-        });
+    for p in &r.points {
+        let med = |f: fn(&report::Sample) -> u64| {
+            report::median(&p.samples.iter().map(f).collect::<Vec<_>>())
+        };
+        let milli = |v: u64| format!("{:.3}", v as f64 / 1000.0);
         let _ = writeln!(
             t,
-            "{:<7} {:<10} {:<9} {:>3} {:<16} {:>8} {:>6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>9} {:>9} {:>6}",
+            "{:<6} {:<10} {:<9} {:>3} {:<16} {:>22} {:>7} {:>19} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>9} {:>6}",
             p.run,
-            p.s("dev"),
-            p.s("wl"),
-            p.s("qd"),
-            p.s("mode"),
-            p.s("iops"),
-            r,
-            p.s("p50_us"),
-            p.s("p99_us"),
-            p.s("ipc"),
-            p.s("tlbi"),
-            p.s("sync"),
-            p.s("server_us"),
-            p.s("stale_max_us"),
-            pi,
-            pr
+            p.device,
+            p.workload,
+            p.queue_depth,
+            p.mode,
+            with_ci(&p.iops, 1.0, 0),
+            milli(p.mib_per_s_milli.median),
+            p.ratio_to_bypass_milli
+                .as_ref()
+                .map_or("-".into(), |s| with_ci(s, 1000.0, 3)),
+            med(|s| s.latency_us.mean),
+            med(|s| s.latency_us.p50),
+            med(|s| s.latency_us.p99),
+            med(|s| s.latency_us.p99_9),
+            med(|s| s.latency_us.max),
+            milli(med(|s| s.per_io_milli.ipc)),
+            milli(med(|s| s.per_io_milli.sync)),
+            med(|s| s.stale_max_us),
+            p.projected_iops.map_or("-".into(), |v| v.to_string()),
+            p.projected_ratio_milli.map_or("-".into(), milli),
         );
     }
     t
 }
 
-const COLUMNS: [&str; 19] = [
-    "dev",
-    "wl",
-    "qd",
-    "mode",
-    "ios",
-    "us",
-    "iops",
-    "p50_us",
-    "p99_us",
-    "max_us",
-    "ipc",
-    "tlbi",
-    "sync",
-    "doorbells",
-    "server_us",
-    "maps",
-    "unmaps",
-    "stale_max_us",
-    "errors",
-];
-
-fn csv(points: &[Point], projected: &[Option<(f64, f64)>]) -> String {
-    let ratios = ratios(points);
-    let mut s = format!(
-        "run,task,{},ratio_to_bypass,projected_iops,projected_ratio\n",
-        COLUMNS.join(",")
+/// One CSV row per point: medians, intervals, per-I/O counts (thousandths).
+fn csv(r: &report::Report) -> String {
+    let mut s = String::from(
+        "run,task,dev,wl,qd,mode,repeats,iops,iops_ci95_low,iops_ci95_high,mib_per_s_milli,\
+         ratio_milli,ratio_ci95_low_milli,ratio_ci95_high_milli,mean_us,p50_us,p99_us,p999_us,max_us,\
+         ipc_milli,tlbi_milli,sync_milli,doorbells_milli,server_us_milli,maps_milli,unmaps_milli,\
+         as_switches_milli,syscalls_milli,ipc_calls_milli,interrupts_milli,client_cpu_us_milli,\
+         driver_cpu_us_milli,server_cpu_us_milli,stale_max_us,errors,projected_iops,projected_ratio_milli\n",
     );
-    for (i, p) in points.iter().enumerate() {
-        let cols: Vec<&str> = COLUMNS.iter().map(|c| p.s(c)).collect();
-        let (pi, pr) = projected[i].map_or((String::new(), String::new()), |(a, b)| {
-            (format!("{a:.0}"), format!("{b:.4}"))
-        });
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{pi},{pr}",
-            p.run,
-            p.task,
-            cols.join(","),
-            ratios[i].map_or(String::new(), |r| format!("{r:.4}"))
-        );
-    }
-    s
-}
-
-fn json(points: &[Point], projected: &[Option<(f64, f64)>]) -> String {
-    let ratios = ratios(points);
-    let rows: Vec<serde_json::Value> = points
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let mut m = serde_json::Map::new();
-            m.insert("run".into(), p.run.clone().into());
-            m.insert("task".into(), p.task.clone().into());
-            for (k, v) in &p.fields {
-                let value = v.parse::<f64>().map_or_else(
-                    |_| serde_json::Value::from(v.clone()),
-                    serde_json::Value::from,
-                );
-                m.insert(k.clone(), value);
-            }
-            m.insert("ratio_to_bypass".into(), ratios[i].into());
-            m.insert("projected_iops".into(), projected[i].map(|x| x.0).into());
-            m.insert("projected_ratio".into(), projected[i].map(|x| x.1).into());
-            serde_json::Value::Object(m)
-        })
-        .collect();
-    serde_json::to_string_pretty(&rows).unwrap_or_default()
-}
-
-/// A grouped bar chart: for each (device, workload) panel, one group of bars
-/// per queue depth, one bar per mode, height = IOPS as a ratio of bypass
-/// (measured, solid) with the projected ratio as a marker.
-pub fn svg(points: &[Point], projected: &[Option<(f64, f64)>]) -> String {
-    let ratios = ratios(points);
-    let modes = ["bypass", "strict-per-unmap", "strict", "deferred"];
-    let colours = ["#7f7f7f", "#d62728", "#1f77b4", "#2ca02c"];
-    let matrix: Vec<usize> = (0..points.len())
-        .filter(|&i| points[i].run == "matrix")
-        .collect();
-    let mut panels: Vec<(String, String)> = Vec::new();
-    for &i in &matrix {
-        let k = (points[i].s("dev").to_owned(), points[i].s("wl").to_owned());
-        if !panels.contains(&k) {
-            panels.push(k);
-        }
-    }
-    let (pw, ph, margin) = (460.0, 260.0, 50.0);
-    let width = 2.0 * pw + margin;
-    let height = (panels.len().div_ceil(2) as f64) * (ph + margin) + 70.0;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"18\" font-size=\"14\">IOPS as a ratio of bypass, measured under QEMU (bars) and projected onto SMMUv3 hardware latencies (diamonds)</text>\n"
-    );
-    for (m, (mode, colour)) in modes.iter().zip(colours).enumerate() {
-        let x = 10.0 + 150.0 * m as f64;
-        let _ = writeln!(
-            s,
-            "<rect x=\"{x}\" y=\"28\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{}\" y=\"38\">{mode}</text>",
-            x + 16.0
-        );
-    }
-    for (pi, (dev, wl)) in panels.iter().enumerate() {
-        let ox = (pi % 2) as f64 * (pw + margin) + 30.0;
-        let oy = (pi / 2) as f64 * (ph + margin) + 60.0;
-        let _ = writeln!(
-            s,
-            "<text x=\"{ox}\" y=\"{}\" font-size=\"12\">{dev} {wl}</text>",
-            oy + 12.0
-        );
-        let (top, bottom) = (oy + 20.0, oy + ph - 20.0);
-        let y_of = |r: f64| bottom - (r.clamp(0.0, 1.2) / 1.2) * (bottom - top);
-        for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            let y = y_of(tick);
-            let _ = writeln!(
-                s,
-                "<line x1=\"{ox}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{tick}</text>",
-                ox + pw - 40.0,
-                ox - 3.0,
-                y + 4.0
-            );
-        }
-        let qds: Vec<u64> = {
-            let mut q: Vec<u64> = matrix
-                .iter()
-                .filter(|&&i| points[i].s("dev") == dev && points[i].s("wl") == wl)
-                .map(|&i| points[i].f("qd") as u64)
-                .collect();
-            q.sort_unstable();
-            q.dedup();
-            q
+    for p in &r.points {
+        let med = |f: &dyn Fn(&report::Sample) -> u64| {
+            report::median(&p.samples.iter().map(f).collect::<Vec<_>>())
         };
-        let group_w = (pw - 50.0) / qds.len().max(1) as f64;
-        for (gi, qd) in qds.iter().enumerate() {
-            let gx = ox + 5.0 + gi as f64 * group_w;
-            let _ = writeln!(
-                s,
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">QD {qd}</text>",
-                gx + group_w / 2.0,
-                bottom + 14.0
-            );
-            for (m, (mode, colour)) in modes.iter().zip(colours).enumerate() {
-                let Some(&i) = matrix.iter().find(|&&i| {
-                    points[i].s("dev") == dev
-                        && points[i].s("wl") == wl
-                        && points[i].f("qd") as u64 == *qd
-                        && points[i].s("mode") == *mode
-                }) else {
-                    continue;
-                };
-                let bw = group_w / 5.0;
-                let x = gx + m as f64 * bw;
-                if let Some(r) = ratios[i] {
-                    let y = y_of(r);
-                    let _ = writeln!(
-                        s,
-                        "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{mode} QD{qd}: {r:.3} of bypass</title></rect>",
-                        bw - 2.0,
-                        bottom - y
-                    );
-                }
-                if let Some((_, pr)) = projected[i] {
-                    let y = y_of(pr);
-                    let cx = x + (bw - 2.0) / 2.0;
-                    let _ = writeln!(
-                        s,
-                        "<path d=\"M{cx:.1} {:.1} l4 4 l-4 4 l-4 -4 z\" fill=\"black\"><title>{mode} QD{qd} projected: {pr:.3} of bypass</title></path>",
-                        y - 4.0
-                    );
-                }
+        let kmed = |f: fn(&report::KernelPerIo) -> u64| {
+            let v: Vec<u64> = p
+                .samples
+                .iter()
+                .filter_map(|s| s.kernel_per_io_milli.as_ref().map(f))
+                .collect();
+            if v.is_empty() {
+                String::new()
+            } else {
+                report::median(&v).to_string()
             }
-        }
+        };
+        let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+        let ratio = p.ratio_to_bypass_milli;
+        let cols: Vec<String> = vec![
+            p.run.clone(),
+            p.task.clone(),
+            p.device.clone(),
+            p.workload.clone(),
+            p.queue_depth.to_string(),
+            p.mode.clone(),
+            p.samples.len().to_string(),
+            p.iops.median.to_string(),
+            p.iops.ci95_low.to_string(),
+            p.iops.ci95_high.to_string(),
+            p.mib_per_s_milli.median.to_string(),
+            opt(ratio.map(|s| s.median)),
+            opt(ratio.map(|s| s.ci95_low)),
+            opt(ratio.map(|s| s.ci95_high)),
+            med(&|s| s.latency_us.mean).to_string(),
+            med(&|s| s.latency_us.p50).to_string(),
+            med(&|s| s.latency_us.p99).to_string(),
+            med(&|s| s.latency_us.p99_9).to_string(),
+            med(&|s| s.latency_us.max).to_string(),
+            med(&|s| s.per_io_milli.ipc).to_string(),
+            med(&|s| s.per_io_milli.tlbi).to_string(),
+            med(&|s| s.per_io_milli.sync).to_string(),
+            med(&|s| s.per_io_milli.doorbells).to_string(),
+            med(&|s| s.per_io_milli.server_us).to_string(),
+            med(&|s| s.per_io_milli.maps).to_string(),
+            med(&|s| s.per_io_milli.unmaps).to_string(),
+            kmed(|k| k.as_switches),
+            kmed(|k| k.syscalls),
+            kmed(|k| k.ipc_calls),
+            kmed(|k| k.interrupts),
+            kmed(|k| k.client_cpu_us),
+            kmed(|k| k.driver_cpu_us),
+            kmed(|k| k.server_cpu_us),
+            med(&|s| s.stale_max_us).to_string(),
+            p.samples.iter().map(|s| s.errors).sum::<u64>().to_string(),
+            opt(p.projected_iops),
+            opt(p.projected_ratio_milli),
+        ];
+        let _ = writeln!(s, "{}", cols.join(","));
     }
-    s.push_str("</svg>\n");
     s
 }
 
@@ -411,10 +575,36 @@ mod tests {
     use super::*;
 
     const LOG: &str = "\
-[bench] bench-result dev=nvme mode=bypass wl=randread qd=8 ios=100 us=1000 iops=1000 p50_us=5 p99_us=9 max_us=10 ipc=3.000 tlbi=0.000 sync=0.000 doorbells=0.000 server_us=1.000 maps=1.000 unmaps=1.000 stale_max_us=0 errors=0 point=1/2
+[bench] bench-result dev=nvme mode=bypass wl=randread qd=8 ios=100 us=1000 iops=1000 p50_us=5 p99_us=9 p999_us=10 max_us=10 mean_us=6 ipc=3.000 tlbi=0.000 sync=0.000 doorbells=0.000 server_us=1.000 maps=1.000 unmaps=1.000 stale_max_us=0 errors=0 point=1/2
 [bench] something else
-[bench] bench-result dev=nvme mode=strict wl=randread qd=8 ios=95 us=1000 iops=950 p50_us=6 p99_us=9 max_us=12 ipc=3.000 tlbi=0.100 sync=0.050 doorbells=0.050 server_us=2.000 maps=1.000 unmaps=1.000 stale_max_us=0 errors=0 point=2/2
+[bench] bench-costs dev=nvme mode=bypass wl=randread qd=8 as_switches=6.000 syscalls=9.000 ipc_calls=3.000 ipc_replies=3.000 notifications=1.000 interrupts=1.000 timer_wakeups=0.000 client_cpu_us=10.000 driver_cpu_us=20.000 server_cpu_us=30.000
+[bench] bench-result dev=nvme mode=strict wl=randread qd=8 ios=95 us=1000 iops=950 p50_us=6 p99_us=9 p999_us=11 max_us=12 mean_us=7 ipc=3.000 tlbi=0.100 sync=0.050 doorbells=0.050 server_us=2.000 maps=1.000 unmaps=1.000 stale_max_us=0 errors=0 point=2/2
 ";
+
+    fn report_of(serials: &[&str]) -> report::Report {
+        let mut samples = Vec::new();
+        for (rep, serial) in serials.iter().enumerate() {
+            samples.extend(samples_of("matrix", rep as u64, serial).unwrap());
+        }
+        report::Report {
+            schema_version: report::SCHEMA_VERSION,
+            meta: report::Meta {
+                commit: "0123456789abcdef".into(),
+                dirty: false,
+                qemu_version: "QEMU emulator version 10.0.2".into(),
+                qemu_binary: "qemu-system-aarch64".into(),
+                cpu_model: "max".into(),
+                accelerator: "tcg".into(),
+                ms_per_point: 1,
+                repeats: serials.len() as u64,
+                mode_orders: Vec::new(),
+                date: report::utc_date(0),
+                host_cpus: 2,
+                workload: "4 KiB random I/O".into(),
+            },
+            points: report::aggregate(samples),
+        }
+    }
 
     #[test]
     fn parses_results_and_takes_ratios_within_a_group() {
@@ -425,21 +615,64 @@ mod tests {
         let r = ratios(&p);
         assert_eq!(r[0], Some(1.0));
         assert!((r[1].unwrap() - 0.95).abs() < 1e-9);
-        let t = table(&p, &[None, None]);
-        assert!(t.contains("0.950"));
-        let svg = svg(&p, &[None, Some((900.0, 0.9))]);
+    }
+
+    #[test]
+    fn a_report_joins_costs_and_repetitions() {
+        let slower = LOG.replace("ios=95 us=1000 iops=950", "ios=90 us=1000 iops=900");
+        let r = report_of(&[LOG, &slower, LOG]);
+        assert_eq!(r.points.len(), 2);
+        let strict = &r.points[1];
+        assert_eq!(strict.samples.len(), 3);
+        assert_eq!(strict.iops.median, 950);
+        assert_eq!(strict.ratio_to_bypass_milli.unwrap().median, 950);
+        assert!(strict.iops.ci95_low >= 900 && strict.iops.ci95_high == 950);
+        assert_eq!(strict.samples[1].repetition, 1);
+        assert_eq!(strict.samples[0].latency_us.p99_9, 11);
+        assert!(r.points[0].samples[0].kernel_per_io_milli.is_some());
+        assert!(strict.samples[0].kernel_per_io_milli.is_none());
+        let t = table(&r);
+        assert!(t.contains("0.950 [0.900-0.950]"), "{t}");
+        assert_eq!(csv(&r).lines().count(), 3);
+        let svg = chart::svg(&r);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(
-            svg.starts_with("<svg")
-                && svg.contains("strict QD8: 0.950 of bypass")
-                && svg.contains("projected: 0.900")
+            svg.contains("strict QD8: 0.950 of bypass [0.900-0.950]"),
+            "{svg}"
         );
-        let csv = csv(&p, &[None, None]);
-        assert_eq!(csv.lines().count(), 3);
+        assert!(svg.contains("IOPS / bypass IOPS") && svg.contains("IOPS (log scale)"));
+        assert!(svg.contains("projected onto SMMUv3"));
+        assert!(svg.contains("commit 0123456789ab"));
+    }
+
+    /// The published report (docs/bench/results.json) must parse as the
+    /// current schema and write back byte for byte: a field renamed, added,
+    /// retyped (a float where an integer belongs) or dropped fails here.
+    #[test]
+    fn the_published_report_round_trips_through_its_struct() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench");
+        let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
+        let report: report::Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(report.schema_version, report::SCHEMA_VERSION);
+        assert_eq!(serde_json::to_string_pretty(&report).unwrap() + "\n", text);
+        assert!(report.meta.repeats >= 1 && !report.meta.commit.is_empty());
+        for p in &report.points {
+            assert_eq!(p.samples.len() as u64, report.meta.repeats, "{p:?}");
+            assert!(p.iops.ci95_low <= p.iops.median && p.iops.median <= p.iops.ci95_high);
+        }
+        // The committed table and CSV are what this report draws.
+        let csv_text = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+        assert_eq!(
+            csv(&report),
+            csv_text,
+            "redraw with `cargo xtask bench --replot docs/bench`"
+        );
     }
 
     #[test]
     fn a_point_without_its_bypass_has_no_ratio() {
-        let p = parse("matrix", LOG.lines().nth(2).unwrap());
+        let p = parse("matrix", LOG.lines().nth(3).unwrap());
         assert_eq!(ratios(&p), vec![None]);
+        assert!(samples_of("matrix", 0, "no results").is_err());
     }
 }

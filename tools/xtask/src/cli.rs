@@ -1,448 +1,592 @@
-//! Command-line parsing for `cargo xtask`: turns argv into a [`Command`].
-//! Pure: no I/O, so it is unit-tested.
-
-/// Shown on `help` and on a usage error.
-pub const USAGE: &str = "\
-usage: cargo xtask <command> [options]
-
-commands:
-  build [--system FILE]      build the kernel for aarch64-unknown-none; with a system
-                             description, also its task packages and its boot image
-                             (target/xtask/build/<system>/boot.img)
-  run [options] [-- ARGS..]  without options: the main job (discovery report, the
-                             benchmark with short points, every isolation demo);
-                             with options: build and boot under QEMU with the serial
-                             console live; ARGS become the kernel's bootargs; exits
-                             with QEMU's status
-      --system FILE          boot this system description (systems/*.toml): its boot
-                             image is loaded beside the kernel (default: none)
-      --el2                  enter the kernel at EL2 (virtualization=on)
-      --timeout SECS         kill QEMU after SECS seconds (default 120)
-      --kernel ELF           boot this kernel ELF instead of building one
-  test [options] [NAME..]    lint (fmt, clippy), host unit tests, then every QEMU scenario
-                             in scenarios/*.toml
-                             (only those whose name contains one of NAME.., if given)
-      --timeout SECS         override every scenario's timeout
-      --skip-host            skip the host side: `cargo fmt --check`, `cargo clippy -D
-                             warnings` (host and guest crates) and `cargo test`
-      --echo                 echo each scenario's serial console live
-      --el2                  boot every scenario at EL2 (virtualization=on)
-      --repeat N             run the selected scenarios N times; report every one that
-                             failed even once (its logs kept under target/xtask/repeat/)
-      --kernel ELF           boot this kernel ELF instead of building one
-  bench [options]            the benchmark matrix (systems/bench.toml) and the mixed
-                             run (systems/bench-mixed.toml) under QEMU, every mode as a
-                             ratio of bypass in the same boot, plus the hardware
-                             projection; writes docs/bench/{results.json,results.csv,
-                             chart.svg,table.txt}
-      --ms MS                milliseconds per point (default: the system's)
-      --out DIR              write the report files there instead
-  fuzz [options]             the syscall and IPC fuzzer (systems/fuzz.toml): random
-                             syscalls and mutated IOMMU and block requests from a seed,
-                             with a watchdog on both servers; fails on any panic, fault,
-                             server restart, hang or frame accounting error, and prints
-                             the command that replays the run
-      --iterations N         fuzz iterations (default 120000)
-      --seed S               PRNG seed (default 1); the same options replay the run
-      --target T             kernel, iommu, block or all (default all)
-  soak [options]             the soak (systems/soak.toml): strict, deferred and untrusted
-                             clients on NVMe, virtio-blk and edu doing mixed I/O and
-                             map/unmap churn, crashing and restarting; a monitor prints
-                             the leak accounting every 10 s and fails on any drift that
-                             does not return to the baseline once the clients are idle
-      --minutes M            how long the clients work, from boot (default 10)
-  demo [NAME..]              the isolation demos (scenarios named demo-*), narrated live;
-                             NAME picks one (e.g. `rogue-dma`); ends with PASS/FAIL
-  help                       this text
-
-options of every command that boots QEMU (run, test, bench, demo):
-      --qemu PATH            the QEMU binary (default: $QEMU, else qemu-system-aarch64 on
-                             PATH); one unpacked with `dpkg -x DIR` (DIR/usr/bin/...) gets
-                             -L DIR/usr/share/qemu and -audio none
-      --cpu MODEL            the -cpu model (default: $QEMU_CPU, else max)";
+//! Command-line parsing for `cargo xtask` (clap derive): turns argv into a
+//! [`Command`]. Pure: no I/O, so it is unit-tested; clap prints the help,
+//! the version and the one-line usage errors (exit status 2).
 
 use std::path::PathBuf;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Guest RAM the kernel can use: the boot image sits 128 MiB into RAM and
+/// the kernel's boot-time linear map ends at 0x8000_0000 (1 GiB of RAM).
+pub const MEM_RANGE_MIB: std::ops::RangeInclusive<u32> = 256..=1024;
+/// CPUs the kernel runs on: one (SMP is future work, docs/DESIGN.md).
+pub const MAX_SMP: u32 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Build, boot, test, benchmark and demo the microkernel under QEMU.",
+    after_help = "`cargo xtask <command> --help` describes each command.\n\
+                  `cargo xtask list` names the scenarios, systems and demos."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
 /// What the user asked for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    Help,
+    /// Build the kernel (and a system's tasks and boot image).
+    ///
+    /// Builds the kernel for aarch64-unknown-none; with --system, also that
+    /// system's task packages and its boot image
+    /// (target/xtask/build/<system>/boot.img).
     Build(BuildOptions),
+    /// The main job: discovery report, short benchmark, every demo.
+    ///
+    /// Boots and prints the discovery report, runs the benchmark with short
+    /// points, then every isolation demo. Its options only tune it; to boot
+    /// one system use `boot --system FILE`.
     Run(RunOptions),
+    /// Boot one system interactively (quit with Ctrl-A X).
+    ///
+    /// Builds and boots one system with the serial console live; quit with
+    /// Ctrl-A X. No timeout unless given. Exits with QEMU's status.
+    Boot(BootOptions),
+    /// Lint, host tests, then every QEMU scenario (or those named).
+    ///
+    /// Lint (cargo fmt, clippy), host tests, then every QEMU scenario in
+    /// scenarios/*.toml (or those whose name contains one of NAME..).
     Test(TestOptions),
-    Bench(crate::bench::BenchOptions),
-    Fuzz(crate::fuzz::FuzzOptions),
-    Soak(crate::soak::SoakOptions),
-    /// Demo names (empty: all).
-    Demo(Vec<String>),
+    /// The benchmark: every IOMMU mode against bypass, with a report.
+    ///
+    /// The benchmark matrix (systems/bench.toml) and the mixed run
+    /// (systems/bench-mixed.toml): every mode as a ratio of bypass in the
+    /// same boot, plus the hardware projection; writes results.json,
+    /// results.csv, chart.svg and table.txt.
+    Bench(BenchArgs),
+    /// The syscall and IPC fuzzer.
+    ///
+    /// The syscall and IPC fuzzer (systems/fuzz.toml); fails on any panic,
+    /// fault, server restart, hang or frame accounting error, and prints
+    /// the command that replays the run.
+    Fuzz(FuzzArgs),
+    /// The soak: long mixed I/O with crashes, checked for leaks.
+    ///
+    /// The soak (systems/soak.toml): mixed I/O, map/unmap churn, crashes and
+    /// restarts; fails on any leak that does not return to the baseline.
+    Soak(SoakArgs),
+    /// The isolation demos, narrated live.
+    ///
+    /// The isolation demos (scenarios named demo-*), narrated live; NAME
+    /// picks some (e.g. `rogue-dma`). Ends with PASS/FAIL.
+    Demo(DemoArgs),
+    /// List the scenarios, systems and demos, one line each.
+    List,
+}
+
+/// The emulator options of every command that boots QEMU.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Args)]
+#[command(next_help_heading = "QEMU options")]
+pub struct MachineOptions {
+    /// The QEMU binary [env: QEMU; default: qemu-system-aarch64 on PATH].
+    /// One unpacked with `dpkg -x DIR` (DIR/usr/bin/...) gets
+    /// `-L DIR/usr/share/qemu -audio none`.
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
+    /// The -cpu model [env: QEMU_CPU; default: max], e.g. cortex-a72.
+    #[arg(long, value_name = "MODEL", value_parser = cpu_model)]
+    pub cpu: Option<String>,
+    /// Enter the kernel at EL2 (virtualization=on).
+    #[arg(long)]
+    pub el2: bool,
+    /// Guest RAM in MiB (256..=1024; a trailing M or G is accepted) [default: 512].
+    #[arg(long, value_name = "MIB", value_parser = mem_mib)]
+    pub mem: Option<u32>,
+    /// Number of CPUs; the kernel runs on one CPU only, so only 1 is valid.
+    #[arg(long, value_name = "N", value_parser = smp)]
+    pub smp: Option<u32>,
+    /// Start QEMU halted with a gdb stub on port 1234 (-s -S) and print the
+    /// gdb-multiarch command that attaches to it.
+    #[arg(long)]
+    pub gdb: bool,
 }
 
 /// Options of `cargo xtask build`.
-#[derive(Debug, PartialEq, Eq, Default)]
+#[derive(Debug, PartialEq, Eq, Default, Args)]
 pub struct BuildOptions {
+    /// A system description (systems/*.toml).
+    #[arg(long, value_name = "FILE")]
     pub system: Option<PathBuf>,
 }
 
-/// Options of `cargo xtask run`.
-#[derive(Debug, PartialEq, Eq, Default)]
+/// Options of `cargo xtask run` (the main job).
+#[derive(Debug, PartialEq, Eq, Default, Args)]
 pub struct RunOptions {
+    /// Milliseconds per benchmark point in the main job [default: 200].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub bench_ms: Option<u64>,
+    /// Not an option of `run`: booting one system is `boot --system FILE`.
+    #[arg(long, value_name = "FILE", hide = true)]
     pub system: Option<PathBuf>,
-    pub el2: bool,
-    pub timeout_s: Option<u64>,
+    #[command(flatten)]
+    pub machine: MachineOptions,
+}
+
+/// Options of `cargo xtask boot`.
+#[derive(Debug, PartialEq, Eq, Default, Args)]
+pub struct BootOptions {
+    /// The system description to boot (systems/*.toml); without it, the
+    /// kernel alone.
+    #[arg(long, value_name = "FILE")]
+    pub system: Option<PathBuf>,
+    /// Kill QEMU after SECS seconds (default: never).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// Boot this kernel ELF instead of building one.
+    #[arg(long, value_name = "ELF")]
     pub kernel: Option<PathBuf>,
-    pub bootargs: Vec<String>,
+    /// The kernel command line (/chosen/bootargs), e.g. "selftest=kernel-fault".
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    pub bootargs: String,
+    #[command(flatten)]
+    pub machine: MachineOptions,
+    /// Extra QEMU arguments, appended after the fixed devices.
+    #[arg(last = true, value_name = "QEMU ARGS")]
+    pub qemu_args: Vec<String>,
 }
 
 /// Options of `cargo xtask test`.
-#[derive(Debug, PartialEq, Eq, Default)]
+#[derive(Debug, PartialEq, Eq, Default, Args)]
 pub struct TestOptions {
+    /// Override every scenario's timeout.
+    #[arg(long = "timeout", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_s: Option<u64>,
+    /// Boot this kernel ELF instead of building one.
+    #[arg(long, value_name = "ELF")]
     pub kernel: Option<PathBuf>,
+    /// Skip the host side: cargo fmt --check, cargo clippy -D warnings
+    /// (host and guest crates) and cargo test.
+    #[arg(long)]
     pub skip_host: bool,
+    /// Echo each scenario's serial console live.
+    #[arg(long)]
     pub echo: bool,
-    /// Boot every scenario at EL2.
-    pub el2: bool,
-    /// Rounds of the selected scenarios (0 and 1: once).
+    /// Run the selected scenarios N times; report every one that failed
+    /// even once (its logs kept under target/xtask/repeat/).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub repeat: u64,
+    /// Run only the scenarios whose name contains one of these.
+    #[arg(value_name = "NAME")]
     pub filters: Vec<String>,
+    #[command(flatten)]
+    pub machine: MachineOptions,
 }
 
-/// The emulator options every booting command takes (see [`USAGE`]).
-#[derive(Debug, PartialEq, Eq, Default)]
-pub struct MachineOptions {
-    pub qemu: Option<PathBuf>,
-    pub cpu: Option<String>,
+/// Options of `cargo xtask bench`.
+#[derive(Debug, PartialEq, Eq, Default, Args)]
+pub struct BenchArgs {
+    /// Milliseconds per point [default: the system description's].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ms: Option<u64>,
+    /// Where the report files go [default: target/bench/<timestamp>/];
+    /// `--out docs/bench` to publish.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Boot each run K times, rotating the mode order each time, and report
+    /// the median with a 95% bootstrap interval.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+    pub repeat: u64,
+    /// Boot nothing: redraw the table, CSV and chart from DIR/results.json
+    /// (into --out, else DIR).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["ms", "repeat"])]
+    pub replot: Option<PathBuf>,
+    #[command(flatten)]
+    pub machine: MachineOptions,
 }
 
-/// Takes `--qemu PATH` and `--cpu MODEL` out of `args` (anywhere before a
-/// `--`), leaving the rest for [`parse`].
-pub fn take_machine_options(args: &[String]) -> Result<(MachineOptions, Vec<String>), String> {
-    let mut opts = MachineOptions::default();
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--" => {
-                rest.push(arg.clone());
-                rest.extend(it.by_ref().cloned());
-            }
-            "--qemu" => opts.qemu = Some(parse_path("--qemu", it.next())?),
-            "--cpu" => {
-                let model = it.next().filter(|m| !m.is_empty() && !m.starts_with('-'));
-                opts.cpu = Some(
-                    model
-                        .ok_or("--cpu needs a CPU model (e.g. max, cortex-a72)")?
-                        .clone(),
-                );
-            }
-            _ => rest.push(arg.clone()),
+/// What `fuzz --target` attacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum FuzzTarget {
+    Kernel,
+    Iommu,
+    Block,
+    #[default]
+    All,
+}
+
+/// Options of `cargo xtask fuzz`.
+#[derive(Debug, PartialEq, Eq, Args)]
+pub struct FuzzArgs {
+    /// Fuzz iterations.
+    #[arg(long, value_name = "N", default_value_t = 120_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: u64,
+    /// PRNG seed; the same options replay the run.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// What to attack.
+    #[arg(long, value_name = "T", value_enum, default_value_t = FuzzTarget::All)]
+    pub target: FuzzTarget,
+    #[command(flatten)]
+    pub machine: MachineOptions,
+}
+
+/// Options of `cargo xtask soak`.
+#[derive(Debug, PartialEq, Eq, Args)]
+pub struct SoakArgs {
+    /// How long the clients work, from boot (at most a day).
+    #[arg(long, value_name = "M", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=crate::soak::MAX_MINUTES))]
+    pub minutes: u64,
+    #[command(flatten)]
+    pub machine: MachineOptions,
+}
+
+/// Options of `cargo xtask demo`.
+#[derive(Debug, PartialEq, Eq, Default, Args)]
+pub struct DemoArgs {
+    /// Demo names (e.g. rogue-dma); none: every demo.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub machine: MachineOptions,
+}
+
+impl Command {
+    /// The emulator options, for the commands that boot QEMU.
+    pub fn machine(&self) -> Option<&MachineOptions> {
+        match self {
+            Command::Build(_) | Command::List => None,
+            Command::Run(o) => Some(&o.machine),
+            Command::Boot(o) => Some(&o.machine),
+            Command::Test(o) => Some(&o.machine),
+            Command::Bench(o) => Some(&o.machine),
+            Command::Fuzz(o) => Some(&o.machine),
+            Command::Soak(o) => Some(&o.machine),
+            Command::Demo(o) => Some(&o.machine),
         }
     }
-    Ok((opts, rest))
 }
 
-/// Parses the arguments after `cargo xtask`.
-pub fn parse(args: &[String]) -> Result<Command, String> {
-    let Some((sub, rest)) = args.split_first() else {
-        return Ok(Command::Help);
+impl FuzzArgs {
+    /// The fuzzer's options.
+    pub fn options(&self) -> crate::fuzz::FuzzOptions {
+        use crate::fuzz::Target;
+        crate::fuzz::FuzzOptions {
+            iterations: self.iterations,
+            seed: self.seed,
+            target: match self.target {
+                FuzzTarget::Kernel => Target::Kernel,
+                FuzzTarget::Iommu => Target::Iommu,
+                FuzzTarget::Block => Target::Block,
+                FuzzTarget::All => Target::All,
+            },
+        }
+    }
+}
+
+impl SoakArgs {
+    /// The soak's options.
+    pub fn options(&self) -> crate::soak::SoakOptions {
+        crate::soak::SoakOptions {
+            minutes: self.minutes,
+        }
+    }
+}
+
+/// Parses the arguments after `cargo xtask` (argv without the program).
+pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(
+        std::iter::once("cargo xtask".into()).chain(args.into_iter().map(Into::into)),
+    )?;
+    if let Some(Command::Run(RunOptions {
+        system: Some(system),
+        ..
+    })) = &cli.command
+    {
+        use clap::CommandFactory;
+        return Err(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "`run` is the main job and boots no chosen system; to boot one: \
+                 cargo xtask boot --system {}",
+                system.display()
+            ),
+        ));
+    }
+    Ok(cli)
+}
+
+fn cpu_model(word: &str) -> Result<String, String> {
+    let ok = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_,=.".contains(c));
+    if ok {
+        Ok(word.to_owned())
+    } else {
+        Err("not a QEMU CPU model (e.g. max, cortex-a72, cortex-a57)".into())
+    }
+}
+
+fn mem_mib(word: &str) -> Result<u32, String> {
+    let (digits, scale) = match word.strip_suffix(['G', 'g']) {
+        Some(d) => (d, 1024),
+        None => (word.strip_suffix(['M', 'm']).unwrap_or(word), 1),
     };
-    match sub.as_str() {
-        "help" | "-h" | "--help" => Ok(Command::Help),
-        "build" => parse_build(rest).map(Command::Build),
-        "run" => parse_run(rest).map(Command::Run),
-        "test" => parse_test(rest).map(Command::Test),
-        "bench" => parse_bench(rest).map(Command::Bench),
-        "fuzz" => parse_fuzz(rest).map(Command::Fuzz),
-        "soak" => parse_soak(rest).map(Command::Soak),
-        "demo" => Ok(Command::Demo(rest.to_vec())),
-        other => Err(format!("unknown command `{other}`")),
+    let mib = digits
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or("not a size in MiB (e.g. 512, 512M, 1G)")?;
+    if MEM_RANGE_MIB.contains(&mib) {
+        Ok(mib)
+    } else {
+        Err(format!(
+            "{mib} MiB is outside {}..={} MiB: the boot image is loaded 128 MiB into RAM \
+             and the kernel maps at most 1 GiB of RAM at boot",
+            MEM_RANGE_MIB.start(),
+            MEM_RANGE_MIB.end()
+        ))
     }
 }
 
-fn parse_bench(args: &[String]) -> Result<crate::bench::BenchOptions, String> {
-    let mut opts = crate::bench::BenchOptions::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--ms" => opts.ms = Some(parse_positive("--ms", "milliseconds", it.next())?),
-            "--out" => opts.out = Some(parse_path("--out", it.next())?),
-            other => return Err(format!("`bench`: unexpected argument `{other}`")),
-        }
-    }
-    Ok(opts)
-}
-
-fn parse_fuzz(args: &[String]) -> Result<crate::fuzz::FuzzOptions, String> {
-    let mut opts = crate::fuzz::FuzzOptions::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--iterations" => {
-                opts.iterations = parse_positive("--iterations", "iterations", it.next())?
-            }
-            "--seed" => {
-                let value = it.next().ok_or("--seed needs a number")?;
-                opts.seed = value
-                    .parse()
-                    .map_err(|_| format!("--seed: `{value}` is not a number"))?;
-            }
-            "--target" => {
-                let value = it
-                    .next()
-                    .ok_or("--target needs kernel, iommu, block or all")?;
-                opts.target = crate::fuzz::Target::parse(value).ok_or_else(|| {
-                    format!("--target: `{value}` is not kernel, iommu, block or all")
-                })?;
-            }
-            other => return Err(format!("`fuzz`: unexpected argument `{other}`")),
-        }
-    }
-    Ok(opts)
-}
-
-fn parse_soak(args: &[String]) -> Result<crate::soak::SoakOptions, String> {
-    let mut opts = crate::soak::SoakOptions::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--minutes" => {
-                opts.minutes = parse_positive("--minutes", "minutes", it.next())?;
-                if opts.minutes > crate::soak::MAX_MINUTES {
-                    return Err(format!(
-                        "--minutes: at most {} (a day)",
-                        crate::soak::MAX_MINUTES
-                    ));
-                }
-            }
-            other => return Err(format!("`soak`: unexpected argument `{other}`")),
-        }
-    }
-    Ok(opts)
-}
-
-fn parse_build(args: &[String]) -> Result<BuildOptions, String> {
-    let mut opts = BuildOptions::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--system" => opts.system = Some(parse_path("--system", it.next())?),
-            other => return Err(format!("`build`: unexpected argument `{other}`")),
-        }
-    }
-    Ok(opts)
-}
-
-fn parse_run(args: &[String]) -> Result<RunOptions, String> {
-    let mut opts = RunOptions::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--system" => opts.system = Some(parse_path("--system", it.next())?),
-            "--el2" => opts.el2 = true,
-            "--timeout" => {
-                opts.timeout_s = Some(parse_positive("--timeout", "seconds", it.next())?)
-            }
-            "--kernel" => opts.kernel = Some(parse_path("--kernel", it.next())?),
-            "--" => {
-                opts.bootargs.extend(it.by_ref().cloned());
-            }
-            other => return Err(format!("`run`: unexpected argument `{other}`")),
-        }
-    }
-    Ok(opts)
-}
-
-fn parse_test(args: &[String]) -> Result<TestOptions, String> {
-    let mut opts = TestOptions::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--timeout" => {
-                opts.timeout_s = Some(parse_positive("--timeout", "seconds", it.next())?)
-            }
-            "--kernel" => opts.kernel = Some(parse_path("--kernel", it.next())?),
-            "--skip-host" => opts.skip_host = true,
-            "--echo" => opts.echo = true,
-            "--el2" => opts.el2 = true,
-            "--repeat" => opts.repeat = parse_positive("--repeat", "rounds", it.next())?,
-            flag if flag.starts_with('-') => {
-                return Err(format!("`test`: unknown option `{flag}`"));
-            }
-            name => opts.filters.push(name.to_owned()),
-        }
-    }
-    Ok(opts)
-}
-
-fn parse_path(flag: &str, value: Option<&String>) -> Result<PathBuf, String> {
-    value
-        .map(PathBuf::from)
-        .ok_or_else(|| format!("{flag} needs a path"))
-}
-
-/// The positive number `flag` takes, counted in `unit`.
-fn parse_positive(flag: &str, unit: &str, value: Option<&String>) -> Result<u64, String> {
-    let value = value.ok_or_else(|| format!("{flag} needs a number of {unit}"))?;
-    match value.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!(
-            "{flag}: `{value}` is not a positive number of {unit}"
-        )),
+fn smp(word: &str) -> Result<u32, String> {
+    let n: u32 = word.parse().map_err(|_| "not a number of CPUs")?;
+    if (1..=MAX_SMP).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "the kernel supports only {MAX_SMP} CPU (it never starts a secondary core; \
+             SMP is future work in docs/DESIGN.md)"
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
 
-    fn args(s: &str) -> Vec<String> {
+    fn cmd(s: &str) -> Command {
+        parse(s.split_whitespace())
+            .unwrap_or_else(|e| panic!("`{s}`: {e}"))
+            .command
+            .expect("a command")
+    }
+
+    fn err(s: &str) -> clap::Error {
+        match parse(s.split_whitespace()) {
+            Ok(cli) => panic!("`{s}` parsed: {cli:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn words(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_owned).collect()
     }
 
     #[test]
-    fn no_arguments_is_help() {
-        assert_eq!(parse(&[]), Ok(Command::Help));
+    fn the_cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]
-    fn run_takes_bootargs_after_double_dash() {
-        let cmd = parse(&args("run --el2 --timeout 5 -- selftest=x --weird")).unwrap();
-        assert_eq!(
-            cmd,
-            Command::Run(RunOptions {
-                system: None,
-                el2: true,
-                timeout_s: Some(5),
-                kernel: None,
-                bootargs: args("selftest=x --weird"),
-            })
-        );
+    fn no_arguments_is_no_command() {
+        assert_eq!(parse(Vec::<String>::new()).unwrap().command, None);
     }
 
     #[test]
-    fn system_option_of_run_and_build() {
-        let Command::Run(run) = parse(&args("run --system systems/ipc.toml -- x")).unwrap() else {
-            panic!("not run");
-        };
-        assert_eq!(run.system, Some(PathBuf::from("systems/ipc.toml")));
-        assert_eq!(run.bootargs, args("x"));
-        assert_eq!(
-            parse(&args("build --system s.toml")),
-            Ok(Command::Build(BuildOptions {
-                system: Some(PathBuf::from("s.toml"))
-            }))
-        );
-        assert_eq!(
-            parse(&args("build")),
-            Ok(Command::Build(BuildOptions::default()))
-        );
-        assert!(parse(&args("run --system")).is_err());
-        assert!(parse(&args("build --system")).is_err());
-    }
-
-    #[test]
-    fn test_takes_filters_and_flags() {
-        let cmd = parse(&args("test --skip-host boot --timeout 3")).unwrap();
-        assert_eq!(
-            cmd,
-            Command::Test(TestOptions {
-                timeout_s: Some(3),
-                kernel: None,
-                skip_host: true,
-                echo: false,
-                el2: false,
-                repeat: 0,
-                filters: args("boot"),
-            })
-        );
-        let Command::Test(t) = parse(&args("test --el2 --repeat 40 --skip-host")).unwrap() else {
-            panic!("not test");
-        };
-        assert!(t.el2 && t.skip_host);
-        assert_eq!(t.repeat, 40);
-        assert!(parse(&args("test --repeat 0")).is_err());
-        assert!(parse(&args("test --repeat")).is_err());
-    }
-
-    #[test]
-    fn machine_options_anywhere_before_double_dash() {
-        let (m, rest) =
-            take_machine_options(&args("test --qemu /q/qemu boot --cpu cortex-a72")).unwrap();
-        assert_eq!(m.qemu, Some(PathBuf::from("/q/qemu")));
-        assert_eq!(m.cpu.as_deref(), Some("cortex-a72"));
-        assert_eq!(rest, args("test boot"));
-        let (m, rest) = take_machine_options(&args("run --system s -- --cpu x")).unwrap();
-        assert_eq!(m, MachineOptions::default());
-        assert_eq!(rest, args("run --system s -- --cpu x"));
-        assert!(take_machine_options(&args("test --cpu")).is_err());
-        assert!(take_machine_options(&args("test --cpu --el2")).is_err());
-        assert!(take_machine_options(&args("test --qemu")).is_err());
-    }
-
-    #[test]
-    fn bad_input_is_an_error() {
-        assert!(parse(&args("frobnicate")).is_err());
-        assert!(parse(&args("run --timeout 0")).is_err());
-        assert!(parse(&args("run --timeout")).is_err());
-        assert!(parse(&args("test --nope")).is_err());
-        assert!(parse(&args("build extra")).is_err());
-        assert!(parse(&args("run --kernel")).is_err());
-        assert!(parse(&args("test --timeout x")).is_err());
-        let ms = parse(&args("bench --ms 0")).unwrap_err();
+    fn help_and_version_anywhere() {
+        for s in [
+            "--help",
+            "-h",
+            "help",
+            "run --help",
+            "bench -h",
+            "help test",
+            "list --help",
+        ] {
+            assert_eq!(err(s).kind(), ErrorKind::DisplayHelp, "{s}");
+        }
+        assert_eq!(err("--version").kind(), ErrorKind::DisplayVersion);
+        let help = err("run --help").to_string();
         assert!(
-            ms.starts_with("--ms:") && ms.contains("milliseconds"),
-            "{ms}"
+            help.contains("main job") && help.contains("--bench-ms"),
+            "{help}"
         );
-        assert!(parse(&args("bench --ms")).unwrap_err().starts_with("--ms"));
+        assert!(
+            help.contains("--cpu <MODEL>") && help.contains("--gdb"),
+            "{help}"
+        );
+        let help = err("bench --help").to_string();
+        assert!(help.contains("--repeat <K>") && help.contains("--out <DIR>"));
     }
 
     #[test]
-    fn fuzz_takes_iterations_seed_and_target() {
-        use crate::fuzz::{FuzzOptions, Target};
-        assert_eq!(
-            parse(&args("fuzz")),
-            Ok(Command::Fuzz(FuzzOptions::default()))
-        );
-        assert_eq!(
-            parse(&args("fuzz --iterations 500 --seed 0 --target iommu")),
-            Ok(Command::Fuzz(FuzzOptions {
-                iterations: 500,
-                seed: 0,
-                target: Target::Iommu,
-            }))
-        );
-        let Command::Fuzz(f) =
-            parse(&args("fuzz --target kernel --seed 18446744073709551615")).unwrap()
-        else {
-            panic!("not fuzz");
-        };
-        assert_eq!((f.seed, f.target), (u64::MAX, Target::Kernel));
-        assert_eq!(f.iterations, FuzzOptions::default().iterations);
-        for bad in [
+    fn bad_input_is_a_usage_error_with_status_2() {
+        for s in [
+            "frobnicate",
+            "test --nope",
+            "test --timeout 0",
+            "test --timeout x",
+            "test --repeat 0",
+            "test --repeat",
+            "build extra",
+            "boot --timeout",
+            "boot --kernel",
+            "bench --ms 0",
+            "bench --ms",
             "fuzz --iterations 0",
-            "fuzz --iterations",
             "fuzz --iterations x",
             "fuzz --seed",
             "fuzz --seed -1",
             "fuzz --target",
             "fuzz --target smmu",
             "fuzz extra",
+            "soak --minutes 0",
+            "soak --minutes 1441",
+            "test --cpu",
+            "test --cpu=",
+            "test --mem 64",
+            "test --mem 2G",
+            "test --smp 0",
+            "list extra",
         ] {
-            assert!(parse(&args(bad)).is_err(), "{bad}");
+            let e = err(s);
+            assert_eq!(e.exit_code(), 2, "{s}: {e}");
         }
-        assert!(
-            parse(&args("fuzz --target x"))
-                .unwrap_err()
-                .contains("kernel, iommu, block or all")
-        );
+        let e = err("test --nope").to_string();
+        assert!(e.starts_with("error: unexpected argument '--nope'"), "{e}");
+        assert!(e.contains("--help"), "{e}");
     }
 
     #[test]
-    fn bench_takes_ms_and_out() {
-        let Command::Bench(b) = parse(&args("bench --ms 20 --out /tmp/b")).unwrap() else {
-            panic!("not bench");
+    fn smp_names_the_kernel_limit() {
+        let e = err("boot --smp 2").to_string();
+        assert!(e.contains("supports only 1 CPU"), "{e}");
+        let Command::Boot(b) = cmd("boot --smp 1") else {
+            panic!("not boot");
         };
-        assert_eq!(b.ms, Some(20));
-        assert_eq!(b.out, Some(PathBuf::from("/tmp/b")));
+        assert_eq!(b.machine.smp, Some(1));
+    }
+
+    #[test]
+    fn run_is_the_main_job_and_boot_boots() {
+        assert_eq!(cmd("run"), Command::Run(RunOptions::default()));
+        let Command::Run(r) = cmd("run --el2 --cpu=cortex-a72 --bench-ms=50") else {
+            panic!("not run");
+        };
+        assert!(r.machine.el2);
+        assert_eq!(r.machine.cpu.as_deref(), Some("cortex-a72"));
+        assert_eq!(r.bench_ms, Some(50));
+        let Command::Boot(b) = cmd("boot --system systems/ipc.toml --timeout=5 -- -d int") else {
+            panic!("not boot");
+        };
+        assert_eq!(b.system, Some(PathBuf::from("systems/ipc.toml")));
+        assert_eq!(b.timeout, Some(5));
+        assert_eq!(b.qemu_args, words("-d int"));
+        assert_eq!(b.bootargs, "");
+        let Command::Boot(b) = cmd("boot") else {
+            panic!("not boot");
+        };
+        assert_eq!((b.system, b.timeout), (None, None));
+    }
+
+    #[test]
+    fn test_takes_filters_and_flags_in_any_order() {
+        assert_eq!(
+            cmd("test --skip-host boot --timeout 3"),
+            Command::Test(TestOptions {
+                timeout_s: Some(3),
+                skip_host: true,
+                repeat: 1,
+                filters: words("boot"),
+                ..Default::default()
+            })
+        );
+        let Command::Test(t) = cmd("test --el2 --repeat=40 --skip-host --echo a b --kernel k")
+        else {
+            panic!("not test");
+        };
+        assert!(t.machine.el2 && t.skip_host && t.echo);
+        assert_eq!(t.repeat, 40);
+        assert_eq!(t.filters, words("a b"));
+        assert_eq!(t.kernel, Some(PathBuf::from("k")));
+    }
+
+    #[test]
+    fn machine_options_on_every_booting_command() {
+        for sub in ["run", "boot", "test", "bench", "fuzz", "soak", "demo"] {
+            let c = cmd(&format!(
+                "{sub} --qemu /q/usr/bin/qemu-system-aarch64 --cpu cortex-a72 --mem 1G --smp 1 --gdb --el2"
+            ));
+            let m = c.machine().expect("boots");
+            assert_eq!(
+                *m,
+                MachineOptions {
+                    qemu: Some(PathBuf::from("/q/usr/bin/qemu-system-aarch64")),
+                    cpu: Some("cortex-a72".into()),
+                    el2: true,
+                    mem: Some(1024),
+                    smp: Some(1),
+                    gdb: true,
+                },
+                "{sub}"
+            );
+        }
+        assert!(parse(words("build --cpu max")).is_err());
+        let Command::Boot(b) = cmd("boot --mem 768M") else {
+            panic!("not boot");
+        };
+        assert_eq!(b.machine.mem, Some(768));
+    }
+
+    #[test]
+    fn fuzz_soak_bench_and_demo() {
+        use crate::fuzz::{FuzzOptions, Target};
+        let Command::Fuzz(f) = cmd("fuzz") else {
+            panic!("not fuzz")
+        };
+        assert_eq!(f.options(), FuzzOptions::default());
+        let Command::Fuzz(f) = cmd("fuzz --iterations 500 --seed 0 --target iommu") else {
+            panic!("not fuzz")
+        };
+        assert_eq!(
+            f.options(),
+            FuzzOptions {
+                iterations: 500,
+                seed: 0,
+                target: Target::Iommu
+            }
+        );
+        let Command::Fuzz(f) = cmd("fuzz --target=kernel --seed 18446744073709551615") else {
+            panic!("not fuzz")
+        };
+        assert_eq!((f.seed, f.options().target), (u64::MAX, Target::Kernel));
+        let Command::Soak(s) = cmd("soak") else {
+            panic!("not soak")
+        };
+        assert_eq!(s.options(), crate::soak::SoakOptions::default());
+        let e = err("fuzz --target x").to_string();
+        assert!(
+            e.contains("possible values: kernel, iommu, block, all"),
+            "{e}"
+        );
+        let Command::Bench(b) = cmd("bench --ms 20 --out /tmp/b --repeat 3") else {
+            panic!("not bench")
+        };
+        assert_eq!(
+            (b.ms, b.out, b.repeat),
+            (Some(20), Some(PathBuf::from("/tmp/b")), 3)
+        );
+        let Command::Bench(b) = cmd("bench --replot docs/bench") else {
+            panic!("not bench")
+        };
+        assert_eq!(b.replot, Some(PathBuf::from("docs/bench")));
+        assert!(parse(words("bench --replot d --repeat 3")).is_err());
+        let Command::Demo(d) = cmd("demo rogue-dma") else {
+            panic!("not demo")
+        };
+        assert_eq!(d.names, words("rogue-dma"));
+        assert_eq!(cmd("list"), Command::List);
     }
 }

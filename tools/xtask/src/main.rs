@@ -8,6 +8,7 @@ mod artifacts;
 mod bench;
 mod cli;
 mod fuzz;
+mod list;
 mod prereq;
 mod projection_glue;
 mod qemu;
@@ -22,17 +23,23 @@ use std::process::ExitCode;
 use cli::Command;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match cli::take_machine_options(&args).and_then(|(machine, rest)| {
-        qemu::select(qemu::Machine::new(machine.qemu, machine.cpu));
-        cli::parse(&rest)
-    }) {
-        Ok(command) => command,
-        Err(message) => {
-            eprintln!("xtask: {message}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
+    let cli = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with status 0; a usage error is
+            // one line with a hint, status 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        let _ = cli::Cli::command().print_help();
+        return ExitCode::SUCCESS;
+    };
+    if let Some(machine) = command.machine() {
+        qemu::select(qemu::Machine::from_options(machine));
+    }
     match dispatch(command) {
         Ok(code) => code,
         Err(message) => {
@@ -42,24 +49,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cargo xtask run` with no options: the main job. Boots the system and
-/// prints its discovery report, runs the benchmark (short points; the
-/// report files go to target/xtask/bench-report, `cargo xtask bench` writes
-/// docs/bench), then every isolation demo, narrated. Fails if any part does.
-fn main_job() -> Result<ExitCode, String> {
+/// `cargo xtask run`: the main job. Boots the system and prints its
+/// discovery report, runs the benchmark (short points; the report files go
+/// to target/xtask/bench-report, `cargo xtask bench --out docs/bench`
+/// publishes), then every isolation demo, narrated. Fails if any part does.
+fn main_job(opts: &cli::RunOptions) -> Result<ExitCode, String> {
     println!("xtask: main job 1/3: boot and discovery report");
-    let boot = suite::run(&cli::RunOptions {
-        timeout_s: Some(60),
-        ..Default::default()
-    })?;
+    let boot = suite::boot(
+        &cli::BootOptions {
+            timeout: Some(60),
+            ..Default::default()
+        },
+        false,
+    )?;
     println!("xtask: main job 2/3: benchmark (cargo xtask bench for the full-length run)");
     let ws = artifacts::Workspace::locate()?;
     let bench = bench::bench(&bench::BenchOptions {
-        ms: Some(200),
+        ms: Some(opts.bench_ms.unwrap_or(200)),
         out: Some(ws.scratch_dir("bench-report")),
+        repeat: 1,
     })?;
     println!("xtask: main job 3/3: isolation demos");
-    let demos = dispatch(Command::Demo(Vec::new()))?;
+    let demos = demo(&[])?;
     let ok = [boot, bench, demos].iter().all(|c| *c == ExitCode::SUCCESS);
     println!("xtask: main job {}", if ok { "PASSED" } else { "FAILED" });
     Ok(if ok {
@@ -69,13 +80,24 @@ fn main_job() -> Result<ExitCode, String> {
     })
 }
 
+/// The isolation demos named `names` (empty: all), narrated live.
+fn demo(names: &[String]) -> Result<ExitCode, String> {
+    suite::test(&cli::TestOptions {
+        skip_host: true,
+        echo: true,
+        repeat: 1,
+        filters: if names.is_empty() {
+            vec!["demo-".to_owned()]
+        } else {
+            names.iter().map(|n| format!("demo-{n}")).collect()
+        },
+        ..Default::default()
+    })
+}
+
 /// Runs one subcommand. Add new subcommands here and in [`cli`].
 fn dispatch(command: Command) -> Result<ExitCode, String> {
     match command {
-        Command::Help => {
-            println!("{}", cli::USAGE);
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Build(opts) => {
             let ws = artifacts::Workspace::locate()?;
             prereq::ensure_rust_target(&ws)?;
@@ -95,21 +117,21 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(opts) if opts == cli::RunOptions::default() => main_job(),
-        Command::Run(opts) => suite::run(&opts),
+        Command::Run(opts) => main_job(&opts),
+        Command::Boot(opts) => suite::boot(&opts, true),
         Command::Test(opts) => suite::test(&opts),
-        Command::Bench(opts) => bench::bench(&opts),
-        Command::Fuzz(opts) => fuzz::fuzz(&opts),
-        Command::Soak(opts) => soak::soak(&opts),
-        Command::Demo(names) => suite::test(&cli::TestOptions {
-            skip_host: true,
-            echo: true,
-            filters: if names.is_empty() {
-                vec!["demo-".to_owned()]
-            } else {
-                names.iter().map(|n| format!("demo-{n}")).collect()
-            },
-            ..Default::default()
+        Command::Bench(opts) if opts.replot.is_some() => {
+            let dir = opts.replot.unwrap_or_default();
+            bench::replot(&dir, opts.out.as_deref().unwrap_or(&dir))
+        }
+        Command::Bench(opts) => bench::bench(&bench::BenchOptions {
+            ms: opts.ms,
+            out: opts.out,
+            repeat: opts.repeat,
         }),
+        Command::Fuzz(opts) => fuzz::fuzz(&opts.options()),
+        Command::Soak(opts) => soak::soak(&opts.options()),
+        Command::Demo(opts) => demo(&opts.names),
+        Command::List => list::list(),
     }
 }

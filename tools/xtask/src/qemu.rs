@@ -27,7 +27,41 @@ pub struct Machine {
     /// QEMU gets `-L` and `-audio none`, since the host's audio modules do
     /// not match its build.
     pub data_dir: Option<PathBuf>,
+    /// Whether to pass `-audio none` (with [`data_dir`](Self::data_dir)):
+    /// QEMU 8 and later take it; 7.2 wants `-audio driver,model=...` and
+    /// starts no audio backend without a sound device anyway.
+    pub audio_none: bool,
+    /// Every boot enters at EL2 (`--el2`), whatever the scenario says.
+    pub el2: bool,
+    /// Guest RAM, in MiB (`--mem`).
+    pub mem_mib: u32,
+    /// CPUs (`--smp`; the kernel runs on one).
+    pub smp: u32,
+    /// Start halted with a gdb stub on [`GDB_PORT`] (`--gdb`: `-s -S`).
+    pub gdb: bool,
 }
+
+/// The major version `binary --version` reports (`None` if it does not
+/// run or says something else).
+fn major_version(binary: &Path, data_dir: Option<&Path>) -> Option<u32> {
+    let mut cmd = Command::new(binary);
+    if let Some(dir) = data_dir {
+        cmd.arg("-L").arg(dir);
+    }
+    let out = cmd.arg("--version").stderr(Stdio::null()).output().ok()?;
+    parse_major(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `QEMU emulator version 7.2.22 (...)` → 7.
+fn parse_major(version: &str) -> Option<u32> {
+    let rest = version.split("version ").nth(1)?;
+    rest.split('.').next()?.trim().parse().ok()
+}
+
+/// The port of QEMU's gdb stub (`-s`).
+pub const GDB_PORT: u16 = 1234;
+/// Guest RAM unless `--mem` says otherwise.
+pub const DEFAULT_MEM_MIB: u32 = 512;
 
 impl Machine {
     /// The machine for `qemu` and `cpu` (each falling back to the
@@ -47,11 +81,37 @@ impl Machine {
             .filter(|d| {
                 binary.is_absolute() && d.join("keymaps").is_dir() && !d.starts_with("/usr")
             });
+        let audio_none = data_dir.is_some()
+            && major_version(&binary, data_dir.as_deref()).is_none_or(|major| major >= 8);
         Self {
             binary,
             cpu,
             data_dir,
+            audio_none,
+            el2: false,
+            mem_mib: DEFAULT_MEM_MIB,
+            smp: 1,
+            gdb: false,
         }
+    }
+
+    /// The machine the command-line options ask for.
+    pub fn from_options(o: &crate::cli::MachineOptions) -> Self {
+        Self {
+            el2: o.el2,
+            mem_mib: o.mem.unwrap_or(DEFAULT_MEM_MIB),
+            smp: o.smp.unwrap_or(1),
+            gdb: o.gdb,
+            ..Self::new(o.qemu.clone(), o.cpu.clone())
+        }
+    }
+
+    /// The command that attaches gdb to a guest started with `--gdb`.
+    pub fn gdb_command(kernel: &Path) -> String {
+        format!(
+            "gdb-multiarch -q {} -ex 'target remote localhost:{GDB_PORT}'",
+            kernel.display()
+        )
     }
 
     /// Whether this is the default QEMU on PATH (which xtask may install).
@@ -71,6 +131,9 @@ pub fn select(machine: Machine) {
 pub fn machine() -> &'static Machine {
     MACHINE.get_or_init(|| Machine::new(None, None))
 }
+
+/// A run whose console is not echoed says it is still running this often.
+const NOTICE_EVERY: Duration = Duration::from_secs(30);
 
 /// Size of each scratch disk image (sparse).
 pub const DISK_SIZE: u64 = 64 << 20;
@@ -106,6 +169,9 @@ pub struct QemuConfig {
     /// Extra arguments appended after the fixed devices, so the fixed devices
     /// keep their PCI addresses and StreamIDs.
     pub extra_args: Vec<String>,
+    /// A person at the console: the serial port shares stdio with QEMU's
+    /// monitor (`mon:stdio`), so Ctrl-A X quits and Ctrl-A C opens the monitor.
+    pub interactive: bool,
 }
 
 impl QemuConfig {
@@ -114,12 +180,13 @@ impl QemuConfig {
         Self {
             kernel: kernel.to_path_buf(),
             bootargs: String::new(),
-            memory_mib: 512,
+            memory_mib: machine().mem_mib,
             nvme_image: scratch.join("nvme.img"),
             vblk_image: scratch.join("vblk.img"),
             el2: false,
             boot_image: None,
             extra_args: Vec::new(),
+            interactive: false,
         }
     }
 
@@ -160,7 +227,7 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
 /// [`command_line`] on a given [`Machine`].
 pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     let mut machine = String::from("virt,iommu=smmuv3,gic-version=3");
-    if cfg.el2 {
+    if cfg.el2 || m.el2 {
         machine.push_str(",virtualization=on");
     }
     let mut args: Vec<String> = vec![
@@ -171,14 +238,22 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
         "-m".into(),
         format!("{}M", cfg.memory_mib),
         "-smp".into(),
-        "1".into(),
+        m.smp.to_string(),
         "-nic".into(),
         "none".into(),
         "-nographic".into(),
-        "-monitor".into(),
-        "none".into(),
-        "-serial".into(),
-        "stdio".into(),
+    ];
+    if cfg.interactive {
+        args.extend(["-serial".into(), "mon:stdio".into()]);
+    } else {
+        args.extend([
+            "-monitor".into(),
+            "none".into(),
+            "-serial".into(),
+            "stdio".into(),
+        ]);
+    }
+    args.extend([
         "-no-reboot".into(),
         "-semihosting-config".into(),
         "enable=on,target=native".into(),
@@ -186,10 +261,15 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
         cfg.kernel.display().to_string(),
         "-append".into(),
         cfg.kernel_command_line(),
-    ];
+    ]);
     if let Some(dir) = &m.data_dir {
         args.extend(["-L".into(), dir.display().to_string()]);
-        args.extend(["-audio".into(), "none".into()]);
+        if m.audio_none {
+            args.extend(["-audio".into(), "none".into()]);
+        }
+    }
+    if m.gdb {
+        args.extend(["-s".into(), "-S".into()]);
     }
     if let Some(image) = &cfg.boot_image {
         args.push("-device".into());
@@ -254,6 +334,16 @@ pub struct RunOutcome {
     pub duration: Duration,
 }
 
+/// What happens to the serial console besides the log.
+pub enum Watch {
+    /// Nothing: a still-running line every [`NOTICE_EVERY`] says it lives.
+    Quiet,
+    /// Copied to our stdout as it comes.
+    Echo,
+    /// Each complete line handed to this function as it comes.
+    Lines(Box<dyn FnMut(&str) + Send>),
+}
+
 /// Boots `cfg`, copying the serial console to `log` (and to our stdout if
 /// `echo`), and kills QEMU after `timeout`.
 pub fn run(
@@ -262,13 +352,89 @@ pub fn run(
     timeout: Duration,
     echo: bool,
 ) -> Result<RunOutcome, String> {
+    let watch = if echo { Watch::Echo } else { Watch::Quiet };
+    spawn_and_wait(cfg, log, timeout, watch, Stdio::null())
+}
+
+/// [`run`] handing each serial line to `watch` as it comes.
+pub fn run_watched(
+    cfg: &QemuConfig,
+    log: &Path,
+    timeout: Duration,
+    watch: Watch,
+) -> Result<RunOutcome, String> {
+    spawn_and_wait(cfg, log, timeout, watch, Stdio::null())
+}
+
+/// [`run`] with a person at the console: our stdin goes to the guest's
+/// serial port (and to QEMU's Ctrl-A escapes), the console is echoed.
+pub fn run_interactive(
+    cfg: &QemuConfig,
+    log: &Path,
+    timeout: Duration,
+) -> Result<RunOutcome, String> {
+    let cfg = QemuConfig {
+        interactive: true,
+        ..cfg.clone()
+    };
+    spawn_and_wait(&cfg, log, timeout, Watch::Echo, Stdio::inherit())
+}
+
+/// Whether the command line was printed already (once per process: the
+/// later boots differ only in their bootargs, boot image and disks).
+static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints the full command line on the first boot of this process, and the
+/// gdb command on every boot started with `--gdb`.
+fn announce(cfg: &QemuConfig) {
+    let m = machine();
+    if !SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) || cfg.interactive || m.gdb {
+        println!(
+            "xtask: {} {}",
+            m.binary.display(),
+            shell_words(&command_line(cfg))
+        );
+    }
+    if m.gdb {
+        println!(
+            "xtask: QEMU waits for gdb on port {GDB_PORT}; in another terminal:\n  {}\n\
+             xtask: the kernel is linked high and entered with the MMU off: use hardware \
+             breakpoints (e.g. `hbreak kernel::kmain`, then `continue`)",
+            Machine::gdb_command(&cfg.kernel)
+        );
+    }
+}
+
+/// Arguments joined for display, quoting the ones a shell would split.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn spawn_and_wait(
+    cfg: &QemuConfig,
+    log: &Path,
+    timeout: Duration,
+    mut watch: Watch,
+    stdin: Stdio,
+) -> Result<RunOutcome, String> {
+    let quiet = matches!(watch, Watch::Quiet);
     let mut log_file =
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    announce(cfg);
     let start = Instant::now();
     let binary = &machine().binary;
     let mut child = Command::new(binary)
         .args(command_line(cfg))
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -286,10 +452,26 @@ pub fn run(
                     captured.extend_from_slice(chunk);
                     // The log is best effort: losing it must not hang QEMU.
                     let _ = log_file.write_all(chunk);
-                    if echo {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(chunk);
-                        let _ = out.flush();
+                    match &mut watch {
+                        Watch::Quiet => {}
+                        Watch::Echo => {
+                            let mut out = std::io::stdout().lock();
+                            let _ = out.write_all(chunk);
+                            let _ = out.flush();
+                        }
+                        Watch::Lines(f) => {
+                            let start = captured.len() - n;
+                            let from = captured[..start]
+                                .iter()
+                                .rposition(|&b| b == b'\n')
+                                .map_or(0, |i| i + 1);
+                            let done = captured.iter().rposition(|&b| b == b'\n');
+                            if let Some(end) = done.filter(|&e| e >= start) {
+                                for line in captured[from..end].split(|&b| b == b'\n') {
+                                    f(&String::from_utf8_lossy(line));
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -304,6 +486,7 @@ pub fn run(
     });
 
     let mut timed_out = false;
+    let mut next_notice = NOTICE_EVERY;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
@@ -313,7 +496,19 @@ pub fn run(
                 let _ = child.wait();
                 break None;
             }
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                // A quiet run says it is alive; an echoed one shows itself.
+                if quiet && start.elapsed() >= next_notice {
+                    println!(
+                        "      still running: {} s of at most {} s (log {})",
+                        next_notice.as_secs(),
+                        timeout.as_secs(),
+                        log.display()
+                    );
+                    next_notice += NOTICE_EVERY;
+                }
+                thread::sleep(Duration::from_millis(20))
+            }
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -398,6 +593,26 @@ mod tests {
     }
 
     #[test]
+    fn audio_none_only_where_qemu_takes_it() {
+        assert_eq!(
+            parse_major("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)"),
+            Some(7)
+        );
+        assert_eq!(
+            parse_major("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)\nCopyright"),
+            Some(10)
+        );
+        assert_eq!(parse_major("something else"), None);
+        let m = Machine {
+            data_dir: Some(PathBuf::from("/d/usr/share/qemu")),
+            audio_none: false,
+            ..Machine::new(Some(QEMU.into()), None)
+        };
+        let joined = command_line_for(&m, &config()).join(" ");
+        assert!(joined.contains("-L /d/usr/share/qemu") && !joined.contains("-audio"));
+    }
+
+    #[test]
     fn boot_image_is_loaded_and_announced() {
         let cfg = QemuConfig {
             boot_image: Some(PathBuf::from("/s/boot.img")),
@@ -426,6 +641,37 @@ mod tests {
         let room = (512 << 20) - (BOOT_IMAGE_ADDR - RAM_BASE) as usize;
         assert!(cfg.check_boot_image_fits(room).is_ok());
         assert!(cfg.check_boot_image_fits(room + 1).is_err());
+    }
+
+    #[test]
+    fn machine_options_shape_the_command_line() {
+        let m = Machine {
+            el2: true,
+            mem_mib: 1024,
+            smp: 1,
+            gdb: true,
+            ..Machine::new(Some(QEMU.into()), Some("cortex-a72".into()))
+        };
+        let joined = command_line_for(&m, &config()).join(" ");
+        assert!(
+            joined.starts_with(
+                "-machine virt,iommu=smmuv3,gic-version=3,virtualization=on -cpu cortex-a72 -m 512M"
+            ),
+            "{joined}"
+        );
+        assert!(joined.contains(" -s -S "), "{joined}");
+        let cfg = QemuConfig {
+            memory_mib: m.mem_mib,
+            interactive: true,
+            ..config()
+        };
+        let joined = command_line_for(&m, &cfg).join(" ");
+        assert!(joined.contains("-m 1024M -smp 1"), "{joined}");
+        assert!(joined.contains("-serial mon:stdio") && !joined.contains("-monitor none"));
+        assert_eq!(
+            Machine::gdb_command(Path::new("/t/kernel")),
+            "gdb-multiarch -q /t/kernel -ex 'target remote localhost:1234'"
+        );
     }
 
     #[test]

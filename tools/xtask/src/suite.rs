@@ -1,26 +1,28 @@
-//! The `run` and `test` commands: booting once interactively, and running the
-//! host tests plus every QEMU scenario with a PASS/FAIL report.
+//! The `boot` and `test` commands: booting once interactively, and running
+//! the host tests plus every QEMU scenario with a PASS/FAIL report.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::artifacts::{self, Images, Workspace};
-use crate::cli::{RunOptions, TestOptions};
+use crate::cli::{BootOptions, TestOptions};
 use crate::prereq;
 use crate::qemu::{self, QemuConfig, RunOutcome};
 use crate::scenario::{self, Scenario};
 use crate::system::{self, System};
 
-/// `run` kills QEMU after this long unless `--timeout` says otherwise.
-const RUN_TIMEOUT_S: u64 = 120;
-/// Exit status of `run` when QEMU had to be killed (as timeout(1) does).
+/// `boot` without `--timeout` waits this long (about 136 years: never).
+const NO_TIMEOUT: Duration = Duration::from_secs(u32::MAX as u64);
+/// Exit status of `boot` when QEMU had to be killed (as timeout(1) does).
 const TIMEOUT_EXIT: u8 = 124;
 /// Lines of serial log shown for a failed scenario.
 const FAILURE_LOG_LINES: usize = 200;
 
-/// `cargo xtask run`: build, boot with the console live, exit with QEMU's status.
-pub fn run(opts: &RunOptions) -> Result<ExitCode, String> {
+/// `cargo xtask boot`: build, boot with the console live, exit with QEMU's
+/// status. `interactive`: our stdin goes to the guest and Ctrl-A X quits;
+/// otherwise the console is only shown.
+pub fn boot(opts: &BootOptions, interactive: bool) -> Result<ExitCode, String> {
     let ws = Workspace::locate()?;
     prereq::ensure_all(&ws)?;
     let system = opts
@@ -31,19 +33,24 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode, String> {
     let packages = system.as_ref().map(System::packages).unwrap_or_default();
     let kernel = opts.kernel.as_deref().map(prebuilt).transpose()?;
     let images = artifacts::build(&ws, kernel.as_deref(), &packages)?;
-    let scratch = ws.scratch_dir("run");
+    let scratch = ws.scratch_dir("boot");
     let mut cfg = QemuConfig::new(&images.kernel, &scratch);
-    cfg.bootargs = opts.bootargs.join(" ");
-    cfg.el2 = opts.el2;
+    cfg.bootargs = opts.bootargs.clone();
+    cfg.extra_args = opts.qemu_args.clone();
     prepare(&mut cfg, &scratch, system.as_ref(), &images)?;
-    let timeout = Duration::from_secs(opts.timeout_s.unwrap_or(RUN_TIMEOUT_S));
-    println!(
-        "xtask: {} {}",
-        qemu::machine().binary.display(),
-        shell_words(&qemu::command_line(&cfg))
-    );
+    let timeout = opts.timeout.map_or(NO_TIMEOUT, Duration::from_secs);
     let log = scratch.join("serial.log");
-    let outcome = qemu::run(&cfg, &log, timeout, true)?;
+    let outcome = if interactive {
+        println!(
+            "xtask: quit with Ctrl-A X{}; serial log {}",
+            opts.timeout
+                .map_or(String::new(), |t| format!(" (QEMU is killed after {t} s)")),
+            log.display()
+        );
+        qemu::run_interactive(&cfg, &log, timeout)?
+    } else {
+        qemu::run(&cfg, &log, timeout, true)?
+    };
     eprint!("{}", outcome.qemu_stderr);
     println!();
     if outcome.timed_out {
@@ -71,6 +78,7 @@ pub fn run(opts: &RunOptions) -> Result<ExitCode, String> {
 
 /// `cargo xtask test`: host tests, then every selected scenario, in order.
 pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
+    let started = std::time::Instant::now();
     let ws = Workspace::locate()?;
     prereq::ensure_all(&ws)?;
 
@@ -107,10 +115,13 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     }
 
     let (mut passed, mut failed) = (0usize, 0usize);
+    // Every failure by name, with where to look.
+    let mut failures: Vec<String> = Vec::new();
     let rounds = opts.repeat.max(1);
+    let total = scenarios.len() * usize::try_from(rounds).unwrap_or(usize::MAX);
+    let mut index = 0usize;
     // Scenario name -> rounds it failed in, with the kept log of each.
     let mut flaky: Vec<(String, Vec<(u64, String)>)> = Vec::new();
-    let started = std::time::Instant::now();
     if rounds > 1 {
         let _ = std::fs::remove_dir_all(ws.scratch_dir("repeat"));
     }
@@ -125,6 +136,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
             println!("xtask: {e}");
             for s in &scenarios {
                 println!("FAIL {}: guest build failed", s.name);
+                failures.push(format!("{}: guest build failed (output above)", s.name));
             }
             failed = scenarios.len();
         }
@@ -143,18 +155,24 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                     );
                 }
                 for (s, system) in scenarios.iter().zip(&systems) {
+                    let s = Scenario {
+                        timeout: opts.timeout_s.map_or(s.timeout, Duration::from_secs),
+                        ..s.clone()
+                    };
+                    index += 1;
+                    println!(
+                        "[{index}/{total}] {} (timeout {} s)",
+                        s.name,
+                        s.timeout.as_secs()
+                    );
                     let system = match system {
                         Ok(system) => system.as_ref(),
                         Err(e) => {
                             println!("FAIL {}: {e}", s.name);
+                            failures.push(format!("{}: {e}", s.name));
                             failed += 1;
                             continue;
                         }
-                    };
-                    let s = Scenario {
-                        timeout: opts.timeout_s.map_or(s.timeout, Duration::from_secs),
-                        el2: s.el2 || opts.el2,
-                        ..s.clone()
                     };
                     let images = if s.features.is_empty() {
                         &images
@@ -169,6 +187,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                             Ok(i) => &*i,
                             Err(e) => {
                                 println!("FAIL {}: variant build failed: {e}", s.name);
+                                failures.push(format!("{}: variant build failed", s.name));
                                 failed += 1;
                                 continue;
                             }
@@ -179,8 +198,13 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                         continue;
                     }
                     failed += 1;
+                    let log = ws.scratch_dir(&s.name).join("serial.log");
+                    failures.push(format!("{}: log {}", s.name, log.display()));
                     if rounds > 1 {
                         let kept = keep_failed_log(&ws, &s.name, round);
+                        if let Some(last) = failures.last_mut() {
+                            *last = format!("{} (round {round}): log {kept}", s.name);
+                        }
                         match flaky.iter_mut().find(|(n, _)| *n == s.name) {
                             Some((_, v)) => v.push((round, kept)),
                             None => flaky.push((s.name.clone(), vec![(round, kept)])),
@@ -215,6 +239,7 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
             passed += 1;
         } else {
             println!("FAIL lint (see the cargo fmt / cargo clippy output above)");
+            failures.push("lint: cargo fmt / cargo clippy output above".into());
             failed += 1;
         }
         if host_ok {
@@ -222,10 +247,17 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
             passed += 1;
         } else {
             println!("FAIL host tests (see the `cargo test` output above)");
+            failures.push("host tests: cargo test output above".into());
             failed += 1;
         }
     }
-    println!("{passed} passed, {failed} failed");
+    println!(
+        "{passed} passed, {failed} failed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    for f in &failures {
+        println!("  FAILED {f}");
+    }
     Ok(if host_ok && lint_ok && failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -391,18 +423,4 @@ fn prebuilt(path: &Path) -> Result<PathBuf, String> {
 
 fn secs(outcome: &RunOutcome) -> f64 {
     outcome.duration.as_secs_f64()
-}
-
-/// Arguments joined for display, quoting the ones a shell would split.
-fn shell_words(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"') {
-                format!("'{a}'")
-            } else {
-                a.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
