@@ -506,7 +506,9 @@ fn csv(r: &report::Report) -> String {
          ratio_milli,ratio_ci95_low_milli,ratio_ci95_high_milli,mean_us,p50_us,p99_us,p999_us,max_us,\
          ipc_milli,tlbi_milli,sync_milli,doorbells_milli,server_us_milli,maps_milli,unmaps_milli,\
          as_switches_milli,syscalls_milli,ipc_calls_milli,interrupts_milli,client_cpu_us_milli,\
-         driver_cpu_us_milli,server_cpu_us_milli,stale_max_us,errors,projected_iops,projected_ratio_milli\n",
+         driver_cpu_us_milli,server_cpu_us_milli,stale_max_us,stale_max_us_worst,\
+         timer_irq_late_us_worst,wake_late_us_worst,irqs_masked_us_worst,errors,projected_iops,\
+         projected_ratio_milli\n",
     );
     for p in &r.points {
         let med = |f: &dyn Fn(&report::Sample) -> u64| {
@@ -525,6 +527,10 @@ fn csv(r: &report::Report) -> String {
             }
         };
         let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+        // The largest over the repetitions: a bound holds only if it holds
+        // in every one.
+        let worst =
+            |f: &dyn Fn(&report::Sample) -> Option<u64>| opt(p.samples.iter().filter_map(f).max());
         let ratio = p.ratio_to_bypass_milli;
         let cols: Vec<String> = vec![
             p.run.clone(),
@@ -561,6 +567,10 @@ fn csv(r: &report::Report) -> String {
             kmed(|k| k.driver_cpu_us),
             kmed(|k| k.server_cpu_us),
             med(&|s| s.stale_max_us).to_string(),
+            worst(&|s| Some(s.stale_max_us)),
+            worst(&|s| s.kernel_peaks_us.map(|k| k.timer_irq_late)),
+            worst(&|s| s.kernel_peaks_us.map(|k| k.wake_late)),
+            worst(&|s| s.kernel_peaks_us.map(|k| k.irqs_masked)),
             p.samples.iter().map(|s| s.errors).sum::<u64>().to_string(),
             opt(p.projected_iops),
             opt(p.projected_ratio_milli),

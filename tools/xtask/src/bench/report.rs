@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// Bytes per I/O: every workload moves 4 KiB blocks.
 pub const IO_BYTES: u64 = 4096;
 /// Bootstrap resamples for each interval.
@@ -103,6 +103,9 @@ pub struct Sample {
     pub per_io_milli: PerIo,
     /// Per I/O, counted by the kernel (the `bench-costs` line), if printed.
     pub kernel_per_io_milli: Option<KernelPerIo>,
+    /// The kernel's latency peaks during the point (the `bench-costs`
+    /// line, schema 3), if printed.
+    pub kernel_peaks_us: Option<KernelPeaks>,
     pub stale_max_us: u64,
     pub errors: u64,
     pub ratio_to_bypass_milli: Option<u64>,
@@ -148,6 +151,19 @@ pub struct KernelPerIo {
     pub client_cpu_us: u64,
     pub driver_cpu_us: u64,
     pub server_cpu_us: u64,
+}
+
+/// The kernel's latency peaks during one point, in µs: what a wake-up of
+/// the IOMMU server (a deferred window's deadline) waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelPeaks {
+    /// Largest delay from the timer's compare value to its handler.
+    pub timer_irq_late: u64,
+    /// Largest delay from a task's deadline to the kernel waking it.
+    pub wake_late: u64,
+    /// Longest trap the kernel ran with IRQs masked.
+    pub irqs_masked: u64,
 }
 
 /// `"12.345"` (or `"12"`) in thousandths: 12345. `None` if not a
@@ -199,6 +215,14 @@ pub fn sample(result: &Fields, costs: Option<&Fields>) -> Result<Sample, String>
             })
         })
         .transpose()?;
+    // Guests before schema 3 printed no peaks: then there are none.
+    let peaks = costs.and_then(|c| {
+        Some(KernelPeaks {
+            timer_irq_late: int(c, "timer_irq_late_max_us").ok()?,
+            wake_late: int(c, "wake_late_max_us").ok()?,
+            irqs_masked: int(c, "irqs_masked_max_us").ok()?,
+        })
+    });
     let position = r
         .get("point")
         .and_then(|p| p.split_once('/'))
@@ -229,6 +253,7 @@ pub fn sample(result: &Fields, costs: Option<&Fields>) -> Result<Sample, String>
             unmaps: per_io(r, "unmaps")?,
         },
         kernel_per_io_milli: kernel,
+        kernel_peaks_us: peaks,
         stale_max_us: int(r, "stale_max_us")?,
         errors: int(r, "errors")?,
         ratio_to_bypass_milli: None,
@@ -394,7 +419,8 @@ mod tests {
         doorbells=0.050 server_us=2.125 maps=1.000 unmaps=1.000 stale_max_us=0 errors=0 point=2/2";
     const COSTS: &str = "dev=nvme mode=strict wl=randread qd=8 as_switches=6.500 syscalls=9.000 \
         ipc_calls=3.000 ipc_replies=3.000 notifications=1.000 interrupts=0.900 \
-        timer_wakeups=0.000 client_cpu_us=10.000 driver_cpu_us=20.000 server_cpu_us=30.500";
+        timer_wakeups=0.000 client_cpu_us=10.000 driver_cpu_us=20.000 server_cpu_us=30.500 \
+        timer_irq_late_max_us=120 wake_late_max_us=95 irqs_masked_max_us=400";
 
     #[test]
     fn milli_parses_the_guests_decimals_exactly() {
@@ -425,6 +451,19 @@ mod tests {
         assert_eq!(s.per_io_milli.tlbi, 100);
         let k = s.kernel_per_io_milli.unwrap();
         assert_eq!((k.as_switches, k.server_cpu_us), (6500, 30_500));
+        assert_eq!(
+            s.kernel_peaks_us,
+            Some(KernelPeaks {
+                timer_irq_late: 120,
+                wake_late: 95,
+                irqs_masked: 400
+            })
+        );
+        // A guest that printed no peaks has none (not zeros).
+        let mut old = fields(COSTS);
+        old.remove("wake_late_max_us");
+        let s = sample(&fields(RESULT), Some(&old)).unwrap();
+        assert_eq!(s.kernel_peaks_us, None);
         // 950 × 4 KiB in 1 s = 3.710... MiB/s.
         assert_eq!(s.mib_per_s_milli, 3710);
         let mut broken = fields(RESULT);
