@@ -7,8 +7,36 @@
 //! a device, and it decodes every value a device may write without
 //! panicking.
 
-use virtio_core::pci::{Reg, feature};
+use virtio_core::pci::Reg;
 use virtio_core::virtqueue::{Layout, QueueMemory};
+
+/// Block device feature bits [VIRTIO-1.2 §5.2.3].
+pub mod feature {
+    /// `size_max` is the largest segment.
+    pub const BLK_SIZE_MAX: u64 = 1 << 1;
+    /// `seg_max` is the most segments per request.
+    pub const BLK_SEG_MAX: u64 = 1 << 2;
+    /// `geometry` is valid.
+    pub const BLK_GEOMETRY: u64 = 1 << 4;
+    /// The device is read-only.
+    pub const BLK_RO: u64 = 1 << 5;
+    /// `blk_size` is the optimal block size.
+    pub const BLK_BLK_SIZE: u64 = 1 << 6;
+    /// The flush command exists.
+    pub const BLK_FLUSH: u64 = 1 << 9;
+    /// Topology information is valid.
+    pub const BLK_TOPOLOGY: u64 = 1 << 10;
+    /// Several request queues.
+    pub const BLK_MQ: u64 = 1 << 12;
+}
+
+/// Block features the driver uses when the device offers them (besides
+/// `virtio_core::pci::REQUIRED_FEATURES`).
+pub const WANTED_FEATURES: u64 = feature::BLK_FLUSH
+    | feature::BLK_BLK_SIZE
+    | feature::BLK_SIZE_MAX
+    | feature::BLK_SEG_MAX
+    | feature::BLK_RO;
 
 /// Bytes in a virtio-blk sector: the unit of `capacity` and `sector`,
 /// whatever `blk_size` says [VIRTIO-1.2 §5.2.4].

@@ -31,10 +31,10 @@ use iommu_api::{Dir, Extent};
 use iommu_client::{ClientError, Iommu};
 use userlib::{Counter, DmaBuffer, log, poll_until};
 use virtio_blk_core::blk::{
-    self, BlkConfig, DmaLayout, Outcome, RequestHeader, RequestType, SECTOR_BYTES,
+    self, BlkConfig, DmaLayout, Outcome, RequestHeader, RequestType, SECTOR_BYTES, feature,
 };
 use virtio_core::inflight::{InFlight, Returned};
-use virtio_core::pci::{self, CapError, Status, common, feature, header};
+use virtio_core::pci::{self, CapError, Status, common, header};
 use virtio_core::virtqueue::{Buffer, QueueMemory, Virtqueue};
 
 use virtio::dma::DmaMem;
@@ -316,8 +316,8 @@ impl VirtioBlk {
         status |= Status::DRIVER;
         regs.set_common(common::DEVICE_STATUS, status)?;
         // 4-6: features; FEATURES_OK must stick.
-        let features =
-            pci::negotiate(regs.device_features()?).map_err(|m| OpenError::MissingFeatures(m.0))?;
+        let features = pci::negotiate(regs.device_features()?, blk::WANTED_FEATURES)
+            .map_err(|m| OpenError::MissingFeatures(m.0))?;
         regs.set_driver_features(features)?;
         status |= Status::FEATURES_OK;
         regs.set_common(common::DEVICE_STATUS, status)?;

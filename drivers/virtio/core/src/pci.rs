@@ -368,24 +368,9 @@ impl Status {
     }
 }
 
-/// Feature bits [VIRTIO-1.2 §6 reserved bits, §5.2.3 block device bits].
+/// Device-independent feature bits [VIRTIO-1.2 §6]; each device type
+/// declares its own (virtio-blk's in `virtio-blk-core`).
 pub mod feature {
-    /// Block: `size_max` is the largest segment.
-    pub const BLK_SIZE_MAX: u64 = 1 << 1;
-    /// Block: `seg_max` is the most segments per request.
-    pub const BLK_SEG_MAX: u64 = 1 << 2;
-    /// Block: `geometry` is valid.
-    pub const BLK_GEOMETRY: u64 = 1 << 4;
-    /// Block: the device is read-only.
-    pub const BLK_RO: u64 = 1 << 5;
-    /// Block: `blk_size` is the optimal block size.
-    pub const BLK_BLK_SIZE: u64 = 1 << 6;
-    /// Block: the flush command exists.
-    pub const BLK_FLUSH: u64 = 1 << 9;
-    /// Block: topology information is valid.
-    pub const BLK_TOPOLOGY: u64 = 1 << 10;
-    /// Block: several request queues.
-    pub const BLK_MQ: u64 = 1 << 12;
     /// Indirect descriptors.
     pub const INDIRECT_DESC: u64 = 1 << 28;
     /// `used_event` / `avail_event` notification suppression.
@@ -399,15 +384,9 @@ pub mod feature {
     pub const RING_PACKED: u64 = 1 << 34;
 }
 
-/// Features the driver cannot work without: a modern device whose DMA is
+/// Features no driver here works without: a modern device whose DMA is
 /// translated by the IOMMU.
 pub const REQUIRED_FEATURES: u64 = feature::VERSION_1 | feature::ACCESS_PLATFORM;
-/// Features the driver uses when the device offers them.
-pub const WANTED_FEATURES: u64 = feature::BLK_FLUSH
-    | feature::BLK_BLK_SIZE
-    | feature::BLK_SIZE_MAX
-    | feature::BLK_SEG_MAX
-    | feature::BLK_RO;
 
 /// Why negotiation failed: the required bits the device lacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -416,13 +395,14 @@ pub struct MissingFeatures(pub u64);
 /// The driver's feature set for a device offering `device`
 /// [VIRTIO-1.2 §3.1.1 step 4]: refuses a device without
 /// [`REQUIRED_FEATURES`] (without `ACCESS_PLATFORM` its DMA would bypass
-/// the IOMMU), accepts [`WANTED_FEATURES`] it offers, and nothing else.
-pub fn negotiate(device: u64) -> Result<u64, MissingFeatures> {
+/// the IOMMU), accepts those of the device type's `wanted` features it
+/// offers, and nothing else.
+pub fn negotiate(device: u64, wanted: u64) -> Result<u64, MissingFeatures> {
     let missing = REQUIRED_FEATURES & !device;
     if missing != 0 {
         return Err(MissingFeatures(missing));
     }
-    Ok(device & (REQUIRED_FEATURES | WANTED_FEATURES))
+    Ok(device & (REQUIRED_FEATURES | wanted))
 }
 
 /// BAR offset of queue notification for a queue whose `queue_notify_off`
@@ -537,16 +517,17 @@ mod tests {
     #[test]
     fn negotiation_requires_access_platform() {
         let all = u64::MAX;
-        assert_eq!(negotiate(all), Ok(REQUIRED_FEATURES | WANTED_FEATURES));
+        let wanted = 1 << 9 | 1 << 5;
+        assert_eq!(negotiate(all, wanted), Ok(REQUIRED_FEATURES | wanted));
         assert_eq!(
-            negotiate(feature::VERSION_1 | feature::BLK_FLUSH),
+            negotiate(feature::VERSION_1 | 1 << 9, wanted),
             Err(MissingFeatures(feature::ACCESS_PLATFORM))
         );
         assert_eq!(
-            negotiate(feature::ACCESS_PLATFORM),
+            negotiate(feature::ACCESS_PLATFORM, wanted),
             Err(MissingFeatures(feature::VERSION_1))
         );
-        let got = negotiate(REQUIRED_FEATURES | feature::RING_EVENT_IDX).unwrap();
+        let got = negotiate(REQUIRED_FEATURES | feature::RING_EVENT_IDX | 1 << 9, 1 << 5).unwrap();
         assert_eq!(got, REQUIRED_FEATURES);
     }
 
