@@ -92,12 +92,14 @@ fn config() -> impl Strategy<Value = EngineConfig> {
         prop_oneof![Just(8u64), Just(64), Just(u64::MAX)],
         prop_oneof![Just(4usize), Just(64)],
         any::<bool>(),
+        prop_oneof![Just(0u64), Just(1), Just(64)],
     )
-        .prop_map(|(ril, pages, cmds, piggyback)| EngineConfig {
+        .prop_map(|(ril, pages, cmds, piggyback, gap)| EngineConfig {
             range_invalidation: ril,
             asid_wide_after_pages: pages,
             asid_wide_after_commands: cmds,
             piggyback_deferred: piggyback,
+            merge_gap_pages: gap,
         })
 }
 

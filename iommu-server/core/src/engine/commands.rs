@@ -136,7 +136,9 @@ impl Emitter<'_, '_> {
             let mut current: Option<(u64, u64)> = None;
             for &(s, e) in ranges.iter() {
                 current = match current {
-                    Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+                    Some((cs, ce)) if s <= ce.saturating_add(self.config.merge_gap_pages) => {
+                        Some((cs, ce.max(e)))
+                    }
                     Some((cs, ce)) => {
                         if !self.range(level, leaf, cs, ce) {
                             return false;

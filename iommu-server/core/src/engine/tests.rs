@@ -149,9 +149,35 @@ fn asid_wide_past_the_page_threshold() {
 }
 
 #[test]
+fn near_ranges_are_invalidated_as_one_with_range_invalidation() {
+    // Four one-page ranges a page apart: one range command (the gaps are
+    // live translations evicted for nothing but a refill).
+    let near: Vec<_> = (0..4).map(|i| r(0x100 + i * 2, 1)).collect();
+    let ril = EngineConfig::for_smmu(true);
+    let cmds = plan_of(ril, &near, UnmapHint::PAGES);
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    let Invalidation::TlbiRange { iova, pages, .. } = cmds[0] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!((iova.get() >> 12, pages), (0x100, 7));
+    // Farther apart than the gap: one command each.
+    let far: Vec<_> = (0..4)
+        .map(|i| r(0x100 + i * (MERGE_GAP_PAGES + 2), 1))
+        .collect();
+    assert_eq!(plan_of(ril, &far, UnmapHint::PAGES).len(), 5);
+    // Without range invalidation every gap page would cost a command.
+    let no_ril = EngineConfig {
+        asid_wide_after_pages: u64::MAX,
+        ..EngineConfig::for_smmu(false)
+    };
+    assert_eq!(plan_of(no_ril, &near, UnmapHint::PAGES).len(), 5);
+}
+
+#[test]
 fn asid_wide_past_the_command_threshold() {
     let config = EngineConfig {
         asid_wide_after_commands: 4,
+        merge_gap_pages: 0,
         ..EngineConfig::for_smmu(true)
     };
     let scattered: Vec<_> = (0..4).map(|i| r(i * 2, 1)).collect();
@@ -170,6 +196,7 @@ fn huge_ranges_are_bounded_whatever_the_config() {
         asid_wide_after_pages: u64::MAX,
         asid_wide_after_commands: usize::MAX,
         piggyback_deferred: true,
+        merge_gap_pages: 0,
     };
     let cmds = plan_of(config, &[r(0, 1 << 30)], UnmapHint::PAGES);
     assert_eq!(
