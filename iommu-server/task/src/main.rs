@@ -326,6 +326,10 @@ fn serve(
     // Event records left in the queue by a bounded drain: drained at the
     // next turn, without sleeping.
     let mut events_left = false;
+    // How long handling one call may take (µs): the longest recent one,
+    // decaying by 1/16 per call. A deferred window that would close while
+    // the next call is handled is flushed before it.
+    let mut call_budget_us = 0u64;
     loop {
         owed.retain_mut(|(badge, token, tries)| {
             if server.teardown_complete(*badge) {
@@ -385,11 +389,19 @@ fn serve(
                 // device caused so far (QEMU writes the records before the
                 // device completes the command).
                 events_left = drain_events(server);
+                // Under TCG one call with a batch of ranges takes hundreds
+                // of µs: more than the flush lead if the window closes
+                // meanwhile.
+                if server.deferred_due(now_us().saturating_add(call_budget_us)) {
+                    flush(server, &mut owed, now_us());
+                }
                 let msg = &buf[..(got.len as usize).min(MSG_MAX)];
                 // The request's handling time is the caller's.
-                let t0 = userlib::counter();
-                let handled = server.handle(now_us(), got.badge, msg, grant, presented, got.reply);
+                let (t0, start) = (userlib::counter(), now_us());
+                let handled = server.handle(start, got.badge, msg, grant, presented, got.reply);
                 server.charge(got.badge, userlib::counter().wrapping_sub(t0));
+                let took = now_us().saturating_sub(start);
+                call_budget_us = (call_budget_us - call_budget_us / 16).max(took);
                 if let Handled::Reply(token, bytes) = handled {
                     answer(token, &bytes);
                 }
