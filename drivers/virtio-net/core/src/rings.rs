@@ -25,6 +25,44 @@ use crate::net::{ETH_HEADER, HDR_BYTES, HdrError, NetHdr};
 /// Bytes of one slot: a header and the largest frame, two to a page.
 pub const SLOT_BYTES: u64 = 2048;
 
+/// Which slot each descriptor head's chain carries.
+#[derive(Debug)]
+struct Heads(Vec<Option<u16>>);
+
+impl Heads {
+    fn new(queue_size: u16) -> Heads {
+        Heads(vec![None; usize::from(queue_size)])
+    }
+
+    /// `head`'s chain carries `slot`.
+    fn insert(&mut self, head: u16, slot: u16) -> Result<(), QueueError> {
+        let entry = self
+            .0
+            .get_mut(usize::from(head))
+            .ok_or(QueueError::BadUsedId(u32::from(head)))?;
+        *entry = Some(slot);
+        Ok(())
+    }
+
+    /// The next used chain's slot, or `None`; a head that carries no slot
+    /// is an error.
+    fn pop(
+        &mut self,
+        q: &mut Virtqueue,
+        mem: &mut impl QueueMemory,
+    ) -> Result<Option<(u16, u32)>, QueueError> {
+        let Some(used) = q.pop_used(mem)? else {
+            return Ok(None);
+        };
+        let slot = self
+            .0
+            .get_mut(usize::from(used.head))
+            .and_then(Option::take)
+            .ok_or(QueueError::BadUsedId(u32::from(used.head)))?;
+        Ok(Some((slot, used.len)))
+    }
+}
+
 /// A received frame, held by the driver until [`RxRing::release`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RxFrame {
@@ -70,8 +108,7 @@ pub struct RxRing {
     iova: Iova,
     max_frame: u64,
     slots: Vec<RxSlot>,
-    /// Per descriptor head: the slot its chain carries.
-    by_head: Vec<Option<u16>>,
+    heads: Heads,
     dropped: u64,
 }
 
@@ -85,7 +122,7 @@ impl RxRing {
             iova,
             max_frame: max_frame.min(SLOT_BYTES - HDR_BYTES),
             slots: vec![RxSlot::Idle; usize::from(count)],
-            by_head: vec![None; usize::from(queue_size)],
+            heads: Heads::new(queue_size),
             dropped: 0,
         }
     }
@@ -119,10 +156,7 @@ impl RxRing {
                     device_writes: true,
                 }],
             )?;
-            let Some(entry) = self.by_head.get_mut(usize::from(head)) else {
-                return Err(QueueError::BadUsedId(u32::from(head)));
-            };
-            *entry = Some(slot as u16);
+            self.heads.insert(head, slot as u16)?;
             self.slots[slot] = RxSlot::Posted;
             n += 1;
         }
@@ -135,20 +169,15 @@ impl RxRing {
         q: &mut Virtqueue,
         mem: &mut impl QueueMemory,
     ) -> Result<Option<RxEvent>, QueueError> {
-        let Some(used) = q.pop_used(mem)? else {
+        let Some((slot, written)) = self.heads.pop(q, mem)? else {
             return Ok(None);
         };
-        let slot = self
-            .by_head
-            .get_mut(usize::from(used.head))
-            .and_then(Option::take)
-            .ok_or(QueueError::BadUsedId(u32::from(used.head)))?;
-        let len = u64::from(used.len);
+        let len = u64::from(written);
         let at = self.base + u64::from(slot) * SLOT_BYTES;
         let verdict = if len < HDR_BYTES + ETH_HEADER {
-            Err(RxDrop::TooShort(used.len))
+            Err(RxDrop::TooShort(written))
         } else if len > HDR_BYTES + self.max_frame {
-            Err(RxDrop::TooLong(used.len))
+            Err(RxDrop::TooLong(written))
         } else {
             NetHdr::read(mem, at).check_rx().map_err(RxDrop::Header)
         };
@@ -228,7 +257,7 @@ pub struct TxRing {
     base: u64,
     max_frame: u64,
     slots: Vec<TxSlot>,
-    by_head: Vec<Option<u16>>,
+    heads: Heads,
 }
 
 impl TxRing {
@@ -239,7 +268,7 @@ impl TxRing {
             base,
             max_frame: max_frame.min(SLOT_BYTES - HDR_BYTES),
             slots: vec![TxSlot::Free; usize::from(count)],
-            by_head: vec![None; usize::from(queue_size)],
+            heads: Heads::new(queue_size),
         }
     }
 
@@ -304,11 +333,7 @@ impl TxRing {
                 }],
             )
             .map_err(TxError::Queue)?;
-        let entry = self
-            .by_head
-            .get_mut(usize::from(head))
-            .ok_or(TxError::Queue(QueueError::BadUsedId(u32::from(head))))?;
-        *entry = Some(slot);
+        self.heads.insert(head, slot).map_err(TxError::Queue)?;
         self.slots[usize::from(slot)] = TxSlot::Posted { len };
         Ok(())
     }
@@ -331,14 +356,9 @@ impl TxRing {
         q: &mut Virtqueue,
         mem: &mut impl QueueMemory,
     ) -> Result<Option<u16>, QueueError> {
-        let Some(used) = q.pop_used(mem)? else {
+        let Some((slot, _)) = self.heads.pop(q, mem)? else {
             return Ok(None);
         };
-        let slot = self
-            .by_head
-            .get_mut(usize::from(used.head))
-            .and_then(Option::take)
-            .ok_or(QueueError::BadUsedId(u32::from(used.head)))?;
         if let Some(s) = self.slots.get_mut(usize::from(slot))
             && let TxSlot::Posted { len } = *s
         {
