@@ -17,6 +17,6 @@ pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, VirtAddr};
 pub use error::{Error, SysResult};
 pub use ids::{Asid, StreamId};
 pub use syscall::{
-    FrameCounts, KERNEL_STATS_RESET_PEAKS, KernelCounters, LatencyPeaks, Sysno, TASK_NAME_MAX,
-    TASK_TIME_BYTES,
+    FrameCounts, KERNEL_STATS_HEAD_BYTES, KERNEL_STATS_RESET_PEAKS, KernelCounters, LatencyPeaks,
+    Sysno, TASK_NAME_MAX, TASK_TIME_BYTES,
 };

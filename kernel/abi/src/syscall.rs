@@ -114,6 +114,10 @@ crate::stable_codes! {
 /// [`Sysno::KernelStats`] flag: start new [`LatencyPeaks`] after reading.
 pub const KERNEL_STATS_RESET_PEAKS: u64 = 1;
 
+/// Bytes before the task records in a [`Sysno::KernelStats`] answer: the
+/// [`KernelCounters`], then the [`LatencyPeaks`].
+pub const KERNEL_STATS_HEAD_BYTES: usize = KernelCounters::BYTES + LatencyPeaks::BYTES;
+
 /// Bytes of a task name in a [`Sysno::KernelStats`] record.
 pub const TASK_NAME_MAX: usize = 32;
 /// Bytes of one task's record after the counters: name, then ticks.

@@ -51,8 +51,8 @@ pub fn wait_for_interrupt() {
 }
 
 /// Idles without `wfi` until the counter reaches `until` or an interrupt
-/// has been taken, whichever comes first: IRQs are unmasked for a moment
-/// on every turn, so a pending one is taken at once.
+/// has been taken, whichever comes first: IRQs are opened for a moment on
+/// every turn ([`take_pending_irqs`]), so a pending one is taken at once.
 ///
 /// For deadlines a moment away only. Under TCG a sleeping CPU is woken by
 /// a host timer that QEMU's main loop fires, and that loop also runs the
@@ -62,18 +62,7 @@ pub fn wait_for_interrupt() {
 pub fn idle_poll(until: u64) {
     let taken = crate::exceptions::irqs_taken();
     while counter() < until {
-        // SAFETY: as in `idle_once`: the vectors are installed, the caller
-        // holds no lock the handler takes, and IRQs are masked again
-        // before anything else runs.
-        unsafe {
-            core::arch::asm!(
-                "msr daifclr, #2",
-                "isb",
-                "msr daifset, #2",
-                clobber_abi("C"),
-                options(nomem, nostack)
-            )
-        };
+        take_pending_irqs();
         if crate::exceptions::irqs_taken() != taken {
             return;
         }
@@ -81,7 +70,7 @@ pub fn idle_poll(until: u64) {
 }
 
 /// Idles until an interrupt has been taken: waits with IRQs still masked,
-/// then unmasks them so the pending one is taken, and masks them again.
+/// then takes the pending one ([`take_pending_irqs`]).
 ///
 /// The wait comes first on purpose. WFI wakes on a pending IRQ whatever
 /// PSTATE.I says, so an interrupt that became pending before the WFI (a
@@ -90,14 +79,21 @@ pub fn idle_poll(until: u64) {
 /// re-arms the timer for the next tick, and the WFI would then sleep until
 /// that tick (up to 10 ms) with an expired deadline nobody processed.
 pub fn idle_once() {
-    // SAFETY: WFI with IRQs masked only waits; unmasking IRQs at EL1 then
-    // lets the vectors (installed) run the handler on this stack, and the
-    // caller holds no lock the handler takes. The ISB makes the unmask take
-    // effect (and the pending IRQ be taken) before IRQs are masked again,
-    // which restores the kernel's normal state.
+    wait_for_interrupt();
+    take_pending_irqs();
+}
+
+/// Unmasks IRQs for a moment, so that any pending one is taken, then masks
+/// them again. Only for the idle loop: the caller holds no lock the
+/// handler takes.
+fn take_pending_irqs() {
+    // SAFETY: unmasking IRQs at EL1 lets the vectors (installed at boot)
+    // run the handler on this stack, and the idle loop holds no lock the
+    // handler takes. The ISB makes the unmask take effect (and a pending
+    // IRQ be taken) before IRQs are masked again, which restores the
+    // kernel's normal state.
     unsafe {
         core::arch::asm!(
-            "wfi",
             "msr daifclr, #2",
             "isb",
             "msr daifset, #2",

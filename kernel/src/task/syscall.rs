@@ -464,7 +464,7 @@ fn kernel_stats(
     if flags & !abi::KERNEL_STATS_RESET_PEAKS != 0 {
         return Err(Error::BadArgument);
     }
-    const HEAD: usize = abi::KernelCounters::BYTES + abi::LatencyPeaks::BYTES;
+    const HEAD: usize = abi::KERNEL_STATS_HEAD_BYTES;
     let len = usize::try_from(len).map_err(|_| Error::BadArgument)?;
     if len < HEAD {
         return Err(Error::BufferTooSmall);

@@ -3,8 +3,8 @@
 //! monitor about its memory ([`frame_stats`]).
 
 use abi::{
-    FrameCounts, KERNEL_STATS_RESET_PEAKS, KernelCounters, LatencyPeaks, SysResult, Sysno,
-    TASK_NAME_MAX, TASK_TIME_BYTES,
+    FrameCounts, KERNEL_STATS_HEAD_BYTES, KERNEL_STATS_RESET_PEAKS, KernelCounters, LatencyPeaks,
+    SysResult, Sysno, TASK_NAME_MAX, TASK_TIME_BYTES,
 };
 
 use crate::raw::check;
@@ -68,9 +68,6 @@ pub struct KernelStats {
     pub slots: usize,
 }
 
-/// Bytes of the counters and peaks before the task records.
-const KERNEL_STATS_HEAD: usize = KernelCounters::BYTES + LatencyPeaks::BYTES;
-
 /// What the kernel counted since boot and its latency peaks (only with a
 /// monitor capability), and the run time of up to `tasks.len()` task slots
 /// (at most [`KERNEL_STATS_TASKS`]), written into `tasks`. With
@@ -80,8 +77,8 @@ pub fn kernel_stats(
     tasks: &mut [TaskTime],
     reset_peaks: bool,
 ) -> SysResult<KernelStats> {
-    let mut buf = [0u8; KERNEL_STATS_HEAD + KERNEL_STATS_TASKS * TASK_TIME_BYTES];
-    let want = KERNEL_STATS_HEAD + tasks.len().min(KERNEL_STATS_TASKS) * TASK_TIME_BYTES;
+    let mut buf = [0u8; KERNEL_STATS_HEAD_BYTES + KERNEL_STATS_TASKS * TASK_TIME_BYTES];
+    let want = KERNEL_STATS_HEAD_BYTES + tasks.len().min(KERNEL_STATS_TASKS) * TASK_TIME_BYTES;
     let flags = if reset_peaks {
         KERNEL_STATS_RESET_PEAKS
     } else {
@@ -109,7 +106,7 @@ pub fn kernel_stats(
     }));
     let slots = (r[2] as usize).min(tasks.len()).min(KERNEL_STATS_TASKS);
     for (i, t) in tasks[..slots].iter_mut().enumerate() {
-        let at = KERNEL_STATS_HEAD + i * TASK_TIME_BYTES;
+        let at = KERNEL_STATS_HEAD_BYTES + i * TASK_TIME_BYTES;
         t.name.copy_from_slice(&buf[at..at + TASK_NAME_MAX]);
         t.ticks = u64_at(at + TASK_NAME_MAX);
     }

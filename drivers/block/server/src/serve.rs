@@ -721,16 +721,23 @@ impl<D: BlockDevice> Loop<'_, D> {
         })
     }
 
-    /// Benchmark counter reset, with nothing in flight: the IOMMU
-    /// server's for this driver (which completes its pending
-    /// invalidations first), then ours.
-    fn reset_stats(&mut self) -> Result<(), BlockError> {
+    /// A benchmark request may run: this is a benchmark system
+    /// (`NotPermitted` otherwise) and nothing is in flight (`QueueFull`).
+    fn bench_quiet(&self) -> Result<(), BlockError> {
         if !self.cfg.bench {
             return Err(BlockError::NotPermitted);
         }
         if self.slots.iter().flatten().any(|f| !f.fenced) {
             return Err(BlockError::QueueFull);
         }
+        Ok(())
+    }
+
+    /// Benchmark counter reset, with nothing in flight: the IOMMU
+    /// server's for this driver (which completes its pending
+    /// invalidations first), then ours.
+    fn reset_stats(&mut self) -> Result<(), BlockError> {
+        self.bench_quiet()?;
         self.lost(self.iommu.reset_stats()).map_err(|e| {
             log!("{}: IOMMU stats reset refused: {e}", self.cfg.name);
             BlockError::Iommu
@@ -743,12 +750,7 @@ impl<D: BlockDevice> Loop<'_, D> {
     /// have the IOMMU server change this driver's policy (which also
     /// resets its counters there), restart the device, reset ours.
     fn set_mode(&mut self, mode: BenchMode) -> Result<(), BlockError> {
-        if !self.cfg.bench {
-            return Err(BlockError::NotPermitted);
-        }
-        if self.slots.iter().flatten().any(|f| !f.fenced) {
-            return Err(BlockError::QueueFull);
-        }
+        self.bench_quiet()?;
         let iommu = self.iommu;
         self.dev_mut().stop(iommu)?;
         // The device is quiesced: fenced buffers are free to go.

@@ -110,6 +110,13 @@ impl<'g> MapPlan<'g> {
     fn pages(&self) -> u64 {
         self.planned.as_slice().iter().map(|p| p.pages).sum()
     }
+
+    /// Counts the mapped plan against the quota: a domain's `live`
+    /// mappings and `mapped_bytes`.
+    fn count(&self, live: &mut u64, mapped_bytes: &mut u64) {
+        *live += self.planned.len as u64;
+        *mapped_bytes += self.pages() * PAGE_SIZE;
+    }
 }
 
 /// Why a pinned map failed, and so when its pins go.
@@ -260,9 +267,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             mappings.insert(iova.get(), Mapping { len: p.len, frames });
             iovas.push(iova);
         }
-        // Counted against the quota, as `note_mapped` does.
-        *live += plan.planned.len as u64;
-        *mapped_bytes += plan.pages() * PAGE_SIZE;
+        plan.count(live, mapped_bytes);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
         Ok(reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
@@ -388,19 +393,11 @@ impl<H: SmmuHw, R> Server<H, R> {
             let n = domain.bus.entry((iova.get(), p.len)).or_insert(0);
             *n = n.saturating_add(1);
         }
-        self.note_mapped(badge, plan);
+        plan.count(&mut domain.live, &mut domain.mapped_bytes);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
         Ok(reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
         }))
-    }
-
-    /// Counts a successful map's mappings and bytes against the quota.
-    fn note_mapped(&mut self, badge: u32, plan: &MapPlan<'_>) {
-        if let Some(d) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) {
-            d.live += plan.planned.len as u64;
-            d.mapped_bytes += plan.pages() * PAGE_SIZE;
-        }
     }
 
     /// The rollback's second half, once [`undo_runs`] cleared what a
