@@ -15,6 +15,7 @@ use ipc_proto::{List, RequestField, ResponseField, WireEntry};
 
 use crate::error::ApiError;
 use crate::list::{Extent, FaultRecord};
+use crate::overview::{ClientSummary, MAX_OVERVIEW_CLIENTS, ServerTotals};
 use crate::policy::InvalidationPolicy;
 use crate::request::Dir;
 use crate::response::Stats;
@@ -217,6 +218,44 @@ impl<'a> ResponseField<'a, ApiError> for List<'a, FaultRecord> {
     const ENTRY: usize = FaultRecord::SIZE;
     const MIN: usize = 0;
     const MAX: usize = MAX_FAULT_RECORDS;
+    fn entries(&self) -> usize {
+        self.len()
+    }
+    fn write(&self, out: &mut [u8]) {
+        self.write_all(out);
+    }
+    fn read(b: &'a [u8]) -> Result<Self, ApiError> {
+        Ok(List::from_wire(b, b.len() / Self::ENTRY)?)
+    }
+}
+
+/// Sixteen 8-byte counters, in their fixed order (see [`ServerTotals`]).
+impl ResponseField<'_, ApiError> for ServerTotals {
+    const ENTRY: usize = 8;
+    const MIN: usize = ServerTotals::FIELDS;
+    const MAX: usize = ServerTotals::FIELDS;
+    fn write(&self, out: &mut [u8]) {
+        for (i, v) in self.to_array().iter().enumerate() {
+            put(out, i * 8, &v.to_le_bytes());
+        }
+    }
+    fn read(b: &[u8]) -> Result<Self, ApiError> {
+        if b.len() != ServerTotals::FIELDS * 8 {
+            return Err(ApiError::Malformed);
+        }
+        let mut a = [0u64; ServerTotals::FIELDS];
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = u64_at(b, i * 8).ok_or(ApiError::Malformed)?;
+        }
+        Ok(ServerTotals::from_array(a))
+    }
+}
+
+/// 0..=[`MAX_OVERVIEW_CLIENTS`] 104-byte client summaries.
+impl<'a> ResponseField<'a, ApiError> for List<'a, ClientSummary> {
+    const ENTRY: usize = ClientSummary::SIZE;
+    const MIN: usize = 0;
+    const MAX: usize = MAX_OVERVIEW_CLIENTS;
     fn entries(&self) -> usize {
         self.len()
     }

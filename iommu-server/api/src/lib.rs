@@ -27,6 +27,7 @@
 //! | 2 `Map` | one parameter entry `{dir: u8, 15 zero bytes}`, then 1..=[`MAX_MAP_ENTRIES`] `{offset: u64, len: u64}` inside the call's grant |
 //! | 3 `Unmap` | 1..=[`MAX_UNMAP_ENTRIES`] `{iova: u64, len: u64}` |
 //! | 4 `Flush`, 5 `Stats`, 6 `Faults`, 8 `ResetStats` | none |
+//! | 9 `ClientStats`, 10 `Overview` | one parameter entry `{index: u32, 12 zero bytes}` (monitors only) |
 //! | 7 `SetPolicy` | one parameter entry `{kind: u8, 0: u8, 0: u16, max_entries: u32, max_age_us: u64}`: kind 1 strict, 2 strict-per-unmap, 3 deferred (both bounds non-zero), 4 bypass (both bounds 0 unless deferred) |
 //!
 //! Response: header `{status: u32 (0 = ok, else an ApiError code), count:
@@ -40,7 +41,10 @@
 //! strict, 2 quarantined; 19 `level_reason`: 0 none, 1 fault, 2 distinct
 //! pages, 3 records; 20 `event_overflows`; 21 `fault_pages`), and no place
 //! ever moves); `Faults` up to
-//! [`MAX_FAULT_RECORDS`] 24-byte [`FaultRecord`]s. An error response has no
+//! [`MAX_FAULT_RECORDS`] 24-byte [`FaultRecord`]s; `ClientStatsOf` one
+//! `{badge: u32, 0: u32}` then the twenty-one counters; `OverviewPage`
+//! sixteen 8-byte [`ServerTotals`] then up to [`MAX_OVERVIEW_CLIENTS`]
+//! 104-byte [`ClientSummary`]s. An error response has no
 //! entries.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -48,6 +52,7 @@
 mod error;
 mod field;
 mod list;
+pub mod overview;
 pub mod policy;
 mod protocol;
 pub mod quota;
@@ -59,6 +64,7 @@ pub use ipc_proto::{
     HEADER_BYTES, List, MSG_MAX, RequestField, ResponseField, Transport, WireEntry,
 };
 pub use list::{Extent, FaultRecord, Iovas};
+pub use overview::{ClientSummary, MAX_OVERVIEW_CLIENTS, ServerTotals};
 pub use policy::{InvalidationPolicy, MONITOR, TrustLevel};
 pub use protocol::{Client, Handler, Op, Request, Response};
 pub use quota::ClientQuota;

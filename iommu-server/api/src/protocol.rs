@@ -15,6 +15,7 @@ use ipc_proto::{List, protocol};
 
 use crate::error::ApiError;
 use crate::list::{Extent, FaultRecord, Iovas};
+use crate::overview::{ClientSummary, ServerTotals};
 use crate::policy::InvalidationPolicy;
 use crate::request::Dir;
 use crate::response::Stats;
@@ -116,5 +117,25 @@ protocol! {
            badge: u32,
            /// Its counters, as its own `Stats` request would answer.
            stats: Stats,
+       };
+
+    /// A monitor (trust `monitor`) reads the server's totals and a page of
+    /// client summaries, from the client at index `first` (0-based, in
+    /// badge order) on, at most
+    /// [`MAX_OVERVIEW_CLIENTS`](crate::MAX_OVERVIEW_CLIENTS) of them; it
+    /// asks again from `first + n` while that is below `totals.clients`.
+    /// Read-only. From a client: `NotPermitted`; `first` past the number
+    /// of clients: `NoSuchClient` (equal to it: an empty page). Answer:
+    /// `OverviewPage`.
+    10 Overview {
+        /// Index of the first client of the page, 0-based.
+        first: u32,
+    } => fn overview
+    -> /// To `Overview`: the totals, then the page's clients in badge order.
+       OverviewPage {
+           /// Server-wide figures.
+           totals: ServerTotals,
+           /// The clients from `first` on (fewer at the end).
+           clients: List<'a, ClientSummary>,
        };
 }

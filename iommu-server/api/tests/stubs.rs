@@ -7,8 +7,8 @@ use core::cell::RefCell;
 
 use abi::{Iova, StreamId};
 use iommu_api::{
-    ApiError, Client, Dir, Extent, FaultRecord, InvalidationPolicy, List, MSG_MAX, Request,
-    Response, Stats, Transport,
+    ApiError, Client, ClientSummary, Dir, Extent, FaultRecord, InvalidationPolicy, List,
+    MAX_OVERVIEW_CLIENTS, MSG_MAX, Request, Response, ServerTotals, Stats, Transport, TrustLevel,
 };
 
 /// Records each message sent; answers with the bytes queued.
@@ -107,6 +107,38 @@ fn stubs_send_their_request_and_return_their_response() {
     t.answer(Ok(Response::StatsReset));
     assert_eq!(c.reset_stats(&mut r), Ok(()));
     t.last(|q| assert_eq!(q, Request::ResetStats));
+
+    let mut one = ClientSummary::new(
+        2,
+        "virtio-net",
+        TrustLevel::Untrusted,
+        InvalidationPolicy::Strict,
+    );
+    one.maps = 5;
+    one.syncs = 2;
+    let page = [one; MAX_OVERVIEW_CLIENTS];
+    let totals = ServerTotals {
+        clients: 9,
+        syncs: 4,
+        ..ServerTotals::default()
+    };
+    t.answer(Ok(Response::OverviewPage {
+        totals,
+        clients: List::new(&page),
+    }));
+    assert_eq!(c.overview(&mut r, 1), Ok((totals, List::new(&page))));
+    t.last(|q| assert_eq!(q, Request::Overview { first: 1 }));
+    // A page longer than a message holds is never encoded.
+    let too_many = [one; MAX_OVERVIEW_CLIENTS + 1];
+    let mut buf = [0; MSG_MAX];
+    assert_eq!(
+        Response::OverviewPage {
+            totals,
+            clients: List::new(&too_many)
+        }
+        .encode(&mut buf),
+        Err(ApiError::TooMany)
+    );
 
     // An error status is that error; an answer to another op is malformed.
     t.answer(Err(ApiError::Quarantined));

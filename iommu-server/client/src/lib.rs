@@ -140,6 +140,22 @@ impl Iommu {
         self.with(None, None).client_stats(&mut [0; MSG_MAX], index)
     }
 
+    /// A monitor only (trust `monitor`): the server's totals and the
+    /// summaries of its clients from index `first` (0-based, badge order),
+    /// copied into `out` (at most
+    /// [`MAX_OVERVIEW_CLIENTS`](iommu_api::MAX_OVERVIEW_CLIENTS) per call);
+    /// returns the totals and how many were copied. Ask again from
+    /// `first + n` while that is below `totals.clients`.
+    pub fn overview(
+        &self,
+        first: u32,
+        out: &mut [iommu_api::ClientSummary],
+    ) -> Result<(iommu_api::ServerTotals, usize), ClientError> {
+        let mut reply = [0; MSG_MAX];
+        let (totals, page) = self.with(None, None).overview(&mut reply, first)?;
+        Ok((totals, page.copy_to(out)))
+    }
+
     /// Switches this client's invalidation policy (the benchmark client
     /// only: trust `bench` in the system description; others get
     /// `NotPermitted`). Every mapping must be unmapped first (`Busy`

@@ -1,8 +1,8 @@
 //! Taking one call: decoding its request, refusing it from an unknown
 //! badge or a quarantined client (which may still read its counters and
 //! faults), completing a demoted client's demotion before anything else,
-//! and routing it to the handler of its role (a monitor's one request,
-//! `ClientStats`, or a client's); encoding responses and errors.
+//! and routing it to the handler of its role (a monitor's requests,
+//! `ClientStats` and `Overview`, or a client's); encoding responses and errors.
 //!
 //! It must never act on a request itself: every check and change is the
 //! handler's. A request that does not decode, or comes from a badge that
@@ -49,11 +49,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             Err(e) => return Handled::Reply(reply, error_bytes(e)),
         };
         let Some(client) = self.clients.get(&badge) else {
-            // A monitor's only request; anything else from a badge that is
-            // not a client's is refused.
+            // A monitor's only requests (read-only); anything else from a
+            // badge that is not a client's is refused.
             let r = match req {
                 Request::ClientStats { index } if self.monitors.contains(&badge) => {
                     self.client_stats(index)
+                }
+                Request::Overview { first } if self.monitors.contains(&badge) => {
+                    self.overview(first)
                 }
                 _ => Err(ApiError::NotPermitted),
             };

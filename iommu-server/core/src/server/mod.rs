@@ -33,6 +33,7 @@
 //!   a completed sync covered (the only place anything is freed);
 //! - `policy`: the benchmark client's policy switching and bypass;
 //! - `faults`: counters, time charging, fault attribution, quarantine;
+//! - `monitor`: a monitor's `Overview` (totals and client summaries);
 //! - `quota`: per-client quotas, the table and heap reservations;
 //! - `death`: a client's death.
 
@@ -43,6 +44,7 @@ mod faults;
 mod flush;
 mod hw;
 mod map;
+mod monitor;
 mod policy;
 pub mod quota;
 mod requests;

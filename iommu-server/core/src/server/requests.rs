@@ -83,4 +83,9 @@ impl<'a, H: SmmuHw, R> Handler<'a> for Call<'_, '_, H, R> {
     fn client_stats(self, _index: u32) -> Handled<R> {
         self.answer(Err(ApiError::NotPermitted))
     }
+
+    /// Clients never may (monitors are answered in `handle`).
+    fn overview(self, _first: u32) -> Handled<R> {
+        self.answer(Err(ApiError::NotPermitted))
+    }
 }
