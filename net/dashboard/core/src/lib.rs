@@ -3,7 +3,7 @@
 //! parser ([`http`]: bounded head, `GET` only), the responses ([`response`]:
 //! status line and headers), the two pages ([`render`]: `GET /`, an HTML
 //! page that refreshes itself, and `GET /stats.json`) and the routing
-//! between them ([`serve`]).
+//! between them ([`serve`]), and serving one connection ([`conn`]).
 //!
 //! It must never panic or allocate without bound on anything a peer
 //! sends: a head longer than [`http::MAX_HEAD`] or malformed is a 400 and
@@ -14,6 +14,7 @@
 
 extern crate alloc;
 
+pub mod conn;
 pub mod http;
 pub mod render;
 pub mod response;

@@ -63,3 +63,49 @@ proptest! {
         prop_assert_eq!(answer(&req), Answer::Refuse(Status::BadRequest));
     }
 }
+
+mod conn {
+    use super::*;
+    use dashboard_core::Snapshot;
+    use dashboard_core::conn::{Conn, Outcome, serve_one};
+
+    struct Chunks(Vec<Vec<u8>>, Vec<u8>);
+
+    impl Conn for Chunks {
+        type Error = ();
+        fn recv(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let c = self.0.remove(0);
+            let k = c.len().min(buf.len());
+            buf[..k].copy_from_slice(&c[..k]);
+            Ok(k)
+        }
+        fn send(&mut self, b: &[u8]) -> Result<usize, ()> {
+            self.1.extend_from_slice(b);
+            Ok(b.len())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Whatever a peer sends, in whatever pieces: no panic, and either
+        /// the peer closed first or one whole HTTP answer went out.
+        #[test]
+        fn any_peer_gets_one_answer_or_nothing(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..600), 0..12),
+        ) {
+            let mut c = Chunks(chunks, Vec::new());
+            match serve_one(&mut c, || 0, 1, || Some(Snapshot::default())) {
+                Outcome::Answered(s) => {
+                    let line = format!("HTTP/1.1 {} ", s.code());
+                    prop_assert!(c.1.starts_with(line.as_bytes()));
+                }
+                Outcome::PeerClosed => prop_assert!(c.1.is_empty()),
+                Outcome::SocketError => prop_assert!(false),
+            }
+        }
+    }
+}
