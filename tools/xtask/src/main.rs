@@ -8,6 +8,7 @@ mod artifacts;
 mod bench;
 mod cli;
 mod fuzz;
+mod hostnet;
 mod list;
 mod prereq;
 mod projection_glue;
