@@ -108,8 +108,42 @@ crate::stable_codes! {
         /// peaks is `BufferTooSmall`. Returns the bytes written and the
         /// number of task slots.
         KernelStats = 20,
+        /// `grant_copy(token, op, offset, ptr, len) -> copied`: a server
+        /// copies between its own memory `[ptr, ptr + len)` and
+        /// `[offset, offset + len)` of the grant that came with the call
+        /// whose reply token is `token` (still waiting for this task's
+        /// reply): [`GrantCopyOp::Read`] copies grant → caller,
+        /// [`GrantCopyOp::Write`] caller → grant. This is how a message
+        /// too large for [`MSG_MAX`] (an Ethernet frame) reaches a server
+        /// that receives a grant only as physical frames. A grant is only
+        /// ever `dma_alloc` memory (normal, read-write) of the client, which
+        /// a device the server drives could read and write anyway: the copy
+        /// gives the server nothing the grant did not. At most
+        /// [`GRANT_COPY_MAX`] bytes per call (`TooLarge`), so the kernel's
+        /// time in one syscall stays bounded. A token not waiting on this
+        /// task is `BadReplyToken`; no grant, or a range outside it,
+        /// `Denied`; the caller's range not readable (write) or writable
+        /// (read) user memory, `BadAddress`; an unknown `op`,
+        /// `BadArgument`. A refused call copies nothing; `len` 0 copies
+        /// nothing and checks no more than `op`. Returns the bytes copied
+        /// (`len`).
+        GrantCopy = 21,
     }
 }
+
+crate::stable_codes! {
+    /// The `op` of [`Sysno::GrantCopy`].
+    pub enum GrantCopyOp: u64 {
+        /// From the call's grant into the caller's memory.
+        Read = 0,
+        /// From the caller's memory into the call's grant.
+        Write = 1,
+    }
+}
+
+/// Most bytes one [`Sysno::GrantCopy`] call may copy (64 KiB): a bound on
+/// the kernel's time in one syscall.
+pub const GRANT_COPY_MAX: usize = 64 * 1024;
 
 /// [`Sysno::KernelStats`] flag: start new [`LatencyPeaks`] after reading.
 pub const KERNEL_STATS_RESET_PEAKS: u64 = 1;
@@ -470,7 +504,7 @@ mod tests {
     /// The ABI as shipped: every syscall's number. A renumbering, a
     /// reordering, a syscall missing from `ALL` (hence answered
     /// `BadSyscall`) or one added without an entry here fails.
-    const GOLDEN: [(Sysno, u64); 21] = [
+    const GOLDEN: [(Sysno, u64); 22] = [
         (Sysno::Log, 0),
         (Sysno::Exit, 1),
         (Sysno::Yield, 2),
@@ -492,6 +526,7 @@ mod tests {
         (Sysno::FramePins, 18),
         (Sysno::FrameStats, 19),
         (Sysno::KernelStats, 20),
+        (Sysno::GrantCopy, 21),
     ];
 
     #[test]
@@ -542,6 +577,12 @@ mod tests {
     }
 
     #[test]
+    fn grant_copy_ops_are_the_golden_ones() {
+        assert_eq!(GrantCopyOp::ALL.map(GrantCopyOp::code), [0, 1]);
+        assert_eq!(GrantCopyOp::from_code(2), None);
+    }
+
+    #[test]
     fn every_syscall_is_dispatchable_and_numbers_are_unique() {
         for s in Sysno::ALL {
             assert_eq!(Sysno::from_code(s.code()), Some(s));
@@ -559,7 +600,7 @@ mod tests {
         for s in known {
             assert!(Sysno::ALL.contains(&s), "{s:?} missing from ALL");
         }
-        assert_eq!(Sysno::from_code(21), None);
+        assert_eq!(Sysno::from_code(22), None);
         assert_eq!(Sysno::from_code(u64::MAX), None);
     }
 }

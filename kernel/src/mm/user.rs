@@ -346,6 +346,60 @@ impl AddressSpace {
         });
     }
 
+    /// Copies `len` bytes between this space's `[va, va + len)` and the
+    /// physical run that starts `offset` bytes into `frames[0]` (whole
+    /// frames, in order: a call's grant, see `Sysno::GrantCopy`). `to_frames`
+    /// copies the task's memory into the frames, otherwise the frames into
+    /// the task's memory. The task's range must be readable (resp.
+    /// writable) normal memory (`BadAddress`); the frames must cover the
+    /// run (`Denied`). Checked before any byte moves.
+    pub fn copy_with_frames(
+        &self,
+        va: u64,
+        frames: &[PhysAddr],
+        offset: u64,
+        len: usize,
+        to_frames: bool,
+    ) -> SysResult<()> {
+        let covered = (frames.len() as u64).saturating_mul(PAGE_SIZE);
+        if offset.saturating_add(len as u64) > covered {
+            return Err(Error::Denied);
+        }
+        if to_frames {
+            self.check_readable(va, len as u64)?;
+        } else {
+            self.check_writable(va, len as u64)?;
+        }
+        self.copy_pages(va, len, |task, done, n| {
+            let mut moved = 0usize;
+            while moved < n {
+                let at = offset + (done + moved) as u64;
+                let in_frame = at % PAGE_SIZE;
+                let m = ((PAGE_SIZE - in_frame) as usize).min(n - moved);
+                let Some(&frame) = frames.get((at / PAGE_SIZE) as usize) else {
+                    return; // unreachable: the run was checked above
+                };
+                let phys = super::phys_to_virt(frame).get() + in_frame;
+                let user = task + moved as u64;
+                let (from, to) = if to_frames {
+                    (user, phys)
+                } else {
+                    (phys, user)
+                };
+                // SAFETY: both addresses are linear-map addresses of normal
+                // RAM: `user` lies in a page of this task checked above for
+                // the access, `phys` in a frame of a live task's grant (the
+                // kernel checked it was that task's `dma_alloc` memory when
+                // the call was made, and the caller waits for the reply, so
+                // it is not reclaimed). `m` bytes stay inside both pages.
+                // `copy` allows the two to overlap.
+                unsafe { core::ptr::copy(from as *const u8, to as *mut u8, m) }
+                moved += m;
+            }
+        });
+        Ok(())
+    }
+
     /// Walks `[va, va+len)` page by page, calling `f(kernel address,
     /// offset into the copy, bytes in this page)`. Callers checked the range.
     fn copy_pages(&self, va: u64, len: usize, mut f: impl FnMut(u64, usize, usize)) {

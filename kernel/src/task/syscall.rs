@@ -9,8 +9,8 @@ use alloc::vec::Vec;
 use core::mem::size_of;
 
 use abi::syscall::{
-    CallArgs, FOREVER, GRANT_MAX_PAGES, LOG_MAX, MSG_MAX, NO_CAP, PIN_BATCH_MAX, PinOp,
-    PresentedKind, RecvArgs, RecvInfo,
+    CallArgs, FOREVER, GRANT_COPY_MAX, GRANT_MAX_PAGES, GrantCopyOp, LOG_MAX, MSG_MAX, NO_CAP,
+    PIN_BATCH_MAX, PinOp, PresentedKind, RecvArgs, RecvInfo,
 };
 use abi::{Error, PAGE_SIZE, SysResult, Sysno};
 
@@ -73,6 +73,7 @@ pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
         Sysno::FramePins => Some(frame_pins(k, t, x[0], x[1], x[2], x[3])),
         Sysno::FrameStats => Some(frame_stats(k, t, x[0])),
         Sysno::KernelStats => Some(kernel_stats(k, t, x[0], x[1], x[2], x[3])),
+        Sysno::GrantCopy => Some(grant_copy(k, t, x[0], x[1], x[2], x[3], x[4])),
     };
     if let Some(r) = r {
         set_result(k, t, r);
@@ -267,6 +268,37 @@ fn forwarded_grant(
         .map_err(|_| Error::NoMemory)?;
     out.extend_from_slice(frames);
     Ok((out, start_va))
+}
+
+/// Copies between the server `t`'s memory and the grant of the call
+/// `token` names (see [`Sysno::GrantCopy`]): the op, the length, then the
+/// token and the grant range (the same check as a forwarded grant), then
+/// the server's own range, before any byte moves.
+fn grant_copy(
+    k: &Kernel,
+    t: TaskIdx,
+    token: u64,
+    op: u64,
+    offset: u64,
+    ptr: u64,
+    len: u64,
+) -> SysResult<[u64; 3]> {
+    let op = GrantCopyOp::from_code(op).ok_or(Error::BadArgument)?;
+    if len > GRANT_COPY_MAX as u64 {
+        return Err(Error::TooLarge);
+    }
+    if len == 0 {
+        return Ok([0; 3]);
+    }
+    let (frames, start_va) = forwarded_grant(k, t, token, offset, len)?;
+    space(k, t).copy_with_frames(
+        ptr,
+        &frames,
+        start_va % PAGE_SIZE,
+        len as usize,
+        op == GrantCopyOp::Write,
+    )?;
+    Ok([len, 0, 0])
 }
 
 fn recv(k: &mut Kernel, t: TaskIdx, args_ptr: u64, info_ptr: u64) -> Option<SysResult<[u64; 3]>> {

@@ -81,6 +81,10 @@ macro_rules! protocol {
                 $(#[$rq_meta])*
                 $req $({ $( $(#[$rqf_meta])* $rqf: $rqt ),* })? $(($rtt))?,
             )*
+            /// Never built: it uses `'a` for protocols none of whose
+            /// fields borrow the message.
+            #[doc(hidden)]
+            __Unused(core::convert::Infallible, core::marker::PhantomData<&'a ()>),
         }
 
         impl<'a> Request<'a> {
@@ -88,6 +92,7 @@ macro_rules! protocol {
             pub const fn op(&self) -> Op {
                 match self {
                     $( Request::$req { .. } => Op::$req, )*
+                    Request::__Unused(never, _) => match *never {},
                 }
             }
 
@@ -101,6 +106,7 @@ macro_rules! protocol {
                         $crate::protocol!(@encode_request buf, Op::$req as u16, $err;
                             $($($rqf: $rqt),*)? $($rtf: $rtt)?)
                     } )*
+                    Request::__Unused(never, _) => match never {},
                 }
             }
 
@@ -124,6 +130,7 @@ macro_rules! protocol {
                     $( Request::$req $({ $($rqf),* })? $(($rtf))? => {
                         handler.$method($($($rqf),*)? $($rtf)?)
                     } )*
+                    Request::__Unused(never, _) => match never {},
                 }
             }
         }
@@ -135,6 +142,10 @@ macro_rules! protocol {
                 $(#[$rs_meta])*
                 $resp $({ $( $(#[$rsf_meta])* $rsf: $rst ),* })? $(($tt))?,
             )*
+            /// Never built: it uses `'a` for protocols none of whose
+            /// fields borrow the message.
+            #[doc(hidden)]
+            __Unused(core::convert::Infallible, core::marker::PhantomData<&'a ()>),
         }
 
         impl<'a> Response<'a> {
@@ -142,6 +153,7 @@ macro_rules! protocol {
             pub const fn op(&self) -> Op {
                 match self {
                     $( Response::$resp { .. } => Op::$req, )*
+                    Response::__Unused(never, _) => match *never {},
                 }
             }
 
@@ -154,6 +166,7 @@ macro_rules! protocol {
                         $crate::protocol!(@encode_response buf, $err;
                             $($($rsf: $rst),*)? $($tf: $tt)?)
                     } )*
+                    Response::__Unused(never, _) => match never {},
                 }
             }
 

@@ -6,10 +6,10 @@
 
 use core::marker::PhantomData;
 
-use abi::syscall::{CallArgs, NO_CAP, RecvArgs};
+use abi::syscall::{CallArgs, GrantCopyOp, NO_CAP, RecvArgs};
 use abi::{SysResult, Sysno};
 
-pub use abi::syscall::{FOREVER, MSG_MAX, PresentedKind, RecvInfo, RecvKind};
+pub use abi::syscall::{FOREVER, GRANT_COPY_MAX, MSG_MAX, PresentedKind, RecvInfo, RecvKind};
 
 use crate::raw::check;
 use crate::sys::syscall;
@@ -192,4 +192,26 @@ pub fn wait(timeout_us: u64) -> SysResult<u64> {
 /// Re-enables the interrupt the capability `cap` names.
 pub fn irq_ack(cap: u32) -> SysResult<()> {
     check(syscall(Sysno::IrqAck as u64, [cap as u64, 0, 0, 0, 0, 0])).map(|_| ())
+}
+
+/// Copies `[offset, offset + buf.len())` of the grant that came with the
+/// received call `token` (not yet answered) into `buf`: how a server reads
+/// data too large for a message. At most [`GRANT_COPY_MAX`] bytes.
+pub fn grant_read(token: u64, offset: u64, buf: &mut [u8]) -> SysResult<usize> {
+    grant_copy(token, GrantCopyOp::Read, offset, mut_ptr_of(buf), buf.len())
+}
+
+/// Copies `data` into `[offset, offset + data.len())` of the grant that
+/// came with the received call `token` (not yet answered). At most
+/// [`GRANT_COPY_MAX`] bytes.
+pub fn grant_write(token: u64, offset: u64, data: &[u8]) -> SysResult<usize> {
+    grant_copy(token, GrantCopyOp::Write, offset, ptr_of(data), data.len())
+}
+
+fn grant_copy(token: u64, op: GrantCopyOp, offset: u64, ptr: u64, len: usize) -> SysResult<usize> {
+    let r = check(syscall(
+        Sysno::GrantCopy as u64,
+        [token, op.code(), offset, ptr, len as u64, 0],
+    ))?;
+    Ok(r[1] as usize)
 }

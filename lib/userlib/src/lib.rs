@@ -27,7 +27,9 @@ pub use abi::syscall::{LOG_MAX, MSG_MAX, PIN_BATCH_MAX, PinOp};
 pub use abi::{Error, SysResult};
 pub use bootimage::{Client, TaskInfo};
 pub use console::log;
-pub use ipc::{Grant, RecvInfo, RecvKind, call, irq_ack, notify, recv, reply, wait};
+pub use ipc::{
+    Grant, RecvInfo, RecvKind, call, grant_read, grant_write, irq_ack, notify, recv, reply, wait,
+};
 pub use mem::{DeviceRegion, DmaBuffer, dma_alloc, mmio_map, pci_map_bar, publish_to_device};
 pub use mmio::{Reg, TimedOut, Value, poll_until};
 pub use pci::{pci_config_read, pci_config_write, pci_enable_bus_master, smmu_enabled};

@@ -71,6 +71,11 @@ impl Counter {
     pub fn ticks(&self, us: u64) -> u64 {
         mmio::us_to_ticks(us, self.hz)
     }
+
+    /// Microseconds in `ticks` counter ticks.
+    pub fn micros(&self, ticks: u64) -> u64 {
+        mmio::ticks_to_us(ticks, self.hz)
+    }
 }
 
 impl mmio::Clock for Counter {

@@ -1,0 +1,335 @@
+//! The socket table against real smoltcp: one interface on a loopback
+//! device, a peer socket (not in the table) on the same interface, and a
+//! fake kernel recording every answer and standing in for the callers'
+//! grants.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::phy::{Loopback, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
+
+use super::*;
+
+/// A response, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Got {
+    Accepted(Socket),
+    Received(u32),
+    Sent(u32),
+    Other,
+}
+
+#[derive(Default)]
+struct FakeKernel {
+    answers: Vec<(u64, Result<Got, SockError>)>,
+    grants: HashMap<u64, Vec<u8>>,
+}
+
+impl FakeKernel {
+    fn answer(&self, token: u64) -> Option<&Result<Got, SockError>> {
+        self.answers
+            .iter()
+            .find(|(t, _)| *t == token)
+            .map(|(_, r)| r)
+    }
+}
+
+impl Replier for FakeKernel {
+    fn reply(&mut self, token: u64, r: Result<Response<'_>, SockError>) {
+        assert!(self.answer(token).is_none(), "token {token} answered twice");
+        let got = r.map(|r| match r {
+            Response::Accepted(s) => Got::Accepted(s),
+            Response::Received(n) => Got::Received(n),
+            Response::Sent(n) => Got::Sent(n),
+            _ => Got::Other,
+        });
+        self.answers.push((token, got));
+    }
+    fn read_grant(&mut self, token: u64, buf: &mut [u8]) -> bool {
+        match self.grants.get(&token) {
+            Some(g) if g.len() >= buf.len() => {
+                buf.copy_from_slice(&g[..buf.len()]);
+                true
+            }
+            _ => false,
+        }
+    }
+    fn write_grant(&mut self, token: u64, data: &[u8]) -> bool {
+        match self.grants.get_mut(&token) {
+            Some(g) if g.len() >= data.len() => {
+                g[..data.len()].copy_from_slice(data);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+struct World {
+    iface: Interface,
+    dev: Loopback,
+    set: SocketSet<'static>,
+    table: Sockets,
+    kernel: FakeKernel,
+    now: Instant,
+}
+
+impl World {
+    fn new() -> World {
+        let mut dev = Loopback::new(Medium::Ethernet);
+        let cfg = Config::new(EthernetAddress([2, 0, 0, 0, 0, 1]).into());
+        let mut iface = Interface::new(cfg, &mut dev, Instant::ZERO);
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
+        });
+        World {
+            iface,
+            dev,
+            set: SocketSet::new(Vec::new()),
+            table: Sockets::new().unwrap(),
+            kernel: FakeKernel::default(),
+            now: Instant::ZERO,
+        }
+    }
+
+    /// Polls and services a few rounds, the clock moving 1 ms each.
+    fn run(&mut self) {
+        for _ in 0..20 {
+            self.now += Duration::from_millis(1);
+            self.iface.poll(self.now, &mut self.dev, &mut self.set);
+            self.table
+                .service(&mut self.set, &mut self.kernel, self.now);
+        }
+    }
+
+    /// A peer socket connecting to `port`.
+    fn connect(&mut self, port: u16, local: u16) -> SocketHandle {
+        let s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 4096]),
+            tcp::SocketBuffer::new(vec![0; 4096]),
+        );
+        let h = self.set.add(s);
+        let cx = self.iface.context();
+        self.set
+            .get_mut::<tcp::Socket>(h)
+            .connect(cx, (IpAddress::v4(127, 0, 0, 1), port), local)
+            .unwrap();
+        h
+    }
+
+    fn peer(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.set.get_mut::<tcp::Socket>(h)
+    }
+
+    fn accepted(&mut self, owner: u32, listener: Socket, token: u64) -> Socket {
+        self.table.accept(owner, listener, token).unwrap();
+        self.run();
+        match self.kernel.answer(token) {
+            Some(Ok(Got::Accepted(s))) => *s,
+            other => panic!("accept answered {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_connection_is_accepted_and_moves_bytes_both_ways() {
+    let mut w = World::new();
+    let l = w.table.listen(&mut w.set, 1, 80, 2).unwrap();
+    let peer = w.connect(80, 49152);
+    let s = w.accepted(1, l, 10);
+
+    w.peer(peer).send_slice(b"hello").unwrap();
+    w.kernel.grants.insert(11, vec![0; 100]);
+    w.table.recv(1, s, 100, 100, 11).unwrap();
+    w.run();
+    assert_eq!(w.kernel.answer(11), Some(&Ok(Got::Received(5))));
+    assert_eq!(&w.kernel.grants[&11][..5], b"hello");
+
+    w.kernel.grants.insert(12, b"world".to_vec());
+    w.table.send(1, s, 5, 5, 12).unwrap();
+    w.run();
+    assert_eq!(w.kernel.answer(12), Some(&Ok(Got::Sent(5))));
+    let mut buf = [0u8; 16];
+    let n = w.peer(peer).recv_slice(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"world");
+
+    // Closing shuts the connection down: the peer sees the end.
+    w.table
+        .close(&mut w.set, &mut w.kernel, 1, s, w.now)
+        .unwrap();
+    w.run();
+    assert!(!w.peer(peer).may_recv());
+    assert_eq!(w.table.stats.accepted, 1);
+    assert_eq!(w.table.stats.tcp_rx_bytes, 5);
+    assert_eq!(w.table.stats.tcp_tx_bytes, 5);
+}
+
+#[test]
+fn a_peer_closing_answers_a_waiting_recv_with_zero() {
+    let mut w = World::new();
+    let l = w.table.listen(&mut w.set, 1, 80, 1).unwrap();
+    let peer = w.connect(80, 49152);
+    let s = w.accepted(1, l, 10);
+    w.kernel.grants.insert(11, vec![0; 10]);
+    w.table.recv(1, s, 10, 10, 11).unwrap();
+    w.run();
+    assert_eq!(w.kernel.answer(11), None, "nothing to receive yet: held");
+    w.peer(peer).close();
+    w.run();
+    assert_eq!(w.kernel.answer(11), Some(&Ok(Got::Received(0))));
+}
+
+#[test]
+fn other_clients_handles_and_bad_requests_are_refused() {
+    let mut w = World::new();
+    let l = w.table.listen(&mut w.set, 1, 80, 1).unwrap();
+    assert_eq!(
+        w.table.listen(&mut w.set, 2, 80, 1),
+        Err(SockError::PortInUse)
+    );
+    // Another client, a connection call on a listener, a stale handle.
+    assert_eq!(w.table.accept(2, l, 1), Err(SockError::BadSocket));
+    assert_eq!(w.table.recv(1, l, 10, 10, 1), Err(SockError::BadSocket));
+    assert_eq!(
+        w.table.accept(1, Socket(l.0 + (1 << 8)), 1),
+        Err(SockError::BadSocket)
+    );
+    assert_eq!(w.table.accept(1, Socket(999), 1), Err(SockError::BadSocket));
+    let peer = w.connect(80, 49152);
+    let s = w.accepted(1, l, 10);
+    let _ = peer;
+    // A grant shorter than asked, a second waiter.
+    assert_eq!(w.table.recv(1, s, 100, 99, 2), Err(SockError::NotGranted));
+    assert_eq!(w.table.send(1, s, 100, 0, 2), Err(SockError::NotGranted));
+    w.table.recv(1, s, 10, 10, 3).unwrap();
+    assert_eq!(w.table.recv(1, s, 10, 10, 4), Err(SockError::Busy));
+    // Closing answers the held call.
+    w.table
+        .close(&mut w.set, &mut w.kernel, 1, s, w.now)
+        .unwrap();
+    assert_eq!(w.kernel.answer(3), Some(&Err(SockError::NotConnected)));
+    assert_eq!(
+        w.table.close(&mut w.set, &mut w.kernel, 1, s, w.now),
+        Err(SockError::BadSocket),
+        "a closed handle is gone"
+    );
+}
+
+#[test]
+fn limits_hold_and_a_dead_client_frees_everything() {
+    let mut w = World::new();
+    let mut held = Vec::new();
+    for port in 1..=PER_CLIENT as u16 {
+        held.push(w.table.listen(&mut w.set, 1, port, 1).unwrap());
+    }
+    assert_eq!(
+        w.table.listen(&mut w.set, 1, 1000, 1),
+        Err(SockError::Limit),
+        "per-client limit"
+    );
+    // The smoltcp socket budget is shared: others run out too.
+    let mut n = 0;
+    while w.table.listen(&mut w.set, 2, 2000 + n, 1).is_ok() {
+        n += 1;
+    }
+    assert_eq!(PER_CLIENT + usize::from(n), TCP_SOCKETS);
+    w.table.accept(1, held[0], 77).unwrap();
+    w.table.client_died(&mut w.set, &mut w.kernel, 1, w.now);
+    assert_eq!(w.kernel.answer(77), None, "a dead client's call is dropped");
+    w.run();
+    for port in 1..=PER_CLIENT as u16 {
+        w.table.listen(&mut w.set, 3, port, 1).unwrap();
+    }
+    assert_eq!(w.table.stats.sockets, (PER_CLIENT + usize::from(n)) as u64);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Listen(u32, u16, u16),
+    Accept(u32, u8),
+    Recv(u32, u8, u32, u64),
+    Send(u32, u8, u32, u64),
+    Close(u32, u8),
+    Died(u32),
+    Connect(u16),
+    PeerSend(u8),
+    PeerClose(u8),
+    Run,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let owner = 1u32..4;
+    let slot = any::<u8>();
+    prop_oneof![
+        (owner.clone(), 1u16..6, 1u16..=sock_api::MAX_BACKLOG)
+            .prop_map(|(o, p, b)| Op::Listen(o, p, b)),
+        (owner.clone(), slot).prop_map(|(o, s)| Op::Accept(o, s)),
+        (owner.clone(), slot, 1u32..3000, 0u64..3000).prop_map(|(o, s, m, g)| Op::Recv(o, s, m, g)),
+        (owner.clone(), slot, 1u32..3000, 0u64..3000).prop_map(|(o, s, m, g)| Op::Send(o, s, m, g)),
+        (owner.clone(), slot).prop_map(|(o, s)| Op::Close(o, s)),
+        owner.prop_map(Op::Died),
+        (1u16..6).prop_map(Op::Connect),
+        slot.prop_map(Op::PeerSend),
+        slot.prop_map(Op::PeerClose),
+        Just(Op::Run),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever clients and peers do, the table never panics, answers no
+    /// call twice (the fake kernel checks), and stays within its limits.
+    #[test]
+    fn any_sequence_keeps_the_limits(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut w = World::new();
+        let mut handles: Vec<Socket> = Vec::new();
+        let mut peers: Vec<SocketHandle> = Vec::new();
+        let mut token = 100u64;
+        let mut local = 40000u16;
+        for op in ops {
+            token += 1;
+            let pick = |s: u8| handles.get(usize::from(s) % handles.len().max(1)).copied().unwrap_or(Socket(u32::from(s)));
+            match op {
+                Op::Listen(o, p, b) => {
+                    if let Ok(s) = w.table.listen(&mut w.set, o, p, b) { handles.push(s); }
+                }
+                Op::Accept(o, s) => { let _ = w.table.accept(o, pick(s), token); }
+                Op::Recv(o, s, m, g) => {
+                    w.kernel.grants.insert(token, vec![0; g as usize]);
+                    let _ = w.table.recv(o, pick(s), m, g, token);
+                }
+                Op::Send(o, s, m, g) => {
+                    w.kernel.grants.insert(token, vec![7; g as usize]);
+                    let _ = w.table.send(o, pick(s), m, g, token);
+                }
+                Op::Close(o, s) => { let now = w.now; let _ = w.table.close(&mut w.set, &mut w.kernel, o, pick(s), now); }
+                Op::Died(o) => { let now = w.now; w.table.client_died(&mut w.set, &mut w.kernel, o, now); }
+                Op::Connect(p) => { local += 1; peers.push(w.connect(p, local)); }
+                Op::PeerSend(i) => if let Some(&h) = peers.get(usize::from(i) % peers.len().max(1)) {
+                    let _ = w.peer(h).send_slice(b"data");
+                },
+                Op::PeerClose(i) => if let Some(&h) = peers.get(usize::from(i) % peers.len().max(1)) {
+                    w.peer(h).close();
+                },
+                Op::Run => w.run(),
+            }
+            for (_, r) in &w.kernel.answers {
+                if let Ok(Got::Accepted(s)) = r && !handles.contains(s) {
+                    handles.push(*s);
+                }
+            }
+            prop_assert!(w.table.tcp_in_use <= TCP_SOCKETS);
+            let live: Vec<&Entry> = w.table.entries.iter().flatten().collect();
+            prop_assert!(live.len() <= MAX_HANDLES);
+            prop_assert_eq!(live.len() as u64, w.table.stats.sockets);
+            for o in 1..4 {
+                prop_assert!(live.iter().filter(|e| e.owner == o).count() <= PER_CLIENT);
+            }
+        }
+    }
+}
