@@ -74,8 +74,30 @@ pub enum Command {
     /// The isolation demos (scenarios named demo-*), narrated live; NAME
     /// picks some (e.g. `rogue-dma`). Ends with PASS/FAIL.
     Demo(DemoArgs),
+    /// Boot systems/net.toml and serve the IOMMU dashboard to this host.
+    ///
+    /// Boots systems/net.toml (the IOMMU server, the virtio-net driver,
+    /// the network stack, the dashboard and block clients) with QEMU's
+    /// user networking, forwards a free port of 127.0.0.1 (only) to the
+    /// guest's port 80, and prints the URL to open. Runs until Ctrl-C (or
+    /// Ctrl-A X) at a terminal; elsewhere until --timeout (default 300 s).
+    Dashboard(DashboardOptions),
     /// List the scenarios, systems and demos, one line each.
     List,
+}
+
+/// Options of `cargo xtask dashboard`.
+#[derive(Debug, PartialEq, Eq, Default, Args)]
+pub struct DashboardOptions {
+    /// Kill QEMU after SECS seconds (default: never at a terminal, else
+    /// 300).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// The system to boot [default: systems/net.toml].
+    #[arg(long, value_name = "FILE")]
+    pub system: Option<PathBuf>,
+    #[command(flatten)]
+    pub machine: MachineOptions,
 }
 
 /// The emulator options of every command that boots QEMU.
@@ -257,6 +279,7 @@ impl Command {
             Command::Fuzz(o) => Some(&o.machine),
             Command::Soak(o) => Some(&o.machine),
             Command::Demo(o) => Some(&o.machine),
+            Command::Dashboard(o) => Some(&o.machine),
         }
     }
 }

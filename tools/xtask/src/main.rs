@@ -53,9 +53,11 @@ fn main() -> ExitCode {
 /// `cargo xtask run`: the main job. Boots the system and prints its
 /// discovery report, runs the benchmark (short points; the report files go
 /// to target/xtask/bench-report, `cargo xtask bench --out docs/bench`
-/// publishes), then every isolation demo, narrated. Fails if any part does.
+/// publishes), then every isolation demo, narrated, then the network
+/// dashboard (scenario `net-dashboard`, which prints where it came up).
+/// Fails if any part does.
 fn main_job(opts: &cli::RunOptions) -> Result<ExitCode, String> {
-    println!("xtask: main job 1/3: boot and discovery report");
+    println!("xtask: main job 1/4: boot and discovery report");
     let boot = suite::boot(
         &cli::BootOptions {
             timeout: Some(60),
@@ -63,16 +65,27 @@ fn main_job(opts: &cli::RunOptions) -> Result<ExitCode, String> {
         },
         false,
     )?;
-    println!("xtask: main job 2/3: benchmark (cargo xtask bench for the full-length run)");
+    println!("xtask: main job 2/4: benchmark (cargo xtask bench for the full-length run)");
     let ws = artifacts::Workspace::locate()?;
     let bench = bench::bench(&bench::BenchOptions {
         ms: Some(opts.bench_ms.unwrap_or(200)),
         out: Some(ws.scratch_dir("bench-report")),
         repeat: 1,
     })?;
-    println!("xtask: main job 3/3: isolation demos");
+    println!("xtask: main job 3/4: isolation demos");
     let demos = demo(&[])?;
-    let ok = [boot, bench, demos].iter().all(|c| *c == ExitCode::SUCCESS);
+    println!(
+        "xtask: main job 4/4: the IOMMU dashboard over the network (cargo xtask dashboard to browse it)"
+    );
+    let dashboard = suite::test(&cli::TestOptions {
+        skip_host: true,
+        repeat: 1,
+        filters: vec!["net-dashboard".to_owned()],
+        ..Default::default()
+    })?;
+    let ok = [boot, bench, demos, dashboard]
+        .iter()
+        .all(|c| *c == ExitCode::SUCCESS);
     println!("xtask: main job {}", if ok { "PASSED" } else { "FAILED" });
     Ok(if ok {
         ExitCode::SUCCESS
@@ -133,6 +146,7 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         Command::Fuzz(opts) => fuzz::fuzz(&opts.options()),
         Command::Soak(opts) => soak::soak(&opts.options()),
         Command::Demo(opts) => demo(&opts.names),
+        Command::Dashboard(opts) => suite::dashboard(&opts),
         Command::List => list::list(),
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::OnceLock;
 
+use crate::hostnet;
 use crate::prereq::QEMU;
 
 /// Which emulator every boot of this xtask process uses, and with which CPU
@@ -172,6 +173,10 @@ pub struct QemuConfig {
     /// A virtio-net NIC on restricted user networking ([`user_netdev`]),
     /// placed after the fixed devices: PCI 00:04.0 (StreamID 0x20).
     pub user_net: bool,
+    /// With [`user_net`](Self::user_net): forward this port of 127.0.0.1
+    /// (never another address) to the guest's dashboard port
+    /// ([`hostnet::hostfwd`]).
+    pub host_forward: Option<u16>,
     /// A person at the console: the serial port shares stdio with QEMU's
     /// monitor (`mon:stdio`), so Ctrl-A X quits and Ctrl-A C opens the monitor.
     pub interactive: bool,
@@ -190,6 +195,7 @@ impl QemuConfig {
             boot_image: None,
             extra_args: Vec::new(),
             user_net: false,
+            host_forward: None,
             interactive: false,
         }
     }
@@ -226,9 +232,13 @@ pub const NETDEV_ID: &str = "net0";
 /// networking (slirp) with `restrict=on`, so the guest reaches only
 /// slirp's own hosts (gateway 10.0.2.2, DNS 10.0.2.3; the guest is
 /// 10.0.2.15) and never any other network. A host forward added here must
-/// bind 127.0.0.1 only.
-pub fn user_netdev() -> String {
-    format!("user,id={NETDEV_ID},restrict=on")
+/// bind 127.0.0.1 only: `host_forward` is a port of 127.0.0.1 forwarded to
+/// the guest's dashboard ([`hostnet::hostfwd`]).
+pub fn user_netdev(host_forward: Option<u16>) -> String {
+    match host_forward {
+        None => format!("user,id={NETDEV_ID},restrict=on"),
+        Some(port) => format!("user,id={NETDEV_ID},restrict=on,{}", hostnet::hostfwd(port)),
+    }
 }
 
 /// The NIC itself: modern virtio-net only, its DMA translated by the SMMU
@@ -326,7 +336,7 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     if cfg.user_net {
         args.extend([
             "-netdev".into(),
-            user_netdev(),
+            user_netdev(cfg.host_forward),
             "-device".into(),
             nic_device(),
         ]);
@@ -357,6 +367,9 @@ pub struct RunOutcome {
     pub exit_code: Option<i32>,
     /// QEMU was killed by the timeout.
     pub timed_out: bool,
+    /// QEMU was ended by the host once its checks were done
+    /// ([`run_with_host`]): not a failure by itself.
+    pub stopped: bool,
     /// Everything the guest wrote to its serial console.
     pub serial: String,
     /// What QEMU itself wrote to stderr (start-up errors and warnings).
@@ -384,7 +397,7 @@ pub fn run(
     echo: bool,
 ) -> Result<RunOutcome, String> {
     let watch = if echo { Watch::Echo } else { Watch::Quiet };
-    spawn_and_wait(cfg, log, timeout, watch, Stdio::null())
+    spawn_and_wait(cfg, log, timeout, watch, Stdio::null(), None)
 }
 
 /// [`run`] handing each serial line to `watch` as it comes.
@@ -394,7 +407,7 @@ pub fn run_watched(
     timeout: Duration,
     watch: Watch,
 ) -> Result<RunOutcome, String> {
-    spawn_and_wait(cfg, log, timeout, watch, Stdio::null())
+    spawn_and_wait(cfg, log, timeout, watch, Stdio::null(), None)
 }
 
 /// [`run`] with a person at the console: our stdin goes to the guest's
@@ -408,7 +421,83 @@ pub fn run_interactive(
         interactive: true,
         ..cfg.clone()
     };
-    spawn_and_wait(&cfg, log, timeout, Watch::Echo, Stdio::inherit())
+    spawn_and_wait(&cfg, log, timeout, Watch::Echo, Stdio::inherit(), None)
+}
+
+/// [`run_interactive`] handing each serial line to `watch` (which shows
+/// it) instead of echoing raw output.
+pub fn run_interactive_watched(
+    cfg: &QemuConfig,
+    log: &Path,
+    timeout: Duration,
+    watch: Watch,
+) -> Result<RunOutcome, String> {
+    let cfg = QemuConfig {
+        interactive: true,
+        ..cfg.clone()
+    };
+    spawn_and_wait(&cfg, log, timeout, watch, Stdio::inherit(), None)
+}
+
+/// What the host's step during a run saw: `None` if the ready line never
+/// came (QEMU ended or the timeout passed first), else the step's result.
+pub type HostResult = Option<Result<Vec<String>, String>>;
+
+/// Boots `cfg` and, once a serial line matches `ready`, runs `step` on
+/// this host while the guest runs; when the step returns, QEMU is ended
+/// ([`RunOutcome::stopped`]). The timeout covers the whole run: a step
+/// that outlives it has QEMU killed under it (its sockets then fail
+/// fast). `on_ready` is called with the ready line first (to say where
+/// the guest can be reached). Never hangs: the step's own waits are
+/// bounded, and QEMU is killed at the timeout whatever the step does.
+pub fn run_with_host<S, F>(
+    cfg: &QemuConfig,
+    log: &Path,
+    timeout: Duration,
+    echo: bool,
+    ready: regex::Regex,
+    on_ready: F,
+    step: S,
+) -> Result<(RunOutcome, HostResult), String>
+where
+    S: FnOnce() -> Result<Vec<String>, String> + Send + 'static,
+    F: FnOnce(&str) + Send + 'static,
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    let (tx, rx) = mpsc::channel::<String>();
+    let mut tx = Some(tx);
+    let watch = Watch::Lines(Box::new(move |line: &str| {
+        if echo {
+            println!("{line}");
+        }
+        if ready.is_match(line)
+            && let Some(tx) = tx.take()
+        {
+            let _ = tx.send(line.to_owned());
+        }
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = Arc::clone(&stop);
+    let host = thread::spawn(move || {
+        // The sender is dropped when the console closes (QEMU ended).
+        let result = match rx.recv_timeout(timeout) {
+            Ok(line) => {
+                on_ready(&line);
+                Some(step())
+            }
+            Err(_) => None,
+        };
+        stopper.store(true, Ordering::SeqCst);
+        result
+    });
+    let outcome = spawn_and_wait(cfg, log, timeout, watch, Stdio::null(), Some(stop))?;
+    let result = host
+        .join()
+        .unwrap_or_else(|_| Some(Err("the host step panicked".into())));
+    Ok((outcome, result))
 }
 
 /// Whether the command line was printed already (once per process: the
@@ -456,6 +545,7 @@ fn spawn_and_wait(
     timeout: Duration,
     mut watch: Watch,
     stdin: Stdio,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<RunOutcome, String> {
     let quiet = matches!(watch, Watch::Quiet);
     let mut log_file =
@@ -517,10 +607,21 @@ fn spawn_and_wait(
     });
 
     let mut timed_out = false;
+    let mut stopped = false;
     let mut next_notice = NOTICE_EVERY;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
+            Ok(None)
+                if stop
+                    .as_ref()
+                    .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) =>
+            {
+                stopped = true;
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
             Ok(None) if start.elapsed() >= timeout => {
                 timed_out = true;
                 let _ = child.kill();
@@ -553,6 +654,7 @@ fn spawn_and_wait(
     Ok(RunOutcome {
         exit_code: status.and_then(|s| s.code()),
         timed_out,
+        stopped,
         serial: String::from_utf8_lossy(&serial).into_owned(),
         qemu_stderr: String::from_utf8_lossy(&qemu_stderr).into_owned(),
         duration,
@@ -619,6 +721,23 @@ mod tests {
         assert!(position(&args, "virtio-net-pci") > edu);
         // Everything before it is the command line without a NIC.
         assert_eq!(&args[..plain.len()], &plain[..]);
+    }
+
+    #[test]
+    fn the_host_forward_binds_loopback_only() {
+        assert_eq!(user_netdev(None), "user,id=net0,restrict=on");
+        let mut cfg = config();
+        cfg.user_net = true;
+        cfg.host_forward = Some(40123);
+        let joined = command_line(&cfg).join(" ");
+        assert!(
+            joined.contains("-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40123-:80 "),
+            "{joined}"
+        );
+        assert!(!joined.contains("0.0.0.0"));
+        // No NIC, no forward.
+        cfg.user_net = false;
+        assert!(!command_line(&cfg).join(" ").contains("hostfwd"));
     }
 
     #[test]

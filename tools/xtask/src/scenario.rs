@@ -8,6 +8,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::hostnet::{HostCheck, READY_LINE};
 use crate::qemu::RunOutcome;
 
 /// Default per-scenario timeout, in seconds.
@@ -50,6 +51,16 @@ struct RawScenario {
     /// their own.
     #[serde(default)]
     features: Vec<String>,
+    /// A check the host runs while the guest runs (`hostnet::HostCheck`:
+    /// `"dashboard"` or `"bad-input"`), once a line matches `ready`; QEMU
+    /// is then ended, and the run judged without an exit status.
+    host: Option<String>,
+    /// The line that starts the host check (default
+    /// `hostnet::READY_LINE`).
+    ready: Option<String>,
+    /// Part of the network driver's task name, for the host check
+    /// (default `"net"`).
+    host_driver: Option<String>,
 }
 
 /// Which disk images must hold the block test's pattern, by seed.
@@ -111,6 +122,19 @@ pub struct Scenario {
     pub disk_check: DiskCheck,
     /// Test-only cargo features of this scenario's build.
     pub features: Vec<String>,
+    /// The host's check during the run, if any.
+    pub host: Option<HostStep>,
+}
+
+/// A check the host runs against the live guest.
+#[derive(Debug, Clone)]
+pub struct HostStep {
+    /// Which check.
+    pub check: HostCheck,
+    /// The serial line after which it starts.
+    pub ready: Regex,
+    /// Part of the network driver's task name.
+    pub driver: String,
 }
 
 /// Parses one scenario file's text; `origin` names it in errors.
@@ -152,7 +176,28 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
             .map(|p| Regex::new(p).map_err(|e| format!("bad pattern `{p}`: {e}")))
             .collect()
     };
+    let host = match raw.host {
+        None => {
+            if raw.ready.is_some() || raw.host_driver.is_some() {
+                return Err("ready and host_driver need a host check".into());
+            }
+            None
+        }
+        Some(name) => {
+            let check = HostCheck::from_name(&name).ok_or_else(|| {
+                format!("host must be \"dashboard\" or \"bad-input\", not \"{name}\"")
+            })?;
+            let ready = raw.ready.unwrap_or_else(|| regex::escape(READY_LINE));
+            Some(HostStep {
+                check,
+                ready: Regex::new(&ready)
+                    .map_err(|e| format!("bad ready pattern `{ready}`: {e}"))?,
+                driver: raw.host_driver.unwrap_or_else(|| "net".to_owned()),
+            })
+        }
+    };
     Ok(Scenario {
+        host,
         name: raw.name,
         bootargs: raw.bootargs,
         el2: raw.el2,
@@ -222,7 +267,14 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, String> {
 /// Everything wrong with `outcome` for `scenario`; empty means PASS.
 pub fn judge(scenario: &Scenario, outcome: &RunOutcome) -> Vec<String> {
     let mut problems = Vec::new();
-    if outcome.timed_out {
+    if outcome.stopped {
+        // Ended by the host after its checks: no exit status to judge.
+    } else if scenario.host.is_some() && !outcome.timed_out {
+        problems.push(format!(
+            "QEMU ended (status {:?}) before the host's checks were done",
+            outcome.exit_code
+        ));
+    } else if outcome.timed_out {
         problems.push(format!("TIMEOUT after {} s", scenario.timeout.as_secs()));
     } else {
         match (outcome.exit_code, scenario.expect_exit) {
@@ -308,6 +360,7 @@ mod tests {
         RunOutcome {
             exit_code,
             timed_out: false,
+            stopped: false,
             serial: serial.into(),
             qemu_stderr: String::new(),
             duration: Duration::from_millis(1200),
@@ -451,6 +504,49 @@ mod tests {
         let mut hung = outcome(None, "");
         hung.timed_out = true;
         assert_eq!(judge(&list[1], &hung), vec!["TIMEOUT after 5 s".to_owned()]);
+    }
+
+    #[test]
+    fn host_checks_parse_and_are_judged_without_an_exit_status() {
+        let list = parse(
+            r#"
+            [[scenario]]
+            name = "net-dashboard"
+            system = "systems/net.toml"
+            host = "dashboard"
+
+            [[scenario]]
+            name = "custom"
+            host = "bad-input"
+            ready = "ready now"
+            host_driver = "vnet"
+            "#,
+            "net",
+        )
+        .unwrap();
+        let h = list[0].host.as_ref().unwrap();
+        assert_eq!(h.check, HostCheck::Dashboard);
+        assert!(h.ready.is_match("dashboard: listening on 10.0.2.15:80"));
+        assert!(!h.ready.is_match("dashboard: listening on 10x0.2.15:80"));
+        assert_eq!(h.driver, "net");
+        let h = list[1].host.as_ref().unwrap();
+        assert_eq!((h.check, h.driver.as_str()), (HostCheck::BadInput, "vnet"));
+        for bad in [
+            "[[scenario]]\nname = \"x\"\nhost = \"ping\"",
+            "[[scenario]]\nname = \"x\"\nready = \"r\"",
+            "[[scenario]]\nname = \"x\"\nhost = \"dashboard\"\nready = \"(\"",
+        ] {
+            assert!(parse(bad, "bad").is_err(), "{bad}");
+        }
+        // Stopped by the host: fine; ended by itself first: a failure.
+        let mut o = outcome(None, "");
+        o.stopped = true;
+        assert!(judge(&list[0], &o).is_empty());
+        let problems = judge(&list[0], &outcome(Some(0), ""));
+        assert!(problems[0].contains("before the host"), "{problems:?}");
+        let mut t = outcome(None, "");
+        t.timed_out = true;
+        assert!(judge(&list[0], &t)[0].contains("TIMEOUT"));
     }
 }
 

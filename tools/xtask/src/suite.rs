@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::artifacts::{self, Images, Workspace};
-use crate::cli::{BootOptions, TestOptions};
+use crate::cli::{BootOptions, DashboardOptions, TestOptions};
+use crate::hostnet;
 use crate::prereq;
 use crate::qemu::{self, QemuConfig, RunOutcome};
 use crate::scenario::{self, Scenario};
@@ -38,6 +39,15 @@ pub fn boot(opts: &BootOptions, interactive: bool) -> Result<ExitCode, String> {
     cfg.bootargs = opts.bootargs.clone();
     cfg.extra_args = opts.qemu_args.clone();
     prepare(&mut cfg, &scratch, system.as_ref(), &images)?;
+    if cfg.user_net {
+        let port = hostnet::free_loopback_port()?;
+        cfg.host_forward = Some(port);
+        println!(
+            "xtask: 127.0.0.1:{port} is forwarded to the guest's port {} (a dashboard there: {})",
+            hostnet::GUEST_PORT,
+            hostnet::url(port)
+        );
+    }
     let timeout = opts.timeout.map_or(NO_TIMEOUT, Duration::from_secs);
     let log = scratch.join("serial.log");
     let outcome = if interactive {
@@ -378,8 +388,50 @@ pub fn run_scenario(
         return Ok(false);
     }
     let log = scratch.join("serial.log");
-    let outcome = qemu::run(&cfg, &log, s.timeout, echo)?;
+    let (outcome, host) = match &s.host {
+        None => (qemu::run(&cfg, &log, s.timeout, echo)?, None),
+        Some(step) => {
+            if !cfg.user_net {
+                println!(
+                    "FAIL {}: a host check needs a system with network = \"user\"",
+                    s.name
+                );
+                return Ok(false);
+            }
+            let port = hostnet::free_loopback_port()?;
+            cfg.host_forward = Some(port);
+            let (check, driver, name) = (step.check, step.driver.clone(), s.name.clone());
+            let (outcome, result) = qemu::run_with_host(
+                &cfg,
+                &log,
+                s.timeout,
+                echo,
+                step.ready.clone(),
+                move |line| {
+                    println!(
+                        "      {name}: dashboard up at {} (`{}`)",
+                        hostnet::url(port),
+                        line.trim()
+                    );
+                },
+                move || check.run(hostnet::loopback(port), &driver),
+            )?;
+            (outcome, Some((step.ready.as_str().to_owned(), result)))
+        }
+    };
     let mut problems = scenario::judge(s, &outcome);
+    match host {
+        None => {}
+        Some((ready, None)) => problems.push(format!(
+            "no line matched `{ready}`: the host checks never started"
+        )),
+        Some((_, Some(Err(e)))) => problems.push(format!("host check: {e}")),
+        Some((_, Some(Ok(notes)))) => {
+            for note in notes {
+                println!("      host: {note}");
+            }
+        }
+    }
     for (seed, image) in [
         (s.disk_check.nvme, &cfg.nvme_image),
         (s.disk_check.vblk, &cfg.vblk_image),
@@ -425,3 +477,84 @@ fn prebuilt(path: &Path) -> Result<PathBuf, String> {
 fn secs(outcome: &RunOutcome) -> f64 {
     outcome.duration.as_secs_f64()
 }
+
+/// `cargo xtask dashboard`: boots `systems/net.toml` (or `--system`)
+/// with a free port of 127.0.0.1 forwarded to the guest's port 80, prints
+/// the URL once the dashboard says it listens, and runs until Ctrl-C at a
+/// terminal, or until the timeout elsewhere.
+pub fn dashboard(opts: &DashboardOptions) -> Result<ExitCode, String> {
+    use std::io::IsTerminal;
+    let ws = Workspace::locate()?;
+    prereq::ensure_all(&ws)?;
+    let path = opts
+        .system
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("systems/net.toml"));
+    let system = load_system(&ws, &path)?;
+    if system.network.is_none() {
+        return Err(format!(
+            "{}: no network = \"user\": the dashboard cannot be reached",
+            path.display()
+        ));
+    }
+    let images = artifacts::build(&ws, None, &system.packages())?;
+    let scratch = ws.scratch_dir("dashboard");
+    let mut cfg = QemuConfig::new(&images.kernel, &scratch);
+    prepare(&mut cfg, &scratch, Some(&system), &images)?;
+    let port = hostnet::free_loopback_port()?;
+    cfg.host_forward = Some(port);
+    let interactive = std::io::stdin().is_terminal();
+    let timeout = match (opts.timeout, interactive) {
+        (Some(t), _) => Duration::from_secs(t),
+        (None, true) => NO_TIMEOUT,
+        (None, false) => Duration::from_secs(DASHBOARD_TIMEOUT_S),
+    };
+    let log = scratch.join("serial.log");
+    let url = hostnet::url(port);
+    println!(
+        "xtask: booting {}; the dashboard will be at {url} (127.0.0.1 only); {}",
+        path.display(),
+        if interactive {
+            "quit with Ctrl-C or Ctrl-A X".to_owned()
+        } else {
+            format!("QEMU is killed after {} s", timeout.as_secs())
+        }
+    );
+    // At a terminal QEMU puts it in raw mode: lines need their CR.
+    let eol = if interactive { "\r\n" } else { "\n" };
+    let watch = qemu::Watch::Lines(Box::new(move |line: &str| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{line}{eol}");
+        if line.contains(hostnet::READY_LINE) {
+            let _ = write!(out, "dashboard: {url}{eol}");
+        }
+        let _ = out.flush();
+    }));
+    let outcome = if interactive {
+        qemu::run_interactive_watched(&cfg, &log, timeout, watch)?
+    } else {
+        qemu::run_watched(&cfg, &log, timeout, watch)?
+    };
+    eprint!("{}", outcome.qemu_stderr);
+    if outcome.timed_out {
+        println!(
+            "xtask: dashboard run ended after {} s; serial log {}",
+            timeout.as_secs(),
+            log.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "xtask: QEMU exited with status {:?}; serial log {}",
+        outcome.exit_code,
+        log.display()
+    );
+    Ok(match outcome.exit_code {
+        Some(0) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// `cargo xtask dashboard` away from a terminal stops after this long.
+const DASHBOARD_TIMEOUT_S: u64 = 300;
