@@ -93,9 +93,16 @@ fn run(info: &TaskInfo<'static>) -> Result<(), &'static str> {
     summaries
         .try_reserve_exact(MAX_CLIENTS)
         .map_err(|_| "out of memory")?;
-    if let Err(e) = overview(&iommu, &mut summaries) {
-        log!("dashboard: the IOMMU server refused Overview: {e}");
-        return Err("not a monitor of the IOMMU server");
+    match overview(&iommu, &mut summaries) {
+        Ok(totals) => log!(
+            "dashboard: monitor of the IOMMU server: {} clients, {} syncs so far",
+            totals.clients,
+            totals.syncs
+        ),
+        Err(e) => {
+            log!("dashboard: the IOMMU server refused Overview: {e}");
+            return Err("not a monitor of the IOMMU server");
+        }
     }
 
     let mut tcp = Tcp::new(sock, 4096).map_err(|_| "no transfer buffer")?;
