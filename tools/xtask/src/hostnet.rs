@@ -20,8 +20,9 @@ pub const GUEST_PORT: u16 = 80;
 /// The line the dashboard task prints once it listens: the host checks
 /// start when the serial console shows it.
 pub const READY_LINE: &str = "dashboard: listening on 10.0.2.15:80";
-/// Timeout of one connect, read or write.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of one connect, read or write (the guest is emulated, and may
+/// be busy with its block client).
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most bytes of an answer the host reads.
 const MAX_ANSWER: usize = 1 << 20;
 
