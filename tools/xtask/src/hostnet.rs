@@ -98,6 +98,18 @@ fn read_answer(s: &mut TcpStream) -> Result<Answer, String> {
             }
             // A reset after a complete answer is a close.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !got.is_empty() => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!(
+                    "no answer within {} s (after {} bytes)",
+                    IO_TIMEOUT.as_secs(),
+                    got.len()
+                ));
+            }
             Err(e) => return Err(format!("read: {e} after {} bytes", got.len())),
         }
         if start.elapsed() > 3 * IO_TIMEOUT {
