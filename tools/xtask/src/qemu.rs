@@ -232,9 +232,11 @@ pub fn user_netdev() -> String {
 }
 
 /// The NIC itself: modern virtio-net only, its DMA translated by the SMMU
-/// (the driver must negotiate VIRTIO_F_ACCESS_PLATFORM).
+/// (the driver must negotiate VIRTIO_F_ACCESS_PLATFORM). `romfile=` leaves
+/// out the iPXE option ROM: nothing here boots from the network, and
+/// without the `ipxe-qemu` package QEMU would refuse to start.
 fn nic_device() -> String {
-    format!("virtio-net-pci,netdev={NETDEV_ID},disable-legacy=on,iommu_platform=on")
+    format!("virtio-net-pci,netdev={NETDEV_ID},disable-legacy=on,iommu_platform=on,romfile=")
 }
 
 /// The full QEMU argument list (without the program name) for `cfg`.
@@ -611,7 +613,7 @@ mod tests {
         assert!(joined.contains("-nic none"), "no default NIC: {joined}");
         assert!(
             joined.contains(
-                "-netdev user,id=net0,restrict=on -device virtio-net-pci,netdev=net0,disable-legacy=on,iommu_platform=on"
+                "-netdev user,id=net0,restrict=on -device virtio-net-pci,netdev=net0,disable-legacy=on,iommu_platform=on,romfile="
             ),
             "{joined}"
         );
