@@ -242,9 +242,9 @@ pub fn user_netdev(host_forward: Option<u16>) -> String {
 }
 
 /// The NIC itself: modern virtio-net only, its DMA translated by the SMMU
-/// (the driver must negotiate VIRTIO_F_ACCESS_PLATFORM). No option ROM
-/// (`romfile=`): nothing runs firmware here, and without Debian's
-/// `ipxe-qemu` QEMU refuses to start for want of `efi-virtio.rom`.
+/// (the driver must negotiate VIRTIO_F_ACCESS_PLATFORM). `romfile=` leaves
+/// out the iPXE option ROM: nothing here boots from the network, and
+/// without the `ipxe-qemu` package QEMU would refuse to start.
 fn nic_device() -> String {
     format!("virtio-net-pci,netdev={NETDEV_ID},disable-legacy=on,iommu_platform=on,romfile=")
 }
