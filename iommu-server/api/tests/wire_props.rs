@@ -5,8 +5,9 @@
 
 use abi::{Iova, StreamId};
 use iommu_api::{
-    ApiError, Dir, Extent, FaultRecord, InvalidationPolicy, List, MAX_FAULT_RECORDS,
-    MAX_MAP_ENTRIES, MAX_UNMAP_ENTRIES, MSG_MAX, Op, Request, Response, Stats,
+    ApiError, ClientSummary, Dir, Extent, FaultRecord, InvalidationPolicy, List, MAX_FAULT_RECORDS,
+    MAX_MAP_ENTRIES, MAX_OVERVIEW_CLIENTS, MAX_UNMAP_ENTRIES, MSG_MAX, Op, Request, Response,
+    ServerTotals, Stats, TrustLevel,
 };
 use proptest::prelude::*;
 
@@ -20,6 +21,7 @@ enum Req {
     Faults,
     SetPolicy(InvalidationPolicy),
     ResetStats,
+    Overview(u32),
 }
 
 impl Req {
@@ -38,6 +40,7 @@ impl Req {
             Req::Faults => Request::Faults,
             Req::SetPolicy(p) => Request::SetPolicy { policy: *p },
             Req::ResetStats => Request::ResetStats,
+            Req::Overview(first) => Request::Overview { first: *first },
         }
     }
 }
@@ -52,6 +55,7 @@ enum Resp {
     Faults(Vec<FaultRecord>),
     PolicySet,
     StatsReset,
+    Overview(ServerTotals, Vec<ClientSummary>),
     Error(ApiError),
 }
 
@@ -78,6 +82,7 @@ fn req() -> impl Strategy<Value = Req> {
         Just(Req::Faults),
         policy().prop_map(Req::SetPolicy),
         Just(Req::ResetStats),
+        any::<u32>().prop_map(Req::Overview),
     ]
 }
 
@@ -114,6 +119,36 @@ fn fault() -> impl Strategy<Value = FaultRecord> {
         })
 }
 
+fn summary() -> impl Strategy<Value = ClientSummary> {
+    (
+        any::<u32>(),
+        "[a-z0-9é_.-]{0,20}",
+        prop::sample::select(vec![
+            TrustLevel::Untrusted,
+            TrustLevel::Trusted,
+            TrustLevel::Bench,
+        ]),
+        policy(),
+        any::<(bool, bool, bool)>(),
+        prop::array::uniform8(any::<u64>()),
+    )
+        .prop_map(|(badge, name, trust, policy, (d, q, a), c)| {
+            let mut s = ClientSummary::new(badge, &name, trust, policy);
+            (s.demoted, s.quarantined, s.attached) = (d, q, a);
+            [
+                s.maps,
+                s.unmaps,
+                s.tlbi_commands,
+                s.syncs,
+                s.faults,
+                s.iova_bytes_in_use,
+                s.pending_unmaps,
+                s.mappings,
+            ] = c;
+            s
+        })
+}
+
 fn resp() -> impl Strategy<Value = Resp> {
     prop_oneof![
         any::<u32>().prop_map(Resp::Attached),
@@ -147,6 +182,11 @@ fn resp() -> impl Strategy<Value = Resp> {
         prop::collection::vec(fault(), 0..=MAX_FAULT_RECORDS).prop_map(Resp::Faults),
         Just(Resp::PolicySet),
         Just(Resp::StatsReset),
+        (
+            prop::array::uniform16(any::<u64>()),
+            prop::collection::vec(summary(), 0..=MAX_OVERVIEW_CLIENTS)
+        )
+            .prop_map(|(t, c)| Resp::Overview(ServerTotals::from_array(t), c)),
         prop::sample::select(ApiError::ALL.to_vec()).prop_map(Resp::Error),
     ]
 }
@@ -162,6 +202,7 @@ impl Resp {
             Resp::Faults(_) => Op::Faults,
             Resp::PolicySet => Op::SetPolicy,
             Resp::StatsReset => Op::ResetStats,
+            Resp::Overview(..) => Op::Overview,
             Resp::Error(_) => Op::Stats,
         }
     }
@@ -180,6 +221,10 @@ impl Resp {
             },
             Resp::PolicySet => Response::PolicySet,
             Resp::StatsReset => Response::StatsReset,
+            Resp::Overview(t, c) => Response::OverviewPage {
+                totals: *t,
+                clients: List::new(c),
+            },
             Resp::Error(e) => return (Response::encode_error(*e, buf), Err(*e)),
         };
         (r.encode(buf).unwrap(), Ok(r))
