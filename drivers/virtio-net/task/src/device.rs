@@ -56,7 +56,8 @@ const PCI_ID: u32 = 0x00;
 const DROPS_LOGGED: u64 = 8;
 
 /// Test only: where the rogue build posts its receive buffers, this far
-/// past the run it had mapped (never mapped in its domain).
+/// below the run it had mapped (never mapped in its domain, and inside
+/// its 48-bit input range, so the SMMU walks and faults).
 #[cfg(feature = "test-rogue-rx")]
 const ROGUE_RX_SHIFT: u64 = 0x4000_0000;
 
@@ -392,7 +393,12 @@ impl Nic {
     /// the device's receive DMA must fault and be attributed to it.
     #[cfg(feature = "test-rogue-rx")]
     fn rx_posted_iova(mapped: Iova) -> Iova {
-        let rogue = Iova::new(mapped.get() + ROGUE_RX_SHIFT);
+        let rogue = Iova::new(
+            mapped
+                .get()
+                .checked_sub(ROGUE_RX_SHIFT)
+                .unwrap_or(mapped.get() + ROGUE_RX_SHIFT),
+        );
         log!(
             "virtio-net: ROGUE (test-rogue-rx): receive buffers posted at IOVA {:#x}, never mapped (the run mapped for them is at {:#x})",
             rogue.get(),

@@ -25,6 +25,11 @@ use crate::device::{Nic, RX_SLOTS, TX_SLOTS};
 /// While frames are on the device, look for their return at least this
 /// often even if an interrupt is lost.
 const TX_POLL_US: u64 = 2_000;
+/// ... but only this long after the last transmit progress (a post or a
+/// slot freed): a device that keeps its slots (quarantined, broken) has
+/// them stay reserved, and the loop waits for interrupts and requests
+/// only.
+const TX_DEADLINE_US: u64 = 5_000_000;
 
 /// Who the loop serves, and how.
 pub struct Config {
@@ -49,10 +54,18 @@ struct Loop<'a> {
     refused: u64,
     tx_rejected: u64,
     notifications: u64,
+    /// Counter value of the last transmit progress.
+    tx_progress_at: u64,
+    /// [`TX_DEADLINE_US`] in counter ticks.
+    tx_deadline: u64,
+    /// The deadline passed with slots still on the device (logged once per
+    /// stall).
+    tx_stalled: bool,
 }
 
 /// Serves `net-api` for `nic` forever.
 pub fn serve(nic: Nic, iommu: &Iommu, cfg: Config) -> ! {
+    let hz = userlib::time().map_or(1, |(_, hz)| hz);
     let mut l = Loop {
         nic: Some(nic),
         iommu,
@@ -61,11 +74,13 @@ pub fn serve(nic: Nic, iommu: &Iommu, cfg: Config) -> ! {
         refused: 0,
         tx_rejected: 0,
         notifications: 0,
+        tx_progress_at: 0,
+        tx_deadline: userlib::Counter::new(hz).ticks(TX_DEADLINE_US),
+        tx_stalled: false,
     };
     let mut buf = [0u8; MSG_MAX];
     loop {
-        let busy = l.nic.as_ref().is_some_and(|n| n.tx_busy() > 0);
-        let timeout = if busy { TX_POLL_US } else { FOREVER };
+        let timeout = if l.tx_waiting() { TX_POLL_US } else { FOREVER };
         let got = match userlib::recv(l.cfg.endpoint, &mut buf, &mut [], timeout) {
             Ok(g) => g,
             Err(e) => {
@@ -115,13 +130,37 @@ fn reply(token: u64, r: Result<Response<'_>, NetError>) {
 }
 
 impl Loop<'_> {
+    /// Whether to look for transmitted slots on a timer: some are on the
+    /// device and the last progress is younger than [`TX_DEADLINE_US`].
+    fn tx_waiting(&mut self) -> bool {
+        let busy = self.nic.as_ref().map_or(0, Nic::tx_busy);
+        if busy == 0 {
+            self.tx_stalled = false;
+            return false;
+        }
+        let now = userlib::counter();
+        if now.saturating_sub(self.tx_progress_at) < self.tx_deadline {
+            return true;
+        }
+        if !self.tx_stalled {
+            self.tx_stalled = true;
+            log!(
+                "virtio-net: {busy} transmit slots not back from the device in {} ms: they stay reserved (never reused)",
+                TX_DEADLINE_US / 1000
+            );
+        }
+        false
+    }
+
     /// Transmit slots back from the device are unmapped and freed; new
     /// frames queued; the client notified if it asked.
     fn service(&mut self) {
         let Some(nic) = self.nic.as_mut() else {
             return;
         };
-        nic.tx_reclaim(self.iommu);
+        if nic.tx_reclaim(self.iommu) > 0 {
+            self.tx_progress_at = userlib::counter();
+        }
         nic.rx_poll();
         if self.armed && nic.rx_ready() > 0 {
             self.armed = false;
@@ -181,6 +220,9 @@ impl Loop<'_> {
         let iommu = self.iommu;
         let nic = self.nic()?;
         nic.tx_reclaim(iommu);
+        // Transmit progress: a post now, or slots freed just above.
+        self.tx_progress_at = userlib::counter();
+        let nic = self.nic()?;
         let mut staged: [u16; MAX_FRAMES] = [0; MAX_FRAMES];
         let mut n = 0usize;
         let mut frame = [0u8; MAX_FRAME];
