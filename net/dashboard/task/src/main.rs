@@ -79,7 +79,10 @@ fn arg(info: &TaskInfo<'static>, name: &str, default: u64, max: u64) -> Result<u
 }
 
 fn run(info: &TaskInfo<'static>) -> Result<(), &'static str> {
-    let iommu = Iommu::new(info.cap("iommu").ok_or("needs capability `iommu` (a monitor's)")?);
+    let iommu = Iommu::new(
+        info.cap("iommu")
+            .ok_or("needs capability `iommu` (a monitor's)")?,
+    );
     let sock = info.cap("sock").ok_or("needs capability `sock`")?;
     let port = arg(info, "port", 80, 65_535)? as u16;
     let deadline_ms = arg(info, "deadline_ms", 2_000, 60_000)?;
@@ -133,12 +136,14 @@ fn run(info: &TaskInfo<'static>) -> Result<(), &'static str> {
             now_ms,
             deadline,
             || {
-                overview(&iommu, &mut summaries).ok().map(|totals| Snapshot {
-                    totals,
-                    clients: summaries.clone(),
-                    uptime_ms: now_ms().saturating_sub(start),
-                    served,
-                })
+                overview(&iommu, &mut summaries)
+                    .ok()
+                    .map(|totals| Snapshot {
+                        totals,
+                        clients: summaries.clone(),
+                        uptime_ms: now_ms().saturating_sub(start),
+                        served,
+                    })
             },
         );
         let _ = tcp.close(socket);
