@@ -293,6 +293,27 @@ impl Rng {
     }
 }
 
+/// A pause longer than the dashboard's read deadline (`deadline_ms` in
+/// systems/net.toml, 2 s).
+const SLOW_PAUSE: Duration = Duration::from_secs(3);
+
+/// A head sent in two parts with a pause past the dashboard's deadline
+/// between them, still incomplete after the second: 408.
+fn slow_head(addr: SocketAddr) -> Result<String, String> {
+    let what = "a head still incomplete past the deadline";
+    let mut s = connect(addr)?;
+    s.write_all(b"GET / HTTP/1.1\r\n")
+        .map_err(|e| format!("{what}: {e}"))?;
+    std::thread::sleep(SLOW_PAUSE);
+    s.write_all(b"Host: x\r\n")
+        .map_err(|e| format!("{what}: {e}"))?;
+    let a = read_answer(&mut s).map_err(|e| format!("{what}: {e}"))?;
+    if a.status != 408 {
+        return Err(format!("{what}: status {}, expected 408", a.status));
+    }
+    Ok(format!("{what}: 408"))
+}
+
 /// Connections opened and dropped by `net-bad-input`.
 pub const DROPPED_CONNECTIONS: usize = 1000;
 /// Pause after each dropped connection (see `check_bad_input`).
@@ -335,6 +356,7 @@ fn check_bad_input(addr: SocketAddr, driver: &str) -> Result<Vec<String>, String
         b"GET /nope HTTP/1.1\r\n\r\n",
         404,
     )?);
+    notes.push(slow_head(addr)?);
 
     // Opened and dropped at once: the dashboard sees the peer close. QEMU's
     // slirp listens for the forward with a backlog of one and accepts from
@@ -401,17 +423,23 @@ mod tests {
                 s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
+                let mut first = None;
                 let req = loop {
                     match s.read(&mut chunk) {
                         Ok(0) | Err(_) => break None,
                         Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                    let since = *first.get_or_insert_with(Instant::now);
+                    let complete = buf.windows(4).any(|w| w == b"\r\n\r\n");
+                    if !complete && since.elapsed() > Duration::from_secs(2) {
+                        break Some(Err(true));
                     }
                     let bare_lf = buf
                         .iter()
                         .enumerate()
                         .any(|(i, &c)| c == b'\n' && (i == 0 || buf[i - 1] != b'\r'));
                     if buf.len() > 2048 || bare_lf {
-                        break Some(Err(()));
+                        break Some(Err(false));
                     }
                     if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         break Some(Ok(buf[..end].to_vec()));
@@ -420,14 +448,14 @@ mod tests {
                 let Some(req) = req else { continue };
                 // Headers: `name: value`, no control bytes, no body.
                 let req = req.and_then(|head| {
-                    let text = String::from_utf8(head.clone()).map_err(|_| ())?;
+                    let text = String::from_utf8(head.clone()).map_err(|_| false)?;
                     let ok = text.lines().skip(1).count() <= 32
                         && text.lines().skip(1).all(|l| {
                             l.contains(':')
                                 && !l.bytes().any(|c| c < 0x20 && c != b'\r')
                                 && !l.to_ascii_lowercase().starts_with("content-length")
                         });
-                    if ok { Ok(head) } else { Err(()) }
+                    if ok { Ok(head) } else { Err(false) }
                 });
                 n += 1;
                 let (status, body) = match req {
@@ -444,6 +472,7 @@ mod tests {
                         ),
                     ),
                     Ok(head) if head.starts_with(b"GET /nope ") => ("404 Not Found", String::new()),
+                    Err(true) => ("408 Request Timeout", String::new()),
                     _ => ("400 Bad Request", String::new()),
                 };
                 let answer = format!(
@@ -502,8 +531,8 @@ mod tests {
 
     #[test]
     fn the_bad_input_check_passes_against_a_stand_in() {
-        // 9 refusals, the dropped connections, 20 random rounds, 2 fetches.
-        let (port, h) = fake_dashboard(9 + DROPPED_CONNECTIONS + 20 + 2);
+        // 10 refusals, the dropped connections, 20 random rounds, 2 fetches.
+        let (port, h) = fake_dashboard(10 + DROPPED_CONNECTIONS + 20 + 2);
         let notes = HostCheck::BadInput
             .run(loopback(port), "virtio-net")
             .unwrap();
