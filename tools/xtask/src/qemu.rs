@@ -169,6 +169,9 @@ pub struct QemuConfig {
     /// Extra arguments appended after the fixed devices, so the fixed devices
     /// keep their PCI addresses and StreamIDs.
     pub extra_args: Vec<String>,
+    /// A virtio-net NIC on restricted user networking ([`user_netdev`]),
+    /// placed after the fixed devices: PCI 00:04.0 (StreamID 0x20).
+    pub user_net: bool,
     /// A person at the console: the serial port shares stdio with QEMU's
     /// monitor (`mon:stdio`), so Ctrl-A X quits and Ctrl-A C opens the monitor.
     pub interactive: bool,
@@ -186,6 +189,7 @@ impl QemuConfig {
             el2: false,
             boot_image: None,
             extra_args: Vec::new(),
+            user_net: false,
             interactive: false,
         }
     }
@@ -215,11 +219,32 @@ impl QemuConfig {
     }
 }
 
+/// The id of the NIC's backend.
+pub const NETDEV_ID: &str = "net0";
+
+/// The `-netdev` options of the NIC's backend, in one place: QEMU's user
+/// networking (slirp) with `restrict=on`, so the guest reaches only
+/// slirp's own hosts (gateway 10.0.2.2, DNS 10.0.2.3; the guest is
+/// 10.0.2.15) and never any other network. A host forward added here must
+/// bind 127.0.0.1 only.
+pub fn user_netdev() -> String {
+    format!("user,id={NETDEV_ID},restrict=on")
+}
+
+/// The NIC itself: modern virtio-net only, its DMA translated by the SMMU
+/// (the driver must negotiate VIRTIO_F_ACCESS_PLATFORM). `romfile=` leaves
+/// out the iPXE option ROM: nothing here boots from the network, and
+/// without the `ipxe-qemu` package QEMU would refuse to start.
+fn nic_device() -> String {
+    format!("virtio-net-pci,netdev={NETDEV_ID},disable-legacy=on,iommu_platform=on,romfile=")
+}
+
 /// The full QEMU argument list (without the program name) for `cfg`.
 ///
 /// Device order fixes PCI addresses: NVMe 00:01.0 (SID 0x8), virtio-blk
-/// 00:02.0 (SID 0x10), edu 00:03.0 (SID 0x18). `-nic none` removes the default
-/// virtio-net that would otherwise take 00:01.0.
+/// 00:02.0 (SID 0x10), edu 00:03.0 (SID 0x18), then with
+/// [`QemuConfig::user_net`] virtio-net 00:04.0 (SID 0x20). `-nic none`
+/// removes the default virtio-net that would otherwise take 00:01.0.
 pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
     command_line_for(machine(), cfg)
 }
@@ -299,6 +324,14 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
         };
         args.push(flag.into());
         args.push(dev);
+    }
+    if cfg.user_net {
+        args.extend([
+            "-netdev".into(),
+            user_netdev(),
+            "-device".into(),
+            nic_device(),
+        ]);
     }
     args.extend(cfg.extra_args.iter().cloned());
     args
@@ -566,6 +599,28 @@ mod tests {
         }
         assert!(!joined.contains("loader"));
         assert!(!joined.contains("-audio"));
+    }
+
+    #[test]
+    fn the_nic_comes_after_the_fixed_devices_only_when_asked() {
+        let m = Machine::new(Some(QEMU.into()), Some("max".into()));
+        let plain = command_line_for(&m, &config());
+        assert!(!plain.join(" ").contains("netdev"), "{plain:?}");
+        let mut cfg = config();
+        cfg.user_net = true;
+        let args = command_line_for(&m, &cfg);
+        let joined = args.join(" ");
+        assert!(joined.contains("-nic none"), "no default NIC: {joined}");
+        assert!(
+            joined.contains(
+                "-netdev user,id=net0,restrict=on -device virtio-net-pci,netdev=net0,disable-legacy=on,iommu_platform=on,romfile="
+            ),
+            "{joined}"
+        );
+        let edu = args.iter().position(|a| a == "edu").expect("edu missing");
+        assert!(position(&args, "virtio-net-pci") > edu);
+        // Everything before it is the command line without a NIC.
+        assert_eq!(&args[..plain.len()], &plain[..]);
     }
 
     #[test]

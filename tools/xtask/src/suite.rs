@@ -352,6 +352,7 @@ fn prepare(
 ) -> Result<(), String> {
     qemu::prepare_scratch(scratch, cfg)?;
     if let Some(system) = system {
+        cfg.user_net = system.network == Some(system::Network::User);
         let image = scratch.join("boot.img");
         let len = artifacts::write_boot_image(system, images, &image)?;
         cfg.check_boot_image_fits(len)?;

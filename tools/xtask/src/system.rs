@@ -11,6 +11,14 @@
 //!
 //! ```toml
 //! include = ["common/iommu.toml"]   # optional, see "Includes" below
+//! network = "user"           # optional: a virtio-net NIC (modern, IOMMU-
+//!                            # translated) at PCI 00:04.0 (StreamID 0x20),
+//!                            # after the fixed devices, on QEMU's user
+//!                            # networking with restrict=on (the guest
+//!                            # reaches only slirp's own hosts, 10.0.2.2 and
+//!                            # 10.0.2.3; the host side is never more than
+//!                            # 127.0.0.1): `qemu::user_netdev`. Without
+//!                            # it the machine has no NIC (`-nic none`).
 //!
 //! [[endpoint]]
 //! name = "ping"
@@ -133,6 +141,9 @@ struct RawSystem {
     /// Arguments added to tasks defined in included files, by task name.
     #[serde(default)]
     task_args: BTreeMap<String, BTreeMap<String, String>>,
+    /// The NIC's backend, if the machine has one (`"user"`).
+    #[serde(default)]
+    network: Option<String>,
     #[serde(default)]
     endpoint: Vec<RawEndpoint>,
     #[serde(default)]
@@ -221,11 +232,21 @@ pub struct Task {
     pub caps: Vec<Cap>,
 }
 
+/// The network a system's machine has (`network` in its description).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// A virtio-net NIC on QEMU's restricted user networking
+    /// (`qemu::user_netdev`).
+    User,
+}
+
 /// A validated system description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct System {
     /// The file it came from, for messages.
     pub origin: String,
+    /// Its NIC, if any.
+    pub network: Option<Network>,
     pub endpoints: Vec<Endpoint>,
     pub tasks: Vec<Task>,
 }
@@ -311,6 +332,16 @@ fn gather(
         stack.push(inc.clone());
         gather(&inc_text, &inc, read, stack, merged)?;
         stack.pop();
+    }
+    if let Some(n) = &raw.network {
+        match &merged.network {
+            Some(m) if m != n => {
+                return Err(format!(
+                    "{here}: network = \"{n}\", but an included file says \"{m}\""
+                ));
+            }
+            _ => merged.network = Some(n.clone()),
+        }
     }
     for (task, args) in &raw.task_args {
         let Some(t) = merged.task.iter_mut().find(|t| t.name == *task) else {
@@ -455,8 +486,18 @@ fn convert(raw: RawSystem, origin: &str) -> Result<System, String> {
         }
     }
     required_death_notices(&endpoints, &tasks)?;
+    let network = match raw.network.as_deref() {
+        None => None,
+        Some("user") => Some(Network::User),
+        Some(other) => {
+            return Err(format!(
+                "network = \"{other}\": the only network is \"user\" (QEMU's restricted user networking)"
+            ));
+        }
+    };
     Ok(System {
         origin: origin.to_owned(),
+        network,
         endpoints,
         tasks,
     })

@@ -420,6 +420,12 @@ mod tests {
         ..NetHdr::TX
     };
 
+    /// Claims merged buffers, which were not negotiated.
+    const BAD_HDR: NetHdr = NetHdr {
+        num_buffers: 2,
+        ..NetHdr::TX
+    };
+
     #[test]
     fn a_received_frame_is_handed_out_once_and_its_slot_posted_again() {
         let (mut mem, mut q, mut dev) = setup();
@@ -466,7 +472,7 @@ mod tests {
             assert!(matches!(got, RxEvent::Dropped(_)), "{len}: {got:?}");
         }
         let bad = [
-            NetHdr::TX,
+            BAD_HDR,
             NetHdr {
                 flags: HDR_F_NEEDS_CSUM,
                 ..RX_HDR
@@ -624,7 +630,7 @@ mod tests {
                     Op::Deliver { pick, len, hdr_ok } if !dev.pending.is_empty() => {
                         let i = pick % dev.pending.len();
                         let at = dev.pending[i].addr;
-                        let h = if hdr_ok { RX_HDR } else { NetHdr::TX };
+                        let h = if hdr_ok { RX_HDR } else { BAD_HDR };
                         deliver(&mut mem, at, h, &[7; 40]);
                         dev.complete(&mut mem, i, len);
                     }

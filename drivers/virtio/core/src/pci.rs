@@ -13,6 +13,9 @@ pub const VENDOR_ID: u16 = 0x1af4;
 /// PCI device ID of a modern (non-transitional) block device:
 /// 0x1040 + virtio device ID 2 [VIRTIO-1.2 §4.1.2, §5].
 pub const DEVICE_ID_BLOCK: u16 = 0x1042;
+/// PCI device ID of a modern (non-transitional) network device:
+/// 0x1040 + virtio device ID 1 [VIRTIO-1.2 §4.1.2, §5].
+pub const DEVICE_ID_NET: u16 = 0x1041;
 
 /// Generic PCI header registers the driver needs [PCI 3.0 §6.1, §6.2.2].
 pub mod header {

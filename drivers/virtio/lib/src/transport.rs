@@ -126,6 +126,20 @@ impl Transport {
         self.notify.is_some()
     }
 
+    /// Notifies the device that queue `queue`, whose `queue_notify_off`
+    /// read `notify_off`, has new buffers (a device with several queues:
+    /// [`Transport::notify`] serves the one [`Transport::set_notify_off`]
+    /// recorded): one 16-bit write of the queue index [VIRTIO-1.2
+    /// §4.1.5.2].
+    pub fn notify_queue(&mut self, queue: u16, notify_off: u16) -> Result<(), OutOfWindow> {
+        let at = virtio_core::pci::notify_offset(&self.caps, notify_off).ok_or(OutOfWindow)?;
+        let reg = Reg::<u16>::at(usize::try_from(at).map_err(|_| OutOfWindow)?);
+        self.bars[usize::from(self.caps.notify.bar)]
+            .as_mut()
+            .and_then(|r| r.write(reg, queue))
+            .ok_or(OutOfWindow)
+    }
+
     /// Notifies the device that queue `queue` has new buffers: one 16-bit
     /// write of the queue index [VIRTIO-1.2 §4.1.5.2].
     pub fn notify(&mut self, queue: u16) -> Result<(), OutOfWindow> {

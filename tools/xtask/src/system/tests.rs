@@ -795,3 +795,12 @@ fn iommu_fault_arguments_are_checked() {
         rejects(&server(arg), &["task \"iommu\"", why]);
     }
 }
+
+#[test]
+fn network_user_or_none() {
+    assert_eq!(good().network, None);
+    let with = parse(&format!("network = \"user\"\n{GOOD}"), "net.toml").unwrap();
+    assert_eq!(with.network, Some(Network::User));
+    let err = parse(&format!("network = \"tap\"\n{GOOD}"), "net.toml").unwrap_err();
+    assert!(err.contains("the only network is \"user\""), "{err}");
+}
