@@ -93,7 +93,8 @@ abi::stable_codes! {
         Iommu = 7,
         /// The device is in an error state.
         DeviceError = 8,
-        /// The caller is not the driver's one client.
+        /// `Send` or `Receive` from a caller other than the driver's one
+        /// data client (other callers may ask `Info`, `Stats`, `SetMode`).
         NotClient = 9,
     }
 }

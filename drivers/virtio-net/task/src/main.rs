@@ -9,8 +9,12 @@
 //!
 //! Capabilities: `iommu` (call), `dev` (pci), `net` (serve), `irq`
 //! (optional; notification bit `arg("irq_bit")`, default 0), `notify`
-//! (optional: `RX_READY` to the client). Arguments: `bench = "on"` lets
-//! the client switch the IOMMU policy (`SetMode`).
+//! (optional: `RX_READY` to the data client). Frames (`Send`, `Receive`)
+//! are served to exactly one data client: the endpoint's only caller, or
+//! the one `arg("client")` names; other callers of the endpoint (a
+//! benchmark's control task) may ask `Info`, `Stats` and `SetMode` only.
+//! Arguments: `bench = "on"` lets callers switch the IOMMU policy
+//! (`SetMode`).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -33,9 +37,22 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         log!("virtio-net: needs capabilities iommu (call), dev (pci), net (serve)");
         return 1;
     };
-    let mut clients = info.clients().filter(|c| c.endpoint == "net");
-    let (Some(client), None) = (clients.next(), clients.next()) else {
-        log!("virtio-net: the system must give endpoint `net` exactly one client");
+    let client = match info.arg("client") {
+        Some(name) => info
+            .clients()
+            .find(|c| c.endpoint == "net" && c.name == name),
+        None => {
+            let mut all = info.clients().filter(|c| c.endpoint == "net");
+            match (all.next(), all.next()) {
+                (Some(c), None) => Some(c),
+                _ => None,
+            }
+        }
+    };
+    let Some(client) = client else {
+        log!(
+            "virtio-net: no data client: endpoint `net` needs exactly one caller, or arg `client` naming one of them"
+        );
         return 1;
     };
     let iommu = Iommu::new(iommu);
@@ -50,7 +67,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
     };
     let m = nic.mac();
     log!(
-        "virtio-net: ready: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, MTU {}, link {}, StreamID {:#x}, {RX_SLOTS} receive slots mapped once, {TX_SLOTS} transmit slots mapped per batch, completions by {}; serving {} (badge {})",
+        "virtio-net: ready: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, MTU {}, link {}, StreamID {:#x}, {RX_SLOTS} receive slots mapped once, {TX_SLOTS} transmit slots mapped per batch, completions by {}; frames for {} (badge {})",
         m[0],
         m[1],
         m[2],

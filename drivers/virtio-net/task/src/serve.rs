@@ -1,4 +1,5 @@
-//! The serve loop: the one client's `net-api` requests, the device's
+//! The serve loop: the data client's `net-api` requests (and other
+//! callers' `Info`, `Stats`, `SetMode`), the device's
 //! interrupts, and the transmit slots' strict unmaps. Frames move between
 //! the client's grant and the driver's slots with `GrantCopy`; the client's
 //! memory is never mapped for the device, so its death notice is answered
@@ -35,9 +36,9 @@ const TX_DEADLINE_US: u64 = 5_000_000;
 pub struct Config {
     /// The serve capability of its endpoint.
     pub endpoint: u32,
-    /// The badge of its one client.
+    /// The badge of its one data client (`Send`, `Receive`).
     pub client: u32,
-    /// The notification capability towards the client (`RX_READY`).
+    /// The notification capability towards the data client (`RX_READY`).
     pub notify: Option<u32>,
     /// Accept `SetMode` (benchmark systems only).
     pub bench: bool,
@@ -174,15 +175,16 @@ impl Loop<'_> {
     }
 
     fn call(&mut self, badge: u32, msg: &[u8], token: u64, grant_len: u64) {
-        if badge != self.cfg.client {
-            self.refused += 1;
-            reply(token, Err(NetError::NotClient));
-            return;
-        }
         match Request::decode(msg) {
             Err(e) => {
                 self.refused += 1;
                 reply(token, Err(e));
+            }
+            // Frames are the data client's only; any caller of the
+            // endpoint may ask Info, Stats and (bench) SetMode.
+            Ok(Request::Send(_) | Request::Receive { .. }) if badge != self.cfg.client => {
+                self.refused += 1;
+                reply(token, Err(NetError::NotClient));
             }
             Ok(r) => r.dispatch(Call {
                 l: self,
