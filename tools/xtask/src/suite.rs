@@ -520,14 +520,15 @@ pub fn dashboard(opts: &DashboardOptions) -> Result<ExitCode, String> {
             format!("QEMU is killed after {} s", timeout.as_secs())
         }
     );
-    // At a terminal QEMU puts it in raw mode: lines need their CR.
-    let eol = if interactive { "\r\n" } else { "\n" };
+    // QEMU's raw mode on a terminal keeps output processing (OPOST), so
+    // a plain newline ends a line everywhere.
     let watch = qemu::Watch::Lines(Box::new(move |line: &str| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        let _ = write!(out, "{line}{eol}");
+        let line = line.trim_end_matches('\r');
+        let _ = writeln!(out, "{line}");
         if line.contains(hostnet::READY_LINE) {
-            let _ = write!(out, "dashboard: {url}{eol}");
+            let _ = writeln!(out, "dashboard: {url}");
         }
         let _ = out.flush();
     }));
