@@ -1,6 +1,7 @@
 //! The socket protocol's field wire forms, written once per type: `u16`
 //! (sixteen `arg` bits), [`Socket`] (all 32 `arg` bits in a request, an
-//! 8-byte entry in a response), a request's `u32` (one 4-byte entry), a
+//! 8-byte entry in a response), a request's `u32` (one 4-byte entry),
+//! [`Wait`] (one 4-byte entry), a
 //! response's `u32` (one 8-byte entry) and [`StackStats`]. The traits and
 //! the layout of fields are `ipc-proto`'s.
 //!
@@ -11,7 +12,7 @@
 use ipc_proto::wire::{put, u32_at, u64_at, zero};
 use ipc_proto::{Refused, RequestField, ResponseField};
 
-use crate::{MAX_BACKLOG, MAX_TRANSFER, SockError, Socket, StackStats};
+use crate::{MAX_BACKLOG, MAX_TRANSFER, SockError, Socket, StackStats, Wait};
 
 impl From<Refused> for SockError {
     fn from(r: Refused) -> Self {
@@ -87,6 +88,21 @@ impl RequestField<'_, SockError> for u32 {
     fn read(_arg: u32, b: &[u8]) -> Result<Self, SockError> {
         match u32_at(b, 0) {
             Some(v) if b.len() == 4 && v != 0 && v <= MAX_TRANSFER => Ok(v),
+            _ => Err(SockError::Malformed),
+        }
+    }
+}
+
+/// One 4-byte count of milliseconds, any value (0: forever).
+impl RequestField<'_, SockError> for Wait {
+    const ENTRY: usize = 4;
+    fn write(&self, out: &mut [u8]) -> Result<(), SockError> {
+        put(out, 0, &self.0.to_le_bytes());
+        Ok(())
+    }
+    fn read(_arg: u32, b: &[u8]) -> Result<Self, SockError> {
+        match u32_at(b, 0) {
+            Some(v) if b.len() == 4 => Ok(Wait(v)),
             _ => Err(SockError::Malformed),
         }
     }

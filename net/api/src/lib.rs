@@ -19,7 +19,8 @@
 //! |---|---|---|
 //! | 1 `Listen` | `port` in bits 0..16, `backlog` in bits 16..32 | none |
 //! | 2 `Accept`, 5 `Close` | socket | none |
-//! | 3 `Send`, 4 `Recv` | socket | one 4-byte `len` / `max` |
+//! | 3 `Send` | socket | one 4-byte `len` |
+//! | 4 `Recv` | socket | one 4-byte `max`, one 4-byte `wait` (ms, 0 = forever) |
 //! | 6 `Stats` | 0 | none |
 //!
 //! Response: header `{status: u16 (0 = ok, else a [`SockError`] code),
@@ -47,6 +48,15 @@ pub const MAX_BACKLOG: u16 = 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Socket(pub u32);
 
+/// How long a `Recv` may wait for data, in milliseconds; 0 is forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Wait(pub u32);
+
+impl Wait {
+    /// No deadline.
+    pub const FOREVER: Wait = Wait(0);
+}
+
 abi::stable_codes! {
     /// Why a socket request failed. Stable codes; 0 is success.
     pub enum SockError: u16 {
@@ -71,6 +81,8 @@ abi::stable_codes! {
         NoMemory = 8,
         /// A call is already waiting on this socket.
         Busy = 9,
+        /// `Recv` saw no data within its `wait`; nothing changed.
+        TimedOut = 10,
     }
 }
 
@@ -121,6 +133,12 @@ mod tests {
         round_trip(Request::Recv {
             socket: Socket(u32::MAX),
             max: MAX_TRANSFER,
+            wait: Wait::FOREVER,
+        });
+        round_trip(Request::Recv {
+            socket: Socket(1),
+            max: 1,
+            wait: Wait(u32::MAX),
         });
         round_trip(Request::Close(Socket(0)));
         round_trip(Request::Stats);
@@ -177,6 +195,7 @@ mod tests {
             Request::Recv {
                 socket: Socket(1),
                 max: MAX_TRANSFER + 1,
+                wait: Wait(5),
             },
         ] {
             assert_eq!(r.encode(&mut buf), Err(SockError::Malformed), "{r:?}");
@@ -206,6 +225,7 @@ mod tests {
             (SockError::NotConnected, 7),
             (SockError::NoMemory, 8),
             (SockError::Busy, 9),
+            (SockError::TimedOut, 10),
         ];
         assert_eq!(golden.len(), SockError::ALL.len());
         for (e, c) in golden {

@@ -12,7 +12,7 @@
 use ipc_proto::protocol;
 
 use crate::field::listen_ok;
-use crate::{SockError, Socket, StackStats};
+use crate::{SockError, Socket, StackStats, Wait};
 
 protocol! {
     error: SockError;
@@ -47,14 +47,18 @@ protocol! {
     -> /// To `Send`.
        Sent(n: u32);
 
-    /// Wait until the socket has received data (or the peer closed) and
-    /// copy at most `max` bytes to the start of the call's grant. Answer:
-    /// `Received`, the bytes copied; 0 means the peer closed its side.
+    /// Wait until the socket has received data (or the peer closed), at
+    /// most `wait`, and copy at most `max` bytes to the start of the
+    /// call's grant. Answer: `Received`, the bytes copied; 0 means the
+    /// peer closed its side. Nothing within `wait`: `TimedOut`, the
+    /// connection unchanged.
     4 Recv {
         /// The connected socket.
         socket: Socket,
         /// Most bytes to copy (1..=[`MAX_TRANSFER`](crate::MAX_TRANSFER)).
         max: u32,
+        /// How long to wait for data.
+        wait: Wait,
     } => fn recv
     -> /// To `Recv`.
        Received(n: u32);

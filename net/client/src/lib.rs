@@ -8,7 +8,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use sock_api::{Client, MAX_TRANSFER, MSG_MAX, SockError, Socket, StackStats};
+use sock_api::{Client, MAX_TRANSFER, MSG_MAX, SockError, Socket, StackStats, Wait};
 use userlib::DmaBuffer;
 use userlib::ipc::Call;
 
@@ -107,11 +107,24 @@ impl Tcp {
     /// Waits for data and copies at most `out.len()` bytes into `out`;
     /// 0 means the peer closed.
     pub fn recv(&mut self, s: Socket, out: &mut [u8]) -> Result<usize, ClientError> {
+        self.recv_within(s, out, Wait::FOREVER)
+    }
+
+    /// [`Tcp::recv`], giving up after `wait` with
+    /// `ClientError::Sock(SockError::TimedOut)`.
+    pub fn recv_within(
+        &mut self,
+        s: Socket,
+        out: &mut [u8],
+        wait: Wait,
+    ) -> Result<usize, ClientError> {
         let max = out.len().min(self.room());
         if max == 0 {
             return Ok(0);
         }
-        let n = self.granted().recv(&mut [0; MSG_MAX], s, max as u32)? as usize;
+        let n = self
+            .granted()
+            .recv(&mut [0; MSG_MAX], s, max as u32, wait)? as usize;
         let n = n.min(max);
         self.buf
             .copy_out(0, &mut out[..n])
@@ -126,7 +139,9 @@ impl Tcp {
         if max == 0 {
             return Ok(0);
         }
-        Ok(self.granted().recv(&mut [0; MSG_MAX], s, max as u32)? as usize)
+        Ok(self
+            .granted()
+            .recv(&mut [0; MSG_MAX], s, max as u32, Wait::FOREVER)? as usize)
     }
 
     /// Sends `n` bytes of whatever the transfer buffer holds (a source).

@@ -20,9 +20,11 @@ use crate::serve::{self, Answer, Page};
 pub trait Conn {
     /// What a socket call fails with.
     type Error;
-    /// Reads up to `buf.len()` bytes (at least one); `Ok(0)`: the peer
-    /// closed.
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error>;
+    /// Reads up to `buf.len()` bytes (at least one), waiting at most
+    /// `wait_ms` milliseconds; `Ok(0)`: the peer closed.
+    fn recv(&mut self, buf: &mut [u8], wait_ms: u64) -> Result<usize, Self::Error>;
+    /// Whether `e` says that `recv` waited its whole `wait_ms` for nothing.
+    fn timed_out(e: &Self::Error) -> bool;
     /// Sends from `bytes`; returns how many were taken (at least one
     /// unless `bytes` is empty; `Ok(0)`: the connection is gone).
     fn send(&mut self, bytes: &[u8]) -> Result<usize, Self::Error>;
@@ -59,15 +61,19 @@ pub fn serve_one<C: Conn>(
             Answer::ReadMore => {}
             done => break done,
         }
-        if now() > deadline {
+        let t = now();
+        if t > deadline {
             break Answer::Refuse(Status::RequestTimeout);
         }
         let Some(room) = buf.get_mut(n..) else {
             break Answer::Refuse(Status::BadRequest);
         };
-        match conn.recv(room) {
+        // A peer that sends nothing is cut off at the deadline too.
+        let wait = deadline.saturating_sub(t).max(1);
+        match conn.recv(room, wait) {
             Ok(0) => return Outcome::PeerClosed,
             Ok(got) => n = n.saturating_add(got.min(room.len())),
+            Err(e) if C::timed_out(&e) => break Answer::Refuse(Status::RequestTimeout),
             Err(_) => return Outcome::SocketError,
         }
     };
@@ -124,6 +130,17 @@ mod tests {
         sent: Vec<u8>,
         send_max: usize,
         fail: bool,
+        /// Once the chunks run out: say nothing (time out) instead of
+        /// closing.
+        silent: bool,
+        /// The waits `recv` was given.
+        waits: Vec<u64>,
+    }
+
+    #[derive(Debug)]
+    enum PeerError {
+        Failed,
+        TimedOut,
     }
 
     impl Scripted {
@@ -133,15 +150,22 @@ mod tests {
                 sent: Vec::new(),
                 send_max: 7,
                 fail: false,
+                silent: false,
+                waits: Vec::new(),
             }
         }
     }
 
     impl Conn for Scripted {
-        type Error = ();
-        fn recv(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
+        type Error = PeerError;
+        fn recv(&mut self, buf: &mut [u8], wait_ms: u64) -> Result<usize, PeerError> {
+            self.waits.push(wait_ms);
             let Some(mut c) = self.chunks.pop_front() else {
-                return if self.fail { Err(()) } else { Ok(0) };
+                return match (self.fail, self.silent) {
+                    (true, _) => Err(PeerError::Failed),
+                    (_, true) => Err(PeerError::TimedOut),
+                    _ => Ok(0),
+                };
             };
             let k = c.len().min(buf.len());
             buf[..k].copy_from_slice(&c[..k]);
@@ -151,7 +175,10 @@ mod tests {
             }
             Ok(k)
         }
-        fn send(&mut self, b: &[u8]) -> Result<usize, ()> {
+        fn timed_out(e: &PeerError) -> bool {
+            matches!(e, PeerError::TimedOut)
+        }
+        fn send(&mut self, b: &[u8]) -> Result<usize, PeerError> {
             let k = b.len().min(self.send_max);
             self.sent.extend_from_slice(&b[..k]);
             Ok(k)
@@ -210,6 +237,25 @@ mod tests {
         );
         assert_eq!(out, Outcome::Answered(Status::RequestTimeout));
         assert!(c.sent.starts_with(b"HTTP/1.1 408 "));
+    }
+
+    #[test]
+    fn a_silent_peer_is_answered_408_at_the_deadline() {
+        let t = Cell::new(0u64);
+        let mut c = Scripted::new(&[b"GET / HT"]);
+        c.silent = true;
+        let out = serve_one(
+            &mut c,
+            || {
+                t.set(t.get() + 3);
+                t.get()
+            },
+            10,
+            figures,
+        );
+        assert_eq!(out, Outcome::Answered(Status::RequestTimeout));
+        // Each wait was what was left of the deadline.
+        assert_eq!(c.waits, [7, 4]);
     }
 
     #[test]

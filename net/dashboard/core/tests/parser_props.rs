@@ -73,7 +73,7 @@ mod conn {
 
     impl Conn for Chunks {
         type Error = ();
-        fn recv(&mut self, buf: &mut [u8]) -> Result<usize, ()> {
+        fn recv(&mut self, buf: &mut [u8], _wait_ms: u64) -> Result<usize, ()> {
             if self.0.is_empty() {
                 return Ok(0);
             }
@@ -81,6 +81,9 @@ mod conn {
             let k = c.len().min(buf.len());
             buf[..k].copy_from_slice(&c[..k]);
             Ok(k)
+        }
+        fn timed_out(_: &()) -> bool {
+            false
         }
         fn send(&mut self, b: &[u8]) -> Result<usize, ()> {
             self.1.extend_from_slice(b);

@@ -23,7 +23,7 @@ use dashboard_core::conn::{Conn, Outcome, serve_one};
 use dashboard_core::{Snapshot, Status};
 use iommu_api::{ClientSummary, MAX_OVERVIEW_CLIENTS, ServerTotals};
 use iommu_client::Iommu;
-use sock_api::Socket;
+use sock_api::{SockError, Socket, Wait};
 use sock_client::{ClientError, Tcp};
 use userlib::time::Counter;
 use userlib::{TaskInfo, log};
@@ -53,8 +53,12 @@ struct SockConn<'t> {
 
 impl Conn for SockConn<'_> {
     type Error = ClientError;
-    fn recv(&mut self, buf: &mut [u8]) -> Result<usize, ClientError> {
-        self.tcp.recv(self.socket, buf)
+    fn recv(&mut self, buf: &mut [u8], wait_ms: u64) -> Result<usize, ClientError> {
+        let wait = Wait(u32::try_from(wait_ms).unwrap_or(u32::MAX).max(1));
+        self.tcp.recv_within(self.socket, buf, wait)
+    }
+    fn timed_out(e: &ClientError) -> bool {
+        *e == ClientError::Sock(SockError::TimedOut)
     }
     fn send(&mut self, bytes: &[u8]) -> Result<usize, ClientError> {
         self.tcp.send(self.socket, bytes)

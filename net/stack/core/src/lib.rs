@@ -56,9 +56,19 @@ pub trait Replier {
 
 #[derive(Clone, Copy, Debug)]
 enum Waiter {
-    Accept { token: u64 },
-    Recv { token: u64, max: u32 },
-    Send { token: u64, len: u32 },
+    Accept {
+        token: u64,
+    },
+    Recv {
+        token: u64,
+        max: u32,
+        /// When to give up with `TimedOut`, if ever.
+        deadline: Option<Instant>,
+    },
+    Send {
+        token: u64,
+        len: u32,
+    },
 }
 
 impl Waiter {
@@ -243,7 +253,8 @@ impl Sockets {
         self.hold(owner, s, true, Waiter::Accept { token })
     }
 
-    /// `Recv` of at most `max` bytes into a grant of `grant_len` bytes.
+    /// `Recv` of at most `max` bytes into a grant of `grant_len` bytes,
+    /// answered `TimedOut` at `deadline` if nothing came.
     pub fn recv(
         &mut self,
         owner: u32,
@@ -251,11 +262,33 @@ impl Sockets {
         max: u32,
         grant_len: u64,
         token: u64,
+        deadline: Option<Instant>,
     ) -> Result<(), SockError> {
         if grant_len < u64::from(max) {
             return Err(SockError::NotGranted);
         }
-        self.hold(owner, s, false, Waiter::Recv { token, max })
+        self.hold(
+            owner,
+            s,
+            false,
+            Waiter::Recv {
+                token,
+                max,
+                deadline,
+            },
+        )
+    }
+
+    /// The earliest deadline of a held `Recv`.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.entries
+            .iter()
+            .flatten()
+            .filter_map(|e| match e.waiter {
+                Some(Waiter::Recv { deadline, .. }) => deadline,
+                _ => None,
+            })
+            .min()
     }
 
     /// `Send` of the grant's first `len` bytes (a grant of `grant_len`).
@@ -352,7 +385,7 @@ impl Sockets {
         self.reap_closing(set, now);
         for i in 0..self.entries.len() {
             self.service_listener(set, i);
-            self.service_waiter(set, r, i);
+            self.service_waiter(set, r, i, now);
         }
     }
 
@@ -413,7 +446,13 @@ impl Sockets {
         }
     }
 
-    fn service_waiter(&mut self, set: &mut SocketSet<'static>, r: &mut impl Replier, i: usize) {
+    fn service_waiter(
+        &mut self,
+        set: &mut SocketSet<'static>,
+        r: &mut impl Replier,
+        i: usize,
+        now: Instant,
+    ) {
         let Some(e) = &mut self.entries[i] else {
             return;
         };
@@ -456,7 +495,14 @@ impl Sockets {
                     }
                 }
             }
-            (Some(Waiter::Recv { token, max }), Kind::Conn { sock }) => {
+            (
+                Some(Waiter::Recv {
+                    token,
+                    max,
+                    deadline,
+                }),
+                Kind::Conn { sock },
+            ) => {
                 let t = set.get_mut::<tcp::Socket>(*sock);
                 let answer = if t.can_recv() {
                     let buf = &mut self.scratch[..max as usize];
@@ -475,6 +521,8 @@ impl Sockets {
                 } else if !t.may_recv() {
                     // The peer closed (FIN) or the connection is gone.
                     Some(Ok(Response::Received(0)))
+                } else if deadline.is_some_and(|d| now >= d) {
+                    Some(Err(SockError::TimedOut))
                 } else {
                     None
                 };

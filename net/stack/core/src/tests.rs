@@ -144,7 +144,7 @@ fn a_connection_is_accepted_and_moves_bytes_both_ways() {
 
     w.peer(peer).send_slice(b"hello").unwrap();
     w.kernel.grants.insert(11, vec![0; 100]);
-    w.table.recv(1, s, 100, 100, 11).unwrap();
+    w.table.recv(1, s, 100, 100, 11, None).unwrap();
     w.run();
     assert_eq!(w.kernel.answer(11), Some(&Ok(Got::Received(5))));
     assert_eq!(&w.kernel.grants[&11][..5], b"hello");
@@ -175,12 +175,33 @@ fn a_peer_closing_answers_a_waiting_recv_with_zero() {
     let peer = w.connect(80, 49152);
     let s = w.accepted(1, l, 10);
     w.kernel.grants.insert(11, vec![0; 10]);
-    w.table.recv(1, s, 10, 10, 11).unwrap();
+    w.table.recv(1, s, 10, 10, 11, None).unwrap();
     w.run();
     assert_eq!(w.kernel.answer(11), None, "nothing to receive yet: held");
     w.peer(peer).close();
     w.run();
     assert_eq!(w.kernel.answer(11), Some(&Ok(Got::Received(0))));
+}
+
+#[test]
+fn a_recv_with_a_deadline_times_out_and_the_connection_still_works() {
+    let mut w = World::new();
+    let l = w.table.listen(&mut w.set, 1, 80, 1).unwrap();
+    let peer = w.connect(80, 49152);
+    let s = w.accepted(1, l, 10);
+    w.kernel.grants.insert(11, vec![0; 10]);
+    let deadline = w.now + Duration::from_millis(5);
+    w.table.recv(1, s, 10, 10, 11, Some(deadline)).unwrap();
+    assert_eq!(w.table.next_deadline(), Some(deadline));
+    w.run();
+    assert_eq!(w.kernel.answer(11), Some(&Err(SockError::TimedOut)));
+    assert_eq!(w.table.next_deadline(), None);
+    // The connection is unchanged: data sent afterwards arrives.
+    w.peer(peer).send_slice(b"late").unwrap();
+    w.kernel.grants.insert(12, vec![0; 10]);
+    w.table.recv(1, s, 10, 10, 12, None).unwrap();
+    w.run();
+    assert_eq!(w.kernel.answer(12), Some(&Ok(Got::Received(4))));
 }
 
 #[test]
@@ -193,7 +214,10 @@ fn other_clients_handles_and_bad_requests_are_refused() {
     );
     // Another client, a connection call on a listener, a stale handle.
     assert_eq!(w.table.accept(2, l, 1), Err(SockError::BadSocket));
-    assert_eq!(w.table.recv(1, l, 10, 10, 1), Err(SockError::BadSocket));
+    assert_eq!(
+        w.table.recv(1, l, 10, 10, 1, None),
+        Err(SockError::BadSocket)
+    );
     assert_eq!(
         w.table.accept(1, Socket(l.0 + (1 << 8)), 1),
         Err(SockError::BadSocket)
@@ -203,10 +227,13 @@ fn other_clients_handles_and_bad_requests_are_refused() {
     let s = w.accepted(1, l, 10);
     let _ = peer;
     // A grant shorter than asked, a second waiter.
-    assert_eq!(w.table.recv(1, s, 100, 99, 2), Err(SockError::NotGranted));
+    assert_eq!(
+        w.table.recv(1, s, 100, 99, 2, None),
+        Err(SockError::NotGranted)
+    );
     assert_eq!(w.table.send(1, s, 100, 0, 2), Err(SockError::NotGranted));
-    w.table.recv(1, s, 10, 10, 3).unwrap();
-    assert_eq!(w.table.recv(1, s, 10, 10, 4), Err(SockError::Busy));
+    w.table.recv(1, s, 10, 10, 3, None).unwrap();
+    assert_eq!(w.table.recv(1, s, 10, 10, 4, None), Err(SockError::Busy));
     // Closing answers the held call.
     w.table
         .close(&mut w.set, &mut w.kernel, 1, s, w.now)
@@ -301,7 +328,8 @@ proptest! {
                 Op::Accept(o, s) => { let _ = w.table.accept(o, pick(s), token); }
                 Op::Recv(o, s, m, g) => {
                     w.kernel.grants.insert(token, vec![0; g as usize]);
-                    let _ = w.table.recv(o, pick(s), m, g, token);
+                    let deadline = (m % 2 == 0).then(|| w.now + Duration::from_millis(5));
+                    let _ = w.table.recv(o, pick(s), m, g, token, deadline);
                 }
                 Op::Send(o, s, m, g) => {
                     w.kernel.grants.insert(token, vec![7; g as usize]);

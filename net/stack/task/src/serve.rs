@@ -6,10 +6,10 @@
 //! once).
 
 use smoltcp::iface::{Config, Interface, SocketSet};
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
-use sock_api::{Handler, Response, SockError, Socket};
+use sock_api::{Handler, Response, SockError, Socket, Wait};
 use userlib::ipc::{FOREVER, MSG_MAX, RecvKind};
 use userlib::{Counter, log};
 
@@ -105,13 +105,20 @@ impl Stack {
         self.sockets.stats.tx_deferred = self.link.tx_deferred;
     }
 
-    /// Microseconds until smoltcp needs polling again.
+    /// Microseconds until smoltcp needs polling again, or a held `Recv`
+    /// times out.
     fn timeout_us(&mut self) -> u64 {
         let now = self.now();
-        let delay = self
-            .iface
-            .poll_delay(now, &self.set)
-            .map(|d| d.total_micros());
+        let poll = self.iface.poll_delay(now, &self.set);
+        let recv = self
+            .sockets
+            .next_deadline()
+            .map(|d| if d > now { d - now } else { Duration::ZERO });
+        let delay = match (poll, recv) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|d| d.total_micros());
         match (delay, self.sockets.busy()) {
             (Some(d), _) => d.min(MAX_WAIT_US),
             (None, true) => MAX_WAIT_US,
@@ -166,11 +173,17 @@ impl<'a> Handler<'a> for Call<'_> {
         self.hold(r);
     }
 
-    fn recv(self, socket: Socket, max: u32) {
-        let r = self
-            .stack
-            .sockets
-            .recv(self.badge, socket, max, self.grant_len, self.token);
+    fn recv(self, socket: Socket, max: u32, wait: Wait) {
+        let deadline = (wait != Wait::FOREVER)
+            .then(|| self.stack.now() + Duration::from_millis(wait.0.into()));
+        let r = self.stack.sockets.recv(
+            self.badge,
+            socket,
+            max,
+            self.grant_len,
+            self.token,
+            deadline,
+        );
         self.hold(r);
     }
 
