@@ -216,6 +216,12 @@ pub struct BenchArgs {
     /// (into --out, else DIR).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["ms", "repeat"])]
     pub replot: Option<PathBuf>,
+    /// The network benchmark instead: TCP bulk transfer each way through
+    /// the 127.0.0.1 forward, in bypass and in strict, MIB MiB each way
+    /// (net.json and net.md in --out).
+    #[arg(long, value_name = "MIB", num_args = 0..=1, default_missing_value = "64",
+          value_parser = clap::value_parser!(u64).range(1..=4096), conflicts_with_all = ["ms", "replot"])]
+    pub net: Option<u64>,
     #[command(flatten)]
     pub machine: MachineOptions,
 }

@@ -199,6 +199,9 @@ pub enum HostCheck {
     /// connections opened and dropped, random bytes; then a normal fetch
     /// still works.
     BadInput,
+    /// `net-throughput`: bulk TCP each way in bypass and in strict through
+    /// `net-bench` (see `netbench`); strict pays IOMMU syncs, bypass none.
+    NetBench,
 }
 
 impl HostCheck {
@@ -207,6 +210,7 @@ impl HostCheck {
         match name {
             "dashboard" => Some(Self::Dashboard),
             "bad-input" => Some(Self::BadInput),
+            "net-bench" => Some(Self::NetBench),
             _ => None,
         }
     }
@@ -218,9 +222,13 @@ impl HostCheck {
         match self {
             Self::Dashboard => check_dashboard(addr, driver),
             Self::BadInput => check_bad_input(addr, driver),
+            Self::NetBench => crate::netbench::check(addr, NET_CHECK_MIB),
         }
     }
 }
+
+/// MiB each way per mode in `net-throughput`.
+const NET_CHECK_MIB: u64 = 2;
 
 /// How long the figures get to rise between two fetches.
 const RISE_WINDOW: Duration = Duration::from_secs(30);
@@ -314,6 +322,29 @@ fn slow_head(addr: SocketAddr) -> Result<String, String> {
     Ok(format!("{what}: 408"))
 }
 
+/// A peer that connects and sends nothing holds the (one-at-a-time)
+/// dashboard only until its deadline: it gets 408, and a fetch queued
+/// behind it is answered.
+fn silent_peer(addr: SocketAddr) -> Result<String, String> {
+    let what = "a silent peer";
+    let mut idle = connect(addr)?;
+    // Let the guest accept it before the fetch queues behind it.
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let a = get(addr, "/").map_err(|e| format!("a fetch behind {what}: {e}"))?;
+    let waited = start.elapsed().as_secs_f64();
+    if a.status != 200 {
+        return Err(format!("a fetch behind {what}: status {}", a.status));
+    }
+    let b = read_answer(&mut idle).map_err(|e| format!("{what}: {e}"))?;
+    if b.status != 408 {
+        return Err(format!("{what}: status {}, expected 408", b.status));
+    }
+    Ok(format!(
+        "{what}: 408 at the deadline; a fetch behind it answered after {waited:.1} s"
+    ))
+}
+
 /// Connections opened and dropped by `net-bad-input`.
 pub const DROPPED_CONNECTIONS: usize = 1000;
 /// Pause after each dropped connection (see `check_bad_input`).
@@ -357,6 +388,7 @@ fn check_bad_input(addr: SocketAddr, driver: &str) -> Result<Vec<String>, String
         404,
     )?);
     notes.push(slow_head(addr)?);
+    notes.push(silent_peer(addr)?);
 
     // Opened and dropped at once: the dashboard sees the peer close. QEMU's
     // slirp listens for the forward with a backlog of one and accepts from
@@ -420,16 +452,28 @@ mod tests {
             let mut n = 0u64;
             for s in l.incoming().take(conns) {
                 let Ok(mut s) = s else { continue };
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                // Like the guest: 2 s from the accept for the whole head,
+                // a silent peer included.
+                let since = Instant::now();
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
-                let mut first = None;
                 let req = loop {
+                    let left = Duration::from_secs(2).saturating_sub(since.elapsed());
+                    s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                        .unwrap();
                     match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => break None,
+                        Ok(0) => break None,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            break Some(Err(true));
+                        }
+                        Err(_) => break None,
                         Ok(k) => buf.extend_from_slice(&chunk[..k]),
                     }
-                    let since = *first.get_or_insert_with(Instant::now);
                     let complete = buf.windows(4).any(|w| w == b"\r\n\r\n");
                     if !complete && since.elapsed() > Duration::from_secs(2) {
                         break Some(Err(true));
@@ -531,8 +575,9 @@ mod tests {
 
     #[test]
     fn the_bad_input_check_passes_against_a_stand_in() {
-        // 10 refusals, the dropped connections, 20 random rounds, 2 fetches.
-        let (port, h) = fake_dashboard(10 + DROPPED_CONNECTIONS + 20 + 2);
+        // 10 refusals, a silent peer and the fetch behind it, the dropped
+        // connections, 20 random rounds, 2 fetches.
+        let (port, h) = fake_dashboard(10 + 2 + DROPPED_CONNECTIONS + 20 + 2);
         let notes = HostCheck::BadInput
             .run(loopback(port), "virtio-net")
             .unwrap();

@@ -10,6 +10,7 @@ mod cli;
 mod fuzz;
 mod hostnet;
 mod list;
+mod netbench;
 mod prereq;
 mod projection_glue;
 mod qemu;
@@ -137,6 +138,9 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
         Command::Bench(opts) if opts.replot.is_some() => {
             let dir = opts.replot.unwrap_or_default();
             bench::replot(&dir, opts.out.as_deref().unwrap_or(&dir))
+        }
+        Command::Bench(opts) if opts.net.is_some() => {
+            netbench::bench(opts.out, opts.net.unwrap_or(64), opts.repeat)
         }
         Command::Bench(opts) => bench::bench(&bench::BenchOptions {
             ms: opts.ms,

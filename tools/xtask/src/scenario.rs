@@ -185,7 +185,9 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         }
         Some(name) => {
             let check = HostCheck::from_name(&name).ok_or_else(|| {
-                format!("host must be \"dashboard\" or \"bad-input\", not \"{name}\"")
+                format!(
+                    "host must be \"dashboard\", \"bad-input\" or \"net-bench\", not \"{name}\""
+                )
             })?;
             let ready = raw.ready.unwrap_or_else(|| regex::escape(READY_LINE));
             Some(HostStep {

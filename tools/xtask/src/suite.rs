@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::artifacts::{self, Images, Workspace};
 use crate::cli::{BootOptions, DashboardOptions, TestOptions};
-use crate::hostnet;
+use crate::hostnet::{self, HostCheck};
 use crate::prereq;
 use crate::qemu::{self, QemuConfig, RunOutcome};
 use crate::scenario::{self, Scenario};
@@ -408,8 +408,12 @@ pub fn run_scenario(
                 echo,
                 step.ready.clone(),
                 move |line| {
+                    let what = match check {
+                        HostCheck::NetBench => "net-bench",
+                        HostCheck::Dashboard | HostCheck::BadInput => "dashboard",
+                    };
                     println!(
-                        "      {name}: dashboard up at {} (`{}`)",
+                        "      {name}: {what} up at {} (`{}`)",
                         hostnet::url(port),
                         line.trim()
                     );
