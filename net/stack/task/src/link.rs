@@ -172,7 +172,7 @@ impl Link {
     }
 
     /// Whether a transmit slot is free.
-    fn tx_room(&self) -> bool {
+    pub fn tx_room(&self) -> bool {
         self.tx_staged.len() < BATCH
     }
 }

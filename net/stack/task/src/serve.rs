@@ -5,7 +5,7 @@
 //! and never wait on anything but `recv` (the driver's calls answer at
 //! once).
 
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Config, Interface, PollResult, SocketSet};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
@@ -15,6 +15,10 @@ use userlib::{Counter, log};
 
 use crate::link::Link;
 use netstack_core::{Replier, Sockets};
+
+/// Egress passes per round, at most (each sends up to one segment per
+/// socket).
+const MAX_EGRESS_PASSES: usize = 64;
 
 /// Longest wait between polls while something is pending.
 const MAX_WAIT_US: u64 = 50_000;
@@ -87,15 +91,27 @@ impl Stack {
                 }
             };
             let now = self.now();
-            let changed = self.iface.poll(now, &mut self.link, &mut self.set);
+            let mut progressed = self.iface.poll(now, &mut self.link, &mut self.set)
+                == PollResult::SocketStateChanged;
             self.sockets.service(&mut self.set, &mut Kernel, now);
-            // Answering a held call may have queued data: poll again so it
-            // goes out in this round.
-            let _ = self.iface.poll(self.now(), &mut self.link, &mut self.set);
+            // smoltcp sends at most one segment per socket per egress pass:
+            // pass again until it has nothing more or the batch is full, so
+            // one `Send` carries the batch (answering a held call may have
+            // queued data too).
+            for _ in 0..MAX_EGRESS_PASSES {
+                if !self.link.tx_room()
+                    || self
+                        .iface
+                        .poll_egress(self.now(), &mut self.link, &mut self.set)
+                        == PollResult::None
+                {
+                    break;
+                }
+                progressed = true;
+            }
             if let Err(e) = self.link.flush() {
                 log!("netstack: send to the driver failed: {e}");
             }
-            let progressed = matches!(changed, smoltcp::iface::PollResult::SocketStateChanged);
             if !fetched && !progressed {
                 break;
             }
