@@ -361,3 +361,132 @@ proptest! {
         }
     }
 }
+
+/// A NIC that delivers whatever frames a test gives it and swallows what
+/// the stack sends: hostile input with checksums not verified, so that
+/// every parser layer sees it.
+struct Hostile {
+    frames: std::collections::VecDeque<Vec<u8>>,
+    sent: usize,
+}
+
+struct HostileRx(Vec<u8>);
+struct HostileTx<'a>(&'a mut usize);
+
+impl smoltcp::phy::RxToken for HostileRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl smoltcp::phy::TxToken for HostileTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        *self.0 += 1;
+        let mut buf = vec![0u8; len];
+        f(&mut buf)
+    }
+}
+
+impl smoltcp::phy::Device for Hostile {
+    type RxToken<'a> = HostileRx;
+    type TxToken<'a> = HostileTx<'a>;
+    fn receive(&mut self, _: Instant) -> Option<(HostileRx, HostileTx<'_>)> {
+        let f = self.frames.pop_front()?;
+        Some((HostileRx(f), HostileTx(&mut self.sent)))
+    }
+    fn transmit(&mut self, _: Instant) -> Option<HostileTx<'_>> {
+        Some(HostileTx(&mut self.sent))
+    }
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        let mut c = smoltcp::phy::DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        c.max_transmission_unit = 1514;
+        c.checksum = smoltcp::phy::ChecksumCapabilities::ignored();
+        c
+    }
+}
+
+const OUR_MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+
+/// A frame: random bytes, or headers that get past each layer in turn
+/// (Ethernet to us, IPv4 to 10.0.2.15, TCP to port 80) with the rest
+/// random.
+fn hostile_frame() -> impl Strategy<Value = Vec<u8>> {
+    (
+        0u8..4,
+        proptest::collection::vec(any::<u8>(), 0..1600),
+        any::<u8>(),
+        any::<u16>(),
+    )
+        .prop_map(|(layer, mut rest, flags, sport)| {
+            if layer == 0 {
+                return rest;
+            }
+            let mut f = OUR_MAC.to_vec();
+            f.extend_from_slice(&[2, 0, 0, 0, 0, 2]);
+            if layer == 1 {
+                // ARP or IPv4 ethertype, random body.
+                f.extend_from_slice(if flags & 1 == 0 { &[8, 6] } else { &[8, 0] });
+                f.append(&mut rest);
+                return f;
+            }
+            let tcp_len = 20 + rest.len().min(1400);
+            let total = (20 + tcp_len) as u16;
+            f.extend_from_slice(&[8, 0]);
+            f.extend_from_slice(&[0x45, 0]);
+            f.extend_from_slice(&total.to_be_bytes());
+            f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+            f.extend_from_slice(&[10, 0, 2, 2, 10, 0, 2, 15]);
+            if layer == 2 {
+                f.append(&mut rest);
+                return f;
+            }
+            f.extend_from_slice(&sport.to_be_bytes());
+            f.extend_from_slice(&80u16.to_be_bytes());
+            f.extend_from_slice(&rest[..rest.len().min(8)]);
+            f.extend_from_slice(&[0x50, flags, 0x10, 0, 0, 0, 0, 0]);
+            f.extend_from_slice(&rest[rest.len().min(8)..rest.len().min(1400)]);
+            f
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// No frame a peer can send makes the stack panic: the table, with a
+    /// listener and a held Accept and Recv, keeps its limits and answers
+    /// no call twice.
+    #[test]
+    fn hostile_frames_never_panic(frames in proptest::collection::vec(hostile_frame(), 1..64)) {
+        let mut dev = Hostile { frames: frames.into(), sent: 0 };
+        let cfg = Config::new(EthernetAddress(OUR_MAC).into());
+        let mut iface = Interface::new(cfg, &mut dev, Instant::ZERO);
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::v4(10, 0, 2, 15), 24)).unwrap();
+        });
+        let mut set = SocketSet::new(Vec::new());
+        let mut table = Sockets::new().unwrap();
+        let mut kernel = FakeKernel::default();
+        let l = table.listen(&mut set, 1, 80, 4).unwrap();
+        table.accept(1, l, 1).unwrap();
+        let mut now = Instant::ZERO;
+        let mut token = 10;
+        for _ in 0..80 {
+            now += Duration::from_millis(1);
+            iface.poll(now, &mut dev, &mut set);
+            table.service(&mut set, &mut kernel, now);
+            // Every accepted connection gets a held Recv.
+            let accepted: Vec<Socket> = kernel.answers.iter().filter_map(|(_, r)| match r {
+                Ok(Got::Accepted(s)) => Some(*s),
+                _ => None,
+            }).collect();
+            for s in accepted {
+                token += 1;
+                kernel.grants.insert(token, vec![0; 512]);
+                let _ = table.recv(1, s, 512, 512, token, None);
+            }
+        }
+        prop_assert!(table.tcp_in_use <= TCP_SOCKETS);
+        prop_assert!(table.entries.iter().flatten().count() as u64 == table.stats.sockets);
+    }
+}
