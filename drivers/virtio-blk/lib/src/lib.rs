@@ -28,17 +28,18 @@ use abi::{Iova, PAGE_SIZE, StreamId};
 use block_api::{BlockError, Info, IoKind};
 use block_server::{BlockDevice, DeviceIo};
 use iommu_api::{Dir, Extent};
-use iommu_client::{ClientError, Iommu};
-use userlib::{Counter, DmaBuffer, log, poll_until};
+use iommu_client::Iommu;
+use userlib::{Counter, DmaBuffer, log};
 use virtio_blk_core::blk::{
     self, BlkConfig, DmaLayout, Outcome, RequestHeader, RequestType, SECTOR_BYTES, feature,
 };
 use virtio_core::inflight::{InFlight, Returned};
-use virtio_core::pci::{self, CapError, Status, common, header};
+use virtio_core::pci::{self, Status, common};
 use virtio_core::virtqueue::{Buffer, QueueMemory, Virtqueue};
 
 use virtio::dma::DmaMem;
-use virtio::transport::{OutOfWindow, Transport};
+use virtio::open::{OpenError, read_stable, reset, route_intx};
+use virtio::transport::Transport;
 
 /// `Info::device_kind` of virtio-blk.
 pub const DEVICE_KIND: u16 = 2;
@@ -51,112 +52,8 @@ const DMA_BITS: u8 = 64;
 const MAX_TRANSFER_CAP: u32 = 128 * 1024;
 /// A request outstanding this long is reported as timed out.
 const IO_TIMEOUT_US: u64 = 5_000_000;
-/// How long the device may take to finish a reset.
-const RESET_TIMEOUT_US: u64 = 1_000_000;
-/// Sleep between polls during initialisation.
-const POLL_US: u64 = 100;
-/// Reads of the device configuration before giving up on a stable
-/// `config_generation` [VIRTIO-1.2 §4.1.4.3.1].
-const CONFIG_ATTEMPTS: usize = 8;
 /// Dword 0 of config space: vendor ID (low), device ID (high).
 const PCI_ID: u32 = 0x00;
-
-/// Why the device could not be opened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpenError {
-    /// The kernel refused a syscall (config access, BAR or DMA mapping,
-    /// bus mastering).
-    Sys(abi::Error),
-    /// The IOMMU server refused to attach the device or map the rings.
-    Iommu(ClientError),
-    /// The function is not a modern virtio-blk device (its ID dword).
-    NotModernBlock(u32),
-    /// The virtio capabilities are missing or malformed.
-    Caps(CapError),
-    /// A register lies outside the window its capability declared.
-    Register,
-    /// `device_status` did not read 0 after a reset in time.
-    ResetTimeout,
-    /// The device lacks required features (`VERSION_1`,
-    /// `ACCESS_PLATFORM`): bits missing.
-    MissingFeatures(u64),
-    /// The device cleared `FEATURES_OK`.
-    FeaturesRejected,
-    /// The request queue does not exist or is already enabled.
-    NoQueue,
-    /// The queue's memory layout or addresses do not work out.
-    QueueLayout,
-    /// The device configuration never read the same twice.
-    ConfigUnstable,
-    /// The device asked for a reset during initialisation.
-    NeedsReset,
-}
-
-impl fmt::Display for OpenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OpenError::Sys(e) => write!(f, "kernel refused: {e}"),
-            OpenError::Iommu(e) => write!(f, "{e}"),
-            OpenError::NotModernBlock(id) => {
-                write!(f, "not a modern virtio-blk function (id {id:#010x})")
-            }
-            OpenError::Caps(e) => write!(f, "virtio capabilities: {e:?}"),
-            OpenError::Register => write!(f, "register outside its window"),
-            OpenError::ResetTimeout => write!(f, "reset did not complete"),
-            OpenError::MissingFeatures(m) => write!(
-                f,
-                "device lacks required features {m:#x} (VERSION_1, ACCESS_PLATFORM: \
-                 iommu_platform=on,disable-legacy=on)"
-            ),
-            OpenError::FeaturesRejected => write!(f, "device refused the feature set"),
-            OpenError::NoQueue => write!(f, "no usable request queue"),
-            OpenError::QueueLayout => write!(f, "queue memory does not fit"),
-            OpenError::ConfigUnstable => write!(f, "device configuration kept changing"),
-            OpenError::NeedsReset => write!(f, "device needs a reset"),
-        }
-    }
-}
-
-impl From<abi::Error> for OpenError {
-    fn from(e: abi::Error) -> Self {
-        OpenError::Sys(e)
-    }
-}
-impl From<ClientError> for OpenError {
-    fn from(e: ClientError) -> Self {
-        OpenError::Iommu(e)
-    }
-}
-impl From<CapError> for OpenError {
-    fn from(e: CapError) -> Self {
-        OpenError::Caps(e)
-    }
-}
-impl From<OutOfWindow> for OpenError {
-    fn from(_: OutOfWindow) -> Self {
-        OpenError::Register
-    }
-}
-
-/// Writes 0 to `device_status` and waits (bounded) for it to read 0
-/// [VIRTIO-1.2 §4.1.4.3.2].
-fn reset(regs: &mut Transport, clock: Counter) -> Result<(), OpenError> {
-    regs.set_common(common::DEVICE_STATUS, Status::RESET.0)?;
-    let regs = &*regs;
-    let got = poll_until(
-        &mut clock.sleeping(POLL_US),
-        RESET_TIMEOUT_US,
-        || match regs.common(common::DEVICE_STATUS) {
-            Ok(s) if s == Status::RESET.0 => Some(Ok(())),
-            Ok(_) => None,
-            Err(e) => Some(Err(e)),
-        },
-    );
-    match got {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(OpenError::ResetTimeout),
-    }
-}
 
 /// A virtio-blk device ready for I/O.
 pub struct VirtioBlk {
@@ -233,7 +130,10 @@ impl VirtioBlk {
         let id = userlib::pci_config_read(pci_cap, PCI_ID)?;
         let want = (u32::from(pci::DEVICE_ID_BLOCK) << 16) | u32::from(pci::VENDOR_ID);
         if id != want {
-            return Err(OpenError::NotModernBlock(id));
+            return Err(OpenError::NotModern {
+                expected: "virtio-blk",
+                id,
+            });
         }
         let sid = iommu.attach(pci_cap, DMA_BITS)?;
         let caps = pci::find_caps(|off| userlib::pci_config_read(pci_cap, off).ok())?;
@@ -331,13 +231,13 @@ impl VirtioBlk {
         }
         let size = blk::queue_size(regs.common(common::QUEUE_SIZE)?, queue_depth)
             .ok_or(OpenError::NoQueue)?;
-        let layout = DmaLayout::new(size).ok_or(OpenError::QueueLayout)?;
+        let layout = DmaLayout::new(size).ok_or(OpenError::Layout)?;
         // A restart reuses the memory of the previous run (tasks cannot
         // free DMA memory); it is zeroed so the rings start empty.
         let buf = match reuse {
             Some(mut b) if b.len() >= layout.len => {
                 for word in 0..b.len() / 8 {
-                    b.write::<u64>(word * 8, 0).ok_or(OpenError::QueueLayout)?;
+                    b.write::<u64>(word * 8, 0).ok_or(OpenError::Layout)?;
                 }
                 b
             }
@@ -347,8 +247,8 @@ impl VirtioBlk {
         p.mapped = Some((iova, buf.len()));
         let regs = &mut p.regs;
         let mut mem = DmaMem(buf);
-        let vq = Virtqueue::new(layout.queue, &mut mem).map_err(|_| OpenError::QueueLayout)?;
-        let at = |off: u64| iova.checked_add(off).ok_or(OpenError::QueueLayout);
+        let vq = Virtqueue::new(layout.queue, &mut mem).map_err(|_| OpenError::Layout)?;
+        let at = |off: u64| iova.checked_add(off).ok_or(OpenError::Layout);
         let (desc, driver, device) = (
             at(layout.queue.desc)?,
             at(layout.queue.avail)?,
@@ -356,7 +256,7 @@ impl VirtioBlk {
         );
         // The stream is attached: the device may master, through the SMMU.
         userlib::pci_enable_bus_master(pci_cap)?;
-        Self::route_intx(pci_cap, interrupts)?;
+        route_intx(pci_cap, interrupts)?;
         regs.set_common(common::QUEUE_SIZE, size)?;
         regs.set_common64(common::QUEUE_DESC, desc.get())?;
         regs.set_common64(common::QUEUE_DRIVER, driver.get())?;
@@ -365,7 +265,7 @@ impl VirtioBlk {
         regs.set_common(common::QUEUE_MSIX_VECTOR, common::NO_VECTOR)?;
         let notify_off = regs.common(common::QUEUE_NOTIFY_OFF)?;
         if !regs.set_notify_off(notify_off) {
-            return Err(OpenError::QueueLayout);
+            return Err(OpenError::Layout);
         }
         regs.set_common(common::QUEUE_ENABLE, 1)?;
         // Device configuration, stable across one generation.
@@ -395,36 +295,11 @@ impl VirtioBlk {
         })
     }
 
-    /// INTx on when completions come by interrupt (MSI-X stays disabled,
-    /// so QEMU raises INTx), off when polling [PCI 3.0 §6.2.2].
-    fn route_intx(pci_cap: u32, interrupts: bool) -> Result<(), OpenError> {
-        let dword = userlib::pci_config_read(pci_cap, header::COMMAND_STATUS)?;
-        // Write the command half only: status bits are write-1-to-clear.
-        let command = dword & 0xffff;
-        let command = if interrupts {
-            command & !header::COMMAND_INTX_DISABLE
-        } else {
-            command | header::COMMAND_INTX_DISABLE
-        };
-        Ok(userlib::pci_config_write(
-            pci_cap,
-            header::COMMAND_STATUS,
-            command,
-        )?)
-    }
-
-    /// Reads the device configuration until two `config_generation` reads
-    /// around it agree [VIRTIO-1.2 §2.5.1, §4.1.4.3.1].
+    /// The device configuration, read until it held still.
     fn read_config(regs: &Transport, features: u64) -> Result<BlkConfig, OpenError> {
-        for _ in 0..CONFIG_ATTEMPTS {
-            let before = regs.common(common::CONFIG_GENERATION)?;
-            let config = BlkConfig::read(features, |off| regs.device_config32(off))
-                .ok_or(OpenError::Register)?;
-            if regs.common(common::CONFIG_GENERATION)? == before {
-                return Ok(config);
-            }
-        }
-        Err(OpenError::ConfigUnstable)
+        read_stable(regs, |r| {
+            BlkConfig::read(features, |off| r.device_config32(off))
+        })
     }
 
     /// The StreamID the IOMMU server attached.

@@ -24,10 +24,11 @@ use core::fmt;
 use abi::{Iova, PAGE_SIZE, StreamId};
 use iommu_api::{Dir, Extent, MAX_MAP_ENTRIES, MAX_UNMAP_ENTRIES};
 use iommu_client::{ClientError, Iommu};
-use userlib::{Counter, DmaBuffer, log, poll_until};
+use userlib::{Counter, DmaBuffer, log};
 use virtio::dma::DmaMem;
-use virtio::transport::{OutOfWindow, Transport};
-use virtio_core::pci::{self, CapError, Status, common, header};
+use virtio::open::{OpenError, read_stable, reset, route_intx};
+use virtio::transport::Transport;
+use virtio_core::pci::{self, Status, common};
 use virtio_core::virtqueue::{Layout, QueueMemory, Virtqueue};
 use virtio_net_core::net::{HDR_BYTES, NetConfig, WANTED_FEATURES, config};
 use virtio_net_core::rings::{RxDrop, RxEvent, RxFrame, RxRing, SLOT_BYTES, TxError, TxRing};
@@ -43,13 +44,6 @@ pub const TX_SLOTS: u16 = 32;
 /// Address bits the device can drive: virtio devices take 64-bit
 /// addresses [VIRTIO-1.2 §2.7.5].
 const DMA_BITS: u8 = 64;
-/// How long the device may take to finish a reset.
-const RESET_TIMEOUT_US: u64 = 1_000_000;
-/// Sleep between polls during a reset.
-const POLL_US: u64 = 100;
-/// Reads of the device configuration before giving up on a stable
-/// `config_generation` [VIRTIO-1.2 §4.1.4.3.1].
-const CONFIG_ATTEMPTS: usize = 8;
 /// Dword 0 of config space: vendor ID (low), device ID (high).
 const PCI_ID: u32 = 0x00;
 /// Dropped frames logged one by one; later ones are only counted.
@@ -60,81 +54,6 @@ const DROPS_LOGGED: u64 = 8;
 /// its 48-bit input range, so the SMMU walks and faults).
 #[cfg(feature = "test-rogue-rx")]
 const ROGUE_RX_SHIFT: u64 = 0x4000_0000;
-
-/// Why the device could not be opened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpenError {
-    /// The kernel refused a syscall.
-    Sys(abi::Error),
-    /// The IOMMU server refused to attach the device or map memory.
-    Iommu(ClientError),
-    /// The function is not a modern virtio-net device (its ID dword).
-    NotModernNet(u32),
-    /// The virtio capabilities are missing or malformed.
-    Caps(CapError),
-    /// A register lies outside the window its capability declared.
-    Register,
-    /// `device_status` did not read 0 after a reset in time.
-    ResetTimeout,
-    /// The device lacks required features (bits missing).
-    MissingFeatures(u64),
-    /// The device cleared `FEATURES_OK`.
-    FeaturesRejected,
-    /// A queue does not exist, is already enabled, or is too small.
-    NoQueue,
-    /// The memory layout does not work out.
-    Layout,
-    /// The device configuration never read the same twice.
-    ConfigUnstable,
-    /// The device asked for a reset during initialisation.
-    NeedsReset,
-}
-
-impl fmt::Display for OpenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OpenError::Sys(e) => write!(f, "kernel refused: {e}"),
-            OpenError::Iommu(e) => write!(f, "{e}"),
-            OpenError::NotModernNet(id) => {
-                write!(f, "not a modern virtio-net function (id {id:#010x})")
-            }
-            OpenError::Caps(e) => write!(f, "virtio capabilities: {e:?}"),
-            OpenError::Register => write!(f, "register outside its window"),
-            OpenError::ResetTimeout => write!(f, "reset did not complete"),
-            OpenError::MissingFeatures(m) => write!(
-                f,
-                "device lacks required features {m:#x} (VERSION_1, ACCESS_PLATFORM: \
-                 iommu_platform=on,disable-legacy=on)"
-            ),
-            OpenError::FeaturesRejected => write!(f, "device refused the feature set"),
-            OpenError::NoQueue => write!(f, "no usable receive and transmit queues"),
-            OpenError::Layout => write!(f, "DMA memory layout does not fit"),
-            OpenError::ConfigUnstable => write!(f, "device configuration kept changing"),
-            OpenError::NeedsReset => write!(f, "device needs a reset"),
-        }
-    }
-}
-
-impl From<abi::Error> for OpenError {
-    fn from(e: abi::Error) -> Self {
-        OpenError::Sys(e)
-    }
-}
-impl From<ClientError> for OpenError {
-    fn from(e: ClientError) -> Self {
-        OpenError::Iommu(e)
-    }
-}
-impl From<CapError> for OpenError {
-    fn from(e: CapError) -> Self {
-        OpenError::Caps(e)
-    }
-}
-impl From<OutOfWindow> for OpenError {
-    fn from(_: OutOfWindow) -> Self {
-        OpenError::Register
-    }
-}
 
 /// Where everything lives in the driver's DMA region: both queues (one
 /// mapping), the receive slots (one mapping), the transmit slots (mapped
@@ -234,38 +153,6 @@ impl fmt::Debug for Nic {
     }
 }
 
-/// Writes 0 to `device_status` and waits (bounded) for it to read 0
-/// [VIRTIO-1.2 §4.1.4.3.2].
-fn reset(regs: &mut Transport, clock: Counter) -> Result<(), OpenError> {
-    regs.set_common(common::DEVICE_STATUS, Status::RESET.0)?;
-    let regs = &*regs;
-    let got = poll_until(
-        &mut clock.sleeping(POLL_US),
-        RESET_TIMEOUT_US,
-        || match regs.common(common::DEVICE_STATUS) {
-            Ok(s) if s == Status::RESET.0 => Some(Ok(())),
-            Ok(_) => None,
-            Err(e) => Some(Err(e)),
-        },
-    );
-    match got {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(OpenError::ResetTimeout),
-    }
-}
-
-/// One byte of the device configuration, through its aligned dword.
-fn config8(regs: &Transport, offset: u64) -> Option<u8> {
-    let word = regs.device_config32(offset & !3)?;
-    Some((word >> ((offset & 3) * 8)) as u8)
-}
-
-/// One 16-bit field of the device configuration (2-byte aligned).
-fn config16(regs: &Transport, offset: u64) -> Option<u16> {
-    let word = regs.device_config32(offset & !3)?;
-    Some((word >> ((offset & 2) * 8)) as u16)
-}
-
 /// The queue size to use: the largest power of two the device allows,
 /// at most `want`.
 fn queue_size(device_max: u16, want: u16) -> Option<u16> {
@@ -305,7 +192,10 @@ impl Nic {
         let id = userlib::pci_config_read(pci_cap, PCI_ID)?;
         let want = (u32::from(pci::DEVICE_ID_NET) << 16) | u32::from(pci::VENDOR_ID);
         if id != want {
-            return Err(OpenError::NotModernNet(id));
+            return Err(OpenError::NotModern {
+                expected: "virtio-net",
+                id,
+            });
         }
         let sid = iommu.attach(pci_cap, DMA_BITS)?;
         let caps = pci::find_caps(|off| userlib::pci_config_read(pci_cap, off).ok())?;
@@ -466,7 +356,7 @@ impl Nic {
         let txq = Virtqueue::new(layout.txq, &mut mem).map_err(|_| OpenError::Layout)?;
         // The stream is attached: the device may master, through the SMMU.
         userlib::pci_enable_bus_master(pci_cap)?;
-        Self::route_intx(pci_cap, interrupts)?;
+        route_intx(pci_cap, interrupts)?;
         let mut notify_offs = [0u16; 2];
         for (q, ql) in [(RX_QUEUE, layout.rxq), (TX_QUEUE, layout.txq)] {
             let at = |off: u64| ring_iova.checked_add(off).ok_or(OpenError::Layout);
@@ -501,40 +391,15 @@ impl Nic {
         })
     }
 
-    /// INTx on when completions come by interrupt (MSI-X stays disabled,
-    /// so QEMU raises INTx), off when polling [PCI 3.0 §6.2.2].
-    fn route_intx(pci_cap: u32, interrupts: bool) -> Result<(), OpenError> {
-        let dword = userlib::pci_config_read(pci_cap, header::COMMAND_STATUS)?;
-        // Write the command half only: status bits are write-1-to-clear.
-        let command = dword & 0xffff;
-        let command = if interrupts {
-            command & !header::COMMAND_INTX_DISABLE
-        } else {
-            command | header::COMMAND_INTX_DISABLE
-        };
-        Ok(userlib::pci_config_write(
-            pci_cap,
-            header::COMMAND_STATUS,
-            command,
-        )?)
-    }
-
-    /// Reads the device configuration until two `config_generation` reads
-    /// around it agree [VIRTIO-1.2 §2.5.1, §4.1.4.3.1].
+    /// The device configuration, read until it held still.
     fn read_config(regs: &Transport, features: u64) -> Result<NetConfig, OpenError> {
-        for _ in 0..CONFIG_ATTEMPTS {
-            let before = regs.common(common::CONFIG_GENERATION)?;
-            let config = NetConfig::read(
+        read_stable(regs, |r| {
+            NetConfig::read(
                 features,
-                |off| config8(regs, off),
-                |off| config16(regs, off),
+                |off| r.device_config8(off),
+                |off| r.device_config16(off),
             )
-            .ok_or(OpenError::Register)?;
-            if regs.common(common::CONFIG_GENERATION)? == before {
-                return Ok(config);
-            }
-        }
-        Err(OpenError::ConfigUnstable)
+        })
     }
 
     /// The StreamID the IOMMU server attached.
@@ -562,7 +427,8 @@ impl Nic {
         if self.features & virtio_net_core::net::feature::STATUS == 0 {
             return true;
         }
-        config16(&self.regs, config::STATUS.offset() as u64)
+        self.regs
+            .device_config16(config::STATUS.offset() as u64)
             .is_some_and(|s| s & config::STATUS_LINK_UP != 0)
     }
 

@@ -113,6 +113,19 @@ impl Transport {
         .ok()
     }
 
+    /// One byte of the device configuration, through its aligned dword.
+    pub fn device_config8(&self, offset: u64) -> Option<u8> {
+        let word = self.device_config32(offset & !3)?;
+        Some((word >> ((offset & 3) * 8)) as u8)
+    }
+
+    /// One 16-bit field of the device configuration (2-byte aligned),
+    /// through its aligned dword.
+    pub fn device_config16(&self, offset: u64) -> Option<u16> {
+        let word = self.device_config32(offset & !3)?;
+        Some((word >> ((offset & 2) * 8)) as u16)
+    }
+
     /// Reads (and so clears) the ISR status, deasserting INTx
     /// [VIRTIO-1.2 §4.1.4.5].
     pub fn read_isr(&self) -> Result<u8, OutOfWindow> {
