@@ -176,27 +176,7 @@ impl ResponseField<'_, ApiError> for StreamId {
     }
 }
 
-/// Twenty-one 8-byte counters, in their fixed order (see [`Stats`]).
-impl ResponseField<'_, ApiError> for Stats {
-    const ENTRY: usize = 8;
-    const MIN: usize = Stats::FIELDS;
-    const MAX: usize = Stats::FIELDS;
-    fn write(&self, out: &mut [u8]) {
-        for (i, v) in self.to_array().iter().enumerate() {
-            put(out, i * 8, &v.to_le_bytes());
-        }
-    }
-    fn read(b: &[u8]) -> Result<Self, ApiError> {
-        if b.len() != Stats::FIELDS * 8 {
-            return Err(ApiError::Malformed);
-        }
-        let mut a = [0u64; Stats::FIELDS];
-        for (i, v) in a.iter_mut().enumerate() {
-            *v = u64_at(b, i * 8).ok_or(ApiError::Malformed)?;
-        }
-        Ok(Stats::from_array(a))
-    }
-}
+ipc_proto::counters_field!(Stats, ApiError);
 
 /// One 8-byte IOVA per mapped range: 1..=[`MAX_MAP_ENTRIES`].
 impl<'a> ResponseField<'a, ApiError> for List<'a, Iova> {

@@ -176,6 +176,21 @@ macro_rules! protocol {
                 $crate::response::encode_error(error, buf)
             }
 
+            /// Encodes a server's answer into `buf`, returning its length:
+            /// the response, or the error (a response that cannot be
+            /// encoded answers with why).
+            pub fn encode_result(
+                r: Result<Response<'_>, $err>,
+                buf: &mut [u8; $crate::MSG_MAX],
+            ) -> usize {
+                match r {
+                    Ok(resp) => resp
+                        .encode(buf)
+                        .unwrap_or_else(|e| $crate::response::encode_error(e, buf)),
+                    Err(e) => $crate::response::encode_error(e, buf),
+                }
+            }
+
             /// Decodes the response to a request of kind `op`. A response
             /// carrying an error status decodes to `Err(that error)`; a
             /// message that is not a valid response to `op` to `Malformed`.
@@ -381,6 +396,66 @@ macro_rules! counters {
             pub fn from_array(a: [u64; Self::FIELDS]) -> Self {
                 let [$($field),+] = a;
                 Self { $($field),+ }
+            }
+        }
+    };
+}
+
+/// The response field of a [`counters!`] record in protocol error `$err`'s
+/// protocol, written once for all: `FIELDS` 8-byte little-endian entries
+/// in declaration order; any other length is `Malformed` (`$err` converts
+/// from [`Refused`](crate::Refused)).
+#[macro_export]
+macro_rules! counters_field {
+    ($name:ty, $err:ty) => {
+        impl $crate::ResponseField<'_, $err> for $name {
+            const ENTRY: usize = 8;
+            const MIN: usize = <$name>::FIELDS;
+            const MAX: usize = <$name>::FIELDS;
+            fn write(&self, out: &mut [u8]) {
+                for (i, v) in self.to_array().iter().enumerate() {
+                    $crate::wire::put(out, i * 8, &v.to_le_bytes());
+                }
+            }
+            fn read(b: &[u8]) -> Result<Self, $err> {
+                let malformed = || <$err>::from($crate::Refused::Malformed);
+                if b.len() != <$name>::FIELDS * 8 {
+                    return Err(malformed());
+                }
+                let mut a = [0u64; <$name>::FIELDS];
+                for (i, v) in a.iter_mut().enumerate() {
+                    *v = $crate::wire::u64_at(b, i * 8).ok_or_else(malformed)?;
+                }
+                Ok(<$name>::from_array(a))
+            }
+        }
+    };
+}
+
+/// `From<Refused>` and [`WireError`](crate::WireError) for a protocol
+/// error whose responses carry a `u16` status: `$err` is an
+/// `abi::stable_codes!` enum over `u16` (`code`, `from_code`) with
+/// `Malformed` and `UnknownOp` variants; a list too long is `Malformed`.
+#[macro_export]
+macro_rules! u16_wire_error {
+    ($err:ident) => {
+        impl From<$crate::Refused> for $err {
+            fn from(r: $crate::Refused) -> Self {
+                match r {
+                    $crate::Refused::UnknownOp => $err::UnknownOp,
+                    $crate::Refused::Malformed | $crate::Refused::TooMany => $err::Malformed,
+                }
+            }
+        }
+
+        /// Responses carry the status as a `u16`.
+        impl $crate::WireError for $err {
+            const STATUS_BYTES: usize = 2;
+            fn wire_code(self) -> u32 {
+                u32::from(self.code())
+            }
+            fn from_wire_code(code: u32) -> Option<Self> {
+                u16::try_from(code).ok().and_then($err::from_code)
             }
         }
     };

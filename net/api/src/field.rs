@@ -9,30 +9,12 @@
 //! never sends: zero ports, backlogs or lengths, lengths over
 //! [`MAX_TRANSFER`], non-zero padding.
 
-use ipc_proto::wire::{put, u32_at, u64_at, zero};
-use ipc_proto::{Refused, RequestField, ResponseField};
+use ipc_proto::wire::{put, u32_at, zero};
+use ipc_proto::{RequestField, ResponseField};
 
 use crate::{MAX_BACKLOG, MAX_TRANSFER, SockError, Socket, StackStats, Wait};
 
-impl From<Refused> for SockError {
-    fn from(r: Refused) -> Self {
-        match r {
-            Refused::UnknownOp => SockError::UnknownOp,
-            Refused::Malformed | Refused::TooMany => SockError::Malformed,
-        }
-    }
-}
-
-/// Responses carry the status as a `u16`.
-impl ipc_proto::WireError for SockError {
-    const STATUS_BYTES: usize = 2;
-    fn wire_code(self) -> u32 {
-        u32::from(self.code())
-    }
-    fn from_wire_code(code: u32) -> Option<Self> {
-        u16::try_from(code).ok().and_then(SockError::from_code)
-    }
-}
+ipc_proto::u16_wire_error!(SockError);
 
 /// Sixteen bits of `arg`, non-zero (`Listen`'s port and backlog; a
 /// backlog over [`MAX_BACKLOG`] is refused by the request check).
@@ -138,27 +120,7 @@ impl ResponseField<'_, SockError> for u32 {
     }
 }
 
-/// The counters, 8 bytes each, in their fixed order.
-impl ResponseField<'_, SockError> for StackStats {
-    const ENTRY: usize = 8;
-    const MIN: usize = StackStats::FIELDS;
-    const MAX: usize = StackStats::FIELDS;
-    fn write(&self, out: &mut [u8]) {
-        for (i, v) in self.to_array().iter().enumerate() {
-            put(out, i * 8, &v.to_le_bytes());
-        }
-    }
-    fn read(b: &[u8]) -> Result<Self, SockError> {
-        if b.len() != StackStats::FIELDS * 8 {
-            return Err(SockError::Malformed);
-        }
-        let mut a = [0u64; StackStats::FIELDS];
-        for (i, v) in a.iter_mut().enumerate() {
-            *v = u64_at(b, i * 8).ok_or(SockError::Malformed)?;
-        }
-        Ok(StackStats::from_array(a))
-    }
-}
+ipc_proto::counters_field!(StackStats, SockError);
 
 /// `Listen`'s backlog bound, the one rule the `u16` field cannot check.
 pub(crate) fn listen_ok(_port: &u16, backlog: &u16) -> bool {

@@ -17,25 +17,7 @@ use crate::{
     Io, IoKind, MAX_COMPLETIONS, MAX_IOS,
 };
 
-impl From<Refused> for BlockError {
-    fn from(r: Refused) -> Self {
-        match r {
-            Refused::UnknownOp => BlockError::UnknownOp,
-            Refused::Malformed | Refused::TooMany => BlockError::Malformed,
-        }
-    }
-}
-
-/// Responses carry the status as a `u16`.
-impl ipc_proto::WireError for BlockError {
-    const STATUS_BYTES: usize = 2;
-    fn wire_code(self) -> u32 {
-        u32::from(self.code())
-    }
-    fn from_wire_code(code: u32) -> Option<Self> {
-        u16::try_from(code).ok().and_then(BlockError::from_code)
-    }
-}
+ipc_proto::u16_wire_error!(BlockError);
 
 /// `{tag: u16, kind: u8, flags: u8, sectors: u32, lba: u64, offset: u64}`;
 /// an unknown kind is `UnknownOp`.
@@ -223,27 +205,7 @@ impl ResponseField<'_, BlockError> for Info {
     }
 }
 
-/// Thirteen 8-byte counters, in their fixed order (see [`BlockStats`]).
-impl ResponseField<'_, BlockError> for BlockStats {
-    const ENTRY: usize = 8;
-    const MIN: usize = BlockStats::FIELDS;
-    const MAX: usize = BlockStats::FIELDS;
-    fn write(&self, out: &mut [u8]) {
-        for (i, v) in self.to_array().iter().enumerate() {
-            put(out, i * 8, &v.to_le_bytes());
-        }
-    }
-    fn read(b: &[u8]) -> Result<Self, BlockError> {
-        if b.len() != BlockStats::FIELDS * 8 {
-            return Err(BlockError::Malformed);
-        }
-        let mut a = [0u64; BlockStats::FIELDS];
-        for (i, v) in a.iter_mut().enumerate() {
-            *v = u64_at(b, i * 8).ok_or(BlockError::Malformed)?;
-        }
-        Ok(BlockStats::from_array(a))
-    }
-}
+ipc_proto::counters_field!(BlockStats, BlockError);
 
 /// 1..=[`MAX_COMPLETIONS`] 8-byte completions.
 impl<'a> ResponseField<'a, BlockError> for List<'a, Completion> {

@@ -230,12 +230,7 @@ pub fn serve<D: BlockDevice>(dev: D, iommu: &Iommu, endpoint: u32, cfg: Config) 
 
 fn reply(token: u64, r: Result<Response<'_>, BlockError>) {
     let mut out = [0u8; MSG_MAX];
-    let n = match r {
-        Ok(resp) => resp
-            .encode(&mut out)
-            .unwrap_or_else(|e| Response::encode_error(e, &mut out)),
-        Err(e) => Response::encode_error(e, &mut out),
-    };
+    let n = Response::encode_result(r, &mut out);
     // A caller that died meanwhile makes this fail; its death notice follows.
     let _ = userlib::reply(token, &out[..n]);
 }

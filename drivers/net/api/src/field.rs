@@ -9,30 +9,12 @@
 //! Reading never panics, never allocates, and refuses what the protocol
 //! never sends (reserved bytes, unknown codes, wrong sizes).
 
-use ipc_proto::wire::{put, u16_at, u32_at, u64_at, zero};
+use ipc_proto::wire::{put, u16_at, u32_at, zero};
 use ipc_proto::{List, Refused, RequestField, ResponseField, WireEntry};
 
 use crate::{FRAME_BYTES, Frame, INFO_BYTES, Info, MAX_FRAMES, NetError, NetMode, NetStats};
 
-impl From<Refused> for NetError {
-    fn from(r: Refused) -> Self {
-        match r {
-            Refused::UnknownOp => NetError::UnknownOp,
-            Refused::Malformed | Refused::TooMany => NetError::Malformed,
-        }
-    }
-}
-
-/// Responses carry the status as a `u16`.
-impl ipc_proto::WireError for NetError {
-    const STATUS_BYTES: usize = 2;
-    fn wire_code(self) -> u32 {
-        u32::from(self.code())
-    }
-    fn from_wire_code(code: u32) -> Option<Self> {
-        u16::try_from(code).ok().and_then(NetError::from_code)
-    }
-}
+ipc_proto::u16_wire_error!(NetError);
 
 /// `{offset: u32, len: u16, 0: u16}`.
 impl WireEntry for Frame {
@@ -177,24 +159,4 @@ impl ResponseField<'_, NetError> for Info {
     }
 }
 
-/// The counters as 8-byte entries, in their fixed order (see [`NetStats`]).
-impl ResponseField<'_, NetError> for NetStats {
-    const ENTRY: usize = 8;
-    const MIN: usize = NetStats::FIELDS;
-    const MAX: usize = NetStats::FIELDS;
-    fn write(&self, out: &mut [u8]) {
-        for (i, v) in self.to_array().iter().enumerate() {
-            put(out, i * 8, &v.to_le_bytes());
-        }
-    }
-    fn read(b: &[u8]) -> Result<Self, NetError> {
-        if b.len() != NetStats::FIELDS * 8 {
-            return Err(NetError::Malformed);
-        }
-        let mut a = [0u64; NetStats::FIELDS];
-        for (i, v) in a.iter_mut().enumerate() {
-            *v = u64_at(b, i * 8).ok_or(NetError::Malformed)?;
-        }
-        Ok(NetStats::from_array(a))
-    }
-}
+ipc_proto::counters_field!(NetStats, NetError);

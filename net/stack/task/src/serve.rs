@@ -29,12 +29,7 @@ struct Kernel;
 impl Replier for Kernel {
     fn reply(&mut self, token: u64, r: Result<Response<'_>, SockError>) {
         let mut out = [0u8; MSG_MAX];
-        let n = match r {
-            Ok(resp) => resp
-                .encode(&mut out)
-                .unwrap_or_else(|e| Response::encode_error(e, &mut out)),
-            Err(e) => Response::encode_error(e, &mut out),
-        };
+        let n = Response::encode_result(r, &mut out);
         // A caller that died meanwhile makes this fail; its death notice
         // follows and the table drops what it held.
         let _ = userlib::reply(token, &out[..n]);
