@@ -460,3 +460,26 @@ macro_rules! u16_wire_error {
         }
     };
 }
+
+/// A request's `u16` field in `$err`'s protocol: sixteen bits of the
+/// header's `arg`, no entry, any value.
+#[macro_export]
+macro_rules! u16_arg_field {
+    ($err:ident) => {
+        impl $crate::RequestField<'_, $err> for u16 {
+            const ENTRY: usize = 0;
+            const ARG_BITS: u32 = 16;
+            const MIN: usize = 0;
+            const MAX: usize = 0;
+            fn arg(&self) -> u32 {
+                u32::from(*self)
+            }
+            fn write(&self, _out: &mut [u8]) -> Result<(), $err> {
+                Ok(())
+            }
+            fn read(arg: u32, _b: &[u8]) -> Result<Self, $err> {
+                u16::try_from(arg).map_err(|_| $err::Malformed)
+            }
+        }
+    };
+}

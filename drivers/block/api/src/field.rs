@@ -92,23 +92,8 @@ impl WireEntry for Completion {
     }
 }
 
-/// Sixteen bits of the request header's `arg`, no entry (`Reap`'s `min`
-/// and `max`).
-impl RequestField<'_, BlockError> for u16 {
-    const ENTRY: usize = 0;
-    const ARG_BITS: u32 = 16;
-    const MIN: usize = 0;
-    const MAX: usize = 0;
-    fn arg(&self) -> u32 {
-        u32::from(*self)
-    }
-    fn write(&self, _out: &mut [u8]) -> Result<(), BlockError> {
-        Ok(())
-    }
-    fn read(arg: u32, _b: &[u8]) -> Result<Self, BlockError> {
-        u16::try_from(arg).map_err(|_| BlockError::Malformed)
-    }
-}
+// `Reap`'s `min` and `max`: sixteen bits of `arg` each.
+ipc_proto::u16_arg_field!(BlockError);
 
 /// The mode's code in `arg` (1 bypass, 2 strict-per-unmap, 3 strict, 4
 /// deferred), then one 8-byte `{max_entries: u32, max_age_us: u32}`:

@@ -37,23 +37,8 @@ impl WireEntry for Frame {
     }
 }
 
-/// Sixteen bits of the request header's `arg`, no entry (`Receive`'s
-/// `max`).
-impl RequestField<'_, NetError> for u16 {
-    const ENTRY: usize = 0;
-    const ARG_BITS: u32 = 16;
-    const MIN: usize = 0;
-    const MAX: usize = 0;
-    fn arg(&self) -> u32 {
-        u32::from(*self)
-    }
-    fn write(&self, _out: &mut [u8]) -> Result<(), NetError> {
-        Ok(())
-    }
-    fn read(arg: u32, _b: &[u8]) -> Result<Self, NetError> {
-        u16::try_from(arg).map_err(|_| NetError::Malformed)
-    }
-}
+// `Receive`'s `max`: sixteen bits of `arg`.
+ipc_proto::u16_arg_field!(NetError);
 
 /// The mode's code in `arg` (1 bypass, 2 strict), no entry.
 impl RequestField<'_, NetError> for NetMode {
