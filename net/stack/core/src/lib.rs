@@ -318,14 +318,17 @@ impl Sockets {
     ) -> Result<(), SockError> {
         let (i, _) = split(s);
         self.owned(owner, s)?;
-        let e = self.entries[i].take().expect("checked just now");
+        let Some(e) = self.entries[i].take() else {
+            return Err(SockError::BadSocket);
+        };
         self.stats.sockets -= 1;
         self.release(set, r, e, now, false);
         Ok(())
     }
 
     /// Lets go of an entry's sockets; a waiting call is answered
-    /// `NotConnected` (unless its client died: `answer` false).
+    /// `NotConnected`, unless its client died (`abort`: the connections
+    /// are reset and the call dropped with its client).
     fn release(
         &mut self,
         set: &mut SocketSet<'static>,
@@ -370,8 +373,7 @@ impl Sockets {
         now: Instant,
     ) {
         for i in 0..self.entries.len() {
-            if self.entries[i].as_ref().is_some_and(|e| e.owner == owner) {
-                let e = self.entries[i].take().expect("checked");
+            if let Some(e) = self.entries[i].take_if(|e| e.owner == owner) {
                 self.stats.sockets -= 1;
                 self.release(set, r, e, now, true);
             }
