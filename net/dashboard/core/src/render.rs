@@ -99,7 +99,8 @@ pub fn html(s: &Snapshot) -> String {
     );
     o.push_str(
         "<table id=\"clients\"><tr><th>badge</th><th class=\"l\">client</th><th class=\"l\">trust</th>\
-         <th class=\"l\">policy</th><th>maps</th><th>unmaps</th><th>TLBI</th><th>syncs</th>\
+         <th class=\"l\">policy</th><th title=\"map requests accepted\">maps</th>\
+         <th title=\"ranges unmapped\">unmaps</th><th>TLBI</th><th>syncs</th>\
          <th>faults</th><th class=\"l\">demoted</th><th class=\"l\">quarantined</th>\
          <th>IOVA bytes</th></tr>\n",
     );
@@ -130,7 +131,11 @@ pub fn html(s: &Snapshot) -> String {
             c.iova_bytes_in_use
         );
     }
-    o.push_str("</table>\n<h2>Totals</h2>\n<table id=\"totals\">\n");
+    o.push_str(
+        "</table>\n<p>maps: map requests accepted (each maps one or more \
+         ranges); unmaps: ranges unmapped; syncs: CMD_SYNCs the client's \
+         unmaps took part in.</p>\n<h2>Totals</h2>\n<table id=\"totals\">\n",
+    );
     for (name, v) in totals_fields(t) {
         let _ = writeln!(o, "<tr><th class=\"l\">{name}</th><td>{v}</td></tr>");
     }
