@@ -5,17 +5,14 @@
 //! sharing each CMD_SYNC among every client's pending unmaps. Fault
 //! records from the event queue are attributed to the client that owns the
 //! StreamID; a dead client's mappings are torn down before the kernel may
-//! reuse its memory. The logic is `iommu_core::server`; this task owns the
-//! hardware layer (`hw`), the page pool (`pool`) and the IPC loop, and
+//! reuse its memory. The logic is `iommu_core::server`; this task drives the
+//! hardware layer and page pool (`iommu_hw`) and owns the IPC loop, and
 //! must never answer a strict unmap before its covering sync completed.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
-
-mod hw;
-mod pool;
 
 use abi::syscall::{FOREVER, GRANT_MAX_PAGES, PresentedKind};
 use abi::{PhysAddr, StreamId};
@@ -26,8 +23,7 @@ use iommu_core::server::{Grant, Handled, Presented, Server, ServerConfig, Server
 use smmuv3::regs::GError;
 use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
 
-use crate::hw::Smmu;
-use crate::pool::Pool;
+use iommu_hw::{Pool, Smmu};
 
 userlib::entry!(main);
 
@@ -104,7 +100,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         }
     };
     // A small event queue for tests that want it to overflow.
-    let evtq_log2 = match userlib::arg_u64(info, "evtq_log2", hw::EVTQ_LOG2.into()) {
+    let evtq_log2 = match userlib::arg_u64(info, "evtq_log2", iommu_hw::EVTQ_LOG2.into()) {
         Ok(n) if iommu_api::server_args::EVTQ_LOG2.contains(&n) => n as u8,
         _ => {
             log!(
@@ -720,7 +716,7 @@ mod fault_teardown_sync {
     use iommu_core::server::Server;
     use userlib::{TaskInfo, log};
 
-    use crate::hw::Smmu;
+    use iommu_hw::Smmu;
 
     /// Arms the failure when a client's death arrives.
     pub fn arm(server: &mut Server<Smmu, u64>, info: &TaskInfo<'_>) {
@@ -749,7 +745,7 @@ mod insecure_demo {
     use iommu_core::server::{Handled, Server};
     use userlib::log;
 
-    use crate::hw::Smmu;
+    use iommu_hw::Smmu;
 
     /// Every client gets the only trust level bypass is possible for.
     pub fn trust(_: TrustLevel) -> TrustLevel {
