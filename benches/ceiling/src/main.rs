@@ -184,6 +184,8 @@ struct Point {
     unmaps: u64,
     /// Ticks spent in the server logic (map and unmap, the syncs included).
     iommu_ticks: u64,
+    /// Of which in unmaps (their invalidations and syncs included).
+    unmap_ticks: u64,
 }
 
 /// xorshift64*: the random LBAs (blk-bench's generator and seed).
@@ -227,6 +229,7 @@ fn run_point(
         maps: 0,
         unmaps: 0,
         iommu_ticks: 0,
+        unmap_ticks: 0,
     };
     let mut done: Vec<(u16, Result<(), block_api::BlockError>)> = Vec::new();
     let mut ranges: Vec<Extent> = Vec::with_capacity(usize::from(qd));
@@ -309,6 +312,7 @@ fn run_point(
         iommu.unmap(&unmap).map_err(|e| format!("unmap: {e}"))?;
         let now = userlib::counter();
         p.iommu_ticks += now - t0;
+        p.unmap_ticks += now - t0;
         p.unmaps += unmap.len() as u64;
         let n = done.len();
         for &(slot, status) in &done {
@@ -385,7 +389,7 @@ fn report(qd: u16, p: &Point, a: &Counts, b: &Counts, hz: u64, done: usize, tota
     let mean = p.lat.iter().map(|&l| u64::from(l)).sum::<u64>() / kept;
     let ios = p.ios.max(1);
     log!(
-        "bench-result dev=nvme mode=ceiling wl=randread qd={qd} ios={} us={us} iops={iops} p50_us={} p99_us={} p999_us={} max_us={} mean_us={mean} ipc=0.000 tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us=0 errors={} point={done}/{total}",
+        "bench-result dev=nvme mode=ceiling wl=randread qd={qd} ios={} us={us} iops={iops} p50_us={} p99_us={} p999_us={} max_us={} mean_us={mean} ipc=0.000 tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us=0 errors={} point={done}/{total} unmap_us={}",
         p.ios,
         per_mille(500),
         per_mille(990),
@@ -398,5 +402,6 @@ fn report(qd: u16, p: &Point, a: &Counts, b: &Counts, hz: u64, done: usize, tota
         PerIo(p.maps, ios),
         PerIo(p.unmaps, ios),
         p.errors,
+        PerIo(p.unmap_ticks * 1_000_000 / hz, ios),
     );
 }
