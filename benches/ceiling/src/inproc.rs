@@ -121,10 +121,14 @@ impl InProcess {
         reply: &mut [u8; MSG_MAX],
     ) -> Result<usize, ClientError> {
         let token = self.next_token();
-        let handled =
-            self.server
-                .borrow_mut()
-                .handle(self.now_us(), self.badge, msg, grant, presented, token);
+        let handled = self.server.borrow_mut().handle(
+            self.now_us(),
+            self.badge,
+            msg,
+            grant,
+            presented,
+            token,
+        );
         match handled {
             Handled::Reply(_, bytes) => {
                 let out = reply

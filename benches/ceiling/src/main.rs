@@ -108,7 +108,12 @@ fn run(info: &TaskInfo<'static>) -> Result<(), alloc::string::String> {
         .map_err(|e| format!("enabling the SMMU: {e:?}"))?;
     userlib::smmu_enabled(owner).map_err(|e| format!("SMMU-enabled declaration: {e}"))?;
     server
-        .add_client(BADGE, "ceiling", InvalidationPolicy::Strict, TrustLevel::Trusted)
+        .add_client(
+            BADGE,
+            "ceiling",
+            InvalidationPolicy::Strict,
+            TrustLevel::Trusted,
+        )
         .map_err(|e| format!("client: {e:?}"))?;
     let device = Presented {
         rid,
@@ -251,7 +256,10 @@ fn run_point(
         for _ in 0..n {
             let Some(slot) = free.pop() else { break };
             batch.push(slot);
-            ranges.push(Extent::new(u64::from(slot) * abi::PAGE_SIZE, abi::PAGE_SIZE));
+            ranges.push(Extent::new(
+                u64::from(slot) * abi::PAGE_SIZE,
+                abi::PAGE_SIZE,
+            ));
         }
         if batch.is_empty() {
             return Ok(());
