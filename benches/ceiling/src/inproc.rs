@@ -112,6 +112,18 @@ impl InProcess {
         self.server.borrow()
     }
 
+    /// Reads the SMMU's event queue into the server logic (fault
+    /// attribution); returns how many records there were.
+    pub fn drain_events(&self) -> usize {
+        let mut server = self.server.borrow_mut();
+        let mut records = Vec::new();
+        let n = server.hw_mut().0.drain_events(4096, |r| records.push(r));
+        for r in records {
+            let _ = server.on_event(r);
+        }
+        n
+    }
+
     /// Handles one request answered at once (attach, map).
     fn call(
         &self,

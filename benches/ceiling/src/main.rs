@@ -139,8 +139,10 @@ fn run(info: &TaskInfo<'static>) -> Result<(), alloc::string::String> {
     for (i, &qd) in qds.iter().enumerate() {
         let before = counts(&iommu);
         let p = run_point(&iommu, &mut nvme, &buf, &frames, slots, qd, ms, hz)?;
+        iommu.drain_events();
         let after = counts(&iommu);
         report(qd, &p, &before, &after, hz, i + 1, total);
+        check(qd, &p, &before, &after)?;
     }
     let s = iommu.server().server_stats();
     log!(
@@ -167,6 +169,8 @@ struct Counts {
     tlbi: u64,
     syncs: u64,
     doorbells: u64,
+    /// Event records read (faults).
+    events: u64,
 }
 
 fn counts(iommu: &InProcess) -> Counts {
@@ -176,6 +180,7 @@ fn counts(iommu: &InProcess) -> Counts {
         tlbi: stats.tlbi_commands,
         syncs: stats.syncs,
         doorbells: s.hw().0.counters.doorbells,
+        events: stats.events,
     }
 }
 
@@ -191,6 +196,8 @@ struct Point {
     iommu_ticks: u64,
     /// Of which in unmaps (their invalidations and syncs included).
     unmap_ticks: u64,
+    /// Reaped batches (each unmapped with one call).
+    batches: u64,
 }
 
 /// xorshift64*: the random LBAs (blk-bench's generator and seed).
@@ -235,6 +242,7 @@ fn run_point(
         unmaps: 0,
         iommu_ticks: 0,
         unmap_ticks: 0,
+        batches: 0,
     };
     let mut done: Vec<(u16, Result<(), block_api::BlockError>)> = Vec::new();
     let mut ranges: Vec<Extent> = Vec::with_capacity(usize::from(qd));
@@ -322,6 +330,7 @@ fn run_point(
         p.iommu_ticks += now - t0;
         p.unmap_ticks += now - t0;
         p.unmaps += unmap.len() as u64;
+        p.batches += 1;
         let n = done.len();
         for &(slot, status) in &done {
             if status.is_err() {
@@ -360,6 +369,7 @@ fn run_point(
                 .collect();
             iommu.unmap(&unmap).map_err(|e| format!("unmap: {e}"))?;
             p.unmaps += unmap.len() as u64;
+            p.batches += 1;
             in_flight -= done.len() as u16;
             p.ios += done.len() as u64;
             for &(slot, _) in &done {
@@ -372,6 +382,42 @@ fn run_point(
     p.ticks = userlib::counter() - start;
     p.lat.sort_unstable();
     Ok(p)
+}
+
+/// The point's counters must show the work the ceiling claims to keep:
+/// every read's buffer mapped and unmapped, strict invalidations (at least
+/// one TLBI and one CMD_SYNC, no more syncs than reaped batches), no read
+/// failed, no DMA fault recorded.
+fn check(qd: u16, p: &Point, a: &Counts, b: &Counts) -> Result<(), alloc::string::String> {
+    let (tlbi, syncs, faults) = (b.tlbi - a.tlbi, b.syncs - a.syncs, b.events - a.events);
+    let fails = [
+        (p.ios == 0, "no read completed"),
+        (
+            p.maps != p.ios || p.unmaps != p.ios,
+            "not every read's buffer was mapped and unmapped",
+        ),
+        (tlbi == 0, "no TLBI was issued"),
+        (syncs == 0, "no CMD_SYNC was issued"),
+        (syncs > p.batches, "more CMD_SYNCs than reaped batches"),
+        (p.errors > 0, "reads failed"),
+        (faults > 0, "the SMMU recorded DMA faults"),
+    ];
+    if let Some((_, why)) = fails.iter().find(|(bad, _)| *bad) {
+        log!(
+            "ceiling: qd {qd}: INCONSISTENT: {why} ({} reads, {} maps, {} unmaps, {tlbi} TLBI, {syncs} CMD_SYNC, {} batches, {faults} fault records)",
+            p.ios,
+            p.maps,
+            p.unmaps,
+            p.batches
+        );
+        return Err(alloc::format!("qd {qd}: counters inconsistent"));
+    }
+    log!(
+        "ceiling: qd {qd}: consistent: {} reads, each buffer mapped and unmapped; {tlbi} TLBI, {syncs} CMD_SYNC for {} reaped batches; no fault",
+        p.ios,
+        p.batches
+    );
+    Ok(())
 }
 
 /// Per-I/O value with three decimals, as text (blk-bench's form).
