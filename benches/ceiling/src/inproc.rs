@@ -154,8 +154,9 @@ impl InProcess {
         }
     }
 
-    /// Maps `ranges` of `buf` (offsets into it) for the device; writes one
-    /// IOVA per range into `iovas`.
+    /// Maps `ranges` of `buf` (offsets into it) for the device, one `Map`
+    /// request per [`iommu_api::MAX_MAP_ENTRIES`]; writes one IOVA per
+    /// range into `iovas`.
     pub fn map(
         &self,
         buf: &DmaBuffer,
@@ -163,19 +164,23 @@ impl InProcess {
         ranges: &[Extent],
         iovas: &mut [Iova],
     ) -> Result<usize, ClientError> {
-        let grant = Grant {
-            frames,
-            va: buf.va(),
-            len: buf.len(),
-        };
-        let mut reply = [0; MSG_MAX];
-        let got = Client(Local {
-            ip: self,
-            grant: Some(grant),
-            presented: None,
-        })
-        .map(&mut reply, Dir::Bidirectional, List::new(ranges))?;
-        Ok(got.copy_to(iovas))
+        let mut done = 0;
+        for chunk in ranges.chunks(iommu_api::MAX_MAP_ENTRIES) {
+            let grant = Grant {
+                frames,
+                va: buf.va(),
+                len: buf.len(),
+            };
+            let mut reply = [0; MSG_MAX];
+            let got = Client(Local {
+                ip: self,
+                grant: Some(grant),
+                presented: None,
+            })
+            .map(&mut reply, Dir::Bidirectional, List::new(chunk))?;
+            done += got.copy_to(iovas.get_mut(done..).unwrap_or_default());
+        }
+        Ok(done)
     }
 
     /// Unmaps `ranges` (as mapped) and returns once the CMD_SYNC that
