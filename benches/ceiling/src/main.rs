@@ -171,6 +171,8 @@ struct Counts {
     doorbells: u64,
     /// Event records read (faults).
     events: u64,
+    /// CMD_SYNCs the hardware layer issued and saw complete.
+    hw_syncs: u64,
 }
 
 fn counts(iommu: &InProcess) -> Counts {
@@ -181,6 +183,7 @@ fn counts(iommu: &InProcess) -> Counts {
         syncs: stats.syncs,
         doorbells: s.hw().0.counters.doorbells,
         events: stats.events,
+        hw_syncs: s.hw().0.counters.syncs,
     }
 }
 
@@ -398,6 +401,10 @@ fn check(qd: u16, p: &Point, a: &Counts, b: &Counts) -> Result<(), alloc::string
         ),
         (tlbi == 0, "no TLBI was issued"),
         (syncs == 0, "no CMD_SYNC was issued"),
+        (
+            b.hw_syncs - a.hw_syncs != syncs,
+            "the SMMU completed another number of CMD_SYNCs than the server logic issued",
+        ),
         (syncs > p.batches, "more CMD_SYNCs than reaped batches"),
         (p.errors > 0, "reads failed"),
         (faults > 0, "the SMMU recorded DMA faults"),
