@@ -58,6 +58,26 @@ impl From<ApiError> for ClientError {
     }
 }
 
+/// What a driver needs to give its own DMA memory (queues, descriptor
+/// pages) a device address: [`Iommu`], the IOMMU server over IPC, for
+/// every driver task; an in-process implementation only in a task that is
+/// itself the SMMU owner (the ceiling benchmark, benches/ceiling).
+pub trait DmaMapper {
+    /// Attaches the PCI device `device_cap` names to this task's domain.
+    fn attach_device(&self, device_cap: u32, dma_bits: u8) -> Result<StreamId, ClientError>;
+    /// Maps the whole of `mem` for the device; returns its IOVA.
+    fn map_buffer(&self, mem: &userlib::DmaBuffer, dir: Dir) -> Result<Iova, ClientError>;
+}
+
+impl DmaMapper for Iommu {
+    fn attach_device(&self, device_cap: u32, dma_bits: u8) -> Result<StreamId, ClientError> {
+        self.attach(device_cap, dma_bits)
+    }
+    fn map_buffer(&self, mem: &userlib::DmaBuffer, dir: Dir) -> Result<Iova, ClientError> {
+        self.map_one(mem.grant(), dir, 0, mem.len())
+    }
+}
+
 /// A connection to the IOMMU server through an endpoint capability.
 #[derive(Clone, Copy, Debug)]
 pub struct Iommu {

@@ -5,17 +5,14 @@
 //! sharing each CMD_SYNC among every client's pending unmaps. Fault
 //! records from the event queue are attributed to the client that owns the
 //! StreamID; a dead client's mappings are torn down before the kernel may
-//! reuse its memory. The logic is `iommu_core::server`; this task owns the
-//! hardware layer (`hw`), the page pool (`pool`) and the IPC loop, and
+//! reuse its memory. The logic is `iommu_core::server`; this task drives the
+//! hardware layer and page pool (`iommu_hw`) and owns the IPC loop, and
 //! must never answer a strict unmap before its covering sync completed.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
-
-mod hw;
-mod pool;
 
 use abi::syscall::{FOREVER, GRANT_MAX_PAGES, PresentedKind};
 use abi::{PhysAddr, StreamId};
@@ -26,10 +23,16 @@ use iommu_core::server::{Grant, Handled, Presented, Server, ServerConfig, Server
 use smmuv3::regs::GError;
 use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
 
-use crate::hw::Smmu;
-use crate::pool::Pool;
+use iommu_hw::{Pool, Smmu};
 
 userlib::entry!(main);
+
+/// The hardware layer the server logic drives: the SMMU, or, in the
+/// test-only `fault-teardown-sync` build, the SMMU behind that hook.
+#[cfg(not(feature = "fault-teardown-sync"))]
+type Hw = Smmu;
+#[cfg(feature = "fault-teardown-sync")]
+type Hw = fault_teardown_sync::FailingSyncs;
 
 /// Notification bit of the event-queue interrupt (systems/*.toml).
 const EVENTQ_BIT: u64 = 1 << 0;
@@ -104,7 +107,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         }
     };
     // A small event queue for tests that want it to overflow.
-    let evtq_log2 = match userlib::arg_u64(info, "evtq_log2", hw::EVTQ_LOG2.into()) {
+    let evtq_log2 = match userlib::arg_u64(info, "evtq_log2", iommu_hw::EVTQ_LOG2.into()) {
         Ok(n) if iommu_api::server_args::EVTQ_LOG2.contains(&n) => n as u8,
         _ => {
             log!(
@@ -193,7 +196,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
         heap_budget: Some(CLIENT_HEAP_BUDGET),
         ..defaults
     };
-    let mut server: Server<Smmu, u64> = match Server::new(smmu, config) {
+    let mut server: Server<Hw, u64> = match Server::new(Hw::from(smmu), config) {
         Ok(s) => s,
         Err(e) => {
             log!("iommu: cannot build the stream table: {e:?}");
@@ -283,7 +286,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
 /// teardown may finish only after a later sync): a restarted instance of
 /// the same task (the kernel restarts tasks marked `restart`, with the same
 /// badge) can then attach again. Returns whether it is done.
-fn readmit(server: &mut Server<Smmu, u64>, info: &TaskInfo<'_>, badge: u32) -> bool {
+fn readmit(server: &mut Server<Hw, u64>, info: &TaskInfo<'_>, badge: u32) -> bool {
     let Some(c) = info.clients().find(|c| c.badge == badge) else {
         return true;
     };
@@ -305,7 +308,7 @@ fn readmit(server: &mut Server<Smmu, u64>, info: &TaskInfo<'_>, badge: u32) -> b
 /// CMD_SYNC; before flushing, the server yields once so that clients of
 /// the same priority can add theirs.
 fn serve(
-    server: &mut Server<Smmu, u64>,
+    server: &mut Server<Hw, u64>,
     caps: &Caps,
     info: &TaskInfo<'_>,
     now_us: impl Fn() -> u64,
@@ -524,7 +527,7 @@ fn serve(
 
 /// Issues what is due and answers the replies it released; a flush's time
 /// is split among the clients it covered.
-fn flush(server: &mut Server<Smmu, u64>, owed: &mut [(u32, u64, u32)], now: u64) {
+fn flush(server: &mut Server<Hw, u64>, owed: &mut [(u32, u64, u32)], now: u64) {
     let t0 = userlib::counter();
     let out = server.poll(now);
     server.charge_flush(userlib::counter().wrapping_sub(t0));
@@ -548,7 +551,7 @@ fn answer(token: u64, bytes: &[u8]) {
 /// left (the loop comes back at once). One log line per (StreamID, page),
 /// demotion or quarantine, not per record: QEMU writes one record per 4
 /// bytes of a faulted transfer.
-fn drain_events(server: &mut Server<Smmu, u64>) -> bool {
+fn drain_events(server: &mut Server<Hw, u64>) -> bool {
     let overflows = server.hw().counters.event_overflows;
     let mut drained = 0;
     let mut more = false;
@@ -581,7 +584,7 @@ fn drain_events(server: &mut Server<Smmu, u64>) -> bool {
     more
 }
 
-fn log_fault(server: &Server<Smmu, u64>, f: &iommu_core::server::FaultReport) {
+fn log_fault(server: &Server<Hw, u64>, f: &iommu_core::server::FaultReport) {
     if !(f.first || f.quarantined_now || f.demoted_from.is_some()) {
         return;
     }
@@ -618,7 +621,7 @@ fn log_fault(server: &Server<Smmu, u64>, f: &iommu_core::server::FaultReport) {
 }
 
 fn log_quarantine(
-    server: &Server<Smmu, u64>,
+    server: &Server<Hw, u64>,
     name: &str,
     records: u64,
     lost: u64,
@@ -637,7 +640,7 @@ fn log_quarantine(
 /// GERROR.EVENTQ_ABT_ERR (how QEMU reports a full event queue): records
 /// were lost. The queue was drained; it is re-enabled, and the overflow
 /// counted, charged to the client whose records were being drained.
-fn event_queue_overflowed(server: &mut Server<Smmu, u64>) {
+fn event_queue_overflowed(server: &mut Server<Hw, u64>) {
     let last = server.hw().last_event_sid();
     let how = match server.hw_mut().recover_event_queue() {
         Ok(()) => "event queue re-enabled",
@@ -646,7 +649,7 @@ fn event_queue_overflowed(server: &mut Server<Smmu, u64>) {
     note_overflow(server, last, "GERROR.EVENTQ_ABT_ERR", how);
 }
 
-fn note_overflow(server: &mut Server<Smmu, u64>, sid: Option<StreamId>, how: &str, then: &str) {
+fn note_overflow(server: &mut Server<Hw, u64>, sid: Option<StreamId>, how: &str, then: &str) {
     // How many records were lost is not known: a queue's worth is counted
     // (the queue was full of records when the SMMU dropped more).
     let lost = server.hw().event_queue_entries() as u64;
@@ -717,13 +720,81 @@ mod fault_crash {
 /// completing commands would. Scenario `teardown-sync-fails`.
 #[cfg(feature = "fault-teardown-sync")]
 mod fault_teardown_sync {
-    use iommu_core::server::Server;
+    use core::ops::{Deref, DerefMut};
+
+    use abi::PhysAddr;
+    use iommu_core::server::{HwError, Server, SmmuHw};
+    use iommu_hw::Smmu;
     use userlib::{TaskInfo, log};
 
-    use crate::hw::Smmu;
+    /// The SMMU, with this many coming CMD_SYNCs reported failed.
+    pub struct FailingSyncs {
+        smmu: Smmu,
+        fail_syncs: u32,
+    }
+
+    impl From<Smmu> for FailingSyncs {
+        fn from(smmu: Smmu) -> Self {
+            Self {
+                smmu,
+                fail_syncs: 0,
+            }
+        }
+    }
+
+    impl Deref for FailingSyncs {
+        type Target = Smmu;
+        fn deref(&self) -> &Smmu {
+            &self.smmu
+        }
+    }
+
+    impl DerefMut for FailingSyncs {
+        fn deref_mut(&mut self) -> &mut Smmu {
+            &mut self.smmu
+        }
+    }
+
+    impl SmmuHw for FailingSyncs {
+        fn features(&self) -> &smmuv3::idr::Features {
+            SmmuHw::features(&self.smmu)
+        }
+        fn alloc_pages(&mut self, count: usize) -> Option<PhysAddr> {
+            self.smmu.alloc_pages(count)
+        }
+        fn free_pages(&mut self, pa: PhysAddr, count: usize) {
+            self.smmu.free_pages(pa, count);
+        }
+        fn read_u64(&self, pa: PhysAddr) -> u64 {
+            self.smmu.read_u64(pa)
+        }
+        fn write_u64(&mut self, pa: PhysAddr, value: u64) {
+            self.smmu.write_u64(pa, value);
+        }
+        fn publish(&mut self) {
+            self.smmu.publish();
+        }
+        fn submit(&mut self, cmds: &[[u64; 2]]) -> Result<(), HwError> {
+            self.smmu.submit(cmds)
+        }
+        fn sync(&mut self) -> Result<(), HwError> {
+            if self.fail_syncs > 0 {
+                self.fail_syncs -= 1;
+                log!("iommu: CMD_SYNC reported failed (test-only fault-teardown-sync)");
+                return Err(HwError::Timeout);
+            }
+            self.smmu.sync()
+        }
+        fn pin(&mut self, frames: &[PhysAddr]) -> Result<(), HwError> {
+            self.smmu.pin(frames)
+        }
+        fn unpin(&mut self, frames: &[PhysAddr]) {
+            self.smmu.unpin(frames);
+        }
+    }
 
     /// Arms the failure when a client's death arrives.
-    pub fn arm(server: &mut Server<Smmu, u64>, info: &TaskInfo<'_>) {
+    pub fn arm(server: &mut Server<FailingSyncs, u64>, info: &TaskInfo<'_>) {
         if userlib::incarnation() != 0 {
             return;
         }
@@ -749,7 +820,7 @@ mod insecure_demo {
     use iommu_core::server::{Handled, Server};
     use userlib::log;
 
-    use crate::hw::Smmu;
+    use crate::Hw;
 
     /// Every client gets the only trust level bypass is possible for.
     pub fn trust(_: TrustLevel) -> TrustLevel {
@@ -757,7 +828,7 @@ mod insecure_demo {
     }
 
     /// Switches client `badge` into bypass as if it had asked itself.
-    pub fn into_bypass(server: &mut Server<Smmu, u64>, badge: u32, name: &str) {
+    pub fn into_bypass(server: &mut Server<Hw, u64>, badge: u32, name: &str) {
         let mut msg = [0u8; MSG_MAX];
         let req = Request::SetPolicy {
             policy: InvalidationPolicy::Bypass,

@@ -1,7 +1,10 @@
 //! `cargo xtask bench`: boots the benchmark systems (K times each with
 //! `--repeat`), shows each point as it is measured, parses the
 //! `bench-result` and `bench-costs` lines, and reports: a table with every
-//! mode as a ratio of bypass measured in the same boot, the per-I/O counts,
+//! mode as a ratio of bypass measured in the same boot and as a ratio of
+//! the ceiling (the same workload in one polled task with no IPC,
+//! systems/bench-ceiling.toml, booted first in each repetition), the
+//! per-I/O counts,
 //! the projection onto real SMMUv3 latencies (`projection`), and the typed
 //! JSON ([`report`]), CSV and SVG chart ([`chart`]) written to
 //! target/bench/<timestamp>/ or `--out`. It reports figures; it judges
@@ -31,6 +34,9 @@ pub struct BenchOptions {
     pub repeat: u64,
 }
 
+/// The ceiling: NVMe random reads in one polled task that owns the SMMU
+/// and the device, mapping and strictly unmapping every buffer, no IPC.
+const CEILING: &str = "systems/bench-ceiling.toml";
 /// The matrix: every mode, queue depth and workload on both devices.
 const MATRIX: &str = "systems/bench.toml";
 /// Both devices driven at once in strict mode: syncs shared across them.
@@ -123,7 +129,9 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
     let mut mode_orders: Vec<Vec<String>> = Vec::new();
     let mut ms_per_point = 0;
     let mut sharing: Vec<String> = Vec::new();
-    const RUNS: [(&str, &str); 2] = [("matrix", MATRIX), ("mixed", MIXED)];
+    const RUNS: [(&str, &str); 3] = [("ceiling", CEILING), ("matrix", MATRIX), ("mixed", MIXED)];
+    // The ceiling's samples of the current repetition.
+    let mut ceiling: Vec<(report::PointKey, report::Sample)> = Vec::new();
     // Seconds each boot of a run took so far, for the time left.
     let mut boot_secs: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let boots = repeats * RUNS.len() as u64;
@@ -131,6 +139,11 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
     for rep in 0..repeats {
         for (run, file) in RUNS {
             let mut system = suite::load_system(&ws, Path::new(file))?;
+            for t in system.tasks.iter_mut().filter(|t| t.package == "ceiling") {
+                if let Some(ms) = opts.ms {
+                    t.args.insert("ms".into(), ms.to_string());
+                }
+            }
             for t in system.tasks.iter_mut().filter(|t| t.package == "blk-bench") {
                 if let Some(ms) = opts.ms {
                     t.args.insert("ms".into(), ms.to_string());
@@ -199,8 +212,13 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
                     log.display()
                 ));
             }
-            let got = samples_of(run, rep, &outcome.serial)
+            let mut got = samples_of(run, rep, &outcome.serial)
                 .map_err(|e| format!("bench run `{run}`: {e}; serial log {}", log.display()))?;
+            if run == "ceiling" {
+                ceiling = got.clone();
+            } else {
+                against_ceiling(&mut got, &ceiling);
+            }
             samples.extend(got);
             sharing.extend(
                 outcome
@@ -248,12 +266,12 @@ pub fn replot(dir: &Path, out: &Path) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let report: report::Report =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    if report.schema_version != report::SCHEMA_VERSION {
+    if !report::READABLE_SCHEMAS.contains(&report.schema_version) {
         return Err(format!(
-            "{}: schema_version {} (this xtask reads {})",
+            "{}: schema_version {} (this xtask reads {:?})",
             path.display(),
             report.schema_version,
-            report::SCHEMA_VERSION
+            report::READABLE_SCHEMAS
         ));
     }
     // The shared-sync lines of the run are kept in its table.txt.
@@ -340,6 +358,25 @@ pub fn samples_of(
         out.push((key, sample));
     }
     Ok(out)
+}
+
+/// Sets each sample's ratios to the ceiling sample of the same repetition
+/// with the same device, workload and queue depth (IOPS over the ceiling's
+/// IOPS; p50 latency over the ceiling's p50), where there is one.
+pub fn against_ceiling(
+    samples: &mut [(report::PointKey, report::Sample)],
+    ceiling: &[(report::PointKey, report::Sample)],
+) {
+    for (key, s) in samples.iter_mut() {
+        let Some((_, c)) = ceiling.iter().find(|(k, _)| {
+            k.device == key.device && k.workload == key.workload && k.queue_depth == key.queue_depth
+        }) else {
+            continue;
+        };
+        let ratio = |a: u64, b: u64| (b > 0).then(|| (a * 1000 + b / 2) / b);
+        s.ratio_to_ceiling_milli = ratio(s.iops, c.iops);
+        s.p50_to_ceiling_milli = ratio(s.latency_us.p50, c.latency_us.p50);
+    }
 }
 
 /// A serial-line watcher that prints each finished point with the time
@@ -446,7 +483,7 @@ pub fn table(r: &report::Report) -> String {
     );
     let _ = writeln!(
         t,
-        "{:<6} {:<10} {:<9} {:>3} {:<16} {:>22} {:>7} {:>19} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>9} {:>6}",
+        "{:<7} {:<10} {:<9} {:>3} {:<16} {:>22} {:>7} {:>19} {:>19} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>9} {:>6}",
         "run",
         "device",
         "workload",
@@ -455,6 +492,8 @@ pub fn table(r: &report::Report) -> String {
         "IOPS",
         "MiB/s",
         "xbypass",
+        "x_ceiling",
+        "p50xc",
         "mean",
         "p50",
         "p99",
@@ -473,7 +512,7 @@ pub fn table(r: &report::Report) -> String {
         let milli = |v: u64| format!("{:.3}", v as f64 / 1000.0);
         let _ = writeln!(
             t,
-            "{:<6} {:<10} {:<9} {:>3} {:<16} {:>22} {:>7} {:>19} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>9} {:>6}",
+            "{:<7} {:<10} {:<9} {:>3} {:<16} {:>22} {:>7} {:>19} {:>19} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>9} {:>6}",
             p.run,
             p.device,
             p.workload,
@@ -484,6 +523,12 @@ pub fn table(r: &report::Report) -> String {
             p.ratio_to_bypass_milli
                 .as_ref()
                 .map_or("-".into(), |s| with_ci(s, 1000.0, 3)),
+            p.ratio_to_ceiling_milli
+                .as_ref()
+                .map_or("-".into(), |s| with_ci(s, 1000.0, 3)),
+            p.p50_to_ceiling_milli
+                .as_ref()
+                .map_or("-".into(), |s| milli(s.median)),
             med(|s| s.latency_us.mean),
             med(|s| s.latency_us.p50),
             med(|s| s.latency_us.p99),
@@ -500,7 +545,11 @@ pub fn table(r: &report::Report) -> String {
 }
 
 /// One CSV row per point: medians, intervals, per-I/O counts (thousandths).
+/// A report with a ceiling (schema 4) has four more columns at the end:
+/// `ratio_ceiling_milli` with its interval, and `p50_ceiling_milli`; a
+/// schema-3 report's CSV is as it always was.
 fn csv(r: &report::Report) -> String {
+    let with_ceiling = r.points.iter().any(|p| p.ratio_to_ceiling_milli.is_some());
     let mut s = String::from(
         "run,task,dev,wl,qd,mode,repeats,iops,iops_ci95_low,iops_ci95_high,mib_per_s_milli,\
          ratio_milli,ratio_ci95_low_milli,ratio_ci95_high_milli,mean_us,p50_us,p99_us,p999_us,max_us,\
@@ -508,8 +557,15 @@ fn csv(r: &report::Report) -> String {
          as_switches_milli,syscalls_milli,ipc_calls_milli,interrupts_milli,client_cpu_us_milli,\
          driver_cpu_us_milli,server_cpu_us_milli,stale_max_us,stale_max_us_worst,\
          timer_irq_late_us_worst,wake_late_us_worst,irqs_masked_us_worst,errors,projected_iops,\
-         projected_ratio_milli\n",
+         projected_ratio_milli",
     );
+    if with_ceiling {
+        s.push_str(
+            ",ratio_ceiling_milli,ratio_ceiling_ci95_low_milli,ratio_ceiling_ci95_high_milli,\
+             p50_ceiling_milli",
+        );
+    }
+    s.push('\n');
     for p in &r.points {
         let med = |f: &dyn Fn(&report::Sample) -> u64| {
             report::median(&p.samples.iter().map(f).collect::<Vec<_>>())
@@ -532,7 +588,7 @@ fn csv(r: &report::Report) -> String {
         let worst =
             |f: &dyn Fn(&report::Sample) -> Option<u64>| opt(p.samples.iter().filter_map(f).max());
         let ratio = p.ratio_to_bypass_milli;
-        let cols: Vec<String> = vec![
+        let mut cols: Vec<String> = vec![
             p.run.clone(),
             p.task.clone(),
             p.device.clone(),
@@ -575,6 +631,15 @@ fn csv(r: &report::Report) -> String {
             opt(p.projected_iops),
             opt(p.projected_ratio_milli),
         ];
+        if with_ceiling {
+            let c = p.ratio_to_ceiling_milli;
+            cols.extend([
+                opt(c.map(|s| s.median)),
+                opt(c.map(|s| s.ci95_low)),
+                opt(c.map(|s| s.ci95_high)),
+                opt(p.p50_to_ceiling_milli.map(|s| s.median)),
+            ]);
+        }
         let _ = writeln!(s, "{}", cols.join(","));
     }
     s
@@ -663,7 +728,11 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench");
         let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
         let report: report::Report = serde_json::from_str(&text).unwrap();
-        assert_eq!(report.schema_version, report::SCHEMA_VERSION);
+        assert!(
+            report::READABLE_SCHEMAS.contains(&report.schema_version),
+            "schema {}",
+            report.schema_version
+        );
         assert_eq!(serde_json::to_string_pretty(&report).unwrap() + "\n", text);
         assert!(report.meta.repeats >= 1 && !report.meta.commit.is_empty());
         for p in &report.points {
@@ -677,6 +746,53 @@ mod tests {
             csv_text,
             "redraw with `cargo xtask bench --replot docs/bench`"
         );
+    }
+
+    const CEILING_LOG: &str = "\
+[ceiling] bench-result dev=nvme mode=ceiling wl=randread qd=8 ios=200 us=1000 iops=2000 p50_us=4 p99_us=8 p999_us=9 max_us=9 mean_us=4 ipc=0.000 tlbi=0.250 sync=0.250 doorbells=0.500 server_us=3.000 maps=1.000 unmaps=1.000 stale_max_us=0 errors=0 point=1/1 unmap_us=2.000
+";
+
+    #[test]
+    fn every_point_is_a_ratio_of_the_ceiling_of_its_repetition() {
+        let ceiling = samples_of("ceiling", 0, CEILING_LOG).unwrap();
+        assert_eq!(ceiling.len(), 1);
+        assert_eq!(ceiling[0].0.mode, "ceiling");
+        let mut got = samples_of("matrix", 0, LOG).unwrap();
+        against_ceiling(&mut got, &ceiling);
+        // bypass 1000 IOPS, strict 950, against 2000; p50 5 and 6 against 4.
+        assert_eq!(got[0].1.ratio_to_ceiling_milli, Some(500));
+        assert_eq!(got[1].1.ratio_to_ceiling_milli, Some(475));
+        assert_eq!(got[0].1.p50_to_ceiling_milli, Some(1250));
+        assert_eq!(got[1].1.p50_to_ceiling_milli, Some(1500));
+        // Another queue depth, workload or device has no ceiling.
+        let mut other = samples_of("matrix", 0, &LOG.replace("qd=8", "qd=32")).unwrap();
+        against_ceiling(&mut other, &ceiling);
+        assert!(
+            other
+                .iter()
+                .all(|(_, s)| s.ratio_to_ceiling_milli.is_none())
+        );
+        let mut all = ceiling.clone();
+        all.extend(got);
+        let mut r = report_of(&[]);
+        r.points = report::aggregate(all);
+        assert_eq!(r.points[0].ratio_to_ceiling_milli, None);
+        assert_eq!(r.points[2].ratio_to_ceiling_milli.unwrap().median, 475);
+        let t = table(&r);
+        assert!(t.contains("x_ceiling") && t.contains("0.475"), "{t}");
+        let c = csv(&r);
+        assert!(
+            c.lines().next().unwrap().ends_with(",p50_ceiling_milli"),
+            "{c}"
+        );
+        assert!(
+            c.lines().nth(3).unwrap().ends_with(",475,475,475,1500"),
+            "{c}"
+        );
+        assert!(chart::svg(&r).ends_with("</svg>\n"));
+        let text = serde_json::to_string_pretty(&r).unwrap();
+        let back: report::Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]

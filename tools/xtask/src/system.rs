@@ -129,6 +129,11 @@ pub const DEFAULT_TRUST: &str = "strict";
 /// The package the IOMMU server is built from.
 pub const IOMMU_SERVER_PACKAGE: &str = "iommu-server";
 
+/// The benchmark's ceiling (benches/ceiling): its argument `bdf` must name
+/// the PCI function of its capability `dev` (it needs the RID to attach the
+/// device in-process, and the kernel does not tell it).
+pub const CEILING_PACKAGE: &str = "ceiling";
+
 /// How deep includes may nest (a backstop: cycles are caught by name).
 pub const MAX_INCLUDE_DEPTH: usize = 8;
 
@@ -622,6 +627,19 @@ fn convert_task(
                     range.end()
                 ));
             }
+        }
+    }
+    if t.package == CEILING_PACKAGE {
+        let dev = t
+            .caps
+            .iter()
+            .find(|c| c.name == "dev")
+            .and_then(|c| c.pci.as_deref());
+        if dev.is_none() || t.args.get("bdf").map(String::as_str) != dev {
+            return Err(format!(
+                "argument bdf = {:?} must name the PCI function of cap \"dev\" ({dev:?})",
+                t.args.get("bdf")
+            ));
         }
     }
     if t.caps.len() > MAX_CAPS_PER_TASK {

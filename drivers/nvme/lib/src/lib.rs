@@ -36,7 +36,7 @@ use abi::Iova;
 use block_api::{BlockError, Info, IoKind, SECTOR_SIZE};
 use block_server::{BlockDevice, DeviceIo};
 use iommu_api::Dir;
-use iommu_client::{ClientError, Iommu};
+use iommu_client::{ClientError, DmaMapper, Iommu};
 use nvme_core::cmd::{Cns, Cqe, IoOpcode, QueuePriority, Sqe, Status};
 use nvme_core::identify::{self, Controller, Namespace};
 use nvme_core::layout::{ADMIN_ENTRIES, IO_QUEUE, Layout, PAGE};
@@ -200,8 +200,11 @@ impl Nvme {
     /// namespace 1, and creates an I/O queue pair for `queue_depth`
     /// commands, completing by INTx when `irq` (its capability and
     /// notification bit) is given, by polling otherwise.
+    ///
+    /// `iommu` is the IOMMU server ([`Iommu`]), or, in a task that is the
+    /// SMMU owner itself, an in-process mapper.
     pub fn open(
-        iommu: &Iommu,
+        iommu: &impl DmaMapper,
         pci_cap: u32,
         irq: Option<(u32, u64)>,
         queue_depth: u16,
@@ -209,7 +212,7 @@ impl Nvme {
         let (_, hz) = userlib::time().map_err(sys("reading the clock"))?;
         let clock = Counter::new(hz);
         iommu
-            .attach(pci_cap, DMA_BITS)
+            .attach_device(pci_cap, DMA_BITS)
             .map_err(|error| OpenError::Iommu {
                 step: "attach",
                 error,
@@ -236,7 +239,7 @@ impl Nvme {
             })?;
         let mem = DmaBuffer::alloc(layout.pages).map_err(sys("allocating queue memory"))?;
         let iova = iommu
-            .map_one(mem.grant(), Dir::Bidirectional, 0, mem.len())
+            .map_buffer(&mem, Dir::Bidirectional)
             .map_err(|error| OpenError::Iommu {
                 step: "mapping queue memory",
                 error,

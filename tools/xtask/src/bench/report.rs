@@ -7,8 +7,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 3;
+/// Bumped whenever a field changes meaning or disappears. 4: the ceiling
+/// run (`run = "ceiling"`, `mode = "ceiling"`: benches/ceiling, booted
+/// first in each repetition) and every point's ratios to it
+/// (`ratio_to_ceiling_milli`, `p50_to_ceiling_milli`).
+pub const SCHEMA_VERSION: u32 = 4;
+/// Schema versions this xtask reads: a schema-3 report has no ceiling and
+/// no `*_to_ceiling_milli` fields (they are absent, not null, and stay
+/// absent when it is written back), and replots as it did.
+pub const READABLE_SCHEMAS: [u32; 2] = [3, SCHEMA_VERSION];
 /// Bytes per I/O: every workload moves 4 KiB blocks.
 pub const IO_BYTES: u64 = 4096;
 /// Bootstrap resamples for each interval.
@@ -71,6 +78,15 @@ pub struct PointReport {
     /// IOPS as a ratio of bypass in the same boot, in thousandths (none
     /// where the boot measured no bypass point of this group).
     pub ratio_to_bypass_milli: Option<Stat>,
+    /// IOPS as a ratio of the ceiling run's point of the same device,
+    /// workload and queue depth in the same repetition, in thousandths
+    /// (schema 4; absent where there is no such ceiling point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_to_ceiling_milli: Option<Stat>,
+    /// p50 latency as a ratio of that ceiling point's p50, in thousandths
+    /// (schema 4; absent likewise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_to_ceiling_milli: Option<Stat>,
     /// The projection onto SMMUv3 hardware latencies (median).
     pub projected_iops: Option<u64>,
     pub projected_ratio_milli: Option<u64>,
@@ -109,6 +125,13 @@ pub struct Sample {
     pub stale_max_us: u64,
     pub errors: u64,
     pub ratio_to_bypass_milli: Option<u64>,
+    /// IOPS over the same repetition's ceiling point (same device,
+    /// workload and queue depth), in thousandths (schema 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_to_ceiling_milli: Option<u64>,
+    /// p50 latency over that ceiling point's p50, in thousandths (schema 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_to_ceiling_milli: Option<u64>,
     pub projected_iops: Option<u64>,
     pub projected_ratio_milli: Option<u64>,
 }
@@ -257,6 +280,8 @@ pub fn sample(result: &Fields, costs: Option<&Fields>) -> Result<Sample, String>
         stale_max_us: int(r, "stale_max_us")?,
         errors: int(r, "errors")?,
         ratio_to_bypass_milli: None,
+        ratio_to_ceiling_milli: None,
+        p50_to_ceiling_milli: None,
         projected_iops: None,
         projected_ratio_milli: None,
     })
@@ -346,6 +371,8 @@ pub fn aggregate(samples: Vec<(PointKey, Sample)>) -> Vec<PointReport> {
                 iops: stat(&of(|s| s.iops)),
                 mib_per_s_milli: stat(&of(|s| s.mib_per_s_milli)),
                 ratio_to_bypass_milli: opt(|s| s.ratio_to_bypass_milli).map(|v| stat(&v)),
+                ratio_to_ceiling_milli: opt(|s| s.ratio_to_ceiling_milli).map(|v| stat(&v)),
+                p50_to_ceiling_milli: opt(|s| s.p50_to_ceiling_milli).map(|v| stat(&v)),
                 projected_iops: opt(|s| s.projected_iops).map(|v| median(&v)),
                 projected_ratio_milli: opt(|s| s.projected_ratio_milli).map(|v| median(&v)),
                 run: key.run,

@@ -797,6 +797,18 @@ fn iommu_fault_arguments_are_checked() {
 }
 
 #[test]
+fn the_ceilings_bdf_names_its_device() {
+    let ceiling = |bdf: &str| {
+        format!(
+            "[[task]]\nname = \"ceiling\"\npackage = \"ceiling\"\npriority = 3\nargs = {{ {bdf} }}\ncaps = [{{ name = \"dev\", pci = \"00:01.0\" }}]\n"
+        )
+    };
+    assert!(parse(&ceiling("bdf = \"00:01.0\""), "ok").is_ok());
+    rejects(&ceiling("bdf = \"00:02.0\""), &["task \"ceiling\"", "bdf"]);
+    rejects(&ceiling(""), &["task \"ceiling\"", "bdf"]);
+}
+
+#[test]
 fn network_user_or_none() {
     assert_eq!(good().network, None);
     let with = parse(&format!("network = \"user\"\n{GOOD}"), "net.toml").unwrap();

@@ -96,10 +96,6 @@ pub struct Smmu {
     /// StreamID of the last event record read (an overflow is charged to
     /// its owner).
     last_sid: Option<StreamId>,
-    /// Test-only (`fault-teardown-sync`): this many coming CMD_SYNCs are
-    /// reported failed.
-    #[cfg(feature = "fault-teardown-sync")]
-    pub fail_syncs: u32,
 }
 
 /// The state [`Smmu::probe`] found the SMMU in: at boot, reset values; in
@@ -220,8 +216,6 @@ impl Smmu {
             counters: HwCounters::default(),
             found: Found::default(),
             last_sid: None,
-            #[cfg(feature = "fault-teardown-sync")]
-            fail_syncs: 0,
         };
 
         // What an earlier instance (or the kernel's stop after its death)
@@ -502,12 +496,6 @@ impl SmmuHw for Smmu {
     }
 
     fn sync(&mut self) -> Result<(), HwError> {
-        #[cfg(feature = "fault-teardown-sync")]
-        if self.fail_syncs > 0 {
-            self.fail_syncs -= 1;
-            log!("iommu: CMD_SYNC reported failed (test-only fault-teardown-sync)");
-            return Err(HwError::Timeout);
-        }
         let ring = self.cmdq.ring;
         let at = self.cmdq.pos;
         self.submit(&[Command::Sync(CmdSync::polled()).encode()])?;

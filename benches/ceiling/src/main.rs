@@ -1,0 +1,468 @@
+//! The ceiling benchmark: the same workload as the benchmark matrix (NVMe
+//! 4 KiB random reads at fixed queue depths) with the least software
+//! possible, so that every other figure can be read as a fraction of it.
+//! One task owns the SMMU, the SMMU-owner capability and the NVMe
+//! function; no IPC, no interrupts, no sleeping: it spins on the
+//! completion queue. It keeps the per-I/O IOMMU work of the real path:
+//! each buffer is mapped (through the IOMMU server's own logic,
+//! in-process: `inproc`) before its command is submitted, and unmapped
+//! after its completion, strictly (TLBI by IOVA, one CMD_SYNC per reaped
+//! batch) before the buffer is used again.
+//!
+//! For every queue depth it prints one `bench-result` line (the
+//! blk-bench format, `mode=ceiling`) that `cargo xtask bench` parses,
+//! then a summary of the invalidations. Every wait has a deadline: a
+//! completion that never comes fails the run with a message.
+//!
+//! Arguments: `qds` (comma list, default 1,8,32), `ms` per point, `bdf`
+//! (the NVMe function's PCI address, as its `dev` capability names it: its
+//! RID and StreamID), `pool_pages` (SMMU tables and queues). Capabilities:
+//! `smmu` (mmio), `owner` (smmu_owner), `dev` (pci).
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod inproc;
+
+use alloc::vec::Vec;
+
+use abi::{Iova, StreamId};
+use block_api::IoKind;
+use block_server::{BlockDevice, DeviceIo};
+use iommu_api::{Extent, InvalidationPolicy};
+use iommu_core::policy::TrustLevel;
+use iommu_core::server::{Presented, Server, ServerConfig};
+use iommu_hw::{Pool, Smmu};
+use nvme::Nvme;
+use userlib::{DeviceRegion, DmaBuffer, TaskInfo, log};
+
+use crate::inproc::{InProcess, OwnedHw};
+
+userlib::entry!(main);
+
+/// Sectors (512 bytes) per I/O: 4 KiB.
+const IO_SECTORS: u32 = 8;
+/// Most latency samples kept per point.
+const MAX_SAMPLES: usize = 100_000;
+/// A completion that takes longer than this fails the run.
+const COMPLETION_TIMEOUT_US: u64 = 2_000_000;
+/// The badge this task has as the server logic's client.
+const BADGE: u32 = 1;
+/// log2 of the event-queue records (no faults are expected).
+const EVTQ_LOG2: u8 = 10;
+
+fn main(info: &TaskInfo<'static>) -> i32 {
+    match run(info) {
+        Ok(()) => 0,
+        Err(e) => {
+            log!("ceiling: FAILED: {e}");
+            1
+        }
+    }
+}
+
+fn run(info: &TaskInfo<'static>) -> Result<(), alloc::string::String> {
+    use alloc::format;
+    let hz = userlib::time().map(|(_, hz)| hz).unwrap_or(1).max(1);
+    let ms = userlib::arg_u64(info, "ms", 500).unwrap_or(500);
+    let qds: Vec<u16> = info
+        .arg("qds")
+        .unwrap_or("1,8,32")
+        .split(',')
+        .filter_map(|q| q.trim().parse().ok())
+        .filter(|&q| q > 0)
+        .collect();
+    let max_qd = qds.iter().copied().max().ok_or("argument qds is empty")?;
+    let (Some(smmu_cap), Some(owner), Some(dev)) =
+        (info.cap("smmu"), info.cap("owner"), info.cap("dev"))
+    else {
+        return Err("needs capabilities smmu (mmio), owner (smmu_owner), dev (pci)".into());
+    };
+    let rid = info
+        .arg("bdf")
+        .and_then(parse_bdf)
+        .ok_or("argument bdf (bus:dev.fn of the dev capability) missing or malformed")?;
+
+    // The SMMU, brought up exactly as the IOMMU server task does.
+    let regs = DeviceRegion::mmio(smmu_cap).map_err(|e| format!("mapping the SMMU: {e}"))?;
+    let pool_pages = userlib::arg_u64(info, "pool_pages", 256).unwrap_or(256);
+    let mem = DmaBuffer::alloc(pool_pages).map_err(|e| format!("pool: {e}"))?;
+    let pool = Pool::new(mem).map_err(|e| format!("pool: {e:?}"))?;
+    let smmu = Smmu::probe(regs, pool, EVTQ_LOG2).map_err(|e| format!("SMMU unusable: {e}"))?;
+    let (used, total) = smmu.pool().usage();
+    let config = ServerConfig {
+        table_budget: Some(total.saturating_sub(used as u64).saturating_sub(8)),
+        ..ServerConfig::default()
+    };
+    let mut server: Server<OwnedHw, u64> =
+        Server::new(OwnedHw(smmu), config).map_err(|e| format!("stream table: {e:?}"))?;
+    let (base, cfg) = server
+        .strtab_registers()
+        .ok_or("stream table does not encode")?;
+    server
+        .hw_mut()
+        .0
+        .enable(base, cfg)
+        .map_err(|e| format!("enabling the SMMU: {e:?}"))?;
+    userlib::smmu_enabled(owner).map_err(|e| format!("SMMU-enabled declaration: {e}"))?;
+    server
+        .add_client(
+            BADGE,
+            "ceiling",
+            InvalidationPolicy::Strict,
+            TrustLevel::Trusted,
+        )
+        .map_err(|e| format!("client: {e:?}"))?;
+    let device = Presented {
+        rid,
+        // QEMU virt's iommu-map is the identity: StreamID = RID.
+        sid: StreamId(rid),
+    };
+    let iommu = InProcess::new(server, BADGE, device, hz);
+
+    // The controller, polled (no interrupt), deep enough for every point.
+    let mut nvme = Nvme::open(&iommu, dev, None, max_qd).map_err(|e| format!("nvme: {e}"))?;
+    let slots = nvme.info().sectors / u64::from(IO_SECTORS);
+    if slots == 0 {
+        return Err("namespace smaller than one I/O".into());
+    }
+    let buf = DmaBuffer::alloc(u64::from(max_qd)).map_err(|e| format!("buffers: {e}"))?;
+    let frames = inproc::frames_of(&buf).ok_or("buffers have no physical address")?;
+    log!(
+        "ceiling: SMMU on, NVMe {} 4 KiB slots, strict map/unmap per I/O in-process, polled, {ms} ms per point",
+        slots
+    );
+
+    let total = qds.len();
+    for (i, &qd) in qds.iter().enumerate() {
+        let before = counts(&iommu);
+        let p = run_point(&iommu, &mut nvme, &buf, &frames, slots, qd, ms, hz)?;
+        iommu.drain_events();
+        let after = counts(&iommu);
+        report(qd, &p, &before, &after, hz, i + 1, total);
+        check(qd, &p, &before, &after)?;
+    }
+    let s = iommu.server().server_stats();
+    log!(
+        "ceiling: done, {total} points; strict invalidations: {} TLBI commands, {} CMD_SYNCs",
+        s.tlbi_commands,
+        s.syncs
+    );
+    Ok(())
+}
+
+/// `bus:dev.fn` as a PCI requester ID.
+fn parse_bdf(s: &str) -> Option<u32> {
+    let (bus, rest) = s.split_once(':')?;
+    let (dev, func) = rest.split_once('.')?;
+    let bus = u32::from_str_radix(bus, 16).ok().filter(|&b| b < 256)?;
+    let dev = u32::from_str_radix(dev, 16).ok().filter(|&d| d < 32)?;
+    let func = u32::from_str_radix(func, 16).ok().filter(|&f| f < 8)?;
+    Some(bus << 8 | dev << 3 | func)
+}
+
+/// Counters sampled around a point.
+#[derive(Clone, Copy)]
+struct Counts {
+    tlbi: u64,
+    syncs: u64,
+    doorbells: u64,
+    /// Event records read (faults).
+    events: u64,
+    /// CMD_SYNCs the hardware layer issued and saw complete.
+    hw_syncs: u64,
+}
+
+fn counts(iommu: &InProcess) -> Counts {
+    let s = iommu.server();
+    let stats = s.server_stats();
+    Counts {
+        tlbi: stats.tlbi_commands,
+        syncs: stats.syncs,
+        doorbells: s.hw().0.counters.doorbells,
+        events: stats.events,
+        hw_syncs: s.hw().0.counters.syncs,
+    }
+}
+
+/// What one point measured.
+struct Point {
+    ios: u64,
+    ticks: u64,
+    lat: Vec<u32>,
+    errors: u64,
+    maps: u64,
+    unmaps: u64,
+    /// Ticks spent in the server logic (map and unmap, the syncs included).
+    iommu_ticks: u64,
+    /// Of which in unmaps (their invalidations and syncs included).
+    unmap_ticks: u64,
+    /// Reaped batches (each unmapped with one call).
+    batches: u64,
+}
+
+/// xorshift64*: the random LBAs (blk-bench's generator and seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Keeps `qd` reads in flight for `ms` milliseconds, as blk-bench does:
+/// every reaped batch is unmapped (one sync), then as many new reads are
+/// mapped (one Map) and submitted (one doorbell). An I/O's latency runs
+/// from before its map to after its unmap's sync.
+#[allow(clippy::too_many_arguments)]
+fn run_point(
+    iommu: &InProcess,
+    nvme: &mut Nvme,
+    buf: &DmaBuffer,
+    frames: &[abi::PhysAddr],
+    slots: u64,
+    qd: u16,
+    ms: u64,
+    hz: u64,
+) -> Result<Point, alloc::string::String> {
+    use alloc::format;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(qd) ^ (IoKind::Read as u64) << 20);
+    let mut free: Vec<u16> = (0..qd).rev().collect();
+    let mut started = alloc::vec![0u64; usize::from(qd)];
+    let mut iovas = alloc::vec![Iova::new(0); usize::from(qd)];
+    let mut in_flight = 0u16;
+    let mut p = Point {
+        ios: 0,
+        ticks: 0,
+        lat: Vec::with_capacity(MAX_SAMPLES.min(4096)),
+        errors: 0,
+        maps: 0,
+        unmaps: 0,
+        iommu_ticks: 0,
+        unmap_ticks: 0,
+        batches: 0,
+    };
+    let mut done: Vec<(u16, Result<(), block_api::BlockError>)> = Vec::new();
+    let mut ranges: Vec<Extent> = Vec::with_capacity(usize::from(qd));
+    let mut batch: Vec<u16> = Vec::with_capacity(usize::from(qd));
+    let mut ios: Vec<DeviceIo> = Vec::with_capacity(usize::from(qd));
+    let mut got = alloc::vec![Iova::new(0); usize::from(qd)];
+    let timeout = COMPLETION_TIMEOUT_US * hz / 1_000_000;
+
+    let mut submit = |nvme: &mut Nvme,
+                      n: usize,
+                      free: &mut Vec<u16>,
+                      in_flight: &mut u16,
+                      started: &mut [u64],
+                      iovas: &mut [Iova],
+                      p: &mut Point|
+     -> Result<(), alloc::string::String> {
+        batch.clear();
+        ranges.clear();
+        for _ in 0..n {
+            let Some(slot) = free.pop() else { break };
+            batch.push(slot);
+            ranges.push(Extent::new(
+                u64::from(slot) * abi::PAGE_SIZE,
+                abi::PAGE_SIZE,
+            ));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let t0 = userlib::counter();
+        let n = iommu
+            .map(buf, frames, &ranges, &mut got)
+            .map_err(|e| format!("map: {e}"))?;
+        let t1 = userlib::counter();
+        p.iommu_ticks += t1 - t0;
+        p.maps += n as u64;
+        ios.clear();
+        for (k, &slot) in batch.iter().enumerate() {
+            started[usize::from(slot)] = t0;
+            iovas[usize::from(slot)] = got[k];
+            ios.push(DeviceIo {
+                slot,
+                kind: IoKind::Read,
+                lba: (rng.next() % slots) * u64::from(IO_SECTORS),
+                sectors: IO_SECTORS,
+                iova: got[k],
+                bytes: abi::PAGE_SIZE,
+            });
+        }
+        nvme.submit(&ios).map_err(|e| format!("submit: {e:?}"))?;
+        *in_flight += batch.len() as u16;
+        Ok(())
+    };
+
+    let start = userlib::counter();
+    let end = start + ms * hz / 1000;
+    submit(
+        nvme,
+        usize::from(qd),
+        &mut free,
+        &mut in_flight,
+        &mut started,
+        &mut iovas,
+        &mut p,
+    )?;
+    loop {
+        // Spin on the completion queue, with a deadline.
+        done.clear();
+        let spin_from = userlib::counter();
+        while done.is_empty() {
+            nvme.completions(&mut done);
+            if done.is_empty() && userlib::counter() - spin_from > timeout {
+                return Err(format!(
+                    "qd {qd}: no completion within {COMPLETION_TIMEOUT_US} us ({in_flight} in flight)"
+                ));
+            }
+        }
+        let unmap: Vec<Extent> = done
+            .iter()
+            .map(|&(slot, _)| Extent::new(iovas[usize::from(slot)].get(), abi::PAGE_SIZE))
+            .collect();
+        let t0 = userlib::counter();
+        iommu.unmap(&unmap).map_err(|e| format!("unmap: {e}"))?;
+        let now = userlib::counter();
+        p.iommu_ticks += now - t0;
+        p.unmap_ticks += now - t0;
+        p.unmaps += unmap.len() as u64;
+        p.batches += 1;
+        let n = done.len();
+        for &(slot, status) in &done {
+            if status.is_err() {
+                p.errors += 1;
+            }
+            if p.lat.len() < MAX_SAMPLES {
+                let t = now - started[usize::from(slot)];
+                p.lat.push((t * 1_000_000 / hz) as u32);
+            }
+            free.push(slot);
+        }
+        p.ios += n as u64;
+        in_flight -= n as u16;
+        if now >= end {
+            break;
+        }
+        submit(
+            nvme,
+            n,
+            &mut free,
+            &mut in_flight,
+            &mut started,
+            &mut iovas,
+            &mut p,
+        )?;
+    }
+    // Drain what is still in flight (counted, not timed), unmapping it.
+    let drain_from = userlib::counter();
+    while in_flight > 0 {
+        done.clear();
+        nvme.completions(&mut done);
+        if !done.is_empty() {
+            let unmap: Vec<Extent> = done
+                .iter()
+                .map(|&(slot, _)| Extent::new(iovas[usize::from(slot)].get(), abi::PAGE_SIZE))
+                .collect();
+            iommu.unmap(&unmap).map_err(|e| format!("unmap: {e}"))?;
+            p.unmaps += unmap.len() as u64;
+            p.batches += 1;
+            in_flight -= done.len() as u16;
+            p.ios += done.len() as u64;
+            for &(slot, _) in &done {
+                free.push(slot);
+            }
+        } else if userlib::counter() - drain_from > timeout {
+            return Err(format!("qd {qd}: {in_flight} reads never completed"));
+        }
+    }
+    p.ticks = userlib::counter() - start;
+    p.lat.sort_unstable();
+    Ok(p)
+}
+
+/// The point's counters must show the work the ceiling claims to keep:
+/// every read's buffer mapped and unmapped, strict invalidations (at least
+/// one TLBI and one CMD_SYNC, no more syncs than reaped batches), no read
+/// failed, no DMA fault recorded.
+fn check(qd: u16, p: &Point, a: &Counts, b: &Counts) -> Result<(), alloc::string::String> {
+    let (tlbi, syncs, faults) = (b.tlbi - a.tlbi, b.syncs - a.syncs, b.events - a.events);
+    let fails = [
+        (p.ios == 0, "no read completed"),
+        (
+            p.maps != p.ios || p.unmaps != p.ios,
+            "not every read's buffer was mapped and unmapped",
+        ),
+        (tlbi == 0, "no TLBI was issued"),
+        (syncs == 0, "no CMD_SYNC was issued"),
+        (
+            b.hw_syncs - a.hw_syncs != syncs,
+            "the SMMU completed another number of CMD_SYNCs than the server logic issued",
+        ),
+        (syncs > p.batches, "more CMD_SYNCs than reaped batches"),
+        (p.errors > 0, "reads failed"),
+        (faults > 0, "the SMMU recorded DMA faults"),
+    ];
+    if let Some((_, why)) = fails.iter().find(|(bad, _)| *bad) {
+        log!(
+            "ceiling: qd {qd}: INCONSISTENT: {why} ({} reads, {} maps, {} unmaps, {tlbi} TLBI, {syncs} CMD_SYNC, {} batches, {faults} fault records)",
+            p.ios,
+            p.maps,
+            p.unmaps,
+            p.batches
+        );
+        return Err(alloc::format!("qd {qd}: counters inconsistent"));
+    }
+    log!(
+        "ceiling: qd {qd}: consistent: {} reads, each buffer mapped and unmapped; {tlbi} TLBI, {syncs} CMD_SYNC for {} reaped batches; no fault",
+        p.ios,
+        p.batches
+    );
+    Ok(())
+}
+
+/// Per-I/O value with three decimals, as text (blk-bench's form).
+struct PerIo(u64, u64);
+
+impl core::fmt::Display for PerIo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let milli = self.0 * 1000 / self.1.max(1);
+        write!(f, "{}.{:03}", milli / 1000, milli % 1000)
+    }
+}
+
+fn report(qd: u16, p: &Point, a: &Counts, b: &Counts, hz: u64, done: usize, total: usize) {
+    let us = p.ticks * 1_000_000 / hz;
+    let iops = p.ios * 1_000_000 / us.max(1);
+    let per_mille = |q: usize| {
+        p.lat
+            .get((p.lat.len() * q / 1000).min(p.lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let kept = u64::try_from(p.lat.len()).unwrap_or(u64::MAX).max(1);
+    let mean = p.lat.iter().map(|&l| u64::from(l)).sum::<u64>() / kept;
+    let ios = p.ios.max(1);
+    log!(
+        "bench-result dev=nvme mode=ceiling wl=randread qd={qd} ios={} us={us} iops={iops} p50_us={} p99_us={} p999_us={} max_us={} mean_us={mean} ipc=0.000 tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us=0 errors={} point={done}/{total} unmap_us={}",
+        p.ios,
+        per_mille(500),
+        per_mille(990),
+        per_mille(999),
+        p.lat.last().copied().unwrap_or(0),
+        PerIo(b.tlbi - a.tlbi, ios),
+        PerIo(b.syncs - a.syncs, ios),
+        PerIo(b.doorbells - a.doorbells, ios),
+        PerIo(p.iommu_ticks * 1_000_000 / hz, ios),
+        PerIo(p.maps, ios),
+        PerIo(p.unmaps, ios),
+        p.errors,
+        PerIo(p.unmap_ticks * 1_000_000 / hz, ios),
+    );
+}
