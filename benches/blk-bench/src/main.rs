@@ -165,18 +165,6 @@ struct Point {
     errors: u64,
 }
 
-/// xorshift64*: the random LBAs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Keeps `qd` 4 KiB I/Os in flight for `ms` milliseconds: every reap is
 /// followed by as many new submissions as it returned.
 fn run_point(
@@ -189,7 +177,8 @@ fn run_point(
     hz: u64,
 ) -> Result<Point, &'static str> {
     let slots = g.sectors / u64::from(IO_SECTORS);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(qd) ^ (kind as u64) << 20);
+    let mut rng =
+        userlib::rng::XorShift::new(0x9e37_79b9_7f4a_7c15 ^ u64::from(qd) ^ (kind as u64) << 20);
     let mut started = [0u64; 1024];
     let mut free: Vec<u16> = (0..qd).rev().collect();
     let mut in_flight = 0u16;
@@ -213,7 +202,7 @@ fn run_point(
         let mut batch: Vec<Io> = Vec::with_capacity(MAX_IOS);
         for _ in 0..n {
             let Some(tag) = free.pop() else { break };
-            let lba = (rng.next() % slots) * u64::from(IO_SECTORS);
+            let lba = (rng.next_u64() % slots) * u64::from(IO_SECTORS);
             batch.push(Io {
                 tag,
                 kind,

@@ -203,18 +203,6 @@ struct Point {
     batches: u64,
 }
 
-/// xorshift64*: the random LBAs (blk-bench's generator and seed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Keeps `qd` reads in flight for `ms` milliseconds, as blk-bench does:
 /// every reaped batch is unmapped (one sync), then as many new reads are
 /// mapped (one Map) and submitted (one doorbell). An I/O's latency runs
@@ -231,7 +219,9 @@ fn run_point(
     hz: u64,
 ) -> Result<Point, alloc::string::String> {
     use alloc::format;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(qd) ^ (IoKind::Read as u64) << 20);
+    let mut rng = userlib::rng::XorShift::new(
+        0x9e37_79b9_7f4a_7c15 ^ u64::from(qd) ^ (IoKind::Read as u64) << 20,
+    );
     let mut free: Vec<u16> = (0..qd).rev().collect();
     let mut started = alloc::vec![0u64; usize::from(qd)];
     let mut iovas = alloc::vec![Iova::new(0); usize::from(qd)];
@@ -289,7 +279,7 @@ fn run_point(
             ios.push(DeviceIo {
                 slot,
                 kind: IoKind::Read,
-                lba: (rng.next() % slots) * u64::from(IO_SECTORS),
+                lba: (rng.next_u64() % slots) * u64::from(IO_SECTORS),
                 sectors: IO_SECTORS,
                 iova: got[k],
                 bytes: abi::PAGE_SIZE,

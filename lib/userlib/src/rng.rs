@@ -1,6 +1,7 @@
-//! A small seedable pseudo-random generator (splitmix64) for test tasks
-//! that must be replayable from a seed: the fuzzer, the soak. Not for
-//! anything secret: it is predictable by design.
+//! Small seedable pseudo-random generators for test and benchmark tasks
+//! that must be replayable from a seed: splitmix64 ([`Rng`]: the fuzzer,
+//! the soak) and xorshift64* ([`XorShift`]: the benchmarks' random LBAs).
+//! Not for anything secret: they are predictable by design.
 
 /// splitmix64: small, seedable, good enough to spread test cases.
 #[derive(Clone, Debug)]
@@ -34,5 +35,26 @@ impl Rng {
     /// True with `percent` percent probability.
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
+    }
+}
+
+/// xorshift64*: the benchmarks' random LBAs. `blk-bench` and the ceiling
+/// run draw the same sequence from the same seed, so both read the same
+/// blocks at a given queue depth.
+#[derive(Clone, Debug)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// The generator that `seed` (non-zero) starts.
+    pub const fn new(seed: u64) -> Self {
+        XorShift(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
