@@ -56,6 +56,9 @@ impl SmmuHw for OwnedHw {
     fn sync(&mut self) -> Result<(), HwError> {
         self.0.sync()
     }
+    fn submit_and_sync(&mut self, cmds: &[[u64; 2]]) -> Result<u64, HwError> {
+        self.0.submit_and_sync(cmds)
+    }
     fn pin(&mut self, _frames: &[PhysAddr]) -> Result<(), HwError> {
         Ok(())
     }

@@ -369,6 +369,46 @@ impl Smmu {
         active
     }
 
+    /// Writes `cmds` into the command queue behind PROD. When the queue is
+    /// full it rings for what it wrote and waits (bounded) for room; the
+    /// last entries wait for [`Smmu::ring_doorbell`].
+    fn enqueue(&mut self, cmds: &[[u64; 2]]) -> Result<(), HwError> {
+        let ring = self.cmdq.ring;
+        let mut done = 0;
+        while done < cmds.len() {
+            // Read CONS (wrap bit included) before writing: wait for room.
+            let mut free = ring.free(self.cmdq.pos, self.cmdq_cons().0);
+            if free == 0 {
+                self.ring_doorbell();
+                self.poll(CMDQ_TIMEOUT_US, "command queue space", |s| {
+                    if s.command_error_pending() {
+                        s.recover_command_error();
+                    }
+                    Ok(ring.free(s.cmdq.pos, s.cmdq_cons().0) > 0)
+                })?;
+                free = ring.free(self.cmdq.pos, self.cmdq_cons().0);
+            }
+            let n = (free as usize).min(cmds.len() - done);
+            for cmd in &cmds[done..done + n] {
+                let at = self.cmdq.base.get()
+                    + u64::from(ring.slot(self.cmdq.pos)) * self.cmdq.entry_bytes;
+                self.pool.write_u64(PhysAddr::new(at), cmd[0]);
+                self.pool.write_u64(PhysAddr::new(at + 8), cmd[1]);
+                self.cmdq.pos = ring.advance(self.cmdq.pos, 1);
+            }
+            done += n;
+            self.counters.commands += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Publishes the queued entries and writes PROD: one doorbell.
+    fn ring_doorbell(&mut self) {
+        userlib::publish_to_device();
+        self.w32(regs::CMDQ_PROD, self.cmdq.pos.raw());
+        self.counters.doorbells += 1;
+    }
+
     fn cmdq_cons(&self) -> (Pos, u32) {
         let raw = self.r32(regs::CMDQ_CONS);
         (self.cmdq.ring.pos(raw), raw)
@@ -436,36 +476,8 @@ impl SmmuHw for Smmu {
     }
 
     fn submit(&mut self, cmds: &[[u64; 2]]) -> Result<(), HwError> {
-        let ring = self.cmdq.ring;
-        let mut done = 0;
-        while done < cmds.len() {
-            // Read CONS (wrap bit included) before writing: wait for room.
-            let mut free = ring.free(self.cmdq.pos, self.cmdq_cons().0);
-            if free == 0 {
-                self.poll(CMDQ_TIMEOUT_US, "command queue space", |s| {
-                    if s.command_error_pending() {
-                        s.recover_command_error();
-                    }
-                    Ok(ring.free(s.cmdq.pos, s.cmdq_cons().0) > 0)
-                })?;
-                free = ring.free(self.cmdq.pos, self.cmdq_cons().0);
-            }
-            let n = (free as usize).min(cmds.len() - done);
-            for cmd in &cmds[done..done + n] {
-                let at = self.cmdq.base.get()
-                    + u64::from(ring.slot(self.cmdq.pos)) * self.cmdq.entry_bytes;
-                self.pool.write_u64(PhysAddr::new(at), cmd[0]);
-                self.pool.write_u64(PhysAddr::new(at + 8), cmd[1]);
-                self.cmdq.pos = ring.advance(self.cmdq.pos, 1);
-            }
-            done += n;
-            self.counters.commands += n as u64;
-            // One doorbell for the batch (and one more each time a full
-            // queue forced us to wait).
-            userlib::publish_to_device();
-            self.w32(regs::CMDQ_PROD, self.cmdq.pos.raw());
-            self.counters.doorbells += 1;
-        }
+        self.enqueue(cmds)?;
+        self.ring_doorbell();
         Ok(())
     }
 
@@ -496,9 +508,18 @@ impl SmmuHw for Smmu {
     }
 
     fn sync(&mut self) -> Result<(), HwError> {
+        self.submit_and_sync(&[]).map(|_| ())
+    }
+
+    /// The commands and the CMD_SYNC behind one doorbell (more only if the
+    /// queue fills up on the way), then the bounded wait for the sync.
+    fn submit_and_sync(&mut self, cmds: &[[u64; 2]]) -> Result<u64, HwError> {
         let ring = self.cmdq.ring;
+        let doorbells = self.counters.doorbells;
+        self.enqueue(cmds)?;
         let at = self.cmdq.pos;
-        self.submit(&[Command::Sync(CmdSync::polled()).encode()])?;
+        self.enqueue(&[Command::Sync(CmdSync::polled()).encode()])?;
+        self.ring_doorbell();
         self.counters.syncs += 1;
         let mut error = None;
         self.poll(CMDQ_TIMEOUT_US, "CMD_SYNC", |s| {
@@ -510,7 +531,7 @@ impl SmmuHw for Smmu {
         })?;
         match error {
             Some(code) => Err(HwError::CommandError(code)),
-            None => Ok(()),
+            None => Ok(self.counters.doorbells - doorbells),
         }
     }
 }

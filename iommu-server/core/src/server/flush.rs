@@ -124,26 +124,28 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
     }
 
-    /// Submits `prefix` and the plan's commands, one doorbell and one sync
-    /// per `Sync` in the plan, then completes it.
+    /// Submits `prefix` and the plan's commands, one sync (behind the
+    /// commands before it, one doorbell where the hardware allows) per
+    /// `Sync` in the plan, then completes it.
     pub(super) fn issue(&mut self, now: u64, plan: FlushPlan, prefix: Vec<[u64; 2]>) {
         let mut batch = prefix;
         let mut segments = plan.participants.iter();
         for inv in &plan.commands {
             if let Invalidation::Sync = inv {
-                // One doorbell for the batch (if any), one for the sync.
-                let doorbells = u64::from(!batch.is_empty()) + 1;
-                for ClientId(b) in segments.next().into_iter().flatten() {
-                    if let Some(c) = self.clients.get_mut(b) {
-                        c.doorbells = c.doorbells.saturating_add(doorbells);
-                    }
+                let participants = segments.next().into_iter().flatten();
+                for ClientId(b) in participants.clone() {
                     if let Err(at) = self.flushed.binary_search(b) {
                         self.flushed.insert(at, *b);
                     }
                 }
-                if self.run(&batch).is_err() {
+                let Ok(doorbells) = self.run(&batch) else {
                     self.unsynced = Some(plan.seq);
                     return;
+                };
+                for ClientId(b) in participants {
+                    if let Some(c) = self.clients.get_mut(b) {
+                        c.doorbells = c.doorbells.saturating_add(doorbells);
+                    }
                 }
                 batch.clear();
             } else {
@@ -155,17 +157,20 @@ impl<H: SmmuHw, R> Server<H, R> {
         self.complete(now, plan.seq);
     }
 
-    /// One doorbell for `cmds` (if any), then one sync.
-    pub(super) fn run(&mut self, cmds: &[[u64; 2]]) -> Result<(), HwError> {
-        if !cmds.is_empty() {
-            self.stats.doorbells += 1;
-            if let Err(e) = self.hw.submit(cmds) {
+    /// `cmds` (if any) and one sync behind them; returns the doorbells
+    /// that took (one when the hardware rings once for both).
+    pub(super) fn run(&mut self, cmds: &[[u64; 2]]) -> Result<u64, HwError> {
+        self.stats.syncs += 1;
+        match self.hw.submit_and_sync(cmds) {
+            Ok(doorbells) => {
+                self.stats.doorbells += doorbells;
+                Ok(doorbells)
+            }
+            Err(e) => {
                 self.stats.hw_errors += 1;
-                return Err(e);
+                Err(e)
             }
         }
-        self.stats.syncs += 1;
-        self.hw.sync().inspect_err(|_| self.stats.hw_errors += 1)
     }
 
     fn complete(&mut self, now: u64, seq: SyncSeq) {

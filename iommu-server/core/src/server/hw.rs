@@ -46,6 +46,19 @@ pub trait SmmuHw {
     /// Queues a CMD_SYNC behind everything submitted and waits (bounded)
     /// for its completion.
     fn sync(&mut self) -> Result<(), HwError>;
+    /// Queues `cmds` and a CMD_SYNC behind them and waits (bounded) for
+    /// the sync; returns the doorbells it rang. By default a doorbell for
+    /// the commands (if any) and one for the sync; hardware that can ring
+    /// once for both should.
+    fn submit_and_sync(&mut self, cmds: &[[u64; 2]]) -> Result<u64, HwError> {
+        let mut doorbells = 1;
+        if !cmds.is_empty() {
+            self.submit(cmds)?;
+            doorbells += 1;
+        }
+        self.sync()?;
+        Ok(doorbells)
+    }
     /// Pins `frames` in the kernel before they are mapped: no frame a
     /// mapping may reach returns to the allocator. All or nothing. The
     /// server calls it at most once per `Map` request.

@@ -342,6 +342,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         self.stats.cfgi_commands += 1;
         self.stats.tlbi_commands += 1;
         self.run(&[Command::CfgiAll.encode(), Command::TlbiNsnhAll.encode()])
+            .map(|_| ())
     }
 
     /// The stream table for SMMU_STRTAB_BASE (its address) and
