@@ -209,27 +209,7 @@ impl<'a> ResponseField<'a, ApiError> for List<'a, FaultRecord> {
     }
 }
 
-/// Sixteen 8-byte counters, in their fixed order (see [`ServerTotals`]).
-impl ResponseField<'_, ApiError> for ServerTotals {
-    const ENTRY: usize = 8;
-    const MIN: usize = ServerTotals::FIELDS;
-    const MAX: usize = ServerTotals::FIELDS;
-    fn write(&self, out: &mut [u8]) {
-        for (i, v) in self.to_array().iter().enumerate() {
-            put(out, i * 8, &v.to_le_bytes());
-        }
-    }
-    fn read(b: &[u8]) -> Result<Self, ApiError> {
-        if b.len() != ServerTotals::FIELDS * 8 {
-            return Err(ApiError::Malformed);
-        }
-        let mut a = [0u64; ServerTotals::FIELDS];
-        for (i, v) in a.iter_mut().enumerate() {
-            *v = u64_at(b, i * 8).ok_or(ApiError::Malformed)?;
-        }
-        Ok(ServerTotals::from_array(a))
-    }
-}
+ipc_proto::counters_field!(ServerTotals, ApiError);
 
 /// 0..=[`MAX_OVERVIEW_CLIENTS`] 104-byte client summaries.
 impl<'a> ResponseField<'a, ApiError> for List<'a, ClientSummary> {

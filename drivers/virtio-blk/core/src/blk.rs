@@ -8,7 +8,7 @@
 //! panicking.
 
 use virtio_core::pci::Reg;
-use virtio_core::virtqueue::{Layout, QueueMemory};
+use virtio_core::virtqueue::{self, Layout, QueueMemory};
 
 /// Block device feature bits [VIRTIO-1.2 §5.2.3].
 pub mod feature {
@@ -215,12 +215,8 @@ pub const DESCS_PER_REQUEST: u16 = 3;
 /// two) [VIRTIO-1.2 §4.1.5.1.3: the driver may use a smaller size].
 /// `None` if the device has no such queue.
 pub fn queue_size(device_max: u16, depth: u16) -> Option<u16> {
-    if device_max == 0 {
-        return None;
-    }
-    let max = 1u16 << (15 - device_max.leading_zeros().min(15));
     let want = (u32::from(depth.max(1)) * u32::from(DESCS_PER_REQUEST)).next_power_of_two();
-    Some(u16::try_from(want).map_or(max, |w| w.min(max)))
+    virtqueue::fit_size(device_max, u16::try_from(want).unwrap_or(u16::MAX))
 }
 
 /// Requests a queue of `size` takes at once, no more than `requested`.

@@ -38,22 +38,17 @@ use virtio_core::pci::{self, Status, common};
 use virtio_core::virtqueue::{Buffer, QueueMemory, Virtqueue};
 
 use virtio::dma::DmaMem;
-use virtio::open::{OpenError, read_stable, reset, route_intx};
+use virtio::open::{Attached, OpenError, attach, read_stable, reset, route_intx};
 use virtio::transport::Transport;
 
 /// `Info::device_kind` of virtio-blk.
 pub const DEVICE_KIND: u16 = 2;
 /// The request queue's index [VIRTIO-1.2 §5.2.2].
 const REQUEST_QUEUE: u16 = 0;
-/// Address bits the device can drive: virtio devices take 64-bit
-/// addresses [VIRTIO-1.2 §2.7.5].
-const DMA_BITS: u8 = 64;
 /// Largest transfer offered, before `size_max` limits it.
 const MAX_TRANSFER_CAP: u32 = 128 * 1024;
 /// A request outstanding this long is reported as timed out.
 const IO_TIMEOUT_US: u64 = 5_000_000;
-/// Dword 0 of config space: vendor ID (low), device ID (high).
-const PCI_ID: u32 = 0x00;
 
 /// A virtio-blk device ready for I/O.
 pub struct VirtioBlk {
@@ -127,19 +122,8 @@ impl VirtioBlk {
         irq: Option<(u32, u64)>,
         queue_depth: u16,
     ) -> Result<VirtioBlk, OpenError> {
-        let id = userlib::pci_config_read(pci_cap, PCI_ID)?;
-        let want = (u32::from(pci::DEVICE_ID_BLOCK) << 16) | u32::from(pci::VENDOR_ID);
-        if id != want {
-            return Err(OpenError::NotModern {
-                expected: "virtio-blk",
-                id,
-            });
-        }
-        let sid = iommu.attach(pci_cap, DMA_BITS)?;
-        let caps = pci::find_caps(|off| userlib::pci_config_read(pci_cap, off).ok())?;
-        let regs = Transport::map(pci_cap, caps)?;
-        let (_, hz) = userlib::time()?;
-        let clock = Counter::new(hz);
+        let Attached { sid, regs, clock } =
+            attach(iommu, pci_cap, pci::DEVICE_ID_BLOCK, "virtio-blk")?;
         let mut p = Partial {
             regs,
             clock,

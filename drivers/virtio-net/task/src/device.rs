@@ -26,10 +26,10 @@ use iommu_api::{Dir, Extent, MAX_MAP_ENTRIES, MAX_UNMAP_ENTRIES};
 use iommu_client::{ClientError, Iommu};
 use userlib::{Counter, DmaBuffer, log};
 use virtio::dma::DmaMem;
-use virtio::open::{OpenError, read_stable, reset, route_intx};
+use virtio::open::{Attached, OpenError, attach, read_stable, reset, route_intx};
 use virtio::transport::Transport;
 use virtio_core::pci::{self, Status, common};
-use virtio_core::virtqueue::{Layout, QueueMemory, Virtqueue};
+use virtio_core::virtqueue::{self, Layout, QueueMemory, Virtqueue};
 use virtio_net_core::net::{HDR_BYTES, NetConfig, WANTED_FEATURES, config};
 use virtio_net_core::rings::{RxDrop, RxEvent, RxFrame, RxRing, SLOT_BYTES, TxError, TxRing};
 
@@ -41,11 +41,6 @@ const TX_QUEUE: u16 = 1;
 pub const RX_SLOTS: u16 = 64;
 /// Transmit slots (a power of two: the queue's size).
 pub const TX_SLOTS: u16 = 32;
-/// Address bits the device can drive: virtio devices take 64-bit
-/// addresses [VIRTIO-1.2 §2.7.5].
-const DMA_BITS: u8 = 64;
-/// Dword 0 of config space: vendor ID (low), device ID (high).
-const PCI_ID: u32 = 0x00;
 /// Dropped frames logged one by one; later ones are only counted.
 const DROPS_LOGGED: u64 = 8;
 
@@ -153,16 +148,6 @@ impl fmt::Debug for Nic {
     }
 }
 
-/// The queue size to use: the largest power of two the device allows,
-/// at most `want`.
-fn queue_size(device_max: u16, want: u16) -> Option<u16> {
-    if device_max == 0 {
-        return None;
-    }
-    let max = 1u16 << (15 - device_max.leading_zeros().min(15));
-    Some(max.min(want))
-}
-
 /// What `init` built.
 struct Ready {
     mem: DmaMem,
@@ -189,19 +174,11 @@ impl Nic {
     /// through `irq` (capability, notification bit). On failure the device
     /// is reset and marked FAILED, and what was mapped unmapped.
     pub fn open(iommu: &Iommu, pci_cap: u32, irq: Option<(u32, u64)>) -> Result<Nic, OpenError> {
-        let id = userlib::pci_config_read(pci_cap, PCI_ID)?;
-        let want = (u32::from(pci::DEVICE_ID_NET) << 16) | u32::from(pci::VENDOR_ID);
-        if id != want {
-            return Err(OpenError::NotModern {
-                expected: "virtio-net",
-                id,
-            });
-        }
-        let sid = iommu.attach(pci_cap, DMA_BITS)?;
-        let caps = pci::find_caps(|off| userlib::pci_config_read(pci_cap, off).ok())?;
-        let mut regs = Transport::map(pci_cap, caps)?;
-        let (_, hz) = userlib::time()?;
-        let clock = Counter::new(hz);
+        let Attached {
+            sid,
+            mut regs,
+            clock,
+        } = attach(iommu, pci_cap, pci::DEVICE_ID_NET, "virtio-net")?;
         let mut mapped = Mapped::default();
         match Self::init(
             &mut regs,
@@ -329,7 +306,7 @@ impl Nic {
             if regs.common(common::QUEUE_ENABLE)? != 0 {
                 return Err(OpenError::NoQueue);
             }
-            let size = queue_size(regs.common(common::QUEUE_SIZE)?, want)
+            let size = virtqueue::fit_size(regs.common(common::QUEUE_SIZE)?, want)
                 .filter(|&s| s == want)
                 .ok_or(OpenError::NoQueue)?;
             sizes[usize::from(q)] = size;

@@ -19,6 +19,9 @@ pub const DEVICE_ID_NET: u16 = 0x1041;
 
 /// Generic PCI header registers the driver needs [PCI 3.0 §6.1, §6.2.2].
 pub mod header {
+    /// Dword holding the vendor ID (low 16 bits) and device ID (high 16
+    /// bits).
+    pub const ID: u32 = 0x00;
     /// Dword holding the command (low 16 bits) and status (high 16 bits).
     pub const COMMAND_STATUS: u32 = 0x04;
     /// Command register bit 10: INTx emulation disabled.

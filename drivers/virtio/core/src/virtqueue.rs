@@ -18,6 +18,18 @@ use alloc::vec::Vec;
 /// Largest split queue size [VIRTIO-1.2 §2.7: "Queue Size ... 32768"].
 pub const MAX_QUEUE_SIZE: u16 = 32768;
 
+/// The queue size to set up for a device that offers at most
+/// `device_max`: the largest power of two it allows, at most `want`
+/// [VIRTIO-1.2 §4.1.5.1.3: the driver may use a smaller size]. `None` if
+/// the device has no such queue (`device_max` 0).
+pub fn fit_size(device_max: u16, want: u16) -> Option<u16> {
+    if device_max == 0 {
+        return None;
+    }
+    let max = 1u16 << (15 - device_max.leading_zeros().min(15));
+    Some(max.min(want))
+}
+
 /// `struct virtq_desc`: 16 bytes, 16-byte aligned [VIRTIO-1.2 §2.7.5].
 pub mod desc {
     /// `addr` (le64): device address of the buffer (an IOVA).
@@ -434,6 +446,14 @@ pub mod testmem {
 mod tests {
     use super::testmem::VecMem;
     use super::*;
+
+    #[test]
+    fn fit_size_is_the_devices_power_of_two_at_most_wanted() {
+        assert_eq!(fit_size(256, 64), Some(64));
+        assert_eq!(fit_size(100, 128), Some(64));
+        assert_eq!(fit_size(u16::MAX, u16::MAX), Some(32768));
+        assert_eq!(fit_size(0, 64), None);
+    }
     use proptest::prelude::*;
     use std::collections::{BTreeSet, VecDeque};
 

@@ -1,6 +1,8 @@
 //! Bringing a virtio PCI function up, the parts every virtio driver
 //! shares [VIRTIO-1.2 §3.1.1, §4.1.4]: why opening failed ([`OpenError`]),
-//! the reset and its bounded wait ([`reset`]), INTx routing
+//! checking the function's ID, attaching it to the task's IOMMU domain and
+//! mapping its registers ([`attach`]), the reset and its bounded wait
+//! ([`reset`]), INTx routing
 //! ([`route_intx`]), and reading the device configuration until
 //! `config_generation` says it held still ([`read_stable`]).
 //!
@@ -9,9 +11,10 @@
 
 use core::fmt;
 
-use iommu_client::ClientError;
+use abi::StreamId;
+use iommu_client::{ClientError, Iommu};
 use userlib::{Counter, poll_until};
-use virtio_core::pci::{CapError, Status, common, header};
+use virtio_core::pci::{self, CapError, Status, common, header};
 
 use crate::transport::{OutOfWindow, Transport};
 
@@ -106,6 +109,44 @@ impl From<OutOfWindow> for OpenError {
     fn from(_: OutOfWindow) -> Self {
         OpenError::Register
     }
+}
+
+/// Address bits a virtio device can drive: 64 [VIRTIO-1.2 §2.7.5].
+const DMA_BITS: u8 = 64;
+
+/// What [`attach`] found and set up.
+pub struct Attached {
+    /// The StreamID the IOMMU server attached.
+    pub sid: StreamId,
+    /// The function's virtio registers, mapped.
+    pub regs: Transport,
+    /// The counter, for bounded waits.
+    pub clock: Counter,
+}
+
+/// Checks that the PCI function `pci_cap` names is a modern virtio
+/// device of type `device_id` (`expected` names it in the error),
+/// attaches it to this task's IOMMU domain, finds its virtio
+/// capabilities and maps its registers. Bus mastering stays off.
+pub fn attach(
+    iommu: &Iommu,
+    pci_cap: u32,
+    device_id: u16,
+    expected: &'static str,
+) -> Result<Attached, OpenError> {
+    let id = userlib::pci_config_read(pci_cap, header::ID)?;
+    if id != (u32::from(device_id) << 16) | u32::from(pci::VENDOR_ID) {
+        return Err(OpenError::NotModern { expected, id });
+    }
+    let sid = iommu.attach(pci_cap, DMA_BITS)?;
+    let caps = pci::find_caps(|off| userlib::pci_config_read(pci_cap, off).ok())?;
+    let regs = Transport::map(pci_cap, caps)?;
+    let (_, hz) = userlib::time()?;
+    Ok(Attached {
+        sid,
+        regs,
+        clock: Counter::new(hz),
+    })
 }
 
 /// Writes 0 to `device_status` and waits (bounded) for it to read 0

@@ -143,14 +143,15 @@ impl Link {
         if self.tx_staged.is_empty() {
             return Ok(());
         }
-        let staged: heapless_frames::Batch = self.tx_staged.iter().copied().collect();
         let client = net_api::Client(Call::<LinkError>::new(
             self.cap,
             Some(self.tx.grant()),
             None,
         ));
-        let accepted =
-            usize::from(client.send(&mut [0u8; net_api::MSG_MAX], Frames::new(staged.as_slice()))?);
+        let accepted = usize::from(client.send(
+            &mut [0u8; net_api::MSG_MAX],
+            Frames::new(self.tx_staged.make_contiguous()),
+        )?);
         let accepted = accepted.min(self.tx_staged.len());
         self.tx_frames += accepted as u64;
         if accepted < self.tx_staged.len() {
@@ -174,39 +175,6 @@ impl Link {
     /// Whether a transmit slot is free.
     pub fn tx_room(&self) -> bool {
         self.tx_staged.len() < BATCH
-    }
-}
-
-mod heapless_frames {
-    //! A fixed batch of frame descriptors on the stack.
-    use net_api::Frame;
-
-    use super::BATCH;
-
-    /// Up to [`BATCH`] frames.
-    pub struct Batch {
-        frames: [Frame; BATCH],
-        len: usize,
-    }
-
-    impl Batch {
-        pub fn as_slice(&self) -> &[Frame] {
-            &self.frames[..self.len]
-        }
-    }
-
-    impl FromIterator<Frame> for Batch {
-        fn from_iter<I: IntoIterator<Item = Frame>>(iter: I) -> Self {
-            let mut b = Batch {
-                frames: [Frame { offset: 0, len: 0 }; BATCH],
-                len: 0,
-            };
-            for f in iter.into_iter().take(BATCH) {
-                b.frames[b.len] = f;
-                b.len += 1;
-            }
-            b
-        }
     }
 }
 
