@@ -5,7 +5,8 @@
 //! flight over synchronous IPC: `Submit` hands the driver a batch of I/Os
 //! on a buffer the client grants (the driver has the IOMMU server map that
 //! very memory for the device: zero copy) and returns at once; `Reap`
-//! waits for completions. Encoding only: no I/O, no allocation, never
+//! waits for completions; `SubmitWait` does both in one call, so that a
+//! client keeping its queue full makes one call per batch. Encoding only: no I/O, no allocation, never
 //! panics on any input.
 //!
 //! Each request is declared once, in `protocol.rs`, with the
@@ -25,13 +26,14 @@
 //! | 1 `Info`, 4 `Stats`, 6 `ResetStats` | 0 | none |
 //! | 2 `Submit` | 0 | 1..=[`MAX_IOS`] 24-byte [`Io`]s `{tag: u16, kind: u8, flags: u8, sectors: u32, lba: u64, offset: u64}` |
 //! | 3 `Reap` | `min` in bits 0..16, `max` in bits 16..32 (1 <= min <= max <= [`MAX_COMPLETIONS`]) | none |
+//! | 7 `SubmitWait` | `min` in bits 0..16, `max` in bits 16..32, as `Reap`'s | 1..=[`MAX_IOS`] [`Io`]s, as `Submit`'s |
 //! | 5 `SetMode` | mode: 1 bypass, 2 strict-per-unmap, 3 strict, 4 deferred | one 8-byte `{max_entries: u32, max_age_us: u32}` (non-zero for deferred, else 0) |
 //!
 //! Response: header `{status: u16 (0 = ok, else a [`BlockError`] code),
 //! count: u16, 0: u32}`, then `count` entries: `Info` one 24-byte
 //! `{sectors: u64, sector_size: u32, max_transfer: u32, queue_depth: u16,
 //! device_kind: u16, 0: u32}`; `Accepted`, `ModeSet`, `StatsReset` none; `Completions`
-//! 1..=[`MAX_COMPLETIONS`] 8-byte [`Completion`]s `{tag: u16, status: u16,
+//! and `Completed` 1..=[`MAX_COMPLETIONS`] 8-byte [`Completion`]s `{tag: u16, status: u16,
 //! 0: u32}`; `Stats` thirteen 8-byte counters (see [`BlockStats`]). An
 //! error response has no entries.
 #![cfg_attr(not(test), no_std)]
@@ -154,9 +156,10 @@ ipc_proto::counters! {
     pub struct BlockStats {
         /// I/Os completed.
         pub ios: u64,
-        /// `Submit` requests handled.
+        /// `Submit` and `SubmitWait` requests handled.
         pub submits: u64,
-        /// `Reap` requests answered.
+        /// `Reap` requests answered (a `SubmitWait`'s answer is not one:
+        /// `submits + reaps` is the client's calls).
         pub reaps: u64,
         /// Map calls to the IOMMU server.
         pub iommu_map_calls: u64,
@@ -283,6 +286,20 @@ mod tests {
         }
 
         #[test]
+        fn submit_wait_round_trips(
+            ios in proptest::collection::vec(io(), 1..=MAX_IOS),
+            min in 1u16..=MAX_COMPLETIONS as u16,
+            extra in 0u16..=MAX_COMPLETIONS as u16,
+        ) {
+            let max = (min + extra).min(MAX_COMPLETIONS as u16);
+            let mut buf = [0u8; MSG_MAX];
+            let n = Request::SubmitWait { min, max, ios: Ios::new(&ios) }.encode(&mut buf).unwrap();
+            let Request::SubmitWait { min: m, max: x, ios: got } = Request::decode(&buf[..n]).unwrap() else { panic!("not a submit-wait") };
+            prop_assert_eq!((m, x), (min, max));
+            prop_assert_eq!(got.iter().collect::<Vec<_>>(), ios);
+        }
+
+        #[test]
         fn completions_round_trip(c in proptest::collection::vec((any::<u16>(), 0u16..=BlockError::ALL.len() as u16), 1..=MAX_COMPLETIONS)) {
             let comps: Vec<Completion> = c.iter().map(|&(tag, code)| Completion {
                 tag,
@@ -297,9 +314,12 @@ mod tests {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Request::decode(&bytes);
-            for op in [Op::Info, Op::Submit, Op::Reap] {
-                if let Ok(Response::Completions(c)) = Response::decode(op, &bytes) {
-                    prop_assert_eq!(c.iter().count(), c.len());
+            for op in [Op::Info, Op::Submit, Op::Reap, Op::SubmitWait] {
+                match Response::decode(op, &bytes) {
+                    Ok(Response::Completions(c) | Response::Completed(c)) => {
+                        prop_assert_eq!(c.iter().count(), c.len());
+                    }
+                    _ => {}
                 }
             }
         }
@@ -375,6 +395,45 @@ mod tests {
             Request::Reap { min: 3, max: 2 }.encode(&mut buf),
             Err(BlockError::Malformed)
         );
+        // SubmitWait: Reap's window, and at least one I/O.
+        let one = [Io {
+            tag: 1,
+            kind: IoKind::Read,
+            flags: 0,
+            sectors: 8,
+            lba: 0,
+            offset: 0,
+        }];
+        for (min, max) in [(0, 1), (2, 1), (1, MAX_COMPLETIONS as u16 + 1)] {
+            assert_eq!(
+                Request::SubmitWait {
+                    min,
+                    max,
+                    ios: Ios::new(&one)
+                }
+                .encode(&mut buf),
+                Err(BlockError::Malformed)
+            );
+        }
+        assert_eq!(
+            Request::SubmitWait {
+                min: 1,
+                max: 1,
+                ios: Ios::new(&[])
+            }
+            .encode(&mut buf),
+            Err(BlockError::Malformed)
+        );
+        // A window the encoder refuses is refused by the decoder too.
+        let n = Request::SubmitWait {
+            min: 1,
+            max: 1,
+            ios: Ios::new(&one),
+        }
+        .encode(&mut buf)
+        .unwrap();
+        buf[4] = 0;
+        assert_eq!(Request::decode(&buf[..n]), Err(BlockError::Malformed));
         let n = Request::Reap { min: 1, max: 2 }.encode(&mut buf).unwrap();
         buf[0] = 9;
         assert_eq!(Request::decode(&buf[..n]), Err(BlockError::UnknownOp));

@@ -21,6 +21,11 @@ fn reap_window(min: &u16, max: &u16) -> bool {
     *min >= 1 && min <= max && usize::from(*max) <= MAX_COMPLETIONS
 }
 
+/// `SubmitWait`'s window: `Reap`'s (the I/Os are checked by the driver).
+fn submit_wait_window(min: &u16, max: &u16, _ios: &Ios<'_>) -> bool {
+    reap_window(min, max)
+}
+
 protocol! {
     error: BlockError;
 
@@ -60,6 +65,25 @@ protocol! {
     5 SetMode(mode: BenchMode) => fn set_mode
     -> /// To `SetMode`: the device is back up in the new mode.
        ModeSet;
+
+    /// `Submit` and `Reap` in one call, for a client that keeps its queue
+    /// full: start these I/Os exactly as `Submit` does (all or nothing,
+    /// every check first; a refusal starts nothing and waits for nothing),
+    /// then wait as `Reap { min, max }` does, counting the I/Os just
+    /// started. `min` above what would then be in flight or unreaped is
+    /// `NothingInFlight`, and a client already waiting in a `Reap` is
+    /// `Busy`; both are refused before anything starts. Answer:
+    /// `Completed`.
+    7 SubmitWait {
+        /// At least this many completions (1..=in flight after the start).
+        min: u16,
+        /// At most this many (`min..=`[`MAX_COMPLETIONS`]).
+        max: u16,
+        /// The I/Os, as `Submit`'s.
+        ios: Ios<'a>,
+    } if submit_wait_window => fn submit_wait
+    -> /// To `SubmitWait`: every I/O was started, and these completed.
+       Completed(completions: Completions<'a>);
 
     /// Benchmark systems only: start the counters afresh (the driver's and
     /// the IOMMU server's for it, whose pending invalidations are completed

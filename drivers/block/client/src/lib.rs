@@ -81,6 +81,25 @@ impl Block {
         Ok(got.copy_to(out))
     }
 
+    /// Starts `ios` on `buf` as [`submit`](Self::submit) does, then waits
+    /// as [`reap`](Self::reap) does (the I/Os just started count), in one
+    /// call: writes up to `out.len()` completions into `out` and returns
+    /// how many. A refusal started nothing.
+    pub fn submit_wait(
+        &self,
+        buf: &DmaBuffer,
+        ios: &[Io],
+        min: u16,
+        out: &mut [Completion],
+    ) -> Result<usize, ClientError> {
+        let max = out.len().min(block_api::MAX_COMPLETIONS) as u16;
+        let mut reply = [0; MSG_MAX];
+        let got = self
+            .with(Some(buf.grant()))
+            .submit_wait(&mut reply, min, max, Ios::new(ios))?;
+        Ok(got.copy_to(out))
+    }
+
     /// The driver's counters since its last mode switch or reset.
     pub fn stats(&self) -> Result<BlockStats, ClientError> {
         self.with(None).stats(&mut [0; MSG_MAX])
@@ -98,14 +117,14 @@ impl Block {
         self.with(None).reset_stats(&mut [0; MSG_MAX])
     }
 
-    /// One I/O, waited for: submit, then reap its completion.
+    /// One I/O, waited for in one call (with nothing else of this
+    /// client's in flight, the completion is its own).
     pub fn io(&self, buf: &DmaBuffer, io: Io) -> Result<(), ClientError> {
-        self.submit(buf, &[io])?;
         let mut c = [Completion {
             tag: 0,
             status: Ok(()),
         }];
-        self.reap(1, &mut c)?;
+        self.submit_wait(buf, &[io], 1, &mut c)?;
         c[0].status.map_err(ClientError::Block)
     }
 }

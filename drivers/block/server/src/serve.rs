@@ -89,6 +89,16 @@ struct InFlight {
     fenced: bool,
 }
 
+/// A client's call held until it has `min` completions.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    token: u64,
+    min: u16,
+    max: u16,
+    /// A `SubmitWait` (answered `Completed`), not a `Reap` (`Completions`).
+    submitted: bool,
+}
+
 struct Client {
     badge: u32,
     /// In flight and unreaped, within the per-client limit.
@@ -99,8 +109,8 @@ struct Client {
     /// capacity is the per-client limit, reserved when the client was
     /// added, so it never grows.
     done: VecDeque<Completion>,
-    /// A held `Reap`: (reply token, min, max).
-    reaping: Option<(u64, u16, u16)>,
+    /// A held `Reap` or `SubmitWait`.
+    reaping: Option<Waiting>,
     /// The client died: answer this death notice once nothing of it is in
     /// flight any more.
     death: Option<u64>,
@@ -525,14 +535,66 @@ impl<D: BlockDevice> Loop<'_, D> {
             reply(token, Err(BlockError::NothingInFlight));
             return;
         };
-        c.reaping = Some((token, min, max));
+        if c.reaping.is_some() {
+            // Another call of the same client waits already: one at a time.
+            reply(token, Err(BlockError::Busy));
+            return;
+        }
+        c.reaping = Some(Waiting {
+            token,
+            min,
+            max,
+            submitted: false,
+        });
         self.answer_reaps();
+    }
+
+    /// `Submit`, then a held `Reap` counting the I/Os just started; every
+    /// refusal comes before anything starts. `call` is the call's (reply
+    /// token, grant address, grant length).
+    fn submit_wait(
+        &mut self,
+        badge: u32,
+        ios: &[Io],
+        call: (u64, u64, u64),
+        min: u16,
+        max: u16,
+    ) -> Result<(), BlockError> {
+        let (token, grant_va, grant_len) = call;
+        let (waiting, outstanding) = self.client(badge).map_or((false, 0), |c| {
+            (c.reaping.is_some(), c.acct.in_flight() + c.acct.unreaped())
+        });
+        if waiting {
+            return Err(BlockError::Busy);
+        }
+        if usize::from(min) > outstanding + ios.len() {
+            return Err(BlockError::NothingInFlight);
+        }
+        self.submit(badge, ios, token, grant_va, grant_len)?;
+        // `submit` added the client (its entry stays while I/Os are in
+        // flight).
+        if let Some(c) = self.client(badge) {
+            c.reaping = Some(Waiting {
+                token,
+                min,
+                max,
+                submitted: true,
+            });
+        }
+        self.answer_reaps();
+        Ok(())
     }
 
     fn answer_reaps(&mut self) {
         let counters = &mut self.counters;
         for c in &mut self.clients {
-            let Some((token, min, max)) = c.reaping else {
+            let Some(Waiting {
+                token,
+                min,
+                max,
+                submitted,
+            }) = c.reaping
+            else {
                 continue;
             };
             if c.done.len() < usize::from(min) {
@@ -548,11 +610,14 @@ impl<D: BlockDevice> Loop<'_, D> {
             }
             c.acct.reaped(n);
             c.reaping = None;
-            counters.reaps += 1;
-            reply(
-                token,
-                Ok(Response::Completions(Completions::new(&batch[..n]))),
-            );
+            let done = Completions::new(&batch[..n]);
+            let answer = if submitted {
+                Response::Completed(done)
+            } else {
+                counters.reaps += 1;
+                Response::Completions(done)
+            };
+            reply(token, Ok(answer));
         }
     }
 

@@ -3,7 +3,8 @@
 //! [`block_api::Request::dispatch`] from the loop's `call`. A [`Call`] is
 //! everything one call brings besides the message (the caller's badge,
 //! the reply token, the grant); each method hands the request's fields to
-//! the loop and answers now (or, for `Reap`, holds the token).
+//! the loop and answers now (or, for `Reap` and `SubmitWait`, holds the
+//! token).
 //!
 //! It owns no state and no checks of its own: decoding is checked before
 //! dispatch, and every refusal is the loop's. It must never answer with a
@@ -43,6 +44,21 @@ impl<'a, D: BlockDevice> Handler<'a> for Call<'_, '_, D> {
 
     fn reap(self, min: u16, max: u16) {
         self.l.reap(self.badge, self.token, min, max);
+    }
+
+    fn submit_wait(self, min: u16, max: u16, ios: Ios<'a>) {
+        let ios: Vec<Io> = ios.iter().collect();
+        let r = self.l.submit_wait(
+            self.badge,
+            &ios,
+            (self.token, self.grant_va, self.grant_len),
+            min,
+            max,
+        );
+        if let Err(e) = r {
+            reply(self.token, Err(e));
+        }
+        self.l.complete();
     }
 
     fn stats(self) {
