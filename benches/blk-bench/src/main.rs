@@ -165,8 +165,12 @@ struct Point {
     errors: u64,
 }
 
-/// Keeps `qd` 4 KiB I/Os in flight for `ms` milliseconds: every reap is
-/// followed by as many new submissions as it returned.
+/// Keeps `qd` 4 KiB I/Os in flight for `ms` milliseconds: each call
+/// starts as many new I/Os as the last one returned completions, and
+/// waits until at least half the queue (at least one I/O) completed
+/// (`SubmitWait`: one call per batch; fio's `iodepth_batch_complete_min`
+/// at `qd / 2`). The same in every mode; the ceiling run reaps whatever
+/// one poll finds.
 fn run_point(
     blk: &Block,
     buf: &mut DmaBuffer,
@@ -192,15 +196,20 @@ fn run_point(
         tag: 0,
         status: Ok(()),
     }; MAX_COMPLETIONS];
+    let min = (qd / 2).max(1);
     let start = userlib::counter();
     let end = start + ms * hz / 1000;
-    let mut submit = |free: &mut Vec<u16>,
+    // Starts up to `n` I/Os on free tags and waits for at least `min`
+    // completions, in one `SubmitWait` (a batch over `MAX_IOS` sends its
+    // first part with `Submit`); returns the completions in `comps`.
+    let mut refill = |free: &mut Vec<u16>,
                       in_flight: &mut u16,
                       n: usize,
-                      started: &mut [u64; 1024]|
-     -> Result<(), &'static str> {
+                      started: &mut [u64; 1024],
+                      comps: &mut [Completion]|
+     -> Result<usize, &'static str> {
         let mut batch: Vec<Io> = Vec::with_capacity(MAX_IOS);
-        for _ in 0..n {
+        for left in (0..n).rev() {
             let Some(tag) = free.pop() else { break };
             let lba = (rng.next_u64() % slots) * u64::from(IO_SECTORS);
             batch.push(Io {
@@ -211,7 +220,7 @@ fn run_point(
                 lba,
                 offset: u64::from(tag) * abi::PAGE_SIZE,
             });
-            if batch.len() == MAX_IOS {
+            if batch.len() == MAX_IOS && left > 0 && !free.is_empty() {
                 let now = userlib::counter();
                 for io in &batch {
                     started[usize::from(io.tag)] = now;
@@ -221,19 +230,27 @@ fn run_point(
                 batch.clear();
             }
         }
-        if !batch.is_empty() {
-            let now = userlib::counter();
-            for io in &batch {
-                started[usize::from(io.tag)] = now;
-            }
-            blk.submit(buf, &batch).map_err(|_| "submit refused")?;
-            *in_flight += batch.len() as u16;
+        if batch.is_empty() {
+            return blk
+                .reap(min.min(*in_flight).max(1), comps)
+                .map_err(|_| "reap refused");
         }
-        Ok(())
+        let now = userlib::counter();
+        for io in &batch {
+            started[usize::from(io.tag)] = now;
+        }
+        *in_flight += batch.len() as u16;
+        blk.submit_wait(buf, &batch, min, comps)
+            .map_err(|_| "submit-wait refused")
     };
-    submit(&mut free, &mut in_flight, usize::from(qd), &mut started)?;
+    let mut n = refill(
+        &mut free,
+        &mut in_flight,
+        usize::from(qd),
+        &mut started,
+        &mut comps,
+    )?;
     loop {
-        let n = blk.reap(1, &mut comps).map_err(|_| "reap refused")?;
         let now = userlib::counter();
         for c in &comps[..n] {
             if c.status.is_err() {
@@ -250,7 +267,7 @@ fn run_point(
         if now >= end {
             break;
         }
-        submit(&mut free, &mut in_flight, n, &mut started)?;
+        n = refill(&mut free, &mut in_flight, n, &mut started, &mut comps)?;
     }
     // Drain what is still in flight (not timed).
     while in_flight > 0 {
