@@ -273,4 +273,8 @@ impl DmaMapper for InProcess {
         got.copy_to(&mut iova);
         Ok(iova[0])
     }
+
+    fn unmap_buffer(&self, iova: Iova, len: u64) -> Result<(), ClientError> {
+        self.unmap(&[Extent::new(iova.get(), len)])
+    }
 }
