@@ -66,12 +66,14 @@ const EVTQ_LOG2: u8 = 10;
 /// blk-bench prints it) and the badge of its in-process client.
 const DEVICES: [Device; 2] = [
     Device {
+        library: Library::Nvme,
         cap: "nvme",
         bdf_arg: "nvme_bdf",
         name: "nvme",
         badge: 1,
     },
     Device {
+        library: Library::VirtioBlk,
         cap: "vblk",
         bdf_arg: "vblk_bdf",
         name: "virtio-blk",
@@ -79,8 +81,16 @@ const DEVICES: [Device; 2] = [
     },
 ];
 
+/// The driver library a device is opened with.
+#[derive(Clone, Copy)]
+enum Library {
+    Nvme,
+    VirtioBlk,
+}
+
 /// One device the ceiling may own.
 struct Device {
+    library: Library,
     cap: &'static str,
     bdf_arg: &'static str,
     name: &'static str,
@@ -209,13 +219,13 @@ fn run(info: &TaskInfo<'static>) -> Result<(), String> {
         };
         let iommu = ip.client(d.badge, device);
         // The device polled (no interrupt), deep enough for every point.
-        match d.cap {
-            "nvme" => {
+        match d.library {
+            Library::Nvme => {
                 let mut dev =
                     Nvme::open(&iommu, cap, None, max_qd).map_err(|e| format!("nvme: {e}"))?;
                 measure(&ip, &iommu, &mut dev, d.name, &mut plan)?;
             }
-            _ => {
+            Library::VirtioBlk => {
                 let mut dev = VirtioBlk::open(&iommu, cap, None, max_qd)
                     .map_err(|e| format!("virtio-blk: {e}"))?;
                 measure(&ip, &iommu, &mut dev, d.name, &mut plan)?;
