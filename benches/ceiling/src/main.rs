@@ -106,9 +106,8 @@ struct Plan {
     workloads: Vec<IoKind>,
     ms: u64,
     hz: u64,
-    /// Points of the whole run, and how many are done.
+    /// Points of the whole run.
     total: usize,
-    done: usize,
 }
 
 fn main(info: &TaskInfo<'static>) -> i32 {
@@ -196,15 +195,15 @@ fn run(info: &TaskInfo<'static>) -> Result<(), String> {
     userlib::smmu_enabled(owner).map_err(|e| format!("SMMU-enabled declaration: {e}"))?;
     let ip = InProcessServer::new(server, hz);
 
-    let mut plan = Plan {
+    let plan = Plan {
         total: present.len() * workloads.len() * qds.len(),
         qds,
         max_qd,
         workloads,
         ms,
         hz,
-        done: 0,
     };
+    let mut done = 0;
     for &(d, cap, rid) in &present {
         ip.server_mut()
             .add_client(
@@ -225,32 +224,33 @@ fn run(info: &TaskInfo<'static>) -> Result<(), String> {
             Library::Nvme => {
                 let mut dev =
                     Nvme::open(&iommu, cap, None, max_qd).map_err(|e| format!("nvme: {e}"))?;
-                measure(&ip, &iommu, &mut dev, d.name, &mut plan)?;
+                measure(&ip, &iommu, &mut dev, d.name, &plan, &mut done)?;
             }
             Library::VirtioBlk => {
                 let mut dev = VirtioBlk::open(&iommu, cap, None, max_qd)
                     .map_err(|e| format!("virtio-blk: {e}"))?;
-                measure(&ip, &iommu, &mut dev, d.name, &mut plan)?;
+                measure(&ip, &iommu, &mut dev, d.name, &plan, &mut done)?;
             }
         }
     }
     let s = ip.server().server_stats();
     log!(
-        "ceiling: done, {} points; strict invalidations: {} TLBI commands, {} CMD_SYNCs",
-        plan.done,
+        "ceiling: done, {done} points; strict invalidations: {} TLBI commands, {} CMD_SYNCs",
         s.tlbi_commands,
         s.syncs
     );
     Ok(())
 }
 
-/// Every workload and queue depth of `plan` on one opened device.
+/// Every workload and queue depth of `plan` on one opened device; `done`
+/// counts the run's points measured so far.
 fn measure(
     ip: &InProcessServer,
     iommu: &InProcess<'_>,
     dev: &mut impl BlockDevice,
     name: &'static str,
-    plan: &mut Plan,
+    plan: &Plan,
+    done: &mut usize,
 ) -> Result<(), String> {
     let info = dev.info();
     if info.queue_depth < plan.max_qd {
@@ -269,10 +269,8 @@ fn measure(
         "ceiling: SMMU on, {name} {slots} 4 KiB slots, strict map/unmap per I/O in-process, polled, {} ms per point",
         plan.ms
     );
-    let workloads = plan.workloads.clone();
-    let qds = plan.qds.clone();
-    for kind in workloads {
-        for &qd in &qds {
+    for &kind in &plan.workloads {
+        for &qd in &plan.qds {
             let at = Where {
                 name,
                 kind,
@@ -283,8 +281,8 @@ fn measure(
             let p = run_point(iommu, dev, &buf, &frames, &at, plan.ms, plan.hz)?;
             ip.drain_events();
             let after = counts(ip);
-            plan.done += 1;
-            report(&at, &p, &before, &after, plan.hz, plan.done, plan.total);
+            *done += 1;
+            report(&at, &p, &before, &after, plan.hz, *done, plan.total);
             check(&at, &p, &before, &after)?;
         }
     }
