@@ -1,9 +1,10 @@
 //! The IOMMU server's logic in-process: `iommu_core`'s `Server` over the
 //! SMMU hardware layer (`iommu_hw`), called directly with the same
-//! requests the server task decodes from IPC, for the one client this task
-//! is. It owns the server state and turns the task's own DMA buffers into
-//! grants of physical frames (this task is the SMMU owner, so the kernel
-//! tells it their addresses). It must never answer an unmap before the
+//! requests the server task decodes from IPC, for the clients this task
+//! is (one per device, as each driver task is one client). It owns the
+//! server state and turns the task's own DMA buffers into grants of
+//! physical frames (this task is the SMMU owner, so the kernel tells it
+//! their addresses). It must never answer an unmap before the
 //! CMD_SYNC that covers it completed, and never wait without a deadline.
 //!
 //! One difference from the server task, in [`OwnedHw`]: no frame is pinned.
@@ -65,12 +66,10 @@ impl SmmuHw for OwnedHw {
     fn unpin(&mut self, _frames: &[PhysAddr]) {}
 }
 
-/// The server logic and this task as its only client.
-pub struct InProcess {
+/// The server logic, owned by this task, shared by its in-process
+/// clients (one per device, as each driver task is a client of its own).
+pub struct InProcessServer {
     server: RefCell<Server<OwnedHw, u64>>,
-    badge: u32,
-    /// The NVMe function presented at attach (its RID and StreamID).
-    device: Presented,
     hz: u64,
     clock: Counter,
     token: Cell<u64>,
@@ -87,16 +86,24 @@ pub fn frames_of(buf: &DmaBuffer) -> Option<Vec<PhysAddr>> {
     )
 }
 
-impl InProcess {
-    /// `server`, with client `badge` registered, mapping for `device`.
-    pub fn new(server: Server<OwnedHw, u64>, badge: u32, device: Presented, hz: u64) -> Self {
+impl InProcessServer {
+    /// `server`, with no client yet; `hz` is the counter's frequency.
+    pub fn new(server: Server<OwnedHw, u64>, hz: u64) -> Self {
         Self {
             server: RefCell::new(server),
-            badge,
-            device,
             hz,
             clock: Counter::new(hz),
             token: Cell::new(1),
+        }
+    }
+
+    /// Client `badge` (registered with the server logic), mapping for
+    /// `device`.
+    pub fn client(&self, badge: u32, device: Presented) -> InProcess<'_> {
+        InProcess {
+            ip: self,
+            badge,
+            device,
         }
     }
 
@@ -115,6 +122,11 @@ impl InProcess {
         self.server.borrow()
     }
 
+    /// The server logic, to register a client.
+    pub fn server_mut(&self) -> core::cell::RefMut<'_, Server<OwnedHw, u64>> {
+        self.server.borrow_mut()
+    }
+
     /// Reads the SMMU's event queue into the server logic (fault
     /// attribution); returns how many records there were.
     pub fn drain_events(&self) -> usize {
@@ -126,7 +138,17 @@ impl InProcess {
         }
         n
     }
+}
 
+/// One client of the in-process server logic: a device's mapper.
+pub struct InProcess<'a> {
+    ip: &'a InProcessServer,
+    badge: u32,
+    /// The PCI function presented at attach (its RID and StreamID).
+    device: Presented,
+}
+
+impl InProcess<'_> {
     /// Handles one request answered at once (attach, map).
     fn call(
         &self,
@@ -135,9 +157,9 @@ impl InProcess {
         presented: Option<Presented>,
         reply: &mut [u8; MSG_MAX],
     ) -> Result<usize, ClientError> {
-        let token = self.next_token();
-        let handled = self.server.borrow_mut().handle(
-            self.now_us(),
+        let token = self.ip.next_token();
+        let handled = self.ip.server.borrow_mut().handle(
+            self.ip.now_us(),
             self.badge,
             msg,
             grant,
@@ -157,13 +179,15 @@ impl InProcess {
         }
     }
 
-    /// Maps `ranges` of `buf` (offsets into it) for the device, one `Map`
-    /// request per [`iommu_api::MAX_MAP_ENTRIES`]; writes one IOVA per
-    /// range into `iovas`.
+    /// Maps `ranges` of `buf` (offsets into it) for the device in
+    /// direction `dir`, one `Map` request per
+    /// [`iommu_api::MAX_MAP_ENTRIES`]; writes one IOVA per range into
+    /// `iovas`.
     pub fn map(
         &self,
         buf: &DmaBuffer,
         frames: &[PhysAddr],
+        dir: Dir,
         ranges: &[Extent],
         iovas: &mut [Iova],
     ) -> Result<usize, ClientError> {
@@ -176,11 +200,11 @@ impl InProcess {
             };
             let mut reply = [0; MSG_MAX];
             let got = Client(Local {
-                ip: self,
+                client: self,
                 grant: Some(grant),
                 presented: None,
             })
-            .map(&mut reply, Dir::Bidirectional, List::new(chunk))?;
+            .map(&mut reply, dir, List::new(chunk))?;
             done += got.copy_to(iovas.get_mut(done..).unwrap_or_default());
         }
         Ok(done)
@@ -190,24 +214,25 @@ impl InProcess {
     /// covers all of them completed: every chunk's request is handled
     /// first, then one flush issues their invalidations and one sync.
     pub fn unmap(&self, ranges: &[Extent]) -> Result<(), ClientError> {
+        let ip = self.ip;
         let mut waiting: Vec<u64> = Vec::new();
-        let mut server = self.server.borrow_mut();
+        let mut server = ip.server.borrow_mut();
         for chunk in ranges.chunks(iommu_api::MAX_UNMAP_ENTRIES) {
             let mut msg = [0u8; MSG_MAX];
             let n = Request::Unmap {
                 ranges: List::new(chunk),
             }
             .encode(&mut msg)?;
-            let token = self.next_token();
-            match server.handle(self.now_us(), self.badge, &msg[..n], None, None, token) {
+            let token = ip.next_token();
+            match server.handle(ip.now_us(), self.badge, &msg[..n], None, None, token) {
                 Handled::Reply(_, bytes) => check_unmapped(&bytes)?,
                 Handled::Held => waiting.push(token),
             }
         }
-        let mut clock = self.clock;
+        let mut clock = ip.clock;
         let mut failed = None;
         let done = poll_until(&mut clock, UNMAP_TIMEOUT_US, || {
-            for (token, bytes) in server.poll(self.now_us()) {
+            for (token, bytes) in server.poll(ip.now_us()) {
                 if let Err(e) = check_unmapped(&bytes) {
                     failed = Some(e);
                 }
@@ -232,7 +257,7 @@ fn check_unmapped(bytes: &[u8]) -> Result<(), ClientError> {
 /// One in-process "call": the request goes straight to the server logic
 /// with the grant or presented device an IPC call would carry.
 struct Local<'a> {
-    ip: &'a InProcess,
+    client: &'a InProcess<'a>,
     grant: Option<Grant<'a>>,
     presented: Option<Presented>,
 }
@@ -240,14 +265,14 @@ struct Local<'a> {
 impl Transport for Local<'_> {
     type Error = ClientError;
     fn call(&self, msg: &[u8], reply: &mut [u8; MSG_MAX]) -> Result<usize, ClientError> {
-        self.ip.call(msg, self.grant, self.presented, reply)
+        self.client.call(msg, self.grant, self.presented, reply)
     }
 }
 
-impl DmaMapper for InProcess {
+impl DmaMapper for InProcess<'_> {
     fn attach_device(&self, _device_cap: u32, dma_bits: u8) -> Result<StreamId, ClientError> {
         Client(Local {
-            ip: self,
+            client: self,
             grant: None,
             presented: Some(self.device),
         })
@@ -264,7 +289,7 @@ impl DmaMapper for InProcess {
         let mut reply = [0; MSG_MAX];
         let whole = [Extent::new(0, mem.len())];
         let got = Client(Local {
-            ip: self,
+            client: self,
             grant: Some(grant),
             presented: None,
         })
@@ -272,5 +297,9 @@ impl DmaMapper for InProcess {
         let mut iova = [Iova::new(0)];
         got.copy_to(&mut iova);
         Ok(iova[0])
+    }
+
+    fn unmap_buffer(&self, iova: Iova, len: u64) -> Result<(), ClientError> {
+        self.unmap(&[Extent::new(iova.get(), len)])
     }
 }

@@ -1,23 +1,30 @@
-//! The ceiling benchmark: the same workload as the benchmark matrix (NVMe
-//! 4 KiB random reads at fixed queue depths) with the least software
-//! possible, so that every other figure can be read as a fraction of it.
-//! One task owns the SMMU, the SMMU-owner capability and the NVMe
-//! function; no IPC, no interrupts, no sleeping: it spins on the
-//! completion queue. It keeps the per-I/O IOMMU work of the real path:
-//! each buffer is mapped (through the IOMMU server's own logic,
-//! in-process: `inproc`) before its command is submitted, and unmapped
+//! The ceiling benchmark: the same workloads as the benchmark matrix (4 KiB
+//! random reads and writes at fixed queue depths, on NVMe and on
+//! virtio-blk) with the least software possible, so that every other
+//! figure can be read as a fraction of it. One task owns the SMMU, the
+//! SMMU-owner capability and the block functions; no IPC, no interrupts,
+//! no sleeping: it spins on the completion queue (NVMe's CQ, virtio-blk's
+//! used ring). It keeps the per-I/O IOMMU work of the real path: each
+//! buffer is mapped (through the IOMMU server's own logic, in-process:
+//! `inproc`; device-writable for a read, device-readable for a write, as
+//! the block service maps) before its command is submitted, and unmapped
 //! after its completion, strictly (TLBI by IOVA, one CMD_SYNC per reaped
-//! batch) before the buffer is used again.
+//! batch) before the buffer is used again. Each device is its own strict
+//! client of the server logic, as each driver task is.
 //!
-//! For every queue depth it prints one `bench-result` line (the
-//! blk-bench format, `mode=ceiling`) that `cargo xtask bench` parses,
-//! then a summary of the invalidations. Every wait has a deadline: a
-//! completion that never comes fails the run with a message.
+//! For every device, workload and queue depth it prints one
+//! `bench-result` line (the blk-bench format, `mode=ceiling`) that
+//! `cargo xtask bench` parses, then a summary of the invalidations. Every
+//! wait has a deadline: a completion that never comes fails the run with
+//! a message.
 //!
-//! Arguments: `qds` (comma list, default 1,8,32), `ms` per point, `bdf`
-//! (the NVMe function's PCI address, as its `dev` capability names it: its
-//! RID and StreamID), `pool_pages` (SMMU tables and queues). Capabilities:
-//! `smmu` (mmio), `owner` (smmu_owner), `dev` (pci).
+//! Arguments: `qds` (comma list, default 1,8,32), `workloads` (comma list
+//! of `randread`, `randwrite`; default both), `ms` per point,
+//! `nvme_bdf` and `vblk_bdf` (the functions' PCI addresses, as their
+//! capabilities name them: their RIDs and StreamIDs), `pool_pages` (SMMU
+//! tables and queues). Capabilities: `smmu` (mmio), `owner`
+//! (smmu_owner), and `nvme` and/or `vblk` (pci): each device present is
+//! measured, NVMe first.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -25,20 +32,25 @@
 extern crate alloc;
 
 mod inproc;
+mod report;
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use abi::{Iova, StreamId};
 use block_api::IoKind;
 use block_server::{BlockDevice, DeviceIo};
-use iommu_api::{Extent, InvalidationPolicy};
+use iommu_api::{Dir, Extent, InvalidationPolicy};
 use iommu_core::policy::TrustLevel;
 use iommu_core::server::{Presented, Server, ServerConfig};
 use iommu_hw::{Pool, Smmu};
 use nvme::Nvme;
 use userlib::{DeviceRegion, DmaBuffer, TaskInfo, log};
+use virtio_blk::VirtioBlk;
 
-use crate::inproc::{InProcess, OwnedHw};
+use crate::inproc::{InProcess, InProcessServer, OwnedHw};
+use crate::report::{check, counts, report};
 
 userlib::entry!(main);
 
@@ -48,10 +60,55 @@ const IO_SECTORS: u32 = 8;
 const MAX_SAMPLES: usize = 100_000;
 /// A completion that takes longer than this fails the run.
 const COMPLETION_TIMEOUT_US: u64 = 2_000_000;
-/// The badge this task has as the server logic's client.
-const BADGE: u32 = 1;
 /// log2 of the event-queue records (no faults are expected).
 const EVTQ_LOG2: u8 = 10;
+
+/// The devices the ceiling can drive, in the order it measures them: the
+/// capability and argument names, the name in `bench-result` lines (as
+/// blk-bench prints it) and the badge of its in-process client.
+const DEVICES: [Device; 2] = [
+    Device {
+        library: Library::Nvme,
+        cap: "nvme",
+        bdf_arg: "nvme_bdf",
+        name: "nvme",
+        badge: 1,
+    },
+    Device {
+        library: Library::VirtioBlk,
+        cap: "vblk",
+        bdf_arg: "vblk_bdf",
+        name: "virtio-blk",
+        badge: 2,
+    },
+];
+
+/// The driver library a device is opened with.
+#[derive(Clone, Copy)]
+enum Library {
+    Nvme,
+    VirtioBlk,
+}
+
+/// One device the ceiling may own.
+struct Device {
+    library: Library,
+    cap: &'static str,
+    bdf_arg: &'static str,
+    name: &'static str,
+    badge: u32,
+}
+
+/// What a run measures: its queue depths, workloads and time per point.
+struct Plan {
+    qds: Vec<u16>,
+    max_qd: u16,
+    workloads: Vec<IoKind>,
+    ms: u64,
+    hz: u64,
+    /// Points of the whole run.
+    total: usize,
+}
 
 fn main(info: &TaskInfo<'static>) -> i32 {
     match run(info) {
@@ -63,8 +120,15 @@ fn main(info: &TaskInfo<'static>) -> i32 {
     }
 }
 
-fn run(info: &TaskInfo<'static>) -> Result<(), alloc::string::String> {
-    use alloc::format;
+/// The workload's name in `bench-result` lines.
+fn workload_name(kind: IoKind) -> &'static str {
+    match kind {
+        IoKind::Write => "randwrite",
+        _ => "randread",
+    }
+}
+
+fn run(info: &TaskInfo<'static>) -> Result<(), String> {
     let hz = userlib::time().map(|(_, hz)| hz).unwrap_or(1).max(1);
     let ms = userlib::arg_u64(info, "ms", 500).unwrap_or(500);
     let qds: Vec<u16> = info
@@ -75,15 +139,37 @@ fn run(info: &TaskInfo<'static>) -> Result<(), alloc::string::String> {
         .filter(|&q| q > 0)
         .collect();
     let max_qd = qds.iter().copied().max().ok_or("argument qds is empty")?;
-    let (Some(smmu_cap), Some(owner), Some(dev)) =
-        (info.cap("smmu"), info.cap("owner"), info.cap("dev"))
-    else {
-        return Err("needs capabilities smmu (mmio), owner (smmu_owner), dev (pci)".into());
+    let mut workloads = Vec::new();
+    for w in info
+        .arg("workloads")
+        .unwrap_or("randread,randwrite")
+        .split(',')
+    {
+        workloads.push(match w.trim() {
+            "randread" => IoKind::Read,
+            "randwrite" => IoKind::Write,
+            other => return Err(format!("argument workloads: unknown workload `{other}`")),
+        });
+    }
+    let (Some(smmu_cap), Some(owner)) = (info.cap("smmu"), info.cap("owner")) else {
+        return Err("needs capabilities smmu (mmio), owner (smmu_owner)".into());
     };
-    let rid = info
-        .arg("bdf")
-        .and_then(parse_bdf)
-        .ok_or("argument bdf (bus:dev.fn of the dev capability) missing or malformed")?;
+    // Each device present: its PCI capability and RID.
+    let mut present: Vec<(&Device, u32, u32)> = Vec::new();
+    for d in &DEVICES {
+        if let Some(cap) = info.cap(d.cap) {
+            let rid = info.arg(d.bdf_arg).and_then(parse_bdf).ok_or_else(|| {
+                format!(
+                    "argument {} (bus:dev.fn of cap {}) missing or malformed",
+                    d.bdf_arg, d.cap
+                )
+            })?;
+            present.push((d, cap, rid));
+        }
+    }
+    if present.is_empty() {
+        return Err("needs a block device capability: nvme or vblk (pci)".into());
+    }
 
     // The SMMU, brought up exactly as the IOMMU server task does.
     let regs = DeviceRegion::mmio(smmu_cap).map_err(|e| format!("mapping the SMMU: {e}"))?;
@@ -107,50 +193,121 @@ fn run(info: &TaskInfo<'static>) -> Result<(), alloc::string::String> {
         .enable(base, cfg)
         .map_err(|e| format!("enabling the SMMU: {e:?}"))?;
     userlib::smmu_enabled(owner).map_err(|e| format!("SMMU-enabled declaration: {e}"))?;
-    server
-        .add_client(
-            BADGE,
-            "ceiling",
-            InvalidationPolicy::Strict,
-            TrustLevel::Trusted,
-        )
-        .map_err(|e| format!("client: {e:?}"))?;
-    let device = Presented {
-        rid,
-        // QEMU virt's iommu-map is the identity: StreamID = RID.
-        sid: StreamId(rid),
+    let ip = InProcessServer::new(server, hz);
+
+    let plan = Plan {
+        total: present.len() * workloads.len() * qds.len(),
+        qds,
+        max_qd,
+        workloads,
+        ms,
+        hz,
     };
-    let iommu = InProcess::new(server, BADGE, device, hz);
-
-    // The controller, polled (no interrupt), deep enough for every point.
-    let mut nvme = Nvme::open(&iommu, dev, None, max_qd).map_err(|e| format!("nvme: {e}"))?;
-    let slots = nvme.info().sectors / u64::from(IO_SECTORS);
-    if slots == 0 {
-        return Err("namespace smaller than one I/O".into());
+    let mut done = 0;
+    for &(d, cap, rid) in &present {
+        ip.server_mut()
+            .add_client(
+                d.badge,
+                d.name,
+                InvalidationPolicy::Strict,
+                TrustLevel::Trusted,
+            )
+            .map_err(|e| format!("{}: client: {e:?}", d.name))?;
+        let device = Presented {
+            rid,
+            // QEMU virt's iommu-map is the identity: StreamID = RID.
+            sid: StreamId(rid),
+        };
+        let iommu = ip.client(d.badge, device);
+        // The device polled (no interrupt), deep enough for every point.
+        match d.library {
+            Library::Nvme => {
+                let mut dev =
+                    Nvme::open(&iommu, cap, None, max_qd).map_err(|e| format!("nvme: {e}"))?;
+                measure(&ip, &iommu, &mut dev, d.name, &plan, &mut done)?;
+            }
+            Library::VirtioBlk => {
+                let mut dev = VirtioBlk::open(&iommu, cap, None, max_qd)
+                    .map_err(|e| format!("virtio-blk: {e}"))?;
+                measure(&ip, &iommu, &mut dev, d.name, &plan, &mut done)?;
+            }
+        }
     }
-    let buf = DmaBuffer::alloc(u64::from(max_qd)).map_err(|e| format!("buffers: {e}"))?;
-    let frames = inproc::frames_of(&buf).ok_or("buffers have no physical address")?;
+    let s = ip.server().server_stats();
     log!(
-        "ceiling: SMMU on, NVMe {} 4 KiB slots, strict map/unmap per I/O in-process, polled, {ms} ms per point",
-        slots
-    );
-
-    let total = qds.len();
-    for (i, &qd) in qds.iter().enumerate() {
-        let before = counts(&iommu);
-        let p = run_point(&iommu, &mut nvme, &buf, &frames, slots, qd, ms, hz)?;
-        iommu.drain_events();
-        let after = counts(&iommu);
-        report(qd, &p, &before, &after, hz, i + 1, total);
-        check(qd, &p, &before, &after)?;
-    }
-    let s = iommu.server().server_stats();
-    log!(
-        "ceiling: done, {total} points; strict invalidations: {} TLBI commands, {} CMD_SYNCs",
+        "ceiling: done, {done} points; strict invalidations: {} TLBI commands, {} CMD_SYNCs",
         s.tlbi_commands,
         s.syncs
     );
     Ok(())
+}
+
+/// Every workload and queue depth of `plan` on one opened device; `done`
+/// counts the run's points measured so far.
+fn measure(
+    ip: &InProcessServer,
+    iommu: &InProcess<'_>,
+    dev: &mut impl BlockDevice,
+    name: &'static str,
+    plan: &Plan,
+    done: &mut usize,
+) -> Result<(), String> {
+    let info = dev.info();
+    if info.queue_depth < plan.max_qd {
+        return Err(format!(
+            "{name}: queue depth {} where {} is needed",
+            info.queue_depth, plan.max_qd
+        ));
+    }
+    let slots = info.sectors / u64::from(IO_SECTORS);
+    if slots == 0 {
+        return Err(format!("{name}: smaller than one I/O"));
+    }
+    let buf = DmaBuffer::alloc(u64::from(plan.max_qd)).map_err(|e| format!("buffers: {e}"))?;
+    let frames = inproc::frames_of(&buf).ok_or("buffers have no physical address")?;
+    log!(
+        "ceiling: SMMU on, {name} {slots} 4 KiB slots, strict map/unmap per I/O in-process, polled, {} ms per point",
+        plan.ms
+    );
+    for &kind in &plan.workloads {
+        for &qd in &plan.qds {
+            let at = Where {
+                name,
+                kind,
+                qd,
+                slots,
+            };
+            let before = counts(ip);
+            let p = run_point(iommu, dev, &buf, &frames, &at, plan.ms, plan.hz)?;
+            ip.drain_events();
+            let after = counts(ip);
+            *done += 1;
+            report(&at, &p, &before, &after, plan.hz, *done, plan.total);
+            check(&at, &p, &before, &after)?;
+        }
+    }
+    Ok(())
+}
+
+/// Which point: device, workload, queue depth, and the device's 4 KiB
+/// slots (the random LBAs' range).
+struct Where {
+    name: &'static str,
+    kind: IoKind,
+    qd: u16,
+    slots: u64,
+}
+
+impl core::fmt::Display for Where {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} {} qd {}",
+            self.name,
+            workload_name(self.kind),
+            self.qd
+        )
+    }
 }
 
 /// `bus:dev.fn` as a PCI requester ID.
@@ -161,30 +318,6 @@ fn parse_bdf(s: &str) -> Option<u32> {
     let dev = u32::from_str_radix(dev, 16).ok().filter(|&d| d < 32)?;
     let func = u32::from_str_radix(func, 16).ok().filter(|&f| f < 8)?;
     Some(bus << 8 | dev << 3 | func)
-}
-
-/// Counters sampled around a point.
-#[derive(Clone, Copy)]
-struct Counts {
-    tlbi: u64,
-    syncs: u64,
-    doorbells: u64,
-    /// Event records read (faults).
-    events: u64,
-    /// CMD_SYNCs the hardware layer issued and saw complete.
-    hw_syncs: u64,
-}
-
-fn counts(iommu: &InProcess) -> Counts {
-    let s = iommu.server();
-    let stats = s.server_stats();
-    Counts {
-        tlbi: stats.tlbi_commands,
-        syncs: stats.syncs,
-        doorbells: s.hw().0.counters.doorbells,
-        events: stats.events,
-        hw_syncs: s.hw().0.counters.syncs,
-    }
 }
 
 /// What one point measured.
@@ -203,25 +336,32 @@ struct Point {
     batches: u64,
 }
 
-/// Keeps `qd` reads in flight for `ms` milliseconds, as blk-bench does:
-/// every reaped batch is unmapped (one sync), then as many new reads are
+/// The direction the block service maps a buffer in for an I/O of
+/// `kind`: the device writes a read's buffer and reads a write's.
+fn direction(kind: IoKind) -> Dir {
+    match kind {
+        IoKind::Write => Dir::ToDevice,
+        _ => Dir::FromDevice,
+    }
+}
+
+/// Keeps `at.qd` I/Os in flight for `ms` milliseconds, as blk-bench does:
+/// every reaped batch is unmapped (one sync), then as many new I/Os are
 /// mapped (one Map) and submitted (one doorbell). An I/O's latency runs
 /// from before its map to after its unmap's sync.
-#[allow(clippy::too_many_arguments)]
-fn run_point(
-    iommu: &InProcess,
-    nvme: &mut Nvme,
+fn run_point<D: BlockDevice>(
+    iommu: &InProcess<'_>,
+    dev: &mut D,
     buf: &DmaBuffer,
     frames: &[abi::PhysAddr],
-    slots: u64,
-    qd: u16,
+    at: &Where,
     ms: u64,
     hz: u64,
-) -> Result<Point, alloc::string::String> {
-    use alloc::format;
-    let mut rng = userlib::rng::XorShift::new(
-        0x9e37_79b9_7f4a_7c15 ^ u64::from(qd) ^ (IoKind::Read as u64) << 20,
-    );
+) -> Result<Point, String> {
+    let (qd, kind, slots) = (at.qd, at.kind, at.slots);
+    let dir = direction(kind);
+    let mut rng =
+        userlib::rng::XorShift::new(0x9e37_79b9_7f4a_7c15 ^ u64::from(qd) ^ (kind as u64) << 20);
     let mut free: Vec<u16> = (0..qd).rev().collect();
     let mut started = alloc::vec![0u64; usize::from(qd)];
     let mut iovas = alloc::vec![Iova::new(0); usize::from(qd)];
@@ -244,14 +384,14 @@ fn run_point(
     let mut got = alloc::vec![Iova::new(0); usize::from(qd)];
     let timeout = COMPLETION_TIMEOUT_US * hz / 1_000_000;
 
-    let mut submit = |nvme: &mut Nvme,
+    let mut submit = |dev: &mut D,
                       n: usize,
                       free: &mut Vec<u16>,
                       in_flight: &mut u16,
                       started: &mut [u64],
                       iovas: &mut [Iova],
                       p: &mut Point|
-     -> Result<(), alloc::string::String> {
+     -> Result<(), String> {
         batch.clear();
         ranges.clear();
         for _ in 0..n {
@@ -267,7 +407,7 @@ fn run_point(
         }
         let t0 = userlib::counter();
         let n = iommu
-            .map(buf, frames, &ranges, &mut got)
+            .map(buf, frames, dir, &ranges, &mut got)
             .map_err(|e| format!("map: {e}"))?;
         let t1 = userlib::counter();
         p.iommu_ticks += t1 - t0;
@@ -278,14 +418,14 @@ fn run_point(
             iovas[usize::from(slot)] = got[k];
             ios.push(DeviceIo {
                 slot,
-                kind: IoKind::Read,
+                kind,
                 lba: (rng.next_u64() % slots) * u64::from(IO_SECTORS),
                 sectors: IO_SECTORS,
                 iova: got[k],
                 bytes: abi::PAGE_SIZE,
             });
         }
-        nvme.submit(&ios).map_err(|e| format!("submit: {e:?}"))?;
+        dev.submit(&ios).map_err(|e| format!("submit: {e:?}"))?;
         *in_flight += batch.len() as u16;
         Ok(())
     };
@@ -293,7 +433,7 @@ fn run_point(
     let start = userlib::counter();
     let end = start + ms * hz / 1000;
     submit(
-        nvme,
+        dev,
         usize::from(qd),
         &mut free,
         &mut in_flight,
@@ -306,10 +446,10 @@ fn run_point(
         done.clear();
         let spin_from = userlib::counter();
         while done.is_empty() {
-            nvme.completions(&mut done);
+            dev.completions(&mut done);
             if done.is_empty() && userlib::counter() - spin_from > timeout {
                 return Err(format!(
-                    "qd {qd}: no completion within {COMPLETION_TIMEOUT_US} us ({in_flight} in flight)"
+                    "{at}: no completion within {COMPLETION_TIMEOUT_US} us ({in_flight} in flight)"
                 ));
             }
         }
@@ -341,7 +481,7 @@ fn run_point(
             break;
         }
         submit(
-            nvme,
+            dev,
             n,
             &mut free,
             &mut in_flight,
@@ -354,7 +494,7 @@ fn run_point(
     let drain_from = userlib::counter();
     while in_flight > 0 {
         done.clear();
-        nvme.completions(&mut done);
+        dev.completions(&mut done);
         if !done.is_empty() {
             let unmap: Vec<Extent> = done
                 .iter()
@@ -365,94 +505,17 @@ fn run_point(
             p.batches += 1;
             in_flight -= done.len() as u16;
             p.ios += done.len() as u64;
-            for &(slot, _) in &done {
+            for &(slot, status) in &done {
+                if status.is_err() {
+                    p.errors += 1;
+                }
                 free.push(slot);
             }
         } else if userlib::counter() - drain_from > timeout {
-            return Err(format!("qd {qd}: {in_flight} reads never completed"));
+            return Err(format!("{at}: {in_flight} I/Os never completed"));
         }
     }
     p.ticks = userlib::counter() - start;
     p.lat.sort_unstable();
     Ok(p)
-}
-
-/// The point's counters must show the work the ceiling claims to keep:
-/// every read's buffer mapped and unmapped, strict invalidations (at least
-/// one TLBI and one CMD_SYNC, no more syncs than reaped batches), no read
-/// failed, no DMA fault recorded.
-fn check(qd: u16, p: &Point, a: &Counts, b: &Counts) -> Result<(), alloc::string::String> {
-    let (tlbi, syncs, faults) = (b.tlbi - a.tlbi, b.syncs - a.syncs, b.events - a.events);
-    let fails = [
-        (p.ios == 0, "no read completed"),
-        (
-            p.maps != p.ios || p.unmaps != p.ios,
-            "not every read's buffer was mapped and unmapped",
-        ),
-        (tlbi == 0, "no TLBI was issued"),
-        (syncs == 0, "no CMD_SYNC was issued"),
-        (
-            b.hw_syncs - a.hw_syncs != syncs,
-            "the SMMU completed another number of CMD_SYNCs than the server logic issued",
-        ),
-        (syncs > p.batches, "more CMD_SYNCs than reaped batches"),
-        (p.errors > 0, "reads failed"),
-        (faults > 0, "the SMMU recorded DMA faults"),
-    ];
-    if let Some((_, why)) = fails.iter().find(|(bad, _)| *bad) {
-        log!(
-            "ceiling: qd {qd}: INCONSISTENT: {why} ({} reads, {} maps, {} unmaps, {tlbi} TLBI, {syncs} CMD_SYNC, {} batches, {faults} fault records)",
-            p.ios,
-            p.maps,
-            p.unmaps,
-            p.batches
-        );
-        return Err(alloc::format!("qd {qd}: counters inconsistent"));
-    }
-    log!(
-        "ceiling: qd {qd}: consistent: {} reads, each buffer mapped and unmapped; {tlbi} TLBI, {syncs} CMD_SYNC for {} reaped batches; no fault",
-        p.ios,
-        p.batches
-    );
-    Ok(())
-}
-
-/// Per-I/O value with three decimals, as text (blk-bench's form).
-struct PerIo(u64, u64);
-
-impl core::fmt::Display for PerIo {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let milli = self.0 * 1000 / self.1.max(1);
-        write!(f, "{}.{:03}", milli / 1000, milli % 1000)
-    }
-}
-
-fn report(qd: u16, p: &Point, a: &Counts, b: &Counts, hz: u64, done: usize, total: usize) {
-    let us = p.ticks * 1_000_000 / hz;
-    let iops = p.ios * 1_000_000 / us.max(1);
-    let per_mille = |q: usize| {
-        p.lat
-            .get((p.lat.len() * q / 1000).min(p.lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
-    let kept = u64::try_from(p.lat.len()).unwrap_or(u64::MAX).max(1);
-    let mean = p.lat.iter().map(|&l| u64::from(l)).sum::<u64>() / kept;
-    let ios = p.ios.max(1);
-    log!(
-        "bench-result dev=nvme mode=ceiling wl=randread qd={qd} ios={} us={us} iops={iops} p50_us={} p99_us={} p999_us={} max_us={} mean_us={mean} ipc=0.000 tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us=0 errors={} point={done}/{total} unmap_us={}",
-        p.ios,
-        per_mille(500),
-        per_mille(990),
-        per_mille(999),
-        p.lat.last().copied().unwrap_or(0),
-        PerIo(b.tlbi - a.tlbi, ios),
-        PerIo(b.syncs - a.syncs, ios),
-        PerIo(b.doorbells - a.doorbells, ios),
-        PerIo(p.iommu_ticks * 1_000_000 / hz, ios),
-        PerIo(p.maps, ios),
-        PerIo(p.unmaps, ios),
-        p.errors,
-        PerIo(p.unmap_ticks * 1_000_000 / hz, ios),
-    );
 }

@@ -67,6 +67,10 @@ pub trait DmaMapper {
     fn attach_device(&self, device_cap: u32, dma_bits: u8) -> Result<StreamId, ClientError>;
     /// Maps the whole of `mem` for the device; returns its IOVA.
     fn map_buffer(&self, mem: &userlib::DmaBuffer, dir: Dir) -> Result<Iova, ClientError>;
+    /// Unmaps `len` bytes at `iova`, exactly as [`DmaMapper::map_buffer`]
+    /// mapped them (a driver giving up on a device it could not open);
+    /// returns once the unmap is complete for the client's policy.
+    fn unmap_buffer(&self, iova: Iova, len: u64) -> Result<(), ClientError>;
 }
 
 impl DmaMapper for Iommu {
@@ -75,6 +79,9 @@ impl DmaMapper for Iommu {
     }
     fn map_buffer(&self, mem: &userlib::DmaBuffer, dir: Dir) -> Result<Iova, ClientError> {
         self.map_one(mem.grant(), dir, 0, mem.len())
+    }
+    fn unmap_buffer(&self, iova: Iova, len: u64) -> Result<(), ClientError> {
+        self.unmap(&[Extent::new(iova.get(), len)]).map(|_| ())
     }
 }
 

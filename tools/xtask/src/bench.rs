@@ -34,8 +34,9 @@ pub struct BenchOptions {
     pub repeat: u64,
 }
 
-/// The ceiling: NVMe random reads in one polled task that owns the SMMU
-/// and the device, mapping and strictly unmapping every buffer, no IPC.
+/// The ceiling: the matrix's workloads on both devices in one polled task
+/// that owns the SMMU and the devices, mapping and strictly unmapping
+/// every buffer, no IPC.
 const CEILING: &str = "systems/bench-ceiling.toml";
 /// The matrix: every mode, queue depth and workload on both devices.
 const MATRIX: &str = "systems/bench.toml";
@@ -793,6 +794,69 @@ mod tests {
         let text = serde_json::to_string_pretty(&r).unwrap();
         let back: report::Report = serde_json::from_str(&text).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// Every device and workload the ceiling measured gets its own ratios:
+    /// a virtio-blk random-write point is taken against the virtio-blk
+    /// random-write ceiling, not against NVMe's or the reads'.
+    #[test]
+    fn each_device_and_workload_has_its_own_ceiling() {
+        let vblk_write = |log: &str, iops: &str| {
+            log.replace("dev=nvme", "dev=virtio-blk")
+                .replace("wl=randread", "wl=randwrite")
+                .replace("iops=2000", iops)
+        };
+        let ceiling_log = format!(
+            "{CEILING_LOG}{}",
+            vblk_write(CEILING_LOG, "iops=4000").replace("p50_us=4", "p50_us=3")
+        );
+        let ceiling = samples_of("ceiling", 0, &ceiling_log).unwrap();
+        assert_eq!(ceiling.len(), 2);
+        let matrix_log = format!("{LOG}{}", vblk_write(LOG, "iops=2000"));
+        let mut got = samples_of("matrix", 0, &matrix_log).unwrap();
+        against_ceiling(&mut got, &ceiling);
+        let ratio = |dev: &str, wl: &str, mode: &str| {
+            let (_, s) = got
+                .iter()
+                .find(|(k, _)| k.device == dev && k.workload == wl && k.mode == mode)
+                .unwrap();
+            (s.ratio_to_ceiling_milli, s.p50_to_ceiling_milli)
+        };
+        // NVMe reads against 2000 IOPS, p50 4; virtio-blk writes (bypass
+        // 1000 and strict 950 IOPS, p50 5 and 6 in LOG) against 4000, p50 3.
+        assert_eq!(ratio("nvme", "randread", "bypass"), (Some(500), Some(1250)));
+        assert_eq!(
+            ratio("virtio-blk", "randwrite", "bypass"),
+            (Some(250), Some(1667))
+        );
+        assert_eq!(
+            ratio("virtio-blk", "randwrite", "strict"),
+            (Some(238), Some(2000))
+        );
+        let mut all = ceiling.clone();
+        all.extend(got);
+        let mut r = report_of(&[]);
+        r.points = report::aggregate(all);
+        let t = table(&r);
+        assert!(
+            t.lines().any(|l| l.contains("virtio-blk")
+                && l.contains("randwrite")
+                && l.contains("0.238")),
+            "{t}"
+        );
+        // The chart draws each ceiling in its own panel, and says how far
+        // each bar is from it.
+        let svg = chart::svg(&r);
+        assert!(
+            svg.contains("ceiling virtio-blk QD8 ceiling: 4000 IOPS"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("matrix virtio-blk QD8 strict: 950 IOPS"),
+            "{svg}"
+        );
+        assert!(svg.contains(", 0.238 of the ceiling"), "{svg}");
+        assert!(svg.contains(">ceiling</text>"), "{svg}");
     }
 
     #[test]

@@ -129,9 +129,10 @@ pub const DEFAULT_TRUST: &str = "strict";
 /// The package the IOMMU server is built from.
 pub const IOMMU_SERVER_PACKAGE: &str = "iommu-server";
 
-/// The benchmark's ceiling (benches/ceiling): its argument `bdf` must name
-/// the PCI function of its capability `dev` (it needs the RID to attach the
-/// device in-process, and the kernel does not tell it).
+/// The benchmark's ceiling (benches/ceiling): for each PCI capability `X`
+/// it holds (`nvme`, `vblk`), its argument `X_bdf` must name that
+/// capability's function (it needs the RID to attach the device
+/// in-process, and the kernel does not tell it).
 pub const CEILING_PACKAGE: &str = "ceiling";
 
 /// How deep includes may nest (a backstop: cycles are caught by name).
@@ -630,16 +631,22 @@ fn convert_task(
         }
     }
     if t.package == CEILING_PACKAGE {
-        let dev = t
+        let devices: Vec<(&str, &str)> = t
             .caps
             .iter()
-            .find(|c| c.name == "dev")
-            .and_then(|c| c.pci.as_deref());
-        if dev.is_none() || t.args.get("bdf").map(String::as_str) != dev {
-            return Err(format!(
-                "argument bdf = {:?} must name the PCI function of cap \"dev\" ({dev:?})",
-                t.args.get("bdf")
-            ));
+            .filter_map(|c| Some((c.name.as_str(), c.pci.as_deref()?)))
+            .collect();
+        if devices.is_empty() {
+            return Err("the ceiling needs a PCI capability (nvme or vblk)".into());
+        }
+        for (cap, pci) in devices {
+            let arg = format!("{cap}_bdf");
+            if t.args.get(&arg).map(String::as_str) != Some(pci) {
+                return Err(format!(
+                    "argument {arg} = {:?} must name the PCI function of cap \"{cap}\" ({pci:?})",
+                    t.args.get(&arg)
+                ));
+            }
         }
     }
     if t.caps.len() > MAX_CAPS_PER_TASK {

@@ -28,7 +28,7 @@ use abi::{Iova, PAGE_SIZE, StreamId};
 use block_api::{BlockError, Info, IoKind};
 use block_server::{BlockDevice, DeviceIo};
 use iommu_api::{Dir, Extent};
-use iommu_client::Iommu;
+use iommu_client::{DmaMapper, Iommu};
 use userlib::{Counter, DmaBuffer, log};
 use virtio_blk_core::blk::{
     self, BlkConfig, DmaLayout, Outcome, RequestHeader, RequestType, SECTOR_BYTES, feature,
@@ -116,8 +116,11 @@ impl VirtioBlk {
     /// takes completions through `irq` (capability, notification bit) if
     /// given, by polling otherwise. On failure the device is reset and
     /// marked FAILED, and the ring memory unmapped.
+    ///
+    /// `iommu` is the IOMMU server ([`Iommu`]), or, in a task that is the
+    /// SMMU owner itself, an in-process mapper.
     pub fn open(
-        iommu: &Iommu,
+        iommu: &impl DmaMapper,
         pci_cap: u32,
         irq: Option<(u32, u64)>,
         queue_depth: u16,
@@ -144,7 +147,7 @@ impl VirtioBlk {
                 let _ = reset(&mut p.regs, clock);
                 let _ = p.regs.set_common(common::DEVICE_STATUS, Status::FAILED);
                 if let Some((iova, len)) = p.mapped {
-                    let _ = iommu.unmap(&[Extent::new(iova.get(), len)]);
+                    let _ = iommu.unmap_buffer(iova, len);
                 }
                 Err(e)
             }
@@ -186,7 +189,7 @@ impl VirtioBlk {
     /// The initialisation sequence [VIRTIO-1.2 §3.1.1, §4.1.5.1.3].
     fn init(
         p: &mut Partial,
-        iommu: &Iommu,
+        iommu: &impl DmaMapper,
         pci_cap: u32,
         interrupts: bool,
         queue_depth: u16,
@@ -227,7 +230,7 @@ impl VirtioBlk {
             }
             _ => DmaBuffer::alloc(layout.len.div_ceil(PAGE_SIZE))?,
         };
-        let iova = iommu.map_one(buf.grant(), Dir::Bidirectional, 0, buf.len())?;
+        let iova = iommu.map_buffer(&buf, Dir::Bidirectional)?;
         p.mapped = Some((iova, buf.len()));
         let regs = &mut p.regs;
         let mut mem = DmaMem(buf);

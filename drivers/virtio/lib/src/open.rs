@@ -12,7 +12,7 @@
 use core::fmt;
 
 use abi::StreamId;
-use iommu_client::{ClientError, Iommu};
+use iommu_client::{ClientError, DmaMapper};
 use userlib::{Counter, poll_until};
 use virtio_core::pci::{self, CapError, Status, common, header};
 
@@ -128,8 +128,10 @@ pub struct Attached {
 /// device of type `device_id` (`expected` names it in the error),
 /// attaches it to this task's IOMMU domain, finds its virtio
 /// capabilities and maps its registers. Bus mastering stays off.
+/// `iommu` is the IOMMU server (`Iommu`), or an in-process mapper in a
+/// task that is the SMMU owner itself.
 pub fn attach(
-    iommu: &Iommu,
+    iommu: &impl DmaMapper,
     pci_cap: u32,
     device_id: u16,
     expected: &'static str,
@@ -138,7 +140,7 @@ pub fn attach(
     if id != (u32::from(device_id) << 16) | u32::from(pci::VENDOR_ID) {
         return Err(OpenError::NotModern { expected, id });
     }
-    let sid = iommu.attach(pci_cap, DMA_BITS)?;
+    let sid = iommu.attach_device(pci_cap, DMA_BITS)?;
     let caps = pci::find_caps(|off| userlib::pci_config_read(pci_cap, off).ok())?;
     let regs = Transport::map(pci_cap, caps)?;
     let (_, hz) = userlib::time()?;

@@ -1,7 +1,8 @@
 //! The benchmark chart (`chart.svg`), drawn by hand as SVG text: per device
 //! and workload, IOPS as a ratio of bypass (bypass itself is the reference
-//! line) and absolute IOPS on a log scale, both with 95% interval bars and
-//! the projection marker; then the mixed run beside the same points measured
+//! line) and absolute IOPS on a log scale beside the ceiling run's point of
+//! the same queue depth (each bar's tooltip gives its `x_ceiling`), both
+//! with 95% interval bars and the projection marker; then the mixed run beside the same points measured
 //! alone; a caption says what was run where. Nothing is clipped: every axis
 //! is sized to the largest value it shows.
 
@@ -16,6 +17,8 @@ const MODES: [(&str, &str); 4] = [
     ("strict", "#0072B2"),
     ("deferred", "#009E73"),
 ];
+/// The ceiling run's bars (absolute IOPS panels only).
+const CEILING: (&str, &str) = ("ceiling", "#E69F00");
 const PANEL_W: f64 = 470.0;
 const PANEL_H: f64 = 250.0;
 /// Left margin of a panel (tick labels and the axis title).
@@ -32,10 +35,23 @@ fn esc(text: &str) -> String {
 }
 
 fn colour(mode: &str) -> &'static str {
-    MODES
+    [CEILING]
         .iter()
+        .chain(MODES.iter())
         .find(|(m, _)| *m == mode)
         .map_or("#CC79A7", |(_, c)| c)
+}
+
+/// Where a mode's bar goes within its group: the ceiling first, then
+/// the modes in [`MODES`] order, anything else last.
+fn bar_order(mode: &str) -> usize {
+    if mode == CEILING.0 {
+        return 0;
+    }
+    MODES
+        .iter()
+        .position(|(m, _)| *m == mode)
+        .map_or(MODES.len() + 1, |i| i + 1)
 }
 
 /// A "nice" upper bound at or above `v`: 1, 1.2, 1.5, 2, 2.5, 3, 4, 5 × 10^k.
@@ -240,6 +256,7 @@ fn panel(
 pub fn svg(r: &Report) -> String {
     let matrix: Vec<&PointReport> = r.points.iter().filter(|p| p.run == "matrix").collect();
     let mixed: Vec<&PointReport> = r.points.iter().filter(|p| p.run == "mixed").collect();
+    let ceiling: Vec<&PointReport> = r.points.iter().filter(|p| p.run == "ceiling").collect();
     let mut panels: Vec<(&str, &str)> = Vec::new();
     for p in &matrix {
         if !panels.contains(&(p.device.as_str(), p.workload.as_str())) {
@@ -266,13 +283,18 @@ pub fn svg(r: &Report) -> String {
             m.qemu_version, m.qemu_binary, m.cpu_model, m.accelerator, m.host_cpus
         ),
         format!(
-            "Run {} at commit {}{}. Left: IOPS / bypass IOPS of the same boot. Right: absolute IOPS, log scale.",
+            "Run {} at commit {}{}. Left: IOPS / bypass IOPS of the same boot. Right: absolute IOPS, log scale{}.",
             m.date,
             m.commit.get(..12).unwrap_or(&m.commit),
             if m.dirty {
                 " (with uncommitted changes)"
             } else {
                 ""
+            },
+            if ceiling.is_empty() {
+                ""
+            } else {
+                ", the ceiling first at each QD"
             }
         ),
     ];
@@ -289,9 +311,10 @@ pub fn svg(r: &Report) -> String {
             esc(line)
         );
     }
-    // Legend: modes, then the projection marker and the error bar.
+    // Legend: the ceiling if run, the modes, then the projection marker.
     let mut lx = 10.0;
-    for (mode, c) in MODES {
+    let legend = (!ceiling.is_empty()).then_some(CEILING);
+    for (mode, c) in legend.into_iter().chain(MODES) {
         let _ = writeln!(
             s,
             "<rect x=\"{lx}\" y=\"104\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"115\">{mode}</text>",
@@ -312,12 +335,7 @@ pub fn svg(r: &Report) -> String {
             .filter(|p| p.device == *dev && p.workload == *wl)
             .collect();
         let mut sorted = pts.clone();
-        sorted.sort_by_key(|p| {
-            (
-                p.queue_depth,
-                MODES.iter().position(|(m, _)| *m == p.mode).unwrap_or(9),
-            )
-        });
+        sorted.sort_by_key(|p| (p.queue_depth, bar_order(&p.mode)));
         // Ratio panel: every mode but bypass (its ratio is 1 by definition).
         let ratio_bars: Vec<Bar<'_>> = sorted
             .iter()
@@ -362,7 +380,15 @@ pub fn svg(r: &Report) -> String {
             Some(1.0),
             PANEL_W,
         );
-        let abs_bars: Vec<Bar<'_>> = sorted
+        // The ceiling's point first in each queue depth's group.
+        let mut with_ceiling: Vec<&PointReport> = ceiling
+            .iter()
+            .copied()
+            .filter(|p| p.device == *dev && p.workload == *wl)
+            .chain(sorted.iter().map(|p| **p))
+            .collect();
+        with_ceiling.sort_by_key(|p| (p.queue_depth, bar_order(&p.mode)));
+        let abs_bars: Vec<Bar<'_>> = with_ceiling
             .iter()
             .map(|p| iops_bar(p, format!("QD {}", p.queue_depth)))
             .collect();
@@ -428,14 +454,20 @@ fn iops_bar<'a>(p: &'a PointReport, group: String) -> Bar<'a> {
         high: p.iops.ci95_high as f64,
         projected: p.projected_iops.map(|v| v as f64),
         title: format!(
-            "{} {} QD{} {}: {} IOPS [{}-{}]",
+            "{} {} QD{} {}: {} IOPS [{}-{}]{}",
             p.run,
             p.device,
             p.queue_depth,
             p.mode,
             p.iops.median,
             p.iops.ci95_low,
-            p.iops.ci95_high
+            p.iops.ci95_high,
+            p.ratio_to_ceiling_milli.map_or(String::new(), |c| format!(
+                ", {:.3} of the ceiling [{:.3}-{:.3}]",
+                c.median as f64 / 1000.0,
+                c.ci95_low as f64 / 1000.0,
+                c.ci95_high as f64 / 1000.0
+            ))
         ),
     }
 }

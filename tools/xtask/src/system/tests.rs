@@ -797,15 +797,24 @@ fn iommu_fault_arguments_are_checked() {
 }
 
 #[test]
-fn the_ceilings_bdf_names_its_device() {
-    let ceiling = |bdf: &str| {
+fn the_ceilings_bdf_arguments_name_its_devices() {
+    let ceiling = |args: &str| {
         format!(
-            "[[task]]\nname = \"ceiling\"\npackage = \"ceiling\"\npriority = 3\nargs = {{ {bdf} }}\ncaps = [{{ name = \"dev\", pci = \"00:01.0\" }}]\n"
+            "[[task]]\nname = \"ceiling\"\npackage = \"ceiling\"\npriority = 3\nargs = {{ {args} }}\ncaps = [{{ name = \"nvme\", pci = \"00:01.0\" }}, {{ name = \"vblk\", pci = \"00:02.0\" }}]\n"
         )
     };
-    assert!(parse(&ceiling("bdf = \"00:01.0\""), "ok").is_ok());
-    rejects(&ceiling("bdf = \"00:02.0\""), &["task \"ceiling\"", "bdf"]);
-    rejects(&ceiling(""), &["task \"ceiling\"", "bdf"]);
+    let both = "nvme_bdf = \"00:01.0\", vblk_bdf = \"00:02.0\"";
+    assert!(parse(&ceiling(both), "ok").is_ok());
+    rejects(
+        &ceiling("nvme_bdf = \"00:01.0\", vblk_bdf = \"00:01.0\""),
+        &["task \"ceiling\"", "vblk_bdf"],
+    );
+    rejects(
+        &ceiling("vblk_bdf = \"00:02.0\""),
+        &["task \"ceiling\"", "nvme_bdf"],
+    );
+    let no_device = "[[task]]\nname = \"ceiling\"\npackage = \"ceiling\"\npriority = 3\ncaps = [{ name = \"owner\", smmu_owner = true }]\n";
+    rejects(no_device, &["task \"ceiling\"", "PCI capability"]);
 }
 
 #[test]
