@@ -31,7 +31,61 @@ pub struct BenchOptions {
     /// Where the report files go (default: target/bench/<timestamp>/).
     pub out: Option<PathBuf>,
     /// Boots of each run (mode order rotated each time).
-    pub repeat: u64,
+    pub repeat: Repeat,
+}
+
+/// How many times each run boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Exactly this many times.
+    Fixed(u64),
+    /// At least `min` and at most `max` times, stopping as soon as every
+    /// matrix and ceiling point's 95% IOPS interval lies within
+    /// ±`within_pct`% of its median.
+    Until { min: u64, max: u64, within_pct: u64 },
+}
+
+impl Repeat {
+    /// `bench`'s default: intervals within ±5%, 3 to 10 boots of each run.
+    pub const AUTO: Repeat = Repeat::Until {
+        min: 3,
+        max: 10,
+        within_pct: 5,
+    };
+
+    /// The most repetitions it may make.
+    fn max(self) -> u64 {
+        match self {
+            Repeat::Fixed(k) => k.max(1),
+            Repeat::Until { max, .. } => max.max(1),
+        }
+    }
+}
+
+impl Default for Repeat {
+    fn default() -> Self {
+        Repeat::Fixed(1)
+    }
+}
+
+/// The point whose IOPS interval is widest relative to its median (the
+/// matrix's and the ceiling's), and that half-width in per mille.
+fn widest_interval(points: &[report::PointReport]) -> Option<(u64, String)> {
+    points
+        .iter()
+        .filter(|p| p.run == "matrix" || p.run == "ceiling")
+        .map(|p| {
+            let half = p.iops.ci95_high.saturating_sub(p.iops.ci95_low) * 1000 / 2;
+            let rel = half / p.iops.median.max(1);
+            (
+                rel,
+                format!(
+                    "{} {} {} QD{} {}",
+                    p.run, p.device, p.workload, p.queue_depth, p.mode
+                ),
+            )
+        })
+        .max()
 }
 
 /// The ceiling: the matrix's workloads on both devices in one polled task
@@ -125,7 +179,7 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
         let stamp: String = date.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
         ws.target_dir.join("bench").join(stamp)
     });
-    let repeats = opts.repeat.max(1);
+    let max_repeats = opts.repeat.max();
     let mut samples: Vec<(report::PointKey, report::Sample)> = Vec::new();
     let mut mode_orders: Vec<Vec<String>> = Vec::new();
     let mut ms_per_point = 0;
@@ -135,9 +189,11 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
     let mut ceiling: Vec<(report::PointKey, report::Sample)> = Vec::new();
     // Seconds each boot of a run took so far, for the time left.
     let mut boot_secs: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let boots = repeats * RUNS.len() as u64;
+    let boots = max_repeats * RUNS.len() as u64;
     let mut boot = 0u64;
-    for rep in 0..repeats {
+    let mut repeats = 0u64;
+    let mut stop_rule = None;
+    for rep in 0..max_repeats {
         for (run, file) in RUNS {
             let mut system = suite::load_system(&ws, Path::new(file))?;
             for t in system.tasks.iter_mut().filter(|t| t.package == "ceiling") {
@@ -173,8 +229,13 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
                 .map(|b| mean(RUNS[usize::try_from(b).unwrap_or(0) % RUNS.len()].0))
                 .sum();
             println!(
-                "xtask: bench boot {boot}/{boots}: run `{run}` ({file}), repetition {}/{repeats}{}",
+                "xtask: bench boot {boot}/{boots}: run `{run}` ({file}), repetition {}/{max_repeats}{}{}",
                 rep + 1,
+                if matches!(opts.repeat, Repeat::Until { .. }) {
+                    " at most"
+                } else {
+                    ""
+                },
                 mean(run)
                     .zip(after)
                     .map_or(String::new(), |(this, after)| format!(
@@ -232,6 +293,36 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
                     .map(|l| format!("rep {}: {l}", rep + 1)),
             );
         }
+        repeats = rep + 1;
+        if let Repeat::Until {
+            min,
+            max,
+            within_pct,
+        } = opts.repeat
+        {
+            let widest = widest_interval(&report::aggregate(samples.clone()));
+            let (permille, point) = widest.unwrap_or_default();
+            let reached = permille <= within_pct * 10;
+            println!(
+                "xtask: after {repeats} repetition(s) the widest IOPS interval is ±{}.{}% ({point}); the goal is ±{within_pct}%",
+                permille / 10,
+                permille % 10
+            );
+            if repeats >= min && (reached || repeats >= max) {
+                stop_rule = Some(if reached {
+                    format!(
+                        "repeated until every matrix and ceiling point's 95% IOPS interval was within ±{within_pct}% of its median: {repeats} repetitions (at least {min})"
+                    )
+                } else {
+                    format!(
+                        "repeated until every matrix and ceiling point's 95% IOPS interval was within ±{within_pct}% of its median, at most {max} times: NOT reached, the widest after {repeats} is ±{}.{}% ({point})",
+                        permille / 10,
+                        permille % 10
+                    )
+                });
+                break;
+            }
+        }
     }
     let machine = qemu::machine();
     let report = report::Report {
@@ -245,6 +336,7 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
             accelerator: "tcg".into(),
             ms_per_point,
             repeats,
+            stop_rule,
             mode_orders,
             date,
             host_cpus: std::thread::available_parallelism()
@@ -482,6 +574,9 @@ pub fn table(r: &report::Report) -> String {
         m.commit.get(..12).unwrap_or(&m.commit),
         if m.dirty { ", dirty" } else { "" },
     );
+    if let Some(rule) = &m.stop_rule {
+        let _ = writeln!(t, "{rule}");
+    }
     let _ = writeln!(
         t,
         "{:<7} {:<10} {:<9} {:>3} {:<16} {:>22} {:>7} {:>19} {:>19} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>9} {:>6}",
@@ -673,6 +768,7 @@ mod tests {
                 accelerator: "tcg".into(),
                 ms_per_point: 1,
                 repeats: serials.len() as u64,
+                stop_rule: Some("repeated until the test said so".into()),
                 mode_orders: Vec::new(),
                 date: report::utc_date(0),
                 host_cpus: 2,
@@ -719,6 +815,22 @@ mod tests {
         assert!(svg.contains("IOPS / bypass IOPS") && svg.contains("IOPS (log scale)"));
         assert!(svg.contains("projected onto SMMUv3"));
         assert!(svg.contains("commit 0123456789ab"));
+        assert!(t.contains("repeated until the test said so"), "{t}");
+    }
+
+    /// The default repetition rule stops on the widest interval: strict's
+    /// 900-950 around 950 is ±2.6%, within 5% but not within 2%.
+    #[test]
+    fn the_widest_interval_decides_when_to_stop() {
+        let slower = LOG.replace("ios=95 us=1000 iops=950", "ios=90 us=1000 iops=900");
+        let r = report_of(&[LOG, &slower, LOG]);
+        let (permille, point) = widest_interval(&r.points).unwrap();
+        assert_eq!(permille, 26);
+        assert!(point.contains("strict"), "{point}");
+        let same = report_of(&[LOG, LOG, LOG]);
+        assert_eq!(widest_interval(&same.points).unwrap().0, 0);
+        assert_eq!(Repeat::AUTO.max(), 10);
+        assert_eq!(Repeat::Fixed(0).max(), 1);
     }
 
     /// The published report (docs/bench/results.json) must parse as the

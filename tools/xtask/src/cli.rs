@@ -209,9 +209,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Boot each run K times, rotating the mode order each time, and report
-    /// the median with a 95% bootstrap interval.
-    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
-    pub repeat: u64,
+    /// the median with a 95% bootstrap interval [default: until every
+    /// matrix and ceiling point's IOPS interval is within ±5% of its
+    /// median, at least 3 and at most 10 times; `--net`: 1].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=50))]
+    pub repeat: Option<u64>,
     /// Boot nothing: redraw the table, CSV and chart from DIR/results.json
     /// (into --out, else DIR).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["ms", "repeat"])]
@@ -605,8 +607,13 @@ mod tests {
         };
         assert_eq!(
             (b.ms, b.out, b.repeat),
-            (Some(20), Some(PathBuf::from("/tmp/b")), 3)
+            (Some(20), Some(PathBuf::from("/tmp/b")), Some(3))
         );
+        // No --repeat: the bench decides (until its intervals are narrow).
+        let Command::Bench(b) = cmd("bench") else {
+            panic!("not bench")
+        };
+        assert_eq!(b.repeat, None);
         let Command::Bench(b) = cmd("bench --replot docs/bench") else {
             panic!("not bench")
         };

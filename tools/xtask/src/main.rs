@@ -71,7 +71,7 @@ fn main_job(opts: &cli::RunOptions) -> Result<ExitCode, String> {
     let bench = bench::bench(&bench::BenchOptions {
         ms: Some(opts.bench_ms.unwrap_or(200)),
         out: Some(ws.scratch_dir("bench-report")),
-        repeat: 1,
+        repeat: bench::Repeat::Fixed(1),
     })?;
     println!("xtask: main job 3/4: isolation demos");
     let demos = demo(&[])?;
@@ -140,12 +140,14 @@ fn dispatch(command: Command) -> Result<ExitCode, String> {
             bench::replot(&dir, opts.out.as_deref().unwrap_or(&dir))
         }
         Command::Bench(opts) if opts.net.is_some() => {
-            netbench::bench(opts.out, opts.net.unwrap_or(64), opts.repeat)
+            netbench::bench(opts.out, opts.net.unwrap_or(64), opts.repeat.unwrap_or(1))
         }
         Command::Bench(opts) => bench::bench(&bench::BenchOptions {
             ms: opts.ms,
             out: opts.out,
-            repeat: opts.repeat,
+            repeat: opts
+                .repeat
+                .map_or(bench::Repeat::AUTO, bench::Repeat::Fixed),
         }),
         Command::Fuzz(opts) => fuzz::fuzz(&opts.options()),
         Command::Soak(opts) => soak::soak(&opts.options()),

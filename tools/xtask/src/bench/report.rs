@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 /// Bumped whenever a field changes meaning or disappears. 4: the ceiling
 /// run (`run = "ceiling"`, `mode = "ceiling"`: benches/ceiling, booted
 /// first in each repetition) and every point's ratios to it
-/// (`ratio_to_ceiling_milli`, `p50_to_ceiling_milli`).
-pub const SCHEMA_VERSION: u32 = 4;
+/// (`ratio_to_ceiling_milli`, `p50_to_ceiling_milli`). 5: `meta.stop_rule`,
+/// why a run without `--repeat` stopped where it did (a schema-4 report
+/// has none and replots as it did).
+pub const SCHEMA_VERSION: u32 = 5;
 /// Schema versions this xtask reads: a schema-3 report has no ceiling and
 /// no `*_to_ceiling_milli` fields (they are absent, not null, and stay
 /// absent when it is written back), and replots as it did.
-pub const READABLE_SCHEMAS: [u32; 2] = [3, SCHEMA_VERSION];
+pub const READABLE_SCHEMAS: [u32; 3] = [3, 4, SCHEMA_VERSION];
 /// Bytes per I/O: every workload moves 4 KiB blocks.
 pub const IO_BYTES: u64 = 4096;
 /// Bootstrap resamples for each interval.
@@ -49,6 +51,10 @@ pub struct Meta {
     pub ms_per_point: u64,
     /// Boots of each run.
     pub repeats: u64,
+    /// Why it stopped after `repeats` boots, when the count was not fixed
+    /// (`bench` without `--repeat`). Absent before schema 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_rule: Option<String>,
     /// The mode order of each repetition (rotated by one each time).
     pub mode_orders: Vec<Vec<String>>,
     /// UTC, `YYYY-MM-DDTHH:MM:SSZ`, when the run started.
@@ -564,6 +570,7 @@ mod tests {
                 accelerator: "tcg".into(),
                 ms_per_point: 500,
                 repeats: 2,
+                stop_rule: None,
                 mode_orders: vec![vec!["bypass".into(), "strict".into()]],
                 date: utc_date(0),
                 host_cpus: 2,
