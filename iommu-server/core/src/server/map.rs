@@ -241,8 +241,10 @@ impl<H: SmmuHw, R> Server<H, R> {
                 Some(lists)
             })
             .zip(Few::with_capacity(n, || Iova::new(0)).ok());
+        let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
+        // Room for the records too (the quota bounds their count).
+        let reserved = reserved.filter(|_| mappings.try_reserve(n).is_ok());
         let Some((mut lists, mut iovas)) = reserved else {
-            let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
             for &(b, n) in blocks.as_slice() {
                 let _ = tr.iova.free(b, n);
             }
@@ -294,8 +296,8 @@ impl<H: SmmuHw, R> Server<H, R> {
                 .map(|l| core::mem::replace(l, FrameList::Empty)),
         ) {
             let iova = Iova::new(block.get() + p.offset_in_page);
-            // The count was checked against the quota (`plan_map`): the
-            // map's growth is bounded by what `add_client` reserved.
+            // Room was reserved above; the count was checked against the
+            // quota (`plan_map`), which `add_client` reserved heap for.
             mappings.insert(iova.get(), Mapping { len: p.len, frames });
             iovas.push(iova);
         }

@@ -129,6 +129,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         let made = self.new_domain(dma_bits, false, &quota)?;
         if let Some(d) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) {
             d.tr = made.tr;
+            // Empty (no live mapping may switch), and now sized.
+            d.mappings = made.mappings;
         }
         Ok(())
     }

@@ -133,6 +133,16 @@ impl Extend<PhysAddr> for FrameList {
     }
 }
 
+/// A domain's live translated mappings by returned IOVA: a hash table (a
+/// map and an unmap each look one up; nothing needs them in order), grown
+/// only with `try_reserve`.
+pub(super) type Mappings = hashbrown::HashMap<u64, Mapping>;
+
+/// Mapping records a translated domain's table is sized for when the
+/// domain is made (its quota's mappings, up to this); past that it grows
+/// fallibly.
+pub(super) const RECORDS_PRESIZED: u64 = 4096;
+
 /// A live translated mapping, keyed by its IOVA: it lies in the IOVA
 /// block that starts at the key's page ([`Mapping::block`]).
 pub(super) struct Mapping {
@@ -206,7 +216,7 @@ pub(super) struct Domain {
     /// while a benchmark client is in bypass.
     pub(super) tr: Option<Translated>,
     /// Returned IOVA -> mapping (translated policies).
-    pub(super) mappings: BTreeMap<u64, Mapping>,
+    pub(super) mappings: Mappings,
     /// Bypass mappings: (bus address, length) -> how many times mapped.
     pub(super) bus: BTreeMap<(u64, u64), u32>,
     /// Live mappings (translated and bypass, each repeat counted).
@@ -278,7 +288,7 @@ impl AsidPool {
 pub(super) fn translated_mut(
     clients: &mut BTreeMap<u32, Client>,
     badge: u32,
-) -> Result<(&mut Translated, &mut BTreeMap<u64, Mapping>), ApiError> {
+) -> Result<(&mut Translated, &mut Mappings), ApiError> {
     match clients.get_mut(&badge) {
         Some(Client {
             domain:
