@@ -32,6 +32,7 @@ use super::state::{
 use super::types::Grant;
 use super::{MAIR_NORMAL, SMALL_LIST, Server};
 use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
+use crate::iova::IovaError;
 use crate::policy::InvalidationPolicy;
 
 /// Items a [`Few`] holds inline: a request's usual one range (one per
@@ -478,11 +479,14 @@ fn alloc_blocks(tr: &mut Translated, planned: &[Planned]) -> Result<Few<(Iova, u
     for p in planned {
         match tr.iova.alloc(p.pages) {
             Ok(b) => blocks.push((b, p.pages)),
-            Err(_) => {
+            Err(e) => {
                 for &(b, n) in blocks.as_slice() {
                     let _ = tr.iova.free(b, n);
                 }
-                return Err(ApiError::IovaExhausted);
+                return Err(match e {
+                    IovaError::NoMemory => ApiError::NoMemory,
+                    _ => ApiError::IovaExhausted,
+                });
             }
         }
     }
