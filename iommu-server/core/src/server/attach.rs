@@ -11,7 +11,6 @@
 //! live when its CFGI_STE failed (it goes back to abort).
 
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 
 use abi::{Iova, PhysAddr};
 use iommu_api::{ApiError, ClientQuota, Response};
@@ -20,6 +19,7 @@ use smmuv3::cd::{self, CdConfig};
 use smmuv3::cmd::Command;
 use smmuv3::ste::{self, SteOptions};
 
+use super::ReplyBytes;
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{QuotaTables, domain_reservation};
@@ -36,7 +36,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         badge: u32,
         dma_bits: u8,
         presented: Option<Presented>,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<ReplyBytes, ApiError> {
         let dev = presented.ok_or(ApiError::NoDevice)?;
         let sid = dev.sid;
         if dma_bits == 0 || dma_bits > 64 {

@@ -8,26 +8,29 @@
 //! handler's. A request that does not decode, or comes from a badge that
 //! is not a client's, changes nothing.
 
-use alloc::vec::Vec;
-
 use iommu_api::{ApiError, MSG_MAX, Request, Response};
 
 use super::Server;
 use super::hw::SmmuHw;
-use super::types::{Grant, Handled, Presented};
+use super::types::{Grant, Handled, Presented, ReplyBytes};
 
-pub(super) fn reply_bytes(r: &Response<'_>) -> Vec<u8> {
+/// `r` encoded; `NoMemory` if it needs the heap and the heap cannot hold
+/// it (an error always fits inline).
+pub(super) fn reply_bytes(r: &Response<'_>) -> ReplyBytes {
     let mut buf = [0u8; MSG_MAX];
     match r.encode(&mut buf) {
-        Ok(n) => buf[..n].to_vec(),
+        Ok(n) => {
+            ReplyBytes::try_from_slice(&buf[..n]).unwrap_or_else(|| error_bytes(ApiError::NoMemory))
+        }
         Err(e) => error_bytes(e),
     }
 }
 
-pub(super) fn error_bytes(e: ApiError) -> Vec<u8> {
+/// The error response `e` (a header alone: always inline).
+pub(super) fn error_bytes(e: ApiError) -> ReplyBytes {
     let mut buf = [0u8; MSG_MAX];
     let n = Response::encode_error(e, &mut buf);
-    buf[..n].to_vec()
+    ReplyBytes::inline(&buf[..n])
 }
 
 impl<H: SmmuHw, R> Server<H, R> {

@@ -23,6 +23,7 @@ use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use iommu_api::{ApiError, Dir, Extent, List, Response};
 use pgtable::{Attrs, TableMemory};
 
+use super::ReplyBytes;
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
@@ -182,7 +183,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         dir: Dir,
         ranges: List<'_, Extent>,
         grant: Option<Grant<'_>>,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<ReplyBytes, ApiError> {
         let plan = self.plan_map(badge, dir, ranges, grant)?;
         // Every frame a mapping will reach is pinned first (one call): a
         // single range's frames are a slice of the grant, several are
@@ -218,7 +219,12 @@ impl<H: SmmuHw, R> Server<H, R> {
     }
 
     /// A map whose frames are pinned.
-    fn map_pinned(&mut self, now: u64, badge: u32, plan: &MapPlan<'_>) -> Result<Vec<u8>, Failed> {
+    fn map_pinned(
+        &mut self,
+        now: u64,
+        badge: u32,
+        plan: &MapPlan<'_>,
+    ) -> Result<ReplyBytes, Failed> {
         if plan.bypass {
             return self.map_bypass(badge, plan).map_err(Failed::Unwritten);
         }
@@ -394,7 +400,7 @@ impl<H: SmmuHw, R> Server<H, R> {
 
     /// A bypass map: answers each range's bus (= physical) address and
     /// counts it; nothing is written.
-    fn map_bypass(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<Vec<u8>, ApiError> {
+    fn map_bypass(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<ReplyBytes, ApiError> {
         // Bypass: the device uses bus (= physical) addresses, which it
         // must be able to drive in full.
         let dma_mask = match plan.dma_bits {

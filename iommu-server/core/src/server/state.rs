@@ -21,6 +21,7 @@ use pgtable::{PageTable, TableMemory};
 use smmuv3::cmd::Command;
 use smmuv3::regs::StrtabCfg;
 
+use super::ReplyBytes;
 use super::Server;
 use super::hw::{HwError, SmmuHw};
 use super::strtab::StreamTable;
@@ -46,7 +47,7 @@ pub(super) struct Payload<R> {
     /// STEs (now abort) whose other words are cleared after the sync.
     pub(super) aborted: Vec<PhysAddr>,
     /// A held reply and the response it gets.
-    pub(super) reply: Option<(R, Vec<u8>)>,
+    pub(super) reply: Option<(R, ReplyBytes)>,
     /// Walk-cache regions this unmap made stale (freed tables).
     pub(super) stale_walks: Vec<(u8, u64)>,
     /// Frames the unmapped entries reached: unpinned after the sync.
