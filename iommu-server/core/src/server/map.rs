@@ -310,7 +310,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         plan.count(live, mapped_bytes);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
-        Ok(reply_bytes(&Response::Mapped {
+        Ok(self.reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
         }))
     }

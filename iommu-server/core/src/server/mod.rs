@@ -117,6 +117,9 @@ pub struct Server<H, R> {
     /// Badges of the monitors (at most [`MAX_MONITORS`]): they may read
     /// every client's counters and nothing else.
     monitors: Vec<u32>,
+    /// A message buffer of zeros ([`iommu_api::MSG_MAX`] bytes) that the
+    /// replies of maps and unmaps are encoded in, and left zeroed.
+    zeroed: Vec<u8>,
 }
 
 /// Most monitors one server registers.

@@ -314,6 +314,11 @@ impl<H: SmmuHw, R> Server<H, R> {
         if !features.supports_stage1_aarch64_4k() {
             return Err(ServerError::Unsupported);
         }
+        let mut zeroed = Vec::new();
+        zeroed
+            .try_reserve_exact(iommu_api::MSG_MAX)
+            .map_err(|_| ServerError::NoMemory)?;
+        zeroed.resize(iommu_api::MSG_MAX, 0);
         let strtab = StreamTable::new(&mut hw, &features).map_err(|_| ServerError::NoMemory)?;
         let engine_cfg = cfg
             .engine
@@ -342,6 +347,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             table_reserved: 0,
             heap_reserved: 0,
             monitors: Vec::new(),
+            zeroed,
         };
         s.invalidate_all().map_err(|_| ServerError::Hardware)?;
         Ok(s)

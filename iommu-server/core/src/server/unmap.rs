@@ -156,10 +156,10 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
         }
         mem.barrier();
-        let response = failure.map_or_else(
-            || reply_bytes(&Response::Unmapped { faults_pending }),
-            error_bytes,
-        );
+        let response = match failure {
+            None => self.reply_bytes(&Response::Unmapped { faults_pending }),
+            Some(e) => error_bytes(e),
+        };
         for (rs, hint, payload) in earlier {
             self.queue_unmap(now, badge, asid, rs.as_slice(), hint, payload);
         }
