@@ -228,16 +228,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         if plan.bypass {
             return self.map_bypass(badge, plan).map_err(Failed::Unwritten);
         }
-        // IOVAs for every range (never mapped yet: freed at once on error).
-        let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
-        let blocks = alloc_blocks(tr, plan.planned.as_slice()).map_err(Failed::Unwritten)?;
-        // A new table where a freed one may still sit in a walk cache would
-        // be invisible until that unmap's sync: flush first.
-        if links_stale_walk(tr, blocks.as_slice()) {
-            self.flush_now(now, badge);
-        }
         // Each mapping's frame list, and the reply's IOVAs, reserved before
-        // anything is written.
+        // anything is taken or written.
         let n = plan.planned.len();
         let reserved = Few::with_capacity(n, || FrameList::Empty)
             .ok()
@@ -248,15 +240,21 @@ impl<H: SmmuHw, R> Server<H, R> {
                 Some(lists)
             })
             .zip(Few::with_capacity(n, || Iova::new(0)).ok());
-        let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
-        // Room for the records too (the quota bounds their count).
-        let reserved = reserved.filter(|_| mappings.try_reserve(n).is_ok());
         let Some((mut lists, mut iovas)) = reserved else {
-            for &(b, n) in blocks.as_slice() {
-                let _ = tr.iova.free(b, n);
-            }
             return Err(Failed::Unwritten(ApiError::NoMemory));
         };
+        // IOVAs for every range (never mapped yet: freed at once on error),
+        // and room for the records (the quota bounds their count).
+        let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
+        if mappings.try_reserve(n).is_err() {
+            return Err(Failed::Unwritten(ApiError::NoMemory));
+        }
+        let blocks = alloc_blocks(tr, plan.planned.as_slice()).map_err(Failed::Unwritten)?;
+        // A new table where a freed one may still sit in a walk cache would
+        // be invisible until that unmap's sync: flush first.
+        if links_stale_walk(tr, blocks.as_slice()) {
+            self.flush_now(now, badge);
+        }
         // One lookup for the writes and the bookkeeping that follows.
         let Some(Client {
             quota,
