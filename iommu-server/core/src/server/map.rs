@@ -15,7 +15,8 @@
 //! checked with the rest, before anything changes; table pages are counted
 //! as they are taken, a map that would pass them is rolled back like one
 //! the pool refused), and never grow the heap infallibly on client input
-//! (the frame lists are reserved with `try_reserve`).
+//! (the frame lists, the per-range bookkeeping past four ranges and the
+//! mapping records are reserved with `try_reserve`).
 
 use alloc::vec::Vec;
 

@@ -3,7 +3,8 @@
 //! request produced, fault reports, server-wide counters and a client's
 //! public view. Re-exported unchanged as `iommu_core::server::*`.
 //!
-//! Plain data, no logic: it must never hold or reach server state, and
+//! Plain data, no logic beyond [`ReplyBytes`]' choice of inline or heap
+//! storage: it must never hold or reach server state, and
 //! never renumber a [`ServerError`] code (they are stable). Anything
 //! changed here changes the crate's public API, which the task and the
 //! tools use.
