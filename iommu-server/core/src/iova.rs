@@ -8,12 +8,16 @@
 //! completed. A refused request changes nothing.
 //!
 //! Fast path: one bounded cache of recently freed blocks per size class
-//! (1, 2, 4, ... [`MAX_CACHED_PAGES`] pages), as Linux's IOVA rcache. Slow
-//! path: a top-down search of a coalescing free-range map.
+//! (1, 2, 4, ... [`MAX_CACHED_PAGES`] pages), as Linux's IOVA rcache, and
+//! the live blocks in a hash table (one lookup to record or check one).
+//! Slow path: a top-down search of a coalescing free-range map. The table
+//! of live blocks grows only with `try_reserve` ([`IovaError::NoMemory`]).
 
 use alloc::collections::BTreeMap;
-use alloc::collections::btree_map::Entry;
 use alloc::vec::Vec;
+
+use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
 
@@ -42,6 +46,8 @@ pub enum IovaError {
     /// The window is empty, not page aligned, or starts at IOVA 0 (which stays
     /// unmapped so that a zeroed descriptor faults).
     BadWindow = 6,
+    /// The heap could not hold one more live block.
+    NoMemory = 7,
 }
 
 impl IovaError {
@@ -62,7 +68,7 @@ pub struct IovaAllocator {
     /// two adjacent entries (coalesced on insert).
     free: BTreeMap<u64, u64>,
     /// Live allocations: start pfn -> order (size is `1 << order` pages).
-    live: BTreeMap<u64, u32>,
+    live: HashMap<u64, u32>,
     /// Recently freed blocks per order, each at most `cache_depth` long.
     cache: [Vec<u64>; CACHED_CLASSES],
     /// Bound on each cache's length.
@@ -104,7 +110,7 @@ impl IovaAllocator {
             first_pfn,
             end_pfn,
             free,
-            live: BTreeMap::new(),
+            live: HashMap::new(),
             cache: Default::default(),
             cache_depth,
             in_use_pages: 0,
@@ -115,6 +121,8 @@ impl IovaAllocator {
     /// a power of two and the block is aligned to its own size.
     pub fn alloc(&mut self, pages: u64) -> Result<Iova, IovaError> {
         let order = self.order_of(pages)?;
+        // Room to record it first: a refusal changes nothing.
+        self.live.try_reserve(1).map_err(|_| IovaError::NoMemory)?;
         let size = 1u64 << order;
         let pfn = match self.cache.get_mut(order as usize).and_then(Vec::pop) {
             Some(pfn) => pfn,

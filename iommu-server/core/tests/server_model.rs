@@ -206,6 +206,49 @@ fn read_only_mappings_refuse_device_writes() {
     ));
 }
 
+/// More ranges than a request's bookkeeping holds inline (`Few`), and a
+/// `Mapped` reply longer than `ReplyBytes` holds inline: each range gets
+/// its own IOVA and reaches its own frame, one `Unmap` of them all is held
+/// until its sync, and after it none translates.
+#[test]
+fn a_map_of_many_ranges_and_its_unmap() {
+    const N: u64 = 9;
+    let mut s = server(ServerConfig::default(), &[(A, STRICT, UNTRUSTED)]);
+    attach(&mut s, 0, A, SID_A, 48).unwrap();
+    let f = Frames::new(A).take(N as usize, false);
+    let ranges: Vec<Extent> = (0..N).map(|i| Extent::new(i * PAGE_SIZE + 8, 64)).collect();
+    let iovas = map(&mut s, 0, A, Dir::Bidirectional, &ranges, &f, 0).unwrap();
+    assert_eq!(iovas.len(), N as usize);
+    let hw = s.hw();
+    for (i, (iova, frame)) in iovas.iter().zip(&f).enumerate() {
+        assert!(iovas[..i].iter().all(|o| o.get() >> 12 != iova.get() >> 12));
+        let pa = hw.model.would_translate(&hw.mem, StreamId(SID_A), *iova);
+        assert_eq!(pa, Some(PhysAddr::new(frame.get() + 8)));
+    }
+    let back: Vec<Extent> = iovas.iter().map(|i| Extent::new(i.get(), 64)).collect();
+    assert_eq!(
+        unmap(&mut s, 1, A, &back, 5),
+        Ok(true),
+        "held until its sync"
+    );
+    let out = s.poll(2);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        Response::decode(Op::Unmap, &out[0].1).map(|_| ()),
+        Ok(()),
+        "the held reply"
+    );
+    let hw = s.hw();
+    for iova in &iovas {
+        assert_eq!(
+            hw.model.would_translate(&hw.mem, StreamId(SID_A), *iova),
+            None
+        );
+    }
+    assert_eq!(hw.model.stats().stale_hits, 0);
+    assert_eq!(s.stats(A).unwrap().mappings, 0);
+}
+
 #[test]
 fn burst_of_unmaps_from_k_clients_shares_one_sync() {
     const K: u32 = 5;

@@ -20,7 +20,7 @@ use abi::{Iova, PAGE_SIZE, PhysAddr, StreamId};
 use common::*;
 use iommu_api::{ApiError, Dir, Extent};
 use iommu_core::InvalidationPolicy;
-use iommu_core::server::ServerConfig;
+use iommu_core::server::{ReplyBytes, ServerConfig};
 use proptest::prelude::*;
 
 const T: u64 = 50;
@@ -99,7 +99,7 @@ const BADGES: [u32; 3] = [1, 2, 3];
 const SIDS: [u32; 3] = [0x8, 0x10, 0x118];
 const BITS: [u8; 3] = [48, 28, 40];
 
-fn check_released(s: &Srv, r: &mut Ref, out: Vec<(u64, Vec<u8>)>) {
+fn check_released(s: &Srv, r: &mut Ref, out: Vec<(u64, ReplyBytes)>) {
     for (tok, _) in out {
         let (c, ranges) = r.held.remove(&tok).expect("a held reply comes back once");
         for (a, b) in ranges {

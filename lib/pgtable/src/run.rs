@@ -19,7 +19,7 @@ use crate::config::InputAddress;
 use crate::desc::{self, Attrs, Descriptor, LAST_LEVEL, level_index, level_shift, level_size};
 use crate::error::MapError;
 use crate::memory::TableMemory;
-use crate::table::{PageTable, check_range, count_down, count_up, in_one_leaf_table};
+use crate::table::{PageTable, check_range, count_add, count_down, count_up, in_one_leaf_table};
 use crate::token::Unmapped;
 
 /// Where a [`Cursor`] stopped for an address.
@@ -184,6 +184,7 @@ impl<A: InputAddress> PageTable<A> {
         let leaf_depth = (LAST_LEVEL - start) as usize;
         let mut cur = Cursor::new(self.root);
         if in_one_leaf_table(va, end) {
+            self.counts.try_reserve(1).map_err(|_| MapError::NoMemory)?;
             // The common case, one existing last-level table: check, then
             // write, after one descent and with no second pass.
             match cur.seek(mem, start, va) {
@@ -196,7 +197,7 @@ impl<A: InputAddress> PageTable<A> {
                     for (k, f) in (i..i + n).zip(frames) {
                         mem.write(table, k, desc::leaf_raw(LAST_LEVEL, f.get(), attrs.bits()));
                     }
-                    *self.counts.entry(table.get()).or_insert(0) += n as u16;
+                    count_add(&mut self.counts, table, n as u16);
                     return Ok(());
                 }
                 Stop::Missing(_) => {}
@@ -206,7 +207,9 @@ impl<A: InputAddress> PageTable<A> {
         let mut first = None;
         let mut needed = 0usize;
         let mut prev_missing: Option<(u64, usize)> = None;
+        let mut chunks = 0usize;
         for (from, to) in leaf_chunks(va, end) {
+            chunks += 1;
             match cur.seek(mem, start, from) {
                 Stop::Block => return Err(MapError::AlreadyMapped),
                 Stop::Leaf(table) => {
@@ -231,10 +234,11 @@ impl<A: InputAddress> PageTable<A> {
             }
             first.get_or_insert(cur);
         }
-        let mut reserve = match needed {
-            0 => alloc::vec::Vec::new(),
-            n => self.reserve(mem, n).ok_or(MapError::NoMemory)?,
-        };
+        // Room for a count entry per leaf table the run fills, new or not.
+        self.counts
+            .try_reserve(chunks)
+            .map_err(|_| MapError::NoMemory)?;
+        let mut reserve = self.reserve(mem, needed).ok_or(MapError::NoMemory)?;
         // Write, from where the first piece's walk ended.
         let cur = first.unwrap_or(Cursor::new(self.root));
         let run = Run {
@@ -277,7 +281,7 @@ impl<A: InputAddress> PageTable<A> {
                 for (k, f) in (i..i + n).zip(frames.by_ref()) {
                     mem.write(table, k, desc::leaf_raw(LAST_LEVEL, f.get(), run.attr_bits));
                 }
-                *self.counts.entry(table.get()).or_insert(0) += n as u16;
+                count_add(&mut self.counts, table, n as u16);
             };
             match cur.seek(mem, start, from) {
                 Stop::Leaf(table) => fill(mem, table),

@@ -5,7 +5,6 @@
 //! `map`. It never frees a page: pages leaving the tree go back to the
 //! caller. Walk rules: [Arm ARM D8.2]; descriptors: [Arm ARM D8.3].
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
 
@@ -42,19 +41,27 @@ pub struct PageTable<A> {
     pub(crate) config: Config,
     pub(crate) spare: Vec<PhysAddr>,
     /// Valid descriptors (bit 0 set) in each linked table page, by address:
-    /// whether a table became empty is one lookup instead of a scan of its
-    /// 512 entries. Kept by every store this crate makes; a table with no
-    /// entry here has none. Checked against full scans by the tests.
+    /// whether a table became empty is one hash lookup instead of a scan
+    /// of its 512 entries. Kept by every store this crate makes; a table
+    /// with no entry here has none. Grown only with `try_reserve`, before
+    /// the first store of an operation. Checked against full scans by the
+    /// tests.
     pub(crate) counts: Counts,
     _addr: PhantomData<fn() -> A>,
 }
 
 /// Valid-descriptor count per linked table page (see `PageTable::counts`).
-pub(crate) type Counts = BTreeMap<u64, u16>;
+pub(crate) type Counts = hashbrown::HashMap<u64, u16>;
+
+/// `n` more valid descriptors in `table` (room for a new entry was
+/// reserved by the operation before its first store).
+pub(crate) fn count_add(counts: &mut Counts, table: PhysAddr, n: u16) {
+    *counts.entry(table.get()).or_insert(0) += n;
+}
 
 /// One more valid descriptor in `table`.
 pub(crate) fn count_up(counts: &mut Counts, table: PhysAddr) {
-    *counts.entry(table.get()).or_insert(0) += 1;
+    count_add(counts, table, 1);
 }
 
 /// `n` fewer valid descriptors in `table`; returns how many are left.
@@ -217,6 +224,9 @@ impl<A: InputAddress> PageTable<A> {
         if !in_one_leaf_table(va, end) {
             return None;
         }
+        if self.counts.try_reserve(1).is_err() {
+            return Some(Err(MapError::NoMemory));
+        }
         let table = match self.descend(mem, va) {
             Descent::Found(table) => table,
             Descent::Missing => return None,
@@ -236,7 +246,7 @@ impl<A: InputAddress> PageTable<A> {
             let oa = pa + k as u64 * level_size(LAST_LEVEL);
             mem.write(table, i, desc::leaf_raw(LAST_LEVEL, oa, attr_bits));
         }
-        *self.counts.entry(table.get()).or_insert(0) += n as u16;
+        count_add(&mut self.counts, table, n as u16);
         Some(Ok(()))
     }
 
@@ -332,7 +342,11 @@ impl<A: InputAddress> PageTable<A> {
         mem: &mut M,
         n: usize,
     ) -> Option<Vec<PhysAddr>> {
-        let mut got = Vec::with_capacity(n);
+        // A count for each new table and for the existing table each
+        // chain of them hangs from: at most 2n + 1 new entries.
+        self.counts.try_reserve(2 * n + 1).ok()?;
+        let mut got = Vec::new();
+        got.try_reserve_exact(n).ok()?;
         while got.len() < n {
             match self.spare.pop().or_else(|| mem.alloc_table()) {
                 Some(page) => got.push(page),

@@ -11,7 +11,6 @@
 //! live when its CFGI_STE failed (it goes back to abort).
 
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 
 use abi::{Iova, PhysAddr};
 use iommu_api::{ApiError, ClientQuota, Response};
@@ -20,10 +19,11 @@ use smmuv3::cd::{self, CdConfig};
 use smmuv3::cmd::Command;
 use smmuv3::ste::{self, SteOptions};
 
+use super::ReplyBytes;
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{QuotaTables, domain_reservation};
-use super::state::{Domain, Translated};
+use super::state::{Domain, Mappings, RECORDS_PRESIZED, Translated};
 use super::strtab::{self, StrtabError};
 use super::types::Presented;
 use super::{DOMAIN_MAIR, MAX_IAS, MIN_IAS, Server};
@@ -36,7 +36,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         badge: u32,
         dma_bits: u8,
         presented: Option<Presented>,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<ReplyBytes, ApiError> {
         let dev = presented.ok_or(ApiError::NoDevice)?;
         let sid = dev.sid;
         if dma_bits == 0 || dma_bits > 64 {
@@ -115,7 +115,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             return Ok(Domain {
                 dma_bits,
                 tr: None,
-                mappings: BTreeMap::new(),
+                mappings: Mappings::new(),
                 bus: BTreeMap::new(),
                 live: 0,
                 mapped_bytes: 0,
@@ -134,6 +134,12 @@ impl<H: SmmuHw, R> Server<H, R> {
             dma_mask,
         )
         .map_err(|_| ApiError::NotPermitted)?;
+        // The mapping records' table, sized once for the quota's mappings
+        // (up to `RECORDS_PRESIZED`): no growth, and no rehash, on a map.
+        let mut mappings = Mappings::new();
+        mappings
+            .try_reserve(quota.mappings.min(RECORDS_PRESIZED) as usize)
+            .map_err(|_| ApiError::NoMemory)?;
         let reserved = domain_reservation(quota);
         let reserved_total = self.table_reserved.saturating_add(reserved);
         if self.cfg.table_budget.is_some_and(|b| reserved_total > b) {
@@ -190,7 +196,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 table_pages,
                 reserved,
             }),
-            mappings: BTreeMap::new(),
+            mappings,
             bus: BTreeMap::new(),
             live: 0,
             mapped_bytes: 0,

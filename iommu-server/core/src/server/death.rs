@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use iommu_api::Response;
 use smmuv3::cmd::Command;
 
+use super::ReplyBytes;
 use super::Server;
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
@@ -26,7 +27,7 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// are freed after that sync. Returns its held replies for the task to
     /// drop; other clients' replies released by the same sync come from
     /// the next [`Server::poll`]. Then the task may answer the death notice.
-    pub fn client_died(&mut self, badge: u32) -> Vec<(R, Vec<u8>)> {
+    pub fn client_died(&mut self, badge: u32) -> Vec<(R, ReplyBytes)> {
         let now = self.last_now;
         let Some(c) = self.clients.get_mut(&badge) else {
             return Vec::new();

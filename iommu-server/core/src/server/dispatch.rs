@@ -8,29 +8,53 @@
 //! handler's. A request that does not decode, or comes from a badge that
 //! is not a client's, changes nothing.
 
-use alloc::vec::Vec;
-
 use iommu_api::{ApiError, MSG_MAX, Request, Response};
 
 use super::Server;
 use super::hw::SmmuHw;
-use super::types::{Grant, Handled, Presented};
+use super::types::{Grant, Handled, Presented, ReplyBytes};
 
-pub(super) fn reply_bytes(r: &Response<'_>) -> Vec<u8> {
-    let mut buf = [0u8; MSG_MAX];
-    match r.encode(&mut buf) {
-        Ok(n) => buf[..n].to_vec(),
-        Err(e) => error_bytes(e),
+/// `r` encoded; `NoMemory` if it needs the heap and the heap cannot hold
+/// it (an error always fits inline).
+pub(super) fn reply_bytes(r: &Response<'_>) -> ReplyBytes {
+    encode_in(&mut [0u8; MSG_MAX], r)
+}
+
+/// `r` encoded in `zeroed`, a message buffer of zeros, which is left zeroed
+/// (the hot paths keep one in the server rather than clear a fresh one).
+fn encode_in(zeroed: &mut [u8; MSG_MAX], r: &Response<'_>) -> ReplyBytes {
+    match r.encode(zeroed) {
+        Ok(n) => {
+            let bytes = zeroed.get_mut(..n).unwrap_or_default();
+            let reply = ReplyBytes::try_from_slice(bytes)
+                .unwrap_or_else(|| error_bytes(ApiError::NoMemory));
+            bytes.fill(0);
+            reply
+        }
+        Err(e) => {
+            zeroed.fill(0);
+            error_bytes(e)
+        }
     }
 }
 
-pub(super) fn error_bytes(e: ApiError) -> Vec<u8> {
+/// The error response `e` (a header alone: always inline).
+pub(super) fn error_bytes(e: ApiError) -> ReplyBytes {
     let mut buf = [0u8; MSG_MAX];
     let n = Response::encode_error(e, &mut buf);
-    buf[..n].to_vec()
+    ReplyBytes::inline(&buf[..n])
 }
 
 impl<H: SmmuHw, R> Server<H, R> {
+    /// `r` encoded through the server's zeroed message buffer (as
+    /// [`reply_bytes`], without clearing a fresh one).
+    pub(super) fn reply_bytes(&mut self, r: &Response<'_>) -> ReplyBytes {
+        match <&mut [u8; MSG_MAX]>::try_from(self.zeroed.as_mut_slice()) {
+            Ok(zeroed) => encode_in(zeroed, r),
+            Err(_) => reply_bytes(r),
+        }
+    }
+
     /// Handles one call. Replies now, or holds the reply (strict unmaps,
     /// flushes) until [`Server::poll`] has completed the covering sync.
     pub fn handle(

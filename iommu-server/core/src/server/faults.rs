@@ -23,6 +23,7 @@ use iommu_api::{ApiError, List, Response, Stats, level};
 use smmuv3::cmd::Command;
 use smmuv3::evt::Event;
 
+use super::ReplyBytes;
 use super::Server;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::hw::SmmuHw;
@@ -69,7 +70,7 @@ impl<H: SmmuHw, R> Server<H, R> {
 
     /// A monitor's `ClientStats`: the counters of the client at `index`
     /// in badge order, encoded as `ClientStatsOf`.
-    pub(super) fn client_stats(&self, index: u32) -> Result<Vec<u8>, ApiError> {
+    pub(super) fn client_stats(&self, index: u32) -> Result<ReplyBytes, ApiError> {
         let badge = usize::try_from(index)
             .ok()
             .and_then(|i| self.clients.keys().nth(i))
@@ -146,7 +147,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         })
     }
 
-    pub(super) fn drain_faults(&mut self, badge: u32) -> Vec<u8> {
+    pub(super) fn drain_faults(&mut self, badge: u32) -> ReplyBytes {
         let Some(c) = self.clients.get_mut(&badge) else {
             return error_bytes(ApiError::NotPermitted);
         };

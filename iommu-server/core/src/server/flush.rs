@@ -17,6 +17,7 @@ use alloc::vec::Vec;
 use iommu_api::{ApiError, Response};
 use smmuv3::cmd::Command;
 
+use super::ReplyBytes;
 use super::Server;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::hw::{self, HwError, SmmuHw};
@@ -68,7 +69,7 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// Issues whatever invalidation is due with one doorbell per sync (one
     /// sync shared by every client, except the per-unmap baseline), then
     /// releases what it covered. Returns the held replies now due.
-    pub fn poll(&mut self, now_us: u64) -> Vec<(R, Vec<u8>)> {
+    pub fn poll(&mut self, now_us: u64) -> Vec<(R, ReplyBytes)> {
         self.last_now = self.last_now.max(now_us);
         let now = self.last_now;
         self.flushed.clear();

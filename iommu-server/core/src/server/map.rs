@@ -15,7 +15,8 @@
 //! checked with the rest, before anything changes; table pages are counted
 //! as they are taken, a map that would pass them is rolled back like one
 //! the pool refused), and never grow the heap infallibly on client input
-//! (the frame lists are reserved with `try_reserve`).
+//! (the frame lists, the per-range bookkeeping past four ranges and the
+//! mapping records are reserved with `try_reserve`).
 
 use alloc::vec::Vec;
 
@@ -23,6 +24,7 @@ use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use iommu_api::{ApiError, Dir, Extent, List, Response};
 use pgtable::{Attrs, TableMemory};
 
+use super::ReplyBytes;
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
@@ -32,37 +34,70 @@ use super::state::{
 use super::types::Grant;
 use super::{MAIR_NORMAL, SMALL_LIST, Server};
 use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
+use crate::iova::IovaError;
 use crate::policy::InvalidationPolicy;
 
-/// Up to [`SMALL_LIST`] items on the stack: a request's per-range
-/// bookkeeping without a heap allocation. `push` past the end is ignored
-/// (callers check the count first).
+/// Items a [`Few`] holds inline: a request's usual one range (one per
+/// I/O) and a few more without touching the heap.
+const FEW_INLINE: usize = 4;
+
+/// A request's per-range bookkeeping: up to [`FEW_INLINE`] items inline (no
+/// heap allocation, and a small value to build and move), more in a heap
+/// vector reserved in full, fallibly, by [`Few::with_capacity`]. `push`
+/// past the capacity is ignored (callers size it from the request first).
 struct Few<T> {
-    items: [T; SMALL_LIST],
+    inline: [T; FEW_INLINE],
     len: usize,
+    /// Used instead of `inline` when more than [`FEW_INLINE`] were asked
+    /// for: reserved once, never grown.
+    spill: Vec<T>,
 }
 
-impl<T: Copy> Few<T> {
-    fn new(fill: T) -> Self {
-        Self {
-            items: [fill; SMALL_LIST],
-            len: 0,
+impl<T> Few<T> {
+    /// Room for `n` items, or `NoMemory` (never an infallible growth on
+    /// client input); `fill` makes the unused inline slots.
+    fn with_capacity(n: usize, fill: impl Fn() -> T) -> Result<Self, ApiError> {
+        let mut spill = Vec::new();
+        if n > FEW_INLINE {
+            spill.try_reserve_exact(n).map_err(|_| ApiError::NoMemory)?;
         }
+        Ok(Self {
+            inline: core::array::from_fn(|_| fill()),
+            len: 0,
+            spill,
+        })
     }
 
     fn push(&mut self, item: T) {
-        if let Some(slot) = self.items.get_mut(self.len) {
+        if self.spill.capacity() > 0 {
+            if self.spill.len() < self.spill.capacity() {
+                self.spill.push(item);
+                self.len += 1;
+            }
+        } else if let Some(slot) = self.inline.get_mut(self.len) {
             *slot = item;
             self.len += 1;
         }
     }
 
+    fn len(&self) -> usize {
+        self.len
+    }
+
     fn as_slice(&self) -> &[T] {
-        &self.items[..self.len]
+        if self.spill.capacity() > 0 {
+            &self.spill
+        } else {
+            &self.inline[..self.len]
+        }
     }
 
     fn as_mut_slice(&mut self) -> &mut [T] {
-        &mut self.items[..self.len]
+        if self.spill.capacity() > 0 {
+            &mut self.spill
+        } else {
+            &mut self.inline[..self.len]
+        }
     }
 }
 
@@ -114,7 +149,7 @@ impl<'g> MapPlan<'g> {
     /// Counts the mapped plan against the quota: a domain's `live`
     /// mappings and `mapped_bytes`.
     fn count(&self, live: &mut u64, mapped_bytes: &mut u64) {
-        *live += self.planned.len as u64;
+        *live += self.planned.len() as u64;
         *mapped_bytes += self.pages() * PAGE_SIZE;
     }
 }
@@ -149,7 +184,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         dir: Dir,
         ranges: List<'_, Extent>,
         grant: Option<Grant<'_>>,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<ReplyBytes, ApiError> {
         let plan = self.plan_map(badge, dir, ranges, grant)?;
         // Every frame a mapping will reach is pinned first (one call): a
         // single range's frames are a slice of the grant, several are
@@ -185,36 +220,41 @@ impl<H: SmmuHw, R> Server<H, R> {
     }
 
     /// A map whose frames are pinned.
-    fn map_pinned(&mut self, now: u64, badge: u32, plan: &MapPlan<'_>) -> Result<Vec<u8>, Failed> {
+    fn map_pinned(
+        &mut self,
+        now: u64,
+        badge: u32,
+        plan: &MapPlan<'_>,
+    ) -> Result<ReplyBytes, Failed> {
         if plan.bypass {
             return self.map_bypass(badge, plan).map_err(Failed::Unwritten);
         }
-        // IOVAs for every range (never mapped yet: freed at once on error).
-        let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
+        // Each mapping's frame list, and the reply's IOVAs, reserved before
+        // anything is taken or written.
+        let n = plan.planned.len();
+        let reserved = Few::with_capacity(n, || FrameList::Empty)
+            .ok()
+            .and_then(|mut lists| {
+                for p in plan.planned.as_slice() {
+                    lists.push(FrameList::try_copy(plan.frames(p))?);
+                }
+                Some(lists)
+            })
+            .zip(Few::with_capacity(n, || Iova::new(0)).ok());
+        let Some((mut lists, mut iovas)) = reserved else {
+            return Err(Failed::Unwritten(ApiError::NoMemory));
+        };
+        // IOVAs for every range (never mapped yet: freed at once on error),
+        // and room for the records (the quota bounds their count).
+        let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
+        if mappings.try_reserve(n).is_err() {
+            return Err(Failed::Unwritten(ApiError::NoMemory));
+        }
         let blocks = alloc_blocks(tr, plan.planned.as_slice()).map_err(Failed::Unwritten)?;
         // A new table where a freed one may still sit in a walk cache would
         // be invisible until that unmap's sync: flush first.
         if links_stale_walk(tr, blocks.as_slice()) {
             self.flush_now(now, badge);
-        }
-        // Each mapping's frame list, reserved before anything is written.
-        let mut lists: [FrameList; SMALL_LIST] = [const { FrameList::Empty }; SMALL_LIST];
-        let reserved = plan
-            .planned
-            .as_slice()
-            .iter()
-            .zip(&mut lists)
-            .all(|(p, l)| {
-                FrameList::try_copy(plan.frames(p))
-                    .map(|f| *l = f)
-                    .is_some()
-            });
-        if !reserved {
-            let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
-            for &(b, n) in blocks.as_slice() {
-                let _ = tr.iova.free(b, n);
-            }
-            return Err(Failed::Unwritten(ApiError::NoMemory));
         }
         // One lookup for the writes and the bookkeeping that follows.
         let Some(Client {
@@ -255,21 +295,21 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         tr.table_pages += mem.allocated;
         mem.barrier();
-        let mut iovas = Few::new(Iova::new(0));
         for ((p, (block, _)), frames) in plan.planned.as_slice().iter().zip(blocks.as_slice()).zip(
             lists
+                .as_mut_slice()
                 .iter_mut()
                 .map(|l| core::mem::replace(l, FrameList::Empty)),
         ) {
             let iova = Iova::new(block.get() + p.offset_in_page);
-            // The count was checked against the quota (`plan_map`): the
-            // map's growth is bounded by what `add_client` reserved.
+            // Room was reserved above; the count was checked against the
+            // quota (`plan_map`), which `add_client` reserved heap for.
             mappings.insert(iova.get(), Mapping { len: p.len, frames });
             iovas.push(iova);
         }
         plan.count(live, mapped_bytes);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
-        Ok(reply_bytes(&Response::Mapped {
+        Ok(self.reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
         }))
     }
@@ -298,8 +338,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         if ranges.len() > SMALL_LIST {
             return Err(ApiError::Malformed);
         }
-        let mut planned = Few::new(Planned::default());
-        let mut spans = Few::new((0u64, 0u64));
+        let mut planned = Few::with_capacity(ranges.len(), Planned::default)?;
+        let mut spans = Few::with_capacity(ranges.len(), || (0u64, 0u64))?;
         let grant_off = grant.va & (PAGE_SIZE - 1);
         for r in ranges.iter() {
             if r.len == 0 {
@@ -342,7 +382,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             sum.saturating_add(block.saturating_mul(PAGE_SIZE))
         });
         let more = Use {
-            mappings: planned.len as u64,
+            mappings: planned.len() as u64,
             mapped_bytes: bytes,
             // A bypass map takes no IOVA space.
             iova_bytes: if bypass { 0 } else { iova_bytes },
@@ -359,14 +399,14 @@ impl<H: SmmuHw, R> Server<H, R> {
 
     /// A bypass map: answers each range's bus (= physical) address and
     /// counts it; nothing is written.
-    fn map_bypass(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<Vec<u8>, ApiError> {
+    fn map_bypass(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<ReplyBytes, ApiError> {
         // Bypass: the device uses bus (= physical) addresses, which it
         // must be able to drive in full.
         let dma_mask = match plan.dma_bits {
             64.. => u64::MAX,
             b => (1u64 << b) - 1,
         };
-        let mut iovas = Few::new(Iova::new(0));
+        let mut iovas = Few::with_capacity(plan.planned.len(), || Iova::new(0))?;
         for p in plan.planned.as_slice() {
             let f = plan.frames(p);
             let contiguous = f
@@ -440,15 +480,18 @@ pub(super) fn bus_frames(bus: u64, len: u64) -> impl Iterator<Item = PhysAddr> {
 /// An IOVA block for each planned range, or none (those taken are freed
 /// at once: nothing was mapped in them yet).
 fn alloc_blocks(tr: &mut Translated, planned: &[Planned]) -> Result<Few<(Iova, u64)>, ApiError> {
-    let mut blocks = Few::new((Iova::new(0), 0u64));
+    let mut blocks = Few::with_capacity(planned.len(), || (Iova::new(0), 0u64))?;
     for p in planned {
         match tr.iova.alloc(p.pages) {
             Ok(b) => blocks.push((b, p.pages)),
-            Err(_) => {
+            Err(e) => {
                 for &(b, n) in blocks.as_slice() {
                     let _ = tr.iova.free(b, n);
                 }
-                return Err(ApiError::IovaExhausted);
+                return Err(match e {
+                    IovaError::NoMemory => ApiError::NoMemory,
+                    _ => ApiError::IovaExhausted,
+                });
             }
         }
     }

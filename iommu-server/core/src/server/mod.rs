@@ -67,8 +67,8 @@ pub use hw::{HwError, SmmuHw};
 use state::{AsidPool, Client, Payload};
 use strtab::StreamTable;
 pub use types::{
-    ClientInfo, FaultReport, Grant, Handled, OverflowCharge, Presented, ServerConfig, ServerError,
-    ServerStats,
+    ClientInfo, FaultReport, Grant, Handled, OverflowCharge, Presented, REPLY_INLINE, ReplyBytes,
+    ServerConfig, ServerError, ServerStats,
 };
 
 /// MAIR of every domain: attribute 0 is Normal Write-Back (RW-allocate).
@@ -94,9 +94,9 @@ pub struct Server<H, R> {
     streams: BTreeMap<u32, u32>,
     asids: AsidPool,
     /// Released held replies for the next `poll`.
-    outbox: Vec<(R, Vec<u8>)>,
+    outbox: Vec<(R, ReplyBytes)>,
     /// Replies of dead clients, for `client_died`.
-    dropped: Vec<(R, Vec<u8>)>,
+    dropped: Vec<(R, ReplyBytes)>,
     /// `Flush` requests waiting for their client's pending work.
     flush_waiters: Vec<(u32, R)>,
     /// A plan whose commands or sync failed: retried by `poll`.
@@ -117,6 +117,9 @@ pub struct Server<H, R> {
     /// Badges of the monitors (at most [`MAX_MONITORS`]): they may read
     /// every client's counters and nothing else.
     monitors: Vec<u32>,
+    /// A message buffer of zeros ([`iommu_api::MSG_MAX`] bytes) that the
+    /// replies of maps and unmaps are encoded in, and left zeroed.
+    zeroed: Vec<u8>,
 }
 
 /// Most monitors one server registers.

@@ -8,6 +8,7 @@
 
 use iommu_api::{ApiError, ClientSummary, List, MAX_OVERVIEW_CLIENTS, Response, ServerTotals};
 
+use super::ReplyBytes;
 use super::Server;
 use super::dispatch::reply_bytes;
 use super::hw::SmmuHw;
@@ -63,7 +64,7 @@ impl<H: SmmuHw, R> Server<H, R> {
 
     /// A monitor's `Overview` from client index `first`, encoded as
     /// `OverviewPage`. Allocates nothing: the page is on the stack.
-    pub(super) fn overview(&self, first: u32) -> Result<alloc::vec::Vec<u8>, ApiError> {
+    pub(super) fn overview(&self, first: u32) -> Result<ReplyBytes, ApiError> {
         let first = usize::try_from(first).map_err(|_| ApiError::NoSuchClient)?;
         if first > self.clients.len() {
             return Err(ApiError::NoSuchClient);

@@ -39,6 +39,7 @@ use iommu_api::{ApiError, Response};
 use smmuv3::cmd::Command;
 use smmuv3::ste::{self, SteOptions};
 
+use super::ReplyBytes;
 use super::Server;
 use super::dispatch::reply_bytes;
 use super::hw::SmmuHw;
@@ -74,7 +75,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         now: u64,
         badge: u32,
         policy: InvalidationPolicy,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<ReplyBytes, ApiError> {
         let c = self.bench_client(badge)?;
         policy
             .check_permitted(c.trust)
@@ -129,6 +130,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         let made = self.new_domain(dma_bits, false, &quota)?;
         if let Some(d) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) {
             d.tr = made.tr;
+            // Empty (no live mapping may switch), and now sized.
+            d.mappings = made.mappings;
         }
         Ok(())
     }
@@ -191,7 +194,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         Ok(())
     }
 
-    pub(super) fn reset_stats(&mut self, now: u64, badge: u32) -> Result<Vec<u8>, ApiError> {
+    pub(super) fn reset_stats(&mut self, now: u64, badge: u32) -> Result<ReplyBytes, ApiError> {
         self.bench_client(badge)?;
         self.settle(now, badge)?;
         self.engine

@@ -16,10 +16,13 @@ use iommu_api::{ApiError, ClientQuota};
 use pgtable::TableMemory;
 
 /// Upper bound of the server heap one live mapping takes, in bytes, apart
-/// from its frame list: its `BTreeMap` entry (a node of 11 entries of 56
-/// bytes rounds to 1 KiB in the buddy heap, and is at least 5 entries
-/// full), its share of inner nodes, and the engine entry and payload of
-/// its unmap while that waits for its sync.
+/// from its frame list: its slot in the domain's record table (40-byte
+/// entries and a control byte each, sized once for the quota: at least
+/// 7/16 full, the whole rounded to a power of two by the buddy heap, so at
+/// most 128 bytes a mapping), its IOVA block's slot in the allocator's
+/// table of live blocks (at most 64 bytes the same way, twice that while
+/// it grows), and the engine entry and payload of its unmap while that
+/// waits for its sync.
 pub const HEAP_PER_MAPPING: u64 = 320;
 /// Upper bound of the heap one mapped page takes: its frame address in the
 /// mapping's frame list, doubled for the buddy heap's power-of-two

@@ -12,6 +12,7 @@
 
 use iommu_api::{ApiError, Dir, Extent, Handler, List, Response};
 
+use super::ReplyBytes;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::{Grant, Handled, Presented, Server, SmmuHw};
 use crate::policy::InvalidationPolicy;
@@ -28,7 +29,7 @@ pub(super) struct Call<'s, 'g, H, R> {
 
 impl<H, R> Call<'_, '_, H, R> {
     /// Answers now: the response bytes, or the error.
-    fn answer(self, r: Result<alloc::vec::Vec<u8>, ApiError>) -> Handled<R> {
+    fn answer(self, r: Result<ReplyBytes, ApiError>) -> Handled<R> {
         Handled::Reply(self.reply, r.unwrap_or_else(error_bytes))
     }
 }

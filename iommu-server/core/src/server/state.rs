@@ -21,6 +21,7 @@ use pgtable::{PageTable, TableMemory};
 use smmuv3::cmd::Command;
 use smmuv3::regs::StrtabCfg;
 
+use super::ReplyBytes;
 use super::Server;
 use super::hw::{HwError, SmmuHw};
 use super::strtab::StreamTable;
@@ -46,7 +47,7 @@ pub(super) struct Payload<R> {
     /// STEs (now abort) whose other words are cleared after the sync.
     pub(super) aborted: Vec<PhysAddr>,
     /// A held reply and the response it gets.
-    pub(super) reply: Option<(R, Vec<u8>)>,
+    pub(super) reply: Option<(R, ReplyBytes)>,
     /// Walk-cache regions this unmap made stale (freed tables).
     pub(super) stale_walks: Vec<(u8, u64)>,
     /// Frames the unmapped entries reached: unpinned after the sync.
@@ -133,6 +134,16 @@ impl Extend<PhysAddr> for FrameList {
     }
 }
 
+/// A domain's live translated mappings by returned IOVA: a hash table (a
+/// map and an unmap each look one up; nothing needs them in order), grown
+/// only with `try_reserve`.
+pub(super) type Mappings = hashbrown::HashMap<u64, Mapping>;
+
+/// Mapping records a translated domain's table is sized for when the
+/// domain is made (its quota's mappings, up to this); past that it grows
+/// fallibly.
+pub(super) const RECORDS_PRESIZED: u64 = 4096;
+
 /// A live translated mapping, keyed by its IOVA: it lies in the IOVA
 /// block that starts at the key's page ([`Mapping::block`]).
 pub(super) struct Mapping {
@@ -206,7 +217,7 @@ pub(super) struct Domain {
     /// while a benchmark client is in bypass.
     pub(super) tr: Option<Translated>,
     /// Returned IOVA -> mapping (translated policies).
-    pub(super) mappings: BTreeMap<u64, Mapping>,
+    pub(super) mappings: Mappings,
     /// Bypass mappings: (bus address, length) -> how many times mapped.
     pub(super) bus: BTreeMap<(u64, u64), u32>,
     /// Live mappings (translated and bypass, each repeat counted).
@@ -278,7 +289,7 @@ impl AsidPool {
 pub(super) fn translated_mut(
     clients: &mut BTreeMap<u32, Client>,
     badge: u32,
-) -> Result<(&mut Translated, &mut BTreeMap<u64, Mapping>), ApiError> {
+) -> Result<(&mut Translated, &mut Mappings), ApiError> {
     match clients.get_mut(&badge) {
         Some(Client {
             domain:
@@ -303,6 +314,11 @@ impl<H: SmmuHw, R> Server<H, R> {
         if !features.supports_stage1_aarch64_4k() {
             return Err(ServerError::Unsupported);
         }
+        let mut zeroed = Vec::new();
+        zeroed
+            .try_reserve_exact(iommu_api::MSG_MAX)
+            .map_err(|_| ServerError::NoMemory)?;
+        zeroed.resize(iommu_api::MSG_MAX, 0);
         let strtab = StreamTable::new(&mut hw, &features).map_err(|_| ServerError::NoMemory)?;
         let engine_cfg = cfg
             .engine
@@ -331,6 +347,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             table_reserved: 0,
             heap_reserved: 0,
             monitors: Vec::new(),
+            zeroed,
         };
         s.invalidate_all().map_err(|_| ServerError::Hardware)?;
         Ok(s)

@@ -3,7 +3,8 @@
 //! request produced, fault reports, server-wide counters and a client's
 //! public view. Re-exported unchanged as `iommu_core::server::*`.
 //!
-//! Plain data, no logic: it must never hold or reach server state, and
+//! Plain data, no logic beyond [`ReplyBytes`]' choice of inline or heap
+//! storage: it must never hold or reach server state, and
 //! never renumber a [`ServerError`] code (they are stable). Anything
 //! changed here changes the crate's public API, which the task and the
 //! tools use.
@@ -126,11 +127,83 @@ pub struct Presented {
     pub sid: StreamId,
 }
 
+/// Bytes a reply holds inline: every answer on the I/O path (`Mapped`
+/// with up to six IOVAs, `Unmapped`, an error) without a heap allocation.
+pub const REPLY_INLINE: usize = 56;
+
+/// A reply's encoded bytes (read them as a `&[u8]`): inline up to
+/// [`REPLY_INLINE`], on the heap beyond.
+#[derive(Clone)]
+pub struct ReplyBytes(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; REPLY_INLINE] },
+    Heap(Vec<u8>),
+}
+
+impl ReplyBytes {
+    /// A copy of `bytes`, or `None` if it needs the heap and the heap
+    /// cannot hold it.
+    pub fn try_from_slice(bytes: &[u8]) -> Option<Self> {
+        if let Some(inline) = bytes.get(..REPLY_INLINE)
+            && inline.len() < bytes.len()
+        {
+            let mut v = Vec::new();
+            v.try_reserve_exact(bytes.len()).ok()?;
+            v.extend_from_slice(bytes);
+            return Some(Self(Repr::Heap(v)));
+        }
+        Some(Self::inline(bytes))
+    }
+
+    /// The first [`REPLY_INLINE`] bytes of `bytes`, inline.
+    pub(crate) fn inline(bytes: &[u8]) -> Self {
+        let len = bytes.len().min(REPLY_INLINE);
+        let mut inline = [0u8; REPLY_INLINE];
+        inline[..len].copy_from_slice(&bytes[..len]);
+        Self(Repr::Inline {
+            len: len as u8,
+            bytes: inline,
+        })
+    }
+}
+
+impl core::ops::Deref for ReplyBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(v) => v,
+        }
+    }
+}
+
+impl PartialEq for ReplyBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Eq for ReplyBytes {}
+
+impl AsRef<[u8]> for ReplyBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl core::fmt::Debug for ReplyBytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// What [`Server::handle`] did with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Handled<R> {
     /// Answer now with these bytes (the token is handed back).
-    Reply(R, Vec<u8>),
+    Reply(R, ReplyBytes),
     /// The reply is held; it comes back from [`Server::poll`].
     Held,
 }

@@ -17,7 +17,7 @@ use smmuv3::cmd::Command;
 
 use super::dispatch::{error_bytes, reply_bytes};
 use super::hw::{HwTables, SmmuHw};
-use super::state::{Payload, stop_key};
+use super::state::{FrameList, Payload, stop_key};
 use super::types::Handled;
 use super::{SMALL_LIST, Server};
 use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
@@ -108,22 +108,23 @@ impl<H: SmmuHw, R> Server<H, R> {
         let mut last: Option<(Ranges, UnmapHint, Payload<R>)> = None;
         let mut failure = None;
         for r in ranges.iter() {
-            // Taken out at once (one lookup); put back if the unmap fails.
-            let Some(m) = domain.mappings.remove(&r.start) else {
+            // Removed only once its entries are cleared (a refused
+            // clear keeps it, and never reinserts into the table).
+            let Some((block, pages)) = domain.mappings.get(&r.start).map(|m| m.block(r.start))
+            else {
                 continue;
             };
-            let (block, pages) = m.block(r.start);
-            let tok: Unmapped<Iova> = match tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE)
-            {
-                Ok(t) => t,
-                Err(_) => {
-                    // Not reachable for a range unmapped exactly as it
-                    // was mapped (no block split); stop consistently.
-                    domain.mappings.insert(r.start, m);
-                    failure = Some(ApiError::NoMemory);
-                    break;
-                }
+            let Ok(tok) = tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE) else {
+                // Not reachable for a range unmapped exactly as it was
+                // mapped (no block split); stop consistently.
+                failure = Some(ApiError::NoMemory);
+                break;
             };
+            let tok: Unmapped<Iova> = tok;
+            let frames = domain
+                .mappings
+                .remove(&r.start)
+                .map_or(FrameList::Empty, |m| m.frames);
             let mut payload = Payload::new(badge);
             payload.iova = Some((block, pages));
             let hint = UnmapHint {
@@ -149,16 +150,16 @@ impl<H: SmmuHw, R> Server<H, R> {
             payload.tables = tok.into_freed_tables();
             domain.live = domain.live.saturating_sub(1);
             domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
-            payload.unpins = m.frames;
+            payload.unpins = frames;
             if let Some(prev) = last.replace((rs, hint, payload)) {
                 earlier.push(prev);
             }
         }
         mem.barrier();
-        let response = failure.map_or_else(
-            || reply_bytes(&Response::Unmapped { faults_pending }),
-            error_bytes,
-        );
+        let response = match failure {
+            None => self.reply_bytes(&Response::Unmapped { faults_pending }),
+            Some(e) => error_bytes(e),
+        };
         for (rs, hint, payload) in earlier {
             self.queue_unmap(now, badge, asid, rs.as_slice(), hint, payload);
         }

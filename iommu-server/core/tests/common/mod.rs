@@ -384,7 +384,7 @@ pub fn simple(s: &mut Srv, now: u64, badge: u32, req: Request<'_>) -> Result<Vec
     let op = req.op();
     match s.handle(now, badge, &bytes(&req), None, None, 0) {
         Handled::Reply(_, r) => match Response::decode(op, &r) {
-            Ok(_) => Ok(r),
+            Ok(_) => Ok(r.to_vec()),
             Err(e) => Err(e),
         },
         Handled::Held => Ok(Vec::new()),
