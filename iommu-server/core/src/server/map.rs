@@ -26,6 +26,7 @@ use pgtable::{Attrs, TableMemory};
 
 use super::ReplyBytes;
 use super::dispatch::reply_bytes;
+use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
 use super::state::{
@@ -36,70 +37,6 @@ use super::{MAIR_NORMAL, SMALL_LIST, Server};
 use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
 use crate::iova::IovaError;
 use crate::policy::InvalidationPolicy;
-
-/// Items a [`Few`] holds inline: a request's usual one range (one per
-/// I/O) and a few more without touching the heap.
-const FEW_INLINE: usize = 4;
-
-/// A request's per-range bookkeeping: up to [`FEW_INLINE`] items inline (no
-/// heap allocation, and a small value to build and move), more in a heap
-/// vector reserved in full, fallibly, by [`Few::with_capacity`]. `push`
-/// past the capacity is ignored (callers size it from the request first).
-struct Few<T> {
-    inline: [T; FEW_INLINE],
-    len: usize,
-    /// Used instead of `inline` when more than [`FEW_INLINE`] were asked
-    /// for: reserved once, never grown.
-    spill: Vec<T>,
-}
-
-impl<T> Few<T> {
-    /// Room for `n` items, or `NoMemory` (never an infallible growth on
-    /// client input); `fill` makes the unused inline slots.
-    fn with_capacity(n: usize, fill: impl Fn() -> T) -> Result<Self, ApiError> {
-        let mut spill = Vec::new();
-        if n > FEW_INLINE {
-            spill.try_reserve_exact(n).map_err(|_| ApiError::NoMemory)?;
-        }
-        Ok(Self {
-            inline: core::array::from_fn(|_| fill()),
-            len: 0,
-            spill,
-        })
-    }
-
-    fn push(&mut self, item: T) {
-        if self.spill.capacity() > 0 {
-            if self.spill.len() < self.spill.capacity() {
-                self.spill.push(item);
-                self.len += 1;
-            }
-        } else if let Some(slot) = self.inline.get_mut(self.len) {
-            *slot = item;
-            self.len += 1;
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn as_slice(&self) -> &[T] {
-        if self.spill.capacity() > 0 {
-            &self.spill
-        } else {
-            &self.inline[..self.len]
-        }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [T] {
-        if self.spill.capacity() > 0 {
-            &mut self.spill
-        } else {
-            &mut self.inline[..self.len]
-        }
-    }
-}
 
 /// Whether `frames` are physically contiguous.
 fn contiguous(frames: &[PhysAddr]) -> bool {

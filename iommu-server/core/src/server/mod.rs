@@ -41,6 +41,7 @@ mod attach;
 mod death;
 mod dispatch;
 mod faults;
+mod few;
 mod flush;
 mod hw;
 mod map;

@@ -1,0 +1,71 @@
+//! A request's per-range bookkeeping without the heap for the usual few
+//! ranges: [`Few`]. Owns no policy; it must never grow infallibly (its
+//! heap part is reserved once, fallibly, and never grows after).
+
+use alloc::vec::Vec;
+
+use iommu_api::ApiError;
+
+/// Items a [`Few`] holds inline: a request's usual one range (one per
+/// I/O) and a few more without touching the heap.
+const FEW_INLINE: usize = 4;
+
+/// A request's per-range bookkeeping: up to [`FEW_INLINE`] items inline (no
+/// heap allocation, and a small value to build and move), more in a heap
+/// vector reserved in full, fallibly, by [`Few::with_capacity`]. `push`
+/// past the capacity is ignored (callers size it from the request first).
+pub(super) struct Few<T> {
+    inline: [T; FEW_INLINE],
+    len: usize,
+    /// Used instead of `inline` when more than [`FEW_INLINE`] were asked
+    /// for: reserved once, never grown.
+    spill: Vec<T>,
+}
+
+impl<T> Few<T> {
+    /// Room for `n` items, or `NoMemory` (never an infallible growth on
+    /// client input); `fill` makes the unused inline slots.
+    pub(super) fn with_capacity(n: usize, fill: impl Fn() -> T) -> Result<Self, ApiError> {
+        let mut spill = Vec::new();
+        if n > FEW_INLINE {
+            spill.try_reserve_exact(n).map_err(|_| ApiError::NoMemory)?;
+        }
+        Ok(Self {
+            inline: core::array::from_fn(|_| fill()),
+            len: 0,
+            spill,
+        })
+    }
+
+    pub(super) fn push(&mut self, item: T) {
+        if self.spill.capacity() > 0 {
+            if self.spill.len() < self.spill.capacity() {
+                self.spill.push(item);
+                self.len += 1;
+            }
+        } else if let Some(slot) = self.inline.get_mut(self.len) {
+            *slot = item;
+            self.len += 1;
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn as_slice(&self) -> &[T] {
+        if self.spill.capacity() > 0 {
+            &self.spill
+        } else {
+            &self.inline[..self.len]
+        }
+    }
+
+    pub(super) fn as_mut_slice(&mut self) -> &mut [T] {
+        if self.spill.capacity() > 0 {
+            &mut self.spill
+        } else {
+            &mut self.inline[..self.len]
+        }
+    }
+}
