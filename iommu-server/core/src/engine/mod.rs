@@ -416,8 +416,11 @@ struct Entry<P> {
 struct Client<P> {
     policy: InvalidationPolicy,
     stats: ClientStats,
-    /// Deferred flush queue, oldest first; never longer than `max_entries`.
+    /// Deferred flush queue, oldest first; never holding more than
+    /// `max_entries` mappings.
     queue: VecDeque<Entry<P>>,
+    /// The mappings `queue` holds.
+    queued_mappings: u64,
     purged: bool,
 }
 
@@ -475,6 +478,7 @@ impl<P> Engine<P> {
                 policy,
                 stats: ClientStats::default(),
                 queue: VecDeque::new(),
+                queued_mappings: 0,
                 purged: false,
             },
         );
@@ -558,6 +562,26 @@ impl<P> Engine<P> {
         hint: UnmapHint,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
+        self.unmap_mappings(now, client, asid, ranges, hint, 1, payload)
+    }
+
+    /// [`Engine::unmap`] of `mappings` mappings at once (a request's
+    /// ranges, cleared together): one entry, one payload, one held reply,
+    /// counted as `mappings` unmaps and, in a deferred queue, as
+    /// `mappings` of its `max_entries` (so a batch never stretches the
+    /// queue's bound). The per-unmap baseline syncs each entry alone:
+    /// give it one mapping per call.
+    #[allow(clippy::too_many_arguments)]
+    pub fn unmap_mappings(
+        &mut self,
+        now: u64,
+        client: ClientId,
+        asid: Asid,
+        ranges: &[IovaRange],
+        hint: UnmapHint,
+        mappings: u64,
+        payload: P,
+    ) -> Result<UnmapOutcome, Refused<P>> {
         let mut pages = 0u64;
         for r in ranges {
             match r.frames() {
@@ -574,7 +598,7 @@ impl<P> Engine<P> {
             ranges: frames,
             hint,
         };
-        self.enqueue(now, client, scope, pages, payload)
+        self.enqueue(now, client, scope, pages, mappings.max(1), payload)
     }
 
     /// Accepts the invalidation of everything in domain `asid` (a domain
@@ -586,7 +610,7 @@ impl<P> Engine<P> {
         asid: Asid,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
-        self.enqueue(now, client, Scope::Asids(alloc::vec![asid]), 0, payload)
+        self.enqueue(now, client, Scope::Asids(alloc::vec![asid]), 0, 1, payload)
     }
 
     /// A client died: its queued unmaps are forced into the next flush, with
@@ -607,7 +631,12 @@ impl<P> Engine<P> {
         };
         c.purged = true;
         c.stats.entries_pending += 1;
-        ready_queue(&mut self.ready, &mut self.ready_oldest, &mut c.queue);
+        ready_queue(
+            &mut self.ready,
+            &mut self.ready_oldest,
+            &mut c.queue,
+            &mut c.queued_mappings,
+        );
         let forced = self.ready.iter().filter(|e| e.client == client).count() + 1;
         self.push_ready(Entry {
             client,
@@ -640,6 +669,7 @@ impl<P> Engine<P> {
             &mut self.ready,
             &mut self.ready_oldest,
             &mut c.queue,
+            &mut c.queued_mappings,
         ))
     }
 
@@ -678,10 +708,16 @@ impl<P> Engine<P> {
     pub fn plan_flush(&mut self, now: u64) -> Option<FlushPlan> {
         for c in self.clients.values_mut() {
             let due = c.queue.front().is_some_and(|f| {
-                flush_at(f.unmapped_at, c.policy) <= now || c.queue.len() >= max_entries(c.policy)
+                flush_at(f.unmapped_at, c.policy) <= now
+                    || c.queued_mappings >= max_entries(c.policy) as u64
             });
             if due {
-                ready_queue(&mut self.ready, &mut self.ready_oldest, &mut c.queue);
+                ready_queue(
+                    &mut self.ready,
+                    &mut self.ready_oldest,
+                    &mut c.queue,
+                    &mut c.queued_mappings,
+                );
             }
         }
         if self.ready.is_empty() {
@@ -689,7 +725,12 @@ impl<P> Engine<P> {
         }
         if self.config.piggyback_deferred {
             for c in self.clients.values_mut() {
-                ready_queue(&mut self.ready, &mut self.ready_oldest, &mut c.queue);
+                ready_queue(
+                    &mut self.ready,
+                    &mut self.ready_oldest,
+                    &mut c.queue,
+                    &mut c.queued_mappings,
+                );
             }
         }
         let seq = self.next_seq;
@@ -808,6 +849,7 @@ impl<P> Engine<P> {
         client: ClientId,
         scope: Scope,
         pages: u64,
+        mappings: u64,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
         let c = match live_client(&mut self.clients, client) {
@@ -820,7 +862,7 @@ impl<P> Engine<P> {
             InvalidationPolicy::Deferred { .. } => Kind::Deferred,
             InvalidationPolicy::Bypass => return Err(refuse(EngineError::BypassDomain, payload)),
         };
-        c.stats.unmaps += 1;
+        c.stats.unmaps += mappings;
         c.stats.unmapped_pages = c.stats.unmapped_pages.saturating_add(pages);
         c.stats.pages_pending = c.stats.pages_pending.saturating_add(pages);
         c.stats.entries_pending += 1;
@@ -835,9 +877,15 @@ impl<P> Engine<P> {
         let outcome = match kind {
             Kind::Deferred => {
                 c.queue.push_back(entry);
-                if c.queue.len() >= max_entries(c.policy) {
+                c.queued_mappings = c.queued_mappings.saturating_add(mappings);
+                if c.queued_mappings >= max_entries(c.policy) as u64 {
                     // Full: hand the whole queue to the next flush.
-                    ready_queue(&mut self.ready, &mut self.ready_oldest, &mut c.queue);
+                    ready_queue(
+                        &mut self.ready,
+                        &mut self.ready_oldest,
+                        &mut c.queue,
+                        &mut c.queued_mappings,
+                    );
                     UnmapOutcome {
                         reply: Reply::Now,
                         flush: FlushUrgency::EndOfBatch,
@@ -866,7 +914,7 @@ impl<P> Engine<P> {
                 }
             }
         };
-        self.stats.unmaps += 1;
+        self.stats.unmaps += mappings;
         Ok(outcome)
     }
 
@@ -927,7 +975,9 @@ fn ready_queue<P>(
     ready: &mut Vec<Entry<P>>,
     oldest: &mut Option<u64>,
     queue: &mut VecDeque<Entry<P>>,
+    queued_mappings: &mut u64,
 ) -> usize {
+    *queued_mappings = 0;
     let n = queue.len();
     if let Some(t) = queue.iter().map(|e| e.unmapped_at).min() {
         *oldest = Some(oldest.map_or(t, |o| o.min(t)));

@@ -373,6 +373,38 @@ fn deferred_replies_now_and_flushes_at_n_or_t() {
     assert_eq!(e.plan_flush(200).unwrap().syncs(), 1);
 }
 
+/// A request's ranges handed over as one entry count as that many of a
+/// deferred queue's N: a batch never stretches the bound.
+#[test]
+fn a_batch_counts_its_mappings_against_deferred_n() {
+    let mut e: Engine<u32> = Engine::new(EngineConfig::for_smmu(true));
+    let policy = InvalidationPolicy::deferred(4, 100).unwrap();
+    e.register(C1, policy).unwrap();
+    let out = e
+        .unmap_mappings(10, C1, A, &[r(1, 3)], UnmapHint::PAGES, 3, 1)
+        .unwrap();
+    assert_eq!(out.flush, FlushUrgency::At(60), "3 of 4: not full yet");
+    assert_eq!(e.client_stats(C1).unwrap().unmaps, 3);
+    let out = e
+        .unmap_mappings(11, C1, A, &[r(8, 1)], UnmapHint::PAGES, 1, 2)
+        .unwrap();
+    assert_eq!(out.flush, FlushUrgency::EndOfBatch, "4 of 4: full");
+    assert_eq!(e.queued(C1), Some(0));
+    // The queue starts counting afresh.
+    let out = e
+        .unmap_mappings(12, C1, A, &[r(20, 2)], UnmapHint::PAGES, 2, 3)
+        .unwrap();
+    assert_eq!(out.flush, FlushUrgency::At(62));
+    assert_eq!(e.client_stats(C1).unwrap().unmaps, 6);
+    // A strict client's batch is one entry and one sync.
+    e.register(C2, InvalidationPolicy::Strict).unwrap();
+    let out = e
+        .unmap_mappings(13, C2, B, &[r(40, 5)], UnmapHint::PAGES, 5, 4)
+        .unwrap();
+    assert_eq!(out.reply, Reply::AfterSync);
+    assert_eq!(e.client_stats(C2).unwrap().unmaps, 5);
+}
+
 #[test]
 fn deferred_entries_ride_along_when_piggybacking() {
     for piggyback in [false, true] {
