@@ -317,10 +317,14 @@ fn run(ops: Vec<OpK>) {
             }
         }
     }
-    for &(c, a, b, _, _) in &r.limbo {
+    for &(c, a, _, _, _) in &r.limbo {
+        // The IOMMU maps pages: the unmapped range's first page may
+        // translate again only through a live mapping of that page (a
+        // range mapped later, at another offset, may share it).
+        let page = a & !0xfff;
         let covered = r.live[c]
             .iter()
-            .any(|l| a < l.iova.get() + l.len && b > l.iova.get());
+            .any(|l| page < l.iova.get() + l.len && page + 0x1000 > (l.iova.get() & !0xfff));
         if !covered {
             assert_eq!(
                 s.hw()

@@ -195,6 +195,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 stale_walks: BTreeMap::new(),
                 table_pages,
                 reserved,
+                packed: hashbrown::HashMap::new(),
             }),
             mappings,
             bus: BTreeMap::new(),

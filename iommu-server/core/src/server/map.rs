@@ -30,7 +30,7 @@ use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
 use super::state::{
-    Client, Domain, FrameList, Mapping, Payload, Translated, translated_mut, walk_keys,
+    Client, Domain, FrameList, Mapping, Packed, Payload, Translated, translated_mut, walk_keys,
 };
 use super::types::Grant;
 use super::{MAIR_NORMAL, SMALL_LIST, Server};
@@ -67,6 +67,9 @@ struct MapPlan<'g> {
     bypass: bool,
     /// The domain's device DMA width (what bypass addresses must fit).
     dma_bits: u8,
+    /// Several ranges, none a block may map: they share one IOVA block,
+    /// laid out one after the other, and are written in one walk.
+    packed: bool,
 }
 
 impl<'g> MapPlan<'g> {
@@ -143,7 +146,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         self.stats.pin_calls += 1;
         self.stats.pinned_frames += frames.len() as u64;
-        match self.map_pinned(now, badge, &plan) {
+        match self.map_pinned(now, badge, &plan, frames) {
             Ok(reply) => Ok(reply),
             Err(Failed::Unwritten(e)) => {
                 // Nothing maps them: unpin now.
@@ -156,12 +159,13 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
     }
 
-    /// A map whose frames are pinned.
+    /// A map whose frames are pinned: `frames`, every range's in order.
     fn map_pinned(
         &mut self,
         now: u64,
         badge: u32,
         plan: &MapPlan<'_>,
+        frames: &[PhysAddr],
     ) -> Result<ReplyBytes, Failed> {
         if plan.bypass {
             return self.map_bypass(badge, plan).map_err(Failed::Unwritten);
@@ -184,10 +188,15 @@ impl<H: SmmuHw, R> Server<H, R> {
         // IOVAs for every range (never mapped yet: freed at once on error),
         // and room for the records (the quota bounds their count).
         let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
-        if mappings.try_reserve(n).is_err() {
+        if mappings.try_reserve(n).is_err() || (plan.packed && tr.packed.try_reserve(1).is_err()) {
             return Err(Failed::Unwritten(ApiError::NoMemory));
         }
-        let blocks = alloc_blocks(tr, plan.planned.as_slice()).map_err(Failed::Unwritten)?;
+        let blocks = if plan.packed {
+            alloc_packed(tr, plan.pages())
+        } else {
+            alloc_blocks(tr, plan.planned.as_slice())
+        }
+        .map_err(Failed::Unwritten)?;
         // A new table where a freed one may still sit in a walk cache would
         // be invisible until that unmap's sync: flush first.
         if links_stale_walk(tr, blocks.as_slice()) {
@@ -211,7 +220,19 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         let left = quota.table_pages.saturating_sub(tr.table_pages);
         let mut mem = QuotaTables::new(HwTables(&mut self.hw), left);
-        let written = write_runs(tr, &mut mem, plan, blocks.as_slice());
+        let written = match blocks.as_slice() {
+            // All or nothing: a failure wrote nothing (index 0).
+            [(block, _)] if plan.packed => tr
+                .table
+                .map_pages(
+                    &mut mem,
+                    *block,
+                    frames,
+                    Attrs::dma(MAIR_NORMAL, plan.writable),
+                )
+                .map_err(|_| 0),
+            blocks => write_runs(tr, &mut mem, plan, blocks),
+        };
         tr.table_pages += mem.allocated;
         mem.allocated = 0;
         if let Err(failed) = written {
@@ -232,17 +253,51 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         tr.table_pages += mem.allocated;
         mem.barrier();
-        for ((p, (block, _)), frames) in plan.planned.as_slice().iter().zip(blocks.as_slice()).zip(
-            lists
-                .as_mut_slice()
-                .iter_mut()
-                .map(|l| core::mem::replace(l, FrameList::Empty)),
-        ) {
-            let iova = Iova::new(block.get() + p.offset_in_page);
+        // A packed request's ranges lie one after the other in its block.
+        let shared = blocks.as_slice().first().filter(|_| plan.packed).copied();
+        let mut next_page = shared.map_or(0, |(b, _)| b.get());
+        for (k, (p, frames)) in plan
+            .planned
+            .as_slice()
+            .iter()
+            .zip(
+                lists
+                    .as_mut_slice()
+                    .iter_mut()
+                    .map(|l| core::mem::replace(l, FrameList::Empty)),
+            )
+            .enumerate()
+        {
+            let page = match shared {
+                Some(_) => {
+                    let at = next_page;
+                    next_page += p.pages * PAGE_SIZE;
+                    at
+                }
+                None => blocks.as_slice().get(k).map_or(0, |(b, _)| b.get()),
+            };
+            let iova = Iova::new(page + p.offset_in_page);
             // Room was reserved above; the count was checked against the
             // quota (`plan_map`), which `add_client` reserved heap for.
-            mappings.insert(iova.get(), Mapping { len: p.len, frames });
+            mappings.insert(
+                iova.get(),
+                Mapping {
+                    len: p.len,
+                    packed: shared.map_or(0, |(b, _)| b.get()),
+                    frames,
+                },
+            );
             iovas.push(iova);
+        }
+        if let Some((block, pages)) = shared {
+            // Room was reserved above.
+            tr.packed.insert(
+                block.get(),
+                Packed {
+                    pages,
+                    live: n as u32,
+                },
+            );
         }
         plan.count(live, mapped_bytes);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
@@ -313,11 +368,27 @@ impl<H: SmmuHw, R> Server<H, R> {
             mapped_bytes: domain.mapped_bytes,
             iova_bytes: domain.tr.as_ref().map_or(0, |t| t.iova.in_use_bytes()),
         };
-        // The IOVA allocator hands out power-of-two blocks.
-        let iova_bytes = planned.as_slice().iter().fold(0u64, |sum, p| {
-            let block = p.pages.checked_next_power_of_two().unwrap_or(u64::MAX);
-            sum.saturating_add(block.saturating_mul(PAGE_SIZE))
-        });
+        let packed = planned.len() > 1
+            && planned
+                .as_slice()
+                .iter()
+                .all(|p| p.pages < BLOCK_PAGES as u64);
+        // The IOVA allocator hands out power-of-two blocks: one for a
+        // packed request, one per range otherwise.
+        let pow2 = |pages: u64| {
+            pages
+                .checked_next_power_of_two()
+                .unwrap_or(u64::MAX)
+                .saturating_mul(PAGE_SIZE)
+        };
+        let iova_bytes = if packed {
+            pow2(bytes / PAGE_SIZE)
+        } else {
+            planned
+                .as_slice()
+                .iter()
+                .fold(0u64, |sum, p| sum.saturating_add(pow2(p.pages)))
+        };
         let more = Use {
             mappings: planned.len() as u64,
             mapped_bytes: bytes,
@@ -331,6 +402,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             writable: dir.device_writes(),
             bypass,
             dma_bits: domain.dma_bits,
+            packed,
         })
     }
 
@@ -412,6 +484,17 @@ pub(super) fn bus_frames(bus: u64, len: u64) -> impl Iterator<Item = PhysAddr> {
     let first = bus & !(PAGE_SIZE - 1);
     let end = bus.saturating_add(len);
     (first..end).step_by(PAGE_SIZE as usize).map(PhysAddr::new)
+}
+
+/// One IOVA block of `pages` pages for every range of a packed request.
+fn alloc_packed(tr: &mut Translated, pages: u64) -> Result<Few<(Iova, u64)>, ApiError> {
+    let mut blocks = Few::with_capacity(1, || (Iova::new(0), 0))?;
+    let block = tr.iova.alloc(pages).map_err(|e| match e {
+        IovaError::NoMemory => ApiError::NoMemory,
+        _ => ApiError::IovaExhausted,
+    })?;
+    blocks.push((block, pages));
+    Ok(blocks)
 }
 
 /// An IOVA block for each planned range, or none (those taken are freed

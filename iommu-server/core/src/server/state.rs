@@ -99,6 +99,15 @@ impl FrameList {
         })
     }
 
+    /// The frames of `v`, inline if there is one.
+    pub(super) fn from_vec(v: Vec<PhysAddr>) -> Self {
+        match v.as_slice() {
+            [] => Self::Empty,
+            [one] => Self::One(*one),
+            _ => Self::Many(v),
+        }
+    }
+
     pub(super) fn as_slice(&self) -> &[PhysAddr] {
         match self {
             Self::Empty => &[],
@@ -148,13 +157,16 @@ pub(super) const RECORDS_PRESIZED: u64 = 4096;
 /// block that starts at the key's page ([`Mapping::block`]).
 pub(super) struct Mapping {
     pub(super) len: u64,
+    /// The IOVA block it shares with the other ranges of its `Map` request
+    /// (a key of [`Translated::packed`]), or 0: its own block.
+    pub(super) packed: u64,
     /// The frames it reaches, pinned in the kernel at map time.
     pub(super) frames: FrameList,
 }
 
 impl Mapping {
-    /// The IOVA block of the mapping at `iova`: its first page, and the
-    /// pages asked of the allocator.
+    /// The pages of the mapping at `iova`: its first page and how many
+    /// (for a mapping of its own block, the block asked of the allocator).
     pub(super) fn block(&self, iova: u64) -> (Iova, u64) {
         let offset = iova & (PAGE_SIZE - 1);
         (
@@ -180,6 +192,18 @@ pub(super) struct Translated {
     /// Pool pages reserved for this domain when it was made (its quota of
     /// table pages and its CD).
     pub(super) reserved: u64,
+    /// IOVA blocks that a `Map` of several ranges shares among them, by
+    /// first address: the pages asked of the allocator and the ranges
+    /// still mapped in it. The block goes back (after the covering sync)
+    /// with its last range; grown only with `try_reserve`.
+    pub(super) packed: hashbrown::HashMap<u64, Packed>,
+}
+
+/// A shared IOVA block (see [`Translated::packed`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Packed {
+    pub(super) pages: u64,
+    pub(super) live: u32,
 }
 
 /// The walk-cache keys above `va` (levels 0..=2).

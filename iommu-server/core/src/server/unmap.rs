@@ -1,6 +1,8 @@
-//! `Unmap`: checking the ranges, clearing each mapping's entries and
-//! handing each unmap to the invalidation engine, the held reply (strict
-//! policies) riding on the last one; in bypass, forgetting bus addresses.
+//! `Unmap`: checking the ranges, clearing the mappings' entries (one walk
+//! for each run of them that follow each other in IOVA, as a batch mapped
+//! in one request does) and handing the whole request to the invalidation
+//! engine as one unmap, the held reply (strict policies) riding on it; in
+//! bypass, forgetting bus addresses.
 //!
 //! It must never free anything itself: the IOVA block, the freed tables
 //! and the walk-cache regions they made stale travel in a [`Payload`],
@@ -10,40 +12,85 @@
 
 use alloc::vec::Vec;
 
-use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE};
+use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use iommu_api::{ApiError, Extent, List, Response};
 use pgtable::{TableMemory, Unmapped};
 use smmuv3::cmd::Command;
 
 use super::dispatch::{error_bytes, reply_bytes};
+use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
-use super::state::{FrameList, Payload, stop_key};
+use super::state::{FrameList, Packed, Payload, stop_key};
 use super::types::Handled;
 use super::{SMALL_LIST, Server};
 use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
 use crate::policy::InvalidationPolicy;
 
-/// The engine ranges of one unmap token: inline for the usual single run.
-enum Ranges {
-    One([IovaRange; 1]),
-    Many(Vec<IovaRange>),
+/// Spans of this many pages or more may be mapped by blocks: each is
+/// cleared alone, exactly as it was mapped; shorter ones that follow each
+/// other in IOVA are cleared as one run.
+const MERGE_PAGES: u64 = 512;
+
+/// What one engine unmap carries: the runs cleared for it, their engine
+/// ranges (`ranges` of them from `first_range` in the request's list),
+/// and the payload released after its sync.
+struct Group<R> {
+    payload: Payload<R>,
+    first_range: usize,
+    ranges: usize,
+    /// The leaf level of every run, or `Any` if they differ.
+    level: Option<LeafLevel>,
+    tables_freed: bool,
+    mappings: u64,
 }
 
-impl Ranges {
-    fn of(tok: &Unmapped<Iova>) -> Self {
-        let range = |x: &pgtable::UnmappedRange<Iova>| IovaRange::new(x.start, x.len >> PAGE_SHIFT);
-        match tok.ranges() {
-            [one] => Self::One([range(one)]),
-            many => Self::Many(many.iter().map(range).collect()),
+impl<R> Group<R> {
+    fn new(badge: u32) -> Self {
+        Self {
+            payload: Payload::new(badge),
+            first_range: 0,
+            ranges: 0,
+            level: None,
+            tables_freed: false,
+            mappings: 0,
         }
     }
 
-    fn as_slice(&self) -> &[IovaRange] {
-        match self {
-            Self::One(r) => r,
-            Self::Many(v) => v,
+    /// Adds a cleared run: its leaf level, its table frees, its ranges
+    /// (appended to `all`, which has room for them).
+    fn add_run(&mut self, tok: &Unmapped<Iova>, all: &mut Few<IovaRange>) {
+        let level = leaf_level(tok.leaf_level());
+        self.level = Some(match self.level {
+            Some(l) if l != level => LeafLevel::Any,
+            _ => level,
+        });
+        self.tables_freed |= tok.needs_walk_invalidation();
+        for x in tok.ranges() {
+            all.push(IovaRange::new(x.start, x.len >> PAGE_SHIFT));
+            self.ranges += 1;
         }
     }
+}
+
+/// One mapping of an unmap request: its key, the pages of its IOVA block,
+/// and how many frames it reaches.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    key: u64,
+    page: u64,
+    pages: u64,
+    frames: usize,
+}
+
+/// One range of the shared IOVA block at `block` is gone: the block, if
+/// that was its last.
+fn release_share(packed: &mut hashbrown::HashMap<u64, Packed>, block: u64) -> Option<(Iova, u64)> {
+    let share = packed.get_mut(&block)?;
+    share.live = share.live.saturating_sub(1);
+    if share.live > 0 {
+        return None;
+    }
+    packed.remove(&block).map(|p| (Iova::new(block), p.pages))
 }
 
 fn leaf_level(level: Option<u8>) -> LeafLevel {
@@ -69,8 +116,9 @@ impl<H: SmmuHw, R> Server<H, R> {
         let Some(client) = self.clients.get_mut(&badge) else {
             return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
         };
-        let holds = client.policy.holds_reply();
-        let bypass = client.policy == InvalidationPolicy::Bypass;
+        let policy = client.policy;
+        let holds = policy.holds_reply();
+        let bypass = policy == InvalidationPolicy::Bypass;
         // An unmap changes no fault record: the count is read once here.
         let faults_pending = client.ledger.kept() as u32;
         let Some(domain) = client.domain.as_mut() else {
@@ -101,79 +149,194 @@ impl<H: SmmuHw, R> Server<H, R> {
             return Handled::Reply(reply, error_bytes(ApiError::NotAttached));
         };
         let asid = tr.asid;
-        let mut mem = HwTables(&mut self.hw);
-        // The held reply rides on the last unmap; the earlier ones wait in
-        // `earlier` (no allocation for the usual single range).
-        let mut earlier: Vec<(Ranges, UnmapHint, Payload<R>)> = Vec::new();
-        let mut last: Option<(Ranges, UnmapHint, Payload<R>)> = None;
-        let mut failure = None;
+        // Everything the request can need, reserved before anything
+        // changes (never an infallible growth on client input): its
+        // mappings' page spans in IOVA order, the engine ranges (one per
+        // run of pages, up to three per range a block maps), the IOVA
+        // blocks and the frames to release after the sync.
+        let n = ranges.len();
+        // The per-unmap baseline syncs every mapping alone: one engine
+        // unmap each, cleared alone. Every other policy hands the whole
+        // request over as one.
+        let each = policy == InvalidationPolicy::StrictPerUnmap;
+        let Ok(mut spans) = Few::with_capacity(n, Span::default) else {
+            return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+        };
         for r in ranges.iter() {
-            // Removed only once its entries are cleared (a refused
-            // clear keeps it, and never reinserts into the table).
-            let Some((block, pages)) = domain.mappings.get(&r.start).map(|m| m.block(r.start))
-            else {
-                continue;
-            };
-            let Ok(tok) = tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE) else {
-                // Not reachable for a range unmapped exactly as it was
-                // mapped (no block split); stop consistently.
+            if let Some(m) = domain.mappings.get(&r.start) {
+                let (block, pages) = m.block(r.start);
+                spans.push(Span {
+                    key: r.start,
+                    page: block.get(),
+                    pages,
+                    frames: m.frames.as_slice().len(),
+                });
+            }
+        }
+        let spans = spans.as_mut_slice();
+        spans.sort_unstable_by_key(|s| s.page);
+        let room = spans
+            .iter()
+            .map(|s| if s.pages < MERGE_PAGES { 1 } else { 3 })
+            .sum();
+        // One span keeps its own frame list and needs no list of IOVA
+        // blocks; more are gathered.
+        let gather = !each && spans.len() > 1;
+        let total_frames = if gather {
+            spans.iter().map(|s| s.frames).sum()
+        } else {
+            0
+        };
+        let mut frames: Vec<PhysAddr> = Vec::new();
+        let mut iovas: Vec<(Iova, u64)> = Vec::new();
+        let mut alone: Vec<Group<R>> = Vec::new();
+        let reserved = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0))
+            .ok()
+            .filter(|_| frames.try_reserve_exact(total_frames).is_ok())
+            .filter(|_| !gather || iovas.try_reserve_exact(spans.len() - 1).is_ok())
+            .filter(|_| !each || alone.try_reserve_exact(spans.len()).is_ok());
+        let Some(mut engine_ranges) = reserved else {
+            return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+        };
+        let mut mem = HwTables(&mut self.hw);
+        let mut group = Group::new(badge);
+        let mut failure = None;
+        let mut at = 0;
+        while at < spans.len() {
+            // A run: spans that follow each other in IOVA (a batch mapped
+            // in one request usually does), cleared in one walk. A span a
+            // block may map stays alone, cleared exactly as it was mapped.
+            let mut end = at + 1;
+            while !each
+                && end < spans.len()
+                && spans[end - 1].pages < MERGE_PAGES
+                && spans[end].pages < MERGE_PAGES
+                && spans[end - 1].page + spans[end - 1].pages * PAGE_SIZE == spans[end].page
+            {
+                end += 1;
+            }
+            let (first, last) = (spans[at], spans[end - 1]);
+            let len = last.page + last.pages * PAGE_SIZE - first.page;
+            let Ok(tok) = tr.table.unmap_exact(&mut mem, Iova::new(first.page), len) else {
+                // Not reachable for ranges unmapped exactly as they were
+                // mapped (no block split); stop consistently: the runs
+                // before are unmapped, this one and those after untouched.
                 failure = Some(ApiError::NoMemory);
                 break;
             };
             let tok: Unmapped<Iova> = tok;
-            let frames = domain
-                .mappings
-                .remove(&r.start)
-                .map_or(FrameList::Empty, |m| m.frames);
-            let mut payload = Payload::new(badge);
-            payload.iova = Some((block, pages));
-            let hint = UnmapHint {
-                leaf_level: leaf_level(tok.leaf_level()),
-                tables_freed: tok.needs_walk_invalidation(),
-            };
-            let rs = Ranges::of(&tok);
+            group.add_run(&tok, &mut engine_ranges);
             if tok.needs_walk_invalidation() {
                 for x in tok.ranges() {
                     let (a, end) = (x.start.get(), x.start.get() + x.len);
                     let mut va = a;
                     while va < end {
                         if let Some(k) = stop_key(&mem, &tr.table, va)
-                            && !payload.stale_walks.contains(&k)
+                            && !group.payload.stale_walks.contains(&k)
                         {
-                            payload.stale_walks.push(k);
+                            group.payload.stale_walks.push(k);
                             *tr.stale_walks.entry(k).or_insert(0) += 1;
                         }
                         va = (va | ((1 << 21) - 1)) + 1;
                     }
                 }
             }
-            payload.tables = tok.into_freed_tables();
-            domain.live = domain.live.saturating_sub(1);
-            domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
-            payload.unpins = frames;
-            if let Some(prev) = last.replace((rs, hint, payload)) {
-                earlier.push(prev);
+            group.payload.tables.append(&mut tok.into_freed_tables());
+            // Removed only once their entries are cleared (a refused
+            // clear keeps them, and never reinserts into the table).
+            for s in &spans[at..end] {
+                let m = domain.mappings.remove(&s.key);
+                domain.live = domain.live.saturating_sub(1);
+                domain.mapped_bytes = domain.mapped_bytes.saturating_sub(s.pages * PAGE_SIZE);
+                group.mappings += 1;
+                // Its IOVA block goes back after the sync: its own, or a
+                // shared one with the last of its ranges.
+                let block = match m.as_ref().map_or(0, |m| m.packed) {
+                    0 => Some((Iova::new(s.page), s.pages)),
+                    shared => release_share(&mut tr.packed, shared),
+                };
+                if !gather {
+                    group.payload.iova = block;
+                    if let Some(m) = m {
+                        group.payload.unpins = m.frames;
+                    }
+                } else {
+                    if let Some(m) = m {
+                        frames.extend_from_slice(m.frames.as_slice());
+                    }
+                    match block {
+                        Some(b) if group.payload.iova.is_none() => group.payload.iova = Some(b),
+                        Some(b) => iovas.push(b),
+                        None => {}
+                    }
+                }
             }
+            if each {
+                alone.push(core::mem::replace(&mut group, Group::new(badge)));
+                group.first_range = engine_ranges.len();
+            }
+            at = end;
         }
         mem.barrier();
         let response = match failure {
             None => self.reply_bytes(&Response::Unmapped { faults_pending }),
             Some(e) => error_bytes(e),
         };
-        for (rs, hint, payload) in earlier {
-            self.queue_unmap(now, badge, asid, rs.as_slice(), hint, payload);
+        if gather {
+            group.payload.iovas = iovas;
+            group.payload.unpins = FrameList::from_vec(frames);
+        }
+        let engine_ranges = engine_ranges.as_slice();
+        // The held reply rides on the last engine unmap.
+        let held = holds && (group.mappings > 0 || !alone.is_empty());
+        let mut last = Some(group).filter(|g| g.mappings > 0);
+        if last.is_none() {
+            last = alone.pop();
+        }
+        for g in alone {
+            self.hand_over(now, badge, asid, engine_ranges, g);
         }
         match last {
-            Some((rs, hint, mut payload)) if holds => {
-                payload.reply = Some((reply, response));
-                self.queue_unmap(now, badge, asid, rs.as_slice(), hint, payload);
+            Some(mut g) if held => {
+                g.payload.reply = Some((reply, response));
+                self.hand_over(now, badge, asid, engine_ranges, g);
                 Handled::Held
             }
-            Some((rs, hint, payload)) => {
-                self.queue_unmap(now, badge, asid, rs.as_slice(), hint, payload);
+            Some(g) => {
+                self.hand_over(now, badge, asid, engine_ranges, g);
                 Handled::Reply(reply, response)
             }
+            // Nothing was cleared: nothing to wait for.
             None => Handled::Reply(reply, response),
+        }
+    }
+
+    /// Hands one group of cleared runs to the engine as one unmap.
+    fn hand_over(
+        &mut self,
+        now: u64,
+        badge: u32,
+        asid: Asid,
+        engine_ranges: &[IovaRange],
+        g: Group<R>,
+    ) {
+        let hint = UnmapHint {
+            leaf_level: g.level.unwrap_or(LeafLevel::Any),
+            tables_freed: g.tables_freed,
+        };
+        let ranges = engine_ranges
+            .get(g.first_range..g.first_range + g.ranges)
+            .unwrap_or(&[]);
+        if let Err(refused) = self.engine.unmap_mappings(
+            now,
+            ClientId(badge),
+            asid,
+            ranges,
+            hint,
+            g.mappings,
+            g.payload,
+        ) {
+            self.unmap_refused(asid, refused.payload);
         }
     }
 
@@ -233,13 +396,18 @@ impl<H: SmmuHw, R> Server<H, R> {
             .engine
             .unmap(now, ClientId(badge), asid, ranges, hint, payload)
         {
-            // Not reachable for a registered live client with checked
-            // ranges. Stay safe: invalidate the ASID now, then release.
-            let cmd = Command::TlbiNhAsid { vmid: 0, asid }.encode();
-            self.stats.tlbi_commands += 1;
-            if self.run(&[cmd]).is_ok() {
-                self.release_now(refused.payload);
-            }
+            self.unmap_refused(asid, refused.payload);
+        }
+    }
+
+    /// An unmap the engine refused (not reachable for a registered live
+    /// client with checked ranges). Stays safe: invalidates the ASID now,
+    /// then releases.
+    fn unmap_refused(&mut self, asid: Asid, payload: Payload<R>) {
+        let cmd = Command::TlbiNhAsid { vmid: 0, asid }.encode();
+        self.stats.tlbi_commands += 1;
+        if self.run(&[cmd]).is_ok() {
+            self.release_now(payload);
         }
     }
 }
