@@ -3,7 +3,9 @@
 //! `Server::handle`, the IOVA
 //! allocator's fast (per-size cache) and slow (free-range tree) paths, a
 //! software page-table walk, a whole map + unmap + flush cycle of one
-//! strict client, and the parts of a one-page map and unmap alone.
+//! strict client, a block driver's batch (one request mapping 32 one-page
+//! buffers, one unmapping them), and the parts of a one-page map and unmap
+//! alone.
 //!
 //! Method: the server runs on [`MemHw`], an in-memory `SmmuHw` whose
 //! `submit` and `sync` do nothing, so the figures are the server's own CPU
@@ -287,6 +289,107 @@ fn server_paths(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a block driver sends at QD32: one `Map` of [`RUN`] one-page
+/// buffers scattered through the client's grant (frames two pages apart),
+/// then one `Unmap` of all of them, then the flush.
+struct BatchBench {
+    server: Server<MemHw, u64>,
+    map_msg: Vec<u8>,
+    frames: Vec<PhysAddr>,
+    now: u64,
+}
+
+impl BatchBench {
+    fn new() -> Self {
+        let one = Bench::with_pages(1);
+        // Tags 0, 2, 4, ...: the buffers are not adjacent in the grant.
+        let ranges: Vec<Extent> = (0..RUN as u64)
+            .map(|t| Extent::new(2 * t * PAGE_SIZE, PAGE_SIZE))
+            .collect();
+        Self {
+            server: one.server,
+            map_msg: encode(&Request::Map {
+                dir: Dir::FromDevice,
+                ranges: List::new(&ranges),
+            }),
+            frames: (0..2 * RUN as u64)
+                .map(|i| PhysAddr::new(CLIENT_FRAME + 2 * i * PAGE_SIZE))
+                .collect(),
+            now: 0,
+        }
+    }
+
+    fn map(&mut self) -> Vec<Iova> {
+        let grant = Grant {
+            frames: &self.frames,
+            va: 0x1000_0000,
+            len: self.frames.len() as u64 * PAGE_SIZE,
+        };
+        match self
+            .server
+            .handle(self.now, BADGE, &self.map_msg, Some(grant), None, 0)
+        {
+            Handled::Reply(_, r) => match Response::decode(Op::Map, &r) {
+                Ok(Response::Mapped { iovas }) => iovas.iter().collect(),
+                other => panic!("map: {other:?}"),
+            },
+            Handled::Held => unreachable!(),
+        }
+    }
+
+    fn unmap(&mut self, iovas: &[Iova]) {
+        let r: Vec<Extent> = iovas
+            .iter()
+            .map(|v| Extent::new(v.get(), PAGE_SIZE))
+            .collect();
+        let msg = encode(&Request::Unmap {
+            ranges: List::new(&r),
+        });
+        let h = self.server.handle(self.now, BADGE, &msg, None, None, 7);
+        assert_eq!(h, Handled::Held);
+    }
+
+    fn flush(&mut self) -> usize {
+        self.now += 1;
+        self.server.poll(self.now).len()
+    }
+}
+
+/// A block driver's batch: one request maps [`RUN`] one-page buffers, one
+/// request unmaps them (per request; divide by [`RUN`] for per I/O).
+fn batch_paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("batch");
+    g.bench_function("map_32x4k", |b| {
+        let mut s = BatchBench::new();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let iovas = s.map();
+                total += t.elapsed();
+                s.unmap(&iovas);
+                s.flush();
+            }
+            total
+        });
+    });
+    g.bench_function("unmap_32x4k_queued", |b| {
+        let mut s = BatchBench::new();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let iovas = s.map();
+                let t = Instant::now();
+                s.unmap(black_box(&iovas));
+                total += t.elapsed();
+                s.flush();
+            }
+            total
+        });
+    });
+    g.finish();
+}
+
 fn iova_paths(c: &mut Criterion) {
     let mut g = c.benchmark_group("iova");
     let base = Iova::new(0x10_0000);
@@ -408,5 +511,12 @@ fn parts(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, server_paths, iova_paths, walk_path, parts);
+criterion_group!(
+    benches,
+    server_paths,
+    batch_paths,
+    iova_paths,
+    walk_path,
+    parts
+);
 criterion_main!(benches);
