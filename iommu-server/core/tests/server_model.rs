@@ -249,6 +249,92 @@ fn a_map_of_many_ranges_and_its_unmap() {
     assert_eq!(s.stats(A).unwrap().mappings, 0);
 }
 
+/// A map of several ranges shares one IOVA block: the block stays taken
+/// while any of its ranges is mapped, so neither a later map nor the
+/// partial unmaps' syncs can hand out an IOVA that a live range of it
+/// still uses; each range keeps translating to its own frame until its
+/// own unmap's sync, and the block is reusable once the last one went.
+#[test]
+fn a_shared_block_outlives_all_but_its_last_range() {
+    let mut s = server(ServerConfig::default(), &[(A, STRICT, UNTRUSTED)]);
+    attach(&mut s, 0, A, SID_A, 48).unwrap();
+    let f = Frames::new(A).take(8, false);
+    let three: Vec<Extent> = (0..3)
+        .map(|i| Extent::new(2 * i * PAGE_SIZE, PAGE_SIZE))
+        .collect();
+    let v = map(&mut s, 0, A, Dir::FromDevice, &three, &f, 0).unwrap();
+    // One after the other in one block.
+    assert_eq!(v[1].get(), v[0].get() + PAGE_SIZE);
+    assert_eq!(v[2].get(), v[1].get() + PAGE_SIZE);
+    let translates = |s: &mut Srv, iova: Iova| {
+        let hw = s.hw();
+        hw.model.would_translate(&hw.mem, StreamId(SID_A), iova)
+    };
+    // The middle one goes, and its sync completes.
+    assert_eq!(
+        unmap(&mut s, 1, A, &[Extent::new(v[1].get(), PAGE_SIZE)], 5),
+        Ok(true)
+    );
+    assert_eq!(s.poll(2).len(), 1);
+    assert_eq!(translates(&mut s, v[1]), None);
+    for (i, k) in [(0, 0), (2, 4)] {
+        assert_eq!(translates(&mut s, v[i]), Some(f[k]));
+    }
+    // New maps never land inside the block while its ranges live: not a
+    // request of the same shape (the size class the block came from)...
+    let again = map(&mut s, 2, A, Dir::FromDevice, &three, &f, 0).unwrap();
+    assert!(
+        again[0].get() >= v[2].get() + PAGE_SIZE || again[2].get() + PAGE_SIZE <= v[0].get(),
+        "a live shared block handed out again"
+    );
+    let back: Vec<Extent> = again
+        .iter()
+        .map(|i| Extent::new(i.get(), PAGE_SIZE))
+        .collect();
+    assert_eq!(unmap(&mut s, 2, A, &back, 8), Ok(true));
+    s.poll(2);
+    // ...nor single pages.
+    for t in 0..40 {
+        let w = map(
+            &mut s,
+            3 + t,
+            A,
+            Dir::FromDevice,
+            &[Extent::new(0, PAGE_SIZE)],
+            &f[6..7],
+            0,
+        )
+        .unwrap();
+        assert!(
+            w[0].get() + PAGE_SIZE <= v[0].get() || w[0].get() >= v[2].get() + PAGE_SIZE,
+            "IOVA {:#x} handed out inside a live shared block",
+            w[0].get()
+        );
+        assert_eq!(
+            unmap(&mut s, 3 + t, A, &[Extent::new(w[0].get(), PAGE_SIZE)], 6),
+            Ok(true)
+        );
+        s.poll(3 + t);
+    }
+    for (i, k) in [(0, 0), (2, 4)] {
+        assert_eq!(translates(&mut s, v[i]), Some(f[k]));
+    }
+    // The last two go in one request (one walk: they no longer touch).
+    let rest = [
+        Extent::new(v[0].get(), PAGE_SIZE),
+        Extent::new(v[2].get(), PAGE_SIZE),
+    ];
+    assert_eq!(unmap(&mut s, 50, A, &rest, 7), Ok(true));
+    assert_eq!(s.poll(51).len(), 1);
+    for iova in &v {
+        assert_eq!(translates(&mut s, *iova), None);
+    }
+    assert_eq!(s.hw().model.stats().stale_hits, 0);
+    assert_eq!(s.stats(A).unwrap().mappings, 0);
+    // Everything is free again: the same three ranges map again.
+    assert!(map(&mut s, 60, A, Dir::FromDevice, &three, &f, 0).is_ok());
+}
+
 #[test]
 fn burst_of_unmaps_from_k_clients_shares_one_sync() {
     const K: u32 = 5;
