@@ -14,7 +14,6 @@ mod arch;
 mod console;
 mod dma_stop;
 mod exceptions;
-mod gic;
 mod integrity;
 mod latency;
 #[allow(unsafe_code)]
@@ -27,7 +26,8 @@ mod selftest;
 mod smmu_probe;
 mod task;
 mod timeout;
-mod timer;
+
+use arch::{gic, timer};
 
 use abi::{PAGE_SIZE, PhysAddr};
 use kernel_core::dt::{self, Platform};

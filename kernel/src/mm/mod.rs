@@ -5,7 +5,7 @@
 
 pub mod frames;
 pub mod heap;
-pub mod kernel_map;
+pub use crate::arch::kernel_map;
 pub mod user;
 
 use abi::{PhysAddr, VirtAddr};

@@ -9,8 +9,8 @@ use abi::{PAGE_SIZE, PhysAddr, VirtAddr};
 use kernel_core::dt::{PciSpace, Platform, Region};
 use pgtable::{Attrs, Config, MapError, PageTable, Shareability, TableMemory};
 
-use super::{LINEAR_BASE, frames, image_layout, virt_to_phys};
 use crate::arch::mmu::{MAIR_DEVICE, MAIR_NORMAL};
+use crate::mm::{LINEAR_BASE, frames, image_layout, virt_to_phys};
 
 /// Table memory reached through the linear map.
 pub struct LinearTableMemory;
@@ -18,7 +18,7 @@ pub struct LinearTableMemory;
 impl TableMemory for LinearTableMemory {
     fn read(&self, table: PhysAddr, index: usize) -> u64 {
         assert!(index < 512, "descriptor index out of its table");
-        let p = super::phys_to_virt(table).get() as *const u64;
+        let p = crate::mm::phys_to_virt(table).get() as *const u64;
         // SAFETY: `table` is a table page this kernel allocated from RAM
         // (linear-mapped); index < 512 keeps the read inside it.
         unsafe { core::ptr::read_volatile(p.add(index)) }
@@ -26,7 +26,7 @@ impl TableMemory for LinearTableMemory {
 
     fn write(&mut self, table: PhysAddr, index: usize, value: u64) {
         assert!(index < 512, "descriptor index out of its table");
-        let p = super::phys_to_virt(table).get() as *mut u64;
+        let p = crate::mm::phys_to_virt(table).get() as *mut u64;
         // SAFETY: as in `read`; one 64-bit store, as the walker requires.
         unsafe { core::ptr::write_volatile(p.add(index), value) }
     }

@@ -1,0 +1,183 @@
+//! The aarch64 architecture layer: everything that needs an instruction
+//! Rust cannot express (boot, vectors, system registers, semihosting, PSCI).
+//! This is one of the few places `unsafe` is allowed; each block says why it
+//! holds. Policy lives elsewhere: this layer never decides, it only does.
+
+pub mod boot;
+pub mod fpsimd;
+pub mod gic;
+pub mod gic_sysreg;
+pub mod kernel_map;
+pub mod mmu;
+pub mod psci;
+pub mod semihosting;
+pub mod timer;
+pub mod trap;
+
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, MPIDR_EL1, Readable};
+
+/// The exception level the kernel runs at (always 1 after boot).
+pub fn current_el() -> u64 {
+    CurrentEL.read(CurrentEL::EL)
+}
+
+/// The generic timer's counter frequency in Hz.
+pub fn counter_hz() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// The virtual counter (CNTVCT_EL0), in ticks of [`counter_hz`].
+pub fn counter() -> u64 {
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    CNTVCT_EL0.get()
+}
+
+/// Masks IRQs at this EL: the kernel's normal state (see
+/// docs/ARCHITECTURE.md, "When the kernel takes interrupts").
+pub fn disable_irqs() {
+    // SAFETY: setting PSTATE.I only defers IRQ exceptions; nothing else
+    // changes.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
+}
+
+/// Unmasks IRQs at this EL. Only the boot timer check uses it, and masks
+/// again with [`disable_irqs`] before anything else runs.
+pub fn enable_irqs() {
+    // SAFETY: clearing PSTATE.I only allows IRQ exceptions, whose vector
+    // (installed at boot) saves and restores all state.
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack)) };
+}
+
+/// Waits for an interrupt (or event) with IRQs in whatever state they are.
+pub fn wait_for_interrupt() {
+    aarch64_cpu::asm::wfi();
+}
+
+/// Idles without `wfi` until the counter reaches `until` or an interrupt
+/// has been taken, whichever comes first: IRQs are opened for a moment on
+/// every turn ([`take_pending_irqs`]), so a pending one is taken at once.
+///
+/// For deadlines a moment away only. Under TCG a sleeping CPU is woken by
+/// a host timer that QEMU's main loop fires, and that loop also runs the
+/// devices' emulation: with I/O in flight the wake-up came up to 3 ms late
+/// (`docs/ARCHITECTURE.md`, "When the kernel takes interrupts"). Reading
+/// the counter needs no such help.
+pub fn idle_poll(until: u64) {
+    let taken = crate::exceptions::irqs_taken();
+    while counter() < until {
+        take_pending_irqs();
+        if crate::exceptions::irqs_taken() != taken {
+            return;
+        }
+    }
+}
+
+/// Idles until an interrupt has been taken: waits with IRQs still masked,
+/// then takes the pending one ([`take_pending_irqs`]).
+///
+/// The wait comes first on purpose. WFI wakes on a pending IRQ whatever
+/// PSTATE.I says, so an interrupt that became pending before the WFI (a
+/// deadline the scheduler just programmed, already passed) ends the wait at
+/// once. Unmasking first would take that IRQ before the WFI; its handler
+/// re-arms the timer for the next tick, and the WFI would then sleep until
+/// that tick (up to 10 ms) with an expired deadline nobody processed.
+pub fn idle_once() {
+    wait_for_interrupt();
+    take_pending_irqs();
+}
+
+/// Unmasks IRQs for a moment, so that any pending one is taken, then masks
+/// them again. Only for the idle loop: the caller holds no lock the
+/// handler takes.
+fn take_pending_irqs() {
+    // SAFETY: unmasking IRQs at EL1 lets the vectors (installed at boot)
+    // run the handler on this stack, and the idle loop holds no lock the
+    // handler takes. The ISB makes the unmask take effect (and a pending
+    // IRQ be taken) before IRQs are masked again, which restores the
+    // kernel's normal state.
+    unsafe {
+        core::arch::asm!(
+            "msr daifclr, #2",
+            "isb",
+            "msr daifset, #2",
+            // The handler is Rust code built with FP/SIMD: it may change
+            // any register the C ABI lets a callee change.
+            clobber_abi("C"),
+            options(nomem, nostack)
+        )
+    };
+}
+
+/// Leaves the kernel for the first time: returns from exception into the
+/// task whose registers (SPSR for EL0) are in `frame`. The kernel stack is
+/// reset to its top first: nothing of the boot path on it (kmain's frames,
+/// the device-tree and PCI records) is needed any more, and every later
+/// trap from EL0 then has the whole stack.
+pub fn enter_user(frame: &trap::TrapFrame) -> ! {
+    unsafe extern "C" {
+        static __boot_stack_top: u8;
+    }
+    const SIZE: usize = core::mem::size_of::<trap::TrapFrame>();
+    let top = (&raw const __boot_stack_top) as usize;
+    let src = frame as *const trap::TrapFrame as usize;
+    // The frame is a local deep below the top (kmain and its callers are
+    // above it), so the copy below reads and writes disjoint memory.
+    assert!(
+        src + SIZE <= top - SIZE,
+        "the first frame overlaps the top of the stack"
+    );
+    // SAFETY: copies the 272-byte frame (17 pairs) from `src` to the top
+    // 272 bytes of the kernel stack (disjoint, checked), points sp at it and
+    // branches to `trap_return`, which restores exactly that frame and
+    // erets to EL0. Everything that was on the stack belongs to calls that
+    // never return; the asm never returns to Rust.
+    unsafe {
+        core::arch::asm!(
+            "sub x2, x0, #272",
+            "mov x3, x2",
+            "2:",
+            "ldp x4, x5, [x1], #16",
+            "stp x4, x5, [x3], #16",
+            "cmp x3, x0",
+            "b.lo 2b",
+            "mov sp, x2",
+            "b trap_return",
+            in("x0") top,
+            in("x1") src,
+            options(noreturn)
+        )
+    }
+}
+
+/// Lets EL0 read the virtual counter (CNTVCT_EL0) and its frequency, so
+/// tasks can time things without a syscall. Nothing else is exposed.
+pub fn allow_el0_counter() {
+    use aarch64_cpu::registers::{CNTKCTL_EL1, ReadWriteable};
+    CNTKCTL_EL1.modify(CNTKCTL_EL1::EL0VCTEN::SET);
+}
+
+/// This CPU's affinity, in the layouts the GIC wants.
+#[derive(Clone, Copy, Debug)]
+pub struct Affinity {
+    mpidr: u64,
+}
+
+impl Affinity {
+    /// The value GICD_IROUTER takes to route an SPI to this CPU
+    /// (Aff3 at bits 39:32, Aff2..Aff0 at 23:0).
+    pub fn irouter(self) -> u64 {
+        self.mpidr & 0xff_00ff_ffff
+    }
+    /// The value GICR_TYPER[63:32] holds for this CPU's redistributor
+    /// (Aff3..Aff0 packed into 32 bits).
+    pub fn gicr_typer(self) -> u64 {
+        (self.mpidr & 0xff_ffff) | (((self.mpidr >> 32) & 0xff) << 24)
+    }
+}
+
+/// This CPU's affinity (MPIDR_EL1).
+pub fn affinity() -> Affinity {
+    Affinity {
+        mpidr: MPIDR_EL1.get(),
+    }
+}
