@@ -5,18 +5,11 @@
 
 pub mod frames;
 pub mod heap;
-pub use crate::arch::kernel_map;
 pub mod user;
 
 use abi::{PhysAddr, VirtAddr};
 
-/// Start of the kernel's linear map of physical memory (TTBR1 half).
-pub const LINEAR_BASE: u64 = 0xFFFF_0000_0000_0000;
-
-/// Start of the RAM the boot tables map (one 1 GiB block at 0x4000_0000).
-pub const BOOT_LINEAR_RAM_START: u64 = 0x4000_0000;
-/// End of the RAM the boot tables map.
-pub const BOOT_LINEAR_RAM_END: u64 = 0x8000_0000;
+use crate::arch::mmu::{BOOT_LINEAR_RAM_END, BOOT_LINEAR_RAM_START, LINEAR_BASE};
 
 /// The kernel-visible address of physical `pa`.
 pub fn phys_to_virt(pa: PhysAddr) -> VirtAddr {

@@ -6,8 +6,8 @@
 use abi::PhysAddr;
 use hermit_sync::OnceCell;
 
-use crate::arch::Affinity;
-use crate::arch::gic_sysreg as icc;
+use super::Affinity;
+use super::gic_sysreg as icc;
 use crate::mmio::{Mmio, Reg};
 use crate::timeout::{Counter, TimedOut, poll_until};
 

@@ -9,8 +9,8 @@ use abi::{PAGE_SIZE, PhysAddr, VirtAddr};
 use kernel_core::dt::{PciSpace, Platform, Region};
 use pgtable::{Attrs, Config, MapError, PageTable, Shareability, TableMemory};
 
-use crate::arch::mmu::{MAIR_DEVICE, MAIR_NORMAL};
-use crate::mm::{LINEAR_BASE, frames, image_layout, virt_to_phys};
+use super::mmu::{LINEAR_BASE, MAIR_DEVICE, MAIR_NORMAL};
+use crate::mm::{frames, image_layout, virt_to_phys};
 
 /// Table memory reached through the linear map.
 pub struct LinearTableMemory;

@@ -1,23 +1,108 @@
-//! The aarch64 architecture layer: everything that needs an instruction
-//! Rust cannot express (boot, vectors, system registers, semihosting, PSCI).
+//! The aarch64 architecture layer (QEMU `virt`): everything that needs an
+//! instruction Rust cannot express (boot, vectors, system registers,
+//! semihosting, PSCI), the GICv3, the generic timer, the PL011 and the
+//! VMSAv8-64 kernel map, behind the interface `arch` re-exports.
 //! This is one of the few places `unsafe` is allowed; each block says why it
 //! holds. Policy lives elsewhere: this layer never decides, it only does.
 
 pub mod boot;
+pub mod console;
 pub mod fpsimd;
 pub mod gic;
 pub mod gic_sysreg;
 pub mod kernel_map;
 pub mod mmu;
 pub mod psci;
+pub mod report;
 pub mod semihosting;
 pub mod timer;
 pub mod trap;
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, MPIDR_EL1, Readable};
+use kernel_core::dt::{self, Platform};
+
+pub use boot::{BootInfo, UNMAPPED_KERNEL_ADDR, provoke_kernel_fault};
+pub use fpsimd::{FpState, install as install_fp_state};
+pub use trap::{Fault, TrapFrame};
+
+use super::Interrupt;
+
+/// What interrupt and timer bring-up found, for the report.
+pub struct MachineInfo {
+    /// The GIC's facts, or why bring-up failed.
+    pub gic: Result<gic::GicInfo, gic::GicError>,
+    /// The timer's INTID.
+    pub timer_intid: u32,
+    /// Ticks counted while waiting for the timer, and the time it took.
+    pub timer_check: Option<(u64, u64)>,
+}
+
+/// The timer's INTID, set once the timer is started.
+static TIMER_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// The PSCI conduit, the GICv3 and the virtual timer; checks that the timer
+/// ticks (three ticks with IRQs on), then masks IRQs again.
+pub fn bring_up(platform: &Platform<'_>) -> MachineInfo {
+    if let Some(method) = platform.psci {
+        psci::set_conduit(match method {
+            dt::PsciMethod::Hvc => psci::Conduit::Hvc,
+            dt::PsciMethod::Smc => psci::Conduit::Smc,
+        });
+    }
+    let gic = gic::init(
+        platform.gic.gicd.base,
+        platform.gic.gicr.base,
+        platform.gic.gicr.size as usize,
+        affinity(),
+    );
+    let timer_intid = platform.timer.virt.intid;
+    let mut timer_check = None;
+    if gic.is_ok() {
+        TIMER_INTID.store(timer_intid, Ordering::Relaxed);
+        gic::enable_ppi(timer_intid);
+        timer::start();
+        enable_irqs();
+        timer_check = Some(timer::wait_ticks(3));
+        // The kernel runs with IRQs masked from here on: only the idle
+        // loop takes them (idle_once). An IRQ taken between
+        // `trap_return`'s ELR/SPSR writes and its `eret` would clobber both
+        // (vectors.S checks, and reports it as a kernel fault).
+        disable_irqs();
+    }
+    MachineInfo {
+        gic,
+        timer_intid,
+        timer_check,
+    }
+}
+
+/// Acknowledges every pending interrupt, hands each to `f` (the timer
+/// re-armed first), and ends it at the GIC.
+pub fn take_interrupts(mut f: impl FnMut(Interrupt)) {
+    while let Some(intid) = gic::acknowledge() {
+        if intid == TIMER_INTID.load(Ordering::Relaxed) {
+            timer::on_interrupt();
+            f(Interrupt::Timer);
+        } else {
+            f(Interrupt::Line(intid));
+        }
+        gic::end_of_interrupt(intid);
+    }
+}
+
+/// Ends the run: semihosting exit status, or PSCI power-off without it.
+pub fn exit(code: u32) -> ! {
+    semihosting::exit(code);
+    psci::system_off();
+    loop {
+        wait_for_interrupt();
+    }
+}
 
 /// The exception level the kernel runs at (always 1 after boot).
-pub fn current_el() -> u64 {
+fn current_el() -> u64 {
     CurrentEL.read(CurrentEL::EL)
 }
 
@@ -151,7 +236,7 @@ pub fn enter_user(frame: &trap::TrapFrame) -> ! {
 
 /// Lets EL0 read the virtual counter (CNTVCT_EL0) and its frequency, so
 /// tasks can time things without a syscall. Nothing else is exposed.
-pub fn allow_el0_counter() {
+pub fn allow_user_counter() {
     use aarch64_cpu::registers::{CNTKCTL_EL1, ReadWriteable};
     CNTKCTL_EL1.modify(CNTKCTL_EL1::EL0VCTEN::SET);
 }
@@ -176,7 +261,7 @@ impl Affinity {
 }
 
 /// This CPU's affinity (MPIDR_EL1).
-pub fn affinity() -> Affinity {
+fn affinity() -> Affinity {
     Affinity {
         mpidr: MPIDR_EL1.get(),
     }
