@@ -28,7 +28,7 @@ mod task;
 mod timeout;
 
 use abi::{PAGE_SIZE, PhysAddr};
-use kernel_core::dt::{self, Platform};
+use kernel_core::dt::Platform;
 
 use crate::mm::frames::PhysRange;
 
@@ -40,7 +40,8 @@ pub mod status {
     pub const FAIL: u32 = 1;
     /// A fault taken in the kernel itself.
     pub const KERNEL_FAULT: u32 = 3;
-    /// No usable device tree: nothing can be reported.
+    /// No usable platform description (device tree): nothing can be
+    /// reported.
     pub const NO_DEVICE_TREE: u32 = 4;
     /// A Rust panic in the kernel.
     pub const PANIC: u32 = 101;
@@ -49,9 +50,8 @@ pub mod status {
 /// The kernel proper, entered from the arch boot code with the kernel map
 /// of the boot tables on, on the boot stack, with what the loader handed
 /// over.
-fn kmain(boot: arch::BootInfo) -> ! {
-    let dtb = boot.device_tree;
-    let Some(platform) = read_device_tree(dtb) else {
+fn kmain(boot: &arch::BootInfo) -> ! {
+    let Some(platform) = arch::discover(boot) else {
         exit(status::NO_DEVICE_TREE)
     };
     console::init(&platform);
@@ -62,11 +62,11 @@ fn kmain(boot: arch::BootInfo) -> ! {
     let boot_image = bootarg(bootargs, "bootimage")
         .and_then(parse_hex)
         .map(PhysAddr::new);
-    let mut mem = init_memory(&platform, dtb, boot_image);
+    let mut mem = init_memory(&platform, boot.keep_below_image(), boot_image);
     install_kernel_map(&platform, &mut mem);
     integrity::record();
     let mut sys = bring_up_machine(&platform);
-    report::print(&platform, &boot, &mem, &sys);
+    report::print(&platform, boot, &mem, &sys);
 
     let code = selftest::run(bootargs);
     let Some(image) = mem.boot_image else {
@@ -108,11 +108,6 @@ fn parse_hex(v: &str) -> Option<u64> {
     u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
 }
 
-/// Parses the device tree at `pa`; `None` if there is none.
-fn read_device_tree(pa: PhysAddr) -> Option<Platform<'static>> {
-    dt::parse(mm::boot_device_tree(pa)?).ok()
-}
-
 /// What memory bring-up found, for the report.
 pub struct MemoryInfo {
     /// RAM regions, as the device tree lists them.
@@ -135,7 +130,11 @@ pub struct MemoryInfo {
 
 /// Sets up the heap and the frame allocator from the device tree's RAM,
 /// reserving the DTB, the kernel image, the heap and /memreserve/ ranges.
-fn init_memory(platform: &Platform<'_>, dtb: PhysAddr, boot_image: Option<PhysAddr>) -> MemoryInfo {
+fn init_memory(
+    platform: &Platform<'_>,
+    keep_from: PhysAddr,
+    boot_image: Option<PhysAddr>,
+) -> MemoryInfo {
     let layout = mm::image_layout();
     let image = PhysRange {
         start: mm::virt_to_phys(layout.start),
@@ -144,9 +143,10 @@ fn init_memory(platform: &Platform<'_>, dtb: PhysAddr, boot_image: Option<PhysAd
     let heap = mm::heap::init_after_image(image.end);
 
     let mut reserved: alloc::vec::Vec<PhysRange> = alloc::vec![
-        // The DTB and everything below the image (QEMU's first MiB).
+        // What the loader left below the image (on QEMU virt: the DTB,
+        // in RAM's first MiB).
         PhysRange {
-            start: dtb.align_down(PAGE_SIZE),
+            start: keep_from.align_down(PAGE_SIZE),
             end: image.start
         },
         image,

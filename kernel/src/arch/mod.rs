@@ -15,11 +15,11 @@ mod aarch64;
 #[cfg(target_arch = "aarch64")]
 use aarch64 as imp;
 
-// Boot and the end of the run: what the loader handed over, the
-// per-architecture bring-up of the interrupt controller and the timer, the
+// Boot and the end of the run: what the loader handed over, the platform
+// it describes (`kernel_core::dt::Platform`), the per-architecture bring-up of the interrupt controller and the timer, the
 // lines of the discovery report only the architecture can write, and the
 // exit with a status the emulator passes on.
-pub use imp::{BootInfo, MachineInfo, bring_up, exit, report};
+pub use imp::{BootInfo, MachineInfo, bring_up, discover, exit, report};
 
 // Entry and trap frames: the saved user registers and what a trap was.
 pub use imp::{Fault, TrapFrame};

@@ -55,7 +55,7 @@ const QEMU_VIRT_DTB: u64 = 0x4000_0000;
 #[derive(Clone, Copy, Debug)]
 pub struct BootInfo {
     /// The device tree blob (physical).
-    pub device_tree: abi::PhysAddr,
+    pub(super) device_tree: abi::PhysAddr,
     /// The exception level QEMU entered at (for the report).
     pub(super) entry_el: u64,
 }
@@ -70,10 +70,18 @@ extern "C" fn kernel_entry(loader_dtb: u64, entry_el: u64) -> ! {
     } else {
         QEMU_VIRT_DTB
     };
-    crate::kmain(BootInfo {
+    crate::kmain(&BootInfo {
         device_tree: abi::PhysAddr::new(dtb),
         entry_el,
     })
+}
+
+impl BootInfo {
+    /// The start of what below the kernel image the kernel must keep from
+    /// the frame allocator: the device tree (QEMU's first MiB).
+    pub fn keep_below_image(&self) -> abi::PhysAddr {
+        self.device_tree
+    }
 }
 
 /// An address no table maps: the start of the TTBR1 half's second 256 TiB,

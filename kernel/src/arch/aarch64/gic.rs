@@ -85,6 +85,8 @@ static GIC: OnceCell<Gic> = OnceCell::new();
 /// Errors bringing the GIC up.
 #[derive(Clone, Copy, Debug)]
 pub enum GicError {
+    /// The platform describes no GIC.
+    Missing,
     /// No redistributor matches this CPU's affinity.
     NoRedistributor,
     /// A register never acknowledged within its timeout.

@@ -119,7 +119,6 @@ pub fn build(platform: &Platform<'_>, output_bits: u8) -> Result<KernelMap, Kern
     }
 
     // Devices: every window the device tree names.
-    let g = &platform.gic;
     let pci_windows = platform.pci.iter().flat_map(|h| {
         h.windows
             .iter()
@@ -136,7 +135,12 @@ pub fn build(platform: &Platform<'_>, output_bits: u8) -> Result<KernelMap, Kern
         .uart
         .map(|u| ("uart", u))
         .into_iter()
-        .chain([("gicd", g.gicd), ("gicr", g.gicr)])
+        .chain(
+            platform
+                .gic
+                .iter()
+                .flat_map(|g| [("gicd", g.gicd), ("gicr", g.gicr)]),
+        )
         .chain(platform.smmu.as_ref().map(|s| ("smmu", s.regs)))
         .chain(platform.pci.as_ref().map(|h| ("ecam", h.ecam)))
         .chain(pci_windows);

@@ -51,15 +51,13 @@ pub fn bring_up(platform: &Platform<'_>) -> MachineInfo {
             dt::PsciMethod::Smc => psci::Conduit::Smc,
         });
     }
-    let gic = gic::init(
-        platform.gic.gicd.base,
-        platform.gic.gicr.base,
-        platform.gic.gicr.size as usize,
-        affinity(),
-    );
-    let timer_intid = platform.timer.virt.intid;
+    let gic = match &platform.gic {
+        Some(g) => gic::init(g.gicd.base, g.gicr.base, g.gicr.size as usize, affinity()),
+        None => Err(gic::GicError::Missing),
+    };
+    let timer_intid = platform.timer.map_or(u32::MAX, |t| t.virt.intid);
     let mut timer_check = None;
-    if gic.is_ok() {
+    if gic.is_ok() && timer_intid != u32::MAX {
         TIMER_INTID.store(timer_intid, Ordering::Relaxed);
         gic::enable_ppi(timer_intid);
         timer::start();
@@ -76,6 +74,12 @@ pub fn bring_up(platform: &Platform<'_>) -> MachineInfo {
         timer_intid,
         timer_check,
     }
+}
+
+/// The platform: the device tree the loader left (its frames are kept from
+/// the frame allocator: everything below the image is reserved).
+pub fn discover(boot: &BootInfo) -> Option<Platform<'static>> {
+    dt::parse(crate::mm::boot_device_tree(boot.device_tree)?).ok()
 }
 
 /// Acknowledges every pending interrupt, hands each to `f` (the timer

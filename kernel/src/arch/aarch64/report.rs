@@ -35,10 +35,10 @@ pub fn kernel_map(installed: bool, (x, w, wx): (usize, usize, usize)) {
 
 /// The interrupt controller and the timer.
 pub fn machine(platform: &Platform<'_>, sys: &MachineInfo) {
-    match &sys.gic {
-        Ok(g) => kprintln!(
+    match (&sys.gic, &platform.gic) {
+        (Ok(g), Some(node)) => kprintln!(
             "gic: GICv3 distributor {:#x} ({} INTIDs, IIDR {:#x}{}), redistributor {:#x}{}",
-            platform.gic.gicd.base,
+            node.gicd.base,
             g.lines,
             g.iidr,
             if g.single_security_state {
@@ -47,13 +47,12 @@ pub fn machine(platform: &Platform<'_>, sys: &MachineInfo) {
                 ""
             },
             g.redistributor,
-            platform
-                .gic
-                .its
+            node.its
                 .map(|r| alloc::format!(", ITS {:#x}", r.base))
                 .unwrap_or_default()
         ),
-        Err(e) => kprintln!("gic: bring-up FAILED: {e:?}"),
+        (Err(e), _) => kprintln!("gic: bring-up FAILED: {e:?}"),
+        (Ok(_), None) => {}
     }
     let hz = super::counter_hz();
     match sys.timer_check {
