@@ -76,6 +76,10 @@ fn kmain(boot: &arch::BootInfo) -> ! {
     if code != status::PASS {
         exit(code);
     }
+    if let Err(why) = arch::can_run_tasks() {
+        kprintln!("kernel: boot image not loaded: {why}");
+        exit(status::FAIL)
+    }
     let pci = match sys.pci.take() {
         Some(Ok(en)) => en.functions.iter().copied().collect(),
         _ => alloc::vec::Vec::new(),

@@ -14,12 +14,16 @@
 mod aarch64;
 #[cfg(target_arch = "aarch64")]
 use aarch64 as imp;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+#[cfg(target_arch = "x86_64")]
+use self::x86_64 as imp;
 
 // Boot and the end of the run: what the loader handed over, the platform
 // it describes (`kernel_core::dt::Platform`), the per-architecture bring-up of the interrupt controller and the timer, the
 // lines of the discovery report only the architecture can write, and the
 // exit with a status the emulator passes on.
-pub use imp::{BootInfo, MachineInfo, bring_up, discover, exit, report};
+pub use imp::{BootInfo, MachineInfo, bring_up, can_run_tasks, discover, exit, report};
 
 // Entry and trap frames: the saved user registers and what a trap was.
 pub use imp::{Fault, TrapFrame};
@@ -43,20 +47,17 @@ pub use imp::{UNMAPPED_KERNEL_ADDR, provoke_kernel_fault};
 /// space ID (so a switch needs no TLB flush), the memory types page-table
 /// entries take, and the layout of the kernel's linear map.
 pub mod mmu {
-    pub use super::imp::kernel_map::{self, KernelMap, LinearTableMemory};
+    pub use super::imp::kernel_map::{self, KernelMap};
     pub use super::imp::mmu::{
         BOOT_LINEAR_RAM_END, BOOT_LINEAR_RAM_START, LINEAR_BASE, MEM_DEVICE, MEM_NORMAL, flush_tag,
-        install_kernel_tables, pa_bits, set_user_space,
+        install_kernel_tables, pa_bits, set_user_space, table_barrier, virt_to_phys,
     };
 }
 
 /// The interrupt controller, by device interrupt line: what the kernel
 /// needs to hand a line to a task and to dispatch what arrives.
 pub mod irq {
-    pub use super::imp::gic::{
-        Trigger, enable_spi as enable_line, is_spi as is_device_line, mask_spi as mask,
-        unmask_spi as unmask,
-    };
+    pub use super::imp::irq::{Trigger, enable_line, is_device_line, mask, unmask};
     pub use super::imp::take_interrupts;
 }
 

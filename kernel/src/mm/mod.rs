@@ -18,7 +18,36 @@ pub fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
 
 /// The physical address behind a linear-map (or kernel image) address.
 pub fn virt_to_phys(va: VirtAddr) -> PhysAddr {
-    PhysAddr::new(va.get() - LINEAR_BASE)
+    crate::arch::mmu::virt_to_phys(va)
+}
+
+/// Page-table memory for the shared `pgtable` walker, reached through the
+/// linear map.
+pub struct LinearTableMemory;
+
+impl pgtable::TableMemory for LinearTableMemory {
+    fn read(&self, table: PhysAddr, index: usize) -> u64 {
+        assert!(index < 512, "descriptor index out of its table");
+        let p = phys_to_virt(table).get() as *const u64;
+        // SAFETY: `table` is a table page this kernel allocated from RAM
+        // (linear-mapped); index < 512 keeps the read inside it.
+        unsafe { core::ptr::read_volatile(p.add(index)) }
+    }
+
+    fn write(&mut self, table: PhysAddr, index: usize, value: u64) {
+        assert!(index < 512, "descriptor index out of its table");
+        let p = phys_to_virt(table).get() as *mut u64;
+        // SAFETY: as in `read`; one 64-bit store, as the walker requires.
+        unsafe { core::ptr::write_volatile(p.add(index), value) }
+    }
+
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        frames::alloc_zeroed(1, kernel_core::ledger::Owner::Kernel)
+    }
+
+    fn barrier(&mut self) {
+        crate::arch::mmu::table_barrier();
+    }
 }
 
 unsafe extern "C" {

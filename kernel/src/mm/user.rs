@@ -20,8 +20,8 @@ use abi::{Asid, Error, PAGE_SIZE, PhysAddr, SysResult, VirtAddr};
 use kernel_core::ledger::Owner;
 use pgtable::{Attrs, Config, LargestLeaf, MapError, PageTable, Shareability, TableMemory};
 
+use super::LinearTableMemory;
 use super::frames;
-use crate::arch::mmu::LinearTableMemory;
 use crate::arch::mmu::{MEM_DEVICE, MEM_NORMAL};
 
 /// Memory a task got from `dma_alloc`: the only memory it may grant.

@@ -60,6 +60,19 @@ unsafe extern "C" {
     fn switch_kernel_tables(ttbr1: u64, tcr: u64);
 }
 
+/// The physical address behind a kernel address (the image is linked in
+/// the linear map).
+pub fn virt_to_phys(va: abi::VirtAddr) -> abi::PhysAddr {
+    abi::PhysAddr::new(va.get() - LINEAR_BASE)
+}
+
+/// Makes page-table writes visible to the table walker before a
+/// descriptor that links them is written.
+pub fn table_barrier() {
+    // SAFETY: a data synchronisation barrier has no memory effects.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
+}
+
 /// Whether the CPU has 16-bit ASIDs (ID_AA64MMFR0_EL1.ASIDBits = 0b0010).
 pub fn has_asid16() -> bool {
     use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, Readable};

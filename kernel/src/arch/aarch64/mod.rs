@@ -76,6 +76,19 @@ pub fn bring_up(platform: &Platform<'_>) -> MachineInfo {
     }
 }
 
+/// Tasks run on aarch64.
+pub fn can_run_tasks() -> Result<(), &'static str> {
+    Ok(())
+}
+
+/// Device interrupt lines: the GIC's SPIs.
+pub mod irq {
+    pub use super::gic::{
+        Trigger, enable_spi as enable_line, is_spi as is_device_line, mask_spi as mask,
+        unmask_spi as unmask,
+    };
+}
+
 /// The platform: the device tree the loader left (its frames are kept from
 /// the frame allocator: everything below the image is reserved).
 pub fn discover(boot: &BootInfo) -> Option<Platform<'static>> {

@@ -1,0 +1,229 @@
+//! This CPU's descriptor tables and features: the GDT (kernel and user
+//! segments, the TSS), the TSS (the kernel stack for traps from user mode,
+//! a separate stack for double faults), the IDT (every exception and the
+//! interrupt vectors in use, pointing at vectors.S's stubs), and the CPUID
+//! bits the kernel reports or relies on. Must never change a table once
+//! loaded.
+
+use hermit_sync::OnceCell;
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::registers::control::{Cr4, Cr4Flags};
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::idt::InterruptDescriptorTable;
+use x86_64::structures::tss::TaskStateSegment;
+
+/// The IST slot (1-based in the IDT, 0-based in the TSS) for double faults.
+const DOUBLE_FAULT_IST: u16 = 0;
+/// Size of the double-fault stack.
+const DF_STACK_SIZE: usize = 16 * 1024;
+
+/// The double-fault stack: a fault on a broken kernel stack still reports.
+#[repr(C, align(16))]
+struct DfStack([u8; DF_STACK_SIZE]);
+static DF_STACK: DfStack = DfStack([0; DF_STACK_SIZE]);
+
+static TSS: OnceCell<TaskStateSegment> = OnceCell::new();
+static GDT: OnceCell<(GlobalDescriptorTable, Selectors)> = OnceCell::new();
+static IDT: OnceCell<InterruptDescriptorTable> = OnceCell::new();
+
+/// The GDT's selectors. The order (kernel code, kernel data, user data,
+/// user code) is the one `syscall`/`sysret` require of STAR.
+#[derive(Clone, Copy, Debug)]
+pub struct Selectors {
+    /// Ring 0 code.
+    pub kernel_code: SegmentSelector,
+    /// Ring 0 data.
+    pub kernel_data: SegmentSelector,
+    /// Ring 3 data.
+    pub user_data: SegmentSelector,
+    /// Ring 3 code.
+    pub user_code: SegmentSelector,
+    /// The TSS.
+    pub tss: SegmentSelector,
+}
+
+unsafe extern "C" {
+    /// vectors.S: stub addresses for vectors 0..31, 32 and 255.
+    static TRAP_STUBS: [u64; 34];
+    static __boot_stack_top: u8;
+}
+
+/// Loads the GDT, the TSS and the IDT. Called once, first thing in
+/// `kernel_entry`.
+pub fn init() {
+    let tss = TSS.get_or_init(|| {
+        let mut tss = TaskStateSegment::new();
+        tss.privilege_stack_table[0] = VirtAddr::from_ptr(&raw const __boot_stack_top);
+        let df = VirtAddr::from_ptr(&raw const DF_STACK) + DF_STACK_SIZE as u64;
+        tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST)] = df;
+        tss
+    });
+    let (gdt, sel) = GDT.get_or_init(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let sel = Selectors {
+            kernel_code: gdt.append(Descriptor::kernel_code_segment()),
+            kernel_data: gdt.append(Descriptor::kernel_data_segment()),
+            user_data: gdt.append(Descriptor::user_data_segment()),
+            user_code: gdt.append(Descriptor::user_code_segment()),
+            tss: gdt.append(Descriptor::tss_segment(tss)),
+        };
+        (gdt, sel)
+    });
+    gdt.load();
+    // SAFETY: the selectors name the descriptors of the GDT just loaded
+    // (static, never changed); CS is reloaded with a far return, the data
+    // segments are flat; the TSS descriptor describes the static TSS.
+    unsafe {
+        CS::set_reg(sel.kernel_code);
+        SS::set_reg(sel.kernel_data);
+        DS::set_reg(sel.kernel_data);
+        ES::set_reg(sel.kernel_data);
+        load_tss(sel.tss);
+    }
+    IDT.get_or_init(build_idt).load();
+}
+
+/// The GDT's selectors (after [`init`]).
+pub fn selectors() -> Selectors {
+    GDT.get().expect("cpu::init ran").1
+}
+
+fn build_idt() -> InterruptDescriptorTable {
+    let mut idt = InterruptDescriptorTable::new();
+    // SAFETY: TRAP_STUBS is vectors.S's read-only table of stub addresses.
+    let stubs = unsafe { &*(&raw const TRAP_STUBS) };
+    let a = |v: usize| VirtAddr::new(stubs[v]);
+    macro_rules! set {
+        ($($field:ident = $vector:expr),* $(,)?) => {$(
+            // SAFETY: the stub for this vector saves a full TrapFrame
+            // (pushing a zero where the CPU pushes no error code) and
+            // returns with iretq: a valid handler for any gate type.
+            unsafe { idt.$field.set_handler_addr(a($vector)) };
+        )*};
+    }
+    set!(
+        divide_error = 0,
+        debug = 1,
+        non_maskable_interrupt = 2,
+        breakpoint = 3,
+        overflow = 4,
+        bound_range_exceeded = 5,
+        invalid_opcode = 6,
+        device_not_available = 7,
+        invalid_tss = 10,
+        segment_not_present = 11,
+        stack_segment_fault = 12,
+        general_protection_fault = 13,
+        page_fault = 14,
+        x87_floating_point = 16,
+        alignment_check = 17,
+        machine_check = 18,
+        simd_floating_point = 19,
+        virtualization = 20,
+        cp_protection_exception = 21,
+        hv_injection_exception = 28,
+        vmm_communication_exception = 29,
+        security_exception = 30,
+    );
+    // SAFETY: as above; the double-fault stack is in the TSS's IST slot.
+    unsafe {
+        idt.double_fault
+            .set_handler_addr(a(8))
+            .set_stack_index(DOUBLE_FAULT_IST);
+    }
+    // SAFETY: as above, for the timer and spurious interrupt vectors.
+    unsafe {
+        idt[32].set_handler_addr(a(32));
+        idt[255].set_handler_addr(a(33));
+    }
+    idt
+}
+
+/// The CPU features the kernel reports (and will rely on).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Features {
+    /// The vendor string.
+    pub vendor: [u8; 12],
+    /// Process-context identifiers (CPUID.1:ECX.PCID).
+    pub pcid: bool,
+    /// INVPCID (CPUID.7:EBX.INVPCID).
+    pub invpcid: bool,
+    /// Supervisor-mode access prevention (CPUID.7:EBX.SMAP).
+    pub smap: bool,
+    /// Supervisor-mode execution prevention (CPUID.7:EBX.SMEP).
+    pub smep: bool,
+    /// x2APIC (CPUID.1:ECX.x2APIC).
+    pub x2apic: bool,
+    /// The local APIC's TSC-deadline mode (CPUID.1:ECX.TSC-Deadline).
+    pub tsc_deadline: bool,
+    /// XSAVE (CPUID.1:ECX.XSAVE).
+    pub xsave: bool,
+    /// No-execute pages (CPUID.80000001:EDX.NX).
+    pub nx: bool,
+    /// 1 GiB pages (CPUID.80000001:EDX.Page1GB).
+    pub page1g: bool,
+    /// Physical address bits (CPUID.80000008:EAX[7:0]).
+    pub pa_bits: u8,
+}
+
+impl Features {
+    /// Reads them with CPUID.
+    pub fn read() -> Self {
+        use core::arch::x86_64::__cpuid_count;
+        let l0 = __cpuid_count(0, 0);
+        let mut vendor = [0; 12];
+        vendor[0..4].copy_from_slice(&l0.ebx.to_le_bytes());
+        vendor[4..8].copy_from_slice(&l0.edx.to_le_bytes());
+        vendor[8..12].copy_from_slice(&l0.ecx.to_le_bytes());
+        let l1 = __cpuid_count(1, 0);
+        let l7 = if l0.eax >= 7 {
+            __cpuid_count(7, 0)
+        } else {
+            __cpuid_count(0, 0)
+        };
+        let ext = __cpuid_count(0x8000_0000, 0).eax;
+        let e1 = if ext >= 0x8000_0001 {
+            __cpuid_count(0x8000_0001, 0).edx
+        } else {
+            0
+        };
+        let pa_bits = if ext >= 0x8000_0008 {
+            (__cpuid_count(0x8000_0008, 0).eax & 0xff) as u8
+        } else {
+            36
+        };
+        let l7b = if l0.eax >= 7 { l7.ebx } else { 0 };
+        Self {
+            vendor,
+            pcid: l1.ecx & (1 << 17) != 0,
+            invpcid: l7b & (1 << 10) != 0,
+            smap: l7b & (1 << 20) != 0,
+            smep: l7b & (1 << 7) != 0,
+            x2apic: l1.ecx & (1 << 21) != 0,
+            tsc_deadline: l1.ecx & (1 << 24) != 0,
+            xsave: l1.ecx & (1 << 26) != 0,
+            nx: e1 & (1 << 20) != 0,
+            page1g: e1 & (1 << 26) != 0,
+            pa_bits,
+        }
+    }
+}
+
+/// Turns on SMEP and SMAP where the CPU has them: ring 0 can then never
+/// execute a user page, nor read or write one (the kernel reaches task
+/// memory only through its linear map, never through user addresses).
+pub fn enable_user_protection(features: &Features) {
+    let mut add = Cr4Flags::empty();
+    if features.smep {
+        add |= Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION;
+    }
+    if features.smap {
+        add |= Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION;
+    }
+    // SAFETY: SMEP/SMAP only forbid ring 0 from executing or accessing
+    // user pages; the kernel's code and data are supervisor pages and it
+    // touches task memory through the linear map.
+    unsafe { Cr4::update(|f| f.insert(add)) };
+}

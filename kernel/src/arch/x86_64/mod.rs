@@ -1,0 +1,181 @@
+//! The x86_64 architecture layer (QEMU `q35`, TCG): PVH boot into long
+//! mode, the GDT, TSS and IDT (`cpu`), trap entry and fault decoding
+//! (`trap`), COM1 (`console`), the kernel map with NX and W^X (`mmu`,
+//! `kernel_map`), the TSC as the counter (`timer`), and the end of the run
+//! through `isa-debug-exit`, behind the interface `arch` re-exports. The
+//! `x86_64` crate provides the registers, instructions and page-table types.
+//!
+//! Not built yet (the port's next steps, docs/ARCHITECTURE.md): the local
+//! APIC timer and device interrupts, `syscall`/`sysret`, XSAVE, and task
+//! address spaces (the shared `pgtable` has no x86 format), so this layer
+//! refuses to run tasks ([`can_run_tasks`]). It never decides policy.
+
+pub mod boot;
+pub mod console;
+pub mod cpu;
+pub mod kernel_map;
+pub mod mmu;
+pub mod report;
+pub mod timer;
+pub mod trap;
+
+use core::cell::UnsafeCell;
+
+use kernel_core::dt::Platform;
+use x86_64::instructions::port::Port;
+
+pub use boot::{BootInfo, UNMAPPED_KERNEL_ADDR, discover, provoke_kernel_fault};
+pub use trap::{Fault, TrapFrame};
+
+use super::Interrupt;
+
+/// The I/O port of QEMU's `isa-debug-exit` device (`-device
+/// isa-debug-exit,iobase=0xf4,iosize=0x04`): writing `v` ends QEMU with exit
+/// status `2 * v + 1`.
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// What bring-up found, for the report.
+pub struct MachineInfo {
+    /// The CPU features the kernel cares about.
+    pub cpu: cpu::Features,
+    /// The TSC's frequency, as calibrated against the PIT.
+    pub tsc_hz: u64,
+}
+
+/// Reads the CPU's features and turns on SMEP/SMAP where present (the
+/// counter was calibrated at entry). The interrupt controller and timer
+/// interrupts are not brought up yet.
+pub fn bring_up(_platform: &Platform<'_>) -> MachineInfo {
+    let cpu = cpu::Features::read();
+    cpu::enable_user_protection(&cpu);
+    MachineInfo {
+        cpu,
+        tsc_hz: counter_hz(),
+    }
+}
+
+/// Whether tasks can run on this architecture yet, and if not, why.
+pub fn can_run_tasks() -> Result<(), &'static str> {
+    Err(
+        "x86_64 task address spaces need an x86 page-table format in pgtable, and syscall entry; neither is built yet",
+    )
+}
+
+/// Ends the run through `isa-debug-exit` (QEMU's status is `2 * code + 1`);
+/// without that device, halts.
+pub fn exit(code: u32) -> ! {
+    let mut port: Port<u32> = Port::new(DEBUG_EXIT_PORT);
+    // SAFETY: a port write to isa-debug-exit ends the emulator; on a
+    // machine without it, port 0xf4 is unassigned and the write is ignored.
+    unsafe { port.write(code) };
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// The TSC, in ticks of [`counter_hz`].
+pub fn counter() -> u64 {
+    timer::tsc()
+}
+
+/// The TSC's frequency in Hz (calibrated once at boot).
+pub fn counter_hz() -> u64 {
+    timer::tsc_hz()
+}
+
+/// Sets RFLAGS.IF. Only the boot self-test that breaks the masking
+/// invariant uses it.
+pub fn enable_irqs() {
+    x86_64::instructions::interrupts::enable();
+}
+
+/// Idles until an interrupt has been taken: `sti; hlt` (the `hlt` is in
+/// the `sti` shadow, so an interrupt already pending wakes it), then masks
+/// again.
+pub fn idle_once() {
+    x86_64::instructions::interrupts::enable_and_hlt();
+    x86_64::instructions::interrupts::disable();
+}
+
+/// Idles without halting until the counter reaches `until` or an
+/// interrupt has been taken.
+pub fn idle_poll(until: u64) {
+    let taken = crate::exceptions::irqs_taken();
+    while counter() < until {
+        x86_64::instructions::interrupts::enable();
+        core::hint::spin_loop();
+        x86_64::instructions::interrupts::disable();
+        if crate::exceptions::irqs_taken() != taken {
+            return;
+        }
+    }
+}
+
+/// Hands every pending interrupt to `f`. No interrupt source is brought up
+/// yet on x86_64, so there is none to hand over.
+pub fn take_interrupts(_f: impl FnMut(Interrupt)) {}
+
+/// One task's floating-point state: the FXSAVE area (x87, MXCSR, XMM0-15).
+/// Saved and loaded by the trap path once tasks run on x86_64.
+#[repr(C, align(64))]
+#[derive(Clone)]
+pub struct FpState {
+    /// The FXSAVE image.
+    pub area: [u8; 512],
+}
+
+impl Default for FpState {
+    fn default() -> Self {
+        Self { area: [0; 512] }
+    }
+}
+
+/// Makes `state` the one the trap path saves to and loads from. Nothing
+/// runs in user mode on x86_64 yet ([`can_run_tasks`]), so nothing uses it.
+pub fn install_fp_state(state: &UnsafeCell<FpState>) {
+    let _ = state;
+}
+
+/// User mode reads the TSC with `rdtsc` (CR4.TSD stays clear).
+pub fn allow_user_counter() {}
+
+/// Leaves the kernel for the first time into the task whose registers are
+/// in `frame`. Never reached on x86_64 yet: [`can_run_tasks`] refuses.
+pub fn enter_user(frame: &TrapFrame) -> ! {
+    let _ = frame;
+    unreachable!("x86_64 runs no tasks yet (can_run_tasks)")
+}
+
+/// Device interrupt lines (IOAPIC or MSI): not brought up on x86_64 yet, so
+/// no line is a device line and none can be bound.
+pub mod irq {
+    /// A line's trigger mode.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Trigger {
+        /// Edge-triggered.
+        Edge,
+        /// Level-sensitive.
+        Level,
+    }
+
+    /// Whether `line` is a device interrupt line a task may own: none yet.
+    pub fn is_device_line(_line: u32) -> bool {
+        false
+    }
+
+    /// Enables a device line; never called ([`is_device_line`] is false).
+    pub fn enable_line(line: u32, _trigger: Trigger) {
+        unreachable!("no device interrupt line {line} on x86_64 yet")
+    }
+
+    /// Masks a device line; never called ([`is_device_line`] is false).
+    pub fn mask(line: u32) {
+        unreachable!("no device interrupt line {line} on x86_64 yet")
+    }
+
+    /// Unmasks a device line; never called ([`is_device_line`] is false).
+    pub fn unmask(line: u32) {
+        unreachable!("no device interrupt line {line} on x86_64 yet")
+    }
+}

@@ -1,0 +1,78 @@
+//! The discovery report's x86_64 lines: the CPU, its features that matter
+//! (PCID, SMAP, SMEP, x2APIC, XSAVE, NX), the boot information, the kernel
+//! map and the counter. Prints only.
+
+use abi::PhysAddr;
+use kernel_core::dt::Platform;
+
+use super::{BootInfo, MachineInfo};
+use crate::kprintln;
+
+/// The first lines: the CPU and what the PVH loader handed over.
+pub fn boot(boot: &BootInfo, image: (PhysAddr, PhysAddr)) {
+    kprintln!(
+        "boot: x86_64 long mode, ring 0, PVH start info v{}, kernel image {:#x}..{:#x}",
+        boot.version,
+        image.0,
+        image.1
+    );
+    match boot.module {
+        Some((pa, size)) => kprintln!("boot: module at {pa:#x} ({size} bytes)"),
+        None => kprintln!("boot: no module"),
+    }
+    if boot.rsdp != 0 {
+        kprintln!("boot: ACPI RSDP at {:#x}", boot.rsdp);
+    }
+}
+
+/// The kernel map and the image's pages: (executable, writable, both).
+pub fn kernel_map(installed: bool, (x, w, wx): (usize, usize, usize)) {
+    kprintln!(
+        "mmu: kernel map {} (CR3), identity map dropped, NX on; image pages: {x} executable, {w} writable, {wx} both",
+        if installed {
+            "installed"
+        } else {
+            "NOT installed"
+        },
+    );
+}
+
+/// The CPU's features and the counter.
+pub fn machine(_platform: &Platform<'_>, sys: &MachineInfo) {
+    let c = &sys.cpu;
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    kprintln!(
+        "cpu: {} PCID {} INVPCID {} SMAP {} SMEP {} x2APIC {} TSC-deadline {} XSAVE {} NX {} 1G-pages {} ({} physical address bits)",
+        core::str::from_utf8(&c.vendor).unwrap_or("?"),
+        yes(c.pcid),
+        yes(c.invpcid),
+        yes(c.smap),
+        yes(c.smep),
+        yes(c.x2apic),
+        yes(c.tsc_deadline),
+        yes(c.xsave),
+        yes(c.nx),
+        yes(c.page1g),
+        c.pa_bits
+    );
+    let cr4 = x86_64::registers::control::Cr4::read();
+    use x86_64::registers::control::Cr4Flags;
+    kprintln!(
+        "cpu: SMEP {}, SMAP {}",
+        if cr4.contains(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION) {
+            "on"
+        } else {
+            "off"
+        },
+        if cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION) {
+            "on"
+        } else {
+            "off"
+        },
+    );
+    kprintln!(
+        "timer: TSC {}.{} MHz (calibrated against the PIT); no timer interrupt yet",
+        sys.tsc_hz / 1_000_000,
+        (sys.tsc_hz % 1_000_000) / 100_000
+    );
+}

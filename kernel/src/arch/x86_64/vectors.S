@@ -1,0 +1,112 @@
+// Trap entry stubs (the IDT's targets, idt.rs) and the common path. Each
+// stub makes the frame uniform (a zero where the CPU pushes no error code),
+// pushes its vector and joins trap_common, which saves the general
+// registers as a TrapFrame (trap.rs; 176 bytes, 16-byte aligned because
+// the CPU aligns the stack on entry) and calls trap_entry(frame).
+// trap_return restores a TrapFrame and returns with iretq; interrupt gates
+// enter with IF clear and iretq restores RFLAGS atomically, so no
+// interrupt can land between the restore and the return.
+
+.macro STUB n, err
+    .p2align 4
+trap_stub_\n:
+    .if \err == 0
+    push    $0
+    .endif
+    push    $\n
+    jmp     trap_common
+.endm
+
+.section .text.vectors, "ax"
+.code64
+
+// Exceptions 0..31: 8, 10..14, 17, 21, 29, 30 push an error code.
+STUB 0, 0
+STUB 1, 0
+STUB 2, 0
+STUB 3, 0
+STUB 4, 0
+STUB 5, 0
+STUB 6, 0
+STUB 7, 0
+STUB 8, 1
+STUB 9, 0
+STUB 10, 1
+STUB 11, 1
+STUB 12, 1
+STUB 13, 1
+STUB 14, 1
+STUB 15, 0
+STUB 16, 0
+STUB 17, 1
+STUB 18, 0
+STUB 19, 0
+STUB 20, 0
+STUB 21, 1
+STUB 22, 0
+STUB 23, 0
+STUB 24, 0
+STUB 25, 0
+STUB 26, 0
+STUB 27, 0
+STUB 28, 0
+STUB 29, 1
+STUB 30, 1
+STUB 31, 0
+// Interrupts: the local APIC timer (32) and the spurious vector (255).
+STUB 32, 0
+STUB 255, 0
+
+trap_common:
+    push    %r15
+    push    %r14
+    push    %r13
+    push    %r12
+    push    %r11
+    push    %r10
+    push    %r9
+    push    %r8
+    push    %rbp
+    push    %rdi
+    push    %rsi
+    push    %rdx
+    push    %rcx
+    push    %rbx
+    push    %rax
+    mov     %rsp, %rdi
+    cld
+    call    trap_entry
+.global trap_return
+trap_return:
+    pop     %rax
+    pop     %rbx
+    pop     %rcx
+    pop     %rdx
+    pop     %rsi
+    pop     %rdi
+    pop     %rbp
+    pop     %r8
+    pop     %r9
+    pop     %r10
+    pop     %r11
+    pop     %r12
+    pop     %r13
+    pop     %r14
+    pop     %r15
+    add     $16, %rsp                       // vector, error code
+    iretq
+
+// The stubs' addresses, for the IDT: vectors 0..31, 32, 255.
+.section .rodata
+.p2align 3
+.global TRAP_STUBS
+TRAP_STUBS:
+    .quad trap_stub_0, trap_stub_1, trap_stub_2, trap_stub_3
+    .quad trap_stub_4, trap_stub_5, trap_stub_6, trap_stub_7
+    .quad trap_stub_8, trap_stub_9, trap_stub_10, trap_stub_11
+    .quad trap_stub_12, trap_stub_13, trap_stub_14, trap_stub_15
+    .quad trap_stub_16, trap_stub_17, trap_stub_18, trap_stub_19
+    .quad trap_stub_20, trap_stub_21, trap_stub_22, trap_stub_23
+    .quad trap_stub_24, trap_stub_25, trap_stub_26, trap_stub_27
+    .quad trap_stub_28, trap_stub_29, trap_stub_30, trap_stub_31
+    .quad trap_stub_32, trap_stub_255
