@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::arch::Arch;
 use crate::system::System;
 use crate::testonly;
 
@@ -351,6 +352,40 @@ fn cargo_build(
         return Err(format!("cargo build of the guest failed ({status})"));
     }
     Ok(())
+}
+
+/// Builds the kernel alone for `arch` (product build, no task) and returns
+/// its ELF. aarch64 kernels come from [`build`] with their tasks; this is
+/// for an architecture whose tasks do not run yet.
+pub fn build_kernel(ws: &Workspace, arch: Arch) -> Result<PathBuf, String> {
+    let target = arch.target();
+    let mut cmd = ws.cargo();
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        target,
+        "-p",
+        KERNEL_PACKAGE,
+    ]);
+    println!("xtask: building {KERNEL_PACKAGE} for {target}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run cargo build: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cargo build of the {arch} kernel failed ({status})"
+        ));
+    }
+    let elf = ws
+        .target_dir
+        .join(target)
+        .join("release")
+        .join(KERNEL_PACKAGE);
+    if !elf.is_file() {
+        return Err(format!("build succeeded but {} is missing", elf.display()));
+    }
+    Ok(elf)
 }
 
 /// Fails if the product build of `packages` would enable a test-only

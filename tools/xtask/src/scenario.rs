@@ -8,6 +8,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::arch::Arch;
 use crate::hostnet::{HostCheck, READY_LINE};
 use crate::qemu::RunOutcome;
 
@@ -30,6 +31,8 @@ struct RawScenario {
     bootargs: String,
     #[serde(default)]
     el2: bool,
+    /// The guest architecture (default "aarch64").
+    arch: Option<String>,
     system: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     timeout_s: u64,
@@ -106,6 +109,8 @@ pub struct Scenario {
     pub name: String,
     pub bootargs: String,
     pub el2: bool,
+    /// The guest architecture.
+    pub arch: Arch,
     /// The system description to boot (relative to the workspace root), if
     /// any: its boot image is loaded beside the kernel.
     pub system: Option<PathBuf>,
@@ -161,6 +166,13 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
     if raw.timeout_s == 0 {
         return Err("timeout_s must be positive".into());
     }
+    let arch: Arch = raw.arch.as_deref().unwrap_or("aarch64").parse()?;
+    if raw.system.is_some() && !arch.runs_tasks() {
+        return Err(format!("no task system runs on {arch} yet"));
+    }
+    if raw.el2 && arch != Arch::Aarch64 {
+        return Err("el2 is an aarch64 setting".into());
+    }
     let expect_exit = match raw.expect_exit {
         RawExit::Code(code) => ExpectExit::Code(code),
         RawExit::Word(word) if word == "nonzero" => ExpectExit::NonZero,
@@ -203,6 +215,7 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         name: raw.name,
         bootargs: raw.bootargs,
         el2: raw.el2,
+        arch,
         system: raw.system,
         timeout: Duration::from_secs(raw.timeout_s),
         expect_exit,

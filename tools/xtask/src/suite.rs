@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::arch::Arch;
 use crate::artifacts::{self, Images, Workspace};
 use crate::cli::{BootOptions, DashboardOptions, TestOptions};
 use crate::hostnet::{self, HostCheck};
@@ -26,6 +27,15 @@ const FAILURE_LOG_LINES: usize = 200;
 pub fn boot(opts: &BootOptions, interactive: bool) -> Result<ExitCode, String> {
     let ws = Workspace::locate()?;
     prereq::ensure_all(&ws)?;
+    let arch = opts.arch.unwrap_or_default();
+    if arch != Arch::Aarch64 {
+        if opts.system.is_some() {
+            return Err(format!(
+                "no task system runs on {arch} yet: boot the kernel alone"
+            ));
+        }
+        prereq::ensure_arch(&ws, arch)?;
+    }
     let system = opts
         .system
         .as_deref()
@@ -33,9 +43,19 @@ pub fn boot(opts: &BootOptions, interactive: bool) -> Result<ExitCode, String> {
         .transpose()?;
     let packages = system.as_ref().map(System::packages).unwrap_or_default();
     let kernel = opts.kernel.as_deref().map(prebuilt).transpose()?;
-    let images = artifacts::build(&ws, kernel.as_deref(), &packages)?;
+    let images = match arch {
+        Arch::Aarch64 => artifacts::build(&ws, kernel.as_deref(), &packages)?,
+        other => Images {
+            kernel: match kernel {
+                Some(k) => k,
+                None => artifacts::build_kernel(&ws, other)?,
+            },
+            tasks: Default::default(),
+        },
+    };
     let scratch = ws.scratch_dir("boot");
     let mut cfg = QemuConfig::new(&images.kernel, &scratch);
+    cfg.arch = arch;
     cfg.bootargs = opts.bootargs.clone();
     cfg.extra_args = opts.qemu_args.clone();
     prepare(&mut cfg, &scratch, system.as_ref(), &images)?;
@@ -98,9 +118,15 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
     let scenarios: Vec<Scenario> = scenario::load_dir(&ws.root.join("scenarios"))?
         .into_iter()
         .filter(|s| opts.filters.is_empty() || opts.filters.iter().any(|f| s.name.contains(f)))
+        .filter(|s| opts.arch.is_none_or(|a| s.arch == a))
         .collect();
     if scenarios.is_empty() {
         return Err(format!("no scenario matches {:?}", opts.filters));
+    }
+    for arch in Arch::ALL.into_iter().filter(|a| *a != Arch::Aarch64) {
+        if scenarios.iter().any(|s| s.arch == arch) {
+            prereq::ensure_arch(&ws, arch)?;
+        }
     }
     // A scenario whose system is invalid or names a missing package fails
     // alone; the others still run.
@@ -371,6 +397,20 @@ fn prepare(
     Ok(())
 }
 
+/// The kernel for `arch` (not aarch64, whose kernel comes with its tasks),
+/// built once per run of xtask.
+fn kernel_alone(ws: &Workspace, arch: Arch) -> Result<PathBuf, String> {
+    static BUILT: std::sync::Mutex<Vec<(Arch, Result<PathBuf, String>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().map_err(|_| "kernel build cache poisoned")?;
+    if let Some((_, r)) = built.iter().find(|(a, _)| *a == arch) {
+        return r.clone();
+    }
+    let r = artifacts::build_kernel(ws, arch);
+    built.push((arch, r.clone()));
+    r
+}
+
 /// Boots one scenario and prints its verdict; true on PASS.
 pub fn run_scenario(
     ws: &Workspace,
@@ -380,7 +420,18 @@ pub fn run_scenario(
     echo: bool,
 ) -> Result<bool, String> {
     let scratch = ws.scratch_dir(&s.name);
-    let mut cfg = QemuConfig::new(&images.kernel, &scratch);
+    let kernel = match s.arch {
+        Arch::Aarch64 => images.kernel.clone(),
+        other => match kernel_alone(ws, other) {
+            Ok(k) => k,
+            Err(e) => {
+                println!("FAIL {}: {e}", s.name);
+                return Ok(false);
+            }
+        },
+    };
+    let mut cfg = QemuConfig::new(&kernel, &scratch);
+    cfg.arch = s.arch;
     cfg.bootargs = s.bootargs.clone();
     cfg.el2 = s.el2;
     if let Err(e) = prepare(&mut cfg, &scratch, system, images) {
