@@ -6,7 +6,7 @@
 
 use crate::arch;
 
-pub use ::mmio::{TimedOut, poll_until};
+pub use ::mmio::poll_until;
 
 /// [`arch::counter`] at [`arch::counter_hz`]; pauses with a spin-loop hint.
 #[derive(Clone, Copy, Debug, Default)]

@@ -85,37 +85,14 @@ pub fn image_layout() -> ImageLayout {
     }
 }
 
-/// The device tree blob the loader left at `pa`, if its header is valid.
-/// Its frames are reserved from the frame allocator (`kmain` reserves
-/// everything below the image), so nothing writes them afterwards.
-pub fn boot_device_tree(pa: PhysAddr) -> Option<&'static [u8]> {
-    let layout = image_layout();
-    let image_start = virt_to_phys(layout.start);
-    // Only RAM below the image and above the start of the boot-mapped RAM
-    // can hold it (QEMU: 0x4000_0000, the image at 0x4020_0000).
-    let room = image_start.offset_from(pa)?;
-    if room < 40 || pa.get() < BOOT_LINEAR_RAM_START {
-        return None;
-    }
-    let p = phys_to_virt(pa).get() as *const u8;
-    // SAFETY: pa..pa+40 lies in RAM below the kernel image, mapped by the
-    // boot tables' RAM block; nothing writes it (reserved, see above).
-    let header = unsafe { core::slice::from_raw_parts(p, 40) };
-    let size = kernel_core::dt::blob_size(header).ok()?;
-    if size as u64 > room {
-        return None;
-    }
-    // SAFETY: as above, for the size the header states, checked to end
-    // below the image.
-    Some(unsafe { core::slice::from_raw_parts(p, size) })
-}
-
 /// The boot image QEMU's loader put at `pa`, if its header is valid and it
 /// lies in the RAM the boot tables map. The caller reserves its frames
 /// before the frame allocator starts, so nothing writes them afterwards.
 pub fn boot_image(pa: PhysAddr) -> Option<&'static [u8]> {
     const HEADER: usize = 64;
-    if pa.get() < BOOT_LINEAR_RAM_START || pa.get() + HEADER as u64 > BOOT_LINEAR_RAM_END {
+    if !(BOOT_LINEAR_RAM_START..BOOT_LINEAR_RAM_END).contains(&pa.get())
+        || pa.get() + HEADER as u64 > BOOT_LINEAR_RAM_END
+    {
         return None;
     }
     let p = phys_to_virt(pa).get() as *const u8;

@@ -19,9 +19,11 @@ pub fn ensure_all(ws: &Workspace) -> Result<(), String> {
     ensure_qemu()
 }
 
-/// Adds the guest target through rustup if rustup exists and lacks it.
+/// Adds the guest targets (aarch64, and x86_64 for the kernel's port)
+/// through rustup if rustup exists and lacks them.
 pub fn ensure_rust_target(ws: &Workspace) -> Result<(), String> {
-    ensure_target(ws, GUEST_TARGET)
+    ensure_target(ws, GUEST_TARGET)?;
+    ensure_target(ws, Arch::X86_64.target())
 }
 
 /// Adds Rust target `target` through rustup if rustup exists and lacks it.

@@ -9,7 +9,9 @@ use hermit_sync::OnceCell;
 use super::Affinity;
 use super::gic_sysreg as icc;
 use crate::mmio::{Mmio, Reg};
-use crate::timeout::{Counter, TimedOut, poll_until};
+use ::mmio::TimedOut;
+
+use crate::timeout::{Counter, poll_until};
 
 /// Distributor registers [GICv3 §12.9].
 mod gicd {

@@ -92,7 +92,32 @@ pub mod irq {
 /// The platform: the device tree the loader left (its frames are kept from
 /// the frame allocator: everything below the image is reserved).
 pub fn discover(boot: &BootInfo) -> Option<Platform<'static>> {
-    dt::parse(crate::mm::boot_device_tree(boot.device_tree)?).ok()
+    dt::parse(boot_device_tree(boot.device_tree)?).ok()
+}
+
+/// The device tree blob the loader left at `pa`, if its header is valid.
+/// Its frames are reserved from the frame allocator (`kmain` reserves
+/// everything below the image), so nothing writes them afterwards.
+fn boot_device_tree(pa: abi::PhysAddr) -> Option<&'static [u8]> {
+    let layout = crate::mm::image_layout();
+    let image_start = crate::mm::virt_to_phys(layout.start);
+    // Only RAM below the image and above the start of the boot-mapped RAM
+    // can hold it (QEMU: 0x4000_0000, the image at 0x4020_0000).
+    let room = image_start.offset_from(pa)?;
+    if room < 40 || pa.get() < mmu::BOOT_LINEAR_RAM_START {
+        return None;
+    }
+    let p = crate::mm::phys_to_virt(pa).get() as *const u8;
+    // SAFETY: pa..pa+40 lies in RAM below the kernel image, mapped by the
+    // boot tables' RAM block; nothing writes it (reserved, see above).
+    let header = unsafe { core::slice::from_raw_parts(p, 40) };
+    let size = kernel_core::dt::blob_size(header).ok()?;
+    if size as u64 > room {
+        return None;
+    }
+    // SAFETY: as above, for the size the header states, checked to end
+    // below the image.
+    Some(unsafe { core::slice::from_raw_parts(p, size) })
 }
 
 /// Acknowledges every pending interrupt, hands each to `f` (the timer

@@ -93,7 +93,7 @@ pub fn selectors() -> Selectors {
 fn build_idt() -> InterruptDescriptorTable {
     let mut idt = InterruptDescriptorTable::new();
     // SAFETY: TRAP_STUBS is vectors.S's read-only table of stub addresses.
-    let stubs = unsafe { &*(&raw const TRAP_STUBS) };
+    let stubs = unsafe { &TRAP_STUBS };
     let a = |v: usize| VirtAddr::new(stubs[v]);
     macro_rules! set {
         ($($field:ident = $vector:expr),* $(,)?) => {$(
