@@ -3,7 +3,8 @@
 //! read-only executable, rodata read-only no-execute, data/bss and the
 //! stack read-write no-execute, a guard page under the stack; never
 //! writable and executable), and all RAM but the image read-write
-//! no-execute in the linear map. Must never map anything user-accessible.
+//! no-execute in the linear map, and the local APIC's registers uncached.
+//! Must never map anything user-accessible.
 
 use abi::{PAGE_SIZE, PhysAddr, VirtAddr};
 use kernel_core::dt::Platform;
@@ -64,6 +65,7 @@ fn table(root: PhysAddr) -> OffsetPageTable<'static> {
 const TEXT: F = F::PRESENT.union(F::GLOBAL);
 const RODATA: F = F::PRESENT.union(F::GLOBAL).union(F::NO_EXECUTE);
 const DATA: F = RODATA.union(F::WRITABLE);
+const DEVICE: F = DATA.union(F::NO_CACHE).union(F::WRITE_THROUGH);
 
 /// Builds the kernel map for `platform`'s RAM.
 pub fn build(platform: &Platform<'_>, _pa_bits: u8) -> Result<KernelMap, KernelMapError> {
@@ -130,6 +132,15 @@ pub fn build(platform: &Platform<'_>, _pa_bits: u8) -> Result<KernelMap, KernelM
             }
         }
     }
+    // The local APIC's registers, uncached, in the linear map.
+    let apic = super::apic::base().get();
+    map(
+        "local apic",
+        LINEAR_BASE + apic,
+        apic,
+        super::apic::MMIO_SIZE as u64,
+        DEVICE,
+    )?;
     Ok(KernelMap { root })
 }
 

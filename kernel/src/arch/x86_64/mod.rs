@@ -1,15 +1,17 @@
 //! The x86_64 architecture layer (QEMU `q35`, TCG): PVH boot into long
 //! mode, the GDT, TSS and IDT (`cpu`), trap entry and fault decoding
 //! (`trap`), COM1 (`console`), the kernel map with NX and W^X (`mmu`,
-//! `kernel_map`), the TSC as the counter (`timer`), and the end of the run
+//! `kernel_map`), the TSC as the counter and the local APIC's one-shot
+//! timer as the tick (`timer`, `apic`), and the end of the run
 //! through `isa-debug-exit`, behind the interface `arch` re-exports. The
 //! `x86_64` crate provides the registers, instructions and page-table types.
 //!
-//! Not built yet (the port's next steps, docs/ARCHITECTURE.md): the local
-//! APIC timer and device interrupts, `syscall`/`sysret`, XSAVE, and task
+//! Not built yet (the port's next steps, docs/ARCHITECTURE.md): device
+//! interrupts (IOAPIC/MSI), `syscall`/`sysret`, XSAVE, and task
 //! address spaces (the shared `pgtable` has no x86 format), so this layer
 //! refuses to run tasks ([`can_run_tasks`]). It never decides policy.
 
+pub mod apic;
 pub mod boot;
 pub mod console;
 pub mod cpu;
@@ -40,17 +42,32 @@ pub struct MachineInfo {
     pub cpu: cpu::Features,
     /// The TSC's frequency, as calibrated against the PIT.
     pub tsc_hz: u64,
+    /// The local APIC: (physical base, ID, version).
+    pub apic: (abi::PhysAddr, u32, u32),
+    /// Ticks counted while waiting for the timer, and the time it took.
+    pub timer_check: (u64, u64),
 }
 
 /// Reads the CPU's features and turns on SMEP/SMAP where present (the
-/// counter was calibrated at entry). The interrupt controller and timer
-/// interrupts are not brought up yet.
+/// counter was calibrated at entry); masks the 8259s, enables the local
+/// APIC and its one-shot timer, and checks that it ticks (three ticks with
+/// interrupts on), then masks interrupts again.
 pub fn bring_up(_platform: &Platform<'_>) -> MachineInfo {
     let cpu = cpu::Features::read();
     cpu::enable_user_protection(&cpu);
+    apic::mask_legacy_pics();
+    let (id, version) = apic::init();
+    timer::start();
+    enable_irqs();
+    let timer_check = timer::wait_ticks(3);
+    // The kernel runs with interrupts masked from here on: only the idle
+    // loop takes them.
+    x86_64::instructions::interrupts::disable();
     MachineInfo {
         cpu,
         tsc_hz: counter_hz(),
+        apic: (apic::base(), id, version),
+        timer_check,
     }
 }
 
@@ -112,9 +129,23 @@ pub fn idle_poll(until: u64) {
     }
 }
 
-/// Hands every pending interrupt to `f`. No interrupt source is brought up
-/// yet on x86_64, so there is none to hand over.
-pub fn take_interrupts(_f: impl FnMut(Interrupt)) {}
+/// Hands the interrupt being taken (its vector, from the trap frame) to
+/// `f`, the timer re-armed first, and ends it at the local APIC. The
+/// spurious vector is dropped without an EOI, as the APIC requires.
+pub fn take_interrupts(mut f: impl FnMut(Interrupt)) {
+    match trap::current_vector() {
+        v if v == u64::from(apic::TIMER_VECTOR) => {
+            timer::on_interrupt();
+            f(Interrupt::Timer);
+            apic::end_of_interrupt();
+        }
+        v if v == u64::from(apic::SPURIOUS_VECTOR) => {}
+        v => {
+            f(Interrupt::Line(v as u32));
+            apic::end_of_interrupt();
+        }
+    }
+}
 
 /// One task's floating-point state: the FXSAVE area (x87, MXCSR, XMM0-15).
 /// Saved and loaded by the trap path once tasks run on x86_64.

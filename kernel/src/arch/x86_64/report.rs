@@ -70,9 +70,20 @@ pub fn machine(_platform: &Platform<'_>, sys: &MachineInfo) {
             "off"
         },
     );
+    let (base, id, version) = sys.apic;
     kprintln!(
-        "timer: TSC {}.{} MHz (calibrated against the PIT); no timer interrupt yet",
+        "apic: local APIC (xAPIC) at {base:#x}, ID {id}, version {version:#x}; 8259 PICs masked"
+    );
+    let (ticks, us) = sys.timer_check;
+    let apic_hz = super::timer::apic_hz();
+    kprintln!(
+        "timer: TSC {}.{} MHz (calibrated against the PIT); APIC timer one-shot, vector {}, {} MHz, {} ms tick: {ticks} ticks in {}.{} ms",
         sys.tsc_hz / 1_000_000,
-        (sys.tsc_hz % 1_000_000) / 100_000
+        (sys.tsc_hz % 1_000_000) / 100_000,
+        super::apic::TIMER_VECTOR,
+        apic_hz / 1_000_000,
+        super::timer::TICK_US / 1000,
+        us / 1000,
+        (us % 1000) / 100
     );
 }

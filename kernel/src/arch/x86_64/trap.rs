@@ -149,6 +149,15 @@ impl core::fmt::Display for Fault {
 /// The first interrupt vector (below it: exceptions).
 const FIRST_INTERRUPT: u64 = 32;
 
+/// The vector of the trap being handled (one CPU; traps do not nest: the
+/// kernel runs with interrupts masked).
+static CURRENT_VECTOR: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The vector of the trap being handled.
+pub fn current_vector() -> u64 {
+    CURRENT_VECTOR.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Called by vectors.S with the saved frame.
 #[unsafe(no_mangle)]
 extern "C" fn trap_entry(frame: &mut TrapFrame) {
@@ -157,6 +166,7 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) {
     } else {
         Origin::User
     };
+    CURRENT_VECTOR.store(frame.vector, core::sync::atomic::Ordering::Relaxed);
     let trap = if frame.vector >= FIRST_INTERRUPT {
         Trap::Irq
     } else {
