@@ -25,8 +25,9 @@ use self::x86_64 as imp;
 // exit with a status the emulator passes on.
 pub use imp::{BootInfo, MachineInfo, bring_up, can_run_tasks, discover, exit, report};
 
-// Entry and trap frames: the saved user registers and what a trap was.
-pub use imp::{Fault, TrapFrame};
+// Entry and trap frames: the saved user registers and what a trap was;
+// the machine task executables are built for.
+pub use imp::{ELF_MACHINE, Fault, TrapFrame};
 
 // The user/kernel boundary and context switch: the first entry into a
 // task, a task's floating-point/vector state and which one the trap path
@@ -49,8 +50,9 @@ pub use imp::{UNMAPPED_KERNEL_ADDR, provoke_kernel_fault};
 pub mod mmu {
     pub use super::imp::kernel_map::{self, KernelMap};
     pub use super::imp::mmu::{
-        BOOT_LINEAR_RAM_END, BOOT_LINEAR_RAM_START, LINEAR_BASE, MEM_DEVICE, MEM_NORMAL, flush_tag,
-        install_kernel_tables, pa_bits, set_user_space, table_barrier, virt_to_phys,
+        BOOT_LINEAR_RAM_END, BOOT_LINEAR_RAM_START, LINEAR_BASE, MEM_DEVICE, MEM_NORMAL,
+        USER_VA_BITS, decode_table_entry, encode_table_entry, flush_tag, install_kernel_tables,
+        pa_bits, prepare_user_root, set_user_space, table_barrier, virt_to_phys,
     };
 }
 

@@ -22,7 +22,8 @@ pub fn virt_to_phys(va: VirtAddr) -> PhysAddr {
 }
 
 /// Page-table memory for the shared `pgtable` walker, reached through the
-/// linear map.
+/// linear map; entries are stored in the architecture's format
+/// (`arch::mmu::encode_table_entry`).
 pub struct LinearTableMemory;
 
 impl pgtable::TableMemory for LinearTableMemory {
@@ -31,14 +32,16 @@ impl pgtable::TableMemory for LinearTableMemory {
         let p = phys_to_virt(table).get() as *const u64;
         // SAFETY: `table` is a table page this kernel allocated from RAM
         // (linear-mapped); index < 512 keeps the read inside it.
-        unsafe { core::ptr::read_volatile(p.add(index)) }
+        let raw = unsafe { core::ptr::read_volatile(p.add(index)) };
+        crate::arch::mmu::decode_table_entry(raw)
     }
 
     fn write(&mut self, table: PhysAddr, index: usize, value: u64) {
         assert!(index < 512, "descriptor index out of its table");
         let p = phys_to_virt(table).get() as *mut u64;
+        let raw = crate::arch::mmu::encode_table_entry(value);
         // SAFETY: as in `read`; one 64-bit store, as the walker requires.
-        unsafe { core::ptr::write_volatile(p.add(index), value) }
+        unsafe { core::ptr::write_volatile(p.add(index), raw) }
     }
 
     fn alloc_table(&mut self) -> Option<PhysAddr> {

@@ -106,7 +106,8 @@ impl AddressSpace {
     /// `task`, which may take `table_quota` page-table pages (its root
     /// included).
     pub fn new(asid: Asid, pa_bits: u8, task: u32, table_quota: u64) -> SysResult<Self> {
-        let config = Config::new(48, pa_bits).with_largest_leaf(LargestLeaf::Page);
+        let config = Config::new(crate::arch::mmu::USER_VA_BITS, pa_bits)
+            .with_largest_leaf(LargestLeaf::Page);
         let mut tables = 0;
         let mut mem = Charged {
             used: &mut tables,
@@ -117,6 +118,7 @@ impl AddressSpace {
             true => Error::KernelOverQuota,
             false => Error::NoMemory,
         })?;
+        crate::arch::mmu::prepare_user_root(table.root());
         Ok(Self {
             table,
             asid,

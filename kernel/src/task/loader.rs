@@ -199,7 +199,8 @@ fn build(
     endpoints: &mut [Endpoint],
     irqs: &mut BTreeMap<u32, IrqBinding>,
 ) -> Result<(Vec<Cap>, TrapFrame), String> {
-    let plan = LoadPlan::parse(rec.elf).map_err(|e| format!("ELF: {e}"))?;
+    let plan =
+        LoadPlan::parse_for(rec.elf, crate::arch::ELF_MACHINE).map_err(|e| format!("ELF: {e}"))?;
     for seg in plan.segments() {
         let p = seg.perms();
         let attrs = match (p.write, p.exec) {

@@ -1,7 +1,6 @@
 //! The guest architectures: each one's Rust target, QEMU binary and Debian
-//! package, and how QEMU's exit status carries the kernel's. Only the
-//! kernel alone boots on x86_64 so far (its tasks need the port's next
-//! steps, docs/ARCHITECTURE.md).
+//! package, and how QEMU's exit status carries the kernel's. On x86_64 the
+//! kernel and the systems without devices run (docs/ARCHITECTURE.md).
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,8 +11,7 @@ pub enum Arch {
     /// QEMU `virt` with the SMMUv3 and GICv3: everything runs here.
     #[default]
     Aarch64,
-    /// QEMU `q35`, TCG: the kernel alone (boot, report, fault and panic
-    /// reports).
+    /// QEMU `q35`, TCG: the kernel and the systems without devices.
     X86_64,
 }
 
@@ -26,6 +24,14 @@ impl Arch {
         match self {
             Arch::Aarch64 => "aarch64-unknown-none",
             Arch::X86_64 => "x86_64-unknown-none",
+        }
+    }
+
+    /// The ELF `e_machine` of its executables: EM_AARCH64 or EM_X86_64.
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Arch::Aarch64 => 183,
+            Arch::X86_64 => 62,
         }
     }
 
@@ -43,11 +49,6 @@ impl Arch {
             Arch::Aarch64 => "qemu-system-arm",
             Arch::X86_64 => "qemu-system-x86",
         }
-    }
-
-    /// Whether task systems (boot images) run on this architecture yet.
-    pub fn runs_tasks(self) -> bool {
-        matches!(self, Arch::Aarch64)
     }
 
     /// The kernel's exit status from QEMU's. On aarch64 semihosting passes

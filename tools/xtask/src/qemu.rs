@@ -207,6 +207,10 @@ impl QemuConfig {
     /// The kernel command line: `bootimage=<addr>` first when there is a
     /// boot image, then [`bootargs`](Self::bootargs).
     pub fn kernel_command_line(&self) -> String {
+        if self.arch != Arch::Aarch64 {
+            // The boot image is a PVH module the kernel finds itself.
+            return self.bootargs.clone();
+        }
         match &self.boot_image {
             None => self.bootargs.clone(),
             Some(_) if self.bootargs.is_empty() => format!("bootimage={BOOT_IMAGE_ADDR:#x}"),
@@ -217,6 +221,10 @@ impl QemuConfig {
     /// Refuses a boot image of `len` bytes that would run past the end of
     /// RAM from [`BOOT_IMAGE_ADDR`].
     pub fn check_boot_image_fits(&self, len: usize) -> Result<(), String> {
+        if self.arch != Arch::Aarch64 {
+            // QEMU places an -initrd itself, or refuses to start.
+            return Ok(());
+        }
         let room = RAM_BASE + (u64::from(self.memory_mib) << 20) - BOOT_IMAGE_ADDR;
         if u64::try_from(len).is_ok_and(|len| len <= room) {
             Ok(())
@@ -357,7 +365,7 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
 /// The x86_64 machine: `q35` under TCG, `-cpu max`, the kernel loaded
 /// through its PVH note, COM1 on the serial console, and `isa-debug-exit`
 /// so the kernel's status reaches QEMU's ([`Arch::kernel_status`]). The
-/// kernel alone: no devices, no boot image yet.
+/// boot image, if any, as the PVH module (`-initrd`); no devices yet.
 fn command_line_x86(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     let mut args: Vec<String> = ["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m"]
         .map(String::from)
@@ -383,6 +391,9 @@ fn command_line_x86(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
         "-append".into(),
         cfg.kernel_command_line(),
     ]);
+    if let Some(image) = &cfg.boot_image {
+        args.extend(["-initrd".into(), image.display().to_string()]);
+    }
     if m.gdb {
         args.extend(["-s".into(), "-S".into()]);
     }

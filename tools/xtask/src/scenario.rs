@@ -167,9 +167,6 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         return Err("timeout_s must be positive".into());
     }
     let arch: Arch = raw.arch.as_deref().unwrap_or("aarch64").parse()?;
-    if raw.system.is_some() && !arch.runs_tasks() {
-        return Err(format!("no task system runs on {arch} yet"));
-    }
     if raw.el2 && arch != Arch::Aarch64 {
         return Err("el2 is an aarch64 setting".into());
     }

@@ -29,11 +29,6 @@ pub fn boot(opts: &BootOptions, interactive: bool) -> Result<ExitCode, String> {
     prereq::ensure_all(&ws)?;
     let arch = opts.arch.unwrap_or_default();
     if arch != Arch::Aarch64 {
-        if opts.system.is_some() {
-            return Err(format!(
-                "no task system runs on {arch} yet: boot the kernel alone"
-            ));
-        }
         prereq::ensure_arch(&ws, arch)?;
     }
     let system = opts
@@ -43,16 +38,7 @@ pub fn boot(opts: &BootOptions, interactive: bool) -> Result<ExitCode, String> {
         .transpose()?;
     let packages = system.as_ref().map(System::packages).unwrap_or_default();
     let kernel = opts.kernel.as_deref().map(prebuilt).transpose()?;
-    let images = match arch {
-        Arch::Aarch64 => artifacts::build(&ws, kernel.as_deref(), &packages)?,
-        other => Images {
-            kernel: match kernel {
-                Some(k) => k,
-                None => artifacts::build_kernel(&ws, other)?,
-            },
-            tasks: Default::default(),
-        },
-    };
+    let images = artifacts::build(&ws.for_arch(arch), kernel.as_deref(), &packages)?;
     let scratch = ws.scratch_dir("boot");
     let mut cfg = QemuConfig::new(&images.kernel, &scratch);
     cfg.arch = arch;
@@ -416,17 +402,21 @@ fn prepare(
     Ok(())
 }
 
-/// The kernel for `arch` (not aarch64, whose kernel comes with its tasks),
-/// built once per run of xtask.
-fn kernel_alone(ws: &Workspace, arch: Arch) -> Result<PathBuf, String> {
-    static BUILT: std::sync::Mutex<Vec<(Arch, Result<PathBuf, String>)>> =
+/// The kernel and `system`'s tasks built for `arch` (not aarch64, whose
+/// images the caller builds for the whole run), built once per set of
+/// packages per run of xtask.
+fn images_for(ws: &Workspace, arch: Arch, system: Option<&System>) -> Result<Images, String> {
+    type Key = (Arch, Vec<String>);
+    static BUILT: std::sync::Mutex<Vec<(Key, Result<Images, String>)>> =
         std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().map_err(|_| "kernel build cache poisoned")?;
-    if let Some((_, r)) = built.iter().find(|(a, _)| *a == arch) {
+    let packages = system.map(System::packages).unwrap_or_default();
+    let key = (arch, packages);
+    let mut built = BUILT.lock().map_err(|_| "build cache poisoned")?;
+    if let Some((_, r)) = built.iter().find(|(k, _)| *k == key) {
         return r.clone();
     }
-    let r = artifacts::build_kernel(ws, arch);
-    built.push((arch, r.clone()));
+    let r = artifacts::build(&ws.for_arch(arch), None, &key.1);
+    built.push((key, r.clone()));
     r
 }
 
@@ -439,17 +429,21 @@ pub fn run_scenario(
     echo: bool,
 ) -> Result<bool, String> {
     let scratch = ws.scratch_dir(&s.name);
-    let kernel = match s.arch {
-        Arch::Aarch64 => images.kernel.clone(),
-        other => match kernel_alone(ws, other) {
-            Ok(k) => k,
+    let own;
+    let images = match s.arch {
+        Arch::Aarch64 => images,
+        other => match images_for(ws, other, system) {
+            Ok(i) => {
+                own = i;
+                &own
+            }
             Err(e) => {
-                println!("FAIL {}: {e}", s.name);
+                println!("FAIL {}: {other} build failed: {e}", s.name);
                 return Ok(false);
             }
         },
     };
-    let mut cfg = QemuConfig::new(&kernel, &scratch);
+    let mut cfg = QemuConfig::new(&images.kernel, &scratch);
     cfg.arch = s.arch;
     cfg.bootargs = s.bootargs.clone();
     cfg.el2 = s.el2;

@@ -66,6 +66,22 @@ pub fn virt_to_phys(va: abi::VirtAddr) -> abi::PhysAddr {
     abi::PhysAddr::new(va.get() - LINEAR_BASE)
 }
 
+/// Input bits of a task's TTBR0 tables (T0SZ = 16).
+pub const USER_VA_BITS: u8 = 48;
+
+/// Task tables are in the walker's own format (VMSAv8-64): stored as is.
+pub const fn encode_table_entry(vmsa: u64) -> u64 {
+    vmsa
+}
+
+/// As [`encode_table_entry`]: read back as stored.
+pub const fn decode_table_entry(raw: u64) -> u64 {
+    raw
+}
+
+/// Nothing to add to a new task root: the kernel lives in TTBR1.
+pub fn prepare_user_root(_root: abi::PhysAddr) {}
+
 /// Makes page-table writes visible to the table walker before a
 /// descriptor that links them is written.
 pub fn table_barrier() {

@@ -27,6 +27,9 @@ pub use boot::{BootInfo, UNMAPPED_KERNEL_ADDR, provoke_kernel_fault};
 pub use fpsimd::{FpState, install as install_fp_state};
 pub use trap::{Fault, TrapFrame};
 
+/// Task executables are AArch64 ELF files.
+pub const ELF_MACHINE: kernel_core::elf::Machine = kernel_core::elf::Machine::Aarch64;
+
 use super::Interrupt;
 
 /// What interrupt and timer bring-up found, for the report.

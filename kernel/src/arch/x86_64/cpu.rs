@@ -10,6 +10,7 @@ use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::registers::control::{Cr4, Cr4Flags};
+use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
@@ -83,6 +84,38 @@ pub fn init() {
         load_tss(sel.tss);
     }
     IDT.get_or_init(build_idt).load();
+    init_syscall(sel);
+}
+
+/// IA32_STAR, IA32_LSTAR, IA32_FMASK.
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_LSTAR: u32 = 0xc000_0082;
+const MSR_FMASK: u32 = 0xc000_0084;
+/// RFLAGS bits `syscall` clears: TF, IF, DF, AC.
+const SYSCALL_FMASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 18);
+
+/// Enables `syscall` (EFER.SCE) into vectors.S's `syscall_entry`, with the
+/// kernel's segments on entry and the user's (data at STAR[63:48] + 8,
+/// code at + 16) on the way back, interrupts off on entry.
+fn init_syscall(sel: &Selectors) {
+    unsafe extern "C" {
+        fn syscall_entry();
+    }
+    // syscall_entry builds the user frame with these selectors.
+    assert!(
+        sel.user_data.0 == 0x1b && sel.user_code.0 == 0x23,
+        "GDT order changed under vectors.S"
+    );
+    let star = (u64::from(sel.kernel_code.0) << 32) | (u64::from(sel.kernel_data.0) << 48);
+    // SAFETY: these MSRs only configure the `syscall` instruction: it will
+    // enter `syscall_entry` (kernel text) with the kernel's code segment
+    // and IF, TF, DF, AC cleared; EFER.SCE only enables the instruction.
+    unsafe {
+        Msr::new(MSR_STAR).write(star);
+        Msr::new(MSR_LSTAR).write(syscall_entry as *const () as u64);
+        Msr::new(MSR_FMASK).write(SYSCALL_FMASK);
+        Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
+    }
 }
 
 /// The GDT's selectors (after [`init`]).

@@ -6,10 +6,10 @@
 //! through `isa-debug-exit`, behind the interface `arch` re-exports. The
 //! `x86_64` crate provides the registers, instructions and page-table types.
 //!
-//! Not built yet (the port's next steps, docs/ARCHITECTURE.md): device
-//! interrupts (IOAPIC/MSI), `syscall`/`sysret`, XSAVE, and task
-//! address spaces (the shared `pgtable` has no x86 format), so this layer
-//! refuses to run tasks ([`can_run_tasks`]). It never decides policy.
+//! Tasks run in ring 3 with `syscall` entry, their x87/SSE state kept with
+//! FXSAVE, their page tables in x86 format through `pgtable::x86`. Not built
+//! yet (docs/ARCHITECTURE.md): device interrupts (IOAPIC/MSI), XSAVE, PCID.
+//! It never decides policy.
 
 pub mod apic;
 pub mod boot;
@@ -22,12 +22,16 @@ pub mod timer;
 pub mod trap;
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use kernel_core::dt::Platform;
 use x86_64::instructions::port::Port;
 
 pub use boot::{BootInfo, UNMAPPED_KERNEL_ADDR, discover, provoke_kernel_fault};
 pub use trap::{Fault, TrapFrame};
+
+/// Task executables are x86-64 ELF files.
+pub const ELF_MACHINE: kernel_core::elf::Machine = kernel_core::elf::Machine::X86_64;
 
 use super::Interrupt;
 
@@ -71,11 +75,9 @@ pub fn bring_up(_platform: &Platform<'_>) -> MachineInfo {
     }
 }
 
-/// Whether tasks can run on this architecture yet, and if not, why.
+/// Tasks run on x86_64.
 pub fn can_run_tasks() -> Result<(), &'static str> {
-    Err(
-        "x86_64 task address spaces need an x86 page-table format in pgtable, and syscall entry; neither is built yet",
-    )
+    Ok(())
 }
 
 /// Ends the run through `isa-debug-exit` (QEMU's status is `2 * code + 1`);
@@ -147,9 +149,11 @@ pub fn take_interrupts(mut f: impl FnMut(Interrupt)) {
     }
 }
 
-/// One task's floating-point state: the FXSAVE area (x87, MXCSR, XMM0-15).
-/// Saved and loaded by the trap path once tasks run on x86_64.
-#[repr(C, align(64))]
+/// One task's floating-point state: the FXSAVE area (x87, MXCSR,
+/// XMM0-15), saved by the trap path on every entry from user mode and
+/// loaded on every return to it (vectors.S). The kernel is built without
+/// SSE, so nothing in between touches these registers.
+#[repr(C, align(16))]
 #[derive(Clone)]
 pub struct FpState {
     /// The FXSAVE image.
@@ -157,25 +161,64 @@ pub struct FpState {
 }
 
 impl Default for FpState {
+    /// The state a task starts with: FCW 0x037f (x87 defaults), MXCSR
+    /// 0x1f80 (all SSE exceptions masked), registers zero.
     fn default() -> Self {
-        Self { area: [0; 512] }
+        let mut area = [0; 512];
+        area[0..2].copy_from_slice(&0x037f_u16.to_le_bytes());
+        area[24..28].copy_from_slice(&0x1f80_u32.to_le_bytes());
+        Self { area }
     }
 }
 
-/// Makes `state` the one the trap path saves to and loads from. Nothing
-/// runs in user mode on x86_64 yet ([`can_run_tasks`]), so nothing uses it.
+/// The state the trap path saves to and loads from (read by vectors.S).
+/// Null until the scheduler installs the first task's, which it does before
+/// the first return to user mode.
+#[unsafe(no_mangle)]
+static USER_FP: AtomicPtr<FpState> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Makes `state` the one the next return to user mode loads and the next
+/// entry from user mode saves (the scheduler keeps it alive while
+/// installed, as on aarch64).
 pub fn install_fp_state(state: &UnsafeCell<FpState>) {
-    let _ = state;
+    USER_FP.store(state.get(), Ordering::Relaxed);
 }
 
 /// User mode reads the TSC with `rdtsc` (CR4.TSD stays clear).
 pub fn allow_user_counter() {}
 
 /// Leaves the kernel for the first time into the task whose registers are
-/// in `frame`. Never reached on x86_64 yet: [`can_run_tasks`] refuses.
+/// in `frame`: the frame is copied to the top of the kernel stack (nothing
+/// below is needed any more; every later trap from user mode starts there,
+/// TSS.RSP0) and `trap_return` restores it and `iretq`s.
 pub fn enter_user(frame: &TrapFrame) -> ! {
-    let _ = frame;
-    unreachable!("x86_64 runs no tasks yet (can_run_tasks)")
+    unsafe extern "C" {
+        static __boot_stack_top: u8;
+    }
+    const SIZE: usize = core::mem::size_of::<TrapFrame>();
+    let top = (&raw const __boot_stack_top) as usize;
+    let src = frame as *const TrapFrame as usize;
+    assert!(
+        src + SIZE <= top - SIZE,
+        "the first frame overlaps the top of the stack"
+    );
+    // SAFETY: copies the 176-byte frame from `src` to the top 176 bytes of
+    // the kernel stack (disjoint, checked), points rsp at it and jumps to
+    // `trap_return`, which restores exactly that frame and returns to user
+    // mode. Everything on the stack belongs to calls that never return.
+    unsafe {
+        core::arch::asm!(
+            "lea rdi, [{top} - {size}]",
+            "mov rcx, {size}",
+            "rep movsb",
+            "lea rsp, [{top} - {size}]",
+            "jmp trap_return",
+            top = in(reg) top,
+            size = const SIZE,
+            in("rsi") src,
+            options(noreturn)
+        )
+    }
 }
 
 /// Device interrupt lines (IOAPIC or MSI): not brought up on x86_64 yet, so

@@ -146,6 +146,10 @@ impl core::fmt::Display for Fault {
     }
 }
 
+/// The mark `syscall_entry` (vectors.S) puts in a frame's vector: above
+/// every IDT vector.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
 /// The first interrupt vector (below it: exceptions).
 const FIRST_INTERRUPT: u64 = 32;
 
@@ -167,7 +171,9 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) {
         Origin::User
     };
     CURRENT_VECTOR.store(frame.vector, core::sync::atomic::Ordering::Relaxed);
-    let trap = if frame.vector >= FIRST_INTERRUPT {
+    let trap = if frame.vector == SYSCALL_VECTOR && origin == Origin::User {
+        Trap::Syscall
+    } else if frame.vector >= FIRST_INTERRUPT && frame.vector < SYSCALL_VECTOR {
         Trap::Irq
     } else {
         Trap::Fault(Fault {

@@ -57,6 +57,25 @@ STUB 31, 0
 STUB 32, 0
 STUB 255, 0
 
+// `syscall` from user mode: RCX = return RIP, R11 = RFLAGS, RSP still the
+// task's. Switches to the kernel stack (one CPU: a scratch word holds the
+// task's RSP for the moment), builds the frame an interrupt from ring 3
+// would have (user SS/CS as STAR makes them, see cpu.rs), marks it with
+// SYSCALL_VECTOR and joins the common path; the return is the common
+// `iretq`.
+.global syscall_entry
+syscall_entry:
+    mov     %rsp, syscall_user_rsp(%rip)
+    lea     __boot_stack_top(%rip), %rsp
+    push    $0x1b                           // SS: user data | 3
+    push    syscall_user_rsp(%rip)          // RSP
+    push    %r11                            // RFLAGS
+    push    $0x23                           // CS: user code | 3
+    push    %rcx                            // RIP
+    push    $0                              // error code
+    push    $0x100                          // SYSCALL_VECTOR
+    jmp     trap_common
+
 trap_common:
     push    %r15
     push    %r14
@@ -73,12 +92,24 @@ trap_common:
     push    %rcx
     push    %rbx
     push    %rax
-    mov     %rsp, %rdi
+    // From user mode: save the task's x87/SSE state into the installed
+    // FpState (mod.rs, USER_FP) before any Rust runs.
+    testb   $3, 144(%rsp)
+    jz      1f
+    mov     USER_FP(%rip), %rax
+    fxsave64 (%rax)
+1:  mov     %rsp, %rdi
     cld
     call    trap_entry
 .global trap_return
 trap_return:
-    pop     %rax
+    // Back to user mode: load the installed FpState (the scheduler may
+    // have installed another task's).
+    testb   $3, 144(%rsp)
+    jz      2f
+    mov     USER_FP(%rip), %rax
+    fxrstor64 (%rax)
+2:  pop     %rax
     pop     %rbx
     pop     %rcx
     pop     %rdx
@@ -95,6 +126,11 @@ trap_return:
     pop     %r15
     add     $16, %rsp                       // vector, error code
     iretq
+
+.section .bss
+.p2align 3
+syscall_user_rsp:
+    .quad 0
 
 // The stubs' addresses, for the IDT: vectors 0..31, 32, 255.
 .section .rodata
