@@ -9,7 +9,7 @@ use hermit_sync::OnceCell;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
-use x86_64::registers::control::{Cr4, Cr4Flags};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::idt::InterruptDescriptorTable;
@@ -85,6 +85,24 @@ pub fn init() {
     }
     IDT.get_or_init(build_idt).load();
     init_syscall(sel);
+    enable_sse_state();
+}
+
+/// Lets FXSAVE/FXRSTOR carry MXCSR and XMM0-15 (CR4.OSFXSR) and SSE
+/// exceptions be reported as #XM (CR4.OSXMMEXCPT), with x87 instructions
+/// native (CR0.EM = 0, MP = 1): tasks' vector state is then kept whole.
+fn enable_sse_state() {
+    // SAFETY: these bits only enable SSE state handling and FPU behaviour
+    // the kernel itself never uses (it is built without SSE).
+    unsafe {
+        Cr0::update(|f| {
+            f.remove(Cr0Flags::EMULATE_COPROCESSOR);
+            f.insert(Cr0Flags::MONITOR_COPROCESSOR);
+        });
+        Cr4::update(|f| {
+            f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE);
+        });
+    }
 }
 
 /// IA32_STAR, IA32_LSTAR, IA32_FMASK.

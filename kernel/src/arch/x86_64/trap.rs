@@ -58,7 +58,9 @@ impl UserFrame for TrapFrame {
             rip: entry,
             cs: u64::from(sel.user_code.0),
             rflags: RFLAGS_USER,
-            rsp: stack,
+            // The SysV ABI's entry state: RSP + 8 16-byte aligned, as if
+            // a call had pushed a return address.
+            rsp: stack - 8,
             ss: u64::from(sel.user_data.0),
             ..Self::default()
         }
