@@ -101,9 +101,10 @@ impl BootInfo {
 }
 
 /// The platform as far as x86_64 describes it so far: RAM and the command
-/// line. No device tree: the interrupt controller, the timer and PCI come
-/// from ACPI once that is read (not yet).
+/// line; the ACPI tables are read (for the report) while the boot tables
+/// still map them. No device tree: PCI from the MCFG is the next step.
 pub fn discover(boot: &BootInfo) -> Option<Platform<'static>> {
+    let _ = super::acpi::read(boot.rsdp);
     Some(Platform {
         memory: boot.ram,
         reserved: BoundedVec::new(),

@@ -11,6 +11,7 @@
 //! yet (docs/ARCHITECTURE.md): device interrupts (IOAPIC/MSI), XSAVE, PCID.
 //! It never decides policy.
 
+pub mod acpi;
 pub mod apic;
 pub mod boot;
 pub mod console;

@@ -25,6 +25,57 @@ pub fn boot(boot: &BootInfo, image: (PhysAddr, PhysAddr)) {
     }
 }
 
+/// The ACPI tables: which there are, the MADT, the MCFG, the DMAR.
+fn acpi() {
+    let info = match super::acpi::info() {
+        Some(Ok(info)) => info,
+        Some(Err(e)) => {
+            kprintln!("acpi: tables unreadable: {e:?}");
+            return;
+        }
+        None => return,
+    };
+    let mut names = alloc::string::String::new();
+    for t in info.tables.iter() {
+        names.push(' ');
+        names.push_str(core::str::from_utf8(t).unwrap_or("????"));
+    }
+    kprintln!("acpi: RSDP {:#x}, tables:{names}", info.rsdp);
+    match info.local_apic {
+        Some(lapic) => kprintln!(
+            "acpi: MADT local APIC {lapic:#x}, {} CPU(s) enabled, {} IOAPIC(s)",
+            info.cpus,
+            info.ioapics.len()
+        ),
+        None => kprintln!("acpi: no MADT"),
+    }
+    for io in info.ioapics.iter() {
+        kprintln!(
+            "acpi: IOAPIC id {} at {:#x}, GSI base {}",
+            io.id,
+            io.address,
+            io.gsi_base
+        );
+    }
+    if info.ecam.is_empty() {
+        kprintln!("acpi: no MCFG");
+    }
+    for e in info.ecam.iter() {
+        kprintln!(
+            "acpi: MCFG segment {} buses {}..={} ECAM {:#x}",
+            e.segment,
+            e.bus_start,
+            e.bus_end,
+            e.base
+        );
+    }
+    if info.has(b"DMAR") {
+        kprintln!("acpi: DMAR present (remapping units not decoded yet)");
+    } else {
+        kprintln!("acpi: no DMAR (QEMU adds one with -device intel-iommu)");
+    }
+}
+
 /// The kernel map and the image's pages: (executable, writable, both).
 pub fn kernel_map(installed: bool, (x, w, wx): (usize, usize, usize)) {
     kprintln!(
@@ -37,8 +88,9 @@ pub fn kernel_map(installed: bool, (x, w, wx): (usize, usize, usize)) {
     );
 }
 
-/// The CPU's features and the counter.
+/// The ACPI tables, the CPU's features and the counter.
 pub fn machine(_platform: &Platform<'_>, sys: &MachineInfo) {
+    acpi();
     let c = &sys.cpu;
     let yes = |b: bool| if b { "yes" } else { "no" };
     kprintln!(
