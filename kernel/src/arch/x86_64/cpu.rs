@@ -109,12 +109,13 @@ fn enable_sse_state() {
 const MSR_STAR: u32 = 0xc000_0081;
 const MSR_LSTAR: u32 = 0xc000_0082;
 const MSR_FMASK: u32 = 0xc000_0084;
-/// RFLAGS bits `syscall` clears: TF, IF, DF, AC.
-const SYSCALL_FMASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 18);
+/// RFLAGS bits `syscall` clears: TF, IF, DF, NT, AC. NT matters: a task
+/// can set it with POPF, and the kernel's IRETQ faults while it is set.
+const SYSCALL_FMASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (1 << 14) | (1 << 18);
 
 /// Enables `syscall` (EFER.SCE) into vectors.S's `syscall_entry`, with the
 /// kernel's segments on entry and the user's (data at STAR[63:48] + 8,
-/// code at + 16) on the way back, interrupts off on entry.
+/// code at + 16) on the way back, interrupts and NT off on entry.
 fn init_syscall(sel: &Selectors) {
     unsafe extern "C" {
         fn syscall_entry();

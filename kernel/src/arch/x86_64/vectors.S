@@ -104,11 +104,16 @@ trap_common:
 .global trap_return
 trap_return:
     // Back to user mode: load the installed FpState (the scheduler may
-    // have installed another task's).
+    // have installed another task's), and return with only the RFLAGS
+    // bits a task may hold (CF PF AF ZF SF TF DF OF AC ID) plus IF and the
+    // reserved 1: a task can set NT with POPF, and IRETQ with NT set
+    // faults in the kernel (#GP in long mode).
     testb   $3, 144(%rsp)
     jz      2f
     mov     USER_FP(%rip), %rax
     fxrstor64 (%rax)
+    andq    $0x240dd5, 152(%rsp)
+    orq     $0x202, 152(%rsp)
 2:  pop     %rax
     pop     %rbx
     pop     %rcx
