@@ -59,11 +59,9 @@ fn kmain(boot: &arch::BootInfo) -> ! {
     kprintln!("iommu-kernel {} booting", env!("CARGO_PKG_VERSION"));
 
     let bootargs = platform.bootargs.unwrap_or("");
-    let boot_image = boot.boot_image().or_else(|| {
-        bootarg(bootargs, "bootimage")
-            .and_then(parse_hex)
-            .map(PhysAddr::new)
-    });
+    let boot_image = bootarg(bootargs, "bootimage")
+        .and_then(parse_hex)
+        .map(PhysAddr::new);
     let mut mem = init_memory(&platform, boot.keep_below_image(), boot_image);
     install_kernel_map(&platform, &mut mem);
     integrity::record();

@@ -82,11 +82,11 @@ pub fn print(platform: &Platform<'_>, boot: &BootInfo, mem: &MemoryInfo, sys: &S
                 Err(e) => kprintln!("smmu: ID registers do not decode: {e:?}"),
             }
         }
-        _ => kprintln!("smmu: none in the device tree"),
+        _ => kprintln!("smmu: none in the platform description"),
     }
 
     let Some(host) = &platform.pci else {
-        kprintln!("pci: no host bridge in the device tree");
+        kprintln!("pci: no host bridge in the platform description");
         return;
     };
     kprintln!(

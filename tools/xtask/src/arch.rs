@@ -35,6 +35,19 @@ impl Arch {
         }
     }
 
+    /// Where QEMU's generic loader puts a boot image (the kernel learns it
+    /// from `bootimage=` on its command line): 128 MiB into RAM on `virt`
+    /// (RAM starts at 1 GiB), 64 MiB on `q35`; above the kernel, its heap
+    /// and what the firmware keeps low, far below what it keeps at the top
+    /// of RAM (an `-initrd` QEMU places itself can overlap that: seen with
+    /// the three devices attached).
+    pub fn boot_image_addr(self) -> u64 {
+        match self {
+            Arch::Aarch64 => crate::qemu::BOOT_IMAGE_ADDR,
+            Arch::X86_64 => 0x0400_0000,
+        }
+    }
+
     /// The QEMU binary (found on PATH).
     pub fn qemu(self) -> &'static str {
         match self {

@@ -207,31 +207,29 @@ impl QemuConfig {
     /// The kernel command line: `bootimage=<addr>` first when there is a
     /// boot image, then [`bootargs`](Self::bootargs).
     pub fn kernel_command_line(&self) -> String {
-        if self.arch != Arch::Aarch64 {
-            // The boot image is a PVH module the kernel finds itself.
-            return self.bootargs.clone();
-        }
+        let addr = self.arch.boot_image_addr();
         match &self.boot_image {
             None => self.bootargs.clone(),
-            Some(_) if self.bootargs.is_empty() => format!("bootimage={BOOT_IMAGE_ADDR:#x}"),
-            Some(_) => format!("bootimage={BOOT_IMAGE_ADDR:#x} {}", self.bootargs),
+            Some(_) if self.bootargs.is_empty() => format!("bootimage={addr:#x}"),
+            Some(_) => format!("bootimage={addr:#x} {}", self.bootargs),
         }
     }
 
     /// Refuses a boot image of `len` bytes that would run past the end of
     /// RAM from [`BOOT_IMAGE_ADDR`].
     pub fn check_boot_image_fits(&self, len: usize) -> Result<(), String> {
-        if self.arch != Arch::Aarch64 {
-            // QEMU places an -initrd itself, or refuses to start.
-            return Ok(());
-        }
-        let room = RAM_BASE + (u64::from(self.memory_mib) << 20) - BOOT_IMAGE_ADDR;
+        let addr = self.arch.boot_image_addr();
+        let ram_base = match self.arch {
+            Arch::Aarch64 => RAM_BASE,
+            Arch::X86_64 => 0,
+        };
+        let room = ram_base + (u64::from(self.memory_mib) << 20) - addr;
         if u64::try_from(len).is_ok_and(|len| len <= room) {
             Ok(())
         } else {
             Err(format!(
                 "boot image of {len} bytes does not fit in the {room} bytes of RAM \
-                 above {BOOT_IMAGE_ADDR:#x}"
+                 above {addr:#x}"
             ))
         }
     }
@@ -365,14 +363,16 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
 /// The x86_64 machine: `q35` under TCG, `-cpu max`, the kernel loaded
 /// through its PVH note, COM1 on the serial console, and `isa-debug-exit`
 /// so the kernel's status reaches QEMU's ([`Arch::kernel_status`]). The
-/// boot image, if any, as the PVH module (`-initrd`); no devices yet.
+/// boot image, if any, placed by the generic loader like on aarch64 and
+/// named on the command line (in the PVH start info); NVMe, virtio-blk and
+/// edu at 00:01.0, 00:02.0, 00:03.0 as on aarch64 (no VGA).
 fn command_line_x86(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     let mut args: Vec<String> = ["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m"]
         .map(String::from)
         .to_vec();
     args.push(format!("{}M", cfg.memory_mib));
     args.extend(["-smp".into(), m.smp.to_string()]);
-    args.extend(["-nic", "none", "-nographic", "-no-reboot"].map(String::from));
+    args.extend(["-nic", "none", "-vga", "none", "-nographic", "-no-reboot"].map(String::from));
     if cfg.interactive {
         args.extend(["-serial".into(), "mon:stdio".into()]);
     } else {
@@ -392,8 +392,33 @@ fn command_line_x86(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
         cfg.kernel_command_line(),
     ]);
     if let Some(image) = &cfg.boot_image {
-        args.extend(["-initrd".into(), image.display().to_string()]);
+        args.push("-device".into());
+        args.push(format!(
+            "loader,file={},addr={:#x},force-raw=on",
+            image.display(),
+            Arch::X86_64.boot_image_addr()
+        ));
     }
+    // The same devices at the same PCI addresses as on aarch64 (system
+    // descriptions name them by address); no IOMMU yet.
+    args.extend([
+        "-drive".into(),
+        format!(
+            "file={},if=none,id=nvm,format=raw",
+            cfg.nvme_image.display()
+        ),
+        "-device".into(),
+        "nvme,serial=iommu-nvme0,drive=nvm,addr=01.0".into(),
+        "-drive".into(),
+        format!(
+            "file={},if=none,id=vblk,format=raw",
+            cfg.vblk_image.display()
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=vblk,iommu_platform=on,disable-legacy=on,addr=02.0".into(),
+        "-device".into(),
+        "edu,addr=03.0".into(),
+    ]);
     if m.gdb {
         args.extend(["-s".into(), "-S".into()]);
     }

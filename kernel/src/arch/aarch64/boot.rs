@@ -82,12 +82,6 @@ impl BootInfo {
     pub fn keep_below_image(&self) -> abi::PhysAddr {
         self.device_tree
     }
-
-    /// Where the boot image is, if the loader says: never on QEMU virt (the
-    /// command line's `bootimage=` names it).
-    pub fn boot_image(&self) -> Option<abi::PhysAddr> {
-        None
-    }
 }
 
 /// An address no table maps: the start of the TTBR1 half's second 256 TiB,

@@ -165,6 +165,11 @@ pub fn read(rsdp: u64) -> &'static Result<AcpiInfo, acpi::AcpiError> {
     })
 }
 
+/// Bytes of ECAM `e` covers: 1 MiB per bus.
+pub fn ecam_size(e: &Ecam) -> u64 {
+    (u64::from(e.bus_end.saturating_sub(e.bus_start)) + 1) << 20
+}
+
 /// The tables as read at boot, if [`read`] ran.
 pub fn info() -> Option<&'static Result<AcpiInfo, acpi::AcpiError>> {
     INFO.get()

@@ -46,12 +46,6 @@ impl BootInfo {
         PhysAddr::new(0)
     }
 
-    /// The boot image: the first module the loader placed (QEMU's
-    /// `-initrd`).
-    pub fn boot_image(&self) -> Option<PhysAddr> {
-        self.module.map(|(pa, _)| PhysAddr::new(pa))
-    }
-
     /// Reads the start-info structure at `pa`, if its magic is right.
     fn read(pa: u64) -> Option<Self> {
         let header: [u8; 56] = read_phys(pa)?;

@@ -3,7 +3,8 @@
 //! read-only executable, rodata read-only no-execute, data/bss and the
 //! stack read-write no-execute, a guard page under the stack; never
 //! writable and executable), and all RAM but the image read-write
-//! no-execute in the linear map, and the local APIC's registers uncached.
+//! no-execute in the linear map, and the local APIC's registers and the
+//! MCFG's ECAM regions uncached.
 //! Must never map anything user-accessible.
 
 use abi::{PAGE_SIZE, PhysAddr, VirtAddr};
@@ -130,6 +131,14 @@ pub fn build(platform: &Platform<'_>, _pa_bits: u8) -> Result<KernelMap, KernelM
             if e > s {
                 map("ram", LINEAR_BASE + s, s, e - s, DATA)?;
             }
+        }
+    }
+    // Every ECAM region the MCFG names, uncached, in the linear map (PCI
+    // configuration space for the discovery report).
+    if let Some(Ok(acpi)) = super::acpi::info() {
+        for e in acpi.ecam.iter() {
+            let len = super::acpi::ecam_size(e);
+            map("ecam", LINEAR_BASE + e.base, e.base, len, DEVICE)?;
         }
     }
     // The local APIC's registers, uncached, in the linear map.

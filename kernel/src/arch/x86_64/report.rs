@@ -17,11 +17,48 @@ pub fn boot(boot: &BootInfo, image: (PhysAddr, PhysAddr)) {
         image.1
     );
     match boot.module {
-        Some((pa, size)) => kprintln!("boot: module at {pa:#x} ({size} bytes)"),
+        Some((pa, size)) => kprintln!(
+            "boot: module at {pa:#x} ({size} bytes), not used (the boot image is named by bootimage=)"
+        ),
         None => kprintln!("boot: no module"),
     }
     if boot.rsdp != 0 {
         kprintln!("boot: ACPI RSDP at {:#x}", boot.rsdp);
+    }
+}
+
+/// Every function on the first bus of ECAM region `e`, read through it
+/// (BARs sized, then restored: they stay as the firmware assigned them, and
+/// nothing is enabled).
+fn pci_functions(e: &super::acpi::Ecam) {
+    use kernel_core::BoundedVec;
+    use kernel_core::dt::{IdMap, IntxMap, PciHost, Region};
+    let host = PciHost {
+        ecam: Region {
+            base: abi::PhysAddr::new(e.base),
+            size: super::acpi::ecam_size(e),
+        },
+        bus_start: e.bus_start,
+        bus_end: e.bus_end,
+        windows: BoundedVec::new(),
+        dma_coherent: true,
+        iommu_map: IdMap::default(),
+        msi_map: IdMap::default(),
+        intx: IntxMap::default(),
+    };
+    let mut ecam = crate::pci::Ecam::new(&host);
+    match kernel_core::pci::enumerate(&mut ecam, &host) {
+        Ok(en) => {
+            for f in en.functions.iter() {
+                kprintln!("pci {f}");
+            }
+            kprintln!(
+                "pci: {} functions on bus {} (MCFG ECAM), BARs as the firmware left them",
+                en.functions.len(),
+                e.bus_start
+            );
+        }
+        Err(err) => kprintln!("pci: enumeration FAILED: {err:?}"),
     }
 }
 
@@ -68,6 +105,9 @@ fn acpi() {
             e.bus_end,
             e.base
         );
+    }
+    for e in info.ecam.iter().filter(|e| e.segment == 0).take(1) {
+        pci_functions(e);
     }
     if info.has(b"DMAR") {
         kprintln!("acpi: DMAR present (remapping units not decoded yet)");
