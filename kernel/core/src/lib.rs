@@ -1,5 +1,5 @@
 //! The kernel's host-testable logic: platform discovery from the device tree
-//! ([`dt`]), PCI enumeration and BAR assignment behind a config-space trait
+//! ([`dt`]), the VT-d DMAR table ([`dmar`]), PCI enumeration and BAR assignment behind a config-space trait
 //! ([`pci`]), exception decoding (aarch64 syndromes: [`esr`]; x86_64 vectors
 //! and error codes: [`x86_exc`]), and the death-notice
 //! ledger ([`death`]: which notices are owed, their one-time answers).
@@ -16,6 +16,7 @@ extern crate alloc;
 
 pub mod bounded;
 pub mod death;
+pub mod dmar;
 pub mod dt;
 pub mod elf;
 pub mod esr;

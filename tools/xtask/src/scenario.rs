@@ -54,6 +54,10 @@ struct RawScenario {
     /// their own.
     #[serde(default)]
     features: Vec<String>,
+    /// Extra QEMU arguments, after the fixed devices (e.g. `["-device",
+    /// "intel-iommu"]`).
+    #[serde(default)]
+    qemu_args: Vec<String>,
     /// A check the host runs while the guest runs (`hostnet::HostCheck`:
     /// `"dashboard"` or `"bad-input"`), once a line matches `ready`; QEMU
     /// is then ended, and the run judged without an exit status.
@@ -127,6 +131,8 @@ pub struct Scenario {
     pub disk_check: DiskCheck,
     /// Test-only cargo features of this scenario's build.
     pub features: Vec<String>,
+    /// Extra QEMU arguments, after the fixed devices.
+    pub qemu_args: Vec<String>,
     /// The host's check during the run, if any.
     pub host: Option<HostStep>,
 }
@@ -221,6 +227,7 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         must_contain_in_order: compile(raw.must_contain_in_order)?,
         disk_check: raw.disk_check,
         features: raw.features,
+        qemu_args: raw.qemu_args,
     })
 }
 

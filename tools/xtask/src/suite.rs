@@ -447,6 +447,7 @@ pub fn run_scenario(
     cfg.arch = s.arch;
     cfg.bootargs = s.bootargs.clone();
     cfg.el2 = s.el2;
+    cfg.extra_args = s.qemu_args.clone();
     if let Err(e) = prepare(&mut cfg, &scratch, system, images) {
         println!("FAIL {}: {e}", s.name);
         return Ok(false);

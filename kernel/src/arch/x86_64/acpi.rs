@@ -1,6 +1,7 @@
 //! The ACPI tables the firmware left, read once at boot with the `acpi`
 //! crate: which tables there are, the MADT (local APIC, CPUs, IOAPICs), the
-//! MCFG (ECAM regions) and whether a DMAR (VT-d remapping units) is there.
+//! MCFG (ECAM regions) and the DMAR (VT-d remapping units and their device
+//! scopes, decoded by `kernel_core::dmar`).
 //! Reads only; owns a summary for the report. The tables must lie in the
 //! first GiB, which the boot tables map (QEMU puts them just below the top
 //! of low RAM); they are read before the final kernel map is installed.
@@ -9,8 +10,8 @@ use core::ptr::NonNull;
 
 use acpi::madt::{Madt, MadtEntry};
 use acpi::mcfg::Mcfg;
-use acpi::sdt::Signature;
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use acpi::sdt::{SdtHeader, Signature};
+use acpi::{AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 use hermit_sync::OnceCell;
 use kernel_core::BoundedVec;
 
@@ -69,6 +70,23 @@ pub struct Ecam {
     pub bus_end: u8,
 }
 
+/// The DMAR's header, to find the table through the crate (which does not
+/// decode it); its bytes are decoded by `kernel_core::dmar`.
+#[repr(C, packed)]
+struct DmarHeader {
+    header: SdtHeader,
+}
+
+// SAFETY: `DmarHeader` is the standard SDT header the DMAR starts with, and
+// SIGNATURE is the DMAR's; the crate validates the header (signature,
+// length, checksum) before handing out the mapping.
+unsafe impl AcpiTable for DmarHeader {
+    const SIGNATURE: Signature = Signature::DMAR;
+    fn header(&self) -> &SdtHeader {
+        &self.header
+    }
+}
+
 /// What the tables say, for the report.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AcpiInfo {
@@ -84,6 +102,8 @@ pub struct AcpiInfo {
     pub ioapics: BoundedVec<IoApic, 4>,
     /// The ECAM regions.
     pub ecam: BoundedVec<Ecam, 4>,
+    /// The DMAR, decoded (or why not), if there is one.
+    pub dmar: Option<Result<kernel_core::dmar::Dmar, kernel_core::dmar::DmarError>>,
 }
 
 impl AcpiInfo {
@@ -160,6 +180,20 @@ pub fn read(rsdp: u64) -> &'static Result<AcpiInfo, acpi::AcpiError> {
                     bus_end: e.bus_number_end,
                 });
             }
+        }
+        if let Ok(dmar) = tables.find_table::<DmarHeader>() {
+            let pa = dmar.physical_start() as u64;
+            let len = u64::from(dmar.header.length);
+            info.dmar = Some(if pa.saturating_add(len) <= BOOT_LINEAR_RAM_END {
+                let p = crate::mm::phys_to_virt(abi::PhysAddr::new(pa)).get() as *const u8;
+                // SAFETY: the crate validated the DMAR's header at `pa`,
+                // whose length is `len`; pa..pa+len lies in the boot-mapped
+                // first GiB (checked) and nothing writes it.
+                let bytes = unsafe { core::slice::from_raw_parts(p, len as usize) };
+                kernel_core::dmar::parse(bytes)
+            } else {
+                Err(kernel_core::dmar::DmarError::Truncated)
+            });
         }
         Ok(info)
     })

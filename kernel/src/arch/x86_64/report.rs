@@ -109,10 +109,38 @@ fn acpi() {
     for e in info.ecam.iter().filter(|e| e.segment == 0).take(1) {
         pci_functions(e);
     }
-    if info.has(b"DMAR") {
-        kprintln!("acpi: DMAR present (remapping units not decoded yet)");
-    } else {
-        kprintln!("acpi: no DMAR (QEMU adds one with -device intel-iommu)");
+    match &info.dmar {
+        None => kprintln!("acpi: no DMAR (QEMU adds one with -device intel-iommu)"),
+        Some(Err(e)) => kprintln!("acpi: DMAR does not decode: {e:?}"),
+        Some(Ok(d)) => {
+            kprintln!(
+                "acpi: DMAR host address width {} bits{}, {} remapping unit(s), {} reserved region(s)",
+                d.host_address_width,
+                if d.intr_remap {
+                    ", interrupt remapping"
+                } else {
+                    ""
+                },
+                d.units.len(),
+                d.rmrrs.len()
+            );
+            for u in d.units.iter() {
+                let mut scopes = alloc::string::String::new();
+                for s in u.scopes.iter() {
+                    let _ = core::fmt::Write::write_fmt(&mut scopes, format_args!(" {s};"));
+                }
+                kprintln!(
+                    "acpi: DMAR unit at {:#x} segment {}{}:{scopes}",
+                    u.register_base,
+                    u.segment,
+                    if u.include_pci_all {
+                        " (all other PCI devices)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
     }
 }
 
