@@ -1,5 +1,6 @@
 //! The kernel's host-testable logic: platform discovery from the device tree
-//! ([`dt`]), the VT-d DMAR table ([`dmar`]), PCI enumeration and BAR assignment behind a config-space trait
+//! ([`dt`]), ACPI tables ([`acpi_summary`]: MADT, MCFG; the VT-d DMAR:
+//! [`dmar`]), PCI enumeration and BAR assignment behind a config-space trait
 //! ([`pci`]), exception decoding (aarch64 syndromes: [`esr`]; x86_64 vectors
 //! and error codes: [`x86_exc`]), and the death-notice
 //! ledger ([`death`]: which notices are owed, their one-time answers).
@@ -14,6 +15,7 @@
 
 extern crate alloc;
 
+pub mod acpi_summary;
 pub mod bounded;
 pub mod death;
 pub mod dmar;

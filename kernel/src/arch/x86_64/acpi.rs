@@ -8,12 +8,10 @@
 
 use core::ptr::NonNull;
 
-use acpi::madt::{Madt, MadtEntry};
-use acpi::mcfg::Mcfg;
 use acpi::sdt::{SdtHeader, Signature};
 use acpi::{AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 use hermit_sync::OnceCell;
-use kernel_core::BoundedVec;
+use kernel_core::acpi_summary::AcpiSummary;
 
 use super::mmu::BOOT_LINEAR_RAM_END;
 
@@ -46,30 +44,6 @@ impl AcpiHandler for Linear {
     fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
 }
 
-/// One IOAPIC from the MADT.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct IoApic {
-    /// Its ID.
-    pub id: u8,
-    /// Its registers (physical).
-    pub address: u32,
-    /// The first global system interrupt it serves.
-    pub gsi_base: u32,
-}
-
-/// One ECAM region from the MCFG.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Ecam {
-    /// PCI segment group.
-    pub segment: u16,
-    /// Base of the region (physical), bus `bus_start` first.
-    pub base: u64,
-    /// First bus.
-    pub bus_start: u8,
-    /// Last bus.
-    pub bus_end: u8,
-}
-
 /// The DMAR's header, to find the table through the crate (which does not
 /// decode it); its bytes are decoded by `kernel_core::dmar`.
 #[repr(C, packed)]
@@ -92,44 +66,11 @@ unsafe impl AcpiTable for DmarHeader {
 pub struct AcpiInfo {
     /// The RSDP (physical).
     pub rsdp: u64,
-    /// Every table's signature, in RSDT/XSDT order.
-    pub tables: BoundedVec<[u8; 4], 32>,
-    /// The MADT's local APIC address, if there is a MADT.
-    pub local_apic: Option<u32>,
-    /// Enabled processors (MADT local APIC entries).
-    pub cpus: u32,
-    /// The IOAPICs.
-    pub ioapics: BoundedVec<IoApic, 4>,
-    /// The ECAM regions.
-    pub ecam: BoundedVec<Ecam, 4>,
+    /// The table list, MADT and MCFG.
+    pub summary: AcpiSummary,
     /// The DMAR, decoded (or why not), if there is one.
     pub dmar: Option<Result<kernel_core::dmar::Dmar, kernel_core::dmar::DmarError>>,
 }
-
-impl AcpiInfo {
-    /// Whether a table with `signature` is present.
-    pub fn has(&self, signature: &[u8; 4]) -> bool {
-        self.tables.iter().any(|t| t == signature)
-    }
-}
-
-/// The table signatures the report names.
-const KNOWN: [(Signature, &[u8; 4]); 14] = [
-    (Signature::FADT, b"FACP"),
-    (Signature::MADT, b"APIC"),
-    (Signature::HPET, b"HPET"),
-    (Signature::MCFG, b"MCFG"),
-    (Signature::DSDT, b"DSDT"),
-    (Signature::SSDT, b"SSDT"),
-    (Signature::WAET, b"WAET"),
-    (Signature::DMAR, b"DMAR"),
-    (Signature::SRAT, b"SRAT"),
-    (Signature::SLIT, b"SLIT"),
-    (Signature::BGRT, b"BGRT"),
-    (Signature::SPCR, b"SPCR"),
-    (Signature::IVRS, b"IVRS"),
-    (Signature::TPM2, b"TPM2"),
-];
 
 static INFO: OnceCell<Result<AcpiInfo, acpi::AcpiError>> = OnceCell::new();
 
@@ -144,43 +85,9 @@ pub fn read(rsdp: u64) -> &'static Result<AcpiInfo, acpi::AcpiError> {
         let tables = unsafe { AcpiTables::from_rsdp(Linear, rsdp as usize)? };
         let mut info = AcpiInfo {
             rsdp,
-            ..AcpiInfo::default()
+            summary: kernel_core::acpi_summary::summarize(&tables),
+            dmar: None,
         };
-        for header in tables.headers() {
-            // Matched against known names rather than printed: the crate's
-            // `as_str` panics on a signature that is not UTF-8.
-            let name = KNOWN
-                .iter()
-                .find(|(sig, _)| *sig == header.signature)
-                .map_or(*b"????", |(_, name)| **name);
-            let _ = info.tables.push(name);
-        }
-        if let Ok(madt) = tables.find_table::<Madt>() {
-            info.local_apic = Some(madt.get().local_apic_address);
-            for entry in madt.get().entries() {
-                match entry {
-                    MadtEntry::LocalApic(l) if l.flags & 1 != 0 => info.cpus += 1,
-                    MadtEntry::IoApic(io) => {
-                        let _ = info.ioapics.push(IoApic {
-                            id: io.io_apic_id,
-                            address: io.io_apic_address,
-                            gsi_base: io.global_system_interrupt_base,
-                        });
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if let Ok(mcfg) = tables.find_table::<Mcfg>() {
-            for e in mcfg.entries() {
-                let _ = info.ecam.push(Ecam {
-                    segment: e.pci_segment_group,
-                    base: e.base_address,
-                    bus_start: e.bus_number_start,
-                    bus_end: e.bus_number_end,
-                });
-            }
-        }
         if let Ok(dmar) = tables.find_table::<DmarHeader>() {
             let pa = dmar.physical_start() as u64;
             let len = u64::from(dmar.header.length);
@@ -197,11 +104,6 @@ pub fn read(rsdp: u64) -> &'static Result<AcpiInfo, acpi::AcpiError> {
         }
         Ok(info)
     })
-}
-
-/// Bytes of ECAM `e` covers: 1 MiB per bus.
-pub fn ecam_size(e: &Ecam) -> u64 {
-    (u64::from(e.bus_end.saturating_sub(e.bus_start)) + 1) << 20
 }
 
 /// The tables as read at boot, if [`read`] ran.

@@ -136,8 +136,8 @@ pub fn build(platform: &Platform<'_>, _pa_bits: u8) -> Result<KernelMap, KernelM
     // Every ECAM region the MCFG names, uncached, in the linear map (PCI
     // configuration space for the discovery report).
     if let Some(Ok(acpi)) = super::acpi::info() {
-        for e in acpi.ecam.iter() {
-            let len = super::acpi::ecam_size(e);
+        for e in acpi.summary.ecam.iter() {
+            let len = e.size();
             map("ecam", LINEAR_BASE + e.base, e.base, len, DEVICE)?;
         }
     }

@@ -30,13 +30,13 @@ pub fn boot(boot: &BootInfo, image: (PhysAddr, PhysAddr)) {
 /// Every function on the first bus of ECAM region `e`, read through it
 /// (BARs sized, then restored: they stay as the firmware assigned them, and
 /// nothing is enabled).
-fn pci_functions(e: &super::acpi::Ecam) {
+fn pci_functions(e: &kernel_core::acpi_summary::Ecam) {
     use kernel_core::BoundedVec;
     use kernel_core::dt::{IdMap, IntxMap, PciHost, Region};
     let host = PciHost {
         ecam: Region {
             base: abi::PhysAddr::new(e.base),
-            size: super::acpi::ecam_size(e),
+            size: e.size(),
         },
         bus_start: e.bus_start,
         bus_end: e.bus_end,
@@ -72,12 +72,13 @@ fn acpi() {
         }
         None => return,
     };
+    let (rsdp, info, dmar) = (info.rsdp, &info.summary, &info.dmar);
     let mut names = alloc::string::String::new();
     for t in info.tables.iter() {
         names.push(' ');
         names.push_str(core::str::from_utf8(t).unwrap_or("????"));
     }
-    kprintln!("acpi: RSDP {:#x}, tables:{names}", info.rsdp);
+    kprintln!("acpi: RSDP {rsdp:#x}, tables:{names}");
     match info.local_apic {
         Some(lapic) => kprintln!(
             "acpi: MADT local APIC {lapic:#x}, {} CPU(s) enabled, {} IOAPIC(s)",
@@ -109,7 +110,7 @@ fn acpi() {
     for e in info.ecam.iter().filter(|e| e.segment == 0).take(1) {
         pci_functions(e);
     }
-    match &info.dmar {
+    match dmar {
         None => kprintln!("acpi: no DMAR (QEMU adds one with -device intel-iommu)"),
         Some(Err(e)) => kprintln!("acpi: DMAR does not decode: {e:?}"),
         Some(Ok(d)) => {
