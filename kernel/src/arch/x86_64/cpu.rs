@@ -11,6 +11,7 @@ use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
+use x86_64::registers::xcontrol::{XCr0, XCr0Flags};
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
@@ -86,6 +87,54 @@ pub fn init() {
     IDT.get_or_init(build_idt).load();
     init_syscall(sel);
     enable_sse_state();
+}
+
+/// The extended-state components the kernel keeps for tasks (XCR0), once
+/// [`enable_xsave`] ran: 0 while tasks' state is kept with FXSAVE.
+#[unsafe(no_mangle)]
+static XSAVE_MASK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The XSAVE area tasks' state needs for [`XSAVE_MASK`] (bytes).
+static XSAVE_SIZE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Where the CPU has XSAVE: turns it on (CR4.OSXSAVE) for x87, SSE and, if
+/// present, AVX state (XCR0), so the trap path keeps tasks' state with
+/// XSAVE64/XRSTOR64 (the whole of it, AVX's upper halves included) instead
+/// of FXSAVE, provided the area fits `area_limit` bytes. Returns the
+/// components and the area size, or `None` (FXSAVE stays).
+pub fn enable_xsave(features: &Features, area_limit: usize) -> Option<(u64, u32)> {
+    use core::arch::x86_64::__cpuid_count;
+    if !features.xsave {
+        return None;
+    }
+    let supported = __cpuid_count(0xd, 0).eax as u64;
+    let want = supported & (XCr0Flags::X87 | XCr0Flags::SSE | XCr0Flags::AVX).bits();
+    // SAFETY: CR4.OSXSAVE only enables XSAVE/XGETBV/XSETBV; XCR0 then names
+    // only components the CPU supports (CPUID.0Dh), x87 and SSE always.
+    unsafe {
+        Cr4::update(|f| f.insert(Cr4Flags::OSXSAVE));
+        XCr0::write_raw(want | XCr0Flags::X87.bits() | XCr0Flags::SSE.bits());
+    }
+    // EBX: the area size for the components XCR0 enables now.
+    let size = __cpuid_count(0xd, 0).ebx;
+    if size as usize > area_limit {
+        // SAFETY: back to x87 and SSE only, which FXSAVE covers; the trap
+        // path keeps using FXSAVE.
+        unsafe { XCr0::write_raw(XCr0Flags::X87.bits() | XCr0Flags::SSE.bits()) };
+        return None;
+    }
+    let mask = XCr0::read().bits();
+    XSAVE_SIZE.store(size, core::sync::atomic::Ordering::Relaxed);
+    XSAVE_MASK.store(mask, core::sync::atomic::Ordering::Relaxed);
+    Some((mask, size))
+}
+
+/// The components and area size XSAVE keeps (0, 0: FXSAVE).
+pub fn xsave_state() -> (u64, u32) {
+    (
+        XSAVE_MASK.load(core::sync::atomic::Ordering::Relaxed),
+        XSAVE_SIZE.load(core::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 /// Lets FXSAVE/FXRSTOR carry MXCSR and XMM0-15 (CR4.OSFXSR) and SSE

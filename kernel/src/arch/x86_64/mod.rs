@@ -60,6 +60,7 @@ pub struct MachineInfo {
 pub fn bring_up(_platform: &Platform<'_>) -> MachineInfo {
     let cpu = cpu::Features::read();
     cpu::enable_user_protection(&cpu);
+    let _ = cpu::enable_xsave(&cpu, FP_AREA);
     apic::mask_legacy_pics();
     let (id, version) = apic::init();
     timer::start();
@@ -150,22 +151,29 @@ pub fn take_interrupts(mut f: impl FnMut(Interrupt)) {
     }
 }
 
-/// One task's floating-point state: the FXSAVE area (x87, MXCSR,
-/// XMM0-15), saved by the trap path on every entry from user mode and
-/// loaded on every return to it (vectors.S). The kernel is built without
-/// SSE, so nothing in between touches these registers.
-#[repr(C, align(16))]
+/// Bytes of a task's FP state area: the XSAVE area for x87, SSE and AVX
+/// (832 bytes on QEMU's `-cpu max`) with room to spare; FXSAVE uses the
+/// first 512.
+pub const FP_AREA: usize = 1024;
+
+/// One task's floating-point state: the XSAVE area (x87, SSE, AVX) or, on a
+/// CPU without XSAVE, the FXSAVE area (x87, MXCSR, XMM0-15), saved by the
+/// trap path on every entry from user mode and loaded on every return to
+/// it (vectors.S). The kernel is built without SSE, so nothing in between
+/// touches these registers.
+#[repr(C, align(64))]
 #[derive(Clone)]
 pub struct FpState {
-    /// The FXSAVE image.
-    pub area: [u8; 512],
+    /// The XSAVE (or FXSAVE) image.
+    pub area: [u8; FP_AREA],
 }
 
 impl Default for FpState {
     /// The state a task starts with: FCW 0x037f (x87 defaults), MXCSR
-    /// 0x1f80 (all SSE exceptions masked), registers zero.
+    /// 0x1f80 (all SSE exceptions masked), registers zero; an XSAVE header
+    /// of zeros (every component in its initial state).
     fn default() -> Self {
-        let mut area = [0; 512];
+        let mut area = [0; FP_AREA];
         area[0..2].copy_from_slice(&0x037f_u16.to_le_bytes());
         area[24..28].copy_from_slice(&0x1f80_u32.to_le_bytes());
         Self { area }

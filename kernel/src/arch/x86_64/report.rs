@@ -191,6 +191,17 @@ pub fn machine(_platform: &Platform<'_>, sys: &MachineInfo) {
             "off"
         },
     );
+    match super::cpu::xsave_state() {
+        (0, _) => kprintln!("fpu: tasks' x87/SSE state kept with FXSAVE"),
+        (mask, size) => kprintln!(
+            "fpu: tasks' state kept with XSAVE, XCR0 {mask:#x} ({}), {size}-byte area",
+            if mask & 4 != 0 {
+                "x87 SSE AVX"
+            } else {
+                "x87 SSE"
+            }
+        ),
+    }
     let (base, id, version) = sys.apic;
     kprintln!(
         "apic: local APIC (xAPIC) at {base:#x}, ID {id}, version {version:#x}; 8259 PICs masked"

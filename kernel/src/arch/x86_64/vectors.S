@@ -94,10 +94,19 @@ trap_common:
     push    %rax
     // From user mode: save the task's x87/SSE state into the installed
     // FpState (mod.rs, USER_FP) before any Rust runs.
+    // XSAVE64 with the components in XSAVE_MASK when the kernel turned
+    // XSAVE on (cpu.rs), FXSAVE64 otherwise.
     testb   $3, 144(%rsp)
     jz      1f
-    mov     USER_FP(%rip), %rax
-    fxsave64 (%rax)
+    mov     USER_FP(%rip), %rcx
+    mov     XSAVE_MASK(%rip), %rax
+    test    %rax, %rax
+    jz      3f
+    mov     %rax, %rdx
+    shr     $32, %rdx
+    xsave64 (%rcx)
+    jmp     1f
+3:  fxsave64 (%rcx)
 1:  mov     %rsp, %rdi
     cld
     call    trap_entry
@@ -110,9 +119,16 @@ trap_return:
     // faults in the kernel (#GP in long mode).
     testb   $3, 144(%rsp)
     jz      2f
-    mov     USER_FP(%rip), %rax
-    fxrstor64 (%rax)
-    andq    $0x240dd5, 152(%rsp)
+    mov     USER_FP(%rip), %rcx
+    mov     XSAVE_MASK(%rip), %rax
+    test    %rax, %rax
+    jz      4f
+    mov     %rax, %rdx
+    shr     $32, %rdx
+    xrstor64 (%rcx)
+    jmp     5f
+4:  fxrstor64 (%rcx)
+5:  andq    $0x240dd5, 152(%rsp)
     orq     $0x202, 152(%rsp)
 2:  pop     %rax
     pop     %rbx
