@@ -1,6 +1,6 @@
 //! This CPU's descriptor tables and features: the GDT (kernel and user
 //! segments, the TSS), the TSS (the kernel stack for traps from user mode,
-//! a separate stack for double faults), the IDT (every exception and the
+//! separate stacks for double faults and for NMIs and machine checks), the IDT (every exception and the
 //! interrupt vectors in use, pointing at vectors.S's stubs), and the CPUID
 //! bits the kernel reports or relies on. Must never change a table once
 //! loaded.
@@ -16,15 +16,21 @@ use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector
 use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
 
-/// The IST slot (1-based in the IDT, 0-based in the TSS) for double faults.
+/// The IST slot (0-based in the TSS) for double faults.
 const DOUBLE_FAULT_IST: u16 = 0;
-/// Size of the double-fault stack.
-const DF_STACK_SIZE: usize = 16 * 1024;
+/// The IST slot for NMIs and machine checks: they can arrive at any
+/// instruction, `syscall_entry`'s first (still on the task's stack) too.
+const NMI_MC_IST: u16 = 1;
+/// Size of each IST stack.
+const IST_STACK_SIZE: usize = 16 * 1024;
 
-/// The double-fault stack: a fault on a broken kernel stack still reports.
+/// An IST stack.
 #[repr(C, align(16))]
-struct DfStack([u8; DF_STACK_SIZE]);
-static DF_STACK: DfStack = DfStack([0; DF_STACK_SIZE]);
+struct IstStack([u8; IST_STACK_SIZE]);
+/// The double-fault stack: a fault on a broken kernel stack still reports.
+static DF_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
+/// The NMI and machine-check stack.
+static NMI_STACK: IstStack = IstStack([0; IST_STACK_SIZE]);
 
 static TSS: OnceCell<TaskStateSegment> = OnceCell::new();
 static GDT: OnceCell<(GlobalDescriptorTable, Selectors)> = OnceCell::new();
@@ -58,8 +64,10 @@ pub fn init() {
     let tss = TSS.get_or_init(|| {
         let mut tss = TaskStateSegment::new();
         tss.privilege_stack_table[0] = VirtAddr::from_ptr(&raw const __boot_stack_top);
-        let df = VirtAddr::from_ptr(&raw const DF_STACK) + DF_STACK_SIZE as u64;
+        let df = VirtAddr::from_ptr(&raw const DF_STACK) + IST_STACK_SIZE as u64;
         tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST)] = df;
+        let nmi = VirtAddr::from_ptr(&raw const NMI_STACK) + IST_STACK_SIZE as u64;
+        tss.interrupt_stack_table[usize::from(NMI_MC_IST)] = nmi;
         tss
     });
     let (gdt, sel) = GDT.get_or_init(|| {
@@ -207,7 +215,6 @@ fn build_idt() -> InterruptDescriptorTable {
     set!(
         divide_error = 0,
         debug = 1,
-        non_maskable_interrupt = 2,
         breakpoint = 3,
         overflow = 4,
         bound_range_exceeded = 5,
@@ -220,7 +227,6 @@ fn build_idt() -> InterruptDescriptorTable {
         page_fault = 14,
         x87_floating_point = 16,
         alignment_check = 17,
-        machine_check = 18,
         simd_floating_point = 19,
         virtualization = 20,
         cp_protection_exception = 21,
@@ -228,11 +234,18 @@ fn build_idt() -> InterruptDescriptorTable {
         vmm_communication_exception = 29,
         security_exception = 30,
     );
-    // SAFETY: as above; the double-fault stack is in the TSS's IST slot.
+    // SAFETY: as above; the double-fault, NMI and machine-check stacks are
+    // in the TSS's IST slots.
     unsafe {
         idt.double_fault
             .set_handler_addr(a(8))
             .set_stack_index(DOUBLE_FAULT_IST);
+        idt.non_maskable_interrupt
+            .set_handler_addr(a(2))
+            .set_stack_index(NMI_MC_IST);
+        idt.machine_check
+            .set_handler_addr(a(18))
+            .set_stack_index(NMI_MC_IST);
     }
     // SAFETY: as above, for the timer and spurious interrupt vectors.
     unsafe {
