@@ -150,7 +150,8 @@ pub fn xsave_state() -> (u64, u32) {
 /// native (CR0.EM = 0, MP = 1): tasks' vector state is then kept whole.
 fn enable_sse_state() {
     // SAFETY: these bits only enable SSE state handling and FPU behaviour
-    // the kernel itself never uses (it is built without SSE).
+    // the kernel itself never uses (it is built without SSE), and make
+    // G-marked translations (the kernel's only) survive CR3 writes.
     unsafe {
         Cr0::update(|f| {
             f.remove(Cr0Flags::EMULATE_COPROCESSOR);
@@ -158,6 +159,8 @@ fn enable_sse_state() {
         });
         Cr4::update(|f| {
             f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE);
+            // Global pages: the kernel's mappings survive CR3 writes.
+            f.insert(Cr4Flags::PAGE_GLOBAL);
         });
     }
 }
