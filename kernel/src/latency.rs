@@ -30,13 +30,13 @@ pub fn note_wake_late(ticks: u64) {
     WAKE_LATE.fetch_max(ticks, Ordering::Relaxed);
 }
 
-/// The kernel entered with IRQs masked (a trap from EL0, or the return
+/// The kernel entered with IRQs masked (a trap from user mode, or the return
 /// from an idle wait).
 pub fn masked_begin() {
     MASKED_SINCE.store(arch::counter(), Ordering::Relaxed);
 }
 
-/// The kernel is about to unmask IRQs (idle) or return to EL0: the
+/// The kernel is about to unmask IRQs (idle) or return to user mode: the
 /// masked stretch that began at [`masked_begin`] ends.
 pub fn masked_end() {
     let since = MASKED_SINCE.swap(0, Ordering::Relaxed);

@@ -1,6 +1,6 @@
-//! The EL1 microkernel for QEMU `virt` aarch64: boots, owns memory,
-//! exceptions, the interrupt controller and the timer, and reports what the
-//! machine holds. It must never touch a device's registers on a driver's
+//! The microkernel: boots, owns memory, exceptions, the interrupt
+//! controller and the timer (through the arch interface, `arch`), and
+//! reports what the machine holds. It must never touch a device's registers on a driver's
 //! behalf once tasks exist, and `unsafe` lives only in `arch`, `mmio` and
 //! `mm` (the crate denies it elsewhere).
 #![no_std]
@@ -14,7 +14,6 @@ mod arch;
 mod console;
 mod dma_stop;
 mod exceptions;
-mod gic;
 mod integrity;
 mod latency;
 #[allow(unsafe_code)]
@@ -27,45 +26,35 @@ mod selftest;
 mod smmu_probe;
 mod task;
 mod timeout;
-mod timer;
 
 use abi::{PAGE_SIZE, PhysAddr};
-use kernel_core::dt::{self, Platform};
+use kernel_core::dt::Platform;
 
 use crate::mm::frames::PhysRange;
 
-/// Where QEMU `virt` leaves the device tree when the loader does not pass
-/// it in x0: the start of RAM (see docs/ARCHITECTURE.md, "Boot").
-const QEMU_VIRT_DTB: u64 = 0x4000_0000;
-
-/// Exit statuses of the run (QEMU's exit status through semihosting).
+/// Exit statuses of the run (QEMU's exit status, through `arch::exit`).
 pub mod status {
     /// Everything asked for ran and passed.
     pub const PASS: u32 = 0;
     /// A self-test or scenario check failed.
     pub const FAIL: u32 = 1;
-    /// No usable device tree: nothing can be reported.
+    /// A fault taken in the kernel itself.
+    pub const KERNEL_FAULT: u32 = 3;
+    /// No usable platform description (device tree): nothing can be
+    /// reported.
     pub const NO_DEVICE_TREE: u32 = 4;
     /// A Rust panic in the kernel.
     pub const PANIC: u32 = 101;
 }
 
-/// The kernel proper, entered from the boot code with the MMU on, at EL1,
-/// on the boot stack. `loader_dtb` is what the loader passed in x0 (QEMU
-/// passes 0 and leaves the DTB at the start of RAM); `entry_el` is the
-/// exception level QEMU entered at.
-fn kmain(loader_dtb: u64, entry_el: u64) -> ! {
-    let dtb = PhysAddr::new(if loader_dtb != 0 {
-        loader_dtb
-    } else {
-        QEMU_VIRT_DTB
-    });
-    let Some(platform) = read_device_tree(dtb) else {
+/// The kernel proper, entered from the arch boot code with the kernel map
+/// of the boot tables on, on the boot stack, with what the loader handed
+/// over.
+fn kmain(boot: &arch::BootInfo) -> ! {
+    let Some(platform) = arch::discover(boot) else {
         exit(status::NO_DEVICE_TREE)
     };
-    if let Some(uart) = platform.uart {
-        console::init(uart.base);
-    }
+    console::init(&platform);
     kprintln!("");
     kprintln!("iommu-kernel {} booting", env!("CARGO_PKG_VERSION"));
 
@@ -73,11 +62,11 @@ fn kmain(loader_dtb: u64, entry_el: u64) -> ! {
     let boot_image = bootarg(bootargs, "bootimage")
         .and_then(parse_hex)
         .map(PhysAddr::new);
-    let mut mem = init_memory(&platform, dtb, boot_image);
+    let mut mem = init_memory(&platform, boot.keep_below_image(), boot_image);
     install_kernel_map(&platform, &mut mem);
     integrity::record();
     let mut sys = bring_up_machine(&platform);
-    report::print(&platform, entry_el, &mem, &sys);
+    report::print(&platform, boot, &mem, &sys);
 
     let code = selftest::run(bootargs);
     let Some(image) = mem.boot_image else {
@@ -86,6 +75,10 @@ fn kmain(loader_dtb: u64, entry_el: u64) -> ! {
     };
     if code != status::PASS {
         exit(code);
+    }
+    if let Err(why) = arch::can_run_tasks() {
+        kprintln!("kernel: boot image not loaded: {why}");
+        exit(status::FAIL)
     }
     let pci = match sys.pci.take() {
         Some(Ok(en)) => en.functions.iter().copied().collect(),
@@ -119,11 +112,6 @@ fn parse_hex(v: &str) -> Option<u64> {
     u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
 }
 
-/// Parses the device tree at `pa`; `None` if there is none.
-fn read_device_tree(pa: PhysAddr) -> Option<Platform<'static>> {
-    dt::parse(mm::boot_device_tree(pa)?).ok()
-}
-
 /// What memory bring-up found, for the report.
 pub struct MemoryInfo {
     /// RAM regions, as the device tree lists them.
@@ -137,7 +125,7 @@ pub struct MemoryInfo {
     /// Ranges kept from the frame allocator.
     pub reserved: alloc::vec::Vec<PhysRange>,
     /// The kernel's final map, once installed.
-    pub kernel_map: Option<mm::kernel_map::KernelMap>,
+    pub kernel_map: Option<arch::mmu::KernelMap>,
     /// (executable, writable, writable-and-executable) pages of the image.
     pub image_permissions: (usize, usize, usize),
     /// The boot image the command line named, validated.
@@ -146,7 +134,11 @@ pub struct MemoryInfo {
 
 /// Sets up the heap and the frame allocator from the device tree's RAM,
 /// reserving the DTB, the kernel image, the heap and /memreserve/ ranges.
-fn init_memory(platform: &Platform<'_>, dtb: PhysAddr, boot_image: Option<PhysAddr>) -> MemoryInfo {
+fn init_memory(
+    platform: &Platform<'_>,
+    keep_from: PhysAddr,
+    boot_image: Option<PhysAddr>,
+) -> MemoryInfo {
     let layout = mm::image_layout();
     let image = PhysRange {
         start: mm::virt_to_phys(layout.start),
@@ -155,9 +147,10 @@ fn init_memory(platform: &Platform<'_>, dtb: PhysAddr, boot_image: Option<PhysAd
     let heap = mm::heap::init_after_image(image.end);
 
     let mut reserved: alloc::vec::Vec<PhysRange> = alloc::vec![
-        // The DTB and everything below the image (QEMU's first MiB).
+        // What the loader left below the image (on QEMU virt: the DTB,
+        // in RAM's first MiB).
         PhysRange {
-            start: dtb.align_down(PAGE_SIZE),
+            start: keep_from.align_down(PAGE_SIZE),
             end: image.start
         },
         image,
@@ -192,7 +185,7 @@ fn init_memory(platform: &Platform<'_>, dtb: PhysAddr, boot_image: Option<PhysAd
         // Until mm::kernel_map is installed the linear map covers only the
         // RAM the boot tables map (1 GiB at 0x4000_0000); the rest is added
         // by `install_kernel_map`.
-        let end = end.min(PhysAddr::new(mm::BOOT_LINEAR_RAM_END));
+        let end = end.min(PhysAddr::new(arch::mmu::BOOT_LINEAR_RAM_END));
         if end > region.base {
             frames += mm::frames::add_ram(
                 PhysRange {
@@ -219,7 +212,7 @@ fn init_memory(platform: &Platform<'_>, dtb: PhysAddr, boot_image: Option<PhysAd
 /// frame allocator the RAM the boot tables could not reach.
 fn install_kernel_map(platform: &Platform<'_>, mem: &mut MemoryInfo) {
     let pa_bits = arch::mmu::pa_bits();
-    let map = match mm::kernel_map::build(platform, pa_bits) {
+    let map = match arch::mmu::kernel_map::build(platform, pa_bits) {
         Ok(m) => m,
         Err(e) => panic!("kernel map: {e}"),
     };
@@ -227,7 +220,9 @@ fn install_kernel_map(platform: &Platform<'_>, mem: &mut MemoryInfo) {
     mem.image_permissions = map.image_permissions();
     for region in platform.memory.iter() {
         let end = region.end().unwrap_or(PhysAddr::new(u64::MAX));
-        let start = region.base.max(PhysAddr::new(mm::BOOT_LINEAR_RAM_END));
+        let start = region
+            .base
+            .max(PhysAddr::new(arch::mmu::BOOT_LINEAR_RAM_END));
         if end > start {
             mem.frames += mm::frames::add_ram(PhysRange { start, end }, &mem.reserved);
         }
@@ -235,66 +230,28 @@ fn install_kernel_map(platform: &Platform<'_>, mem: &mut MemoryInfo) {
     mem.kernel_map = Some(map);
 }
 
-/// What interrupt and timer bring-up found, for the report.
+/// What machine bring-up found, for the report.
 pub struct SystemInfo {
-    /// The GIC's facts, or why bring-up failed.
-    pub gic: Result<gic::GicInfo, gic::GicError>,
-    /// The timer's INTID.
-    pub timer_intid: u32,
-    /// Ticks counted while waiting for the timer, and the time it took.
-    pub timer_check: Option<(u64, u64)>,
+    /// The interrupt controller and the timer.
+    pub machine: arch::MachineInfo,
     /// The PCI functions, or why enumeration failed.
     pub pci: Option<Result<kernel_core::pci::Enumeration, kernel_core::pci::PciError>>,
     /// The SMMU's ID registers.
     pub smmu: Option<smmu_probe::Probe>,
 }
 
-/// GIC, timer, PCI and the SMMU's identity.
+/// Interrupt controller and timer (the architecture's), PCI and the SMMU's
+/// identity.
 fn bring_up_machine(platform: &Platform<'_>) -> SystemInfo {
-    if let Some(method) = platform.psci {
-        arch::psci::set_conduit(match method {
-            dt::PsciMethod::Hvc => arch::psci::Conduit::Hvc,
-            dt::PsciMethod::Smc => arch::psci::Conduit::Smc,
-        });
-    }
-    let gic = gic::init(
-        platform.gic.gicd.base,
-        platform.gic.gicr.base,
-        platform.gic.gicr.size as usize,
-        arch::affinity(),
-    );
-    let timer_intid = platform.timer.virt.intid;
-    let mut timer_check = None;
-    if gic.is_ok() {
-        exceptions::set_timer_intid(timer_intid);
-        gic::enable_ppi(timer_intid);
-        timer::start();
-        arch::enable_irqs();
-        timer_check = Some(timer::wait_ticks(3));
-        // The kernel runs with IRQs masked from here on: only the idle
-        // loop takes them (arch::idle_once). An IRQ taken between
-        // `trap_return`'s ELR/SPSR writes and its `eret` would clobber both
-        // (vectors.S checks, and reports it as a kernel fault).
-        arch::disable_irqs();
-    }
+    let machine = arch::bring_up(platform);
     let pci = platform.pci.as_ref().map(pci::bring_up);
     let smmu = platform.smmu.as_ref().map(smmu_probe::probe);
-    SystemInfo {
-        gic,
-        timer_intid,
-        timer_check,
-        pci,
-        smmu,
-    }
+    SystemInfo { machine, pci, smmu }
 }
 
-/// Ends the run: semihosting exit status, or PSCI power-off without it.
+/// Ends the run with `code` as the emulator's exit status.
 pub fn exit(code: u32) -> ! {
-    arch::semihosting::exit(code);
-    arch::psci::system_off();
-    loop {
-        arch::wait_for_interrupt();
-    }
+    arch::exit(code)
 }
 
 #[panic_handler]

@@ -22,16 +22,16 @@ pub struct Mmio {
 
 impl Mmio {
     /// The register block at physical `phys`, `len` bytes long. The kernel
-    /// map (mm::kernel_map) maps every device window of the device tree as
-    /// Device-nGnRE in the linear map; `phys` must lie in one.
+    /// map (`arch::mmu::kernel_map`) maps every device window of the
+    /// platform as device memory in the linear map; `phys` must lie in one.
     pub fn new(phys: PhysAddr, len: usize) -> Self {
         let va = mm::phys_to_virt(phys).get() as usize;
-        // SAFETY: the linear map covers every device window of the device
-        // tree as Device-nGnRE for the kernel's whole lifetime and is never
+        // SAFETY: the linear map covers every device window of the platform
+        // as device memory for the kernel's whole lifetime and is never
         // unmapped, so `va..va + len` is valid for volatile accesses; the
         // kernel makes no reference to device memory; it runs on one CPU,
-        // and each device's owner (console, GIC, PCI, SMMU probe)
-        // serialises its own accesses.
+        // and each device's owner (console, interrupt controller, PCI,
+        // SMMU probe) serialises its own accesses.
         let region =
             unsafe { ::mmio::Region::new(core::ptr::with_exposed_provenance_mut(va), len) };
         Self { region, phys }

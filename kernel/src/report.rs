@@ -1,22 +1,19 @@
-//! The boot-time discovery report: RAM, interrupt controller, timer, the
-//! SMMUv3's decoded features and every PCI function with its StreamID.
+//! The boot-time discovery report: RAM, the architecture's lines (CPU,
+//! kernel map, interrupt controller, timer: `arch::report`), the SMMUv3's
+//! decoded features and every PCI function with its StreamID.
 //! Prints only; decides nothing. Its lines are what the QEMU boot tests
 //! (scenarios/boot.toml) assert, so change both together.
 
 use kernel_core::dt::{PciSpace, Platform};
 
+use crate::arch::BootInfo;
 use crate::{MemoryInfo, SystemInfo, kprintln};
 
 const MIB: u64 = 1 << 20;
 
 /// Prints the report.
-pub fn print(platform: &Platform<'_>, entry_el: u64, mem: &MemoryInfo, sys: &SystemInfo) {
-    kprintln!(
-        "boot: running at EL{} (entered at EL{entry_el}), kernel image {:#x}..{:#x}",
-        crate::arch::current_el(),
-        mem.image.start,
-        mem.image.end
-    );
+pub fn print(platform: &Platform<'_>, boot: &BootInfo, mem: &MemoryInfo, sys: &SystemInfo) {
+    crate::arch::report::boot(boot, (mem.image.start, mem.image.end));
     for r in mem.ram.iter() {
         kprintln!(
             "ram: {:#x}..{:#x} ({} MiB)",
@@ -36,57 +33,12 @@ pub fn print(platform: &Platform<'_>, entry_el: u64, mem: &MemoryInfo, sys: &Sys
         crate::mm::heap::used() / 1024
     );
     debug_assert_eq!(total, mem.frames);
-    let (x, w, wx) = mem.image_permissions;
-    kprintln!(
-        "mmu: kernel map {} (TTBR1), identity map dropped, ASIDs {} bits; image pages: {x} executable, {w} writable, {wx} both",
-        if mem.kernel_map.is_some() {
-            "installed"
-        } else {
-            "NOT installed"
-        },
-        if crate::arch::mmu::has_asid16() {
-            16
-        } else {
-            8
-        }
-    );
+    crate::arch::report::kernel_map(mem.kernel_map.is_some(), mem.image_permissions);
     if let Some(args) = platform.bootargs {
         kprintln!("dt: bootargs \"{args}\"");
     }
 
-    match &sys.gic {
-        Ok(g) => kprintln!(
-            "gic: GICv3 distributor {:#x} ({} INTIDs, IIDR {:#x}{}), redistributor {:#x}{}",
-            platform.gic.gicd.base,
-            g.lines,
-            g.iidr,
-            if g.single_security_state {
-                ", single security state"
-            } else {
-                ""
-            },
-            g.redistributor,
-            platform
-                .gic
-                .its
-                .map(|r| alloc::format!(", ITS {:#x}", r.base))
-                .unwrap_or_default()
-        ),
-        Err(e) => kprintln!("gic: bring-up FAILED: {e:?}"),
-    }
-    let hz = crate::arch::counter_hz();
-    match sys.timer_check {
-        Some((ticks, us)) => kprintln!(
-            "timer: virtual timer INTID {}, counter {}.{} MHz, {} ms tick: {ticks} ticks in {}.{} ms",
-            sys.timer_intid,
-            hz / 1_000_000,
-            (hz % 1_000_000) / 100_000,
-            crate::timer::TICK_US / 1000,
-            us / 1000,
-            (us % 1000) / 100
-        ),
-        None => kprintln!("timer: not started (no GIC)"),
-    }
+    crate::arch::report::machine(platform, &sys.machine);
 
     match (&platform.smmu, &sys.smmu) {
         (Some(node), Some(probe)) => {
@@ -130,11 +82,11 @@ pub fn print(platform: &Platform<'_>, entry_el: u64, mem: &MemoryInfo, sys: &Sys
                 Err(e) => kprintln!("smmu: ID registers do not decode: {e:?}"),
             }
         }
-        _ => kprintln!("smmu: none in the device tree"),
+        _ => kprintln!("smmu: none in the platform description"),
     }
 
     let Some(host) = &platform.pci else {
-        kprintln!("pci: no host bridge in the device tree");
+        kprintln!("pci: no host bridge in the platform description");
         return;
     };
     kprintln!(

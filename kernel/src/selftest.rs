@@ -4,9 +4,7 @@
 
 use crate::{kprintln, status};
 
-/// An address no table maps: the start of the TTBR1 half's second 256 TiB,
-/// far above the linear map.
-const UNMAPPED_KERNEL_ADDR: u64 = 0xFFFF_8000_DEAD_0000;
+use crate::arch::UNMAPPED_KERNEL_ADDR;
 
 /// Runs what `bootargs` asks for; returns the run's exit status.
 pub fn run(bootargs: &str) -> u32 {
@@ -18,7 +16,7 @@ pub fn run(bootargs: &str) -> u32 {
         match name {
             "kernel-fault" => {
                 kprintln!("selftest: reading unmapped kernel address {UNMAPPED_KERNEL_ADDR:#x}");
-                crate::arch::boot::provoke_data_abort(UNMAPPED_KERNEL_ADDR);
+                crate::arch::provoke_kernel_fault(UNMAPPED_KERNEL_ADDR);
             }
             "panic" => panic!("selftest: deliberate panic"),
             // The bug behind an intermittent boot fault: IRQs left unmasked

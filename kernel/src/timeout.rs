@@ -1,14 +1,14 @@
-//! The kernel's clock for bounded waits: the architected counter read at
-//! EL1, as a [`::mmio::Clock`] for the shared [`::mmio::poll_until`] (GIC
-//! acknowledgements, device ready bits), and tick/microsecond conversions
+//! The kernel's clock for bounded waits: the architecture's counter
+//! (`arch::counter`), as a [`::mmio::Clock`] for the shared [`::mmio::poll_until`] (interrupt
+//! controller acknowledgements, device ready bits), and tick/microsecond conversions
 //! at its frequency. Never waits itself, and never spins without a
 //! deadline.
 
 use crate::arch;
 
-pub use ::mmio::{TimedOut, poll_until};
+pub use ::mmio::poll_until;
 
-/// CNTVCT_EL0 at [`arch::counter_hz`]; pauses with a spin-loop hint.
+/// [`arch::counter`] at [`arch::counter_hz`]; pauses with a spin-loop hint.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Counter;
 

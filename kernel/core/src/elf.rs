@@ -10,8 +10,8 @@ use core::fmt;
 
 use ::elf::ElfBytes;
 use ::elf::abi::{
-    EI_CLASS, EI_DATA, EI_NIDENT, ELFCLASS64, ELFDATA2LSB, ELFMAGIC, EM_AARCH64, ET_EXEC, PF_R,
-    PF_W, PF_X, PT_DYNAMIC, PT_INTERP, PT_LOAD,
+    EI_CLASS, EI_DATA, EI_NIDENT, ELFCLASS64, ELFDATA2LSB, ELFMAGIC, EM_AARCH64, EM_X86_64,
+    ET_EXEC, PF_R, PF_W, PF_X, PT_DYNAMIC, PT_INTERP, PT_LOAD,
 };
 use ::elf::endian::LittleEndian;
 use abi::syscall::layout;
@@ -35,8 +35,8 @@ pub enum ElfError {
     NotElf64 = 2,
     /// Not little-endian (ELFDATA2LSB).
     NotLittleEndian = 3,
-    /// `e_machine` is not EM_AARCH64.
-    NotAarch64 = 4,
+    /// `e_machine` is not the machine asked for (EM_AARCH64 or EM_X86_64).
+    WrongMachine = 4,
     /// `e_type` is not ET_EXEC.
     NotExecutable = 5,
     /// Truncated header or program-header table, or bad entry size.
@@ -70,7 +70,7 @@ impl fmt::Display for ElfError {
             Self::BadMagic => "not an ELF file",
             Self::NotElf64 => "not ELF64",
             Self::NotLittleEndian => "not little-endian",
-            Self::NotAarch64 => "not an AArch64 image",
+            Self::WrongMachine => "not an image for this architecture",
             Self::NotExecutable => "not an ET_EXEC executable",
             Self::Malformed => "malformed ELF header or program headers",
             Self::Dynamic => "dynamic executable (PT_INTERP or PT_DYNAMIC)",
@@ -178,7 +178,25 @@ impl<'a> Segment<'a> {
     }
 }
 
-/// A validated static AArch64 executable: where to start and what to map.
+/// The machine an executable must be built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// EM_AARCH64.
+    Aarch64,
+    /// EM_X86_64.
+    X86_64,
+}
+
+impl Machine {
+    const fn e_machine(self) -> u16 {
+        match self {
+            Self::Aarch64 => EM_AARCH64,
+            Self::X86_64 => EM_X86_64,
+        }
+    }
+}
+
+/// A validated static executable: where to start and what to map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadPlan<'a> {
     entry: VirtAddr,
@@ -186,10 +204,16 @@ pub struct LoadPlan<'a> {
 }
 
 impl<'a> LoadPlan<'a> {
-    /// Validates `bytes` as a static AArch64 ELF64 executable whose segments
-    /// all lie in `[IMAGE_BASE, IMAGE_LIMIT)`, pairwise share no page, are
-    /// never writable and executable, and whose entry point is in code.
+    /// [`LoadPlan::parse_for`] an AArch64 executable.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ElfError> {
+        Self::parse_for(bytes, Machine::Aarch64)
+    }
+
+    /// Validates `bytes` as a static ELF64 executable for `machine` whose
+    /// segments all lie in `[IMAGE_BASE, IMAGE_LIMIT)`, pairwise share no
+    /// page, are never writable and executable, and whose entry point is in
+    /// code.
+    pub fn parse_for(bytes: &'a [u8], machine: Machine) -> Result<Self, ElfError> {
         if bytes.get(..ELFMAGIC.len()) != Some(&ELFMAGIC[..]) {
             return Err(ElfError::BadMagic);
         }
@@ -202,8 +226,8 @@ impl<'a> LoadPlan<'a> {
         }
         let file =
             ElfBytes::<LittleEndian>::minimal_parse(bytes).map_err(|_| ElfError::Malformed)?;
-        if file.ehdr.e_machine != EM_AARCH64 {
-            return Err(ElfError::NotAarch64);
+        if file.ehdr.e_machine != machine.e_machine() {
+            return Err(ElfError::WrongMachine);
         }
         if file.ehdr.e_type != ET_EXEC {
             return Err(ElfError::NotExecutable);
@@ -568,6 +592,20 @@ mod tests {
     }
 
     #[test]
+    fn the_machine_asked_for_is_the_one_accepted() {
+        let mut x86 = Image::good();
+        x86.machine = EM_X86_64;
+        let x86 = x86.build();
+        assert!(LoadPlan::parse_for(&x86, Machine::X86_64).is_ok());
+        assert_eq!(LoadPlan::parse(&x86), Err(ElfError::WrongMachine));
+        let arm = Image::good().build();
+        assert_eq!(
+            LoadPlan::parse_for(&arm, Machine::X86_64),
+            Err(ElfError::WrongMachine)
+        );
+    }
+
+    #[test]
     fn header_errors() {
         let good = Image::good().build();
         let mut bad = good.clone();
@@ -588,7 +626,7 @@ mod tests {
         );
         assert_eq!(
             parse_with(|i| i.machine = EM_X86_64),
-            Err(ElfError::NotAarch64)
+            Err(ElfError::WrongMachine)
         );
         assert_eq!(
             parse_with(|i| i.e_type = ET_DYN),

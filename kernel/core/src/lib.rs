@@ -1,6 +1,8 @@
 //! The kernel's host-testable logic: platform discovery from the device tree
-//! ([`dt`]), PCI enumeration and BAR assignment behind a config-space trait
-//! ([`pci`]), exception-syndrome decoding ([`esr`]), and the death-notice
+//! ([`dt`]), ACPI tables ([`acpi_summary`]: MADT, MCFG; the VT-d DMAR:
+//! [`dmar`]), PCI enumeration and BAR assignment behind a config-space trait
+//! ([`pci`]), exception decoding (aarch64 syndromes: [`esr`]; x86_64 vectors
+//! and error codes: [`x86_exc`]), and the death-notice
 //! ledger ([`death`]: which notices are owed, their one-time answers).
 //!
 //! This crate owns no hardware: it never touches memory-mapped registers or
@@ -13,12 +15,15 @@
 
 extern crate alloc;
 
+pub mod acpi_summary;
 pub mod bounded;
 pub mod death;
+pub mod dmar;
 pub mod dt;
 pub mod elf;
 pub mod esr;
 pub mod ledger;
 pub mod pci;
+pub mod x86_exc;
 
 pub use bounded::BoundedVec;

@@ -1,180 +1,122 @@
-//! The aarch64 architecture layer: everything that needs an instruction
-//! Rust cannot express (boot, vectors, system registers, semihosting, PSCI).
-//! This is one of the few places `unsafe` is allowed; each block says why it
-//! holds. Policy lives elsewhere: this layer never decides, it only does.
+//! The architecture interface: the one place that picks an architecture
+//! (by `target_arch`, here and nowhere else) and the list of what each one
+//! provides to the rest of the kernel. Everything that needs an instruction
+//! Rust cannot express, a system register, a trap vector or a hardware
+//! table format lives below this module; the kernel outside it never names
+//! an architecture. It owns no policy: the shared kernel decides, the arch
+//! layer only does (docs/ARCHITECTURE.md, "The arch interface").
+//!
+//! Each implementation provides the items re-exported below, with the
+//! meaning their documentation in that implementation states, and
+//! implements [`UserFrame`] for its trap frame.
 
-pub mod boot;
-pub mod fpsimd;
-pub mod gic_sysreg;
-pub mod mmu;
-pub mod psci;
-pub mod semihosting;
-pub mod trap;
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+use aarch64 as imp;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+#[cfg(target_arch = "x86_64")]
+use self::x86_64 as imp;
 
-use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, MPIDR_EL1, Readable};
+// Boot and the end of the run: what the loader handed over, the platform
+// it describes (`kernel_core::dt::Platform`), the per-architecture bring-up of the interrupt controller and the timer, the
+// lines of the discovery report only the architecture can write, and the
+// exit with a status the emulator passes on.
+pub use imp::{BootInfo, MachineInfo, bring_up, can_run_tasks, discover, exit, report};
 
-/// The exception level the kernel runs at (always 1 after boot).
-pub fn current_el() -> u64 {
-    CurrentEL.read(CurrentEL::EL)
-}
+// Entry and trap frames: the saved user registers and what a trap was;
+// the machine task executables are built for.
+pub use imp::{ELF_MACHINE, Fault, TrapFrame};
 
-/// The generic timer's counter frequency in Hz.
-pub fn counter_hz() -> u64 {
-    CNTFRQ_EL0.get()
-}
+// The user/kernel boundary and context switch: the first entry into a
+// task, a task's floating-point/vector state and which one the trap path
+// saves and loads, what user code may read without a syscall.
+pub use imp::{FpState, allow_user_counter, enter_user, install_fp_state};
 
-/// The virtual counter (CNTVCT_EL0), in ticks of [`counter_hz`].
-pub fn counter() -> u64 {
-    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-    CNTVCT_EL0.get()
-}
+// Interrupt masking and idling (docs/ARCHITECTURE.md, "When the kernel takes
+// interrupts").
+pub use imp::{enable_irqs, idle_once, idle_poll};
 
-/// Masks IRQs at this EL: the kernel's normal state (see
-/// docs/ARCHITECTURE.md, "When the kernel takes interrupts").
-pub fn disable_irqs() {
-    // SAFETY: setting PSTATE.I only defers IRQ exceptions; nothing else
-    // changes.
-    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
-}
+// The time base: a monotonic counter and its frequency.
+pub use imp::{counter, counter_hz};
 
-/// Unmasks IRQs at this EL. Only the boot timer check uses it, and masks
-/// again with [`disable_irqs`] before anything else runs.
-pub fn enable_irqs() {
-    // SAFETY: clearing PSTATE.I only allows IRQ exceptions, whose vector
-    // (installed at boot) saves and restores all state.
-    unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack)) };
-}
+// The fault-report self-test: an address nothing maps, and a read of it.
+pub use imp::{UNMAPPED_KERNEL_ADDR, provoke_kernel_fault};
 
-/// Waits for an interrupt (or event) with IRQs in whatever state they are.
-pub fn wait_for_interrupt() {
-    aarch64_cpu::asm::wfi();
-}
-
-/// Idles without `wfi` until the counter reaches `until` or an interrupt
-/// has been taken, whichever comes first: IRQs are opened for a moment on
-/// every turn ([`take_pending_irqs`]), so a pending one is taken at once.
-///
-/// For deadlines a moment away only. Under TCG a sleeping CPU is woken by
-/// a host timer that QEMU's main loop fires, and that loop also runs the
-/// devices' emulation: with I/O in flight the wake-up came up to 3 ms late
-/// (`docs/ARCHITECTURE.md`, "When the kernel takes interrupts"). Reading
-/// the counter needs no such help.
-pub fn idle_poll(until: u64) {
-    let taken = crate::exceptions::irqs_taken();
-    while counter() < until {
-        take_pending_irqs();
-        if crate::exceptions::irqs_taken() != taken {
-            return;
-        }
-    }
-}
-
-/// Idles until an interrupt has been taken: waits with IRQs still masked,
-/// then takes the pending one ([`take_pending_irqs`]).
-///
-/// The wait comes first on purpose. WFI wakes on a pending IRQ whatever
-/// PSTATE.I says, so an interrupt that became pending before the WFI (a
-/// deadline the scheduler just programmed, already passed) ends the wait at
-/// once. Unmasking first would take that IRQ before the WFI; its handler
-/// re-arms the timer for the next tick, and the WFI would then sleep until
-/// that tick (up to 10 ms) with an expired deadline nobody processed.
-pub fn idle_once() {
-    wait_for_interrupt();
-    take_pending_irqs();
-}
-
-/// Unmasks IRQs for a moment, so that any pending one is taken, then masks
-/// them again. Only for the idle loop: the caller holds no lock the
-/// handler takes.
-fn take_pending_irqs() {
-    // SAFETY: unmasking IRQs at EL1 lets the vectors (installed at boot)
-    // run the handler on this stack, and the idle loop holds no lock the
-    // handler takes. The ISB makes the unmask take effect (and a pending
-    // IRQ be taken) before IRQs are masked again, which restores the
-    // kernel's normal state.
-    unsafe {
-        core::arch::asm!(
-            "msr daifclr, #2",
-            "isb",
-            "msr daifset, #2",
-            // The handler is Rust code built with FP/SIMD: it may change
-            // any register the C ABI lets a callee change.
-            clobber_abi("C"),
-            options(nomem, nostack)
-        )
+/// Address spaces: the kernel's own map, task tables tagged with an address
+/// space ID (so a switch needs no TLB flush), the memory types page-table
+/// entries take, and the layout of the kernel's linear map.
+pub mod mmu {
+    pub use super::imp::kernel_map::{self, KernelMap};
+    pub use super::imp::mmu::{
+        BOOT_LINEAR_RAM_END, BOOT_LINEAR_RAM_START, LINEAR_BASE, MEM_DEVICE, MEM_NORMAL,
+        USER_VA_BITS, decode_table_entry, encode_table_entry, flush_tag, install_kernel_tables,
+        pa_bits, prepare_user_root, set_user_space, table_barrier, virt_to_phys,
     };
 }
 
-/// Leaves the kernel for the first time: returns from exception into the
-/// task whose registers (SPSR for EL0) are in `frame`. The kernel stack is
-/// reset to its top first: nothing of the boot path on it (kmain's frames,
-/// the device-tree and PCI records) is needed any more, and every later
-/// trap from EL0 then has the whole stack.
-pub fn enter_user(frame: &trap::TrapFrame) -> ! {
-    unsafe extern "C" {
-        static __boot_stack_top: u8;
-    }
-    const SIZE: usize = core::mem::size_of::<trap::TrapFrame>();
-    let top = (&raw const __boot_stack_top) as usize;
-    let src = frame as *const trap::TrapFrame as usize;
-    // The frame is a local deep below the top (kmain and its callers are
-    // above it), so the copy below reads and writes disjoint memory.
-    assert!(
-        src + SIZE <= top - SIZE,
-        "the first frame overlaps the top of the stack"
-    );
-    // SAFETY: copies the 272-byte frame (17 pairs) from `src` to the top
-    // 272 bytes of the kernel stack (disjoint, checked), points sp at it and
-    // branches to `trap_return`, which restores exactly that frame and
-    // erets to EL0. Everything that was on the stack belongs to calls that
-    // never return; the asm never returns to Rust.
-    unsafe {
-        core::arch::asm!(
-            "sub x2, x0, #272",
-            "mov x3, x2",
-            "2:",
-            "ldp x4, x5, [x1], #16",
-            "stp x4, x5, [x3], #16",
-            "cmp x3, x0",
-            "b.lo 2b",
-            "mov sp, x2",
-            "b trap_return",
-            in("x0") top,
-            in("x1") src,
-            options(noreturn)
-        )
-    }
+/// The interrupt controller, by device interrupt line: what the kernel
+/// needs to hand a line to a task and to dispatch what arrives.
+pub mod irq {
+    pub use super::imp::irq::{Trigger, enable_line, is_device_line, mask, unmask};
+    pub use super::imp::take_interrupts;
 }
 
-/// Lets EL0 read the virtual counter (CNTVCT_EL0) and its frequency, so
-/// tasks can time things without a syscall. Nothing else is exposed.
-pub fn allow_el0_counter() {
-    use aarch64_cpu::registers::{CNTKCTL_EL1, ReadWriteable};
-    CNTKCTL_EL1.modify(CNTKCTL_EL1::EL0VCTEN::SET);
+/// The system tick and one-shot deadlines.
+pub mod timer {
+    pub use super::imp::timer::program;
 }
 
-/// This CPU's affinity, in the layouts the GIC wants.
-#[derive(Clone, Copy, Debug)]
-pub struct Affinity {
-    mpidr: u64,
+/// The boot console's output device.
+pub mod console {
+    pub use super::imp::console::{Uart, init};
 }
 
-impl Affinity {
-    /// The value GICD_IROUTER takes to route an SPI to this CPU
-    /// (Aff3 at bits 39:32, Aff2..Aff0 at 23:0).
-    pub fn irouter(self) -> u64 {
-        self.mpidr & 0xff_00ff_ffff
-    }
-    /// The value GICR_TYPER[63:32] holds for this CPU's redistributor
-    /// (Aff3..Aff0 packed into 32 bits).
-    pub fn gicr_typer(self) -> u64 {
-        (self.mpidr & 0xff_ffff) | (((self.mpidr >> 32) & 0xff) << 24)
-    }
+/// How a trap arrived: from the kernel or from a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// From the kernel itself.
+    Kernel,
+    /// From a task (user mode).
+    User,
 }
 
-/// This CPU's affinity (MPIDR_EL1).
-pub fn affinity() -> Affinity {
-    Affinity {
-        mpidr: MPIDR_EL1.get(),
-    }
+/// What a trap is, decoded by the architecture for the shared handler.
+#[derive(Debug)]
+pub enum Trap {
+    /// A task asked for a syscall; its number and arguments are in the
+    /// frame ([`UserFrame`]).
+    Syscall,
+    /// One or more interrupts are pending ([`irq::take_interrupts`]).
+    Irq,
+    /// Anything else: a fault, described for the report.
+    Fault(Fault),
+}
+
+/// Where an interrupt [`irq::take_interrupts`] hands over came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The system timer (tick or deadline); already re-armed.
+    Timer,
+    /// A device interrupt line (the numbers [`irq::enable_line`] takes).
+    Line(u32),
+}
+
+/// A task's saved registers as the shared kernel sees them: the syscall
+/// convention (number, arguments, results) and the first entry.
+pub trait UserFrame: Copy + Default {
+    /// The frame a task starts from: at `entry`, stack pointer `stack`, the
+    /// first two argument registers `args`, user mode, interrupts enabled.
+    fn new_user(entry: u64, stack: u64, args: [u64; 2]) -> Self;
+    /// The syscall number of a [`Trap::Syscall`].
+    fn syscall_number(&self) -> u64;
+    /// The syscall's argument registers, in `abi` order.
+    fn syscall_args(&self) -> [u64; 5];
+    /// Sets a successful syscall's results: status 0 and three values, in
+    /// `abi` order.
+    fn set_syscall_ok(&mut self, values: [u64; 3]);
+    /// Sets a failed syscall's status to the error `code`; the value
+    /// registers keep what they held.
+    fn set_syscall_error(&mut self, code: u64);
 }

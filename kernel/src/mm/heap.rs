@@ -33,7 +33,7 @@ pub fn init_after_image(image_end: PhysAddr) -> PhysRange {
         .expect("image below the top of memory");
     let end = PhysAddr::new(start.get() + HEAP_SIZE as u64);
     assert!(
-        end.get() <= super::BOOT_LINEAR_RAM_END,
+        end.get() <= crate::arch::mmu::BOOT_LINEAR_RAM_END,
         "heap beyond the boot-mapped RAM"
     );
     let va = super::phys_to_virt(start).get() as usize;

@@ -5,18 +5,11 @@
 
 pub mod frames;
 pub mod heap;
-pub mod kernel_map;
 pub mod user;
 
 use abi::{PhysAddr, VirtAddr};
 
-/// Start of the kernel's linear map of physical memory (TTBR1 half).
-pub const LINEAR_BASE: u64 = 0xFFFF_0000_0000_0000;
-
-/// Start of the RAM the boot tables map (one 1 GiB block at 0x4000_0000).
-pub const BOOT_LINEAR_RAM_START: u64 = 0x4000_0000;
-/// End of the RAM the boot tables map.
-pub const BOOT_LINEAR_RAM_END: u64 = 0x8000_0000;
+use crate::arch::mmu::{BOOT_LINEAR_RAM_END, BOOT_LINEAR_RAM_START, LINEAR_BASE};
 
 /// The kernel-visible address of physical `pa`.
 pub fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
@@ -25,7 +18,39 @@ pub fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
 
 /// The physical address behind a linear-map (or kernel image) address.
 pub fn virt_to_phys(va: VirtAddr) -> PhysAddr {
-    PhysAddr::new(va.get() - LINEAR_BASE)
+    crate::arch::mmu::virt_to_phys(va)
+}
+
+/// Page-table memory for the shared `pgtable` walker, reached through the
+/// linear map; entries are stored in the architecture's format
+/// (`arch::mmu::encode_table_entry`).
+pub struct LinearTableMemory;
+
+impl pgtable::TableMemory for LinearTableMemory {
+    fn read(&self, table: PhysAddr, index: usize) -> u64 {
+        assert!(index < 512, "descriptor index out of its table");
+        let p = phys_to_virt(table).get() as *const u64;
+        // SAFETY: `table` is a table page this kernel allocated from RAM
+        // (linear-mapped); index < 512 keeps the read inside it.
+        let raw = unsafe { core::ptr::read_volatile(p.add(index)) };
+        crate::arch::mmu::decode_table_entry(raw)
+    }
+
+    fn write(&mut self, table: PhysAddr, index: usize, value: u64) {
+        assert!(index < 512, "descriptor index out of its table");
+        let p = phys_to_virt(table).get() as *mut u64;
+        let raw = crate::arch::mmu::encode_table_entry(value);
+        // SAFETY: as in `read`; one 64-bit store, as the walker requires.
+        unsafe { core::ptr::write_volatile(p.add(index), raw) }
+    }
+
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        frames::alloc_zeroed(1, kernel_core::ledger::Owner::Kernel)
+    }
+
+    fn barrier(&mut self) {
+        crate::arch::mmu::table_barrier();
+    }
 }
 
 unsafe extern "C" {
@@ -63,37 +88,14 @@ pub fn image_layout() -> ImageLayout {
     }
 }
 
-/// The device tree blob the loader left at `pa`, if its header is valid.
-/// Its frames are reserved from the frame allocator (`kmain` reserves
-/// everything below the image), so nothing writes them afterwards.
-pub fn boot_device_tree(pa: PhysAddr) -> Option<&'static [u8]> {
-    let layout = image_layout();
-    let image_start = virt_to_phys(layout.start);
-    // Only RAM below the image and above the start of the boot-mapped RAM
-    // can hold it (QEMU: 0x4000_0000, the image at 0x4020_0000).
-    let room = image_start.offset_from(pa)?;
-    if room < 40 || pa.get() < BOOT_LINEAR_RAM_START {
-        return None;
-    }
-    let p = phys_to_virt(pa).get() as *const u8;
-    // SAFETY: pa..pa+40 lies in RAM below the kernel image, mapped by the
-    // boot tables' RAM block; nothing writes it (reserved, see above).
-    let header = unsafe { core::slice::from_raw_parts(p, 40) };
-    let size = kernel_core::dt::blob_size(header).ok()?;
-    if size as u64 > room {
-        return None;
-    }
-    // SAFETY: as above, for the size the header states, checked to end
-    // below the image.
-    Some(unsafe { core::slice::from_raw_parts(p, size) })
-}
-
 /// The boot image QEMU's loader put at `pa`, if its header is valid and it
 /// lies in the RAM the boot tables map. The caller reserves its frames
 /// before the frame allocator starts, so nothing writes them afterwards.
 pub fn boot_image(pa: PhysAddr) -> Option<&'static [u8]> {
     const HEADER: usize = 64;
-    if pa.get() < BOOT_LINEAR_RAM_START || pa.get() + HEADER as u64 > BOOT_LINEAR_RAM_END {
+    if !(BOOT_LINEAR_RAM_START..BOOT_LINEAR_RAM_END).contains(&pa.get())
+        || pa.get() + HEADER as u64 > BOOT_LINEAR_RAM_END
+    {
         return None;
     }
     let p = phys_to_virt(pa).get() as *const u8;

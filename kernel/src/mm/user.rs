@@ -1,4 +1,4 @@
-//! Task address spaces: each task's TTBR0 table (the shared `pgtable`
+//! Task address spaces: each task's page table (the shared `pgtable`
 //! walker), the frames it owns, and the only way the kernel touches user
 //! memory: every copy translates the task's own table page by page and
 //! refuses anything that is not normal memory the task may access that way.
@@ -20,9 +20,9 @@ use abi::{Asid, Error, PAGE_SIZE, PhysAddr, SysResult, VirtAddr};
 use kernel_core::ledger::Owner;
 use pgtable::{Attrs, Config, LargestLeaf, MapError, PageTable, Shareability, TableMemory};
 
+use super::LinearTableMemory;
 use super::frames;
-use super::kernel_map::LinearTableMemory;
-use crate::arch::mmu::{MAIR_DEVICE, MAIR_NORMAL};
+use crate::arch::mmu::{MEM_DEVICE, MEM_NORMAL};
 
 /// Memory a task got from `dma_alloc`: the only memory it may grant.
 #[derive(Clone, Copy, Debug)]
@@ -91,7 +91,7 @@ impl TableMemory for Charged<'_> {
 /// Task memory attributes.
 const USER_DEVICE: Attrs = Attrs {
     shareability: Shareability::Outer,
-    ..Attrs::user_data(MAIR_DEVICE, true)
+    ..Attrs::user_data(MEM_DEVICE, true)
 };
 
 /// How the kernel wants to access user memory.
@@ -106,7 +106,8 @@ impl AddressSpace {
     /// `task`, which may take `table_quota` page-table pages (its root
     /// included).
     pub fn new(asid: Asid, pa_bits: u8, task: u32, table_quota: u64) -> SysResult<Self> {
-        let config = Config::new(48, pa_bits).with_largest_leaf(LargestLeaf::Page);
+        let config = Config::new(crate::arch::mmu::USER_VA_BITS, pa_bits)
+            .with_largest_leaf(LargestLeaf::Page);
         let mut tables = 0;
         let mut mem = Charged {
             used: &mut tables,
@@ -117,6 +118,7 @@ impl AddressSpace {
             true => Error::KernelOverQuota,
             false => Error::NoMemory,
         })?;
+        crate::arch::mmu::prepare_user_root(table.root());
         Ok(Self {
             table,
             asid,
@@ -150,9 +152,9 @@ impl AddressSpace {
             })
     }
 
-    /// The value for TTBR0_EL1: root table and ASID.
-    pub fn ttbr0(&self) -> u64 {
-        self.table.root().get() | (u64::from(self.asid.0) << 48)
+    /// The root table (physical), for `arch::mmu::set_user_space`.
+    pub fn root(&self) -> PhysAddr {
+        self.table.root()
     }
 
     /// The address space's ASID.
@@ -204,7 +206,7 @@ impl AddressSpace {
             }
         };
         self.dma.try_reserve(1).map_err(|_| Error::NoMemory)?;
-        let pa = self.map_owned(va, pages, Attrs::user_data(MAIR_NORMAL, true), owner)?;
+        let pa = self.map_owned(va, pages, Attrs::user_data(MEM_NORMAL, true), owner)?;
         self.dma.push(DmaRegion { va, pa, pages });
         // A guard page between regions.
         self.dma_next = va + (pages + 1) * PAGE_SIZE;
@@ -287,7 +289,7 @@ impl AddressSpace {
                 pgtable::Access::UserRw | pgtable::Access::UserRo
             );
             if !user
-                || t.attrs.mair_index != MAIR_NORMAL
+                || t.attrs.mair_index != MEM_NORMAL
                 || (how == Access::Write && !t.attrs.access.writable())
             {
                 return Err(Error::BadAddress);
@@ -418,7 +420,7 @@ impl AddressSpace {
     }
 
     /// Releases every frame the space owns and its tables. The caller has
-    /// flushed the ASID from every TLB (`arch::mmu::flush_asid`). Frames
+    /// flushed the ASID from every TLB (`arch::mmu::flush_tag`). Frames
     /// the IOMMU server still has pinned become held for DMA instead of
     /// free; IOMMU pool frames are kept.
     pub fn destroy(self) -> Reclaimed {

@@ -13,17 +13,15 @@ use abi::{Error, SysResult};
 use kernel_core::death::TaskRef;
 
 use super::{Kernel, OutgoingCall, State, TaskIdx, token};
+use crate::arch::UserFrame;
 
-/// Writes a syscall's results into `t`'s saved registers: x0 = 0 or the
-/// error code, x1..x3 = values.
+/// Writes a syscall's results into `t`'s saved registers: status 0 and
+/// the values, or the error code (`UserFrame`).
 pub fn set_result(k: &mut Kernel, t: TaskIdx, r: SysResult<[u64; 3]>) {
-    let x = &mut k.tasks[t].ctx.x;
+    let frame = &mut k.tasks[t].ctx;
     match r {
-        Ok(v) => {
-            x[0] = 0;
-            x[1..4].copy_from_slice(&v);
-        }
-        Err(e) => x[0] = e.code(),
+        Ok(v) => frame.set_syscall_ok(v),
+        Err(e) => frame.set_syscall_error(e.code()),
     }
 }
 

@@ -16,26 +16,14 @@ use super::ipc::{self, fail_call};
 use kernel_core::death::Notice;
 
 use super::{Cap, End, Kernel, State, TaskIdx};
-use crate::arch::trap::{Syndrome, TrapFrame};
+use crate::arch::Fault;
 use crate::mm::user::Reclaimed;
-use crate::{arch, gic, kprintln};
+use crate::{arch, kprintln};
 
-/// A task's fault: report it by name with the decoded syndrome, stop it.
-pub fn fault(k: &mut Kernel, t: TaskIdx, frame: &TrapFrame, syn: Syndrome, what: &str) {
-    let decoded = kernel_core::esr::Fault::new(syn.esr);
-    let name = &k.tasks[t].name;
-    if decoded.far_valid() {
-        kprintln!(
-            "task {name} faulted: {what}: {decoded}; FAR={:#x} ELR={:#x}; stopped",
-            syn.far,
-            frame.elr
-        );
-    } else {
-        kprintln!(
-            "task {name} faulted: {what}: {decoded}; ELR={:#x}; stopped",
-            frame.elr
-        );
-    }
+/// A task's fault: report it by name with the architecture's description
+/// (kind, decoded syndrome, fault address, where), stop it.
+pub fn fault(k: &mut Kernel, t: TaskIdx, fault: &Fault) {
+    kprintln!("task {} faulted: {fault}; stopped", k.tasks[t].name);
     end(k, t, End::Faulted);
 }
 
@@ -76,7 +64,7 @@ pub fn end(k: &mut Kernel, t: TaskIdx, how: End) {
         .map(|(&i, _)| i)
         .collect();
     for intid in owned {
-        gic::mask_spi(intid);
+        arch::irq::mask(intid);
         k.irqs.remove(&intid);
     }
 
@@ -220,7 +208,7 @@ fn reclaim(k: &mut Kernel, t: TaskIdx) -> Reclaimed {
     let Some(space) = k.tasks[t].space.take() else {
         return Reclaimed::default();
     };
-    arch::mmu::flush_asid(space.asid());
+    arch::mmu::flush_tag(space.asid());
     let mut r = space.destroy();
     crate::dma_stop::after_reclaim(k, t, &mut r);
     let name = &k.tasks[t].name;

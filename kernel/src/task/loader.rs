@@ -1,5 +1,5 @@
 //! Creates the tasks the boot image describes: one address space each (its
-//! own TTBR0 table and ASID), the ELF segments copied into fresh frames
+//! own page table and address-space tag), the ELF segments copied into fresh frames
 //! with the permissions their flags ask for (never writable and
 //! executable), a stack, the read-only task-information page, and exactly
 //! the capabilities the system description lists, resolved against the
@@ -24,13 +24,11 @@ use kernel_core::pci::Function;
 use pgtable::Attrs;
 
 use super::{Cap, Endpoint, IrqBinding, Kernel, State, Task};
-use crate::arch::mmu::MAIR_NORMAL;
-use crate::arch::trap::TrapFrame;
+use crate::arch::irq;
+use crate::arch::mmu::MEM_NORMAL;
+use crate::arch::{TrapFrame, UserFrame};
+use crate::kprintln;
 use crate::mm::user::AddressSpace;
-use crate::{gic, kprintln};
-
-/// SPSR for a task's first return: EL0t, interrupts unmasked.
-const SPSR_EL0T: u64 = 0;
 
 /// Builds the kernel's objects from `image`. An error names the task and
 /// what was wrong; nothing runs then.
@@ -94,7 +92,7 @@ pub fn load(
         frames_free_before_load,
         boot: None,
         counters: abi::KernelCounters::default(),
-        user_ttbr: 0,
+        user_space: None,
         charged_at: 0,
     };
     for t in 0..k.tasks.len() {
@@ -122,7 +120,7 @@ fn kernel_quota(rec: &TaskRecord<'_>, generation: u16) -> u64 {
 /// Creates task `index` from its boot-image record: a fresh address space
 /// with its ELF segments, stack and info page, and its capabilities
 /// resolved against the device tree. `generation` is 0 at boot and counts
-/// restarts; the task sees it in x1 at entry. On failure everything it
+/// restarts; the task sees it as its second argument register at entry. On failure everything it
 /// built is released again (frames, tables, the interrupts it bound).
 #[allow(clippy::too_many_arguments)]
 pub fn create_task(
@@ -166,13 +164,13 @@ pub fn create_task(
             // lost its own when it ended).
             irqs.retain(|&intid, b| {
                 if b.task == i {
-                    gic::mask_spi(intid);
+                    irq::mask(intid);
                 }
                 b.task != i
             });
             // The space never ran, but its ASID is the slot's: flush it
             // anyway before its frames go back.
-            crate::arch::mmu::flush_asid(space.asid());
+            crate::arch::mmu::flush_tag(space.asid());
             let r = space.destroy();
             kprintln!(
                 "task {}: creation failed; released what it built: {} frames ({} page tables), {} held, {} pool frames kept",
@@ -201,13 +199,14 @@ fn build(
     endpoints: &mut [Endpoint],
     irqs: &mut BTreeMap<u32, IrqBinding>,
 ) -> Result<(Vec<Cap>, TrapFrame), String> {
-    let plan = LoadPlan::parse(rec.elf).map_err(|e| format!("ELF: {e}"))?;
+    let plan =
+        LoadPlan::parse_for(rec.elf, crate::arch::ELF_MACHINE).map_err(|e| format!("ELF: {e}"))?;
     for seg in plan.segments() {
         let p = seg.perms();
         let attrs = match (p.write, p.exec) {
-            (true, _) => Attrs::user_data(MAIR_NORMAL, true),
-            (false, true) => Attrs::user_code(MAIR_NORMAL),
-            (false, false) => Attrs::user_data(MAIR_NORMAL, false),
+            (true, _) => Attrs::user_data(MEM_NORMAL, true),
+            (false, true) => Attrs::user_code(MEM_NORMAL),
+            (false, false) => Attrs::user_data(MEM_NORMAL, false),
         };
         let (first, count) = seg.pages();
         space
@@ -227,14 +226,14 @@ fn build(
         .map_new(
             layout::STACK_TOP - layout::STACK_SIZE,
             layout::STACK_SIZE / PAGE_SIZE,
-            Attrs::user_data(MAIR_NORMAL, true),
+            Attrs::user_data(MEM_NORMAL, true),
         )
         .map_err(|e| format!("stack: {e}"))?;
     if rec.info.len() as u64 > PAGE_SIZE {
         return Err("task info larger than a page".into());
     }
     space
-        .map_new(layout::TASK_INFO, 1, Attrs::user_data(MAIR_NORMAL, false))
+        .map_new(layout::TASK_INFO, 1, Attrs::user_data(MEM_NORMAL, false))
         .and_then(|_| space.load(layout::TASK_INFO, rec.info))
         .map_err(|e| format!("info page: {e}"))?;
 
@@ -243,15 +242,11 @@ fn build(
         caps.push(resolve(spec, i, platform, pci, endpoints, irqs)?);
     }
 
-    let mut x = [0; 31];
-    x[0] = layout::TASK_INFO;
-    x[1] = u64::from(generation);
-    let ctx = TrapFrame {
-        x,
-        sp_el0: layout::STACK_TOP,
-        elr: plan.entry().get(),
-        spsr: SPSR_EL0T,
-    };
+    let ctx = TrapFrame::new_user(
+        plan.entry().get(),
+        layout::STACK_TOP,
+        [layout::TASK_INFO, u64::from(generation)],
+    );
     Ok((caps, ctx))
 }
 
@@ -309,12 +304,12 @@ fn resolve(
                         .ok_or(format!("no interrupt-map entry for {bdf:#06x} pin {pin}"))?
                 }
             };
-            if bit >= 64 || !gic::is_spi(irq.intid) || irqs.contains_key(&irq.intid) {
+            if bit >= 64 || !irq::is_device_line(irq.intid) || irqs.contains_key(&irq.intid) {
                 return Err(format!("interrupt {} unusable or already taken", irq.intid));
             }
             let trigger = match irq.trigger {
-                DtTrigger::Edge => gic::Trigger::Edge,
-                DtTrigger::Level => gic::Trigger::Level,
+                DtTrigger::Edge => irq::Trigger::Edge,
+                DtTrigger::Level => irq::Trigger::Level,
             };
             irqs.insert(
                 irq.intid,
@@ -324,7 +319,7 @@ fn resolve(
                     masked: false,
                 },
             );
-            gic::enable_spi(irq.intid, trigger);
+            irq::enable_line(irq.intid, trigger);
             Cap::Irq {
                 intid: irq.intid,
                 bit,

@@ -23,8 +23,7 @@ use hermit_sync::InterruptSpinMutex;
 use kernel_core::death::{Ledger, Slot, TaskRef};
 use kernel_core::pci::Function;
 
-use crate::arch::fpsimd::FpState;
-use crate::arch::trap::TrapFrame;
+use crate::arch::{FpState, TrapFrame};
 use crate::mm::user::AddressSpace;
 
 /// Index of a task in the task table.
@@ -231,8 +230,8 @@ pub struct Kernel {
     /// What an I/O path's handoffs cost, counted since boot
     /// (`Sysno::KernelStats`).
     pub counters: abi::KernelCounters,
-    /// The TTBR0 value installed (0: none yet).
-    pub user_ttbr: u64,
+    /// The task address space installed (root table, tag), if any.
+    pub user_space: Option<(abi::PhysAddr, abi::Asid)>,
     /// When the running task's time was last charged (counter ticks).
     pub charged_at: u64,
 }
@@ -272,7 +271,7 @@ impl Kernel {
 /// Runs `f` on the kernel's objects with the running task's index.
 pub fn with_current(f: impl FnOnce(&mut Kernel, TaskIdx)) {
     let mut guard = KERNEL.lock();
-    let k = guard.as_mut().expect("tasks exist once EL0 runs");
+    let k = guard.as_mut().expect("tasks exist once user mode runs");
     if let Some(t) = k.current {
         f(k, t);
     }
@@ -298,7 +297,7 @@ pub fn on_irq(intid: u32) -> bool {
     };
     b.masked = true;
     let (task, bit) = (b.task, b.bit);
-    crate::gic::mask_spi(intid);
+    crate::arch::irq::mask(intid);
     ipc::signal(k, task, 1 << bit);
     k.counters.interrupts += 1;
     k.counters.notifications += 1;
@@ -309,8 +308,8 @@ pub fn on_irq(intid: u32) -> bool {
 /// run ends in the scheduler when nothing can run any more.
 pub fn start(k: Kernel) -> ! {
     *KERNEL.lock() = Some(k);
-    crate::arch::allow_el0_counter();
-    let mut frame = crate::arch::trap::TrapFrame::default();
+    crate::arch::allow_user_counter();
+    let mut frame = TrapFrame::default();
     sched::schedule(&mut frame);
     crate::arch::enter_user(&frame)
 }

@@ -5,9 +5,10 @@
 //! Must never run a task that is not `Ready`.
 
 use super::{End, KERNEL, Kernel, PRIORITIES, State, TaskIdx};
-use crate::arch::trap::TrapFrame;
+use crate::arch::TrapFrame;
+use crate::arch::timer;
 use crate::timeout::us_to_ticks;
-use crate::{arch, kprintln, timer};
+use crate::{arch, kprintln};
 
 /// A deadline at most this far away is waited for by polling the counter
 /// rather than sleeping on the timer interrupt ([`arch::idle_poll`]): a
@@ -93,10 +94,10 @@ impl Kernel {
     }
 }
 
-/// Saves the running task's registers from `frame` (on every trap from EL0).
+/// Saves the running task's registers from `frame` (on every trap from user mode).
 pub fn save_current(frame: &TrapFrame) {
     let mut guard = KERNEL.lock();
-    let k = guard.as_mut().expect("tasks exist once EL0 runs");
+    let k = guard.as_mut().expect("tasks exist once user mode runs");
     if let Some(c) = k.current {
         k.tasks[c].ctx = *frame;
     }
@@ -109,7 +110,7 @@ pub fn schedule(frame: &mut TrapFrame) {
     loop {
         let k = guard.as_mut().expect("tasks exist");
         let now = arch::counter();
-        // The time since the last charge was the running task's (in EL0,
+        // The time since the last charge was the running task's (in user mode,
         // or in the kernel on its behalf); idle time is nobody's.
         if let Some(c) = k.current {
             let ran = now.saturating_sub(k.charged_at);
@@ -128,7 +129,7 @@ pub fn schedule(frame: &mut TrapFrame) {
             if !preempt {
                 k.resched = false;
                 *frame = k.tasks[c].ctx;
-                arch::fpsimd::install(&k.tasks[c].fp);
+                arch::install_fp_state(&k.tasks[c].fp);
                 timer::program(k.earliest_deadline());
                 return;
             }
@@ -138,20 +139,20 @@ pub fn schedule(frame: &mut TrapFrame) {
             k.tasks[n].state = State::Running;
             k.current = Some(n);
             k.resched = false;
-            let ttbr = k.tasks[n]
+            let space = k.tasks[n]
                 .space
                 .as_ref()
-                .expect("a runnable task has memory")
-                .ttbr0();
-            // Only a change costs: writing the same root and ASID again
+                .expect("a runnable task has memory");
+            let want = (space.root(), space.asid());
+            // Only a change costs: installing the same root and tag again
             // would be a no-op (the same task picked after an idle wait).
-            if ttbr != k.user_ttbr {
-                arch::mmu::set_user_table(ttbr);
-                k.user_ttbr = ttbr;
+            if Some(want) != k.user_space {
+                arch::mmu::set_user_space(want.0, want.1);
+                k.user_space = Some(want);
                 k.counters.as_switches += 1;
             }
             *frame = k.tasks[n].ctx;
-            arch::fpsimd::install(&k.tasks[n].fp);
+            arch::install_fp_state(&k.tasks[n].fp);
             timer::program(k.earliest_deadline());
             return;
         }

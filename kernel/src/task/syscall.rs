@@ -1,7 +1,7 @@
-//! The syscall dispatcher: decodes a trapped `svc`, checks every argument
+//! The syscall dispatcher: decodes a trapped syscall, checks every argument
 //! in a fixed order (syscall number, then capability index and kind, then
 //! pointers and lengths, then quota and state), and only then acts. A
-//! refused call changes nothing and returns its error code in x0. Never
+//! refused call changes nothing and returns its error code as the status. Never
 //! panics on task input.
 
 use alloc::string::String;
@@ -19,6 +19,7 @@ use kernel_core::pci::regs::{self as pci_regs, Command};
 
 use super::ipc::{self, set_result};
 use super::{Cap, Kernel, OutgoingCall, State, TaskIdx};
+use crate::arch::UserFrame;
 use crate::timeout::us_to_ticks;
 use crate::{arch, kprintln};
 
@@ -28,11 +29,11 @@ use crate::{arch, kprintln};
 const PCI_BAR_REGS: core::ops::Range<u16> =
     pci_regs::BAR0..pci_regs::BAR0 + 4 * pci_regs::BARS_TYPE0 as u16;
 
-/// Handles the `svc` that task `t` trapped with (registers in its ctx).
+/// Handles the syscall that task `t` trapped with (registers in its ctx).
 pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
-    let x = k.tasks[t].ctx.x;
+    let x = k.tasks[t].ctx.syscall_args();
     k.counters.syscalls += 1;
-    let Some(no) = Sysno::from_code(x[8]) else {
+    let Some(no) = Sysno::from_code(k.tasks[t].ctx.syscall_number()) else {
         set_result(k, t, Err(Error::BadSyscall));
         return;
     };
@@ -412,7 +413,7 @@ fn irq_ack(k: &mut Kernel, t: TaskIdx, c: u64) -> SysResult<()> {
         && b.masked
     {
         b.masked = false;
-        crate::gic::unmask_spi(intid);
+        crate::arch::irq::unmask(intid);
     }
     Ok(())
 }

@@ -10,6 +10,10 @@
 //! pages leaving a table travel back to the caller in an [`Unmapped`] token
 //! (or from [`PageTable::destroy`]) to be freed after invalidation.
 //!
+//! The x86-64 4-level format (the kernel's task spaces on x86_64) is the
+//! same walker over [`x86::X86Memory`], which converts each descriptor at
+//! the table-memory boundary.
+//!
 //! What callers set:
 //! - Kernel: `Config::new(48, pa_bits)` (or 39), [`Attrs::user_data`] /
 //!   [`Attrs::user_code`] with nG = 1 for task memory; blocks may be
@@ -31,6 +35,7 @@ mod run;
 mod table;
 mod token;
 mod unmap;
+pub mod x86;
 
 #[cfg(test)]
 mod tests;

@@ -122,6 +122,10 @@ pub fn yield_now() -> SysResult<()> {
     check(syscall(Sysno::Yield as u64, [0; 6])).map(|_| ())
 }
 
+/// Vector registers [`hold_vector_registers`] holds (32 on aarch64, 16 on
+/// x86_64); the rest of its result is 0.
+pub const VECTOR_REGISTERS: usize = crate::sys::VECTOR_REGISTERS;
+
 /// Holds a pattern in the vector registers over `rounds` yields and
 /// preemptions (each round spins `spin_us`) and returns what the registers
 /// held afterwards: a probe of the kernel's FP/SIMD context switching.

@@ -1,11 +1,9 @@
-//! Time: the kernel's view ([`time`], [`sleep`]), the architected
-//! virtual counter read directly at EL0 ([`counter`]), for timing short
+//! Time: the kernel's view ([`time`], [`sleep`]), the architecture's
+//! counter read directly in user mode ([`counter`]), for timing short
 //! intervals without a syscall, and [`Counter`], that counter as the clock
 //! of the shared bounded wait [`mmio::poll_until`]. Never waits without a
 //! deadline.
 
-use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{CNTVCT_EL0, Readable};
 use abi::{SysResult, Sysno};
 
 use crate::raw::check;
@@ -21,15 +19,13 @@ pub fn sleep(us: u64) -> SysResult<()> {
     check(syscall(Sysno::Sleep as u64, [us, 0, 0, 0, 0, 0])).map(|_| ())
 }
 
-/// CNTVCT_EL0, read at EL0 (the kernel enables EL0 access), after an ISB
-/// so that it is not read ahead of earlier instructions. Its frequency is
-/// the `hz` of [`time`].
+/// The architecture's counter read directly in user mode (CNTVCT_EL0 on
+/// aarch64, the TSC on x86_64). Its frequency is the `hz` of [`time`].
 pub fn counter() -> u64 {
-    barrier::isb(barrier::SY);
-    CNTVCT_EL0.get()
+    crate::sys::counter()
 }
 
-/// CNTVCT_EL0 as a [`mmio::Clock`] for [`mmio::poll_until`]: spins between
+/// [`counter`] as a [`mmio::Clock`] for [`mmio::poll_until`]: spins between
 /// polls, or sleeps if made with [`Counter::sleeping`].
 #[derive(Clone, Copy, Debug)]
 pub struct Counter {

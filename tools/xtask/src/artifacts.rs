@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::arch::Arch;
 use crate::system::System;
 use crate::testonly;
 
@@ -32,6 +33,8 @@ pub struct Workspace {
     pub members: Vec<Member>,
     /// Cargo features guest builds get (empty but for test-only variants).
     pub features: Vec<String>,
+    /// The architecture guest builds are for.
+    pub arch: Arch,
 }
 
 /// A workspace member package.
@@ -55,6 +58,8 @@ pub struct Images {
     pub kernel: PathBuf,
     /// The ELF of each task package that was built, by package name.
     pub tasks: BTreeMap<String, PathBuf>,
+    /// The architecture they are built for.
+    pub arch: Arch,
 }
 
 impl Workspace {
@@ -76,6 +81,7 @@ impl Workspace {
             cargo,
             members,
             features: Vec::new(),
+            arch: Arch::Aarch64,
         })
     }
 
@@ -139,6 +145,13 @@ impl Workspace {
             v.target_dir = self.target_dir.join("variants").join(tag);
             v.features = features.to_vec();
         }
+        v
+    }
+
+    /// The same workspace building guests for `arch`.
+    pub fn for_arch(&self, arch: Arch) -> Workspace {
+        let mut v = self.clone();
+        v.arch = arch;
         v
     }
 
@@ -239,7 +252,7 @@ fn members(meta: &serde_json::Value) -> Result<Vec<Member>, String> {
 /// Where cargo puts the release ELF of a guest package's binary.
 pub fn guest_elf(ws: &Workspace, binary: &str) -> PathBuf {
     ws.target_dir
-        .join(GUEST_TARGET)
+        .join(ws.arch.target())
         .join("release")
         .join(binary)
 }
@@ -314,6 +327,7 @@ pub fn build(
     let images = Images {
         kernel,
         tasks: binaries,
+        arch: ws.arch,
     };
     for elf in std::iter::once(&images.kernel).chain(images.tasks.values()) {
         if !elf.is_file() {
@@ -332,7 +346,7 @@ fn cargo_build(
     what: &str,
 ) -> Result<(), String> {
     let mut cmd = ws.cargo();
-    cmd.args(["build", "--release", "--target", GUEST_TARGET]);
+    cmd.args(["build", "--release", "--target", ws.arch.target()]);
     for package in packages {
         cmd.args(["-p", package]);
     }
@@ -341,8 +355,9 @@ fn cargo_build(
         println!("xtask: test-only features {}", features.join(", "));
     }
     println!(
-        "xtask: building {} for {GUEST_TARGET} ({what})",
-        packages.join(", ")
+        "xtask: building {} for {} ({what})",
+        packages.join(", "),
+        ws.arch.target()
     );
     let status = cmd
         .status()
@@ -368,7 +383,13 @@ fn check_product_build(
         return Err(format!("test-only package `{p}` in the product build"));
     }
     let mut cmd = ws.cargo();
-    cmd.args(["tree", "--target", GUEST_TARGET, "--edges", "normal,build"]);
+    cmd.args([
+        "tree",
+        "--target",
+        ws.arch.target(),
+        "--edges",
+        "normal,build",
+    ]);
     cmd.args(["--prefix", "none", "--format", "{p}|{f}"]);
     for package in packages {
         cmd.args(["-p", package]);
@@ -408,7 +429,7 @@ pub fn write_boot_image(system: &System, images: &Images, out: &Path) -> Result<
             .ok_or_else(|| format!("package `{package}` was not built"))?;
         let elf =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        check_elf(&elf).map_err(|e| format!("{}: {e}", path.display()))?;
+        check_elf(&elf, images.arch).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(elf)
     })?;
     if let Some(dir) = out.parent() {
@@ -419,16 +440,15 @@ pub fn write_boot_image(system: &System, images: &Images, out: &Path) -> Result<
     Ok(bytes.len())
 }
 
-/// ELF identification and machine of an AArch64 executable: 64-bit,
-/// little-endian, `EM_AARCH64` [ELF gABI; AArch64 ELF ABI].
-fn check_elf(elf: &[u8]) -> Result<(), String> {
-    const EM_AARCH64: u16 = 183;
+/// ELF identification and machine of an executable for `arch`: 64-bit,
+/// little-endian, its `e_machine` [ELF gABI].
+fn check_elf(elf: &[u8], arch: Arch) -> Result<(), String> {
     let ident_ok = elf.get(..6) == Some(b"\x7fELF\x02\x01");
     let machine = elf.get(18..20).map(|m| u16::from_le_bytes([m[0], m[1]]));
-    if ident_ok && machine == Some(EM_AARCH64) {
+    if ident_ok && machine == Some(arch.elf_machine()) {
         Ok(())
     } else {
-        Err("not a 64-bit little-endian AArch64 ELF".into())
+        Err(format!("not a 64-bit little-endian {arch} ELF"))
     }
 }
 
@@ -441,10 +461,12 @@ mod tests {
         let mut elf = b"\x7fELF\x02\x01".to_vec();
         elf.resize(64, 0);
         elf[18] = 183;
-        assert!(check_elf(&elf).is_ok());
+        assert!(check_elf(&elf, Arch::Aarch64).is_ok());
+        assert!(check_elf(&elf, Arch::X86_64).is_err());
         elf[18] = 62; // x86-64
-        assert!(check_elf(&elf).is_err());
-        assert!(check_elf(b"\x7fELF").is_err());
+        assert!(check_elf(&elf, Arch::Aarch64).is_err());
+        assert!(check_elf(&elf, Arch::X86_64).is_ok());
+        assert!(check_elf(b"\x7fELF", Arch::Aarch64).is_err());
     }
 
     #[test]
@@ -474,6 +496,7 @@ mod tests {
             cargo: "cargo".into(),
             members: members(&meta).unwrap(),
             features: Vec::new(),
+            arch: Arch::Aarch64,
         };
         let v = ws.variant(&["iommu-server/insecure-demo".to_owned()]);
         assert_eq!(

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::arch::Arch;
+
 /// Guest RAM the kernel can use: the boot image sits 128 MiB into RAM and
 /// the kernel's boot-time linear map ends at 0x8000_0000 (1 GiB of RAM).
 pub const MEM_RANGE_MIB: std::ops::RangeInclusive<u32> = 256..=1024;
@@ -164,6 +166,10 @@ pub struct BootOptions {
     /// The kernel command line (/chosen/bootargs), e.g. "selftest=kernel-fault".
     #[arg(long, value_name = "ARGS", default_value = "")]
     pub bootargs: String,
+    /// The guest architecture: aarch64 (QEMU virt, default) or x86_64
+    /// (QEMU q35 under TCG; the kernel alone so far, no --system).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<Arch>,
     #[command(flatten)]
     pub machine: MachineOptions,
     /// Extra QEMU arguments, appended after the fixed devices.
@@ -191,6 +197,10 @@ pub struct TestOptions {
     /// even once (its logs kept under target/xtask/repeat/).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub repeat: u64,
+    /// Only the scenarios of this architecture (aarch64 or x86_64; default:
+    /// both).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<Arch>,
     /// Run only the scenarios whose name contains one of these.
     #[arg(value_name = "NAME")]
     pub filters: Vec<String>,

@@ -4,6 +4,7 @@
 //! the guest's sources.
 #![forbid(unsafe_code)]
 
+mod arch;
 mod artifacts;
 mod bench;
 mod cli;

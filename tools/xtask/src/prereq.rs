@@ -1,9 +1,11 @@
 //! Prerequisites on the host: the `aarch64-unknown-none` Rust target and
-//! `qemu-system-aarch64`. Installs what is missing when it safely can, and
+//! `qemu-system-aarch64`, and for x86_64 boots `x86_64-unknown-none` and
+//! `qemu-system-x86_64`. Installs what is missing when it safely can, and
 //! says exactly what to install when it cannot.
 
 use std::process::{Command, Stdio};
 
+use crate::arch::Arch;
 use crate::artifacts::{GUEST_TARGET, Workspace};
 
 /// The QEMU binary every run uses.
@@ -17,8 +19,15 @@ pub fn ensure_all(ws: &Workspace) -> Result<(), String> {
     ensure_qemu()
 }
 
-/// Adds the guest target through rustup if rustup exists and lacks it.
+/// Adds the guest targets (aarch64, and x86_64 for the kernel's port)
+/// through rustup if rustup exists and lacks them.
 pub fn ensure_rust_target(ws: &Workspace) -> Result<(), String> {
+    ensure_target(ws, GUEST_TARGET)?;
+    ensure_target(ws, Arch::X86_64.target())
+}
+
+/// Adds Rust target `target` through rustup if rustup exists and lacks it.
+fn ensure_target(ws: &Workspace, target: &str) -> Result<(), String> {
     // Run from the root so that rust-toolchain.toml picks the toolchain.
     let Some(installed) = capture(Command::new("rustup").current_dir(&ws.root).args([
         "target",
@@ -27,21 +36,19 @@ pub fn ensure_rust_target(ws: &Workspace) -> Result<(), String> {
     ])) else {
         return Ok(()); // No rustup: the toolchain is managed some other way.
     };
-    if installed.lines().any(|line| line.trim() == GUEST_TARGET) {
+    if installed.lines().any(|line| line.trim() == target) {
         return Ok(());
     }
-    println!("xtask: installing Rust target {GUEST_TARGET} (rustup target add)");
+    println!("xtask: installing Rust target {target} (rustup target add)");
     let status = Command::new("rustup")
         .current_dir(&ws.root)
-        .args(["target", "add", GUEST_TARGET])
+        .args(["target", "add", target])
         .status()
         .map_err(|e| format!("cannot run rustup: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "`rustup target add {GUEST_TARGET}` failed ({status})"
-        ))
+        Err(format!("`rustup target add {target}` failed ({status})"))
     }
 }
 
@@ -69,6 +76,28 @@ pub fn ensure_qemu() -> Result<(), String> {
     Ok(())
 }
 
+/// What booting `arch` needs besides the aarch64 defaults: its Rust target
+/// and its QEMU (`qemu-system-x86` for x86_64), installed like the arm one.
+pub fn ensure_arch(ws: &Workspace, arch: Arch) -> Result<(), String> {
+    ensure_target(ws, arch.target())?;
+    let version = |bin: &str| {
+        capture(Command::new(bin).arg("--version"))
+            .and_then(|o| o.lines().next().map(str::to_owned))
+    };
+    if version(arch.qemu()).is_none() {
+        install_package(arch.qemu(), arch.qemu_package())?;
+    }
+    let v = version(arch.qemu()).ok_or_else(|| {
+        format!(
+            "{} still not runnable; install the Debian package `{}`",
+            arch.qemu(),
+            arch.qemu_package()
+        )
+    })?;
+    println!("xtask: {v} ({}, TCG)", arch.qemu());
+    Ok(())
+}
+
 /// The first line of the chosen QEMU's `--version`, if it runs.
 pub fn qemu_version() -> Option<String> {
     let machine = crate::qemu::machine();
@@ -81,18 +110,24 @@ pub fn qemu_version() -> Option<String> {
 }
 
 fn install_qemu() -> Result<(), String> {
+    install_package(QEMU, QEMU_PACKAGE)
+}
+
+/// Installs Debian package `package` (for `binary`) with apt-get when run
+/// as root; otherwise says what to install.
+fn install_package(binary: &str, package: &str) -> Result<(), String> {
     let is_root = capture(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
     let has_apt = capture(Command::new("apt-get").arg("--version")).is_some();
     if !(is_root && has_apt) {
         return Err(format!(
-            "{QEMU} is not on PATH: install the Debian/Ubuntu package `{QEMU_PACKAGE}` \
-             (sudo apt-get install {QEMU_PACKAGE})"
+            "{binary} is not on PATH: install the Debian/Ubuntu package `{package}` \
+             (sudo apt-get install {package})"
         ));
     }
-    println!("xtask: {QEMU} not found; installing `{QEMU_PACKAGE}` with apt-get");
+    println!("xtask: {binary} not found; installing `{package}` with apt-get");
     for args in [
         &["update"][..],
-        &["install", "-y", "--no-install-recommends", QEMU_PACKAGE][..],
+        &["install", "-y", "--no-install-recommends", package][..],
     ] {
         let status = Command::new("apt-get")
             .args(args)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::OnceLock;
 
+use crate::arch::Arch;
 use crate::hostnet;
 use crate::prereq::QEMU;
 
@@ -180,6 +181,8 @@ pub struct QemuConfig {
     /// A person at the console: the serial port shares stdio with QEMU's
     /// monitor (`mon:stdio`), so Ctrl-A X quits and Ctrl-A C opens the monitor.
     pub interactive: bool,
+    /// The guest architecture: which QEMU and machine.
+    pub arch: Arch,
 }
 
 impl QemuConfig {
@@ -197,29 +200,36 @@ impl QemuConfig {
             user_net: false,
             host_forward: None,
             interactive: false,
+            arch: Arch::Aarch64,
         }
     }
 
     /// The kernel command line: `bootimage=<addr>` first when there is a
     /// boot image, then [`bootargs`](Self::bootargs).
     pub fn kernel_command_line(&self) -> String {
+        let addr = self.arch.boot_image_addr();
         match &self.boot_image {
             None => self.bootargs.clone(),
-            Some(_) if self.bootargs.is_empty() => format!("bootimage={BOOT_IMAGE_ADDR:#x}"),
-            Some(_) => format!("bootimage={BOOT_IMAGE_ADDR:#x} {}", self.bootargs),
+            Some(_) if self.bootargs.is_empty() => format!("bootimage={addr:#x}"),
+            Some(_) => format!("bootimage={addr:#x} {}", self.bootargs),
         }
     }
 
     /// Refuses a boot image of `len` bytes that would run past the end of
     /// RAM from [`BOOT_IMAGE_ADDR`].
     pub fn check_boot_image_fits(&self, len: usize) -> Result<(), String> {
-        let room = RAM_BASE + (u64::from(self.memory_mib) << 20) - BOOT_IMAGE_ADDR;
+        let addr = self.arch.boot_image_addr();
+        let ram_base = match self.arch {
+            Arch::Aarch64 => RAM_BASE,
+            Arch::X86_64 => 0,
+        };
+        let room = ram_base + (u64::from(self.memory_mib) << 20) - addr;
         if u64::try_from(len).is_ok_and(|len| len <= room) {
             Ok(())
         } else {
             Err(format!(
                 "boot image of {len} bytes does not fit in the {room} bytes of RAM \
-                 above {BOOT_IMAGE_ADDR:#x}"
+                 above {addr:#x}"
             ))
         }
     }
@@ -261,6 +271,9 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
 
 /// [`command_line`] on a given [`Machine`].
 pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
+    if cfg.arch == Arch::X86_64 {
+        return command_line_x86(m, cfg);
+    }
     let mut machine = String::from("virt,iommu=smmuv3,gic-version=3");
     if cfg.el2 || m.el2 {
         machine.push_str(",virtualization=on");
@@ -342,6 +355,72 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
             "-device".into(),
             nic_device(),
         ]);
+    }
+    args.extend(cfg.extra_args.iter().cloned());
+    args
+}
+
+/// The x86_64 machine: `q35` under TCG, `-cpu max`, the kernel loaded
+/// through its PVH note, COM1 on the serial console, and `isa-debug-exit`
+/// so the kernel's status reaches QEMU's ([`Arch::kernel_status`]). The
+/// boot image, if any, placed by the generic loader like on aarch64 and
+/// named on the command line (in the PVH start info); NVMe, virtio-blk and
+/// edu at 00:01.0, 00:02.0, 00:03.0 as on aarch64 (no VGA).
+fn command_line_x86(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
+    let mut args: Vec<String> = ["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m"]
+        .map(String::from)
+        .to_vec();
+    args.push(format!("{}M", cfg.memory_mib));
+    args.extend(["-smp".into(), m.smp.to_string()]);
+    args.extend(["-nic", "none", "-vga", "none", "-nographic", "-no-reboot"].map(String::from));
+    if cfg.interactive {
+        args.extend(["-serial".into(), "mon:stdio".into()]);
+    } else {
+        args.extend([
+            "-monitor".into(),
+            "none".into(),
+            "-serial".into(),
+            "stdio".into(),
+        ]);
+    }
+    args.extend([
+        "-device".into(),
+        "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
+        "-kernel".into(),
+        cfg.kernel.display().to_string(),
+        "-append".into(),
+        cfg.kernel_command_line(),
+    ]);
+    if let Some(image) = &cfg.boot_image {
+        args.push("-device".into());
+        args.push(format!(
+            "loader,file={},addr={:#x},force-raw=on",
+            image.display(),
+            Arch::X86_64.boot_image_addr()
+        ));
+    }
+    // The same devices at the same PCI addresses as on aarch64 (system
+    // descriptions name them by address); no IOMMU yet.
+    args.extend([
+        "-drive".into(),
+        format!(
+            "file={},if=none,id=nvm,format=raw",
+            cfg.nvme_image.display()
+        ),
+        "-device".into(),
+        "nvme,serial=iommu-nvme0,drive=nvm,addr=01.0".into(),
+        "-drive".into(),
+        format!(
+            "file={},if=none,id=vblk,format=raw",
+            cfg.vblk_image.display()
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=vblk,iommu_platform=on,disable-legacy=on,addr=02.0".into(),
+        "-device".into(),
+        "edu,addr=03.0".into(),
+    ]);
+    if m.gdb {
+        args.extend(["-s".into(), "-S".into()]);
     }
     args.extend(cfg.extra_args.iter().cloned());
     args
@@ -502,18 +581,32 @@ where
     Ok((outcome, result))
 }
 
-/// Whether the command line was printed already (once per process: the
-/// later boots differ only in their bootargs, boot image and disks).
-static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether the command line was printed already, per architecture (once
+/// per process: the later boots differ only in their bootargs, boot image
+/// and disks).
+static SHOWN: [std::sync::atomic::AtomicBool; 2] = [
+    std::sync::atomic::AtomicBool::new(false),
+    std::sync::atomic::AtomicBool::new(false),
+];
+
+/// The QEMU binary for `cfg`: the chosen one (`--qemu`) on aarch64, the
+/// architecture's own on PATH otherwise.
+fn binary_for(cfg: &QemuConfig) -> PathBuf {
+    match cfg.arch {
+        Arch::Aarch64 => machine().binary.clone(),
+        other => PathBuf::from(other.qemu()),
+    }
+}
 
 /// Prints the full command line on the first boot of this process, and the
 /// gdb command on every boot started with `--gdb`.
 fn announce(cfg: &QemuConfig) {
     let m = machine();
-    if !SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) || cfg.interactive || m.gdb {
+    let shown = &SHOWN[usize::from(cfg.arch != Arch::Aarch64)];
+    if !shown.swap(true, std::sync::atomic::Ordering::Relaxed) || cfg.interactive || m.gdb {
         println!(
             "xtask: {} {}",
-            m.binary.display(),
+            binary_for(cfg).display(),
             shell_words(&command_line(cfg))
         );
     }
@@ -554,7 +647,7 @@ fn spawn_and_wait(
         File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     announce(cfg);
     let start = Instant::now();
-    let binary = &machine().binary;
+    let binary = &binary_for(cfg);
     let mut child = Command::new(binary)
         .args(command_line(cfg))
         .stdin(stdin)
@@ -654,7 +747,9 @@ fn spawn_and_wait(
     let serial = serial_reader.join().unwrap_or_default();
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
     Ok(RunOutcome {
-        exit_code: status.and_then(|s| s.code()),
+        exit_code: status
+            .and_then(|s| s.code())
+            .map(|c| cfg.arch.kernel_status(c)),
         timed_out,
         stopped,
         serial: String::from_utf8_lossy(&serial).into_owned(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::arch::Arch;
 use crate::hostnet::{HostCheck, READY_LINE};
 use crate::qemu::RunOutcome;
 
@@ -30,6 +31,8 @@ struct RawScenario {
     bootargs: String,
     #[serde(default)]
     el2: bool,
+    /// The guest architecture (default "aarch64").
+    arch: Option<String>,
     system: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     timeout_s: u64,
@@ -51,6 +54,10 @@ struct RawScenario {
     /// their own.
     #[serde(default)]
     features: Vec<String>,
+    /// Extra QEMU arguments, after the fixed devices (e.g. `["-device",
+    /// "intel-iommu"]`).
+    #[serde(default)]
+    qemu_args: Vec<String>,
     /// A check the host runs while the guest runs (`hostnet::HostCheck`:
     /// `"dashboard"` or `"bad-input"`), once a line matches `ready`; QEMU
     /// is then ended, and the run judged without an exit status.
@@ -106,6 +113,8 @@ pub struct Scenario {
     pub name: String,
     pub bootargs: String,
     pub el2: bool,
+    /// The guest architecture.
+    pub arch: Arch,
     /// The system description to boot (relative to the workspace root), if
     /// any: its boot image is loaded beside the kernel.
     pub system: Option<PathBuf>,
@@ -122,6 +131,8 @@ pub struct Scenario {
     pub disk_check: DiskCheck,
     /// Test-only cargo features of this scenario's build.
     pub features: Vec<String>,
+    /// Extra QEMU arguments, after the fixed devices.
+    pub qemu_args: Vec<String>,
     /// The host's check during the run, if any.
     pub host: Option<HostStep>,
 }
@@ -160,6 +171,10 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
     }
     if raw.timeout_s == 0 {
         return Err("timeout_s must be positive".into());
+    }
+    let arch: Arch = raw.arch.as_deref().unwrap_or("aarch64").parse()?;
+    if raw.el2 && arch != Arch::Aarch64 {
+        return Err("el2 is an aarch64 setting".into());
     }
     let expect_exit = match raw.expect_exit {
         RawExit::Code(code) => ExpectExit::Code(code),
@@ -203,6 +218,7 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         name: raw.name,
         bootargs: raw.bootargs,
         el2: raw.el2,
+        arch,
         system: raw.system,
         timeout: Duration::from_secs(raw.timeout_s),
         expect_exit,
@@ -211,6 +227,7 @@ fn convert(raw: RawScenario) -> Result<Scenario, String> {
         must_contain_in_order: compile(raw.must_contain_in_order)?,
         disk_check: raw.disk_check,
         features: raw.features,
+        qemu_args: raw.qemu_args,
     })
 }
 

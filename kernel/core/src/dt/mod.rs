@@ -366,10 +366,12 @@ pub struct Platform<'a> {
     pub bootargs: Option<&'a str>,
     /// PL011 UART registers (`arm,pl011`), if present.
     pub uart: Option<Region>,
-    /// The GICv3.
-    pub gic: Gic,
-    /// The architected timer.
-    pub timer: Timer,
+    /// The GICv3 (always present in a parsed device tree: `parse` refuses
+    /// a tree without one; `None` on a platform described otherwise).
+    pub gic: Option<Gic>,
+    /// The architected timer (always present in a parsed device tree;
+    /// `None` on a platform described otherwise).
+    pub timer: Option<Timer>,
     /// The PSCI conduit, if PSCI is described (absent at EL3).
     pub psci: Option<PsciMethod>,
     /// The SMMUv3, if present.
@@ -411,8 +413,8 @@ pub fn parse(blob: &[u8]) -> Result<Platform<'_>, DtError> {
             Some(n) => Some(first_reg(n, "arm,pl011 reg")?),
             None => None,
         },
-        timer: timer(&fdt, &ctx)?,
-        gic,
+        timer: Some(timer(&fdt, &ctx)?),
+        gic: Some(gic),
         psci: psci(&fdt)?,
         smmu: smmu(&fdt, &ctx)?,
         pci: pci_host(&fdt, root.cell_sizes().address_cells, &ctx)?,

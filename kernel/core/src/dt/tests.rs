@@ -26,16 +26,19 @@ fn qemu_virt_platform() {
     assert_eq!(p.uart, Some(region(0x0900_0000, 0x1000)));
     assert_eq!(p.psci, Some(PsciMethod::Hvc));
 
-    assert_eq!(p.gic.gicd, region(0x0800_0000, 0x1_0000));
-    assert_eq!(p.gic.gicr, region(0x080a_0000, 0xf6_0000));
-    assert_eq!(p.gic.its, Some(region(0x0808_0000, 0x2_0000)));
-    assert_eq!(p.gic.phandle, Some(0x8002));
-    assert_eq!(p.gic.its_phandle, Some(0x8003));
-    assert_eq!(p.gic.maintenance, None);
+    assert_eq!(p.gic.as_ref().unwrap().gicd, region(0x0800_0000, 0x1_0000));
+    assert_eq!(p.gic.as_ref().unwrap().gicr, region(0x080a_0000, 0xf6_0000));
+    assert_eq!(
+        p.gic.as_ref().unwrap().its,
+        Some(region(0x0808_0000, 0x2_0000))
+    );
+    assert_eq!(p.gic.as_ref().unwrap().phandle, Some(0x8002));
+    assert_eq!(p.gic.as_ref().unwrap().its_phandle, Some(0x8003));
+    assert_eq!(p.gic.as_ref().unwrap().maintenance, None);
 
-    assert_eq!(p.timer.intids(), [29, 30, 27, 26]);
-    assert_eq!(p.timer.phys.trigger, Trigger::Level);
-    assert_eq!(p.timer.hyp_virt, None);
+    assert_eq!(p.timer.as_ref().unwrap().intids(), [29, 30, 27, 26]);
+    assert_eq!(p.timer.as_ref().unwrap().phys.trigger, Trigger::Level);
+    assert_eq!(p.timer.as_ref().unwrap().hyp_virt, None);
 }
 
 #[test]
@@ -96,7 +99,7 @@ fn qemu_virt_pci_host() {
     assert_eq!(h.stream_id(0xffff), Some((smmu, StreamId(0xffff))));
     assert_eq!(
         h.msi_device_id(0x8),
-        Some((p.gic.its_phandle.unwrap(), 0x8))
+        Some((p.gic.as_ref().unwrap().its_phandle.unwrap(), 0x8))
     );
 }
 
@@ -110,7 +113,7 @@ fn el2_variant_smc_reservations_bootargs() {
         &[region(0x4800_0000, 0x10_0000), region(0x5f00_0000, 0x2000)]
     );
     assert_eq!(
-        p.gic.maintenance,
+        p.gic.as_ref().unwrap().maintenance,
         Some(Irq {
             intid: 25,
             trigger: Trigger::Level

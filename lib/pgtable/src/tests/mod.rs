@@ -13,6 +13,7 @@ use crate::{PageTable, TableMemory};
 
 mod prop;
 mod unit;
+mod x86;
 
 /// First table page the arena hands out: far above any data address the
 /// tests map, so a descriptor whose address is an arena page is a table link.

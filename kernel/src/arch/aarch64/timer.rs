@@ -21,10 +21,7 @@ static PROGRAMMED: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Arms the first tick.
 pub fn start() {
-    NEXT_TICK.store(
-        crate::arch::counter() + us_to_ticks(TICK_US),
-        Ordering::Relaxed,
-    );
+    NEXT_TICK.store(super::counter() + us_to_ticks(TICK_US), Ordering::Relaxed);
     program(None);
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
 }
@@ -32,7 +29,7 @@ pub fn start() {
 /// Handles the timer interrupt: counts a tick if one was due and moves the
 /// next one on.
 pub fn on_interrupt() {
-    let now = crate::arch::counter();
+    let now = super::counter();
     let compare = PROGRAMMED.load(Ordering::Relaxed);
     if compare != u64::MAX {
         crate::latency::note_timer_late(now.saturating_sub(compare));
@@ -65,7 +62,7 @@ pub fn ticks() -> u64 {
 /// ten times as long as that should take. Returns (ticks seen, elapsed µs).
 pub fn wait_ticks(n: u64) -> (u64, u64) {
     let start_ticks = ticks();
-    let start = crate::arch::counter();
+    let start = super::counter();
     // Spin rather than WFI: a timer that never fires must not hang boot.
     // A timeout is no error here: the ticks seen say what happened.
     let _ = crate::timeout::poll_until(&mut crate::timeout::Counter, 10 * n * TICK_US, || {
@@ -73,6 +70,6 @@ pub fn wait_ticks(n: u64) -> (u64, u64) {
     });
     (
         ticks() - start_ticks,
-        crate::timeout::ticks_to_us(crate::arch::counter() - start),
+        crate::timeout::ticks_to_us(super::counter() - start),
     )
 }

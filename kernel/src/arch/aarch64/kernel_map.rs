@@ -7,41 +7,10 @@
 
 use abi::{PAGE_SIZE, PhysAddr, VirtAddr};
 use kernel_core::dt::{PciSpace, Platform, Region};
-use pgtable::{Attrs, Config, MapError, PageTable, Shareability, TableMemory};
+use pgtable::{Attrs, Config, MapError, PageTable, Shareability};
 
-use super::{LINEAR_BASE, frames, image_layout, virt_to_phys};
-use crate::arch::mmu::{MAIR_DEVICE, MAIR_NORMAL};
-
-/// Table memory reached through the linear map.
-pub struct LinearTableMemory;
-
-impl TableMemory for LinearTableMemory {
-    fn read(&self, table: PhysAddr, index: usize) -> u64 {
-        assert!(index < 512, "descriptor index out of its table");
-        let p = super::phys_to_virt(table).get() as *const u64;
-        // SAFETY: `table` is a table page this kernel allocated from RAM
-        // (linear-mapped); index < 512 keeps the read inside it.
-        unsafe { core::ptr::read_volatile(p.add(index)) }
-    }
-
-    fn write(&mut self, table: PhysAddr, index: usize, value: u64) {
-        assert!(index < 512, "descriptor index out of its table");
-        let p = super::phys_to_virt(table).get() as *mut u64;
-        // SAFETY: as in `read`; one 64-bit store, as the walker requires.
-        unsafe { core::ptr::write_volatile(p.add(index), value) }
-    }
-
-    fn alloc_table(&mut self) -> Option<PhysAddr> {
-        frames::alloc_zeroed(1, kernel_core::ledger::Owner::Kernel)
-    }
-
-    fn barrier(&mut self) {
-        // Table writes must be visible to the walker before a descriptor
-        // that links them is.
-        // SAFETY: a data synchronisation barrier has no memory effects.
-        unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
-    }
-}
+use super::mmu::{LINEAR_BASE, MAIR_DEVICE, MAIR_NORMAL};
+use crate::mm::{LinearTableMemory, image_layout, virt_to_phys};
 
 /// The TTBR1 table is indexed by the offset from LINEAR_BASE: the linear
 /// map's VA − LINEAR_BASE is exactly the physical address.
@@ -119,7 +88,6 @@ pub fn build(platform: &Platform<'_>, output_bits: u8) -> Result<KernelMap, Kern
     }
 
     // Devices: every window the device tree names.
-    let g = &platform.gic;
     let pci_windows = platform.pci.iter().flat_map(|h| {
         h.windows
             .iter()
@@ -136,7 +104,12 @@ pub fn build(platform: &Platform<'_>, output_bits: u8) -> Result<KernelMap, Kern
         .uart
         .map(|u| ("uart", u))
         .into_iter()
-        .chain([("gicd", g.gicd), ("gicr", g.gicr)])
+        .chain(
+            platform
+                .gic
+                .iter()
+                .flat_map(|g| [("gicd", g.gicd), ("gicr", g.gicr)]),
+        )
         .chain(platform.smmu.as_ref().map(|s| ("smmu", s.regs)))
         .chain(platform.pci.as_ref().map(|h| ("ecam", h.ecam)))
         .chain(pci_windows);

@@ -3,8 +3,8 @@
 //! is assembled with. Owns nothing after `kernel_entry` is called; must never
 //! be re-entered.
 
+use super::mmu::LINEAR_BASE;
 use super::mmu::{MAIR_VALUE, TCR_BOOT, boot_device_block, boot_normal_block};
-use crate::mm::LINEAR_BASE;
 
 /// HCR_EL2: RW=1, EL1 is AArch64. Nothing else is trapped or virtualised.
 const HCR_EL2_RW: u64 = 1 << 31;
@@ -47,16 +47,50 @@ const _: () = assert!(
     "linker.ld repeats LINEAR_BASE"
 );
 
+/// Where QEMU `virt` leaves the device tree when the loader does not pass
+/// it in x0: the start of RAM (see docs/ARCHITECTURE.md, "Boot").
+const QEMU_VIRT_DTB: u64 = 0x4000_0000;
+
+/// What the loader handed over.
+#[derive(Clone, Copy, Debug)]
+pub struct BootInfo {
+    /// The device tree blob (physical).
+    pub(super) device_tree: abi::PhysAddr,
+    /// The exception level QEMU entered at (for the report).
+    pub(super) entry_el: u64,
+}
+
 /// Called by `boot.S` with the MMU on, at EL1, on the boot stack, with what
 /// the loader passed in x0 and the exception level QEMU entered at.
 #[unsafe(no_mangle)]
 extern "C" fn kernel_entry(loader_dtb: u64, entry_el: u64) -> ! {
-    crate::kmain(loader_dtb, entry_el)
+    // QEMU passes 0 and leaves the DTB at the start of RAM.
+    let dtb = if loader_dtb != 0 {
+        loader_dtb
+    } else {
+        QEMU_VIRT_DTB
+    };
+    crate::kmain(&BootInfo {
+        device_tree: abi::PhysAddr::new(dtb),
+        entry_el,
+    })
 }
+
+impl BootInfo {
+    /// The start of what below the kernel image the kernel must keep from
+    /// the frame allocator: the device tree (QEMU's first MiB).
+    pub fn keep_below_image(&self) -> abi::PhysAddr {
+        self.device_tree
+    }
+}
+
+/// An address no table maps: the start of the TTBR1 half's second 256 TiB,
+/// far above the linear map.
+pub const UNMAPPED_KERNEL_ADDR: u64 = 0xFFFF_8000_DEAD_0000;
 
 /// Deliberately reads an unmapped kernel address, for the fault-report
 /// self-test. Never returns: the data abort is fatal in the kernel.
-pub fn provoke_data_abort(addr: u64) -> ! {
+pub fn provoke_kernel_fault(addr: u64) -> ! {
     // SAFETY: the read faults before any value is produced (the caller
     // passes an address no translation table maps); the fault handler
     // reports and ends the run instead of returning here.

@@ -6,10 +6,12 @@
 use abi::PhysAddr;
 use hermit_sync::OnceCell;
 
-use crate::arch::Affinity;
-use crate::arch::gic_sysreg as icc;
+use super::Affinity;
+use super::gic_sysreg as icc;
 use crate::mmio::{Mmio, Reg};
-use crate::timeout::{Counter, TimedOut, poll_until};
+use ::mmio::TimedOut;
+
+use crate::timeout::{Counter, poll_until};
 
 /// Distributor registers [GICv3 §12.9].
 mod gicd {
@@ -85,6 +87,8 @@ static GIC: OnceCell<Gic> = OnceCell::new();
 /// Errors bringing the GIC up.
 #[derive(Clone, Copy, Debug)]
 pub enum GicError {
+    /// The platform describes no GIC.
+    Missing,
     /// No redistributor matches this CPU's affinity.
     NoRedistributor,
     /// A register never acknowledged within its timeout.

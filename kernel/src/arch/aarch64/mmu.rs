@@ -8,6 +8,18 @@
 pub const MAIR_NORMAL: u8 = 0;
 /// MAIR_EL1 attribute index for Device-nGnRE memory (MMIO).
 pub const MAIR_DEVICE: u8 = 1;
+/// The memory type page-table entries take for RAM.
+pub const MEM_NORMAL: u8 = MAIR_NORMAL;
+/// The memory type page-table entries take for device registers.
+pub const MEM_DEVICE: u8 = MAIR_DEVICE;
+
+/// Start of the kernel's linear map of physical memory (TTBR1 half): every
+/// physical address `pa` is visible to the kernel at `LINEAR_BASE + pa`.
+pub const LINEAR_BASE: u64 = 0xFFFF_0000_0000_0000;
+/// Start of the RAM the boot tables map (one 1 GiB block at 0x4000_0000).
+pub const BOOT_LINEAR_RAM_START: u64 = 0x4000_0000;
+/// End of the RAM the boot tables map.
+pub const BOOT_LINEAR_RAM_END: u64 = 0x8000_0000;
 /// MAIR_EL1: attr0 = 0xff (normal, inner/outer WB RW-allocate),
 /// attr1 = 0x04 (Device-nGnRE), attr2 = 0x44 (normal non-cacheable).
 pub const MAIR_VALUE: u64 = 0xff | (0x04 << 8) | (0x44 << 16);
@@ -46,6 +58,35 @@ pub const TCR_AS16: u64 = 1 << 36;
 
 unsafe extern "C" {
     fn switch_kernel_tables(ttbr1: u64, tcr: u64);
+}
+
+/// The physical address behind a kernel address (the image is linked in
+/// the linear map).
+pub fn virt_to_phys(va: abi::VirtAddr) -> abi::PhysAddr {
+    abi::PhysAddr::new(va.get() - LINEAR_BASE)
+}
+
+/// Input bits of a task's TTBR0 tables (T0SZ = 16).
+pub const USER_VA_BITS: u8 = 48;
+
+/// Task tables are in the walker's own format (VMSAv8-64): stored as is.
+pub const fn encode_table_entry(vmsa: u64) -> u64 {
+    vmsa
+}
+
+/// As [`encode_table_entry`]: read back as stored.
+pub const fn decode_table_entry(raw: u64) -> u64 {
+    raw
+}
+
+/// Nothing to add to a new task root: the kernel lives in TTBR1.
+pub fn prepare_user_root(_root: abi::PhysAddr) {}
+
+/// Makes page-table writes visible to the table walker before a
+/// descriptor that links them is written.
+pub fn table_barrier() {
+    // SAFETY: a data synchronisation barrier has no memory effects.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
 }
 
 /// Whether the CPU has 16-bit ASIDs (ID_AA64MMFR0_EL1.ASIDBits = 0b0010).
@@ -100,7 +141,7 @@ pub fn pa_bits() -> u8 {
 
 /// Removes every TLB entry tagged with `asid` (all CPUs in the inner
 /// shareable domain), completing before return.
-pub fn flush_asid(asid: abi::Asid) {
+pub fn flush_tag(asid: abi::Asid) {
     let arg = u64::from(asid.0) << 48;
     // SAFETY: TLB invalidation by ASID only drops cached translations; the
     // DSB waits for it to complete everywhere, the ISB for this CPU.
@@ -109,11 +150,11 @@ pub fn flush_asid(asid: abi::Asid) {
     };
 }
 
-/// Installs a task's address space (TTBR0 value: root | ASID << 48) and
+/// Installs a task's address space (TTBR0 = root | ASID << 48) and
 /// enables TTBR0 walks. No TLB maintenance: entries are ASID-tagged.
-pub fn set_user_table(ttbr0: u64) {
+pub fn set_user_space(root: abi::PhysAddr, asid: abi::Asid) {
     use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1, Writeable};
-    TTBR0_EL1.set(ttbr0);
+    TTBR0_EL1.set(root.get() | (u64::from(asid.0) << 48));
     let tcr = TCR_EL1.get();
     if tcr & TCR_EPD0 != 0 {
         TCR_EL1.set(tcr & !TCR_EPD0);
