@@ -190,11 +190,18 @@ impl<H: SmmuHw, R> Server<H, R> {
         let mut frames: Vec<PhysAddr> = Vec::new();
         let mut iovas: Vec<(Iova, u64)> = Vec::new();
         let mut alone: Vec<Group<R>> = Vec::new();
-        let reserved = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0))
-            .ok()
-            .filter(|_| frames.try_reserve_exact(total_frames).is_ok())
-            .filter(|_| !gather || iovas.try_reserve_exact(spans.len() - 1).is_ok())
-            .filter(|_| !each || alone.try_reserve_exact(spans.len()).is_ok());
+        let engine_ranges = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0));
+        let reserved = match engine_ranges {
+            Ok(r) if !gather && !each => Some(r),
+            Ok(r) => {
+                let ok = (!gather
+                    || (frames.try_reserve_exact(total_frames).is_ok()
+                        && iovas.try_reserve_exact(spans.len() - 1).is_ok()))
+                    && (!each || alone.try_reserve_exact(spans.len()).is_ok());
+                ok.then_some(r)
+            }
+            Err(_) => None,
+        };
         let Some(mut engine_ranges) = reserved else {
             return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
         };
@@ -293,8 +300,10 @@ impl<H: SmmuHw, R> Server<H, R> {
         if last.is_none() {
             last = alone.pop();
         }
-        for g in alone {
-            self.hand_over(now, badge, asid, engine_ranges, g);
+        if !alone.is_empty() {
+            for g in alone {
+                self.hand_over(now, badge, asid, engine_ranges, g);
+            }
         }
         match last {
             Some(mut g) if held => {
@@ -312,6 +321,7 @@ impl<H: SmmuHw, R> Server<H, R> {
     }
 
     /// Hands one group of cleared runs to the engine as one unmap.
+    #[inline]
     fn hand_over(
         &mut self,
         now: u64,
