@@ -205,7 +205,10 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
                 if let Some(ms) = opts.ms {
                     t.args.insert("ms".into(), ms.to_string());
                 }
-                ms_per_point = t.args.get("ms").and_then(|m| m.parse().ok()).unwrap_or(500);
+                // The matrix's (the mixed run's points may be longer).
+                if run == "matrix" {
+                    ms_per_point = t.args.get("ms").and_then(|m| m.parse().ok()).unwrap_or(500);
+                }
                 let order: Vec<String> = t
                     .args
                     .get("modes")
@@ -562,7 +565,7 @@ fn with_ci(s: &report::Stat, scale: f64, places: usize) -> String {
 pub fn table(r: &report::Report) -> String {
     let m = &r.meta;
     let mut t = format!(
-        "{}; {} (-cpu {}, {}), {} ms per point, {} boot(s) of each run, {} (commit {}{})\n\
+        "{}; {} (-cpu {}, {}), {} ms per matrix point, {} boot(s) of each run, {} (commit {}{})\n\
          medians over the repetitions; [95% bootstrap interval]; latencies and per-I/O counts: median of the repetitions\n",
         m.workload,
         m.qemu_version,

@@ -47,7 +47,8 @@ pub struct Meta {
     pub cpu_model: String,
     /// QEMU's accelerator (`tcg`: the guest CPU is emulated).
     pub accelerator: String,
-    /// Milliseconds each point runs (the system's unless `--ms` said).
+    /// Milliseconds each matrix point runs (the system's unless `--ms` said;
+    /// the mixed run's points may run longer).
     pub ms_per_point: u64,
     /// Boots of each run.
     pub repeats: u64,
