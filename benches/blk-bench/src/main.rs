@@ -31,6 +31,7 @@ use alloc::vec::Vec;
 
 use block_api::{BenchMode, BlockStats, Completion, Info, Io, IoKind, MAX_COMPLETIONS, MAX_IOS};
 use block_client::Block;
+use userlib::bench::{Latencies, PerIo};
 use userlib::{DmaBuffer, TaskInfo, log};
 
 userlib::entry!(main);
@@ -300,16 +301,6 @@ fn delta(a: &BlockStats, b: &BlockStats) -> BlockStats {
     }
 }
 
-/// Per-I/O value with three decimals, as text.
-struct PerIo(u64, u64);
-
-impl core::fmt::Display for PerIo {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let milli = self.0 * 1000 / self.1.max(1);
-        write!(f, "{}.{:03}", milli / 1000, milli % 1000)
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn report(
     device: &str,
@@ -324,21 +315,12 @@ fn report(
 ) {
     let us = p.ticks * 1_000_000 / hz;
     let iops = p.ios * 1_000_000 / us.max(1);
-    // The q-th thousandth of the kept samples (sorted).
-    let per_mille = |q: usize| {
-        p.lat
-            .get((p.lat.len() * q / 1000).min(p.lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
-    let kept = u64::try_from(p.lat.len()).unwrap_or(u64::MAX).max(1);
-    let mean = p.lat.iter().map(|&l| u64::from(l)).sum::<u64>() / kept;
     let ios = d.ios.max(1);
     // Client↔driver round trips (submit + reap) and driver↔server ones.
     let ipc = d.submits + d.reaps + d.iommu_map_calls + d.iommu_unmap_calls + d.iommu_fault_calls;
     let server_us = d.server_ticks * 1_000_000 / hz;
     log!(
-        "bench-result dev={device} mode={} wl={} qd={qd} ios={} us={us} iops={iops} p50_us={} p99_us={} p999_us={} max_us={} mean_us={mean} ipc={} tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us={} errors={} point={done}/{total}",
+        "bench-result dev={device} mode={} wl={} qd={qd} ios={} us={us} iops={iops} {} ipc={} tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us={} errors={} point={done}/{total}",
         mode.name(),
         if kind == IoKind::Read {
             "randread"
@@ -346,10 +328,7 @@ fn report(
             "randwrite"
         },
         p.ios,
-        per_mille(500),
-        per_mille(990),
-        per_mille(999),
-        p.lat.last().copied().unwrap_or(0),
+        Latencies(&p.lat),
         PerIo(ipc, ios),
         PerIo(d.tlbi_commands, ios),
         PerIo(d.cmd_syncs, ios),

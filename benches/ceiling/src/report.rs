@@ -6,6 +6,7 @@
 use alloc::format;
 use alloc::string::String;
 
+use userlib::bench::{Latencies, PerIo};
 use userlib::log;
 
 use crate::inproc::InProcessServer;
@@ -75,38 +76,17 @@ pub fn check(at: &Where, p: &Point, a: &Counts, b: &Counts) -> Result<(), String
     Ok(())
 }
 
-/// Per-I/O value with three decimals, as text (blk-bench's form).
-struct PerIo(u64, u64);
-
-impl core::fmt::Display for PerIo {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let milli = self.0 * 1000 / self.1.max(1);
-        write!(f, "{}.{:03}", milli / 1000, milli % 1000)
-    }
-}
-
 pub fn report(at: &Where, p: &Point, a: &Counts, b: &Counts, hz: u64, done: usize, total: usize) {
     let us = p.ticks * 1_000_000 / hz;
     let iops = p.ios * 1_000_000 / us.max(1);
-    let per_mille = |q: usize| {
-        p.lat
-            .get((p.lat.len() * q / 1000).min(p.lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
-    let kept = u64::try_from(p.lat.len()).unwrap_or(u64::MAX).max(1);
-    let mean = p.lat.iter().map(|&l| u64::from(l)).sum::<u64>() / kept;
     let ios = p.ios.max(1);
     log!(
-        "bench-result dev={} mode=ceiling wl={} qd={} ios={} us={us} iops={iops} p50_us={} p99_us={} p999_us={} max_us={} mean_us={mean} ipc=0.000 tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us=0 errors={} point={done}/{total} unmap_us={}",
+        "bench-result dev={} mode=ceiling wl={} qd={} ios={} us={us} iops={iops} {} ipc=0.000 tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us=0 errors={} point={done}/{total} unmap_us={}",
         at.name,
         workload_name(at.kind),
         at.qd,
         p.ios,
-        per_mille(500),
-        per_mille(990),
-        per_mille(999),
-        p.lat.last().copied().unwrap_or(0),
+        Latencies(&p.lat),
         PerIo(b.tlbi - a.tlbi, ios),
         PerIo(b.syncs - a.syncs, ios),
         PerIo(b.doorbells - a.doorbells, ios),

@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+pub mod bench;
 pub mod console;
 pub mod ipc;
 pub mod mem;
