@@ -205,14 +205,58 @@ impl Bench {
         }
     }
 
+    /// What a block driver sends at QD32: one `Map` of [`RUN`] one-page
+    /// buffers scattered through the client's grant (every other page of
+    /// it, on frames two pages apart), unmapped later in one `Unmap`.
+    fn batch() -> Self {
+        let mut s = Self::with_pages(2 * RUN);
+        let ranges: Vec<Extent> = (0..RUN as u64)
+            .map(|t| Extent::new(2 * t * PAGE_SIZE, PAGE_SIZE))
+            .collect();
+        s.map_msg = encode(&Request::Map {
+            dir: Dir::FromDevice,
+            ranges: List::new(&ranges),
+        });
+        s
+    }
+
+    /// The IOVAs of a [`Bench::batch`] map, one per buffer.
+    fn map_all(&mut self) -> Vec<Iova> {
+        let grant = Grant {
+            frames: &self.frames,
+            va: 0x1000_0000,
+            len: self.frames.len() as u64 * PAGE_SIZE,
+        };
+        match self
+            .server
+            .handle(self.now, BADGE, &self.map_msg, Some(grant), None, 0)
+        {
+            Handled::Reply(_, r) => match Response::decode(Op::Map, &r) {
+                Ok(Response::Mapped { iovas }) => iovas.iter().collect(),
+                other => panic!("map: {other:?}"),
+            },
+            Handled::Held => unreachable!(),
+        }
+    }
+
     /// Unmaps one mapping; a strict unmap's reply is held until `flush`.
     fn unmap(&mut self, iova: Iova) {
-        let r = [Extent::new(
-            iova.get(),
-            self.frames.len() as u64 * PAGE_SIZE,
-        )];
+        let len = self.frames.len() as u64 * PAGE_SIZE;
+        self.unmap_ranges(&[Extent::new(iova.get(), len)]);
+    }
+
+    /// Unmaps one-page buffers of a [`Bench::batch`] in one request.
+    fn unmap_each(&mut self, iovas: &[Iova]) {
+        let r: Vec<Extent> = iovas
+            .iter()
+            .map(|v| Extent::new(v.get(), PAGE_SIZE))
+            .collect();
+        self.unmap_ranges(&r);
+    }
+
+    fn unmap_ranges(&mut self, r: &[Extent]) {
         let msg = encode(&Request::Unmap {
-            ranges: List::new(&r),
+            ranges: List::new(r),
         });
         let h = self.server.handle(self.now, BADGE, &msg, None, None, 7);
         assert_eq!(h, Handled::Held);
@@ -289,98 +333,32 @@ fn server_paths(c: &mut Criterion) {
     g.finish();
 }
 
-/// What a block driver sends at QD32: one `Map` of [`RUN`] one-page
-/// buffers scattered through the client's grant (frames two pages apart),
-/// then one `Unmap` of all of them, then the flush.
-struct BatchBench {
-    server: Server<MemHw, u64>,
-    map_msg: Vec<u8>,
-    frames: Vec<PhysAddr>,
-    now: u64,
-}
-
-impl BatchBench {
-    fn new() -> Self {
-        let one = Bench::with_pages(1);
-        // Tags 0, 2, 4, ...: the buffers are not adjacent in the grant.
-        let ranges: Vec<Extent> = (0..RUN as u64)
-            .map(|t| Extent::new(2 * t * PAGE_SIZE, PAGE_SIZE))
-            .collect();
-        Self {
-            server: one.server,
-            map_msg: encode(&Request::Map {
-                dir: Dir::FromDevice,
-                ranges: List::new(&ranges),
-            }),
-            frames: (0..2 * RUN as u64)
-                .map(|i| PhysAddr::new(CLIENT_FRAME + 2 * i * PAGE_SIZE))
-                .collect(),
-            now: 0,
-        }
-    }
-
-    fn map(&mut self) -> Vec<Iova> {
-        let grant = Grant {
-            frames: &self.frames,
-            va: 0x1000_0000,
-            len: self.frames.len() as u64 * PAGE_SIZE,
-        };
-        match self
-            .server
-            .handle(self.now, BADGE, &self.map_msg, Some(grant), None, 0)
-        {
-            Handled::Reply(_, r) => match Response::decode(Op::Map, &r) {
-                Ok(Response::Mapped { iovas }) => iovas.iter().collect(),
-                other => panic!("map: {other:?}"),
-            },
-            Handled::Held => unreachable!(),
-        }
-    }
-
-    fn unmap(&mut self, iovas: &[Iova]) {
-        let r: Vec<Extent> = iovas
-            .iter()
-            .map(|v| Extent::new(v.get(), PAGE_SIZE))
-            .collect();
-        let msg = encode(&Request::Unmap {
-            ranges: List::new(&r),
-        });
-        let h = self.server.handle(self.now, BADGE, &msg, None, None, 7);
-        assert_eq!(h, Handled::Held);
-    }
-
-    fn flush(&mut self) -> usize {
-        self.now += 1;
-        self.server.poll(self.now).len()
-    }
-}
-
 /// A block driver's batch: one request maps [`RUN`] one-page buffers, one
 /// request unmaps them (per request; divide by [`RUN`] for per I/O).
 fn batch_paths(c: &mut Criterion) {
     let mut g = c.benchmark_group("batch");
     g.bench_function("map_32x4k", |b| {
-        let mut s = BatchBench::new();
+        let mut s = Bench::batch();
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let t = Instant::now();
-                let iovas = s.map();
+                let iovas = s.map_all();
                 total += t.elapsed();
-                s.unmap(&iovas);
+                s.unmap_each(&iovas);
                 s.flush();
             }
             total
         });
     });
     g.bench_function("unmap_32x4k_queued", |b| {
-        let mut s = BatchBench::new();
+        let mut s = Bench::batch();
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let iovas = s.map();
+                let iovas = s.map_all();
                 let t = Instant::now();
-                s.unmap(black_box(&iovas));
+                s.unmap_each(black_box(&iovas));
                 total += t.elapsed();
                 s.flush();
             }

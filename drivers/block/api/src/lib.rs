@@ -393,14 +393,15 @@ mod tests {
             Err(BlockError::Malformed)
         );
         // SubmitWait: Reap's window, and at least one I/O.
-        let one = [Io {
+        let io = Io {
             tag: 1,
             kind: IoKind::Read,
             flags: 0,
             sectors: 8,
             lba: 0,
             offset: 0,
-        }];
+        };
+        let one = [io];
         for (min, max) in [(0, 1), (2, 1), (1, MAX_COMPLETIONS as u16 + 1)] {
             assert_eq!(
                 Request::SubmitWait {
@@ -440,14 +441,6 @@ mod tests {
             Err(BlockError::OutOfRange)
         );
         // A bad entry refuses the whole message, with the entry's error.
-        let io = Io {
-            tag: 1,
-            kind: IoKind::Read,
-            flags: 0,
-            sectors: 8,
-            lba: 0,
-            offset: 0,
-        };
         let n = Request::Submit(Ios::new(&[io, io]))
             .encode(&mut buf)
             .unwrap();
