@@ -825,3 +825,23 @@ fn network_user_or_none() {
     let err = parse(&format!("network = \"tap\"\n{GOOD}"), "net.toml").unwrap_err();
     assert!(err.contains("the only network is \"user\""), "{err}");
 }
+
+/// x86-badcalls.toml is badcalls.toml less the SMMU's register block (q35
+/// has none): nothing else may drift between the two.
+#[test]
+fn x86_badcalls_is_badcalls_without_the_smmu_registers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systems");
+    let mut arm = load(&root.join("badcalls.toml")).unwrap();
+    let x86 = load(&root.join("x86-badcalls.toml")).unwrap();
+    let probe = arm.tasks.iter_mut().find(|t| t.name == "badcalls").unwrap();
+    let before = probe.caps.len();
+    probe.caps.retain(|c| {
+        c.spec
+            != CapSpec::Mmio {
+                region: MmioRegion::Smmu,
+            }
+    });
+    assert_eq!(probe.caps.len(), before - 1, "badcalls.toml names the SMMU");
+    arm.origin = x86.origin.clone();
+    assert_eq!(arm, x86);
+}
