@@ -826,22 +826,25 @@ fn network_user_or_none() {
     assert!(err.contains("the only network is \"user\""), "{err}");
 }
 
-/// x86-badcalls.toml is badcalls.toml less the SMMU's register block (q35
-/// has none): nothing else may drift between the two.
+/// The x86_64 variants (x86-badcalls.toml, x86-attack-mmio-remap.toml)
+/// are their aarch64 systems less the SMMU's register block (q35 has
+/// none): nothing else may drift between the two.
 #[test]
-fn x86_badcalls_is_badcalls_without_the_smmu_registers() {
+fn x86_variants_are_their_systems_without_the_smmu_registers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systems");
-    let mut arm = load(&root.join("badcalls.toml")).unwrap();
-    let x86 = load(&root.join("x86-badcalls.toml")).unwrap();
-    let probe = arm.tasks.iter_mut().find(|t| t.name == "badcalls").unwrap();
-    let before = probe.caps.len();
-    probe.caps.retain(|c| {
-        c.spec
-            != CapSpec::Mmio {
-                region: MmioRegion::Smmu,
-            }
-    });
-    assert_eq!(probe.caps.len(), before - 1, "badcalls.toml names the SMMU");
-    arm.origin = x86.origin.clone();
-    assert_eq!(arm, x86);
+    for (system, task) in [("badcalls", "badcalls"), ("attack-mmio-remap", "remap")] {
+        let mut arm = load(&root.join(format!("{system}.toml"))).unwrap();
+        let x86 = load(&root.join(format!("x86-{system}.toml"))).unwrap();
+        let probe = arm.tasks.iter_mut().find(|t| t.name == task).unwrap();
+        let before = probe.caps.len();
+        probe.caps.retain(|c| {
+            c.spec
+                != CapSpec::Mmio {
+                    region: MmioRegion::Smmu,
+                }
+        });
+        assert_eq!(probe.caps.len(), before - 1, "{system}.toml names the SMMU");
+        arm.origin = x86.origin.clone();
+        assert_eq!(arm, x86, "x86-{system}.toml drifted from {system}.toml");
+    }
 }
