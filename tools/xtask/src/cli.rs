@@ -381,7 +381,7 @@ where
                 "`{name} --arch {arch}` is not available yet: {what} boot the IOMMU server \
                  and the NVMe, virtio-blk and edu drivers, and on {arch} the IOMMU is VT-d, \
                  whose backend is not built. On {arch}: `cargo xtask boot --arch {arch}` \
-                 and `cargo xtask test --arch {arch}` (the systems without devices)."
+                 and `cargo xtask test --arch {arch}` (the systems without the IOMMU server)."
             ),
         ));
     }
