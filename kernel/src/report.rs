@@ -116,6 +116,9 @@ pub fn print(platform: &Platform<'_>, boot: &BootInfo, mem: &MemoryInfo, sys: &S
             w.size
         );
     }
+    if host.windows.is_empty() {
+        kprintln!("pci: no windows described: BARs as the firmware left them");
+    }
     for e in host.iommu_map.entries.iter() {
         kprintln!(
             "pci: iommu-map rid {:#x}..{:#x} -> iommu phandle {:#x} sid {:#x}",

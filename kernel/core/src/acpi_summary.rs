@@ -1,6 +1,6 @@
 //! What a platform's ACPI tables say that the kernel reports and will use:
 //! the table list, the MADT (local APIC, enabled CPUs, IOAPICs) and the MCFG
-//! (ECAM regions), read through the `acpi` crate from tables the caller has
+//! (ECAM regions, and the PCI host each one reaches), read through the `acpi` crate from tables the caller has
 //! located (making `AcpiTables` needs the caller's unsafe promise that the
 //! RSDP is real; everything here is safe reads of validated tables).
 //!
@@ -14,7 +14,10 @@ use acpi::mcfg::Mcfg;
 use acpi::sdt::Signature;
 use acpi::{AcpiHandler, AcpiTables};
 
+use abi::PhysAddr;
+
 use crate::BoundedVec;
+use crate::dt::{IdMap, IdMapEntry, IntxMap, PciHost, Region};
 
 /// One IOAPIC from the MADT.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +47,41 @@ impl Ecam {
     /// Bytes the region covers: 1 MiB per bus.
     pub fn size(&self) -> u64 {
         (u64::from(self.bus_end.saturating_sub(self.bus_start)) + 1) << 20
+    }
+
+    /// The PCI host bridge this region reaches, as the kernel's PCI code
+    /// takes it: no windows (an ACPI machine describes them in the DSDT's
+    /// AML, so the firmware's BAR assignments stand:
+    /// `pci::keep_firmware_bars`), DMA coherent (x86), no INTx or MSI map
+    /// yet, and every requester ID its own stream: VT-d tells a function's
+    /// DMA by its source-id, which is the requester ID (bus, device,
+    /// function) within the segment, so the map is the identity with no
+    /// IOMMU named (phandle 0).
+    pub fn pci_host(&self) -> PciHost {
+        let mut entries = BoundedVec::new();
+        // Cannot fail: one entry in an empty list.
+        let _ = entries.push(IdMapEntry {
+            rid_base: 0,
+            phandle: 0,
+            out_base: 0,
+            length: 1 << 16,
+        });
+        PciHost {
+            ecam: Region {
+                base: PhysAddr::new(self.base),
+                size: self.size(),
+            },
+            bus_start: self.bus_start,
+            bus_end: self.bus_end,
+            windows: BoundedVec::new(),
+            dma_coherent: true,
+            iommu_map: IdMap {
+                entries,
+                mask: u32::from(u16::MAX),
+            },
+            msi_map: IdMap::default(),
+            intx: IntxMap::default(),
+        }
     }
 }
 

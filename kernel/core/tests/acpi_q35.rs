@@ -110,6 +110,21 @@ fn the_q35_summary_is_what_the_boot_report_shows() {
         }]
     );
     assert_eq!(s.ecam[0].size(), 256 << 20);
+    // The host the kernel enumerates: the region, no windows (the
+    // firmware's BARs stand), each requester ID its own VT-d source-id.
+    let host = s.ecam[0].pci_host();
+    assert_eq!(
+        (
+            host.ecam.base.get(),
+            host.ecam.size,
+            host.bus_start,
+            host.bus_end
+        ),
+        (0xb000_0000, 256 << 20, 0, 255)
+    );
+    assert!(host.windows.is_empty());
+    assert_eq!(host.stream_id(0x0018).map(|(_, sid)| sid.0), Some(0x18));
+    assert_eq!(host.stream_id(0xff07).map(|(_, sid)| sid.0), Some(0xff07));
 }
 
 #[test]

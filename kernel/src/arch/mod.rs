@@ -51,8 +51,9 @@ pub mod mmu {
     pub use super::imp::kernel_map::{self, KernelMap};
     pub use super::imp::mmu::{
         BOOT_LINEAR_RAM_END, BOOT_LINEAR_RAM_START, LINEAR_BASE, MEM_DEVICE, MEM_NORMAL,
-        USER_VA_BITS, decode_table_entry, encode_table_entry, flush_tag, install_kernel_tables,
-        pa_bits, prepare_user_root, set_user_space, table_barrier, virt_to_phys,
+        USER_VA_BITS, clear_user_space, decode_table_entry, encode_table_entry, flush_tag,
+        install_kernel_tables, pa_bits, prepare_user_root, set_user_space, table_barrier,
+        virt_to_phys,
     };
 }
 

@@ -208,6 +208,12 @@ fn reclaim(k: &mut Kernel, t: TaskIdx) -> Reclaimed {
     let Some(space) = k.tasks[t].space.take() else {
         return Reclaimed::default();
     };
+    // The CPU may still have this space installed (the task died running):
+    // take it off before its tables are freed.
+    if k.user_space.is_some_and(|(root, _)| root == space.root()) {
+        arch::mmu::clear_user_space();
+        k.user_space = None;
+    }
     arch::mmu::flush_tag(space.asid());
     let mut r = space.destroy();
     crate::dma_stop::after_reclaim(k, t, &mut r);

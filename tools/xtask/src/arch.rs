@@ -1,6 +1,7 @@
 //! The guest architectures: each one's Rust target, QEMU binary and Debian
 //! package, and how QEMU's exit status carries the kernel's. On x86_64 the
-//! kernel and the systems without devices run (docs/ARCHITECTURE.md).
+//! kernel and the systems without the IOMMU server run
+//! (docs/ARCHITECTURE.md).
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,7 +12,7 @@ pub enum Arch {
     /// QEMU `virt` with the SMMUv3 and GICv3: everything runs here.
     #[default]
     Aarch64,
-    /// QEMU `q35`, TCG: the kernel and the systems without devices.
+    /// QEMU `q35`, TCG: the kernel and the systems without the IOMMU server.
     X86_64,
 }
 

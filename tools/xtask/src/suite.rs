@@ -196,7 +196,9 @@ pub fn test(opts: &TestOptions) -> Result<ExitCode, String> {
                             continue;
                         }
                     };
-                    let images = if s.features.is_empty() {
+                    // Other architectures build their own, variants
+                    // included (`images_for`).
+                    let images = if s.features.is_empty() || s.arch != Arch::Aarch64 {
                         &images
                     } else {
                         let packages = system.map(System::packages).unwrap_or_default();
@@ -403,19 +405,25 @@ fn prepare(
 }
 
 /// The kernel and `system`'s tasks built for `arch` (not aarch64, whose
-/// images the caller builds for the whole run), built once per set of
-/// packages per run of xtask.
-fn images_for(ws: &Workspace, arch: Arch, system: Option<&System>) -> Result<Images, String> {
-    type Key = (Arch, Vec<String>);
+/// images the caller builds for the whole run) with the scenario's
+/// test-only `features` (a variant, as on aarch64), built once per
+/// feature set and set of packages per run of xtask.
+fn images_for(
+    ws: &Workspace,
+    arch: Arch,
+    features: &[String],
+    system: Option<&System>,
+) -> Result<Images, String> {
+    type Key = (Arch, Vec<String>, Vec<String>);
     static BUILT: std::sync::Mutex<Vec<(Key, Result<Images, String>)>> =
         std::sync::Mutex::new(Vec::new());
     let packages = system.map(System::packages).unwrap_or_default();
-    let key = (arch, packages);
+    let key = (arch, features.to_vec(), packages);
     let mut built = BUILT.lock().map_err(|_| "build cache poisoned")?;
     if let Some((_, r)) = built.iter().find(|(k, _)| *k == key) {
         return r.clone();
     }
-    let r = artifacts::build(&ws.for_arch(arch), None, &key.1);
+    let r = artifacts::build(&ws.variant(features).for_arch(arch), None, &key.2);
     built.push((key, r.clone()));
     r
 }
@@ -432,7 +440,7 @@ pub fn run_scenario(
     let own;
     let images = match s.arch {
         Arch::Aarch64 => images,
-        other => match images_for(ws, other, system) {
+        other => match images_for(ws, other, &s.features, system) {
             Ok(i) => {
                 own = i;
                 &own

@@ -1,5 +1,6 @@
 //! PCI configuration: enumeration of the root bus, BAR sizing, BAR
-//! assignment from the host bridge's device-tree windows, enabling decode
+//! assignment from the host bridge's device-tree windows (or the
+//! firmware's assignments kept where it describes none), enabling decode
 //! and bus mastering, and the capability list.
 //!
 //! It owns the policy and the register arithmetic; every access goes through
@@ -513,6 +514,36 @@ pub fn assign<C: ConfigSpace + ?Sized>(
     Ok(())
 }
 
+/// Records the addresses the firmware left in the memory BARs, writing
+/// nothing: for a host that describes no windows (an ACPI machine, whose
+/// root bridge's windows live in the DSDT's AML), the firmware's
+/// assignments are the ones to keep. Such a host bridge does not translate,
+/// so the CPU address is the PCI address. A BAR left at 0, or at an
+/// address not aligned to its size (not a real assignment), or whose end
+/// would overflow, stays unassigned; so do I/O BARs (never mapped).
+pub fn keep_firmware_bars<C: ConfigSpace + ?Sized>(cfg: &C, en: &mut Enumeration) {
+    for f in en.functions.as_mut_slice() {
+        let bdf = f.bdf;
+        for bar in f.bars.as_mut_slice() {
+            let offset = regs::BAR0 + 4 * u16::from(bar.index);
+            let lo = u64::from(cfg.read32(bdf, offset) & regs::BAR_MEM_ADDR_MASK);
+            let pci = match bar.kind {
+                BarKind::Io => continue,
+                BarKind::Mem32 => lo,
+                BarKind::Mem64 => u64::from(cfg.read32(bdf, offset + 4)) << 32 | lo,
+            };
+            let placed =
+                pci != 0 && pci.is_multiple_of(bar.size) && pci.checked_add(bar.size).is_some();
+            if placed {
+                bar.addr = Some(BarAddr {
+                    pci,
+                    cpu: PhysAddr::new(pci),
+                });
+            }
+        }
+    }
+}
+
 /// Turns on memory and I/O decode for the kinds of BARs `f` has assigned,
 /// and bus mastering if `bus_master` (do that only once the SMMU confines
 /// the function's StreamID: with the SMMU disabled, DMA bypasses it).
@@ -531,7 +562,8 @@ pub fn enable<C: ConfigSpace + ?Sized>(cfg: &mut C, f: &mut Function, bus_master
     f.command = Command(cfg.read16(f.bdf, regs::COMMAND));
 }
 
-/// [`enumerate`], [`assign`], then [`enable`] every endpoint (bridges are
+/// [`enumerate`], [`assign`] (or, where the host describes no windows,
+/// [`keep_firmware_bars`]), then [`enable`] every endpoint (bridges are
 /// left disabled: their forwarding windows are not programmed).
 pub fn configure<C: ConfigSpace + ?Sized>(
     cfg: &mut C,
@@ -539,7 +571,11 @@ pub fn configure<C: ConfigSpace + ?Sized>(
     bus_master: bool,
 ) -> Result<Enumeration, PciError> {
     let mut en = enumerate(cfg, host)?;
-    assign(cfg, &mut en, host)?;
+    if host.windows.is_empty() {
+        keep_firmware_bars(cfg, &mut en);
+    } else {
+        assign(cfg, &mut en, host)?;
+    }
     for f in en.functions.as_mut_slice() {
         if f.header.layout == HeaderLayout::Endpoint {
             enable(cfg, f, bus_master);

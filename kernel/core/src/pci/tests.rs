@@ -528,3 +528,53 @@ fn empty_bus_reads_all_ones() {
     assert!(en.functions.is_empty());
     assert_eq!(bus.writes, 0);
 }
+
+/// A host as an ACPI machine describes it: ECAM, no windows.
+fn acpi_host() -> PciHost {
+    PciHost {
+        windows: BoundedVec::new(),
+        ..qemu_host()
+    }
+}
+
+#[test]
+fn without_windows_the_firmware_bars_are_kept_and_nothing_is_written() {
+    let mut bus = FakeBus::default();
+    // As SeaBIOS leaves q35: a 64-bit BAR above 4 GiB, a 32-bit one, an
+    // I/O one and one left at 0.
+    bus.add(
+        1,
+        0,
+        FakeFn::new(1, 1, 0x01_08_02, 0)
+            .bar64(0, 0x4000, false)
+            .bar32(2, 1 << 20, 0)
+            .bar_io(3, 0x20)
+            .bar32(4, 0x1000, 0),
+    );
+    let bdf = Bdf::new(0, 1, 0).unwrap();
+    for (offset, value) in [
+        (0x10, 0x8000_c000),
+        (0x14, 0x1),
+        (0x18, 0xfea0_0000),
+        (0x1c, 0xc041),
+    ] {
+        bus.write32(bdf, offset, value);
+    }
+    let before: Vec<u32> = (0..16).map(|i| bus.reg(bdf, i * 4)).collect();
+    let en = configure(&mut bus, &acpi_host(), false).unwrap();
+    let bars: Vec<u32> = (4..10).map(|i| bus.reg(bdf, i * 4)).collect();
+    assert_eq!(
+        bars,
+        before[4..10],
+        "BAR registers as the firmware left them"
+    );
+    let f = find(&en, 1, 0);
+    let addr = |i| f.bar(i).unwrap().addr.map(|a| (a.pci, a.cpu.get()));
+    assert_eq!(addr(0), Some((0x1_8000_c000, 0x1_8000_c000)));
+    assert_eq!(addr(2), Some((0xfea0_0000, 0xfea0_0000)));
+    assert_eq!(addr(3), None, "I/O BARs are never mapped");
+    assert_eq!(addr(4), None, "left at 0: unassigned");
+    // Memory decode on (a BAR is assigned), never bus mastering.
+    assert!(f.command.contains(Command::MEM));
+    assert!(!f.command.contains(Command::BUS_MASTER));
+}

@@ -150,6 +150,16 @@ pub fn flush_tag(asid: abi::Asid) {
     };
 }
 
+/// Leaves no task's address space installed: TTBR0 walks off (EPD0) and
+/// TTBR0 cleared, so no walk, speculative or not, reads a table about to
+/// be freed. The next `set_user_space` turns walks back on.
+pub fn clear_user_space() {
+    use aarch64_cpu::registers::{Readable, TCR_EL1, TTBR0_EL1, Writeable};
+    TCR_EL1.set(TCR_EL1.get() | TCR_EPD0);
+    TTBR0_EL1.set(0);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
 /// Installs a task's address space (TTBR0 = root | ASID << 48) and
 /// enables TTBR0 walks. No TLB maintenance: entries are ASID-tagged.
 pub fn set_user_space(root: abi::PhysAddr, asid: abi::Asid) {

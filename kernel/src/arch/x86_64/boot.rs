@@ -94,11 +94,20 @@ impl BootInfo {
     }
 }
 
-/// The platform as far as x86_64 describes it so far: RAM and the command
-/// line; the ACPI tables are read (for the report) while the boot tables
-/// still map them. No device tree: PCI from the MCFG is the next step.
+/// The platform as far as x86_64 describes it so far: RAM, the command
+/// line and the PCI host of the MCFG's first segment-0 ECAM region
+/// (`Ecam::pci_host`: the firmware's BARs stand); the ACPI tables are read
+/// while the boot tables still map them. No device tree.
 pub fn discover(boot: &BootInfo) -> Option<Platform<'static>> {
-    let _ = super::acpi::read(boot.rsdp);
+    let pci = match super::acpi::read(boot.rsdp) {
+        Ok(info) => info
+            .summary
+            .ecam
+            .iter()
+            .find(|e| e.segment == 0)
+            .map(|e| e.pci_host()),
+        Err(_) => None,
+    };
     Some(Platform {
         memory: boot.ram,
         reserved: BoundedVec::new(),
@@ -108,7 +117,7 @@ pub fn discover(boot: &BootInfo) -> Option<Platform<'static>> {
         timer: None,
         psci: None,
         smmu: None,
-        pci: None,
+        pci,
     })
 }
 

@@ -105,6 +105,21 @@ pub fn set_user_space(root: PhysAddr, tag: Asid) {
     unsafe { Cr3::write(frame, Cr3Flags::empty()) };
 }
 
+/// Leaves no task's address space installed: CR3 = the kernel's own PML4
+/// (which maps everything the kernel uses), so a task's root can be freed
+/// and reused while the kernel runs. Without it the CPU would keep walking
+/// the freed root, whose kernel half the next owner of the frame
+/// overwrites (a restarted task's new root, zeroed, was the first).
+pub fn clear_user_space() {
+    let kernel = KERNEL_ROOT.load(Ordering::Relaxed);
+    assert!(kernel != 0, "kernel tables installed before any task");
+    let frame = PhysFrame::containing_address(x86_64::PhysAddr::new(kernel));
+    // SAFETY: the kernel's PML4 maps the image, the stacks and the linear
+    // map at the addresses in use (install_kernel_tables switched to it),
+    // so execution continues unchanged.
+    unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+}
+
 /// Drops every TLB entry of the space tagged `tag`: without PCIDs, a CR3
 /// reload drops every non-global entry, the current space's included.
 pub fn flush_tag(tag: Asid) {

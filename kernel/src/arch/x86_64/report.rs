@@ -27,41 +27,6 @@ pub fn boot(boot: &BootInfo, image: (PhysAddr, PhysAddr)) {
     }
 }
 
-/// Every function on the first bus of ECAM region `e`, read through it
-/// (BARs sized, then restored: they stay as the firmware assigned them, and
-/// nothing is enabled).
-fn pci_functions(e: &kernel_core::acpi_summary::Ecam) {
-    use kernel_core::BoundedVec;
-    use kernel_core::dt::{IdMap, IntxMap, PciHost, Region};
-    let host = PciHost {
-        ecam: Region {
-            base: abi::PhysAddr::new(e.base),
-            size: e.size(),
-        },
-        bus_start: e.bus_start,
-        bus_end: e.bus_end,
-        windows: BoundedVec::new(),
-        dma_coherent: true,
-        iommu_map: IdMap::default(),
-        msi_map: IdMap::default(),
-        intx: IntxMap::default(),
-    };
-    let mut ecam = crate::pci::Ecam::new(&host);
-    match kernel_core::pci::enumerate(&mut ecam, &host) {
-        Ok(en) => {
-            for f in en.functions.iter() {
-                kprintln!("pci {f}");
-            }
-            kprintln!(
-                "pci: {} functions on bus {} (MCFG ECAM), BARs as the firmware left them",
-                en.functions.len(),
-                e.bus_start
-            );
-        }
-        Err(err) => kprintln!("pci: enumeration FAILED: {err:?}"),
-    }
-}
-
 /// The ACPI tables: which there are, the MADT, the MCFG, the DMAR.
 fn acpi() {
     let info = match super::acpi::info() {
@@ -106,9 +71,6 @@ fn acpi() {
             e.bus_end,
             e.base
         );
-    }
-    for e in info.ecam.iter().filter(|e| e.segment == 0).take(1) {
-        pci_functions(e);
     }
     match dmar {
         None => kprintln!("acpi: no DMAR (QEMU adds one with -device intel-iommu)"),

@@ -193,3 +193,18 @@ extern "C" fn trap_entry(frame: &mut TrapFrame) {
     };
     crate::exceptions::handle(frame, origin, trap);
 }
+
+/// Reached from `trap_return` (vectors.S) when it is entered with IRQs
+/// unmasked (RFLAGS.IF = 1): an interrupt before the `iretq` would run
+/// the scheduler under a half-restored frame. Reports it as a kernel fault
+/// and ends the run; never returns into the frame. `frame` is the frame
+/// being restored.
+#[unsafe(no_mangle)]
+extern "C" fn trap_return_irqs_unmasked(frame: &TrapFrame) -> ! {
+    x86_64::instructions::interrupts::disable();
+    crate::console::force_write_fmt(format_args!(
+        "\nKERNEL FAULT: trap_return entered with IRQs unmasked (RFLAGS.IF = 1): an IRQ there would run the scheduler under a half-restored frame\n  returning to RIP={:#018x} CS={:#x} RFLAGS={:#x}\n",
+        frame.rip, frame.cs, frame.rflags
+    ));
+    crate::exit(crate::status::KERNEL_FAULT)
+}

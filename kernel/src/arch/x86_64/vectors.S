@@ -112,6 +112,17 @@ trap_common:
     call    trap_entry
 .global trap_return
 trap_return:
+    // IRQs masked (RFLAGS.IF = 0) from here to the iretq: an interrupt in
+    // between would run the scheduler under a half-restored frame. Checked
+    // on every return; trap_return_irqs_unmasked reports a breach.
+    pushfq
+    testl   $0x200, (%rsp)
+    lea     8(%rsp), %rsp                   // lea keeps the flags
+    jz      6f
+    mov     %rsp, %rdi
+    and     $-16, %rsp
+    call    trap_return_irqs_unmasked
+6:
     // Back to user mode: load the installed FpState (the scheduler may
     // have installed another task's), and return with only the RFLAGS
     // bits a task may hold (CF PF AF ZF SF TF DF OF AC ID) plus IF and the

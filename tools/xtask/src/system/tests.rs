@@ -825,3 +825,26 @@ fn network_user_or_none() {
     let err = parse(&format!("network = \"tap\"\n{GOOD}"), "net.toml").unwrap_err();
     assert!(err.contains("the only network is \"user\""), "{err}");
 }
+
+/// The x86_64 variants (x86-badcalls.toml, x86-attack-mmio-remap.toml)
+/// are their aarch64 systems less the SMMU's register block (q35 has
+/// none): nothing else may drift between the two.
+#[test]
+fn x86_variants_are_their_systems_without_the_smmu_registers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systems");
+    for (system, task) in [("badcalls", "badcalls"), ("attack-mmio-remap", "remap")] {
+        let mut arm = load(&root.join(format!("{system}.toml"))).unwrap();
+        let x86 = load(&root.join(format!("x86-{system}.toml"))).unwrap();
+        let probe = arm.tasks.iter_mut().find(|t| t.name == task).unwrap();
+        let before = probe.caps.len();
+        probe.caps.retain(|c| {
+            c.spec
+                != CapSpec::Mmio {
+                    region: MmioRegion::Smmu,
+                }
+        });
+        assert_eq!(probe.caps.len(), before - 1, "{system}.toml names the SMMU");
+        arm.origin = x86.origin.clone();
+        assert_eq!(arm, x86, "x86-{system}.toml drifted from {system}.toml");
+    }
+}
