@@ -21,6 +21,13 @@ mod regs {
     pub const IDENT: Reg<u32> = Reg::named(0x00, "IDENT");
     /// Liveness check: reads back the bitwise NOT of what was written.
     pub const LIVENESS: Reg<u32> = Reg::named(0x04, "LIVENESS");
+    /// Interrupt status: the OR of the values raised and not yet
+    /// acknowledged.
+    pub const IRQ_STATUS: Reg<u32> = Reg::named(0x24, "IRQ_STATUS");
+    /// Interrupt raise: ORs the value into IRQ_STATUS and interrupts.
+    pub const IRQ_RAISE: Reg<u32> = Reg::named(0x60, "IRQ_RAISE");
+    /// Interrupt acknowledge: clears the value's bits from IRQ_STATUS.
+    pub const IRQ_ACK: Reg<u32> = Reg::named(0x64, "IRQ_ACK");
     /// DMA source address (RAM side: an IOVA; device side: 0x40000 + off).
     pub const DMA_SRC: Reg<u64> = Reg::named(0x80, "DMA_SRC");
     /// DMA destination address.
@@ -88,6 +95,26 @@ impl Edu {
             return Err(Error::BadArgument);
         }
         Ok(edu)
+    }
+
+    /// Raises the device's interrupt with `value` (its bits join the
+    /// interrupt status).
+    pub fn raise_interrupt(&mut self, value: u32) -> SysResult<()> {
+        self.bar
+            .write(regs::IRQ_RAISE, value)
+            .ok_or(Error::BadAddress)
+    }
+
+    /// The interrupt status: the bits raised and not yet acknowledged.
+    pub fn interrupt_status(&self) -> u32 {
+        self.read32(regs::IRQ_STATUS)
+    }
+
+    /// Acknowledges `value`'s bits of the interrupt status at the device.
+    pub fn ack_interrupt(&mut self, value: u32) -> SysResult<()> {
+        self.bar
+            .write(regs::IRQ_ACK, value)
+            .ok_or(Error::BadAddress)
     }
 
     fn read32(&self, r: Reg<u32>) -> u32 {

@@ -60,7 +60,7 @@ pub mod mmu {
 /// The interrupt controller, by device interrupt line: what the kernel
 /// needs to hand a line to a task and to dispatch what arrives.
 pub mod irq {
-    pub use super::imp::irq::{Trigger, enable_line, is_device_line, mask, unmask};
+    pub use super::imp::irq::{Trigger, enable_line, is_device_line, mask, route_pci, unmask};
     pub use super::imp::take_interrupts;
 }
 

@@ -288,20 +288,13 @@ fn resolve(
                     .ok_or("the SMMU has no such interrupt")?
                 }
                 IrqSource::PciIntx { bdf } => {
-                    // The function's Interrupt Pin (read at enumeration)
-                    // through the host's interrupt-map.
-                    let host = platform.pci.as_ref().ok_or("no PCI host")?;
-                    let pin = pci
+                    // The architecture routes the function's interrupt
+                    // (INTx through the interrupt map, or MSI).
+                    let function = pci
                         .iter()
                         .find(|f| f.bdf.rid() == bdf)
-                        .ok_or(format!("no PCI function {bdf:#06x}"))?
-                        .interrupt_pin;
-                    if pin == 0 {
-                        return Err(format!("PCI function {bdf:#06x} has no INTx pin"));
-                    }
-                    host.intx
-                        .lookup(bdf, pin)
-                        .ok_or(format!("no interrupt-map entry for {bdf:#06x} pin {pin}"))?
+                        .ok_or(format!("no PCI function {bdf:#06x}"))?;
+                    irq::route_pci(platform, function)?
                 }
             };
             if bit >= 64 || !irq::is_device_line(irq.intid) || irqs.contains_key(&irq.intid) {

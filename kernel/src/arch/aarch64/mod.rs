@@ -86,10 +86,30 @@ pub fn can_run_tasks() -> Result<(), &'static str> {
 
 /// Device interrupt lines: the GIC's SPIs.
 pub mod irq {
+    use alloc::format;
+    use alloc::string::String;
+
+    use kernel_core::dt::{Irq, Platform};
+    use kernel_core::pci::Function;
+
     pub use super::gic::{
         Trigger, enable_spi as enable_line, is_spi as is_device_line, mask_spi as mask,
         unmask_spi as unmask,
     };
+
+    /// The interrupt of PCI function `function`: its INTx pin (read at
+    /// enumeration) through the host's `interrupt-map`.
+    pub fn route_pci(platform: &Platform<'_>, function: &Function) -> Result<Irq, String> {
+        let bdf = function.bdf.rid();
+        let host = platform.pci.as_ref().ok_or("no PCI host")?;
+        let pin = function.interrupt_pin;
+        if pin == 0 {
+            return Err(format!("PCI function {bdf:#06x} has no INTx pin"));
+        }
+        host.intx
+            .lookup(bdf, pin)
+            .ok_or(format!("no interrupt-map entry for {bdf:#06x} pin {pin}"))
+    }
 }
 
 /// The platform: the device tree the loader left (its frames are kept from

@@ -24,6 +24,10 @@ mod regs {
     pub const ID: Reg<u32> = Reg::at(0x020);
     pub const VERSION: Reg<u32> = Reg::at(0x030);
     pub const EOI: Reg<u32> = Reg::at(0x0b0);
+    pub const ICR_LOW: Reg<u32> = Reg::at(0x300);
+    pub const ICR_HIGH: Reg<u32> = Reg::at(0x310);
+    /// ICR: destination shorthand "self", fixed delivery.
+    pub const ICR_SELF: u32 = 0b01 << 18;
     pub const SVR: Reg<u32> = Reg::at(0x0f0);
     pub const LVT_TIMER: Reg<u32> = Reg::at(0x320);
     pub const TIMER_INITIAL: Reg<u32> = Reg::at(0x380);
@@ -100,4 +104,17 @@ pub fn current_count() -> u32 {
 /// Ends the interrupt being handled.
 pub fn end_of_interrupt() {
     apic().write(regs::EOI, 0);
+}
+
+/// This CPU's local APIC ID (the destination MSI messages name).
+pub fn id() -> u32 {
+    apic().read(regs::ID) >> 24
+}
+
+/// Raises `vector` on this CPU (a fixed self-IPI); it is taken when
+/// interrupts are next enabled.
+pub fn send_self(vector: u8) {
+    let a = apic();
+    a.write(regs::ICR_HIGH, 0);
+    a.write(regs::ICR_LOW, regs::ICR_SELF | u32::from(vector));
 }

@@ -53,8 +53,9 @@ pub struct Selectors {
 }
 
 unsafe extern "C" {
-    /// vectors.S: stub addresses for vectors 0..31, 32 and 255.
-    static TRAP_STUBS: [u64; 34];
+    /// vectors.S: stub addresses for vectors 0..31, 32, 255 and the device
+    /// vectors 48..63 (in that order).
+    static TRAP_STUBS: [u64; 50];
     static __boot_stack_top: u8;
 }
 
@@ -254,6 +255,10 @@ fn build_idt() -> InterruptDescriptorTable {
     unsafe {
         idt[32].set_handler_addr(a(32));
         idt[255].set_handler_addr(a(33));
+    }
+    for (i, v) in (super::irq::FIRST_DEVICE_VECTOR..super::irq::END_DEVICE_VECTOR).enumerate() {
+        // SAFETY: as above, for the device vectors MSI targets.
+        unsafe { idt[v as u8].set_handler_addr(a(34 + i)) };
     }
     idt
 }

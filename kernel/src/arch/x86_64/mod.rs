@@ -7,8 +7,9 @@
 //! `x86_64` crate provides the registers, instructions and page-table types.
 //!
 //! Tasks run in ring 3 with `syscall` entry, their x87/SSE state kept with
-//! FXSAVE, their page tables in x86 format through `pgtable::x86`. Not built
-//! yet (docs/ARCHITECTURE.md): device interrupts (IOAPIC/MSI), XSAVE, PCID.
+//! XSAVE (FXSAVE without it), their page tables in x86 format through
+//! `pgtable::x86`; device interrupts arrive by MSI (`irq`). Not built yet
+//! (docs/ARCHITECTURE.md): the IOAPIC, PCID.
 //! It never decides policy.
 
 pub mod acpi;
@@ -16,6 +17,7 @@ pub mod apic;
 pub mod boot;
 pub mod console;
 pub mod cpu;
+pub mod irq;
 pub mod kernel_map;
 pub mod mmu;
 pub mod report;
@@ -145,7 +147,9 @@ pub fn take_interrupts(mut f: impl FnMut(Interrupt)) {
         }
         v if v == u64::from(apic::SPURIOUS_VECTOR) => {}
         v => {
-            f(Interrupt::Line(v as u32));
+            if irq::arrived(v as u32) {
+                f(Interrupt::Line(v as u32));
+            }
             apic::end_of_interrupt();
         }
     }
@@ -227,38 +231,5 @@ pub fn enter_user(frame: &TrapFrame) -> ! {
             in("rsi") src,
             options(noreturn)
         )
-    }
-}
-
-/// Device interrupt lines (IOAPIC or MSI): not brought up on x86_64 yet, so
-/// no line is a device line and none can be bound.
-pub mod irq {
-    /// A line's trigger mode.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Trigger {
-        /// Edge-triggered.
-        Edge,
-        /// Level-sensitive.
-        Level,
-    }
-
-    /// Whether `line` is a device interrupt line a task may own: none yet.
-    pub fn is_device_line(_line: u32) -> bool {
-        false
-    }
-
-    /// Enables a device line; never called ([`is_device_line`] is false).
-    pub fn enable_line(line: u32, _trigger: Trigger) {
-        unreachable!("no device interrupt line {line} on x86_64 yet")
-    }
-
-    /// Masks a device line; never called ([`is_device_line`] is false).
-    pub fn mask(line: u32) {
-        unreachable!("no device interrupt line {line} on x86_64 yet")
-    }
-
-    /// Unmasks a device line; never called ([`is_device_line`] is false).
-    pub fn unmask(line: u32) {
-        unreachable!("no device interrupt line {line} on x86_64 yet")
     }
 }

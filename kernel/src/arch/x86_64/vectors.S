@@ -53,9 +53,13 @@ STUB 28, 0
 STUB 29, 1
 STUB 30, 1
 STUB 31, 0
-// Interrupts: the local APIC timer (32) and the spurious vector (255).
+// Interrupts: the local APIC timer (32), the spurious vector (255) and
+// the device vectors MSI targets (48..63, irq.rs).
 STUB 32, 0
 STUB 255, 0
+.irp n, 48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
+STUB \n, 0
+.endr
 
 // `syscall` from user mode: RCX = return RIP, R11 = RFLAGS, RSP still the
 // task's. Switches to the kernel stack (one CPU: a scratch word holds the
@@ -178,3 +182,7 @@ TRAP_STUBS:
     .quad trap_stub_24, trap_stub_25, trap_stub_26, trap_stub_27
     .quad trap_stub_28, trap_stub_29, trap_stub_30, trap_stub_31
     .quad trap_stub_32, trap_stub_255
+    .quad trap_stub_48, trap_stub_49, trap_stub_50, trap_stub_51
+    .quad trap_stub_52, trap_stub_53, trap_stub_54, trap_stub_55
+    .quad trap_stub_56, trap_stub_57, trap_stub_58, trap_stub_59
+    .quad trap_stub_60, trap_stub_61, trap_stub_62, trap_stub_63
