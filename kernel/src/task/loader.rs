@@ -250,6 +250,21 @@ fn build(
     Ok((caps, ctx))
 }
 
+/// Test-only (`insecure-msi-bus-master`): bus mastering on for `bdf`
+/// without an IOMMU, so its MSI writes arrive; said on the console.
+#[cfg(feature = "insecure-msi-bus-master")]
+fn insecure_bus_master(bdf: kernel_core::pci::Bdf) {
+    use kernel_core::pci::{Command, regs::COMMAND};
+    let v = crate::pci::config_read(bdf, COMMAND);
+    // The status half is written as 0 (its bits are write-1-to-clear).
+    let on = Command(v as u16).union(Command::BUS_MASTER);
+    crate::pci::config_write(bdf, COMMAND, u32::from(on.0));
+    kprintln!(
+        "kernel: INSECURE (test-only insecure-msi-bus-master): bus mastering on for PCI {:#06x} without an IOMMU, for its MSI",
+        bdf.rid()
+    );
+}
+
 fn resolve(
     spec: CapSpec,
     task: usize,
@@ -294,7 +309,10 @@ fn resolve(
                         .iter()
                         .find(|f| f.bdf.rid() == bdf)
                         .ok_or(format!("no PCI function {bdf:#06x}"))?;
-                    irq::route_pci(platform, function)?
+                    let irq = irq::route_pci(platform, function)?;
+                    #[cfg(feature = "insecure-msi-bus-master")]
+                    insecure_bus_master(function.bdf);
+                    irq
                 }
             };
             if bit >= 64 || !irq::is_device_line(irq.intid) || irqs.contains_key(&irq.intid) {

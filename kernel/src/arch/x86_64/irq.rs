@@ -2,7 +2,8 @@
 //! 11.11 "Message Signalled Interrupts"]: a PCI function's MSI capability is
 //! programmed to write its own IDT vector (one of [`FIRST_DEVICE_VECTOR`]..
 //! [`END_DEVICE_VECTOR`]) to the boot CPU's local APIC, edge-triggered, and
-//! its INTx is turned off. Owns the vector allocation and each vector's
+//! its INTx is turned off (bus mastering, which the message needs, is not
+//! this module's to grant). Owns the vector allocation and each vector's
 //! mask state; the shared kernel decides who owns a line. Masking uses the
 //! function's per-vector mask bit where it has one; otherwise an interrupt
 //! that arrives while masked is kept pending here and delivered once (a
@@ -13,6 +14,7 @@ use alloc::string::String;
 
 use hermit_sync::InterruptSpinMutex;
 use kernel_core::dt::{Irq, Platform, Trigger as DtTrigger};
+use kernel_core::pci::regs::{COMMAND, Command};
 use kernel_core::pci::{Bdf, Function};
 
 use super::apic;
@@ -27,14 +29,8 @@ const LINES: usize = (END_DEVICE_VECTOR - FIRST_DEVICE_VECTOR) as usize;
 /// destination mode [SDM Vol. 3A, 11.11.1].
 const MSI_ADDRESS_BASE: u32 = 0xfee0_0000;
 
-/// Configuration-space layout used here [PCI 3.0 §6.2.2, §6.8.1].
+/// The MSI capability's message control bits [PCI 3.0 §6.8.1.3].
 mod cfg {
-    /// The command (low half) and status (high half) dword.
-    pub const COMMAND: u16 = 0x04;
-    /// Command: bus master enable (an MSI is a memory write by the device).
-    pub const CMD_BUS_MASTER: u32 = 1 << 2;
-    /// Command: INTx disable.
-    pub const CMD_INTX_DISABLE: u32 = 1 << 10;
     /// MSI message control (high half of the capability's first dword):
     /// MSI enable.
     pub const MSI_ENABLE: u32 = 1 << 0;
@@ -117,12 +113,15 @@ pub fn route_pci(_platform: &Platform<'_>, function: &Function) -> Result<Irq, S
     let head = crate::pci::config_read(bdf, at);
     let control = ((head >> 16) & !cfg::MSI_MME_MASK) | cfg::MSI_ENABLE;
     crate::pci::config_write(bdf, at, (head & 0xffff) | (control << 16));
-    // The status half is write-one-to-clear: written as zeros.
-    let command = crate::pci::config_read(bdf, cfg::COMMAND) & 0xffff;
+    // The status half is write-one-to-clear: written as zeros. Bus
+    // mastering is left as it is: an MSI is a memory write by the device,
+    // so it arrives only once the function may master (the shared kernel's
+    // rule, the same as for its DMA).
+    let command = Command(crate::pci::config_read(bdf, COMMAND) as u16);
     crate::pci::config_write(
         bdf,
-        cfg::COMMAND,
-        command | cfg::CMD_BUS_MASTER | cfg::CMD_INTX_DISABLE,
+        COMMAND,
+        u32::from(command.union(Command::INTX_DISABLE).0),
     );
     lines[index] = Some(Line {
         bdf,
