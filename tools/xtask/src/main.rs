@@ -4,6 +4,7 @@
 //! the guest's sources.
 #![forbid(unsafe_code)]
 
+mod accel;
 mod arch;
 mod artifacts;
 mod bench;

@@ -360,14 +360,16 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     args
 }
 
-/// The x86_64 machine: `q35` under TCG, `-cpu max`, the kernel loaded
+/// The x86_64 machine: `q35` under KVM where the host can
+/// ([`crate::accel::x86_64`]) and TCG otherwise, `-cpu max`, the kernel loaded
 /// through its PVH note, COM1 on the serial console, and `isa-debug-exit`
 /// so the kernel's status reaches QEMU's ([`Arch::kernel_status`]). The
 /// boot image, if any, placed by the generic loader like on aarch64 and
 /// named on the command line (in the PVH start info); NVMe, virtio-blk and
 /// edu at 00:01.0, 00:02.0, 00:03.0 as on aarch64 (no VGA).
 fn command_line_x86(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
-    let mut args: Vec<String> = ["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m"]
+    let accel = crate::accel::x86_64().name();
+    let mut args: Vec<String> = ["-machine", "q35", "-accel", accel, "-cpu", "max", "-m"]
         .map(String::from)
         .to_vec();
     args.push(format!("{}M", cfg.memory_mib));
