@@ -349,6 +349,24 @@ fn direction(kind: IoKind) -> Dir {
 /// every reaped batch is unmapped (one sync), then as many new I/Os are
 /// mapped (one Map) and submitted (one doorbell). An I/O's latency runs
 /// from before its map to after its unmap's sync.
+/// Unmaps the buffers of the completed slots `done` (one request, one
+/// strict sync) and counts it in `p`.
+fn unmap_done(
+    iommu: &InProcess<'_>,
+    iovas: &[Iova],
+    done: &[(u16, Result<(), block_api::BlockError>)],
+    p: &mut Point,
+) -> Result<(), String> {
+    let unmap: Vec<Extent> = done
+        .iter()
+        .map(|&(slot, _)| Extent::new(iovas[usize::from(slot)].get(), abi::PAGE_SIZE))
+        .collect();
+    iommu.unmap(&unmap).map_err(|e| format!("unmap: {e}"))?;
+    p.unmaps += unmap.len() as u64;
+    p.batches += 1;
+    Ok(())
+}
+
 fn run_point<D: BlockDevice>(
     iommu: &InProcess<'_>,
     dev: &mut D,
@@ -453,17 +471,11 @@ fn run_point<D: BlockDevice>(
                 ));
             }
         }
-        let unmap: Vec<Extent> = done
-            .iter()
-            .map(|&(slot, _)| Extent::new(iovas[usize::from(slot)].get(), abi::PAGE_SIZE))
-            .collect();
         let t0 = userlib::counter();
-        iommu.unmap(&unmap).map_err(|e| format!("unmap: {e}"))?;
+        unmap_done(iommu, &iovas, &done, &mut p)?;
         let now = userlib::counter();
         p.iommu_ticks += now - t0;
         p.unmap_ticks += now - t0;
-        p.unmaps += unmap.len() as u64;
-        p.batches += 1;
         let n = done.len();
         for &(slot, status) in &done {
             if status.is_err() {
@@ -496,13 +508,7 @@ fn run_point<D: BlockDevice>(
         done.clear();
         dev.completions(&mut done);
         if !done.is_empty() {
-            let unmap: Vec<Extent> = done
-                .iter()
-                .map(|&(slot, _)| Extent::new(iovas[usize::from(slot)].get(), abi::PAGE_SIZE))
-                .collect();
-            iommu.unmap(&unmap).map_err(|e| format!("unmap: {e}"))?;
-            p.unmaps += unmap.len() as u64;
-            p.batches += 1;
+            unmap_done(iommu, &iovas, &done, &mut p)?;
             in_flight -= done.len() as u16;
             p.ios += done.len() as u64;
             for &(slot, status) in &done {

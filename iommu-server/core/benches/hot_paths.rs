@@ -188,6 +188,11 @@ impl Bench {
     }
 
     fn map(&mut self) -> Iova {
+        self.map_with(|iovas| iovas.get(0).expect("one IOVA"))
+    }
+
+    /// Sends the map request and hands its IOVAs to `take`.
+    fn map_with<T>(&mut self, take: impl FnOnce(List<'_, Iova>) -> T) -> T {
         let grant = Grant {
             frames: &self.frames,
             va: 0x1000_0000,
@@ -198,7 +203,7 @@ impl Bench {
             .handle(self.now, BADGE, &self.map_msg, Some(grant), None, 0)
         {
             Handled::Reply(_, r) => match Response::decode(Op::Map, &r) {
-                Ok(Response::Mapped { iovas }) => iovas.get(0).expect("one IOVA"),
+                Ok(Response::Mapped { iovas }) => take(iovas),
                 other => panic!("map: {other:?}"),
             },
             Handled::Held => unreachable!(),
@@ -222,21 +227,7 @@ impl Bench {
 
     /// The IOVAs of a [`Bench::batch`] map, one per buffer.
     fn map_all(&mut self) -> Vec<Iova> {
-        let grant = Grant {
-            frames: &self.frames,
-            va: 0x1000_0000,
-            len: self.frames.len() as u64 * PAGE_SIZE,
-        };
-        match self
-            .server
-            .handle(self.now, BADGE, &self.map_msg, Some(grant), None, 0)
-        {
-            Handled::Reply(_, r) => match Response::decode(Op::Map, &r) {
-                Ok(Response::Mapped { iovas }) => iovas.iter().collect(),
-                other => panic!("map: {other:?}"),
-            },
-            Handled::Held => unreachable!(),
-        }
+        self.map_with(|iovas| iovas.iter().collect())
     }
 
     /// Unmaps one mapping; a strict unmap's reply is held until `flush`.

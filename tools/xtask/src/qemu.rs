@@ -291,16 +291,7 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
         "none".into(),
         "-nographic".into(),
     ];
-    if cfg.interactive {
-        args.extend(["-serial".into(), "mon:stdio".into()]);
-    } else {
-        args.extend([
-            "-monitor".into(),
-            "none".into(),
-            "-serial".into(),
-            "stdio".into(),
-        ]);
-    }
+    args.extend(console_args(cfg));
     args.extend([
         "-no-reboot".into(),
         "-semihosting-config".into(),
@@ -367,6 +358,17 @@ pub fn command_line_for(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
 /// boot image, if any, placed by the generic loader like on aarch64 and
 /// named on the command line (in the PVH start info); NVMe, virtio-blk and
 /// edu at 00:01.0, 00:02.0, 00:03.0 as on aarch64 (no VGA).
+/// The serial console on stdio: with QEMU's monitor multiplexed on it when
+/// a person is at the terminal, without a monitor otherwise.
+fn console_args(cfg: &QemuConfig) -> Vec<String> {
+    let args: &[&str] = if cfg.interactive {
+        &["-serial", "mon:stdio"]
+    } else {
+        &["-monitor", "none", "-serial", "stdio"]
+    };
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
 fn command_line_x86(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     let accel = crate::accel::x86_64().name();
     let mut args: Vec<String> = ["-machine", "q35", "-accel", accel, "-cpu", "max", "-m"]
@@ -375,16 +377,7 @@ fn command_line_x86(m: &Machine, cfg: &QemuConfig) -> Vec<String> {
     args.push(format!("{}M", cfg.memory_mib));
     args.extend(["-smp".into(), m.smp.to_string()]);
     args.extend(["-nic", "none", "-vga", "none", "-nographic", "-no-reboot"].map(String::from));
-    if cfg.interactive {
-        args.extend(["-serial".into(), "mon:stdio".into()]);
-    } else {
-        args.extend([
-            "-monitor".into(),
-            "none".into(),
-            "-serial".into(),
-            "stdio".into(),
-        ]);
-    }
+    args.extend(console_args(cfg));
     args.extend([
         "-device".into(),
         "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
