@@ -108,6 +108,49 @@ pub struct Msi {
     pub max_vectors: u8,
 }
 
+impl Msi {
+    /// Config offset of the dword holding the capability header (low half)
+    /// and message control (high half).
+    pub const fn control(&self) -> u16 {
+        self.offset
+    }
+
+    /// Config offset of the message address (its low 32 bits).
+    pub const fn address(&self) -> u16 {
+        self.offset + 0x04
+    }
+
+    /// Config offset of the message address's high 32 bits, where the
+    /// function has a 64-bit address.
+    pub const fn address_high(&self) -> Option<u16> {
+        if self.addr64 {
+            Some(self.offset + 0x08)
+        } else {
+            None
+        }
+    }
+
+    /// Config offset of the message data, after the address.
+    pub const fn data(&self) -> u16 {
+        if self.addr64 {
+            self.offset + 0x0c
+        } else {
+            self.offset + 0x08
+        }
+    }
+
+    /// Config offset of the per-vector mask bits, where implemented.
+    pub const fn mask(&self) -> Option<u16> {
+        if !self.per_vector_mask {
+            None
+        } else if self.addr64 {
+            Some(self.offset + 0x10)
+        } else {
+            Some(self.offset + 0x0c)
+        }
+    }
+}
+
 /// A PCI Express capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PciExpress {

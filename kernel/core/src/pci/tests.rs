@@ -578,3 +578,45 @@ fn without_windows_the_firmware_bars_are_kept_and_nothing_is_written() {
     assert!(f.command.contains(Command::MEM));
     assert!(!f.command.contains(Command::BUS_MASTER));
 }
+
+/// The MSI capability's registers move with its address width and mask
+/// bits [PCI 3.0 §6.8.1]: 32-bit address at +4, data at +8, mask at +0xc;
+/// 64-bit address at +4 and +8, data at +0xc, mask at +0x10.
+#[test]
+fn msi_register_offsets_follow_the_address_width() {
+    let narrow = crate::pci::caps::Msi {
+        offset: 0x50,
+        addr64: false,
+        per_vector_mask: true,
+        max_vectors: 1,
+    };
+    assert_eq!(
+        (
+            narrow.control(),
+            narrow.address(),
+            narrow.address_high(),
+            narrow.data(),
+            narrow.mask()
+        ),
+        (0x50, 0x54, None, 0x58, Some(0x5c))
+    );
+    let wide = crate::pci::caps::Msi {
+        addr64: true,
+        per_vector_mask: false,
+        ..narrow
+    };
+    assert_eq!(
+        (
+            wide.address(),
+            wide.address_high(),
+            wide.data(),
+            wide.mask()
+        ),
+        (0x54, Some(0x58), 0x5c, None)
+    );
+    let wide_masked = crate::pci::caps::Msi {
+        per_vector_mask: true,
+        ..wide
+    };
+    assert_eq!(wide_masked.mask(), Some(0x60));
+}

@@ -92,27 +92,21 @@ pub fn route_pci(_platform: &Platform<'_>, function: &Function) -> Result<Irq, S
         .or_else(|| lines.iter().position(Option::is_none))
         .ok_or("no free MSI vector")?;
     let vector = FIRST_DEVICE_VECTOR + index as u32;
-    let at = msi.offset;
-    let (data_at, mask_at) = if msi.addr64 {
-        (at + 0x0c, at + 0x10)
-    } else {
-        (at + 0x08, at + 0x0c)
-    };
-    let mask_reg = msi.per_vector_mask.then_some(mask_at);
+    let mask_reg = msi.mask();
     // A vector kept from the function's earlier owner keeps its mask state
     // (masked since that owner ended); a new one starts masked.
     let earlier = lines[index];
     if let (None, Some(m)) = (earlier, mask_reg) {
         crate::pci::config_write(bdf, m, 1);
     }
-    crate::pci::config_write(bdf, at + 4, MSI_ADDRESS_BASE | (apic::id() << 12));
-    if msi.addr64 {
-        crate::pci::config_write(bdf, at + 8, 0);
+    crate::pci::config_write(bdf, msi.address(), MSI_ADDRESS_BASE | (apic::id() << 12));
+    if let Some(high) = msi.address_high() {
+        crate::pci::config_write(bdf, high, 0);
     }
-    crate::pci::config_write(bdf, data_at, vector);
-    let head = crate::pci::config_read(bdf, at);
+    crate::pci::config_write(bdf, msi.data(), vector);
+    let head = crate::pci::config_read(bdf, msi.control());
     let control = ((head >> 16) & !cfg::MSI_MME_MASK) | cfg::MSI_ENABLE;
-    crate::pci::config_write(bdf, at, (head & 0xffff) | (control << 16));
+    crate::pci::config_write(bdf, msi.control(), (head & 0xffff) | (control << 16));
     // The status half is write-one-to-clear: written as zeros. Bus
     // mastering is left as it is: an MSI is a memory write by the device,
     // so it arrives only once the function may master (the shared kernel's
