@@ -27,6 +27,8 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
+use hashbrown::HashMap;
+
 use abi::{PAGE_SHIFT, PhysAddr};
 
 /// A frame number (physical address >> 12).
@@ -115,6 +117,8 @@ pub enum PinRefusal {
     NotPinned,
     /// The frame's pin count would overflow.
     TooManyPins,
+    /// The kernel heap could not hold the batch's bookkeeping.
+    NoMemory,
 }
 
 impl core::fmt::Display for PinRefusal {
@@ -128,6 +132,7 @@ impl core::fmt::Display for PinRefusal {
             PinRefusal::Held => "held for DMA (its owner is dead)",
             PinRefusal::NotPinned => "not pinned",
             PinRefusal::TooManyPins => "pinned too often",
+            PinRefusal::NoMemory => "beyond what the kernel heap can track now",
         })
     }
 }
@@ -166,12 +171,57 @@ struct Run {
     orphaned: bool,
 }
 
+/// Batches of at most this many frames are sorted on the stack; larger
+/// ones (up to `PIN_BATCH_MAX`) in a heap buffer reserved fallibly.
+const INLINE_FRAMES: usize = 64;
+
+/// Runs `f` on `batch`'s frame numbers, sorted (equal frames adjacent),
+/// after checking every address is page aligned (the first one that is
+/// not, in batch order, is the refusal).
+fn with_sorted_frames<T>(
+    batch: &[PhysAddr],
+    f: impl FnOnce(&[u64]) -> Result<T, (PhysAddr, PinRefusal)>,
+) -> Result<T, (PhysAddr, PinRefusal)> {
+    let frame = |&pa: &PhysAddr| {
+        Frame::of(pa)
+            .map(|f| f.0)
+            .ok_or((pa, PinRefusal::Unaligned))
+    };
+    if batch.len() <= INLINE_FRAMES {
+        let mut buf = [0u64; INLINE_FRAMES];
+        for (slot, pa) in buf.iter_mut().zip(batch) {
+            *slot = frame(pa)?;
+        }
+        let frames = &mut buf[..batch.len()];
+        frames.sort_unstable();
+        return f(frames);
+    }
+    let mut frames = Vec::new();
+    frames
+        .try_reserve_exact(batch.len())
+        .map_err(|_| (batch[0], PinRefusal::NoMemory))?;
+    for pa in batch {
+        frames.push(frame(pa)?);
+    }
+    frames.sort_unstable();
+    f(&frames)
+}
+
+/// How often a frame occurs in a batch (a group of equal frames).
+fn count(group: &[u64]) -> u32 {
+    u32::try_from(group.len()).unwrap_or(u32::MAX)
+}
+
+/// The pin table's hasher: fixed, so that the ledger can be built in a
+/// `static`. Its keys are frame numbers, which no task chooses.
+type PinHasher = foldhash::fast::FixedState;
+
 /// The ledger. See the module documentation.
 #[derive(Debug, Default)]
 pub struct FrameLedger {
     totals: Totals,
     runs: BTreeMap<u64, Run>,
-    pins: BTreeMap<u64, u32>,
+    pins: HashMap<u64, u32, PinHasher>,
     held: BTreeSet<u64>,
 }
 
@@ -188,7 +238,7 @@ impl FrameLedger {
                 held: 0,
             },
             runs: BTreeMap::new(),
-            pins: BTreeMap::new(),
+            pins: HashMap::with_hasher(PinHasher::with_seed(0)),
             held: BTreeSet::new(),
         }
     }
@@ -285,12 +335,15 @@ impl FrameLedger {
         Ok(out)
     }
 
-    /// Why `f` may not be pinned, if it may not.
-    fn pinnable(&self, f: u64) -> Result<(), PinRefusal> {
+    /// The pinnable frames of the run holding `f` (`start..end`: the
+    /// owner's `dma_alloc` pages), or why `f` may not be pinned. A held
+    /// frame is in no run (a run never overlaps a held frame), so every
+    /// frame of the range returned is pinnable.
+    fn pinnable_range(&self, f: u64) -> Result<core::ops::Range<u64>, PinRefusal> {
         if self.held.contains(&f) {
             return Err(PinRefusal::Held);
         }
-        let Some((start, run)) = self.runs.range(..=f).next_back() else {
+        let Some((&start, run)) = self.runs.range(..=f).next_back() else {
             return Err(PinRefusal::NotAllocated);
         };
         if f >= start + run.frames {
@@ -301,65 +354,78 @@ impl FrameLedger {
             Owner::Pool { .. } => Err(PinRefusal::Pool),
             Owner::Task { dma: false, .. } => Err(PinRefusal::NotDma),
             Owner::Task { dma: true, .. } if f >= start + run.pages => Err(PinRefusal::NotDma),
-            Owner::Task { dma: true, .. } => Ok(()),
+            Owner::Task { dma: true, .. } => Ok(start..start + run.pages),
         }
-    }
-
-    /// How often each frame of `batch` occurs, checking alignment.
-    fn occurrences(batch: &[PhysAddr]) -> Result<BTreeMap<u64, u32>, (PhysAddr, PinRefusal)> {
-        let mut n = BTreeMap::new();
-        for &pa in batch {
-            let f = Frame::of(pa).ok_or((pa, PinRefusal::Unaligned))?;
-            let c: &mut u32 = n.entry(f.0).or_insert(0);
-            *c = c.saturating_add(1);
-        }
-        Ok(n)
     }
 
     /// Pins every frame of `batch` (a frame may appear more than once: it
     /// is pinned that often). All or nothing: the first refused frame and
     /// why, with nothing changed.
     pub fn pin(&mut self, batch: &[PhysAddr]) -> Result<(), (PhysAddr, PinRefusal)> {
-        let n = Self::occurrences(batch)?;
-        for (&f, &k) in &n {
-            let pa = Frame(f).addr();
-            self.pinnable(f).map_err(|why| (pa, why))?;
-            let have = self.pins.get(&f).copied().unwrap_or(0);
-            if have.checked_add(k).is_none() {
-                return Err((pa, PinRefusal::TooManyPins));
+        with_sorted_frames(batch, |frames| {
+            // Frames sorted: consecutive ones mostly share a run, looked
+            // up once.
+            let mut run = 0..0;
+            let mut new = 0;
+            for g in frames.chunk_by(|a, b| a == b) {
+                let (f, k) = (g[0], count(g));
+                let pa = Frame(f).addr();
+                if !run.contains(&f) {
+                    run = self.pinnable_range(f).map_err(|why| (pa, why))?;
+                }
+                match self.pins.get(&f) {
+                    None => new += 1,
+                    Some(have) if have.checked_add(k).is_none() => {
+                        return Err((pa, PinRefusal::TooManyPins));
+                    }
+                    Some(_) => {}
+                }
             }
-        }
-        for (f, k) in n {
-            *self.pins.entry(f).or_insert(0) += k;
-        }
-        Ok(())
+            self.pins
+                .try_reserve(new)
+                .map_err(|_| (Frame(frames[0]).addr(), PinRefusal::NoMemory))?;
+            for g in frames.chunk_by(|a, b| a == b) {
+                *self.pins.entry(g[0]).or_insert(0) += count(g);
+            }
+            Ok(())
+        })
     }
 
     /// Unpins every frame of `batch`. All or nothing. Returns the held
     /// frames whose last pin went: they are free now, for the kernel to
     /// give back to the allocator.
     pub fn unpin(&mut self, batch: &[PhysAddr]) -> Result<Vec<Frame>, (PhysAddr, PinRefusal)> {
-        let n = Self::occurrences(batch)?;
-        for (&f, &k) in &n {
-            if self.pins.get(&f).copied().unwrap_or(0) < k {
-                return Err((Frame(f).addr(), PinRefusal::NotPinned));
+        with_sorted_frames(batch, |frames| {
+            let mut freed = 0;
+            for g in frames.chunk_by(|a, b| a == b) {
+                let (f, k) = (g[0], count(g));
+                match self.pins.get(&f) {
+                    Some(&have) if have >= k => {
+                        freed += usize::from(have == k && self.held.contains(&f));
+                    }
+                    _ => return Err((Frame(f).addr(), PinRefusal::NotPinned)),
+                }
             }
-        }
-        let mut freed = Vec::new();
-        for (f, k) in n {
-            let left = self.pins.get(&f).copied().unwrap_or(0) - k;
-            if left > 0 {
-                self.pins.insert(f, left);
-                continue;
+            let mut out = Vec::new();
+            out.try_reserve_exact(freed)
+                .map_err(|_| (Frame(frames[0]).addr(), PinRefusal::NoMemory))?;
+            for g in frames.chunk_by(|a, b| a == b) {
+                let (f, k) = (g[0], count(g));
+                if let Some(left) = self.pins.get_mut(&f)
+                    && *left > k
+                {
+                    *left -= k;
+                    continue;
+                }
+                self.pins.remove(&f);
+                if self.held.remove(&f) {
+                    self.totals.held -= 1;
+                    self.totals.free += 1;
+                    out.push(Frame(f));
+                }
             }
-            self.pins.remove(&f);
-            if self.held.remove(&f) {
-                self.totals.held -= 1;
-                self.totals.free += 1;
-                freed.push(Frame(f));
-            }
-        }
-        Ok(freed)
+            Ok(out)
+        })
     }
 
     /// Pins on `pa`'s frame.

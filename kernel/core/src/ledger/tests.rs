@@ -186,9 +186,18 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u8..4, 0u32..3, 1u64..9).prop_map(|(kind, task, pages)| Op::Alloc { kind, task, pages }),
         3 => proptest::collection::vec(0u64..N + 2, 1..6).prop_map(Op::Pin),
         3 => proptest::collection::vec(0u64..N + 2, 1..6).prop_map(Op::Unpin),
+        // Batches over the ledger's inline buffer (sorted on the heap),
+        // of a few frames repeated, so that some are valid.
+        1 => big_batch().prop_map(Op::Pin),
+        1 => big_batch().prop_map(Op::Unpin),
         1 => (0usize..16).prop_map(Op::Release),
         1 => (0u32..3).prop_map(Op::Die),
     ]
+}
+
+fn big_batch() -> impl Strategy<Value = Vec<u64>> {
+    (proptest::collection::vec(0u64..N + 2, 1..4), 65usize..100)
+        .prop_map(|(frames, len)| frames.iter().cycle().take(len).copied().collect())
 }
 
 fn release_in_both(l: &mut FrameLedger, m: &mut Model, first: u64) {
