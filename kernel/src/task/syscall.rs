@@ -549,23 +549,33 @@ fn frame_pins(
     if count > PIN_BATCH_MAX as u64 {
         return Err(Error::TooLarge);
     }
-    // The batch buffers (at most 64 KiB, freed before the call returns)
-    // come from the kernel heap: a heap that cannot give them is
-    // `NoMemory`, never a panic.
+    // A batch of up to `INLINE_PINS` frames is read onto the kernel stack;
+    // a larger one (at most 64 KiB, freed before the call returns) into
+    // the kernel heap: a heap that cannot give it is `NoMemory`, never a
+    // panic.
+    const INLINE_PINS: usize = 64;
     let n = count as usize;
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(n * 8)
-        .map_err(|_| Error::NoMemory)?;
-    bytes.resize(n * 8, 0u8);
-    space(k, t).copy_in(ptr, &mut bytes)?;
-    let mut batch: Vec<abi::PhysAddr> = Vec::new();
-    batch.try_reserve_exact(n).map_err(|_| Error::NoMemory)?;
-    batch.extend(
-        bytes
-            .chunks_exact(8)
-            .map(|b| abi::PhysAddr::new(u64::from_le_bytes(b.try_into().unwrap_or([0xff; 8])))),
-    );
+    let mut inline = [abi::PhysAddr::new(0); INLINE_PINS];
+    let mut heap: Vec<abi::PhysAddr> = Vec::new();
+    let batch: &mut [abi::PhysAddr] = if n <= INLINE_PINS {
+        &mut inline[..n]
+    } else {
+        heap.try_reserve_exact(n).map_err(|_| Error::NoMemory)?;
+        heap.resize(n, abi::PhysAddr::new(0));
+        &mut heap
+    };
+    let mut bytes = [0u8; 8 * INLINE_PINS];
+    for (i, chunk) in batch.chunks_mut(INLINE_PINS).enumerate() {
+        let bytes = &mut bytes[..chunk.len() * 8];
+        let at = ptr
+            .checked_add((i * INLINE_PINS * 8) as u64)
+            .ok_or(Error::BadAddress)?;
+        space(k, t).copy_in(at, bytes)?;
+        for (pa, b) in chunk.iter_mut().zip(bytes.chunks_exact(8)) {
+            *pa = abi::PhysAddr::new(u64::from_le_bytes(b.try_into().unwrap_or([0xff; 8])));
+        }
+    }
+    let batch = &*batch;
     let refused = |(pa, why): (abi::PhysAddr, PinRefusal)| {
         kprintln!(
             "kernel: {} {op:?} of {count} frames refused, nothing changed: frame {pa:#x} is {why}",
@@ -574,12 +584,13 @@ fn frame_pins(
         match why {
             PinRefusal::Unaligned => Error::BadArgument,
             PinRefusal::NotPinned => Error::NotPinned,
+            PinRefusal::NoMemory => Error::NoMemory,
             _ => Error::NotDmaMemory,
         }
     };
     let freed = match op {
-        PinOp::Pin => crate::mm::frames::pin(&batch).map(|()| 0),
-        PinOp::Unpin => crate::mm::frames::unpin(&batch),
+        PinOp::Pin => crate::mm::frames::pin(batch).map(|()| 0),
+        PinOp::Unpin => crate::mm::frames::unpin(batch),
     }
     .map_err(refused)?;
     let pinned = crate::mm::frames::pinned();
