@@ -128,8 +128,20 @@ crate::stable_codes! {
         /// nothing and checks no more than `op`. Returns the bytes copied
         /// (`len`).
         GrantCopy = 21,
+        /// `reply_recv(&RecvArgs, &mut RecvInfo, token, ptr, len)`: the
+        /// [`Reply`](Sysno::Reply) of `token` with `ptr, len`, then the
+        /// [`Recv`](Sysno::Recv) of the first two arguments, in one trap:
+        /// a server's answer and its wait for the next request. On an
+        /// error the first value register says which step refused: 1 the
+        /// reply (nothing was received; the token is as `Reply` leaves it),
+        /// 0 the receive (the reply went out).
+        ReplyRecv = 22,
     }
 }
+
+/// The value [`Sysno::ReplyRecv`] leaves in its first value register when
+/// its reply step was refused (nothing was received).
+pub const REPLY_STEP_REFUSED: u64 = 1;
 
 crate::stable_codes! {
     /// The `op` of [`Sysno::GrantCopy`].
@@ -504,7 +516,7 @@ mod tests {
     /// The ABI as shipped: every syscall's number. A renumbering, a
     /// reordering, a syscall missing from `ALL` (hence answered
     /// `BadSyscall`) or one added without an entry here fails.
-    const GOLDEN: [(Sysno, u64); 22] = [
+    const GOLDEN: [(Sysno, u64); 23] = [
         (Sysno::Log, 0),
         (Sysno::Exit, 1),
         (Sysno::Yield, 2),
@@ -527,6 +539,7 @@ mod tests {
         (Sysno::FrameStats, 19),
         (Sysno::KernelStats, 20),
         (Sysno::GrantCopy, 21),
+        (Sysno::ReplyRecv, 22),
     ];
 
     #[test]
@@ -600,7 +613,7 @@ mod tests {
         for s in known {
             assert!(Sysno::ALL.contains(&s), "{s:?} missing from ALL");
         }
-        assert_eq!(Sysno::from_code(22), None);
+        assert_eq!(Sysno::from_code(23), None);
         assert_eq!(Sysno::from_code(u64::MAX), None);
     }
 }

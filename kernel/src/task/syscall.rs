@@ -56,6 +56,23 @@ pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
             k.counters.ipc_replies += 1;
             Some(reply(k, t, x[0], x[1], x[2]).map(|_| [0; 3]))
         }
+        Sysno::ReplyRecv => {
+            k.counters.ipc_replies += 1;
+            // Which step an error belongs to goes in the first value
+            // register, which an error leaves as it is.
+            match reply(k, t, x[2], x[3], x[4]) {
+                Err(e) => {
+                    k.tasks[t]
+                        .ctx
+                        .set_syscall_ok([abi::syscall::REPLY_STEP_REFUSED, 0, 0]);
+                    Some(Err(e))
+                }
+                Ok(()) => {
+                    k.tasks[t].ctx.set_syscall_ok([0; 3]);
+                    recv(k, t, x[0], x[1])
+                }
+            }
+        }
         Sysno::Notify => Some(notify(k, t, x[0], x[1]).map(|_| [0; 3])),
         Sysno::Wait => wait(k, t, x[0]),
         Sysno::IrqAck => Some(irq_ack(k, t, x[0]).map(|_| [0; 3])),

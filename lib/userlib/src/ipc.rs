@@ -6,7 +6,7 @@
 
 use core::marker::PhantomData;
 
-use abi::syscall::{CallArgs, GrantCopyOp, NO_CAP, RecvArgs};
+use abi::syscall::{CallArgs, GrantCopyOp, NO_CAP, REPLY_STEP_REFUSED, RecvArgs};
 use abi::{SysResult, Sysno};
 
 pub use abi::syscall::{FOREVER, GRANT_COPY_MAX, MSG_MAX, PresentedKind, RecvInfo, RecvKind};
@@ -158,6 +158,49 @@ pub fn recv(
         ],
     ))?;
     Ok(info)
+}
+
+/// Answers the call `token` names with `msg` ([`reply`]), then waits as
+/// [`recv`] does, in one trap: a server's answer and its wait for the next
+/// request. Returns both outcomes: a refused reply (the caller died, a bad
+/// token, a reply longer than the caller's room) is its own error, and the
+/// receive still happens.
+pub fn reply_recv(
+    token: u64,
+    msg: &[u8],
+    endpoint: u32,
+    buf: &mut [u8],
+    frames: &mut [u64],
+    timeout_us: u64,
+) -> (SysResult<()>, SysResult<RecvInfo>) {
+    let args = RecvArgs {
+        endpoint,
+        reserved: 0,
+        buf_ptr: mut_ptr_of(buf),
+        buf_cap: buf.len() as u64,
+        frames_ptr: mut_ptr_of(frames),
+        frames_cap: frames.len() as u64,
+        timeout_us,
+    };
+    let mut info = RecvInfo::default();
+    let regs = syscall(
+        Sysno::ReplyRecv as u64,
+        [
+            &args as *const RecvArgs as u64,
+            &mut info as *mut RecvInfo as u64,
+            token,
+            ptr_of(msg),
+            msg.len() as u64,
+            0,
+        ],
+    );
+    match check(regs) {
+        Ok(_) => (Ok(()), Ok(info)),
+        Err(e) if regs[1] == REPLY_STEP_REFUSED => {
+            (Err(e), recv(endpoint, buf, frames, timeout_us))
+        }
+        Err(e) => (Ok(()), Err(e)),
+    }
 }
 
 /// The kind of what [`recv`] delivered, if the kernel sent a known one.
