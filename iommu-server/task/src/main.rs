@@ -19,7 +19,9 @@ use abi::{PhysAddr, StreamId};
 use iommu_api::ClientQuota;
 use iommu_core::fault_ledger::QuarantineReason;
 use iommu_core::policy::{TrustLevel, parse_client};
-use iommu_core::server::{Grant, Handled, Presented, Server, ServerConfig, ServerError};
+use iommu_core::server::{
+    Grant, Handled, Presented, ReplyBytes, Server, ServerConfig, ServerError,
+};
 use smmuv3::regs::GError;
 use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
 
@@ -333,6 +335,9 @@ fn serve(
     // decaying by 1/16 per call. A deferred window that would close while
     // the next call is handled is flushed before it.
     let mut call_budget_us = 0u64;
+    // The answer to the call just handled: it goes out with the next
+    // receive, in one trap (`reply_recv`).
+    let mut answer_next: Option<(u64, ReplyBytes)> = None;
     loop {
         owed.retain_mut(|(badge, token, tries)| {
             if server.teardown_complete(*badge) {
@@ -362,7 +367,15 @@ fn serve(
             Some(d) => d - now,
             None => FOREVER,
         };
-        let got = match userlib::recv(caps.endpoint, &mut buf, &mut frames, timeout) {
+        let got = match answer_next.take() {
+            // A caller that died meanwhile makes the reply fail; nothing
+            // to do then.
+            Some((token, bytes)) => {
+                userlib::reply_recv(token, &bytes, caps.endpoint, &mut buf, &mut frames, timeout).1
+            }
+            None => userlib::recv(caps.endpoint, &mut buf, &mut frames, timeout),
+        };
+        let got = match got {
             Ok(g) => g,
             Err(e) => {
                 log!("iommu: recv refused: {e}");
@@ -406,7 +419,7 @@ fn serve(
                 let took = now_us().saturating_sub(start);
                 call_budget_us = (call_budget_us - call_budget_us / 16).max(took);
                 if let Handled::Reply(token, bytes) = handled {
-                    answer(token, &bytes);
+                    answer_next = Some((token, bytes));
                 }
                 // A deferred window closes on time even while calls keep
                 // coming (the empty-queue flush below may be far off).
