@@ -4,11 +4,13 @@
 //! whose size depends on the request answered) is `ipc-proto`'s framing.
 
 ipc_proto::counters! {
-    /// A client's counters, as the `Stats` response carries them (twenty-one
+    /// A client's counters, as the `Stats` response carries them (twenty-five
     /// little-endian `u64`s in this order; `doorbells` and `server_ticks` were
     /// appended after the first eight, the quota fields after those, the
     /// fault-handling fields (`level`, `level_reason`, `event_overflows`,
-    /// `fault_pages`) after those; no place ever moves).
+    /// `fault_pages`) after those, `server_ticks` by phase (`map_ticks`,
+    /// `unmap_ticks`, `flush_ticks`, `pin_ticks`) after those; no place
+    /// ever moves).
     ///
     /// Consistency: every range a client unmapped is counted in `unmaps`
     /// (bypass unmaps too, which need no invalidation); `syncs <= unmaps`,
@@ -75,6 +77,16 @@ ipc_proto::counters! {
         /// Distinct (StreamID, page) faults counted against the quarantine
         /// threshold.
         pub fault_pages: u64,
+        /// The part of `server_ticks` spent handling its `Map` requests,
+        /// less the kernel's pin calls (`pin_ticks`).
+        pub map_ticks: u64,
+        /// The part spent handling its `Unmap` requests, less unpins.
+        pub unmap_ticks: u64,
+        /// Its share of the flushes that covered its unmaps, less unpins.
+        pub flush_ticks: u64,
+        /// The kernel's pin and unpin calls for its frames. The rest of
+        /// `server_ticks` went to its other requests.
+        pub pin_ticks: u64,
     }
 }
 

@@ -156,7 +156,7 @@ fn resp() -> impl Strategy<Value = Resp> {
             .prop_map(Resp::Mapped),
         any::<u32>().prop_map(Resp::Unmapped),
         Just(Resp::Flushed),
-        prop::array::uniform21(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
+        prop::array::uniform25(any::<u64>()).prop_map(|a| Resp::Stats(Stats {
             maps: a[0],
             unmaps: a[1],
             tlbi_commands: a[2],
@@ -178,6 +178,10 @@ fn resp() -> impl Strategy<Value = Resp> {
             level_reason: a[18],
             event_overflows: a[19],
             fault_pages: a[20],
+            map_ticks: a[21],
+            unmap_ticks: a[22],
+            flush_ticks: a[23],
+            pin_ticks: a[24],
         })),
         prop::collection::vec(fault(), 0..=MAX_FAULT_RECORDS).prop_map(Resp::Faults),
         Just(Resp::PolicySet),
@@ -502,17 +506,22 @@ fn stats_appends_its_new_counters() {
         level_reason: 19,
         event_overflows: 20,
         fault_pages: 21,
+        map_ticks: 22,
+        unmap_ticks: 23,
+        flush_ticks: 24,
+        pin_ticks: 25,
     };
     let mut buf = [0; MSG_MAX];
     let n = Response::Stats(s).encode(&mut buf).unwrap();
-    assert_eq!(n, 8 + 21 * 8);
-    assert_eq!(buf[4], 21);
-    for i in 0..21u64 {
+    assert_eq!(n, 8 + 25 * 8);
+    assert_eq!(buf[4], 25);
+    for i in 0..25u64 {
         let at = 8 + 8 * i as usize;
         assert_eq!(buf[at..at + 8], (i + 1).to_le_bytes());
     }
-    // The old eight-, ten- and seventeen-counter bodies are no longer Stats answers.
-    for old in [8u8, 10, 17] {
+    // The old eight-, ten-, seventeen- and twenty-one-counter bodies are no
+    // longer Stats answers.
+    for old in [8u8, 10, 17, 21] {
         buf[4] = old;
         assert_eq!(
             Response::decode(Op::Stats, &buf[..8 + 8 * usize::from(old)]),

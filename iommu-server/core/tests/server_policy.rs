@@ -7,6 +7,7 @@ mod common;
 use abi::{Iova, PAGE_SIZE, PhysAddr, StreamId};
 use common::*;
 use iommu_api::{ApiError, Dir, Extent, Request, Stats};
+use iommu_core::server::Phase;
 use iommu_core::server::ServerConfig;
 use iommu_core::server::ServerError;
 use iommu_core::{InvalidationPolicy, TrustLevel};
@@ -442,13 +443,19 @@ fn counters_stay_consistent_reset_and_charge() {
     );
     assert_eq!(s.poll(1).len(), 2);
     assert_eq!(s.last_flush_clients(), &[A, C]);
-    // One shared flush of 5 ticks: 3 to A, 2 to C (remainder to the
-    // lowest badge); C's own request time on top.
-    s.charge_flush(5);
-    s.charge(C, 10);
-    s.charge(77, 1); // unknown: ignored
+    // One shared flush of 7 ticks, 2 of them unpins: the 5 of flushing 3
+    // to A, 2 to C (remainder to the lowest badge), the unpins 1 each;
+    // C's own request time on top, by phase.
+    s.charge_flush(7, 2);
+    s.charge(C, Phase::Map, 10);
+    s.charge(C, Phase::Pins, 4);
+    s.charge(C, Phase::Other, 1);
+    s.charge(77, Phase::Map, 1); // unknown: ignored
     let (a, c) = (stats(&s, A), stats(&s, C));
-    assert_eq!((a.server_ticks, c.server_ticks), (3, 12));
+    assert_eq!((a.server_ticks, c.server_ticks), (4, 18));
+    let phases = |st: &Stats| (st.map_ticks, st.unmap_ticks, st.flush_ticks, st.pin_ticks);
+    assert_eq!(phases(&a), (0, 0, 3, 1));
+    assert_eq!(phases(&c), (10, 0, 2, 5));
     for st in [a, c] {
         assert_eq!((st.maps, st.unmaps, st.syncs, st.doorbells), (1, 1, 1, 2));
         assert!(st.syncs <= st.unmaps);
@@ -456,8 +463,8 @@ fn counters_stay_consistent_reset_and_charge() {
     // Nothing flushed by this poll: nothing charged.
     assert!(s.poll(2).is_empty());
     assert!(s.last_flush_clients().is_empty());
-    s.charge_flush(100);
-    assert_eq!(stats(&s, A).server_ticks, 3);
+    s.charge_flush(100, 50);
+    assert_eq!(stats(&s, A).server_ticks, 4);
     // Reset zeroes C's counters, and only C's.
     reset(&mut s, 3, C).unwrap();
     // The quota gauges and limits stay (table pages: what C's table holds).

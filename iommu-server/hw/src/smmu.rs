@@ -69,6 +69,9 @@ pub struct HwCounters {
     pub event_overflows: u64,
     /// Commands the SMMU refused (CMDQ_ERR).
     pub command_errors: u64,
+    /// Counter ticks spent in the kernel's pin and unpin calls (the
+    /// server's time accounting charges them apart).
+    pub pin_ticks: u64,
 }
 
 struct Queue {
@@ -501,9 +504,10 @@ impl SmmuHw for Smmu {
         if frames.len() > userlib::PIN_BATCH_MAX {
             return Err(HwError::PinRefused);
         }
-        userlib::frame_pins(owner, userlib::PinOp::Pin, frames)
-            .map(|_| ())
-            .map_err(|_| HwError::PinRefused)
+        let t0 = userlib::counter();
+        let r = userlib::frame_pins(owner, userlib::PinOp::Pin, frames);
+        self.counters.pin_ticks += userlib::counter().wrapping_sub(t0);
+        r.map(|_| ()).map_err(|_| HwError::PinRefused)
     }
 
     fn unpin(&mut self, frames: &[PhysAddr]) {
@@ -511,7 +515,10 @@ impl SmmuHw for Smmu {
             return;
         };
         for chunk in frames.chunks(userlib::PIN_BATCH_MAX) {
-            if let Err(e) = userlib::frame_pins(owner, userlib::PinOp::Unpin, chunk) {
+            let t0 = userlib::counter();
+            let r = userlib::frame_pins(owner, userlib::PinOp::Unpin, chunk);
+            self.counters.pin_ticks += userlib::counter().wrapping_sub(t0);
+            if let Err(e) = r {
                 // A server bug (it unpins only what it pinned): the frames
                 // stay pinned, never freed early.
                 userlib::log!("iommu: unpin of {} frames refused: {e}", chunk.len());

@@ -20,7 +20,7 @@ use iommu_api::ClientQuota;
 use iommu_core::fault_ledger::QuarantineReason;
 use iommu_core::policy::{TrustLevel, parse_client};
 use iommu_core::server::{
-    Grant, Handled, Presented, ReplyBytes, Server, ServerConfig, ServerError,
+    Grant, Handled, Phase, Presented, ReplyBytes, Server, ServerConfig, ServerError,
 };
 use smmuv3::regs::GError;
 use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
@@ -414,8 +414,16 @@ fn serve(
                 let msg = &buf[..(got.len as usize).min(MSG_MAX)];
                 // The request's handling time is the caller's.
                 let (t0, start) = (userlib::counter(), now_us());
+                let pins0 = server.hw().counters.pin_ticks;
                 let handled = server.handle(start, got.badge, msg, grant, presented, got.reply);
-                server.charge(got.badge, userlib::counter().wrapping_sub(t0));
+                let pins = server.hw().counters.pin_ticks - pins0;
+                let ticks = userlib::counter().wrapping_sub(t0);
+                server.charge(
+                    got.badge,
+                    Phase::of_request(msg),
+                    ticks.saturating_sub(pins),
+                );
+                server.charge(got.badge, Phase::Pins, pins);
                 let took = now_us().saturating_sub(start);
                 call_budget_us = (call_budget_us - call_budget_us / 16).max(took);
                 if let Handled::Reply(token, bytes) = handled {
@@ -541,9 +549,12 @@ fn serve(
 /// Issues what is due and answers the replies it released; a flush's time
 /// is split among the clients it covered.
 fn flush(server: &mut Server<Hw, u64>, owed: &mut [(u32, u64, u32)], now: u64) {
-    let t0 = userlib::counter();
+    let (t0, pins0) = (userlib::counter(), server.hw().counters.pin_ticks);
     let out = server.poll(now);
-    server.charge_flush(userlib::counter().wrapping_sub(t0));
+    server.charge_flush(
+        userlib::counter().wrapping_sub(t0),
+        server.hw().counters.pin_ticks - pins0,
+    );
     for o in owed.iter_mut() {
         o.2 += 1;
     }

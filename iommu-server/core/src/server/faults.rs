@@ -28,37 +28,43 @@ use super::Server;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::hw::SmmuHw;
 use super::strtab;
-use super::types::{ClientInfo, FaultReport, OverflowCharge};
+use super::types::{ClientInfo, FaultReport, OverflowCharge, Phase};
 use crate::engine::ClientId;
 use crate::fault_ledger::{Fault, QuarantineReason, Thresholds};
 use crate::policy::InvalidationPolicy;
 
 impl<H: SmmuHw, R> Server<H, R> {
-    /// Credits `ticks` counter ticks of server time to client `badge` (the
-    /// task measures around [`Server::handle`] and charges the caller).
+    /// Credits `ticks` counter ticks of server time to client `badge`, spent
+    /// on `phase` (the task measures around [`Server::handle`] and charges
+    /// the caller, the kernel's pin calls in it as [`Phase::Pins`]).
     /// Unknown badges are ignored.
-    pub fn charge(&mut self, badge: u32, ticks: u64) {
+    pub fn charge(&mut self, badge: u32, phase: Phase, ticks: u64) {
         if let Some(c) = self.clients.get_mut(&badge) {
             c.ticks = c.ticks.saturating_add(ticks);
+            c.phase_ticks.add(phase, ticks);
         }
     }
 
-    /// Credits `ticks` spent in the last [`Server::poll`] to the clients
-    /// whose unmaps its flushes covered, split evenly (the remainder one
-    /// tick each to the lowest badges), so that the clients' `server_ticks`
-    /// add up to the time measured. Nothing is charged when that poll
-    /// issued no flush.
-    pub fn charge_flush(&mut self, ticks: u64) {
+    /// Credits `ticks` spent in the last [`Server::poll`], of which
+    /// `pin_ticks` in the kernel's unpin calls, to the clients whose
+    /// unmaps its flushes covered, each part split evenly (the remainder
+    /// one tick each to the lowest badges), so that the clients'
+    /// `server_ticks` add up to the time measured. Nothing is charged when
+    /// that poll issued no flush.
+    pub fn charge_flush(&mut self, ticks: u64, pin_ticks: u64) {
         let covered = core::mem::take(&mut self.flushed);
-        let n = covered.len() as u64;
-        if n == 0 {
-            return;
-        }
-        let (share, mut extra) = (ticks / n, ticks % n);
-        for b in covered {
-            let one = u64::from(extra > 0);
-            extra -= one;
-            self.charge(b, share + one);
+        let pin_ticks = pin_ticks.min(ticks);
+        for (phase, ticks) in [(Phase::Flush, ticks - pin_ticks), (Phase::Pins, pin_ticks)] {
+            let n = covered.len() as u64;
+            if n == 0 {
+                return;
+            }
+            let (share, mut extra) = (ticks / n, ticks % n);
+            for &b in &covered {
+                let one = u64::from(extra > 0);
+                extra -= one;
+                self.charge(b, phase, share + one);
+            }
         }
     }
 
@@ -104,6 +110,10 @@ impl<H: SmmuHw, R> Server<H, R> {
             max_stale_window_us: e.max_stale_us,
             doorbells: c.doorbells,
             server_ticks: c.ticks,
+            map_ticks: c.phase_ticks.map,
+            unmap_ticks: c.phase_ticks.unmap,
+            flush_ticks: c.phase_ticks.flush,
+            pin_ticks: c.phase_ticks.pins,
             mapped_bytes: c.domain.as_ref().map_or(0, |d| d.mapped_bytes),
             mappings: c.domain.as_ref().map_or(0, |d| d.live),
             table_pages: c

@@ -68,8 +68,8 @@ pub use hw::{HwError, SmmuHw};
 use state::{AsidPool, Client, Payload};
 use strtab::StreamTable;
 pub use types::{
-    ClientInfo, FaultReport, Grant, Handled, OverflowCharge, Presented, REPLY_INLINE, ReplyBytes,
-    ServerConfig, ServerError, ServerStats,
+    ClientInfo, FaultReport, Grant, Handled, OverflowCharge, Phase, Presented, REPLY_INLINE,
+    ReplyBytes, ServerConfig, ServerError, ServerStats,
 };
 
 /// MAIR of every domain: attribute 0 is Normal Write-Back (RW-allocate).

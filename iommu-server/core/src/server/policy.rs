@@ -204,6 +204,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             c.fault_records = 0;
             c.doorbells = 0;
             c.ticks = 0;
+            c.phase_ticks = Default::default();
         }
         Ok(reply_bytes(&Response::StatsReset))
     }

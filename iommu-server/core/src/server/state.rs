@@ -25,7 +25,7 @@ use super::ReplyBytes;
 use super::Server;
 use super::hw::{HwError, SmmuHw};
 use super::strtab::StreamTable;
-use super::types::{ServerConfig, ServerError, ServerStats};
+use super::types::{Phase, ServerConfig, ServerError, ServerStats};
 use crate::engine::{ClientId, Engine, EngineConfig};
 use crate::fault_ledger::{FaultLedger, QuarantineReason};
 use crate::iova::IovaAllocator;
@@ -281,8 +281,37 @@ pub(super) struct Client {
     pub(super) overflows: u64,
     /// Doorbells rung for batches its unmaps took part in.
     pub(super) doorbells: u64,
-    /// Counter ticks charged to it by the task.
+    /// Counter ticks charged to it by the task, in all and by phase.
     pub(super) ticks: u64,
+    pub(super) phase_ticks: PhaseTicks,
+}
+
+/// A client's server time by what it was spent on (see [`Phase`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct PhaseTicks {
+    pub(super) map: u64,
+    pub(super) unmap: u64,
+    pub(super) flush: u64,
+    pub(super) pins: u64,
+}
+
+impl PhaseTicks {
+    fn get_mut(&mut self, phase: Phase) -> Option<&mut u64> {
+        match phase {
+            Phase::Map => Some(&mut self.map),
+            Phase::Unmap => Some(&mut self.unmap),
+            Phase::Flush => Some(&mut self.flush),
+            Phase::Pins => Some(&mut self.pins),
+            Phase::Other => None,
+        }
+    }
+
+    /// Adds `ticks` to `phase` (nothing for [`Phase::Other`]).
+    pub(super) fn add(&mut self, phase: Phase, ticks: u64) {
+        if let Some(t) = self.get_mut(phase) {
+            *t = t.saturating_add(ticks);
+        }
+    }
 }
 
 /// ASIDs 1..=max, recycled after their domain's teardown sync.
@@ -491,6 +520,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 overflows: 0,
                 doorbells: 0,
                 ticks: 0,
+                phase_ticks: PhaseTicks::default(),
             },
         );
         self.heap_reserved = heap_total;

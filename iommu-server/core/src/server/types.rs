@@ -308,3 +308,31 @@ pub struct ClientInfo<'a> {
     /// Counters.
     pub stats: Stats,
 }
+
+/// What server time charged to a client was spent on: the `Stats` phase
+/// counters (`map_ticks`, `unmap_ticks`, `flush_ticks`, `pin_ticks`; the
+/// rest of `server_ticks` is [`Phase::Other`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Handling its `Map` requests, less the kernel's pin calls.
+    Map,
+    /// Handling its `Unmap` requests, less the kernel's unpin calls.
+    Unmap,
+    /// Its share of the flushes that covered its unmaps, less unpins.
+    Flush,
+    /// The kernel's pin and unpin calls for its frames.
+    Pins,
+    /// Every other request.
+    Other,
+}
+
+impl Phase {
+    /// The phase of a request with `op` (the protocol's op code).
+    pub fn of_request(msg: &[u8]) -> Phase {
+        match iommu_api::request_op(msg) {
+            Some(iommu_api::Op::Map) => Phase::Map,
+            Some(iommu_api::Op::Unmap) => Phase::Unmap,
+            _ => Phase::Other,
+        }
+    }
+}
