@@ -298,6 +298,10 @@ fn delta(a: &BlockStats, b: &BlockStats) -> BlockStats {
         doorbells: a.doorbells - b.doorbells,
         server_ticks: a.server_ticks - b.server_ticks,
         max_stale_window_us: a.max_stale_window_us,
+        server_map_ticks: a.server_map_ticks - b.server_map_ticks,
+        server_unmap_ticks: a.server_unmap_ticks - b.server_unmap_ticks,
+        server_flush_ticks: a.server_flush_ticks - b.server_flush_ticks,
+        server_pin_ticks: a.server_pin_ticks - b.server_pin_ticks,
     }
 }
 
@@ -318,9 +322,10 @@ fn report(
     let ios = d.ios.max(1);
     // Client↔driver round trips (submit + reap) and driver↔server ones.
     let ipc = d.submits + d.reaps + d.iommu_map_calls + d.iommu_unmap_calls + d.iommu_fault_calls;
-    let server_us = d.server_ticks * 1_000_000 / hz;
+    let to_us = |ticks: u64| ticks * 1_000_000 / hz;
+    let server_us = to_us(d.server_ticks);
     log!(
-        "bench-result dev={device} mode={} wl={} qd={qd} ios={} us={us} iops={iops} {} ipc={} tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us={} errors={} point={done}/{total}",
+        "bench-result dev={device} mode={} wl={} qd={qd} ios={} us={us} iops={iops} {} ipc={} tlbi={} sync={} doorbells={} server_us={} maps={} unmaps={} stale_max_us={} errors={} point={done}/{total} srv_map_us={} srv_unmap_us={} srv_flush_us={} srv_pin_us={}",
         mode.name(),
         if kind == IoKind::Read {
             "randread"
@@ -338,6 +343,10 @@ fn report(
         PerIo(d.iommu_unmap_calls, ios),
         d.max_stale_window_us,
         p.errors,
+        PerIo(to_us(d.server_map_ticks), ios),
+        PerIo(to_us(d.server_unmap_ticks), ios),
+        PerIo(to_us(d.server_flush_ticks), ios),
+        PerIo(to_us(d.server_pin_ticks), ios),
     );
 }
 

@@ -640,15 +640,77 @@ pub fn table(r: &report::Report) -> String {
             p.projected_ratio_milli.map_or("-".into(), milli),
         );
     }
+    phase_table(r, &mut t);
     t
+}
+
+/// The IOMMU server's time per I/O by phase, for the points that carry it
+/// (schema 6): medians of the repetitions, each phase on its own.
+fn phase_table(r: &report::Report, t: &mut String) {
+    let phased = |p: &&report::PointReport| {
+        p.samples
+            .iter()
+            .any(|s| s.per_io_milli.server_phases.is_some())
+    };
+    if !r.points.iter().any(|p| phased(&p)) {
+        return;
+    }
+    let _ = writeln!(
+        t,
+        "\nIOMMU server µs per I/O by phase: handling Map and Unmap requests and the share of flushes, each less the kernel's pin and unpin calls (pins); other: the rest of server_us"
+    );
+    let _ = writeln!(
+        t,
+        "{:<10} {:<9} {:>3} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "device", "workload", "qd", "mode", "server", "map", "unmap", "flush", "pins", "other"
+    );
+    for p in r.points.iter().filter(phased) {
+        let med = |f: &dyn Fn(&report::Sample) -> Option<u64>| {
+            report::median(&p.samples.iter().filter_map(f).collect::<Vec<_>>())
+        };
+        let phase = |f: fn(&report::ServerPhases) -> u64| {
+            move |s: &report::Sample| s.per_io_milli.server_phases.as_ref().map(f)
+        };
+        let other = |s: &report::Sample| {
+            let ph = s.per_io_milli.server_phases?;
+            Some(
+                s.per_io_milli
+                    .server_us
+                    .saturating_sub(ph.map_us + ph.unmap_us + ph.flush_us + ph.pin_us),
+            )
+        };
+        let us = |v: u64| format!("{:.1}", v as f64 / 1000.0);
+        let _ = writeln!(
+            t,
+            "{:<10} {:<9} {:>3} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            p.device,
+            p.workload,
+            p.queue_depth,
+            p.mode,
+            us(med(&|s| Some(s.per_io_milli.server_us))),
+            us(med(&phase(|ph| ph.map_us))),
+            us(med(&phase(|ph| ph.unmap_us))),
+            us(med(&phase(|ph| ph.flush_us))),
+            us(med(&phase(|ph| ph.pin_us))),
+            us(med(&other)),
+        );
+    }
 }
 
 /// One CSV row per point: medians, intervals, per-I/O counts (thousandths).
 /// A report with a ceiling (schema 4) has four more columns at the end:
 /// `ratio_ceiling_milli` with its interval, and `p50_ceiling_milli`; a
-/// schema-3 report's CSV is as it always was.
+/// schema-3 report's CSV is as it always was. A report with the server's
+/// phases (schema 6) has four more after those: `srv_map_us_milli`,
+/// `srv_unmap_us_milli`, `srv_flush_us_milli`, `srv_pin_us_milli` (empty on
+/// points without them).
 fn csv(r: &report::Report) -> String {
     let with_ceiling = r.points.iter().any(|p| p.ratio_to_ceiling_milli.is_some());
+    let with_phases = r.points.iter().any(|p| {
+        p.samples
+            .iter()
+            .any(|s| s.per_io_milli.server_phases.is_some())
+    });
     let mut s = String::from(
         "run,task,dev,wl,qd,mode,repeats,iops,iops_ci95_low,iops_ci95_high,mib_per_s_milli,\
          ratio_milli,ratio_ci95_low_milli,ratio_ci95_high_milli,mean_us,p50_us,p99_us,p999_us,max_us,\
@@ -663,6 +725,9 @@ fn csv(r: &report::Report) -> String {
             ",ratio_ceiling_milli,ratio_ceiling_ci95_low_milli,ratio_ceiling_ci95_high_milli,\
              p50_ceiling_milli",
         );
+    }
+    if with_phases {
+        s.push_str(",srv_map_us_milli,srv_unmap_us_milli,srv_flush_us_milli,srv_pin_us_milli");
     }
     s.push('\n');
     for p in &r.points {
@@ -738,6 +803,25 @@ fn csv(r: &report::Report) -> String {
                 opt(c.map(|s| s.ci95_high)),
                 opt(p.p50_to_ceiling_milli.map(|s| s.median)),
             ]);
+        }
+        if with_phases {
+            let phases: Vec<report::ServerPhases> = p
+                .samples
+                .iter()
+                .filter_map(|s| s.per_io_milli.server_phases)
+                .collect();
+            for f in [
+                |ph: &report::ServerPhases| ph.map_us,
+                |ph: &report::ServerPhases| ph.unmap_us,
+                |ph: &report::ServerPhases| ph.flush_us,
+                |ph: &report::ServerPhases| ph.pin_us,
+            ] {
+                cols.push(if phases.is_empty() {
+                    String::new()
+                } else {
+                    report::median(&phases.iter().map(f).collect::<Vec<_>>()).to_string()
+                });
+            }
         }
         let _ = writeln!(s, "{}", cols.join(","));
     }
@@ -819,6 +903,38 @@ mod tests {
         assert!(svg.contains("projected onto SMMUv3"));
         assert!(svg.contains("commit 0123456789ab"));
         assert!(t.contains("repeated until the test said so"), "{t}");
+        // No point printed phases: no phase table.
+        assert!(!t.contains("by phase"), "{t}");
+    }
+
+    /// The server's phases: one row per point that has them, `other` the
+    /// rest of `server_us`.
+    #[test]
+    fn the_phase_table_splits_server_time() {
+        let line = LOG.lines().nth(3).unwrap().to_owned()
+            + " srv_map_us=0.500 srv_unmap_us=0.250 srv_flush_us=0.750 srv_pin_us=0.125";
+        let r = report_of(&[&line]);
+        let t = table(&r);
+        assert!(t.contains("by phase"), "{t}");
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("nvme") && l.contains("strict"))
+            .unwrap_or_else(|| panic!("no strict row: {t}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            &cols[4..],
+            ["2.0", "0.5", "0.2", "0.8", "0.1", "0.4"],
+            "{row}"
+        );
+        let csv = csv(&r);
+        assert!(
+            csv.lines().next().unwrap().ends_with(",srv_pin_us_milli"),
+            "{csv}"
+        );
+        assert!(
+            csv.lines().nth(1).unwrap().ends_with(",500,250,750,125"),
+            "{csv}"
+        );
     }
 
     /// The default repetition rule stops on the widest interval: strict's

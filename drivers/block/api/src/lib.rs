@@ -152,7 +152,8 @@ impl BenchMode {
 
 ipc_proto::counters! {
     /// A driver's counters (answer to `Stats`): its own work and the IOMMU
-    /// server's work for it, since the last `SetMode` or `ResetStats`. 13 little-endian `u64`s.
+    /// server's work for it, since the last `SetMode` or `ResetStats`. 17
+    /// little-endian `u64`s (the four `server_*_ticks` appended last).
     pub struct BlockStats {
         /// I/Os completed.
         pub ios: u64,
@@ -181,6 +182,14 @@ ipc_proto::counters! {
         pub server_ticks: u64,
         /// Longest deferred stale window, µs.
         pub max_stale_window_us: u64,
+        /// Of `server_ticks`: handling the driver's `Map`s, less pins.
+        pub server_map_ticks: u64,
+        /// Of `server_ticks`: handling its `Unmap`s, less unpins.
+        pub server_unmap_ticks: u64,
+        /// Of `server_ticks`: its share of flushes, less unpins.
+        pub server_flush_ticks: u64,
+        /// Of `server_ticks`: the kernel's pin and unpin calls.
+        pub server_pin_ticks: u64,
     }
 }
 

@@ -778,6 +778,10 @@ impl<D: BlockDevice> Loop<'_, D> {
             doorbells: s.doorbells,
             server_ticks: s.server_ticks,
             max_stale_window_us: s.max_stale_window_us,
+            server_map_ticks: s.map_ticks,
+            server_unmap_ticks: s.unmap_ticks,
+            server_flush_ticks: s.flush_ticks,
+            server_pin_ticks: s.pin_ticks,
         })
     }
 

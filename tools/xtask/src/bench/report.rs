@@ -12,12 +12,14 @@ use serde::{Deserialize, Serialize};
 /// first in each repetition) and every point's ratios to it
 /// (`ratio_to_ceiling_milli`, `p50_to_ceiling_milli`). 5: `meta.stop_rule`,
 /// why a run without `--repeat` stopped where it did (a schema-4 report
-/// has none and replots as it did).
-pub const SCHEMA_VERSION: u32 = 5;
+/// has none and replots as it did). 6: `per_io_milli.server_phases`, the
+/// IOMMU server's time per I/O by phase (absent on ceiling points and in
+/// older reports).
+pub const SCHEMA_VERSION: u32 = 6;
 /// Schema versions this xtask reads: a schema-3 report has no ceiling and
 /// no `*_to_ceiling_milli` fields (they are absent, not null, and stay
 /// absent when it is written back), and replots as it did.
-pub const READABLE_SCHEMAS: [u32; 3] = [3, 4, SCHEMA_VERSION];
+pub const READABLE_SCHEMAS: [u32; 4] = [3, 4, 5, SCHEMA_VERSION];
 /// Bytes per I/O: every workload moves 4 KiB blocks.
 pub const IO_BYTES: u64 = 4096;
 /// Bootstrap resamples for each interval.
@@ -165,6 +167,22 @@ pub struct PerIo {
     pub server_us: u64,
     pub maps: u64,
     pub unmaps: u64,
+    /// `server_us` by what it was spent on (schema 6; the blk-bench's
+    /// points only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_phases: Option<ServerPhases>,
+}
+
+/// The IOMMU server's µs per I/O (thousandths) by phase: handling maps and
+/// unmaps and the share of flushes, each less the kernel's pin and unpin
+/// calls, which are `pins`. The rest of `server_us` is other requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerPhases {
+    pub map_us: u64,
+    pub unmap_us: u64,
+    pub flush_us: u64,
+    pub pin_us: u64,
 }
 
 /// The `bench-costs` line's per-I/O counts, in thousandths.
@@ -281,6 +299,17 @@ pub fn sample(result: &Fields, costs: Option<&Fields>) -> Result<Sample, String>
             server_us: per_io(r, "server_us")?,
             maps: per_io(r, "maps")?,
             unmaps: per_io(r, "unmaps")?,
+            // Older guests and the ceiling print none.
+            server_phases: if r.contains_key("srv_map_us") {
+                Some(ServerPhases {
+                    map_us: per_io(r, "srv_map_us")?,
+                    unmap_us: per_io(r, "srv_unmap_us")?,
+                    flush_us: per_io(r, "srv_flush_us")?,
+                    pin_us: per_io(r, "srv_pin_us")?,
+                })
+            } else {
+                None
+            },
         },
         kernel_per_io_milli: kernel,
         kernel_peaks_us: peaks,
@@ -483,6 +512,29 @@ mod tests {
         );
         assert_eq!(s.per_io_milli.server_us, 2125);
         assert_eq!(s.per_io_milli.tlbi, 100);
+        assert_eq!(s.per_io_milli.server_phases, None);
+        // A guest that prints the server's phases: all four, or an error.
+        let mut phased = fields(RESULT);
+        for (k, v) in [
+            ("srv_map_us", "0.500"),
+            ("srv_unmap_us", "0.250"),
+            ("srv_flush_us", "1.000"),
+            ("srv_pin_us", "0.125"),
+        ] {
+            phased.insert(k.into(), v.into());
+        }
+        let p = sample(&phased, None).unwrap().per_io_milli.server_phases;
+        assert_eq!(
+            p,
+            Some(ServerPhases {
+                map_us: 500,
+                unmap_us: 250,
+                flush_us: 1000,
+                pin_us: 125
+            })
+        );
+        phased.remove("srv_pin_us");
+        assert!(sample(&phased, None).unwrap_err().contains("srv_pin_us"));
         let k = s.kernel_per_io_milli.unwrap();
         assert_eq!((k.as_switches, k.server_cpu_us), (6500, 30_500));
         assert_eq!(
