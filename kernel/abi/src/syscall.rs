@@ -15,7 +15,9 @@ crate::stable_codes! {
         Log = 0,
         /// `exit(code)`: ends the calling task. Never returns.
         Exit = 1,
-        /// `yield()`: gives the CPU to another ready task of equal priority.
+        /// `yield() -> peers`: gives the CPU to another ready task of equal
+        /// priority; `peers` is 1 if there was one (it ran before the call
+        /// returns), 0 if the caller kept the CPU.
         Yield = 2,
         /// `call(&CallArgs) -> reply_len`: sends a message on an endpoint the
         /// caller holds a call capability for, optionally with a page grant and

@@ -30,7 +30,7 @@ impl Kernel {
         }
     }
 
-    fn highest_ready(&self) -> Option<u8> {
+    pub(super) fn highest_ready(&self) -> Option<u8> {
         (0..PRIORITIES)
             .rev()
             .find(|&p| {

@@ -45,7 +45,9 @@ pub fn dispatch(k: &mut Kernel, t: TaskIdx) {
         }
         Sysno::Yield => {
             k.resched = true;
-            Some(Ok([0; 3]))
+            let prio = k.tasks[t].priority;
+            let peers = k.highest_ready().is_some_and(|p| p >= prio);
+            Some(Ok([u64::from(peers), 0, 0]))
         }
         Sysno::Call => {
             k.counters.ipc_calls += 1;

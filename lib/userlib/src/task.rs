@@ -117,9 +117,10 @@ pub fn kernel_stats(
     })
 }
 
-/// Yields the CPU to another ready task of equal priority.
-pub fn yield_now() -> SysResult<()> {
-    check(syscall(Sysno::Yield as u64, [0; 6])).map(|_| ())
+/// Yields the CPU to another ready task of equal priority. `true` if there
+/// was one (it ran before this returns), `false` if the caller kept the CPU.
+pub fn yield_now() -> SysResult<bool> {
+    check(syscall(Sysno::Yield as u64, [0; 6])).map(|r| r[1] != 0)
 }
 
 /// Vector registers [`hold_vector_registers`] holds (32 on aarch64, 16 on
