@@ -533,10 +533,12 @@ fn serve(
                 // be: flush now. Only strict work waits one yield for more.
                 if due && !yielded && !server.deferred_due(now) {
                     // Nothing queued: give same-priority clients a chance
-                    // to add their unmaps to this sync, then look again.
+                    // to add their unmaps to this sync, then look again
+                    // (not if none was ready: nothing can have come).
                     yielded = true;
-                    let _ = userlib::yield_now();
-                    continue;
+                    if userlib::yield_now().unwrap_or(true) {
+                        continue;
+                    }
                 }
                 yielded = false;
                 flush(server, &mut owed, now_us());
