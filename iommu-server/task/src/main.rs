@@ -356,6 +356,10 @@ fn serve(
                 "iommu: SMMU unusable: the teardown sync of client (badge {badge}) failed {} times; exiting so that the kernel stops all DMA",
                 tries + 1
             );
+            // A reply kept for the next receive goes out first.
+            if let Some((token, bytes)) = answer_next.take() {
+                answer(token, &bytes);
+            }
             userlib::exit(2);
         }
         dead.retain(|&badge| !readmit(server, info, badge));
@@ -409,7 +413,7 @@ fn serve(
                 // of µs: more than the flush lead if the window closes
                 // meanwhile.
                 if server.deferred_due(now_us().saturating_add(call_budget_us)) {
-                    flush(server, &mut owed, now_us());
+                    defer(&mut answer_next, flush(server, &mut owed, now_us()));
                 }
                 let msg = &buf[..(got.len as usize).min(MSG_MAX)];
                 // The request's handling time is the caller's.
@@ -427,12 +431,12 @@ fn serve(
                 let took = now_us().saturating_sub(start);
                 call_budget_us = (call_budget_us - call_budget_us / 16).max(took);
                 if let Handled::Reply(token, bytes) = handled {
-                    answer_next = Some((token, bytes));
+                    defer(&mut answer_next, Some((token, bytes)));
                 }
                 // A deferred window closes on time even while calls keep
                 // coming (the empty-queue flush below may be far off).
                 if server.deferred_due(now_us()) {
-                    flush(server, &mut owed, now_us());
+                    defer(&mut answer_next, flush(server, &mut owed, now_us()));
                 }
             }
             Some(RecvKind::Notification) => {
@@ -541,16 +545,21 @@ fn serve(
                     }
                 }
                 yielded = false;
-                flush(server, &mut owed, now_us());
+                defer(&mut answer_next, flush(server, &mut owed, now_us()));
             }
             None => log!("iommu: recv returned an unknown kind {}", got.kind),
         }
     }
 }
 
-/// Issues what is due and answers the replies it released; a flush's time
-/// is split among the clients it covered.
-fn flush(server: &mut Server<Hw, u64>, owed: &mut [(u32, u64, u32)], now: u64) {
+/// Issues what is due and answers the replies it released but the last,
+/// which it returns to go out with the next receive (see [`defer`]); a
+/// flush's time is split among the clients it covered.
+fn flush(
+    server: &mut Server<Hw, u64>,
+    owed: &mut [(u32, u64, u32)],
+    now: u64,
+) -> Option<(u64, ReplyBytes)> {
     let (t0, pins0) = (userlib::counter(), server.hw().counters.pin_ticks);
     let out = server.poll(now);
     server.charge_flush(
@@ -560,7 +569,20 @@ fn flush(server: &mut Server<Hw, u64>, owed: &mut [(u32, u64, u32)], now: u64) {
     for o in owed.iter_mut() {
         o.2 += 1;
     }
+    let mut out = out.into_iter();
+    let last = out.next_back();
     for (token, bytes) in out {
+        answer(token, &bytes);
+    }
+    last
+}
+
+/// Keeps `reply` to go out with the next receive (`reply_recv`), after
+/// answering the one kept before it, if any: one kept at a time.
+fn defer(next: &mut Option<(u64, ReplyBytes)>, reply: Option<(u64, ReplyBytes)>) {
+    if let Some(r) = reply
+        && let Some((token, bytes)) = next.replace(r)
+    {
         answer(token, &bytes);
     }
 }
