@@ -15,7 +15,6 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use abi::syscall::{PinOp, layout};
 use abi::{PAGE_SIZE, PhysAddr, SysResult, Sysno};
-use buddy_system_allocator::LockedHeap;
 use mmio::{Reg, Value};
 
 #[cfg(target_arch = "aarch64")]
@@ -75,7 +74,7 @@ static HEAP_SPACE: HeapSpace = HeapSpace(UnsafeCell::new([0; HEAP_SIZE]));
 static HEAP_READY: AtomicBool = AtomicBool::new(false);
 
 #[global_allocator]
-static HEAP: LockedHeap<32> = LockedHeap::empty();
+static HEAP: taskheap::TaskHeap = taskheap::TaskHeap::new();
 
 /// Gives the heap its backing store (idempotent).
 pub(crate) fn init_heap() {
@@ -84,7 +83,7 @@ pub(crate) fn init_heap() {
     }
     // SAFETY: `HEAP_SPACE` is a static used by nothing but the allocator,
     // and the flag above lets this run once, so the range is added once.
-    unsafe { HEAP.lock().init(HEAP_SPACE.0.get() as usize, HEAP_SIZE) }
+    unsafe { HEAP.init(HEAP_SPACE.0.get() as usize, HEAP_SIZE) }
 }
 
 /// Memory the kernel mapped for this task by a successful `dma_alloc`,
