@@ -136,15 +136,7 @@ pub fn recv(
     frames: &mut [u64],
     timeout_us: u64,
 ) -> SysResult<RecvInfo> {
-    let args = RecvArgs {
-        endpoint,
-        reserved: 0,
-        buf_ptr: mut_ptr_of(buf),
-        buf_cap: buf.len() as u64,
-        frames_ptr: mut_ptr_of(frames),
-        frames_cap: frames.len() as u64,
-        timeout_us,
-    };
+    let args = recv_args(endpoint, buf, frames, timeout_us);
     let mut info = RecvInfo::default();
     check(syscall(
         Sysno::Recv as u64,
@@ -173,15 +165,7 @@ pub fn reply_recv(
     frames: &mut [u64],
     timeout_us: u64,
 ) -> (SysResult<()>, SysResult<RecvInfo>) {
-    let args = RecvArgs {
-        endpoint,
-        reserved: 0,
-        buf_ptr: mut_ptr_of(buf),
-        buf_cap: buf.len() as u64,
-        frames_ptr: mut_ptr_of(frames),
-        frames_cap: frames.len() as u64,
-        timeout_us,
-    };
+    let args = recv_args(endpoint, buf, frames, timeout_us);
     let mut info = RecvInfo::default();
     let regs = syscall(
         Sysno::ReplyRecv as u64,
@@ -200,6 +184,19 @@ pub fn reply_recv(
             (Err(e), recv(endpoint, buf, frames, timeout_us))
         }
         Err(e) => (Ok(()), Err(e)),
+    }
+}
+
+/// The argument block of a receive into `buf` and `frames`.
+fn recv_args(endpoint: u32, buf: &mut [u8], frames: &mut [u64], timeout_us: u64) -> RecvArgs {
+    RecvArgs {
+        endpoint,
+        reserved: 0,
+        buf_ptr: mut_ptr_of(buf),
+        buf_cap: buf.len() as u64,
+        frames_ptr: mut_ptr_of(frames),
+        frames_cap: frames.len() as u64,
+        timeout_us,
     }
 }
 
