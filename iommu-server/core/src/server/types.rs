@@ -12,7 +12,7 @@
 use alloc::vec::Vec;
 
 use abi::{PhysAddr, StreamId};
-use iommu_api::{ClientQuota, Stats};
+use iommu_api::{ClientQuota, Response, Stats};
 use smmuv3::evt::EventKind;
 
 #[cfg(doc)]
@@ -155,6 +155,18 @@ impl ReplyBytes {
             return Some(Self(Repr::Heap(v)));
         }
         Some(Self::inline(bytes))
+    }
+
+    /// `r` encoded straight into the inline bytes, or `None` if it is
+    /// longer than [`REPLY_INLINE`] (or does not encode): then encode it
+    /// into a message buffer and copy it ([`ReplyBytes::try_from_slice`]).
+    pub fn encode_inline(r: &Response<'_>) -> Option<Self> {
+        let mut bytes = [0u8; REPLY_INLINE];
+        let len = r.encode_into(&mut bytes).ok()?;
+        Some(Self(Repr::Inline {
+            len: len as u8,
+            bytes,
+        }))
     }
 
     /// The first [`REPLY_INLINE`] bytes of `bytes`, inline.
