@@ -76,6 +76,11 @@ pub struct ServerConfig {
     /// `quota::heap_bytes`); a client that does not fit is not
     /// registered. `None`: no bound.
     pub heap_budget: Option<u64>,
+    /// `Map` and `Unmap` requests of one range take their one-range paths
+    /// (the default); `false` sends every request through the general
+    /// handlers, as the property tests do to hold both to the same
+    /// properties. Either way the answers and changes are the same.
+    pub one_range_paths: bool,
 }
 
 impl ServerConfig {
@@ -103,6 +108,7 @@ impl Default for ServerConfig {
             quota_bench: ClientQuota::default_for(TrustLevel::Bench),
             table_budget: None,
             heap_budget: None,
+            one_range_paths: true,
         }
     }
 }
