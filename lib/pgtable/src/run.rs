@@ -19,7 +19,9 @@ use crate::config::InputAddress;
 use crate::desc::{self, Attrs, Descriptor, LAST_LEVEL, level_index, level_shift, level_size};
 use crate::error::MapError;
 use crate::memory::TableMemory;
-use crate::table::{PageTable, check_range, count_add, count_down, count_up, in_one_leaf_table};
+use crate::table::{
+    Descent, PageTable, check_range, count_add, count_down, count_up, in_one_leaf_table,
+};
 use crate::token::Unmapped;
 
 /// Where a [`Cursor`] stopped for an address.
@@ -186,10 +188,10 @@ impl<A: InputAddress> PageTable<A> {
         if in_one_leaf_table(va, end) {
             self.counts.try_reserve(1).map_err(|_| MapError::NoMemory)?;
             // The common case, one existing last-level table: check, then
-            // write, after one descent and with no second pass.
-            match cur.seek(mem, start, va) {
-                Stop::Block => return Err(MapError::AlreadyMapped),
-                Stop::Leaf(table) => {
+            // write, after one plain descent and with no second pass.
+            match self.descend(mem, va) {
+                Descent::Block => return Err(MapError::AlreadyMapped),
+                Descent::Found(table) => {
                     let (i, n) = slots(va, end);
                     if (i..i + n).any(|i| mem.read(table, i) & desc::VALID != 0) {
                         return Err(MapError::AlreadyMapped);
@@ -200,7 +202,7 @@ impl<A: InputAddress> PageTable<A> {
                     count_add(&mut self.counts, table, n as u16);
                     return Ok(());
                 }
-                Stop::Missing(_) => {}
+                Descent::Missing => {}
             }
         }
         // Check every target and count the tables to make.
@@ -351,15 +353,20 @@ impl<A: InputAddress> PageTable<A> {
         let mut cur = Cursor::new(self.root);
         let mut token = Unmapped::new();
         if in_one_leaf_table(va, end) {
-            // The common case: one descent, no second pass.
-            let Stop::Leaf(table) = cur.seek(mem, start, va) else {
+            // The common case: one plain descent, no second pass; the path
+            // is walked again only to unlink a table the clear emptied.
+            let Descent::Found(table) = self.descend(mem, va) else {
                 return None;
             };
             if !all_pages(mem, table, va, end) {
                 return None;
             }
             token.push_range(va, end - va, LAST_LEVEL);
-            self.clear(mem, &mut cur, table, (va, end), &mut token);
+            if self.clear_entries(mem, table, (va, end)) == 0
+                && cur.seek(mem, start, va) == Stop::Leaf(table)
+            {
+                self.unlink_empty(mem, &mut cur, table, &mut token);
+            }
             return Some(token);
         }
         let mut first = None;
@@ -393,11 +400,36 @@ impl<A: InputAddress> PageTable<A> {
         (from, to): (u64, u64),
         token: &mut Unmapped<A>,
     ) {
+        if self.clear_entries(mem, table, (from, to)) == 0 {
+            self.unlink_empty(mem, cur, table, token);
+        }
+    }
+
+    /// Clears `[from, to)` in the last-level table `table`; returns the
+    /// valid entries left in it.
+    fn clear_entries<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        table: PhysAddr,
+        (from, to): (u64, u64),
+    ) -> u16 {
         let (i, n) = slots(from, to);
         for k in i..i + n {
             mem.write(table, k, 0);
         }
-        let mut left = count_down(&mut self.counts, table, n as u16);
+        count_down(&mut self.counts, table, n as u16)
+    }
+
+    /// Unlinks the empty last-level table `table` the cursor reached, then
+    /// each table on the way up that is now empty.
+    fn unlink_empty<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        cur: &mut Cursor,
+        table: PhysAddr,
+        token: &mut Unmapped<A>,
+    ) {
+        let mut left = 0;
         let mut child = table;
         let mut depth = cur.valid;
         // `path[depth - 1]` links `child`; the root is never unlinked.
