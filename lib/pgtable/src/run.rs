@@ -188,8 +188,9 @@ impl<A: InputAddress> PageTable<A> {
         if in_one_leaf_table(va, end) {
             self.counts.try_reserve(1).map_err(|_| MapError::NoMemory)?;
             // The common case, one existing last-level table: check, then
-            // write, after one plain descent and with no second pass.
-            match self.descend(mem, va) {
+            // write, after one plain descent (none when the walk cache
+            // holds the table) and with no second pass.
+            match self.leaf_table(mem, va) {
                 Descent::Block => return Err(MapError::AlreadyMapped),
                 Descent::Found(table) => {
                     let (i, n) = slots(va, end);
@@ -353,9 +354,10 @@ impl<A: InputAddress> PageTable<A> {
         let mut cur = Cursor::new(self.root);
         let mut token = Unmapped::new();
         if in_one_leaf_table(va, end) {
-            // The common case: one plain descent, no second pass; the path
-            // is walked again only to unlink a table the clear emptied.
-            let Descent::Found(table) = self.descend(mem, va) else {
+            // The common case: one plain descent (none when the walk cache
+            // holds the table), no second pass; the path is walked again
+            // only to unlink a table the clear emptied.
+            let Descent::Found(table) = self.leaf_table(mem, va) else {
                 return None;
             };
             if !all_pages(mem, table, va, end) {
@@ -429,6 +431,7 @@ impl<A: InputAddress> PageTable<A> {
         table: PhysAddr,
         token: &mut Unmapped<A>,
     ) {
+        self.leaf = None;
         let mut left = 0;
         let mut child = table;
         let mut depth = cur.valid;

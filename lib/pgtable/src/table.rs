@@ -47,6 +47,12 @@ pub struct PageTable<A> {
     /// the first store of an operation. Checked against full scans by the
     /// tests.
     pub(crate) counts: Counts,
+    /// The last-level table the last map or unmap inside one such table
+    /// reached, by the span it covers (`va >> 21`): a one-entry software
+    /// walk cache, so that the next one in that span needs no descent.
+    /// A table leaves the tree only through an unmap, and every unmap that
+    /// unlinks a table, like every walk but those two, forgets it first.
+    pub(crate) leaf: Option<(u64, PhysAddr)>,
     _addr: PhantomData<fn() -> A>,
 }
 
@@ -142,6 +148,7 @@ impl<A: InputAddress> PageTable<A> {
             config,
             spare: Vec::new(),
             counts: Counts::new(),
+            leaf: None,
             _addr: PhantomData,
         })
     }
@@ -184,6 +191,7 @@ impl<A: InputAddress> PageTable<A> {
         if !attrs.is_valid() {
             return Err(MapError::BadAttrs);
         }
+        self.leaf = None;
         if let Some(done) = self.map_fast(mem, va, end, pa.get(), attrs.bits()) {
             return done;
         }
@@ -262,6 +270,23 @@ impl<A: InputAddress> PageTable<A> {
             }
         }
         Descent::Found(table)
+    }
+
+    /// The last-level table for `va` as [`descend`](Self::descend) finds
+    /// it, from the one-entry walk cache (`leaf`) when it holds `va`'s
+    /// span, which a descent that finds a table then holds.
+    pub(crate) fn leaf_table<M: TableMemory>(&mut self, mem: &M, va: u64) -> Descent {
+        let span = va >> desc::level_shift(LAST_LEVEL - 1);
+        if let Some((s, table)) = self.leaf
+            && s == span
+        {
+            return Descent::Found(table);
+        }
+        let found = self.descend(mem, va);
+        if let Descent::Found(table) = found {
+            self.leaf = Some((span, table));
+        }
+        found
     }
 
     /// Valid descriptors this table believes `table` holds (0 for a page

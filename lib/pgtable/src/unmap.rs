@@ -81,6 +81,8 @@ impl<A: InputAddress> PageTable<A> {
         if let Some(token) = self.unmap_run(mem, start, end) {
             return Ok(token);
         }
+        // The general walk may unlink and split tables.
+        self.leaf = None;
 
         let mut needed = 0;
         let mut plan: Unmapped<A> = Unmapped::new();
