@@ -16,12 +16,11 @@
 use abi::{PAGE_SIZE, PhysAddr};
 
 use crate::config::InputAddress;
+use crate::counts::{count_add, count_down, count_up};
 use crate::desc::{self, Attrs, Descriptor, LAST_LEVEL, level_index, level_shift, level_size};
 use crate::error::MapError;
 use crate::memory::TableMemory;
-use crate::table::{
-    Descent, PageTable, check_range, count_add, count_down, count_up, in_one_leaf_table,
-};
+use crate::table::{Descent, PageTable, check_range, in_one_leaf_table};
 use crate::token::Unmapped;
 
 /// Where a [`Cursor`] stopped for an address.

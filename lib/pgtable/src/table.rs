@@ -11,6 +11,7 @@ use core::marker::PhantomData;
 use abi::{PAGE_SIZE, PhysAddr};
 
 use crate::config::{Config, InputAddress};
+use crate::counts::{Counts, count_add, count_up};
 use crate::desc::{self, Attrs, Descriptor, LAST_LEVEL, level_index, level_size};
 use crate::error::{MapError, NewError};
 use crate::memory::TableMemory;
@@ -54,31 +55,6 @@ pub struct PageTable<A> {
     /// unlinks a table, like every walk but those two, forgets it first.
     pub(crate) leaf: Option<(u64, PhysAddr)>,
     _addr: PhantomData<fn() -> A>,
-}
-
-/// Valid-descriptor count per linked table page (see `PageTable::counts`).
-pub(crate) type Counts = hashbrown::HashMap<u64, u16>;
-
-/// `n` more valid descriptors in `table` (room for a new entry was
-/// reserved by the operation before its first store).
-pub(crate) fn count_add(counts: &mut Counts, table: PhysAddr, n: u16) {
-    *counts.entry(table.get()).or_insert(0) += n;
-}
-
-/// One more valid descriptor in `table`.
-pub(crate) fn count_up(counts: &mut Counts, table: PhysAddr) {
-    count_add(counts, table, 1);
-}
-
-/// `n` fewer valid descriptors in `table`; returns how many are left.
-pub(crate) fn count_down(counts: &mut Counts, table: PhysAddr, n: u16) -> u16 {
-    match counts.get_mut(&table.get()) {
-        Some(c) => {
-            *c = c.saturating_sub(n);
-            *c
-        }
-        None => 0,
-    }
 }
 
 /// Whether `[va, end)` lies inside the span of one last-level table and is

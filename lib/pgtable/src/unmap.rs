@@ -24,10 +24,11 @@ use alloc::vec::Vec;
 use abi::PhysAddr;
 
 use crate::config::InputAddress;
+use crate::counts::{Counts, count_down, count_up};
 use crate::desc::{self, Descriptor, ENTRIES, LAST_LEVEL, level_index, level_size};
 use crate::error::UnmapError;
 use crate::memory::TableMemory;
-use crate::table::{Counts, PageTable, Pass, RangeFault, check_range, count_down, count_up};
+use crate::table::{PageTable, Pass, RangeFault, check_range};
 use crate::token::Unmapped;
 
 impl From<RangeFault> for UnmapError {
