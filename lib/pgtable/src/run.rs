@@ -438,7 +438,7 @@ impl<A: InputAddress> PageTable<A> {
         while left == 0 && depth > 0 {
             let (parent, idx) = cur.path[depth - 1];
             mem.write(parent, idx, 0);
-            self.counts.remove(&child.get());
+            self.counts.remove(child);
             token.push_freed(child);
             left = count_down(&mut self.counts, parent, 1);
             child = parent;

@@ -269,7 +269,7 @@ impl<A: InputAddress> PageTable<A> {
     /// it does not know), for tests checking the counts against scans.
     #[cfg(test)]
     pub(crate) fn valid_count(&self, table: PhysAddr) -> u16 {
-        self.counts.get(&table.get()).copied().unwrap_or(0)
+        self.counts.get(table).unwrap_or(0)
     }
 
     /// Walks the table in software for `va`: what a hardware walker would

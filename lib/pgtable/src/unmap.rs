@@ -162,11 +162,11 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
             Descriptor::Table(next) => {
                 unmap_level(mem, next, level + 1, (cur, chunk_end), pass, token, counts)?;
                 if let Pass::Commit(_) = pass
-                    && (whole || counts.get(&next.get()).is_none_or(|&c| c == 0))
+                    && (whole || counts.get(next).is_none_or(|c| c == 0))
                 {
                     mem.write(table, idx, 0);
                     count_down(counts, table, 1);
-                    counts.remove(&next.get());
+                    counts.remove(next);
                     token.push_freed(next);
                 }
             }

@@ -244,7 +244,7 @@ pub fn assert_counts_match<A: InputAddress>(pt: &PageTable<A>, mem: &Arena) {
             "valid-entry count of {table:?}"
         );
     }
-    for &page in pt.counts.keys() {
+    for page in pt.counts.tables() {
         assert!(
             linked.contains(&PhysAddr::new(page)),
             "count kept for unlinked page {page:#x}"
