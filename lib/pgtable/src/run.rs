@@ -181,9 +181,6 @@ impl<A: InputAddress> PageTable<A> {
         if !attrs.is_valid() {
             return Err(MapError::BadAttrs);
         }
-        let start = self.config.start_level();
-        let leaf_depth = (LAST_LEVEL - start) as usize;
-        let mut cur = Cursor::new(self.root);
         if in_one_leaf_table(va, end) {
             self.counts.try_reserve(1).map_err(|_| MapError::NoMemory)?;
             // The common case, one existing last-level table: check, then
@@ -205,6 +202,9 @@ impl<A: InputAddress> PageTable<A> {
                 Descent::Missing => {}
             }
         }
+        let start = self.config.start_level();
+        let leaf_depth = (LAST_LEVEL - start) as usize;
+        let mut cur = Cursor::new(self.root);
         // Check every target and count the tables to make.
         let mut first = None;
         let mut needed = 0usize;
@@ -350,7 +350,6 @@ impl<A: InputAddress> PageTable<A> {
         end: u64,
     ) -> Option<Unmapped<A>> {
         let start = self.config.start_level();
-        let mut cur = Cursor::new(self.root);
         let mut token = Unmapped::new();
         if in_one_leaf_table(va, end) {
             // The common case: one plain descent (none when the walk cache
@@ -363,13 +362,15 @@ impl<A: InputAddress> PageTable<A> {
                 return None;
             }
             token.push_range(va, end - va, LAST_LEVEL);
-            if self.clear_entries(mem, table, (va, end)) == 0
-                && cur.seek(mem, start, va) == Stop::Leaf(table)
-            {
-                self.unlink_empty(mem, &mut cur, table, &mut token);
+            if self.clear_entries(mem, table, (va, end)) == 0 {
+                let mut cur = Cursor::new(self.root);
+                if cur.seek(mem, start, va) == Stop::Leaf(table) {
+                    self.unlink_empty(mem, &mut cur, table, &mut token);
+                }
             }
             return Some(token);
         }
+        let mut cur = Cursor::new(self.root);
         let mut first = None;
         for (from, to) in leaf_chunks(va, end) {
             let Stop::Leaf(table) = cur.seek(mem, start, from) else {
