@@ -187,14 +187,11 @@ impl<H: SmmuHw, R> Server<H, R> {
                         // Room was reserved above; the count was checked
                         // against the quota, which `add_client` reserved
                         // heap for.
-                        mappings.insert(
-                            iova.get(),
-                            Mapping {
-                                len: r.len,
-                                packed: 0,
-                                frames: list,
-                            },
-                        );
+                        mappings.entry(iova.get()).insert(Mapping {
+                            len: r.len,
+                            packed: 0,
+                            frames: list,
+                        });
                         *live += 1;
                         *mapped_bytes += pages * PAGE_SIZE;
                         let _ = engine.note_map(ClientId(badge), pages);
