@@ -6,10 +6,10 @@
 use abi::PhysAddr;
 
 /// Valid-descriptor count per linked table page (see `PageTable::counts`):
-/// a hash table by page address, in front of which the count of the table
-/// changed last is held (and written back when another table's changes):
-/// consecutive changes to one table, as a run of one-page maps and unmaps
-/// makes, need no hash lookup.
+/// a hash table by page address, in front of which the count of one
+/// last-level table is held (and written back when another is held):
+/// consecutive one-table maps and unmaps in it, as a run of one-page I/O
+/// makes, change it with no hash lookup.
 #[derive(Debug, Default)]
 pub(crate) struct Counts {
     map: hashbrown::HashMap<u64, u16>,
@@ -78,10 +78,13 @@ impl Counts {
 }
 
 /// `n` more valid descriptors in `table` (room for a new entry was
-/// reserved by the operation before its first store).
+/// reserved by the operation before its first store). The held count is
+/// used if it is `table`'s, and not moved otherwise: a walk that fills and
+/// links several tables pays one lookup per change, as without it.
 pub(crate) fn count_add(counts: &mut Counts, table: PhysAddr, n: u16) {
-    if let Some(c) = counts.held(table, true) {
-        *c += n;
+    match &mut counts.last {
+        Some((t, c)) if *t == table.get() => *c += n,
+        _ => *counts.map.entry(table.get()).or_insert(0) += n,
     }
 }
 
@@ -90,8 +93,31 @@ pub(crate) fn count_up(counts: &mut Counts, table: PhysAddr) {
     count_add(counts, table, 1);
 }
 
-/// `n` fewer valid descriptors in `table`; returns how many are left.
+/// `n` fewer valid descriptors in `table`; returns how many are left. As
+/// [`count_add`], the held count is not moved.
 pub(crate) fn count_down(counts: &mut Counts, table: PhysAddr, n: u16) -> u16 {
+    let c = match &mut counts.last {
+        Some((t, c)) if *t == table.get() => c,
+        _ => match counts.map.get_mut(&table.get()) {
+            Some(c) => c,
+            None => return 0,
+        },
+    };
+    *c = c.saturating_sub(n);
+    *c
+}
+
+/// [`count_add`] that holds `table`'s count from now on: for the changes
+/// inside one last-level table that the next map or unmap likely repeats.
+pub(crate) fn count_add_held(counts: &mut Counts, table: PhysAddr, n: u16) {
+    if let Some(c) = counts.held(table, true) {
+        *c += n;
+    }
+}
+
+/// [`count_down`] that holds `table`'s count from now on (see
+/// [`count_add_held`]).
+pub(crate) fn count_down_held(counts: &mut Counts, table: PhysAddr, n: u16) -> u16 {
     match counts.held(table, false) {
         Some(c) => {
             *c = c.saturating_sub(n);
@@ -110,15 +136,20 @@ mod tests {
         let (a, b) = (PhysAddr::new(0x1000), PhysAddr::new(0x2000));
         let mut c = Counts::new();
         c.try_reserve(2).unwrap();
-        count_add(&mut c, a, 3);
+        count_add_held(&mut c, a, 3);
         count_up(&mut c, a);
         assert_eq!(c.get(a), Some(4));
-        // Another table: `a`'s count goes back into the map.
-        count_add(&mut c, b, 1);
+        // Plain changes to another table leave `a` held.
+        count_add(&mut c, b, 2);
+        assert_eq!(count_down(&mut c, b, 1), 1);
+        assert_eq!(c.last, Some((a.get(), 4)));
+        // Holding another table writes `a`'s count back.
+        count_add_held(&mut c, b, 1);
         assert_eq!(c.map.get(&a.get()), Some(&4));
-        assert_eq!(count_down(&mut c, a, 1), 3);
-        assert_eq!(c.get(b), Some(1));
+        assert_eq!(count_down_held(&mut c, a, 1), 3);
+        assert_eq!(c.get(b), Some(2));
         // A table with no count stays without one.
+        assert_eq!(count_down_held(&mut c, PhysAddr::new(0x3000), 1), 0);
         assert_eq!(count_down(&mut c, PhysAddr::new(0x3000), 1), 0);
         assert_eq!(c.get(PhysAddr::new(0x3000)), None);
         c.remove(a);

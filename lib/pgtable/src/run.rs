@@ -16,7 +16,7 @@
 use abi::{PAGE_SIZE, PhysAddr};
 
 use crate::config::InputAddress;
-use crate::counts::{count_add, count_down, count_up};
+use crate::counts::{count_add, count_add_held, count_down, count_down_held, count_up};
 use crate::desc::{self, Attrs, Descriptor, LAST_LEVEL, level_index, level_shift, level_size};
 use crate::error::MapError;
 use crate::memory::TableMemory;
@@ -196,7 +196,7 @@ impl<A: InputAddress> PageTable<A> {
                     for (k, f) in (i..i + n).zip(frames) {
                         mem.write(table, k, desc::leaf_raw(LAST_LEVEL, f.get(), attrs.bits()));
                     }
-                    count_add(&mut self.counts, table, n as u16);
+                    count_add_held(&mut self.counts, table, n as u16);
                     return Ok(());
                 }
                 Descent::Missing => {}
@@ -362,7 +362,7 @@ impl<A: InputAddress> PageTable<A> {
                 return None;
             }
             token.push_range(va, end - va, LAST_LEVEL);
-            if self.clear_entries(mem, table, (va, end)) == 0 {
+            if self.clear_entries(mem, table, (va, end), true) == 0 {
                 let mut cur = Cursor::new(self.root);
                 if cur.seek(mem, start, va) == Stop::Leaf(table) {
                     self.unlink_empty(mem, &mut cur, table, &mut token);
@@ -402,24 +402,30 @@ impl<A: InputAddress> PageTable<A> {
         (from, to): (u64, u64),
         token: &mut Unmapped<A>,
     ) {
-        if self.clear_entries(mem, table, (from, to)) == 0 {
+        if self.clear_entries(mem, table, (from, to), false) == 0 {
             self.unlink_empty(mem, cur, table, token);
         }
     }
 
     /// Clears `[from, to)` in the last-level table `table`; returns the
-    /// valid entries left in it.
+    /// valid entries left in it. `hold`: its count is held from now on
+    /// (`counts`).
     fn clear_entries<M: TableMemory>(
         &mut self,
         mem: &mut M,
         table: PhysAddr,
         (from, to): (u64, u64),
+        hold: bool,
     ) -> u16 {
         let (i, n) = slots(from, to);
         for k in i..i + n {
             mem.write(table, k, 0);
         }
-        count_down(&mut self.counts, table, n as u16)
+        if hold {
+            count_down_held(&mut self.counts, table, n as u16)
+        } else {
+            count_down(&mut self.counts, table, n as u16)
+        }
     }
 
     /// Unlinks the empty last-level table `table` the cursor reached, then
