@@ -352,20 +352,34 @@ impl<A: InputAddress> PageTable<A> {
         let start = self.config.start_level();
         let mut token = Unmapped::new();
         if in_one_leaf_table(va, end) {
-            // The common case: one plain descent (none when the walk cache
-            // holds the table), no second pass; the path is walked again
-            // only to unlink a table the clear emptied.
-            let Descent::Found(table) = self.leaf_table(mem, va) else {
-                return None;
+            // The common case: no descent when the walk cache holds the
+            // table, else one that keeps its path; no second pass. After a
+            // cache hit the path is walked only to unlink a table the clear
+            // emptied.
+            let mut cur = None;
+            let table = match self.cached_leaf(va) {
+                Some(table) => table,
+                None => {
+                    let c = cur.insert(Cursor::new(self.root));
+                    let Stop::Leaf(table) = c.seek(mem, start, va) else {
+                        return None;
+                    };
+                    self.leaf = Some((va >> level_shift(LAST_LEVEL - 1), table));
+                    table
+                }
             };
             if !all_pages(mem, table, va, end) {
                 return None;
             }
             token.push_range(va, end - va, LAST_LEVEL);
             if self.clear_entries(mem, table, (va, end), true) == 0 {
-                let mut cur = Cursor::new(self.root);
-                if cur.seek(mem, start, va) == Stop::Leaf(table) {
-                    self.unlink_empty(mem, &mut cur, table, &mut token);
+                let cur = cur.get_or_insert_with(|| {
+                    let mut c = Cursor::new(self.root);
+                    c.seek(mem, start, va);
+                    c
+                });
+                if cur.stop == Some(Stop::Leaf(table)) {
+                    self.unlink_empty(mem, cur, table, &mut token);
                 }
             }
             return Some(token);

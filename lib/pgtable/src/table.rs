@@ -253,9 +253,7 @@ impl<A: InputAddress> PageTable<A> {
     /// span, which a descent that finds a table then holds.
     pub(crate) fn leaf_table<M: TableMemory>(&mut self, mem: &M, va: u64) -> Descent {
         let span = va >> desc::level_shift(LAST_LEVEL - 1);
-        if let Some((s, table)) = self.leaf
-            && s == span
-        {
+        if let Some(table) = self.cached_leaf(va) {
             return Descent::Found(table);
         }
         let found = self.descend(mem, va);
@@ -263,6 +261,15 @@ impl<A: InputAddress> PageTable<A> {
             self.leaf = Some((span, table));
         }
         found
+    }
+
+    /// The last-level table for `va` if the walk cache (`leaf`) holds its
+    /// span.
+    pub(crate) fn cached_leaf(&self, va: u64) -> Option<PhysAddr> {
+        let span = va >> desc::level_shift(LAST_LEVEL - 1);
+        self.leaf
+            .filter(|&(s, _)| s == span)
+            .map(|(_, table)| table)
     }
 
     /// Valid descriptors this table believes `table` holds (0 for a page
