@@ -10,6 +10,11 @@
 //! Fast path: one bounded cache of recently freed blocks per size class
 //! (1, 2, 4, ... [`MAX_CACHED_PAGES`] pages), as Linux's IOVA rcache, and
 //! the live blocks in a hash table (one lookup to record or check one).
+//! The one-page class may be made deep enough for every block a domain
+//! can hold at once ([`IovaAllocator::reserve_page_cache`], its room
+//! reserved up front), so that a burst of frees after one sync never
+//! spills back into the free-range map (Linux keeps a depot of full
+//! magazines for the same reason).
 //! Slow path: a top-down search of a coalescing free-range map. The table
 //! of live blocks grows only with `try_reserve` ([`IovaError::NoMemory`]).
 
@@ -69,10 +74,11 @@ pub struct IovaAllocator {
     free: BTreeMap<u64, u64>,
     /// Live allocations: start pfn -> order (size is `1 << order` pages).
     live: HashMap<u64, u32>,
-    /// Recently freed blocks per order, each at most `cache_depth` long.
+    /// Recently freed blocks per order, each at most `cache_depth[order]`
+    /// long.
     cache: [Vec<u64>; CACHED_CLASSES],
     /// Bound on each cache's length.
-    cache_depth: usize,
+    cache_depth: [usize; CACHED_CLASSES],
     /// Pages in live allocations (rounded sizes).
     in_use_pages: u64,
 }
@@ -112,9 +118,23 @@ impl IovaAllocator {
             free,
             live: HashMap::new(),
             cache: Default::default(),
-            cache_depth,
+            cache_depth: [cache_depth; CACHED_CLASSES],
             in_use_pages: 0,
         })
+    }
+
+    /// Lets the one-page cache hold up to `depth` blocks (never fewer than
+    /// it already may), with room for all of them reserved now, so that
+    /// keeping a freed page never grows the heap. `NoMemory`, changing
+    /// nothing, if the heap cannot hold that room.
+    pub fn reserve_page_cache(&mut self, depth: usize) -> Result<(), IovaError> {
+        let cache = &mut self.cache[0];
+        let depth = depth.max(self.cache_depth[0]);
+        cache
+            .try_reserve_exact(depth.saturating_sub(cache.len()))
+            .map_err(|_| IovaError::NoMemory)?;
+        self.cache_depth[0] = depth;
+        Ok(())
     }
 
     /// Allocates a block of at least `pages` pages: the size is rounded up to
@@ -159,8 +179,9 @@ impl IovaAllocator {
         live.remove();
         let size = 1u64 << order;
         self.in_use_pages -= size;
+        let depth = self.cache_depth.get(order as usize).copied().unwrap_or(0);
         match self.cache.get_mut(order as usize) {
-            Some(cache) if cache.len() < self.cache_depth => cache.push(pfn),
+            Some(cache) if cache.len() < depth => cache.push(pfn),
             _ => self.insert_free(pfn, size),
         }
         Ok(())
@@ -332,6 +353,28 @@ mod tests {
         assert_eq!(a.cached_pages(), 8);
         assert_eq!(a.alloc(5).unwrap(), x);
         assert_eq!(a.cached_pages(), 0);
+    }
+
+    #[test]
+    fn deep_page_cache_keeps_a_whole_burst_without_growing() {
+        let mut a = alloc_1m();
+        a.reserve_page_cache(200).unwrap();
+        let room = a.cache[0].capacity();
+        let all: Vec<_> = (0..200).map(|_| a.alloc(1).unwrap()).collect();
+        for x in &all {
+            a.free(*x, 1).unwrap();
+        }
+        assert_eq!(a.cached_pages(), 200);
+        assert_eq!(a.cache[0].capacity(), room);
+        // Past the depth, blocks go back to the free map.
+        let more: Vec<_> = (0..201).map(|_| a.alloc(1).unwrap()).collect();
+        for x in &more {
+            a.free(*x, 1).unwrap();
+        }
+        assert_eq!(a.cached_pages(), 200);
+        // Never shallower than before.
+        a.reserve_page_cache(1).unwrap();
+        assert_eq!(a.cache_depth[0], 200);
     }
 
     #[test]

@@ -161,6 +161,14 @@ macro_rules! protocol {
             /// Refuses too many entries (`TooMany`) and too few
             /// (`Malformed`).
             pub fn encode(&self, buf: &mut [u8; $crate::MSG_MAX]) -> Result<usize, $err> {
+                self.encode_into(buf)
+            }
+
+            /// As [`Response::encode`] into a buffer of any length (a
+            /// short one for the usual small answers, with no message
+            /// buffer to clear): a response longer than `buf` is
+            /// `TooMany`, and `buf` need not be zeroed.
+            pub fn encode_into(&self, buf: &mut [u8]) -> Result<usize, $err> {
                 match *self {
                     $( Response::$resp $({ $($rsf),* })? $(($tf))? => {
                         $crate::protocol!(@encode_response buf, $err;

@@ -19,18 +19,24 @@ fn header<E: WireError>(buf: &mut [u8], status: u32, count: usize) {
 }
 
 /// Writes a success response of `count` entries taking `bytes` bytes: the
-/// header, then `body` fills the entries. More than a message holds is
+/// header, then `body` fills the entries (every byte of the message is
+/// written, so `buf` need not be zeroed). More than a message holds, or
+/// than `buf` holds (a buffer may be shorter than a message), is
 /// [`Refused::TooMany`].
 pub fn encode_with<E: WireError>(
-    buf: &mut [u8; MSG_MAX],
+    buf: &mut [u8],
     count: usize,
     bytes: usize,
     body: impl FnOnce(&mut [u8]) -> Result<(), E>,
 ) -> Result<usize, E> {
-    if bytes > MSG_MAX - HEADER_BYTES || count > usize::from(u16::MAX) {
+    let room = buf.len().min(MSG_MAX);
+    if room < HEADER_BYTES || bytes > room - HEADER_BYTES || count > usize::from(u16::MAX) {
         return Err(Refused::TooMany.into());
     }
-    body(&mut buf[HEADER_BYTES..HEADER_BYTES + bytes])?;
+    let Some(entries) = buf.get_mut(HEADER_BYTES..HEADER_BYTES + bytes) else {
+        return Err(Refused::TooMany.into());
+    };
+    body(entries)?;
     header::<E>(buf, 0, count);
     Ok(HEADER_BYTES + bytes)
 }

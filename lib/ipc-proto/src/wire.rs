@@ -26,7 +26,11 @@ pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 /// Whether `b[from..to]` exists and is all zero.
 pub fn zero(b: &[u8], from: usize, to: usize) -> bool {
-    b.get(from..to).is_some_and(|s| s.iter().all(|&x| x == 0))
+    b.get(from..to).is_some_and(|s| {
+        // Eight bytes at a time, then the rest.
+        let (words, rest) = s.as_chunks::<8>();
+        words.iter().all(|w| u64::from_ne_bytes(*w) == 0) && rest.iter().all(|&x| x == 0)
+    })
 }
 
 /// Writes `v` at `at` if it fits; returns whether it did.

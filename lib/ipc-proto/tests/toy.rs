@@ -182,3 +182,19 @@ fn responses_and_errors_frame_with_a_two_byte_status() {
         Err(ToyError::Malformed)
     );
 }
+
+#[test]
+fn responses_encode_into_short_dirty_buffers_alike() {
+    let v = [Iova::new(0x1000), Iova::new(0x2000)];
+    let r = Response::Addresses(List::new(&v));
+    let mut full = [0u8; MSG_MAX];
+    let n = r.encode(&mut full).unwrap();
+    // Every byte is written: a buffer full of garbage, just long enough,
+    // gets the same message.
+    let mut short = [0xa5u8; 24];
+    assert_eq!(r.encode_into(&mut short[..n]), Ok(n));
+    assert_eq!(&short[..n], &full[..n]);
+    // One byte short, or shorter than a header: refused.
+    assert_eq!(r.encode_into(&mut short[..n - 1]), Err(ToyError::TooMany));
+    assert_eq!(r.encode_into(&mut short[..3]), Err(ToyError::TooMany));
+}

@@ -28,6 +28,7 @@
 extern crate alloc;
 
 mod config;
+mod counts;
 pub mod desc;
 mod error;
 mod memory;

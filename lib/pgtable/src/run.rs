@@ -16,10 +16,11 @@
 use abi::{PAGE_SIZE, PhysAddr};
 
 use crate::config::InputAddress;
+use crate::counts::{count_add, count_add_held, count_down, count_down_held, count_up};
 use crate::desc::{self, Attrs, Descriptor, LAST_LEVEL, level_index, level_shift, level_size};
 use crate::error::MapError;
 use crate::memory::TableMemory;
-use crate::table::{PageTable, check_range, count_add, count_down, count_up, in_one_leaf_table};
+use crate::table::{Descent, PageTable, check_range, in_one_leaf_table};
 use crate::token::Unmapped;
 
 /// Where a [`Cursor`] stopped for an address.
@@ -180,16 +181,14 @@ impl<A: InputAddress> PageTable<A> {
         if !attrs.is_valid() {
             return Err(MapError::BadAttrs);
         }
-        let start = self.config.start_level();
-        let leaf_depth = (LAST_LEVEL - start) as usize;
-        let mut cur = Cursor::new(self.root);
         if in_one_leaf_table(va, end) {
             self.counts.try_reserve(1).map_err(|_| MapError::NoMemory)?;
             // The common case, one existing last-level table: check, then
-            // write, after one descent and with no second pass.
-            match cur.seek(mem, start, va) {
-                Stop::Block => return Err(MapError::AlreadyMapped),
-                Stop::Leaf(table) => {
+            // write, after one plain descent (none when the walk cache
+            // holds the table) and with no second pass.
+            match self.leaf_table(mem, va) {
+                Descent::Block => return Err(MapError::AlreadyMapped),
+                Descent::Found(table) => {
                     let (i, n) = slots(va, end);
                     if (i..i + n).any(|i| mem.read(table, i) & desc::VALID != 0) {
                         return Err(MapError::AlreadyMapped);
@@ -197,12 +196,15 @@ impl<A: InputAddress> PageTable<A> {
                     for (k, f) in (i..i + n).zip(frames) {
                         mem.write(table, k, desc::leaf_raw(LAST_LEVEL, f.get(), attrs.bits()));
                     }
-                    count_add(&mut self.counts, table, n as u16);
+                    count_add_held(&mut self.counts, table, n as u16);
                     return Ok(());
                 }
-                Stop::Missing(_) => {}
+                Descent::Missing => {}
             }
         }
+        let start = self.config.start_level();
+        let leaf_depth = (LAST_LEVEL - start) as usize;
+        let mut cur = Cursor::new(self.root);
         // Check every target and count the tables to make.
         let mut first = None;
         let mut needed = 0usize;
@@ -348,20 +350,41 @@ impl<A: InputAddress> PageTable<A> {
         end: u64,
     ) -> Option<Unmapped<A>> {
         let start = self.config.start_level();
-        let mut cur = Cursor::new(self.root);
         let mut token = Unmapped::new();
         if in_one_leaf_table(va, end) {
-            // The common case: one descent, no second pass.
-            let Stop::Leaf(table) = cur.seek(mem, start, va) else {
-                return None;
+            // The common case: no descent when the walk cache holds the
+            // table, else one that keeps its path; no second pass. After a
+            // cache hit the path is walked only to unlink a table the clear
+            // emptied.
+            let mut cur = None;
+            let table = match self.cached_leaf(va) {
+                Some(table) => table,
+                None => {
+                    let c = cur.insert(Cursor::new(self.root));
+                    let Stop::Leaf(table) = c.seek(mem, start, va) else {
+                        return None;
+                    };
+                    self.leaf = Some((va >> level_shift(LAST_LEVEL - 1), table));
+                    table
+                }
             };
             if !all_pages(mem, table, va, end) {
                 return None;
             }
             token.push_range(va, end - va, LAST_LEVEL);
-            self.clear(mem, &mut cur, table, (va, end), &mut token);
+            if self.clear_entries(mem, table, (va, end), true) == 0 {
+                let cur = cur.get_or_insert_with(|| {
+                    let mut c = Cursor::new(self.root);
+                    c.seek(mem, start, va);
+                    c
+                });
+                if cur.stop == Some(Stop::Leaf(table)) {
+                    self.unlink_empty(mem, cur, table, &mut token);
+                }
+            }
             return Some(token);
         }
+        let mut cur = Cursor::new(self.root);
         let mut first = None;
         for (from, to) in leaf_chunks(va, end) {
             let Stop::Leaf(table) = cur.seek(mem, start, from) else {
@@ -393,18 +416,50 @@ impl<A: InputAddress> PageTable<A> {
         (from, to): (u64, u64),
         token: &mut Unmapped<A>,
     ) {
+        if self.clear_entries(mem, table, (from, to), false) == 0 {
+            self.unlink_empty(mem, cur, table, token);
+        }
+    }
+
+    /// Clears `[from, to)` in the last-level table `table`; returns the
+    /// valid entries left in it. `hold`: its count is held from now on
+    /// (`counts`).
+    fn clear_entries<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        table: PhysAddr,
+        (from, to): (u64, u64),
+        hold: bool,
+    ) -> u16 {
         let (i, n) = slots(from, to);
         for k in i..i + n {
             mem.write(table, k, 0);
         }
-        let mut left = count_down(&mut self.counts, table, n as u16);
+        if hold {
+            count_down_held(&mut self.counts, table, n as u16)
+        } else {
+            count_down(&mut self.counts, table, n as u16)
+        }
+    }
+
+    /// Unlinks the empty last-level table `table` the cursor reached, then
+    /// each table on the way up that is now empty.
+    fn unlink_empty<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        cur: &mut Cursor,
+        table: PhysAddr,
+        token: &mut Unmapped<A>,
+    ) {
+        self.leaf = None;
+        let mut left = 0;
         let mut child = table;
         let mut depth = cur.valid;
         // `path[depth - 1]` links `child`; the root is never unlinked.
         while left == 0 && depth > 0 {
             let (parent, idx) = cur.path[depth - 1];
             mem.write(parent, idx, 0);
-            self.counts.remove(&child.get());
+            self.counts.remove(child);
             token.push_freed(child);
             left = count_down(&mut self.counts, parent, 1);
             child = parent;

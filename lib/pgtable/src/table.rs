@@ -11,6 +11,7 @@ use core::marker::PhantomData;
 use abi::{PAGE_SIZE, PhysAddr};
 
 use crate::config::{Config, InputAddress};
+use crate::counts::{Counts, count_add, count_up};
 use crate::desc::{self, Attrs, Descriptor, LAST_LEVEL, level_index, level_size};
 use crate::error::{MapError, NewError};
 use crate::memory::TableMemory;
@@ -47,32 +48,13 @@ pub struct PageTable<A> {
     /// the first store of an operation. Checked against full scans by the
     /// tests.
     pub(crate) counts: Counts,
+    /// The last-level table the last map or unmap inside one such table
+    /// reached, by the span it covers (`va >> 21`): a one-entry software
+    /// walk cache, so that the next one in that span needs no descent.
+    /// A table leaves the tree only through an unmap, and every unmap that
+    /// unlinks a table, like every walk but those two, forgets it first.
+    pub(crate) leaf: Option<(u64, PhysAddr)>,
     _addr: PhantomData<fn() -> A>,
-}
-
-/// Valid-descriptor count per linked table page (see `PageTable::counts`).
-pub(crate) type Counts = hashbrown::HashMap<u64, u16>;
-
-/// `n` more valid descriptors in `table` (room for a new entry was
-/// reserved by the operation before its first store).
-pub(crate) fn count_add(counts: &mut Counts, table: PhysAddr, n: u16) {
-    *counts.entry(table.get()).or_insert(0) += n;
-}
-
-/// One more valid descriptor in `table`.
-pub(crate) fn count_up(counts: &mut Counts, table: PhysAddr) {
-    count_add(counts, table, 1);
-}
-
-/// `n` fewer valid descriptors in `table`; returns how many are left.
-pub(crate) fn count_down(counts: &mut Counts, table: PhysAddr, n: u16) -> u16 {
-    match counts.get_mut(&table.get()) {
-        Some(c) => {
-            *c = c.saturating_sub(n);
-            *c
-        }
-        None => 0,
-    }
 }
 
 /// Whether `[va, end)` lies inside the span of one last-level table and is
@@ -142,6 +124,7 @@ impl<A: InputAddress> PageTable<A> {
             config,
             spare: Vec::new(),
             counts: Counts::new(),
+            leaf: None,
             _addr: PhantomData,
         })
     }
@@ -184,6 +167,7 @@ impl<A: InputAddress> PageTable<A> {
         if !attrs.is_valid() {
             return Err(MapError::BadAttrs);
         }
+        self.leaf = None;
         if let Some(done) = self.map_fast(mem, va, end, pa.get(), attrs.bits()) {
             return done;
         }
@@ -264,11 +248,35 @@ impl<A: InputAddress> PageTable<A> {
         Descent::Found(table)
     }
 
+    /// The last-level table for `va` as [`descend`](Self::descend) finds
+    /// it, from the one-entry walk cache (`leaf`) when it holds `va`'s
+    /// span, which a descent that finds a table then holds.
+    pub(crate) fn leaf_table<M: TableMemory>(&mut self, mem: &M, va: u64) -> Descent {
+        let span = va >> desc::level_shift(LAST_LEVEL - 1);
+        if let Some(table) = self.cached_leaf(va) {
+            return Descent::Found(table);
+        }
+        let found = self.descend(mem, va);
+        if let Descent::Found(table) = found {
+            self.leaf = Some((span, table));
+        }
+        found
+    }
+
+    /// The last-level table for `va` if the walk cache (`leaf`) holds its
+    /// span.
+    pub(crate) fn cached_leaf(&self, va: u64) -> Option<PhysAddr> {
+        let span = va >> desc::level_shift(LAST_LEVEL - 1);
+        self.leaf
+            .filter(|&(s, _)| s == span)
+            .map(|(_, table)| table)
+    }
+
     /// Valid descriptors this table believes `table` holds (0 for a page
     /// it does not know), for tests checking the counts against scans.
     #[cfg(test)]
     pub(crate) fn valid_count(&self, table: PhysAddr) -> u16 {
-        self.counts.get(&table.get()).copied().unwrap_or(0)
+        self.counts.get(table).unwrap_or(0)
     }
 
     /// Walks the table in software for `va`: what a hardware walker would

@@ -809,11 +809,16 @@ impl<P> Engine<P> {
         }
         let mut released = Vec::new();
         while self.in_flight.front().is_some_and(|b| b.seq <= seq.0) {
-            let Some(batch) = self.in_flight.pop_front() else {
+            let Some(mut batch) = self.in_flight.pop_front() else {
                 break;
             };
-            for e in batch.entries {
+            for e in batch.entries.drain(..) {
                 released.push(self.release(now, e));
+            }
+            // The emptied vector's room serves the next plan's entries: the
+            // ready queue does not grow again from nothing after each plan.
+            if self.ready.is_empty() && self.ready.capacity() < batch.entries.capacity() {
+                self.ready = batch.entries;
             }
         }
         Ok(released)

@@ -128,12 +128,17 @@ impl<H: SmmuHw, R> Server<H, R> {
         } else {
             (1u64 << dma_bits) - 1
         };
-        let iova = IovaAllocator::new(
+        let mut iova = IovaAllocator::new(
             Iova::new(self.cfg.iova_base),
             Iova::new((1u64 << ias) - 1),
             dma_mask,
         )
         .map_err(|_| ApiError::NotPermitted)?;
+        // The one-page cache holds as many blocks as the quota has
+        // mappings: a client that maps up to its quota, unmaps it all and
+        // maps again after the sync stays on the fast path.
+        iova.reserve_page_cache(quota.mappings.min(RECORDS_PRESIZED) as usize)
+            .map_err(|_| ApiError::NoMemory)?;
         // The mapping records' table, sized once for the quota's mappings
         // (up to `RECORDS_PRESIZED`): no growth, and no rehash, on a map.
         let mut mappings = Mappings::new();

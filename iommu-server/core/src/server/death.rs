@@ -8,6 +8,7 @@
 //! (they ride in a [`Payload`] through the engine), and never forget the
 //! client while it has pending invalidations.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use iommu_api::Response;
@@ -17,7 +18,7 @@ use super::ReplyBytes;
 use super::Server;
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
-use super::state::{Domain, Payload};
+use super::state::{Domain, Payload, Teardown};
 use crate::engine::ClientId;
 
 impl<H: SmmuHw, R> Server<H, R> {
@@ -49,7 +50,10 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         let (cmds, stes) = self.abort_streams(&sids);
         let mut payload = Payload::new(badge);
-        payload.aborted = stes;
+        let mut teardown = Teardown {
+            aborted: stes,
+            ..Teardown::default()
+        };
         let mut asids = Vec::new();
         if let Some(d) = &domain {
             for m in d.mappings.values() {
@@ -63,11 +67,12 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         if let Some(Domain { tr: Some(tr), .. }) = domain {
             payload.tables = tr.table.destroy(&HwTables(&mut self.hw));
-            payload.cd = Some(tr.cd);
-            payload.asid = Some(tr.asid);
-            payload.reserved = tr.reserved;
+            teardown.cd = Some(tr.cd);
+            teardown.asid = Some(tr.asid);
+            teardown.reserved = tr.reserved;
             asids.push(tr.asid);
         }
+        payload.teardown = Some(Box::new(teardown));
         match self.engine.purge(now, ClientId(badge), &asids, payload) {
             Ok(_) => {
                 // Also finish any earlier plan whose sync failed.

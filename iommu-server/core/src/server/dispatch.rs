@@ -14,10 +14,11 @@ use super::Server;
 use super::hw::SmmuHw;
 use super::types::{Grant, Handled, Presented, ReplyBytes};
 
-/// `r` encoded; `NoMemory` if it needs the heap and the heap cannot hold
-/// it (an error always fits inline).
+/// `r` encoded (inline when it fits, with no message buffer); `NoMemory`
+/// if it needs the heap and the heap cannot hold it (an error always fits
+/// inline).
 pub(super) fn reply_bytes(r: &Response<'_>) -> ReplyBytes {
-    encode_in(&mut [0u8; MSG_MAX], r)
+    ReplyBytes::encode_inline(r).unwrap_or_else(|| encode_in(&mut [0u8; MSG_MAX], r))
 }
 
 /// `r` encoded in `zeroed`, a message buffer of zeros, which is left zeroed
@@ -46,9 +47,12 @@ pub(super) fn error_bytes(e: ApiError) -> ReplyBytes {
 }
 
 impl<H: SmmuHw, R> Server<H, R> {
-    /// `r` encoded through the server's zeroed message buffer (as
-    /// [`reply_bytes`], without clearing a fresh one).
+    /// `r` encoded inline, or, when longer, through the server's zeroed
+    /// message buffer (as [`reply_bytes`], without clearing a fresh one).
     pub(super) fn reply_bytes(&mut self, r: &Response<'_>) -> ReplyBytes {
+        if let Some(inline) = ReplyBytes::encode_inline(r) {
+            return inline;
+        }
         match <&mut [u8; MSG_MAX]>::try_from(self.zeroed.as_mut_slice()) {
             Ok(zeroed) => encode_in(zeroed, r),
             Err(_) => reply_bytes(r),

@@ -246,15 +246,17 @@ impl<H: SmmuHw, R> Server<H, R> {
         for t in p.tables {
             self.hw.free_pages(t, 1);
         }
-        if let Some(cd) = p.cd {
-            self.hw.free_pages(cd, 1);
-        }
-        if let Some(a) = p.asid {
-            self.asids.release(a);
-        }
-        self.table_reserved = self.table_reserved.saturating_sub(p.reserved);
-        for a in p.aborted {
-            strtab::clear_tail(&mut self.hw, a);
+        if let Some(t) = p.teardown {
+            if let Some(cd) = t.cd {
+                self.hw.free_pages(cd, 1);
+            }
+            if let Some(a) = t.asid {
+                self.asids.release(a);
+            }
+            self.table_reserved = self.table_reserved.saturating_sub(t.reserved);
+            for a in &t.aborted {
+                strtab::clear_tail(&mut self.hw, *a);
+            }
         }
     }
 }

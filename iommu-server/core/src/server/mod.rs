@@ -29,6 +29,8 @@
 //!   request, each forwarding to its role's handler;
 //! - `attach`: pointing a stream at a domain, making the domain;
 //! - `map` and `unmap`: the requests that change a domain's mappings;
+//! - `one`: their one-range paths (the I/O path's usual request), which
+//!   hand anything else to them;
 //! - `flush`: `Flush`, [`Server::poll`], issuing plans, and releasing what
 //!   a completed sync covered (the only place anything is freed);
 //! - `policy`: the benchmark client's policy switching and bypass;
@@ -46,6 +48,7 @@ mod flush;
 mod hw;
 mod map;
 mod monitor;
+mod one;
 mod policy;
 pub mod quota;
 mod requests;

@@ -21,9 +21,10 @@ use pgtable::TableMemory;
 /// 7/16 full, the whole rounded to a power of two by the buddy heap, so at
 /// most 128 bytes a mapping), its IOVA block's slot in the allocator's
 /// table of live blocks (at most 64 bytes the same way, twice that while
-/// it grows), and the engine entry and payload of its unmap while that
-/// waits for its sync.
-pub const HEAP_PER_MAPPING: u64 = 320;
+/// it grows), its slot in the allocator's one-page cache (8 bytes, twice
+/// that rounded, reserved when the domain is made), and the engine entry
+/// and payload of its unmap while that waits for its sync.
+pub const HEAP_PER_MAPPING: u64 = 336;
 /// Upper bound of the heap one mapped page takes: its frame address in the
 /// mapping's frame list, doubled for the buddy heap's power-of-two
 /// rounding.

@@ -43,6 +43,13 @@ impl<'a, H: SmmuHw, R> Handler<'a> for Call<'_, '_, H, R> {
     }
 
     fn map(self, dir: Dir, ranges: List<'a, Extent>) -> Handled<R> {
+        if ranges.len() == 1
+            && self.server.cfg.one_range_paths
+            && let Some(one) = ranges.get(0)
+            && let Some(r) = self.server.map_one(self.badge, dir, one, self.grant)
+        {
+            return self.answer(r);
+        }
         let r = self
             .server
             .map(self.now, self.badge, dir, ranges, self.grant);
@@ -50,7 +57,16 @@ impl<'a, H: SmmuHw, R> Handler<'a> for Call<'_, '_, H, R> {
     }
 
     fn unmap(self, ranges: List<'a, Extent>) -> Handled<R> {
-        self.server.unmap(self.now, self.badge, ranges, self.reply)
+        let reply = match ranges.get(0) {
+            Some(one) if ranges.len() == 1 && self.server.cfg.one_range_paths => {
+                match self.server.unmap_one(self.now, self.badge, one, self.reply) {
+                    Ok(handled) => return handled,
+                    Err(reply) => reply,
+                }
+            }
+            _ => self.reply,
+        };
+        self.server.unmap(self.now, self.badge, ranges, reply)
     }
 
     fn flush(self) -> Handled<R> {

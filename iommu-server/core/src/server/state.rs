@@ -11,6 +11,7 @@
 //! out an ASID still in use (one is recycled only through a [`Payload`],
 //! after its domain's teardown sync).
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -40,18 +41,26 @@ pub(super) struct Payload<R> {
     pub(super) iovas: Vec<(Iova, u64)>,
     /// Single table pages.
     pub(super) tables: Vec<PhysAddr>,
-    /// A CD page.
-    pub(super) cd: Option<PhysAddr>,
-    /// An ASID to recycle.
-    pub(super) asid: Option<Asid>,
-    /// STEs (now abort) whose other words are cleared after the sync.
-    pub(super) aborted: Vec<PhysAddr>,
+    /// What only a client's teardown releases, kept out of line so that
+    /// every unmap's payload, which the engine moves, stays small.
+    pub(super) teardown: Option<Box<Teardown>>,
     /// A held reply and the response it gets.
     pub(super) reply: Option<(R, ReplyBytes)>,
     /// Walk-cache regions this unmap made stale (freed tables).
     pub(super) stale_walks: Vec<(u8, u64)>,
     /// Frames the unmapped entries reached: unpinned after the sync.
     pub(super) unpins: FrameList,
+}
+
+/// What a client's teardown releases besides tables, IOVAs and frames.
+#[derive(Default)]
+pub(super) struct Teardown {
+    /// A CD page.
+    pub(super) cd: Option<PhysAddr>,
+    /// An ASID to recycle.
+    pub(super) asid: Option<Asid>,
+    /// STEs (now abort) whose other words are cleared after the sync.
+    pub(super) aborted: Vec<PhysAddr>,
     /// Pool pages a torn-down domain had reserved (`quota`), given back
     /// with its tables and CD.
     pub(super) reserved: u64,
@@ -64,13 +73,10 @@ impl<R> Payload<R> {
             iova: None,
             iovas: Vec::new(),
             tables: Vec::new(),
-            cd: None,
-            asid: None,
-            aborted: Vec::new(),
+            teardown: None,
             reply: None,
             stale_walks: Vec::new(),
             unpins: FrameList::Empty,
-            reserved: 0,
         }
     }
 }

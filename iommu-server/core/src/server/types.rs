@@ -12,7 +12,7 @@
 use alloc::vec::Vec;
 
 use abi::{PhysAddr, StreamId};
-use iommu_api::{ClientQuota, Stats};
+use iommu_api::{ClientQuota, Response, Stats};
 use smmuv3::evt::EventKind;
 
 #[cfg(doc)]
@@ -76,6 +76,11 @@ pub struct ServerConfig {
     /// `quota::heap_bytes`); a client that does not fit is not
     /// registered. `None`: no bound.
     pub heap_budget: Option<u64>,
+    /// `Map` and `Unmap` requests of one range take their one-range paths
+    /// (the default); `false` sends every request through the general
+    /// handlers, as the property tests do to hold both to the same
+    /// properties. Either way the answers and changes are the same.
+    pub one_range_paths: bool,
 }
 
 impl ServerConfig {
@@ -103,6 +108,7 @@ impl Default for ServerConfig {
             quota_bench: ClientQuota::default_for(TrustLevel::Bench),
             table_budget: None,
             heap_budget: None,
+            one_range_paths: true,
         }
     }
 }
@@ -155,6 +161,18 @@ impl ReplyBytes {
             return Some(Self(Repr::Heap(v)));
         }
         Some(Self::inline(bytes))
+    }
+
+    /// `r` encoded straight into the inline bytes, or `None` if it is
+    /// longer than [`REPLY_INLINE`] (or does not encode): then encode it
+    /// into a message buffer and copy it ([`ReplyBytes::try_from_slice`]).
+    pub fn encode_inline(r: &Response<'_>) -> Option<Self> {
+        let mut bytes = [0u8; REPLY_INLINE];
+        let len = r.encode_into(&mut bytes).ok()?;
+        Some(Self(Repr::Inline {
+            len: len as u8,
+            bytes,
+        }))
     }
 
     /// The first [`REPLY_INLINE`] bytes of `bytes`, inline.

@@ -29,7 +29,7 @@ use crate::policy::InvalidationPolicy;
 /// Spans of this many pages or more may be mapped by blocks: each is
 /// cleared alone, exactly as it was mapped; shorter ones that follow each
 /// other in IOVA are cleared as one run.
-const MERGE_PAGES: u64 = 512;
+pub(super) const MERGE_PAGES: u64 = 512;
 
 /// What one engine unmap carries: the runs cleared for it, their engine
 /// ranges (`ranges` of them from `first_range` in the request's list),
@@ -84,7 +84,10 @@ struct Span {
 
 /// One range of the shared IOVA block at `block` is gone: the block, if
 /// that was its last.
-fn release_share(packed: &mut hashbrown::HashMap<u64, Packed>, block: u64) -> Option<(Iova, u64)> {
+pub(super) fn release_share(
+    packed: &mut hashbrown::HashMap<u64, Packed>,
+    block: u64,
+) -> Option<(Iova, u64)> {
     let share = packed.get_mut(&block)?;
     share.live = share.live.saturating_sub(1);
     if share.live > 0 {
@@ -93,7 +96,7 @@ fn release_share(packed: &mut hashbrown::HashMap<u64, Packed>, block: u64) -> Op
     packed.remove(&block).map(|p| (Iova::new(block), p.pages))
 }
 
-fn leaf_level(level: Option<u8>) -> LeafLevel {
+pub(super) fn leaf_level(level: Option<u8>) -> LeafLevel {
     match level {
         Some(1) => LeafLevel::L1,
         Some(2) => LeafLevel::L2,
@@ -413,7 +416,7 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// An unmap the engine refused (not reachable for a registered live
     /// client with checked ranges). Stays safe: invalidates the ASID now,
     /// then releases.
-    fn unmap_refused(&mut self, asid: Asid, payload: Payload<R>) {
+    pub(super) fn unmap_refused(&mut self, asid: Asid, payload: Payload<R>) {
         let cmd = Command::TlbiNhAsid { vmid: 0, asid }.encode();
         self.stats.tlbi_commands += 1;
         if self.run(&[cmd]).is_ok() {

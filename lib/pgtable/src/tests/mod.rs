@@ -244,10 +244,18 @@ pub fn assert_counts_match<A: InputAddress>(pt: &PageTable<A>, mem: &Arena) {
             "valid-entry count of {table:?}"
         );
     }
-    for &page in pt.counts.keys() {
+    for page in pt.counts.tables() {
         assert!(
             linked.contains(&PhysAddr::new(page)),
             "count kept for unlinked page {page:#x}"
+        );
+    }
+    // The one-entry walk cache holds what a descent finds.
+    if let Some((span, table)) = pt.leaf {
+        let va = span << desc::level_shift(desc::LAST_LEVEL - 1);
+        assert!(
+            matches!(pt.descend(mem, va), crate::table::Descent::Found(t) if t == table),
+            "walk cache for {va:#x} holds {table:?}"
         );
     }
 }

@@ -1,0 +1,345 @@
+//! The one-range paths of `Map` and `Unmap`: one buffer per request, the
+//! I/O path's usual call. Each makes the same checks, in the same order,
+//! with the same answers, and the same changes as the general handler
+//! (`map`, `unmap`), but looks the client up once, keeps no per-range
+//! bookkeeping, and builds what it hands on where it is used. A request
+//! they do not take (a bypass client, a domain without its stage-1 part,
+//! a map while walk-cache regions await their sync) goes to the general
+//! handler before anything is checked or changed.
+//!
+//! They keep every rule of `map` and `unmap` (see those modules): a map
+//! reaches only granted, pinned frames, passes the quota before anything
+//! changes, reserves its frame list and record before taking an IOVA, and
+//! rolls a failed write back through the allocator and the unpin batch
+//! exactly as the general path does; an unmap clears the entries first,
+//! then hands the IOVA block, freed tables, frames and held reply to the
+//! engine, and a strict client's reply is held until the covering sync.
+
+use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
+use iommu_api::{ApiError, Dir, Extent, Response};
+use pgtable::{Attrs, TableMemory};
+
+use super::dispatch::error_bytes;
+use super::few::Few;
+use super::hw::{HwTables, SmmuHw};
+use super::quota::{self, QuotaTables, Use};
+use super::state::{Client, Domain, FrameList, Mapping, Payload, stop_key};
+use super::types::{Grant, Handled};
+use super::unmap::{MERGE_PAGES, leaf_level, release_share};
+use super::{MAIR_NORMAL, ReplyBytes, Server};
+use crate::engine::{ClientId, IovaRange, UnmapHint};
+use crate::iova::IovaError;
+use crate::policy::InvalidationPolicy;
+
+/// Pages of one 2 MiB block (as `map`): a shorter range is mapped by pages.
+const BLOCK_PAGES: u64 = 512;
+
+/// How a one-range map ended, for the part that needs the whole server.
+enum MapEnd {
+    Done(ReplyBytes),
+    /// Pinned, nothing written: unpin now.
+    Unpin(ApiError),
+    /// The write failed: the IOVA block went back at once (nothing was
+    /// written), spare tables and the pins go now.
+    RolledBack(ApiError),
+}
+
+impl<H: SmmuHw, R> Server<H, R> {
+    /// `Map` of one range; `None` hands it to the general path (nothing
+    /// was checked or changed).
+    pub(super) fn map_one(
+        &mut self,
+        badge: u32,
+        dir: Dir,
+        r: Extent,
+        grant: Option<Grant<'_>>,
+    ) -> Option<Result<ReplyBytes, ApiError>> {
+        let Self {
+            clients,
+            hw,
+            engine,
+            stats,
+            features,
+            unpins,
+            ..
+        } = self;
+        let client = clients.get_mut(&badge)?;
+        let Client {
+            quota,
+            policy,
+            domain:
+                Some(Domain {
+                    tr: Some(tr),
+                    mappings,
+                    live,
+                    mapped_bytes,
+                    ..
+                }),
+            ..
+        } = client
+        else {
+            return None;
+        };
+        if *policy == InvalidationPolicy::Bypass || !tr.stale_walks.is_empty() {
+            return None;
+        }
+        // The checks of `plan_map`, in its order.
+        let end = (|| {
+            let grant = grant.ok_or(ApiError::NotGranted)?;
+            let oas_limit = 1u64 << features.oas_bits.min(56);
+            if grant
+                .frames
+                .iter()
+                .any(|f| !f.is_page_aligned() || f.get() >= oas_limit)
+            {
+                return Err(ApiError::NotGranted);
+            }
+            if r.len == 0 {
+                return Err(ApiError::ZeroLength);
+            }
+            let end = r.end().ok_or(ApiError::NotGranted)?;
+            if end > grant.len {
+                return Err(ApiError::NotGranted);
+            }
+            let grant_off = grant.va & (PAGE_SIZE - 1);
+            let first_byte = grant_off.checked_add(r.start).ok_or(ApiError::NotGranted)?;
+            let last_byte = grant_off.checked_add(end - 1).ok_or(ApiError::NotGranted)?;
+            let first = first_byte >> PAGE_SHIFT;
+            let last = last_byte >> PAGE_SHIFT;
+            let frames = grant
+                .frames
+                .get(first as usize..=last as usize)
+                .ok_or(ApiError::NotGranted)?;
+            let pages = last - first + 1;
+            let iova_bytes = pages
+                .checked_next_power_of_two()
+                .unwrap_or(u64::MAX)
+                .saturating_mul(PAGE_SIZE);
+            let held = Use {
+                mappings: *live,
+                mapped_bytes: *mapped_bytes,
+                iova_bytes: tr.iova.in_use_bytes(),
+            };
+            let more = Use {
+                mappings: 1,
+                mapped_bytes: pages * PAGE_SIZE,
+                iova_bytes,
+            };
+            quota::check(quota, held, more)?;
+            Ok((frames, pages, first_byte & (PAGE_SIZE - 1)))
+        })();
+        let (frames, pages, offset) = match end {
+            Ok(v) => v,
+            Err(e) => return Some(Err(e)),
+        };
+        // Every frame it will reach is pinned first (one call).
+        if hw.pin(frames).is_err() {
+            stats.pin_refusals += 1;
+            return Some(Err(ApiError::NotGranted));
+        }
+        stats.pin_calls += 1;
+        stats.pinned_frames += frames.len() as u64;
+        // Its frame list and record reserved before an IOVA is taken.
+        let end = match (FrameList::try_copy(frames), mappings.try_reserve(1)) {
+            (Some(list), Ok(())) => match tr.iova.alloc(pages) {
+                Err(e) => MapEnd::Unpin(match e {
+                    IovaError::NoMemory => ApiError::NoMemory,
+                    _ => ApiError::IovaExhausted,
+                }),
+                Ok(block) => {
+                    let left = quota.table_pages.saturating_sub(tr.table_pages);
+                    let mut mem = QuotaTables::new(HwTables(&mut *hw), left);
+                    let attrs = Attrs::dma(MAIR_NORMAL, dir.device_writes());
+                    let written = match frames {
+                        [first, ..]
+                            if pages >= BLOCK_PAGES
+                                && frames
+                                    .windows(2)
+                                    .all(|w| w[1].get() == w[0].get().wrapping_add(PAGE_SIZE)) =>
+                        {
+                            tr.table
+                                .map(&mut mem, block, *first, pages * PAGE_SIZE, attrs)
+                        }
+                        _ => tr.table.map_pages(&mut mem, block, frames, attrs),
+                    };
+                    tr.table_pages += mem.allocated;
+                    mem.allocated = 0;
+                    if written.is_err() {
+                        let why = if mem.over_quota {
+                            ApiError::QuotaExceeded
+                        } else {
+                            ApiError::NoMemory
+                        };
+                        // All or nothing: nothing was written, so nothing
+                        // can be cached. Tables the walk took but never
+                        // linked, the IOVA block and the pins go now.
+                        let spare = tr.table.take_spare_tables();
+                        mem.barrier();
+                        tr.table_pages = tr.table_pages.saturating_sub(spare.len() as u64);
+                        for p in spare {
+                            hw.free_pages(p, 1);
+                        }
+                        let _ = tr.iova.free(block, pages);
+                        MapEnd::RolledBack(why)
+                    } else {
+                        mem.barrier();
+                        let iova = Iova::new(block.get() + offset);
+                        // Room was reserved above; the count was checked
+                        // against the quota, which `add_client` reserved
+                        // heap for.
+                        mappings.entry(iova.get()).insert(Mapping {
+                            len: r.len,
+                            packed: 0,
+                            frames: list,
+                        });
+                        *live += 1;
+                        *mapped_bytes += pages * PAGE_SIZE;
+                        let _ = engine.note_map(ClientId(badge), pages);
+                        let iovas = [iova];
+                        let reply = Response::Mapped {
+                            iovas: iommu_api::List::new(&iovas),
+                        };
+                        // One IOVA always fits inline.
+                        match ReplyBytes::encode_inline(&reply) {
+                            Some(b) => MapEnd::Done(b),
+                            None => MapEnd::Done(super::dispatch::reply_bytes(&reply)),
+                        }
+                    }
+                }
+            },
+            _ => MapEnd::Unpin(ApiError::NoMemory),
+        };
+        Some(match end {
+            MapEnd::Done(b) => Ok(b),
+            MapEnd::Unpin(e) | MapEnd::RolledBack(e) => {
+                unpins.extend_from_slice(frames);
+                self.flush_unpins();
+                Err(e)
+            }
+        })
+    }
+
+    /// `Unmap` of one range; `Err` hands the reply token back for the
+    /// general path (nothing was checked or changed).
+    pub(super) fn unmap_one(
+        &mut self,
+        now: u64,
+        badge: u32,
+        r: Extent,
+        reply: R,
+    ) -> Result<Handled<R>, R> {
+        let Self {
+            clients,
+            hw,
+            engine,
+            ..
+        } = self;
+        let Some(Client {
+            policy,
+            ledger,
+            domain:
+                Some(Domain {
+                    tr: Some(tr),
+                    mappings,
+                    live,
+                    mapped_bytes,
+                    ..
+                }),
+            ..
+        }) = clients.get_mut(&badge)
+        else {
+            return Err(reply);
+        };
+        let policy = *policy;
+        if policy == InvalidationPolicy::Bypass {
+            return Err(reply);
+        }
+        // The checks of `check_unmap`, in its order.
+        if r.len == 0 {
+            return Ok(Handled::Reply(reply, error_bytes(ApiError::ZeroLength)));
+        }
+        let hashbrown::hash_map::Entry::Occupied(record) = mappings.entry(r.start) else {
+            return Ok(Handled::Reply(reply, error_bytes(ApiError::UnknownIova)));
+        };
+        if record.get().len != r.len {
+            return Ok(Handled::Reply(reply, error_bytes(ApiError::LengthMismatch)));
+        }
+        // An unmap changes no fault record: the count is read once here.
+        let faults_pending = ledger.kept() as u32;
+        let asid = tr.asid;
+        let (block, pages) = record.get().block(r.start);
+        let mut mem = HwTables(&mut *hw);
+        let Ok(tok) = tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE) else {
+            // Not reachable for a range unmapped exactly as it was mapped;
+            // the record stays, nothing was cleared.
+            mem.barrier();
+            return Ok(Handled::Reply(reply, error_bytes(ApiError::NoMemory)));
+        };
+        let room = if pages < MERGE_PAGES { 1 } else { 3 };
+        let Ok(mut ranges) = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0)) else {
+            // Not reachable: a few ranges are inline.
+            return Err(reply);
+        };
+        for x in tok.ranges() {
+            ranges.push(IovaRange::new(x.start, x.len >> PAGE_SHIFT));
+        }
+        let hint = UnmapHint {
+            leaf_level: leaf_level(tok.leaf_level()),
+            tables_freed: tok.needs_walk_invalidation(),
+        };
+        let mut payload = Payload::new(badge);
+        if hint.tables_freed {
+            for x in tok.ranges() {
+                let (a, end) = (x.start.get(), x.start.get() + x.len);
+                let mut va = a;
+                while va < end {
+                    if let Some(k) = stop_key(&mem, &tr.table, va)
+                        && !payload.stale_walks.contains(&k)
+                    {
+                        payload.stale_walks.push(k);
+                        *tr.stale_walks.entry(k).or_insert(0) += 1;
+                    }
+                    va = (va | ((1 << 21) - 1)) + 1;
+                }
+            }
+        }
+        payload.tables = tok.into_freed_tables();
+        // Removed only once its entries are cleared.
+        let (_, m) = record.remove_entry();
+        *live = live.saturating_sub(1);
+        *mapped_bytes = mapped_bytes.saturating_sub(pages * PAGE_SIZE);
+        // Its IOVA block goes back after the sync: its own, or a shared
+        // one with the last of its ranges.
+        payload.iova = match m.packed {
+            0 => Some((block, pages)),
+            shared => release_share(&mut tr.packed, shared),
+        };
+        payload.unpins = m.frames;
+        mem.barrier();
+        let response = Response::Unmapped { faults_pending };
+        let response =
+            ReplyBytes::encode_inline(&response).unwrap_or_else(|| error_bytes(ApiError::NoMemory));
+        let held = policy.holds_reply();
+        let answer = if held {
+            payload.reply = Some((reply, response));
+            None
+        } else {
+            Some((reply, response))
+        };
+        if let Err(refused) = engine.unmap_mappings(
+            now,
+            ClientId(badge),
+            asid,
+            ranges.as_slice(),
+            hint,
+            1,
+            payload,
+        ) {
+            self.unmap_refused(asid, refused.payload);
+        }
+        Ok(match answer {
+            Some((reply, response)) => Handled::Reply(reply, response),
+            None => Handled::Held,
+        })
+    }
+}
