@@ -51,3 +51,30 @@ fn a_deferred_window_is_due_by_its_bound_and_strict_work_never_is() {
     assert_eq!(s.stats(D).unwrap().pending_unmaps, 0);
     assert!(s.stats(D).unwrap().max_stale_window_us <= T);
 }
+
+/// `poll_ahead` flushes a deferred window that would close within its
+/// lead, which `poll` at the same moment leaves for later; the window it
+/// records is the time really elapsed, not the lead.
+#[test]
+fn poll_ahead_closes_a_window_early_and_poll_does_not() {
+    let deferred = InvalidationPolicy::deferred(256, T).unwrap();
+    let mut s = server(ServerConfig::default(), &[(D, deferred, TRUSTED)]);
+    attach(&mut s, 0, D, SID_D, 48).unwrap();
+    let mut fd = Frames::new(D);
+    let d = map_page(&mut s, 10, D, Dir::Bidirectional, &fd.take(1, false));
+    assert!(!unmap(&mut s, 100, D, &[Extent::new(d.get(), PAGE_SIZE)], 8).unwrap());
+    let due_at = (100..=100 + T)
+        .find(|&t| s.deferred_due(t))
+        .expect("due by the bound");
+    // 300 µs before it is due: not due now, due within a 400 µs lead.
+    let now = due_at - 300;
+    assert!(!s.deferred_due(now) && s.deferred_due(now + 400));
+    s.poll(now);
+    assert_eq!(s.stats(D).unwrap().pending_unmaps, 1, "poll flushed early");
+    s.poll_ahead(now, 200);
+    assert_eq!(s.stats(D).unwrap().pending_unmaps, 1, "flushed beyond the lead");
+    s.poll_ahead(now, 400);
+    let st = s.stats(D).unwrap();
+    assert_eq!((st.pending_unmaps, st.syncs), (0, 1));
+    assert_eq!(st.max_stale_window_us, now - 100);
+}

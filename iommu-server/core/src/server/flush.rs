@@ -70,12 +70,20 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// sync shared by every client, except the per-unmap baseline), then
     /// releases what it covered. Returns the held replies now due.
     pub fn poll(&mut self, now_us: u64) -> Vec<(R, ReplyBytes)> {
+        self.poll_ahead(now_us, 0)
+    }
+
+    /// [`Server::poll`], and deferred queues whose window would close
+    /// within `lead_us` flushed now too (earlier than due, never later):
+    /// for a task that knows it will not run again before then.
+    pub fn poll_ahead(&mut self, now_us: u64, lead_us: u64) -> Vec<(R, ReplyBytes)> {
         self.last_now = self.last_now.max(now_us);
         let now = self.last_now;
         self.flushed.clear();
         self.retry_unsynced(now);
+        // The engine's plan looks at the time only to see what is due.
         if self.unsynced.is_none()
-            && let Some(plan) = self.engine.plan_flush(now)
+            && let Some(plan) = self.engine.plan_flush(now.saturating_add(lead_us))
         {
             self.issue(now, plan, Vec::new());
         }
