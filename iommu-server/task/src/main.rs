@@ -305,6 +305,11 @@ fn readmit(server: &mut Server<Hw, u64>, info: &TaskInfo<'_>, badge: u32) -> boo
     }
 }
 
+/// The longest gap between two calls the deferred flush lead counts (µs):
+/// an idle spell makes the server flush early for a few calls, not for
+/// long.
+const MAX_GAP_US: u64 = 2_000;
+
 /// The IPC loop. Every message waiting is handled before the next flush,
 /// so unmaps that arrive together (from one client or many) share one
 /// CMD_SYNC; before flushing, the server yields once so that clients of
@@ -335,6 +340,13 @@ fn serve(
     // decaying by 1/16 per call. A deferred window that would close while
     // the next call is handled is flushed before it.
     let mut call_budget_us = 0u64;
+    // How long until the next call (µs): the longest recent gap between
+    // two calls' arrivals (each counted up to `MAX_GAP_US`), decaying by
+    // 1/16 per call. A deferred window that would close before the next
+    // call is expected is flushed right after this one, while the server
+    // runs anyway: a timer wake-up would cost two address-space switches,
+    // the price that made deferred slower than strict at QD1.
+    let (mut gap_us, mut last_call_us) = (0u64, None::<u64>);
     // The answer to the call just handled: it goes out with the next
     // receive, in one trap (`reply_recv`).
     let mut answer_next: Option<(u64, ReplyBytes)> = None;
@@ -412,8 +424,15 @@ fn serve(
                 // Under TCG one call with a batch of ranges takes hundreds
                 // of µs: more than the flush lead if the window closes
                 // meanwhile.
-                if server.deferred_due(now_us().saturating_add(call_budget_us)) {
-                    defer(&mut answer_next, flush(server, &mut owed, now_us()));
+                let arrived = now_us();
+                if let Some(last) = last_call_us {
+                    let gap = arrived.saturating_sub(last).min(MAX_GAP_US);
+                    gap_us = (gap_us - gap_us / 16).max(gap);
+                }
+                last_call_us = Some(arrived);
+                if server.deferred_due(arrived.saturating_add(call_budget_us)) {
+                    let r = flush(server, &mut owed, now_us(), call_budget_us);
+                    defer(&mut answer_next, r);
                 }
                 let msg = &buf[..(got.len as usize).min(MSG_MAX)];
                 // The request's handling time is the caller's.
@@ -434,9 +453,11 @@ fn serve(
                     defer(&mut answer_next, Some((token, bytes)));
                 }
                 // A deferred window closes on time even while calls keep
-                // coming (the empty-queue flush below may be far off).
-                if server.deferred_due(now_us()) {
-                    defer(&mut answer_next, flush(server, &mut owed, now_us()));
+                // coming (the empty-queue flush below may be far off), and
+                // here rather than by a timer if it would close before the
+                // next call.
+                if server.deferred_due(now_us().saturating_add(gap_us)) {
+                    defer(&mut answer_next, flush(server, &mut owed, now_us(), gap_us));
                 }
             }
             Some(RecvKind::Notification) => {
@@ -545,23 +566,25 @@ fn serve(
                     }
                 }
                 yielded = false;
-                defer(&mut answer_next, flush(server, &mut owed, now_us()));
+                defer(&mut answer_next, flush(server, &mut owed, now_us(), 0));
             }
             None => log!("iommu: recv returned an unknown kind {}", got.kind),
         }
     }
 }
 
-/// Issues what is due and answers the replies it released but the last,
-/// which it returns to go out with the next receive (see [`defer`]); a
-/// flush's time is split among the clients it covered.
+/// Issues what is due, and the deferred windows that would close within
+/// `lead_us`, and answers the replies it released but the last, which it
+/// returns to go out with the next receive (see [`defer`]); a flush's time
+/// is split among the clients it covered.
 fn flush(
     server: &mut Server<Hw, u64>,
     owed: &mut [(u32, u64, u32)],
     now: u64,
+    lead_us: u64,
 ) -> Option<(u64, ReplyBytes)> {
     let (t0, pins0) = (userlib::counter(), server.hw().counters.pin_ticks);
-    let out = server.poll(now);
+    let out = server.poll_ahead(now, lead_us);
     server.charge_flush(
         userlib::counter().wrapping_sub(t0),
         server.hw().counters.pin_ticks - pins0,
