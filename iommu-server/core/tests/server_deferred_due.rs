@@ -72,7 +72,11 @@ fn poll_ahead_closes_a_window_early_and_poll_does_not() {
     s.poll(now);
     assert_eq!(s.stats(D).unwrap().pending_unmaps, 1, "poll flushed early");
     s.poll_ahead(now, 200);
-    assert_eq!(s.stats(D).unwrap().pending_unmaps, 1, "flushed beyond the lead");
+    assert_eq!(
+        s.stats(D).unwrap().pending_unmaps,
+        1,
+        "flushed beyond the lead"
+    );
     s.poll_ahead(now, 400);
     let st = s.stats(D).unwrap();
     assert_eq!((st.pending_unmaps, st.syncs), (0, 1));
