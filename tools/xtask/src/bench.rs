@@ -647,11 +647,7 @@ pub fn table(r: &report::Report) -> String {
 /// The IOMMU server's time per I/O by phase, for the points that carry it
 /// (schema 6): medians of the repetitions, each phase on its own.
 fn phase_table(r: &report::Report, t: &mut String) {
-    let phased = |p: &&report::PointReport| {
-        p.samples
-            .iter()
-            .any(|s| s.per_io_milli.server_phases.is_some())
-    };
+    let phased = |p: &&report::PointReport| p.has_server_phases();
     if !r.points.iter().any(|p| phased(&p)) {
         return;
     }
@@ -706,11 +702,7 @@ fn phase_table(r: &report::Report, t: &mut String) {
 /// points without them).
 fn csv(r: &report::Report) -> String {
     let with_ceiling = r.points.iter().any(|p| p.ratio_to_ceiling_milli.is_some());
-    let with_phases = r.points.iter().any(|p| {
-        p.samples
-            .iter()
-            .any(|s| s.per_io_milli.server_phases.is_some())
-    });
+    let with_phases = r.points.iter().any(report::PointReport::has_server_phases);
     let mut s = String::from(
         "run,task,dev,wl,qd,mode,repeats,iops,iops_ci95_low,iops_ci95_high,mib_per_s_milli,\
          ratio_milli,ratio_ci95_low_milli,ratio_ci95_high_milli,mean_us,p50_us,p99_us,p999_us,max_us,\

@@ -103,6 +103,16 @@ pub struct PointReport {
     pub samples: Vec<Sample>,
 }
 
+impl PointReport {
+    /// Whether any boot of the point carries the IOMMU server's time by
+    /// phase (schema 6, blk-bench points).
+    pub fn has_server_phases(&self) -> bool {
+        self.samples
+            .iter()
+            .any(|s| s.per_io_milli.server_phases.is_some())
+    }
+}
+
 /// A median and its 95% bootstrap interval (`low <= median <= high`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
