@@ -79,6 +79,31 @@ pub fn request_op(msg: &[u8]) -> Option<Op> {
     Op::from_code(op)
 }
 
+/// The pages a `Map` or `Unmap` request names: the sum of its ranges'
+/// lengths in pages, each rounded up, read from the raw message without
+/// validating it (0 for any other op or a malformed header). The server's
+/// work on a call before it can look at the clock again grows with this
+/// number, so it says how long the call may take before it is handled.
+pub fn request_pages(msg: &[u8]) -> u64 {
+    let Ok((op, count, _, body)) = ipc_proto::request::decode_header::<ApiError>(msg) else {
+        return 0;
+    };
+    // A `Map`'s first entry is its parameters; every range is
+    // `{start: u64, len: u64}`.
+    let skip = match Op::from_code(op) {
+        Some(Op::Map) => 1,
+        Some(Op::Unmap) => 0,
+        _ => return 0,
+    };
+    body.chunks_exact(ENTRY_BYTES)
+        .take(count)
+        .skip(skip)
+        .map(|e| e[8..].try_into().map_or(0, u64::from_le_bytes))
+        .fold(0u64, |sum, len| {
+            sum.saturating_add(len.div_ceil(abi::PAGE_SIZE))
+        })
+}
+
 /// The server task's fault-handling arguments (system description
 /// `task_args`), with the values it accepts; xtask refuses others.
 pub mod server_args {

@@ -274,6 +274,25 @@ proptest! {
     }
 
     #[test]
+    fn request_pages_sums_the_ranges_of_maps_and_unmaps(r in req()) {
+        let mut buf = [0; MSG_MAX];
+        let n = r.as_request().encode(&mut buf).unwrap();
+        let pages = |e: &[Extent]| {
+            e.iter()
+                .fold(0u64, |s, e| s.saturating_add(e.len.div_ceil(abi::PAGE_SIZE)))
+        };
+        let expect = match &r {
+            Req::Map(_, e) | Req::Unmap(e) => pages(e),
+            _ => 0,
+        };
+        prop_assert_eq!(iommu_api::request_pages(&buf[..n]), expect);
+        // Read from the header's count alone: never past the message.
+        for cut in [0, n / 2, n.saturating_sub(1)] {
+            prop_assert!(iommu_api::request_pages(&buf[..cut]) <= expect);
+        }
+    }
+
+    #[test]
     fn responses_round_trip(r in resp()) {
         let mut buf = [0; MSG_MAX];
         let (n, expect) = r.encode(&mut buf);
@@ -291,6 +310,7 @@ proptest! {
             m[i] ^= x;
         }
         check_any(&m);
+        let _ = iommu_api::request_pages(&m);
         m.extend_from_slice(&extra);
         check_any(&m);
     }
