@@ -1,8 +1,9 @@
 //! The IOMMU server's pure core: per-domain IOVA allocation ([`iova`]), the
 //! invalidation policies a client's trust level selects ([`policy`]) and the
 //! invalidation engine that batches IOTLB maintenance across every client
-//! ([`engine`]), and each client's fault ledger with the quarantine
-//! decision ([`fault_ledger`]).
+//! ([`engine`]), each client's fault ledger with the quarantine decision
+//! ([`fault_ledger`]), and how far ahead the server flushes deferred
+//! windows around a call ([`lead`]).
 //!
 //! [`server`] puts them together with the page tables and the SMMU
 //! encodings into the server's whole logic, generic over the hardware
@@ -19,6 +20,7 @@ extern crate alloc;
 pub mod engine;
 pub mod fault_ledger;
 pub mod iova;
+pub mod lead;
 pub mod policy;
 pub mod server;
 
@@ -28,4 +30,5 @@ pub use engine::{
     SyncSeq, UnmapHint, UnmapOutcome,
 };
 pub use iova::{IovaAllocator, IovaError};
+pub use lead::Lead;
 pub use policy::{InvalidationPolicy, PolicyError, TrustLevel};

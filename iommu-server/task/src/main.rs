@@ -17,6 +17,7 @@ extern crate alloc;
 use abi::syscall::{FOREVER, GRANT_MAX_PAGES, PresentedKind};
 use abi::{PhysAddr, StreamId};
 use iommu_api::ClientQuota;
+use iommu_core::Lead;
 use iommu_core::fault_ledger::QuarantineReason;
 use iommu_core::policy::{TrustLevel, parse_client};
 use iommu_core::server::{
@@ -305,10 +306,15 @@ fn readmit(server: &mut Server<Hw, u64>, info: &TaskInfo<'_>, badge: u32) -> boo
     }
 }
 
-/// The longest gap between two calls the deferred flush lead counts (µs):
-/// an idle spell makes the server flush early for a few calls, not for
-/// long.
-const MAX_GAP_US: u64 = 2_000;
+/// Whether the call `msg` was carried out: its reply is held (a strict
+/// unmap) or says so.
+fn carried_out(msg: &[u8], handled: &Handled<u64>) -> bool {
+    match (handled, iommu_api::request_op(msg)) {
+        (Handled::Held, _) => true,
+        (Handled::Reply(_, bytes), Some(op)) => iommu_api::Response::decode(op, bytes).is_ok(),
+        (Handled::Reply(..), None) => false,
+    }
+}
 
 /// The IPC loop. Every message waiting is handled before the next flush,
 /// so unmaps that arrive together (from one client or many) share one
@@ -336,18 +342,8 @@ fn serve(
     // Event records left in the queue by a bounded drain: drained at the
     // next turn, without sleeping.
     let mut events_left = false;
-    // How long handling one call may take (µs): the longest recent one,
-    // decaying by 1/16 per call. A deferred window that would close while
-    // the next call is handled is flushed before it.
-    let mut call_budget_us = 0u64;
-    // How long until the next call (µs): the average gap between two
-    // calls' arrivals (each counted up to `MAX_GAP_US`, weight 1/8). A
-    // deferred window that would close before the next call is expected is
-    // flushed right after this one, while the server runs anyway: a timer
-    // wake-up would cost two address-space switches, the price that made
-    // deferred slower than strict at QD1. (The longest recent gap instead
-    // of the average flushed so early that deferred fell behind at QD8.)
-    let (mut gap_us, mut last_call_us) = (0u64, None::<u64>);
+    // How far ahead deferred windows are flushed around each call.
+    let mut lead = Lead::new();
     // The answer to the call just handled: it goes out with the next
     // receive, in one trap (`reply_recv`).
     let mut answer_next: Option<(u64, ReplyBytes)> = None;
@@ -422,20 +418,17 @@ fn serve(
                 // device caused so far (QEMU writes the records before the
                 // device completes the command).
                 events_left = drain_events(server);
-                // Under TCG one call with a batch of ranges takes hundreds
-                // of µs: more than the flush lead if the window closes
-                // meanwhile.
+                // A deferred window that would close while this call is
+                // handled is flushed before it (under TCG a call with a
+                // batch of ranges takes hundreds of µs).
+                let msg = &buf[..(got.len as usize).min(MSG_MAX)];
+                let pages = iommu_api::request_pages(msg);
                 let arrived = now_us();
-                if let Some(last) = last_call_us {
-                    let gap = arrived.saturating_sub(last).min(MAX_GAP_US);
-                    gap_us = gap_us - gap_us / 8 + gap / 8;
-                }
-                last_call_us = Some(arrived);
-                if server.deferred_due(arrived.saturating_add(call_budget_us)) {
-                    let r = flush(server, &mut owed, now_us(), call_budget_us);
+                let expect_us = lead.arrive(arrived, pages);
+                if server.deferred_due(arrived.saturating_add(expect_us)) {
+                    let r = flush(server, &mut owed, now_us(), expect_us);
                     defer(&mut answer_next, r);
                 }
-                let msg = &buf[..(got.len as usize).min(MSG_MAX)];
                 // The request's handling time is the caller's.
                 let (t0, start) = (userlib::counter(), now_us());
                 let pins0 = server.hw().counters.pin_ticks;
@@ -449,7 +442,7 @@ fn serve(
                 );
                 server.charge(got.badge, Phase::Pins, pins);
                 let took = now_us().saturating_sub(start);
-                call_budget_us = (call_budget_us - call_budget_us / 16).max(took);
+                lead.handled(pages, took, carried_out(msg, &handled));
                 if let Handled::Reply(token, bytes) = handled {
                     defer(&mut answer_next, Some((token, bytes)));
                 }
@@ -457,8 +450,10 @@ fn serve(
                 // coming (the empty-queue flush below may be far off), and
                 // here rather than by a timer if it would close before the
                 // next call.
-                if server.deferred_due(now_us().saturating_add(gap_us)) {
-                    defer(&mut answer_next, flush(server, &mut owed, now_us(), gap_us));
+                let next_call_us = lead.next_call_in();
+                if server.deferred_due(now_us().saturating_add(next_call_us)) {
+                    let r = flush(server, &mut owed, now_us(), next_call_us);
+                    defer(&mut answer_next, r);
                 }
             }
             Some(RecvKind::Notification) => {

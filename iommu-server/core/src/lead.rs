@@ -1,0 +1,168 @@
+//! The deferred flush lead: how far ahead of now the server looks for
+//! deferred windows to close, around each call it handles. The server is
+//! single-threaded, so a window whose deadline falls inside a call closes
+//! late by what is left of that call; and a window that would close before
+//! the next call arrives costs a timer wake-up (two address-space
+//! switches) unless it is flushed while the server runs anyway.
+//!
+//! [`Lead`] owns only those estimates: a call's expected length (the
+//! longest recent call, plus the call's own pages at the largest recent
+//! cost per page, so that a long call after many short ones is foreseen
+//! from its size rather than from history a client controls), and the
+//! expected gap until the next call. It reads no clock (times are passed
+//! in), never flushes anything itself, and never panics on any input.
+
+/// The longest gap between two calls [`Lead::next_call_in`] counts (µs):
+/// an idle spell makes the server flush early for a few calls, not for
+/// long.
+pub const MAX_GAP_US: u64 = 2_000;
+
+/// The fewest pages a call must name for its length to teach [`Lead`] what
+/// a page costs (below that, the fixed cost of a call hides it).
+pub const LEARN_PAGES: u64 = 64;
+
+/// The cost per page assumed until a call of [`LEARN_PAGES`] pages or more
+/// has been measured (ns): more than any measured under TCG (about 400).
+pub const FIRST_PAGE_NS: u64 = 1_000;
+
+/// The estimates; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Lead {
+    /// The longest recent call (µs), decaying by 1/16 per call.
+    call_us: u64,
+    /// The largest recent cost per page of a carried-out call of at least
+    /// [`LEARN_PAGES`] pages (ns), decaying by 1/16 per such call.
+    page_ns: u64,
+    /// The average gap between two calls' arrivals (µs, each counted up
+    /// to [`MAX_GAP_US`], weight 1/8).
+    gap_us: u64,
+    /// When the last call arrived (µs).
+    last_call_us: Option<u64>,
+}
+
+impl Default for Lead {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Lead {
+    /// No call seen yet.
+    pub const fn new() -> Self {
+        Self {
+            call_us: 0,
+            page_ns: FIRST_PAGE_NS,
+            gap_us: 0,
+            last_call_us: None,
+        }
+    }
+
+    /// A call naming `pages` pages (`iommu_api::request_pages`) arrived at
+    /// `now_us`: counts the gap since the last one and returns how long
+    /// handling it may take (µs). A deferred window that closes within
+    /// that is flushed before the call.
+    pub fn arrive(&mut self, now_us: u64, pages: u64) -> u64 {
+        if let Some(last) = self.last_call_us {
+            let gap = now_us.saturating_sub(last).min(MAX_GAP_US);
+            self.gap_us = self.gap_us - self.gap_us / 8 + gap / 8;
+        }
+        self.last_call_us = Some(now_us);
+        self.call_us
+            .saturating_add(pages.saturating_mul(self.page_ns) / 1_000)
+    }
+
+    /// The call that arrived last took `took_us`; `carried_out` says
+    /// whether it did its work (a refused call is cheap whatever its size,
+    /// and must not teach that pages are cheap).
+    pub fn handled(&mut self, pages: u64, took_us: u64, carried_out: bool) {
+        self.call_us = (self.call_us - self.call_us / 16).max(took_us);
+        if pages >= LEARN_PAGES && carried_out {
+            let per_page = took_us.saturating_mul(1_000) / pages;
+            self.page_ns = (self.page_ns - self.page_ns / 16).max(per_page);
+        }
+    }
+
+    /// How long until the next call is expected (µs): a deferred window
+    /// that closes within that is flushed right after this call.
+    pub fn next_call_in(&self) -> u64 {
+        self.gap_us
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` one-page calls, `every_us` apart, each taking `took_us`, from
+    /// `t`; returns the time after them.
+    fn short_calls(l: &mut Lead, mut t: u64, n: u32, every_us: u64, took_us: u64) -> u64 {
+        for _ in 0..n {
+            l.arrive(t, 1);
+            l.handled(1, took_us, true);
+            t += every_us;
+        }
+        t
+    }
+
+    #[test]
+    fn a_long_call_after_many_short_ones_is_foreseen_from_its_size() {
+        let mut l = Lead::new();
+        // One 512-page call teaches the cost of a page: 200 µs.
+        l.arrive(0, 512);
+        l.handled(512, 200, true);
+        // Two hundred short calls wear the longest-call memory down.
+        let t = short_calls(&mut l, 1_000, 200, 30, 10);
+        let expect = l.arrive(t, 512);
+        assert!(expect >= 190, "expected {expect} us for a 512-page call");
+        // A one-page call is expected short.
+        l.handled(512, 200, true);
+        let t = short_calls(&mut l, t + 1_000, 200, 30, 10);
+        assert!(l.arrive(t, 1) < 20);
+    }
+
+    #[test]
+    fn the_first_long_call_is_assumed_slow() {
+        let mut l = Lead::new();
+        assert_eq!(l.arrive(0, 512), 512 * FIRST_PAGE_NS / 1_000);
+    }
+
+    #[test]
+    fn refused_or_small_calls_never_teach_that_pages_are_cheap() {
+        let mut l = Lead::new();
+        l.arrive(0, 512);
+        l.handled(512, 300, true);
+        let before = l.page_ns;
+        for i in 0..100 {
+            l.arrive(100 + i, 4_096);
+            l.handled(4_096, 1, false);
+            l.arrive(200 + i, 63);
+            l.handled(63, 0, true);
+        }
+        assert_eq!(l.page_ns, before);
+        // Carried-out cheap large calls do teach it, slowly.
+        l.arrive(1_000, 512);
+        l.handled(512, 0, true);
+        assert_eq!(l.page_ns, before - before / 16);
+    }
+
+    #[test]
+    fn the_gap_is_an_average_capped_per_gap() {
+        let mut l = Lead::new();
+        let t = short_calls(&mut l, 0, 100, 40, 5);
+        let g = l.next_call_in();
+        assert!((30..=40).contains(&g), "gap {g}");
+        // One idle hour counts as MAX_GAP_US, at weight 1/8.
+        l.arrive(t + 3_600_000_000, 1);
+        assert!(l.next_call_in() <= g + MAX_GAP_US / 8 + 1);
+    }
+
+    #[test]
+    fn extreme_values_saturate() {
+        let mut l = Lead::new();
+        l.arrive(u64::MAX, u64::MAX);
+        l.handled(u64::MAX, u64::MAX, true);
+        assert_eq!(l.arrive(0, u64::MAX), u64::MAX);
+        l.handled(0, 0, true);
+        let _ = l.next_call_in();
+    }
+}
