@@ -7,7 +7,6 @@
 //! payload, or emit a `Sync`; and it must never emit fewer invalidations than
 //! cover every page of every scope it was given.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use abi::{Asid, Iova, PAGE_SHIFT};
@@ -60,43 +59,85 @@ impl Frames {
     }
 }
 
-#[derive(Default)]
-struct AsidWork {
-    whole: bool,
-    /// (leaf level, leaf-only) -> page ranges.
-    groups: BTreeMap<(LeafLevel, bool), Vec<(u64, u64)>>,
+/// Reusable room for [`choose`]: kept by the engine between plans, so that
+/// choosing the commands of a plan allocates nothing once it has grown to
+/// the usual size.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    /// Every range to invalidate: `(asid, leaf level, leaf-only, start,
+    /// end)`, sorted before use.
+    ranges: Vec<(Asid, LeafLevel, bool, u64, u64)>,
+    /// ASIDs to invalidate whole, sorted and deduplicated before use.
+    whole: Vec<Asid>,
+    /// How many commands each ASID took, ascending by ASID.
+    pub(super) counts: Vec<(Asid, usize)>,
+}
+
+impl Scratch {
+    /// The commands [`choose`] gave `asid` last time.
+    pub(super) fn count(&self, asid: Asid) -> Option<usize> {
+        self.counts
+            .binary_search_by_key(&asid, |&(a, _)| a)
+            .ok()
+            .map(|i| self.counts[i].1)
+    }
 }
 
 /// Appends the commands that invalidate every scope to `out`, grouped by
-/// ASID in ascending order, and returns how many commands each ASID took.
+/// ASID in ascending order (within one, by leaf level, then leaf-only,
+/// then address), and leaves in `scratch.counts` how many commands each
+/// ASID took.
 pub(super) fn choose<'a>(
     config: &EngineConfig,
     scopes: impl IntoIterator<Item = &'a Scope>,
     out: &mut Vec<Invalidation>,
-) -> BTreeMap<Asid, usize> {
-    let mut work: BTreeMap<Asid, AsidWork> = BTreeMap::new();
+    scratch: &mut Scratch,
+) {
+    let Scratch {
+        ranges,
+        whole,
+        counts,
+    } = scratch;
+    ranges.clear();
+    whole.clear();
+    counts.clear();
     for scope in scopes {
         match scope {
-            Scope::Asids(asids) => {
-                for &asid in asids {
-                    work.entry(asid).or_default().whole = true;
-                }
-            }
-            Scope::Ranges { asid, ranges, hint } => {
-                let key = (hint.leaf_level, !hint.tables_freed);
-                work.entry(*asid)
-                    .or_default()
-                    .groups
-                    .entry(key)
-                    .or_default()
-                    .extend_from_slice(ranges.as_slice());
+            Scope::Asids(asids) => whole.extend_from_slice(asids),
+            Scope::Ranges {
+                asid,
+                ranges: r,
+                hint,
+            } => {
+                let (level, leaf) = (hint.leaf_level, !hint.tables_freed);
+                ranges.extend(
+                    r.as_slice()
+                        .iter()
+                        .map(|&(s, e)| (*asid, level, leaf, s, e)),
+                );
             }
         }
     }
-    let mut counts = BTreeMap::new();
-    for (asid, mut w) in work {
+    ranges.sort_unstable();
+    whole.sort_unstable();
+    whole.dedup();
+    let (mut at, mut w) = (0, 0);
+    loop {
+        // The next ASID in either list, in ascending order.
+        let asid = match (ranges.get(at), whole.get(w)) {
+            (Some(r), Some(&a)) => r.0.min(a),
+            (Some(r), None) => r.0,
+            (None, Some(&a)) => a,
+            (None, None) => break,
+        };
+        let mine = ranges[at..].partition_point(|r| r.0 == asid);
+        let its = &ranges[at..at + mine];
+        at += mine;
         let start = out.len();
-        if !w.whole {
+        let mut is_whole = whole.get(w) == Some(&asid);
+        if is_whole {
+            w += 1;
+        } else {
             let mut emitter = Emitter {
                 config,
                 asid,
@@ -105,17 +146,16 @@ pub(super) fn choose<'a>(
                 commands: 0,
                 max_commands: config.asid_wide_after_commands.min(MAX_COMMANDS_PER_ASID),
             };
-            if !emitter.groups(&mut w.groups) {
+            if !emitter.groups(its) {
                 out.truncate(start);
-                w.whole = true;
+                is_whole = true;
             }
         }
-        if w.whole {
+        if is_whole {
             out.push(Invalidation::TlbiAsid { asid });
         }
-        counts.insert(asid, out.len() - start);
+        counts.push((asid, out.len() - start));
     }
-    counts
 }
 
 /// Emits the commands of one ASID; any method returning `false` means "past
@@ -130,31 +170,31 @@ struct Emitter<'c, 'o> {
 }
 
 impl Emitter<'_, '_> {
-    fn groups(&mut self, groups: &mut BTreeMap<(LeafLevel, bool), Vec<(u64, u64)>>) -> bool {
-        for (&(level, leaf), ranges) in groups.iter_mut() {
-            ranges.sort_unstable();
-            let mut current: Option<(u64, u64)> = None;
-            for &(s, e) in ranges.iter() {
-                current = match current {
-                    Some((cs, ce)) if s <= ce.saturating_add(self.config.merge_gap_pages) => {
-                        Some((cs, ce.max(e)))
+    /// `ranges`: one ASID's, sorted; each run of one (leaf level,
+    /// leaf-only) is merged and emitted in address order.
+    fn groups(&mut self, ranges: &[(Asid, LeafLevel, bool, u64, u64)]) -> bool {
+        let mut current: Option<(LeafLevel, bool, u64, u64)> = None;
+        for &(_, level, leaf, s, e) in ranges {
+            current = match current {
+                Some((cl, cf, cs, ce))
+                    if (cl, cf) == (level, leaf)
+                        && s <= ce.saturating_add(self.config.merge_gap_pages) =>
+                {
+                    Some((cl, cf, cs, ce.max(e)))
+                }
+                Some((cl, cf, cs, ce)) => {
+                    if !self.range(cl, cf, cs, ce) {
+                        return false;
                     }
-                    Some((cs, ce)) => {
-                        if !self.range(level, leaf, cs, ce) {
-                            return false;
-                        }
-                        Some((s, e))
-                    }
-                    None => Some((s, e)),
-                };
-            }
-            if let Some((cs, ce)) = current
-                && !self.range(level, leaf, cs, ce)
-            {
-                return false;
-            }
+                    Some((level, leaf, s, e))
+                }
+                None => Some((level, leaf, s, e)),
+            };
         }
-        true
+        match current {
+            Some((cl, cf, cs, ce)) => self.range(cl, cf, cs, ce),
+            None => true,
+        }
     }
 
     /// One merged range `[s, e)` of page frames.

@@ -16,7 +16,7 @@
 
 mod commands;
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE};
@@ -442,6 +442,11 @@ pub struct Engine<P> {
     /// Sequence number of the next plan.
     next_seq: u64,
     stats: EngineStats,
+    /// [`commands::choose`]'s room, kept between plans.
+    scratch: commands::Scratch,
+    /// The (client, ASID) pairs and the clients of a shared sync, kept
+    /// between plans.
+    pairs: Vec<(ClientId, Asid)>,
 }
 
 impl<P> Engine<P> {
@@ -455,6 +460,8 @@ impl<P> Engine<P> {
             in_flight: VecDeque::new(),
             next_seq: 1,
             stats: EngineStats::default(),
+            scratch: commands::Scratch::default(),
+            pairs: Vec::new(),
         }
     }
 
@@ -742,41 +749,52 @@ impl<P> Engine<P> {
 
         // The baseline: each per-unmap entry with its own sync.
         for e in entries.iter().filter(|e| e.kind == Kind::PerUnmap) {
-            let counts = commands::choose(&self.config, [&e.scope], &mut commands);
+            commands::choose(&self.config, [&e.scope], &mut commands, &mut self.scratch);
             commands.push(Invalidation::Sync);
             segments.push(alloc::vec![e.client]);
             if let Some(c) = self.clients.get_mut(&e.client) {
-                c.stats.tlbi_commands += counts.values().sum::<usize>() as u64;
+                let n: usize = self.scratch.counts.iter().map(|&(_, n)| n).sum();
+                c.stats.tlbi_commands += n as u64;
                 c.stats.syncs += 1;
             }
         }
         // Everything else shares the final sync.
         let shared = || entries.iter().filter(|e| e.kind != Kind::PerUnmap);
         if shared().next().is_some() {
-            let counts = commands::choose(&self.config, shared().map(|e| &e.scope), &mut commands);
+            commands::choose(
+                &self.config,
+                shared().map(|e| &e.scope),
+                &mut commands,
+                &mut self.scratch,
+            );
             commands.push(Invalidation::Sync);
-            let mut pairs = BTreeSet::new();
-            let mut participants = BTreeSet::new();
+            let pairs = &mut self.pairs;
+            pairs.clear();
             for e in shared() {
-                participants.insert(e.client);
                 match &e.scope {
-                    Scope::Ranges { asid, .. } => {
-                        pairs.insert((e.client, *asid));
-                    }
+                    Scope::Ranges { asid, .. } => pairs.push((e.client, *asid)),
                     Scope::Asids(asids) => pairs.extend(asids.iter().map(|a| (e.client, *a))),
                 }
             }
-            for (client, asid) in pairs {
-                if let (Some(c), Some(n)) = (self.clients.get_mut(&client), counts.get(&asid)) {
-                    c.stats.tlbi_commands += *n as u64;
+            pairs.sort_unstable();
+            pairs.dedup();
+            // Each (client, ASID) pair is charged its ASID's commands once.
+            for &(client, asid) in pairs.iter() {
+                if let (Some(c), Some(n)) =
+                    (self.clients.get_mut(&client), self.scratch.count(asid))
+                {
+                    c.stats.tlbi_commands += n as u64;
                 }
             }
+            let mut participants: Vec<ClientId> = shared().map(|e| e.client).collect();
+            participants.sort_unstable();
+            participants.dedup();
             for client in &participants {
                 if let Some(c) = self.clients.get_mut(client) {
                     c.stats.syncs += 1;
                 }
             }
-            segments.push(participants.into_iter().collect());
+            segments.push(participants);
         }
         for cmd in &commands {
             match cmd {
