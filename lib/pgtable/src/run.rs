@@ -11,7 +11,8 @@
 //! of each last-level table. New tables are filled, the whole new subtree
 //! under a live table built, before the one store that links it, right
 //! after a barrier. It never frees a page: tables emptied by an unmap go
-//! back in the token.
+//! back in the token, and only when the token can list them without an
+//! infallible allocation (otherwise they stay linked, empty).
 
 use abi::{PAGE_SIZE, PhysAddr};
 
@@ -455,6 +456,14 @@ impl<A: InputAddress> PageTable<A> {
         let mut left = 0;
         let mut child = table;
         let mut depth = cur.valid;
+        // Room to list every table this may unlink, before the first
+        // store. Without it the empty tables stay linked (a valid table
+        // with no entries, reclaimed by a later unmap over it or by
+        // `destroy`): the unmap itself, whose entries are already
+        // cleared, never fails for want of heap.
+        if token.try_reserve_freed(depth).is_err() {
+            return;
+        }
         // `path[depth - 1]` links `child`; the root is never unlinked.
         while left == 0 && depth > 0 {
             let (parent, idx) = cur.path[depth - 1];

@@ -2,7 +2,9 @@
 //! unlinks tables that become empty, and records all of it in an
 //! [`Unmapped`] token. It never frees a page and never issues TLB
 //! maintenance; a refused unmap changes nothing (a dry run checks holes and
-//! counts split tables, which are allocated before the first store).
+//! counts split tables, which are allocated before the first store, and
+//! what the token will record, whose room is reserved then too: an unmap
+//! never grows the heap infallibly).
 //!
 //! Fast path: a run whose every page is mapped by a page descriptor (the
 //! IOMMU server's unmaps) is done in one walk (`run`), with no dry run. Whether a table became empty comes from
@@ -103,8 +105,11 @@ impl<A: InputAddress> PageTable<A> {
         if exact && !plan.fully_mapped() {
             return Err(UnmapError::NotMapped);
         }
-        let mut reserve = self.reserve(mem, needed).ok_or(UnmapError::NoMemory)?;
         let mut token = Unmapped::new();
+        token
+            .try_reserve(&plan)
+            .map_err(|()| UnmapError::NoMemory)?;
+        let mut reserve = self.reserve(mem, needed).ok_or(UnmapError::NoMemory)?;
         let done = unmap_level(
             mem,
             self.root,
@@ -146,7 +151,10 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
                 token.push_range(cur, chunk_end - cur, level);
             }
             Descriptor::Leaf { oa, attr_bits } => match pass {
-                Pass::Plan(needed) => **needed += split_cost(level, cur, chunk_end),
+                Pass::Plan(needed) => {
+                    **needed += split_cost(level, cur, chunk_end);
+                    token.plan_split();
+                }
                 Pass::Commit(reserve) => {
                     let new = reserve.pop().ok_or(UnmapError::NoMemory)?;
                     let piece = Piece {
@@ -164,6 +172,9 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
                 }
             },
             Descriptor::Table(next) => {
+                if let Pass::Plan(_) = pass {
+                    token.plan_table();
+                }
                 unmap_level(mem, next, level + 1, (cur, chunk_end), pass, token, counts)?;
                 if let Pass::Commit(_) = pass
                     && (whole || counts.get(next).is_none_or(|c| c == 0))
