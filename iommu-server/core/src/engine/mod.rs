@@ -8,7 +8,11 @@
 //! a payload before the completion of a sync issued after its unmap, never
 //! read a clock (time is passed in as microseconds), never touch hardware or
 //! an allocator, and never panic on client input: refused requests hand their
-//! payload back and change nothing.
+//! payload back and change nothing. It never grows the heap infallibly on an
+//! unmap: room for the entry (in its queue, and in the next plan's list when
+//! it fills a deferred queue) is reserved with `try_reserve` first, and a
+//! caller that must not be refused once it has cleared entries reserves it
+//! before clearing ([`Engine::reserve_unmap`]).
 //!
 //! Lifecycle: [`Engine::unmap`] -> ([`Engine::next_deadline`]) ->
 //! [`Engine::plan_flush`] -> the caller issues the [`FlushPlan`]'s commands
@@ -262,12 +266,39 @@ pub enum EngineError {
     ClientPurged = 6,
     /// The client still has unmaps awaiting their sync.
     ClientBusy = 7,
+    /// The heap could not hold the entry (nothing changed).
+    NoMemory = 8,
 }
 
 impl EngineError {
     /// The stable numeric code of this error.
     pub const fn code(self) -> u16 {
         self as u16
+    }
+}
+
+/// Room for one unmap, reserved before the caller clears any entry
+/// ([`Engine::reserve_unmap`]) and spent by [`Engine::unmap_reserved`]: the
+/// list of its ranges when it has several (one is kept inline), and its
+/// entry's slot in the engine's queues.
+#[derive(Debug, Default)]
+pub struct UnmapRoom {
+    frames: Vec<(u64, u64)>,
+}
+
+impl UnmapRoom {
+    /// Room for the list of an unmap of `ranges` ranges (none needed for
+    /// one), without a queue slot: for the second and later unmaps whose
+    /// slots one [`Engine::reserve_unmap`] reserved. `NoMemory` if the
+    /// heap cannot hold it.
+    pub fn for_ranges(ranges: usize) -> Result<Self, EngineError> {
+        let mut frames = Vec::new();
+        if ranges > 1 {
+            frames
+                .try_reserve_exact(ranges)
+                .map_err(|_| EngineError::NoMemory)?;
+        }
+        Ok(Self { frames })
     }
 }
 
@@ -582,6 +613,56 @@ impl<P> Engine<P> {
         mappings: u64,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
+        let room = match self.reserve_unmap(client, 1, ranges.len()) {
+            Ok(room) => room,
+            Err(error) => return Err(refuse(error, payload)),
+        };
+        self.unmap_reserved(now, client, asid, ranges, hint, mappings, payload, room)
+    }
+
+    /// Reserves room for `unmaps` more unmaps of `client` (each entry's
+    /// slot in the queue its policy puts it in, and in the next plan's
+    /// list should it fill its client's deferred queue), the first of
+    /// which has `ranges` ranges; the [`UnmapRoom`] goes to
+    /// [`Engine::unmap_reserved`]. With the room reserved, those unmaps
+    /// grow nothing (as long as no other request of the engine's runs in
+    /// between). `NoMemory` (nothing changed) if the heap cannot hold it;
+    /// an unknown or purged client is refused as [`Engine::unmap`] would.
+    pub fn reserve_unmap(
+        &mut self,
+        client: ClientId,
+        unmaps: usize,
+        ranges: usize,
+    ) -> Result<UnmapRoom, EngineError> {
+        let c = live_client(&mut self.clients, client)?;
+        let oom = |_| EngineError::NoMemory;
+        let ready_room = match c.policy {
+            InvalidationPolicy::Deferred { .. } => {
+                c.queue.try_reserve(unmaps).map_err(oom)?;
+                // A queue that fills moves whole into the next plan.
+                c.queue.len() + unmaps
+            }
+            _ => unmaps,
+        };
+        self.ready.try_reserve(ready_room).map_err(oom)?;
+        UnmapRoom::for_ranges(ranges)
+    }
+
+    /// [`Engine::unmap_mappings`] in room reserved by
+    /// [`Engine::reserve_unmap`] (`room` must be from that call, for at
+    /// least `ranges.len()` ranges, or this may be refused with `NoMemory`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn unmap_reserved(
+        &mut self,
+        now: u64,
+        client: ClientId,
+        asid: Asid,
+        ranges: &[IovaRange],
+        hint: UnmapHint,
+        mappings: u64,
+        payload: P,
+        room: UnmapRoom,
+    ) -> Result<UnmapOutcome, Refused<P>> {
         let mut pages = 0u64;
         for r in ranges {
             match r.frames() {
@@ -591,7 +672,14 @@ impl<P> Engine<P> {
         }
         let frames = match ranges {
             [one] => Frames::One(one.frames().unwrap_or_default()),
-            many => Frames::Many(many.iter().filter_map(|r| r.frames()).collect()),
+            many => {
+                let mut v = room.frames;
+                if v.try_reserve_exact(many.len()).is_err() {
+                    return Err(refuse(EngineError::NoMemory, payload));
+                }
+                v.extend(many.iter().filter_map(|r| r.frames()));
+                Frames::Many(v)
+            }
         };
         let scope = Scope::Ranges {
             asid,
@@ -610,7 +698,12 @@ impl<P> Engine<P> {
         asid: Asid,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
-        self.enqueue(now, client, Scope::Asids(alloc::vec![asid]), 0, 1, payload)
+        let mut asids = Vec::new();
+        if asids.try_reserve_exact(1).is_err() {
+            return Err(refuse(EngineError::NoMemory, payload));
+        }
+        asids.push(asid);
+        self.enqueue(now, client, Scope::Asids(asids), 0, 1, payload)
     }
 
     /// A client died: its queued unmaps are forced into the next flush, with
@@ -618,6 +711,8 @@ impl<P> Engine<P> {
     /// `payload` (the torn-down domain's table pages). Held replies of the
     /// client come back as [`ReplyAction::Drop`]; it can make no more
     /// requests, and is forgotten with [`Engine::remove_client`] once idle.
+    /// `NoMemory`, changing nothing, if the heap cannot hold the entry and
+    /// the queue it joins (the caller then invalidates by itself).
     pub fn purge(
         &mut self,
         now: u64,
@@ -629,6 +724,13 @@ impl<P> Engine<P> {
             Ok(c) => c,
             Err(error) => return Err(refuse(error, payload)),
         };
+        let mut asids = Vec::new();
+        if self.ready.try_reserve(c.queue.len() + 1).is_err()
+            || asids.try_reserve_exact(teardown_asids.len()).is_err()
+        {
+            return Err(refuse(EngineError::NoMemory, payload));
+        }
+        asids.extend_from_slice(teardown_asids);
         c.purged = true;
         c.stats.entries_pending += 1;
         ready_queue(
@@ -641,7 +743,7 @@ impl<P> Engine<P> {
         self.push_ready(Entry {
             client,
             kind: Kind::Teardown,
-            scope: Scope::Asids(teardown_asids.to_vec()),
+            scope: Scope::Asids(asids),
             pages: 0,
             unmapped_at: now,
             payload,
@@ -662,9 +764,13 @@ impl<P> Engine<P> {
 
     /// Moves a client's deferred flush queue into the next plan (for a
     /// client that asked to have everything flushed now). Returns how many
-    /// entries moved. Changes nothing for a client without a queue.
+    /// entries moved. Changes nothing for a client without a queue, nor
+    /// when the heap cannot hold the plan's longer list (`NoMemory`).
     pub fn expedite(&mut self, client: ClientId) -> Result<usize, EngineError> {
         let c = live_client(&mut self.clients, client)?;
+        self.ready
+            .try_reserve(c.queue.len())
+            .map_err(|_| EngineError::NoMemory)?;
         Ok(ready_queue(
             &mut self.ready,
             &mut self.ready_oldest,
@@ -867,6 +973,21 @@ impl<P> Engine<P> {
             InvalidationPolicy::Deferred { .. } => Kind::Deferred,
             InvalidationPolicy::Bypass => return Err(refuse(EngineError::BypassDomain, payload)),
         };
+        // Room first (none is taken when the caller reserved it): a
+        // refusal changes nothing.
+        let room = match kind {
+            Kind::Deferred => {
+                c.queue.try_reserve(1).is_ok() && {
+                    let fills =
+                        c.queued_mappings.saturating_add(mappings) >= max_entries(c.policy) as u64;
+                    !fills || self.ready.try_reserve(c.queue.len() + 1).is_ok()
+                }
+            }
+            _ => self.ready.try_reserve(1).is_ok(),
+        };
+        if !room {
+            return Err(refuse(EngineError::NoMemory, payload));
+        }
         c.stats.unmaps += mappings;
         c.stats.unmapped_pages = c.stats.unmapped_pages.saturating_add(pages);
         c.stats.pages_pending = c.stats.pages_pending.saturating_add(pages);
@@ -923,6 +1044,7 @@ impl<P> Engine<P> {
         Ok(outcome)
     }
 
+    /// Adds a ready entry (its room was reserved).
     fn push_ready(&mut self, e: Entry<P>) {
         self.ready_oldest = Some(
             self.ready_oldest
@@ -976,6 +1098,8 @@ fn live_client<P>(
 
 /// Moves a deferred queue, whole, into the next plan (`ready`, whose
 /// earliest `unmapped_at` is `oldest`); returns how many entries moved.
+/// Callers reserve room in `ready` first, except `plan_flush`, whose
+/// growth is not a request's (see its documentation).
 fn ready_queue<P>(
     ready: &mut Vec<Entry<P>>,
     oldest: &mut Option<u64>,

@@ -197,7 +197,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 table,
                 cd: cd_page,
                 iova,
-                stale_walks: BTreeMap::new(),
+                stale_walks: hashbrown::HashMap::new(),
                 table_pages,
                 reserved,
                 packed: hashbrown::HashMap::new(),

@@ -24,12 +24,22 @@ use super::hw::{self, HwError, SmmuHw};
 use super::state::Payload;
 use super::strtab;
 use super::types::Handled;
-use crate::engine::{ClientId, FlushPlan, Invalidation, Released, ReplyAction, SyncSeq};
+use crate::engine::{
+    ClientId, EngineError, FlushPlan, Invalidation, Released, ReplyAction, SyncSeq,
+};
 
 impl<H: SmmuHw, R> Server<H, R> {
     pub(super) fn flush(&mut self, badge: u32, reply: R) -> Handled<R> {
-        if self.engine.expedite(ClientId(badge)).is_err() {
-            return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
+        // Room to hold the reply first: a refusal changes nothing.
+        if self.flush_waiters.try_reserve(1).is_err() {
+            return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+        }
+        match self.engine.expedite(ClientId(badge)) {
+            Ok(_) => {}
+            Err(EngineError::NoMemory) => {
+                return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+            }
+            Err(_) => return Handled::Reply(reply, error_bytes(ApiError::NotPermitted)),
         }
         if self.pending(badge) == 0 {
             return Handled::Reply(reply, reply_bytes(&Response::Flushed));
@@ -242,7 +252,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             // Freed tables count against the quota until now.
             tr.table_pages = tr.table_pages.saturating_sub(p.tables.len() as u64);
-            for k in &p.stale_walks {
+            for k in p.stale_walks.as_slice() {
                 if let Some(c) = tr.stale_walks.get_mut(k) {
                     *c -= 1;
                     if *c == 0 {

@@ -11,9 +11,11 @@
 //! reaches only granted, pinned frames, passes the quota before anything
 //! changes, reserves its frame list and record before taking an IOVA, and
 //! rolls a failed write back through the allocator and the unpin batch
-//! exactly as the general path does; an unmap clears the entries first,
-//! then hands the IOVA block, freed tables, frames and held reply to the
-//! engine, and a strict client's reply is held until the covering sync.
+//! exactly as the general path does; an unmap reserves the engine's room
+//! and its stale-walk bookkeeping (refused with `NoMemory`, nothing
+//! changed, without them), clears the entries, then hands the IOVA block,
+//! freed tables, frames and held reply to the engine, and a strict
+//! client's reply is held until the covering sync.
 
 use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
 use iommu_api::{ApiError, Dir, Extent, Response};
@@ -23,11 +25,13 @@ use super::dispatch::error_bytes;
 use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
-use super::state::{Client, Domain, FrameList, Mapping, Payload, stop_key};
+use super::state::{
+    Client, Domain, FrameList, Mapping, Payload, StaleKeys, note_stale, stale_room, stop_key,
+};
 use super::types::{Grant, Handled};
 use super::unmap::{MERGE_PAGES, leaf_level, release_share};
 use super::{MAIR_NORMAL, ReplyBytes, Server};
-use crate::engine::{ClientId, IovaRange, UnmapHint};
+use crate::engine::{ClientId, EngineError, IovaRange, UnmapHint};
 use crate::iova::IovaError;
 use crate::policy::InvalidationPolicy;
 
@@ -268,6 +272,28 @@ impl<H: SmmuHw, R> Server<H, R> {
         let faults_pending = ledger.kept() as u32;
         let asid = tr.asid;
         let (block, pages) = record.get().block(r.start);
+        // Everything the engine and the stale-walk bookkeeping will need,
+        // reserved before an entry is cleared: past that point the unmap
+        // cannot be refused.
+        let room = if pages < MERGE_PAGES { 1 } else { 3 };
+        let keys = stale_room(block.get(), pages * PAGE_SIZE);
+        let reserved = engine
+            .reserve_unmap(ClientId(badge), 1, room)
+            .map_err(|e| match e {
+                EngineError::NoMemory => ApiError::NoMemory,
+                _ => ApiError::NotPermitted,
+            })
+            .and_then(|engine_room| {
+                tr.stale_walks
+                    .try_reserve(keys)
+                    .map_err(|_| ApiError::NoMemory)?;
+                let stale = StaleKeys::with_room(keys).ok_or(ApiError::NoMemory)?;
+                Ok((engine_room, stale))
+            });
+        let (engine_room, stale) = match reserved {
+            Ok(r) => r,
+            Err(e) => return Ok(Handled::Reply(reply, error_bytes(e))),
+        };
         let mut mem = HwTables(&mut *hw);
         let Ok(tok) = tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE) else {
             // Not reachable for a range unmapped exactly as it was mapped;
@@ -275,7 +301,6 @@ impl<H: SmmuHw, R> Server<H, R> {
             mem.barrier();
             return Ok(Handled::Reply(reply, error_bytes(ApiError::NoMemory)));
         };
-        let room = if pages < MERGE_PAGES { 1 } else { 3 };
         let Ok(mut ranges) = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0)) else {
             // Not reachable: a few ranges are inline.
             return Err(reply);
@@ -288,16 +313,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             tables_freed: tok.needs_walk_invalidation(),
         };
         let mut payload = Payload::new(badge);
+        payload.stale_walks = stale;
         if hint.tables_freed {
             for x in tok.ranges() {
                 let (a, end) = (x.start.get(), x.start.get() + x.len);
                 let mut va = a;
                 while va < end {
-                    if let Some(k) = stop_key(&mem, &tr.table, va)
-                        && !payload.stale_walks.contains(&k)
-                    {
-                        payload.stale_walks.push(k);
-                        *tr.stale_walks.entry(k).or_insert(0) += 1;
+                    if let Some(k) = stop_key(&mem, &tr.table, va) {
+                        note_stale(&mut tr.stale_walks, &mut payload.stale_walks, k);
                     }
                     va = (va | ((1 << 21) - 1)) + 1;
                 }
@@ -326,7 +349,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         } else {
             Some((reply, response))
         };
-        if let Err(refused) = engine.unmap_mappings(
+        if let Err(refused) = engine.unmap_reserved(
             now,
             ClientId(badge),
             asid,
@@ -334,6 +357,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             hint,
             1,
             payload,
+            engine_room,
         ) {
             self.unmap_refused(asid, refused.payload);
         }

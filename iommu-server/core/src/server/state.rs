@@ -47,7 +47,7 @@ pub(super) struct Payload<R> {
     /// A held reply and the response it gets.
     pub(super) reply: Option<(R, ReplyBytes)>,
     /// Walk-cache regions this unmap made stale (freed tables).
-    pub(super) stale_walks: Vec<(u8, u64)>,
+    pub(super) stale_walks: StaleKeys,
     /// Frames the unmapped entries reached: unpinned after the sync.
     pub(super) unpins: FrameList,
 }
@@ -75,10 +75,80 @@ impl<R> Payload<R> {
             tables: Vec::new(),
             teardown: None,
             reply: None,
-            stale_walks: Vec::new(),
+            stale_walks: StaleKeys::None,
             unpins: FrameList::Empty,
         }
     }
+}
+
+/// The walk-cache keys (level, address >> that level's shift) an unmap
+/// made stale: one inline (an IOVA block under 2 MiB is naturally aligned,
+/// so its freed tables leave one stale region), more in a vector whose
+/// room is reserved before the unmap clears anything
+/// ([`StaleKeys::with_room`]).
+pub(super) enum StaleKeys {
+    None,
+    One((u8, u64)),
+    Many(Vec<(u8, u64)>),
+}
+
+impl StaleKeys {
+    /// Room for `n` keys (none from the heap for one), or `None`.
+    pub(super) fn with_room(n: usize) -> Option<Self> {
+        if n <= 1 {
+            return Some(Self::None);
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).ok()?;
+        Some(Self::Many(v))
+    }
+
+    pub(super) fn as_slice(&self) -> &[(u8, u64)] {
+        match self {
+            Self::None => &[],
+            Self::One(k) => core::slice::from_ref(k),
+            Self::Many(v) => v,
+        }
+    }
+
+    pub(super) fn contains(&self, k: &(u8, u64)) -> bool {
+        self.as_slice().contains(k)
+    }
+
+    /// Adds `k` within the reserved room; `false` (nothing added) past it.
+    pub(super) fn push(&mut self, k: (u8, u64)) -> bool {
+        match self {
+            Self::None => *self = Self::One(k),
+            Self::Many(v) if v.len() < v.capacity() => v.push(k),
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// Walk-cache regions of the 2 MiB steps of `len` bytes at `va`: the most
+/// stale keys an unmap of them can leave (one per step, see `stop_key`).
+pub(super) fn stale_room(va: u64, len: u64) -> usize {
+    let last = va.saturating_add(len.max(1) - 1);
+    ((last >> 21) - (va >> 21) + 1) as usize
+}
+
+/// Records a stale walk-cache key of an unmap: counted in the domain (room
+/// reserved before the unmap cleared anything) and listed in its payload,
+/// which takes it back after the covering sync. A key the payload has no
+/// room for (never, by the reservations) stays counted for good: maps
+/// there flush first, which is slow but never unsafe.
+pub(super) fn note_stale(
+    walks: &mut hashbrown::HashMap<(u8, u64), u32>,
+    keys: &mut StaleKeys,
+    k: (u8, u64),
+) {
+    if keys.contains(&k) {
+        return;
+    }
+    // Unlisted, the count is never taken back: the region stays stale.
+    let _listed = keys.push(k);
+    *walks.entry(k).or_insert(0) += 1;
 }
 
 /// A list of frames: a one-page mapping's inline (no heap allocation on
@@ -190,8 +260,9 @@ pub(super) struct Translated {
     /// (level, input address >> that level's shift) of table descriptors
     /// cleared because the table below was freed, until the covering sync:
     /// a walk cache may still hold the old table there, so a map that
-    /// links a new table in such a region must wait for that sync.
-    pub(super) stale_walks: BTreeMap<(u8, u64), u32>,
+    /// links a new table in such a region must wait for that sync. Room
+    /// for an unmap's keys is reserved before it clears anything.
+    pub(super) stale_walks: hashbrown::HashMap<(u8, u64), u32>,
     /// Table pages its table holds (root and spares included), and freed
     /// ones until their sync released them: at most its quota.
     pub(super) table_pages: u64,

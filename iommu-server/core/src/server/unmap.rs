@@ -7,8 +7,12 @@
 //! It must never free anything itself: the IOVA block, the freed tables
 //! and the walk-cache regions they made stale travel in a [`Payload`],
 //! released only after the covering sync (see `flush`); never let a strict
-//! client's reply out before that sync; and never change anything on a
-//! refused request (`check_unmap` runs first).
+//! client's reply out before that sync; never change anything on a
+//! refused request (`check_unmap` runs first); and never grow the heap
+//! infallibly: everything it records once the first entry is cleared (the
+//! engine's room for its unmaps, the lists of ranges, frames, IOVA blocks,
+//! freed tables and stale walk-cache keys) is reserved with `try_reserve`
+//! before that (`NoMemory`, nothing changed).
 
 use alloc::vec::Vec;
 
@@ -20,10 +24,10 @@ use smmuv3::cmd::Command;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
-use super::state::{FrameList, Packed, Payload, stop_key};
+use super::state::{FrameList, Packed, Payload, StaleKeys, note_stale, stale_room, stop_key};
 use super::types::Handled;
 use super::{SMALL_LIST, Server};
-use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
+use crate::engine::{ClientId, EngineError, IovaRange, LeafLevel, UnmapHint, UnmapRoom};
 use crate::policy::InvalidationPolicy;
 
 /// Spans of this many pages or more may be mapped by blocks: each is
@@ -36,6 +40,8 @@ pub(super) const MERGE_PAGES: u64 = 512;
 /// and the payload released after its sync.
 struct Group<R> {
     payload: Payload<R>,
+    /// Its room in the engine, reserved before anything was cleared.
+    room: UnmapRoom,
     first_range: usize,
     ranges: usize,
     /// The leaf level of every run, or `Any` if they differ.
@@ -48,6 +54,7 @@ impl<R> Group<R> {
     fn new(badge: u32) -> Self {
         Self {
             payload: Payload::new(badge),
+            room: UnmapRoom::default(),
             first_range: 0,
             ranges: 0,
             level: None,
@@ -80,6 +87,16 @@ struct Span {
     page: u64,
     pages: u64,
     frames: usize,
+}
+
+/// Table pages below the root that an unmap of `len` bytes at `va` can
+/// free: one per last-level, level-2 and level-1 table region it touches.
+fn table_room(va: u64, len: u64) -> usize {
+    let last = va.saturating_add(len.max(1) - 1);
+    [21u32, 30, 39]
+        .iter()
+        .map(|&s| ((last >> s) - (va >> s) + 1) as usize)
+        .sum()
 }
 
 /// One range of the shared IOVA block at `block` is gone: the block, if
@@ -193,23 +210,72 @@ impl<H: SmmuHw, R> Server<H, R> {
         let mut frames: Vec<PhysAddr> = Vec::new();
         let mut iovas: Vec<(Iova, u64)> = Vec::new();
         let mut alone: Vec<Group<R>> = Vec::new();
-        let engine_ranges = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0));
-        let reserved = match engine_ranges {
-            Ok(r) if !gather && !each => Some(r),
-            Ok(r) => {
-                let ok = (!gather
-                    || (frames.try_reserve_exact(total_frames).is_ok()
-                        && iovas.try_reserve_exact(spans.len() - 1).is_ok()))
-                    && (!each || alone.try_reserve_exact(spans.len()).is_ok());
-                ok.then_some(r)
+        // Each group's room in the engine and for its stale walk-cache
+        // keys (the per-unmap baseline: one group per span, in order;
+        // otherwise one for the whole request), and the domain's room for
+        // those keys: past the first clear the unmap cannot be refused.
+        let mut groups: Vec<(UnmapRoom, StaleKeys)> = Vec::new();
+        let keys = |s: &Span| stale_room(s.page, s.pages * PAGE_SIZE);
+        let span_room = |s: &Span| if s.pages < MERGE_PAGES { 1 } else { 3 };
+        let all_keys: usize = spans.iter().map(keys).sum();
+        let reserved = (|| {
+            let engine_ranges = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0))?;
+            let oom = |_| ApiError::NoMemory;
+            if gather {
+                frames.try_reserve_exact(total_frames).map_err(oom)?;
+                iovas.try_reserve_exact(spans.len() - 1).map_err(oom)?;
             }
-            Err(_) => None,
-        };
-        let Some(mut engine_ranges) = reserved else {
-            return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+            let unmaps = if each { spans.len() } else { 1 };
+            let first = self
+                .engine
+                .reserve_unmap(ClientId(badge), unmaps, if each { 0 } else { room })
+                .map_err(|e| match e {
+                    EngineError::NoMemory => ApiError::NoMemory,
+                    _ => ApiError::NotPermitted,
+                })?;
+            if each {
+                alone.try_reserve_exact(spans.len()).map_err(oom)?;
+                groups.try_reserve_exact(spans.len()).map_err(oom)?;
+                for s in spans.iter().rev() {
+                    let room =
+                        UnmapRoom::for_ranges(span_room(s)).map_err(|_| ApiError::NoMemory)?;
+                    let stale = StaleKeys::with_room(keys(s)).ok_or(ApiError::NoMemory)?;
+                    groups.push((room, stale));
+                }
+            } else {
+                let stale = StaleKeys::with_room(all_keys).ok_or(ApiError::NoMemory)?;
+                groups.try_reserve_exact(1).map_err(oom)?;
+                groups.push((first, stale));
+            }
+            tr.stale_walks
+                .try_reserve(all_keys)
+                .map_err(|_| ApiError::NoMemory)?;
+            Ok(engine_ranges)
+        })();
+        let mut engine_ranges = match reserved {
+            Ok(r) => r,
+            Err(e) => return Handled::Reply(reply, error_bytes(e)),
         };
         let mut mem = HwTables(&mut self.hw);
         let mut group = Group::new(badge);
+        if let Some((room, stale)) = groups.pop() {
+            group.room = room;
+            group.payload.stale_walks = stale;
+        }
+        if !each && spans.len() > 1 {
+            // The tables every run may free, listed in one payload.
+            let tables = spans
+                .iter()
+                .map(|s| table_room(s.page, s.pages * PAGE_SIZE));
+            if group
+                .payload
+                .tables
+                .try_reserve_exact(tables.sum())
+                .is_err()
+            {
+                return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+            }
+        }
         let mut failure = None;
         let mut at = 0;
         while at < spans.len() {
@@ -241,17 +307,20 @@ impl<H: SmmuHw, R> Server<H, R> {
                     let (a, end) = (x.start.get(), x.start.get() + x.len);
                     let mut va = a;
                     while va < end {
-                        if let Some(k) = stop_key(&mem, &tr.table, va)
-                            && !group.payload.stale_walks.contains(&k)
-                        {
-                            group.payload.stale_walks.push(k);
-                            *tr.stale_walks.entry(k).or_insert(0) += 1;
+                        if let Some(k) = stop_key(&mem, &tr.table, va) {
+                            note_stale(&mut tr.stale_walks, &mut group.payload.stale_walks, k);
                         }
                         va = (va | ((1 << 21) - 1)) + 1;
                     }
                 }
             }
-            group.payload.tables.append(&mut tok.into_freed_tables());
+            // Within the room reserved above (or the token's own list).
+            let mut freed = tok.into_freed_tables();
+            if group.payload.tables.is_empty() && group.payload.tables.capacity() < freed.len() {
+                group.payload.tables = freed;
+            } else {
+                group.payload.tables.append(&mut freed);
+            }
             // Removed only once their entries are cleared (a refused
             // clear keeps them, and never reinserts into the table).
             for s in &spans[at..end] {
@@ -282,7 +351,12 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
             }
             if each {
-                alone.push(core::mem::replace(&mut group, Group::new(badge)));
+                let mut next = Group::new(badge);
+                if let Some((room, stale)) = groups.pop() {
+                    next.room = room;
+                    next.payload.stale_walks = stale;
+                }
+                alone.push(core::mem::replace(&mut group, next));
                 group.first_range = engine_ranges.len();
             }
             at = end;
@@ -340,7 +414,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         let ranges = engine_ranges
             .get(g.first_range..g.first_range + g.ranges)
             .unwrap_or(&[]);
-        if let Err(refused) = self.engine.unmap_mappings(
+        if let Err(refused) = self.engine.unmap_reserved(
             now,
             ClientId(badge),
             asid,
@@ -348,6 +422,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             hint,
             g.mappings,
             g.payload,
+            g.room,
         ) {
             self.unmap_refused(asid, refused.payload);
         }
