@@ -149,14 +149,8 @@ impl IovaAllocator {
     /// a power of two and the block is aligned to its own size.
     pub fn alloc(&mut self, pages: u64) -> Result<Iova, IovaError> {
         let order = self.order_of(pages)?;
-        // Room to record it first, and for the free range carving it out
-        // may add (one per live or cached block, plus one, once it is
-        // live): a refusal changes nothing.
-        self.live.try_reserve(1).map_err(|_| IovaError::NoMemory)?;
-        let ranges = self.live.len() + 1 + self.cached_blocks() + 1;
-        self.free
-            .try_reserve(ranges.saturating_sub(self.free.len()))
-            .map_err(|_| IovaError::NoMemory)?;
+        // Room to record it first: a refusal changes nothing.
+        self.reserve(1)?;
         let size = 1u64 << order;
         let pfn = match self.cache.get_mut(order as usize).and_then(Vec::pop) {
             Some(pfn) => pfn,
@@ -172,6 +166,22 @@ impl IovaAllocator {
         self.live.insert(pfn, order);
         self.in_use_pages += size;
         Ok(Iova::new(pfn << PAGE_SHIFT))
+    }
+
+    /// Room for `blocks` more live blocks: their records, and the free
+    /// ranges carving them out may add (one per live or cached block, plus
+    /// one). After it, that many `alloc`s grow nothing; a caller that must
+    /// not be refused past some point (a map that pinned its frames)
+    /// reserves first. `NoMemory`, changing nothing, if the heap cannot
+    /// hold it.
+    pub fn reserve(&mut self, blocks: usize) -> Result<(), IovaError> {
+        self.live
+            .try_reserve(blocks)
+            .map_err(|_| IovaError::NoMemory)?;
+        let ranges = self.live.len() + blocks + self.cached_blocks() + 1;
+        self.free
+            .try_reserve(ranges.saturating_sub(self.free.len()))
+            .map_err(|_| IovaError::NoMemory)
     }
 
     /// Returns a block to the allocator. `pages` is the size asked of

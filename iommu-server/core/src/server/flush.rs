@@ -14,6 +14,7 @@
 
 use alloc::vec::Vec;
 
+use abi::PhysAddr;
 use iommu_api::{ApiError, Response};
 use smmuv3::cmd::Command;
 
@@ -208,6 +209,18 @@ impl<H: SmmuHw, R> Server<H, R> {
     pub(super) fn release_now(&mut self, p: Payload<R>) {
         self.release_payload(p);
         self.flush_unpins();
+    }
+
+    /// Unpins `frames` now (nothing maps them), in one call, growing
+    /// nothing: after the batch already waiting, if any.
+    pub(super) fn unpin_now(&mut self, frames: &[PhysAddr]) {
+        self.flush_unpins();
+        if frames.is_empty() {
+            return;
+        }
+        self.stats.unpin_calls += 1;
+        self.stats.unpinned_frames += frames.len() as u64;
+        self.hw.unpin(frames);
     }
 
     /// One unpin call for every frame whose covering sync completed.

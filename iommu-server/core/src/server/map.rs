@@ -94,6 +94,14 @@ impl<'g> MapPlan<'g> {
     }
 }
 
+/// What [`Server::reserve_map`] set aside for a map.
+struct MapRoom {
+    /// Each mapping's frame list (translated maps).
+    lists: Few<FrameList>,
+    /// The reply's IOVAs.
+    iovas: Few<Iova>,
+}
+
 /// Why a pinned map failed, and so when its pins go.
 enum Failed {
     /// Nothing was written: unpin at once.
@@ -126,6 +134,9 @@ impl<H: SmmuHw, R> Server<H, R> {
         grant: Option<Grant<'_>>,
     ) -> Result<ReplyBytes, ApiError> {
         let plan = self.plan_map(badge, dir, ranges, grant)?;
+        // The heap it needs, reserved before anything changes (the pin
+        // included): a refusal is `NoMemory` and changes nothing.
+        let room = self.reserve_map(badge, &plan)?;
         // Every frame a mapping will reach is pinned first (one call): a
         // single range's frames are a slice of the grant, several are
         // gathered.
@@ -146,17 +157,44 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         self.stats.pin_calls += 1;
         self.stats.pinned_frames += frames.len() as u64;
-        match self.map_pinned(now, badge, &plan, frames) {
+        match self.map_pinned(now, badge, &plan, frames, room) {
             Ok(reply) => Ok(reply),
             Err(Failed::Unwritten(e)) => {
                 // Nothing maps them: unpin now.
-                self.unpins.extend_from_slice(frames);
-                self.flush_unpins();
+                self.unpin_now(frames);
                 Err(e)
             }
             // The rollback's payload unpins them after the covering sync.
             Err(Failed::RolledBack(e)) => Err(e),
         }
+    }
+
+    /// Everything a map will record, reserved before anything changes:
+    /// the reply's IOVAs and, translated, each mapping's frame list, room
+    /// for the records (the quota bounds their count), the shared block's
+    /// record and the IOVA allocator's bookkeeping of the blocks.
+    fn reserve_map(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<MapRoom, ApiError> {
+        let n = plan.planned.len();
+        let iovas = Few::with_capacity(n, || Iova::new(0))?;
+        if plan.bypass {
+            return Ok(MapRoom {
+                lists: Few::with_capacity(0, || FrameList::Empty)?,
+                iovas,
+            });
+        }
+        let mut lists = Few::with_capacity(n, || FrameList::Empty)?;
+        for p in plan.planned.as_slice() {
+            lists.push(FrameList::try_copy(plan.frames(p)).ok_or(ApiError::NoMemory)?);
+        }
+        let (tr, mappings) = translated_mut(&mut self.clients, badge)?;
+        let blocks = if plan.packed { 1 } else { n };
+        if mappings.try_reserve(n).is_err()
+            || (plan.packed && tr.packed.try_reserve(1).is_err())
+            || tr.iova.reserve(blocks).is_err()
+        {
+            return Err(ApiError::NoMemory);
+        }
+        Ok(MapRoom { lists, iovas })
     }
 
     /// A map whose frames are pinned: `frames`, every range's in order.
@@ -166,31 +204,20 @@ impl<H: SmmuHw, R> Server<H, R> {
         badge: u32,
         plan: &MapPlan<'_>,
         frames: &[PhysAddr],
+        room: MapRoom,
     ) -> Result<ReplyBytes, Failed> {
+        let MapRoom {
+            mut lists,
+            mut iovas,
+        } = room;
         if plan.bypass {
-            return self.map_bypass(badge, plan).map_err(Failed::Unwritten);
+            return self
+                .map_bypass(badge, plan, iovas)
+                .map_err(Failed::Unwritten);
         }
-        // Each mapping's frame list, and the reply's IOVAs, reserved before
-        // anything is taken or written.
         let n = plan.planned.len();
-        let reserved = Few::with_capacity(n, || FrameList::Empty)
-            .ok()
-            .and_then(|mut lists| {
-                for p in plan.planned.as_slice() {
-                    lists.push(FrameList::try_copy(plan.frames(p))?);
-                }
-                Some(lists)
-            })
-            .zip(Few::with_capacity(n, || Iova::new(0)).ok());
-        let Some((mut lists, mut iovas)) = reserved else {
-            return Err(Failed::Unwritten(ApiError::NoMemory));
-        };
-        // IOVAs for every range (never mapped yet: freed at once on error),
-        // and room for the records (the quota bounds their count).
-        let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
-        if mappings.try_reserve(n).is_err() || (plan.packed && tr.packed.try_reserve(1).is_err()) {
-            return Err(Failed::Unwritten(ApiError::NoMemory));
-        }
+        // IOVAs for every range (never mapped yet: freed at once on error).
+        let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
         let blocks = if plan.packed {
             alloc_packed(tr, plan.pages())
         } else {
@@ -408,14 +435,18 @@ impl<H: SmmuHw, R> Server<H, R> {
 
     /// A bypass map: answers each range's bus (= physical) address and
     /// counts it; nothing is written.
-    fn map_bypass(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<ReplyBytes, ApiError> {
+    fn map_bypass(
+        &mut self,
+        badge: u32,
+        plan: &MapPlan<'_>,
+        mut iovas: Few<Iova>,
+    ) -> Result<ReplyBytes, ApiError> {
         // Bypass: the device uses bus (= physical) addresses, which it
         // must be able to drive in full.
         let dma_mask = match plan.dma_bits {
             64.. => u64::MAX,
             b => (1u64 << b) - 1,
         };
-        let mut iovas = Few::with_capacity(plan.planned.len(), || Iova::new(0))?;
         for p in plan.planned.as_slice() {
             let f = plan.frames(p);
             let contiguous = f

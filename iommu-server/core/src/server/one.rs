@@ -64,7 +64,6 @@ impl<H: SmmuHw, R> Server<H, R> {
             engine,
             stats,
             features,
-            unpins,
             ..
         } = self;
         let client = clients.get_mut(&badge)?;
@@ -136,6 +135,12 @@ impl<H: SmmuHw, R> Server<H, R> {
             Ok(v) => v,
             Err(e) => return Some(Err(e)),
         };
+        // Its frame list, its record and its IOVA block's bookkeeping
+        // reserved before anything changes (the pin included).
+        let reserved = match (FrameList::try_copy(frames), mappings.try_reserve(1)) {
+            (Some(list), Ok(())) if tr.iova.reserve(1).is_ok() => list,
+            _ => return Some(Err(ApiError::NoMemory)),
+        };
         // Every frame it will reach is pinned first (one call).
         if hw.pin(frames).is_err() {
             stats.pin_refusals += 1;
@@ -143,81 +148,77 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         stats.pin_calls += 1;
         stats.pinned_frames += frames.len() as u64;
-        // Its frame list and record reserved before an IOVA is taken.
-        let end = match (FrameList::try_copy(frames), mappings.try_reserve(1)) {
-            (Some(list), Ok(())) => match tr.iova.alloc(pages) {
-                Err(e) => MapEnd::Unpin(match e {
-                    IovaError::NoMemory => ApiError::NoMemory,
-                    _ => ApiError::IovaExhausted,
-                }),
-                Ok(block) => {
-                    let left = quota.table_pages.saturating_sub(tr.table_pages);
-                    let mut mem = QuotaTables::new(HwTables(&mut *hw), left);
-                    let attrs = Attrs::dma(MAIR_NORMAL, dir.device_writes());
-                    let written = match frames {
-                        [first, ..]
-                            if pages >= BLOCK_PAGES
-                                && frames
-                                    .windows(2)
-                                    .all(|w| w[1].get() == w[0].get().wrapping_add(PAGE_SIZE)) =>
-                        {
-                            tr.table
-                                .map(&mut mem, block, *first, pages * PAGE_SIZE, attrs)
-                        }
-                        _ => tr.table.map_pages(&mut mem, block, frames, attrs),
-                    };
-                    tr.table_pages += mem.allocated;
-                    mem.allocated = 0;
-                    if written.is_err() {
-                        let why = if mem.over_quota {
-                            ApiError::QuotaExceeded
-                        } else {
-                            ApiError::NoMemory
-                        };
-                        // All or nothing: nothing was written, so nothing
-                        // can be cached. Tables the walk took but never
-                        // linked, the IOVA block and the pins go now.
-                        let spare = tr.table.take_spare_tables();
-                        mem.barrier();
-                        tr.table_pages = tr.table_pages.saturating_sub(spare.len() as u64);
-                        for p in spare {
-                            hw.free_pages(p, 1);
-                        }
-                        let _ = tr.iova.free(block, pages);
-                        MapEnd::RolledBack(why)
+        let list = reserved;
+        let end = match tr.iova.alloc(pages) {
+            Err(e) => MapEnd::Unpin(match e {
+                IovaError::NoMemory => ApiError::NoMemory,
+                _ => ApiError::IovaExhausted,
+            }),
+            Ok(block) => {
+                let left = quota.table_pages.saturating_sub(tr.table_pages);
+                let mut mem = QuotaTables::new(HwTables(&mut *hw), left);
+                let attrs = Attrs::dma(MAIR_NORMAL, dir.device_writes());
+                let written = match frames {
+                    [first, ..]
+                        if pages >= BLOCK_PAGES
+                            && frames
+                                .windows(2)
+                                .all(|w| w[1].get() == w[0].get().wrapping_add(PAGE_SIZE)) =>
+                    {
+                        tr.table
+                            .map(&mut mem, block, *first, pages * PAGE_SIZE, attrs)
+                    }
+                    _ => tr.table.map_pages(&mut mem, block, frames, attrs),
+                };
+                tr.table_pages += mem.allocated;
+                mem.allocated = 0;
+                if written.is_err() {
+                    let why = if mem.over_quota {
+                        ApiError::QuotaExceeded
                     } else {
-                        mem.barrier();
-                        let iova = Iova::new(block.get() + offset);
-                        // Room was reserved above; the count was checked
-                        // against the quota, which `add_client` reserved
-                        // heap for.
-                        mappings.entry(iova.get()).insert(Mapping {
-                            len: r.len,
-                            packed: 0,
-                            frames: list,
-                        });
-                        *live += 1;
-                        *mapped_bytes += pages * PAGE_SIZE;
-                        let _ = engine.note_map(ClientId(badge), pages);
-                        let iovas = [iova];
-                        let reply = Response::Mapped {
-                            iovas: iommu_api::List::new(&iovas),
-                        };
-                        // One IOVA always fits inline.
-                        match ReplyBytes::encode_inline(&reply) {
-                            Some(b) => MapEnd::Done(b),
-                            None => MapEnd::Done(super::dispatch::reply_bytes(&reply)),
-                        }
+                        ApiError::NoMemory
+                    };
+                    // All or nothing: nothing was written, so nothing
+                    // can be cached. Tables the walk took but never
+                    // linked, the IOVA block and the pins go now.
+                    let spare = tr.table.take_spare_tables();
+                    mem.barrier();
+                    tr.table_pages = tr.table_pages.saturating_sub(spare.len() as u64);
+                    for p in spare {
+                        hw.free_pages(p, 1);
+                    }
+                    let _ = tr.iova.free(block, pages);
+                    MapEnd::RolledBack(why)
+                } else {
+                    mem.barrier();
+                    let iova = Iova::new(block.get() + offset);
+                    // Room was reserved above; the count was checked
+                    // against the quota, which `add_client` reserved
+                    // heap for.
+                    mappings.entry(iova.get()).insert(Mapping {
+                        len: r.len,
+                        packed: 0,
+                        frames: list,
+                    });
+                    *live += 1;
+                    *mapped_bytes += pages * PAGE_SIZE;
+                    let _ = engine.note_map(ClientId(badge), pages);
+                    let iovas = [iova];
+                    let reply = Response::Mapped {
+                        iovas: iommu_api::List::new(&iovas),
+                    };
+                    // One IOVA always fits inline.
+                    match ReplyBytes::encode_inline(&reply) {
+                        Some(b) => MapEnd::Done(b),
+                        None => MapEnd::Done(super::dispatch::reply_bytes(&reply)),
                     }
                 }
-            },
-            _ => MapEnd::Unpin(ApiError::NoMemory),
+            }
         };
         Some(match end {
             MapEnd::Done(b) => Ok(b),
             MapEnd::Unpin(e) | MapEnd::RolledBack(e) => {
-                unpins.extend_from_slice(frames);
-                self.flush_unpins();
+                self.unpin_now(frames);
                 Err(e)
             }
         })
