@@ -94,8 +94,8 @@ pub struct Server<H, R> {
     strtab: StreamTable,
     engine: Engine<Payload<R>>,
     clients: BTreeMap<u32, Client>,
-    /// StreamID -> owning badge.
-    streams: BTreeMap<u32, u32>,
+    /// StreamID -> owning badge (grown with `try_reserve`).
+    streams: hashbrown::HashMap<u32, u32>,
     asids: AsidPool,
     /// Released held replies for the next `poll`.
     outbox: Vec<(R, ReplyBytes)>,

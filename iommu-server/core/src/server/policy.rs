@@ -127,7 +127,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             },
             None => return Ok(()),
         };
-        let made = self.new_domain(dma_bits, false, &quota)?;
+        let heap = self.domain_heap(dma_bits, &quota)?;
+        let made = self.new_domain(dma_bits, Some(heap), &quota)?;
         if let Some(d) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) {
             d.tr = made.tr;
             // Empty (no live mapping may switch), and now sized.

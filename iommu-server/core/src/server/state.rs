@@ -460,7 +460,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             strtab,
             engine: Engine::new(engine_cfg),
             clients: BTreeMap::new(),
-            streams: BTreeMap::new(),
+            streams: hashbrown::HashMap::new(),
             asids: AsidPool {
                 next: 1,
                 max: if features.asid16 { 0xffff } else { 0xff },
