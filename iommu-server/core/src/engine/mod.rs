@@ -20,7 +20,7 @@
 
 mod commands;
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE};
@@ -457,6 +457,7 @@ struct Client<P> {
 
 struct Batch<P> {
     seq: u64,
+    /// Last accepted first: released from the end, growing nothing.
     entries: Vec<Entry<P>>,
 }
 
@@ -645,6 +646,7 @@ impl<P> Engine<P> {
             _ => unmaps,
         };
         self.ready.try_reserve(ready_room).map_err(oom)?;
+        self.in_flight.try_reserve(1).map_err(oom)?;
         UnmapRoom::for_ranges(ranges)
     }
 
@@ -726,6 +728,7 @@ impl<P> Engine<P> {
         };
         let mut asids = Vec::new();
         if self.ready.try_reserve(c.queue.len() + 1).is_err()
+            || self.in_flight.try_reserve(1).is_err()
             || asids.try_reserve_exact(teardown_asids.len()).is_err()
         {
             return Err(refuse(EngineError::NoMemory, payload));
@@ -808,81 +811,131 @@ impl<P> Engine<P> {
     }
 
     /// Plans a flush of every ready entry and every due deferred queue (all
-    /// deferred queues if piggybacking). `None` if nothing is due. The plan
-    /// ends in one `Sync` shared by all, preceded by one own sync per
+    /// deferred queues if piggybacking). `None` if nothing is due, or if
+    /// the heap cannot hold the plan (see [`Engine::try_plan_flush`]). The
+    /// plan ends in one `Sync` shared by all, preceded by one own sync per
     /// `StrictPerUnmap` entry.
     pub fn plan_flush(&mut self, now: u64) -> Option<FlushPlan> {
-        for c in self.clients.values_mut() {
-            let due = c.queue.front().is_some_and(|f| {
+        self.try_plan_flush(now).ok().flatten()
+    }
+
+    /// [`Engine::plan_flush`], refused with `NoMemory`, changing nothing,
+    /// if the heap cannot hold the plan (every list it builds is reserved
+    /// with `try_reserve` before anything moves). The caller may then
+    /// invalidate everything instead ([`Engine::plan_full`]).
+    pub fn try_plan_flush(&mut self, now: u64) -> Result<Option<FlushPlan>, EngineError> {
+        let oom = |_| EngineError::NoMemory;
+        let due = |c: &Client<P>| {
+            c.queue.front().is_some_and(|f| {
                 flush_at(f.unmapped_at, c.policy) <= now
                     || c.queued_mappings >= max_entries(c.policy) as u64
-            });
-            if due {
-                ready_queue(
-                    &mut self.ready,
-                    &mut self.ready_oldest,
-                    &mut c.queue,
-                    &mut c.queued_mappings,
-                );
-            }
+            })
+        };
+        let any_due = self.clients.values().any(due);
+        if self.ready.is_empty() && !any_due {
+            return Ok(None);
         }
-        if self.ready.is_empty() {
-            return None;
-        }
-        if self.config.piggyback_deferred {
-            for c in self.clients.values_mut() {
-                ready_queue(
-                    &mut self.ready,
-                    &mut self.ready_oldest,
-                    &mut c.queue,
-                    &mut c.queued_mappings,
-                );
-            }
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.ready_oldest = None;
-        let entries = core::mem::take(&mut self.ready);
+        let piggyback = self.config.piggyback_deferred;
+        let moves = |c: &&Client<P>| piggyback || due(c);
+        let moving: usize = self
+            .clients
+            .values()
+            .filter(moves)
+            .map(|c| c.queue.len())
+            .sum();
+        self.ready.try_reserve(moving).map_err(oom)?;
+        self.in_flight.try_reserve(1).map_err(oom)?;
+        // Everything the plan covers: the ready entries, then the queues
+        // that move (what `ready` holds once they moved).
+        let queued = self
+            .clients
+            .values()
+            .filter(moves)
+            .flat_map(|c| c.queue.iter());
+        let entries = self.ready.iter().chain(queued);
         let mut commands = Vec::new();
-        let mut segments = Vec::new();
+        let mut segments: Vec<Vec<ClientId>> = Vec::new();
+        // Per client: TLBI commands and syncs to count once the plan is made.
+        let mut counted: Vec<(ClientId, u64, u64)> = Vec::new();
+        let per_unmap = entries.clone().filter(|e| e.kind == Kind::PerUnmap).count();
+        let shared = || entries.clone().filter(|e| e.kind != Kind::PerUnmap);
+        let shared_n = shared().count();
+        segments
+            .try_reserve_exact(per_unmap + usize::from(shared_n > 0))
+            .map_err(oom)?;
 
         // The baseline: each per-unmap entry with its own sync.
-        for e in entries.iter().filter(|e| e.kind == Kind::PerUnmap) {
-            let counts = commands::choose(&self.config, [&e.scope], &mut commands);
+        for e in entries.clone().filter(|e| e.kind == Kind::PerUnmap) {
+            let counts = commands::choose(&self.config, [&e.scope], &mut commands)
+                .map_err(|_| EngineError::NoMemory)?;
+            commands.try_reserve(1).map_err(oom)?;
             commands.push(Invalidation::Sync);
-            segments.push(alloc::vec![e.client]);
-            if let Some(c) = self.clients.get_mut(&e.client) {
-                c.stats.tlbi_commands += counts.values().sum::<usize>() as u64;
-                c.stats.syncs += 1;
-            }
+            let mut alone = Vec::new();
+            alone.try_reserve_exact(1).map_err(oom)?;
+            alone.push(e.client);
+            segments.push(alone);
+            let tlbis = counts.iter().map(|(_, n)| *n as u64).sum();
+            counted.try_reserve(1).map_err(oom)?;
+            counted.push((e.client, tlbis, 1));
         }
         // Everything else shares the final sync.
-        let shared = || entries.iter().filter(|e| e.kind != Kind::PerUnmap);
-        if shared().next().is_some() {
-            let counts = commands::choose(&self.config, shared().map(|e| &e.scope), &mut commands);
+        if shared_n > 0 {
+            let counts = commands::choose(&self.config, shared().map(|e| &e.scope), &mut commands)
+                .map_err(|_| EngineError::NoMemory)?;
+            commands.try_reserve(1).map_err(oom)?;
             commands.push(Invalidation::Sync);
-            let mut pairs = BTreeSet::new();
-            let mut participants = BTreeSet::new();
+            let asids = shared()
+                .map(|e| match &e.scope {
+                    Scope::Ranges { .. } => 1,
+                    Scope::Asids(asids) => asids.len(),
+                })
+                .sum();
+            let mut pairs: Vec<(ClientId, Asid)> = Vec::new();
+            let mut participants: Vec<ClientId> = Vec::new();
+            pairs.try_reserve_exact(asids).map_err(oom)?;
+            participants.try_reserve_exact(shared_n).map_err(oom)?;
             for e in shared() {
-                participants.insert(e.client);
+                participants.push(e.client);
                 match &e.scope {
-                    Scope::Ranges { asid, .. } => {
-                        pairs.insert((e.client, *asid));
-                    }
+                    Scope::Ranges { asid, .. } => pairs.push((e.client, *asid)),
                     Scope::Asids(asids) => pairs.extend(asids.iter().map(|a| (e.client, *a))),
                 }
             }
+            pairs.sort_unstable();
+            pairs.dedup();
+            participants.sort_unstable();
+            participants.dedup();
+            counted
+                .try_reserve(pairs.len() + participants.len())
+                .map_err(oom)?;
             for (client, asid) in pairs {
-                if let (Some(c), Some(n)) = (self.clients.get_mut(&client), counts.get(&asid)) {
-                    c.stats.tlbi_commands += *n as u64;
+                if let Ok(i) = counts.binary_search_by_key(&asid, |&(a, _)| a) {
+                    counted.push((client, counts[i].1 as u64, 0));
                 }
             }
             for client in &participants {
-                if let Some(c) = self.clients.get_mut(client) {
-                    c.stats.syncs += 1;
-                }
+                counted.push((*client, 0, 1));
             }
-            segments.push(participants.into_iter().collect());
+            segments.push(participants);
+        }
+
+        // The plan is made: now the queues move and the counters count.
+        for c in self.clients.values_mut() {
+            if piggyback || due(c) {
+                // Room was reserved above.
+                ready_queue(
+                    &mut self.ready,
+                    &mut self.ready_oldest,
+                    &mut c.queue,
+                    &mut c.queued_mappings,
+                );
+            }
+        }
+        for (client, tlbis, syncs) in counted {
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.stats.tlbi_commands += tlbis;
+                c.stats.syncs += syncs;
+            }
         }
         for cmd in &commands {
             match cmd {
@@ -893,41 +946,107 @@ impl<P> Engine<P> {
             }
         }
         self.stats.plans += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready_oldest = None;
+        let mut entries = core::mem::take(&mut self.ready);
+        entries.reverse();
+        // Room was reserved above.
         self.in_flight.push_back(Batch { seq, entries });
-        Some(FlushPlan {
+        Ok(Some(FlushPlan {
             seq: SyncSeq(seq),
             commands,
             participants: segments,
-        })
+        }))
+    }
+
+    /// The plan of last resort, when the heap cannot hold a
+    /// [`FlushPlan`]: every ready entry (and every deferred queue the
+    /// next plan's list has room for) is covered by one sync behind an
+    /// invalidation of everything, which the caller issues (all of stage
+    /// 1 and every cached configuration), then completes `seq` as for any
+    /// plan. Grows nothing: the entries stay in their list, and the room
+    /// for the plan in flight is kept by every unmap. `None` if nothing is
+    /// ready, or if that room is missing after all.
+    pub fn plan_full(&mut self) -> Option<SyncSeq> {
+        for c in self.clients.values_mut() {
+            if self.ready.capacity() - self.ready.len() >= c.queue.len() {
+                ready_queue(
+                    &mut self.ready,
+                    &mut self.ready_oldest,
+                    &mut c.queue,
+                    &mut c.queued_mappings,
+                );
+            }
+        }
+        if self.ready.is_empty() || self.in_flight.len() == self.in_flight.capacity() {
+            return None;
+        }
+        for (id, c) in self.clients.iter_mut() {
+            if self.ready.iter().any(|e| e.client == *id) {
+                c.stats.syncs += 1;
+                c.stats.tlbi_commands += 1;
+            }
+        }
+        self.stats.plans += 1;
+        self.stats.syncs += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready_oldest = None;
+        let mut entries = core::mem::take(&mut self.ready);
+        entries.reverse();
+        self.in_flight.push_back(Batch { seq, entries });
+        Some(SyncSeq(seq))
     }
 
     /// The sync of plan `seq` completed at `now` (and with it every earlier
     /// plan): returns the released unmaps, oldest plan first. Completing an
     /// already completed plan releases nothing; a sequence number never
-    /// issued is refused.
+    /// issued is refused. (Its list grows infallibly: the server releases
+    /// one at a time with [`Engine::next_released`].)
     pub fn sync_completed(
         &mut self,
         now: u64,
         seq: SyncSeq,
     ) -> Result<Vec<Released<P>>, EngineError> {
+        let mut released = Vec::new();
+        while let Some(r) = self.next_released(now, seq)? {
+            released.push(r);
+        }
+        Ok(released)
+    }
+
+    /// The next unmap that the completed sync of plan `seq` (and with it
+    /// every earlier plan) released, oldest plan first, in the order they
+    /// were accepted; `None` once there is none. One at a time, growing
+    /// nothing: the caller may stop and come back for the rest later (the
+    /// sync stays completed). A sequence number never issued is refused.
+    pub fn next_released(
+        &mut self,
+        now: u64,
+        seq: SyncSeq,
+    ) -> Result<Option<Released<P>>, EngineError> {
         if seq.0 == 0 || seq.0 >= self.next_seq {
             return Err(EngineError::UnknownSequence);
         }
-        let mut released = Vec::new();
-        while self.in_flight.front().is_some_and(|b| b.seq <= seq.0) {
-            let Some(mut batch) = self.in_flight.pop_front() else {
+        while let Some(batch) = self.in_flight.front_mut() {
+            if batch.seq > seq.0 {
                 break;
-            };
-            for e in batch.entries.drain(..) {
-                released.push(self.release(now, e));
             }
-            // The emptied vector's room serves the next plan's entries: the
-            // ready queue does not grow again from nothing after each plan.
-            if self.ready.is_empty() && self.ready.capacity() < batch.entries.capacity() {
-                self.ready = batch.entries;
+            // A batch's entries are kept last first (`in_flight`).
+            if let Some(e) = batch.entries.pop() {
+                return Ok(Some(self.release(now, e)));
+            }
+            if let Some(batch) = self.in_flight.pop_front() {
+                // The emptied vector's room serves the next plan's
+                // entries: the ready queue does not grow again from
+                // nothing after each plan.
+                if self.ready.is_empty() && self.ready.capacity() < batch.entries.capacity() {
+                    self.ready = batch.entries;
+                }
             }
         }
-        Ok(released)
+        Ok(None)
     }
 
     /// A client's counters.
@@ -938,6 +1057,12 @@ impl<P> Engine<P> {
     /// Engine-wide counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// Unmaps accepted and not yet released, over every client (the most
+    /// a flush can release).
+    pub fn pending_entries(&self) -> u64 {
+        self.clients.values().map(|c| c.stats.entries_pending).sum()
     }
 
     /// Length of a client's deferred flush queue.
@@ -984,7 +1109,7 @@ impl<P> Engine<P> {
                 }
             }
             _ => self.ready.try_reserve(1).is_ok(),
-        };
+        } && self.in_flight.try_reserve(1).is_ok();
         if !room {
             return Err(refuse(EngineError::NoMemory, payload));
         }
