@@ -75,7 +75,10 @@ impl<H: SmmuHw, R> Server<H, R> {
             return Err(ApiError::NoMemory);
         }
         let heap = match new_domain && policy != InvalidationPolicy::Bypass {
-            true => Some(self.domain_heap(dma_bits, &quota)?),
+            true => {
+                self.asids.reserve()?;
+                Some(self.domain_heap(dma_bits, &quota)?)
+            }
             false => None,
         };
         let ste_addr = self.strtab.ensure(&mut self.hw, sid).map_err(|e| match e {
@@ -183,7 +186,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         if self.cfg.table_budget.is_some_and(|b| reserved_total > b) {
             return Err(ApiError::NoMemory);
         }
-        let asid = self.asids.alloc().ok_or(ApiError::TooMany)?;
+        let asid = self.asids.alloc()?;
         let config = TableConfig::new(ias, oas).with_largest_leaf(LargestLeaf::Block2M);
         let mut mem = QuotaTables::new(HwTables(&mut self.hw), quota.table_pages);
         let made = PageTable::new(&mut mem, config);

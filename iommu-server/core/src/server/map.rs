@@ -15,8 +15,9 @@
 //! checked with the rest, before anything changes; table pages are counted
 //! as they are taken, a map that would pass them is rolled back like one
 //! the pool refused), and never grow the heap infallibly on client input
-//! (the frame lists, the per-range bookkeeping past four ranges and the
-//! mapping records are reserved with `try_reserve`).
+//! (the frame lists, the per-range bookkeeping past four ranges, the
+//! mapping records and the IOVA allocator's bookkeeping are reserved with
+//! `try_reserve` before the frames are pinned).
 
 use alloc::vec::Vec;
 
@@ -226,8 +227,14 @@ impl<H: SmmuHw, R> Server<H, R> {
         .map_err(Failed::Unwritten)?;
         // A new table where a freed one may still sit in a walk cache would
         // be invisible until that unmap's sync: flush first.
-        if links_stale_walk(tr, blocks.as_slice()) {
-            self.flush_now(now, badge);
+        if links_stale_walk(tr, blocks.as_slice()) && self.flush_now(now, badge).is_err() {
+            // Nothing written yet: the blocks go back at once.
+            if let Ok((tr, _)) = translated_mut(&mut self.clients, badge) {
+                for &(b, n) in blocks.as_slice() {
+                    let _ = tr.iova.free(b, n);
+                }
+            }
+            return Err(Failed::Unwritten(ApiError::NoMemory));
         }
         // One lookup for the writes and the bookkeeping that follows.
         let Some(Client {

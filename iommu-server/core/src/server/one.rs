@@ -360,7 +360,15 @@ impl<H: SmmuHw, R> Server<H, R> {
             payload,
             engine_room,
         ) {
-            self.unmap_refused(asid, refused.payload);
+            // Not reachable (its room was reserved): answered now, after
+            // an invalidation of the whole ASID.
+            let mut payload = refused.payload;
+            let answer = payload.reply.take().or(answer);
+            self.unmap_refused(asid, payload);
+            return Ok(match answer {
+                Some((reply, response)) => Handled::Reply(reply, response),
+                None => Handled::Held,
+            });
         }
         Ok(match answer {
             Some((reply, response)) => Handled::Reply(reply, response),

@@ -11,7 +11,6 @@
 //! out an ASID still in use (one is recycled only through a [`Payload`],
 //! after its domain's teardown sync).
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -41,9 +40,10 @@ pub(super) struct Payload<R> {
     pub(super) iovas: Vec<(Iova, u64)>,
     /// Single table pages.
     pub(super) tables: Vec<PhysAddr>,
-    /// What only a client's teardown releases, kept out of line so that
-    /// every unmap's payload, which the engine moves, stays small.
-    pub(super) teardown: Option<Box<Teardown>>,
+    /// A client's teardown: what it releases waits in the dead client's
+    /// record ([`Client::teardown`]), so that every unmap's payload, which
+    /// the engine moves, stays small, and a death allocates nothing.
+    pub(super) teardown: bool,
     /// A held reply and the response it gets.
     pub(super) reply: Option<(R, ReplyBytes)>,
     /// Walk-cache regions this unmap made stale (freed tables).
@@ -52,9 +52,17 @@ pub(super) struct Payload<R> {
     pub(super) unpins: FrameList,
 }
 
-/// What a client's teardown releases besides tables, IOVAs and frames.
+/// What a client's teardown releases after its sync: its domain's table,
+/// CD and ASID, the frames its mappings reached (the domain's own records,
+/// moved here rather than copied), and its streams' STEs.
 #[derive(Default)]
 pub(super) struct Teardown {
+    /// The domain's stage-1 table, freed page by page.
+    pub(super) table: Option<PageTable<Iova>>,
+    /// Its translated mappings, whose frames are unpinned.
+    pub(super) mappings: Mappings,
+    /// Its bypass mappings, whose frames are unpinned.
+    pub(super) bus: BTreeMap<(u64, u64), u32>,
     /// A CD page.
     pub(super) cd: Option<PhysAddr>,
     /// An ASID to recycle.
@@ -73,7 +81,7 @@ impl<R> Payload<R> {
             iova: None,
             iovas: Vec::new(),
             tables: Vec::new(),
-            teardown: None,
+            teardown: false,
             reply: None,
             stale_walks: StaleKeys::None,
             unpins: FrameList::Empty,
@@ -344,6 +352,9 @@ pub(super) struct Client {
     pub(super) quarantined: bool,
     /// It died: its teardown is under way ([`Server::teardown_complete`]).
     pub(super) dead: bool,
+    /// What its teardown releases after the covering sync (a payload
+    /// whose `teardown` is set points here).
+    pub(super) teardown: Option<Teardown>,
     /// Its faults, coalesced per (StreamID, page), and the quarantine
     /// decision (`crate::fault_ledger`).
     pub(super) ledger: FaultLedger,
@@ -395,23 +406,46 @@ impl PhaseTicks {
 pub(super) struct AsidPool {
     next: u32,
     max: u32,
+    /// Recycled ASIDs; room for every ASID ever handed out is reserved
+    /// when it is, so that a release (after a teardown's sync, which
+    /// cannot be refused) never grows the heap.
     free: Vec<u16>,
 }
 
 impl AsidPool {
-    pub(super) fn alloc(&mut self) -> Option<Asid> {
+    /// An ASID: `TooMany` when all are in use, `NoMemory` when the heap
+    /// cannot hold the room to recycle a new one.
+    pub(super) fn alloc(&mut self) -> Result<Asid, ApiError> {
         if let Some(a) = self.free.pop() {
-            return Some(Asid(a));
+            return Ok(Asid(a));
         }
         if self.next > self.max {
-            return None;
+            return Err(ApiError::TooMany);
         }
+        // After it, `next` ASIDs have been handed out.
+        self.free
+            .try_reserve((self.next as usize).saturating_sub(self.free.len()))
+            .map_err(|_| ApiError::NoMemory)?;
         let a = self.next as u16;
         self.next += 1;
-        Some(Asid(a))
+        Ok(Asid(a))
     }
+    /// Room to recycle the next new ASID, so that [`AsidPool::alloc`]
+    /// grows nothing; `NoMemory` if the heap cannot hold it.
+    pub(super) fn reserve(&mut self) -> Result<(), ApiError> {
+        if self.free.is_empty() && self.next <= self.max {
+            self.free
+                .try_reserve((self.next as usize).saturating_sub(self.free.len()))
+                .map_err(|_| ApiError::NoMemory)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn release(&mut self, a: Asid) {
-        self.free.push(a.0);
+        // Within the room reserved by `alloc`.
+        if self.free.len() < self.free.capacity() || self.free.try_reserve(1).is_ok() {
+            self.free.push(a.0);
+        }
     }
 }
 
@@ -470,6 +504,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             dropped: Vec::new(),
             flush_waiters: Vec::new(),
             unsynced: None,
+            unreleased: None,
             last_now: 0,
             stats: ServerStats::default(),
             flushed: Vec::new(),
@@ -590,6 +625,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 sids: Vec::new(),
                 quarantined: false,
                 dead: false,
+                teardown: None,
                 ledger: FaultLedger::new(self.cfg.fault_records_kept),
                 fault_records: 0,
                 demoted: false,

@@ -21,6 +21,7 @@ use iommu_api::{ApiError, Extent, List, Response};
 use pgtable::{TableMemory, Unmapped};
 use smmuv3::cmd::Command;
 
+use super::ReplyBytes;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
@@ -147,6 +148,13 @@ impl<H: SmmuHw, R> Server<H, R> {
         if bypass {
             // Nothing was translated, nothing to invalidate: forget the
             // ranges, count them.
+            // The frames go back at once: in the unpin batch where the heap
+            // has room for them, else unpinned range by range.
+            let frames: usize = ranges
+                .iter()
+                .map(|r| ((r.start & (PAGE_SIZE - 1)) + r.len).div_ceil(PAGE_SIZE) as usize)
+                .sum();
+            let batched = self.unpins.try_reserve(frames).is_ok();
             for r in ranges.iter() {
                 let key = (r.start, r.len);
                 match domain.bus.get_mut(&key) {
@@ -160,7 +168,23 @@ impl<H: SmmuHw, R> Server<H, R> {
                 domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
                 let _ = self.engine.note_unmap(ClientId(badge), pages);
                 // Nothing translated, nothing to wait for.
-                self.unpins.extend(super::map::bus_frames(r.start, r.len));
+                if batched {
+                    self.unpins.extend(super::map::bus_frames(r.start, r.len));
+                } else {
+                    let mut batch = [PhysAddr::new(0); 32];
+                    let mut k = 0;
+                    let mut frames = super::map::bus_frames(r.start, r.len).peekable();
+                    while let Some(f) = frames.next() {
+                        batch[k] = f;
+                        k += 1;
+                        if k == batch.len() || frames.peek().is_none() {
+                            self.stats.unpin_calls += 1;
+                            self.stats.unpinned_frames += k as u64;
+                            self.hw.unpin(&batch[..k]);
+                            k = 0;
+                        }
+                    }
+                }
             }
             self.flush_unpins();
             return Handled::Reply(reply, reply_bytes(&Response::Unmapped { faults_pending }));
@@ -379,17 +403,19 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         if !alone.is_empty() {
             for g in alone {
-                self.hand_over(now, badge, asid, engine_ranges, g);
+                let _ = self.hand_over(now, badge, asid, engine_ranges, g);
             }
         }
         match last {
             Some(mut g) if held => {
                 g.payload.reply = Some((reply, response));
-                self.hand_over(now, badge, asid, engine_ranges, g);
-                Handled::Held
+                match self.hand_over(now, badge, asid, engine_ranges, g) {
+                    Some((reply, response)) => Handled::Reply(reply, response),
+                    None => Handled::Held,
+                }
             }
             Some(g) => {
-                self.hand_over(now, badge, asid, engine_ranges, g);
+                let _ = self.hand_over(now, badge, asid, engine_ranges, g);
                 Handled::Reply(reply, response)
             }
             // Nothing was cleared: nothing to wait for.
@@ -397,7 +423,10 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
     }
 
-    /// Hands one group of cleared runs to the engine as one unmap.
+    /// Hands one group of cleared runs to the engine as one unmap. If the
+    /// engine refuses it (not reachable: its room was reserved), the ASID
+    /// is invalidated now and the held reply, if any, comes back to be
+    /// answered at once.
     #[inline]
     fn hand_over(
         &mut self,
@@ -406,7 +435,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         asid: Asid,
         engine_ranges: &[IovaRange],
         g: Group<R>,
-    ) {
+    ) -> Option<(R, ReplyBytes)> {
         let hint = UnmapHint {
             leaf_level: g.level.unwrap_or(LeafLevel::Any),
             tables_freed: g.tables_freed,
@@ -424,8 +453,12 @@ impl<H: SmmuHw, R> Server<H, R> {
             g.payload,
             g.room,
         ) {
-            self.unmap_refused(asid, refused.payload);
+            let mut payload = refused.payload;
+            let reply = payload.reply.take();
+            self.unmap_refused(asid, payload);
+            return reply;
         }
+        None
     }
 
     /// Every check of an unmap, changing nothing.
