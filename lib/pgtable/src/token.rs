@@ -164,6 +164,18 @@ impl<A: InputAddress> Unmapped<A> {
         }
     }
 
+    /// An empty token with room for `ranges` ranges and `freed` freed
+    /// tables, for [`PageTable::unmap_exact_in`](crate::PageTable::unmap_exact_in);
+    /// `None` if the heap cannot hold it. An exact unmap of `len` bytes
+    /// records at most three ranges (pages, blocks, pages) and frees at most
+    /// one table per table region below the root that it touches.
+    pub fn with_room(ranges: usize, freed: usize) -> Option<Self> {
+        let mut t = Self::new();
+        t.ranges.try_reserve(ranges).ok()?;
+        t.freed_tables.try_reserve_exact(freed).ok()?;
+        Some(t)
+    }
+
     /// A dry run passed a table descriptor (the table may be freed).
     pub(crate) fn plan_table(&mut self) {
         self.planned_tables += 1;

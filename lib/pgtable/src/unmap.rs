@@ -56,7 +56,7 @@ impl<A: InputAddress> PageTable<A> {
         va: A,
         len: u64,
     ) -> Result<Unmapped<A>, UnmapError> {
-        self.unmap_inner(mem, va, len, false)
+        self.unmap_inner(mem, va, len, false, Unmapped::new())
     }
 
     /// Like [`unmap`](Self::unmap), but refuses with
@@ -68,7 +68,22 @@ impl<A: InputAddress> PageTable<A> {
         va: A,
         len: u64,
     ) -> Result<Unmapped<A>, UnmapError> {
-        self.unmap_inner(mem, va, len, true)
+        self.unmap_inner(mem, va, len, true, Unmapped::new())
+    }
+
+    /// [`unmap_exact`](Self::unmap_exact) recording into `room`, a token
+    /// made by [`Unmapped::with_room`]: an unmap that fits it (ranges,
+    /// freed tables, no block split) allocates nothing, so a caller that
+    /// reserved `room` before anything changed cannot see it refused for
+    /// want of heap.
+    pub fn unmap_exact_in<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        va: A,
+        len: u64,
+        room: Unmapped<A>,
+    ) -> Result<Unmapped<A>, UnmapError> {
+        self.unmap_inner(mem, va, len, true, room)
     }
 
     // Inlined into `unmap` and `unmap_exact`: as a call, returning its
@@ -81,11 +96,13 @@ impl<A: InputAddress> PageTable<A> {
         va: A,
         len: u64,
         exact: bool,
+        room: Unmapped<A>,
     ) -> Result<Unmapped<A>, UnmapError> {
         let start = va.raw();
         let end = check_range(start, len, self.config.input_limit())?;
         let level = self.config.start_level();
-        if let Some(token) = self.unmap_run(mem, start, end) {
+        let mut token = room;
+        if self.unmap_run(mem, start, end, &mut token) {
             return Ok(token);
         }
         // The general walk may unlink and split tables.
@@ -105,11 +122,14 @@ impl<A: InputAddress> PageTable<A> {
         if exact && !plan.fully_mapped() {
             return Err(UnmapError::NotMapped);
         }
-        let mut token = Unmapped::new();
         token
             .try_reserve(&plan)
             .map_err(|()| UnmapError::NoMemory)?;
-        let mut reserve = self.reserve(mem, needed).ok_or(UnmapError::NoMemory)?;
+        // Without a split nothing is added (no page, no count to make).
+        let mut reserve = match needed {
+            0 => Vec::new(),
+            n => self.reserve(mem, n).ok_or(UnmapError::NoMemory)?,
+        };
         let done = unmap_level(
             mem,
             self.root,
