@@ -464,6 +464,94 @@ fn unmap_several_ranges_fails_cleanly_at_every_allocation() {
 }
 
 #[test]
+fn unmap_of_blocks_fails_cleanly_at_every_allocation() {
+    // Ranges a 2 MiB block maps are cleared by the page table's general
+    // walk, in room reserved before anything is cleared.
+    let frames = Frames::new(A).take(600, true);
+    let ranges = [
+        Extent::new(0, 512 * PAGE_SIZE),
+        Extent::new(512 * PAGE_SIZE, PAGE_SIZE),
+    ];
+    let setup = |n: usize| {
+        let (mut s, _) = mapped(STRICT, 1);
+        let iovas = outside_harness(|| map(&mut s, A, &ranges[..n], &frames).unwrap().1);
+        (s, iovas)
+    };
+    every_failure(
+        "unmap of a block",
+        || setup(1),
+        |s, iovas| unmap(s, 1, A, &extents(iovas, 512 * PAGE_SIZE)),
+    );
+    every_failure(
+        "unmap of a block and a page",
+        || setup(2),
+        |s, iovas| {
+            let both = outside_harness(|| {
+                vec![
+                    Extent::new(iovas[0].get(), 512 * PAGE_SIZE),
+                    Extent::new(iovas[1].get(), PAGE_SIZE),
+                ]
+            });
+            unmap(s, 1, A, &both)
+        },
+    );
+}
+
+/// A map past the client's table quota is rolled back (its first range,
+/// a block, was written): with any allocation failing it is still
+/// refused, and once its sync completed nothing of it is left (no pin, no
+/// IOVA, no table page).
+#[test]
+fn a_map_rolled_back_survives_every_allocation_failure() {
+    let frames = Frames::new(A).take(600, true);
+    let ranges = [
+        Extent::new(0, 512 * PAGE_SIZE),
+        Extent::new(512 * PAGE_SIZE, PAGE_SIZE),
+    ];
+    let setup = || {
+        outside_harness(|| {
+            let mut cfg = ServerConfig::default();
+            // The root, then a level-1 and a level-2 table for the block:
+            // the page's last-level table is one too many.
+            cfg.quota_trusted.table_pages = 3;
+            let mut s = Server::new(OomHw(Hw::new(qemu_features())), cfg).unwrap();
+            let (base, st) = s.strtab();
+            let hw = &mut s.hw_mut().0;
+            hw.model.set_stream_table(base, st.format, st.log2size);
+            hw.model.set_enabled(true);
+            s.add_client(A, "a", STRICT, TrustLevel::Trusted).unwrap();
+            attach(&mut s, A, SID_A).unwrap();
+            s
+        })
+    };
+    for n in 0.. {
+        let mut s = setup();
+        let before = snapshot(&s);
+        let (answer, hit) = with_failure(n, || map(&mut s, A, &ranges, &frames));
+        assert!(
+            matches!(
+                answer,
+                Err(ApiError::QuotaExceeded) | Err(ApiError::NoMemory)
+            ),
+            "rollback at {n}: {answer:?}"
+        );
+        outside_harness(|| {
+            let _ = s.poll(1_000_000);
+            let after = snapshot(&s);
+            assert!(after.pins.is_empty(), "rollback at {n}: pins left");
+            assert_eq!(after.stats[0].unwrap().iova_bytes_in_use, 0, "at {n}");
+            assert_eq!(after.stats[0].unwrap().table_pages, 1, "at {n}");
+            assert_eq!(after.pages.len(), before.pages.len(), "at {n}");
+        });
+        if !hit {
+            assert_eq!(answer, Err(ApiError::QuotaExceeded));
+            eprintln!("map rollback: each of {n} allocations failed in turn");
+            break;
+        }
+    }
+}
+
+#[test]
 fn flush_fails_cleanly_at_every_allocation() {
     every_failure(
         "flush of a deferred queue",
@@ -668,13 +756,23 @@ fn page_table_unmaps_survive_every_allocation_failure() {
                 t.unmap_exact(&mut mem, Iova::new(0x4000_0000), len)
                     .map(|tok| tok.into_freed_tables().len())
             });
-            match done {
-                Err(e) => {
-                    assert!(hit, "{name}: {e:?}");
-                    assert_eq!(arena_state(&mem), before, "{name}: refused at {n}");
-                }
-                Ok(_) => {}
+            if let Err(e) = done {
+                assert!(hit, "{name}: {e:?}");
+                assert_eq!(arena_state(&mem), before, "{name}: refused at {n}");
             }
+            if !hit {
+                break;
+            }
+        }
+        // With its room reserved first, an exact unmap is never refused.
+        for n in 0.. {
+            let (mut t, mut mem) = setup(block);
+            let room = outside_harness(|| pgtable::Unmapped::with_room(3, 3).unwrap());
+            let (done, hit) = with_failure(n, || {
+                t.unmap_exact_in(&mut mem, Iova::new(0x4000_0000), len, room)
+                    .is_ok()
+            });
+            assert!(done || len == PAGE_SIZE, "{name}: refused at {n} with room");
             if !hit {
                 break;
             }

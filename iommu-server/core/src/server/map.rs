@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use iommu_api::{ApiError, Dir, Extent, List, Response};
 use pgtable::{Attrs, TableMemory};
+use smmuv3::cmd::Command;
 
 use super::ReplyBytes;
 use super::dispatch::reply_bytes;
@@ -31,7 +32,8 @@ use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
 use super::state::{
-    Client, Domain, FrameList, Mapping, Packed, Payload, Translated, translated_mut, walk_keys,
+    Client, Domain, FrameList, Mapping, Packed, Payload, Translated, table_room, translated_mut,
+    walk_keys,
 };
 use super::types::Grant;
 use super::{MAIR_NORMAL, SMALL_LIST, Server};
@@ -275,14 +277,32 @@ impl<H: SmmuHw, R> Server<H, R> {
             } else {
                 ApiError::NoMemory
             };
-            let mut undone = undo_runs(tr, &mut mem, plan, blocks.as_slice(), failed, badge);
+            let Some(room) = RollbackRoom::reserve(plan, blocks.as_slice(), failed, frames) else {
+                // No heap to record the rollback for the engine: it is
+                // done now, behind one sync.
+                let asid = tr.asid;
+                let spare = tr.table.take_spare_tables();
+                tr.table_pages = tr.table_pages.saturating_sub(spare.len() as u64);
+                let mut tokens: [Option<pgtable::Unmapped<Iova>>; SMALL_LIST] =
+                    core::array::from_fn(|_| None);
+                let mut stranded = false;
+                let written = plan.planned.as_slice().iter().zip(blocks.as_slice());
+                for (slot, (p, (block, _))) in tokens.iter_mut().zip(written.take(failed)) {
+                    match tr.table.unmap_exact(&mut mem, *block, p.pages * PAGE_SIZE) {
+                        Ok(tok) => *slot = Some(tok),
+                        Err(_) => stranded = true,
+                    }
+                }
+                mem.barrier();
+                for p in spare {
+                    self.hw.free_pages(p, 1);
+                }
+                self.roll_back_synced(badge, asid, blocks.as_slice(), tokens, stranded, frames);
+                return Err(Failed::RolledBack(why));
+            };
+            let undone = undo_runs(tr, &mut mem, plan, blocks.as_slice(), failed, badge, room);
             tr.table_pages = tr.table_pages.saturating_sub(undone.spare.len() as u64);
-            // What was written may be cached: its frames stay pinned until
-            // the covering sync.
-            for p in plan.planned.as_slice() {
-                undone.payload.unpins.extend_from_slice(plan.frames(p));
-            }
-            self.roll_back_map(now, badge, blocks.as_slice(), undone);
+            self.roll_back_map(now, badge, undone);
             return Err(Failed::RolledBack(why));
         }
         tr.table_pages += mem.allocated;
@@ -492,18 +512,17 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// cleared runs to the engine like any unmap (they may be cached), so
     /// that its IOVAs and the tables clearing freed are released only
     /// after the covering sync; at once if nothing was written.
-    fn roll_back_map(&mut self, now: u64, badge: u32, blocks: &[(Iova, u64)], undone: Undone<R>) {
+    fn roll_back_map(&mut self, now: u64, badge: u32, undone: Undone<R>) {
         let Undone {
             asid,
             ranges,
             freed_tables,
             spare,
-            mut payload,
+            payload,
         } = undone;
         for p in spare {
             self.hw.free_pages(p, 1);
         }
-        payload.iovas = blocks.to_vec();
         if ranges.is_empty() {
             self.release_now(payload);
         } else {
@@ -513,6 +532,93 @@ impl<H: SmmuHw, R> Server<H, R> {
             };
             self.queue_unmap(now, badge, asid, &ranges, hint, payload);
         }
+    }
+}
+
+impl<H: SmmuHw, R> Server<H, R> {
+    /// A rollback with no heap to record it: the written runs are cleared
+    /// (their `tokens`), then one TLBI of the ASID and a sync, then their
+    /// freed tables, the IOVA blocks and the pins go at once. A run that
+    /// could not be cleared (`stranded`), or a failed sync, leaves the
+    /// blocks taken and the frames pinned: a leak, never a reuse.
+    fn roll_back_synced(
+        &mut self,
+        badge: u32,
+        asid: Asid,
+        blocks: &[(Iova, u64)],
+        tokens: [Option<pgtable::Unmapped<Iova>>; SMALL_LIST],
+        stranded: bool,
+        frames: &[PhysAddr],
+    ) {
+        self.stats.tlbi_commands += 1;
+        let tlbi = Command::TlbiNhAsid { vmid: 0, asid }.encode();
+        if self.run(&[tlbi]).is_err() || stranded {
+            return;
+        }
+        let mut freed = 0u64;
+        for tok in tokens.into_iter().flatten() {
+            for t in tok.into_freed_tables() {
+                self.hw.free_pages(t, 1);
+                freed += 1;
+            }
+        }
+        if let Ok((tr, _)) = translated_mut(&mut self.clients, badge) {
+            tr.table_pages = tr.table_pages.saturating_sub(freed);
+            for &(b, n) in blocks {
+                let _ = tr.iova.free(b, n);
+            }
+        }
+        self.unpin_now(frames);
+    }
+}
+
+/// Room for a failed map's rollback through the engine, reserved before
+/// anything written is cleared: the cleared runs, the tables clearing
+/// frees, the IOVA blocks and the frames to release after the sync, and a
+/// token with room for each run a block may map (whose clear takes the
+/// page table's general walk).
+struct RollbackRoom {
+    ranges: Vec<IovaRange>,
+    tables: Vec<PhysAddr>,
+    iovas: Vec<(Iova, u64)>,
+    frames: Vec<PhysAddr>,
+    /// Last run first.
+    tokens: Vec<pgtable::Unmapped<Iova>>,
+}
+
+impl RollbackRoom {
+    /// Room for undoing the `failed` runs written of `plan` in `blocks`,
+    /// pinned `frames`; `None` if the heap cannot hold it.
+    fn reserve(
+        plan: &MapPlan<'_>,
+        blocks: &[(Iova, u64)],
+        failed: usize,
+        frames: &[PhysAddr],
+    ) -> Option<Self> {
+        let written = || plan.planned.as_slice().iter().zip(blocks).take(failed);
+        let big = |p: &Planned| p.pages >= BLOCK_PAGES as u64;
+        let tables = written()
+            .map(|(p, (b, _))| table_room(b.get(), p.pages * PAGE_SIZE))
+            .sum();
+        let mut room = Self {
+            ranges: Vec::new(),
+            tables: Vec::new(),
+            iovas: Vec::new(),
+            frames: Vec::new(),
+            tokens: Vec::new(),
+        };
+        room.ranges.try_reserve_exact(failed).ok()?;
+        room.tables.try_reserve_exact(tables).ok()?;
+        room.iovas.try_reserve_exact(blocks.len()).ok()?;
+        room.frames.try_reserve_exact(frames.len()).ok()?;
+        room.tokens
+            .try_reserve_exact(written().filter(|(p, _)| big(p)).count())
+            .ok()?;
+        for (p, (b, _)) in written().filter(|(p, _)| big(p)).rev() {
+            let t = table_room(b.get(), p.pages * PAGE_SIZE);
+            room.tokens.push(pgtable::Unmapped::with_room(3, t)?);
+        }
+        Some(room)
     }
 }
 
@@ -610,23 +716,60 @@ fn undo_runs<M: TableMemory, R>(
     blocks: &[(Iova, u64)],
     failed: usize,
     badge: u32,
+    room: RollbackRoom,
 ) -> Undone<R> {
+    let RollbackRoom {
+        mut ranges,
+        mut tables,
+        mut iovas,
+        mut frames,
+        mut tokens,
+    } = room;
     let spare = tr.table.take_spare_tables();
     // Undo what was written (every range before the failed one); it
     // may be cached (speculative walks), so it goes through the
     // engine like any unmap.
     let mut payload = Payload::new(badge);
-    let mut ranges = Vec::new();
     let mut freed_tables = false;
+    let mut stranded = false;
     let written = plan.planned.as_slice().iter().zip(blocks).take(failed);
-    for (va, len) in written.map(|(p, (block, _))| (*block, p.pages * PAGE_SIZE)) {
-        if let Ok(tok) = tr.table.unmap_exact(mem, va, len) {
-            freed_tables |= tok.needs_walk_invalidation();
-            ranges.push(IovaRange::new(va, len >> PAGE_SHIFT));
-            payload.tables.extend(tok.into_freed_tables());
+    for (p, (block, _)) in written {
+        let len = p.pages * PAGE_SIZE;
+        // A run a block may map is cleared in the room reserved for it.
+        let room = if p.pages >= BLOCK_PAGES as u64 {
+            tokens.pop()
+        } else {
+            None
+        };
+        let done = match room {
+            Some(room) => tr.table.unmap_exact_in(mem, *block, len, room),
+            None => tr.table.unmap_exact(mem, *block, len),
+        };
+        match done {
+            Ok(tok) => {
+                freed_tables |= tok.needs_walk_invalidation();
+                // Within the room reserved (`RollbackRoom::reserve`).
+                ranges.push(IovaRange::new(*block, len >> PAGE_SHIFT));
+                let mut freed = tok.into_freed_tables();
+                if tables.capacity() - tables.len() >= freed.len() {
+                    tables.append(&mut freed);
+                }
+            }
+            Err(_) => stranded = true,
         }
     }
     mem.barrier();
+    // A run left mapped keeps its frames pinned and the blocks taken (a
+    // leak, never a reuse); otherwise all go back after the sync.
+    if !stranded {
+        iovas.extend_from_slice(blocks);
+        for p in plan.planned.as_slice() {
+            frames.extend_from_slice(plan.frames(p));
+        }
+    }
+    payload.tables = tables;
+    payload.iovas = iovas;
+    payload.unpins = FrameList::from_vec(frames);
     Undone {
         asid: tr.asid,
         ranges,

@@ -27,6 +27,7 @@ use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
 use super::state::{
     Client, Domain, FrameList, Mapping, Payload, StaleKeys, note_stale, stale_room, stop_key,
+    table_room,
 };
 use super::types::{Grant, Handled};
 use super::unmap::{MERGE_PAGES, leaf_level, release_share};
@@ -289,14 +290,29 @@ impl<H: SmmuHw, R> Server<H, R> {
                     .try_reserve(keys)
                     .map_err(|_| ApiError::NoMemory)?;
                 let stale = StaleKeys::with_room(keys).ok_or(ApiError::NoMemory)?;
-                Ok((engine_room, stale))
+                // A range a block may map is cleared by the page table's
+                // general walk: its token's room, reserved too.
+                let token = match pages >= MERGE_PAGES {
+                    true => Some(
+                        pgtable::Unmapped::with_room(3, table_room(block.get(), pages * PAGE_SIZE))
+                            .ok_or(ApiError::NoMemory)?,
+                    ),
+                    false => None,
+                };
+                Ok((engine_room, stale, token))
             });
-        let (engine_room, stale) = match reserved {
+        let (engine_room, stale, token) = match reserved {
             Ok(r) => r,
             Err(e) => return Ok(Handled::Reply(reply, error_bytes(e))),
         };
         let mut mem = HwTables(&mut *hw);
-        let Ok(tok) = tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE) else {
+        let cleared = match token {
+            Some(room) => tr
+                .table
+                .unmap_exact_in(&mut mem, block, pages * PAGE_SIZE, room),
+            None => tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE),
+        };
+        let Ok(tok) = cleared else {
             // Not reachable for a range unmapped exactly as it was mapped;
             // the record stays, nothing was cleared.
             mem.barrier();

@@ -141,6 +141,16 @@ pub(super) fn stale_room(va: u64, len: u64) -> usize {
     ((last >> 21) - (va >> 21) + 1) as usize
 }
 
+/// Table pages below the root that an unmap of `len` bytes at `va` can
+/// free: one per last-level, level-2 and level-1 table region it touches.
+pub(super) fn table_room(va: u64, len: u64) -> usize {
+    let last = va.saturating_add(len.max(1) - 1);
+    [21u32, 30, 39]
+        .iter()
+        .map(|&s| ((last >> s) - (va >> s) + 1) as usize)
+        .sum()
+}
+
 /// Records a stale walk-cache key of an unmap: counted in the domain (room
 /// reserved before the unmap cleared anything) and listed in its payload,
 /// which takes it back after the covering sync. A key the payload has no
@@ -200,30 +210,13 @@ impl FrameList {
         }
     }
 
-    /// Moves every frame to the end of `out`.
+    /// Moves every frame to the end of `out` (callers reserve the room).
     pub(super) fn append_to(&mut self, out: &mut Vec<PhysAddr>) {
         match core::mem::replace(self, Self::Empty) {
             Self::Empty => {}
             Self::One(f) => out.push(f),
             Self::Many(mut v) => out.append(&mut v),
         }
-    }
-
-    /// Appends frames (teardown and rollback paths).
-    pub(super) fn extend_from_slice(&mut self, frames: &[PhysAddr]) {
-        self.extend(frames.iter().copied());
-    }
-}
-
-impl Extend<PhysAddr> for FrameList {
-    fn extend<I: IntoIterator<Item = PhysAddr>>(&mut self, iter: I) {
-        let mut v = match core::mem::replace(self, Self::Empty) {
-            Self::Empty => Vec::new(),
-            Self::One(f) => alloc::vec![f],
-            Self::Many(v) => v,
-        };
-        v.extend(iter);
-        *self = Self::Many(v);
     }
 }
 

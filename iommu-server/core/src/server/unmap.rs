@@ -25,7 +25,9 @@ use super::ReplyBytes;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
-use super::state::{FrameList, Packed, Payload, StaleKeys, note_stale, stale_room, stop_key};
+use super::state::{
+    FrameList, Packed, Payload, StaleKeys, note_stale, stale_room, stop_key, table_room,
+};
 use super::types::Handled;
 use super::{SMALL_LIST, Server};
 use crate::engine::{ClientId, EngineError, IovaRange, LeafLevel, UnmapHint, UnmapRoom};
@@ -88,16 +90,6 @@ struct Span {
     page: u64,
     pages: u64,
     frames: usize,
-}
-
-/// Table pages below the root that an unmap of `len` bytes at `va` can
-/// free: one per last-level, level-2 and level-1 table region it touches.
-fn table_room(va: u64, len: u64) -> usize {
-    let last = va.saturating_add(len.max(1) - 1);
-    [21u32, 30, 39]
-        .iter()
-        .map(|&s| ((last >> s) - (va >> s) + 1) as usize)
-        .sum()
 }
 
 /// One range of the shared IOVA block at `block` is gone: the block, if
@@ -239,6 +231,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         // otherwise one for the whole request), and the domain's room for
         // those keys: past the first clear the unmap cannot be refused.
         let mut groups: Vec<(UnmapRoom, StaleKeys)> = Vec::new();
+        let mut tokens: Vec<Unmapped<Iova>> = Vec::new();
         let keys = |s: &Span| stale_room(s.page, s.pages * PAGE_SIZE);
         let span_room = |s: &Span| if s.pages < MERGE_PAGES { 1 } else { 3 };
         let all_keys: usize = spans.iter().map(keys).sum();
@@ -274,6 +267,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             tr.stale_walks
                 .try_reserve(all_keys)
                 .map_err(|_| ApiError::NoMemory)?;
+            // A span a block may map is cleared alone by the page table's
+            // general walk: its token's room (last span first).
+            let big = spans.iter().filter(|s| s.pages >= MERGE_PAGES);
+            tokens.try_reserve_exact(big.clone().count()).map_err(oom)?;
+            for s in big.rev() {
+                let t = table_room(s.page, s.pages * PAGE_SIZE);
+                tokens.push(pgtable::Unmapped::with_room(3, t).ok_or(ApiError::NoMemory)?);
+            }
             Ok(engine_ranges)
         })();
         let mut engine_ranges = match reserved {
@@ -317,7 +318,18 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             let (first, last) = (spans[at], spans[end - 1]);
             let len = last.page + last.pages * PAGE_SIZE - first.page;
-            let Ok(tok) = tr.table.unmap_exact(&mut mem, Iova::new(first.page), len) else {
+            let room = if first.pages >= MERGE_PAGES {
+                tokens.pop()
+            } else {
+                None
+            };
+            let cleared = match room {
+                Some(room) => tr
+                    .table
+                    .unmap_exact_in(&mut mem, Iova::new(first.page), len, room),
+                None => tr.table.unmap_exact(&mut mem, Iova::new(first.page), len),
+            };
+            let Ok(tok) = cleared else {
                 // Not reachable for ranges unmapped exactly as they were
                 // mapped (no block split); stop consistently: the runs
                 // before are unmapped, this one and those after untouched.
