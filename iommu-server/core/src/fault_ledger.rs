@@ -130,9 +130,17 @@ impl FaultLedger {
     }
 
     /// Takes up to `max` coalesced records out, lowest (StreamID, page)
-    /// first; their counts move to `drained`.
+    /// first; their counts move to `drained`. Nothing, if the heap cannot
+    /// hold the list (see [`FaultLedger::try_drain`]).
     pub fn drain(&mut self, max: usize) -> Vec<FaultRecord> {
+        self.try_drain(max).unwrap_or_default()
+    }
+
+    /// [`FaultLedger::drain`], or `None`, with nothing taken, if the heap
+    /// cannot hold the list (reserved before any record moves).
+    pub fn try_drain(&mut self, max: usize) -> Option<Vec<FaultRecord>> {
         let mut out = Vec::new();
+        out.try_reserve_exact(max.min(self.table.len())).ok()?;
         while out.len() < max {
             match self.table.pop_first() {
                 Some((_, r)) => {
@@ -142,7 +150,7 @@ impl FaultLedger {
                 None => break,
             }
         }
-        out
+        Some(out)
     }
 
     /// Records noted.

@@ -161,7 +161,9 @@ impl<H: SmmuHw, R> Server<H, R> {
         let Some(c) = self.clients.get_mut(&badge) else {
             return error_bytes(ApiError::NotPermitted);
         };
-        let out = c.ledger.drain(iommu_api::MAX_FAULT_RECORDS);
+        let Some(out) = c.ledger.try_drain(iommu_api::MAX_FAULT_RECORDS) else {
+            return error_bytes(ApiError::NoMemory);
+        };
         reply_bytes(&Response::Faults {
             records: List::new(&out),
         })

@@ -507,7 +507,10 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             return Ok(());
         }
-        let mut keys: Vec<u64> = ranges.iter().map(|r| r.start).collect();
+        let mut keys: Vec<u64> = Vec::new();
+        keys.try_reserve_exact(ranges.len())
+            .map_err(|_| ApiError::NoMemory)?;
+        keys.extend(ranges.iter().map(|r| r.start));
         keys.sort_unstable();
         if keys.windows(2).any(|w| w[0] == w[1]) {
             return Err(ApiError::Overlap);
