@@ -568,6 +568,48 @@ fn flush_fails_cleanly_at_every_allocation() {
     );
 }
 
+/// One F_TRANSLATION record of `sid` at `iova` (a DMA write the model
+/// refuses).
+fn fault_record(s: &mut Srv, sid: u32, iova: u64) -> [u64; 4] {
+    outside_harness(|| {
+        let hw = &mut s.hw_mut().0;
+        assert!(
+            hw.model
+                .dma_write(&mut hw.mem, StreamId(sid), Iova::new(iova), &[1])
+                .is_err()
+        );
+        let ev = hw.model.take_events();
+        assert_eq!(ev.len(), 1);
+        ev[0]
+    })
+}
+
+#[test]
+fn faults_fail_cleanly_at_every_allocation() {
+    let setup = || {
+        let (mut s, _) = mapped(STRICT, 1);
+        for i in 0..3u64 {
+            let r = fault_record(&mut s, SID_A, 0x7000_0000 + i * PAGE_SIZE);
+            outside_harness(|| s.on_event(r));
+        }
+        (s, ())
+    };
+    every_failure("faults", setup, |s, _| {
+        call(s, 2, A, &Request::Faults, None, None)
+    });
+    // A record the ledger has no room for counts as untracked: noting it
+    // never aborts, and it is counted.
+    for n in 0.. {
+        let (mut s, _) = mapped(STRICT, 1);
+        let r = fault_record(&mut s, SID_A, 0x7000_0000);
+        let (_, hit) = with_failure(n, || s.on_event(r));
+        outside_harness(|| assert_eq!(s.stats(A).unwrap().faults, 1, "at {n}"));
+        if !hit {
+            break;
+        }
+    }
+}
+
 #[test]
 fn attach_fails_cleanly_at_every_allocation() {
     every_failure(
