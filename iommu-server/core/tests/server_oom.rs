@@ -464,6 +464,37 @@ fn unmap_several_ranges_fails_cleanly_at_every_allocation() {
 }
 
 #[test]
+fn bypass_maps_and_unmaps_fail_cleanly_at_every_allocation() {
+    let frames = Frames::new(A).take(8, true);
+    let ranges: Vec<_> = (0..6).map(|i| Extent::new(i * PAGE_SIZE, 100)).collect();
+    let setup = |mapped: bool| {
+        outside_harness(|| {
+            let mut s = server(&[(A, STRICT, TrustLevel::Bench)]);
+            attach(&mut s, A, SID_A).unwrap();
+            let bypass = Request::SetPolicy {
+                policy: InvalidationPolicy::Bypass,
+            };
+            call(&mut s, 0, A, &bypass, None, None).unwrap();
+            let iovas = match mapped {
+                true => map(&mut s, A, &ranges, &frames).unwrap().1,
+                false => Vec::new(),
+            };
+            (s, iovas)
+        })
+    };
+    every_failure(
+        "bypass map of 6 ranges",
+        || setup(false),
+        |s, _| map(s, A, &ranges, &frames),
+    );
+    every_failure(
+        "bypass unmap of 6 ranges",
+        || setup(true),
+        |s, iovas| unmap(s, 1, A, &extents(iovas, 100)),
+    );
+}
+
+#[test]
 fn unmap_of_blocks_fails_cleanly_at_every_allocation() {
     // Ranges a 2 MiB block maps are cleared by the page table's general
     // walk, in room reserved before anything is cleared.

@@ -10,8 +10,6 @@
 //! handed out might not be reachable by it); and never leave a stream
 //! live when its CFGI_STE failed (it goes back to abort).
 
-use alloc::collections::BTreeMap;
-
 use abi::{Iova, PhysAddr};
 use iommu_api::{ApiError, ClientQuota, Response};
 use pgtable::{Config as TableConfig, LargestLeaf, PageTable};
@@ -23,7 +21,7 @@ use super::ReplyBytes;
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{QuotaTables, domain_reservation};
-use super::state::{Domain, Mappings, RECORDS_PRESIZED, Translated};
+use super::state::{BusMap, Domain, Mappings, RECORDS_PRESIZED, Translated};
 use super::strtab::{self, StrtabError};
 use super::types::Presented;
 use super::{DOMAIN_MAIR, MAX_IAS, MIN_IAS, Server};
@@ -174,7 +172,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 dma_bits,
                 tr: None,
                 mappings: Mappings::new(),
-                bus: BTreeMap::new(),
+                bus: BusMap::default(),
                 live: 0,
                 mapped_bytes: 0,
             });
@@ -239,7 +237,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 packed: hashbrown::HashMap::new(),
             }),
             mappings,
-            bus: BTreeMap::new(),
+            bus: BusMap::default(),
             live: 0,
             mapped_bytes: 0,
         })

@@ -383,7 +383,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         for m in mappings.values() {
             self.unpin_after_sync(m.frames.as_slice());
         }
-        for (&(addr, len), &n) in &bus {
+        for ((addr, len), n) in bus.iter() {
             // In stack-sized batches: no list of them is built.
             let mut batch = [PhysAddr::new(0); 32];
             for _ in 0..n {

@@ -180,6 +180,10 @@ impl<H: SmmuHw, R> Server<H, R> {
         let n = plan.planned.len();
         let iovas = Few::with_capacity(n, || Iova::new(0))?;
         if plan.bypass {
+            let domain = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut());
+            if domain.is_some_and(|d| d.bus.try_reserve(n).is_err()) {
+                return Err(ApiError::NoMemory);
+            }
             return Ok(MapRoom {
                 lists: Few::with_capacity(0, || FrameList::Empty)?,
                 iovas,
@@ -496,9 +500,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         for (iova, p) in iovas.as_slice().iter().zip(plan.planned.as_slice()) {
             // Bounded like the translated mappings: the count was checked
-            // against the quota (`plan_map`).
-            let n = domain.bus.entry((iova.get(), p.len)).or_insert(0);
-            *n = n.saturating_add(1);
+            // against the quota (`plan_map`); room reserved (`reserve_map`).
+            domain.bus.add((iova.get(), p.len));
         }
         plan.count(&mut domain.live, &mut domain.mapped_bytes);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());

@@ -62,7 +62,7 @@ pub(super) struct Teardown {
     /// Its translated mappings, whose frames are unpinned.
     pub(super) mappings: Mappings,
     /// Its bypass mappings, whose frames are unpinned.
-    pub(super) bus: BTreeMap<(u64, u64), u32>,
+    pub(super) bus: BusMap,
     /// A CD page.
     pub(super) cd: Option<PhysAddr>,
     /// An ASID to recycle.
@@ -220,6 +220,64 @@ impl FrameList {
     }
 }
 
+/// A bypass domain's mappings: (bus address, length) -> how many times
+/// mapped, sorted by key, grown only within room reserved with
+/// [`BusMap::try_reserve`].
+#[derive(Default)]
+pub(super) struct BusMap(Vec<((u64, u64), u32)>);
+
+impl BusMap {
+    /// Room for `n` more mappings, or `Err`.
+    pub(super) fn try_reserve(&mut self, n: usize) -> Result<(), ()> {
+        self.0.try_reserve(n).map_err(|_| ())
+    }
+
+    /// One more mapping of `key` (room reserved; without it, a new key is
+    /// not recorded, which only a caller that did not reserve can see).
+    pub(super) fn add(&mut self, key: (u64, u64)) {
+        match self.0.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(at) => {
+                if let Some((_, n)) = self.0.get_mut(at) {
+                    *n = n.saturating_add(1);
+                }
+            }
+            Err(at) if self.0.len() < self.0.capacity() => self.0.insert(at, (key, 1)),
+            Err(_) => {}
+        }
+    }
+
+    /// One mapping of `key` fewer.
+    pub(super) fn take(&mut self, key: (u64, u64)) {
+        if let Ok(at) = self.0.binary_search_by_key(&key, |(k, _)| *k) {
+            match self.0.get_mut(at) {
+                Some((_, n)) if *n > 1 => *n -= 1,
+                _ => {
+                    self.0.remove(at);
+                }
+            }
+        }
+    }
+
+    pub(super) fn contains_key(&self, key: &(u64, u64)) -> bool {
+        self.0.binary_search_by_key(key, |(k, _)| *k).is_ok()
+    }
+
+    /// Whether some mapping starts at `start` (whatever its length).
+    pub(super) fn any_at(&self, start: u64) -> bool {
+        let at = self.0.partition_point(|((s, _), _)| *s < start);
+        self.0.get(at).is_some_and(|((s, _), _)| *s == start)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every (key, times mapped), by key.
+    pub(super) fn iter(&self) -> impl Iterator<Item = ((u64, u64), u32)> + '_ {
+        self.0.iter().copied()
+    }
+}
+
 /// A domain's live translated mappings by returned IOVA: a hash table (a
 /// map and an unmap each look one up; nothing needs them in order), grown
 /// only with `try_reserve`.
@@ -321,7 +379,7 @@ pub(super) struct Domain {
     /// Returned IOVA -> mapping (translated policies).
     pub(super) mappings: Mappings,
     /// Bypass mappings: (bus address, length) -> how many times mapped.
-    pub(super) bus: BTreeMap<(u64, u64), u32>,
+    pub(super) bus: BusMap,
     /// Live mappings (translated and bypass, each repeat counted).
     pub(super) live: u64,
     /// Bytes those mappings map (whole pages).

@@ -149,12 +149,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             let batched = self.unpins.try_reserve(frames).is_ok();
             for r in ranges.iter() {
                 let key = (r.start, r.len);
-                match domain.bus.get_mut(&key) {
-                    Some(n) if *n > 1 => *n -= 1,
-                    _ => {
-                        domain.bus.remove(&key);
-                    }
-                }
+                domain.bus.take(key);
                 let pages = ((r.start & (PAGE_SIZE - 1)) + r.len).div_ceil(PAGE_SIZE);
                 domain.live = domain.live.saturating_sub(1);
                 domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
@@ -483,8 +478,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             if client.policy == InvalidationPolicy::Bypass {
                 if !domain.bus.contains_key(&(r.start, r.len)) {
-                    let same_start = domain.bus.range((r.start, 0)..=(r.start, u64::MAX));
-                    return Err(if same_start.count() > 0 {
+                    return Err(if domain.bus.any_at(r.start) {
                         ApiError::LengthMismatch
                     } else {
                         ApiError::UnknownIova
