@@ -212,9 +212,10 @@ impl<H: SmmuHw, R> Server<H, R> {
             if let Some(p) = cd_page {
                 self.hw.free_pages(p, 1);
             }
-            for p in table.destroy(&HwTables(&mut self.hw)) {
-                self.hw.free_pages(p, 1);
-            }
+            // Never reachable by the SMMU either: freed as it is walked.
+            table.destroy_with(&mut HwTables(&mut self.hw), |mem, page| {
+                mem.0.free_pages(page, 1);
+            });
             self.asids.release(asid);
             return Err(ApiError::NoMemory);
         };
