@@ -16,9 +16,10 @@
 //! than once; the decision comes at the record that passes a threshold,
 //! whatever the page distribution: more than `distinct_pages` distinct
 //! (StreamID, page) faults, or `records` records in total (a flood on one
-//! page counts too).
+//! page counts too). It never grows the heap infallibly: the table is a
+//! sorted list grown with `try_reserve`, and a record it has no room for
+//! counts in `untracked`, as one past its bound does.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use abi::{Iova, PAGE_SHIFT, StreamId};
@@ -69,7 +70,8 @@ pub struct Noted {
 /// See the module documentation.
 #[derive(Clone, Debug, Default)]
 pub struct FaultLedger {
-    table: BTreeMap<(u32, u64), FaultRecord>,
+    /// Coalesced records by (StreamID, page), ascending.
+    table: Vec<((u32, u64), FaultRecord)>,
     bound: usize,
     total: u64,
     distinct: u32,
@@ -96,23 +98,23 @@ impl FaultLedger {
     pub fn note(&mut self, f: Fault, th: &Thresholds) -> Noted {
         self.total = self.total.saturating_add(1);
         let key = (f.sid.0, f.addr >> PAGE_SHIFT);
-        let first = match self.table.get_mut(&key) {
-            Some(r) => {
-                r.count = r.count.saturating_add(1);
+        let first = match self.table.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(at) => {
+                if let Some((_, r)) = self.table.get_mut(at) {
+                    r.count = r.count.saturating_add(1);
+                }
                 false
             }
-            None => {
-                if self.table.len() < self.bound {
-                    self.table.insert(
-                        key,
-                        FaultRecord {
-                            sid: f.sid,
-                            kind: f.kind,
-                            write: f.write,
-                            iova: Iova::new(f.addr),
-                            count: 1,
-                        },
-                    );
+            Err(at) => {
+                if self.table.len() < self.bound && self.table.try_reserve(1).is_ok() {
+                    let record = FaultRecord {
+                        sid: f.sid,
+                        kind: f.kind,
+                        write: f.write,
+                        iova: Iova::new(f.addr),
+                        count: 1,
+                    };
+                    self.table.insert(at, (key, record));
                 } else {
                     self.untracked = self.untracked.saturating_add(1);
                 }
@@ -130,19 +132,23 @@ impl FaultLedger {
     }
 
     /// Takes up to `max` coalesced records out, lowest (StreamID, page)
-    /// first; their counts move to `drained`.
+    /// first; their counts move to `drained`. Nothing, if the heap cannot
+    /// hold the list (see [`FaultLedger::try_drain`]).
     pub fn drain(&mut self, max: usize) -> Vec<FaultRecord> {
+        self.try_drain(max).unwrap_or_default()
+    }
+
+    /// [`FaultLedger::drain`], or `None`, with nothing taken, if the heap
+    /// cannot hold the list (reserved before any record moves).
+    pub fn try_drain(&mut self, max: usize) -> Option<Vec<FaultRecord>> {
+        let n = max.min(self.table.len());
         let mut out = Vec::new();
-        while out.len() < max {
-            match self.table.pop_first() {
-                Some((_, r)) => {
-                    self.drained = self.drained.saturating_add(u64::from(r.count));
-                    out.push(r);
-                }
-                None => break,
-            }
+        out.try_reserve_exact(n).ok()?;
+        for (_, r) in self.table.drain(..n) {
+            self.drained = self.drained.saturating_add(u64::from(r.count));
+            out.push(r);
         }
-        out
+        Some(out)
     }
 
     /// Records noted.
@@ -179,7 +185,7 @@ impl FaultLedger {
     }
     /// The sum of the waiting records' counts.
     pub fn kept_count(&self) -> u64 {
-        self.table.values().map(|r| u64::from(r.count)).sum()
+        self.table.iter().map(|(_, r)| u64::from(r.count)).sum()
     }
     /// Records of pages the full table could not hold.
     pub fn untracked(&self) -> u64 {

@@ -15,10 +15,15 @@
 //! reserved up front), so that a burst of frees after one sync never
 //! spills back into the free-range map (Linux keeps a depot of full
 //! magazines for the same reason).
-//! Slow path: a top-down search of a coalescing free-range map. The table
-//! of live blocks grows only with `try_reserve` ([`IovaError::NoMemory`]).
+//! Slow path: a top-down search of a coalescing list of free ranges,
+//! sorted by address. The table of live blocks and the list of free
+//! ranges grow only with `try_reserve`, in `alloc` ([`IovaError::NoMemory`],
+//! nothing changed): the list always has room for one range more than
+//! there are live and cached blocks, which is the most it can hold (two
+//! free ranges are always parted by such a block), so that a `free`,
+//! which must not fail once its covering sync completed, never grows the
+//! heap.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use hashbrown::HashMap;
@@ -63,15 +68,17 @@ impl IovaError {
 }
 
 /// An IOVA allocator for one domain. See the module documentation.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct IovaAllocator {
     /// First page frame of the window.
     first_pfn: u64,
     /// One past the last page frame of the window.
     end_pfn: u64,
-    /// Free ranges not held in a cache: start pfn -> length in pages. Never
-    /// two adjacent entries (coalesced on insert).
-    free: BTreeMap<u64, u64>,
+    /// Free ranges not held in a cache: (start pfn, length in pages), by
+    /// start. Never two adjacent entries (coalesced on insert). Its
+    /// capacity is at least the live and cached blocks plus one
+    /// ([`IovaAllocator::alloc`] reserves it).
+    free: Vec<(u64, u64)>,
     /// Live allocations: start pfn -> order (size is `1 << order` pages).
     live: HashMap<u64, u32>,
     /// Recently freed blocks per order, each at most `cache_depth[order]`
@@ -110,8 +117,9 @@ impl IovaAllocator {
         if first_pfn >= end_pfn {
             return Err(IovaError::BadWindow);
         }
-        let mut free = BTreeMap::new();
-        free.insert(first_pfn, end_pfn - first_pfn);
+        let mut free = Vec::new();
+        free.try_reserve(2).map_err(|_| IovaError::NoMemory)?;
+        free.push((first_pfn, end_pfn - first_pfn));
         Ok(Self {
             first_pfn,
             end_pfn,
@@ -142,7 +150,7 @@ impl IovaAllocator {
     pub fn alloc(&mut self, pages: u64) -> Result<Iova, IovaError> {
         let order = self.order_of(pages)?;
         // Room to record it first: a refusal changes nothing.
-        self.live.try_reserve(1).map_err(|_| IovaError::NoMemory)?;
+        self.reserve(1)?;
         let size = 1u64 << order;
         let pfn = match self.cache.get_mut(order as usize).and_then(Vec::pop) {
             Some(pfn) => pfn,
@@ -158,6 +166,22 @@ impl IovaAllocator {
         self.live.insert(pfn, order);
         self.in_use_pages += size;
         Ok(Iova::new(pfn << PAGE_SHIFT))
+    }
+
+    /// Room for `blocks` more live blocks: their records, and the free
+    /// ranges carving them out may add (one per live or cached block, plus
+    /// one). After it, that many `alloc`s grow nothing; a caller that must
+    /// not be refused past some point (a map that pinned its frames)
+    /// reserves first. `NoMemory`, changing nothing, if the heap cannot
+    /// hold it.
+    pub fn reserve(&mut self, blocks: usize) -> Result<(), IovaError> {
+        self.live
+            .try_reserve(blocks)
+            .map_err(|_| IovaError::NoMemory)?;
+        let ranges = self.live.len() + blocks + self.cached_blocks() + 1;
+        self.free
+            .try_reserve(ranges.saturating_sub(self.free.len()))
+            .map_err(|_| IovaError::NoMemory)
     }
 
     /// Returns a block to the allocator. `pages` is the size asked of
@@ -180,11 +204,25 @@ impl IovaAllocator {
         let size = 1u64 << order;
         self.in_use_pages -= size;
         let depth = self.cache_depth.get(order as usize).copied().unwrap_or(0);
-        match self.cache.get_mut(order as usize) {
-            Some(cache) if cache.len() < depth => cache.push(pfn),
-            _ => self.insert_free(pfn, size),
+        // Kept only where the cache has room (reserved, or the heap gives
+        // it): a free never grows the heap infallibly.
+        let kept = self.cache.get_mut(order as usize).is_some_and(|cache| {
+            let room = cache.len() < depth
+                && (cache.len() < cache.capacity() || cache.try_reserve(1).is_ok());
+            if room {
+                cache.push(pfn);
+            }
+            room
+        });
+        if !kept {
+            self.insert_free(pfn, size);
         }
         Ok(())
+    }
+
+    /// Blocks held in the size-class caches.
+    fn cached_blocks(&self) -> usize {
+        self.cache.iter().map(Vec::len).sum()
     }
 
     /// Bytes in live allocations (rounded sizes).
@@ -224,6 +262,17 @@ impl IovaAllocator {
         )
     }
 
+    /// Free ranges outside the caches, and how many the list has room for
+    /// (for tests of the room `alloc` keeps).
+    pub fn free_ranges(&self) -> (usize, usize) {
+        (self.free.len(), self.free.capacity())
+    }
+
+    /// Live and cached blocks (see [`IovaAllocator::free_ranges`]).
+    pub fn held_blocks(&self) -> usize {
+        self.live.len() + self.cached_blocks()
+    }
+
     /// The order (log2 of the rounded page count) of a request.
     fn order_of(&self, pages: u64) -> Result<u32, IovaError> {
         if pages == 0 {
@@ -240,38 +289,66 @@ impl IovaAllocator {
 
     /// Slow path: carves the highest naturally aligned block of `size` pages
     /// out of the free map.
+    /// The list has room for the range it adds (see `alloc`).
     fn take_free(&mut self, size: u64) -> Option<u64> {
-        let (start, len, pfn) = self.free.iter().rev().find_map(|(&start, &len)| {
-            if len < size {
-                return None;
-            }
-            let candidate = (start + len - size) & !(size - 1);
-            (candidate >= start).then_some((start, len, candidate))
-        })?;
-        self.free.remove(&start);
-        if pfn > start {
-            self.free.insert(start, pfn - start);
-        }
+        let (at, start, len, pfn) =
+            self.free
+                .iter()
+                .enumerate()
+                .rev()
+                .find_map(|(at, &(start, len))| {
+                    if len < size {
+                        return None;
+                    }
+                    let candidate = (start + len - size) & !(size - 1);
+                    (candidate >= start).then_some((at, start, len, candidate))
+                })?;
         let end = start + len;
-        if pfn + size < end {
-            self.free.insert(pfn + size, end - (pfn + size));
+        let after = (pfn + size < end).then(|| (pfn + size, end - (pfn + size)));
+        match (pfn > start, after) {
+            (true, Some(r)) => {
+                self.free[at].1 = pfn - start;
+                self.insert_at(at + 1, r);
+            }
+            (true, None) => self.free[at].1 = pfn - start,
+            (false, Some(r)) => self.free[at] = r,
+            (false, None) => {
+                self.free.remove(at);
+            }
         }
         Some(pfn)
     }
 
     /// Inserts a free range, coalescing with its neighbours.
-    fn insert_free(&mut self, mut start: u64, mut len: u64) {
-        if let Some((&prev, &prev_len)) = self.free.range(..start).next_back()
-            && prev + prev_len == start
-        {
-            self.free.remove(&prev);
-            start = prev;
-            len += prev_len;
+    fn insert_free(&mut self, start: u64, len: u64) {
+        let at = self.free.partition_point(|&(s, _)| s < start);
+        let joins_prev = at
+            .checked_sub(1)
+            .and_then(|p| self.free.get(p))
+            .is_some_and(|&(s, l)| s + l == start);
+        let joins_next = self.free.get(at).is_some_and(|&(s, _)| s == start + len);
+        match (joins_prev, joins_next) {
+            (true, true) => {
+                let (_, next_len) = self.free.remove(at);
+                self.free[at - 1].1 += len + next_len;
+            }
+            (true, false) => self.free[at - 1].1 += len,
+            (false, true) => {
+                let next = &mut self.free[at];
+                *next = (start, next.1 + len);
+            }
+            (false, false) => self.insert_at(at, (start, len)),
         }
-        if let Some(next_len) = self.free.remove(&(start + len)) {
-            len += next_len;
+    }
+
+    /// Inserts a range at index `at`, within the room `alloc` keeps (past
+    /// it, which no sequence of calls reaches, only if the heap gives
+    /// more: a range it cannot hold is left out, a leak of IOVA space but
+    /// never a reuse).
+    fn insert_at(&mut self, at: usize, range: (u64, u64)) {
+        if self.free.len() < self.free.capacity() || self.free.try_reserve(1).is_ok() {
+            self.free.insert(at, range);
         }
-        self.free.insert(start, len);
     }
 
     /// Moves every cached block back into the free map.
@@ -280,6 +357,28 @@ impl IovaAllocator {
             while let Some(pfn) = self.cache[order].pop() {
                 self.insert_free(pfn, 1 << order);
             }
+        }
+    }
+}
+
+/// A copy with the same room as the original (see [`IovaAllocator::free`]).
+impl Clone for IovaAllocator {
+    fn clone(&self) -> Self {
+        let mut free = Vec::with_capacity(self.free.capacity());
+        free.extend_from_slice(&self.free);
+        let cache = core::array::from_fn(|i| {
+            let mut c = Vec::with_capacity(self.cache[i].capacity());
+            c.extend_from_slice(&self.cache[i]);
+            c
+        });
+        Self {
+            first_pfn: self.first_pfn,
+            end_pfn: self.end_pfn,
+            free,
+            live: self.live.clone(),
+            cache,
+            cache_depth: self.cache_depth,
+            in_use_pages: self.in_use_pages,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Property test of the IOVA allocator against a reference model.
+//! Property test of the IOVA allocator against a reference model, and of
+//! the room its free-range list keeps (no `free` may grow the heap).
 
 use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
 use iommu_core::iova::{IovaAllocator, IovaError};
@@ -146,13 +147,23 @@ proptest! {
             }
             prop_assert_eq!(a.in_use_bytes(), m.in_use_bytes());
             prop_assert_eq!(a.live_allocations(), m.live.len());
+            // The free-range list never holds more than one range past the
+            // live and cached blocks that part them, and always has room
+            // for that many, so that no `free` grows the heap.
+            let (ranges, room) = a.free_ranges();
+            prop_assert!(ranges <= a.held_blocks() + 1, "{} ranges", ranges);
+            prop_assert!(room > a.held_blocks(), "room {}", room);
         }
 
         // Everything freed: the whole window is one naturally aligned
         // allocation away from use again.
+        let (_, room) = a.free_ranges();
         for l in m.live.drain(..) {
             prop_assert_eq!(a.free(Iova::new(l.pfn << PAGE_SHIFT), l.size), Ok(()));
+            prop_assert_eq!(a.free_ranges().1, room, "a free grew the list");
         }
+        // Coalesced: back to one range (or none cached out of the list).
+        prop_assert!(a.free_ranges().0 <= a.held_blocks() + 1);
         prop_assert_eq!(a.in_use_bytes(), 0);
         let biggest = 1u64 << (63 - (end - first).leading_zeros());
         let fits = m.fits_somewhere(biggest);

@@ -11,7 +11,8 @@
 //! of each last-level table. New tables are filled, the whole new subtree
 //! under a live table built, before the one store that links it, right
 //! after a barrier. It never frees a page: tables emptied by an unmap go
-//! back in the token.
+//! back in the token, and only when the token can list them without an
+//! infallible allocation (otherwise they stay linked, empty).
 
 use abi::{PAGE_SIZE, PhysAddr};
 
@@ -340,17 +341,17 @@ impl<A: InputAddress> PageTable<A> {
     /// The unmap of a run of pages in one walk, when every page of it is
     /// mapped by a page descriptor: clears each last-level table's entries,
     /// unlinking each table that becomes empty (known from its count) and
-    /// the tables above it that become empty in turn. `None`, with nothing
-    /// changed, for anything else (holes, blocks, missing tables), which
+    /// the tables above it that become empty in turn, recorded in `token`.
+    /// `false`, with nothing changed (`token` included), for anything else (holes, blocks, missing tables), which
     /// the general two-pass walk handles.
     pub(crate) fn unmap_run<M: TableMemory>(
         &mut self,
         mem: &mut M,
         va: u64,
         end: u64,
-    ) -> Option<Unmapped<A>> {
+        token: &mut Unmapped<A>,
+    ) -> bool {
         let start = self.config.start_level();
-        let mut token = Unmapped::new();
         if in_one_leaf_table(va, end) {
             // The common case: no descent when the walk cache holds the
             // table, else one that keeps its path; no second pass. After a
@@ -362,14 +363,14 @@ impl<A: InputAddress> PageTable<A> {
                 None => {
                     let c = cur.insert(Cursor::new(self.root));
                     let Stop::Leaf(table) = c.seek(mem, start, va) else {
-                        return None;
+                        return false;
                     };
                     self.leaf = Some((va >> level_shift(LAST_LEVEL - 1), table));
                     table
                 }
             };
             if !all_pages(mem, table, va, end) {
-                return None;
+                return false;
             }
             token.push_range(va, end - va, LAST_LEVEL);
             if self.clear_entries(mem, table, (va, end), true) == 0 {
@@ -379,31 +380,33 @@ impl<A: InputAddress> PageTable<A> {
                     c
                 });
                 if cur.stop == Some(Stop::Leaf(table)) {
-                    self.unlink_empty(mem, cur, table, &mut token);
+                    self.unlink_empty(mem, cur, table, token);
                 }
             }
-            return Some(token);
+            return true;
         }
         let mut cur = Cursor::new(self.root);
         let mut first = None;
         for (from, to) in leaf_chunks(va, end) {
             let Stop::Leaf(table) = cur.seek(mem, start, from) else {
-                return None;
+                return false;
             };
             if !all_pages(mem, table, from, to) {
-                return None;
+                return false;
             }
             first.get_or_insert(cur);
         }
-        let mut cur = first?;
+        let Some(mut cur) = first else {
+            return false;
+        };
         token.push_range(va, end - va, LAST_LEVEL);
         for (from, to) in leaf_chunks(va, end) {
             // Checked above; memory does not change under us.
             if let Stop::Leaf(table) = cur.seek(mem, start, from) {
-                self.clear(mem, &mut cur, table, (from, to), &mut token);
+                self.clear(mem, &mut cur, table, (from, to), token);
             }
         }
-        Some(token)
+        true
     }
 
     /// Clears `[from, to)` in the last-level table `table` the cursor
@@ -455,6 +458,14 @@ impl<A: InputAddress> PageTable<A> {
         let mut left = 0;
         let mut child = table;
         let mut depth = cur.valid;
+        // Room to list every table this may unlink, before the first
+        // store. Without it the empty tables stay linked (a valid table
+        // with no entries, reclaimed by a later unmap over it or by
+        // `destroy`): the unmap itself, whose entries are already
+        // cleared, never fails for want of heap.
+        if token.try_reserve_freed(depth).is_err() {
+            return;
+        }
         // `path[depth - 1]` links `child`; the root is never unlinked.
         while left == 0 && depth > 0 {
             let (parent, idx) = cur.path[depth - 1];

@@ -343,6 +343,38 @@ impl<A: InputAddress> PageTable<A> {
         pages
     }
 
+    /// [`PageTable::destroy`] without a list: hands every page it owned
+    /// (tables, each after the tables below it, then spares) to `free`,
+    /// which may free it through `mem` at once. It grows no heap (the walk
+    /// recurses at most four levels), for a caller that must not fail. The
+    /// same conditions as `destroy` apply: no walker may use the tree, and
+    /// the ASID's invalidation must have been synced.
+    pub fn destroy_with<M: TableMemory>(
+        mut self,
+        mem: &mut M,
+        mut free: impl FnMut(&mut M, PhysAddr),
+    ) {
+        fn walk<M: TableMemory>(
+            mem: &mut M,
+            table: PhysAddr,
+            level: u8,
+            free: &mut impl FnMut(&mut M, PhysAddr),
+        ) {
+            if level < desc::LAST_LEVEL {
+                for i in 0..desc::ENTRIES {
+                    if let Descriptor::Table(next) = desc::decode(level, mem.read(table, i)) {
+                        walk(mem, next, level + 1, free);
+                    }
+                }
+            }
+            free(mem, table);
+        }
+        walk(mem, self.root, self.config.start_level(), &mut free);
+        for page in self.spare.drain(..) {
+            free(mem, page);
+        }
+    }
+
     /// Takes `n` zeroed pages, spares first. On failure keeps what it got
     /// as spares and returns `None`.
     pub(crate) fn reserve<M: TableMemory>(

@@ -2,7 +2,9 @@
 //! maintenance needs (ranges with the level of the leaf that mapped them,
 //! split blocks, whether walk caches must go) and the table pages that left
 //! the table. This module never issues maintenance itself and never frees a
-//! page: the caller does both, in that order.
+//! page: the caller does both, in that order. It never grows the heap
+//! infallibly: a walk reserves its lists before its first store
+//! ([`Unmapped::try_reserve`], [`Unmapped::try_reserve_freed`]).
 
 use alloc::vec::Vec;
 
@@ -39,6 +41,10 @@ pub struct Unmapped<A> {
     split_blocks: Vec<UnmappedRange<A>>,
     freed_tables: Vec<PhysAddr>,
     fully_mapped: bool,
+    /// A dry run's counts (see `unmap`): table descriptors it passed (each
+    /// table may be freed) and blocks it would split.
+    planned_tables: usize,
+    planned_splits: usize,
 }
 
 /// The ranges of a token: the usual single run inline, without a heap
@@ -67,14 +73,61 @@ impl<A: InputAddress> Ranges<A> {
         }
     }
 
+    /// Adds a range; within room reserved by [`Unmapped::try_reserve`] it
+    /// never allocates. Past it (a walk that reserved too little, which
+    /// none does) the vector grows fallibly, and a range it cannot hold
+    /// makes the token's ranges one covering span at the lowest level
+    /// seen (never less than was unmapped: its invalidation stays whole).
     fn push(&mut self, r: UnmappedRange<A>) {
         match core::mem::replace(self, Self::None) {
             Self::None => *self = Self::One(r),
-            Self::One(first) => *self = Self::Many(alloc::vec![first, r]),
-            Self::Many(mut v) => {
-                v.push(r);
-                *self = Self::Many(v);
+            Self::One(first) => {
+                let mut v = Vec::new();
+                if v.try_reserve_exact(2).is_ok() {
+                    v.push(first);
+                    v.push(r);
+                    *self = Self::Many(v);
+                } else {
+                    *self = Self::One(cover(first, r));
+                }
             }
+            Self::Many(mut v) => {
+                if v.len() < v.capacity() || v.try_reserve(1).is_ok() {
+                    v.push(r);
+                } else if let Some(last) = v.last_mut() {
+                    *last = cover(*last, r);
+                } else {
+                    v.clear();
+                }
+                if v.is_empty() {
+                    *self = Self::One(r);
+                } else {
+                    *self = Self::Many(v);
+                }
+            }
+        }
+    }
+
+    /// Room for `n` ranges in all (the usual one is inline), or `Err`.
+    fn try_reserve(&mut self, n: usize) -> Result<(), ()> {
+        if n <= 1 {
+            return Ok(());
+        }
+        match self {
+            Self::None => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).map_err(|_| ())?;
+                *self = Self::Many(v);
+                Ok(())
+            }
+            Self::One(first) => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(n).map_err(|_| ())?;
+                v.push(*first);
+                *self = Self::Many(v);
+                Ok(())
+            }
+            Self::Many(v) => v.try_reserve(n.saturating_sub(v.len())).map_err(|_| ()),
         }
     }
 
@@ -87,6 +140,18 @@ impl<A: InputAddress> Ranges<A> {
     }
 }
 
+/// One range covering `a` and `b` (`a` first), at the lower of their
+/// levels (a TTL hint that does not match a leaf is only an extra lookup;
+/// a larger one could miss entries).
+fn cover<A: InputAddress>(a: UnmappedRange<A>, b: UnmappedRange<A>) -> UnmappedRange<A> {
+    let end = (b.start.raw() + b.len).max(a.start.raw() + a.len);
+    UnmappedRange {
+        start: a.start,
+        len: end - a.start.raw(),
+        level: a.level.max(b.level),
+    }
+}
+
 impl<A: InputAddress> Unmapped<A> {
     pub(crate) fn new() -> Self {
         Self {
@@ -94,7 +159,50 @@ impl<A: InputAddress> Unmapped<A> {
             split_blocks: Vec::new(),
             freed_tables: Vec::new(),
             fully_mapped: true,
+            planned_tables: 0,
+            planned_splits: 0,
         }
+    }
+
+    /// An empty token with room for `ranges` ranges and `freed` freed
+    /// tables, for [`PageTable::unmap_exact_in`](crate::PageTable::unmap_exact_in);
+    /// `None` if the heap cannot hold it. An exact unmap of `len` bytes
+    /// records at most three ranges (pages, blocks, pages) and frees at most
+    /// one table per table region below the root that it touches.
+    pub fn with_room(ranges: usize, freed: usize) -> Option<Self> {
+        let mut t = Self::new();
+        t.ranges.try_reserve(ranges).ok()?;
+        t.freed_tables.try_reserve_exact(freed).ok()?;
+        Some(t)
+    }
+
+    /// A dry run passed a table descriptor (the table may be freed).
+    pub(crate) fn plan_table(&mut self) {
+        self.planned_tables += 1;
+    }
+
+    /// A dry run would split a block.
+    pub(crate) fn plan_split(&mut self) {
+        self.planned_splits += 1;
+    }
+
+    /// Room, before the first store, for everything the walk `plan` (its
+    /// dry run) describes may record: its ranges plus two per split (a
+    /// split's range may part two merged ones), its splits, and a freed
+    /// table per table it passed. `Err` (nothing stored yet) if the heap
+    /// cannot hold it.
+    pub(crate) fn try_reserve(&mut self, plan: &Self) -> Result<(), ()> {
+        let ranges = plan.ranges().len() + 2 * plan.planned_splits;
+        self.ranges.try_reserve(ranges)?;
+        self.split_blocks
+            .try_reserve_exact(plan.planned_splits)
+            .map_err(|_| ())?;
+        self.try_reserve_freed(plan.planned_tables)
+    }
+
+    /// Room for `n` more freed tables, or `Err`.
+    pub(crate) fn try_reserve_freed(&mut self, n: usize) -> Result<(), ()> {
+        self.freed_tables.try_reserve(n).map_err(|_| ())
     }
 
     /// Records a removed run, merging it with the previous one when they
@@ -114,16 +222,31 @@ impl<A: InputAddress> Unmapped<A> {
         });
     }
 
+    /// Records a split block (room reserved by [`Unmapped::try_reserve`];
+    /// past it, one that cannot be held is left out: the ranges, which
+    /// the invalidation covers, already hold its cut).
     pub(crate) fn push_split(&mut self, start: u64, len: u64, level: u8) {
-        self.split_blocks.push(UnmappedRange {
-            start: A::from_raw(start),
-            len,
-            level,
-        });
+        if self.split_blocks.len() < self.split_blocks.capacity()
+            || self.split_blocks.try_reserve(1).is_ok()
+        {
+            self.split_blocks.push(UnmappedRange {
+                start: A::from_raw(start),
+                len,
+                level,
+            });
+        }
     }
 
+    /// Records a freed table. Every walk reserved room for it
+    /// ([`Unmapped::try_reserve_freed`]) before unlinking it, so this never
+    /// allocates; were that ever not so, it grows fallibly, and a table it
+    /// cannot hold is left out (never freed: a leak, not a reuse).
     pub(crate) fn push_freed(&mut self, table: PhysAddr) {
-        self.freed_tables.push(table);
+        if self.freed_tables.len() < self.freed_tables.capacity()
+            || self.freed_tables.try_reserve(1).is_ok()
+        {
+            self.freed_tables.push(table);
+        }
     }
 
     pub(crate) fn set_hole(&mut self) {

@@ -2,7 +2,9 @@
 //! unlinks tables that become empty, and records all of it in an
 //! [`Unmapped`] token. It never frees a page and never issues TLB
 //! maintenance; a refused unmap changes nothing (a dry run checks holes and
-//! counts split tables, which are allocated before the first store).
+//! counts split tables, which are allocated before the first store, and
+//! what the token will record, whose room is reserved then too: an unmap
+//! never grows the heap infallibly).
 //!
 //! Fast path: a run whose every page is mapped by a page descriptor (the
 //! IOMMU server's unmaps) is done in one walk (`run`), with no dry run. Whether a table became empty comes from
@@ -54,7 +56,7 @@ impl<A: InputAddress> PageTable<A> {
         va: A,
         len: u64,
     ) -> Result<Unmapped<A>, UnmapError> {
-        self.unmap_inner(mem, va, len, false)
+        self.unmap_inner(mem, va, len, false, Unmapped::new())
     }
 
     /// Like [`unmap`](Self::unmap), but refuses with
@@ -66,7 +68,22 @@ impl<A: InputAddress> PageTable<A> {
         va: A,
         len: u64,
     ) -> Result<Unmapped<A>, UnmapError> {
-        self.unmap_inner(mem, va, len, true)
+        self.unmap_inner(mem, va, len, true, Unmapped::new())
+    }
+
+    /// [`unmap_exact`](Self::unmap_exact) recording into `room`, a token
+    /// made by [`Unmapped::with_room`]: an unmap that fits it (ranges,
+    /// freed tables, no block split) allocates nothing, so a caller that
+    /// reserved `room` before anything changed cannot see it refused for
+    /// want of heap.
+    pub fn unmap_exact_in<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        va: A,
+        len: u64,
+        room: Unmapped<A>,
+    ) -> Result<Unmapped<A>, UnmapError> {
+        self.unmap_inner(mem, va, len, true, room)
     }
 
     // Inlined into `unmap` and `unmap_exact`: as a call, returning its
@@ -79,11 +96,13 @@ impl<A: InputAddress> PageTable<A> {
         va: A,
         len: u64,
         exact: bool,
+        room: Unmapped<A>,
     ) -> Result<Unmapped<A>, UnmapError> {
         let start = va.raw();
         let end = check_range(start, len, self.config.input_limit())?;
         let level = self.config.start_level();
-        if let Some(token) = self.unmap_run(mem, start, end) {
+        let mut token = room;
+        if self.unmap_run(mem, start, end, &mut token) {
             return Ok(token);
         }
         // The general walk may unlink and split tables.
@@ -103,8 +122,14 @@ impl<A: InputAddress> PageTable<A> {
         if exact && !plan.fully_mapped() {
             return Err(UnmapError::NotMapped);
         }
-        let mut reserve = self.reserve(mem, needed).ok_or(UnmapError::NoMemory)?;
-        let mut token = Unmapped::new();
+        token
+            .try_reserve(&plan)
+            .map_err(|()| UnmapError::NoMemory)?;
+        // Without a split nothing is added (no page, no count to make).
+        let mut reserve = match needed {
+            0 => Vec::new(),
+            n => self.reserve(mem, n).ok_or(UnmapError::NoMemory)?,
+        };
         let done = unmap_level(
             mem,
             self.root,
@@ -146,7 +171,10 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
                 token.push_range(cur, chunk_end - cur, level);
             }
             Descriptor::Leaf { oa, attr_bits } => match pass {
-                Pass::Plan(needed) => **needed += split_cost(level, cur, chunk_end),
+                Pass::Plan(needed) => {
+                    **needed += split_cost(level, cur, chunk_end);
+                    token.plan_split();
+                }
                 Pass::Commit(reserve) => {
                     let new = reserve.pop().ok_or(UnmapError::NoMemory)?;
                     let piece = Piece {
@@ -164,6 +192,9 @@ fn unmap_level<A: InputAddress, M: TableMemory>(
                 }
             },
             Descriptor::Table(next) => {
+                if let Pass::Plan(_) = pass {
+                    token.plan_table();
+                }
                 unmap_level(mem, next, level + 1, (cur, chunk_end), pass, token, counts)?;
                 if let Pass::Commit(_) = pass
                     && (whole || counts.get(next).is_none_or(|c| c == 0))

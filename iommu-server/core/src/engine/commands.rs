@@ -4,8 +4,10 @@
 //! ASID-wide TLBI past the configured thresholds).
 //!
 //! It owns only that choice. It must never decide when to flush, touch a
-//! payload, or emit a `Sync`; and it must never emit fewer invalidations than
-//! cover every page of every scope it was given.
+//! payload, or emit a `Sync`; it must never emit fewer invalidations than
+//! cover every page of every scope it was given; and it never grows the
+//! heap infallibly (every list is reserved with `try_reserve`: a choice the
+//! heap cannot hold is refused whole).
 
 use alloc::vec::Vec;
 
@@ -59,85 +61,89 @@ impl Frames {
     }
 }
 
-/// Reusable room for [`choose`]: kept by the engine between plans, so that
-/// choosing the commands of a plan allocates nothing once it has grown to
-/// the usual size.
-#[derive(Debug, Default)]
-pub(super) struct Scratch {
-    /// Every range to invalidate: `(asid, leaf level, leaf-only, start,
-    /// end)`, sorted before use.
-    ranges: Vec<(Asid, LeafLevel, bool, u64, u64)>,
-    /// ASIDs to invalidate whole, sorted and deduplicated before use.
-    whole: Vec<Asid>,
-    /// How many commands each ASID took, ascending by ASID.
-    pub(super) counts: Vec<(Asid, usize)>,
-}
+/// One range of one scope, as `choose` sorts them: by ASID, then leaf
+/// level and leaf-only (as the commands come out), then start.
+type Work = (Asid, LeafLevel, bool, u64, u64);
 
-impl Scratch {
-    /// The commands [`choose`] gave `asid` last time.
-    pub(super) fn count(&self, asid: Asid) -> Option<usize> {
-        self.counts
-            .binary_search_by_key(&asid, |&(a, _)| a)
-            .ok()
-            .map(|i| self.counts[i].1)
-    }
-}
+/// The heap could not hold the choice (nothing was appended).
+#[derive(Debug)]
+pub(super) struct NoMemory;
 
 /// Appends the commands that invalidate every scope to `out`, grouped by
-/// ASID in ascending order (within one, by leaf level, then leaf-only,
-/// then address), and leaves in `scratch.counts` how many commands each
-/// ASID took.
-pub(super) fn choose<'a>(
+/// ASID in ascending order, and returns how many commands each ASID took
+/// (by ASID, ascending). Every list it builds is reserved with
+/// `try_reserve`: `NoMemory`, with `out` as it was, if the heap cannot
+/// hold them.
+pub(super) fn choose<'a, I>(
     config: &EngineConfig,
-    scopes: impl IntoIterator<Item = &'a Scope>,
+    scopes: I,
     out: &mut Vec<Invalidation>,
-    scratch: &mut Scratch,
-) {
-    let Scratch {
-        ranges,
-        whole,
-        counts,
-    } = scratch;
-    ranges.clear();
-    whole.clear();
-    counts.clear();
+) -> Result<Vec<(Asid, usize)>, NoMemory>
+where
+    I: IntoIterator<Item = &'a Scope>,
+    I::IntoIter: Clone,
+{
+    let before = out.len();
+    let done = choose_into(config, scopes.into_iter(), out);
+    if done.is_err() {
+        out.truncate(before);
+    }
+    done
+}
+
+fn choose_into<'a>(
+    config: &EngineConfig,
+    scopes: impl Iterator<Item = &'a Scope> + Clone,
+    out: &mut Vec<Invalidation>,
+) -> Result<Vec<(Asid, usize)>, NoMemory> {
+    let (mut n_ranges, mut n_whole) = (0, 0);
+    for scope in scopes.clone() {
+        match scope {
+            Scope::Asids(asids) => n_whole += asids.len(),
+            Scope::Ranges { ranges, .. } => n_ranges += ranges.as_slice().len(),
+        }
+    }
+    let mut work: Vec<Work> = Vec::new();
+    let mut whole: Vec<Asid> = Vec::new();
+    work.try_reserve_exact(n_ranges).map_err(|_| NoMemory)?;
+    whole.try_reserve_exact(n_whole).map_err(|_| NoMemory)?;
     for scope in scopes {
         match scope {
             Scope::Asids(asids) => whole.extend_from_slice(asids),
-            Scope::Ranges {
-                asid,
-                ranges: r,
-                hint,
-            } => {
+            Scope::Ranges { asid, ranges, hint } => {
                 let (level, leaf) = (hint.leaf_level, !hint.tables_freed);
-                ranges.extend(
-                    r.as_slice()
+                work.extend(
+                    ranges
+                        .as_slice()
                         .iter()
                         .map(|&(s, e)| (*asid, level, leaf, s, e)),
                 );
             }
         }
     }
-    ranges.sort_unstable();
+    work.sort_unstable();
     whole.sort_unstable();
     whole.dedup();
-    let (mut at, mut w) = (0, 0);
-    loop {
-        // The next ASID in either list, in ascending order.
-        let asid = match (ranges.get(at), whole.get(w)) {
-            (Some(r), Some(&a)) => r.0.min(a),
-            (Some(r), None) => r.0,
-            (None, Some(&a)) => a,
-            (None, None) => break,
-        };
-        let mine = ranges[at..].partition_point(|r| r.0 == asid);
-        let its = &ranges[at..at + mine];
-        at += mine;
+    let mut counts: Vec<(Asid, usize)> = Vec::new();
+    // The ASIDs of both lists in ascending order, each once: the first
+    // one above `after`.
+    let first_above = |after: Option<Asid>| {
+        let w = after.map_or(0, |a| work.partition_point(|x| x.0 <= a));
+        let h = after.map_or(0, |a| whole.partition_point(|&x| x <= a));
+        let (w, h) = (work.get(w).map(|x| x.0), whole.get(h).copied());
+        match (w, h) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    };
+    let mut next = first_above(None);
+    while let Some(asid) = next {
+        next = first_above(Some(asid));
         let start = out.len();
-        let mut is_whole = whole.get(w) == Some(&asid);
-        if is_whole {
-            w += 1;
-        } else {
+        let mut wide = whole.binary_search(&asid).is_ok();
+        if !wide {
+            let from = work.partition_point(|w| w.0 < asid);
+            let to = work.partition_point(|w| w.0 <= asid);
             let mut emitter = Emitter {
                 config,
                 asid,
@@ -146,16 +152,23 @@ pub(super) fn choose<'a>(
                 commands: 0,
                 max_commands: config.asid_wide_after_commands.min(MAX_COMMANDS_PER_ASID),
             };
-            if !emitter.groups(its) {
-                out.truncate(start);
-                is_whole = true;
+            match emitter.groups(work.get(from..to).unwrap_or(&[])) {
+                Ok(true) => {}
+                Ok(false) => {
+                    out.truncate(start);
+                    wide = true;
+                }
+                Err(e) => return Err(e),
             }
         }
-        if is_whole {
+        if wide {
+            out.try_reserve(1).map_err(|_| NoMemory)?;
             out.push(Invalidation::TlbiAsid { asid });
         }
+        counts.try_reserve(1).map_err(|_| NoMemory)?;
         counts.push((asid, out.len() - start));
     }
+    Ok(counts)
 }
 
 /// Emits the commands of one ASID; any method returning `false` means "past
@@ -170,38 +183,40 @@ struct Emitter<'c, 'o> {
 }
 
 impl Emitter<'_, '_> {
-    /// `ranges`: one ASID's, sorted; each run of one (leaf level,
-    /// leaf-only) is merged and emitted in address order.
-    fn groups(&mut self, ranges: &[(Asid, LeafLevel, bool, u64, u64)]) -> bool {
+    /// The commands of `work` (this ASID's ranges, sorted); `Ok(false)`
+    /// past a threshold.
+    fn groups(&mut self, work: &[Work]) -> Result<bool, NoMemory> {
         let mut current: Option<(LeafLevel, bool, u64, u64)> = None;
-        for &(_, level, leaf, s, e) in ranges {
+        for &(_, level, leaf, s, e) in work {
             current = match current {
-                Some((cl, cf, cs, ce))
-                    if (cl, cf) == (level, leaf)
+                Some((l, f, cs, ce))
+                    if (l, f) == (level, leaf)
                         && s <= ce.saturating_add(self.config.merge_gap_pages) =>
                 {
-                    Some((cl, cf, cs, ce.max(e)))
+                    Some((l, f, cs, ce.max(e)))
                 }
-                Some((cl, cf, cs, ce)) => {
-                    if !self.range(cl, cf, cs, ce) {
-                        return false;
+                Some((l, f, cs, ce)) => {
+                    if !self.range(l, f, cs, ce)? {
+                        return Ok(false);
                     }
                     Some((level, leaf, s, e))
                 }
                 None => Some((level, leaf, s, e)),
             };
         }
-        match current {
-            Some((cl, cf, cs, ce)) => self.range(cl, cf, cs, ce),
-            None => true,
+        if let Some((l, f, cs, ce)) = current
+            && !self.range(l, f, cs, ce)?
+        {
+            return Ok(false);
         }
+        Ok(true)
     }
 
     /// One merged range `[s, e)` of page frames.
-    fn range(&mut self, level: LeafLevel, leaf: bool, s: u64, e: u64) -> bool {
+    fn range(&mut self, level: LeafLevel, leaf: bool, s: u64, e: u64) -> Result<bool, NoMemory> {
         self.pages = self.pages.saturating_add(e - s);
         if self.pages > self.config.asid_wide_after_pages {
-            return false;
+            return Ok(false);
         }
         // A TTL hint is only sound for leaf-only invalidation: a freed table
         // sits in the walk cache at a level above the leaves.
@@ -213,9 +228,10 @@ impl Emitter<'_, '_> {
             while left > 0 {
                 let scale = left.trailing_zeros();
                 if scale > RANGE_MAX_SCALE || self.commands >= self.max_commands {
-                    return false;
+                    return Ok(false);
                 }
                 let pages = ((left >> scale) & RANGE_NUM_MASK) << scale;
+                self.out.try_reserve(1).map_err(|_| NoMemory)?;
                 self.out.push(Invalidation::TlbiRange {
                     asid: self.asid,
                     iova: Iova::new(pfn << PAGE_SHIFT),
@@ -233,8 +249,9 @@ impl Emitter<'_, '_> {
             let count = (e - first).div_ceil(stride);
             let room = (self.max_commands - self.commands.min(self.max_commands)) as u64;
             if count > room {
-                return false;
+                return Ok(false);
             }
+            self.out.try_reserve(count as usize).map_err(|_| NoMemory)?;
             for i in 0..count {
                 self.out.push(Invalidation::TlbiVa {
                     asid: self.asid,
@@ -246,6 +263,6 @@ impl Emitter<'_, '_> {
             }
             self.commands += count as usize;
         }
-        true
+        Ok(true)
     }
 }

@@ -8,7 +8,11 @@
 //! a payload before the completion of a sync issued after its unmap, never
 //! read a clock (time is passed in as microseconds), never touch hardware or
 //! an allocator, and never panic on client input: refused requests hand their
-//! payload back and change nothing.
+//! payload back and change nothing. It never grows the heap infallibly on an
+//! unmap: room for the entry (in its queue, and in the next plan's list when
+//! it fills a deferred queue) is reserved with `try_reserve` first, and a
+//! caller that must not be refused once it has cleared entries reserves it
+//! before clearing ([`Engine::reserve_unmap`]).
 //!
 //! Lifecycle: [`Engine::unmap`] -> ([`Engine::next_deadline`]) ->
 //! [`Engine::plan_flush`] -> the caller issues the [`FlushPlan`]'s commands
@@ -262,12 +266,39 @@ pub enum EngineError {
     ClientPurged = 6,
     /// The client still has unmaps awaiting their sync.
     ClientBusy = 7,
+    /// The heap could not hold the entry (nothing changed).
+    NoMemory = 8,
 }
 
 impl EngineError {
     /// The stable numeric code of this error.
     pub const fn code(self) -> u16 {
         self as u16
+    }
+}
+
+/// Room for one unmap, reserved before the caller clears any entry
+/// ([`Engine::reserve_unmap`]) and spent by [`Engine::unmap_reserved`]: the
+/// list of its ranges when it has several (one is kept inline), and its
+/// entry's slot in the engine's queues.
+#[derive(Debug, Default)]
+pub struct UnmapRoom {
+    frames: Vec<(u64, u64)>,
+}
+
+impl UnmapRoom {
+    /// Room for the list of an unmap of `ranges` ranges (none needed for
+    /// one), without a queue slot: for the second and later unmaps whose
+    /// slots one [`Engine::reserve_unmap`] reserved. `NoMemory` if the
+    /// heap cannot hold it.
+    pub fn for_ranges(ranges: usize) -> Result<Self, EngineError> {
+        let mut frames = Vec::new();
+        if ranges > 1 {
+            frames
+                .try_reserve_exact(ranges)
+                .map_err(|_| EngineError::NoMemory)?;
+        }
+        Ok(Self { frames })
     }
 }
 
@@ -426,6 +457,7 @@ struct Client<P> {
 
 struct Batch<P> {
     seq: u64,
+    /// Last accepted first: released from the end, growing nothing.
     entries: Vec<Entry<P>>,
 }
 
@@ -442,11 +474,6 @@ pub struct Engine<P> {
     /// Sequence number of the next plan.
     next_seq: u64,
     stats: EngineStats,
-    /// [`commands::choose`]'s room, kept between plans.
-    scratch: commands::Scratch,
-    /// The (client, ASID) pairs and the clients of a shared sync, kept
-    /// between plans.
-    pairs: Vec<(ClientId, Asid)>,
 }
 
 impl<P> Engine<P> {
@@ -460,8 +487,6 @@ impl<P> Engine<P> {
             in_flight: VecDeque::new(),
             next_seq: 1,
             stats: EngineStats::default(),
-            scratch: commands::Scratch::default(),
-            pairs: Vec::new(),
         }
     }
 
@@ -589,6 +614,57 @@ impl<P> Engine<P> {
         mappings: u64,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
+        let room = match self.reserve_unmap(client, 1, ranges.len()) {
+            Ok(room) => room,
+            Err(error) => return Err(refuse(error, payload)),
+        };
+        self.unmap_reserved(now, client, asid, ranges, hint, mappings, payload, room)
+    }
+
+    /// Reserves room for `unmaps` more unmaps of `client` (each entry's
+    /// slot in the queue its policy puts it in, and in the next plan's
+    /// list should it fill its client's deferred queue), the first of
+    /// which has `ranges` ranges; the [`UnmapRoom`] goes to
+    /// [`Engine::unmap_reserved`]. With the room reserved, those unmaps
+    /// grow nothing (as long as no other request of the engine's runs in
+    /// between). `NoMemory` (nothing changed) if the heap cannot hold it;
+    /// an unknown or purged client is refused as [`Engine::unmap`] would.
+    pub fn reserve_unmap(
+        &mut self,
+        client: ClientId,
+        unmaps: usize,
+        ranges: usize,
+    ) -> Result<UnmapRoom, EngineError> {
+        let c = live_client(&mut self.clients, client)?;
+        let oom = |_| EngineError::NoMemory;
+        let ready_room = match c.policy {
+            InvalidationPolicy::Deferred { .. } => {
+                c.queue.try_reserve(unmaps).map_err(oom)?;
+                // A queue that fills moves whole into the next plan.
+                c.queue.len() + unmaps
+            }
+            _ => unmaps,
+        };
+        self.ready.try_reserve(ready_room).map_err(oom)?;
+        self.in_flight.try_reserve(1).map_err(oom)?;
+        UnmapRoom::for_ranges(ranges)
+    }
+
+    /// [`Engine::unmap_mappings`] in room reserved by
+    /// [`Engine::reserve_unmap`] (`room` must be from that call, for at
+    /// least `ranges.len()` ranges, or this may be refused with `NoMemory`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn unmap_reserved(
+        &mut self,
+        now: u64,
+        client: ClientId,
+        asid: Asid,
+        ranges: &[IovaRange],
+        hint: UnmapHint,
+        mappings: u64,
+        payload: P,
+        room: UnmapRoom,
+    ) -> Result<UnmapOutcome, Refused<P>> {
         let mut pages = 0u64;
         for r in ranges {
             match r.frames() {
@@ -598,7 +674,14 @@ impl<P> Engine<P> {
         }
         let frames = match ranges {
             [one] => Frames::One(one.frames().unwrap_or_default()),
-            many => Frames::Many(many.iter().filter_map(|r| r.frames()).collect()),
+            many => {
+                let mut v = room.frames;
+                if v.try_reserve_exact(many.len()).is_err() {
+                    return Err(refuse(EngineError::NoMemory, payload));
+                }
+                v.extend(many.iter().filter_map(|r| r.frames()));
+                Frames::Many(v)
+            }
         };
         let scope = Scope::Ranges {
             asid,
@@ -617,7 +700,12 @@ impl<P> Engine<P> {
         asid: Asid,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
-        self.enqueue(now, client, Scope::Asids(alloc::vec![asid]), 0, 1, payload)
+        let mut asids = Vec::new();
+        if asids.try_reserve_exact(1).is_err() {
+            return Err(refuse(EngineError::NoMemory, payload));
+        }
+        asids.push(asid);
+        self.enqueue(now, client, Scope::Asids(asids), 0, 1, payload)
     }
 
     /// A client died: its queued unmaps are forced into the next flush, with
@@ -625,6 +713,8 @@ impl<P> Engine<P> {
     /// `payload` (the torn-down domain's table pages). Held replies of the
     /// client come back as [`ReplyAction::Drop`]; it can make no more
     /// requests, and is forgotten with [`Engine::remove_client`] once idle.
+    /// `NoMemory`, changing nothing, if the heap cannot hold the entry and
+    /// the queue it joins (the caller then invalidates by itself).
     pub fn purge(
         &mut self,
         now: u64,
@@ -636,6 +726,14 @@ impl<P> Engine<P> {
             Ok(c) => c,
             Err(error) => return Err(refuse(error, payload)),
         };
+        let mut asids = Vec::new();
+        if self.ready.try_reserve(c.queue.len() + 1).is_err()
+            || self.in_flight.try_reserve(1).is_err()
+            || asids.try_reserve_exact(teardown_asids.len()).is_err()
+        {
+            return Err(refuse(EngineError::NoMemory, payload));
+        }
+        asids.extend_from_slice(teardown_asids);
         c.purged = true;
         c.stats.entries_pending += 1;
         ready_queue(
@@ -648,7 +746,7 @@ impl<P> Engine<P> {
         self.push_ready(Entry {
             client,
             kind: Kind::Teardown,
-            scope: Scope::Asids(teardown_asids.to_vec()),
+            scope: Scope::Asids(asids),
             pages: 0,
             unmapped_at: now,
             payload,
@@ -669,9 +767,13 @@ impl<P> Engine<P> {
 
     /// Moves a client's deferred flush queue into the next plan (for a
     /// client that asked to have everything flushed now). Returns how many
-    /// entries moved. Changes nothing for a client without a queue.
+    /// entries moved. Changes nothing for a client without a queue, nor
+    /// when the heap cannot hold the plan's longer list (`NoMemory`).
     pub fn expedite(&mut self, client: ClientId) -> Result<usize, EngineError> {
         let c = live_client(&mut self.clients, client)?;
+        self.ready
+            .try_reserve(c.queue.len())
+            .map_err(|_| EngineError::NoMemory)?;
         Ok(ready_queue(
             &mut self.ready,
             &mut self.ready_oldest,
@@ -709,68 +811,91 @@ impl<P> Engine<P> {
     }
 
     /// Plans a flush of every ready entry and every due deferred queue (all
-    /// deferred queues if piggybacking). `None` if nothing is due. The plan
-    /// ends in one `Sync` shared by all, preceded by one own sync per
+    /// deferred queues if piggybacking). `None` if nothing is due, or if
+    /// the heap cannot hold the plan (see [`Engine::try_plan_flush`]). The
+    /// plan ends in one `Sync` shared by all, preceded by one own sync per
     /// `StrictPerUnmap` entry.
     pub fn plan_flush(&mut self, now: u64) -> Option<FlushPlan> {
-        for c in self.clients.values_mut() {
-            let due = c.queue.front().is_some_and(|f| {
+        self.try_plan_flush(now).ok().flatten()
+    }
+
+    /// [`Engine::plan_flush`], refused with `NoMemory`, changing nothing,
+    /// if the heap cannot hold the plan (every list it builds is reserved
+    /// with `try_reserve` before anything moves). The caller may then
+    /// invalidate everything instead ([`Engine::plan_full`]).
+    pub fn try_plan_flush(&mut self, now: u64) -> Result<Option<FlushPlan>, EngineError> {
+        let oom = |_| EngineError::NoMemory;
+        let due = |c: &Client<P>| {
+            c.queue.front().is_some_and(|f| {
                 flush_at(f.unmapped_at, c.policy) <= now
                     || c.queued_mappings >= max_entries(c.policy) as u64
-            });
-            if due {
-                ready_queue(
-                    &mut self.ready,
-                    &mut self.ready_oldest,
-                    &mut c.queue,
-                    &mut c.queued_mappings,
-                );
-            }
+            })
+        };
+        let any_due = self.clients.values().any(due);
+        if self.ready.is_empty() && !any_due {
+            return Ok(None);
         }
-        if self.ready.is_empty() {
-            return None;
-        }
-        if self.config.piggyback_deferred {
-            for c in self.clients.values_mut() {
-                ready_queue(
-                    &mut self.ready,
-                    &mut self.ready_oldest,
-                    &mut c.queue,
-                    &mut c.queued_mappings,
-                );
-            }
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.ready_oldest = None;
-        let entries = core::mem::take(&mut self.ready);
+        let piggyback = self.config.piggyback_deferred;
+        let moves = |c: &&Client<P>| piggyback || due(c);
+        let moving: usize = self
+            .clients
+            .values()
+            .filter(moves)
+            .map(|c| c.queue.len())
+            .sum();
+        self.ready.try_reserve(moving).map_err(oom)?;
+        self.in_flight.try_reserve(1).map_err(oom)?;
+        // Everything the plan covers: the ready entries, then the queues
+        // that move (what `ready` holds once they moved).
+        let queued = self
+            .clients
+            .values()
+            .filter(moves)
+            .flat_map(|c| c.queue.iter());
+        let entries = self.ready.iter().chain(queued);
         let mut commands = Vec::new();
-        let mut segments = Vec::new();
+        let mut segments: Vec<Vec<ClientId>> = Vec::new();
+        // Per client: TLBI commands and syncs to count once the plan is made.
+        let mut counted: Vec<(ClientId, u64, u64)> = Vec::new();
+        let per_unmap = entries.clone().filter(|e| e.kind == Kind::PerUnmap).count();
+        let shared = || entries.clone().filter(|e| e.kind != Kind::PerUnmap);
+        let shared_n = shared().count();
+        segments
+            .try_reserve_exact(per_unmap + usize::from(shared_n > 0))
+            .map_err(oom)?;
 
         // The baseline: each per-unmap entry with its own sync.
-        for e in entries.iter().filter(|e| e.kind == Kind::PerUnmap) {
-            commands::choose(&self.config, [&e.scope], &mut commands, &mut self.scratch);
+        for e in entries.clone().filter(|e| e.kind == Kind::PerUnmap) {
+            let counts = commands::choose(&self.config, [&e.scope], &mut commands)
+                .map_err(|_| EngineError::NoMemory)?;
+            commands.try_reserve(1).map_err(oom)?;
             commands.push(Invalidation::Sync);
-            segments.push(alloc::vec![e.client]);
-            if let Some(c) = self.clients.get_mut(&e.client) {
-                let n: usize = self.scratch.counts.iter().map(|&(_, n)| n).sum();
-                c.stats.tlbi_commands += n as u64;
-                c.stats.syncs += 1;
-            }
+            let mut alone = Vec::new();
+            alone.try_reserve_exact(1).map_err(oom)?;
+            alone.push(e.client);
+            segments.push(alone);
+            let tlbis = counts.iter().map(|(_, n)| *n as u64).sum();
+            counted.try_reserve(1).map_err(oom)?;
+            counted.push((e.client, tlbis, 1));
         }
         // Everything else shares the final sync.
-        let shared = || entries.iter().filter(|e| e.kind != Kind::PerUnmap);
-        if shared().next().is_some() {
-            commands::choose(
-                &self.config,
-                shared().map(|e| &e.scope),
-                &mut commands,
-                &mut self.scratch,
-            );
+        if shared_n > 0 {
+            let counts = commands::choose(&self.config, shared().map(|e| &e.scope), &mut commands)
+                .map_err(|_| EngineError::NoMemory)?;
+            commands.try_reserve(1).map_err(oom)?;
             commands.push(Invalidation::Sync);
-            let pairs = &mut self.pairs;
-            pairs.clear();
+            let asids = shared()
+                .map(|e| match &e.scope {
+                    Scope::Ranges { .. } => 1,
+                    Scope::Asids(asids) => asids.len(),
+                })
+                .sum();
+            let mut pairs: Vec<(ClientId, Asid)> = Vec::new();
+            let mut participants: Vec<ClientId> = Vec::new();
+            pairs.try_reserve_exact(asids).map_err(oom)?;
+            participants.try_reserve_exact(shared_n).map_err(oom)?;
             for e in shared() {
+                participants.push(e.client);
                 match &e.scope {
                     Scope::Ranges { asid, .. } => pairs.push((e.client, *asid)),
                     Scope::Asids(asids) => pairs.extend(asids.iter().map(|a| (e.client, *a))),
@@ -778,23 +903,39 @@ impl<P> Engine<P> {
             }
             pairs.sort_unstable();
             pairs.dedup();
-            // Each (client, ASID) pair is charged its ASID's commands once.
-            for &(client, asid) in pairs.iter() {
-                if let (Some(c), Some(n)) =
-                    (self.clients.get_mut(&client), self.scratch.count(asid))
-                {
-                    c.stats.tlbi_commands += n as u64;
-                }
-            }
-            let mut participants: Vec<ClientId> = shared().map(|e| e.client).collect();
             participants.sort_unstable();
             participants.dedup();
-            for client in &participants {
-                if let Some(c) = self.clients.get_mut(client) {
-                    c.stats.syncs += 1;
+            counted
+                .try_reserve(pairs.len() + participants.len())
+                .map_err(oom)?;
+            for (client, asid) in pairs {
+                if let Ok(i) = counts.binary_search_by_key(&asid, |&(a, _)| a) {
+                    counted.push((client, counts[i].1 as u64, 0));
                 }
             }
+            for client in &participants {
+                counted.push((*client, 0, 1));
+            }
             segments.push(participants);
+        }
+
+        // The plan is made: now the queues move and the counters count.
+        for c in self.clients.values_mut() {
+            if piggyback || due(c) {
+                // Room was reserved above.
+                ready_queue(
+                    &mut self.ready,
+                    &mut self.ready_oldest,
+                    &mut c.queue,
+                    &mut c.queued_mappings,
+                );
+            }
+        }
+        for (client, tlbis, syncs) in counted {
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.stats.tlbi_commands += tlbis;
+                c.stats.syncs += syncs;
+            }
         }
         for cmd in &commands {
             match cmd {
@@ -805,41 +946,107 @@ impl<P> Engine<P> {
             }
         }
         self.stats.plans += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready_oldest = None;
+        let mut entries = core::mem::take(&mut self.ready);
+        entries.reverse();
+        // Room was reserved above.
         self.in_flight.push_back(Batch { seq, entries });
-        Some(FlushPlan {
+        Ok(Some(FlushPlan {
             seq: SyncSeq(seq),
             commands,
             participants: segments,
-        })
+        }))
+    }
+
+    /// The plan of last resort, when the heap cannot hold a
+    /// [`FlushPlan`]: every ready entry (and every deferred queue the
+    /// next plan's list has room for) is covered by one sync behind an
+    /// invalidation of everything, which the caller issues (all of stage
+    /// 1 and every cached configuration), then completes `seq` as for any
+    /// plan. Grows nothing: the entries stay in their list, and the room
+    /// for the plan in flight is kept by every unmap. `None` if nothing is
+    /// ready, or if that room is missing after all.
+    pub fn plan_full(&mut self) -> Option<SyncSeq> {
+        for c in self.clients.values_mut() {
+            if self.ready.capacity() - self.ready.len() >= c.queue.len() {
+                ready_queue(
+                    &mut self.ready,
+                    &mut self.ready_oldest,
+                    &mut c.queue,
+                    &mut c.queued_mappings,
+                );
+            }
+        }
+        if self.ready.is_empty() || self.in_flight.len() == self.in_flight.capacity() {
+            return None;
+        }
+        for (id, c) in self.clients.iter_mut() {
+            if self.ready.iter().any(|e| e.client == *id) {
+                c.stats.syncs += 1;
+                c.stats.tlbi_commands += 1;
+            }
+        }
+        self.stats.plans += 1;
+        self.stats.syncs += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready_oldest = None;
+        let mut entries = core::mem::take(&mut self.ready);
+        entries.reverse();
+        self.in_flight.push_back(Batch { seq, entries });
+        Some(SyncSeq(seq))
     }
 
     /// The sync of plan `seq` completed at `now` (and with it every earlier
     /// plan): returns the released unmaps, oldest plan first. Completing an
     /// already completed plan releases nothing; a sequence number never
-    /// issued is refused.
+    /// issued is refused. (Its list grows infallibly: the server releases
+    /// one at a time with [`Engine::next_released`].)
     pub fn sync_completed(
         &mut self,
         now: u64,
         seq: SyncSeq,
     ) -> Result<Vec<Released<P>>, EngineError> {
+        let mut released = Vec::new();
+        while let Some(r) = self.next_released(now, seq)? {
+            released.push(r);
+        }
+        Ok(released)
+    }
+
+    /// The next unmap that the completed sync of plan `seq` (and with it
+    /// every earlier plan) released, oldest plan first, in the order they
+    /// were accepted; `None` once there is none. One at a time, growing
+    /// nothing: the caller may stop and come back for the rest later (the
+    /// sync stays completed). A sequence number never issued is refused.
+    pub fn next_released(
+        &mut self,
+        now: u64,
+        seq: SyncSeq,
+    ) -> Result<Option<Released<P>>, EngineError> {
         if seq.0 == 0 || seq.0 >= self.next_seq {
             return Err(EngineError::UnknownSequence);
         }
-        let mut released = Vec::new();
-        while self.in_flight.front().is_some_and(|b| b.seq <= seq.0) {
-            let Some(mut batch) = self.in_flight.pop_front() else {
+        while let Some(batch) = self.in_flight.front_mut() {
+            if batch.seq > seq.0 {
                 break;
-            };
-            for e in batch.entries.drain(..) {
-                released.push(self.release(now, e));
             }
-            // The emptied vector's room serves the next plan's entries: the
-            // ready queue does not grow again from nothing after each plan.
-            if self.ready.is_empty() && self.ready.capacity() < batch.entries.capacity() {
-                self.ready = batch.entries;
+            // A batch's entries are kept last first (`in_flight`).
+            if let Some(e) = batch.entries.pop() {
+                return Ok(Some(self.release(now, e)));
+            }
+            if let Some(batch) = self.in_flight.pop_front() {
+                // The emptied vector's room serves the next plan's
+                // entries: the ready queue does not grow again from
+                // nothing after each plan.
+                if self.ready.is_empty() && self.ready.capacity() < batch.entries.capacity() {
+                    self.ready = batch.entries;
+                }
             }
         }
-        Ok(released)
+        Ok(None)
     }
 
     /// A client's counters.
@@ -850,6 +1057,12 @@ impl<P> Engine<P> {
     /// Engine-wide counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// Unmaps accepted and not yet released, over every client (the most
+    /// a flush can release).
+    pub fn pending_entries(&self) -> u64 {
+        self.clients.values().map(|c| c.stats.entries_pending).sum()
     }
 
     /// Length of a client's deferred flush queue.
@@ -885,6 +1098,21 @@ impl<P> Engine<P> {
             InvalidationPolicy::Deferred { .. } => Kind::Deferred,
             InvalidationPolicy::Bypass => return Err(refuse(EngineError::BypassDomain, payload)),
         };
+        // Room first (none is taken when the caller reserved it): a
+        // refusal changes nothing.
+        let room = match kind {
+            Kind::Deferred => {
+                c.queue.try_reserve(1).is_ok() && {
+                    let fills =
+                        c.queued_mappings.saturating_add(mappings) >= max_entries(c.policy) as u64;
+                    !fills || self.ready.try_reserve(c.queue.len() + 1).is_ok()
+                }
+            }
+            _ => self.ready.try_reserve(1).is_ok(),
+        } && self.in_flight.try_reserve(1).is_ok();
+        if !room {
+            return Err(refuse(EngineError::NoMemory, payload));
+        }
         c.stats.unmaps += mappings;
         c.stats.unmapped_pages = c.stats.unmapped_pages.saturating_add(pages);
         c.stats.pages_pending = c.stats.pages_pending.saturating_add(pages);
@@ -941,6 +1169,7 @@ impl<P> Engine<P> {
         Ok(outcome)
     }
 
+    /// Adds a ready entry (its room was reserved).
     fn push_ready(&mut self, e: Entry<P>) {
         self.ready_oldest = Some(
             self.ready_oldest
@@ -994,6 +1223,8 @@ fn live_client<P>(
 
 /// Moves a deferred queue, whole, into the next plan (`ready`, whose
 /// earliest `unmapped_at` is `oldest`); returns how many entries moved.
+/// Callers reserve room in `ready` first, except `plan_flush`, whose
+/// growth is not a request's (see its documentation).
 fn ready_queue<P>(
     ready: &mut Vec<Entry<P>>,
     oldest: &mut Option<u64>,

@@ -561,3 +561,64 @@ fn policy_changes_wait_for_pending_work_and_plans_name_participants() {
         Err(EngineError::UnknownClient)
     );
 }
+
+#[test]
+fn reserved_unmaps_release_one_at_a_time_in_order() {
+    let mut e = engine(true);
+    e.register(C2, InvalidationPolicy::StrictPerUnmap).unwrap();
+    let room = e.reserve_unmap(C1, 2, 3).unwrap();
+    e.unmap_reserved(
+        1,
+        C1,
+        A,
+        &[r(1, 1), r(8, 2), r(20, 1)],
+        UnmapHint::PAGES,
+        3,
+        10,
+        room,
+    )
+    .unwrap();
+    let room = UnmapRoom::for_ranges(1).unwrap();
+    e.unmap_reserved(2, C1, A, &[r(30, 1)], UnmapHint::PAGES, 1, 11, room)
+        .unwrap();
+    e.unmap(3, C2, B, &[r(40, 1)], UnmapHint::PAGES, 12)
+        .unwrap();
+    assert_eq!(e.pending_entries(), 3);
+    let plan = e.try_plan_flush(3).unwrap().unwrap();
+    assert_eq!(plan.syncs(), 2);
+    let mut order = Vec::new();
+    while let Some(r) = e.next_released(4, plan.seq).unwrap() {
+        order.push(r.payload);
+    }
+    // Every one comes back, once.
+    order.sort_unstable();
+    assert_eq!(order, [10, 11, 12]);
+    assert_eq!(e.pending_entries(), 0);
+    assert_eq!(e.next_released(5, plan.seq), Ok(None));
+    assert_eq!(
+        e.next_released(5, SyncSeq::new(plan.seq.get() + 1)),
+        Err(EngineError::UnknownSequence)
+    );
+}
+
+#[test]
+fn the_full_plan_covers_every_ready_entry_and_queue() {
+    let mut e = engine(true);
+    let deferred = InvalidationPolicy::Deferred {
+        max_entries: 8,
+        max_age_us: 1000,
+    };
+    e.register(C2, deferred).unwrap();
+    e.unmap(1, C1, A, &[r(1, 1)], UnmapHint::PAGES, 1).unwrap();
+    e.unmap(1, C2, B, &[r(2, 1)], UnmapHint::PAGES, 2).unwrap();
+    // The deferred queue moves where the plan's list has room for it.
+    e.expedite(C2).unwrap();
+    let seq = e.plan_full().unwrap();
+    assert_eq!(e.plan_full(), None, "nothing left");
+    let released = e.sync_completed(2, seq).unwrap();
+    let mut payloads: Vec<_> = released.iter().map(|r| r.payload).collect();
+    payloads.sort_unstable();
+    assert_eq!(payloads, [1, 2]);
+    assert_eq!(e.client_stats(C1).unwrap().syncs, 1);
+    assert_eq!(e.client_stats(C2).unwrap().syncs, 1);
+}

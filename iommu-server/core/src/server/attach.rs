@@ -10,8 +10,6 @@
 //! handed out might not be reachable by it); and never leave a stream
 //! live when its CFGI_STE failed (it goes back to abort).
 
-use alloc::collections::BTreeMap;
-
 use abi::{Iova, PhysAddr};
 use iommu_api::{ApiError, ClientQuota, Response};
 use pgtable::{Config as TableConfig, LargestLeaf, PageTable};
@@ -23,11 +21,11 @@ use super::ReplyBytes;
 use super::dispatch::reply_bytes;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{QuotaTables, domain_reservation};
-use super::state::{Domain, Mappings, RECORDS_PRESIZED, Translated};
+use super::state::{BusMap, Domain, Mappings, RECORDS_PRESIZED, Translated};
 use super::strtab::{self, StrtabError};
 use super::types::Presented;
 use super::{DOMAIN_MAIR, MAX_IAS, MIN_IAS, Server};
-use crate::iova::IovaAllocator;
+use crate::iova::{IovaAllocator, IovaError};
 use crate::policy::InvalidationPolicy;
 
 impl<H: SmmuHw, R> Server<H, R> {
@@ -63,12 +61,30 @@ impl<H: SmmuHw, R> Server<H, R> {
         let policy = client.policy;
         let quota = client.quota;
         let new_domain = client.domain.is_none();
+        // The heap it records into, reserved before anything changes: the
+        // stream's owner and the client's list of streams, and a new
+        // domain's IOVA allocator and mapping records.
+        if self.streams.try_reserve(1).is_err()
+            || self
+                .clients
+                .get_mut(&badge)
+                .is_some_and(|c| c.sids.try_reserve(1).is_err())
+        {
+            return Err(ApiError::NoMemory);
+        }
+        let heap = match new_domain && policy != InvalidationPolicy::Bypass {
+            true => {
+                self.asids.reserve()?;
+                Some(self.domain_heap(dma_bits, &quota)?)
+            }
+            false => None,
+        };
         let ste_addr = self.strtab.ensure(&mut self.hw, sid).map_err(|e| match e {
             StrtabError::NoMemory => ApiError::NoMemory,
             StrtabError::OutOfRange => ApiError::NoDevice,
         })?;
         if new_domain {
-            let d = self.new_domain(dma_bits, policy == InvalidationPolicy::Bypass, &quota)?;
+            let d = self.new_domain(dma_bits, heap, &quota)?;
             if let Some(c) = self.clients.get_mut(&badge) {
                 c.domain = Some(d);
             }
@@ -95,6 +111,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             let _ = self.run(&[cfgi]);
             return Err(ApiError::Hardware);
         }
+        // Room was reserved above.
         self.streams.insert(sid.0, badge);
         if let Some(c) = self.clients.get_mut(&badge) {
             c.sids.push(sid);
@@ -102,27 +119,15 @@ impl<H: SmmuHw, R> Server<H, R> {
         Ok(reply_bytes(&Response::Attached { sid }))
     }
 
-    /// A domain for a client of quota `quota`; a translated one reserves
-    /// its table pages and CD from the pool's table budget first (refused
-    /// with `NoMemory`, changing nothing, when the budget is taken).
-    pub(super) fn new_domain(
-        &mut self,
+    /// The heap part of a translated domain for a device of `dma_bits`
+    /// and a client of quota `quota`: its IOVA allocator and its mapping
+    /// records' table, made before anything else changes.
+    pub(super) fn domain_heap(
+        &self,
         dma_bits: u8,
-        bypass: bool,
         quota: &ClientQuota,
-    ) -> Result<Domain, ApiError> {
-        if bypass {
-            return Ok(Domain {
-                dma_bits,
-                tr: None,
-                mappings: Mappings::new(),
-                bus: BTreeMap::new(),
-                live: 0,
-                mapped_bytes: 0,
-            });
-        }
+    ) -> Result<(IovaAllocator, Mappings), ApiError> {
         let ias = dma_bits.clamp(MIN_IAS, MAX_IAS);
-        let oas = self.features.oas_bits.clamp(32, 48);
         let dma_mask = if dma_bits >= 64 {
             u64::MAX
         } else {
@@ -133,7 +138,10 @@ impl<H: SmmuHw, R> Server<H, R> {
             Iova::new((1u64 << ias) - 1),
             dma_mask,
         )
-        .map_err(|_| ApiError::NotPermitted)?;
+        .map_err(|e| match e {
+            IovaError::NoMemory => ApiError::NoMemory,
+            _ => ApiError::NotPermitted,
+        })?;
         // The one-page cache holds as many blocks as the quota has
         // mappings: a client that maps up to its quota, unmaps it all and
         // maps again after the sync stays on the fast path.
@@ -145,12 +153,38 @@ impl<H: SmmuHw, R> Server<H, R> {
         mappings
             .try_reserve(quota.mappings.min(RECORDS_PRESIZED) as usize)
             .map_err(|_| ApiError::NoMemory)?;
+        Ok((iova, mappings))
+    }
+
+    /// A domain for a client of quota `quota`: in bypass without `heap`,
+    /// else translated with `heap` from [`Server::domain_heap`]; a
+    /// translated one reserves its table pages and CD from the pool's
+    /// table budget first (refused with `NoMemory`, changing nothing, when
+    /// the budget is taken).
+    pub(super) fn new_domain(
+        &mut self,
+        dma_bits: u8,
+        heap: Option<(IovaAllocator, Mappings)>,
+        quota: &ClientQuota,
+    ) -> Result<Domain, ApiError> {
+        let Some((iova, mappings)) = heap else {
+            return Ok(Domain {
+                dma_bits,
+                tr: None,
+                mappings: Mappings::new(),
+                bus: BusMap::default(),
+                live: 0,
+                mapped_bytes: 0,
+            });
+        };
+        let ias = dma_bits.clamp(MIN_IAS, MAX_IAS);
+        let oas = self.features.oas_bits.clamp(32, 48);
         let reserved = domain_reservation(quota);
         let reserved_total = self.table_reserved.saturating_add(reserved);
         if self.cfg.table_budget.is_some_and(|b| reserved_total > b) {
             return Err(ApiError::NoMemory);
         }
-        let asid = self.asids.alloc().ok_or(ApiError::TooMany)?;
+        let asid = self.asids.alloc()?;
         let config = TableConfig::new(ias, oas).with_largest_leaf(LargestLeaf::Block2M);
         let mut mem = QuotaTables::new(HwTables(&mut self.hw), quota.table_pages);
         let made = PageTable::new(&mut mem, config);
@@ -178,9 +212,10 @@ impl<H: SmmuHw, R> Server<H, R> {
             if let Some(p) = cd_page {
                 self.hw.free_pages(p, 1);
             }
-            for p in table.destroy(&HwTables(&mut self.hw)) {
-                self.hw.free_pages(p, 1);
-            }
+            // Never reachable by the SMMU either: freed as it is walked.
+            table.destroy_with(&mut HwTables(&mut self.hw), |mem, page| {
+                mem.0.free_pages(page, 1);
+            });
             self.asids.release(asid);
             return Err(ApiError::NoMemory);
         };
@@ -197,13 +232,13 @@ impl<H: SmmuHw, R> Server<H, R> {
                 table,
                 cd: cd_page,
                 iova,
-                stale_walks: BTreeMap::new(),
+                stale_walks: hashbrown::HashMap::new(),
                 table_pages,
                 reserved,
                 packed: hashbrown::HashMap::new(),
             }),
             mappings,
-            bus: BTreeMap::new(),
+            bus: BusMap::default(),
             live: 0,
             mapped_bytes: 0,
         })

@@ -4,11 +4,14 @@
 //! replies go back to the task to drop.
 //!
 //! It must never free a dead client's tables, CD, IOVAs or ASID, nor
-//! unpin the frames its mappings reached, before the sync that follows its streams' abort and its ASID's invalidation
-//! (they ride in a [`Payload`] through the engine), and never forget the
-//! client while it has pending invalidations.
+//! unpin the frames its mappings reached, before the sync that follows its
+//! streams' abort and its ASID's invalidation (they wait in the dead
+//! client's record, released through a [`Payload`] the engine carries);
+//! never forget the client while it has pending invalidations; and never
+//! grow the heap infallibly (a death cannot be refused: the domain moves
+//! whole into the teardown record, and what the heap cannot hold falls
+//! back to invalidating at once).
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use iommu_api::Response;
@@ -17,8 +20,8 @@ use smmuv3::cmd::Command;
 use super::ReplyBytes;
 use super::Server;
 use super::dispatch::reply_bytes;
-use super::hw::{HwTables, SmmuHw};
-use super::state::{Domain, Payload, Teardown};
+use super::hw::SmmuHw;
+use super::state::{Payload, Teardown};
 use crate::engine::ClientId;
 
 impl<H: SmmuHw, R> Server<H, R> {
@@ -37,67 +40,84 @@ impl<H: SmmuHw, R> Server<H, R> {
         let domain = c.domain.take();
         c.quarantined = true;
         c.dead = true;
-        let waiters = core::mem::take(&mut self.flush_waiters);
-        for (b, r) in waiters {
-            if b == badge {
+        // Its waiting `Flush`es go back to be dropped (one the heap has no
+        // room for is answered by a later poll instead, as its client has
+        // nothing pending then).
+        let mut i = 0;
+        while i < self.flush_waiters.len() {
+            if self.flush_waiters[i].0 == badge && self.dropped.try_reserve(1).is_ok() {
+                let (_, r) = self.flush_waiters.remove(i);
                 self.dropped.push((r, reply_bytes(&Response::Flushed)));
             } else {
-                self.flush_waiters.push((b, r));
+                i += 1;
             }
         }
         for sid in &sids {
             self.streams.remove(&sid.0);
         }
         let (cmds, stes) = self.abort_streams(&sids);
-        let mut payload = Payload::new(badge);
+        // The domain moves, whole, into the teardown record: nothing is
+        // copied, nothing allocated.
         let mut teardown = Teardown {
             aborted: stes,
             ..Teardown::default()
         };
-        let mut asids = Vec::new();
-        if let Some(d) = &domain {
-            for m in d.mappings.values() {
-                payload.unpins.extend_from_slice(m.frames.as_slice());
-            }
-            for (&(bus, len), &n) in &d.bus {
-                for _ in 0..n {
-                    payload.unpins.extend(super::map::bus_frames(bus, len));
-                }
+        let mut asid = None;
+        if let Some(d) = domain {
+            teardown.mappings = d.mappings;
+            teardown.bus = d.bus;
+            if let Some(tr) = d.tr {
+                teardown.cd = Some(tr.cd);
+                teardown.asid = Some(tr.asid);
+                teardown.reserved = tr.reserved;
+                teardown.table = Some(tr.table);
+                asid = Some(tr.asid);
             }
         }
-        if let Some(Domain { tr: Some(tr), .. }) = domain {
-            payload.tables = tr.table.destroy(&HwTables(&mut self.hw));
-            teardown.cd = Some(tr.cd);
-            teardown.asid = Some(tr.asid);
-            teardown.reserved = tr.reserved;
-            asids.push(tr.asid);
+        if let Some(c) = self.clients.get_mut(&badge) {
+            c.teardown = Some(teardown);
         }
-        payload.teardown = Some(Box::new(teardown));
-        match self.engine.purge(now, ClientId(badge), &asids, payload) {
+        let mut payload = Payload::new(badge);
+        payload.teardown = true;
+        match self
+            .engine
+            .purge(now, ClientId(badge), asid.as_slice(), payload)
+        {
             Ok(_) => {
                 // Also finish any earlier plan whose sync failed.
                 self.retry_unsynced(now);
-                match self.engine.plan_flush(now) {
-                    Some(plan) if self.unsynced.is_none() => self.issue(now, plan, cmds),
-                    Some(plan) => {
-                        // The SMMU is failing: keep everything; poll retries.
-                        self.unsynced = Some(plan.seq);
-                    }
-                    None => {}
+                if self.unsynced.is_none() {
+                    self.plan_and_issue(now, now, cmds);
+                } else if let Ok(Some(plan)) = self.engine.try_plan_flush(now) {
+                    // The SMMU is failing: keep everything; poll retries.
+                    self.unsynced = Some(plan.seq);
+                } else if let Some(seq) = self.engine.plan_full() {
+                    self.unsynced = Some(seq);
                 }
             }
             Err(refused) => {
-                // Unknown to the engine (cannot happen): invalidate directly.
-                let mut all = cmds;
-                for a in &asids {
-                    all.push(Command::TlbiNhAsid { vmid: 0, asid: *a }.encode());
+                // The engine could not take it (the heap could not hold
+                // the entry): invalidate directly, then release.
+                let mut done = self.run(&cmds).is_ok();
+                if let Some(a) = asid {
+                    self.stats.tlbi_commands += 1;
+                    let tlbi = Command::TlbiNhAsid { vmid: 0, asid: a }.encode();
+                    done &= self.run(&[tlbi]).is_ok();
                 }
-                if self.run(&all).is_ok() {
+                if done {
                     self.release_now(refused.payload);
+                } else if let Some(c) = self.clients.get_mut(&badge) {
+                    // Nothing is released while the SMMU may still use it.
+                    c.teardown = None;
                 }
             }
         }
-        if self.pending(badge) == 0 {
+        if self.pending(badge) == 0
+            && self
+                .clients
+                .get(&badge)
+                .is_none_or(|c| c.teardown.is_none())
+        {
             let _ = self.engine.remove_client(ClientId(badge));
             if let Some(c) = self.clients.remove(&badge) {
                 // Its quota's heap is free for the next registration.

@@ -161,7 +161,9 @@ impl<H: SmmuHw, R> Server<H, R> {
         let Some(c) = self.clients.get_mut(&badge) else {
             return error_bytes(ApiError::NotPermitted);
         };
-        let out = c.ledger.drain(iommu_api::MAX_FAULT_RECORDS);
+        let Some(out) = c.ledger.try_drain(iommu_api::MAX_FAULT_RECORDS) else {
+            return error_bytes(ApiError::NoMemory);
+        };
         reply_bytes(&Response::Faults {
             records: List::new(&out),
         })
@@ -301,7 +303,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         let queued = self.engine.queued(id).unwrap_or(0);
         if self.pending(badge) != 0 || queued != 0 {
             let now = self.last_now;
-            self.flush_now(now, badge);
+            let _ = self.flush_now(now, badge);
         }
         self.engine
             .set_policy(id, InvalidationPolicy::Strict)
@@ -316,8 +318,12 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         c.quarantined = true;
         self.stats.quarantines += 1;
-        let sids = c.sids.clone();
+        // Borrowed out of the client and put back: no copy.
+        let sids = core::mem::take(&mut c.sids);
         let (cmds, stes) = self.abort_streams(&sids);
+        if let Some(c) = self.clients.get_mut(&badge) {
+            c.sids = sids;
+        }
         if self.run(&cmds).is_ok() {
             for a in stes {
                 strtab::clear_tail(&mut self.hw, a);
@@ -327,10 +333,26 @@ impl<H: SmmuHw, R> Server<H, R> {
 
     /// Writes abort into each stream's STE word 0; returns the commands
     /// that make the SMMU forget the old configuration (to be followed by
-    /// a sync) and the STEs whose other words to clear after it.
+    /// a sync) and the STEs whose other words to clear after it. If the
+    /// heap cannot hold those lists, the STEs are aborted all the same and
+    /// every cached configuration is invalidated at once (CFGI_ALL and a
+    /// sync); the lists come back empty (the other words stay: an abort
+    /// STE ignores them).
     pub(super) fn abort_streams(&mut self, sids: &[StreamId]) -> (Vec<[u64; 2]>, Vec<PhysAddr>) {
         let mut cmds = Vec::new();
         let mut stes = Vec::new();
+        if cmds.try_reserve_exact(sids.len()).is_err()
+            || stes.try_reserve_exact(sids.len()).is_err()
+        {
+            for &sid in sids {
+                if let Some(a) = self.strtab.ste(sid) {
+                    strtab::write_abort(&mut self.hw, a);
+                }
+            }
+            self.stats.cfgi_commands += 1;
+            let _ = self.run(&[Command::CfgiAll.encode()]);
+            return (Vec::new(), Vec::new());
+        }
         for &sid in sids {
             if let Some(a) = self.strtab.ste(sid) {
                 strtab::write_abort(&mut self.hw, a);

@@ -9,27 +9,46 @@
 //! the only place they are freed, runs for a completed sync only; its
 //! frames are unpinned in one batch per completed sync, `flush_unpins`); never complete a plan
 //! whose commands or sync failed (it stays unsynced, and is retried with
-//! a full stage-1 invalidation); and never answer a `Flush` while its
-//! client has pending work.
+//! a full stage-1 invalidation); never answer a `Flush` while its
+//! client has pending work; and never grow the heap infallibly: a plan
+//! the heap cannot hold becomes an invalidation of everything
+//! (`Engine::plan_full`), the release of a completed sync stops when the
+//! heap has no room for a reply and resumes at the next poll
+//! (`unreleased`), and frames are unpinned at once when the unpin batch
+//! cannot grow.
 
 use alloc::vec::Vec;
 
+use abi::PhysAddr;
 use iommu_api::{ApiError, Response};
 use smmuv3::cmd::Command;
 
 use super::ReplyBytes;
 use super::Server;
 use super::dispatch::{error_bytes, reply_bytes};
+use super::hw::HwTables;
 use super::hw::{self, HwError, SmmuHw};
-use super::state::Payload;
+use super::state::{Payload, Teardown};
 use super::strtab;
 use super::types::Handled;
-use crate::engine::{ClientId, FlushPlan, Invalidation, Released, ReplyAction, SyncSeq};
+#[cfg(doc)]
+use crate::engine::Engine;
+use crate::engine::{
+    ClientId, EngineError, FlushPlan, Invalidation, Released, ReplyAction, SyncSeq,
+};
 
 impl<H: SmmuHw, R> Server<H, R> {
     pub(super) fn flush(&mut self, badge: u32, reply: R) -> Handled<R> {
-        if self.engine.expedite(ClientId(badge)).is_err() {
-            return Handled::Reply(reply, error_bytes(ApiError::NotPermitted));
+        // Room to hold the reply first: a refusal changes nothing.
+        if self.flush_waiters.try_reserve(1).is_err() {
+            return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+        }
+        match self.engine.expedite(ClientId(badge)) {
+            Ok(_) => {}
+            Err(EngineError::NoMemory) => {
+                return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+            }
+            Err(_) => return Handled::Reply(reply, error_bytes(ApiError::NotPermitted)),
         }
         if self.pending(badge) == 0 {
             return Handled::Reply(reply, reply_bytes(&Response::Flushed));
@@ -48,9 +67,11 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// bound, or at once for queued strict work, a retried sync, or
     /// replies waiting to go out.
     pub fn next_deadline(&self) -> Option<u64> {
-        let immediate =
-            (self.unsynced.is_some() || !self.outbox.is_empty() || !self.flush_waiters.is_empty())
-                .then_some(self.last_now);
+        let immediate = (self.unsynced.is_some()
+            || self.unreleased.is_some()
+            || !self.outbox.is_empty()
+            || !self.flush_waiters.is_empty())
+        .then_some(self.last_now);
         match (self.engine.next_deadline(), immediate) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -81,34 +102,64 @@ impl<H: SmmuHw, R> Server<H, R> {
         let now = self.last_now;
         self.flushed.clear();
         self.retry_unsynced(now);
+        self.retry_unreleased(now);
         // The engine's plan looks at the time only to see what is due.
-        if self.unsynced.is_none()
-            && let Some(plan) = self.engine.plan_flush(now.saturating_add(lead_us))
-        {
-            self.issue(now, plan, Vec::new());
+        if self.unsynced.is_none() {
+            self.plan_and_issue(now, now.saturating_add(lead_us), Vec::new());
         }
         self.answer_flushes();
         core::mem::take(&mut self.outbox)
     }
 
     /// Flushes everything pending now (the client's deferred queue too).
-    pub(super) fn flush_now(&mut self, now: u64, badge: u32) {
-        let _ = self.engine.expedite(ClientId(badge));
+    /// `NoMemory`, having flushed nothing, if the heap cannot hold the
+    /// client's queue in the plan, or the replies whatever the flush
+    /// releases may carry (so that all of it is released at once).
+    pub(super) fn flush_now(&mut self, now: u64, badge: u32) -> Result<(), ApiError> {
+        let n = usize::try_from(self.engine.pending_entries()).unwrap_or(usize::MAX);
+        if self.outbox.try_reserve(n).is_err() || self.dropped.try_reserve(n).is_err() {
+            return Err(ApiError::NoMemory);
+        }
+        if let Err(EngineError::NoMemory) = self.engine.expedite(ClientId(badge)) {
+            return Err(ApiError::NoMemory);
+        }
         self.retry_unsynced(now);
-        if self.unsynced.is_none()
-            && let Some(plan) = self.engine.plan_flush(now)
-        {
-            self.issue(now, plan, Vec::new());
+        self.retry_unreleased(now);
+        if self.unsynced.is_none() {
+            self.plan_and_issue(now, now, Vec::new());
+        }
+        Ok(())
+    }
+
+    /// Plans what is due at `due_at` and issues it behind `prefix`; when
+    /// the heap cannot hold the plan, invalidates all of stage 1 and every
+    /// cached configuration instead ([`Engine::plan_full`], completed as
+    /// a retried plan is), which covers whatever was ready.
+    pub(super) fn plan_and_issue(&mut self, now: u64, due_at: u64, prefix: Vec<[u64; 2]>) {
+        match self.engine.try_plan_flush(due_at) {
+            Ok(Some(plan)) => self.issue(now, plan, prefix),
+            Ok(None) => {}
+            Err(_) => {
+                if let Some(seq) = self.engine.plan_full() {
+                    self.unsynced = Some(seq);
+                    self.retry_unsynced(now);
+                }
+            }
         }
     }
 
+    /// Answers each `Flush` whose client has nothing pending any more, in
+    /// place (the list grows nothing); one the outbox has no room for
+    /// waits for the next poll.
     fn answer_flushes(&mut self) {
-        let waiters = core::mem::take(&mut self.flush_waiters);
-        for (badge, r) in waiters {
-            if self.pending(badge) == 0 {
+        let mut i = 0;
+        while i < self.flush_waiters.len() {
+            let badge = self.flush_waiters[i].0;
+            if self.pending(badge) == 0 && self.outbox.try_reserve(1).is_ok() {
+                let (_, r) = self.flush_waiters.remove(i);
                 self.outbox.push((r, reply_bytes(&Response::Flushed)));
             } else {
-                self.flush_waiters.push((badge, r));
+                i += 1;
             }
         }
     }
@@ -136,14 +187,27 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// Submits `prefix` and the plan's commands, one sync (behind the
     /// commands before it, one doorbell where the hardware allows) per
     /// `Sync` in the plan, then completes it.
+    /// The commands are encoded into `prefix`, grown once, fallibly: if
+    /// the heap cannot hold them, the plan is retried at once as a failed
+    /// one is, behind an invalidation of everything.
     pub(super) fn issue(&mut self, now: u64, plan: FlushPlan, prefix: Vec<[u64; 2]>) {
         let mut batch = prefix;
+        // One command per invalidation (none for a sync).
+        if batch.try_reserve(plan.commands.len()).is_err() {
+            self.unsynced = Some(plan.seq);
+            self.retry_unsynced(now);
+            return;
+        }
         let mut segments = plan.participants.iter();
         for inv in &plan.commands {
             if let Invalidation::Sync = inv {
                 let participants = segments.next().into_iter().flatten();
                 for ClientId(b) in participants.clone() {
-                    if let Err(at) = self.flushed.binary_search(b) {
+                    // Only the charging of the flush's time reads it: a
+                    // client the heap cannot list is not charged.
+                    if let Err(at) = self.flushed.binary_search(b)
+                        && self.flushed.try_reserve(1).is_ok()
+                    {
                         self.flushed.insert(at, *b);
                     }
                 }
@@ -182,14 +246,31 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
     }
 
+    /// Releases what the completed sync of plan `seq` covered, one unmap
+    /// at a time, each only once the outbox and the list of dropped
+    /// replies have room for its reply: without that room the rest waits
+    /// for the next poll (`unreleased`), never lost, never grown into.
     fn complete(&mut self, now: u64, seq: SyncSeq) {
-        let Ok(released) = self.engine.sync_completed(now, seq) else {
-            return;
-        };
-        for r in released {
-            self.release(r);
+        self.unreleased = None;
+        loop {
+            if self.outbox.try_reserve(1).is_err() || self.dropped.try_reserve(1).is_err() {
+                self.unreleased = Some(seq);
+                break;
+            }
+            match self.engine.next_released(now, seq) {
+                Ok(Some(r)) => self.release(r),
+                Ok(None) | Err(_) => break,
+            }
         }
         self.flush_unpins();
+    }
+
+    /// Goes on releasing what a completed sync covered, if `complete`
+    /// had to stop.
+    pub(super) fn retry_unreleased(&mut self, now: u64) {
+        if let Some(seq) = self.unreleased {
+            self.complete(now, seq);
+        }
     }
 
     /// Releases a payload outside a sync's completion (nothing it holds is
@@ -198,6 +279,18 @@ impl<H: SmmuHw, R> Server<H, R> {
     pub(super) fn release_now(&mut self, p: Payload<R>) {
         self.release_payload(p);
         self.flush_unpins();
+    }
+
+    /// Unpins `frames` now (nothing maps them), in one call, growing
+    /// nothing: after the batch already waiting, if any.
+    pub(super) fn unpin_now(&mut self, frames: &[PhysAddr]) {
+        self.flush_unpins();
+        if frames.is_empty() {
+            return;
+        }
+        self.stats.unpin_calls += 1;
+        self.stats.unpinned_frames += frames.len() as u64;
+        self.hw.unpin(frames);
     }
 
     /// One unpin call for every frame whose covering sync completed.
@@ -225,9 +318,17 @@ impl<H: SmmuHw, R> Server<H, R> {
     }
 
     /// Frees what a payload holds; its covering sync has completed. Its
-    /// frames join the next unpin batch ([`Server::flush_unpins`]).
+    /// frames join the next unpin batch ([`Server::flush_unpins`]), or,
+    /// when the heap cannot hold them there, are unpinned at once. Its
+    /// reply (a failed map's has none) goes to the outbox, which has room
+    /// for it (`complete`, `release_now`).
     pub(super) fn release_payload(&mut self, mut p: Payload<R>) {
-        p.unpins.append_to(&mut self.unpins);
+        let frames = p.unpins.as_slice().len();
+        if self.unpins.try_reserve(frames).is_ok() {
+            p.unpins.append_to(&mut self.unpins);
+        } else {
+            self.unpin_now(p.unpins.as_slice());
+        }
         if let Some(rep) = p.reply.take() {
             self.outbox.push(rep);
         }
@@ -242,7 +343,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             // Freed tables count against the quota until now.
             tr.table_pages = tr.table_pages.saturating_sub(p.tables.len() as u64);
-            for k in &p.stale_walks {
+            for k in p.stale_walks.as_slice() {
                 if let Some(c) = tr.stale_walks.get_mut(k) {
                     *c -= 1;
                     if *c == 0 {
@@ -254,17 +355,77 @@ impl<H: SmmuHw, R> Server<H, R> {
         for t in p.tables {
             self.hw.free_pages(t, 1);
         }
-        if let Some(t) = p.teardown {
-            if let Some(cd) = t.cd {
-                self.hw.free_pages(cd, 1);
+        if p.teardown
+            && let Some(t) = self
+                .clients
+                .get_mut(&p.badge)
+                .and_then(|c| c.teardown.take())
+        {
+            self.release_teardown(t);
+        }
+    }
+
+    /// Frees what a dead client's domain held; the sync covering its
+    /// streams' abort and its ASID's invalidation has completed. Grows
+    /// nothing: the table is freed page by page as it is walked, and the
+    /// frames join the unpin batch where the heap has room, else are
+    /// unpinned at once.
+    fn release_teardown(&mut self, t: Teardown) {
+        let Teardown {
+            table,
+            mappings,
+            bus,
+            cd,
+            asid,
+            aborted,
+            reserved,
+        } = t;
+        for m in mappings.values() {
+            self.unpin_after_sync(m.frames.as_slice());
+        }
+        for ((addr, len), n) in bus.iter() {
+            // In stack-sized batches: no list of them is built.
+            let mut batch = [PhysAddr::new(0); 32];
+            for _ in 0..n {
+                let mut k = 0;
+                for f in super::map::bus_frames(addr, len) {
+                    batch[k] = f;
+                    k += 1;
+                    if k == batch.len() {
+                        self.unpin_after_sync(&batch);
+                        k = 0;
+                    }
+                }
+                self.unpin_after_sync(&batch[..k]);
             }
-            if let Some(a) = t.asid {
-                self.asids.release(a);
-            }
-            self.table_reserved = self.table_reserved.saturating_sub(t.reserved);
-            for a in &t.aborted {
-                strtab::clear_tail(&mut self.hw, *a);
-            }
+        }
+        if let Some(table) = table {
+            table.destroy_with(&mut HwTables(&mut self.hw), |mem, page| {
+                mem.0.free_pages(page, 1);
+            });
+        }
+        if let Some(cd) = cd {
+            self.hw.free_pages(cd, 1);
+        }
+        if let Some(a) = asid {
+            self.asids.release(a);
+        }
+        self.table_reserved = self.table_reserved.saturating_sub(reserved);
+        for a in &aborted {
+            strtab::clear_tail(&mut self.hw, *a);
+        }
+    }
+
+    /// Frames whose covering sync completed: into the unpin batch, or, if
+    /// the heap cannot hold them there, unpinned at once.
+    fn unpin_after_sync(&mut self, frames: &[PhysAddr]) {
+        if frames.is_empty() {
+            return;
+        }
+        if self.unpins.try_reserve(frames.len()).is_ok() {
+            self.unpins.extend_from_slice(frames);
+        } else {
+            self.unpin_now(frames);
         }
     }
 }

@@ -15,14 +15,16 @@
 //! checked with the rest, before anything changes; table pages are counted
 //! as they are taken, a map that would pass them is rolled back like one
 //! the pool refused), and never grow the heap infallibly on client input
-//! (the frame lists, the per-range bookkeeping past four ranges and the
-//! mapping records are reserved with `try_reserve`).
+//! (the frame lists, the per-range bookkeeping past four ranges, the
+//! mapping records and the IOVA allocator's bookkeeping are reserved with
+//! `try_reserve` before the frames are pinned).
 
 use alloc::vec::Vec;
 
 use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use iommu_api::{ApiError, Dir, Extent, List, Response};
 use pgtable::{Attrs, TableMemory};
+use smmuv3::cmd::Command;
 
 use super::ReplyBytes;
 use super::dispatch::reply_bytes;
@@ -30,7 +32,8 @@ use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
 use super::state::{
-    Client, Domain, FrameList, Mapping, Packed, Payload, Translated, translated_mut, walk_keys,
+    Client, Domain, FrameList, Mapping, Packed, Payload, Translated, table_room, translated_mut,
+    walk_keys,
 };
 use super::types::Grant;
 use super::{MAIR_NORMAL, SMALL_LIST, Server};
@@ -94,6 +97,14 @@ impl<'g> MapPlan<'g> {
     }
 }
 
+/// What [`Server::reserve_map`] set aside for a map.
+struct MapRoom {
+    /// Each mapping's frame list (translated maps).
+    lists: Few<FrameList>,
+    /// The reply's IOVAs.
+    iovas: Few<Iova>,
+}
+
 /// Why a pinned map failed, and so when its pins go.
 enum Failed {
     /// Nothing was written: unpin at once.
@@ -126,6 +137,9 @@ impl<H: SmmuHw, R> Server<H, R> {
         grant: Option<Grant<'_>>,
     ) -> Result<ReplyBytes, ApiError> {
         let plan = self.plan_map(badge, dir, ranges, grant)?;
+        // The heap it needs, reserved before anything changes (the pin
+        // included): a refusal is `NoMemory` and changes nothing.
+        let room = self.reserve_map(badge, &plan)?;
         // Every frame a mapping will reach is pinned first (one call): a
         // single range's frames are a slice of the grant, several are
         // gathered.
@@ -146,17 +160,48 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         self.stats.pin_calls += 1;
         self.stats.pinned_frames += frames.len() as u64;
-        match self.map_pinned(now, badge, &plan, frames) {
+        match self.map_pinned(now, badge, &plan, frames, room) {
             Ok(reply) => Ok(reply),
             Err(Failed::Unwritten(e)) => {
                 // Nothing maps them: unpin now.
-                self.unpins.extend_from_slice(frames);
-                self.flush_unpins();
+                self.unpin_now(frames);
                 Err(e)
             }
             // The rollback's payload unpins them after the covering sync.
             Err(Failed::RolledBack(e)) => Err(e),
         }
+    }
+
+    /// Everything a map will record, reserved before anything changes:
+    /// the reply's IOVAs and, translated, each mapping's frame list, room
+    /// for the records (the quota bounds their count), the shared block's
+    /// record and the IOVA allocator's bookkeeping of the blocks.
+    fn reserve_map(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<MapRoom, ApiError> {
+        let n = plan.planned.len();
+        let iovas = Few::with_capacity(n, || Iova::new(0))?;
+        if plan.bypass {
+            let domain = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut());
+            if domain.is_some_and(|d| d.bus.try_reserve(n).is_err()) {
+                return Err(ApiError::NoMemory);
+            }
+            return Ok(MapRoom {
+                lists: Few::with_capacity(0, || FrameList::Empty)?,
+                iovas,
+            });
+        }
+        let mut lists = Few::with_capacity(n, || FrameList::Empty)?;
+        for p in plan.planned.as_slice() {
+            lists.push(FrameList::try_copy(plan.frames(p)).ok_or(ApiError::NoMemory)?);
+        }
+        let (tr, mappings) = translated_mut(&mut self.clients, badge)?;
+        let blocks = if plan.packed { 1 } else { n };
+        if mappings.try_reserve(n).is_err()
+            || (plan.packed && tr.packed.try_reserve(1).is_err())
+            || tr.iova.reserve(blocks).is_err()
+        {
+            return Err(ApiError::NoMemory);
+        }
+        Ok(MapRoom { lists, iovas })
     }
 
     /// A map whose frames are pinned: `frames`, every range's in order.
@@ -166,31 +211,20 @@ impl<H: SmmuHw, R> Server<H, R> {
         badge: u32,
         plan: &MapPlan<'_>,
         frames: &[PhysAddr],
+        room: MapRoom,
     ) -> Result<ReplyBytes, Failed> {
+        let MapRoom {
+            mut lists,
+            mut iovas,
+        } = room;
         if plan.bypass {
-            return self.map_bypass(badge, plan).map_err(Failed::Unwritten);
+            return self
+                .map_bypass(badge, plan, iovas)
+                .map_err(Failed::Unwritten);
         }
-        // Each mapping's frame list, and the reply's IOVAs, reserved before
-        // anything is taken or written.
         let n = plan.planned.len();
-        let reserved = Few::with_capacity(n, || FrameList::Empty)
-            .ok()
-            .and_then(|mut lists| {
-                for p in plan.planned.as_slice() {
-                    lists.push(FrameList::try_copy(plan.frames(p))?);
-                }
-                Some(lists)
-            })
-            .zip(Few::with_capacity(n, || Iova::new(0)).ok());
-        let Some((mut lists, mut iovas)) = reserved else {
-            return Err(Failed::Unwritten(ApiError::NoMemory));
-        };
-        // IOVAs for every range (never mapped yet: freed at once on error),
-        // and room for the records (the quota bounds their count).
-        let (tr, mappings) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
-        if mappings.try_reserve(n).is_err() || (plan.packed && tr.packed.try_reserve(1).is_err()) {
-            return Err(Failed::Unwritten(ApiError::NoMemory));
-        }
+        // IOVAs for every range (never mapped yet: freed at once on error).
+        let (tr, _) = translated_mut(&mut self.clients, badge).map_err(Failed::Unwritten)?;
         let blocks = if plan.packed {
             alloc_packed(tr, plan.pages())
         } else {
@@ -199,8 +233,14 @@ impl<H: SmmuHw, R> Server<H, R> {
         .map_err(Failed::Unwritten)?;
         // A new table where a freed one may still sit in a walk cache would
         // be invisible until that unmap's sync: flush first.
-        if links_stale_walk(tr, blocks.as_slice()) {
-            self.flush_now(now, badge);
+        if links_stale_walk(tr, blocks.as_slice()) && self.flush_now(now, badge).is_err() {
+            // Nothing written yet: the blocks go back at once.
+            if let Ok((tr, _)) = translated_mut(&mut self.clients, badge) {
+                for &(b, n) in blocks.as_slice() {
+                    let _ = tr.iova.free(b, n);
+                }
+            }
+            return Err(Failed::Unwritten(ApiError::NoMemory));
         }
         // One lookup for the writes and the bookkeeping that follows.
         let Some(Client {
@@ -241,14 +281,32 @@ impl<H: SmmuHw, R> Server<H, R> {
             } else {
                 ApiError::NoMemory
             };
-            let mut undone = undo_runs(tr, &mut mem, plan, blocks.as_slice(), failed, badge);
+            let Some(room) = RollbackRoom::reserve(plan, blocks.as_slice(), failed, frames) else {
+                // No heap to record the rollback for the engine: it is
+                // done now, behind one sync.
+                let asid = tr.asid;
+                let spare = tr.table.take_spare_tables();
+                tr.table_pages = tr.table_pages.saturating_sub(spare.len() as u64);
+                let mut tokens: [Option<pgtable::Unmapped<Iova>>; SMALL_LIST] =
+                    core::array::from_fn(|_| None);
+                let mut stranded = false;
+                let written = plan.planned.as_slice().iter().zip(blocks.as_slice());
+                for (slot, (p, (block, _))) in tokens.iter_mut().zip(written.take(failed)) {
+                    match tr.table.unmap_exact(&mut mem, *block, p.pages * PAGE_SIZE) {
+                        Ok(tok) => *slot = Some(tok),
+                        Err(_) => stranded = true,
+                    }
+                }
+                mem.barrier();
+                for p in spare {
+                    self.hw.free_pages(p, 1);
+                }
+                self.roll_back_synced(badge, asid, blocks.as_slice(), tokens, stranded, frames);
+                return Err(Failed::RolledBack(why));
+            };
+            let undone = undo_runs(tr, &mut mem, plan, blocks.as_slice(), failed, badge, room);
             tr.table_pages = tr.table_pages.saturating_sub(undone.spare.len() as u64);
-            // What was written may be cached: its frames stay pinned until
-            // the covering sync.
-            for p in plan.planned.as_slice() {
-                undone.payload.unpins.extend_from_slice(plan.frames(p));
-            }
-            self.roll_back_map(now, badge, blocks.as_slice(), undone);
+            self.roll_back_map(now, badge, undone);
             return Err(Failed::RolledBack(why));
         }
         tr.table_pages += mem.allocated;
@@ -408,14 +466,18 @@ impl<H: SmmuHw, R> Server<H, R> {
 
     /// A bypass map: answers each range's bus (= physical) address and
     /// counts it; nothing is written.
-    fn map_bypass(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<ReplyBytes, ApiError> {
+    fn map_bypass(
+        &mut self,
+        badge: u32,
+        plan: &MapPlan<'_>,
+        mut iovas: Few<Iova>,
+    ) -> Result<ReplyBytes, ApiError> {
         // Bypass: the device uses bus (= physical) addresses, which it
         // must be able to drive in full.
         let dma_mask = match plan.dma_bits {
             64.. => u64::MAX,
             b => (1u64 << b) - 1,
         };
-        let mut iovas = Few::with_capacity(plan.planned.len(), || Iova::new(0))?;
         for p in plan.planned.as_slice() {
             let f = plan.frames(p);
             let contiguous = f
@@ -438,9 +500,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         for (iova, p) in iovas.as_slice().iter().zip(plan.planned.as_slice()) {
             // Bounded like the translated mappings: the count was checked
-            // against the quota (`plan_map`).
-            let n = domain.bus.entry((iova.get(), p.len)).or_insert(0);
-            *n = n.saturating_add(1);
+            // against the quota (`plan_map`); room reserved (`reserve_map`).
+            domain.bus.add((iova.get(), p.len));
         }
         plan.count(&mut domain.live, &mut domain.mapped_bytes);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
@@ -454,18 +515,17 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// cleared runs to the engine like any unmap (they may be cached), so
     /// that its IOVAs and the tables clearing freed are released only
     /// after the covering sync; at once if nothing was written.
-    fn roll_back_map(&mut self, now: u64, badge: u32, blocks: &[(Iova, u64)], undone: Undone<R>) {
+    fn roll_back_map(&mut self, now: u64, badge: u32, undone: Undone<R>) {
         let Undone {
             asid,
             ranges,
             freed_tables,
             spare,
-            mut payload,
+            payload,
         } = undone;
         for p in spare {
             self.hw.free_pages(p, 1);
         }
-        payload.iovas = blocks.to_vec();
         if ranges.is_empty() {
             self.release_now(payload);
         } else {
@@ -475,6 +535,93 @@ impl<H: SmmuHw, R> Server<H, R> {
             };
             self.queue_unmap(now, badge, asid, &ranges, hint, payload);
         }
+    }
+}
+
+impl<H: SmmuHw, R> Server<H, R> {
+    /// A rollback with no heap to record it: the written runs are cleared
+    /// (their `tokens`), then one TLBI of the ASID and a sync, then their
+    /// freed tables, the IOVA blocks and the pins go at once. A run that
+    /// could not be cleared (`stranded`), or a failed sync, leaves the
+    /// blocks taken and the frames pinned: a leak, never a reuse.
+    fn roll_back_synced(
+        &mut self,
+        badge: u32,
+        asid: Asid,
+        blocks: &[(Iova, u64)],
+        tokens: [Option<pgtable::Unmapped<Iova>>; SMALL_LIST],
+        stranded: bool,
+        frames: &[PhysAddr],
+    ) {
+        self.stats.tlbi_commands += 1;
+        let tlbi = Command::TlbiNhAsid { vmid: 0, asid }.encode();
+        if self.run(&[tlbi]).is_err() || stranded {
+            return;
+        }
+        let mut freed = 0u64;
+        for tok in tokens.into_iter().flatten() {
+            for t in tok.into_freed_tables() {
+                self.hw.free_pages(t, 1);
+                freed += 1;
+            }
+        }
+        if let Ok((tr, _)) = translated_mut(&mut self.clients, badge) {
+            tr.table_pages = tr.table_pages.saturating_sub(freed);
+            for &(b, n) in blocks {
+                let _ = tr.iova.free(b, n);
+            }
+        }
+        self.unpin_now(frames);
+    }
+}
+
+/// Room for a failed map's rollback through the engine, reserved before
+/// anything written is cleared: the cleared runs, the tables clearing
+/// frees, the IOVA blocks and the frames to release after the sync, and a
+/// token with room for each run a block may map (whose clear takes the
+/// page table's general walk).
+struct RollbackRoom {
+    ranges: Vec<IovaRange>,
+    tables: Vec<PhysAddr>,
+    iovas: Vec<(Iova, u64)>,
+    frames: Vec<PhysAddr>,
+    /// Last run first.
+    tokens: Vec<pgtable::Unmapped<Iova>>,
+}
+
+impl RollbackRoom {
+    /// Room for undoing the `failed` runs written of `plan` in `blocks`,
+    /// pinned `frames`; `None` if the heap cannot hold it.
+    fn reserve(
+        plan: &MapPlan<'_>,
+        blocks: &[(Iova, u64)],
+        failed: usize,
+        frames: &[PhysAddr],
+    ) -> Option<Self> {
+        let written = || plan.planned.as_slice().iter().zip(blocks).take(failed);
+        let big = |p: &Planned| p.pages >= BLOCK_PAGES as u64;
+        let tables = written()
+            .map(|(p, (b, _))| table_room(b.get(), p.pages * PAGE_SIZE))
+            .sum();
+        let mut room = Self {
+            ranges: Vec::new(),
+            tables: Vec::new(),
+            iovas: Vec::new(),
+            frames: Vec::new(),
+            tokens: Vec::new(),
+        };
+        room.ranges.try_reserve_exact(failed).ok()?;
+        room.tables.try_reserve_exact(tables).ok()?;
+        room.iovas.try_reserve_exact(blocks.len()).ok()?;
+        room.frames.try_reserve_exact(frames.len()).ok()?;
+        room.tokens
+            .try_reserve_exact(written().filter(|(p, _)| big(p)).count())
+            .ok()?;
+        for (p, (b, _)) in written().filter(|(p, _)| big(p)).rev() {
+            let t = table_room(b.get(), p.pages * PAGE_SIZE);
+            room.tokens.push(pgtable::Unmapped::with_room(3, t)?);
+        }
+        Some(room)
     }
 }
 
@@ -572,23 +719,60 @@ fn undo_runs<M: TableMemory, R>(
     blocks: &[(Iova, u64)],
     failed: usize,
     badge: u32,
+    room: RollbackRoom,
 ) -> Undone<R> {
+    let RollbackRoom {
+        mut ranges,
+        mut tables,
+        mut iovas,
+        mut frames,
+        mut tokens,
+    } = room;
     let spare = tr.table.take_spare_tables();
     // Undo what was written (every range before the failed one); it
     // may be cached (speculative walks), so it goes through the
     // engine like any unmap.
     let mut payload = Payload::new(badge);
-    let mut ranges = Vec::new();
     let mut freed_tables = false;
+    let mut stranded = false;
     let written = plan.planned.as_slice().iter().zip(blocks).take(failed);
-    for (va, len) in written.map(|(p, (block, _))| (*block, p.pages * PAGE_SIZE)) {
-        if let Ok(tok) = tr.table.unmap_exact(mem, va, len) {
-            freed_tables |= tok.needs_walk_invalidation();
-            ranges.push(IovaRange::new(va, len >> PAGE_SHIFT));
-            payload.tables.extend(tok.into_freed_tables());
+    for (p, (block, _)) in written {
+        let len = p.pages * PAGE_SIZE;
+        // A run a block may map is cleared in the room reserved for it.
+        let room = if p.pages >= BLOCK_PAGES as u64 {
+            tokens.pop()
+        } else {
+            None
+        };
+        let done = match room {
+            Some(room) => tr.table.unmap_exact_in(mem, *block, len, room),
+            None => tr.table.unmap_exact(mem, *block, len),
+        };
+        match done {
+            Ok(tok) => {
+                freed_tables |= tok.needs_walk_invalidation();
+                // Within the room reserved (`RollbackRoom::reserve`).
+                ranges.push(IovaRange::new(*block, len >> PAGE_SHIFT));
+                let mut freed = tok.into_freed_tables();
+                if tables.capacity() - tables.len() >= freed.len() {
+                    tables.append(&mut freed);
+                }
+            }
+            Err(_) => stranded = true,
         }
     }
     mem.barrier();
+    // A run left mapped keeps its frames pinned and the blocks taken (a
+    // leak, never a reuse); otherwise all go back after the sync.
+    if !stranded {
+        iovas.extend_from_slice(blocks);
+        for p in plan.planned.as_slice() {
+            frames.extend_from_slice(plan.frames(p));
+        }
+    }
+    payload.tables = tables;
+    payload.iovas = iovas;
+    payload.unpins = FrameList::from_vec(frames);
     Undone {
         asid: tr.asid,
         ranges,

@@ -94,8 +94,8 @@ pub struct Server<H, R> {
     strtab: StreamTable,
     engine: Engine<Payload<R>>,
     clients: BTreeMap<u32, Client>,
-    /// StreamID -> owning badge.
-    streams: BTreeMap<u32, u32>,
+    /// StreamID -> owning badge (grown with `try_reserve`).
+    streams: hashbrown::HashMap<u32, u32>,
     asids: AsidPool,
     /// Released held replies for the next `poll`.
     outbox: Vec<(R, ReplyBytes)>,
@@ -105,6 +105,9 @@ pub struct Server<H, R> {
     flush_waiters: Vec<(u32, R)>,
     /// A plan whose commands or sync failed: retried by `poll`.
     unsynced: Option<SyncSeq>,
+    /// A completed plan whose releases stopped for want of heap room for
+    /// their replies: continued by `poll`.
+    unreleased: Option<SyncSeq>,
     last_now: u64,
     stats: ServerStats,
     /// Clients whose unmaps the plans issued by the last `poll` covered.

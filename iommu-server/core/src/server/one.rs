@@ -11,9 +11,11 @@
 //! reaches only granted, pinned frames, passes the quota before anything
 //! changes, reserves its frame list and record before taking an IOVA, and
 //! rolls a failed write back through the allocator and the unpin batch
-//! exactly as the general path does; an unmap clears the entries first,
-//! then hands the IOVA block, freed tables, frames and held reply to the
-//! engine, and a strict client's reply is held until the covering sync.
+//! exactly as the general path does; an unmap reserves the engine's room
+//! and its stale-walk bookkeeping (refused with `NoMemory`, nothing
+//! changed, without them), clears the entries, then hands the IOVA block,
+//! freed tables, frames and held reply to the engine, and a strict
+//! client's reply is held until the covering sync.
 
 use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
 use iommu_api::{ApiError, Dir, Extent, Response};
@@ -23,11 +25,14 @@ use super::dispatch::error_bytes;
 use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
-use super::state::{Client, Domain, FrameList, Mapping, Payload, stop_key};
+use super::state::{
+    Client, Domain, FrameList, Mapping, Payload, StaleKeys, note_stale, stale_room, stop_key,
+    table_room,
+};
 use super::types::{Grant, Handled};
 use super::unmap::{MERGE_PAGES, leaf_level, release_share};
 use super::{MAIR_NORMAL, ReplyBytes, Server};
-use crate::engine::{ClientId, IovaRange, UnmapHint};
+use crate::engine::{ClientId, EngineError, IovaRange, UnmapHint};
 use crate::iova::IovaError;
 use crate::policy::InvalidationPolicy;
 
@@ -60,7 +65,6 @@ impl<H: SmmuHw, R> Server<H, R> {
             engine,
             stats,
             features,
-            unpins,
             ..
         } = self;
         let client = clients.get_mut(&badge)?;
@@ -132,6 +136,12 @@ impl<H: SmmuHw, R> Server<H, R> {
             Ok(v) => v,
             Err(e) => return Some(Err(e)),
         };
+        // Its frame list, its record and its IOVA block's bookkeeping
+        // reserved before anything changes (the pin included).
+        let reserved = match (FrameList::try_copy(frames), mappings.try_reserve(1)) {
+            (Some(list), Ok(())) if tr.iova.reserve(1).is_ok() => list,
+            _ => return Some(Err(ApiError::NoMemory)),
+        };
         // Every frame it will reach is pinned first (one call).
         if hw.pin(frames).is_err() {
             stats.pin_refusals += 1;
@@ -139,81 +149,77 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         stats.pin_calls += 1;
         stats.pinned_frames += frames.len() as u64;
-        // Its frame list and record reserved before an IOVA is taken.
-        let end = match (FrameList::try_copy(frames), mappings.try_reserve(1)) {
-            (Some(list), Ok(())) => match tr.iova.alloc(pages) {
-                Err(e) => MapEnd::Unpin(match e {
-                    IovaError::NoMemory => ApiError::NoMemory,
-                    _ => ApiError::IovaExhausted,
-                }),
-                Ok(block) => {
-                    let left = quota.table_pages.saturating_sub(tr.table_pages);
-                    let mut mem = QuotaTables::new(HwTables(&mut *hw), left);
-                    let attrs = Attrs::dma(MAIR_NORMAL, dir.device_writes());
-                    let written = match frames {
-                        [first, ..]
-                            if pages >= BLOCK_PAGES
-                                && frames
-                                    .windows(2)
-                                    .all(|w| w[1].get() == w[0].get().wrapping_add(PAGE_SIZE)) =>
-                        {
-                            tr.table
-                                .map(&mut mem, block, *first, pages * PAGE_SIZE, attrs)
-                        }
-                        _ => tr.table.map_pages(&mut mem, block, frames, attrs),
-                    };
-                    tr.table_pages += mem.allocated;
-                    mem.allocated = 0;
-                    if written.is_err() {
-                        let why = if mem.over_quota {
-                            ApiError::QuotaExceeded
-                        } else {
-                            ApiError::NoMemory
-                        };
-                        // All or nothing: nothing was written, so nothing
-                        // can be cached. Tables the walk took but never
-                        // linked, the IOVA block and the pins go now.
-                        let spare = tr.table.take_spare_tables();
-                        mem.barrier();
-                        tr.table_pages = tr.table_pages.saturating_sub(spare.len() as u64);
-                        for p in spare {
-                            hw.free_pages(p, 1);
-                        }
-                        let _ = tr.iova.free(block, pages);
-                        MapEnd::RolledBack(why)
+        let list = reserved;
+        let end = match tr.iova.alloc(pages) {
+            Err(e) => MapEnd::Unpin(match e {
+                IovaError::NoMemory => ApiError::NoMemory,
+                _ => ApiError::IovaExhausted,
+            }),
+            Ok(block) => {
+                let left = quota.table_pages.saturating_sub(tr.table_pages);
+                let mut mem = QuotaTables::new(HwTables(&mut *hw), left);
+                let attrs = Attrs::dma(MAIR_NORMAL, dir.device_writes());
+                let written = match frames {
+                    [first, ..]
+                        if pages >= BLOCK_PAGES
+                            && frames
+                                .windows(2)
+                                .all(|w| w[1].get() == w[0].get().wrapping_add(PAGE_SIZE)) =>
+                    {
+                        tr.table
+                            .map(&mut mem, block, *first, pages * PAGE_SIZE, attrs)
+                    }
+                    _ => tr.table.map_pages(&mut mem, block, frames, attrs),
+                };
+                tr.table_pages += mem.allocated;
+                mem.allocated = 0;
+                if written.is_err() {
+                    let why = if mem.over_quota {
+                        ApiError::QuotaExceeded
                     } else {
-                        mem.barrier();
-                        let iova = Iova::new(block.get() + offset);
-                        // Room was reserved above; the count was checked
-                        // against the quota, which `add_client` reserved
-                        // heap for.
-                        mappings.entry(iova.get()).insert(Mapping {
-                            len: r.len,
-                            packed: 0,
-                            frames: list,
-                        });
-                        *live += 1;
-                        *mapped_bytes += pages * PAGE_SIZE;
-                        let _ = engine.note_map(ClientId(badge), pages);
-                        let iovas = [iova];
-                        let reply = Response::Mapped {
-                            iovas: iommu_api::List::new(&iovas),
-                        };
-                        // One IOVA always fits inline.
-                        match ReplyBytes::encode_inline(&reply) {
-                            Some(b) => MapEnd::Done(b),
-                            None => MapEnd::Done(super::dispatch::reply_bytes(&reply)),
-                        }
+                        ApiError::NoMemory
+                    };
+                    // All or nothing: nothing was written, so nothing
+                    // can be cached. Tables the walk took but never
+                    // linked, the IOVA block and the pins go now.
+                    let spare = tr.table.take_spare_tables();
+                    mem.barrier();
+                    tr.table_pages = tr.table_pages.saturating_sub(spare.len() as u64);
+                    for p in spare {
+                        hw.free_pages(p, 1);
+                    }
+                    let _ = tr.iova.free(block, pages);
+                    MapEnd::RolledBack(why)
+                } else {
+                    mem.barrier();
+                    let iova = Iova::new(block.get() + offset);
+                    // Room was reserved above; the count was checked
+                    // against the quota, which `add_client` reserved
+                    // heap for.
+                    mappings.entry(iova.get()).insert(Mapping {
+                        len: r.len,
+                        packed: 0,
+                        frames: list,
+                    });
+                    *live += 1;
+                    *mapped_bytes += pages * PAGE_SIZE;
+                    let _ = engine.note_map(ClientId(badge), pages);
+                    let iovas = [iova];
+                    let reply = Response::Mapped {
+                        iovas: iommu_api::List::new(&iovas),
+                    };
+                    // One IOVA always fits inline.
+                    match ReplyBytes::encode_inline(&reply) {
+                        Some(b) => MapEnd::Done(b),
+                        None => MapEnd::Done(super::dispatch::reply_bytes(&reply)),
                     }
                 }
-            },
-            _ => MapEnd::Unpin(ApiError::NoMemory),
+            }
         };
         Some(match end {
             MapEnd::Done(b) => Ok(b),
             MapEnd::Unpin(e) | MapEnd::RolledBack(e) => {
-                unpins.extend_from_slice(frames);
-                self.flush_unpins();
+                self.unpin_now(frames);
                 Err(e)
             }
         })
@@ -268,14 +274,50 @@ impl<H: SmmuHw, R> Server<H, R> {
         let faults_pending = ledger.kept() as u32;
         let asid = tr.asid;
         let (block, pages) = record.get().block(r.start);
+        // Everything the engine and the stale-walk bookkeeping will need,
+        // reserved before an entry is cleared: past that point the unmap
+        // cannot be refused.
+        let room = if pages < MERGE_PAGES { 1 } else { 3 };
+        let keys = stale_room(block.get(), pages * PAGE_SIZE);
+        let reserved = engine
+            .reserve_unmap(ClientId(badge), 1, room)
+            .map_err(|e| match e {
+                EngineError::NoMemory => ApiError::NoMemory,
+                _ => ApiError::NotPermitted,
+            })
+            .and_then(|engine_room| {
+                tr.stale_walks
+                    .try_reserve(keys)
+                    .map_err(|_| ApiError::NoMemory)?;
+                let stale = StaleKeys::with_room(keys).ok_or(ApiError::NoMemory)?;
+                // A range a block may map is cleared by the page table's
+                // general walk: its token's room, reserved too.
+                let token = match pages >= MERGE_PAGES {
+                    true => Some(
+                        pgtable::Unmapped::with_room(3, table_room(block.get(), pages * PAGE_SIZE))
+                            .ok_or(ApiError::NoMemory)?,
+                    ),
+                    false => None,
+                };
+                Ok((engine_room, stale, token))
+            });
+        let (engine_room, stale, token) = match reserved {
+            Ok(r) => r,
+            Err(e) => return Ok(Handled::Reply(reply, error_bytes(e))),
+        };
         let mut mem = HwTables(&mut *hw);
-        let Ok(tok) = tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE) else {
+        let cleared = match token {
+            Some(room) => tr
+                .table
+                .unmap_exact_in(&mut mem, block, pages * PAGE_SIZE, room),
+            None => tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE),
+        };
+        let Ok(tok) = cleared else {
             // Not reachable for a range unmapped exactly as it was mapped;
             // the record stays, nothing was cleared.
             mem.barrier();
             return Ok(Handled::Reply(reply, error_bytes(ApiError::NoMemory)));
         };
-        let room = if pages < MERGE_PAGES { 1 } else { 3 };
         let Ok(mut ranges) = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0)) else {
             // Not reachable: a few ranges are inline.
             return Err(reply);
@@ -288,16 +330,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             tables_freed: tok.needs_walk_invalidation(),
         };
         let mut payload = Payload::new(badge);
+        payload.stale_walks = stale;
         if hint.tables_freed {
             for x in tok.ranges() {
                 let (a, end) = (x.start.get(), x.start.get() + x.len);
                 let mut va = a;
                 while va < end {
-                    if let Some(k) = stop_key(&mem, &tr.table, va)
-                        && !payload.stale_walks.contains(&k)
-                    {
-                        payload.stale_walks.push(k);
-                        *tr.stale_walks.entry(k).or_insert(0) += 1;
+                    if let Some(k) = stop_key(&mem, &tr.table, va) {
+                        note_stale(&mut tr.stale_walks, &mut payload.stale_walks, k);
                     }
                     va = (va | ((1 << 21) - 1)) + 1;
                 }
@@ -326,7 +366,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         } else {
             Some((reply, response))
         };
-        if let Err(refused) = engine.unmap_mappings(
+        if let Err(refused) = engine.unmap_reserved(
             now,
             ClientId(badge),
             asid,
@@ -334,8 +374,17 @@ impl<H: SmmuHw, R> Server<H, R> {
             hint,
             1,
             payload,
+            engine_room,
         ) {
-            self.unmap_refused(asid, refused.payload);
+            // Not reachable (its room was reserved): answered now, after
+            // an invalidation of the whole ASID.
+            let mut payload = refused.payload;
+            let answer = payload.reply.take().or(answer);
+            self.unmap_refused(asid, payload);
+            return Ok(match answer {
+                Some((reply, response)) => Handled::Reply(reply, response),
+                None => Handled::Held,
+            });
         }
         Ok(match answer {
             Some((reply, response)) => Handled::Reply(reply, response),

@@ -62,7 +62,7 @@ impl<H: SmmuHw, R> Server<H, R> {
     fn settle(&mut self, now: u64, badge: u32) -> Result<(), ApiError> {
         let queued = self.engine.queued(ClientId(badge)).unwrap_or(0);
         if self.pending(badge) != 0 || queued != 0 {
-            self.flush_now(now, badge);
+            self.flush_now(now, badge)?;
         }
         if self.pending(badge) != 0 {
             return Err(ApiError::Hardware);
@@ -127,7 +127,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             },
             None => return Ok(()),
         };
-        let made = self.new_domain(dma_bits, false, &quota)?;
+        let heap = self.domain_heap(dma_bits, &quota)?;
+        let made = self.new_domain(dma_bits, Some(heap), &quota)?;
         if let Some(d) = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut()) {
             d.tr = made.tr;
             // Empty (no live mapping may switch), and now sized.
@@ -146,7 +147,13 @@ impl<H: SmmuHw, R> Server<H, R> {
         if c.sids.is_empty() {
             return Ok(());
         }
-        let sids = c.sids.clone();
+        // Every list reserved before a STE changes.
+        let n = c.sids.len();
+        let mut stes: Vec<(StreamId, PhysAddr)> = Vec::new();
+        let mut cmds: Vec<[u64; 2]> = Vec::new();
+        if stes.try_reserve_exact(n).is_err() || cmds.try_reserve_exact(n).is_err() {
+            return Err(ApiError::NoMemory);
+        }
         let opts = SteOptions::for_pcie(&self.features);
         let cd = c
             .domain
@@ -157,14 +164,15 @@ impl<H: SmmuHw, R> Server<H, R> {
         let s1 = ste::s1_translate(cd, opts).map_err(|_| ApiError::Hardware)?;
         let by = ste::bypass(opts);
         let (from, to) = if to_bypass { (s1, by) } else { (by, s1) };
-        let stes: Vec<(StreamId, PhysAddr)> = sids
-            .iter()
-            .filter_map(|&sid| Some((sid, self.strtab.ste(sid)?)))
-            .collect();
-        let cmds: Vec<[u64; 2]> = stes
-            .iter()
-            .map(|&(sid, _)| Command::CfgiSte { sid, leaf: false }.encode())
-            .collect();
+        stes.extend(
+            c.sids
+                .iter()
+                .filter_map(|&sid| Some((sid, self.strtab.ste(sid)?))),
+        );
+        cmds.extend(
+            stes.iter()
+                .map(|&(sid, _)| Command::CfgiSte { sid, leaf: false }.encode()),
+        );
         for &(_, a) in &stes {
             if to_bypass {
                 // Word 0 alone: bypass ignores the stage-1 fields of

@@ -23,7 +23,12 @@ use pgtable::TableMemory;
 /// table of live blocks (at most 64 bytes the same way, twice that while
 /// it grows), its slot in the allocator's one-page cache (8 bytes, twice
 /// that rounded, reserved when the domain is made), and the engine entry
-/// and payload of its unmap while that waits for its sync.
+/// and payload of its unmap while that waits for its sync. Not counted
+/// (as the tree of free ranges it replaced was not): the allocator's list
+/// of free ranges, which keeps room for one range per live or cached
+/// block (16 bytes each, up to twice that as it grows); the task's heap
+/// budget has no room left for it at three default clients (see
+/// `default_quotas_of_three_clients_fit`).
 pub const HEAP_PER_MAPPING: u64 = 336;
 /// Upper bound of the heap one mapped page takes: its frame address in the
 /// mapping's frame list, doubled for the buddy heap's power-of-two

@@ -11,7 +11,6 @@
 //! out an ASID still in use (one is recycled only through a [`Payload`],
 //! after its domain's teardown sync).
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -41,20 +40,29 @@ pub(super) struct Payload<R> {
     pub(super) iovas: Vec<(Iova, u64)>,
     /// Single table pages.
     pub(super) tables: Vec<PhysAddr>,
-    /// What only a client's teardown releases, kept out of line so that
-    /// every unmap's payload, which the engine moves, stays small.
-    pub(super) teardown: Option<Box<Teardown>>,
+    /// A client's teardown: what it releases waits in the dead client's
+    /// record ([`Client::teardown`]), so that every unmap's payload, which
+    /// the engine moves, stays small, and a death allocates nothing.
+    pub(super) teardown: bool,
     /// A held reply and the response it gets.
     pub(super) reply: Option<(R, ReplyBytes)>,
     /// Walk-cache regions this unmap made stale (freed tables).
-    pub(super) stale_walks: Vec<(u8, u64)>,
+    pub(super) stale_walks: StaleKeys,
     /// Frames the unmapped entries reached: unpinned after the sync.
     pub(super) unpins: FrameList,
 }
 
-/// What a client's teardown releases besides tables, IOVAs and frames.
+/// What a client's teardown releases after its sync: its domain's table,
+/// CD and ASID, the frames its mappings reached (the domain's own records,
+/// moved here rather than copied), and its streams' STEs.
 #[derive(Default)]
 pub(super) struct Teardown {
+    /// The domain's stage-1 table, freed page by page.
+    pub(super) table: Option<PageTable<Iova>>,
+    /// Its translated mappings, whose frames are unpinned.
+    pub(super) mappings: Mappings,
+    /// Its bypass mappings, whose frames are unpinned.
+    pub(super) bus: BusMap,
     /// A CD page.
     pub(super) cd: Option<PhysAddr>,
     /// An ASID to recycle.
@@ -73,12 +81,92 @@ impl<R> Payload<R> {
             iova: None,
             iovas: Vec::new(),
             tables: Vec::new(),
-            teardown: None,
+            teardown: false,
             reply: None,
-            stale_walks: Vec::new(),
+            stale_walks: StaleKeys::None,
             unpins: FrameList::Empty,
         }
     }
+}
+
+/// The walk-cache keys (level, address >> that level's shift) an unmap
+/// made stale: one inline (an IOVA block under 2 MiB is naturally aligned,
+/// so its freed tables leave one stale region), more in a vector whose
+/// room is reserved before the unmap clears anything
+/// ([`StaleKeys::with_room`]).
+pub(super) enum StaleKeys {
+    None,
+    One((u8, u64)),
+    Many(Vec<(u8, u64)>),
+}
+
+impl StaleKeys {
+    /// Room for `n` keys (none from the heap for one), or `None`.
+    pub(super) fn with_room(n: usize) -> Option<Self> {
+        if n <= 1 {
+            return Some(Self::None);
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).ok()?;
+        Some(Self::Many(v))
+    }
+
+    pub(super) fn as_slice(&self) -> &[(u8, u64)] {
+        match self {
+            Self::None => &[],
+            Self::One(k) => core::slice::from_ref(k),
+            Self::Many(v) => v,
+        }
+    }
+
+    pub(super) fn contains(&self, k: &(u8, u64)) -> bool {
+        self.as_slice().contains(k)
+    }
+
+    /// Adds `k` within the reserved room; `false` (nothing added) past it.
+    pub(super) fn push(&mut self, k: (u8, u64)) -> bool {
+        match self {
+            Self::None => *self = Self::One(k),
+            Self::Many(v) if v.len() < v.capacity() => v.push(k),
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// Walk-cache regions of the 2 MiB steps of `len` bytes at `va`: the most
+/// stale keys an unmap of them can leave (one per step, see `stop_key`).
+pub(super) fn stale_room(va: u64, len: u64) -> usize {
+    let last = va.saturating_add(len.max(1) - 1);
+    ((last >> 21) - (va >> 21) + 1) as usize
+}
+
+/// Table pages below the root that an unmap of `len` bytes at `va` can
+/// free: one per last-level, level-2 and level-1 table region it touches.
+pub(super) fn table_room(va: u64, len: u64) -> usize {
+    let last = va.saturating_add(len.max(1) - 1);
+    [21u32, 30, 39]
+        .iter()
+        .map(|&s| ((last >> s) - (va >> s) + 1) as usize)
+        .sum()
+}
+
+/// Records a stale walk-cache key of an unmap: counted in the domain (room
+/// reserved before the unmap cleared anything) and listed in its payload,
+/// which takes it back after the covering sync. A key the payload has no
+/// room for (never, by the reservations) stays counted for good: maps
+/// there flush first, which is slow but never unsafe.
+pub(super) fn note_stale(
+    walks: &mut hashbrown::HashMap<(u8, u64), u32>,
+    keys: &mut StaleKeys,
+    k: (u8, u64),
+) {
+    if keys.contains(&k) {
+        return;
+    }
+    // Unlisted, the count is never taken back: the region stays stale.
+    let _listed = keys.push(k);
+    *walks.entry(k).or_insert(0) += 1;
 }
 
 /// A list of frames: a one-page mapping's inline (no heap allocation on
@@ -122,7 +210,7 @@ impl FrameList {
         }
     }
 
-    /// Moves every frame to the end of `out`.
+    /// Moves every frame to the end of `out` (callers reserve the room).
     pub(super) fn append_to(&mut self, out: &mut Vec<PhysAddr>) {
         match core::mem::replace(self, Self::Empty) {
             Self::Empty => {}
@@ -130,22 +218,63 @@ impl FrameList {
             Self::Many(mut v) => out.append(&mut v),
         }
     }
-
-    /// Appends frames (teardown and rollback paths).
-    pub(super) fn extend_from_slice(&mut self, frames: &[PhysAddr]) {
-        self.extend(frames.iter().copied());
-    }
 }
 
-impl Extend<PhysAddr> for FrameList {
-    fn extend<I: IntoIterator<Item = PhysAddr>>(&mut self, iter: I) {
-        let mut v = match core::mem::replace(self, Self::Empty) {
-            Self::Empty => Vec::new(),
-            Self::One(f) => alloc::vec![f],
-            Self::Many(v) => v,
-        };
-        v.extend(iter);
-        *self = Self::Many(v);
+/// A bypass domain's mappings: (bus address, length) -> how many times
+/// mapped, sorted by key, grown only within room reserved with
+/// [`BusMap::try_reserve`].
+#[derive(Default)]
+pub(super) struct BusMap(Vec<((u64, u64), u32)>);
+
+impl BusMap {
+    /// Room for `n` more mappings, or `Err`.
+    pub(super) fn try_reserve(&mut self, n: usize) -> Result<(), ()> {
+        self.0.try_reserve(n).map_err(|_| ())
+    }
+
+    /// One more mapping of `key` (room reserved; without it, a new key is
+    /// not recorded, which only a caller that did not reserve can see).
+    pub(super) fn add(&mut self, key: (u64, u64)) {
+        match self.0.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(at) => {
+                if let Some((_, n)) = self.0.get_mut(at) {
+                    *n = n.saturating_add(1);
+                }
+            }
+            Err(at) if self.0.len() < self.0.capacity() => self.0.insert(at, (key, 1)),
+            Err(_) => {}
+        }
+    }
+
+    /// One mapping of `key` fewer.
+    pub(super) fn take(&mut self, key: (u64, u64)) {
+        if let Ok(at) = self.0.binary_search_by_key(&key, |(k, _)| *k) {
+            match self.0.get_mut(at) {
+                Some((_, n)) if *n > 1 => *n -= 1,
+                _ => {
+                    self.0.remove(at);
+                }
+            }
+        }
+    }
+
+    pub(super) fn contains_key(&self, key: &(u64, u64)) -> bool {
+        self.0.binary_search_by_key(key, |(k, _)| *k).is_ok()
+    }
+
+    /// Whether some mapping starts at `start` (whatever its length).
+    pub(super) fn any_at(&self, start: u64) -> bool {
+        let at = self.0.partition_point(|((s, _), _)| *s < start);
+        self.0.get(at).is_some_and(|((s, _), _)| *s == start)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every (key, times mapped), by key.
+    pub(super) fn iter(&self) -> impl Iterator<Item = ((u64, u64), u32)> + '_ {
+        self.0.iter().copied()
     }
 }
 
@@ -190,8 +319,9 @@ pub(super) struct Translated {
     /// (level, input address >> that level's shift) of table descriptors
     /// cleared because the table below was freed, until the covering sync:
     /// a walk cache may still hold the old table there, so a map that
-    /// links a new table in such a region must wait for that sync.
-    pub(super) stale_walks: BTreeMap<(u8, u64), u32>,
+    /// links a new table in such a region must wait for that sync. Room
+    /// for an unmap's keys is reserved before it clears anything.
+    pub(super) stale_walks: hashbrown::HashMap<(u8, u64), u32>,
     /// Table pages its table holds (root and spares included), and freed
     /// ones until their sync released them: at most its quota.
     pub(super) table_pages: u64,
@@ -249,7 +379,7 @@ pub(super) struct Domain {
     /// Returned IOVA -> mapping (translated policies).
     pub(super) mappings: Mappings,
     /// Bypass mappings: (bus address, length) -> how many times mapped.
-    pub(super) bus: BTreeMap<(u64, u64), u32>,
+    pub(super) bus: BusMap,
     /// Live mappings (translated and bypass, each repeat counted).
     pub(super) live: u64,
     /// Bytes those mappings map (whole pages).
@@ -273,6 +403,9 @@ pub(super) struct Client {
     pub(super) quarantined: bool,
     /// It died: its teardown is under way ([`Server::teardown_complete`]).
     pub(super) dead: bool,
+    /// What its teardown releases after the covering sync (a payload
+    /// whose `teardown` is set points here).
+    pub(super) teardown: Option<Teardown>,
     /// Its faults, coalesced per (StreamID, page), and the quarantine
     /// decision (`crate::fault_ledger`).
     pub(super) ledger: FaultLedger,
@@ -324,23 +457,46 @@ impl PhaseTicks {
 pub(super) struct AsidPool {
     next: u32,
     max: u32,
+    /// Recycled ASIDs; room for every ASID ever handed out is reserved
+    /// when it is, so that a release (after a teardown's sync, which
+    /// cannot be refused) never grows the heap.
     free: Vec<u16>,
 }
 
 impl AsidPool {
-    pub(super) fn alloc(&mut self) -> Option<Asid> {
+    /// An ASID: `TooMany` when all are in use, `NoMemory` when the heap
+    /// cannot hold the room to recycle a new one.
+    pub(super) fn alloc(&mut self) -> Result<Asid, ApiError> {
         if let Some(a) = self.free.pop() {
-            return Some(Asid(a));
+            return Ok(Asid(a));
         }
         if self.next > self.max {
-            return None;
+            return Err(ApiError::TooMany);
         }
+        // After it, `next` ASIDs have been handed out.
+        self.free
+            .try_reserve((self.next as usize).saturating_sub(self.free.len()))
+            .map_err(|_| ApiError::NoMemory)?;
         let a = self.next as u16;
         self.next += 1;
-        Some(Asid(a))
+        Ok(Asid(a))
     }
+    /// Room to recycle the next new ASID, so that [`AsidPool::alloc`]
+    /// grows nothing; `NoMemory` if the heap cannot hold it.
+    pub(super) fn reserve(&mut self) -> Result<(), ApiError> {
+        if self.free.is_empty() && self.next <= self.max {
+            self.free
+                .try_reserve((self.next as usize).saturating_sub(self.free.len()))
+                .map_err(|_| ApiError::NoMemory)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn release(&mut self, a: Asid) {
-        self.free.push(a.0);
+        // Within the room reserved by `alloc`.
+        if self.free.len() < self.free.capacity() || self.free.try_reserve(1).is_ok() {
+            self.free.push(a.0);
+        }
     }
 }
 
@@ -389,7 +545,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             strtab,
             engine: Engine::new(engine_cfg),
             clients: BTreeMap::new(),
-            streams: BTreeMap::new(),
+            streams: hashbrown::HashMap::new(),
             asids: AsidPool {
                 next: 1,
                 max: if features.asid16 { 0xffff } else { 0xff },
@@ -399,6 +555,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             dropped: Vec::new(),
             flush_waiters: Vec::new(),
             unsynced: None,
+            unreleased: None,
             last_now: 0,
             stats: ServerStats::default(),
             flushed: Vec::new(),
@@ -519,6 +676,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 sids: Vec::new(),
                 quarantined: false,
                 dead: false,
+                teardown: None,
                 ledger: FaultLedger::new(self.cfg.fault_records_kept),
                 fault_records: 0,
                 demoted: false,

@@ -4,8 +4,6 @@
 //! the address of each StreamID's STE. Every STE it creates is abort. It
 //! never issues commands: the server invalidates after each change.
 
-use alloc::collections::BTreeMap;
-
 use abi::{PAGE_SIZE, PhysAddr, StreamId};
 use smmuv3::idr::{Features, StLevels};
 use smmuv3::regs::{StrtabCfg, StrtabFormat};
@@ -36,7 +34,7 @@ pub(crate) struct StreamTable {
     base_pages: usize,
     cfg: StrtabCfg,
     /// Level-1 index -> level-2 table (two-level only).
-    l2: BTreeMap<u32, PhysAddr>,
+    l2: hashbrown::HashMap<u32, PhysAddr>,
 }
 
 fn pages_for(bytes: u64) -> usize {
@@ -82,7 +80,7 @@ impl StreamTable {
             base,
             base_pages,
             cfg,
-            l2: BTreeMap::new(),
+            l2: hashbrown::HashMap::new(),
         })
     }
 
@@ -133,6 +131,8 @@ impl StreamTable {
             return Err(StrtabError::OutOfRange);
         };
         let (l1, _) = split.sid_index(sid);
+        // Room to record the table first: a refusal changes nothing.
+        self.l2.try_reserve(1).map_err(|_| StrtabError::NoMemory)?;
         let pages = pages_for(split.l2_bytes());
         let table = hw.alloc_pages(pages).ok_or(StrtabError::NoMemory)?;
         let Ok(desc) = L1Desc::full(table, split).encode() else {

@@ -7,8 +7,12 @@
 //! It must never free anything itself: the IOVA block, the freed tables
 //! and the walk-cache regions they made stale travel in a [`Payload`],
 //! released only after the covering sync (see `flush`); never let a strict
-//! client's reply out before that sync; and never change anything on a
-//! refused request (`check_unmap` runs first).
+//! client's reply out before that sync; never change anything on a
+//! refused request (`check_unmap` runs first); and never grow the heap
+//! infallibly: everything it records once the first entry is cleared (the
+//! engine's room for its unmaps, the lists of ranges, frames, IOVA blocks,
+//! freed tables and stale walk-cache keys) is reserved with `try_reserve`
+//! before that (`NoMemory`, nothing changed).
 
 use alloc::vec::Vec;
 
@@ -17,13 +21,16 @@ use iommu_api::{ApiError, Extent, List, Response};
 use pgtable::{TableMemory, Unmapped};
 use smmuv3::cmd::Command;
 
+use super::ReplyBytes;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
-use super::state::{FrameList, Packed, Payload, stop_key};
+use super::state::{
+    FrameList, Packed, Payload, StaleKeys, note_stale, stale_room, stop_key, table_room,
+};
 use super::types::Handled;
 use super::{SMALL_LIST, Server};
-use crate::engine::{ClientId, IovaRange, LeafLevel, UnmapHint};
+use crate::engine::{ClientId, EngineError, IovaRange, LeafLevel, UnmapHint, UnmapRoom};
 use crate::policy::InvalidationPolicy;
 
 /// Spans of this many pages or more may be mapped by blocks: each is
@@ -36,6 +43,8 @@ pub(super) const MERGE_PAGES: u64 = 512;
 /// and the payload released after its sync.
 struct Group<R> {
     payload: Payload<R>,
+    /// Its room in the engine, reserved before anything was cleared.
+    room: UnmapRoom,
     first_range: usize,
     ranges: usize,
     /// The leaf level of every run, or `Any` if they differ.
@@ -48,6 +57,7 @@ impl<R> Group<R> {
     fn new(badge: u32) -> Self {
         Self {
             payload: Payload::new(badge),
+            room: UnmapRoom::default(),
             first_range: 0,
             ranges: 0,
             level: None,
@@ -130,20 +140,38 @@ impl<H: SmmuHw, R> Server<H, R> {
         if bypass {
             // Nothing was translated, nothing to invalidate: forget the
             // ranges, count them.
+            // The frames go back at once: in the unpin batch where the heap
+            // has room for them, else unpinned range by range.
+            let frames: usize = ranges
+                .iter()
+                .map(|r| ((r.start & (PAGE_SIZE - 1)) + r.len).div_ceil(PAGE_SIZE) as usize)
+                .sum();
+            let batched = self.unpins.try_reserve(frames).is_ok();
             for r in ranges.iter() {
                 let key = (r.start, r.len);
-                match domain.bus.get_mut(&key) {
-                    Some(n) if *n > 1 => *n -= 1,
-                    _ => {
-                        domain.bus.remove(&key);
-                    }
-                }
+                domain.bus.take(key);
                 let pages = ((r.start & (PAGE_SIZE - 1)) + r.len).div_ceil(PAGE_SIZE);
                 domain.live = domain.live.saturating_sub(1);
                 domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
                 let _ = self.engine.note_unmap(ClientId(badge), pages);
                 // Nothing translated, nothing to wait for.
-                self.unpins.extend(super::map::bus_frames(r.start, r.len));
+                if batched {
+                    self.unpins.extend(super::map::bus_frames(r.start, r.len));
+                } else {
+                    let mut batch = [PhysAddr::new(0); 32];
+                    let mut k = 0;
+                    let mut frames = super::map::bus_frames(r.start, r.len).peekable();
+                    while let Some(f) = frames.next() {
+                        batch[k] = f;
+                        k += 1;
+                        if k == batch.len() || frames.peek().is_none() {
+                            self.stats.unpin_calls += 1;
+                            self.stats.unpinned_frames += k as u64;
+                            self.hw.unpin(&batch[..k]);
+                            k = 0;
+                        }
+                    }
+                }
             }
             self.flush_unpins();
             return Handled::Reply(reply, reply_bytes(&Response::Unmapped { faults_pending }));
@@ -193,23 +221,81 @@ impl<H: SmmuHw, R> Server<H, R> {
         let mut frames: Vec<PhysAddr> = Vec::new();
         let mut iovas: Vec<(Iova, u64)> = Vec::new();
         let mut alone: Vec<Group<R>> = Vec::new();
-        let engine_ranges = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0));
-        let reserved = match engine_ranges {
-            Ok(r) if !gather && !each => Some(r),
-            Ok(r) => {
-                let ok = (!gather
-                    || (frames.try_reserve_exact(total_frames).is_ok()
-                        && iovas.try_reserve_exact(spans.len() - 1).is_ok()))
-                    && (!each || alone.try_reserve_exact(spans.len()).is_ok());
-                ok.then_some(r)
+        // Each group's room in the engine and for its stale walk-cache
+        // keys (the per-unmap baseline: one group per span, in order;
+        // otherwise one for the whole request), and the domain's room for
+        // those keys: past the first clear the unmap cannot be refused.
+        let mut groups: Vec<(UnmapRoom, StaleKeys)> = Vec::new();
+        let mut tokens: Vec<Unmapped<Iova>> = Vec::new();
+        let keys = |s: &Span| stale_room(s.page, s.pages * PAGE_SIZE);
+        let span_room = |s: &Span| if s.pages < MERGE_PAGES { 1 } else { 3 };
+        let all_keys: usize = spans.iter().map(keys).sum();
+        let reserved = (|| {
+            let engine_ranges = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0))?;
+            let oom = |_| ApiError::NoMemory;
+            if gather {
+                frames.try_reserve_exact(total_frames).map_err(oom)?;
+                iovas.try_reserve_exact(spans.len() - 1).map_err(oom)?;
             }
-            Err(_) => None,
-        };
-        let Some(mut engine_ranges) = reserved else {
-            return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+            let unmaps = if each { spans.len() } else { 1 };
+            let first = self
+                .engine
+                .reserve_unmap(ClientId(badge), unmaps, if each { 0 } else { room })
+                .map_err(|e| match e {
+                    EngineError::NoMemory => ApiError::NoMemory,
+                    _ => ApiError::NotPermitted,
+                })?;
+            if each {
+                alone.try_reserve_exact(spans.len()).map_err(oom)?;
+                groups.try_reserve_exact(spans.len()).map_err(oom)?;
+                for s in spans.iter().rev() {
+                    let room =
+                        UnmapRoom::for_ranges(span_room(s)).map_err(|_| ApiError::NoMemory)?;
+                    let stale = StaleKeys::with_room(keys(s)).ok_or(ApiError::NoMemory)?;
+                    groups.push((room, stale));
+                }
+            } else {
+                let stale = StaleKeys::with_room(all_keys).ok_or(ApiError::NoMemory)?;
+                groups.try_reserve_exact(1).map_err(oom)?;
+                groups.push((first, stale));
+            }
+            tr.stale_walks
+                .try_reserve(all_keys)
+                .map_err(|_| ApiError::NoMemory)?;
+            // A span a block may map is cleared alone by the page table's
+            // general walk: its token's room (last span first).
+            let big = spans.iter().filter(|s| s.pages >= MERGE_PAGES);
+            tokens.try_reserve_exact(big.clone().count()).map_err(oom)?;
+            for s in big.rev() {
+                let t = table_room(s.page, s.pages * PAGE_SIZE);
+                tokens.push(pgtable::Unmapped::with_room(3, t).ok_or(ApiError::NoMemory)?);
+            }
+            Ok(engine_ranges)
+        })();
+        let mut engine_ranges = match reserved {
+            Ok(r) => r,
+            Err(e) => return Handled::Reply(reply, error_bytes(e)),
         };
         let mut mem = HwTables(&mut self.hw);
         let mut group = Group::new(badge);
+        if let Some((room, stale)) = groups.pop() {
+            group.room = room;
+            group.payload.stale_walks = stale;
+        }
+        if !each && spans.len() > 1 {
+            // The tables every run may free, listed in one payload.
+            let tables = spans
+                .iter()
+                .map(|s| table_room(s.page, s.pages * PAGE_SIZE));
+            if group
+                .payload
+                .tables
+                .try_reserve_exact(tables.sum())
+                .is_err()
+            {
+                return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+            }
+        }
         let mut failure = None;
         let mut at = 0;
         while at < spans.len() {
@@ -227,7 +313,18 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             let (first, last) = (spans[at], spans[end - 1]);
             let len = last.page + last.pages * PAGE_SIZE - first.page;
-            let Ok(tok) = tr.table.unmap_exact(&mut mem, Iova::new(first.page), len) else {
+            let room = if first.pages >= MERGE_PAGES {
+                tokens.pop()
+            } else {
+                None
+            };
+            let cleared = match room {
+                Some(room) => tr
+                    .table
+                    .unmap_exact_in(&mut mem, Iova::new(first.page), len, room),
+                None => tr.table.unmap_exact(&mut mem, Iova::new(first.page), len),
+            };
+            let Ok(tok) = cleared else {
                 // Not reachable for ranges unmapped exactly as they were
                 // mapped (no block split); stop consistently: the runs
                 // before are unmapped, this one and those after untouched.
@@ -241,17 +338,20 @@ impl<H: SmmuHw, R> Server<H, R> {
                     let (a, end) = (x.start.get(), x.start.get() + x.len);
                     let mut va = a;
                     while va < end {
-                        if let Some(k) = stop_key(&mem, &tr.table, va)
-                            && !group.payload.stale_walks.contains(&k)
-                        {
-                            group.payload.stale_walks.push(k);
-                            *tr.stale_walks.entry(k).or_insert(0) += 1;
+                        if let Some(k) = stop_key(&mem, &tr.table, va) {
+                            note_stale(&mut tr.stale_walks, &mut group.payload.stale_walks, k);
                         }
                         va = (va | ((1 << 21) - 1)) + 1;
                     }
                 }
             }
-            group.payload.tables.append(&mut tok.into_freed_tables());
+            // Within the room reserved above (or the token's own list).
+            let mut freed = tok.into_freed_tables();
+            if group.payload.tables.is_empty() && group.payload.tables.capacity() < freed.len() {
+                group.payload.tables = freed;
+            } else {
+                group.payload.tables.append(&mut freed);
+            }
             // Removed only once their entries are cleared (a refused
             // clear keeps them, and never reinserts into the table).
             for s in &spans[at..end] {
@@ -282,7 +382,12 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
             }
             if each {
-                alone.push(core::mem::replace(&mut group, Group::new(badge)));
+                let mut next = Group::new(badge);
+                if let Some((room, stale)) = groups.pop() {
+                    next.room = room;
+                    next.payload.stale_walks = stale;
+                }
+                alone.push(core::mem::replace(&mut group, next));
                 group.first_range = engine_ranges.len();
             }
             at = end;
@@ -305,17 +410,19 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         if !alone.is_empty() {
             for g in alone {
-                self.hand_over(now, badge, asid, engine_ranges, g);
+                let _ = self.hand_over(now, badge, asid, engine_ranges, g);
             }
         }
         match last {
             Some(mut g) if held => {
                 g.payload.reply = Some((reply, response));
-                self.hand_over(now, badge, asid, engine_ranges, g);
-                Handled::Held
+                match self.hand_over(now, badge, asid, engine_ranges, g) {
+                    Some((reply, response)) => Handled::Reply(reply, response),
+                    None => Handled::Held,
+                }
             }
             Some(g) => {
-                self.hand_over(now, badge, asid, engine_ranges, g);
+                let _ = self.hand_over(now, badge, asid, engine_ranges, g);
                 Handled::Reply(reply, response)
             }
             // Nothing was cleared: nothing to wait for.
@@ -323,7 +430,10 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
     }
 
-    /// Hands one group of cleared runs to the engine as one unmap.
+    /// Hands one group of cleared runs to the engine as one unmap. If the
+    /// engine refuses it (not reachable: its room was reserved), the ASID
+    /// is invalidated now and the held reply, if any, comes back to be
+    /// answered at once.
     #[inline]
     fn hand_over(
         &mut self,
@@ -332,7 +442,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         asid: Asid,
         engine_ranges: &[IovaRange],
         g: Group<R>,
-    ) {
+    ) -> Option<(R, ReplyBytes)> {
         let hint = UnmapHint {
             leaf_level: g.level.unwrap_or(LeafLevel::Any),
             tables_freed: g.tables_freed,
@@ -340,7 +450,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         let ranges = engine_ranges
             .get(g.first_range..g.first_range + g.ranges)
             .unwrap_or(&[]);
-        if let Err(refused) = self.engine.unmap_mappings(
+        if let Err(refused) = self.engine.unmap_reserved(
             now,
             ClientId(badge),
             asid,
@@ -348,9 +458,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             hint,
             g.mappings,
             g.payload,
+            g.room,
         ) {
-            self.unmap_refused(asid, refused.payload);
+            let mut payload = refused.payload;
+            let reply = payload.reply.take();
+            self.unmap_refused(asid, payload);
+            return reply;
         }
+        None
     }
 
     /// Every check of an unmap, changing nothing.
@@ -363,8 +478,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             if client.policy == InvalidationPolicy::Bypass {
                 if !domain.bus.contains_key(&(r.start, r.len)) {
-                    let same_start = domain.bus.range((r.start, 0)..=(r.start, u64::MAX));
-                    return Err(if same_start.count() > 0 {
+                    return Err(if domain.bus.any_at(r.start) {
                         ApiError::LengthMismatch
                     } else {
                         ApiError::UnknownIova
@@ -387,7 +501,10 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             return Ok(());
         }
-        let mut keys: Vec<u64> = ranges.iter().map(|r| r.start).collect();
+        let mut keys: Vec<u64> = Vec::new();
+        keys.try_reserve_exact(ranges.len())
+            .map_err(|_| ApiError::NoMemory)?;
+        keys.extend(ranges.iter().map(|r| r.start));
         keys.sort_unstable();
         if keys.windows(2).any(|w| w[0] == w[1]) {
             return Err(ApiError::Overlap);

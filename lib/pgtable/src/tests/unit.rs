@@ -381,6 +381,37 @@ fn destroy_returns_every_page() {
 }
 
 #[test]
+fn destroy_with_hands_over_every_page_once_children_first() {
+    let mut arena = Arena::new();
+    let mut pt = domain(&mut arena);
+    pt.map(&mut arena, iova(0), pa(0), 3 * M2 + K4, dma())
+        .unwrap();
+    pt.map(&mut arena, iova(5 * G1 + K4), pa(0), K4, dma())
+        .unwrap();
+    arena.budget = Some(1);
+    assert!(pt.map(&mut arena, iova(9 * G1), pa(0), K4, dma()).is_err());
+    let root = pt.root();
+    let mut expected = pt.tables(&arena);
+    let mut seen = Vec::new();
+    pt.destroy_with(&mut arena, |arena, page| {
+        seen.push(page);
+        // Freed at once: the walk never reads a page it handed over.
+        arena.free(page);
+    });
+    assert_eq!(arena.allocated(), 0);
+    // The root after every table below it, then the spares.
+    assert_eq!(
+        seen.iter().position(|&p| p == root),
+        Some(expected.len() - 1)
+    );
+    assert!(seen.len() > expected.len(), "the spare was handed over");
+    expected.sort();
+    let mut tables = seen[..expected.len()].to_vec();
+    tables.sort();
+    assert_eq!(tables, expected);
+}
+
+#[test]
 fn single_table_fast_paths_keep_counts_and_prune() {
     // A 48-bit domain (four levels): pages inside one last-level table take
     // the one-walk paths once the tables exist.
