@@ -108,3 +108,31 @@ fn the_retry_invalidates_cached_configuration() {
     );
     assert_eq!(hw.model.stats().stale_hits, 0);
 }
+
+/// A client whose teardown completed only on a retry gives its quota's
+/// heap back like any other dead client: a driver that dies again and
+/// again (each time with a failing first teardown sync) can always be
+/// registered again under a heap budget that holds it once.
+#[test]
+fn a_teardown_completed_on_retry_returns_the_clients_heap() {
+    let quota = iommu_api::ClientQuota::default_for(UNTRUSTED);
+    let heap = iommu_core::server::quota::heap_bytes(&quota);
+    let cfg = ServerConfig {
+        heap_budget: Some(heap),
+        ..ServerConfig::default()
+    };
+    let mut s = server(cfg, &[(A, STRICT, UNTRUSTED)]);
+    for round in 0..4u64 {
+        attach(&mut s, round * 100, A, SID_A, 48).unwrap();
+        let f = Frames::new(A).take(1, false);
+        let _ = map_page(&mut s, round * 100, A, Dir::Bidirectional, &f);
+        s.hw_mut().fail_syncs = u32::MAX;
+        let _ = s.client_died(A);
+        assert!(!s.teardown_complete(A));
+        s.hw_mut().fail_syncs = 0;
+        let _ = s.poll(round * 100 + 50);
+        assert!(s.teardown_complete(A), "round {round}: teardown completes");
+        s.add_client(A, "again", STRICT, UNTRUSTED)
+            .unwrap_or_else(|e| panic!("round {round}: registered again: {e:?}"));
+    }
+}

@@ -118,14 +118,19 @@ impl<H: SmmuHw, R> Server<H, R> {
                 .get(&badge)
                 .is_none_or(|c| c.teardown.is_none())
         {
-            let _ = self.engine.remove_client(ClientId(badge));
-            if let Some(c) = self.clients.remove(&badge) {
-                // Its quota's heap is free for the next registration.
-                let heap = super::quota::heap_bytes(&c.quota);
-                self.heap_reserved = self.heap_reserved.saturating_sub(heap);
-            }
+            self.forget(badge);
         }
         core::mem::take(&mut self.dropped)
+    }
+
+    /// Forgets a dead client whose teardown is complete; its quota's heap
+    /// is free for the next registration.
+    fn forget(&mut self, badge: u32) {
+        let _ = self.engine.remove_client(ClientId(badge));
+        if let Some(c) = self.clients.remove(&badge) {
+            let heap = super::quota::heap_bytes(&c.quota);
+            self.heap_reserved = self.heap_reserved.saturating_sub(heap);
+        }
     }
 
     /// Whether the teardown [`Server::client_died`] started for `badge`
@@ -140,8 +145,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             None => true,
             Some(c) if !c.dead => true,
             Some(_) if self.unsynced.is_none() && self.pending(badge) == 0 => {
-                let _ = self.engine.remove_client(ClientId(badge));
-                self.clients.remove(&badge);
+                self.forget(badge);
                 true
             }
             Some(_) => false,
