@@ -391,11 +391,7 @@ fn map_several_ranges_fails_cleanly_at_every_allocation() {
         |s, _| map(s, A, &ranges, &frames),
     );
     // A block-sized range and a small one: one IOVA block each.
-    let frames = Frames::new(A).take(600, true);
-    let ranges = [
-        Extent::new(0, 512 * PAGE_SIZE),
-        Extent::new(512 * PAGE_SIZE, PAGE_SIZE),
-    ];
+    let (frames, ranges) = block_and_page();
     every_failure(
         "map of a block and a page",
         || mapped(STRICT, 1),
@@ -494,15 +490,22 @@ fn bypass_maps_and_unmaps_fail_cleanly_at_every_allocation() {
     );
 }
 
-#[test]
-fn unmap_of_blocks_fails_cleanly_at_every_allocation() {
-    // Ranges a 2 MiB block maps are cleared by the page table's general
-    // walk, in room reserved before anything is cleared.
+/// Frames for a 2 MiB block and a page after it, and the two ranges that
+/// map them.
+fn block_and_page() -> (Vec<PhysAddr>, [Extent; 2]) {
     let frames = Frames::new(A).take(600, true);
     let ranges = [
         Extent::new(0, 512 * PAGE_SIZE),
         Extent::new(512 * PAGE_SIZE, PAGE_SIZE),
     ];
+    (frames, ranges)
+}
+
+#[test]
+fn unmap_of_blocks_fails_cleanly_at_every_allocation() {
+    // Ranges a 2 MiB block maps are cleared by the page table's general
+    // walk, in room reserved before anything is cleared.
+    let (frames, ranges) = block_and_page();
     let setup = |n: usize| {
         let (mut s, _) = mapped(STRICT, 1);
         let iovas = outside_harness(|| map(&mut s, A, &ranges[..n], &frames).unwrap().1);
@@ -534,11 +537,7 @@ fn unmap_of_blocks_fails_cleanly_at_every_allocation() {
 /// IOVA, no table page).
 #[test]
 fn a_map_rolled_back_survives_every_allocation_failure() {
-    let frames = Frames::new(A).take(600, true);
-    let ranges = [
-        Extent::new(0, 512 * PAGE_SIZE),
-        Extent::new(512 * PAGE_SIZE, PAGE_SIZE),
-    ];
+    let (frames, ranges) = block_and_page();
     let setup = || {
         outside_harness(|| {
             let mut cfg = ServerConfig::default();

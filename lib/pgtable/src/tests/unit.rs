@@ -362,8 +362,9 @@ fn map_fills_tables_before_linking_them() {
     assert_eq!(barriers, 2);
 }
 
-#[test]
-fn destroy_returns_every_page() {
+/// A domain with tables at every level, and a refused map that left no
+/// page behind: what the destroy tests tear down.
+fn tables_to_destroy() -> (Arena, PageTable<Iova>) {
     let mut arena = Arena::new();
     let mut pt = domain(&mut arena);
     pt.map(&mut arena, iova(0), pa(0), 3 * M2 + K4, dma())
@@ -372,6 +373,12 @@ fn destroy_returns_every_page() {
         .unwrap();
     arena.budget = Some(1);
     assert!(pt.map(&mut arena, iova(9 * G1), pa(0), K4, dma()).is_err());
+    (arena, pt)
+}
+
+#[test]
+fn destroy_returns_every_page() {
+    let (mut arena, pt) = tables_to_destroy();
     let pages = pt.destroy(&arena);
     assert_eq!(pages.len(), arena.allocated());
     for page in pages {
@@ -382,14 +389,7 @@ fn destroy_returns_every_page() {
 
 #[test]
 fn destroy_with_hands_over_every_page_once_children_first() {
-    let mut arena = Arena::new();
-    let mut pt = domain(&mut arena);
-    pt.map(&mut arena, iova(0), pa(0), 3 * M2 + K4, dma())
-        .unwrap();
-    pt.map(&mut arena, iova(5 * G1 + K4), pa(0), K4, dma())
-        .unwrap();
-    arena.budget = Some(1);
-    assert!(pt.map(&mut arena, iova(9 * G1), pa(0), K4, dma()).is_err());
+    let (mut arena, pt) = tables_to_destroy();
     let root = pt.root();
     let mut expected = pt.tables(&arena);
     let mut seen = Vec::new();
