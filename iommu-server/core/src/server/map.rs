@@ -32,7 +32,7 @@ use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
 use super::state::{
-    Client, Domain, FrameList, Mapping, Packed, Payload, Translated, table_room, translated_mut,
+    Attached, Client, FrameList, Mapping, Packed, Payload, Translated, table_room, translated_mut,
     walk_keys,
 };
 use super::types::Grant;
@@ -243,18 +243,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             return Err(Failed::Unwritten(ApiError::NoMemory));
         }
         // One lookup for the writes and the bookkeeping that follows.
-        let Some(Client {
+        let Some(Attached {
             quota,
-            domain:
-                Some(Domain {
-                    tr: Some(tr),
-                    mappings,
-                    live,
-                    mapped_bytes,
-                    ..
-                }),
+            tr,
+            mappings,
+            live,
+            mapped_bytes,
             ..
-        }) = self.clients.get_mut(&badge)
+        }) = self.clients.get_mut(&badge).and_then(Client::attached)
         else {
             return Err(Failed::Unwritten(ApiError::NotAttached));
         };

@@ -26,7 +26,7 @@ use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
 use super::state::{
-    Client, Domain, FrameList, Mapping, Payload, StaleKeys, note_stale, stale_room, stop_key,
+    Attached, Client, FrameList, Mapping, Payload, StaleKeys, note_stale, stale_room, stop_key,
     table_room,
 };
 use super::types::{Grant, Handled};
@@ -67,24 +67,16 @@ impl<H: SmmuHw, R> Server<H, R> {
             features,
             ..
         } = self;
-        let client = clients.get_mut(&badge)?;
-        let Client {
+        let Attached {
             quota,
             policy,
-            domain:
-                Some(Domain {
-                    tr: Some(tr),
-                    mappings,
-                    live,
-                    mapped_bytes,
-                    ..
-                }),
+            tr,
+            mappings,
+            live,
+            mapped_bytes,
             ..
-        } = client
-        else {
-            return None;
-        };
-        if *policy == InvalidationPolicy::Bypass || !tr.stale_walks.is_empty() {
+        } = clients.get_mut(&badge)?.attached()?;
+        if policy == InvalidationPolicy::Bypass || !tr.stale_walks.is_empty() {
             return None;
         }
         // The checks of `plan_map`, in its order.
@@ -240,23 +232,18 @@ impl<H: SmmuHw, R> Server<H, R> {
             engine,
             ..
         } = self;
-        let Some(Client {
+        let Some(Attached {
             policy,
             ledger,
-            domain:
-                Some(Domain {
-                    tr: Some(tr),
-                    mappings,
-                    live,
-                    mapped_bytes,
-                    ..
-                }),
+            tr,
+            mappings,
+            live,
+            mapped_bytes,
             ..
-        }) = clients.get_mut(&badge)
+        }) = clients.get_mut(&badge).and_then(Client::attached)
         else {
             return Err(reply);
         };
-        let policy = *policy;
         if policy == InvalidationPolicy::Bypass {
             return Err(reply);
         }

@@ -500,23 +500,61 @@ impl AsidPool {
     }
 }
 
+/// A client's parts that the map and unmap paths use together, borrowed at
+/// once from one lookup ([`Client::attached`]).
+pub(super) struct Attached<'a> {
+    pub(super) quota: &'a ClientQuota,
+    pub(super) policy: InvalidationPolicy,
+    pub(super) ledger: &'a mut FaultLedger,
+    pub(super) tr: &'a mut Translated,
+    pub(super) mappings: &'a mut Mappings,
+    pub(super) live: &'a mut u64,
+    pub(super) mapped_bytes: &'a mut u64,
+}
+
+impl Client {
+    /// Its quota, policy, fault ledger and translated domain, if it has a
+    /// stage-1 domain.
+    pub(super) fn attached(&mut self) -> Option<Attached<'_>> {
+        let Client {
+            quota,
+            policy,
+            ledger,
+            domain:
+                Some(Domain {
+                    tr: Some(tr),
+                    mappings,
+                    live,
+                    mapped_bytes,
+                    ..
+                }),
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(Attached {
+            quota,
+            policy: *policy,
+            ledger,
+            tr,
+            mappings,
+            live,
+            mapped_bytes,
+        })
+    }
+}
+
 /// A client's stage-1 state and its mappings, or `NotAttached`.
 pub(super) fn translated_mut(
     clients: &mut BTreeMap<u32, Client>,
     badge: u32,
 ) -> Result<(&mut Translated, &mut Mappings), ApiError> {
-    match clients.get_mut(&badge) {
-        Some(Client {
-            domain:
-                Some(Domain {
-                    tr: Some(tr),
-                    mappings,
-                    ..
-                }),
-            ..
-        }) => Ok((tr, mappings)),
-        _ => Err(ApiError::NotAttached),
-    }
+    clients
+        .get_mut(&badge)
+        .and_then(Client::attached)
+        .map(|a| (a.tr, a.mappings))
+        .ok_or(ApiError::NotAttached)
 }
 
 impl<H: SmmuHw, R> Server<H, R> {
