@@ -73,10 +73,12 @@ impl Lead {
 
     /// The call that arrived last took `took_us`; `carried_out` says
     /// whether it did its work (a refused call is cheap whatever its size,
-    /// and must not teach that pages are cheap).
-    pub fn handled(&mut self, pages: u64, took_us: u64, carried_out: bool) {
+    /// and must not teach that pages are cheap). It is asked only of a
+    /// call of [`LEARN_PAGES`] pages or more, so that the usual small call
+    /// does not pay for decoding its reply.
+    pub fn handled(&mut self, pages: u64, took_us: u64, carried_out: impl FnOnce() -> bool) {
         self.call_us = (self.call_us - self.call_us / 16).max(took_us);
-        if pages >= LEARN_PAGES && carried_out {
+        if pages >= LEARN_PAGES && carried_out() {
             let per_page = took_us.saturating_mul(1_000) / pages;
             self.page_ns = (self.page_ns - self.page_ns / 16).max(per_page);
         }
@@ -98,7 +100,7 @@ mod tests {
     fn short_calls(l: &mut Lead, mut t: u64, n: u32, every_us: u64, took_us: u64) -> u64 {
         for _ in 0..n {
             l.arrive(t, 1);
-            l.handled(1, took_us, true);
+            l.handled(1, took_us, || true);
             t += every_us;
         }
         t
@@ -109,13 +111,13 @@ mod tests {
         let mut l = Lead::new();
         // One 512-page call teaches the cost of a page: 200 µs.
         l.arrive(0, 512);
-        l.handled(512, 200, true);
+        l.handled(512, 200, || true);
         // Two hundred short calls wear the longest-call memory down.
         let t = short_calls(&mut l, 1_000, 200, 30, 10);
         let expect = l.arrive(t, 512);
         assert!(expect >= 190, "expected {expect} us for a 512-page call");
         // A one-page call is expected short.
-        l.handled(512, 200, true);
+        l.handled(512, 200, || true);
         let t = short_calls(&mut l, t + 1_000, 200, 30, 10);
         assert!(l.arrive(t, 1) < 20);
     }
@@ -130,18 +132,18 @@ mod tests {
     fn refused_or_small_calls_never_teach_that_pages_are_cheap() {
         let mut l = Lead::new();
         l.arrive(0, 512);
-        l.handled(512, 300, true);
+        l.handled(512, 300, || true);
         let before = l.page_ns;
         for i in 0..100 {
             l.arrive(100 + i, 4_096);
-            l.handled(4_096, 1, false);
+            l.handled(4_096, 1, || false);
             l.arrive(200 + i, 63);
-            l.handled(63, 0, true);
+            l.handled(63, 0, || panic!("a small call's reply is never decoded"));
         }
         assert_eq!(l.page_ns, before);
         // Carried-out cheap large calls do teach it, slowly.
         l.arrive(1_000, 512);
-        l.handled(512, 0, true);
+        l.handled(512, 0, || true);
         assert_eq!(l.page_ns, before - before / 16);
     }
 
@@ -160,9 +162,9 @@ mod tests {
     fn extreme_values_saturate() {
         let mut l = Lead::new();
         l.arrive(u64::MAX, u64::MAX);
-        l.handled(u64::MAX, u64::MAX, true);
+        l.handled(u64::MAX, u64::MAX, || true);
         assert_eq!(l.arrive(0, u64::MAX), u64::MAX);
-        l.handled(0, 0, true);
+        l.handled(0, 0, || true);
         let _ = l.next_call_in();
     }
 }

@@ -442,7 +442,7 @@ fn serve(
                 );
                 server.charge(got.badge, Phase::Pins, pins);
                 let took = now_us().saturating_sub(start);
-                lead.handled(pages, took, carried_out(msg, &handled));
+                lead.handled(pages, took, || carried_out(msg, &handled));
                 if let Handled::Reply(token, bytes) = handled {
                     defer(&mut answer_next, Some((token, bytes)));
                 }
