@@ -447,10 +447,9 @@ fn counters_stay_consistent_reset_and_charge() {
     // to A, 2 to C (remainder to the lowest badge), the unpins 1 each;
     // C's own request time on top, by phase.
     s.charge_flush(7, 2);
-    s.charge(C, Phase::Map, 10);
-    s.charge(C, Phase::Pins, 4);
-    s.charge(C, Phase::Other, 1);
-    s.charge(77, Phase::Map, 1); // unknown: ignored
+    s.charge(C, Phase::Map, 14, 4);
+    s.charge(C, Phase::Other, 1, 0);
+    s.charge(77, Phase::Map, 1, 0); // unknown: ignored
     let (a, c) = (stats(&s, A), stats(&s, C));
     assert_eq!((a.server_ticks, c.server_ticks), (4, 18));
     let phases = |st: &Stats| (st.map_ticks, st.unmap_ticks, st.flush_ticks, st.pin_ticks);

@@ -435,12 +435,7 @@ fn serve(
                 let handled = server.handle(start, got.badge, msg, grant, presented, got.reply);
                 let pins = server.hw().counters.pin_ticks - pins0;
                 let ticks = userlib::counter().wrapping_sub(t0);
-                server.charge(
-                    got.badge,
-                    Phase::of_request(msg),
-                    ticks.saturating_sub(pins),
-                );
-                server.charge(got.badge, Phase::Pins, pins);
+                server.charge(got.badge, Phase::of_request(msg), ticks, pins);
                 let took = now_us().saturating_sub(start);
                 lead.handled(pages, took, || carried_out(msg, &handled));
                 if let Handled::Reply(token, bytes) = handled {

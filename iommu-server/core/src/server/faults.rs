@@ -34,14 +34,17 @@ use crate::fault_ledger::{Fault, QuarantineReason, Thresholds};
 use crate::policy::InvalidationPolicy;
 
 impl<H: SmmuHw, R> Server<H, R> {
-    /// Credits `ticks` counter ticks of server time to client `badge`, spent
-    /// on `phase` (the task measures around [`Server::handle`] and charges
-    /// the caller, the kernel's pin calls in it as [`Phase::Pins`]).
-    /// Unknown badges are ignored.
-    pub fn charge(&mut self, badge: u32, phase: Phase, ticks: u64) {
+    /// Credits `ticks` counter ticks of server time to client `badge`:
+    /// `pin_ticks` of them (at most all) spent in the kernel's pin calls,
+    /// as [`Phase::Pins`], the rest on `phase` (the task measures around
+    /// [`Server::handle`] and charges the caller). Unknown badges are
+    /// ignored.
+    pub fn charge(&mut self, badge: u32, phase: Phase, ticks: u64, pin_ticks: u64) {
         if let Some(c) = self.clients.get_mut(&badge) {
+            let pin_ticks = pin_ticks.min(ticks);
             c.ticks = c.ticks.saturating_add(ticks);
-            c.phase_ticks.add(phase, ticks);
+            c.phase_ticks.add(phase, ticks - pin_ticks);
+            c.phase_ticks.add(Phase::Pins, pin_ticks);
         }
     }
 
@@ -63,7 +66,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             for &b in &covered {
                 let one = u64::from(extra > 0);
                 extra -= one;
-                self.charge(b, phase, share + one);
+                self.charge(b, phase, share + one, 0);
             }
         }
     }
