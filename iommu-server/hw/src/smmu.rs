@@ -314,8 +314,30 @@ impl Smmu {
         1 << self.evtq.ring.log2size()
     }
 
+    /// Whether a new event record may wait, from memory alone: the first
+    /// word of the record at our CONS. The SMMU makes a record visible
+    /// before it moves PROD past it [SMMUv3 3.5.3], no record's first word
+    /// is zero (its low byte is the event type, and type 0 is reserved),
+    /// and [`Smmu::drain_events`] clears that word of every record it
+    /// consumes: zero there means PROD has not moved past CONS, so the two
+    /// register reads of a drain can be skipped. An overflow needs a full
+    /// queue, whose record at CONS is unread, so it is never hidden. A
+    /// cheap hint for the per-request check only: the event interrupt and
+    /// global errors drain by the registers.
+    pub fn event_may_wait(&self) -> bool {
+        self.pool.read_u64(self.event_slot(self.evtq.pos)) != 0
+    }
+
+    /// Where the event queue's record at `pos` lies.
+    fn event_slot(&self, pos: Pos) -> PhysAddr {
+        PhysAddr::new(
+            self.evtq.base.get() + u64::from(self.evtq.ring.slot(pos)) * self.evtq.entry_bytes,
+        )
+    }
+
     /// Reads at most `max` new event records, oldest first, into `sink`;
-    /// returns how many (`max` means more may wait). Acknowledges an
+    /// returns how many (`max` means more may wait). Clears the first word
+    /// of each record read (see [`Smmu::event_may_wait`]). Acknowledges an
     /// EVENTQ_PROD.OVFLG overflow if one happened (`counters`).
     pub fn drain_events(&mut self, max: usize, mut sink: impl FnMut([u64; 4])) -> usize {
         let ring = self.evtq.ring;
@@ -334,11 +356,11 @@ impl Smmu {
                 break;
             }
             while n < max && !ring.is_empty(prod, self.evtq.pos) {
-                let at = PhysAddr::new(
-                    self.evtq.base.get()
-                        + u64::from(ring.slot(self.evtq.pos)) * self.evtq.entry_bytes,
-                );
+                let at = self.event_slot(self.evtq.pos);
                 let rec = [0, 1, 2, 3].map(|i| self.pool.read_u64(PhysAddr::new(at.get() + 8 * i)));
+                // Read: the SMMU owns the slot again once CONS moves on,
+                // and writes a whole record before PROD passes it.
+                self.pool.write_u64(at, 0);
                 self.last_sid = Some(smmuv3::evt::Event::decode(&rec).sid);
                 sink(rec);
                 n += 1;
