@@ -405,8 +405,8 @@ pub struct CallArgs {
 pub struct RecvArgs {
     /// Capability index of the endpoint (serve right).
     pub endpoint: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// [`RECV_UNTIL`] or zero; any other bit is refused (`BadArgument`).
+    pub flags: u32,
     /// Where the message goes.
     pub buf_ptr: u64,
     /// Its room in bytes.
@@ -417,9 +417,19 @@ pub struct RecvArgs {
     /// may still forward the grant); a call whose grant does not fit a
     /// non-zero room is refused with `BufferTooSmall`.
     pub frames_cap: u64,
-    /// Microseconds to wait, or [`FOREVER`].
-    pub timeout_us: u64,
+    /// Microseconds to wait, or [`FOREVER`]; with [`RECV_UNTIL`], the
+    /// counter value to wait until (user mode's counter, the clock of
+    /// `Time`; one already passed times out at once).
+    pub timeout: u64,
 }
+
+/// [`RecvArgs::flags`]: `timeout` is the counter value to wait until, not
+/// a length. A server that keeps one deadline across many receives then
+/// hands the kernel the same value each time, and the kernel's timer is
+/// not re-armed for it (a relative timeout lands on another counter value
+/// at every receive; writing the timer's compare register costs 9–21 µs
+/// under QEMU TCG).
+pub const RECV_UNTIL: u32 = 1;
 
 /// What [`Sysno::Recv`] delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

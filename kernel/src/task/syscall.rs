@@ -10,7 +10,7 @@ use core::mem::size_of;
 
 use abi::syscall::{
     CallArgs, FOREVER, GRANT_COPY_MAX, GRANT_MAX_PAGES, GrantCopyOp, LOG_MAX, MSG_MAX, NO_CAP,
-    PIN_BATCH_MAX, PinOp, PresentedKind, RecvArgs, RecvInfo,
+    PIN_BATCH_MAX, PinOp, PresentedKind, RECV_UNTIL, RecvArgs, RecvInfo,
 };
 use abi::{Error, PAGE_SIZE, SysResult, Sysno};
 
@@ -161,17 +161,17 @@ fn read_recv_args(k: &Kernel, t: TaskIdx, ptr: u64) -> SysResult<RecvArgs> {
         b,
         RecvArgs {
             endpoint: u32,
-            reserved: u32,
+            flags: u32,
             buf_ptr: u64,
             buf_cap: u64,
             frames_ptr: u64,
             frames_cap: u64,
-            timeout_us: u64,
+            timeout: u64,
         }
     );
-    // The ABI reserves the field as zero (found by the fuzzer): a non-zero
-    // value is refused, so the field can get a meaning later.
-    if a.reserved != 0 {
+    // Unknown flags are refused (the field was reserved as zero until
+    // `RECV_UNTIL`; found by the fuzzer), so more can get a meaning later.
+    if a.flags & !RECV_UNTIL != 0 {
         return Err(Error::BadArgument);
     }
     Ok(a)
@@ -348,7 +348,12 @@ fn recv(k: &mut Kernel, t: TaskIdx, args_ptr: u64, info_ptr: u64) -> Option<SysR
         Ok(v) => v,
         Err(e) => return Some(Err(e)),
     };
-    let deadline = deadline_after(args.timeout_us);
+    let until = args.flags & RECV_UNTIL != 0;
+    let deadline = if until {
+        Some(args.timeout)
+    } else {
+        deadline_after(args.timeout)
+    };
     k.tasks[t].state = State::RecvBlocked {
         ep,
         args,
@@ -361,7 +366,13 @@ fn recv(k: &mut Kernel, t: TaskIdx, args_ptr: u64, info_ptr: u64) -> Option<SysR
         k.tasks[t].state = State::Running;
         return None;
     }
-    if args.timeout_us == 0 {
+    // Nothing there and no time to wait: time out at once.
+    let no_wait = if until {
+        args.timeout <= arch::counter()
+    } else {
+        args.timeout == 0
+    };
+    if no_wait {
         ipc::time_out(k, t);
         k.tasks[t].state = State::Running;
     }

@@ -6,7 +6,7 @@
 
 use core::marker::PhantomData;
 
-use abi::syscall::{CallArgs, GrantCopyOp, NO_CAP, REPLY_STEP_REFUSED, RecvArgs};
+use abi::syscall::{CallArgs, GrantCopyOp, NO_CAP, RECV_UNTIL, REPLY_STEP_REFUSED, RecvArgs};
 use abi::{SysResult, Sysno};
 
 pub use abi::syscall::{FOREVER, GRANT_COPY_MAX, MSG_MAX, PresentedKind, RecvInfo, RecvKind};
@@ -126,17 +126,34 @@ impl<E: From<abi::Error>> ipc_proto::Transport for Call<E> {
     }
 }
 
-/// Waits up to `timeout_us` (or [`FOREVER`]) on the endpoint this task
-/// serves through capability `endpoint`, or for a notification. A call's
-/// message lands in `buf`, its granted frames' physical addresses in
-/// `frames`. A timeout is `Ok` with kind [`RecvKind::Timeout`].
+/// How long a receive waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Microseconds, or [`FOREVER`] (what a plain `u64` means).
+    For(u64),
+    /// Until [`crate::counter`] reaches this value. A server that keeps one
+    /// deadline over many receives should wait this way: the kernel's
+    /// timer is then not re-armed at every receive ([`abi::syscall::RECV_UNTIL`]).
+    Until(u64),
+}
+
+impl From<u64> for Wait {
+    fn from(us: u64) -> Wait {
+        Wait::For(us)
+    }
+}
+
+/// Waits (microseconds, [`FOREVER`], or a [`Wait`]) on the endpoint this
+/// task serves through capability `endpoint`, or for a notification. A
+/// call's message lands in `buf`, its granted frames' physical addresses
+/// in `frames`. A timeout is `Ok` with kind [`RecvKind::Timeout`].
 pub fn recv(
     endpoint: u32,
     buf: &mut [u8],
     frames: &mut [u64],
-    timeout_us: u64,
+    wait: impl Into<Wait>,
 ) -> SysResult<RecvInfo> {
-    let args = recv_args(endpoint, buf, frames, timeout_us);
+    let args = recv_args(endpoint, buf, frames, wait.into());
     let mut info = RecvInfo::default();
     check(syscall(
         Sysno::Recv as u64,
@@ -163,9 +180,10 @@ pub fn reply_recv(
     endpoint: u32,
     buf: &mut [u8],
     frames: &mut [u64],
-    timeout_us: u64,
+    wait: impl Into<Wait>,
 ) -> (SysResult<()>, SysResult<RecvInfo>) {
-    let args = recv_args(endpoint, buf, frames, timeout_us);
+    let wait = wait.into();
+    let args = recv_args(endpoint, buf, frames, wait);
     let mut info = RecvInfo::default();
     let regs = syscall(
         Sysno::ReplyRecv as u64,
@@ -180,23 +198,25 @@ pub fn reply_recv(
     );
     match check(regs) {
         Ok(_) => (Ok(()), Ok(info)),
-        Err(e) if regs[1] == REPLY_STEP_REFUSED => {
-            (Err(e), recv(endpoint, buf, frames, timeout_us))
-        }
+        Err(e) if regs[1] == REPLY_STEP_REFUSED => (Err(e), recv(endpoint, buf, frames, wait)),
         Err(e) => (Ok(()), Err(e)),
     }
 }
 
 /// The argument block of a receive into `buf` and `frames`.
-fn recv_args(endpoint: u32, buf: &mut [u8], frames: &mut [u64], timeout_us: u64) -> RecvArgs {
+fn recv_args(endpoint: u32, buf: &mut [u8], frames: &mut [u64], wait: Wait) -> RecvArgs {
+    let (flags, timeout) = match wait {
+        Wait::For(us) => (0, us),
+        Wait::Until(at) => (RECV_UNTIL, at),
+    };
     RecvArgs {
         endpoint,
-        reserved: 0,
+        flags,
         buf_ptr: mut_ptr_of(buf),
         buf_cap: buf.len() as u64,
         frames_ptr: mut_ptr_of(frames),
         frames_cap: frames.len() as u64,
-        timeout_us,
+        timeout,
     }
 }
 

@@ -29,7 +29,7 @@ pub use abi::{Error, SysResult};
 pub use bootimage::{Client, TaskInfo};
 pub use console::log;
 pub use ipc::{
-    Grant, RecvInfo, RecvKind, call, grant_read, grant_write, irq_ack, notify, recv, reply,
+    Grant, RecvInfo, RecvKind, Wait, call, grant_read, grant_write, irq_ack, notify, recv, reply,
     reply_recv, wait,
 };
 pub use mem::{DeviceRegion, DmaBuffer, dma_alloc, mmio_map, pci_map_bar, publish_to_device};
