@@ -24,7 +24,7 @@ use iommu_core::server::{
     Grant, Handled, Phase, Presented, ReplyBytes, Server, ServerConfig, ServerError,
 };
 use smmuv3::regs::GError;
-use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, log};
+use userlib::{DeviceRegion, DmaBuffer, MSG_MAX, RecvKind, TaskInfo, Wait, log};
 
 use iommu_hw::{Pool, Smmu};
 
@@ -86,6 +86,9 @@ fn main(info: &TaskInfo<'static>) -> i32 {
     };
     let hz = userlib::time().map(|(_, hz)| hz).unwrap_or(1).max(1);
     let now_us = || userlib::counter().saturating_mul(1_000_000) / hz;
+    // The counter value at which `now_us` reaches `us` (rounded up: a wait
+    // until it never ends before `us`).
+    let counter_at = move |us: u64| (u128::from(us) * u128::from(hz)).div_ceil(1_000_000) as u64;
 
     // Bring-up: registers, pool, queues; then the logic builds the stream
     // table with every stream aborting; then translation goes on.
@@ -281,7 +284,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
 
     #[cfg(feature = "fault-crash")]
     fault_crash::arm(info);
-    serve(&mut server, &caps, info, now_us)
+    serve(&mut server, &caps, info, now_us, counter_at)
 }
 
 /// Registers again, with its policy from the system description, a client
@@ -325,6 +328,7 @@ fn serve(
     caps: &Caps,
     info: &TaskInfo<'_>,
     now_us: impl Fn() -> u64,
+    counter_at: impl Fn(u64) -> u64,
 ) -> ! {
     let mut buf = [0u8; MSG_MAX];
     let mut frames = [0u64; GRANT_MAX_PAGES];
@@ -375,10 +379,12 @@ fn serve(
         let now = now_us();
         let timeout = match server.next_deadline() {
             // Work is due: drain what is queued (timeout 0), then flush.
-            Some(d) if d <= now => 0,
-            _ if events_left => 0,
-            Some(d) => d - now,
-            None => FOREVER,
+            Some(d) if d <= now => Wait::For(0),
+            _ if events_left => Wait::For(0),
+            // The same deadline over many receives: the same counter value,
+            // so the kernel does not re-arm its timer for each.
+            Some(d) => Wait::Until(counter_at(d)),
+            None => Wait::For(FOREVER),
         };
         let got = match answer_next.take() {
             // A caller that died meanwhile makes the reply fail; nothing
