@@ -3,7 +3,8 @@
 //! [`dmar`]), PCI enumeration and BAR assignment behind a config-space trait
 //! ([`pci`]), exception decoding (aarch64 syndromes: [`esr`]; x86_64 vectors
 //! and error codes: [`x86_exc`]), and the death-notice
-//! ledger ([`death`]: which notices are owed, their one-time answers).
+//! ledger ([`death`]: which notices are owed, their one-time answers), and
+//! whether the scheduler re-arms its timer ([`alarm`]).
 //!
 //! This crate owns no hardware: it never touches memory-mapped registers or
 //! system registers itself (the kernel does the volatile accesses behind the
@@ -16,6 +17,7 @@
 extern crate alloc;
 
 pub mod acpi_summary;
+pub mod alarm;
 pub mod bounded;
 pub mod death;
 pub mod dmar;

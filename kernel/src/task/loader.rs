@@ -94,6 +94,7 @@ pub fn load(
         counters: abi::KernelCounters::default(),
         user_space: None,
         charged_at: 0,
+        armed: None,
     };
     for t in 0..k.tasks.len() {
         k.make_ready(t);

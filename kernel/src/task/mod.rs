@@ -234,6 +234,9 @@ pub struct Kernel {
     pub user_space: Option<(abi::PhysAddr, abi::Asid)>,
     /// When the running task's time was last charged (counter ticks).
     pub charged_at: u64,
+    /// The deadline the timer was last armed for and whose it is;
+    /// forgotten on every timer interrupt ([`kernel_core::alarm`]).
+    pub armed: Option<(u64, TaskIdx)>,
 }
 
 /// The kernel's objects. Taken with interrupts masked (the kernel never
@@ -282,6 +285,9 @@ pub fn on_tick() {
     if let Some(k) = KERNEL.lock().as_mut() {
         k.resched = true;
         k.counters.interrupts += 1;
+        // The interrupt handler re-armed the tick: what the timer was armed
+        // for is gone.
+        k.armed = None;
     }
 }
 
