@@ -26,6 +26,19 @@ use block_api::Limits;
 use iommu_client::Iommu;
 use userlib::{TaskInfo, log};
 
+/// How often a driver whose device has no interrupt looks at its
+/// completions while I/Os are in flight.
+const POLL_US: u64 = 1_000;
+
+/// With an interrupt, the longest the loop waits before it looks for
+/// timed-out I/Os anyway (their timeout is seconds). Longer than the
+/// kernel's 10 ms tick on purpose: a wait that ends before the next tick
+/// makes the kernel re-arm its timer when the wait starts and again when
+/// the interrupt ends it, about twice per I/O at queue depth 1, and under
+/// QEMU TCG each re-arming costs 9–23 µs (counter reads around the
+/// compare-register write).
+const IRQ_CHECK_US: u64 = 50_000;
+
 /// The whole of a block driver task after its device is chosen: finds its
 /// capabilities by name (`iommu` call, `dev` PCI function, `blk` serve, and
 /// optionally `irq` with notification bit `arg("irq_bit")`, default 0),
@@ -72,7 +85,11 @@ pub fn run_driver<D: BlockDevice, E: Display>(
     );
     let cfg = Config {
         fault_injection: info.arg("fault_injection") == Some("on"),
-        poll_us: 1_000,
+        poll_us: if device.irq().is_some() {
+            IRQ_CHECK_US
+        } else {
+            POLL_US
+        },
         name,
         bench: info.arg("bench") == Some("on"),
         // Only the first incarnation crashes: the restarted one must work.
