@@ -245,22 +245,28 @@ impl AddressSpace {
         let end = va.checked_add(len).ok_or(Error::BadAddress)?;
         let first = va & !(PAGE_SIZE - 1);
         let mut out = Vec::new();
-        let mut page = first;
-        while page < end {
-            if self
-                .table
-                .translate(&LinearTableMemory, VirtAddr::new(page))
-                .is_none()
-            {
-                return Err(Error::BadAddress);
-            }
-            page += PAGE_SIZE;
-        }
-        let region = self
+        // A DMA region is mapped whole from its allocation to the task's
+        // end (nothing unmaps it): inside one, no page needs a walk. Only
+        // a range outside every region is walked, to tell unmapped
+        // (`BadAddress`) from mapped but not DMA memory (`Denied`).
+        let Some(region) = self
             .dma
             .iter()
             .find(|r| first >= r.va && end <= r.va + r.pages * PAGE_SIZE)
-            .ok_or(Error::Denied)?;
+        else {
+            let mut page = first;
+            while page < end {
+                if self
+                    .table
+                    .translate(&LinearTableMemory, VirtAddr::new(page))
+                    .is_none()
+                {
+                    return Err(Error::BadAddress);
+                }
+                page += PAGE_SIZE;
+            }
+            return Err(Error::Denied);
+        };
         out.try_reserve_exact(((end - first).div_ceil(PAGE_SIZE)) as usize)
             .map_err(|_| Error::NoMemory)?;
         let mut page = first;
