@@ -499,8 +499,10 @@ pub struct RecvInfo {
     pub presented_a: u32,
     /// Presented capability, second datum.
     pub presented_b: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// For a call: how many more calls were queued on the endpoint when it
+    /// was delivered (a hint: more may come at any time; callers that died
+    /// meanwhile may still be counted). Zero for the other kinds.
+    pub queued: u32,
 }
 
 /// Fixed places in every task's address space.

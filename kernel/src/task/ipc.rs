@@ -52,7 +52,7 @@ fn info_bytes(info: &RecvInfo) -> [u8; size_of::<RecvInfo>()] {
         presented_kind,
         presented_a,
         presented_b,
-        reserved,
+        queued,
     );
     b
 }
@@ -77,7 +77,7 @@ const FRAME_CHUNK: usize = 64;
 /// call's endpoint. Returns false (and fails the call) if the server's
 /// buffers cannot hold it; the server stays blocked.
 pub fn deliver_call(k: &mut Kernel, s: TaskIdx, caller: TaskIdx) -> bool {
-    let State::RecvBlocked { args, .. } = k.tasks[s].state else {
+    let State::RecvBlocked { args, ep, .. } = k.tasks[s].state else {
         unreachable!("not receiving")
     };
     let call = k.tasks[caller]
@@ -120,7 +120,7 @@ pub fn deliver_call(k: &mut Kernel, s: TaskIdx, caller: TaskIdx) -> bool {
         presented_kind: call.presented.0,
         presented_a: call.presented.1,
         presented_b: call.presented.2,
-        reserved: 0,
+        queued: k.endpoints[ep].senders.len() as u32,
     };
     k.tasks[caller].call_seq = call_id;
     k.tasks[caller].state = State::ReplyWait { server: s, call_id };
