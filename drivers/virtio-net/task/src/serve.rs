@@ -32,6 +32,10 @@ const TX_POLL_US: u64 = 2_000;
 /// only.
 const TX_DEADLINE_US: u64 = 5_000_000;
 
+/// How long a mode switch waits for transmissions already handed to the
+/// device before it answers `Busy`.
+const MODE_SWITCH_WAIT_US: u64 = 100_000;
+
 /// Who the loop serves, and how.
 pub struct Config {
     /// The serve capability of its endpoint.
@@ -330,9 +334,20 @@ impl Loop<'_> {
         }
         let iommu = self.iommu;
         let nic = self.nic()?;
-        nic.tx_reclaim(iommu);
-        if nic.tx_busy() > 0 {
-            return Err(NetError::Busy);
+        // Frames handed to the device just before (the acknowledgement of
+        // the very request that asked for the switch, say) are given a
+        // moment to complete: `Busy` only if some are still out after it.
+        let clock = userlib::Counter::from_kernel();
+        let until = userlib::counter().saturating_add(clock.ticks(MODE_SWITCH_WAIT_US));
+        loop {
+            nic.tx_reclaim(iommu);
+            if nic.tx_busy() == 0 {
+                break;
+            }
+            if userlib::counter() >= until {
+                return Err(NetError::Busy);
+            }
+            let _ = userlib::sleep(TX_POLL_US / 10);
         }
         if let Err(e) = nic.stop(iommu) {
             log!("virtio-net: unmapping before a mode switch failed: {e}");
