@@ -24,7 +24,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use abi::{Iova, PAGE_SIZE, PhysAddr, StreamId};
-use common::{Frames, Hw, bytes, qemu_features};
+use common::{Frames, Hw, PER_UNMAP, STRICT, bytes, qemu_features};
 use iommu_api::{ApiError, ClientQuota, Dir, Extent, List, Request, Response, Stats};
 use iommu_core::server::{
     Grant, Handled, HwError, Presented, ReplyBytes, Server, ServerConfig, ServerStats, SmmuHw,
@@ -175,8 +175,6 @@ const A: u32 = 1;
 const B: u32 = 2;
 const SID_A: u32 = 0x8;
 const SID_B: u32 = 0x10;
-const STRICT: InvalidationPolicy = InvalidationPolicy::Strict;
-const PER_UNMAP: InvalidationPolicy = InvalidationPolicy::StrictPerUnmap;
 const DEFERRED: InvalidationPolicy = InvalidationPolicy::Deferred {
     max_entries: 4,
     max_age_us: 1000,
@@ -365,6 +363,18 @@ fn mapped(policy: InvalidationPolicy, n: usize) -> (Srv, Vec<Iova>) {
     })
 }
 
+/// [`mapped`] deferred with `n` pages, then the first `unmapped` of them
+/// unmapped one request each (into A's deferred queue).
+fn queued(n: usize, unmapped: usize) -> (Srv, Vec<Iova>) {
+    let (mut s, iovas) = mapped(DEFERRED, n);
+    outside_harness(|| {
+        for i in &iovas[..unmapped] {
+            unmap(&mut s, 1, A, &extents(&[*i], PAGE_SIZE)).unwrap();
+        }
+    });
+    (s, iovas)
+}
+
 #[test]
 fn map_one_range_fails_cleanly_at_every_allocation() {
     let frames = Frames::new(A).take(3, false);
@@ -415,15 +425,7 @@ fn unmap_one_range_fails_cleanly_at_every_allocation() {
     // The deferred queue is full after this one: it moves to the flush.
     every_failure(
         "deferred unmap filling the queue",
-        || {
-            let (mut s, iovas) = mapped(DEFERRED, 6);
-            outside_harness(|| {
-                for i in &iovas[..3] {
-                    unmap(&mut s, 1, A, &extents(&[*i], PAGE_SIZE)).unwrap();
-                }
-            });
-            (s, iovas)
-        },
+        || queued(6, 3),
         |s, iovas| unmap(s, 2, A, &extents(&iovas[3..4], PAGE_SIZE)),
     );
 }
@@ -585,15 +587,7 @@ fn a_map_rolled_back_survives_every_allocation_failure() {
 fn flush_fails_cleanly_at_every_allocation() {
     every_failure(
         "flush of a deferred queue",
-        || {
-            let (mut s, iovas) = mapped(DEFERRED, 3);
-            outside_harness(|| {
-                for i in &iovas[..2] {
-                    unmap(&mut s, 1, A, &extents(&[*i], PAGE_SIZE)).unwrap();
-                }
-            });
-            (s, ())
-        },
+        || queued(3, 2),
         |s, _| call(s, 2, A, &Request::Flush, None, None),
     );
 }

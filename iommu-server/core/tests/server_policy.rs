@@ -23,7 +23,6 @@ const SID_C: u32 = 0x18;
 const SID_C2: u32 = 0x19;
 const BENCH: TrustLevel = TrustLevel::Bench;
 const BYPASS: InvalidationPolicy = InvalidationPolicy::Bypass;
-const PER_UNMAP: InvalidationPolicy = InvalidationPolicy::StrictPerUnmap;
 
 fn set_policy(
     s: &mut Srv,

@@ -392,5 +392,6 @@ pub fn simple(s: &mut Srv, now: u64, badge: u32, req: Request<'_>) -> Result<Vec
 }
 
 pub const STRICT: InvalidationPolicy = InvalidationPolicy::Strict;
+pub const PER_UNMAP: InvalidationPolicy = InvalidationPolicy::StrictPerUnmap;
 pub const UNTRUSTED: TrustLevel = TrustLevel::Untrusted;
 pub const TRUSTED: TrustLevel = TrustLevel::Trusted;
