@@ -27,7 +27,7 @@ pub mod server;
 pub use engine::{
     ClientId, ClientStats, Engine, EngineConfig, EngineError, EngineStats, FlushPlan, FlushUrgency,
     Invalidation, IovaRange, LeafLevel, PurgeOutcome, Refused, Released, Reply, ReplyAction,
-    SyncSeq, UnmapHint, UnmapOutcome, UnmapRoom,
+    SyncSeq, UnmapHint, UnmapOutcome, UnmapRoom, Unmapping,
 };
 pub use iova::{IovaAllocator, IovaError};
 pub use lead::Lead;

@@ -277,6 +277,23 @@ impl EngineError {
     }
 }
 
+/// What one engine unmap covers ([`Engine::unmap_mappings`],
+/// [`Engine::unmap_reserved`]); each of its mappings counts as an unmap,
+/// and as one of a deferred queue's N.
+#[derive(Clone, Copy, Debug)]
+pub struct Unmapping<'a> {
+    /// The client whose unmap it is.
+    pub client: ClientId,
+    /// The ASID of the domain the ranges were cleared from.
+    pub asid: Asid,
+    /// The cleared ranges.
+    pub ranges: &'a [IovaRange],
+    /// What the walker saw of them (leaf level, tables freed).
+    pub hint: UnmapHint,
+    /// How many mappings they were.
+    pub mappings: u64,
+}
+
 /// Room for one unmap, reserved before the caller clears any entry
 /// ([`Engine::reserve_unmap`]) and spent by [`Engine::unmap_reserved`]: the
 /// list of its ranges when it has several (one is kept inline), and its
@@ -594,7 +611,14 @@ impl<P> Engine<P> {
         hint: UnmapHint,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
-        self.unmap_mappings(now, client, asid, ranges, hint, 1, payload)
+        let u = Unmapping {
+            client,
+            asid,
+            ranges,
+            hint,
+            mappings: 1,
+        };
+        self.unmap_mappings(now, u, payload)
     }
 
     /// [`Engine::unmap`] of `mappings` mappings at once (a request's
@@ -603,22 +627,17 @@ impl<P> Engine<P> {
     /// `mappings` of its `max_entries` (so a batch never stretches the
     /// queue's bound). The per-unmap baseline syncs each entry alone:
     /// give it one mapping per call.
-    #[allow(clippy::too_many_arguments)]
     pub fn unmap_mappings(
         &mut self,
         now: u64,
-        client: ClientId,
-        asid: Asid,
-        ranges: &[IovaRange],
-        hint: UnmapHint,
-        mappings: u64,
+        u: Unmapping<'_>,
         payload: P,
     ) -> Result<UnmapOutcome, Refused<P>> {
-        let room = match self.reserve_unmap(client, 1, ranges.len()) {
+        let room = match self.reserve_unmap(u.client, 1, u.ranges.len()) {
             Ok(room) => room,
             Err(error) => return Err(refuse(error, payload)),
         };
-        self.unmap_reserved(now, client, asid, ranges, hint, mappings, payload, room)
+        self.unmap_reserved(now, u, payload, room)
     }
 
     /// Reserves room for `unmaps` more unmaps of `client` (each entry's
@@ -653,18 +672,20 @@ impl<P> Engine<P> {
     /// [`Engine::unmap_mappings`] in room reserved by
     /// [`Engine::reserve_unmap`] (`room` must be from that call, for at
     /// least `ranges.len()` ranges, or this may be refused with `NoMemory`).
-    #[allow(clippy::too_many_arguments)]
     pub fn unmap_reserved(
         &mut self,
         now: u64,
-        client: ClientId,
-        asid: Asid,
-        ranges: &[IovaRange],
-        hint: UnmapHint,
-        mappings: u64,
+        u: Unmapping<'_>,
         payload: P,
         room: UnmapRoom,
     ) -> Result<UnmapOutcome, Refused<P>> {
+        let Unmapping {
+            client,
+            asid,
+            ranges,
+            hint,
+            mappings,
+        } = u;
         let mut pages = 0u64;
         for r in ranges {
             match r.frames() {

@@ -17,6 +17,17 @@ fn r(p: u64, pages: u64) -> IovaRange {
     IovaRange::new(pfn(p), pages)
 }
 
+/// An unmap of `mappings` mappings over `ranges` of `client` in `asid`.
+fn um(client: ClientId, asid: Asid, ranges: &[IovaRange], mappings: u64) -> Unmapping<'_> {
+    Unmapping {
+        client,
+        asid,
+        ranges,
+        hint: UnmapHint::PAGES,
+        mappings,
+    }
+}
+
 fn engine(ril: bool) -> Engine<u32> {
     let mut e = Engine::new(EngineConfig::for_smmu(ril));
     e.register(C1, InvalidationPolicy::Strict).unwrap();
@@ -380,27 +391,19 @@ fn a_batch_counts_its_mappings_against_deferred_n() {
     let mut e: Engine<u32> = Engine::new(EngineConfig::for_smmu(true));
     let policy = InvalidationPolicy::deferred(4, 100).unwrap();
     e.register(C1, policy).unwrap();
-    let out = e
-        .unmap_mappings(10, C1, A, &[r(1, 3)], UnmapHint::PAGES, 3, 1)
-        .unwrap();
+    let out = e.unmap_mappings(10, um(C1, A, &[r(1, 3)], 3), 1).unwrap();
     assert_eq!(out.flush, FlushUrgency::At(60), "3 of 4: not full yet");
     assert_eq!(e.client_stats(C1).unwrap().unmaps, 3);
-    let out = e
-        .unmap_mappings(11, C1, A, &[r(8, 1)], UnmapHint::PAGES, 1, 2)
-        .unwrap();
+    let out = e.unmap_mappings(11, um(C1, A, &[r(8, 1)], 1), 2).unwrap();
     assert_eq!(out.flush, FlushUrgency::EndOfBatch, "4 of 4: full");
     assert_eq!(e.queued(C1), Some(0));
     // The queue starts counting afresh.
-    let out = e
-        .unmap_mappings(12, C1, A, &[r(20, 2)], UnmapHint::PAGES, 2, 3)
-        .unwrap();
+    let out = e.unmap_mappings(12, um(C1, A, &[r(20, 2)], 2), 3).unwrap();
     assert_eq!(out.flush, FlushUrgency::At(62));
     assert_eq!(e.client_stats(C1).unwrap().unmaps, 6);
     // A strict client's batch is one entry and one sync.
     e.register(C2, InvalidationPolicy::Strict).unwrap();
-    let out = e
-        .unmap_mappings(13, C2, B, &[r(40, 5)], UnmapHint::PAGES, 5, 4)
-        .unwrap();
+    let out = e.unmap_mappings(13, um(C2, B, &[r(40, 5)], 5), 4).unwrap();
     assert_eq!(out.reply, Reply::AfterSync);
     assert_eq!(e.client_stats(C2).unwrap().unmaps, 5);
 }
@@ -567,19 +570,10 @@ fn reserved_unmaps_release_one_at_a_time_in_order() {
     let mut e = engine(true);
     e.register(C2, InvalidationPolicy::StrictPerUnmap).unwrap();
     let room = e.reserve_unmap(C1, 2, 3).unwrap();
-    e.unmap_reserved(
-        1,
-        C1,
-        A,
-        &[r(1, 1), r(8, 2), r(20, 1)],
-        UnmapHint::PAGES,
-        3,
-        10,
-        room,
-    )
-    .unwrap();
+    e.unmap_reserved(1, um(C1, A, &[r(1, 1), r(8, 2), r(20, 1)], 3), 10, room)
+        .unwrap();
     let room = UnmapRoom::for_ranges(1).unwrap();
-    e.unmap_reserved(2, C1, A, &[r(30, 1)], UnmapHint::PAGES, 1, 11, room)
+    e.unmap_reserved(2, um(C1, A, &[r(30, 1)], 1), 11, room)
         .unwrap();
     e.unmap(3, C2, B, &[r(40, 1)], UnmapHint::PAGES, 12)
         .unwrap();

@@ -32,7 +32,7 @@ use super::state::{
 use super::types::{Grant, Handled};
 use super::unmap::{MERGE_PAGES, leaf_level, release_share};
 use super::{MAIR_NORMAL, ReplyBytes, Server};
-use crate::engine::{ClientId, EngineError, IovaRange, UnmapHint};
+use crate::engine::{ClientId, EngineError, IovaRange, UnmapHint, Unmapping};
 use crate::iova::IovaError;
 use crate::policy::InvalidationPolicy;
 
@@ -353,16 +353,14 @@ impl<H: SmmuHw, R> Server<H, R> {
         } else {
             Some((reply, response))
         };
-        if let Err(refused) = engine.unmap_reserved(
-            now,
-            ClientId(badge),
+        let u = Unmapping {
+            client: ClientId(badge),
             asid,
-            ranges.as_slice(),
+            ranges: ranges.as_slice(),
             hint,
-            1,
-            payload,
-            engine_room,
-        ) {
+            mappings: 1,
+        };
+        if let Err(refused) = engine.unmap_reserved(now, u, payload, engine_room) {
             // Not reachable (its room was reserved): answered now, after
             // an invalidation of the whole ASID.
             let mut payload = refused.payload;

@@ -30,7 +30,7 @@ use super::state::{
 };
 use super::types::Handled;
 use super::{SMALL_LIST, Server};
-use crate::engine::{ClientId, EngineError, IovaRange, LeafLevel, UnmapHint, UnmapRoom};
+use crate::engine::{ClientId, EngineError, IovaRange, LeafLevel, UnmapHint, UnmapRoom, Unmapping};
 use crate::policy::InvalidationPolicy;
 
 /// Spans of this many pages or more may be mapped by blocks: each is
@@ -450,16 +450,14 @@ impl<H: SmmuHw, R> Server<H, R> {
         let ranges = engine_ranges
             .get(g.first_range..g.first_range + g.ranges)
             .unwrap_or(&[]);
-        if let Err(refused) = self.engine.unmap_reserved(
-            now,
-            ClientId(badge),
+        let u = Unmapping {
+            client: ClientId(badge),
             asid,
             ranges,
             hint,
-            g.mappings,
-            g.payload,
-            g.room,
-        ) {
+            mappings: g.mappings,
+        };
+        if let Err(refused) = self.engine.unmap_reserved(now, u, g.payload, g.room) {
             let mut payload = refused.payload;
             let reply = payload.reply.take();
             self.unmap_refused(asid, payload);
