@@ -384,19 +384,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             self.unpin_after_sync(m.frames.as_slice());
         }
         for ((addr, len), n) in bus.iter() {
-            // In stack-sized batches: no list of them is built.
-            let mut batch = [PhysAddr::new(0); 32];
             for _ in 0..n {
-                let mut k = 0;
-                for f in super::map::bus_frames(addr, len) {
-                    batch[k] = f;
-                    k += 1;
-                    if k == batch.len() {
-                        self.unpin_after_sync(&batch);
-                        k = 0;
-                    }
-                }
-                self.unpin_after_sync(&batch[..k]);
+                self.release_bus_pins(addr, len);
             }
         }
         if let Some(table) = table {
@@ -414,6 +403,24 @@ impl<H: SmmuHw, R> Server<H, R> {
         for a in &aborted {
             strtab::clear_tail(&mut self.hw, *a);
         }
+    }
+
+    /// The pins of one bypass mapping of `len` bytes at bus address `bus`
+    /// (nothing translated it: nothing to wait for), through
+    /// [`Server::unpin_after_sync`] in stack-sized batches: no list of its
+    /// frames is built.
+    pub(super) fn release_bus_pins(&mut self, bus: u64, len: u64) {
+        let mut batch = [PhysAddr::new(0); 32];
+        let mut k = 0;
+        for f in super::map::bus_frames(bus, len) {
+            batch[k] = f;
+            k += 1;
+            if k == batch.len() {
+                self.unpin_after_sync(&batch);
+                k = 0;
+            }
+        }
+        self.unpin_after_sync(&batch[..k]);
     }
 
     /// Frames whose covering sync completed: into the unpin batch, or, if

@@ -139,39 +139,16 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         if bypass {
             // Nothing was translated, nothing to invalidate: forget the
-            // ranges, count them.
-            // The frames go back at once: in the unpin batch where the heap
-            // has room for them, else unpinned range by range.
-            let frames: usize = ranges
-                .iter()
-                .map(|r| ((r.start & (PAGE_SIZE - 1)) + r.len).div_ceil(PAGE_SIZE) as usize)
-                .sum();
-            let batched = self.unpins.try_reserve(frames).is_ok();
+            // ranges, count them, and let their frames go at once.
             for r in ranges.iter() {
-                let key = (r.start, r.len);
-                domain.bus.take(key);
+                domain.bus.take((r.start, r.len));
                 let pages = ((r.start & (PAGE_SIZE - 1)) + r.len).div_ceil(PAGE_SIZE);
                 domain.live = domain.live.saturating_sub(1);
                 domain.mapped_bytes = domain.mapped_bytes.saturating_sub(pages * PAGE_SIZE);
                 let _ = self.engine.note_unmap(ClientId(badge), pages);
-                // Nothing translated, nothing to wait for.
-                if batched {
-                    self.unpins.extend(super::map::bus_frames(r.start, r.len));
-                } else {
-                    let mut batch = [PhysAddr::new(0); 32];
-                    let mut k = 0;
-                    let mut frames = super::map::bus_frames(r.start, r.len).peekable();
-                    while let Some(f) = frames.next() {
-                        batch[k] = f;
-                        k += 1;
-                        if k == batch.len() || frames.peek().is_none() {
-                            self.stats.unpin_calls += 1;
-                            self.stats.unpinned_frames += k as u64;
-                            self.hw.unpin(&batch[..k]);
-                            k = 0;
-                        }
-                    }
-                }
+            }
+            for r in ranges.iter() {
+                self.release_bus_pins(r.start, r.len);
             }
             self.flush_unpins();
             return Handled::Reply(reply, reply_bytes(&Response::Unmapped { faults_pending }));
