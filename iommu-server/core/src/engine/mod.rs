@@ -966,14 +966,8 @@ impl<P> Engine<P> {
                 Invalidation::Sync => self.stats.syncs += 1,
             }
         }
-        self.stats.plans += 1;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.ready_oldest = None;
-        let mut entries = core::mem::take(&mut self.ready);
-        entries.reverse();
-        // Room was reserved above.
-        self.in_flight.push_back(Batch { seq, entries });
+        // Room in flight was reserved above.
+        let seq = self.put_in_flight();
         Ok(Some(FlushPlan {
             seq: SyncSeq(seq),
             commands,
@@ -1009,15 +1003,23 @@ impl<P> Engine<P> {
                 c.stats.tlbi_commands += 1;
             }
         }
-        self.stats.plans += 1;
         self.stats.syncs += 1;
+        Some(SyncSeq(self.put_in_flight()))
+    }
+
+    /// Makes every ready entry a plan in flight under the next sequence
+    /// number, which it returns; the caller has room in `in_flight` for
+    /// it. The entries are kept last accepted first, so that releasing
+    /// them from the end grows nothing.
+    fn put_in_flight(&mut self) -> u64 {
+        self.stats.plans += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ready_oldest = None;
         let mut entries = core::mem::take(&mut self.ready);
         entries.reverse();
         self.in_flight.push_back(Batch { seq, entries });
-        Some(SyncSeq(seq))
+        seq
     }
 
     /// The sync of plan `seq` completed at `now` (and with it every earlier
