@@ -308,7 +308,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         let Released {
             reply, mut payload, ..
         } = r;
-        if let Some(rep) = payload.reply.take() {
+        if let Some((rep, answer)) = payload.reply.take() {
+            let rep = (rep, answer.bytes());
             match reply {
                 ReplyAction::Send | ReplyAction::AlreadySent => self.outbox.push(rep),
                 ReplyAction::Drop => self.dropped.push(rep),
@@ -329,8 +330,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         } else {
             self.unpin_now(p.unpins.as_slice());
         }
-        if let Some(rep) = p.reply.take() {
-            self.outbox.push(rep);
+        if let Some((rep, answer)) = p.reply.take() {
+            self.outbox.push((rep, answer.bytes()));
         }
         if let Some(tr) = self
             .clients

@@ -26,8 +26,8 @@ use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
 use super::state::{
-    Attached, Client, FrameList, Mapping, Payload, StaleKeys, note_stale, stale_room, stop_key,
-    table_room,
+    Answer, Attached, Client, FrameList, Mapping, Payload, StaleKeys, note_stale, stale_room,
+    stop_key, table_room,
 };
 use super::types::{Grant, Handled};
 use super::unmap::{MERGE_PAGES, leaf_level, release_share};
@@ -343,11 +343,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         payload.unpins = m.frames;
         mem.barrier();
-        let response = Response::Unmapped { faults_pending };
-        let response =
-            ReplyBytes::encode_inline(&response).unwrap_or_else(|| error_bytes(ApiError::NoMemory));
-        let held = policy.holds_reply();
-        let answer = if held {
+        let response = Answer::Unmapped(faults_pending);
+        let answer = if policy.holds_reply() {
             payload.reply = Some((reply, response));
             None
         } else {
@@ -367,12 +364,12 @@ impl<H: SmmuHw, R> Server<H, R> {
             let answer = payload.reply.take().or(answer);
             self.unmap_refused(asid, payload);
             return Ok(match answer {
-                Some((reply, response)) => Handled::Reply(reply, response),
+                Some((reply, response)) => Handled::Reply(reply, response.bytes()),
                 None => Handled::Held,
             });
         }
         Ok(match answer {
-            Some((reply, response)) => Handled::Reply(reply, response),
+            Some((reply, response)) => Handled::Reply(reply, response.bytes()),
             None => Handled::Held,
         })
     }

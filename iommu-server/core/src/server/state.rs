@@ -16,12 +16,13 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use abi::{Asid, Iova, PAGE_SIZE, PhysAddr, StreamId};
-use iommu_api::{ApiError, ClientQuota};
+use iommu_api::{ApiError, ClientQuota, Response};
 use pgtable::{PageTable, TableMemory};
 use smmuv3::cmd::Command;
 use smmuv3::regs::StrtabCfg;
 
 use super::ReplyBytes;
+use super::dispatch::{error_bytes, reply_bytes};
 use super::Server;
 use super::hw::{HwError, SmmuHw};
 use super::strtab::StreamTable;
@@ -44,8 +45,8 @@ pub(super) struct Payload<R> {
     /// record ([`Client::teardown`]), so that every unmap's payload, which
     /// the engine moves, stays small, and a death allocates nothing.
     pub(super) teardown: bool,
-    /// A held reply and the response it gets.
-    pub(super) reply: Option<(R, ReplyBytes)>,
+    /// A held reply and the answer it gets.
+    pub(super) reply: Option<(R, Answer)>,
     /// Walk-cache regions this unmap made stale (freed tables).
     pub(super) stale_walks: StaleKeys,
     /// Frames the unmapped entries reached: unpinned after the sync.
@@ -85,6 +86,26 @@ impl<R> Payload<R> {
             reply: None,
             stale_walks: StaleKeys::None,
             unpins: FrameList::Empty,
+        }
+    }
+}
+
+/// The answer of a held `Unmap` reply, kept as what it says (8 bytes) in
+/// the engine's entry and encoded only when the reply goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// `Unmapped { faults_pending }`.
+    Unmapped(u32),
+    /// An error.
+    Error(ApiError),
+}
+
+impl Answer {
+    /// The reply's bytes.
+    pub(super) fn bytes(self) -> ReplyBytes {
+        match self {
+            Self::Unmapped(faults_pending) => reply_bytes(&Response::Unmapped { faults_pending }),
+            Self::Error(e) => error_bytes(e),
         }
     }
 }

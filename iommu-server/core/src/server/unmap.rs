@@ -21,12 +21,11 @@ use iommu_api::{ApiError, Extent, List, Response};
 use pgtable::{TableMemory, Unmapped};
 use smmuv3::cmd::Command;
 
-use super::ReplyBytes;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::state::{
-    FrameList, Packed, Payload, StaleKeys, note_stale, stale_room, stop_key, table_room,
+    Answer, FrameList, Packed, Payload, StaleKeys, note_stale, stale_room, stop_key, table_room,
 };
 use super::types::Handled;
 use super::{SMALL_LIST, Server};
@@ -371,8 +370,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         mem.barrier();
         let response = match failure {
-            None => self.reply_bytes(&Response::Unmapped { faults_pending }),
-            Some(e) => error_bytes(e),
+            None => Answer::Unmapped(faults_pending),
+            Some(e) => Answer::Error(e),
         };
         if gather {
             group.payload.iovas = iovas;
@@ -394,16 +393,16 @@ impl<H: SmmuHw, R> Server<H, R> {
             Some(mut g) if held => {
                 g.payload.reply = Some((reply, response));
                 match self.hand_over(now, badge, asid, engine_ranges, g) {
-                    Some((reply, response)) => Handled::Reply(reply, response),
+                    Some((reply, response)) => Handled::Reply(reply, response.bytes()),
                     None => Handled::Held,
                 }
             }
             Some(g) => {
                 let _ = self.hand_over(now, badge, asid, engine_ranges, g);
-                Handled::Reply(reply, response)
+                Handled::Reply(reply, response.bytes())
             }
             // Nothing was cleared: nothing to wait for.
-            None => Handled::Reply(reply, response),
+            None => Handled::Reply(reply, response.bytes()),
         }
     }
 
@@ -419,7 +418,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         asid: Asid,
         engine_ranges: &[IovaRange],
         g: Group<R>,
-    ) -> Option<(R, ReplyBytes)> {
+    ) -> Option<(R, Answer)> {
         let hint = UnmapHint {
             leaf_level: g.level.unwrap_or(LeafLevel::Any),
             tables_freed: g.tables_freed,
