@@ -251,9 +251,7 @@ impl<A: InputAddress> PageTable<A> {
             attr_bits: attrs.bits(),
         };
         let done = self.write_run(mem, cur, &run, &mut reserve);
-        if !reserve.is_empty() {
-            self.spare.append(&mut reserve);
-        }
+        self.unreserve(reserve);
         done
     }
 

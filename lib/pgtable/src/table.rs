@@ -188,7 +188,7 @@ impl<A: InputAddress> PageTable<A> {
         let mut reserve = self.reserve(mem, needed).ok_or(MapError::NoMemory)?;
         let counts = &mut self.counts;
         let done = walk.walk(mem, root, va, end, &mut Pass::Commit(&mut reserve), counts);
-        self.spare.append(&mut reserve);
+        self.unreserve(reserve);
         done
     }
 
@@ -375,8 +375,11 @@ impl<A: InputAddress> PageTable<A> {
         }
     }
 
-    /// Takes `n` zeroed pages, spares first. On failure keeps what it got
-    /// as spares and returns `None`.
+    /// Takes `n` zeroed pages out of the spares, allocating the missing
+    /// ones into them first (what it got stays there on failure, `None`).
+    /// The list itself is kept from one operation to the next, so that a
+    /// reservation allocates nothing once the list has room (a fresh list
+    /// per map was a heap allocation whenever a map made a table).
     pub(crate) fn reserve<M: TableMemory>(
         &mut self,
         mem: &mut M,
@@ -385,18 +388,19 @@ impl<A: InputAddress> PageTable<A> {
         // A count for each new table and for the existing table each
         // chain of them hangs from: at most 2n + 1 new entries.
         self.counts.try_reserve(2 * n + 1).ok()?;
-        let mut got = Vec::new();
-        got.try_reserve_exact(n).ok()?;
-        while got.len() < n {
-            match self.spare.pop().or_else(|| mem.alloc_table()) {
-                Some(page) => got.push(page),
-                None => {
-                    self.spare.append(&mut got);
-                    return None;
-                }
-            }
+        let missing = n.saturating_sub(self.spare.len());
+        self.spare.try_reserve(missing).ok()?;
+        for _ in 0..missing {
+            self.spare.push(mem.alloc_table()?);
         }
-        Some(got)
+        Some(core::mem::take(&mut self.spare))
+    }
+
+    /// Gives back the list [`reserve`](Self::reserve) handed out, with the
+    /// pages the operation did not use (spares for the next).
+    pub(crate) fn unreserve(&mut self, reserve: Vec<PhysAddr>) {
+        debug_assert!(self.spare.is_empty());
+        self.spare = reserve;
     }
 }
 

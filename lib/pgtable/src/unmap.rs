@@ -127,7 +127,7 @@ impl<A: InputAddress> PageTable<A> {
             .map_err(|()| UnmapError::NoMemory)?;
         // Without a split nothing is added (no page, no count to make).
         let mut reserve = match needed {
-            0 => Vec::new(),
+            0 => core::mem::take(&mut self.spare),
             n => self.reserve(mem, n).ok_or(UnmapError::NoMemory)?,
         };
         let done = unmap_level(
@@ -139,7 +139,7 @@ impl<A: InputAddress> PageTable<A> {
             &mut token,
             &mut self.counts,
         );
-        self.spare.append(&mut reserve);
+        self.unreserve(reserve);
         done.map(|()| token)
     }
 }
