@@ -20,7 +20,7 @@ use core::cell::{Cell, RefCell};
 use abi::{Iova, PhysAddr, StreamId};
 use iommu_api::{ApiError, Client, Dir, Extent, List, MSG_MAX, Op, Request, Response, Transport};
 use iommu_client::{ClientError, DmaMapper};
-use iommu_core::server::{Grant, Handled, HwError, Presented, Server, SmmuHw};
+use iommu_core::server::{Grant, Handled, HwError, Presented, ReplyBytes, Server, SmmuHw};
 use iommu_hw::Smmu;
 use userlib::{Counter, DmaBuffer, poll_until};
 
@@ -73,6 +73,11 @@ pub struct InProcessServer {
     hz: u64,
     clock: Counter,
     token: Cell<u64>,
+    /// Lists an unmap works in, kept from one to the next (emptied) so
+    /// that the loop allocates no more than the server logic does: the
+    /// held replies' tokens, and the replies a poll released.
+    waiting: RefCell<Vec<u64>>,
+    replies: RefCell<Vec<(u64, ReplyBytes)>>,
 }
 
 /// The physical frames of `buf`, one per page (a DMA buffer is one
@@ -94,6 +99,8 @@ impl InProcessServer {
             hz,
             clock: Counter::new(hz),
             token: Cell::new(1),
+            waiting: RefCell::new(Vec::new()),
+            replies: RefCell::new(Vec::new()),
         }
     }
 
@@ -215,7 +222,9 @@ impl InProcess<'_> {
     /// first, then one flush issues their invalidations and one sync.
     pub fn unmap(&self, ranges: &[Extent]) -> Result<(), ClientError> {
         let ip = self.ip;
-        let mut waiting: Vec<u64> = Vec::new();
+        let mut waiting = ip.waiting.borrow_mut();
+        let mut replies = ip.replies.borrow_mut();
+        waiting.clear();
         let mut server = ip.server.borrow_mut();
         for chunk in ranges.chunks(iommu_api::MAX_UNMAP_ENTRIES) {
             let mut msg = [0u8; MSG_MAX];
@@ -232,7 +241,8 @@ impl InProcess<'_> {
         let mut clock = ip.clock;
         let mut failed = None;
         let done = poll_until(&mut clock, UNMAP_TIMEOUT_US, || {
-            for (token, bytes) in server.poll(ip.now_us()) {
+            server.poll_into(ip.now_us(), 0, &mut replies);
+            for (token, bytes) in replies.drain(..) {
                 if let Err(e) = check_unmapped(&bytes) {
                     failed = Some(e);
                 }

@@ -354,6 +354,9 @@ fn serve(
     // The answer to the call just handled: it goes out with the next
     // receive, in one trap (`reply_recv`).
     let mut answer_next: Option<(u64, ReplyBytes)> = None;
+    // The replies a flush released, kept emptied between flushes
+    // (`Server::poll_into`).
+    let mut replies: alloc::vec::Vec<(u64, ReplyBytes)> = alloc::vec::Vec::new();
     loop {
         owed.retain_mut(|(badge, token, tries)| {
             if server.teardown_complete(*badge) {
@@ -453,7 +456,7 @@ fn serve(
                 let arrived = now_us();
                 let expect_us = lead.arrive(arrived, pages);
                 if server.deferred_due(arrived.saturating_add(expect_us)) {
-                    let r = flush(server, &mut owed, now_us(), expect_us);
+                    let r = flush(server, &mut owed, &mut replies, now_us(), expect_us);
                     defer(&mut answer_next, r);
                 }
                 // The request's handling time is the caller's.
@@ -474,7 +477,7 @@ fn serve(
                 // next call.
                 let next_call_us = lead.next_call_in();
                 if server.deferred_due(now_us().saturating_add(next_call_us)) {
-                    let r = flush(server, &mut owed, now_us(), next_call_us);
+                    let r = flush(server, &mut owed, &mut replies, now_us(), next_call_us);
                     defer(&mut answer_next, r);
                 }
             }
@@ -584,7 +587,10 @@ fn serve(
                     }
                 }
                 yielded = false;
-                defer(&mut answer_next, flush(server, &mut owed, now_us(), 0));
+                defer(
+                    &mut answer_next,
+                    flush(server, &mut owed, &mut replies, now_us(), 0),
+                );
             }
             None => log!("iommu: recv returned an unknown kind {}", got.kind),
         }
@@ -598,11 +604,12 @@ fn serve(
 fn flush(
     server: &mut Server<Hw, u64>,
     owed: &mut [(u32, u64, u32)],
+    replies: &mut alloc::vec::Vec<(u64, ReplyBytes)>,
     now: u64,
     lead_us: u64,
 ) -> Option<(u64, ReplyBytes)> {
     let (t0, pins0) = (userlib::counter(), server.hw().counters.pin_ticks);
-    let out = server.poll_ahead(now, lead_us);
+    server.poll_into(now, lead_us, replies);
     server.charge_flush(
         userlib::counter().wrapping_sub(t0),
         server.hw().counters.pin_ticks - pins0,
@@ -610,9 +617,8 @@ fn flush(
     for o in owed.iter_mut() {
         o.2 += 1;
     }
-    let mut out = out.into_iter();
-    let last = out.next_back();
-    for (token, bytes) in out {
+    let last = replies.pop();
+    for (token, bytes) in replies.drain(..) {
         answer(token, &bytes);
     }
     last

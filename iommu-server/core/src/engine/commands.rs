@@ -69,24 +69,40 @@ type Work = (Asid, LeafLevel, bool, u64, u64);
 #[derive(Debug)]
 pub(super) struct NoMemory;
 
+/// The lists a choice is worked out in, kept by the engine from one
+/// choice to the next (cleared, their room kept), so that once they have
+/// grown to the largest choice yet, choosing allocates nothing.
+#[derive(Debug, Default)]
+pub(super) struct Lists {
+    work: Vec<Work>,
+    whole: Vec<Asid>,
+    /// The last choice's commands per ASID (see [`choose`]).
+    pub(super) counts: Vec<(Asid, usize)>,
+}
+
 /// Appends the commands that invalidate every scope to `out`, grouped by
-/// ASID in ascending order, and returns how many commands each ASID took
-/// (by ASID, ascending). Every list it builds is reserved with
-/// `try_reserve`: `NoMemory`, with `out` as it was, if the heap cannot
-/// hold them.
+/// ASID in ascending order, and leaves in `lists.counts` how many commands
+/// each ASID took (by ASID, ascending). Every list it grows is reserved
+/// with `try_reserve`: `NoMemory`, with `out` as it was, if the heap
+/// cannot hold them.
 pub(super) fn choose<'a, I>(
     config: &EngineConfig,
     scopes: I,
     out: &mut Vec<Invalidation>,
-) -> Result<Vec<(Asid, usize)>, NoMemory>
+    lists: &mut Lists,
+) -> Result<(), NoMemory>
 where
     I: IntoIterator<Item = &'a Scope>,
     I::IntoIter: Clone,
 {
     let before = out.len();
-    let done = choose_into(config, scopes.into_iter(), out);
+    lists.work.clear();
+    lists.whole.clear();
+    lists.counts.clear();
+    let done = choose_into(config, scopes.into_iter(), out, lists);
     if done.is_err() {
         out.truncate(before);
+        lists.counts.clear();
     }
     done
 }
@@ -95,7 +111,13 @@ fn choose_into<'a>(
     config: &EngineConfig,
     scopes: impl Iterator<Item = &'a Scope> + Clone,
     out: &mut Vec<Invalidation>,
-) -> Result<Vec<(Asid, usize)>, NoMemory> {
+    lists: &mut Lists,
+) -> Result<(), NoMemory> {
+    let Lists {
+        work,
+        whole,
+        counts,
+    } = lists;
     let (mut n_ranges, mut n_whole) = (0, 0);
     for scope in scopes.clone() {
         match scope {
@@ -103,10 +125,8 @@ fn choose_into<'a>(
             Scope::Ranges { ranges, .. } => n_ranges += ranges.as_slice().len(),
         }
     }
-    let mut work: Vec<Work> = Vec::new();
-    let mut whole: Vec<Asid> = Vec::new();
-    work.try_reserve_exact(n_ranges).map_err(|_| NoMemory)?;
-    whole.try_reserve_exact(n_whole).map_err(|_| NoMemory)?;
+    work.try_reserve(n_ranges).map_err(|_| NoMemory)?;
+    whole.try_reserve(n_whole).map_err(|_| NoMemory)?;
     for scope in scopes {
         match scope {
             Scope::Asids(asids) => whole.extend_from_slice(asids),
@@ -124,7 +144,6 @@ fn choose_into<'a>(
     work.sort_unstable();
     whole.sort_unstable();
     whole.dedup();
-    let mut counts: Vec<(Asid, usize)> = Vec::new();
     // The ASIDs of both lists in ascending order, each once: the first
     // one above `after`.
     let first_above = |after: Option<Asid>| {
@@ -168,7 +187,7 @@ fn choose_into<'a>(
         counts.try_reserve(1).map_err(|_| NoMemory)?;
         counts.push((asid, out.len() - start));
     }
-    Ok(counts)
+    Ok(())
 }
 
 /// Emits the commands of one ASID; any method returning `false` means "past

@@ -491,6 +491,42 @@ pub struct Engine<P> {
     /// Sequence number of the next plan.
     next_seq: u64,
     stats: EngineStats,
+    /// Lists a plan is built in, kept for the next (see [`PlanLists`]).
+    lists: PlanLists,
+}
+
+/// The lists a plan is built in and the lists a plan hands out (given
+/// back with [`Engine::recycle`]), kept from one plan to the next,
+/// cleared, with their room: once they have grown to the largest plan
+/// yet, planning allocates nothing (each was growing from nothing at
+/// every plan, a dozen heap allocations per flush). Every growth is
+/// still reserved with `try_reserve` first.
+#[derive(Debug, Default)]
+struct PlanLists {
+    choice: commands::Lists,
+    /// (client, ASID) pairs of the shared sync.
+    pairs: Vec<(ClientId, Asid)>,
+    /// Per client: TLBI commands and syncs to count once the plan is made.
+    counted: Vec<(ClientId, u64, u64)>,
+    /// A plan's command list.
+    commands: Vec<Invalidation>,
+    /// A plan's list of participant lists, empty.
+    segments: Vec<Vec<ClientId>>,
+    /// Participant lists, empty, at most [`SPARE_SEGMENTS`].
+    spare: Vec<Vec<ClientId>>,
+}
+
+/// Participant lists kept for the next plans: a plan has one per
+/// per-unmap entry and one for the shared sync.
+const SPARE_SEGMENTS: usize = 16;
+
+impl PlanLists {
+    /// An empty participant list, with room for `n`.
+    fn segment(&mut self, n: usize) -> Result<Vec<ClientId>, EngineError> {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.try_reserve(n).map_err(|_| EngineError::NoMemory)?;
+        Ok(v)
+    }
 }
 
 impl<P> Engine<P> {
@@ -504,6 +540,31 @@ impl<P> Engine<P> {
             in_flight: VecDeque::new(),
             next_seq: 1,
             stats: EngineStats::default(),
+            lists: PlanLists::default(),
+        }
+    }
+
+    /// Takes back an issued plan's lists, emptied, for the next plans
+    /// (see [`PlanLists`]); dropping a plan instead is also correct.
+    pub fn recycle(&mut self, plan: FlushPlan) {
+        let FlushPlan {
+            mut commands,
+            mut participants,
+            ..
+        } = plan;
+        let l = &mut self.lists;
+        commands.clear();
+        if commands.capacity() > l.commands.capacity() {
+            l.commands = commands;
+        }
+        for mut v in participants.drain(..) {
+            if l.spare.len() < SPARE_SEGMENTS && l.spare.try_reserve(1).is_ok() {
+                v.clear();
+                l.spare.push(v);
+            }
+        }
+        if participants.capacity() > l.segments.capacity() {
+            l.segments = participants;
         }
     }
 
@@ -874,35 +935,39 @@ impl<P> Engine<P> {
             .filter(moves)
             .flat_map(|c| c.queue.iter());
         let entries = self.ready.iter().chain(queued);
-        let mut commands = Vec::new();
-        let mut segments: Vec<Vec<ClientId>> = Vec::new();
-        // Per client: TLBI commands and syncs to count once the plan is made.
-        let mut counted: Vec<(ClientId, u64, u64)> = Vec::new();
+        let lists = &mut self.lists;
+        let mut commands = core::mem::take(&mut lists.commands);
+        let mut segments = core::mem::take(&mut lists.segments);
+        lists.counted.clear();
         let per_unmap = entries.clone().filter(|e| e.kind == Kind::PerUnmap).count();
         let shared = || entries.clone().filter(|e| e.kind != Kind::PerUnmap);
         let shared_n = shared().count();
         segments
-            .try_reserve_exact(per_unmap + usize::from(shared_n > 0))
+            .try_reserve(per_unmap + usize::from(shared_n > 0))
             .map_err(oom)?;
 
         // The baseline: each per-unmap entry with its own sync.
         for e in entries.clone().filter(|e| e.kind == Kind::PerUnmap) {
-            let counts = commands::choose(&self.config, [&e.scope], &mut commands)
+            commands::choose(&self.config, [&e.scope], &mut commands, &mut lists.choice)
                 .map_err(|_| EngineError::NoMemory)?;
             commands.try_reserve(1).map_err(oom)?;
             commands.push(Invalidation::Sync);
-            let mut alone = Vec::new();
-            alone.try_reserve_exact(1).map_err(oom)?;
+            let mut alone = lists.segment(1)?;
             alone.push(e.client);
             segments.push(alone);
-            let tlbis = counts.iter().map(|(_, n)| *n as u64).sum();
-            counted.try_reserve(1).map_err(oom)?;
-            counted.push((e.client, tlbis, 1));
+            let tlbis = lists.choice.counts.iter().map(|(_, n)| *n as u64).sum();
+            lists.counted.try_reserve(1).map_err(oom)?;
+            lists.counted.push((e.client, tlbis, 1));
         }
         // Everything else shares the final sync.
         if shared_n > 0 {
-            let counts = commands::choose(&self.config, shared().map(|e| &e.scope), &mut commands)
-                .map_err(|_| EngineError::NoMemory)?;
+            commands::choose(
+                &self.config,
+                shared().map(|e| &e.scope),
+                &mut commands,
+                &mut lists.choice,
+            )
+            .map_err(|_| EngineError::NoMemory)?;
             commands.try_reserve(1).map_err(oom)?;
             commands.push(Invalidation::Sync);
             let asids = shared()
@@ -911,10 +976,10 @@ impl<P> Engine<P> {
                     Scope::Asids(asids) => asids.len(),
                 })
                 .sum();
-            let mut pairs: Vec<(ClientId, Asid)> = Vec::new();
-            let mut participants: Vec<ClientId> = Vec::new();
-            pairs.try_reserve_exact(asids).map_err(oom)?;
-            participants.try_reserve_exact(shared_n).map_err(oom)?;
+            let mut participants = lists.segment(shared_n)?;
+            let pairs = &mut lists.pairs;
+            pairs.clear();
+            pairs.try_reserve(asids).map_err(oom)?;
             for e in shared() {
                 participants.push(e.client);
                 match &e.scope {
@@ -926,10 +991,12 @@ impl<P> Engine<P> {
             pairs.dedup();
             participants.sort_unstable();
             participants.dedup();
+            let counted = &mut lists.counted;
             counted
                 .try_reserve(pairs.len() + participants.len())
                 .map_err(oom)?;
-            for (client, asid) in pairs {
+            let counts = &lists.choice.counts;
+            for &(client, asid) in pairs.iter() {
                 if let Ok(i) = counts.binary_search_by_key(&asid, |&(a, _)| a) {
                     counted.push((client, counts[i].1 as u64, 0));
                 }
@@ -952,7 +1019,7 @@ impl<P> Engine<P> {
                 );
             }
         }
-        for (client, tlbis, syncs) in counted {
+        for &(client, tlbis, syncs) in &self.lists.counted {
             if let Some(c) = self.clients.get_mut(&client) {
                 c.stats.tlbi_commands += tlbis;
                 c.stats.syncs += syncs;

@@ -98,6 +98,18 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// within `lead_us` flushed now too (earlier than due, never later):
     /// for a task that knows it will not run again before then.
     pub fn poll_ahead(&mut self, now_us: u64, lead_us: u64) -> Vec<(R, ReplyBytes)> {
+        let mut out = Vec::new();
+        self.poll_into(now_us, lead_us, &mut out);
+        out
+    }
+
+    /// [`Server::poll_ahead`], its replies put in `out`, a list the
+    /// caller keeps from one poll to the next: into an empty `out` they
+    /// are swapped, so that its room becomes the server's for the next
+    /// replies and a poll allocates nothing; behind what `out` holds they
+    /// are appended if the heap has room, and otherwise wait for the next
+    /// poll ([`Server::next_deadline`] is then now).
+    pub fn poll_into(&mut self, now_us: u64, lead_us: u64, out: &mut Vec<(R, ReplyBytes)>) {
         self.last_now = self.last_now.max(now_us);
         let now = self.last_now;
         self.flushed.clear();
@@ -108,7 +120,11 @@ impl<H: SmmuHw, R> Server<H, R> {
             self.plan_and_issue(now, now.saturating_add(lead_us), Vec::new());
         }
         self.answer_flushes();
-        core::mem::take(&mut self.outbox)
+        if out.is_empty() {
+            core::mem::swap(out, &mut self.outbox);
+        } else if out.try_reserve(self.outbox.len()).is_ok() {
+            out.append(&mut self.outbox);
+        }
     }
 
     /// Flushes everything pending now (the client's deferred queue too).
@@ -191,7 +207,10 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// the heap cannot hold them, the plan is retried at once as a failed
     /// one is, behind an invalidation of everything.
     pub(super) fn issue(&mut self, now: u64, plan: FlushPlan, prefix: Vec<[u64; 2]>) {
-        let mut batch = prefix;
+        let mut batch = match prefix.is_empty() {
+            true => core::mem::take(&mut self.cmds),
+            false => prefix,
+        };
         // One command per invalidation (none for a sync).
         if batch.try_reserve(plan.commands.len()).is_err() {
             self.unsynced = Some(plan.seq);
@@ -227,7 +246,13 @@ impl<H: SmmuHw, R> Server<H, R> {
                 self.stats.tlbi_commands += (batch.len() - before) as u64;
             }
         }
-        self.complete(now, plan.seq);
+        let seq = plan.seq;
+        self.engine.recycle(plan);
+        if batch.capacity() > self.cmds.capacity() {
+            batch.clear();
+            self.cmds = batch;
+        }
+        self.complete(now, seq);
     }
 
     /// `cmds` (if any) and one sync behind them; returns the doorbells
@@ -298,10 +323,10 @@ impl<H: SmmuHw, R> Server<H, R> {
         if self.unpins.is_empty() {
             return;
         }
-        let batch = core::mem::take(&mut self.unpins);
         self.stats.unpin_calls += 1;
-        self.stats.unpinned_frames += batch.len() as u64;
-        self.hw.unpin(&batch);
+        self.stats.unpinned_frames += self.unpins.len() as u64;
+        self.hw.unpin(&self.unpins);
+        self.unpins.clear();
     }
 
     fn release(&mut self, r: Released<Payload<R>>) {

@@ -113,8 +113,11 @@ pub struct Server<H, R> {
     /// Clients whose unmaps the plans issued by the last `poll` covered.
     flushed: Vec<u32>,
     /// Frames whose covering sync completed, unpinned in one batch
-    /// (`flush::flush_unpins`).
+    /// (`flush::flush_unpins`), then cleared, keeping its room.
     unpins: Vec<PhysAddr>,
+    /// The encoded commands of the last plan issued, cleared, kept for
+    /// the next (a plan's batch grew from nothing at every flush).
+    cmds: Vec<[u64; 2]>,
     /// Pool pages reserved by every live domain (`quota`), at most
     /// `ServerConfig::table_budget`.
     table_reserved: u64,

@@ -22,8 +22,8 @@ use smmuv3::cmd::Command;
 use smmuv3::regs::StrtabCfg;
 
 use super::ReplyBytes;
-use super::dispatch::{error_bytes, reply_bytes};
 use super::Server;
+use super::dispatch::{error_bytes, reply_bytes};
 use super::hw::{HwError, SmmuHw};
 use super::strtab::StreamTable;
 use super::types::{Phase, ServerConfig, ServerError, ServerStats};
@@ -619,6 +619,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             stats: ServerStats::default(),
             flushed: Vec::new(),
             unpins: Vec::new(),
+            cmds: Vec::new(),
             table_reserved: 0,
             heap_reserved: 0,
             monitors: Vec::new(),
