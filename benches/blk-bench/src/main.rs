@@ -31,15 +31,13 @@ use alloc::vec::Vec;
 
 use block_api::{BenchMode, BlockStats, Completion, Info, Io, IoKind, MAX_COMPLETIONS, MAX_IOS};
 use block_client::Block;
-use userlib::bench::{Latencies, PerIo};
+use userlib::bench::{Histogram, Latencies, PerIo};
 use userlib::{DmaBuffer, TaskInfo, log};
 
 userlib::entry!(main);
 
 /// Sectors per I/O: 4 KiB.
 const IO_SECTORS: u32 = 8;
-/// Most latency samples kept per point (the rest are counted, not kept).
-const MAX_SAMPLES: usize = 100_000;
 
 fn main(info: &TaskInfo<'static>) -> i32 {
     let hz = userlib::time().map(|(_, hz)| hz).unwrap_or(1).max(1);
@@ -162,7 +160,7 @@ fn main(info: &TaskInfo<'static>) -> i32 {
 struct Point {
     ios: u64,
     ticks: u64,
-    lat: Vec<u32>,
+    lat: Histogram,
     errors: u64,
 }
 
@@ -191,7 +189,7 @@ fn run_point(
     let mut p = Point {
         ios: 0,
         ticks: 0,
-        lat: Vec::with_capacity(MAX_SAMPLES.min(4096)),
+        lat: Histogram::new(),
         errors: 0,
     };
     let mut comps = [Completion {
@@ -259,9 +257,7 @@ fn run_point(
                 p.errors += 1;
             }
             let t = now - started[usize::from(c.tag)];
-            if p.lat.len() < MAX_SAMPLES {
-                p.lat.push((t * 1_000_000 / hz) as u32);
-            }
+            p.lat.record_us(t, hz);
             free.push(c.tag);
         }
         p.ios += n as u64;
@@ -278,7 +274,6 @@ fn run_point(
         p.ios += n as u64;
     }
     p.ticks = userlib::counter() - start;
-    p.lat.sort_unstable();
     let _ = buf;
     Ok(p)
 }

@@ -46,6 +46,7 @@ use iommu_core::policy::TrustLevel;
 use iommu_core::server::{Presented, Server, ServerConfig};
 use iommu_hw::{Pool, Smmu};
 use nvme::Nvme;
+use userlib::bench::Histogram;
 use userlib::{DeviceRegion, DmaBuffer, TaskInfo, log};
 use virtio_blk::VirtioBlk;
 
@@ -56,8 +57,6 @@ userlib::entry!(main);
 
 /// Sectors (512 bytes) per I/O: 4 KiB.
 const IO_SECTORS: u32 = 8;
-/// Most latency samples kept per point.
-const MAX_SAMPLES: usize = 100_000;
 /// A completion that takes longer than this fails the run.
 const COMPLETION_TIMEOUT_US: u64 = 2_000_000;
 /// log2 of the event-queue records (no faults are expected).
@@ -324,7 +323,7 @@ fn parse_bdf(s: &str) -> Option<u32> {
 struct Point {
     ios: u64,
     ticks: u64,
-    lat: Vec<u32>,
+    lat: Histogram,
     errors: u64,
     maps: u64,
     unmaps: u64,
@@ -387,7 +386,7 @@ fn run_point<D: BlockDevice>(
     let mut p = Point {
         ios: 0,
         ticks: 0,
-        lat: Vec::with_capacity(MAX_SAMPLES.min(4096)),
+        lat: Histogram::new(),
         errors: 0,
         maps: 0,
         unmaps: 0,
@@ -481,10 +480,8 @@ fn run_point<D: BlockDevice>(
             if status.is_err() {
                 p.errors += 1;
             }
-            if p.lat.len() < MAX_SAMPLES {
-                let t = now - started[usize::from(slot)];
-                p.lat.push((t * 1_000_000 / hz) as u32);
-            }
+            let t = now - started[usize::from(slot)];
+            p.lat.record_us(t, hz);
             free.push(slot);
         }
         p.ios += n as u64;
@@ -522,6 +519,5 @@ fn run_point<D: BlockDevice>(
         }
     }
     p.ticks = userlib::counter() - start;
-    p.lat.sort_unstable();
     Ok(p)
 }
