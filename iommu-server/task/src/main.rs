@@ -455,6 +455,10 @@ fn serve(
                 let pages = iommu_api::request_pages(msg);
                 let arrived = now_us();
                 let expect_us = lead.arrive(arrived, pages);
+                let phase = Phase::of_request(msg);
+                if phase == Phase::Unmap {
+                    lead.unmap_arrived(arrived);
+                }
                 if server.deferred_due(arrived.saturating_add(expect_us)) {
                     let r = flush(server, &mut owed, &mut replies, now_us(), expect_us);
                     defer(&mut answer_next, r);
@@ -465,7 +469,7 @@ fn serve(
                 let handled = server.handle(start, got.badge, msg, grant, presented, got.reply);
                 let pins = server.hw().counters.pin_ticks - pins0;
                 let ticks = userlib::counter().wrapping_sub(t0);
-                server.charge(got.badge, Phase::of_request(msg), ticks, pins);
+                server.charge(got.badge, phase, ticks, pins);
                 let took = now_us().saturating_sub(start);
                 lead.handled(pages, took, || carried_out(msg, &handled));
                 if let Handled::Reply(token, bytes) = handled {
@@ -474,10 +478,12 @@ fn serve(
                 // A deferred window closes on time even while calls keep
                 // coming (the empty-queue flush below may be far off), and
                 // here rather than by a timer if it would close before the
-                // next call.
-                let next_call_us = lead.next_call_in();
-                if server.deferred_due(now_us().saturating_add(next_call_us)) {
-                    let r = flush(server, &mut owed, &mut replies, now_us(), next_call_us);
+                // next call, or before the next unmap could share its sync
+                // (`Lead::flush_lead`).
+                let now = now_us();
+                let lead_us = lead.flush_lead(now);
+                if server.deferred_due(now.saturating_add(lead_us)) {
+                    let r = flush(server, &mut owed, &mut replies, now, lead_us);
                     defer(&mut answer_next, r);
                 }
             }
