@@ -10,7 +10,10 @@
 //! that unmap's own handling, before which the window would be flushed),
 //! nothing can join it: keeping it open would only arm a timer that is
 //! disarmed again (under TCG a timer write costs 9–23 µs), so it is
-//! flushed right after the call too.
+//! flushed right after the call too. The unmap estimate can only make
+//! that flush earlier than the next-call rule would (`flush_lead` is never
+//! below `next_call_in`), so no client's calls, refused ones included,
+//! can keep a window open longer than before.
 //!
 //! [`Lead`] owns only those estimates: a call's expected length (the
 //! longest recent call, plus the call's own pages at the largest recent
@@ -238,6 +241,8 @@ mod tests {
         }
         let lead = l.flush_lead(t - 60 + 10);
         assert!(lead < 120, "lead {lead}");
+        // Long after the last unmap, the next-call rule still holds.
+        assert_eq!(l.flush_lead(t + 10_000), l.next_call_in());
     }
 
     #[test]
@@ -258,8 +263,8 @@ mod tests {
         l.handled(0, 0, || true);
         l.unmap_arrived(u64::MAX);
         l.unmap_arrived(0);
-        let _ = l.next_call_in();
-        let _ = l.flush_lead(0);
-        let _ = l.flush_lead(u64::MAX);
+        for now in [0, u64::MAX] {
+            assert!(l.flush_lead(now) >= l.next_call_in());
+        }
     }
 }
