@@ -86,6 +86,9 @@ pub struct IovaAllocator {
     cache: [Vec<u64>; CACHED_CLASSES],
     /// Bound on each cache's length.
     cache_depth: [usize; CACHED_CLASSES],
+    /// Blocks held in `cache`, over every class (kept with each push and
+    /// pop: `reserve` needs it on every map).
+    cached: usize,
     /// Pages in live allocations (rounded sizes).
     in_use_pages: u64,
 }
@@ -127,6 +130,7 @@ impl IovaAllocator {
             live: HashMap::new(),
             cache: Default::default(),
             cache_depth: [cache_depth; CACHED_CLASSES],
+            cached: 0,
             in_use_pages: 0,
         })
     }
@@ -153,7 +157,10 @@ impl IovaAllocator {
         self.reserve(1)?;
         let size = 1u64 << order;
         let pfn = match self.cache.get_mut(order as usize).and_then(Vec::pop) {
-            Some(pfn) => pfn,
+            Some(pfn) => {
+                self.cached -= 1;
+                pfn
+            }
             None => match self.take_free(size) {
                 Some(pfn) => pfn,
                 None => {
@@ -214,7 +221,9 @@ impl IovaAllocator {
             }
             room
         });
-        if !kept {
+        if kept {
+            self.cached += 1;
+        } else {
             self.insert_free(pfn, size);
         }
         Ok(())
@@ -222,7 +231,8 @@ impl IovaAllocator {
 
     /// Blocks held in the size-class caches.
     fn cached_blocks(&self) -> usize {
-        self.cache.iter().map(Vec::len).sum()
+        debug_assert_eq!(self.cached, self.cache.iter().map(Vec::len).sum());
+        self.cached
     }
 
     /// Bytes in live allocations (rounded sizes).
@@ -355,6 +365,7 @@ impl IovaAllocator {
     fn drain_caches(&mut self) {
         for order in 0..CACHED_CLASSES {
             while let Some(pfn) = self.cache[order].pop() {
+                self.cached -= 1;
                 self.insert_free(pfn, 1 << order);
             }
         }
@@ -378,6 +389,7 @@ impl Clone for IovaAllocator {
             live: self.live.clone(),
             cache,
             cache_depth: self.cache_depth,
+            cached: self.cached,
             in_use_pages: self.in_use_pages,
         }
     }
