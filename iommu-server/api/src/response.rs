@@ -1,7 +1,30 @@
-//! [`Stats`], the counters a `Stats` response carries. The responses
-//! themselves are declared once in `protocol.rs`; the response header
-//! (`{status: u32, count: u16, reserved: u16 = 0}`, then `count` entries
-//! whose size depends on the request answered) is `ipc-proto`'s framing.
+//! [`Stats`], the counters a `Stats` response carries, and the encoder of
+//! the I/O path's usual answer ([`Response::encode_mapped_one`]). The
+//! responses themselves are declared once in `protocol.rs`; the response
+//! header (`{status: u32, count: u16, reserved: u16 = 0}`, then `count`
+//! entries whose size depends on the request answered) is `ipc-proto`'s
+//! framing.
+
+use abi::Iova;
+use ipc_proto::WireEntry;
+
+use crate::ApiError;
+use crate::protocol::Response;
+
+impl Response<'_> {
+    /// `Mapped` of one IOVA encoded into `out`, byte for byte as
+    /// [`Response::encode_into`] encodes it (the same framing and entry
+    /// layout, without the general encoder's dispatch over every
+    /// response); its length. A `Map` of one range, the I/O path's usual
+    /// request, answers with it.
+    #[inline]
+    pub fn encode_mapped_one(iova: Iova, out: &mut [u8]) -> Result<usize, ApiError> {
+        ipc_proto::response::encode_with::<ApiError>(out, 1, Iova::SIZE, |body| {
+            iova.write(body);
+            Ok(())
+        })
+    }
+}
 
 ipc_proto::counters! {
     /// A client's counters, as the `Stats` response carries them (twenty-five

@@ -549,3 +549,18 @@ fn stats_appends_its_new_counters() {
         );
     }
 }
+
+proptest! {
+    /// The one-IOVA `Mapped` encoder writes exactly what the general
+    /// encoder writes, into buffers of any length.
+    #[test]
+    fn mapped_one_encodes_as_the_general_encoder(v in any::<u64>(), len in 0usize..=64) {
+        let iova = [Iova::new(v)];
+        let mut general = vec![0xa5u8; len];
+        let mut one = vec![0xa5u8; len];
+        let g = Response::Mapped { iovas: List::new(&iova) }.encode_into(&mut general);
+        let o = Response::encode_mapped_one(iova[0], &mut one);
+        prop_assert_eq!(g, o);
+        prop_assert_eq!(general, one);
+    }
+}

@@ -196,14 +196,16 @@ impl<H: SmmuHw, R> Server<H, R> {
                     *live += 1;
                     *mapped_bytes += pages * PAGE_SIZE;
                     let _ = engine.note_map(ClientId(badge), pages);
-                    let iovas = [iova];
-                    let reply = Response::Mapped {
-                        iovas: iommu_api::List::new(&iovas),
-                    };
                     // One IOVA always fits inline.
-                    match ReplyBytes::encode_inline(&reply) {
+                    match ReplyBytes::mapped_one(iova) {
                         Some(b) => MapEnd::Done(b),
-                        None => MapEnd::Done(super::dispatch::reply_bytes(&reply)),
+                        None => {
+                            let iovas = [iova];
+                            let reply = Response::Mapped {
+                                iovas: iommu_api::List::new(&iovas),
+                            };
+                            MapEnd::Done(super::dispatch::reply_bytes(&reply))
+                        }
                     }
                 }
             }

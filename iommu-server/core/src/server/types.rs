@@ -11,7 +11,7 @@
 
 use alloc::vec::Vec;
 
-use abi::{PhysAddr, StreamId};
+use abi::{Iova, PhysAddr, StreamId};
 use iommu_api::{ClientQuota, Response, Stats};
 use smmuv3::evt::EventKind;
 
@@ -169,6 +169,18 @@ impl ReplyBytes {
     pub fn encode_inline(r: &Response<'_>) -> Option<Self> {
         let mut bytes = [0u8; REPLY_INLINE];
         let len = r.encode_into(&mut bytes).ok()?;
+        Some(Self(Repr::Inline {
+            len: len as u8,
+            bytes,
+        }))
+    }
+
+    /// `Mapped` of one IOVA, inline (always fits): what
+    /// [`ReplyBytes::encode_inline`] makes of it, through the protocol's
+    /// one-IOVA encoder.
+    pub(crate) fn mapped_one(iova: Iova) -> Option<Self> {
+        let mut bytes = [0u8; REPLY_INLINE];
+        let len = Response::encode_mapped_one(iova, &mut bytes).ok()?;
         Some(Self(Repr::Inline {
             len: len as u8,
             bytes,
