@@ -194,8 +194,9 @@ impl<A: InputAddress> PageTable<A> {
                     if (i..i + n).any(|i| mem.read(table, i) & desc::VALID != 0) {
                         return Err(MapError::AlreadyMapped);
                     }
+                    let bits = attrs.bits();
                     for (k, f) in (i..i + n).zip(frames) {
-                        mem.write(table, k, desc::leaf_raw(LAST_LEVEL, f.get(), attrs.bits()));
+                        mem.write(table, k, desc::leaf_raw(LAST_LEVEL, f.get(), bits));
                     }
                     count_add_held(&mut self.counts, table, n as u16);
                     return Ok(());
