@@ -27,9 +27,14 @@ pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 /// Whether `b[from..to]` exists and is all zero.
 pub fn zero(b: &[u8], from: usize, to: usize) -> bool {
     b.get(from..to).is_some_and(|s| {
-        // Eight bytes at a time, then the rest.
+        // Eight bytes at a time, then the rest: as the last eight bytes
+        // (overlapping the words) when there are that many.
         let (words, rest) = s.as_chunks::<8>();
-        words.iter().all(|w| u64::from_ne_bytes(*w) == 0) && rest.iter().all(|&x| x == 0)
+        words.iter().all(|w| u64::from_ne_bytes(*w) == 0)
+            && match s.last_chunk::<8>() {
+                Some(last) if !rest.is_empty() => u64::from_ne_bytes(*last) == 0,
+                _ => rest.iter().all(|&x| x == 0),
+            }
     })
 }
 
@@ -41,5 +46,27 @@ pub fn put(b: &mut [u8], at: usize, v: &[u8]) -> bool {
             true
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zero;
+
+    #[test]
+    fn zero_sees_every_nonzero_byte() {
+        let mut b = [0u8; 40];
+        for from in 0..20 {
+            for to in from..=40 {
+                assert!(zero(&b, from, to));
+                for at in 0..40 {
+                    b[at] = 0x80;
+                    assert_eq!(zero(&b, from, to), !(from..to).contains(&at));
+                    b[at] = 0;
+                }
+            }
+        }
+        assert!(!zero(&b, 8, 41));
+        assert!(!zero(&b, 9, 8));
     }
 }
