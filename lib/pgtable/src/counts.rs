@@ -62,6 +62,7 @@ impl Counts {
     /// The held count of `table`, loading it (an entry of 0 made if
     /// `make` and it has none) unless it is held already; `None` if it has
     /// no entry and none was made.
+    #[inline]
     fn held(&mut self, table: PhysAddr, make: bool) -> Option<&mut u16> {
         let key = table.get();
         if self.last.is_none_or(|(t, _)| t != key) {

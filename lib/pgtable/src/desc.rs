@@ -230,7 +230,8 @@ impl Attrs {
 
     /// The attribute bits of a leaf descriptor, AF included, without the
     /// valid/type bits or the output address.
-    #[inline]
+    // Always inlined: a few ORs, which the map of a page called out of line.
+    #[inline(always)]
     pub const fn bits(&self) -> u64 {
         let mut raw = ((self.mair_index as u64) << ATTR_INDX_SHIFT) & ATTR_INDX_MASK;
         raw |= self.shareability.bits() << SH_SHIFT;

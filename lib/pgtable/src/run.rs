@@ -191,8 +191,10 @@ impl<A: InputAddress> PageTable<A> {
                 Descent::Block => return Err(MapError::AlreadyMapped),
                 Descent::Found(table) => {
                     let (i, n) = slots(va, end);
-                    if (i..i + n).any(|i| mem.read(table, i) & desc::VALID != 0) {
-                        return Err(MapError::AlreadyMapped);
+                    for k in i..i + n {
+                        if mem.read(table, k) & desc::VALID != 0 {
+                            return Err(MapError::AlreadyMapped);
+                        }
                     }
                     let bits = attrs.bits();
                     for (k, f) in (i..i + n).zip(frames) {

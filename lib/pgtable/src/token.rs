@@ -255,6 +255,7 @@ impl<A: InputAddress> Unmapped<A> {
 
     /// The runs that were mapped and are now unmapped, in address order,
     /// each with the level of its former leaf.
+    #[inline]
     pub fn ranges(&self) -> &[UnmappedRange<A>] {
         self.ranges.as_slice()
     }
@@ -287,6 +288,7 @@ impl<A: InputAddress> Unmapped<A> {
     /// `CMD_TLBI_NH_VA` with Leaf = 0), without a TTL hint, over
     /// [`ranges`](Self::ranges) (each freed table's span contains one of
     /// them).
+    #[inline]
     pub fn needs_walk_invalidation(&self) -> bool {
         !self.freed_tables.is_empty()
     }
@@ -309,6 +311,7 @@ impl<A: InputAddress> Unmapped<A> {
 
     /// The single leaf level shared by every range, usable as one TTL hint
     /// for the whole token; `None` if levels differ or nothing was unmapped.
+    #[inline]
     pub fn leaf_level(&self) -> Option<u8> {
         let first = self.ranges().first()?.level;
         self.ranges()
@@ -333,6 +336,7 @@ impl<A: InputAddress> Unmapped<A> {
 
     /// Gives the freed table pages back. Call only after the invalidation
     /// covering this token has completed.
+    #[inline]
     pub fn into_freed_tables(self) -> Vec<PhysAddr> {
         self.freed_tables
     }
