@@ -748,15 +748,22 @@ impl<P> Engine<P> {
             mappings,
         } = u;
         let mut pages = 0u64;
-        for r in ranges {
-            match r.frames() {
-                Some((s, e)) => pages = pages.saturating_add(e - s),
-                None => return Err(refuse(EngineError::InvalidRange, payload)),
-            }
-        }
         let frames = match ranges {
-            [one] => Frames::One(one.frames().unwrap_or_default()),
+            // The usual one range: checked once, kept inline.
+            [one] => match one.frames() {
+                Some((s, e)) => {
+                    pages = e - s;
+                    Frames::One((s, e))
+                }
+                None => return Err(refuse(EngineError::InvalidRange, payload)),
+            },
             many => {
+                for r in many {
+                    match r.frames() {
+                        Some((s, e)) => pages = pages.saturating_add(e - s),
+                        None => return Err(refuse(EngineError::InvalidRange, payload)),
+                    }
+                }
                 let mut v = room.frames;
                 if v.try_reserve_exact(many.len()).is_err() {
                     return Err(refuse(EngineError::NoMemory, payload));
