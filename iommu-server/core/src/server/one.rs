@@ -268,38 +268,38 @@ impl<H: SmmuHw, R> Server<H, R> {
         // cannot be refused.
         let room = if pages < MERGE_PAGES { 1 } else { 3 };
         let keys = stale_room(block.get(), pages * PAGE_SIZE);
-        let reserved = engine
-            .reserve_unmap(ClientId(badge), 1, room)
-            .map_err(|e| match e {
-                EngineError::NoMemory => ApiError::NoMemory,
-                _ => ApiError::NotPermitted,
-            })
-            .and_then(|engine_room| {
-                tr.stale_walks
-                    .try_reserve(keys)
-                    .map_err(|_| ApiError::NoMemory)?;
-                let stale = StaleKeys::with_room(keys).ok_or(ApiError::NoMemory)?;
-                // A range a block may map is cleared by the page table's
-                // general walk: its token's room, reserved too.
-                let token = match pages >= MERGE_PAGES {
-                    true => Some(
-                        pgtable::Unmapped::with_room(3, table_room(block.get(), pages * PAGE_SIZE))
-                            .ok_or(ApiError::NoMemory)?,
-                    ),
-                    false => None,
-                };
-                Ok((engine_room, stale, token))
-            });
-        let (engine_room, stale, token) = match reserved {
+        // (Each in turn, refused with nothing changed; no tuple of them is
+        // built and moved.)
+        let engine_room = match engine.reserve_unmap(ClientId(badge), 1, room) {
             Ok(r) => r,
-            Err(e) => return Ok(Handled::Reply(reply, error_bytes(e))),
+            Err(e) => {
+                let e = match e {
+                    EngineError::NoMemory => ApiError::NoMemory,
+                    _ => ApiError::NotPermitted,
+                };
+                return Ok(Handled::Reply(reply, error_bytes(e)));
+            }
+        };
+        let no_memory = |reply| Ok(Handled::Reply(reply, error_bytes(ApiError::NoMemory)));
+        if tr.stale_walks.try_reserve(keys).is_err() {
+            return no_memory(reply);
+        }
+        let Some(stale) = StaleKeys::with_room(keys) else {
+            return no_memory(reply);
         };
         let mut mem = HwTables(&mut *hw);
-        let cleared = match token {
-            Some(room) => tr
-                .table
-                .unmap_exact_in(&mut mem, block, pages * PAGE_SIZE, room),
-            None => tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE),
+        let cleared = if pages >= MERGE_PAGES {
+            // A range a block may map is cleared by the page table's
+            // general walk: its token's room, reserved too.
+            let Some(room) =
+                pgtable::Unmapped::with_room(3, table_room(block.get(), pages * PAGE_SIZE))
+            else {
+                return no_memory(reply);
+            };
+            tr.table
+                .unmap_exact_in(&mut mem, block, pages * PAGE_SIZE, room)
+        } else {
+            tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE)
         };
         let Ok(tok) = cleared else {
             // Not reachable for a range unmapped exactly as it was mapped;
@@ -307,13 +307,26 @@ impl<H: SmmuHw, R> Server<H, R> {
             mem.barrier();
             return Ok(Handled::Reply(reply, error_bytes(ApiError::NoMemory)));
         };
-        let Ok(mut ranges) = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0)) else {
-            // Not reachable: a few ranges are inline.
-            return Err(reply);
+        // The usual single range needs no list.
+        let one;
+        let mut few;
+        let ranges: &[IovaRange] = match tok.ranges() {
+            [x] => {
+                one = [IovaRange::new(x.start, x.len >> PAGE_SHIFT)];
+                &one
+            }
+            all => {
+                let Ok(f) = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0)) else {
+                    // Not reachable: a few ranges are inline.
+                    return Err(reply);
+                };
+                few = f;
+                for x in all {
+                    few.push(IovaRange::new(x.start, x.len >> PAGE_SHIFT));
+                }
+                few.as_slice()
+            }
         };
-        for x in tok.ranges() {
-            ranges.push(IovaRange::new(x.start, x.len >> PAGE_SHIFT));
-        }
         let hint = UnmapHint {
             leaf_level: leaf_level(tok.leaf_level()),
             tables_freed: tok.needs_walk_invalidation(),
@@ -355,7 +368,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         let u = Unmapping {
             client: ClientId(badge),
             asid,
-            ranges: ranges.as_slice(),
+            ranges,
             hint,
             mappings: 1,
         };
