@@ -201,6 +201,7 @@ pub(super) enum FrameList {
 impl FrameList {
     /// A copy of `frames`, or `None` if the heap cannot hold it (never an
     /// infallible growth on client input).
+    #[inline]
     pub(super) fn try_copy(frames: &[PhysAddr]) -> Option<Self> {
         Some(match frames {
             [] => Self::Empty,
