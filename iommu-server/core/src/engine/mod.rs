@@ -461,6 +461,22 @@ struct Entry<P> {
     payload: P,
 }
 
+impl<P> Entry<P> {
+    /// An entry of `client`'s, unmapped at `now`; its kind is its
+    /// client's policy's, set when it is accepted (`Engine::enqueue`).
+    #[inline(always)]
+    fn new(now: u64, client: ClientId, scope: Scope, pages: u64, payload: P) -> Self {
+        Self {
+            client,
+            kind: Kind::Teardown,
+            scope,
+            pages,
+            unmapped_at: now,
+            payload,
+        }
+    }
+}
+
 struct Client<P> {
     policy: InvalidationPolicy,
     stats: ClientStats,
@@ -780,7 +796,13 @@ impl<P> Engine<P> {
             ranges: frames,
             hint,
         };
-        self.enqueue(now, client, scope, pages, mappings.max(1), payload)
+        // The entry is built here, where the payload is, and handed on
+        // whole: one move of the payload rather than one into `enqueue`'s
+        // argument and another into the entry.
+        self.enqueue(
+            Entry::new(now, client, scope, pages, payload),
+            mappings.max(1),
+        )
     }
 
     /// Accepts the invalidation of everything in domain `asid` (a domain
@@ -797,7 +819,7 @@ impl<P> Engine<P> {
             return Err(refuse(EngineError::NoMemory, payload));
         }
         asids.push(asid);
-        self.enqueue(now, client, Scope::Asids(asids), 0, 1, payload)
+        self.enqueue(Entry::new(now, client, Scope::Asids(asids), 0, payload), 1)
     }
 
     /// A client died: its queued unmaps are forced into the next flush, with
@@ -1179,25 +1201,23 @@ impl<P> Engine<P> {
         live_client(&mut self.clients, client)
     }
 
-    fn enqueue(
-        &mut self,
-        now: u64,
-        client: ClientId,
-        scope: Scope,
-        pages: u64,
-        mappings: u64,
-        payload: P,
-    ) -> Result<UnmapOutcome, Refused<P>> {
-        let c = match live_client(&mut self.clients, client) {
+    /// Accepts `entry` (its kind is set here from its client's policy),
+    /// counted as `mappings` unmaps.
+    fn enqueue(&mut self, mut entry: Entry<P>, mappings: u64) -> Result<UnmapOutcome, Refused<P>> {
+        let (now, pages) = (entry.unmapped_at, entry.pages);
+        let c = match live_client(&mut self.clients, entry.client) {
             Ok(c) => c,
-            Err(error) => return Err(refuse(error, payload)),
+            Err(error) => return Err(refuse(error, entry.payload)),
         };
         let kind = match c.policy {
             InvalidationPolicy::Strict => Kind::Strict,
             InvalidationPolicy::StrictPerUnmap => Kind::PerUnmap,
             InvalidationPolicy::Deferred { .. } => Kind::Deferred,
-            InvalidationPolicy::Bypass => return Err(refuse(EngineError::BypassDomain, payload)),
+            InvalidationPolicy::Bypass => {
+                return Err(refuse(EngineError::BypassDomain, entry.payload));
+            }
         };
+        entry.kind = kind;
         // Room first (none is taken when the caller reserved it): a
         // refusal changes nothing.
         let room = match kind {
@@ -1211,20 +1231,12 @@ impl<P> Engine<P> {
             _ => self.ready.try_reserve(1).is_ok(),
         } && self.in_flight.try_reserve(1).is_ok();
         if !room {
-            return Err(refuse(EngineError::NoMemory, payload));
+            return Err(refuse(EngineError::NoMemory, entry.payload));
         }
         c.stats.unmaps += mappings;
         c.stats.unmapped_pages = c.stats.unmapped_pages.saturating_add(pages);
         c.stats.pages_pending = c.stats.pages_pending.saturating_add(pages);
         c.stats.entries_pending += 1;
-        let entry = Entry {
-            client,
-            kind,
-            scope,
-            pages,
-            unmapped_at: now,
-            payload,
-        };
         let outcome = match kind {
             Kind::Deferred => {
                 c.queue.push_back(entry);
