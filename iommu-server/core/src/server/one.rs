@@ -17,6 +17,8 @@
 //! freed tables, frames and held reply to the engine, and a strict
 //! client's reply is held until the covering sync.
 
+use alloc::vec::Vec;
+
 use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
 use iommu_api::{ApiError, Dir, Extent, Response};
 use pgtable::{Attrs, TableMemory};
@@ -301,11 +303,16 @@ impl<H: SmmuHw, R> Server<H, R> {
         } else {
             tr.table.unmap_exact(&mut mem, block, pages * PAGE_SIZE)
         };
-        let Ok(tok) = cleared else {
-            // Not reachable for a range unmapped exactly as it was mapped;
-            // the record stays, nothing was cleared.
-            mem.barrier();
-            return Ok(Handled::Reply(reply, error_bytes(ApiError::NoMemory)));
+        // Read where it is (the token is about 100 bytes; moving it out of
+        // its `Result` was a copy per unmap), consumed below.
+        let tok = match &cleared {
+            Ok(tok) => tok,
+            Err(_) => {
+                // Not reachable for a range unmapped exactly as it was
+                // mapped; the record stays, nothing was cleared.
+                mem.barrier();
+                return Ok(Handled::Reply(reply, error_bytes(ApiError::NoMemory)));
+            }
         };
         // The usual single range needs no list.
         let one;
@@ -345,7 +352,10 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
             }
         }
-        payload.tables = tok.into_freed_tables();
+        payload.tables = match cleared {
+            Ok(tok) => tok.into_freed_tables(),
+            Err(_) => Vec::new(),
+        };
         // Removed only once its entries are cleared.
         let (_, m) = record.remove_entry();
         *live = live.saturating_sub(1);

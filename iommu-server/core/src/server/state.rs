@@ -123,6 +123,7 @@ pub(super) enum StaleKeys {
 
 impl StaleKeys {
     /// Room for `n` keys (none from the heap for one), or `None`.
+    #[inline(always)]
     pub(super) fn with_room(n: usize) -> Option<Self> {
         if n <= 1 {
             return Some(Self::None);
