@@ -17,8 +17,6 @@
 //! freed tables, frames and held reply to the engine, and a strict
 //! client's reply is held until the covering sync.
 
-use alloc::vec::Vec;
-
 use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
 use iommu_api::{ApiError, Dir, Extent, Response};
 use pgtable::{Attrs, TableMemory};
@@ -352,10 +350,10 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
             }
         }
-        payload.tables = match cleared {
-            Ok(tok) => tok.into_freed_tables(),
-            Err(_) => Vec::new(),
-        };
+        // (`cleared` is `Ok`: an `Err` returned above.)
+        if let Ok(tok) = cleared {
+            payload.tables = tok.into_freed_tables();
+        }
         // Removed only once its entries are cleared.
         let (_, m) = record.remove_entry();
         *live = live.saturating_sub(1);
