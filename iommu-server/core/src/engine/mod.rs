@@ -20,12 +20,13 @@
 
 mod commands;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use abi::{Asid, Iova, PAGE_SHIFT, PAGE_SIZE};
 
 use crate::policy::InvalidationPolicy;
+use crate::sorted::SortedMap;
 pub use commands::MAX_COMMANDS_PER_ASID;
 use commands::{Frames, Scope};
 
@@ -497,7 +498,7 @@ struct Batch<P> {
 /// The invalidation engine. `P` is the server's payload per unmap.
 pub struct Engine<P> {
     config: EngineConfig,
-    clients: BTreeMap<ClientId, Client<P>>,
+    clients: SortedMap<ClientId, Client<P>>,
     /// Entries for the next plan.
     ready: Vec<Entry<P>>,
     /// Earliest `unmapped_at` in `ready`.
@@ -550,7 +551,7 @@ impl<P> Engine<P> {
     pub fn new(config: EngineConfig) -> Self {
         Self {
             config,
-            clients: BTreeMap::new(),
+            clients: SortedMap::new(),
             ready: Vec::new(),
             ready_oldest: None,
             in_flight: VecDeque::new(),
@@ -1323,7 +1324,7 @@ impl<P> Engine<P> {
 }
 
 fn live_client<P>(
-    clients: &mut BTreeMap<ClientId, Client<P>>,
+    clients: &mut SortedMap<ClientId, Client<P>>,
     client: ClientId,
 ) -> Result<&mut Client<P>, EngineError> {
     match clients.get_mut(&client) {

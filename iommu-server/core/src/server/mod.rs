@@ -57,7 +57,6 @@ mod strtab;
 mod types;
 mod unmap;
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use abi::PhysAddr;
@@ -66,6 +65,7 @@ use smmuv3::idr::Features;
 use crate::engine::{Engine, SyncSeq};
 #[cfg(doc)]
 use crate::policy::TrustLevel;
+use crate::sorted::SortedMap;
 
 pub use hw::{HwError, SmmuHw};
 use state::{AsidPool, Client, Payload};
@@ -93,7 +93,7 @@ pub struct Server<H, R> {
     cfg: ServerConfig,
     strtab: StreamTable,
     engine: Engine<Payload<R>>,
-    clients: BTreeMap<u32, Client>,
+    clients: SortedMap<u32, Client>,
     /// StreamID -> owning badge (grown with `try_reserve`).
     streams: hashbrown::HashMap<u32, u32>,
     asids: AsidPool,

@@ -11,7 +11,6 @@
 //! out an ASID still in use (one is recycled only through a [`Payload`],
 //! after its domain's teardown sync).
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -31,6 +30,7 @@ use crate::engine::{ClientId, Engine, EngineConfig};
 use crate::fault_ledger::{FaultLedger, QuarantineReason};
 use crate::iova::IovaAllocator;
 use crate::policy::{InvalidationPolicy, TrustLevel};
+use crate::sorted::SortedMap;
 
 /// What is released after an unmap's covering sync.
 pub(super) struct Payload<R> {
@@ -570,7 +570,7 @@ impl Client {
 
 /// A client's stage-1 state and its mappings, or `NotAttached`.
 pub(super) fn translated_mut(
-    clients: &mut BTreeMap<u32, Client>,
+    clients: &mut SortedMap<u32, Client>,
     badge: u32,
 ) -> Result<(&mut Translated, &mut Mappings), ApiError> {
     clients
@@ -605,7 +605,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             cfg,
             strtab,
             engine: Engine::new(engine_cfg),
-            clients: BTreeMap::new(),
+            clients: SortedMap::new(),
             streams: hashbrown::HashMap::new(),
             asids: AsidPool {
                 next: 1,
