@@ -467,9 +467,15 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         if ranges.len() <= SMALL_LIST {
             // A few entries (one per I/O usually): compare pairwise rather
-            // than allocate a sorted copy.
-            for (i, r) in ranges.iter().enumerate() {
-                if ranges.iter().take(i).any(|q| q.start == r.start) {
+            // than allocate a sorted copy, each start read from the
+            // message once.
+            let mut starts = [0u64; SMALL_LIST];
+            for (s, r) in starts.iter_mut().zip(ranges.iter()) {
+                *s = r.start;
+            }
+            let starts = starts.get(..ranges.len()).unwrap_or_default();
+            for (i, s) in starts.iter().enumerate() {
+                if starts.get(..i).is_some_and(|before| before.contains(s)) {
                     return Err(ApiError::Overlap);
                 }
             }
