@@ -76,7 +76,9 @@ impl<H: SmmuHw, R> Server<H, R> {
             Ok(r) => r,
             Err(e) => return Handled::Reply(reply, error_bytes(e)),
         };
-        let Some(client) = self.clients.get(&badge) else {
+        // Found once: the one-range paths reach it again by its index.
+        let found = self.clients.position(&badge);
+        let Some(client) = found.and_then(|at| self.clients.at(at, &badge)) else {
             // A monitor's only requests (read-only); anything else from a
             // badge that is not a client's is refused.
             let r = match req {
@@ -102,6 +104,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             server: self,
             now,
             badge,
+            slot: found.unwrap_or(usize::MAX),
             grant,
             presented,
             reply,

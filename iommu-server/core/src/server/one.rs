@@ -1,8 +1,9 @@
 //! The one-range paths of `Map` and `Unmap`: one buffer per request, the
 //! I/O path's usual call. Each makes the same checks, in the same order,
 //! with the same answers, and the same changes as the general handler
-//! (`map`, `unmap`), but looks the client up once, keeps no per-range
-//! bookkeeping, and builds what it hands on where it is used. A request
+//! (`map`, `unmap`), but reaches the client at the index `handle` found
+//! it at (no second search; checked, and handed to the general handler
+//! if it is not there), keeps no per-range bookkeeping, and builds what it hands on where it is used. A request
 //! they do not take (a bypass client, a domain without its stage-1 part,
 //! a map while walk-cache regions await their sync) goes to the general
 //! handler before anything is checked or changed.
@@ -50,10 +51,12 @@ enum MapEnd {
 }
 
 impl<H: SmmuHw, R> Server<H, R> {
-    /// `Map` of one range; `None` hands it to the general path (nothing
-    /// was checked or changed).
+    /// `Map` of one range by the client at `slot` of the server's table;
+    /// `None` hands it to the general path (nothing was checked or
+    /// changed).
     pub(super) fn map_one(
         &mut self,
+        slot: usize,
         badge: u32,
         dir: Dir,
         r: Extent,
@@ -75,7 +78,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             live,
             mapped_bytes,
             ..
-        } = clients.get_mut(&badge)?.attached()?;
+        } = clients.at_mut(slot, &badge)?.attached()?;
         if policy == InvalidationPolicy::Bypass || !tr.stale_walks.is_empty() {
             return None;
         }
@@ -219,11 +222,13 @@ impl<H: SmmuHw, R> Server<H, R> {
         })
     }
 
-    /// `Unmap` of one range; `Err` hands the reply token back for the
-    /// general path (nothing was checked or changed).
+    /// `Unmap` of one range by the client at `slot` of the server's
+    /// table; `Err` hands the reply token back for the general path
+    /// (nothing was checked or changed).
     pub(super) fn unmap_one(
         &mut self,
         now: u64,
+        slot: usize,
         badge: u32,
         r: Extent,
         reply: R,
@@ -242,7 +247,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             live,
             mapped_bytes,
             ..
-        }) = clients.get_mut(&badge).and_then(Client::attached)
+        }) = clients.at_mut(slot, &badge).and_then(Client::attached)
         else {
             return Err(reply);
         };

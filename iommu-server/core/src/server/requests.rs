@@ -22,6 +22,9 @@ pub(super) struct Call<'s, 'g, H, R> {
     pub(super) server: &'s mut Server<H, R>,
     pub(super) now: u64,
     pub(super) badge: u32,
+    /// Where the caller's client sits in the server's table (found by
+    /// `handle`; checked again where it is used).
+    pub(super) slot: usize,
     pub(super) grant: Option<Grant<'g>>,
     pub(super) presented: Option<Presented>,
     pub(super) reply: R,
@@ -46,7 +49,9 @@ impl<'a, H: SmmuHw, R> Handler<'a> for Call<'_, '_, H, R> {
         if ranges.len() == 1
             && self.server.cfg.one_range_paths
             && let Some(one) = ranges.get(0)
-            && let Some(r) = self.server.map_one(self.badge, dir, one, self.grant)
+            && let Some(r) = self
+                .server
+                .map_one(self.slot, self.badge, dir, one, self.grant)
         {
             return self.answer(r);
         }
@@ -59,7 +64,10 @@ impl<'a, H: SmmuHw, R> Handler<'a> for Call<'_, '_, H, R> {
     fn unmap(self, ranges: List<'a, Extent>) -> Handled<R> {
         let reply = match ranges.get(0) {
             Some(one) if ranges.len() == 1 && self.server.cfg.one_range_paths => {
-                match self.server.unmap_one(self.now, self.badge, one, self.reply) {
+                match self
+                    .server
+                    .unmap_one(self.now, self.slot, self.badge, one, self.reply)
+                {
                     Ok(handled) => return handled,
                     Err(reply) => reply,
                 }
