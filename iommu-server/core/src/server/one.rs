@@ -18,6 +18,8 @@
 //! freed tables, frames and held reply to the engine, and a strict
 //! client's reply is held until the covering sync.
 
+use alloc::vec::Vec;
+
 use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
 use iommu_api::{ApiError, Dir, Extent, Response};
 use pgtable::{Attrs, TableMemory};
@@ -341,42 +343,53 @@ impl<H: SmmuHw, R> Server<H, R> {
             leaf_level: leaf_level(tok.leaf_level()),
             tables_freed: tok.needs_walk_invalidation(),
         };
-        let mut payload = Payload::new(badge);
-        payload.stale_walks = stale;
+        // What the sync releases is gathered in locals and the payload
+        // built once, where it goes to the engine (built empty and filled
+        // in, each field's old value was checked for a drop, and the
+        // whole was copied once more).
+        let mut stale_walks = stale;
         if hint.tables_freed {
             for x in tok.ranges() {
                 let (a, end) = (x.start.get(), x.start.get() + x.len);
                 let mut va = a;
                 while va < end {
                     if let Some(k) = stop_key(&mem, &tr.table, va) {
-                        note_stale(&mut tr.stale_walks, &mut payload.stale_walks, k);
+                        note_stale(&mut tr.stale_walks, &mut stale_walks, k);
                     }
                     va = (va | ((1 << 21) - 1)) + 1;
                 }
             }
         }
         // (`cleared` is `Ok`: an `Err` returned above.)
-        if let Ok(tok) = cleared {
-            payload.tables = tok.into_freed_tables();
-        }
+        let tables = cleared
+            .map(pgtable::Unmapped::into_freed_tables)
+            .unwrap_or_default();
         // Removed only once its entries are cleared.
         let (_, m) = record.remove_entry();
         *live = live.saturating_sub(1);
         *mapped_bytes = mapped_bytes.saturating_sub(pages * PAGE_SIZE);
         // Its IOVA block goes back after the sync: its own, or a shared
         // one with the last of its ranges.
-        payload.iova = match m.packed {
+        let iova = match m.packed {
             0 => Some((block, pages)),
             shared => release_share(&mut tr.packed, shared),
         };
-        payload.unpins = m.frames;
         mem.barrier();
         let response = Answer::Unmapped(faults_pending);
-        let answer = if policy.holds_reply() {
-            payload.reply = Some((reply, response));
-            None
+        let (held, answer) = if policy.holds_reply() {
+            (Some((reply, response)), None)
         } else {
-            Some((reply, response))
+            (None, Some((reply, response)))
+        };
+        let payload = Payload {
+            badge,
+            iova,
+            iovas: Vec::new(),
+            tables,
+            teardown: false,
+            reply: held,
+            stale_walks,
+            unpins: m.frames,
         };
         let u = Unmapping {
             client: ClientId(badge),
