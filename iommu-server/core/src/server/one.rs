@@ -381,7 +381,9 @@ impl<H: SmmuHw, R> Server<H, R> {
         } else {
             (None, Some((reply, response)))
         };
-        let payload = Payload {
+        let frames = m.frames;
+        // Built where the engine's entry is (see `unmap_reserved_with`).
+        let payload = move || Payload {
             badge,
             iova,
             iovas: Vec::new(),
@@ -389,7 +391,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             teardown: false,
             reply: held,
             stale_walks,
-            unpins: m.frames,
+            unpins: frames,
         };
         let u = Unmapping {
             client: ClientId(badge),
@@ -398,7 +400,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             hint,
             mappings: 1,
         };
-        if let Err(refused) = engine.unmap_reserved(now, u, payload, engine_room) {
+        if let Err(refused) = engine.unmap_reserved_with(now, u, payload, engine_room) {
             // Not reachable (its room was reserved): answered now, after
             // an invalidation of the whole ASID.
             let mut payload = refused.payload;
