@@ -21,7 +21,7 @@
 use alloc::vec::Vec;
 
 use abi::{Iova, PAGE_SHIFT, PAGE_SIZE};
-use iommu_api::{ApiError, Dir, Extent, Response};
+use iommu_api::{ApiError, Dir, Extent, List, Response};
 use pgtable::{Attrs, TableMemory};
 
 use super::dispatch::error_bytes;
@@ -224,17 +224,20 @@ impl<H: SmmuHw, R> Server<H, R> {
         })
     }
 
-    /// `Unmap` of one range by the client at `slot` of the server's
-    /// table; `Err` hands the reply token back for the general path
-    /// (nothing was checked or changed).
+    /// `Unmap` of `ranges`, whose one range is `r`, by the client at
+    /// `slot` of the server's table. A request it does not take goes to
+    /// the general path from here (nothing was checked or changed), so
+    /// that either answer is built where the caller's is (a `Result`
+    /// around it was copied out and matched once more).
     pub(super) fn unmap_one(
         &mut self,
         now: u64,
         slot: usize,
         badge: u32,
+        ranges: List<'_, Extent>,
         r: Extent,
         reply: R,
-    ) -> Result<Handled<R>, R> {
+    ) -> Handled<R> {
         let Self {
             clients,
             hw,
@@ -251,20 +254,20 @@ impl<H: SmmuHw, R> Server<H, R> {
             ..
         }) = clients.at_mut(slot, &badge).and_then(Client::attached)
         else {
-            return Err(reply);
+            return self.unmap(now, badge, ranges, reply);
         };
         if policy == InvalidationPolicy::Bypass {
-            return Err(reply);
+            return self.unmap(now, badge, ranges, reply);
         }
         // The checks of `check_unmap`, in its order.
         if r.len == 0 {
-            return Ok(Handled::Reply(reply, error_bytes(ApiError::ZeroLength)));
+            return Handled::Reply(reply, error_bytes(ApiError::ZeroLength));
         }
         let hashbrown::hash_map::Entry::Occupied(record) = mappings.entry(r.start) else {
-            return Ok(Handled::Reply(reply, error_bytes(ApiError::UnknownIova)));
+            return Handled::Reply(reply, error_bytes(ApiError::UnknownIova));
         };
         if record.get().len != r.len {
-            return Ok(Handled::Reply(reply, error_bytes(ApiError::LengthMismatch)));
+            return Handled::Reply(reply, error_bytes(ApiError::LengthMismatch));
         }
         // An unmap changes no fault record: the count is read once here.
         let faults_pending = ledger.kept() as u32;
@@ -284,10 +287,10 @@ impl<H: SmmuHw, R> Server<H, R> {
                     EngineError::NoMemory => ApiError::NoMemory,
                     _ => ApiError::NotPermitted,
                 };
-                return Ok(Handled::Reply(reply, error_bytes(e)));
+                return Handled::Reply(reply, error_bytes(e));
             }
         };
-        let no_memory = |reply| Ok(Handled::Reply(reply, error_bytes(ApiError::NoMemory)));
+        let no_memory = |reply| Handled::Reply(reply, error_bytes(ApiError::NoMemory));
         if tr.stale_walks.try_reserve(keys).is_err() {
             return no_memory(reply);
         }
@@ -316,7 +319,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                 // Not reachable for a range unmapped exactly as it was
                 // mapped; the record stays, nothing was cleared.
                 mem.barrier();
-                return Ok(Handled::Reply(reply, error_bytes(ApiError::NoMemory)));
+                return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
             }
         };
         // The usual single range needs no list.
@@ -330,7 +333,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             all => {
                 let Ok(f) = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0)) else {
                     // Not reachable: a few ranges are inline.
-                    return Err(reply);
+                    return self.unmap(now, badge, ranges, reply);
                 };
                 few = f;
                 for x in all {
@@ -406,14 +409,14 @@ impl<H: SmmuHw, R> Server<H, R> {
             let mut payload = refused.payload;
             let answer = payload.reply.take().or(answer);
             self.unmap_refused(asid, payload);
-            return Ok(match answer {
+            return match answer {
                 Some((reply, response)) => Handled::Reply(reply, response.bytes()),
                 None => Handled::Held,
-            });
+            };
         }
-        Ok(match answer {
+        match answer {
             Some((reply, response)) => Handled::Reply(reply, response.bytes()),
             None => Handled::Held,
-        })
+        }
     }
 }

@@ -62,19 +62,12 @@ impl<'a, H: SmmuHw, R> Handler<'a> for Call<'_, '_, H, R> {
     }
 
     fn unmap(self, ranges: List<'a, Extent>) -> Handled<R> {
-        let reply = match ranges.get(0) {
-            Some(one) if ranges.len() == 1 && self.server.cfg.one_range_paths => {
-                match self
-                    .server
-                    .unmap_one(self.now, self.slot, self.badge, one, self.reply)
-                {
-                    Ok(handled) => return handled,
-                    Err(reply) => reply,
-                }
-            }
-            _ => self.reply,
-        };
-        self.server.unmap(self.now, self.badge, ranges, reply)
+        match ranges.get(0) {
+            Some(one) if ranges.len() == 1 && self.server.cfg.one_range_paths => self
+                .server
+                .unmap_one(self.now, self.slot, self.badge, ranges, one, self.reply),
+            _ => self.server.unmap(self.now, self.badge, ranges, self.reply),
+        }
     }
 
     fn flush(self) -> Handled<R> {
