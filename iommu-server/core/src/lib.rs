@@ -23,7 +23,7 @@ pub mod iova;
 pub mod lead;
 pub mod policy;
 pub mod server;
-pub mod sorted;
+mod sorted;
 
 pub use engine::{
     ClientId, ClientStats, Engine, EngineConfig, EngineError, EngineStats, FlushPlan, FlushUrgency,

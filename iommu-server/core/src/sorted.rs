@@ -109,11 +109,6 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
         self.entries.len()
     }
 
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Every (key, value), by key.
     pub fn iter(&self) -> Iter<'_, K, V, (&K, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))
