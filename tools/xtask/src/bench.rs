@@ -10,7 +10,7 @@
 //! target/bench/<timestamp>/ or `--out`. It reports figures; it judges
 //! nothing (the counter checks are a test scenario).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,7 +22,6 @@ pub mod report;
 use crate::artifacts::{self, Workspace};
 use crate::qemu::{self, QemuConfig};
 use crate::suite;
-use bootimage::CapSpec;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, PartialEq, Eq, Default)]
@@ -42,28 +41,16 @@ pub enum Repeat {
     Fixed(u64),
     /// At least `min` and at most `max` times, stopping as soon as every
     /// matrix and ceiling point's 95% IOPS interval lies within
-    /// ±`within_pct`% of its median; then, if some still do not, at most
-    /// `top_ups` more repetitions of the ceiling and the matrix restricted
-    /// to the groups (device, workload, queue depth) whose points do not.
-    Until {
-        min: u64,
-        max: u64,
-        within_pct: u64,
-        top_ups: u64,
-    },
+    /// ±`within_pct`% of its median.
+    Until { min: u64, max: u64, within_pct: u64 },
 }
 
 impl Repeat {
-    /// `bench`'s default: intervals within ±5%, 3 to 10 boots of each run,
-    /// then up to 16 top-ups of the groups still wider. (After 10 boots
-    /// the widest was ±7.8% in the run of 2026-12-07 15:49 UTC; a median's
-    /// interval narrows about as one over the square root of the boots,
-    /// so ±5% takes about (7.8 / 5)² × 10 ≈ 24 of them.)
+    /// `bench`'s default: intervals within ±5%, 3 to 10 boots of each run.
     pub const AUTO: Repeat = Repeat::Until {
         min: 3,
         max: 10,
         within_pct: 5,
-        top_ups: 16,
     };
 
     /// The most repetitions it may make.
@@ -88,8 +75,10 @@ fn widest_interval(points: &[report::PointReport]) -> Option<(u64, String)> {
         .iter()
         .filter(|p| p.run == "matrix" || p.run == "ceiling")
         .map(|p| {
+            let half = p.iops.ci95_high.saturating_sub(p.iops.ci95_low) * 1000 / 2;
+            let rel = half / p.iops.median.max(1);
             (
-                half_width_permille(p),
+                rel,
                 format!(
                     "{} {} {} QD{} {}",
                     p.run, p.device, p.workload, p.queue_depth, p.mode
@@ -97,11 +86,6 @@ fn widest_interval(points: &[report::PointReport]) -> Option<(u64, String)> {
             )
         })
         .max()
-}
-
-/// Half the width of `p`'s IOPS interval in per mille of its median.
-fn half_width_permille(p: &report::PointReport) -> u64 {
-    p.iops.ci95_high.saturating_sub(p.iops.ci95_low) * 1000 / 2 / p.iops.median.max(1)
 }
 
 /// The ceiling: the matrix's workloads on both devices in one polled task
@@ -196,62 +180,131 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
         ws.target_dir.join("bench").join(stamp)
     });
     let max_repeats = opts.repeat.max();
-    let mut runner = Runner {
-        ws: &ws,
-        ms: opts.ms,
-        samples: Vec::new(),
-        ceiling: Vec::new(),
-        ms_per_point: 0,
-        sharing: Vec::new(),
-        boot_secs: BTreeMap::new(),
-        boot: 0,
-    };
+    let mut samples: Vec<(report::PointKey, report::Sample)> = Vec::new();
     let mut mode_orders: Vec<Vec<String>> = Vec::new();
-    let mut top_ups: Vec<report::TopUp> = Vec::new();
+    let mut ms_per_point = 0;
+    let mut sharing: Vec<String> = Vec::new();
+    const RUNS: [(&str, &str); 3] = [("ceiling", CEILING), ("matrix", MATRIX), ("mixed", MIXED)];
+    // The ceiling's samples of the current repetition.
+    let mut ceiling: Vec<(report::PointKey, report::Sample)> = Vec::new();
+    // Seconds each boot of a run took so far, for the time left.
+    let mut boot_secs: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let boots = max_repeats * RUNS.len() as u64;
+    let mut boot = 0u64;
     let mut repeats = 0u64;
     let mut stop_rule = None;
-    // The widest interval after the repetitions so far, and whether it is
-    // within the goal (`--repeat K`: not asked).
-    let widest = |samples: &[(report::PointKey, report::Sample)]| {
-        let (permille, point) =
-            widest_interval(&report::aggregate(samples.to_vec())).unwrap_or_default();
-        (permille, point)
-    };
     for rep in 0..max_repeats {
-        for (i, (run, file)) in RUNS.into_iter().enumerate() {
-            // The boots after this one, each estimated from its run's mean.
-            let first = rep * RUNS.len() as u64 + i as u64 + 1;
-            let after: Option<f64> = (first..boots)
-                .map(|b| runner.mean_secs(RUNS[usize::try_from(b).unwrap_or(0) % RUNS.len()].0))
-                .sum();
-            let label =
-                format!(
-                    "of {boots}{}: run `{run}` ({file}), repetition {}/{max_repeats}{}",
-                    if matches!(opts.repeat, Repeat::Until { .. }) {
-                        " at most"
-                    } else {
-                        ""
-                    },
-                    rep + 1,
-                    runner.mean_secs(run).zip(after).map_or(
-                        String::new(),
-                        |(this, after)| format!(", about {:.0} s left in all", this + after)
-                    )
-                );
-            if let Some(order) = runner.boot_run(run, file, rep, None, &label, after)? {
-                mode_orders.push(order);
+        for (run, file) in RUNS {
+            let mut system = suite::load_system(&ws, Path::new(file))?;
+            for t in system.tasks.iter_mut().filter(|t| t.package == "ceiling") {
+                if let Some(ms) = opts.ms {
+                    t.args.insert("ms".into(), ms.to_string());
+                }
             }
+            for t in system.tasks.iter_mut().filter(|t| t.package == "blk-bench") {
+                if let Some(ms) = opts.ms {
+                    t.args.insert("ms".into(), ms.to_string());
+                }
+                // The matrix's (the mixed run's points may be longer).
+                if run == "matrix" {
+                    ms_per_point = t.args.get("ms").and_then(|m| m.parse().ok()).unwrap_or(500);
+                }
+                let order: Vec<String> = t
+                    .args
+                    .get("modes")
+                    .map(|m| m.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default();
+                let order = report::rotated(&order, usize::try_from(rep).unwrap_or(0));
+                if run == "matrix" {
+                    mode_orders.push(order.clone());
+                }
+                t.args.insert("modes".into(), order.join(","));
+            }
+            boot += 1;
+            // The boots after this one, each estimated from its run's mean.
+            let mean = |run: &str| {
+                boot_secs
+                    .get(run)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+            };
+            let after: Option<f64> = (boot..boots)
+                .map(|b| mean(RUNS[usize::try_from(b).unwrap_or(0) % RUNS.len()].0))
+                .sum();
+            println!(
+                "xtask: bench boot {boot}/{boots}: run `{run}` ({file}), repetition {}/{max_repeats}{}{}",
+                rep + 1,
+                if matches!(opts.repeat, Repeat::Until { .. }) {
+                    " at most"
+                } else {
+                    ""
+                },
+                mean(run)
+                    .zip(after)
+                    .map_or(String::new(), |(this, after)| format!(
+                        ", about {:.0} s left in all",
+                        this + after
+                    ))
+            );
+            let images = artifacts::build(&ws, None, &system.packages())?;
+            let scratch = ws.scratch_dir(&format!("bench-{run}"));
+            let mut cfg = QemuConfig::new(&images.kernel, &scratch);
+            qemu::prepare_scratch(&scratch, &cfg)?;
+            let image = scratch.join("boot.img");
+            let len = artifacts::write_boot_image(&system, &images, &image)?;
+            cfg.check_boot_image_fits(len)?;
+            cfg.boot_image = Some(image);
+            let log = scratch.join("serial.log");
+            let t0 = std::time::Instant::now();
+            let outcome = qemu::run_watched(
+                &cfg,
+                &log,
+                Duration::from_secs(TIMEOUT_S),
+                qemu::Watch::Lines(Box::new(progress(after))),
+            )?;
+            boot_secs
+                .entry(run)
+                .or_default()
+                .push(t0.elapsed().as_secs_f64());
+            if outcome.timed_out || outcome.exit_code != Some(0) {
+                let why = if outcome.timed_out {
+                    format!("TIMEOUT after {TIMEOUT_S} s")
+                } else {
+                    format!("exit status {:?}", outcome.exit_code)
+                };
+                return Err(format!(
+                    "bench run `{run}` failed ({why}); serial log {}",
+                    log.display()
+                ));
+            }
+            let mut got = samples_of(run, rep, &outcome.serial)
+                .map_err(|e| format!("bench run `{run}`: {e}; serial log {}", log.display()))?;
+            if run == "ceiling" {
+                ceiling = got.clone();
+            } else {
+                against_ceiling(&mut got, &ceiling);
+            }
+            samples.extend(got);
+            sharing.extend(
+                outcome
+                    .serial
+                    .lines()
+                    .filter(|l| {
+                        l.contains("syncs were shared across clients")
+                            || l.contains("per-client sync counts")
+                    })
+                    .map(|l| format!("rep {}: {l}", rep + 1)),
+            );
         }
         repeats = rep + 1;
         if let Repeat::Until {
             min,
             max,
             within_pct,
-            ..
         } = opts.repeat
         {
-            let (permille, point) = widest(&runner.samples);
+            let widest = widest_interval(&report::aggregate(samples.clone()));
+            let (permille, point) = widest.unwrap_or_default();
             let reached = permille <= within_pct * 10;
             println!(
                 "xtask: after {repeats} repetition(s) the widest IOPS interval is ±{}.{}% ({point}); the goal is ±{within_pct}%",
@@ -259,86 +312,20 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
                 permille % 10
             );
             if repeats >= min && (reached || repeats >= max) {
-                if reached {
-                    stop_rule = Some(format!(
+                stop_rule = Some(if reached {
+                    format!(
                         "repeated until every matrix and ceiling point's 95% IOPS interval was within ±{within_pct}% of its median: {repeats} repetitions (at least {min})"
-                    ));
-                }
-                break;
-            }
-        }
-    }
-    // Still too wide after the full repetitions: more boots of only the
-    // groups that are, each a whole ceiling and matrix repetition of them
-    // (modes rotated, ratios within the boot, as in a full repetition).
-    if let Repeat::Until {
-        max,
-        within_pct,
-        top_ups: most,
-        ..
-    } = opts.repeat
-        && stop_rule.is_none()
-    {
-        let goal = within_pct * 10;
-        let mut rounds = 0u64;
-        while rounds < most {
-            let aggregated = report::aggregate(runner.samples.clone());
-            let subsets = Subset::too_wide(&aggregated, goal);
-            if subsets.is_empty() {
-                break;
-            }
-            let rep = repeats + rounds;
-            rounds += 1;
-            for subset in subsets {
-                let mut order = Vec::new();
-                for (run, file) in [RUNS[0], RUNS[1]] {
-                    let label = format!(
-                        "(top-up round {rounds}/{most} at most): run `{run}` ({file}), {}",
-                        subset.describe()
-                    );
-                    if let Some(o) = runner.boot_run(run, file, rep, Some(&subset), &label, None)? {
-                        order = o;
-                    }
-                }
-                top_ups.push(report::TopUp {
-                    repetition: u32::try_from(rep).unwrap_or(u32::MAX),
-                    devices: subset.devices.iter().cloned().collect(),
-                    workloads: subset.workloads.iter().cloned().collect(),
-                    queue_depths: subset.qds.iter().copied().collect(),
-                    mode_order: order,
-                });
-            }
-            let (permille, point) = widest(&runner.samples);
-            println!(
-                "xtask: after {repeats} repetition(s) and {rounds} round(s) of top-ups the widest IOPS interval is ±{}.{}% ({point}); the goal is ±{within_pct}%",
-                permille / 10,
-                permille % 10
-            );
-        }
-        let (permille, point) = widest(&runner.samples);
-        let tops = if rounds == 0 {
-            String::new()
-        } else {
-            format!(
-                " and {rounds} round(s) of top-up boots of the groups still wider (at most {most})"
-            )
-        };
-        stop_rule = Some(if permille <= goal {
-            format!(
-                "repeated until every matrix and ceiling point's 95% IOPS interval was within ±{within_pct}% of its median: {repeats} repetitions (at most {max}){tops}"
-            )
-        } else {
-            format!(
-                "repeated until every matrix and ceiling point's 95% IOPS interval was within ±{within_pct}% of its median, at most {max} times{tops}: NOT reached, the widest after {repeats}{} is ±{}.{}% ({point})",
-                if top_ups.is_empty() {
-                    ""
+                    )
                 } else {
-                    " and the top-ups"
-                },
-                permille / 10,
-                permille % 10
-            )
-        });
+                    format!(
+                        "repeated until every matrix and ceiling point's 95% IOPS interval was within ±{within_pct}% of its median, at most {max} times: NOT reached, the widest after {repeats} is ±{}.{}% ({point})",
+                        permille / 10,
+                        permille % 10
+                    )
+                });
+                break;
+            }
+        }
     }
     let machine = qemu::machine();
     let report = report::Report {
@@ -350,11 +337,10 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
             qemu_binary: machine.binary.display().to_string(),
             cpu_model: machine.cpu.clone(),
             accelerator: "tcg".into(),
-            ms_per_point: runner.ms_per_point,
+            ms_per_point,
             repeats,
             stop_rule,
             mode_orders,
-            top_ups,
             date,
             host_cpus: std::thread::available_parallelism()
                 .map_or(0, |n| u64::try_from(n.get()).unwrap_or(0)),
@@ -363,240 +349,10 @@ pub fn bench(opts: &BenchOptions) -> Result<ExitCode, String> {
                 report::IO_BYTES / 1024
             ),
         },
-        points: report::aggregate(runner.samples),
+        points: report::aggregate(samples),
     };
-    write_report(&report, &runner.sharing, &out, true)?;
+    write_report(&report, &sharing, &out, true)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The runs of one repetition, in boot order: the ceiling first, so that
-/// the matrix's points are taken as ratios of it.
-const RUNS: [(&str, &str); 3] = [("ceiling", CEILING), ("matrix", MATRIX), ("mixed", MIXED)];
-
-/// The (device, workload, queue depth) groups one boot of a top-up
-/// measures: the cross product of three sets, in the names the points
-/// carry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Subset {
-    devices: BTreeSet<String>,
-    workloads: BTreeSet<String>,
-    qds: BTreeSet<u32>,
-}
-
-/// A device's name in the points and the name of its endpoint (blk-bench
-/// calls it) and of the ceiling's capability for it.
-const DEVICE_NAMES: [(&str, &str); 2] = [("nvme", "nvme"), ("virtio-blk", "vblk")];
-
-impl Subset {
-    /// For each device with a matrix or ceiling point whose IOPS
-    /// interval's half-width is over `goal` per mille of its median: its
-    /// workloads and queue depths that have one (one boot per device, so
-    /// that a wide point of one device does not boot the other's).
-    fn too_wide(points: &[report::PointReport], goal: u64) -> Vec<Self> {
-        let mut by_device: BTreeMap<&str, Self> = BTreeMap::new();
-        for p in points
-            .iter()
-            .filter(|p| (p.run == "matrix" || p.run == "ceiling") && half_width_permille(p) > goal)
-        {
-            let s = by_device.entry(&p.device).or_default();
-            s.devices.insert(p.device.clone());
-            s.workloads.insert(p.workload.clone());
-            s.qds.insert(p.queue_depth);
-        }
-        by_device.into_values().collect()
-    }
-
-    fn describe(&self) -> String {
-        let join = |v: Vec<String>| v.join(",");
-        format!(
-            "devices {}, workloads {}, QD {}",
-            join(self.devices.iter().cloned().collect()),
-            join(self.workloads.iter().cloned().collect()),
-            join(self.qds.iter().map(u32::to_string).collect())
-        )
-    }
-
-    /// Restricts the ceiling and blk-bench tasks of `system` to the
-    /// subset: their `workloads` and `qds` arguments (kept in the
-    /// system's order) and the capabilities of the devices outside it
-    /// removed (both tasks look their capabilities up by name).
-    fn restrict(&self, system: &mut crate::system::System) -> Result<(), String> {
-        let endpoints: Vec<String> = system.endpoints.iter().map(|e| e.name.clone()).collect();
-        let dropped: Vec<&str> = DEVICE_NAMES
-            .iter()
-            .filter(|(point, _)| !self.devices.contains(*point))
-            .map(|(_, short)| *short)
-            .collect();
-        let mut restricted = 0;
-        for t in system
-            .tasks
-            .iter_mut()
-            .filter(|t| t.package == "ceiling" || t.package == "blk-bench")
-        {
-            restricted += 1;
-            let keep = |arg: Option<&String>, default: &str, ok: &dyn Fn(&str) -> bool| {
-                arg.map_or(default, String::as_str)
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|x| ok(x))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            let workloads = keep(t.args.get("workloads"), "randread,randwrite", &|w| {
-                self.workloads.contains(w)
-            });
-            let qds = keep(t.args.get("qds"), "1,8,32,64", &|q| {
-                q.parse().is_ok_and(|q| self.qds.contains(&q))
-            });
-            if workloads.is_empty() || qds.is_empty() {
-                return Err(format!(
-                    "task `{}` measures none of {}",
-                    t.name,
-                    self.describe()
-                ));
-            }
-            t.args.insert("workloads".into(), workloads);
-            t.args.insert("qds".into(), qds);
-            t.caps.retain(|c| {
-                let named = match c.spec {
-                    CapSpec::Endpoint {
-                        endpoint,
-                        serve: false,
-                        ..
-                    } if t.package == "blk-bench" => usize::try_from(endpoint)
-                        .ok()
-                        .and_then(|i| endpoints.get(i))
-                        .map_or("", String::as_str),
-                    _ => c.name.as_str(),
-                };
-                !dropped.contains(&named)
-            });
-        }
-        if restricted == 0 {
-            return Err(format!("{}: no ceiling or blk-bench task", system.origin));
-        }
-        Ok(())
-    }
-}
-
-/// What the boots of one `bench` have gathered.
-struct Runner<'a> {
-    ws: &'a Workspace,
-    ms: Option<u64>,
-    samples: Vec<(report::PointKey, report::Sample)>,
-    /// The ceiling's samples of the current repetition.
-    ceiling: Vec<(report::PointKey, report::Sample)>,
-    ms_per_point: u64,
-    sharing: Vec<String>,
-    /// Seconds each boot of a run took so far, for the time left.
-    boot_secs: BTreeMap<&'static str, Vec<f64>>,
-    boot: u64,
-}
-
-impl Runner<'_> {
-    /// The mean boot of `run` so far, in seconds.
-    fn mean_secs(&self, run: &str) -> Option<f64> {
-        self.boot_secs
-            .get(run)
-            .filter(|v| !v.is_empty())
-            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
-    }
-
-    /// Boots `run` (system `file`) as repetition `rep`, restricted to
-    /// `subset` if given, and keeps its samples; the matrix's mode order.
-    fn boot_run(
-        &mut self,
-        run: &'static str,
-        file: &str,
-        rep: u64,
-        subset: Option<&Subset>,
-        label: &str,
-        after: Option<f64>,
-    ) -> Result<Option<Vec<String>>, String> {
-        let mut system = suite::load_system(self.ws, Path::new(file))?;
-        if let Some(s) = subset {
-            s.restrict(&mut system)?;
-        }
-        let mut matrix_order = None;
-        for t in system.tasks.iter_mut().filter(|t| t.package == "ceiling") {
-            if let Some(ms) = self.ms {
-                t.args.insert("ms".into(), ms.to_string());
-            }
-        }
-        for t in system.tasks.iter_mut().filter(|t| t.package == "blk-bench") {
-            if let Some(ms) = self.ms {
-                t.args.insert("ms".into(), ms.to_string());
-            }
-            // The matrix's (the mixed run's points may be longer).
-            if run == "matrix" {
-                self.ms_per_point = t.args.get("ms").and_then(|m| m.parse().ok()).unwrap_or(500);
-            }
-            let order: Vec<String> = t
-                .args
-                .get("modes")
-                .map(|m| m.split(',').map(str::to_owned).collect())
-                .unwrap_or_default();
-            let order = report::rotated(&order, usize::try_from(rep).unwrap_or(0));
-            if run == "matrix" {
-                matrix_order = Some(order.clone());
-            }
-            t.args.insert("modes".into(), order.join(","));
-        }
-        self.boot += 1;
-        println!("xtask: bench boot {} {label}", self.boot);
-        let images = artifacts::build(self.ws, None, &system.packages())?;
-        let scratch = self.ws.scratch_dir(&format!("bench-{run}"));
-        let mut cfg = QemuConfig::new(&images.kernel, &scratch);
-        qemu::prepare_scratch(&scratch, &cfg)?;
-        let image = scratch.join("boot.img");
-        let len = artifacts::write_boot_image(&system, &images, &image)?;
-        cfg.check_boot_image_fits(len)?;
-        cfg.boot_image = Some(image);
-        let log = scratch.join("serial.log");
-        let t0 = std::time::Instant::now();
-        let outcome = qemu::run_watched(
-            &cfg,
-            &log,
-            Duration::from_secs(TIMEOUT_S),
-            qemu::Watch::Lines(Box::new(progress(after))),
-        )?;
-        if subset.is_none() {
-            self.boot_secs
-                .entry(run)
-                .or_default()
-                .push(t0.elapsed().as_secs_f64());
-        }
-        if outcome.timed_out || outcome.exit_code != Some(0) {
-            let why = if outcome.timed_out {
-                format!("TIMEOUT after {TIMEOUT_S} s")
-            } else {
-                format!("exit status {:?}", outcome.exit_code)
-            };
-            return Err(format!(
-                "bench run `{run}` failed ({why}); serial log {}",
-                log.display()
-            ));
-        }
-        let mut got = samples_of(run, rep, &outcome.serial)
-            .map_err(|e| format!("bench run `{run}`: {e}; serial log {}", log.display()))?;
-        if run == "ceiling" {
-            self.ceiling = got.clone();
-        } else {
-            against_ceiling(&mut got, &self.ceiling);
-        }
-        self.samples.extend(got);
-        self.sharing.extend(
-            outcome
-                .serial
-                .lines()
-                .filter(|l| {
-                    l.contains("syncs were shared across clients")
-                        || l.contains("per-client sync counts")
-                })
-                .map(|l| format!("rep {}: {l}", rep + 1)),
-        );
-        Ok(matrix_order)
-    }
 }
 
 /// `bench --replot DIR`: the table, CSV and chart again from
@@ -805,37 +561,11 @@ fn with_ci(s: &report::Stat, scale: f64, places: usize) -> String {
     }
 }
 
-/// `" and N top-up(s) ..."`: the targeted repetitions, if any, and what
-/// each booted.
-fn top_ups(m: &report::Meta) -> String {
-    if m.top_ups.is_empty() {
-        return String::new();
-    }
-    let each: Vec<String> = m
-        .top_ups
-        .iter()
-        .map(|t| {
-            let qds: Vec<String> = t.queue_depths.iter().map(u32::to_string).collect();
-            format!(
-                "{} {} QD{}",
-                t.devices.join("+"),
-                t.workloads.join("+"),
-                qds.join("+")
-            )
-        })
-        .collect();
-    format!(
-        " and {} top-up boot(s) of the ceiling and the matrix, each of groups still too wide ({})",
-        m.top_ups.len(),
-        each.join("; ")
-    )
-}
-
 /// The human table: medians over the repetitions, 95% intervals in brackets.
 pub fn table(r: &report::Report) -> String {
     let m = &r.meta;
     let mut t = format!(
-        "{}; {} (-cpu {}, {}), {} ms per matrix point, {} boot(s) of each run{}, {} (commit {}{})\n\
+        "{}; {} (-cpu {}, {}), {} ms per matrix point, {} boot(s) of each run, {} (commit {}{})\n\
          medians over the repetitions; [95% bootstrap interval]; latencies and per-I/O counts: median of the repetitions\n",
         m.workload,
         m.qemu_version,
@@ -843,7 +573,6 @@ pub fn table(r: &report::Report) -> String {
         m.accelerator,
         m.ms_per_point,
         m.repeats,
-        top_ups(m),
         m.date,
         m.commit.get(..12).unwrap_or(&m.commit),
         if m.dirty { ", dirty" } else { "" },
@@ -1120,7 +849,6 @@ mod tests {
                 repeats: serials.len() as u64,
                 stop_rule: Some("repeated until the test said so".into()),
                 mode_orders: Vec::new(),
-                top_ups: Vec::new(),
                 date: report::utc_date(0),
                 host_cpus: 2,
                 workload: "4 KiB random I/O".into(),
@@ -1216,107 +944,6 @@ mod tests {
         assert_eq!(Repeat::Fixed(0).max(), 1);
     }
 
-    /// A top-up measures the groups with a point wider than the goal,
-    /// whichever mode it is: here strict's ±2.6%, at NVMe randread QD8.
-    #[test]
-    fn top_ups_take_the_groups_still_too_wide() {
-        let slower = LOG.replace("ios=95 us=1000 iops=950", "ios=90 us=1000 iops=900");
-        let mut r = report_of(&[LOG, &slower, LOG]);
-        // Another group, as steady as can be.
-        let other = LOG
-            .replace("qd=8", "qd=64")
-            .replace("dev=nvme", "dev=virtio-blk");
-        let steady = report_of(&[&other, &other, &other]);
-        r.points.extend(steady.points);
-        let wide = Subset::too_wide(&r.points, 20);
-        assert_eq!(wide.len(), 1, "one group is wider than 2%: {wide:?}");
-        let s = &wide[0];
-        assert_eq!(s.devices, BTreeSet::from(["nvme".to_owned()]));
-        assert_eq!(s.workloads, BTreeSet::from(["randread".to_owned()]));
-        assert_eq!(s.qds, BTreeSet::from([8]));
-        assert_eq!(s.describe(), "devices nvme, workloads randread, QD 8");
-        // Within 5%, nothing is.
-        assert_eq!(Subset::too_wide(&r.points, 50), []);
-        // Wide points of two devices: one boot each, never a cross product
-        // of the two devices.
-        let mut both = r.clone();
-        let shaky = slower
-            .replace("dev=nvme", "dev=virtio-blk")
-            .replace("qd=8", "qd=32");
-        let vblk = LOG
-            .replace("dev=nvme", "dev=virtio-blk")
-            .replace("qd=8", "qd=32");
-        both.points
-            .extend(report_of(&[&vblk, &shaky, &vblk]).points);
-        let wide = Subset::too_wide(&both.points, 20);
-        let described: Vec<String> = wide.iter().map(Subset::describe).collect();
-        assert_eq!(
-            described,
-            [
-                "devices nvme, workloads randread, QD 8",
-                "devices virtio-blk, workloads randread, QD 32"
-            ]
-        );
-        // The mixed run's points never ask for one.
-        for p in &mut r.points {
-            p.run = "mixed".into();
-        }
-        assert_eq!(Subset::too_wide(&r.points, 20), []);
-    }
-
-    fn system(file: &str) -> crate::system::System {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        crate::system::load(&root.join(file)).unwrap()
-    }
-
-    /// A top-up boots the benchmark systems with only the subset's
-    /// arguments and devices: the capabilities of the others are gone,
-    /// everything else is as the system says.
-    #[test]
-    fn a_top_up_restricts_the_ceiling_and_the_matrix() {
-        let subset = Subset {
-            devices: BTreeSet::from(["virtio-blk".to_owned()]),
-            workloads: BTreeSet::from(["randwrite".to_owned()]),
-            qds: BTreeSet::from([8, 64]),
-        };
-        for file in [CEILING, MATRIX] {
-            let before = system(file);
-            let mut after = before.clone();
-            subset.restrict(&mut after).unwrap();
-            let mut seen = 0;
-            for (b, a) in before.tasks.iter().zip(&after.tasks) {
-                if a.package != "ceiling" && a.package != "blk-bench" {
-                    assert_eq!(a, b, "{file}: task {} untouched", a.name);
-                    continue;
-                }
-                seen += 1;
-                assert_eq!(a.args["workloads"], "randwrite", "{file}");
-                assert_eq!(a.args["qds"], "8,64", "{file}");
-                let names: Vec<&str> = a.caps.iter().map(|c| c.name.as_str()).collect();
-                let want: &[&str] = if a.package == "ceiling" {
-                    &["smmu", "owner", "vblk"]
-                } else {
-                    &["blk2", "kstats"]
-                };
-                assert_eq!(names, want, "{file}");
-                // The rest of the task, as it was.
-                assert_eq!(
-                    a.args.keys().collect::<Vec<_>>(),
-                    b.args.keys().collect::<Vec<_>>()
-                );
-                assert_eq!((a.priority, &a.trust), (b.priority, &b.trust));
-            }
-            assert_eq!(seen, 1, "{file}");
-        }
-        // A subset the system does not measure is an error, not an empty boot.
-        let none = Subset {
-            qds: BTreeSet::from([3]),
-            ..subset.clone()
-        };
-        let err = none.restrict(&mut system(MATRIX)).unwrap_err();
-        assert!(err.contains("measures none of"), "{err}");
-    }
-
     /// The published report (docs/bench/results.json) must parse as the
     /// current schema and write back byte for byte: a field renamed, added,
     /// retyped (a float where an integer belongs) or dropped fails here.
@@ -1333,12 +960,7 @@ mod tests {
         assert_eq!(serde_json::to_string_pretty(&report).unwrap() + "\n", text);
         assert!(report.meta.repeats >= 1 && !report.meta.commit.is_empty());
         for p in &report.points {
-            let topped = report.meta.top_ups.iter().filter(|t| t.covers(p)).count();
-            assert_eq!(
-                p.samples.len() as u64,
-                report.meta.repeats + topped as u64,
-                "{p:?}"
-            );
+            assert_eq!(p.samples.len() as u64, report.meta.repeats, "{p:?}");
             assert!(p.iops.ci95_low <= p.iops.median && p.iops.median <= p.iops.ci95_high);
         }
         // The committed table and CSV are what this report draws.

@@ -269,13 +269,8 @@ pub fn svg(r: &Report) -> String {
     let m = &r.meta;
     let reps = if m.repeats > 1 {
         format!(
-            "Bars: median of {} boots{} (mode order rotated each boot); error bars: 95% bootstrap interval of the median.",
-            m.repeats,
-            if m.top_ups.is_empty() {
-                String::new()
-            } else {
-                format!(", more for the groups of {} top-up boots", m.top_ups.len())
-            }
+            "Bars: median of {} boots (mode order rotated each boot); error bars: 95% bootstrap interval of the median.",
+            m.repeats
         )
     } else {
         "Bars: one boot (no repetitions, so no error bars).".to_owned()

@@ -14,14 +14,12 @@ use serde::{Deserialize, Serialize};
 /// why a run without `--repeat` stopped where it did (a schema-4 report
 /// has none and replots as it did). 6: `per_io_milli.server_phases`, the
 /// IOMMU server's time per I/O by phase (absent on ceiling points and in
-/// older reports). 7: `meta.top_ups`, the targeted repetitions after the
-/// full ones (absent when there were none: a point then has one sample
-/// per repetition, as before).
-pub const SCHEMA_VERSION: u32 = 7;
+/// older reports).
+pub const SCHEMA_VERSION: u32 = 6;
 /// Schema versions this xtask reads: a schema-3 report has no ceiling and
 /// no `*_to_ceiling_milli` fields (they are absent, not null, and stay
 /// absent when it is written back), and replots as it did.
-pub const READABLE_SCHEMAS: [u32; 5] = [3, 4, 5, 6, SCHEMA_VERSION];
+pub const READABLE_SCHEMAS: [u32; 4] = [3, 4, 5, SCHEMA_VERSION];
 /// Bytes per I/O: every workload moves 4 KiB blocks.
 pub const IO_BYTES: u64 = 4096;
 /// Bootstrap resamples for each interval.
@@ -62,43 +60,12 @@ pub struct Meta {
     pub stop_rule: Option<String>,
     /// The mode order of each repetition (rotated by one each time).
     pub mode_orders: Vec<Vec<String>>,
-    /// Repetitions after the `repeats` full ones, each booting the
-    /// ceiling and the matrix for only the groups whose interval was still
-    /// too wide (schema 7; absent when there were none). A point has one
-    /// sample per full repetition and one per top-up that covered it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub top_ups: Vec<TopUp>,
     /// UTC, `YYYY-MM-DDTHH:MM:SSZ`, when the run started.
     pub date: String,
     /// CPUs the host offered (`available_parallelism`).
     pub host_cpus: u64,
     /// What each I/O is.
     pub workload: String,
-}
-
-/// A targeted repetition: the cross product of these devices, workloads
-/// and queue depths, every mode, in the ceiling and the matrix run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TopUp {
-    /// Its repetition index (after the full repetitions').
-    pub repetition: u32,
-    pub devices: Vec<String>,
-    pub workloads: Vec<String>,
-    pub queue_depths: Vec<u32>,
-    /// The matrix's mode order in it (rotated as a full repetition's).
-    pub mode_order: Vec<String>,
-}
-
-impl TopUp {
-    /// Whether it measured point `p` (the mixed run's never).
-    #[cfg(test)]
-    pub fn covers(&self, p: &PointReport) -> bool {
-        (p.run == "matrix" || p.run == "ceiling")
-            && self.devices.contains(&p.device)
-            && self.workloads.contains(&p.workload)
-            && self.queue_depths.contains(&p.queue_depth)
-    }
 }
 
 /// One point of the matrix (or the mixed run) over every repetition.
@@ -668,29 +635,13 @@ mod tests {
                 repeats: 2,
                 stop_rule: None,
                 mode_orders: vec![vec!["bypass".into(), "strict".into()]],
-                top_ups: vec![TopUp {
-                    repetition: 1,
-                    devices: vec!["nvme".into()],
-                    workloads: vec!["randread".into()],
-                    queue_depths: vec![8],
-                    mode_order: vec!["strict".into(), "bypass".into()],
-                }],
                 date: utc_date(0),
                 host_cpus: 2,
                 workload: "4 KiB random I/O".into(),
             },
             points,
         };
-        // Its second sample came from the top-up, which covered the point.
-        assert!(report.meta.top_ups[0].covers(&report.points[0]));
-        let mut other = report.points[0].clone();
-        other.queue_depth = 32;
-        assert!(!report.meta.top_ups[0].covers(&other));
-        other.queue_depth = 8;
-        other.run = "mixed".into();
-        assert!(!report.meta.top_ups[0].covers(&other));
         let text = serde_json::to_string_pretty(&report).unwrap();
-        assert!(text.contains("\"top_ups\": ["), "{text}");
         assert!(
             text.contains("\"queue_depth\": 8,"),
             "integers stay integers"
