@@ -226,7 +226,7 @@ pub struct BenchArgs {
     /// Boot each run K times, rotating the mode order each time, and report
     /// the median with a 95% bootstrap interval [default: until every
     /// matrix and ceiling point's IOPS interval is within ±5% of its
-    /// median, at least 3 and at most 10 times; `--net`: 1].
+    /// median, at least 3 and at most 24 times; `--net`: 1].
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=50))]
     pub repeat: Option<u64>,
     /// Boot nothing: redraw the table, CSV and chart from DIR/results.json
