@@ -3,10 +3,11 @@
 //! with the same answers, and the same changes as the general handler
 //! (`map`, `unmap`), but reaches the client at the index `handle` found
 //! it at (no second search; checked, and handed to the general handler
-//! if it is not there), keeps no per-range bookkeeping, and builds what it hands on where it is used. A request
-//! they do not take (a bypass client, a domain without its stage-1 part,
-//! a map while walk-cache regions await their sync) goes to the general
-//! handler before anything is checked or changed.
+//! if it is not there), keeps no per-range bookkeeping, and builds what
+//! it hands on where it is used. A request they do not take (a bypass
+//! client, a domain without its stage-1 part, a map while walk-cache
+//! regions await their sync) goes to the general handler before anything
+//! is checked or changed.
 //!
 //! They keep every rule of `map` and `unmap` (see those modules): a map
 //! reaches only granted, pinned frames, passes the quota before anything
