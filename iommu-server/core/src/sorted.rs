@@ -1,9 +1,9 @@
 //! A small ordered map kept as a vector sorted by key: the server's and
 //! the engine's tables of clients. It iterates in key order, as the
 //! `BTreeMap` it replaces did, and besides lookups by key it tells where
-//! a key sits ([`SortedMap::position`]), so that a caller that found a
-//! client once reaches it again by that index ([`SortedMap::at_mut`])
-//! rather than by another search.
+//! a key sits ([`SortedMap::position`], [`SortedMap::find`]), so that a
+//! caller that found a client once reaches it again by that index
+//! ([`SortedMap::at_mut`]) rather than by another search.
 //!
 //! It owns only that order. An index is a hint, never trusted: every
 //! access by index checks the key found there, and answers `None` (the
@@ -46,17 +46,9 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
         self.entries.binary_search_by(|(e, _)| e.cmp(k)).ok()
     }
 
-    /// The value of `k`, found at index `at` (from [`SortedMap::position`]);
-    /// `None` if `k` is not there (the map changed since).
-    #[inline]
-    pub fn at(&self, at: usize, k: &K) -> Option<&V> {
-        match self.entries.get(at) {
-            Some((e, v)) if e == k => Some(v),
-            _ => None,
-        }
-    }
-
-    /// [`SortedMap::at`], mutably.
+    /// The value of `k`, found at index `at` (from [`SortedMap::position`]
+    /// or [`SortedMap::find`]), mutably; `None` if `k` is not there (the
+    /// map changed since).
     #[inline]
     pub fn at_mut(&mut self, at: usize, k: &K) -> Option<&mut V> {
         match self.entries.get_mut(at) {
@@ -65,11 +57,17 @@ impl<K: Ord + Copy, V> SortedMap<K, V> {
         }
     }
 
+    /// Where `k` sits and its value.
+    #[inline]
+    pub fn find(&self, k: &K) -> Option<(usize, &V)> {
+        let at = self.position(k)?;
+        self.entries.get(at).map(|(_, v)| (at, v))
+    }
+
     /// The value of `k`.
     #[inline]
     pub fn get(&self, k: &K) -> Option<&V> {
-        let at = self.position(k)?;
-        self.entries.get(at).map(|(_, v)| v)
+        self.find(k).map(|(_, v)| v)
     }
 
     /// The value of `k`, mutably.
@@ -161,14 +159,16 @@ mod tests {
                     b.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
                 for k in 0u8..16 {
                     prop_assert_eq!(m.get(&k), b.get(&k));
+                    prop_assert_eq!(m.find(&k).map(|(_, v)| v), b.get(&k));
+                    prop_assert_eq!(m.find(&k).map(|(at, _)| at), m.position(&k));
                     prop_assert_eq!(m.contains_key(&k), b.contains_key(&k));
                     match m.position(&k) {
-                        Some(at) => prop_assert_eq!(m.at(at, &k), b.get(&k)),
+                        Some(at) => prop_assert_eq!(m.at_mut(at, &k).copied(), b.get(&k).copied()),
                         None => prop_assert!(!b.contains_key(&k)),
                     }
                     for at in 0..m.len() + 1 {
-                        let hit = m.at(at, &k);
-                        prop_assert!(hit.is_none() || hit == b.get(&k));
+                        let hit = m.at_mut(at, &k).copied();
+                        prop_assert!(hit.is_none() || hit == b.get(&k).copied());
                     }
                 }
             }

@@ -77,8 +77,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             Err(e) => return Handled::Reply(reply, error_bytes(e)),
         };
         // Found once: the one-range paths reach it again by its index.
-        let found = self.clients.position(&badge);
-        let Some(client) = found.and_then(|at| self.clients.at(at, &badge)) else {
+        let Some((slot, client)) = self.clients.find(&badge) else {
             // A monitor's only requests (read-only); anything else from a
             // badge that is not a client's is refused.
             let r = match req {
@@ -104,7 +103,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             server: self,
             now,
             badge,
-            slot: found.unwrap_or(usize::MAX),
+            slot,
             grant,
             presented,
             reply,
