@@ -544,6 +544,90 @@ impl PlanLists {
         v.try_reserve(n).map_err(|_| EngineError::NoMemory)?;
         Ok(v)
     }
+
+    /// The commands and participant lists of a plan covering `entries`
+    /// (one own sync per per-unmap entry, then one shared by the rest),
+    /// leaving in `counted` what each client's counters gain. Every list
+    /// is reserved with `try_reserve`; `NoMemory` changes nothing the
+    /// engine relies on (the lists are scratch).
+    fn plan<'a, P: 'a>(
+        &mut self,
+        config: &EngineConfig,
+        entries: impl Iterator<Item = &'a Entry<P>> + Clone,
+    ) -> Result<(Vec<Invalidation>, Vec<Vec<ClientId>>), EngineError> {
+        let oom = |_| EngineError::NoMemory;
+        let mut commands = core::mem::take(&mut self.commands);
+        let mut segments = core::mem::take(&mut self.segments);
+        self.counted.clear();
+        let per_unmap = entries.clone().filter(|e| e.kind == Kind::PerUnmap).count();
+        let shared = || entries.clone().filter(|e| e.kind != Kind::PerUnmap);
+        let shared_n = shared().count();
+        segments
+            .try_reserve(per_unmap + usize::from(shared_n > 0))
+            .map_err(oom)?;
+
+        // The baseline: each per-unmap entry with its own sync.
+        for e in entries.clone().filter(|e| e.kind == Kind::PerUnmap) {
+            commands::choose(config, [&e.scope], &mut commands, &mut self.choice)
+                .map_err(|_| EngineError::NoMemory)?;
+            commands.try_reserve(1).map_err(oom)?;
+            commands.push(Invalidation::Sync);
+            let mut alone = self.segment(1)?;
+            alone.push(e.client);
+            segments.push(alone);
+            let tlbis = self.choice.counts.iter().map(|(_, n)| *n as u64).sum();
+            self.counted.try_reserve(1).map_err(oom)?;
+            self.counted.push((e.client, tlbis, 1));
+        }
+        // Everything else shares the final sync.
+        if shared_n > 0 {
+            commands::choose(
+                config,
+                shared().map(|e| &e.scope),
+                &mut commands,
+                &mut self.choice,
+            )
+            .map_err(|_| EngineError::NoMemory)?;
+            commands.try_reserve(1).map_err(oom)?;
+            commands.push(Invalidation::Sync);
+            let asids = shared()
+                .map(|e| match &e.scope {
+                    Scope::Ranges { .. } => 1,
+                    Scope::Asids(asids) => asids.len(),
+                })
+                .sum();
+            let mut participants = self.segment(shared_n)?;
+            let pairs = &mut self.pairs;
+            pairs.clear();
+            pairs.try_reserve(asids).map_err(oom)?;
+            for e in shared() {
+                participants.push(e.client);
+                match &e.scope {
+                    Scope::Ranges { asid, .. } => pairs.push((e.client, *asid)),
+                    Scope::Asids(asids) => pairs.extend(asids.iter().map(|a| (e.client, *a))),
+                }
+            }
+            pairs.sort_unstable();
+            pairs.dedup();
+            participants.sort_unstable();
+            participants.dedup();
+            let counted = &mut self.counted;
+            counted
+                .try_reserve(pairs.len() + participants.len())
+                .map_err(oom)?;
+            let counts = &self.choice.counts;
+            for &(client, asid) in pairs.iter() {
+                if let Ok(i) = counts.binary_search_by_key(&asid, |&(a, _)| a) {
+                    counted.push((client, counts[i].1 as u64, 0));
+                }
+            }
+            for client in &participants {
+                counted.push((*client, 0, 1));
+            }
+            segments.push(participants);
+        }
+        Ok((commands, segments))
+    }
 }
 
 impl<P> Engine<P> {
@@ -977,84 +1061,20 @@ impl<P> Engine<P> {
         self.ready.try_reserve(moving).map_err(oom)?;
         self.in_flight.try_reserve(1).map_err(oom)?;
         // Everything the plan covers: the ready entries, then the queues
-        // that move (what `ready` holds once they moved).
-        let queued = self
-            .clients
-            .values()
-            .filter(moves)
-            .flat_map(|c| c.queue.iter());
-        let entries = self.ready.iter().chain(queued);
-        let lists = &mut self.lists;
-        let mut commands = core::mem::take(&mut lists.commands);
-        let mut segments = core::mem::take(&mut lists.segments);
-        lists.counted.clear();
-        let per_unmap = entries.clone().filter(|e| e.kind == Kind::PerUnmap).count();
-        let shared = || entries.clone().filter(|e| e.kind != Kind::PerUnmap);
-        let shared_n = shared().count();
-        segments
-            .try_reserve(per_unmap + usize::from(shared_n > 0))
-            .map_err(oom)?;
-
-        // The baseline: each per-unmap entry with its own sync.
-        for e in entries.clone().filter(|e| e.kind == Kind::PerUnmap) {
-            commands::choose(&self.config, [&e.scope], &mut commands, &mut lists.choice)
-                .map_err(|_| EngineError::NoMemory)?;
-            commands.try_reserve(1).map_err(oom)?;
-            commands.push(Invalidation::Sync);
-            let mut alone = lists.segment(1)?;
-            alone.push(e.client);
-            segments.push(alone);
-            let tlbis = lists.choice.counts.iter().map(|(_, n)| *n as u64).sum();
-            lists.counted.try_reserve(1).map_err(oom)?;
-            lists.counted.push((e.client, tlbis, 1));
-        }
-        // Everything else shares the final sync.
-        if shared_n > 0 {
-            commands::choose(
-                &self.config,
-                shared().map(|e| &e.scope),
-                &mut commands,
-                &mut lists.choice,
-            )
-            .map_err(|_| EngineError::NoMemory)?;
-            commands.try_reserve(1).map_err(oom)?;
-            commands.push(Invalidation::Sync);
-            let asids = shared()
-                .map(|e| match &e.scope {
-                    Scope::Ranges { .. } => 1,
-                    Scope::Asids(asids) => asids.len(),
-                })
-                .sum();
-            let mut participants = lists.segment(shared_n)?;
-            let pairs = &mut lists.pairs;
-            pairs.clear();
-            pairs.try_reserve(asids).map_err(oom)?;
-            for e in shared() {
-                participants.push(e.client);
-                match &e.scope {
-                    Scope::Ranges { asid, .. } => pairs.push((e.client, *asid)),
-                    Scope::Asids(asids) => pairs.extend(asids.iter().map(|a| (e.client, *a))),
-                }
-            }
-            pairs.sort_unstable();
-            pairs.dedup();
-            participants.sort_unstable();
-            participants.dedup();
-            let counted = &mut lists.counted;
-            counted
-                .try_reserve(pairs.len() + participants.len())
-                .map_err(oom)?;
-            let counts = &lists.choice.counts;
-            for &(client, asid) in pairs.iter() {
-                if let Ok(i) = counts.binary_search_by_key(&asid, |&(a, _)| a) {
-                    counted.push((client, counts[i].1 as u64, 0));
-                }
-            }
-            for client in &participants {
-                counted.push((*client, 0, 1));
-            }
-            segments.push(participants);
-        }
+        // that move (what `ready` holds once they moved). Usually no queue
+        // moves (strict clients queue nothing): the plan then walks the
+        // ready list alone, not a chain through every client's queue.
+        let (commands, segments) = if moving == 0 {
+            self.lists.plan(&self.config, self.ready.iter())?
+        } else {
+            let queued = self
+                .clients
+                .values()
+                .filter(moves)
+                .flat_map(|c| c.queue.iter());
+            self.lists
+                .plan(&self.config, self.ready.iter().chain(queued))?
+        };
 
         // The plan is made: now the queues move and the counters count.
         for c in self.clients.values_mut() {
