@@ -99,12 +99,48 @@ where
     lists.work.clear();
     lists.whole.clear();
     lists.counts.clear();
-    let done = choose_into(config, scopes.into_iter(), out, lists);
+    let scopes = scopes.into_iter();
+    let done = match one_range(scopes.clone()) {
+        Some((asid, range, hint)) => choose_one(config, asid, range, hint, out, &mut lists.counts),
+        None => choose_into(config, scopes, out, lists),
+    };
     if done.is_err() {
         out.truncate(before);
         lists.counts.clear();
     }
     done
+}
+
+/// The one range of `scopes` if they are a single scope of a single range
+/// (a strict unmap of one buffer or of one group, the usual flush).
+fn one_range<'a>(
+    mut scopes: impl Iterator<Item = &'a Scope>,
+) -> Option<(Asid, (u64, u64), UnmapHint)> {
+    match (scopes.next(), scopes.next()) {
+        (
+            Some(Scope::Ranges {
+                asid,
+                ranges: Frames::One(range),
+                hint,
+            }),
+            None,
+        ) => Some((*asid, *range, *hint)),
+        _ => None,
+    }
+}
+
+/// [`choose_into`] for one range of one ASID, without its sorting and
+/// searching (nothing to sort or merge): the same commands, the same count.
+fn choose_one(
+    config: &EngineConfig,
+    asid: Asid,
+    (s, e): (u64, u64),
+    hint: UnmapHint,
+    out: &mut Vec<Invalidation>,
+    counts: &mut Vec<(Asid, usize)>,
+) -> Result<(), NoMemory> {
+    let work = [(asid, hint.leaf_level, !hint.tables_freed, s, e)];
+    emit_asid(config, asid, false, &work, out, counts)
 }
 
 fn choose_into<'a>(
@@ -158,35 +194,53 @@ fn choose_into<'a>(
     let mut next = first_above(None);
     while let Some(asid) = next {
         next = first_above(Some(asid));
-        let start = out.len();
-        let mut wide = whole.binary_search(&asid).is_ok();
-        if !wide {
-            let from = work.partition_point(|w| w.0 < asid);
-            let to = work.partition_point(|w| w.0 <= asid);
-            let mut emitter = Emitter {
-                config,
-                asid,
-                out: &mut *out,
-                pages: 0,
-                commands: 0,
-                max_commands: config.asid_wide_after_commands.min(MAX_COMMANDS_PER_ASID),
-            };
-            match emitter.groups(work.get(from..to).unwrap_or(&[])) {
-                Ok(true) => {}
-                Ok(false) => {
-                    out.truncate(start);
-                    wide = true;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if wide {
-            out.try_reserve(1).map_err(|_| NoMemory)?;
-            out.push(Invalidation::TlbiAsid { asid });
-        }
-        counts.try_reserve(1).map_err(|_| NoMemory)?;
-        counts.push((asid, out.len() - start));
+        let wide = whole.binary_search(&asid).is_ok();
+        let from = work.partition_point(|w| w.0 < asid);
+        let to = work.partition_point(|w| w.0 <= asid);
+        emit_asid(
+            config,
+            asid,
+            wide,
+            work.get(from..to).unwrap_or(&[]),
+            out,
+            counts,
+        )?;
     }
+    Ok(())
+}
+
+/// Appends the commands of one ASID: the merged ranges of `work` (its
+/// ranges, sorted), or one ASID-wide TLBI if `wide` or past a threshold;
+/// then how many it took to `counts`.
+fn emit_asid(
+    config: &EngineConfig,
+    asid: Asid,
+    mut wide: bool,
+    work: &[Work],
+    out: &mut Vec<Invalidation>,
+    counts: &mut Vec<(Asid, usize)>,
+) -> Result<(), NoMemory> {
+    let start = out.len();
+    if !wide {
+        let mut emitter = Emitter {
+            config,
+            asid,
+            out: &mut *out,
+            pages: 0,
+            commands: 0,
+            max_commands: config.asid_wide_after_commands.min(MAX_COMMANDS_PER_ASID),
+        };
+        if !emitter.groups(work)? {
+            out.truncate(start);
+            wide = true;
+        }
+    }
+    if wide {
+        out.try_reserve(1).map_err(|_| NoMemory)?;
+        out.push(Invalidation::TlbiAsid { asid });
+    }
+    counts.try_reserve(1).map_err(|_| NoMemory)?;
+    counts.push((asid, out.len() - start));
     Ok(())
 }
 
@@ -283,5 +337,60 @@ impl Emitter<'_, '_> {
             self.commands += count as usize;
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::MERGE_GAP_PAGES;
+    use proptest::prelude::*;
+
+    fn level() -> impl Strategy<Value = LeafLevel> {
+        prop_oneof![
+            Just(LeafLevel::Any),
+            Just(LeafLevel::L1),
+            Just(LeafLevel::L2),
+            Just(LeafLevel::L3),
+        ]
+    }
+
+    proptest! {
+        /// One scope of one range: the shortcut emits what the general
+        /// choice emits (commands, counts, and whether it fails), whatever
+        /// the thresholds and whatever `out` held before.
+        #[test]
+        fn one_range_chooses_as_the_general_choice(
+            ril in any::<bool>(),
+            wide_pages in prop_oneof![Just(u64::MAX), 1u64..2_000],
+            wide_commands in prop_oneof![Just(512usize), 0usize..8],
+            asid in 1u16..5,
+            start in 0u64..(1 << 36),
+            len in prop_oneof![1u64..64, 1u64..(1 << 20), Just((1 << 20) - 1)],
+            leaf_level in level(),
+            tables_freed in any::<bool>(),
+            before in 0usize..3,
+        ) {
+            let config = EngineConfig {
+                range_invalidation: ril,
+                asid_wide_after_pages: wide_pages,
+                asid_wide_after_commands: wide_commands,
+                piggyback_deferred: true,
+                merge_gap_pages: MERGE_GAP_PAGES,
+            };
+            let scope = Scope::Ranges {
+                asid: Asid(asid),
+                ranges: Frames::One((start, start + len)),
+                hint: UnmapHint { leaf_level, tables_freed },
+            };
+            let prior = vec![Invalidation::Sync; before];
+            let (mut short, mut general) = (prior.clone(), prior);
+            let (mut ls, mut lg) = (Lists::default(), Lists::default());
+            let a = choose(&config, [&scope], &mut short, &mut ls);
+            let b = choose_into(&config, [&scope].into_iter(), &mut general, &mut lg);
+            prop_assert_eq!(a.is_ok(), b.is_ok());
+            prop_assert_eq!(short, general);
+            prop_assert_eq!(ls.counts, lg.counts);
+        }
     }
 }
