@@ -97,12 +97,37 @@ pub(super) fn release_share(
     packed: &mut hashbrown::HashMap<u64, Packed>,
     block: u64,
 ) -> Option<(Iova, u64)> {
+    release_shares(packed, block, 1)
+}
+
+/// `n` ranges of the shared IOVA block at `block` are gone (one lookup
+/// for the ranges of a block unmapped together): the block, if they were
+/// its last.
+fn release_shares(
+    packed: &mut hashbrown::HashMap<u64, Packed>,
+    block: u64,
+    n: u32,
+) -> Option<(Iova, u64)> {
     let share = packed.get_mut(&block)?;
-    share.live = share.live.saturating_sub(1);
+    share.live = share.live.saturating_sub(n);
     if share.live > 0 {
         return None;
     }
     packed.remove(&block).map(|p| (Iova::new(block), p.pages))
+}
+
+/// A released IOVA block into a gathered payload: its first block, then
+/// the list (reserved for one per span but the first).
+fn place_block(
+    first: &mut Option<(Iova, u64)>,
+    more: &mut Vec<(Iova, u64)>,
+    block: Option<(Iova, u64)>,
+) {
+    match block {
+        Some(b) if first.is_none() => *first = Some(b),
+        Some(b) => more.push(b),
+        None => {}
+    }
 }
 
 pub(super) fn leaf_level(level: Option<u8>) -> LeafLevel {
@@ -330,6 +355,9 @@ impl<H: SmmuHw, R> Server<H, R> {
             }
             // Removed only once their entries are cleared (a refused
             // clear keeps them, and never reinserts into the table).
+            // Consecutive ranges of one shared block (a batch mapped in
+            // one request) give it back with one lookup.
+            let mut share: Option<(u64, u32)> = None;
             for s in &spans[at..end] {
                 let m = domain.mappings.remove(&s.key);
                 domain.live = domain.live.saturating_sub(1);
@@ -337,9 +365,16 @@ impl<H: SmmuHw, R> Server<H, R> {
                 group.mappings += 1;
                 // Its IOVA block goes back after the sync: its own, or a
                 // shared one with the last of its ranges.
-                let block = match m.as_ref().map_or(0, |m| m.packed) {
-                    0 => Some((Iova::new(s.page), s.pages)),
-                    shared => release_share(&mut tr.packed, shared),
+                let block = match (m.as_ref().map_or(0, |m| m.packed), share) {
+                    (0, _) => Some((Iova::new(s.page), s.pages)),
+                    (shared, Some((b, n))) if b == shared => {
+                        share = Some((b, n + 1));
+                        None
+                    }
+                    (shared, before) => {
+                        share = Some((shared, 1));
+                        before.and_then(|(b, n)| release_shares(&mut tr.packed, b, n))
+                    }
                 };
                 if !gather {
                     group.payload.iova = block;
@@ -350,11 +385,15 @@ impl<H: SmmuHw, R> Server<H, R> {
                     if let Some(m) = m {
                         frames.extend_from_slice(m.frames.as_slice());
                     }
-                    match block {
-                        Some(b) if group.payload.iova.is_none() => group.payload.iova = Some(b),
-                        Some(b) => iovas.push(b),
-                        None => {}
-                    }
+                    place_block(&mut group.payload.iova, &mut iovas, block);
+                }
+            }
+            if let Some((b, n)) = share {
+                let block = release_shares(&mut tr.packed, b, n);
+                if gather {
+                    place_block(&mut group.payload.iova, &mut iovas, block);
+                } else {
+                    group.payload.iova = block;
                 }
             }
             if each {
