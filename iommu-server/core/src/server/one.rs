@@ -260,7 +260,7 @@ impl<H: SmmuHw, R> Server<H, R> {
         if policy == InvalidationPolicy::Bypass {
             return self.unmap(now, badge, ranges, reply);
         }
-        // The checks of `check_unmap`, in its order.
+        // The checks of `span_of` (unmap.rs), in its order.
         if r.len == 0 {
             return Handled::Reply(reply, error_bytes(ApiError::ZeroLength));
         }

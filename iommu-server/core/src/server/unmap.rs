@@ -8,11 +8,12 @@
 //! and the walk-cache regions they made stale travel in a [`Payload`],
 //! released only after the covering sync (see `flush`); never let a strict
 //! client's reply out before that sync; never change anything on a
-//! refused request (`check_unmap` runs first); and never grow the heap
-//! infallibly: everything it records once the first entry is cleared (the
-//! engine's room for its unmaps, the lists of ranges, frames, IOVA blocks,
-//! freed tables and stale walk-cache keys) is reserved with `try_reserve`
-//! before that (`NoMemory`, nothing changed).
+//! refused request (every check runs first: `check_ranges`, or for a
+//! translated client `spans_of` as it gathers the spans); and never grow
+//! the heap infallibly: everything it records once the first entry is
+//! cleared (the engine's room for its unmaps, the lists of ranges, frames,
+//! IOVA blocks, freed tables and stale walk-cache keys) is reserved with
+//! `try_reserve` before that (`NoMemory`, nothing changed).
 
 use alloc::vec::Vec;
 
@@ -25,7 +26,8 @@ use super::dispatch::{error_bytes, reply_bytes};
 use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::state::{
-    Answer, FrameList, Packed, Payload, StaleKeys, note_stale, stale_room, stop_key, table_room,
+    Answer, Domain, FrameList, Mapping, Packed, Payload, StaleKeys, note_stale, stale_room,
+    stop_key, table_room,
 };
 use super::types::Handled;
 use super::{SMALL_LIST, Server};
@@ -147,7 +149,20 @@ impl<H: SmmuHw, R> Server<H, R> {
         ranges: List<'_, Extent>,
         reply: R,
     ) -> Handled<R> {
-        if let Err(e) = self.check_unmap(badge, ranges) {
+        // A translated client's mappings are looked up once, while its
+        // spans are gathered (`spans_of`, the same checks in the same
+        // order); a bypass client's are checked here.
+        let checked = match self.clients.get(&badge) {
+            None => Err(ApiError::NotPermitted),
+            Some(c) => match &c.domain {
+                None => Err(ApiError::NotAttached),
+                Some(d) if c.policy == InvalidationPolicy::Bypass || d.tr.is_none() => {
+                    check_ranges(d, c.policy, ranges)
+                }
+                Some(_) => Ok(()),
+            },
+        };
+        if let Err(e) = checked {
             return Handled::Reply(reply, error_bytes(e));
         }
         let Some(client) = self.clients.get_mut(&badge) else {
@@ -192,18 +207,13 @@ impl<H: SmmuHw, R> Server<H, R> {
         // request over as one.
         let each = policy == InvalidationPolicy::StrictPerUnmap;
         let Ok(mut spans) = Few::with_capacity(n, Span::default) else {
-            return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+            // A refused request answers its first error as the checks
+            // would have, then `NoMemory`.
+            let e = check_ranges(domain, policy, ranges).err();
+            return Handled::Reply(reply, error_bytes(e.unwrap_or(ApiError::NoMemory)));
         };
-        for r in ranges.iter() {
-            if let Some(m) = domain.mappings.get(&r.start) {
-                let (block, pages) = m.block(r.start);
-                spans.push(Span {
-                    key: r.start,
-                    page: block.get(),
-                    pages,
-                    frames: m.frames.as_slice().len(),
-                });
-            }
+        if let Err(e) = spans_of(&domain.mappings, ranges, &mut spans) {
+            return Handled::Reply(reply, error_bytes(e));
         }
         let spans = spans.as_mut_slice();
         spans.sort_unstable_by_key(|s| s.page);
@@ -480,57 +490,97 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         None
     }
+}
 
-    /// Every check of an unmap, changing nothing.
-    fn check_unmap(&self, badge: u32, ranges: List<'_, Extent>) -> Result<(), ApiError> {
-        let client = self.clients.get(&badge).ok_or(ApiError::NotPermitted)?;
-        let domain = client.domain.as_ref().ok_or(ApiError::NotAttached)?;
-        for r in ranges.iter() {
-            if r.len == 0 {
-                return Err(ApiError::ZeroLength);
-            }
-            if client.policy == InvalidationPolicy::Bypass {
-                if !domain.bus.contains_key(&(r.start, r.len)) {
-                    return Err(if domain.bus.any_at(r.start) {
-                        ApiError::LengthMismatch
-                    } else {
-                        ApiError::UnknownIova
-                    });
-                }
+/// The checks of an unmap's ranges in `domain`, in order: each range's
+/// (empty, unknown, of another length), then no start twice. Changes
+/// nothing.
+#[inline]
+fn check_ranges(
+    domain: &Domain,
+    policy: InvalidationPolicy,
+    ranges: List<'_, Extent>,
+) -> Result<(), ApiError> {
+    for r in ranges.iter() {
+        if policy != InvalidationPolicy::Bypass {
+            span_of(&domain.mappings, r)?;
+        } else if r.len == 0 {
+            return Err(ApiError::ZeroLength);
+        } else if !domain.bus.contains_key(&(r.start, r.len)) {
+            return Err(if domain.bus.any_at(r.start) {
+                ApiError::LengthMismatch
             } else {
-                let m = domain.mappings.get(&r.start).ok_or(ApiError::UnknownIova)?;
-                if m.len != r.len {
-                    return Err(ApiError::LengthMismatch);
-                }
-            }
+                ApiError::UnknownIova
+            });
         }
-        if ranges.len() <= SMALL_LIST {
-            // A few entries (one per I/O usually): compare pairwise rather
-            // than allocate a sorted copy, each start read from the
-            // message once.
-            let mut starts = [0u64; SMALL_LIST];
-            for (s, r) in starts.iter_mut().zip(ranges.iter()) {
-                *s = r.start;
-            }
-            let starts = starts.get(..ranges.len()).unwrap_or_default();
-            for (i, s) in starts.iter().enumerate() {
-                if starts.get(..i).is_some_and(|before| before.contains(s)) {
-                    return Err(ApiError::Overlap);
-                }
-            }
-            return Ok(());
-        }
-        let mut keys: Vec<u64> = Vec::new();
-        keys.try_reserve_exact(ranges.len())
-            .map_err(|_| ApiError::NoMemory)?;
-        keys.extend(ranges.iter().map(|r| r.start));
-        keys.sort_unstable();
-        if keys.windows(2).any(|w| w[0] == w[1]) {
-            return Err(ApiError::Overlap);
-        }
-        Ok(())
     }
+    no_start_twice(ranges)
+}
 
+/// A translated unmap's checks (those of [`check_ranges`], in its order)
+/// with each range's span gathered as its mapping is found: one lookup
+/// per range. `spans` has room for every range.
+fn spans_of(
+    mappings: &hashbrown::HashMap<u64, Mapping>,
+    ranges: List<'_, Extent>,
+    spans: &mut Few<Span>,
+) -> Result<(), ApiError> {
+    for r in ranges.iter() {
+        spans.push(span_of(mappings, r)?);
+    }
+    no_start_twice(ranges)
+}
+
+/// One range of a translated unmap, checked (empty, unknown, of another
+/// length: in that order), as the span of its mapping.
+fn span_of(mappings: &hashbrown::HashMap<u64, Mapping>, r: Extent) -> Result<Span, ApiError> {
+    if r.len == 0 {
+        return Err(ApiError::ZeroLength);
+    }
+    let m = mappings.get(&r.start).ok_or(ApiError::UnknownIova)?;
+    if m.len != r.len {
+        return Err(ApiError::LengthMismatch);
+    }
+    let (block, pages) = m.block(r.start);
+    Ok(Span {
+        key: r.start,
+        page: block.get(),
+        pages,
+        frames: m.frames.as_slice().len(),
+    })
+}
+
+/// `Overlap` if two ranges start at the same address.
+#[inline]
+fn no_start_twice(ranges: List<'_, Extent>) -> Result<(), ApiError> {
+    if ranges.len() <= SMALL_LIST {
+        // A few entries (one per I/O usually): compare pairwise rather
+        // than allocate a sorted copy, each start read from the message
+        // once.
+        let mut starts = [0u64; SMALL_LIST];
+        for (s, r) in starts.iter_mut().zip(ranges.iter()) {
+            *s = r.start;
+        }
+        let starts = starts.get(..ranges.len()).unwrap_or_default();
+        for (i, s) in starts.iter().enumerate() {
+            if starts.get(..i).is_some_and(|before| before.contains(s)) {
+                return Err(ApiError::Overlap);
+            }
+        }
+        return Ok(());
+    }
+    let mut keys: Vec<u64> = Vec::new();
+    keys.try_reserve_exact(ranges.len())
+        .map_err(|_| ApiError::NoMemory)?;
+    keys.extend(ranges.iter().map(|r| r.start));
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ApiError::Overlap);
+    }
+    Ok(())
+}
+
+impl<H: SmmuHw, R> Server<H, R> {
     /// Hands an unmap whose entries are already cleared to the engine.
     pub(super) fn queue_unmap(
         &mut self,
