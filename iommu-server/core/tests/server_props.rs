@@ -11,8 +11,9 @@
 //! - no IOVA comes back from a map before a sync followed its unmap (and
 //!   the harness checks the same for every freed table page);
 //! - refused partial unmaps change nothing;
-//! - once every mapping is unmapped and synced, no IOVA stays in use (in
-//!   half the cases; the other half die with live mappings).
+//! - once every mapping is unmapped, several to a request, and synced,
+//!   no page of them translates (cached or not) and no IOVA stays in use
+//!   (in half the cases; the other half die with live mappings).
 //!
 //! Each holds with the one-range paths of `Map` and `Unmap` and without.
 
@@ -350,14 +351,24 @@ fn run(ops: Vec<OpK>, one_range_paths: bool) {
     // with their mappings live.
     if unmap_all {
         now += 2 * T + 2;
-        for (live, badge) in r.live.iter_mut().zip(BADGES) {
+        // Every page translated first, so that the model's IOTLB holds
+        // what each unmap must invalidate.
+        let mut gone = Vec::new();
+        for (c, live) in r.live.iter_mut().enumerate() {
+            let hw = s.hw_mut();
+            for l in live.iter() {
+                for (page, _) in l.pages() {
+                    let _ = hw.model.translate(&hw.mem, StreamId(SIDS[c]), page, true);
+                    gone.push((c, page));
+                }
+            }
             let ext: Vec<Extent> = live
                 .iter()
                 .map(|l| Extent::new(l.iova.get(), l.len))
                 .collect();
             for chunk in ext.chunks(32) {
                 token += 1;
-                unmap(&mut s, now, badge, chunk, token).unwrap();
+                unmap(&mut s, now, BADGES[c], chunk, token).unwrap();
             }
             live.clear();
         }
@@ -369,6 +380,15 @@ fn run(ops: Vec<OpK>, one_range_paths: bool) {
                 (st.pending_unmaps, st.iova_bytes_in_use),
                 (0, 0),
                 "client {b}"
+            );
+        }
+        for (c, page) in gone {
+            assert_eq!(
+                s.hw()
+                    .model
+                    .would_translate(&s.hw().mem, StreamId(SIDS[c]), page),
+                None,
+                "page {page:?} of client {c} translates after its unmap's sync"
             );
         }
     }
