@@ -93,6 +93,17 @@ struct Span {
     frames: usize,
 }
 
+impl Span {
+    /// Whether `next` follows this span in IOVA and both are cleared in
+    /// one walk (a span a block may map stays alone, cleared exactly as it
+    /// was mapped).
+    fn joins(&self, next: &Span) -> bool {
+        self.pages < MERGE_PAGES
+            && next.pages < MERGE_PAGES
+            && self.page + self.pages * PAGE_SIZE == next.page
+    }
+}
+
 /// One range of the shared IOVA block at `block` is gone: the block, if
 /// that was its last.
 pub(super) fn release_share(
@@ -212,23 +223,37 @@ impl<H: SmmuHw, R> Server<H, R> {
             let e = check_ranges(domain, policy, ranges).err();
             return Handled::Reply(reply, error_bytes(e.unwrap_or(ApiError::NoMemory)));
         };
-        if let Err(e) = spans_of(&domain.mappings, ranges, &mut spans) {
-            return Handled::Reply(reply, error_bytes(e));
-        }
+        let blocks = match spans_of(&domain.mappings, ranges, &mut spans) {
+            Ok(blocks) => blocks,
+            Err(e) => return Handled::Reply(reply, error_bytes(e)),
+        };
         let spans = spans.as_mut_slice();
         spans.sort_unstable_by_key(|s| s.page);
-        let room = spans
-            .iter()
-            .map(|s| if s.pages < MERGE_PAGES { 1 } else { 3 })
-            .sum();
         // One span keeps its own frame list and needs no list of IOVA
         // blocks; more are gathered.
         let gather = !each && spans.len() > 1;
-        let total_frames = if gather {
-            spans.iter().map(|s| s.frames).sum()
-        } else {
-            0
-        };
+        // What the reservations need, in one pass: the room for engine
+        // ranges (up to three for a span a block may map, one for each run
+        // of the others; one per span in the per-unmap baseline, whose
+        // spans are each their own run), the frames, the stale walk-cache
+        // keys, the tables the runs may free, and the spans a block may
+        // map. (The IOVA blocks that may go back came with the spans.)
+        let span_room = |s: &Span| if s.pages < MERGE_PAGES { 1 } else { 3 };
+        let joined = |a: &Span, b: &Span| !each && a.joins(b);
+        let keys = |s: &Span| stale_room(s.page, s.pages * PAGE_SIZE);
+        let (mut room, mut total_frames, mut all_keys) = (0, 0, 0);
+        let (mut tables, mut big) = (0, 0);
+        let mut prev: Option<&Span> = None;
+        for s in spans.iter() {
+            if prev.is_none_or(|p| !joined(p, s)) {
+                room += span_room(s);
+            }
+            total_frames += s.frames;
+            all_keys += keys(s);
+            tables += table_room(s.page, s.pages * PAGE_SIZE);
+            big += usize::from(s.pages >= MERGE_PAGES);
+            prev = Some(s);
+        }
         let mut frames: Vec<PhysAddr> = Vec::new();
         let mut iovas: Vec<(Iova, u64)> = Vec::new();
         let mut alone: Vec<Group<R>> = Vec::new();
@@ -237,16 +262,14 @@ impl<H: SmmuHw, R> Server<H, R> {
         // otherwise one for the whole request), and the domain's room for
         // those keys: past the first clear the unmap cannot be refused.
         let mut groups: Vec<(UnmapRoom, StaleKeys)> = Vec::new();
+        let mut single: Option<(UnmapRoom, StaleKeys)> = None;
         let mut tokens: Vec<Unmapped<Iova>> = Vec::new();
-        let keys = |s: &Span| stale_room(s.page, s.pages * PAGE_SIZE);
-        let span_room = |s: &Span| if s.pages < MERGE_PAGES { 1 } else { 3 };
-        let all_keys: usize = spans.iter().map(keys).sum();
         let reserved = (|| {
             let engine_ranges = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0))?;
             let oom = |_| ApiError::NoMemory;
             if gather {
                 frames.try_reserve_exact(total_frames).map_err(oom)?;
-                iovas.try_reserve_exact(spans.len() - 1).map_err(oom)?;
+                iovas.try_reserve_exact(blocks - 1).map_err(oom)?;
             }
             let unmaps = if each { spans.len() } else { 1 };
             let first = self
@@ -267,17 +290,17 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
             } else {
                 let stale = StaleKeys::with_room(all_keys).ok_or(ApiError::NoMemory)?;
-                groups.try_reserve_exact(1).map_err(oom)?;
-                groups.push((first, stale));
+                single = Some((first, stale));
             }
             tr.stale_walks
                 .try_reserve(all_keys)
                 .map_err(|_| ApiError::NoMemory)?;
             // A span a block may map is cleared alone by the page table's
             // general walk: its token's room (last span first).
-            let big = spans.iter().filter(|s| s.pages >= MERGE_PAGES);
-            tokens.try_reserve_exact(big.clone().count()).map_err(oom)?;
-            for s in big.rev() {
+            if big > 0 {
+                tokens.try_reserve_exact(big).map_err(oom)?;
+            }
+            for s in spans.iter().rev().filter(|s| s.pages >= MERGE_PAGES) {
                 let t = table_room(s.page, s.pages * PAGE_SIZE);
                 tokens.push(pgtable::Unmapped::with_room(3, t).ok_or(ApiError::NoMemory)?);
             }
@@ -289,21 +312,13 @@ impl<H: SmmuHw, R> Server<H, R> {
         };
         let mut mem = HwTables(&mut self.hw);
         let mut group = Group::new(badge);
-        if let Some((room, stale)) = groups.pop() {
+        if let Some((room, stale)) = single.take().or_else(|| groups.pop()) {
             group.room = room;
             group.payload.stale_walks = stale;
         }
         if !each && spans.len() > 1 {
             // The tables every run may free, listed in one payload.
-            let tables = spans
-                .iter()
-                .map(|s| table_room(s.page, s.pages * PAGE_SIZE));
-            if group
-                .payload
-                .tables
-                .try_reserve_exact(tables.sum())
-                .is_err()
-            {
+            if group.payload.tables.try_reserve_exact(tables).is_err() {
                 return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
             }
         }
@@ -314,12 +329,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             // in one request usually does), cleared in one walk. A span a
             // block may map stays alone, cleared exactly as it was mapped.
             let mut end = at + 1;
-            while !each
-                && end < spans.len()
-                && spans[end - 1].pages < MERGE_PAGES
-                && spans[end].pages < MERGE_PAGES
-                && spans[end - 1].page + spans[end - 1].pages * PAGE_SIZE == spans[end].page
-            {
+            while end < spans.len() && joined(&spans[end - 1], &spans[end]) {
                 end += 1;
             }
             let (first, last) = (spans[at], spans[end - 1]);
@@ -519,21 +529,33 @@ fn check_ranges(
 
 /// A translated unmap's checks (those of [`check_ranges`], in its order)
 /// with each range's span gathered as its mapping is found: one lookup
-/// per range. `spans` has room for every range.
+/// per range. `spans` has room for every range. Returns how many IOVA
+/// blocks the ranges may give back, at most: each range's own block, and
+/// each shared block once for every stretch of its ranges in the request
+/// (never fewer than the distinct blocks, whatever the order).
 fn spans_of(
     mappings: &hashbrown::HashMap<u64, Mapping>,
     ranges: List<'_, Extent>,
     spans: &mut Few<Span>,
-) -> Result<(), ApiError> {
+) -> Result<usize, ApiError> {
+    let (mut blocks, mut last) = (0, 0);
     for r in ranges.iter() {
-        spans.push(span_of(mappings, r)?);
+        let (span, packed) = span_of(mappings, r)?;
+        blocks += usize::from(packed == 0 || packed != last);
+        last = packed;
+        spans.push(span);
     }
-    no_start_twice(ranges)
+    no_start_twice(ranges)?;
+    Ok(blocks)
 }
 
 /// One range of a translated unmap, checked (empty, unknown, of another
-/// length: in that order), as the span of its mapping.
-fn span_of(mappings: &hashbrown::HashMap<u64, Mapping>, r: Extent) -> Result<Span, ApiError> {
+/// length: in that order), as the span of its mapping, with the shared
+/// IOVA block it is a range of (`Mapping::packed`, 0 for its own).
+fn span_of(
+    mappings: &hashbrown::HashMap<u64, Mapping>,
+    r: Extent,
+) -> Result<(Span, u64), ApiError> {
     if r.len == 0 {
         return Err(ApiError::ZeroLength);
     }
@@ -542,12 +564,13 @@ fn span_of(mappings: &hashbrown::HashMap<u64, Mapping>, r: Extent) -> Result<Spa
         return Err(ApiError::LengthMismatch);
     }
     let (block, pages) = m.block(r.start);
-    Ok(Span {
+    let span = Span {
         key: r.start,
         page: block.get(),
         pages,
         frames: m.frames.as_slice().len(),
-    })
+    };
+    Ok((span, m.packed))
 }
 
 /// `Overlap` if two ranges start at the same address.
