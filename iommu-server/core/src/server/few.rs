@@ -12,11 +12,17 @@ const FEW_INLINE: usize = 4;
 
 /// A request's per-range bookkeeping: up to [`FEW_INLINE`] items inline (no
 /// heap allocation, and a small value to build and move), more in a heap
-/// vector reserved in full, fallibly, by [`Few::with_capacity`]. `push`
-/// past the capacity is ignored (callers size it from the request first).
+/// vector reserved in full, fallibly, by [`Few::with_capacity`]. A `push`
+/// past the room asked for is a bug of the caller, which sizes it from the
+/// request first: a debug build (every host test) panics on it; a release
+/// build ignores it past the heap vector's room, and inline past four.
 pub(super) struct Few<T> {
     inline: [T; FEW_INLINE],
     len: usize,
+    /// The room asked for (checked in debug builds only: the release
+    /// server's hot paths push into a `Few` per range).
+    #[cfg(debug_assertions)]
+    room: usize,
     /// Used instead of `inline` when more than [`FEW_INLINE`] were asked
     /// for: reserved once, never grown.
     spill: Vec<T>,
@@ -33,11 +39,15 @@ impl<T> Few<T> {
         Ok(Self {
             inline: core::array::from_fn(|_| fill()),
             len: 0,
+            #[cfg(debug_assertions)]
+            room: n,
             spill,
         })
     }
 
     pub(super) fn push(&mut self, item: T) {
+        #[cfg(debug_assertions)]
+        assert!(self.len < self.room, "Few::push past its room");
         if self.spill.capacity() > 0 {
             if self.spill.len() < self.spill.capacity() {
                 self.spill.push(item);
