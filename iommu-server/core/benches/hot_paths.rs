@@ -379,15 +379,22 @@ fn batch_paths(c: &mut Criterion) {
 
 /// A block driver's whole batch, per batch: one `Map` of `n` one-page
 /// buffers, one `Unmap` of them, and the flush, with one other buffer
-/// mapped throughout (as the driver's queues are), in bypass and in
-/// strict: the difference is what strict costs the server per batch, its
-/// fixed part (`n` = 1) and its part per buffer.
+/// mapped throughout (as the driver's queues are), in bypass, strict and
+/// deferred: the differences are what strict and deferred cost the server
+/// per batch, their fixed part (`n` = 1) and their part per buffer. (The
+/// deferred flush runs at once here, as the server runs it when no other
+/// unmap can join the window.)
 fn cycle_paths(c: &mut Criterion) {
     let mut g = c.benchmark_group("cycle");
     for n in [1u64, 8, 32] {
         for (mode, policy) in [
             ("bypass", InvalidationPolicy::Bypass),
             ("strict", InvalidationPolicy::Strict),
+            (
+                "deferred",
+                // The benchmark's deferred bounds (systems/bench.toml).
+                InvalidationPolicy::deferred(256, 1_000).expect("deferred bounds"),
+            ),
         ] {
             g.bench_function(format!("qd{n}_{mode}"), |b| {
                 let mut s =
@@ -442,10 +449,12 @@ fn cycle_unmap(s: &mut Bench, msg: &[u8]) {
     black_box(s.server.handle(s.now, BADGE, msg, None, None, 7));
 }
 
-/// The flush (nothing to do in bypass).
+/// The flush (nothing to do in bypass), a deferred window included, as
+/// the server task flushes one that no other unmap can join.
 #[inline(never)]
 fn cycle_flush(s: &mut Bench) -> usize {
-    s.flush()
+    s.now += 1;
+    s.server.poll_ahead(s.now, u64::MAX / 2).len()
 }
 
 fn iova_paths(c: &mut Criterion) {
