@@ -1061,19 +1061,37 @@ impl<P> Engine<P> {
         self.ready.try_reserve(moving).map_err(oom)?;
         self.in_flight.try_reserve(1).map_err(oom)?;
         // Everything the plan covers: the ready entries, then the queues
-        // that move (what `ready` holds once they moved). Usually no queue
-        // moves (strict clients queue nothing): the plan then walks the
-        // ready list alone, not a chain through every client's queue.
-        let (commands, segments) = if moving == 0 {
-            self.lists.plan(&self.config, self.ready.iter())?
-        } else {
-            let queued = self
+        // that move (what `ready` holds once they moved). Usually that is
+        // one list (strict clients queue nothing, and a deferred flush
+        // usually finds one client's queue and nothing ready): the plan
+        // then walks it alone, not a chain through every client's queue.
+        let alone: Option<&[Entry<P>]> = if moving == 0 {
+            Some(&self.ready)
+        } else if self.ready.is_empty() {
+            let mut queues = self
                 .clients
                 .values()
                 .filter(moves)
-                .flat_map(|c| c.queue.iter());
-            self.lists
-                .plan(&self.config, self.ready.iter().chain(queued))?
+                .map(|c| c.queue.as_slices())
+                .filter(|(a, b)| !a.is_empty() || !b.is_empty());
+            match (queues.next(), queues.next()) {
+                (Some((a, [])), None) => Some(a),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let (commands, segments) = match alone {
+            Some(entries) => self.lists.plan(&self.config, entries.iter())?,
+            None => {
+                let queued = self
+                    .clients
+                    .values()
+                    .filter(moves)
+                    .flat_map(|c| c.queue.iter());
+                self.lists
+                    .plan(&self.config, self.ready.iter().chain(queued))?
+            }
         };
 
         // The plan is made: now the queues move and the counters count.
