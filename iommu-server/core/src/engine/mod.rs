@@ -550,11 +550,12 @@ impl PlanLists {
     /// leaving in `counted` what each client's counters gain. Every list
     /// is reserved with `try_reserve`; `NoMemory` changes nothing the
     /// engine relies on (the lists are scratch).
-    fn plan<'a, P: 'a>(
+    fn plan<P>(
         &mut self,
         config: &EngineConfig,
-        entries: impl Iterator<Item = &'a Entry<P>> + Clone,
+        entries: &[Entry<P>],
     ) -> Result<(Vec<Invalidation>, Vec<Vec<ClientId>>), EngineError> {
+        let entries = entries.iter();
         let oom = |_| EngineError::NoMemory;
         let mut commands = core::mem::take(&mut self.commands);
         let mut segments = core::mem::take(&mut self.segments);
@@ -1034,10 +1035,12 @@ impl<P> Engine<P> {
         self.try_plan_flush(now).ok().flatten()
     }
 
-    /// [`Engine::plan_flush`], refused with `NoMemory`, changing nothing,
-    /// if the heap cannot hold the plan (every list it builds is reserved
-    /// with `try_reserve` before anything moves). The caller may then
-    /// invalidate everything instead ([`Engine::plan_full`]).
+    /// [`Engine::plan_flush`], refused with `NoMemory` if the heap cannot
+    /// hold the plan (every list it builds is reserved with `try_reserve`).
+    /// A refusal changes nothing but the due deferred queues (all of them,
+    /// when piggybacking), which have joined the ready list: due at once
+    /// from then on. The caller may then invalidate everything instead
+    /// ([`Engine::plan_full`]).
     pub fn try_plan_flush(&mut self, now: u64) -> Result<Option<FlushPlan>, EngineError> {
         let oom = |_| EngineError::NoMemory;
         let due = |c: &Client<P>| {
@@ -1060,44 +1063,13 @@ impl<P> Engine<P> {
             .sum();
         self.ready.try_reserve(moving).map_err(oom)?;
         self.in_flight.try_reserve(1).map_err(oom)?;
-        // Everything the plan covers: the ready entries, then the queues
-        // that move (what `ready` holds once they moved). Usually that is
-        // one list (strict clients queue nothing, and a deferred flush
-        // usually finds one client's queue and nothing ready): the plan
-        // then walks it alone, not a chain through every client's queue.
-        let alone: Option<&[Entry<P>]> = if moving == 0 {
-            Some(&self.ready)
-        } else if self.ready.is_empty() {
-            let mut queues = self
-                .clients
-                .values()
-                .filter(moves)
-                .map(|c| c.queue.as_slices())
-                .filter(|(a, b)| !a.is_empty() || !b.is_empty());
-            match (queues.next(), queues.next()) {
-                (Some((a, [])), None) => Some(a),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let (commands, segments) = match alone {
-            Some(entries) => self.lists.plan(&self.config, entries.iter())?,
-            None => {
-                let queued = self
-                    .clients
-                    .values()
-                    .filter(moves)
-                    .flat_map(|c| c.queue.iter());
-                self.lists
-                    .plan(&self.config, self.ready.iter().chain(queued))?
-            }
-        };
-
-        // The plan is made: now the queues move and the counters count.
+        // The queues that move join the ready list first (its room was
+        // reserved above), so that the plan walks one list. A plan the
+        // heap then refuses leaves them there: they are flushed with the
+        // next plan, which is due at once (earlier than their windows,
+        // never later).
         for c in self.clients.values_mut() {
             if piggyback || due(c) {
-                // Room was reserved above.
                 ready_queue(
                     &mut self.ready,
                     &mut self.ready_oldest,
@@ -1106,6 +1078,8 @@ impl<P> Engine<P> {
                 );
             }
         }
+        let (commands, segments) = self.lists.plan(&self.config, &self.ready)?;
+        // The plan is made: now the counters count.
         for &(client, tlbis, syncs) in &self.lists.counted {
             if let Some(c) = self.clients.get_mut(&client) {
                 c.stats.tlbi_commands += tlbis;
