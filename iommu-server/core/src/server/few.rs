@@ -36,13 +36,28 @@ impl<T> Few<T> {
         if n > FEW_INLINE {
             spill.try_reserve_exact(n).map_err(|_| ApiError::NoMemory)?;
         }
-        Ok(Self {
+        Ok(Self::with_spill(n, fill, spill))
+    }
+
+    /// Room for `n` items, at most [`FEW_INLINE`], inline: it cannot fail
+    /// (a larger `n` is a bug of the caller, and panics in a debug build).
+    pub(super) fn inline(n: usize, fill: impl Fn() -> T) -> Self {
+        debug_assert!(n <= FEW_INLINE, "Few::inline past {FEW_INLINE}");
+        Self::with_spill(n, fill, Vec::new())
+    }
+
+    /// Room for `n` items in `spill` (reserved for them) or, for a few,
+    /// inline. (`n` is kept only in debug builds.)
+    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), allow(unused_variables))]
+    fn with_spill(n: usize, fill: impl Fn() -> T, spill: Vec<T>) -> Self {
+        Self {
             inline: core::array::from_fn(|_| fill()),
             len: 0,
             #[cfg(debug_assertions)]
             room: n,
             spill,
-        })
+        }
     }
 
     pub(super) fn push(&mut self, item: T) {

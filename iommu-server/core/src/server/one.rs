@@ -332,11 +332,9 @@ impl<H: SmmuHw, R> Server<H, R> {
                 &one
             }
             all => {
-                let Ok(f) = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0)) else {
-                    // Not reachable: a few ranges are inline.
-                    return self.unmap(now, badge, ranges, reply);
-                };
-                few = f;
+                // At most three (`room`): inline, nothing to refuse after
+                // the clear.
+                few = Few::inline(room, || IovaRange::new(Iova::new(0), 0));
                 for x in all {
                     few.push(IovaRange::new(x.start, x.len >> PAGE_SHIFT));
                 }
