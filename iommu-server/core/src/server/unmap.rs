@@ -269,7 +269,9 @@ impl<H: SmmuHw, R> Server<H, R> {
             let oom = |_| ApiError::NoMemory;
             if gather {
                 frames.try_reserve_exact(total_frames).map_err(oom)?;
-                iovas.try_reserve_exact(blocks - 1).map_err(oom)?;
+                iovas
+                    .try_reserve_exact(blocks.saturating_sub(1))
+                    .map_err(oom)?;
             }
             let unmaps = if each { spans.len() } else { 1 };
             let first = self
