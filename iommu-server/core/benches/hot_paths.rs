@@ -205,10 +205,15 @@ impl Bench {
             .server
             .handle(self.now, BADGE, &self.map_msg, Some(grant), None, 0)
         {
-            Handled::Reply(_, r) => match Response::decode(Op::Map, &r) {
-                Ok(Response::Mapped { iovas }) => take(iovas),
-                other => panic!("map: {other:?}"),
-            },
+            Handled::Reply(_, r) => {
+                let out = match Response::decode(Op::Map, &r) {
+                    Ok(Response::Mapped { iovas }) => take(iovas),
+                    other => panic!("map: {other:?}"),
+                };
+                // Handed back once sent, as the server task does.
+                self.server.recycle(r);
+                out
+            }
             Handled::Held => unreachable!(),
         }
     }

@@ -407,9 +407,20 @@ fn serve(
                 ..RecvInfo::default()
             }),
             // A caller that died meanwhile makes the reply fail; nothing
-            // to do then.
+            // to do then. A long reply's bytes (a batched map's) serve the
+            // next one.
             Some((token, bytes)) => {
-                userlib::reply_recv(token, &bytes, caps.endpoint, &mut buf, &mut frames, timeout).1
+                let got = userlib::reply_recv(
+                    token,
+                    &bytes,
+                    caps.endpoint,
+                    &mut buf,
+                    &mut frames,
+                    timeout,
+                )
+                .1;
+                server.recycle(bytes);
+                got
             }
             None => userlib::recv(caps.endpoint, &mut buf, &mut frames, timeout),
         };

@@ -12,22 +12,25 @@ use iommu_api::{ApiError, MSG_MAX, Request, Response};
 
 use super::Server;
 use super::hw::SmmuHw;
+use super::spare::Pool;
 use super::types::{Grant, Handled, Presented, ReplyBytes};
 
 /// `r` encoded (inline when it fits, with no message buffer); `NoMemory`
 /// if it needs the heap and the heap cannot hold it (an error always fits
 /// inline).
 pub(super) fn reply_bytes(r: &Response<'_>) -> ReplyBytes {
-    ReplyBytes::encode_inline(r).unwrap_or_else(|| encode_in(&mut [0u8; MSG_MAX], r))
+    ReplyBytes::encode_inline(r)
+        .unwrap_or_else(|| encode_in(&mut [0u8; MSG_MAX], r, &mut Pool::new(0)))
 }
 
 /// `r` encoded in `zeroed`, a message buffer of zeros, which is left zeroed
-/// (the hot paths keep one in the server rather than clear a fresh one).
-fn encode_in(zeroed: &mut [u8; MSG_MAX], r: &Response<'_>) -> ReplyBytes {
+/// (the hot paths keep one in the server rather than clear a fresh one);
+/// its heap bytes, if it needs them, from `pool`.
+fn encode_in(zeroed: &mut [u8; MSG_MAX], r: &Response<'_>, pool: &mut Pool<u8>) -> ReplyBytes {
     match r.encode(zeroed) {
         Ok(n) => {
             let bytes = zeroed.get_mut(..n).unwrap_or_default();
-            let reply = ReplyBytes::try_from_slice(bytes)
+            let reply = ReplyBytes::try_from_slice_in(bytes, pool)
                 .unwrap_or_else(|| error_bytes(ApiError::NoMemory));
             bytes.fill(0);
             reply
@@ -54,8 +57,18 @@ impl<H: SmmuHw, R> Server<H, R> {
             return inline;
         }
         match <&mut [u8; MSG_MAX]>::try_from(self.zeroed.as_mut_slice()) {
-            Ok(zeroed) => encode_in(zeroed, r),
+            Ok(zeroed) => encode_in(zeroed, r, &mut self.spare.replies),
             Err(_) => reply_bytes(r),
+        }
+    }
+
+    /// Takes back a reply the caller has sent: a long one's heap bytes
+    /// serve a later reply (a batched `Map`'s, every time), so that a warm
+    /// I/O path allocates nothing for its replies. Optional: a reply
+    /// dropped instead is freed.
+    pub fn recycle(&mut self, reply: ReplyBytes) {
+        if let Some(v) = reply.into_heap() {
+            self.spare.replies.put(v);
         }
     }
 

@@ -6,6 +6,8 @@ use alloc::vec::Vec;
 
 use iommu_api::ApiError;
 
+use super::spare::Pool;
+
 /// Items a [`Few`] holds inline: a request's usual one range (one per
 /// I/O) and a few more without touching the heap.
 const FEW_INLINE: usize = 4;
@@ -37,6 +39,30 @@ impl<T> Few<T> {
             spill.try_reserve_exact(n).map_err(|_| ApiError::NoMemory)?;
         }
         Ok(Self::with_spill(n, fill, spill))
+    }
+
+    /// [`Few::with_capacity`], its heap part (if it needs one) taken from
+    /// `pool`; [`Few::give_back`] returns it. (Inlined: built in place, not
+    /// moved out of a call.)
+    #[inline(always)]
+    pub(super) fn with_spare(
+        n: usize,
+        fill: impl Fn() -> T,
+        pool: &mut Pool<T>,
+    ) -> Result<Self, ApiError> {
+        let spill = if n > FEW_INLINE {
+            pool.take(n)?
+        } else {
+            Vec::new()
+        };
+        Ok(Self::with_spill(n, fill, spill))
+    }
+
+    /// Gives its heap part, if it has one, back to `pool` (its items
+    /// dropped).
+    #[inline]
+    pub(super) fn give_back(self, pool: &mut Pool<T>) {
+        pool.put(self.spill);
     }
 
     /// Room for `n` items, at most [`FEW_INLINE`], inline: it cannot fail

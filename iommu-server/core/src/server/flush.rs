@@ -348,28 +348,41 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// when the heap cannot hold them there, are unpinned at once. Its
     /// reply (a failed map's has none) goes to the outbox, which has room
     /// for it (`complete`, `release_now`).
-    pub(super) fn release_payload(&mut self, mut p: Payload<R>) {
-        let frames = p.unpins.as_slice().len();
+    pub(super) fn release_payload(&mut self, p: Payload<R>) {
+        // Taken apart: its lists go back to the pools as they are emptied.
+        let Payload {
+            badge,
+            iova,
+            iovas,
+            tables,
+            teardown,
+            reply,
+            stale_walks,
+            mut unpins,
+        } = p;
+        let frames = unpins.as_slice().len();
         if self.unpins.try_reserve(frames).is_ok() {
-            p.unpins.append_to(&mut self.unpins);
+            if let Some(list) = unpins.append_to(&mut self.unpins) {
+                self.spare.frames.put(list);
+            }
         } else {
-            self.unpin_now(p.unpins.as_slice());
+            self.unpin_now(unpins.as_slice());
         }
-        if let Some((rep, answer)) = p.reply.take() {
+        if let Some((rep, answer)) = reply {
             self.outbox.push((rep, answer.bytes()));
         }
         if let Some(tr) = self
             .clients
-            .get_mut(&p.badge)
+            .get_mut(&badge)
             .and_then(|c| c.domain.as_mut())
             .and_then(|d| d.tr.as_mut())
         {
-            for (b, n) in p.iova.iter().chain(&p.iovas) {
+            for (b, n) in iova.iter().chain(&iovas) {
                 let _ = tr.iova.free(*b, *n);
             }
             // Freed tables count against the quota until now.
-            tr.table_pages = tr.table_pages.saturating_sub(p.tables.len() as u64);
-            for k in p.stale_walks.as_slice() {
+            tr.table_pages = tr.table_pages.saturating_sub(tables.len() as u64);
+            for k in stale_walks.as_slice() {
                 if let Some(c) = tr.stale_walks.get_mut(k) {
                     *c -= 1;
                     if *c == 0 {
@@ -378,15 +391,13 @@ impl<H: SmmuHw, R> Server<H, R> {
                 }
             }
         }
-        for t in p.tables {
+        self.spare.blocks.put(iovas);
+        stale_walks.give_back(&mut self.spare.keys);
+        for &t in &tables {
             self.hw.free_pages(t, 1);
         }
-        if p.teardown
-            && let Some(t) = self
-                .clients
-                .get_mut(&p.badge)
-                .and_then(|c| c.teardown.take())
-        {
+        self.spare.frames.put(tables);
+        if teardown && let Some(t) = self.clients.get_mut(&badge).and_then(|c| c.teardown.take()) {
             self.release_teardown(t);
         }
     }

@@ -27,7 +27,6 @@ use pgtable::{Attrs, TableMemory};
 use smmuv3::cmd::Command;
 
 use super::ReplyBytes;
-use super::dispatch::reply_bytes;
 use super::few::Few;
 use super::hw::{HwTables, SmmuHw};
 use super::quota::{self, QuotaTables, Use};
@@ -53,7 +52,7 @@ const BLOCK_PAGES: usize = 512;
 
 /// A map entry, checked against the grant.
 #[derive(Clone, Copy, Default)]
-struct Planned {
+pub(super) struct Planned {
     /// Index of the first granted page.
     first: usize,
     pages: u64,
@@ -147,29 +146,32 @@ impl<H: SmmuHw, R> Server<H, R> {
         let frames = match plan.planned.as_slice() {
             [one] => plan.frames(one),
             many => {
-                gathered
-                    .try_reserve_exact(plan.pages() as usize)
-                    .map_err(|_| ApiError::NoMemory)?;
+                gathered = self.spare.frames.take(plan.pages() as usize)?;
                 gathered.extend(many.iter().flat_map(|p| plan.frames(p).iter().copied()));
                 &gathered
             }
         };
-        if self.hw.pin(frames).is_err() {
+        let done = if self.hw.pin(frames).is_err() {
             self.stats.pin_refusals += 1;
-            return Err(ApiError::NotGranted);
-        }
-        self.stats.pin_calls += 1;
-        self.stats.pinned_frames += frames.len() as u64;
-        match self.map_pinned(now, badge, &plan, frames, room) {
-            Ok(reply) => Ok(reply),
-            Err(Failed::Unwritten(e)) => {
-                // Nothing maps them: unpin now.
-                self.unpin_now(frames);
-                Err(e)
+            Err(ApiError::NotGranted)
+        } else {
+            self.stats.pin_calls += 1;
+            self.stats.pinned_frames += frames.len() as u64;
+            match self.map_pinned(now, badge, &plan, frames, room) {
+                Ok(reply) => Ok(reply),
+                Err(Failed::Unwritten(e)) => {
+                    // Nothing maps them: unpin now.
+                    self.unpin_now(frames);
+                    Err(e)
+                }
+                // The rollback's payload unpins them after the covering sync.
+                Err(Failed::RolledBack(e)) => Err(e),
             }
-            // The rollback's payload unpins them after the covering sync.
-            Err(Failed::RolledBack(e)) => Err(e),
-        }
+        };
+        // The scratch lists go back for the next batch.
+        self.spare.frames.put(gathered);
+        plan.planned.give_back(&mut self.spare.planned);
+        done
     }
 
     /// Everything a map will record, reserved before anything changes:
@@ -178,18 +180,18 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// record and the IOVA allocator's bookkeeping of the blocks.
     fn reserve_map(&mut self, badge: u32, plan: &MapPlan<'_>) -> Result<MapRoom, ApiError> {
         let n = plan.planned.len();
-        let iovas = Few::with_capacity(n, || Iova::new(0))?;
+        let iovas = Few::with_spare(n, || Iova::new(0), &mut self.spare.iovas)?;
         if plan.bypass {
             let domain = self.clients.get_mut(&badge).and_then(|c| c.domain.as_mut());
             if domain.is_some_and(|d| d.bus.try_reserve(n).is_err()) {
                 return Err(ApiError::NoMemory);
             }
             return Ok(MapRoom {
-                lists: Few::with_capacity(0, || FrameList::Empty)?,
+                lists: Few::inline(0, || FrameList::Empty),
                 iovas,
             });
         }
-        let mut lists = Few::with_capacity(n, || FrameList::Empty)?;
+        let mut lists = Few::with_spare(n, || FrameList::Empty, &mut self.spare.lists)?;
         for p in plan.planned.as_slice() {
             lists.push(FrameList::try_copy(plan.frames(p)).ok_or(ApiError::NoMemory)?);
         }
@@ -355,15 +357,18 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         plan.count(live, mapped_bytes);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
-        Ok(self.reply_bytes(&Response::Mapped {
+        let reply = self.reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
-        }))
+        });
+        lists.give_back(&mut self.spare.lists);
+        iovas.give_back(&mut self.spare.iovas);
+        Ok(reply)
     }
 
     /// Every check of a map, changing nothing: the client, its domain, the
     /// grant, and each range (non-empty, within the grant, no overlap).
     fn plan_map<'g>(
-        &self,
+        &mut self,
         badge: u32,
         dir: Dir,
         ranges: List<'_, Extent>,
@@ -384,8 +389,8 @@ impl<H: SmmuHw, R> Server<H, R> {
         if ranges.len() > SMALL_LIST {
             return Err(ApiError::Malformed);
         }
-        let mut planned = Few::with_capacity(ranges.len(), Planned::default)?;
-        let mut spans = Few::with_capacity(ranges.len(), || (0u64, 0u64))?;
+        let mut planned = Few::with_spare(ranges.len(), Planned::default, &mut self.spare.planned)?;
+        let mut spans = Few::with_spare(ranges.len(), || (0u64, 0u64), &mut self.spare.extents)?;
         let grant_off = grant.va & (PAGE_SIZE - 1);
         for r in ranges.iter() {
             if r.len == 0 {
@@ -410,9 +415,11 @@ impl<H: SmmuHw, R> Server<H, R> {
                 len: r.len,
             });
         }
-        let spans = spans.as_mut_slice();
-        spans.sort_unstable();
-        if spans.windows(2).any(|w| w[1].0 < w[0].1) {
+        let sorted = spans.as_mut_slice();
+        sorted.sort_unstable();
+        let overlap = sorted.windows(2).any(|w| w[1].0 < w[0].1);
+        spans.give_back(&mut self.spare.extents);
+        if overlap {
             return Err(ApiError::Overlap);
         }
         let bypass = client.policy == InvalidationPolicy::Bypass;
@@ -501,9 +508,11 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         plan.count(&mut domain.live, &mut domain.mapped_bytes);
         let _ = self.engine.note_map(ClientId(badge), plan.pages());
-        Ok(reply_bytes(&Response::Mapped {
+        let reply = self.reply_bytes(&Response::Mapped {
             iovas: List::new(iovas.as_slice()),
-        }))
+        });
+        iovas.give_back(&mut self.spare.iovas);
+        Ok(reply)
     }
 
     /// The rollback's second half, once [`undo_runs`] cleared what a

@@ -37,6 +37,8 @@
 //! - `faults`: counters, time charging, fault attribution, quarantine;
 //! - `monitor`: a monitor's `Overview` (totals and client summaries);
 //! - `quota`: per-client quotas, the table and heap reservations;
+//! - `few` and `spare`: a request's short lists inline, and the heap lists
+//!   batched requests reuse;
 //! - `death`: a client's death.
 
 mod attach;
@@ -52,6 +54,7 @@ mod one;
 mod policy;
 pub mod quota;
 mod requests;
+mod spare;
 mod state;
 mod strtab;
 mod types;
@@ -130,6 +133,8 @@ pub struct Server<H, R> {
     /// A message buffer of zeros ([`iommu_api::MSG_MAX`] bytes) that the
     /// replies of maps and unmaps are encoded in, and left zeroed.
     zeroed: Vec<u8>,
+    /// Lists the batched requests and their replies reuse.
+    spare: spare::Spares,
 }
 
 /// Most monitors one server registers.

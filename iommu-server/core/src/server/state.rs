@@ -24,6 +24,7 @@ use super::ReplyBytes;
 use super::Server;
 use super::dispatch::{error_bytes, reply_bytes};
 use super::hw::{HwError, SmmuHw};
+use super::spare::Pool;
 use super::strtab::StreamTable;
 use super::types::{Phase, ServerConfig, ServerError, ServerStats};
 use crate::engine::{ClientId, Engine, EngineConfig};
@@ -145,6 +146,24 @@ impl StaleKeys {
         self.as_slice().contains(k)
     }
 
+    /// [`StaleKeys::with_room`], its list (for more than one) taken from
+    /// `pool`; `NoMemory` if the heap cannot hold it.
+    pub(super) fn with_room_in(n: usize, pool: &mut Pool<(u8, u64)>) -> Result<Self, ApiError> {
+        Ok(if n <= 1 {
+            Self::None
+        } else {
+            Self::Many(pool.take(n)?)
+        })
+    }
+
+    /// Its list, if it has one, back to `pool`.
+    #[inline]
+    pub(super) fn give_back(self, pool: &mut Pool<(u8, u64)>) {
+        if let Self::Many(v) = self {
+            pool.put(v);
+        }
+    }
+
     /// Adds `k` within the reserved room; `false` (nothing added) past it.
     pub(super) fn push(&mut self, k: (u8, u64)) -> bool {
         match self {
@@ -236,11 +255,19 @@ impl FrameList {
     }
 
     /// Moves every frame to the end of `out` (callers reserve the room).
-    pub(super) fn append_to(&mut self, out: &mut Vec<PhysAddr>) {
+    /// Moves its frames to the end of `out`; returns its emptied list,
+    /// if it had one (for a [`Pool`]).
+    pub(super) fn append_to(&mut self, out: &mut Vec<PhysAddr>) -> Option<Vec<PhysAddr>> {
         match core::mem::replace(self, Self::Empty) {
-            Self::Empty => {}
-            Self::One(f) => out.push(f),
-            Self::Many(mut v) => out.append(&mut v),
+            Self::Empty => None,
+            Self::One(f) => {
+                out.push(f);
+                None
+            }
+            Self::Many(mut v) => {
+                out.append(&mut v);
+                Some(v)
+            }
         }
     }
 }
@@ -628,6 +655,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             heap_reserved: 0,
             monitors: Vec::new(),
             zeroed,
+            spare: super::spare::Spares::new(),
         };
         s.invalidate_all().map_err(|_| ServerError::Hardware)?;
         Ok(s)

@@ -15,6 +15,8 @@ use abi::{Iova, PhysAddr, StreamId};
 use iommu_api::{ClientQuota, Response, Stats};
 use smmuv3::evt::EventKind;
 
+use super::spare::Pool;
+
 #[cfg(doc)]
 use super::Server;
 use crate::engine::EngineConfig;
@@ -152,15 +154,26 @@ impl ReplyBytes {
     /// A copy of `bytes`, or `None` if it needs the heap and the heap
     /// cannot hold it.
     pub fn try_from_slice(bytes: &[u8]) -> Option<Self> {
-        if let Some(inline) = bytes.get(..REPLY_INLINE)
-            && inline.len() < bytes.len()
-        {
-            let mut v = Vec::new();
-            v.try_reserve_exact(bytes.len()).ok()?;
+        Self::try_from_slice_in(bytes, &mut Pool::new(0))
+    }
+
+    /// [`ReplyBytes::try_from_slice`], its heap bytes (if it needs them)
+    /// taken from `pool`.
+    pub(super) fn try_from_slice_in(bytes: &[u8], pool: &mut Pool<u8>) -> Option<Self> {
+        if bytes.len() > REPLY_INLINE {
+            let mut v = pool.take(bytes.len()).ok()?;
             v.extend_from_slice(bytes);
             return Some(Self(Repr::Heap(v)));
         }
         Some(Self::inline(bytes))
+    }
+
+    /// Its heap bytes, if it has them (for a [`Pool`]).
+    pub(super) fn into_heap(self) -> Option<Vec<u8>> {
+        match self.0 {
+            Repr::Heap(v) => Some(v),
+            Repr::Inline { .. } => None,
+        }
     }
 
     /// `r` encoded straight into the inline bytes, or `None` if it is

@@ -86,7 +86,7 @@ impl<R> Group<R> {
 /// One mapping of an unmap request: its key, the pages of its IOVA block,
 /// and how many frames it reaches.
 #[derive(Clone, Copy, Default)]
-struct Span {
+pub(super) struct Span {
     key: u64,
     page: u64,
     pages: u64,
@@ -217,17 +217,17 @@ impl<H: SmmuHw, R> Server<H, R> {
         // unmap each, cleared alone. Every other policy hands the whole
         // request over as one.
         let each = policy == InvalidationPolicy::StrictPerUnmap;
-        let Ok(mut spans) = Few::with_capacity(n, Span::default) else {
+        let Ok(mut span_list) = Few::with_spare(n, Span::default, &mut self.spare.spans) else {
             // A refused request answers its first error as the checks
             // would have, then `NoMemory`.
             let e = check_ranges(domain, policy, ranges).err();
             return Handled::Reply(reply, error_bytes(e.unwrap_or(ApiError::NoMemory)));
         };
-        let blocks = match spans_of(&domain.mappings, ranges, &mut spans) {
+        let blocks = match spans_of(&domain.mappings, ranges, &mut span_list) {
             Ok(blocks) => blocks,
             Err(e) => return Handled::Reply(reply, error_bytes(e)),
         };
-        let spans = spans.as_mut_slice();
+        let spans = span_list.as_mut_slice();
         spans.sort_unstable_by_key(|s| s.page);
         // One span keeps its own frame list and needs no list of IOVA
         // blocks; more are gathered.
@@ -268,10 +268,8 @@ impl<H: SmmuHw, R> Server<H, R> {
             let engine_ranges = Few::with_capacity(room, || IovaRange::new(Iova::new(0), 0))?;
             let oom = |_| ApiError::NoMemory;
             if gather {
-                frames.try_reserve_exact(total_frames).map_err(oom)?;
-                iovas
-                    .try_reserve_exact(blocks.saturating_sub(1))
-                    .map_err(oom)?;
+                frames = self.spare.frames.take(total_frames)?;
+                iovas = self.spare.blocks.take(blocks.saturating_sub(1))?;
             }
             let unmaps = if each { spans.len() } else { 1 };
             let first = self
@@ -291,7 +289,7 @@ impl<H: SmmuHw, R> Server<H, R> {
                     groups.push((room, stale));
                 }
             } else {
-                let stale = StaleKeys::with_room(all_keys).ok_or(ApiError::NoMemory)?;
+                let stale = StaleKeys::with_room_in(all_keys, &mut self.spare.keys)?;
                 single = Some((first, stale));
             }
             tr.stale_walks
@@ -320,8 +318,9 @@ impl<H: SmmuHw, R> Server<H, R> {
         }
         if !each && spans.len() > 1 {
             // The tables every run may free, listed in one payload.
-            if group.payload.tables.try_reserve_exact(tables).is_err() {
-                return Handled::Reply(reply, error_bytes(ApiError::NoMemory));
+            match self.spare.frames.take(tables) {
+                Ok(room) => group.payload.tables = room,
+                Err(e) => return Handled::Reply(reply, error_bytes(e)),
             }
         }
         let mut failure = None;
@@ -430,6 +429,7 @@ impl<H: SmmuHw, R> Server<H, R> {
             at = end;
         }
         mem.barrier();
+        span_list.give_back(&mut self.spare.spans);
         let response = match failure {
             None => Answer::Unmapped(faults_pending),
             Some(e) => Answer::Error(e),
