@@ -228,7 +228,6 @@ impl<H: SmmuHw, R> Server<H, R> {
             Err(e) => return Handled::Reply(reply, error_bytes(e)),
         };
         let spans = span_list.as_mut_slice();
-        spans.sort_unstable_by_key(|s| s.page);
         // One span keeps its own frame list and needs no list of IOVA
         // blocks; more are gathered.
         let gather = !each && spans.len() > 1;
@@ -531,7 +530,8 @@ fn check_ranges(
 
 /// A translated unmap's checks (those of [`check_ranges`], in its order)
 /// with each range's span gathered as its mapping is found: one lookup
-/// per range. `spans` has room for every range. Returns how many IOVA
+/// per range. `spans` has room for every range, and holds them sorted by
+/// IOVA. Returns how many IOVA
 /// blocks the ranges may give back, at most: each range's own block, and
 /// each shared block once for every stretch of its ranges in the request
 /// (never fewer than the distinct blocks, whatever the order).
@@ -547,7 +547,14 @@ fn spans_of(
         last = packed;
         spans.push(span);
     }
-    no_start_twice(ranges)?;
+    // In IOVA order (a span's page is its start's, rounded down), where
+    // a start given twice lies next to itself: no pairwise check, no
+    // second sort of the starts.
+    let sorted = spans.as_mut_slice();
+    sorted.sort_unstable_by_key(|s| s.key);
+    if sorted.windows(2).any(|w| w[0].key == w[1].key) {
+        return Err(ApiError::Overlap);
+    }
     Ok(blocks)
 }
 
@@ -579,18 +586,17 @@ fn span_of(
 #[inline]
 fn no_start_twice(ranges: List<'_, Extent>) -> Result<(), ApiError> {
     if ranges.len() <= SMALL_LIST {
-        // A few entries (one per I/O usually): compare pairwise rather
-        // than allocate a sorted copy, each start read from the message
-        // once.
+        // Sorted on the stack rather than on the heap, each start read
+        // from the message once. (Compared pairwise, a batch of 32 took
+        // 496 comparisons, about 4,000 instructions.)
         let mut starts = [0u64; SMALL_LIST];
         for (s, r) in starts.iter_mut().zip(ranges.iter()) {
             *s = r.start;
         }
-        let starts = starts.get(..ranges.len()).unwrap_or_default();
-        for (i, s) in starts.iter().enumerate() {
-            if starts.get(..i).is_some_and(|before| before.contains(s)) {
-                return Err(ApiError::Overlap);
-            }
+        let starts = starts.get_mut(..ranges.len()).unwrap_or_default();
+        starts.sort_unstable();
+        if starts.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ApiError::Overlap);
         }
         return Ok(());
     }
