@@ -18,6 +18,7 @@ use std::time::Duration;
 
 mod chart;
 pub mod report;
+mod targets;
 
 use crate::artifacts::{self, Workspace};
 use crate::qemu::{self, QemuConfig};
@@ -645,6 +646,7 @@ pub fn table(r: &report::Report) -> String {
         );
     }
     phase_table(r, &mut t);
+    t.push_str(&targets::table(&targets::judge(r)));
     t
 }
 
