@@ -891,119 +891,108 @@ fn iova_allocator_survives_every_allocation_failure() {
     }
 }
 
-/// The I/O path allocates nothing once it is warm: after a few rounds at
-/// a depth, the same round again (one-page maps of one request each,
-/// their unmaps of one request each, and the poll that flushes them, its
-/// replies put in a list the caller keeps) makes no heap allocation in
-/// the server: here the first one would fail. Strict and deferred
-/// clients, at QD 1 and 8, each with one mapping that stays, as a
-/// driver's queues do (without one, every round empties the page
-/// table's last tables, whose freed list an unmap allocates). Before
-/// the engine kept its plan's lists, each flush made about a dozen.
-#[test]
-fn steady_io_allocates_nothing() {
-    for policy in [STRICT, DEFERRED] {
-        let (mut s, _) = mapped(policy, 1);
-        let frames = outside_harness(|| {
-            let mut fr = Frames::new(A);
-            // Past the frame of `mapped`'s mapping.
-            fr.take(1, false);
-            fr.take(8, false)
-        });
-        let mut replies = Vec::new();
-        let mut now = 10;
-        for qd in [1, 8] {
-            for round in 0..8 {
-                now += 10_000;
-                let mut io = || {
-                    let mut iovas = [Iova::new(0); 8];
-                    for (i, v) in iovas.iter_mut().take(qd).enumerate() {
-                        let grant = &frames[i..i + 1];
-                        *v = map(&mut s, A, &[Extent::new(0, PAGE_SIZE)], grant)?.1[0];
-                    }
-                    for v in &iovas[..qd] {
-                        unmap(&mut s, now, A, &extents(&[*v], PAGE_SIZE))?;
-                    }
-                    s.poll_into(now + 5_000, 0, &mut replies);
-                    Ok::<_, ApiError>(replies.len())
-                };
-                // The first round warms the server up: it may allocate.
-                let (released, hit) = match round {
-                    0..4 => (io(), false),
-                    _ => with_failure(0, io),
-                };
-                let held = if policy == STRICT { qd } else { 0 };
-                assert_eq!(released, Ok(held), "{policy:?} QD{qd} round {round}");
-                assert!(
-                    !hit,
-                    "{policy:?} QD{qd} round {round}: the server allocated"
-                );
-                outside_harness(|| replies.clear());
-                assert_eq!(s.stats(A).unwrap().pending_unmaps, 0);
-            }
+/// Eight rounds of `io` at each queue depth of `qds`, on a `policy`
+/// client with one mapping that stays, as a driver's queues do (without
+/// one, every round empties the page table's last tables, whose freed list
+/// an unmap allocates), each round ending with the poll that flushes it,
+/// its replies put in a list the caller keeps. The first four warm the
+/// server up and may allocate; in the others the server's first heap
+/// allocation fails. Each round must release `held(qd)` replies and leave
+/// nothing pending. `io` gets the server, the time, the depth and
+/// `frames` frames of the client, scattered.
+fn warm_rounds_allocate_nothing(
+    policy: InvalidationPolicy,
+    qds: &[usize],
+    frames: usize,
+    held: impl Fn(usize) -> usize,
+    mut io: impl FnMut(&mut Srv, u64, usize, &[PhysAddr]) -> Result<(), ApiError>,
+) {
+    let (mut s, _) = mapped(policy, 1);
+    let frames = outside_harness(|| {
+        let mut fr = Frames::new(A);
+        // Past the frame of `mapped`'s mapping.
+        fr.take(1, false);
+        fr.take(frames, false)
+    });
+    let mut replies = Vec::new();
+    let mut now = 10;
+    for &qd in qds {
+        for round in 0..8 {
+            now += 10_000;
+            let mut round_io = || {
+                io(&mut s, now, qd, &frames)?;
+                s.poll_into(now + 5_000, 0, &mut replies);
+                Ok::<_, ApiError>(replies.len())
+            };
+            let (released, hit) = match round {
+                0..4 => (round_io(), false),
+                _ => with_failure(0, round_io),
+            };
+            assert_eq!(released, Ok(held(qd)), "{policy:?} QD{qd} round {round}");
+            assert!(
+                !hit,
+                "{policy:?} QD{qd} round {round}: the server allocated"
+            );
+            outside_harness(|| replies.clear());
+            assert_eq!(s.stats(A).unwrap().pending_unmaps, 0);
         }
     }
 }
 
-/// [`steady_io_allocates_nothing`] for a driver that batches: one `Map`
-/// of `qd` one-page buffers (scattered frames, one grant), one `Unmap` of
-/// them all, and the poll that flushes them. Once warm, the round makes no
-/// heap allocation in the server, its reply included (the caller hands
-/// each heap reply back with `Server::recycle`, as the task does after
-/// sending it). Strict and deferred, QD 8 and 32.
+/// The I/O path allocates nothing once it is warm: one-page maps of one
+/// request each and their unmaps of one request each
+/// ([`warm_rounds_allocate_nothing`]), strict and deferred, at QD 1 and 8.
+/// Before the engine kept its plan's lists, each flush made about a dozen.
+#[test]
+fn steady_io_allocates_nothing() {
+    for policy in [STRICT, DEFERRED] {
+        let held = |qd| if policy == STRICT { qd } else { 0 };
+        warm_rounds_allocate_nothing(policy, &[1, 8], 8, held, |s, now, qd, frames| {
+            let mut iovas = [Iova::new(0); 8];
+            for (i, v) in iovas.iter_mut().take(qd).enumerate() {
+                let grant = &frames[i..i + 1];
+                *v = map(s, A, &[Extent::new(0, PAGE_SIZE)], grant)?.1[0];
+            }
+            for v in &iovas[..qd] {
+                unmap(s, now, A, &extents(&[*v], PAGE_SIZE))?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The same for a driver that batches: one `Map` of `qd` one-page buffers
+/// (one grant), one `Unmap` of them all. Its reply is included: the
+/// caller hands each heap reply back with `Server::recycle`, as the task
+/// does after sending it. Strict and deferred, QD 8 and 32.
 #[test]
 fn steady_batched_io_allocates_nothing() {
     for policy in [STRICT, DEFERRED] {
-        let (mut s, _) = mapped(policy, 1);
-        let frames = outside_harness(|| {
-            let mut fr = Frames::new(A);
-            fr.take(1, false);
-            fr.take(32, false)
+        let held = |_| usize::from(policy == STRICT);
+        warm_rounds_allocate_nothing(policy, &[8, 32], 32, held, |s, now, qd, frames| {
+            let ranges: Vec<Extent> = outside_harness(|| {
+                (0..qd as u64)
+                    .map(|i| Extent::new(i * PAGE_SIZE, PAGE_SIZE))
+                    .collect()
+            });
+            let grant = Grant {
+                frames: &frames[..qd],
+                va: 0x1000_0000_0000,
+                len: qd as u64 * PAGE_SIZE,
+            };
+            let req = Request::Map {
+                dir: Dir::Bidirectional,
+                ranges: List::new(&ranges),
+            };
+            let msg = outside_harness(|| bytes(&req));
+            let Handled::Reply(_, r) = s.handle(now, A, &msg, Some(grant), None, 7) else {
+                panic!("map held")
+            };
+            let iovas = outside_harness(|| decode_bytes(req.op(), &r))?;
+            s.recycle(r);
+            assert_eq!(iovas.len(), qd);
+            unmap(s, now, A, &extents(&iovas, PAGE_SIZE))?;
+            Ok(())
         });
-        let mut replies = Vec::new();
-        let mut now = 10;
-        for qd in [8, 32] {
-            let ranges: Vec<Extent> = (0..qd as u64)
-                .map(|i| Extent::new(i * PAGE_SIZE, PAGE_SIZE))
-                .collect();
-            for round in 0..8 {
-                now += 10_000;
-                let mut io = || {
-                    let grant = Grant {
-                        frames: &frames[..qd],
-                        va: 0x1000_0000_0000,
-                        len: qd as u64 * PAGE_SIZE,
-                    };
-                    let req = Request::Map {
-                        dir: Dir::Bidirectional,
-                        ranges: List::new(&ranges),
-                    };
-                    let msg = outside_harness(|| bytes(&req));
-                    let h = s.handle(now, A, &msg, Some(grant), None, 7);
-                    let Handled::Reply(_, r) = h else {
-                        panic!("map held")
-                    };
-                    let iovas = outside_harness(|| decode_bytes(req.op(), &r))?;
-                    s.recycle(r);
-                    assert_eq!(iovas.len(), qd);
-                    let unmaps = extents(&iovas, PAGE_SIZE);
-                    unmap(&mut s, now, A, &unmaps)?;
-                    s.poll_into(now + 5_000, 0, &mut replies);
-                    Ok::<_, ApiError>(replies.len())
-                };
-                let (released, hit) = match round {
-                    0..4 => (io(), false),
-                    _ => with_failure(0, io),
-                };
-                let held = if policy == STRICT { 1 } else { 0 };
-                assert_eq!(released, Ok(held), "{policy:?} QD{qd} round {round}");
-                assert!(
-                    !hit,
-                    "{policy:?} QD{qd} round {round}: the server allocated"
-                );
-                outside_harness(|| replies.clear());
-                assert_eq!(s.stats(A).unwrap().pending_unmaps, 0);
-            }
-        }
     }
 }
