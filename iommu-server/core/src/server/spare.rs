@@ -126,6 +126,40 @@ impl Spares {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Through any sequence of takes and puts: a taken list is empty
+        /// with the room asked for, no buffer is out twice (nor out and
+        /// kept at once), and the pool keeps at most its count of lists,
+        /// none longer than KEEP_BYTES.
+        #[test]
+        fn never_hands_a_list_out_twice(ops in proptest::collection::vec((any::<bool>(), 0usize..400, any::<u8>()), 0..96)) {
+            let mut p: Pool<u64> = Pool::new(3);
+            let mut out: Vec<Vec<u64>> = Vec::new();
+            for (take, n, fill) in ops {
+                if take || out.is_empty() {
+                    let v = p.take(n).unwrap();
+                    prop_assert!(v.is_empty());
+                    prop_assert!(v.capacity() >= n);
+                    if v.capacity() > 0 {
+                        prop_assert!(out.iter().all(|o| o.as_ptr() != v.as_ptr()));
+                        prop_assert!(p.lists.iter().all(|k| k.as_ptr() != v.as_ptr()));
+                    }
+                    let mut v = v;
+                    v.extend(core::iter::repeat_n(u64::from(fill), n));
+                    out.push(v);
+                } else {
+                    let v = out.swap_remove(usize::from(fill) % out.len());
+                    p.put(v);
+                }
+                prop_assert!(p.lists.len() <= 3);
+                prop_assert!(p.lists.iter().all(|k| k.is_empty()
+                    && k.capacity() > 0
+                    && k.capacity() * size_of::<u64>() <= KEEP_BYTES));
+            }
+        }
+    }
 
     #[test]
     fn a_kept_list_comes_back_empty_with_its_room() {
