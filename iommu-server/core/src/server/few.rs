@@ -34,11 +34,7 @@ impl<T> Few<T> {
     /// Room for `n` items, or `NoMemory` (never an infallible growth on
     /// client input); `fill` makes the unused inline slots.
     pub(super) fn with_capacity(n: usize, fill: impl Fn() -> T) -> Result<Self, ApiError> {
-        let mut spill = Vec::new();
-        if n > FEW_INLINE {
-            spill.try_reserve_exact(n).map_err(|_| ApiError::NoMemory)?;
-        }
-        Ok(Self::with_spill(n, fill, spill))
+        Self::with_spare(n, fill, &mut Pool::new(0))
     }
 
     /// [`Few::with_capacity`], its heap part (if it needs one) taken from

@@ -640,7 +640,7 @@ pub(super) fn bus_frames(bus: u64, len: u64) -> impl Iterator<Item = PhysAddr> {
 
 /// One IOVA block of `pages` pages for every range of a packed request.
 fn alloc_packed(tr: &mut Translated, pages: u64) -> Result<Few<(Iova, u64)>, ApiError> {
-    let mut blocks = Few::with_capacity(1, || (Iova::new(0), 0))?;
+    let mut blocks = Few::inline(1, || (Iova::new(0), 0));
     let block = tr.iova.alloc(pages).map_err(|e| match e {
         IovaError::NoMemory => ApiError::NoMemory,
         _ => ApiError::IovaExhausted,

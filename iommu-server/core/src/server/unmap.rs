@@ -531,10 +531,10 @@ fn check_ranges(
 /// A translated unmap's checks (those of [`check_ranges`], in its order)
 /// with each range's span gathered as its mapping is found: one lookup
 /// per range. `spans` has room for every range, and holds them sorted by
-/// IOVA. Returns how many IOVA
-/// blocks the ranges may give back, at most: each range's own block, and
-/// each shared block once for every stretch of its ranges in the request
-/// (never fewer than the distinct blocks, whatever the order).
+/// IOVA. Returns how many IOVA blocks the ranges may give back, at most:
+/// each range's own block, and each shared block once for every stretch of
+/// its ranges in the request (never fewer than the distinct blocks,
+/// whatever the order).
 fn spans_of(
     mappings: &hashbrown::HashMap<u64, Mapping>,
     ranges: List<'_, Extent>,
@@ -582,30 +582,20 @@ fn span_of(
     Ok((span, m.packed))
 }
 
-/// `Overlap` if two ranges start at the same address.
+/// `Overlap` if two ranges start at the same address. The starts are
+/// sorted on the stack, each read from the message once (compared
+/// pairwise, a batch of 32 took 496 comparisons, about 4,000
+/// instructions). A message holds at most [`SMALL_LIST`] ranges: a longer
+/// list is `Malformed`, as a map's is.
 #[inline]
 fn no_start_twice(ranges: List<'_, Extent>) -> Result<(), ApiError> {
-    if ranges.len() <= SMALL_LIST {
-        // Sorted on the stack rather than on the heap, each start read
-        // from the message once. (Compared pairwise, a batch of 32 took
-        // 496 comparisons, about 4,000 instructions.)
-        let mut starts = [0u64; SMALL_LIST];
-        for (s, r) in starts.iter_mut().zip(ranges.iter()) {
-            *s = r.start;
-        }
-        let starts = starts.get_mut(..ranges.len()).unwrap_or_default();
-        starts.sort_unstable();
-        if starts.windows(2).any(|w| w[0] == w[1]) {
-            return Err(ApiError::Overlap);
-        }
-        return Ok(());
+    let mut starts = [0u64; SMALL_LIST];
+    for (s, r) in starts.iter_mut().zip(ranges.iter()) {
+        *s = r.start;
     }
-    let mut keys: Vec<u64> = Vec::new();
-    keys.try_reserve_exact(ranges.len())
-        .map_err(|_| ApiError::NoMemory)?;
-    keys.extend(ranges.iter().map(|r| r.start));
-    keys.sort_unstable();
-    if keys.windows(2).any(|w| w[0] == w[1]) {
+    let starts = starts.get_mut(..ranges.len()).ok_or(ApiError::Malformed)?;
+    starts.sort_unstable();
+    if starts.windows(2).any(|w| w[0] == w[1]) {
         return Err(ApiError::Overlap);
     }
     Ok(())
