@@ -83,13 +83,9 @@ fn milli(v: u64) -> String {
     format!("{:.3}", v as f64 / 1000.0)
 }
 
+/// A ratio in thousandths with its interval, as the main table writes it.
 fn stat_milli(s: &Stat) -> String {
-    format!(
-        "{} [{}-{}]",
-        milli(s.median),
-        milli(s.ci95_low),
-        milli(s.ci95_high)
-    )
+    super::with_ci(s, 1000.0, 3)
 }
 
 /// Every target the report has figures for, device by device, workload by
@@ -183,13 +179,9 @@ pub fn judge(r: &Report) -> Vec<Judged> {
                     "deferred >= strict (IOPS intervals)",
                     qd,
                     format!(
-                        "{} [{}-{}] vs {} [{}-{}]",
-                        d.iops.median,
-                        d.iops.ci95_low,
-                        d.iops.ci95_high,
-                        s.iops.median,
-                        s.iops.ci95_low,
-                        s.iops.ci95_high
+                        "{} vs {}",
+                        super::with_ci(&d.iops, 1.0, 0),
+                        super::with_ci(&s.iops, 1.0, 0)
                     ),
                     not_below(&d.iops, &s.iops),
                 );
