@@ -397,7 +397,7 @@ fn report_costs(
         ticks * 1_000_000 / hz.max(1)
     };
     log!(
-        "bench-costs dev={device} mode={} wl={} qd={qd} as_switches={} syscalls={} ipc_calls={} ipc_replies={} notifications={} interrupts={} timer_wakeups={} client_cpu_us={} driver_cpu_us={} server_cpu_us={} timer_irq_late_max_us={} wake_late_max_us={} irqs_masked_max_us={}",
+        "bench-costs dev={device} mode={} wl={} qd={qd} as_switches={} syscalls={} ipc_calls={} ipc_replies={} notifications={} interrupts={} timer_wakeups={} timer_writes={} client_cpu_us={} driver_cpu_us={} server_cpu_us={} timer_irq_late_max_us={} wake_late_max_us={} irqs_masked_max_us={}",
         mode.name(),
         if kind == IoKind::Read {
             "randread"
@@ -411,6 +411,7 @@ fn report_costs(
         PerIo(c.notifications, ios),
         PerIo(c.interrupts, ios),
         PerIo(c.timer_wakeups, ios),
+        PerIo(c.timer_writes, ios),
         PerIo(cpu_us(names[0]), ios),
         PerIo(cpu_us(names[1]), ios),
         PerIo(cpu_us(names[2]), ios),

@@ -66,7 +66,7 @@ pub mod irq {
 
 /// The system tick and one-shot deadlines.
 pub mod timer {
-    pub use super::imp::timer::program;
+    pub use super::imp::timer::{program, writes};
 }
 
 /// The boot console's output device.

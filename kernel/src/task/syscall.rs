@@ -541,7 +541,13 @@ fn kernel_stats(
     // Peaks are reset only once the copy-out has succeeded.
     let reset = flags & abi::KERNEL_STATS_RESET_PEAKS != 0;
     let peaks = crate::latency::peaks(false);
-    for v in k.counters.to_array().into_iter().chain(peaks.to_array()) {
+    // The timer counts its own writes (its interrupt handler re-arms
+    // without the kernel's lock).
+    let counters = abi::KernelCounters {
+        timer_writes: crate::arch::timer::writes(),
+        ..k.counters
+    };
+    for v in counters.to_array().into_iter().chain(peaks.to_array()) {
         out.extend_from_slice(&v.to_le_bytes());
     }
     for task in &k.tasks[..slots] {

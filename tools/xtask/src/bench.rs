@@ -705,10 +705,16 @@ fn phase_table(r: &report::Report, t: &mut String) {
 /// schema-3 report's CSV is as it always was. A report with the server's
 /// phases (schema 6) has four more after those: `srv_map_us_milli`,
 /// `srv_unmap_us_milli`, `srv_flush_us_milli`, `srv_pin_us_milli` (empty on
-/// points without them).
+/// points without them). A report whose guest counted the kernel's timer
+/// writes has `timer_writes_milli` last.
 fn csv(r: &report::Report) -> String {
     let with_ceiling = r.points.iter().any(|p| p.ratio_to_ceiling_milli.is_some());
     let with_phases = r.points.iter().any(report::PointReport::has_server_phases);
+    let timer_writes = |s: &report::Sample| s.kernel_per_io_milli.and_then(|k| k.timer_writes);
+    let with_timer_writes = r
+        .points
+        .iter()
+        .any(|p| p.samples.iter().any(|s| timer_writes(s).is_some()));
     let mut s = String::from(
         "run,task,dev,wl,qd,mode,repeats,iops,iops_ci95_low,iops_ci95_high,mib_per_s_milli,\
          ratio_milli,ratio_ci95_low_milli,ratio_ci95_high_milli,mean_us,p50_us,p99_us,p999_us,max_us,\
@@ -726,6 +732,9 @@ fn csv(r: &report::Report) -> String {
     }
     if with_phases {
         s.push_str(",srv_map_us_milli,srv_unmap_us_milli,srv_flush_us_milli,srv_pin_us_milli");
+    }
+    if with_timer_writes {
+        s.push_str(",timer_writes_milli");
     }
     s.push('\n');
     for p in &r.points {
@@ -821,6 +830,14 @@ fn csv(r: &report::Report) -> String {
                 });
             }
         }
+        if with_timer_writes {
+            let v: Vec<u64> = p.samples.iter().filter_map(timer_writes).collect();
+            cols.push(if v.is_empty() {
+                String::new()
+            } else {
+                report::median(&v).to_string()
+            });
+        }
         let _ = writeln!(s, "{}", cols.join(","));
     }
     s
@@ -891,6 +908,8 @@ mod tests {
         let t = table(&r);
         assert!(t.contains("0.950 [0.900-0.950]"), "{t}");
         assert_eq!(csv(&r).lines().count(), 3);
+        // This guest counted no timer writes: no column for them.
+        assert!(!csv(&r).contains("timer_writes"));
         let svg = chart::svg(&r);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(
@@ -933,6 +952,27 @@ mod tests {
             csv.lines().nth(1).unwrap().ends_with(",500,250,750,125"),
             "{csv}"
         );
+    }
+
+    /// A guest that counts the kernel's timer writes: their median per
+    /// I/O is the CSV's last column, empty where a point has none.
+    #[test]
+    fn timer_writes_reach_the_csv() {
+        let log = LOG.replace(
+            "timer_wakeups=0.000",
+            "timer_wakeups=0.000 timer_writes=0.250",
+        );
+        let slower = log.replace("timer_writes=0.250", "timer_writes=0.500");
+        let r = report_of(&[&log, &slower, &log]);
+        let csv = csv(&r);
+        let mut lines = csv.lines();
+        assert!(
+            lines.next().unwrap().ends_with(",timer_writes_milli"),
+            "{csv}"
+        );
+        assert!(lines.next().unwrap().ends_with(",250"), "{csv}");
+        // The strict point printed no costs line.
+        assert!(lines.next().unwrap().ends_with(','), "{csv}");
     }
 
     /// The default repetition rule stops on the widest interval: strict's

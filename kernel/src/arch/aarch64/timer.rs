@@ -18,6 +18,8 @@ static NEXT_TICK: AtomicU64 = AtomicU64::new(0);
 /// under emulation (QEMU re-arms a host timer), so it is written only when
 /// the wanted value changes.
 static PROGRAMMED: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Writes of CNTV_CVAL since boot (`abi::KernelCounters::timer_writes`).
+static WRITES: AtomicU64 = AtomicU64::new(0);
 
 /// Arms the first tick.
 pub fn start() {
@@ -50,7 +52,13 @@ pub fn program(deadline: Option<u64>) {
     let want = deadline.map_or(next_tick, |d| d.min(next_tick));
     if PROGRAMMED.swap(want, Ordering::Relaxed) != want {
         CNTV_CVAL_EL0.set(want);
+        WRITES.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Writes of the compare value since boot.
+pub fn writes() -> u64 {
+    WRITES.load(Ordering::Relaxed)
 }
 
 /// Ticks since [`start`].

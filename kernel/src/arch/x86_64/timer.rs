@@ -74,6 +74,9 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 static NEXT_TICK: AtomicU64 = AtomicU64::new(0);
 /// The deadline the APIC timer is armed for (TSC ticks; MAX: none).
 static PROGRAMMED: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Writes of the one-shot count since boot
+/// (`abi::KernelCounters::timer_writes`).
+static WRITES: AtomicU64 = AtomicU64::new(0);
 /// The APIC timer's frequency (divide by 1), calibrated against the TSC.
 static APIC_HZ: AtomicU64 = AtomicU64::new(0);
 
@@ -132,6 +135,12 @@ pub fn program(deadline: Option<u64>) {
     let count = delta * u128::from(apic_hz()) / u128::from(tsc_hz().max(1));
     // A deadline already passed still gets an interrupt (count 1).
     super::apic::one_shot(count.clamp(1, u128::from(u32::MAX)) as u32);
+    WRITES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Writes of the one-shot count since boot.
+pub fn writes() -> u64 {
+    WRITES.load(Ordering::Relaxed)
 }
 
 /// Ticks since [`start`].

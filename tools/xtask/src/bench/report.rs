@@ -206,6 +206,10 @@ pub struct KernelPerIo {
     pub notifications: u64,
     pub interrupts: u64,
     pub timer_wakeups: u64,
+    /// Writes of the kernel's timer compare value; absent (`None`) from
+    /// guests before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer_writes: Option<u64>,
     pub client_cpu_us: u64,
     pub driver_cpu_us: u64,
     pub server_cpu_us: u64,
@@ -267,6 +271,10 @@ pub fn sample(result: &Fields, costs: Option<&Fields>) -> Result<Sample, String>
                 notifications: per_io(c, "notifications")?,
                 interrupts: per_io(c, "interrupts")?,
                 timer_wakeups: per_io(c, "timer_wakeups")?,
+                timer_writes: c
+                    .contains_key("timer_writes")
+                    .then(|| per_io(c, "timer_writes"))
+                    .transpose()?,
                 client_cpu_us: per_io(c, "client_cpu_us")?,
                 driver_cpu_us: per_io(c, "driver_cpu_us")?,
                 server_cpu_us: per_io(c, "server_cpu_us")?,
@@ -492,7 +500,8 @@ mod tests {
         doorbells=0.050 server_us=2.125 maps=1.000 unmaps=1.000 stale_max_us=0 errors=0 point=2/2";
     const COSTS: &str = "dev=nvme mode=strict wl=randread qd=8 as_switches=6.500 syscalls=9.000 \
         ipc_calls=3.000 ipc_replies=3.000 notifications=1.000 interrupts=0.900 \
-        timer_wakeups=0.000 client_cpu_us=10.000 driver_cpu_us=20.000 server_cpu_us=30.500 \
+        timer_wakeups=0.000 timer_writes=0.250 client_cpu_us=10.000 driver_cpu_us=20.000 \
+        server_cpu_us=30.500 \
         timer_irq_late_max_us=120 wake_late_max_us=95 irqs_masked_max_us=400";
 
     #[test]
@@ -547,6 +556,21 @@ mod tests {
         assert!(sample(&phased, None).unwrap_err().contains("srv_pin_us"));
         let k = s.kernel_per_io_milli.unwrap();
         assert_eq!((k.as_switches, k.server_cpu_us), (6500, 30_500));
+        assert_eq!(k.timer_writes, Some(250));
+        // A guest before timer writes were counted has none; a malformed
+        // count is an error.
+        let mut old = fields(COSTS);
+        old.remove("timer_writes");
+        let k = sample(&fields(RESULT), Some(&old))
+            .unwrap()
+            .kernel_per_io_milli;
+        assert_eq!(k.unwrap().timer_writes, None);
+        old.insert("timer_writes".into(), "x".into());
+        assert!(
+            sample(&fields(RESULT), Some(&old))
+                .unwrap_err()
+                .contains("timer_writes")
+        );
         assert_eq!(
             s.kernel_peaks_us,
             Some(KernelPeaks {
