@@ -15,13 +15,24 @@
 //! below `next_call_in`), so no client's calls, refused ones included,
 //! can keep a window open longer than before.
 //!
+//! An average can still be wrong about the next unmap: when unmaps come
+//! about as far apart as a window stays open, it foresees a join that
+//! rarely happens, and each window kept open for nothing costs its timer
+//! armed and disarmed (two compare-value writes, 20-46 µs under TCG) on
+//! top of the sync it still needs. So [`Lead`] also scores that bet: each
+//! unmap says whether it came in time to join the window left open when
+//! the call before it ended (whether or not that window was then kept),
+//! and while fewer than half did, every deferred window is flushed right
+//! after its call.
+//!
 //! [`Lead`] owns only those estimates: a call's expected length (the
 //! longest recent call, plus the call's own pages at the largest recent
 //! cost per page, so that a long call after many short ones is foreseen
 //! from its size rather than from history a client controls), the
-//! expected gap until the next call, and the expected gap until the next
-//! unmap. It reads no clock (times are passed in), never flushes anything
-//! itself, and never panics on any input.
+//! expected gap until the next call, the expected gap until the next
+//! unmap, and the share of unmaps that came in time to join. It reads no
+//! clock (times are passed in), never flushes anything itself, and never
+//! panics on any input.
 
 /// The longest gap between two calls [`Lead::next_call_in`] counts (µs):
 /// an idle spell makes the server flush early for a few calls, not for
@@ -37,6 +48,9 @@ pub const LEARN_PAGES: u64 = 64;
 /// measured under TCG, about 0.5 µs on a quiet host and up to 1.7 µs on
 /// a loaded one (a 512-page map, pins included).
 pub const FIRST_PAGE_NS: u64 = 2_000;
+
+/// [`Lead::join_rate`] when every recent unmap came in time to join.
+pub const JOINED_ALL: u32 = 256;
 
 /// The estimates; see the module documentation.
 #[derive(Clone, Debug)]
@@ -57,6 +71,13 @@ pub struct Lead {
     unmap_gap_us: u64,
     /// When the last unmap arrived (µs).
     last_unmap_us: Option<u64>,
+    /// The share of unmaps that came in time to join the window open
+    /// when the call before them ended, in 1/[`JOINED_ALL`] (weight 1/8;
+    /// all of them until told otherwise).
+    join_rate: u32,
+    /// When the earliest deferred window was due as the first call since
+    /// the last unmap ended with one open (µs): the next unmap scores it.
+    bet_due: Option<u64>,
 }
 
 impl Default for Lead {
@@ -75,6 +96,8 @@ impl Lead {
             last_call_us: None,
             unmap_gap_us: 0,
             last_unmap_us: None,
+            join_rate: JOINED_ALL,
+            bet_due: None,
         }
     }
 
@@ -112,9 +135,17 @@ impl Lead {
         }
     }
 
-    /// The call that arrived last (at `now_us`, after [`Lead::arrive`]) is
-    /// an `Unmap`: counts the gap since the last one.
-    pub fn unmap_arrived(&mut self, now_us: u64) {
+    /// The call that arrived last (at `now_us`, expected to take
+    /// `expect_us`: what [`Lead::arrive`] returned) is an `Unmap`: counts
+    /// the gap since the last one, and whether it came in time to join
+    /// the window a call left open before it (in time: before the window
+    /// is due, counting its own handling, as the before-call flush does).
+    pub fn unmap_arrived(&mut self, now_us: u64, expect_us: u64) {
+        if let Some(due) = self.bet_due.take() {
+            let joined = now_us.saturating_add(expect_us) < due;
+            self.join_rate =
+                self.join_rate - self.join_rate / 8 + if joined { JOINED_ALL / 8 } else { 0 };
+        }
         if let Some(last) = self.last_unmap_us {
             let gap = now_us.saturating_sub(last).min(MAX_GAP_US);
             self.unmap_gap_us = self.unmap_gap_us - self.unmap_gap_us / 8 + gap / 8;
@@ -127,6 +158,21 @@ impl Lead {
         self.gap_us
     }
 
+    /// A call ended, with the earliest deferred window due at `window_due`
+    /// (µs; `None`: no window open). The first such window since the last
+    /// unmap is the one the next unmap is scored against.
+    pub fn call_ended(&mut self, window_due: Option<u64>) {
+        if self.bet_due.is_none() {
+            self.bet_due = window_due;
+        }
+    }
+
+    /// The share of recent unmaps that came in time to join, in
+    /// 1/[`JOINED_ALL`].
+    pub fn join_rate(&self) -> u32 {
+        self.join_rate
+    }
+
     /// How far ahead of `now_us` a deferred window is flushed right after
     /// a call (µs): one that closes before the next call would cost a
     /// timer wake-up, and one that closes before the next unmap could join
@@ -135,8 +181,12 @@ impl Lead {
     /// window closing within the longest recent call after that is
     /// flushed before it is handled (`arrive`'s estimate, less its pages).
     /// Until a second unmap has arrived the unmap gap is unknown and
-    /// counts as none.
+    /// counts as none. While fewer than half the recent unmaps came in time
+    /// to join, every window is flushed after its call (`u64::MAX`).
     pub fn flush_lead(&self, now_us: u64) -> u64 {
+        if self.join_rate < JOINED_ALL / 2 {
+            return u64::MAX;
+        }
         let join = match self.last_unmap_us {
             Some(last) if self.unmap_gap_us > 0 => last
                 .saturating_add(self.unmap_gap_us)
@@ -250,8 +300,8 @@ mod tests {
             l.arrive(t, 8);
             l.handled(8, 30, || true);
             t += 220;
-            l.arrive(t, 8);
-            l.unmap_arrived(t);
+            let e = l.arrive(t, 8);
+            l.unmap_arrived(t, e);
             l.handled(8, 30, || true);
             t += 220;
         }
@@ -269,8 +319,8 @@ mod tests {
         // Unmaps every 60 µs: the lead is the next call's gap again, and a
         // window 460 µs away stays open for the unmaps to come.
         for _ in 0..64 {
-            l.arrive(t, 1);
-            l.unmap_arrived(t);
+            let e = l.arrive(t, 1);
+            l.unmap_arrived(t, e);
             l.handled(1, 10, || true);
             t += 60;
         }
@@ -284,8 +334,8 @@ mod tests {
     fn one_unmap_alone_does_not_set_the_lead() {
         let mut l = Lead::new();
         let t = short_calls(&mut l, 0, 20, 100, 5);
-        l.arrive(t, 1);
-        l.unmap_arrived(t);
+        let e = l.arrive(t, 1);
+        l.unmap_arrived(t, e);
         assert_eq!(l.flush_lead(t + 5), l.next_call_in());
     }
 
@@ -296,10 +346,100 @@ mod tests {
         l.handled(u64::MAX, u64::MAX, || true);
         assert_eq!(l.arrive(0, u64::MAX), u64::MAX);
         l.handled(0, 0, || true);
-        l.unmap_arrived(u64::MAX);
-        l.unmap_arrived(0);
+        l.call_ended(Some(u64::MAX));
+        l.unmap_arrived(u64::MAX, u64::MAX);
+        l.call_ended(Some(0));
+        l.unmap_arrived(0, 0);
+        l.call_ended(None);
         for now in [0, u64::MAX] {
             assert!(l.flush_lead(now) >= l.next_call_in());
         }
+    }
+    /// A driver whose Unmap opens a window due `due_after` µs later and
+    /// ends `took` µs after it arrives, unmaps `gaps` µs apart (cycled):
+    /// `rounds` unmaps, each scored against the window its predecessor
+    /// left open. Returns the time of the last unmap.
+    fn unmaps_against_windows(
+        l: &mut Lead,
+        mut t: u64,
+        gaps: &[u64],
+        rounds: usize,
+        due_after: u64,
+    ) -> u64 {
+        let took = 30;
+        let mut last = t;
+        for i in 0..rounds {
+            let e = l.arrive(t, 8);
+            l.unmap_arrived(t, e);
+            l.handled(8, took, || true);
+            l.call_ended(Some(t + due_after));
+            last = t;
+            t += gaps[i % gaps.len()];
+        }
+        last
+    }
+
+    #[test]
+    fn windows_that_unmaps_seldom_join_are_flushed_after_their_call() {
+        // Unmaps 100, 700 and 700 µs apart (500 on average), a window due
+        // 600 µs after the unmap that opened it: the average foresees a
+        // join every time, one unmap in three comes in time.
+        let mut l = Lead::new();
+        let last = unmaps_against_windows(&mut l, 0, &[100, 700, 700], 96, 600);
+        assert!(
+            l.join_rate() < JOINED_ALL / 2,
+            "join rate {}",
+            l.join_rate()
+        );
+        // Right after the last unmap's call, its window (due 570 µs from
+        // now) is flushed, not kept for an unmap that seldom comes.
+        assert!(l.flush_lead(last + 30) >= 570);
+    }
+
+    #[test]
+    fn windows_that_unmaps_join_stay_open_and_the_rate_comes_back() {
+        // Unmaps 300 µs apart, windows due 500 µs after: every one joins,
+        // and the window stays open after the call (the average rule).
+        let mut l = Lead::new();
+        let last = unmaps_against_windows(&mut l, 0, &[300], 64, 500);
+        assert_eq!(l.join_rate(), JOINED_ALL);
+        let lead = l.flush_lead(last + 30);
+        assert!(lead < 470, "lead {lead}");
+        // Unmaps 700 µs apart: none joins, and a few of them are enough
+        // to stop keeping windows.
+        let t = unmaps_against_windows(&mut l, last + 300, &[700], 8, 500);
+        assert!(l.flush_lead(t + 30) >= 470);
+        // In time again: the windows stay open once more than half of the
+        // recent unmaps joined, while the misses are still scored (the
+        // windows were flushed, but would the unmap have joined them?).
+        let t = unmaps_against_windows(&mut l, t + 700, &[300], 16, 500);
+        assert!(l.join_rate() >= JOINED_ALL / 2, "rate {}", l.join_rate());
+        assert!(l.flush_lead(t + 30) < 470);
+    }
+
+    #[test]
+    fn only_the_first_open_window_after_an_unmap_is_bet_on() {
+        let mut l = Lead::new();
+        // The Unmap's call ends with its window due at 500; the Map after
+        // it ends with the same window open and one of another client's
+        // due later: the next unmap is scored against 500 alone.
+        let e = l.arrive(0, 1);
+        l.unmap_arrived(0, e);
+        l.call_ended(Some(500));
+        l.call_ended(Some(2_000));
+        for _ in 0..8 {
+            let e = l.arrive(900, 1);
+            l.unmap_arrived(900, e);
+            l.call_ended(Some(500));
+        }
+        assert!(l.join_rate() < JOINED_ALL / 2, "rate {}", l.join_rate());
+        // A call that ended with no window open bets on nothing.
+        let mut l = Lead::new();
+        for t in 0..64 {
+            l.call_ended(None);
+            let e = l.arrive(t * 1_000, 1);
+            l.unmap_arrived(t * 1_000, e);
+        }
+        assert_eq!(l.join_rate(), JOINED_ALL);
     }
 }

@@ -468,7 +468,7 @@ fn serve(
                 let expect_us = lead.arrive(arrived, pages);
                 let phase = Phase::of_request(msg);
                 if phase == Phase::Unmap {
-                    lead.unmap_arrived(arrived);
+                    lead.unmap_arrived(arrived, expect_us);
                 }
                 if server.deferred_due(arrived.saturating_add(expect_us)) {
                     let r = flush(server, &mut owed, &mut replies, now_us(), expect_us);
@@ -489,9 +489,11 @@ fn serve(
                 // A deferred window closes on time even while calls keep
                 // coming (the empty-queue flush below may be far off), and
                 // here rather than by a timer if it would close before the
-                // next call, or before the next unmap could share its sync
+                // next call, or before the next unmap could share its sync,
+                // or while unmaps have seldom come in time to share one
                 // (`Lead::flush_lead`).
                 let now = now_us();
+                lead.call_ended(server.deferred_deadline());
                 let lead_us = lead.flush_lead(now);
                 if server.deferred_due(now.saturating_add(lead_us)) {
                     let r = flush(server, &mut owed, &mut replies, now, lead_us);

@@ -84,7 +84,13 @@ impl<H: SmmuHw, R> Server<H, R> {
     /// still waits for the queue to empty, which is what lets clients
     /// share a sync).
     pub fn deferred_due(&self, now_us: u64) -> bool {
-        self.engine.deferred_deadline().is_some_and(|d| d <= now_us)
+        self.deferred_deadline().is_some_and(|d| d <= now_us)
+    }
+
+    /// When the first deferred client's window must close (µs, its age
+    /// bound less the flush lead); `None` if no deferred unmap waits.
+    pub fn deferred_deadline(&self) -> Option<u64> {
+        self.engine.deferred_deadline()
     }
 
     /// Issues whatever invalidation is due with one doorbell per sync (one
