@@ -493,9 +493,10 @@ fn serve(
                 // or while unmaps have seldom come in time to share one
                 // (`Lead::flush_lead`).
                 let now = now_us();
-                lead.call_ended(server.deferred_deadline());
+                let due = server.deferred_deadline();
+                lead.call_ended(due);
                 let lead_us = lead.flush_lead(now);
-                if server.deferred_due(now.saturating_add(lead_us)) {
+                if due.is_some_and(|d| d <= now.saturating_add(lead_us)) {
                     let r = flush(server, &mut owed, &mut replies, now, lead_us);
                     defer(&mut answer_next, r);
                 }
