@@ -646,8 +646,80 @@ pub fn table(r: &report::Report) -> String {
         );
     }
     phase_table(r, &mut t);
+    kernel_table(r, &mut t);
     t.push_str(&targets::table(&targets::judge(r)));
     t
+}
+
+/// What the kernel counted per I/O, and each side's CPU time per I/O, for
+/// the points whose guest printed a `bench-costs` line: medians of the
+/// repetitions that carry one. Timer writes read `-` where the guest did
+/// not count them (reports made before it did).
+fn kernel_table(r: &report::Report, t: &mut String) {
+    let counted =
+        |p: &&report::PointReport| p.samples.iter().any(|s| s.kernel_per_io_milli.is_some());
+    if !r.points.iter().any(|p| counted(&p)) {
+        return;
+    }
+    let _ = writeln!(
+        t,
+        "\nKernel counts per I/O: address-space switches, syscalls, IPC calls, notifications, interrupts, timer wake-ups, timer compare-value writes; CPU µs per I/O of the client, the driver and the IOMMU server (kernel time on their behalf included)"
+    );
+    let _ = writeln!(
+        t,
+        "{:<7} {:<10} {:<9} {:>3} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "run",
+        "device",
+        "workload",
+        "qd",
+        "mode",
+        "switches",
+        "syscalls",
+        "calls",
+        "notif",
+        "irqs",
+        "wakeups",
+        "twrites",
+        "client",
+        "driver",
+        "server"
+    );
+    for p in r.points.iter().filter(counted) {
+        let kernel: Vec<&report::KernelPerIo> = p
+            .samples
+            .iter()
+            .filter_map(|s| s.kernel_per_io_milli.as_ref())
+            .collect();
+        let med = |f: fn(&report::KernelPerIo) -> u64| {
+            report::median(&kernel.iter().map(|k| f(k)).collect::<Vec<_>>())
+        };
+        let count = |v: u64| format!("{:.3}", v as f64 / 1000.0);
+        let us = |v: u64| format!("{:.1}", v as f64 / 1000.0);
+        let writes: Vec<u64> = kernel.iter().filter_map(|k| k.timer_writes).collect();
+        let _ = writeln!(
+            t,
+            "{:<7} {:<10} {:<9} {:>3} {:<16} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            p.run,
+            p.device,
+            p.workload,
+            p.queue_depth,
+            p.mode,
+            count(med(|k| k.as_switches)),
+            count(med(|k| k.syscalls)),
+            count(med(|k| k.ipc_calls)),
+            count(med(|k| k.notifications)),
+            count(med(|k| k.interrupts)),
+            count(med(|k| k.timer_wakeups)),
+            if writes.is_empty() {
+                "-".into()
+            } else {
+                count(report::median(&writes))
+            },
+            us(med(|k| k.client_cpu_us)),
+            us(med(|k| k.driver_cpu_us)),
+            us(med(|k| k.server_cpu_us)),
+        );
+    }
 }
 
 /// The IOMMU server's time per I/O by phase, for the points that carry it
@@ -922,6 +994,24 @@ mod tests {
         assert!(t.contains("repeated until the test said so"), "{t}");
         // No point printed phases: no phase table.
         assert!(!t.contains("by phase"), "{t}");
+        // The bypass point printed its kernel counts (no timer writes),
+        // the strict one none: one row.
+        assert!(t.contains("Kernel counts per I/O"), "{t}");
+        let rows: Vec<&str> = t
+            .lines()
+            .skip_while(|l| !l.starts_with("Kernel counts"))
+            .skip(2)
+            .take_while(|l| l.starts_with("matrix"))
+            .collect();
+        assert_eq!(rows.len(), 1, "{t}");
+        let cols: Vec<&str> = rows[0].split_whitespace().collect();
+        assert_eq!(
+            &cols[5..],
+            [
+                "6.000", "9.000", "3.000", "1.000", "1.000", "0.000", "-", "10.0", "20.0", "30.0"
+            ],
+            "{t}"
+        );
     }
 
     /// The server's phases: one row per point that has them, `other` the
@@ -955,15 +1045,24 @@ mod tests {
     }
 
     /// A guest that counts the kernel's timer writes: their median per
-    /// I/O is the CSV's last column, empty where a point has none.
+    /// I/O is in the kernel table and the CSV's last column, empty where a
+    /// point has none.
     #[test]
-    fn timer_writes_reach_the_csv() {
+    fn timer_writes_reach_the_table_and_the_csv() {
         let log = LOG.replace(
             "timer_wakeups=0.000",
             "timer_wakeups=0.000 timer_writes=0.250",
         );
         let slower = log.replace("timer_writes=0.250", "timer_writes=0.500");
         let r = report_of(&[&log, &slower, &log]);
+        // The kernel table's timer-writes column: the median, 0.250.
+        let t = table(&r);
+        let row = t
+            .lines()
+            .skip_while(|l| !l.starts_with("Kernel counts"))
+            .nth(2)
+            .unwrap_or_else(|| panic!("no kernel row: {t}"));
+        assert_eq!(row.split_whitespace().nth(11), Some("0.250"), "{row}");
         let csv = csv(&r);
         let mut lines = csv.lines();
         assert!(
