@@ -809,21 +809,25 @@ fn csv(r: &report::Report) -> String {
         s.push_str(",timer_writes_milli");
     }
     s.push('\n');
+    // The median of the repetitions that have a value; empty if none has.
+    let cell = |v: &[u64]| {
+        if v.is_empty() {
+            String::new()
+        } else {
+            report::median(v).to_string()
+        }
+    };
     for p in &r.points {
         let med = |f: &dyn Fn(&report::Sample) -> u64| {
             report::median(&p.samples.iter().map(f).collect::<Vec<_>>())
         };
         let kmed = |f: fn(&report::KernelPerIo) -> u64| {
-            let v: Vec<u64> = p
-                .samples
-                .iter()
-                .filter_map(|s| s.kernel_per_io_milli.as_ref().map(f))
-                .collect();
-            if v.is_empty() {
-                String::new()
-            } else {
-                report::median(&v).to_string()
-            }
+            cell(
+                &p.samples
+                    .iter()
+                    .filter_map(|s| s.kernel_per_io_milli.as_ref().map(f))
+                    .collect::<Vec<_>>(),
+            )
         };
         let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
         // The largest over the repetitions: a bound holds only if it holds
@@ -895,20 +899,16 @@ fn csv(r: &report::Report) -> String {
                 |ph: &report::ServerPhases| ph.flush_us,
                 |ph: &report::ServerPhases| ph.pin_us,
             ] {
-                cols.push(if phases.is_empty() {
-                    String::new()
-                } else {
-                    report::median(&phases.iter().map(f).collect::<Vec<_>>()).to_string()
-                });
+                cols.push(cell(&phases.iter().map(f).collect::<Vec<_>>()));
             }
         }
         if with_timer_writes {
-            let v: Vec<u64> = p.samples.iter().filter_map(timer_writes).collect();
-            cols.push(if v.is_empty() {
-                String::new()
-            } else {
-                report::median(&v).to_string()
-            });
+            cols.push(cell(
+                &p.samples
+                    .iter()
+                    .filter_map(timer_writes)
+                    .collect::<Vec<_>>(),
+            ));
         }
         let _ = writeln!(s, "{}", cols.join(","));
     }
