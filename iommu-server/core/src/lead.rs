@@ -49,7 +49,8 @@ pub const LEARN_PAGES: u64 = 64;
 /// a loaded one (a 512-page map, pins included).
 pub const FIRST_PAGE_NS: u64 = 2_000;
 
-/// [`Lead::join_rate`] when every recent unmap came in time to join.
+/// The join rate (`Lead`'s share of unmaps that came in time to join) when
+/// every recent unmap did.
 pub const JOINED_ALL: u32 = 256;
 
 /// The estimates; see the module documentation.
@@ -165,12 +166,6 @@ impl Lead {
         if self.bet_due.is_none() {
             self.bet_due = window_due;
         }
-    }
-
-    /// The share of recent unmaps that came in time to join, in
-    /// 1/[`JOINED_ALL`].
-    pub fn join_rate(&self) -> u32 {
-        self.join_rate
     }
 
     /// How far ahead of `now_us` a deferred window is flushed right after
@@ -386,11 +381,7 @@ mod tests {
         // join every time, one unmap in three comes in time.
         let mut l = Lead::new();
         let last = unmaps_against_windows(&mut l, 0, &[100, 700, 700], 96, 600);
-        assert!(
-            l.join_rate() < JOINED_ALL / 2,
-            "join rate {}",
-            l.join_rate()
-        );
+        assert!(l.join_rate < JOINED_ALL / 2, "join rate {}", l.join_rate);
         // Right after the last unmap's call, its window (due 570 µs from
         // now) is flushed, not kept for an unmap that seldom comes.
         assert!(l.flush_lead(last + 30) >= 570);
@@ -402,7 +393,7 @@ mod tests {
         // and the window stays open after the call (the average rule).
         let mut l = Lead::new();
         let last = unmaps_against_windows(&mut l, 0, &[300], 64, 500);
-        assert_eq!(l.join_rate(), JOINED_ALL);
+        assert_eq!(l.join_rate, JOINED_ALL);
         let lead = l.flush_lead(last + 30);
         assert!(lead < 470, "lead {lead}");
         // Unmaps 700 µs apart: none joins, and a few of them are enough
@@ -413,7 +404,7 @@ mod tests {
         // recent unmaps joined, while the misses are still scored (the
         // windows were flushed, but would the unmap have joined them?).
         let t = unmaps_against_windows(&mut l, t + 700, &[300], 16, 500);
-        assert!(l.join_rate() >= JOINED_ALL / 2, "rate {}", l.join_rate());
+        assert!(l.join_rate >= JOINED_ALL / 2, "rate {}", l.join_rate);
         assert!(l.flush_lead(t + 30) < 470);
     }
 
@@ -432,7 +423,7 @@ mod tests {
             l.unmap_arrived(900, e);
             l.call_ended(Some(500));
         }
-        assert!(l.join_rate() < JOINED_ALL / 2, "rate {}", l.join_rate());
+        assert!(l.join_rate < JOINED_ALL / 2, "rate {}", l.join_rate);
         // A call that ended with no window open bets on nothing.
         let mut l = Lead::new();
         for t in 0..64 {
@@ -440,6 +431,6 @@ mod tests {
             let e = l.arrive(t * 1_000, 1);
             l.unmap_arrived(t * 1_000, e);
         }
-        assert_eq!(l.join_rate(), JOINED_ALL);
+        assert_eq!(l.join_rate, JOINED_ALL);
     }
 }
